@@ -1,0 +1,36 @@
+# Postern. `make demo` runs the bastion with a demo target; `make test` runs
+# the whole suite (installing the Debian packages it needs first).
+GO       ?= go
+BIN      := bin/postern
+PKGS     := ./...
+STATICCHECK_VERSION := v0.8.2
+FUZZTIME ?= 60s
+
+.PHONY: build test test-short deps demo bench lint fuzz clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/postern
+
+deps:
+	bash scripts/deps.sh
+
+# The full suite: unit tests and end-to-end tests against real OpenSSH, with
+# the race detector. CI sets CI=true, which turns a missing tool into a
+# failure instead of a skip.
+test: deps
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+demo: build
+	./$(BIN) demo
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -timeout 20m ./bastion/
+
+lint:
+	test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+clean:
+	rm -rf bin

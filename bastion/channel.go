@@ -1,0 +1,236 @@
+package bastion
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// openChannel handles one channel the client opens (RFC 4254 §5.1).
+func (c *conn) openChannel(nc ssh.NewChannel, up *ssh.Client) {
+	switch nc.ChannelType() {
+	case "session":
+		c.wg.Go(func() { c.session(nc, up) })
+	case "direct-tcpip":
+		c.wg.Go(func() { c.directTCPIP(nc, up) })
+	default:
+		c.log.Info("channel refused", "channel_type", nc.ChannelType())
+		nc.Reject(ssh.UnknownChannelType, "postern: channel type "+strconv.Quote(nc.ChannelType())+" is not supported")
+	}
+}
+
+// session proxies a session channel to a session channel on the target,
+// forwarding the requests the bastion allows. Teardown follows RFC 4254
+// §6.10 and OpenSSH: all output, then exit-status, then EOF, then CLOSE.
+func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
+	uch, ureqs, err := up.OpenChannel("session", nil)
+	if err != nil {
+		c.log.Warn("target refused session channel", "err", err)
+		nc.Reject(ssh.ConnectionFailed, "postern: target "+c.grant.Target.Name+" refused the session")
+		return
+	}
+	ch, creqs, err := nc.Accept()
+	if err != nil {
+		uch.Close()
+		return
+	}
+	c.track(ch)
+	defer c.untrack(ch)
+	defer ch.Close()
+	defer uch.Close()
+
+	var out sync.WaitGroup
+	out.Go(func() { c.pump(ch, uch) })
+	out.Go(func() { c.pump(ch.Stderr(), uch.Stderr()) })
+	// stdin: the client's EOF reaches the target as EOF. This copier ends
+	// when either channel closes; the deferred closes above guarantee it.
+	c.wg.Go(func() {
+		c.pump(uch, ch)
+		uch.CloseWrite()
+	})
+	// The client's requests go to the target in order. When the client
+	// closes the channel, creqs closes, and so does the target's channel.
+	c.wg.Go(func() {
+		for r := range creqs {
+			c.sessionRequest(r, uch)
+		}
+		uch.Close()
+	})
+
+	// The target's requests go to the client, except exit-status and
+	// exit-signal, which are held until every byte of output is sent:
+	// x/crypto delivers requests and data on separate queues, so without
+	// this the client could see the exit before the last output.
+	var exits []*ssh.Request
+	for r := range ureqs {
+		switch r.Type {
+		case "exit-status", "exit-signal":
+			exits = append(exits, r)
+		default:
+			ok, _ := ch.SendRequest(r.Type, r.WantReply, r.Payload)
+			if r.WantReply {
+				r.Reply(ok, nil)
+			}
+		}
+	}
+	// ureqs closes when the target closed the channel; its data is all
+	// buffered, so the output pumps finish.
+	out.Wait()
+	for _, r := range exits {
+		if r.Type == "exit-status" && len(r.Payload) == 4 {
+			c.log.Info("session channel exited", "exit_status", binary.BigEndian.Uint32(r.Payload))
+		}
+		ch.SendRequest(r.Type, false, r.Payload)
+	}
+	ch.CloseWrite()
+}
+
+// sessionRequest forwards one client request on a session channel to the
+// target and relays the answer (RFC 4254 §6).
+func (c *conn) sessionRequest(r *ssh.Request, uch ssh.Channel) {
+	forward := false
+	switch r.Type {
+	case "pty-req", "shell", "exec", "window-change", "signal", "break":
+		forward = true
+	case "env":
+		// RFC 4254 §6.4: string name, string value.
+		var env struct{ Name, Value string }
+		if ssh.Unmarshal(r.Payload, &env) == nil && c.envAllowed(env.Name) {
+			forward = true
+		} else {
+			c.log.Debug("env refused", "name", env.Name)
+		}
+	case "subsystem":
+		var sub struct{ Name string }
+		if ssh.Unmarshal(r.Payload, &sub) == nil && sub.Name == "sftp" {
+			forward = true
+		} else {
+			c.log.Info("subsystem refused", "subsystem", sub.Name)
+		}
+	default:
+		// x11-req, auth-agent-req@openssh.com and anything unknown.
+		c.log.Info("session request refused", "request", r.Type)
+	}
+	if !forward {
+		if r.WantReply {
+			r.Reply(false, nil)
+		}
+		return
+	}
+	switch r.Type {
+	case "exec":
+		var cmd struct{ Command string }
+		ssh.Unmarshal(r.Payload, &cmd)
+		c.log.Info("exec", "command_bytes", len(cmd.Command))
+	case "shell", "subsystem":
+		c.log.Info(r.Type)
+	}
+	ok, err := uch.SendRequest(r.Type, r.WantReply, r.Payload)
+	if r.WantReply {
+		r.Reply(ok && err == nil, nil)
+	}
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+// pump copies src to dst with a pooled buffer, marking the connection
+// active on every chunk. It returns at EOF or on the first error.
+func (c *conn) pump(dst io.Writer, src io.Reader) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			c.touch()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// directTCPIP handles a port-forwarding channel (RFC 4254 §7.2). A request
+// for a target's SSH port is what `ssh -J` sends: refused with directions,
+// because a relay would hide the session from the bastion.
+func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
+	var req struct {
+		Host       string
+		Port       uint32
+		OriginHost string
+		OriginPort uint32
+	}
+	if err := ssh.Unmarshal(nc.ExtraData(), &req); err != nil {
+		nc.Reject(ssh.ConnectionFailed, "postern: malformed direct-tcpip request")
+		return
+	}
+	log := c.log.With("forward_host", req.Host, "forward_port", req.Port)
+	if c.isSSHPort(req.Host, req.Port) {
+		audit(log, "forward", "allowed", false, "reason", "ssh -J style relay to an SSH port")
+		nc.Reject(ssh.Prohibited, "postern: ProxyJump (ssh -J) is not supported: postern terminates SSH so it can record and mask the session. Connect with: ssh -p PORT LOGIN@TARGET@BASTION")
+		return
+	}
+	if !c.grant.PortForwarding {
+		audit(log, "forward", "allowed", false, "reason", "port forwarding not granted")
+		nc.Reject(ssh.Prohibited, "postern: port forwarding is not allowed for you on "+c.grant.Target.Name)
+		return
+	}
+	// Forwarding goes to the target itself: its name or localhost means
+	// the target's loopback; anything else is refused.
+	switch req.Host {
+	case c.grant.Target.Name, "localhost", "127.0.0.1", "::1":
+		req.Host = "localhost"
+	default:
+		audit(log, "forward", "allowed", false, "reason", "destination is not the target")
+		nc.Reject(ssh.Prohibited, "postern: forwarding is only allowed to ports on "+c.grant.Target.Name+" itself")
+		return
+	}
+	uch, ureqs, err := up.OpenChannel("direct-tcpip", ssh.Marshal(&req))
+	if err != nil {
+		audit(log, "forward", "allowed", true, "ok", false, "reason", err.Error())
+		nc.Reject(ssh.ConnectionFailed, "postern: target could not open the forwarded port")
+		return
+	}
+	go ssh.DiscardRequests(ureqs)
+	ch, creqs, err := nc.Accept()
+	if err != nil {
+		uch.Close()
+		return
+	}
+	audit(log, "forward", "allowed", true, "ok", true)
+	go ssh.DiscardRequests(creqs)
+	c.track(ch)
+	defer c.untrack(ch)
+	var wg sync.WaitGroup
+	wg.Go(func() { c.pump(ch, uch); ch.CloseWrite() })
+	wg.Go(func() { c.pump(uch, ch); uch.CloseWrite() })
+	wg.Wait()
+	ch.Close()
+	uch.Close()
+}
+
+// isSSHPort reports whether host:port is the SSH port of a target, or port
+// 22 anywhere.
+func (c *conn) isSSHPort(host string, port uint32) bool {
+	if port == 22 {
+		return true
+	}
+	hp := net.JoinHostPort(host, strconv.Itoa(int(port)))
+	for i := range c.s.cfg.Policy.Targets {
+		t := &c.s.cfg.Policy.Targets[i]
+		if t.Address == hp {
+			return true
+		}
+		if h, p, err := net.SplitHostPort(t.Address); err == nil && p == strconv.Itoa(int(port)) && (host == t.Name || host == h) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,334 @@
+package bastion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/postern/postern/certs"
+	"golang.org/x/crypto/ssh"
+)
+
+// conn is one client connection and, once authorised, its upstream
+// connection to the target. Its session ID is on every log line.
+type conn struct {
+	s      *Server
+	id     string
+	nc     net.Conn
+	log    *slog.Logger
+	remote net.Addr
+
+	// Set by the auth callbacks, which x/crypto runs one at a time on the
+	// handshake goroutine before NewServerConn returns.
+	user     string   // SSH user name asked for
+	refusals []string // why keys or the user were refused, distinct, in order
+	offered  int    // keys offered
+	bannered []string // messages already shown
+	identity Identity
+	grant    *Grant
+	cert     *ssh.Certificate
+
+	lastActive atomic.Int64 // unix nanos of the last channel data
+	lastAlive  atomic.Int64 // unix nanos of the last keepalive reply
+
+	mu       sync.Mutex // guards channels, sc, ended
+	channels map[ssh.Channel]struct{}
+	sc       *ssh.ServerConn
+	ended    string // why the bastion ended the connection, if it did
+
+	wg sync.WaitGroup // channel goroutines
+}
+
+func (s *Server) newConn(nc net.Conn) *conn {
+	id := ulid.Make().String()
+	return &conn{
+		s:        s,
+		id:       id,
+		nc:       nc,
+		remote:   nc.RemoteAddr(),
+		log:      s.log.With("session", id, "client", nc.RemoteAddr().String()),
+		channels: make(map[ssh.Channel]struct{}),
+	}
+}
+
+// checkKey is the PublicKeyCallback: it verifies the certificate itself.
+// Its message only tells the user about their own certificate.
+func (c *conn) checkKey(cm ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	c.offered++
+	c.user = cm.User()
+	cert, err := c.s.checker.Check(key, cm.RemoteAddr())
+	if err != nil {
+		var ce *certs.CheckError
+		errors.As(err, &ce)
+		c.refuse(ce.Reason)
+		return nil, c.banner(err, ce.UserMessage())
+	}
+	perms := &ssh.Permissions{
+		CriticalOptions: cert.CriticalOptions, // x/crypto enforces source-address again
+		ExtraData:       map[any]any{certKey{}: cert},
+	}
+	return perms, nil
+}
+
+type certKey struct{}
+
+func (c *conn) refuse(reason string) {
+	if !slices.Contains(c.refusals, reason) && len(c.refusals) < 8 {
+		c.refusals = append(c.refusals, reason)
+	}
+}
+
+// banner wraps err so that x/crypto shows msg to the client, once per
+// connection: a client with several keys in its agent would otherwise see
+// the same line for each.
+func (c *conn) banner(err error, msg string) error {
+	if slices.Contains(c.bannered, msg) {
+		return err
+	}
+	c.bannered = append(c.bannered, msg)
+	return &ssh.BannerError{Err: err, Message: msg + "\r\n"}
+}
+
+// authorize is the VerifiedPublicKeyCallback: the client has proved it holds
+// the certificate's key, so now the policy decides, and its reason may be
+// shown.
+func (c *conn) authorize(cm ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
+	cert, _ := perms.ExtraData[certKey{}].(*ssh.Certificate)
+	if cert == nil {
+		return nil, errors.New("internal: certificate missing after verification")
+	}
+	id := Identity{
+		Principals: cert.ValidPrincipals,
+		Groups:     certs.Groups(cert),
+		KeyID:      cert.KeyId,
+		Serial:     cert.Serial,
+	}
+	grant, err := c.s.cfg.Policy.Decide(id, cm.User())
+	if err != nil {
+		var de *DenyError
+		if !errors.As(err, &de) {
+			de = &DenyError{Message: "postern: access denied", Reason: err.Error()}
+		}
+		c.refuse(de.Reason)
+		c.identity = id
+		return nil, c.banner(err, de.UserMessage())
+	}
+	c.identity, c.grant, c.cert = id, grant, cert
+	return perms, nil
+}
+
+func (c *conn) serve() {
+	defer c.nc.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("connection handler panicked", "panic", r)
+		}
+	}()
+	start := time.Now()
+	c.nc.SetDeadline(start.Add(c.s.cfg.HandshakeTimeout))
+	sc, chans, reqs, err := ssh.NewServerConn(c.nc, c.s.serverConfig(c))
+	if err != nil {
+		reason := strings.Join(c.refusals, "; ")
+		if reason == "" {
+			if c.offered == 0 {
+				reason = "no certificate offered"
+			} else {
+				reason = "handshake: " + err.Error()
+			}
+		}
+		attrs := []any{"allowed", false, "user_name", c.user, "reason", reason}
+		if c.identity.Name() != "" {
+			attrs = append(attrs, "principals", c.identity.Principals, "key_id", c.identity.KeyID, "serial", c.identity.Serial)
+		}
+		audit(c.log, "connect", attrs...)
+		return
+	}
+	c.nc.SetDeadline(time.Time{})
+	c.mu.Lock()
+	c.sc = sc
+	c.mu.Unlock()
+	defer sc.Close()
+
+	g := c.grant
+	c.log = c.log.With("user", c.identity.Name(), "target", g.Target.Name, "login", g.Login)
+	audit(c.log, "connect", "allowed", true, "principals", c.identity.Principals, "groups", c.identity.Groups,
+		"key_id", c.identity.KeyID, "serial", c.identity.Serial, "rule", g.Rule, "port_forwarding", g.PortForwarding)
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	now := time.Now().UnixNano()
+	c.lastActive.Store(now)
+	c.lastAlive.Store(now)
+
+	up, err := c.dial()
+	if err != nil {
+		var ue *upstreamError
+		msg := "postern: cannot reach target " + g.Target.Name
+		if errors.As(err, &ue) {
+			msg = ue.UserMessage()
+		}
+		audit(c.log, "upstream", "ok", false, "reason", err.Error())
+		c.refuseAll(sc, chans, reqs, msg)
+		return
+	}
+	defer up.Close()
+	c.log.Info("upstream connected", "address", g.Target.Address)
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		// The client's global requests: keepalive@openssh.com and
+		// no-more-sessions get a "failure", which OpenSSH accepts as a
+		// sign of life; remote forwarding (tcpip-forward) is refused.
+		ssh.DiscardRequests(reqs)
+	})
+	wg.Go(func() {
+		err := up.Wait()
+		cancel(fmt.Errorf("target closed the connection: %v", err))
+		sc.Close()
+	})
+	wg.Go(func() { c.monitor(ctx, sc) })
+	for nc := range chans {
+		c.openChannel(nc, up)
+	}
+	cancel(errors.New("client disconnected"))
+	up.Close()
+	c.wg.Wait()
+	wg.Wait()
+	reason := context.Cause(ctx).Error()
+	c.mu.Lock()
+	if c.ended != "" {
+		reason = c.ended
+	}
+	c.mu.Unlock()
+	audit(c.log, "disconnect", "duration_ms", time.Since(start).Milliseconds(), "reason", reason)
+}
+
+// refuseAll answers every channel of a connection whose target cannot be
+// reached with msg (OpenSSH prints the reason of a failed channel open),
+// and closes it after the first, or after a minute if there is none.
+func (c *conn) refuseAll(sc *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, msg string) {
+	go ssh.DiscardRequests(reqs)
+	t := time.AfterFunc(time.Minute, func() { sc.Close() })
+	defer t.Stop()
+	for nc := range chans {
+		nc.Reject(ssh.ConnectionFailed, msg)
+		// Give the client a moment to read the reason before the close.
+		time.AfterFunc(100*time.Millisecond, func() { sc.Close() })
+	}
+}
+
+// terminate ends the connection for a reason the user is told on every
+// open session channel.
+func (c *conn) terminate(why string) {
+	c.mu.Lock()
+	if c.ended == "" {
+		c.ended = why
+	}
+	chans := make([]ssh.Channel, 0, len(c.channels))
+	for ch := range c.channels {
+		chans = append(chans, ch)
+	}
+	sc := c.sc
+	c.mu.Unlock()
+	for _, ch := range chans {
+		// Bounded: a client that stopped reading must not hold us.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			ch.Stderr().Write([]byte("\r\n" + why + "\r\n"))
+		}()
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+		}
+	}
+	if sc != nil {
+		sc.Close()
+	} else {
+		c.nc.Close()
+	}
+}
+
+// monitor sends keepalives and enforces the idle timeout until ctx ends.
+func (c *conn) monitor(ctx context.Context, sc *ssh.ServerConn) {
+	cfg := c.s.cfg
+	if cfg.KeepAliveInterval == 0 && cfg.IdleTimeout == 0 {
+		return
+	}
+	tick := time.Second
+	if cfg.KeepAliveInterval > 0 {
+		tick = min(tick, cfg.KeepAliveInterval)
+	}
+	if cfg.IdleTimeout > 0 {
+		tick = min(tick, max(cfg.IdleTimeout/4, 10*time.Millisecond))
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	// A probe's SendRequest blocks until the reply and returns when the
+	// connection closes; monitor waits for it, and every path out of
+	// monitor follows or causes the close.
+	var probes sync.WaitGroup
+	defer probes.Wait()
+	var probing atomic.Bool
+	var lastProbe time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if cfg.IdleTimeout > 0 && now.Sub(time.Unix(0, c.lastActive.Load())) >= cfg.IdleTimeout {
+				c.log.Info("idle timeout", "idle_timeout", cfg.IdleTimeout.String())
+				c.terminate(fmt.Sprintf("postern: connection idle for %s; closing", cfg.IdleTimeout))
+				return
+			}
+			if cfg.KeepAliveInterval == 0 {
+				continue
+			}
+			if now.Sub(time.Unix(0, c.lastAlive.Load())) > cfg.KeepAliveInterval*time.Duration(cfg.KeepAliveMax) {
+				c.log.Info("keepalive timeout", "missed", cfg.KeepAliveMax)
+				c.terminate("postern: client stopped answering keepalives")
+				return
+			}
+			if now.Sub(lastProbe) >= cfg.KeepAliveInterval && probing.CompareAndSwap(false, true) {
+				lastProbe = now
+				probes.Go(func() {
+					defer probing.Store(false)
+					if _, _, err := sc.SendRequest("keepalive@openssh.com", true, nil); err == nil {
+						c.lastAlive.Store(time.Now().UnixNano())
+					}
+				})
+			}
+		}
+	}
+}
+
+func (c *conn) touch() { c.lastActive.Store(time.Now().UnixNano()) }
+
+func (c *conn) track(ch ssh.Channel) {
+	c.mu.Lock()
+	c.channels[ch] = struct{}{}
+	c.mu.Unlock()
+}
+
+func (c *conn) untrack(ch ssh.Channel) {
+	c.mu.Lock()
+	delete(c.channels, ch)
+	c.mu.Unlock()
+}
+
+func (c *conn) envAllowed(name string) bool {
+	return slices.ContainsFunc(c.s.cfg.EnvAllow, func(p string) bool {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok {
+			return strings.HasPrefix(name, prefix)
+		}
+		return p == name
+	})
+}

@@ -1,0 +1,569 @@
+package bastion
+
+// End-to-end tests: the OpenSSH client talks to a Postern bastion running
+// in this test binary, which talks to a real OpenSSH sshd started on
+// loopback. One sshd and one bastion serve every test in the package.
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/testenv"
+	"golang.org/x/crypto/ssh"
+)
+
+func TestMain(m *testing.M) {
+	code := testenv.Run(m)
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+// harness is the package's one bastion and target.
+type harness struct {
+	dir        string
+	auth       *certs.Authority
+	sshd       *testenv.SSHDInstance
+	srv        *Server
+	port       int    // bastion port
+	knownHosts string // pins the bastion's host key
+	logs       *syncBuffer
+	policy     Policy
+	sshBin     string
+
+	alice string // key path with a valid certificate for principal alice
+}
+
+var (
+	shared     harness
+	sharedOnce sync.Once
+	sharedErr  error
+)
+
+// syncBuffer is a bytes.Buffer safe for the server's concurrent logging.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// env returns the shared harness, starting it on first use.
+func env(t *testing.T) *harness {
+	t.Helper()
+	sshBin := testenv.Require(t, "ssh")
+	testenv.Require(t, "sshd")
+	sharedOnce.Do(func() { sharedErr = shared.start(t, sshBin) })
+	if sharedErr != nil {
+		t.Fatalf("start harness: %v", sharedErr)
+	}
+	// The shared sshd prints its log on failure; print the bastion's too.
+	mark := len(shared.logs.String())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("bastion log during this test:\n%s", shared.logs.String()[mark:])
+		}
+	})
+	return &shared
+}
+
+// testUser is a non-root login on the target: sshd only delivers
+// "signal" requests to sessions of users other than root (privilege
+// separation).
+const testUser = "posterne2e"
+
+func (h *harness) start(t *testing.T, sshBin string) error {
+	if err := ensureUser(testUser); err != nil {
+		return err
+	}
+	var err error
+	h.sshBin = sshBin
+	if h.dir, err = os.MkdirTemp("", "postern-e2e-"); err != nil {
+		return err
+	}
+	if h.auth, err = certs.Open(filepath.Join(h.dir, "data")); err != nil {
+		return err
+	}
+	h.sshd = testenv.SharedSSHD(t, "bastion-target", testenv.SSHDOptions{
+		TrustedUserCAKeys: []ssh.PublicKey{h.auth.UpstreamCA.PublicKey()},
+		Extra:             []string{"AcceptEnv POSTERN_FORBIDDEN_VAR"},
+	})
+	wrongKey := newTestSigner(t).PublicKey()
+	kh := filepath.Join(h.dir, "target_known_hosts")
+	if err := os.WriteFile(kh, []byte(h.sshd.KnownHostsLine()+"\n"), 0o644); err != nil {
+		return err
+	}
+	h.policy = Policy{
+		Targets: []Target{
+			{Name: "t1", Address: h.sshd.Addr, HostKey: h.sshd.HostKey, Logins: []string{"root", testUser, "nobody"}, DefaultLogin: "root"},
+			{Name: "viakh", Address: h.sshd.Addr, KnownHostsFile: kh},
+			{Name: "badkey", Address: h.sshd.Addr, HostKey: wrongKey},
+		},
+		Rules: []Rule{
+			{Name: "alice", Principals: []string{"alice"}, Targets: []string{"t1", "viakh", "badkey"}, Logins: []string{"root", testUser}},
+			{Name: "forwarder", Principals: []string{"fwd"}, Targets: []string{"t1"}, Logins: []string{"root"}, PortForwarding: true},
+		},
+	}
+	h.logs = &syncBuffer{}
+	h.srv, err = New(Config{
+		Policy:            h.policy,
+		Authority:         h.auth,
+		KeepAliveInterval: 5 * time.Second,
+		Log:               slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	h.port = l.Addr().(*net.TCPAddr).Port
+	go h.srv.Serve(l)
+	h.knownHosts = filepath.Join(h.dir, "bastion_known_hosts")
+	line := fmt.Sprintf("[127.0.0.1]:%d %s", h.port, ssh.MarshalAuthorizedKey(h.auth.HostKey.PublicKey()))
+	if err := os.WriteFile(h.knownHosts, []byte(line), 0o644); err != nil {
+		return err
+	}
+	h.alice = h.userKey(t, "alice", certs.UserCertRequest{Principals: []string{"alice"}, TTL: time.Hour, KeyID: "alice@test"})
+	return nil
+}
+
+// ensureUser creates a local account for the target to log in as. Its
+// password field is "*" (no password) rather than useradd's "!" (locked):
+// sshd without PAM refuses locked accounts even for certificates.
+func ensureUser(name string) error {
+	if _, err := user.Lookup(name); err == nil {
+		return nil
+	}
+	out, err := exec.Command("useradd", "-m", "-s", "/bin/sh", "-p", "*", name).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("useradd %s (tests run as root, see TESTING.md): %v: %s", name, err, out)
+	}
+	return nil
+}
+
+func newTestSigner(t testing.TB) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// userKey makes a key pair named name in the harness dir with a
+// certificate from the bastion's user CA per req, and returns its path.
+func (h *harness) userKey(t testing.TB, name string, req certs.UserCertRequest) string {
+	t.Helper()
+	signer, path := testenv.NewKey(t, h.dir, name)
+	cert, err := h.auth.SignUser(signer.PublicKey(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WriteCert(t, path+"-cert.pub", cert)
+	return path
+}
+
+// opts are the OpenSSH client options for key.
+// LogLevel comes first because ssh keeps the first value of an option, and
+// at the default INFO level ssh shows the bastion's refusal banners.
+func (h *harness) opts(key string) []string {
+	return append([]string{"-o", "LogLevel=INFO"}, testenv.ClientOpts{Identity: key, KnownHosts: h.knownHosts}.Options()...)
+}
+
+// ssh runs the OpenSSH client through the bastion as user with key.
+func (h *harness) ssh(t *testing.T, key, user string, stdin io.Reader, args ...string) testenv.Result {
+	t.Helper()
+	a := append(h.opts(key), "-p", strconv.Itoa(h.port), user+"@127.0.0.1")
+	return testenv.Cmd(t, 2*time.Minute, stdin, h.sshBin, append(a, args...)...)
+}
+
+func TestExecOutputAndExitStatus(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	r := h.ssh(t, h.alice, "root@t1", nil, "echo hi; echo err >&2; exit 3")
+	if string(r.Stdout) != "hi\n" || r.ExitCode != 3 {
+		t.Fatalf("stdout %q exit %d, want \"hi\\n\" and 3; stderr %s", r.Stdout, r.ExitCode, r.Stderr)
+	}
+	if !strings.Contains(string(r.Stderr), "err") {
+		t.Fatalf("stderr %q lacks the target's stderr", r.Stderr)
+	}
+	// Plain TARGET uses the target's default login, root.
+	r = h.ssh(t, h.alice, "t1", nil, "id -un")
+	if string(r.Stdout) != "root\n" || r.ExitCode != 0 {
+		t.Fatalf("default login: stdout %q exit %d stderr %s", r.Stdout, r.ExitCode, r.Stderr)
+	}
+	// known_hosts-verified target.
+	r = h.ssh(t, h.alice, "root@viakh", nil, "echo kh")
+	if string(r.Stdout) != "kh\n" || r.ExitCode != 0 {
+		t.Fatalf("known_hosts target: stdout %q exit %d stderr %s", r.Stdout, r.ExitCode, r.Stderr)
+	}
+}
+
+func TestStdinEOFAndLargeOutputBeforeExit(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	// wc only prints after stdin's EOF reaches the target.
+	r := h.ssh(t, h.alice, "root@t1", strings.NewReader("a\nb\nc\n"), "wc -l; exit 4")
+	if strings.TrimSpace(string(r.Stdout)) != "3" || r.ExitCode != 4 {
+		t.Fatalf("stdout %q exit %d stderr %s", r.Stdout, r.ExitCode, r.Stderr)
+	}
+	// Output written just before exit is all delivered.
+	r = h.ssh(t, h.alice, "root@t1", nil, "head -c 3000000 /dev/zero; exit 9")
+	if len(r.Stdout) != 3000000 || r.ExitCode != 9 {
+		t.Fatalf("got %d bytes, exit %d; want 3000000 and 9", len(r.Stdout), r.ExitCode)
+	}
+}
+
+func TestBulk64MiBThroughCat(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	src := filepath.Join(t.TempDir(), "blob")
+	data := make([]byte, 64<<20)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.Sum256(data)
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// Up and down at once: stdin goes to the target's cat and comes back.
+	r := h.ssh(t, h.alice, "root@t1", f, "cat")
+	if r.ExitCode != 0 || sha256.Sum256(r.Stdout) != want {
+		t.Fatalf("cat round trip: exit %d, %d bytes back, sha256 match %v; stderr %s",
+			r.ExitCode, len(r.Stdout), sha256.Sum256(r.Stdout) == want, r.Stderr)
+	}
+	// Upload only: the target hashes what it received.
+	f.Seek(0, io.SeekStart)
+	r = h.ssh(t, h.alice, "root@t1", f, "sha256sum")
+	if got := strings.Fields(string(r.Stdout)); len(got) == 0 || got[0] != fmt.Sprintf("%x", want) {
+		t.Fatalf("upload: target hashed %q, want %x; stderr %s", r.Stdout, want, r.Stderr)
+	}
+	// Download only.
+	r = h.ssh(t, h.alice, "root@t1", nil, "cat "+src)
+	if sha256.Sum256(r.Stdout) != want {
+		t.Fatalf("download: %d bytes, sha256 mismatch; stderr %s", len(r.Stdout), r.Stderr)
+	}
+}
+
+func TestEnvAllowlist(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	args := append(h.opts(h.alice), "-p", strconv.Itoa(h.port),
+		"-o", "SetEnv=LANG=C.UTF-8 LC_TIME=C POSTERN_FORBIDDEN_VAR=leak",
+		"root@t1@127.0.0.1", `echo "LANG=$LANG LC_TIME=$LC_TIME FORBIDDEN=$POSTERN_FORBIDDEN_VAR"`)
+	r := testenv.Cmd(t, time.Minute, nil, h.sshBin, args...)
+	if got := strings.TrimSpace(string(r.Stdout)); got != "LANG=C.UTF-8 LC_TIME=C FORBIDDEN=" {
+		t.Fatalf("target saw %q (stderr %s); want LANG and LC_TIME passed and POSTERN_FORBIDDEN_VAR dropped", got, r.Stderr)
+	}
+}
+
+func TestSeveralChannelsOneConnection(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	client := h.dialGo(t, h.alice, "root@t1")
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Go(func() {
+			s, err := client.NewSession()
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer s.Close()
+			out, err := s.Output(fmt.Sprintf("echo channel-%d; exit %d", i, i))
+			if want := fmt.Sprintf("channel-%d\n", i); string(out) != want {
+				errs <- fmt.Errorf("channel %d: output %q, want %q (err %v)", i, out, want, err)
+				return
+			}
+			var ee *ssh.ExitError
+			if i > 0 && (!asExit(err, &ee) || ee.ExitStatus() != i) {
+				errs <- fmt.Errorf("channel %d: err %v, want exit status %d", i, err, i)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func asExit(err error, target **ssh.ExitError) bool {
+	ee, ok := err.(*ssh.ExitError)
+	*target = ee
+	return ok
+}
+
+func TestSignalAndExitSignal(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	client := h.dialGo(t, h.alice, testUser+"@t1")
+	s, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out, _ := s.StdoutPipe()
+	if err := s.Start("echo started; exec sleep 60"); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 8)
+	if _, err := io.ReadFull(out, line); err != nil || string(line) != "started\n" {
+		t.Fatalf("read %q, %v", line, err)
+	}
+	if err := s.Signal(ssh.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Wait() }()
+	select {
+	case err := <-done:
+		ee, ok := err.(*ssh.ExitError)
+		if !ok || ee.Signal() != "TERM" {
+			t.Fatalf("Wait = %v, want exit-signal TERM", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("signal did not end the command")
+	}
+}
+
+// dialGo connects an x/crypto client through the bastion.
+func (h *harness) dialGo(t *testing.T, key, user string) *ssh.Client {
+	t.Helper()
+	data, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certData, err := os.ReadFile(key + "-cert.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(certData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := ssh.NewCertSigner(pub.(*ssh.Certificate), signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := ssh.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(h.port)), &ssh.ClientConfig{
+		User:            user,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(cs)},
+		HostKeyCallback: ssh.FixedHostKey(h.auth.HostKey.PublicKey()),
+		Timeout:         10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return client
+}
+
+func TestRefused(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	plain, plainPath := testenv.NewKey(t, h.dir, "plain")
+	_ = plain
+	other, err := certs.Open(filepath.Join(h.dir, "other-ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCA := func(name string) string {
+		signer, path := testenv.NewKey(t, h.dir, name)
+		cert, err := other.SignUser(signer.PublicKey(), certs.UserCertRequest{Principals: []string{"alice"}, TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.WriteCert(t, path+"-cert.pub", cert)
+		return path
+	}
+	past := time.Now().Add(-48 * time.Hour)
+	future := time.Now().Add(48 * time.Hour)
+	tests := []struct {
+		name, key, user string
+		want            string // in the client's stderr
+		reason          string // in the bastion's audit record
+	}{
+		{"plain public key", plainPath, "root@t1", "a certificate is required", "plain public key"},
+		{"cert from another CA", otherCA("otherca"), "root@t1", "not signed by this bastion", "unknown CA"},
+		{"expired cert", h.userKey(t, "expired", certs.UserCertRequest{Principals: []string{"alice"}, TTL: time.Hour, Now: past}), "root@t1", "certificate expired", "expired"},
+		{"not yet valid cert", h.userKey(t, "future", certs.UserCertRequest{Principals: []string{"alice"}, TTL: time.Hour, Now: future}), "root@t1", "not yet valid", "not valid until"},
+		{"wrong principal", h.userKey(t, "bob", certs.UserCertRequest{Principals: []string{"bob"}, TTL: time.Hour}), "root@t1", `bob may not connect to "t1"`, "no rule grants"},
+		{"login not allowed", h.alice, "nobody@t1", `may not log in as "nobody"`, "login \\\"nobody\\\" not allowed"},
+		{"unknown target", h.alice, "root@nosuch", `unknown target "nosuch"`, "unknown target"},
+		{"source-address mismatch", h.userKey(t, "srcaddr", certs.UserCertRequest{Principals: []string{"alice"}, TTL: time.Hour, SourceAddress: "192.0.2.0/24"}), "root@t1", "may not be used from this address", "not in source-address"},
+		{"target host key mismatch", h.alice, "root@badkey", "presented a host key the bastion does not trust", "not trusted"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := h.ssh(t, tt.key, tt.user, nil, "echo SHOULD-NOT-RUN")
+			if r.ExitCode != 255 || bytes.Contains(r.Stdout, []byte("SHOULD-NOT-RUN")) {
+				t.Fatalf("exit %d stdout %q: want refusal (255)", r.ExitCode, r.Stdout)
+			}
+			if !strings.Contains(string(r.Stderr), tt.want) {
+				t.Fatalf("client stderr %q does not say %q", r.Stderr, tt.want)
+			}
+			// The audit record is written when the bastion sees the
+			// client go, which may be just after the client exits.
+			testenv.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(h.logs.String(), tt.reason) })
+		})
+	}
+}
+
+// OpenSSH's client will not offer a host certificate for user
+// authentication, so this one uses x/crypto, which offers whatever it is
+// given.
+func TestHostCertAsUserCertRefused(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	key := newTestSigner(t)
+	cert := &ssh.Certificate{
+		Key: key.PublicKey(), CertType: ssh.HostCert, ValidPrincipals: []string{"alice"},
+		ValidAfter: uint64(time.Now().Add(-time.Hour).Unix()), ValidBefore: uint64(time.Now().Add(time.Hour).Unix()),
+	}
+	if err := cert.SignCert(rand.Reader, h.auth.UserCA); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewCertSigner(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var banner string
+	_, err = ssh.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(h.port)), &ssh.ClientConfig{
+		User:            "root@t1",
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.FixedHostKey(h.auth.HostKey.PublicKey()),
+		BannerCallback:  func(m string) error { banner += m; return nil },
+		Timeout:         10 * time.Second,
+	})
+	if err == nil {
+		t.Fatal("a host certificate was accepted as a user certificate")
+	}
+	if !strings.Contains(banner, "not a user certificate") {
+		t.Fatalf("banner %q does not explain the refusal", banner)
+	}
+	testenv.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(h.logs.String(), "(not user)") })
+}
+
+func TestProxyJumpRefused(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	fwd := h.userKey(t, "fwd", certs.UserCertRequest{Principals: []string{"fwd"}, TTL: time.Hour})
+	// What `ssh -J root@t1@bastion target` runs: a stdio forward
+	// (direct-tcpip) through the bastion to the target's SSH port.
+	jump := fmt.Sprintf("%s %s -p %d -W %%h:%%p root@t1@127.0.0.1", h.sshBin, strings.Join(h.opts(fwd), " "), h.port)
+	args := append(h.opts(h.alice), "-o", "ProxyCommand="+jump, "-p", strconv.Itoa(h.sshd.Port), "root@127.0.0.1", "echo SHOULD-NOT-RUN")
+	r := testenv.Cmd(t, time.Minute, nil, h.sshBin, args...)
+	if r.ExitCode != 255 || bytes.Contains(r.Stdout, []byte("SHOULD-NOT-RUN")) {
+		t.Fatalf("exit %d stdout %q: want refusal", r.ExitCode, r.Stdout)
+	}
+	if !strings.Contains(string(r.Stderr), "ProxyJump (ssh -J) is not supported") ||
+		!strings.Contains(string(r.Stderr), "LOGIN@TARGET@BASTION") {
+		t.Fatalf("stderr %q does not explain LOGIN@TARGET@bastion", r.Stderr)
+	}
+	// Even a user allowed to forward ports cannot reach an SSH port.
+	r = testenv.Cmd(t, time.Minute, nil, h.sshBin, append(h.opts(fwd), "-p", strconv.Itoa(h.port), "-W", h.sshd.Addr, "root@t1@127.0.0.1")...)
+	if r.ExitCode == 0 || !strings.Contains(string(r.Stderr), "ProxyJump") {
+		t.Fatalf("-W to the sshd port: exit %d stderr %q", r.ExitCode, r.Stderr)
+	}
+}
+
+func TestSessionIDOnEveryLineAndUpstreamKeyID(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	marker := fmt.Sprintf("marker-%d", time.Now().UnixNano())
+	r := h.ssh(t, h.alice, "root@t1", nil, "echo "+marker)
+	if r.ExitCode != 0 {
+		t.Fatalf("exit %d: %s", r.ExitCode, r.Stderr)
+	}
+	// The sshd logs the key ID of the certificate the bastion minted.
+	testenv.WaitFor(t, 10*time.Second, func() bool {
+		return strings.Contains(h.sshd.Logs(), "user=alice")
+	})
+	var sid string
+	for _, line := range strings.Split(h.sshd.Logs(), "\n") {
+		if i := strings.Index(line, "postern session="); i >= 0 && strings.Contains(line, "user=alice") {
+			sid = strings.Fields(line[i+len("postern session="):])[0]
+		}
+	}
+	if sid == "" {
+		t.Fatalf("sshd log has no certificate key ID naming the session:\n%s", h.sshd.Logs())
+	}
+	logs := h.logs.String()
+	if !strings.Contains(logs, `"session":"`+sid+`"`) {
+		t.Fatalf("session %s from the target's log is not in the bastion's log", sid)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	logs := &syncBuffer{}
+	srv, err := New(Config{
+		Policy:      h.policy,
+		Authority:   h.auth,
+		IdleTimeout: 500 * time.Millisecond,
+		Log:         slog.New(slog.NewJSONHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	port := l.Addr().(*net.TCPAddr).Port
+	kh := filepath.Join(t.TempDir(), "kh")
+	os.WriteFile(kh, fmt.Appendf(nil, "[127.0.0.1]:%d %s", port, ssh.MarshalAuthorizedKey(h.auth.HostKey.PublicKey())), 0o644)
+	args := append(testenv.ClientOpts{Identity: h.alice, KnownHosts: kh, Extra: []string{"-o", "LogLevel=INFO"}}.Options(), "-p", strconv.Itoa(port), "root@t1@127.0.0.1", "sleep 60")
+	r := testenv.Cmd(t, 30*time.Second, nil, h.sshBin, args...)
+	if r.ExitCode == 0 || !strings.Contains(string(r.Stderr), "idle for 500ms") {
+		t.Fatalf("exit %d stderr %q: want the idle timeout message", r.ExitCode, r.Stderr)
+	}
+}

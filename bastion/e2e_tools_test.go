@@ -1,0 +1,240 @@
+package bastion
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/postern/postern/internal/testenv"
+)
+
+// ptyTranscript collects what the client prints on its terminal.
+type ptyTranscript struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (p *ptyTranscript) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.buf.Write(b)
+}
+
+func (p *ptyTranscript) String() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.buf.String()
+}
+
+func TestInteractivePTY(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	args := append(h.opts(h.alice), "-tt", "-p", strconv.Itoa(h.port), "root@t1@127.0.0.1", "/bin/sh")
+	cmd := exec.CommandContext(ctx, h.sshBin, args...)
+	cmd.Env = append(os.Environ(), "TERM=xterm")
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var out ptyTranscript
+	copied := make(chan struct{})
+	go func() { io.Copy(&out, tty); close(copied) }()
+	expect := func(s string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(out.String(), s) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waited for %q; terminal shows:\n%s", s, out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	send := func(s string) {
+		t.Helper()
+		if _, err := tty.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The prompt: the echo of this assignment comes back, then the
+	// prompt it sets ("POSTERN" "PROMPT" keeps the echo from matching).
+	send("PS1='POSTERN''PROMPT$ '\n")
+	expect("POSTERNPROMPT$ ")
+	send("stty size; echo SIZE-DONE\n")
+	expect("24 80")
+	// Resize the client's terminal: ssh gets SIGWINCH and sends
+	// window-change, which must reach the target's pty.
+	if err := pty.Setsize(tty, &pty.Winsize{Rows: 40, Cols: 100}); err != nil {
+		t.Fatal(err)
+	}
+	// The window-change and the next command travel on the same channel,
+	// but SIGWINCH handling in ssh is asynchronous: poll.
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; !strings.Contains(out.String(), "40 100"); i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("target never saw 40x100; terminal:\n%s", out.String())
+		}
+		send("stty size\n")
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A command through the shell, then exit with a status.
+	send("echo $((6*7))\n")
+	expect("42")
+	send("exit 7\n")
+	err = cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 7 {
+		t.Fatalf("ssh exited with %v, want status 7; terminal:\n%s", err, out.String())
+	}
+	tty.Close()
+	<-copied
+}
+
+// makeTree writes n files with varied sizes and nested directories.
+func makeTree(t *testing.T, root string, n int) {
+	t.Helper()
+	for i := range n {
+		dir := filepath.Join(root, fmt.Sprintf("d%02d", i%37), fmt.Sprintf("e%d", i%3))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		data := bytes.Repeat([]byte(fmt.Sprintf("file %d;", i)), i%97+1)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d.txt", i)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// treeDigest hashes every regular file's relative path and content.
+func treeDigest(t *testing.T, root string) (string, int) {
+	t.Helper()
+	h := sha256.New()
+	n := 0
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", rel, len(data))
+		h.Write(data)
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil)), n
+}
+
+func TestSCPBothWays(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	scp := testenv.Require(t, "scp")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	makeTree(t, src, 50)
+	want, _ := treeDigest(t, src)
+	for _, mode := range []struct{ name, flag string }{{"sftp protocol", ""}, {"legacy scp protocol", "-O"}} {
+		t.Run(mode.name, func(t *testing.T) {
+			base := append(h.opts(h.alice), "-P", strconv.Itoa(h.port), "-r", "-q")
+			if mode.flag != "" {
+				base = append(base, mode.flag)
+			}
+			remote := filepath.Join(dir, "remote"+mode.flag)
+			back := filepath.Join(dir, "back"+mode.flag)
+			r := testenv.Cmd(t, 2*time.Minute, nil, scp, append(base, src, "root@t1@127.0.0.1:"+remote)...)
+			if r.ExitCode != 0 {
+				t.Fatalf("scp up: exit %d: %s", r.ExitCode, r.Stderr)
+			}
+			r = testenv.Cmd(t, 2*time.Minute, nil, scp, append(base, "root@t1@127.0.0.1:"+remote, back)...)
+			if r.ExitCode != 0 {
+				t.Fatalf("scp down: exit %d: %s", r.ExitCode, r.Stderr)
+			}
+			for _, d := range []string{remote, back} {
+				if got, n := treeDigest(t, d); got != want {
+					t.Fatalf("%s differs from the source (%d files)", d, n)
+				}
+			}
+		})
+	}
+}
+
+func TestSFTPBatch(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	sftp := testenv.Require(t, "sftp")
+	dir := t.TempDir()
+	data := bytes.Repeat([]byte("sftp payload\n"), 200000)
+	if err := os.WriteFile(filepath.Join(dir, "up.bin"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	batch := fmt.Sprintf("put %s %s\nget %s %s\n",
+		filepath.Join(dir, "up.bin"), filepath.Join(dir, "remote.bin"),
+		filepath.Join(dir, "remote.bin"), filepath.Join(dir, "down.bin"))
+	if err := os.WriteFile(filepath.Join(dir, "batch"), []byte(batch), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append(h.opts(h.alice), "-P", strconv.Itoa(h.port), "-b", filepath.Join(dir, "batch"), "root@t1@127.0.0.1")
+	r := testenv.Cmd(t, 2*time.Minute, nil, sftp, args...)
+	if r.ExitCode != 0 {
+		t.Fatalf("sftp: exit %d: %s", r.ExitCode, r.Stderr)
+	}
+	for _, f := range []string{"remote.bin", "down.bin"} {
+		got, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s: %d bytes, err %v; want the %d uploaded bytes", f, len(got), err, len(data))
+		}
+	}
+}
+
+func TestRsyncTree1000Files(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	rsync := testenv.Require(t, "rsync")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	makeTree(t, src, 1000)
+	want, n := treeDigest(t, src)
+	if n != 1000 {
+		t.Fatalf("made %d files", n)
+	}
+	rsh := h.sshBin + " " + strings.Join(h.opts(h.alice), " ") + " -p " + strconv.Itoa(h.port)
+	remote := filepath.Join(dir, "remote")
+	r := testenv.Cmd(t, 3*time.Minute, nil, rsync, "-a", "-e", rsh, src+"/", "root@t1@127.0.0.1:"+remote+"/")
+	if r.ExitCode != 0 {
+		t.Fatalf("rsync up: exit %d: %s", r.ExitCode, r.Stderr)
+	}
+	back := filepath.Join(dir, "back")
+	r = testenv.Cmd(t, 3*time.Minute, nil, rsync, "-a", "-e", rsh, "root@t1@127.0.0.1:"+remote+"/", back+"/")
+	if r.ExitCode != 0 {
+		t.Fatalf("rsync down: exit %d: %s", r.ExitCode, r.Stderr)
+	}
+	for _, d := range []string{remote, back} {
+		if got, n := treeDigest(t, d); got != want || n != 1000 {
+			t.Fatalf("%s: %d files, digest match %v", d, n, got == want)
+		}
+	}
+	// A second run transfers nothing: rsync's delta protocol works.
+	r = testenv.Cmd(t, 3*time.Minute, nil, rsync, "-a", "--stats", "-e", rsh, src+"/", "root@t1@127.0.0.1:"+remote+"/")
+	if r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "Number of regular files transferred: 0") {
+		t.Fatalf("rsync again: exit %d stdout %s stderr %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+}

@@ -1,0 +1,242 @@
+package bastion
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Target is one server reachable through the bastion.
+//
+// Exactly one of HostKey, KnownHostsFile or HostCA must be set: the bastion
+// never dials a target whose host key it cannot verify (DESIGN invariant 2).
+type Target struct {
+	// Name is what users type after the '@' in LOGIN@TARGET.
+	Name string
+	// Address is host:port of the target's sshd.
+	Address string
+	// HostKey pins the target's host key.
+	HostKey ssh.PublicKey
+	// KnownHostsFile is an OpenSSH known_hosts file checked for Address.
+	KnownHostsFile string
+	// HostCA is a host certificate authority the target's host cert must be
+	// signed by (like @cert-authority in known_hosts).
+	HostCA ssh.PublicKey
+	// Labels select targets in rules.
+	Labels map[string]string
+	// Logins are the accounts that may be used on this target. Empty means
+	// the rules alone decide.
+	Logins []string
+	// DefaultLogin is used when the user name is just TARGET and the
+	// matching rule names no default.
+	DefaultLogin string
+}
+
+// Rule grants principals or groups access to targets.
+type Rule struct {
+	// Name identifies the rule in audit records.
+	Name string
+	// Principals and Groups select identities; an identity matches if it
+	// has any listed principal or group. "*" matches every identity.
+	Principals []string
+	Groups     []string
+	// Targets are target names or shell patterns (path.Match); "*" is all.
+	Targets []string
+	// TargetLabels, when set, additionally require each label to match.
+	TargetLabels map[string]string
+	// Logins the identity may use; "*" allows any login the target allows.
+	Logins []string
+	// DefaultLogin is used when the user connects as plain TARGET.
+	DefaultLogin string
+	// PortForwarding allows direct-tcpip channels (ssh -L) through the
+	// target. SSH ports of targets are refused regardless.
+	PortForwarding bool
+}
+
+// Identity is who a verified user certificate says the user is.
+type Identity struct {
+	// Principals from the certificate; the first is the display name.
+	Principals []string
+	// Groups from the certificate's groups@postern extension, if any.
+	Groups []string
+	// KeyID and Serial of the certificate, for the audit trail.
+	KeyID  string
+	Serial uint64
+}
+
+// Name is the identity's display name: its first principal.
+func (id Identity) Name() string {
+	if len(id.Principals) == 0 {
+		return ""
+	}
+	return id.Principals[0]
+}
+
+// Policy is the set of targets and rules. The zero value denies everything.
+type Policy struct {
+	Targets []Target
+	Rules   []Rule
+}
+
+// Grant is the outcome of a successful Policy.Decide.
+type Grant struct {
+	Target         *Target
+	Login          string
+	Rule           string
+	PortForwarding bool
+}
+
+// DenyError says why a connection was refused. UserMessage is safe to show
+// the client; Reason is for the audit record only.
+type DenyError struct {
+	Message string
+	Reason  string
+}
+
+func (e *DenyError) Error() string { return e.Reason }
+
+// UserMessage is the one-line text the SSH client sees.
+func (e *DenyError) UserMessage() string { return e.Message }
+
+func deny(msg, reason string, args ...any) *DenyError {
+	return &DenyError{Message: msg, Reason: fmt.Sprintf(reason, args...)}
+}
+
+// ParseUser splits an SSH user name "LOGIN@TARGET" or "TARGET". OpenSSH
+// splits user@host at the last '@', so the bastion receives everything
+// before it.
+func ParseUser(user string) (login, target string, err error) {
+	i := strings.LastIndexByte(user, '@')
+	if i < 0 {
+		login, target = "", user
+	} else {
+		login, target = user[:i], user[i+1:]
+		if login == "" {
+			return "", "", fmt.Errorf("empty login in %q", user)
+		}
+	}
+	if target == "" {
+		return "", "", fmt.Errorf("empty target in %q", user)
+	}
+	if !validName(target) || (login != "" && !validName(login)) {
+		return "", "", fmt.Errorf("user name %q has characters outside [A-Za-z0-9._-]", user)
+	}
+	return login, target, nil
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Target returns the target named name, or nil.
+func (p *Policy) Target(name string) *Target {
+	for i := range p.Targets {
+		if p.Targets[i].Name == name {
+			return &p.Targets[i]
+		}
+	}
+	return nil
+}
+
+// Decide resolves an SSH user name for an identity into a Grant, or a
+// *DenyError. Rules are tried in order; the first rule that matches the
+// identity and target and allows the login wins.
+func (p *Policy) Decide(id Identity, user string) (*Grant, error) {
+	login, name, err := ParseUser(user)
+	if err != nil {
+		return nil, deny("postern: bad user name; connect as LOGIN@TARGET@bastion", "parse user: %v", err)
+	}
+	t := p.Target(name)
+	if t == nil {
+		return nil, deny(fmt.Sprintf("postern: unknown target %q", name), "unknown target %q", name)
+	}
+	matched := false
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		if !r.matchesIdentity(id) || !r.matchesTarget(t) {
+			continue
+		}
+		matched = true
+		l := login
+		if l == "" {
+			l = r.DefaultLogin
+			if l == "" {
+				l = t.DefaultLogin
+			}
+			if l == "" {
+				continue
+			}
+		}
+		if !allowed(r.Logins, l) || (len(t.Logins) > 0 && !slices.Contains(t.Logins, l)) {
+			continue
+		}
+		return &Grant{Target: t, Login: l, Rule: r.Name, PortForwarding: r.PortForwarding}, nil
+	}
+	if !matched {
+		// Same words as for an unknown target would hide which targets
+		// exist, but users need to know the name was right; PCI reviewers
+		// prefer the explicit message.
+		return nil, deny(fmt.Sprintf("postern: %s may not connect to %q", id.Name(), name),
+			"no rule grants %v (groups %v) target %q", id.Principals, id.Groups, name)
+	}
+	if login == "" {
+		return nil, deny(fmt.Sprintf("postern: no default login on %q; connect as LOGIN@%s@bastion", name, name),
+			"no default login for %v on %q", id.Principals, name)
+	}
+	return nil, deny(fmt.Sprintf("postern: %s may not log in as %q on %q", id.Name(), login, name),
+		"login %q not allowed for %v on %q", login, id.Principals, name)
+}
+
+func (r *Rule) matchesIdentity(id Identity) bool {
+	for _, p := range r.Principals {
+		if p == "*" || slices.Contains(id.Principals, p) {
+			return true
+		}
+	}
+	for _, g := range r.Groups {
+		if g == "*" || slices.Contains(id.Groups, g) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Rule) matchesTarget(t *Target) bool {
+	for k, v := range r.TargetLabels {
+		if t.Labels[k] != v {
+			return false
+		}
+	}
+	if len(r.Targets) == 0 {
+		return len(r.TargetLabels) > 0
+	}
+	for _, pat := range r.Targets {
+		if ok, _ := path.Match(pat, t.Name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func allowed(list []string, login string) bool {
+	for _, l := range list {
+		if l == "*" || l == login {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,237 @@
+// Package bastion is Postern's SSH server: it authenticates users by
+// certificate, routes LOGIN@TARGET to a target under the policy, dials the
+// target with a certificate it mints for the session, and forwards the
+// session's channels, seeing every byte.
+package bastion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/postern/postern/certs"
+	"golang.org/x/crypto/ssh"
+)
+
+// DefaultEnvAllow is the env allowlist when Config.EnvAllow is nil.
+var DefaultEnvAllow = []string{"LANG", "LC_*"}
+
+// Config configures a Server. Zero values of the durations mean the defaults
+// documented on each field; Authority is required.
+type Config struct {
+	// Policy decides who reaches which target as which login.
+	Policy Policy
+	// Authority holds the host key, the user CA and the upstream CA.
+	Authority *certs.Authority
+	// IdleTimeout closes a connection with no channel data in either
+	// direction for this long. Zero disables it.
+	IdleTimeout time.Duration
+	// KeepAliveInterval is how often the bastion probes the client;
+	// KeepAliveMax probes without an answer end the connection. Zero
+	// interval disables probing; zero max means 3.
+	KeepAliveInterval time.Duration
+	KeepAliveMax      int
+	// EnvAllow lists the environment variables a client may set (a
+	// trailing '*' is a prefix match). Nil means DefaultEnvAllow.
+	EnvAllow []string
+	// HandshakeTimeout bounds key exchange plus authentication; zero
+	// means 2 minutes (OpenSSH's LoginGraceTime).
+	HandshakeTimeout time.Duration
+	// DialTimeout bounds connecting and authenticating to a target; zero
+	// means 15 seconds.
+	DialTimeout time.Duration
+	// Log receives structured logs and audit records; nil discards.
+	Log *slog.Logger
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("bastion: server closed")
+
+// Server is an SSH bastion. Create it with New; Close or Shutdown ends it
+// and waits for every connection goroutine.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	checker certs.Checker
+
+	wg sync.WaitGroup // one per Serve loop and per connection
+
+	mu        sync.Mutex // guards listeners, conns, closed
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closed    bool
+}
+
+// New validates cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Authority == nil {
+		return nil, errors.New("bastion: Config.Authority is required")
+	}
+	if cfg.KeepAliveMax <= 0 {
+		cfg.KeepAliveMax = 3
+	}
+	if cfg.EnvAllow == nil {
+		cfg.EnvAllow = DefaultEnvAllow
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 2 * time.Minute
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 15 * time.Second
+	}
+	if cfg.IdleTimeout < 0 || cfg.KeepAliveInterval < 0 {
+		return nil, errors.New("bastion: negative timeout")
+	}
+	for i := range cfg.Policy.Targets {
+		t := &cfg.Policy.Targets[i]
+		if t.HostKey == nil && t.KnownHostsFile == "" && t.HostCA == nil {
+			return nil, fmt.Errorf("bastion: target %q has no host key, known_hosts file or host CA", t.Name)
+		}
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		cfg:       cfg,
+		log:       log,
+		checker:   certs.Checker{CA: cfg.Authority.UserCA.PublicKey()},
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+	}, nil
+}
+
+// Serve accepts connections on l until Shutdown or Close, which make it
+// return ErrServerClosed. Serve closes l.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+		l.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			// Running out of file descriptors is transient: back off
+			// rather than stop serving everyone.
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		backoff = 0
+		c := s.newConn(nc)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			return ErrServerClosed
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+			}()
+			c.serve()
+		}()
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Shutdown stops accepting, then waits for open connections to end until
+// ctx is done, when it closes them. It returns ctx's error if it had to
+// close connections.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeListeners()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.closeConns("postern: the bastion is shutting down")
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every connection, and waits for them.
+func (s *Server) Close() error {
+	s.closeListeners()
+	s.closeConns("postern: the bastion is shutting down")
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+}
+
+func (s *Server) closeConns(why string) {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.terminate(why)
+	}
+}
+
+// audit writes one audit record. Every record has event and session keys
+// (the session key comes from log's context).
+func audit(log *slog.Logger, event string, attrs ...any) {
+	log.Info("audit", append([]any{"audit", true, "event", event}, attrs...)...)
+}
+
+func (s *Server) serverConfig(c *conn) *ssh.ServerConfig {
+	cfg := &ssh.ServerConfig{
+		ServerVersion:             "SSH-2.0-Postern",
+		MaxAuthTries:              6,
+		PublicKeyCallback:         c.checkKey,
+		VerifiedPublicKeyCallback: c.authorize,
+	}
+	cfg.AddHostKey(s.cfg.Authority.HostKey)
+	return cfg
+}

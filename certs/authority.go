@@ -1,0 +1,263 @@
+// Package certs is Postern's certificate authority: it keeps the user CA,
+// the upstream CA and the bastion host key, issues user certificates, mints
+// the short-lived certificates the bastion presents to targets, and checks
+// the user certificates clients present.
+package certs
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Key file names inside DATA_DIR/ca.
+const (
+	UserCAFile     = "user_ca"
+	UpstreamCAFile = "upstream_ca"
+	HostKeyFile    = "host_ed25519"
+)
+
+// MaxUpstreamTTL caps the validity of a certificate minted for a target.
+const MaxUpstreamTTL = 5 * time.Minute
+
+// Authority holds the bastion's signing keys. It is safe for concurrent use;
+// its fields are read-only after Open.
+type Authority struct {
+	// Dir is DATA_DIR/ca.
+	Dir string
+	// UserCA signs user certificates (ca sign, and OIDC login later).
+	UserCA ssh.Signer
+	// UpstreamCA signs the certificates the bastion presents to targets,
+	// which trust it with TrustedUserCAKeys.
+	UpstreamCA ssh.Signer
+	// HostKey is the bastion's own SSH host key.
+	HostKey ssh.Signer
+}
+
+// Open loads the keys in dataDir/ca, generating any that are missing
+// (ed25519, private files 0600, directory 0700). A private key file that
+// group or others may read is refused rather than used.
+func Open(dataDir string) (*Authority, error) {
+	dir := filepath.Join(dataDir, "ca")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create CA directory: %w", err)
+	}
+	a := &Authority{Dir: dir}
+	var err error
+	if a.UserCA, err = loadOrCreate(filepath.Join(dir, UserCAFile), "postern user CA"); err != nil {
+		return nil, err
+	}
+	if a.UpstreamCA, err = loadOrCreate(filepath.Join(dir, UpstreamCAFile), "postern upstream CA"); err != nil {
+		return nil, err
+	}
+	if a.HostKey, err = loadOrCreate(filepath.Join(dir, HostKeyFile), "postern host key"); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// LoadOrCreateKey loads the ed25519 private key at path, or generates it
+// (0600, with path.pub beside it) if there is none.
+func LoadOrCreateKey(path, comment string) (ssh.Signer, error) {
+	return loadOrCreate(path, comment)
+}
+
+func loadOrCreate(path, comment string) (ssh.Signer, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return create(path, comment)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read key %s: %w", path, err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("stat key %s: %w", path, err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("key %s is readable by group or others (mode %#o); run chmod 600 %s", path, st.Mode().Perm(), path)
+	}
+	s, err := ssh.ParsePrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse key %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func create(path, comment string) (ssh.Signer, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, comment)
+	if err != nil {
+		return nil, fmt.Errorf("marshal key: %w", err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	// Write to a temporary name and link it into place so that a crash
+	// never leaves a half-written key and a concurrent start never
+	// overwrites one: os.Link fails if path exists.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
+		return nil, fmt.Errorf("write key %s: %w", tmp, err)
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil {
+		return nil, fmt.Errorf("install key %s: %w", path, err)
+	}
+	pub := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))) + " " + comment + "\n"
+	if err := os.WriteFile(path+".pub", []byte(pub), 0o644); err != nil {
+		return nil, fmt.Errorf("write public key %s.pub: %w", path, err)
+	}
+	return signer, nil
+}
+
+// UserCertRequest describes a user certificate to issue.
+type UserCertRequest struct {
+	// Principals are the identity's names; at least one is required.
+	Principals []string
+	// Groups, if any, are carried in the groups@postern extension.
+	Groups []string
+	// TTL is the validity from now; it must be positive.
+	TTL time.Duration
+	// KeyID is recorded in the certificate and in every audit record.
+	KeyID string
+	// SourceAddress, if set, becomes the source-address critical option
+	// (comma-separated addresses or CIDR blocks).
+	SourceAddress string
+	// Now is the issue time; zero means time.Now().
+	Now time.Time
+}
+
+// GroupsExtension carries an identity's groups, comma separated.
+const GroupsExtension = "groups@postern"
+
+// Backdate is how far before issue time a certificate becomes valid, to
+// absorb small clock differences between machines.
+const Backdate = time.Minute
+
+// SignUser issues a user certificate for pub.
+func (a *Authority) SignUser(pub ssh.PublicKey, req UserCertRequest) (*ssh.Certificate, error) {
+	if _, ok := pub.(*ssh.Certificate); ok {
+		return nil, errors.New("sign user key: key is already a certificate; pass the plain public key")
+	}
+	if len(req.Principals) == 0 {
+		return nil, errors.New("sign user key: at least one principal is required")
+	}
+	if req.TTL <= 0 {
+		return nil, fmt.Errorf("sign user key: ttl must be positive, got %s", req.TTL)
+	}
+	if req.SourceAddress != "" {
+		if err := validSourceAddress(req.SourceAddress); err != nil {
+			return nil, fmt.Errorf("sign user key: %w", err)
+		}
+	}
+	now := req.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	cert := &ssh.Certificate{
+		Key:             pub,
+		Serial:          randomSerial(),
+		CertType:        ssh.UserCert,
+		KeyId:           req.KeyID,
+		ValidPrincipals: req.Principals,
+		ValidAfter:      uint64(now.Add(-Backdate).Unix()),
+		ValidBefore:     uint64(now.Add(req.TTL).Unix()),
+		Permissions: ssh.Permissions{
+			CriticalOptions: map[string]string{},
+			Extensions: map[string]string{
+				"permit-pty":             "",
+				"permit-port-forwarding": "",
+			},
+		},
+	}
+	if req.SourceAddress != "" {
+		cert.CriticalOptions["source-address"] = req.SourceAddress
+	}
+	if len(req.Groups) > 0 {
+		cert.Extensions[GroupsExtension] = strings.Join(req.Groups, ",")
+	}
+	if err := cert.SignCert(rand.Reader, a.UserCA); err != nil {
+		return nil, fmt.Errorf("sign user key: %w", err)
+	}
+	return cert, nil
+}
+
+// UpstreamRequest describes the certificate the bastion presents to a
+// target for one session.
+type UpstreamRequest struct {
+	// Login is the account on the target and the certificate's principal.
+	Login string
+	// KeyID names the user identity and the session ID; sshd logs it.
+	KeyID string
+	// PortForwarding adds permit-port-forwarding.
+	PortForwarding bool
+	// TTL is the validity; zero or more than MaxUpstreamTTL means
+	// MaxUpstreamTTL.
+	TTL time.Duration
+}
+
+// MintUpstream makes a fresh ed25519 key pair and a certificate for it from
+// the upstream CA, and returns a signer that presents the certificate. The
+// private key never leaves memory.
+func (a *Authority) MintUpstream(req UpstreamRequest) (ssh.Signer, *ssh.Certificate, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate upstream key: %w", err)
+	}
+	key, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, nil, err
+	}
+	ttl := req.TTL
+	if ttl <= 0 || ttl > MaxUpstreamTTL {
+		ttl = MaxUpstreamTTL
+	}
+	// The window [now-30s, now+ttl-30s] is ttl long in all: a target whose
+	// clock lags slightly still accepts it, and it never exceeds ttl.
+	now := time.Now()
+	ext := map[string]string{"permit-pty": ""}
+	if req.PortForwarding {
+		ext["permit-port-forwarding"] = ""
+	}
+	cert := &ssh.Certificate{
+		Key:             key.PublicKey(),
+		Serial:          randomSerial(),
+		CertType:        ssh.UserCert,
+		KeyId:           req.KeyID,
+		ValidPrincipals: []string{req.Login},
+		ValidAfter:      uint64(now.Add(-30 * time.Second).Unix()),
+		ValidBefore:     uint64(now.Add(ttl - 30*time.Second).Unix()),
+		Permissions:     ssh.Permissions{Extensions: ext},
+	}
+	if err := cert.SignCert(rand.Reader, a.UpstreamCA); err != nil {
+		return nil, nil, fmt.Errorf("sign upstream certificate: %w", err)
+	}
+	signer, err := ssh.NewCertSigner(cert, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("upstream cert signer: %w", err)
+	}
+	return signer, cert, nil
+}
+
+func randomSerial() uint64 {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return binary.BigEndian.Uint64(b[:]) >> 1 // keep it positive in signed consumers
+}

@@ -1,0 +1,138 @@
+// Command postern is the Postern SSH bastion and its admin tools.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `postern: an SSH bastion that records, masks and approves
+
+Usage:
+  postern serve --config FILE      run the bastion
+  postern demo [--listen ADDR]     run a bastion and a demo target on loopback,
+                                   state in ./postern-demo, and print ssh commands
+  postern ca init [flags]          create the CA keys in the data directory
+  postern ca show [flags]          print the CA public keys (for targets' TrustedUserCAKeys)
+  postern ca sign [flags] KEY.pub  issue a user certificate (bootstrap, break-glass)
+  postern config check --config FILE
+                                   validate a config file and exit
+  postern version
+
+Run 'postern COMMAND --help' for a command's flags.
+Exit codes: 0 success, 1 failure, 2 bad usage.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// usageError is bad usage: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// run is main without the process: testable.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	err := dispatch(ctx, args, stdin, stdout, stderr)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, new(*usageError)):
+		fmt.Fprintf(stderr, "postern: %v\n", err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "postern: %v\n", err)
+		return 1
+	}
+}
+
+func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usagef("no command given; see 'postern --help'")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "version", "--version":
+		fmt.Fprintf(stdout, "postern %s\n", version)
+		return nil
+	case "serve":
+		return cmdServe(ctx, rest, stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, rest, stdout, stderr)
+	case "ca":
+		if len(rest) == 0 {
+			return usagef("ca: missing subcommand: init, sign or show")
+		}
+		switch rest[0] {
+		case "sign":
+			return cmdCASign(rest[1:], stdout, stderr)
+		case "init":
+			return cmdCAInit(rest[1:], stdout, stderr)
+		case "show":
+			return cmdCAShow(rest[1:], stdout, stderr)
+		case "-h", "--help":
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+		return usagef("ca: unknown subcommand %q: use init, sign or show", rest[0])
+	case "config":
+		if len(rest) == 0 || rest[0] != "check" {
+			return usagef("config: use 'postern config check --config FILE'")
+		}
+		return cmdConfigCheck(rest[1:], stdout, stderr)
+	}
+	return usagef("unknown command %q; see 'postern --help'", cmd)
+}
+
+// newFlags makes a FlagSet whose errors and help go where the CLI contract
+// says: --help to stdout (exit 0), bad flags to stderr (exit 2).
+func newFlags(name, synopsis string, stdout io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage: postern %s\n\nFlags:\n", synopsis)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return fs
+}
+
+// parseFlags parses args, mapping flag errors to usage errors.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.Usage()
+		return err
+	}
+	if err != nil {
+		return usagef("%s: %v (see 'postern %s --help')", fs.Name(), err, fs.Name())
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/testenv"
+	"golang.org/x/crypto/ssh"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code = run(ctx, args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestUsageAndExitCodes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		code int
+		out  string // in stdout
+		err  string // in stderr
+	}{
+		{[]string{"--help"}, 0, "postern serve --config FILE", ""},
+		{[]string{"serve", "--help"}, 0, "-config", ""},
+		{[]string{"ca", "sign", "--help"}, 0, "-principal", ""},
+		{nil, 2, "", "no command given"},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"serve"}, 2, "", "--config FILE is required"},
+		{[]string{"serve", "--bogus"}, 2, "", "flag provided but not defined: -bogus"},
+		{[]string{"ca", "sign", "--data-dir", t.TempDir(), "x.pub"}, 2, "", "--principal is required"},
+		{[]string{"ca", "sign", "--principal", "a", "--ttl", "-1h", "x.pub"}, 2, "", "--ttl must be positive"},
+		{[]string{"serve", "--config", "/nonexistent/postern.yaml"}, 1, "", "/nonexistent/postern.yaml"},
+	}
+	for _, tt := range tests {
+		code, out, errs := runCLI(t, tt.args...)
+		if code != tt.code || !strings.Contains(out, tt.out) || !strings.Contains(errs, tt.err) {
+			t.Errorf("postern %v: exit %d, stdout %q, stderr %q; want exit %d, %q in stdout, %q in stderr",
+				tt.args, code, out, errs, tt.code, tt.out, tt.err)
+		}
+	}
+}
+
+// Every bad config in testdata/config must stop `postern serve` before it
+// creates anything, with a message naming the file and line.
+func TestServeRefusesBadConfigs(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("../../testdata/config/bad-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 5 {
+		t.Fatalf("only %d bad configs in testdata/config", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			t.Parallel()
+			code, _, errs := runCLI(t, "serve", "--config", f)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1; stderr %s", code, errs)
+			}
+			if !strings.Contains(errs, f+":") {
+				t.Fatalf("stderr %q does not name %s with a line", errs, f)
+			}
+		})
+	}
+}
+
+func TestCASignIssuesCertificate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	// ca sign refuses to create a CA: that is the bastion's job.
+	signer, keyPath := testenv.NewKey(t, dir, "alice")
+	if code, _, errs := runCLI(t, "ca", "sign", "--data-dir", filepath.Join(dir, "data"), "--principal", "alice", keyPath+".pub"); code != 1 || !strings.Contains(errs, "no user CA") {
+		t.Fatalf("ca sign without a CA: exit %d %q", code, errs)
+	}
+	if code, out, errs := runCLI(t, "ca", "init", "--data-dir", filepath.Join(dir, "data")); code != 0 || strings.Count(out, "ssh-ed25519 ") != 3 {
+		t.Fatalf("ca init: exit %d stdout %q stderr %q", code, out, errs)
+	}
+	code, _, errs := runCLI(t, "ca", "sign", "--data-dir", filepath.Join(dir, "data"), "--principal", "alice",
+		"--group", "dba", "--ttl", "1h", "--source-address", "127.0.0.1/32", keyPath+".pub")
+	if code != 0 {
+		t.Fatalf("ca sign: exit %d: %s", code, errs)
+	}
+	data, err := os.ReadFile(keyPath + "-cert.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, ok := pub.(*ssh.Certificate)
+	if !ok || cert.CertType != ssh.UserCert || cert.ValidPrincipals[0] != "alice" ||
+		cert.CriticalOptions["source-address"] != "127.0.0.1/32" ||
+		!bytes.Equal(cert.Key.Marshal(), signer.PublicKey().Marshal()) {
+		t.Fatalf("issued certificate %+v", cert)
+	}
+	if ttl := time.Duration(cert.ValidBefore-cert.ValidAfter) * time.Second; ttl > time.Hour+2*time.Minute {
+		t.Fatalf("validity %s for --ttl 1h", ttl)
+	}
+	if code, _, errs := runCLI(t, "ca", "sign", "--data-dir", filepath.Join(dir, "data"), "--principal", "a", keyPath); code != 1 || !strings.Contains(errs, "not an OpenSSH public key") {
+		t.Fatalf("signing a private key file: exit %d %q", code, errs)
+	}
+}
+
+// TestDemo runs the real binary like a user: `postern demo` in a fresh
+// directory, then the ssh commands it printed, exactly as printed.
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	testenv.Require(t, "ssh")
+	bin := filepath.Join(t.TempDir(), "postern")
+	if r := testenv.Cmd(t, 3*time.Minute, nil, "go", "build", "-o", bin, "."); r.ExitCode != 0 {
+		t.Fatalf("go build: %s", r.Stderr)
+	}
+	work := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "demo", "--listen", "127.0.0.1:0")
+	cmd.Dir = work
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("demo log:\n%s", logs.String())
+		}
+	}()
+	var cmds []string
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	timeout := time.After(time.Minute)
+	for len(cmds) < 2 {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("demo exited before printing two ssh commands: %v", cmds)
+			}
+			if strings.HasPrefix(l, "ssh ") {
+				cmds = append(cmds, l)
+			}
+		case <-timeout:
+			t.Fatal("demo printed no ssh command within a minute")
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	if _, err := os.Stat(filepath.Join(work, "postern-demo", "ca", "user_ca")); err != nil {
+		t.Fatalf("demo state not in ./postern-demo: %v", err)
+	}
+	// The first command opens a shell; without a terminal the shell reads
+	// commands from stdin.
+	r := testenv.Cmd(t, time.Minute, strings.NewReader("echo shell-works-$((40+2))\nexit 0\n"), "sh", "-c", cmds[0])
+	if r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "shell-works-42") {
+		t.Fatalf("%s\nexit %d stdout %q stderr %q", cmds[0], r.ExitCode, r.Stdout, r.Stderr)
+	}
+	// The second runs a command that exits 3.
+	r = testenv.Cmd(t, time.Minute, nil, "sh", "-c", cmds[1])
+	if r.ExitCode != 3 || !strings.Contains(string(r.Stdout), "hello from ") {
+		t.Fatalf("%s\nexit %d stdout %q stderr %q", cmds[1], r.ExitCode, r.Stdout, r.Stderr)
+	}
+	// Admin commands run in the demo's directory act on its state.
+	c := exec.Command(bin, "ca", "show")
+	c.Dir = work
+	out, err := c.Output()
+	if err != nil || !strings.Contains(string(out), "upstream CA") {
+		t.Fatalf("ca show in the demo dir: %v %s", err, out)
+	}
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/bastion"
+	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/config"
+	"golang.org/x/crypto/ssh"
+)
+
+// demoDir is where `postern demo` keeps its state, relative to the
+// directory it was started in; admin commands run there use it by default.
+const demoDir = "postern-demo"
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", "serve --config FILE", stdout)
+	cfgPath := fs.String("config", "", "YAML config `file` (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		return usagef("serve: --config FILE is required (see examples/postern.yaml)")
+	}
+	if fs.NArg() > 0 {
+		return usagef("serve: unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	auth, err := certs.Open(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	srv, err := bastion.New(bastion.Config{
+		Policy:            cfg.Policy,
+		Authority:         auth,
+		IdleTimeout:       cfg.IdleTimeout,
+		KeepAliveInterval: cfg.KeepAliveInterval,
+		KeepAliveMax:      cfg.KeepAliveMax,
+		EnvAllow:          cfg.EnvAllow,
+		Log:               log,
+	})
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	log.Info("postern listening", "addr", l.Addr().String(), "data_dir", cfg.DataDir,
+		"host_key", ssh.FingerprintSHA256(auth.HostKey.PublicKey()), "targets", len(cfg.Policy.Targets))
+	return serveUntilDone(ctx, srv, l, log)
+}
+
+// serveUntilDone runs srv on l until ctx is cancelled (SIGINT/SIGTERM),
+// then drains sessions for up to 30 seconds.
+func serveUntilDone(ctx context.Context, srv *bastion.Server, l net.Listener, log *slog.Logger) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		srv.Close()
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down; draining sessions", "deadline", "30s")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	if err := <-errc; !errors.Is(err, bastion.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// dataDir resolves the data directory of an admin command: --data-dir,
+// else --config's data_dir, else ./postern-demo if `postern demo` runs here.
+func dataDir(dir, cfgPath string) (string, error) {
+	switch {
+	case dir != "" && cfgPath != "":
+		return "", usagef("give --data-dir or --config, not both")
+	case dir != "":
+		return filepath.Abs(dir)
+	case cfgPath != "":
+		cfg, err := config.Load(cfgPath)
+		if err != nil {
+			return "", fmt.Errorf("config: %w", err)
+		}
+		return cfg.DataDir, nil
+	}
+	if st, err := os.Stat(demoDir); err == nil && st.IsDir() {
+		return filepath.Abs(demoDir)
+	}
+	return "", usagef("no data directory: pass --data-dir DIR or --config FILE, or run in the directory where 'postern demo' runs")
+}
+
+func cmdCASign(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("ca sign", "ca sign --principal NAME [--ttl 8h] [flags] KEY.pub", stdout)
+	var principals, groups listFlag
+	fs.Var(&principals, "principal", "principal `name` to certify (repeatable; the first is the identity)")
+	fs.Var(&groups, "group", "group `name` carried in the certificate (repeatable)")
+	ttl := fs.Duration("ttl", 8*time.Hour, "validity `duration`, e.g. 1h")
+	keyID := fs.String("key-id", "", "key ID recorded in audit logs (default: principal and key fingerprint)")
+	source := fs.String("source-address", "", "restrict use to these comma-separated `addresses or CIDRs`")
+	out := fs.String("out", "", "write the certificate to `file` (default: KEY-cert.pub beside KEY.pub; - for stdout)")
+	dir := fs.String("data-dir", "", "bastion data `dir`ectory")
+	cfgPath := fs.String("config", "", "bastion config `file` (its data_dir is used)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if len(principals) == 0 {
+		return usagef("ca sign: --principal is required")
+	}
+	if fs.NArg() != 1 {
+		return usagef("ca sign: give exactly one public key file (KEY.pub)")
+	}
+	if *ttl <= 0 {
+		return usagef("ca sign: --ttl must be positive")
+	}
+	if *ttl > 7*24*time.Hour {
+		return usagef("ca sign: --ttl %s is longer than 7 days; certificates should be short-lived", *ttl)
+	}
+	d, err := dataDir(*dir, *cfgPath)
+	if err != nil {
+		return err
+	}
+	keyPath := fs.Arg(0)
+	data, err := os.ReadFile(keyPath)
+	if err != nil {
+		return fmt.Errorf("read public key: %w", err)
+	}
+	pub, comment, _, _, err := ssh.ParseAuthorizedKey(data)
+	if err != nil {
+		return fmt.Errorf("%s is not an OpenSSH public key: %w", keyPath, err)
+	}
+	auth, err := openExisting(d)
+	if err != nil {
+		return err
+	}
+	id := *keyID
+	if id == "" {
+		id = fmt.Sprintf("%s %s", principals[0], ssh.FingerprintSHA256(pub))
+		if comment != "" {
+			id += " " + comment
+		}
+	}
+	cert, err := auth.SignUser(pub, certs.UserCertRequest{
+		Principals: principals, Groups: groups, TTL: *ttl, KeyID: id, SourceAddress: *source,
+	})
+	if err != nil {
+		return err
+	}
+	line := ssh.MarshalAuthorizedKey(cert)
+	dest := *out
+	if dest == "" {
+		dest = strings.TrimSuffix(keyPath, ".pub") + "-cert.pub"
+	}
+	if dest == "-" {
+		_, err = stdout.Write(line)
+		return err
+	}
+	if err := os.WriteFile(dest, line, 0o644); err != nil {
+		return fmt.Errorf("write certificate: %w", err)
+	}
+	fmt.Fprintf(stderr, "postern: wrote %s: principals %v, serial %d, valid until %s\n",
+		dest, cert.ValidPrincipals, cert.Serial, time.Unix(int64(cert.ValidBefore), 0).UTC().Format(time.RFC3339))
+	return nil
+}
+
+
+// openExisting opens the CA in data dir d, refusing to create one: a typo in
+// --data-dir must not silently mint a new CA.
+func openExisting(d string) (*certs.Authority, error) {
+	if _, err := os.Stat(filepath.Join(d, "ca", certs.UserCAFile)); errors.Is(err, iofs.ErrNotExist) {
+		return nil, fmt.Errorf("no user CA in %s: create it with 'postern ca init' (or start the bastion once)", d)
+	}
+	return certs.Open(d)
+}
+
+func cmdCAInit(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("ca init", "ca init [--data-dir DIR | --config FILE]", stdout)
+	dir := fs.String("data-dir", "", "bastion data `dir`ectory")
+	cfgPath := fs.String("config", "", "bastion config `file`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	d, err := dataDir(*dir, *cfgPath)
+	if err != nil {
+		return err
+	}
+	if _, err := certs.Open(d); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "postern: CA keys ready in %s\n", filepath.Join(d, "ca"))
+	return cmdCAShow([]string{"--data-dir", d}, stdout, stderr)
+}
+
+func cmdCAShow(args []string, stdout, _ io.Writer) error {
+	fs := newFlags("ca show", "ca show [--data-dir DIR | --config FILE]", stdout)
+	dir := fs.String("data-dir", "", "bastion data `dir`ectory")
+	cfgPath := fs.String("config", "", "bastion config `file`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	d, err := dataDir(*dir, *cfgPath)
+	if err != nil {
+		return err
+	}
+	auth, err := openExisting(d)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "# user CA (users' certificates are signed by it)\n%s", ssh.MarshalAuthorizedKey(auth.UserCA.PublicKey()))
+	fmt.Fprintf(stdout, "# upstream CA: put in targets' TrustedUserCAKeys file\n%s", ssh.MarshalAuthorizedKey(auth.UpstreamCA.PublicKey()))
+	fmt.Fprintf(stdout, "# bastion host key: users' known_hosts\n%s", ssh.MarshalAuthorizedKey(auth.HostKey.PublicKey()))
+	return nil
+}
+
+func cmdConfigCheck(args []string, stdout, _ io.Writer) error {
+	fs := newFlags("config check", "config check --config FILE", stdout)
+	cfgPath := fs.String("config", "", "YAML config `file`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		return usagef("config check: --config FILE is required")
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	fmt.Fprintf(stdout, "%s: ok: %d targets, %d rules, data_dir %s\n", *cfgPath, len(cfg.Policy.Targets), len(cfg.Policy.Rules), cfg.DataDir)
+	return nil
+}
+
+// listFlag is a repeatable string flag; commas also separate values.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,392 @@
+// Package config loads and validates the bastion's YAML configuration file.
+//
+// A bad config must fail at start, not at the first connection, so Parse
+// checks everything it can without touching the network: unknown keys,
+// types, durations, addresses, host keys, known_hosts files, and that every
+// rule can grant something. Every problem is reported as an *Error naming
+// the file, line and key.
+//
+// A key with a null value ("key:" with nothing after it, or "key: ~") is
+// treated as if it were absent.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/postern/postern/bastion"
+	"go.yaml.in/yaml/v3"
+)
+
+// Defaults for keys the file leaves out.
+const (
+	defaultListen            = ":2222"
+	defaultIdleTimeout       = 30 * time.Minute
+	defaultKeepAliveInterval = 30 * time.Second
+	defaultKeepAliveMax      = 3
+)
+
+// defaultEnvAllow is returned in a fresh slice for each Config.
+var defaultEnvAllow = []string{"LANG", "LC_*"}
+
+// Config is a loaded, validated configuration. Load and Parse fill every
+// field: keys the file leaves out hold the defaults documented below. The
+// zero value is not a usable configuration. Each call returns a new Config
+// that this package neither keeps nor changes.
+type Config struct {
+	// Path is the file the config came from, as given to Load or Parse.
+	Path string
+	// Listen is the host:port the bastion listens on. Default ":2222".
+	Listen string
+	// DataDir is the absolute directory the bastion keeps its state in.
+	// Required; a relative data_dir is resolved against the directory of
+	// the config file.
+	DataDir string
+	// IdleTimeout ends a connection that carried no data for this long.
+	// Default 30m; zero disables it.
+	IdleTimeout time.Duration
+	// KeepAliveInterval is how often the bastion probes a quiet client.
+	// Default 30s; zero disables keepalives.
+	KeepAliveInterval time.Duration
+	// KeepAliveMax is how many unanswered keepalives end the connection.
+	// Default 3; at least 1.
+	KeepAliveMax int
+	// EnvAllow lists the environment variables a client may pass to a
+	// target; an entry ending in '*' matches names with that prefix.
+	// Default ["LANG", "LC_*"]; an explicit empty list allows none.
+	EnvAllow []string
+	// LogLevel is the lowest level logged. Default slog.LevelInfo.
+	LogLevel slog.Level
+	// Policy holds the targets and rules in file order; rules are tried in
+	// that order.
+	Policy bastion.Policy
+}
+
+// Error is a problem with a config file: a YAML syntax error, or a key that
+// is unknown, missing, of the wrong type or with an invalid value.
+type Error struct {
+	// File is the config file name as given to Load or Parse.
+	File string
+	// Line is the 1-based line of the offending key or value, or of the
+	// enclosing mapping when a required key is missing. Parse always sets
+	// it; for syntax errors it is yaml.v3's line, corrected where yaml.v3
+	// is known to be off by one.
+	Line int
+	// Key is the path of the offending key, like "targets[1].host_key"
+	// (list indexes count from 0). It is empty for syntax errors and for
+	// problems with the file as a whole.
+	Key string
+	// Msg says what is wrong.
+	Msg string
+}
+
+// Error returns "FILE:LINE: KEY: MSG", leaving out ":LINE" when Line is 0
+// and "KEY: " when Key is empty.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteByte(':')
+		b.WriteString(strconv.Itoa(e.Line))
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Load reads and parses the config file at path. A file that cannot be read
+// is reported with its path and matches fs.ErrNotExist etc. with
+// errors.Is; problems in the file's content are *Error.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse parses and validates config data. name is the file the data came
+// from: it is used in errors, and relative data_dir and known_hosts paths
+// are resolved against its directory. Every problem in the data is
+// reported as an *Error.
+func Parse(name string, data []byte) (*Config, error) {
+	dir, err := filepath.Abs(filepath.Dir(name))
+	if err != nil {
+		return nil, fmt.Errorf("resolve directory of config %s: %w", name, err)
+	}
+	p := &parser{file: name, dir: dir}
+	root, err := p.document(data)
+	if err != nil {
+		return nil, err
+	}
+	return p.config(root)
+}
+
+// parser turns a YAML node tree into a Config. It holds no state besides
+// where the file is, so its methods can be read in any order.
+type parser struct {
+	file string // for errors
+	dir  string // absolute; relative paths in the file are resolved against it
+}
+
+// errorf returns an *Error at line for key.
+func (p *parser) errorf(line int, key, format string, args ...any) error {
+	return &Error{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// yamlLine matches the line yaml.v3 puts in its syntax errors.
+var yamlLine = regexp.MustCompile(`^yaml: line ([0-9]+): `)
+
+// yamlAnchor matches yaml.v3's error for an alias without an anchor.
+var yamlAnchor = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
+
+// parserProblems are the errors of the yaml.v3 parser, as opposed to its
+// scanner. For these yaml.v3 reports a 0-based line, of the start of the
+// enclosing list or mapping.
+var parserProblems = []string{
+	"did not find expected <stream-start>",
+	"did not find expected <document start>",
+	"did not find expected node content",
+	"did not find expected '-' indicator",
+	"did not find expected key",
+	"did not find expected ',' or ']'",
+	"did not find expected ',' or '}'",
+	"found undefined tag handle",
+	"found duplicate %YAML directive",
+	"found incompatible YAML document",
+	"found duplicate %TAG directive",
+}
+
+// document parses data as exactly one YAML document and returns its root.
+func (p *parser) document(data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, p.errorf(1, "", "config is empty")
+		}
+		return nil, p.syntaxError(data, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, p.syntaxError(data, err)
+		}
+		return nil, p.errorf(extra.Line, "", "more than one YAML document: the config must be a single document")
+	}
+	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
+		return nil, p.errorf(1, "", "config is empty")
+	}
+	return doc.Content[0], nil
+}
+
+// syntaxError turns a yaml.v3 parse error into an *Error, correcting or
+// finding the line where yaml.v3 gets it wrong or leaves it out.
+func (p *parser) syntaxError(data []byte, err error) error {
+	msg := err.Error()
+	line := 0
+	switch m := yamlLine.FindStringSubmatch(msg); {
+	case m != nil:
+		line, _ = strconv.Atoi(m[1])
+		msg = msg[len(m[0]):]
+		if slices.Contains(parserProblems, msg) {
+			line++
+		}
+	case yamlAnchor.MatchString(msg):
+		anchor := yamlAnchor.FindStringSubmatch(msg)[1]
+		if i := bytes.Index(data, []byte("*"+anchor)); i >= 0 {
+			line = 1 + bytes.Count(data[:i], []byte("\n"))
+		}
+	default:
+		// Reader errors carry no line; scanner and parser errors carry
+		// none when the problem is on line 1.
+		if line = badByteLine(data); line == 0 {
+			line = 1
+		}
+	}
+	return p.errorf(line, "", "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+}
+
+// badByteLine returns the line of the first byte YAML does not allow:
+// invalid UTF-8 or a control character other than tab, CR and LF. It
+// returns 0 if there is none.
+func badByteLine(data []byte) int {
+	line := 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size == 1,
+			r < 0x20 && r != '\t' && r != '\n' && r != '\r',
+			r == 0x7f:
+			return line
+		case r == '\n':
+			line++
+		}
+		i += size
+	}
+	return 0
+}
+
+// config checks the top-level mapping and everything below it.
+func (p *parser) config(root *yaml.Node) (*Config, error) {
+	m, err := p.mapping(root, "",
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "targets", "rules")
+	if err != nil {
+		return nil, err
+	}
+	c := &Config{
+		Path:              p.file,
+		Listen:            defaultListen,
+		IdleTimeout:       defaultIdleTimeout,
+		KeepAliveInterval: defaultKeepAliveInterval,
+		KeepAliveMax:      defaultKeepAliveMax,
+		EnvAllow:          append([]string(nil), defaultEnvAllow...),
+		LogLevel:          slog.LevelInfo,
+	}
+	if f := m.get("listen"); f.set() {
+		if c.Listen, err = p.str(f, checkListen); err != nil {
+			return nil, err
+		}
+	}
+	if c.DataDir, err = p.dataDir(m.get("data_dir")); err != nil {
+		return nil, err
+	}
+	if c.IdleTimeout, err = p.duration(m.get("idle_timeout"), c.IdleTimeout); err != nil {
+		return nil, err
+	}
+	if err := p.keepAlive(m.get("keepalive"), c); err != nil {
+		return nil, err
+	}
+	if f := m.get("env_allow"); f.set() {
+		if c.EnvAllow, err = p.strList(f, checkEnvPattern); err != nil {
+			return nil, err
+		}
+	}
+	if f := m.get("log_level"); f.set() {
+		if c.LogLevel, err = p.logLevel(f); err != nil {
+			return nil, err
+		}
+	}
+	if c.Policy.Targets, err = p.targets(m.get("targets")); err != nil {
+		return nil, err
+	}
+	if c.Policy.Rules, err = p.rules(m.get("rules"), c.Policy.Targets); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkListen accepts host:port with an optional host and a numeric port;
+// port 0 picks a free port.
+func checkListen(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf(`%q is not host:port, like ":2222" or "127.0.0.1:2222"`, s)
+	}
+	if host != "" && !validHost(host) {
+		return fmt.Errorf("invalid host %q", host)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+// dataDir returns the required data_dir as an absolute path.
+func (p *parser) dataDir(f field) (string, error) {
+	if !f.set() {
+		return "", p.errorf(f.line(), f.path, "required: the directory where the bastion keeps its state, like ./postern-data")
+	}
+	dir, err := p.str(f, nil)
+	if err != nil {
+		return "", err
+	}
+	if dir == "" {
+		return "", p.errorf(f.line(), f.path, "must not be empty")
+	}
+	return p.resolve(dir), nil
+}
+
+// resolve makes a path from the file absolute, relative to the config
+// file's directory.
+func (p *parser) resolve(name string) string {
+	if filepath.IsAbs(name) {
+		return filepath.Clean(name)
+	}
+	return filepath.Join(p.dir, name)
+}
+
+// keepAlive reads the keepalive mapping into c.
+func (p *parser) keepAlive(f field, c *Config) error {
+	if !f.set() {
+		return nil
+	}
+	m, err := p.mapping(f.val, f.path, "interval", "max_missed")
+	if err != nil {
+		return err
+	}
+	if c.KeepAliveInterval, err = p.duration(m.get("interval"), c.KeepAliveInterval); err != nil {
+		return err
+	}
+	if f := m.get("max_missed"); f.set() {
+		n, err := p.integer(f)
+		if err != nil {
+			return err
+		}
+		if n < 1 {
+			return p.errorf(f.line(), f.path, "must be at least 1, got %d", n)
+		}
+		c.KeepAliveMax = n
+	}
+	return nil
+}
+
+// checkEnvPattern accepts an environment variable name, optionally ending
+// in '*'.
+func checkEnvPattern(s string) error {
+	name := strings.TrimSuffix(s, "*")
+	ok := name != ""
+	for i := 0; i < len(name) && ok; i++ {
+		c := name[i]
+		ok = c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9'
+	}
+	if !ok {
+		return fmt.Errorf("%q is not an environment variable name (letters, digits and '_', not starting with a digit), optionally ending in '*'", s)
+	}
+	return nil
+}
+
+// logLevel reads one of the four slog level names.
+func (p *parser) logLevel(f field) (slog.Level, error) {
+	s, err := p.str(f, nil)
+	if err != nil {
+		return 0, err
+	}
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, p.errorf(f.line(), f.path, "unknown level %q: use debug, info, warn or error", s)
+}

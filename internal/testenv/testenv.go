@@ -1,0 +1,233 @@
+// Package testenv is the harness for end-to-end tests that run real
+// programs: OpenSSH's sshd, ssh, scp and sftp. It starts processes in
+// fresh temporary directories on loopback, registers their cleanup with the
+// test, and prints their logs when a test fails.
+//
+// Only tests import testenv. A binary that is missing skips the test locally
+// and fails it in CI (see InCI).
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// InCI reports whether the CI environment variable is set to a non-empty
+// value. In CI a missing binary fails the test instead of skipping it.
+func InCI() bool { return os.Getenv("CI") != "" }
+
+// searchDirs are looked at after PATH, because sshd and its helpers live in
+// sbin and libexec directories that a test's PATH often lacks.
+var searchDirs = []string{"/usr/sbin", "/usr/lib/openssh"}
+
+// Require returns the absolute path of the program name, searching PATH and
+// then /usr/sbin and /usr/lib/openssh. If it is missing, Require skips the
+// test, or fails it when InCI.
+func Require(t testing.TB, name string) string {
+	t.Helper()
+	p, err := lookPath(name)
+	if err == nil {
+		return p
+	}
+	if InCI() {
+		t.Fatalf("testenv: %v (required in CI)", err)
+	}
+	t.Skipf("testenv: %v", err)
+	return ""
+}
+
+// lookPath is Require without the testing.TB.
+func lookPath(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return filepath.Abs(p)
+	}
+	for _, dir := range searchDirs {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", errors.New("program " + name + " not found in PATH, " + searchDirs[0] + " or " + searchDirs[1])
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free when asked. Another
+// process may take it before the caller binds it; StartSSHD retries for that
+// reason.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	p, err := freePort()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return p
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// NewKey generates an ed25519 key pair in dir: dir/name holds the OpenSSH
+// private key (mode 0600, no passphrase) and dir/name.pub the public key. It
+// returns the signer and the private key's path.
+func NewKey(t testing.TB, dir, name string) (ssh.Signer, string) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatalf("testenv: generate key: %v", err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatalf("testenv: signer from key: %v", err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatalf("testenv: marshal private key: %v", err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	if err := os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o644); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return signer, path
+}
+
+// SignUserCert signs a user certificate for pub with ca, valid for the given
+// principals from one minute ago to five minutes from now, with the
+// permit-pty extension (the others OpenSSH knows are left out).
+func SignUserCert(t testing.TB, ca ssh.Signer, pub ssh.PublicKey, principals ...string) *ssh.Certificate {
+	t.Helper()
+	now := time.Now()
+	cert := &ssh.Certificate{
+		Key:             pub,
+		CertType:        ssh.UserCert,
+		KeyId:           "testenv",
+		ValidPrincipals: principals,
+		ValidAfter:      uint64(now.Add(-time.Minute).Unix()),
+		ValidBefore:     uint64(now.Add(5 * time.Minute).Unix()),
+		Permissions:     ssh.Permissions{Extensions: map[string]string{"permit-pty": ""}},
+	}
+	if err := cert.SignCert(rand.Reader, ca); err != nil {
+		t.Fatalf("testenv: sign certificate: %v", err)
+	}
+	return cert
+}
+
+// WriteCert writes cert to path in authorized_keys format. OpenSSH's client
+// looks for KEY-cert.pub next to the identity KEY.
+func WriteCert(t testing.TB, path string, cert *ssh.Certificate) {
+	t.Helper()
+	if err := os.WriteFile(path, ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
+		t.Fatalf("testenv: write certificate: %v", err)
+	}
+}
+
+// ClientOpts describes how ssh, scp or sftp reach a test server without
+// reading or writing ~/.ssh. The zero value uses no identity and an empty
+// known_hosts (so host key checking fails).
+type ClientOpts struct {
+	Port       int      // server port; not part of Options (ssh takes -p, scp and sftp -P)
+	Identity   string   // private key path; IDENTITY-cert.pub is used if it exists
+	KnownHosts string   // known_hosts path; "" means /dev/null
+	Extra      []string // appended to Options, e.g. "-o", "RequestTTY=force"
+}
+
+// Options returns the command-line options shared by ssh, scp and sftp:
+// -F /dev/null, batch mode, only the given identity, strict host key checking
+// against KnownHosts, a 10 s connect timeout and LogLevel=ERROR, then Extra.
+func (o ClientOpts) Options() []string {
+	kh := o.KnownHosts
+	if kh == "" {
+		kh = "/dev/null"
+	}
+	args := []string{
+		"-F", "/dev/null",
+		"-o", "BatchMode=yes",
+		"-o", "IdentitiesOnly=yes",
+		"-o", "StrictHostKeyChecking=yes",
+		"-o", "UserKnownHostsFile=" + kh,
+		"-o", "GlobalKnownHostsFile=/dev/null",
+	}
+	if o.Identity == "" {
+		// Without an IdentityFile, ssh falls back to ~/.ssh/id_*.
+		args = append(args, "-o", "IdentityFile=none")
+	} else {
+		args = append(args, "-i", o.Identity)
+		if _, err := os.Stat(o.Identity + "-cert.pub"); err == nil {
+			args = append(args, "-o", "CertificateFile="+o.Identity+"-cert.pub")
+		}
+	}
+	args = append(args, "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR")
+	return append(args, o.Extra...)
+}
+
+// Result is the outcome of Cmd.
+type Result struct {
+	Stdout, Stderr []byte
+	ExitCode       int // -1 if the process was killed by a signal
+}
+
+// Cmd runs name with args and stdin (nil means /dev/null), capturing its
+// output, and kills it after timeout. It fails the test (so it must be called
+// from the test's goroutine) only if the program could not start or timed
+// out; a non-zero exit is reported in Result.ExitCode.
+func Cmd(t testing.TB, timeout time.Duration, stdin io.Reader, name string, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = stdin
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	// A grandchild that keeps the output pipes open must not hang the test.
+	cmd.WaitDelay = 2 * time.Second
+	err := cmd.Run()
+	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
+	if ctx.Err() != nil {
+		t.Fatalf("testenv: %s %q timed out after %v\nstdout:\n%s\nstderr:\n%s", name, args, timeout, res.Stdout, res.Stderr)
+	}
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exitErr):
+		res.ExitCode = exitErr.ExitCode()
+	default:
+		t.Fatalf("testenv: run %s: %v\nstderr:\n%s", name, err, res.Stderr)
+	}
+	return res
+}
+
+// WaitFor polls cond every 20 ms until it returns true, failing the test if
+// it has not after timeout. It must be called from the test's goroutine.
+func WaitFor(t testing.TB, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: condition not met within %v", timeout)
+		}
+		<-tick.C
+	}
+}
