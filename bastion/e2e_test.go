@@ -76,7 +76,7 @@ func (s *syncBuffer) String() string {
 }
 
 // env returns the shared harness, starting it on first use.
-func env(t *testing.T) *harness {
+func env(t testing.TB) *harness {
 	t.Helper()
 	sshBin := testenv.Require(t, "ssh")
 	testenv.Require(t, "sshd")
@@ -99,7 +99,7 @@ func env(t *testing.T) *harness {
 // separation).
 const testUser = "posterne2e"
 
-func (h *harness) start(t *testing.T, sshBin string) error {
+func (h *harness) start(t testing.TB, sshBin string) error {
 	if err := ensureUser(testUser); err != nil {
 		return err
 	}
@@ -204,7 +204,7 @@ func (h *harness) opts(key string) []string {
 }
 
 // ssh runs the OpenSSH client through the bastion as user with key.
-func (h *harness) ssh(t *testing.T, key, user string, stdin io.Reader, args ...string) testenv.Result {
+func (h *harness) ssh(t testing.TB, key, user string, stdin io.Reader, args ...string) testenv.Result {
 	t.Helper()
 	a := append(h.opts(key), "-p", strconv.Itoa(h.port), user+"@127.0.0.1")
 	return testenv.Cmd(t, 2*time.Minute, stdin, h.sshBin, append(a, args...)...)
@@ -539,16 +539,16 @@ func TestSessionIDOnEveryLineAndUpstreamKeyID(t *testing.T) {
 	}
 }
 
-func TestIdleTimeout(t *testing.T) {
-	t.Parallel()
-	h := env(t)
-	logs := &syncBuffer{}
-	srv, err := New(Config{
-		Policy:      h.policy,
-		Authority:   h.auth,
-		IdleTimeout: 500 * time.Millisecond,
-		Log:         slog.New(slog.NewJSONHandler(logs, nil)),
-	})
+// extraServer starts another bastion with cfg (its Authority and Log are
+// filled in), for tests that need other settings than the shared one. It
+// returns a harness whose port, knownHosts and logs are the new server's.
+func (h *harness) extraServer(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	b := *h
+	b.logs = &syncBuffer{}
+	cfg.Authority = h.auth
+	cfg.Log = slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,13 +557,162 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	port := l.Addr().(*net.TCPAddr).Port
-	kh := filepath.Join(t.TempDir(), "kh")
-	os.WriteFile(kh, fmt.Appendf(nil, "[127.0.0.1]:%d %s", port, ssh.MarshalAuthorizedKey(h.auth.HostKey.PublicKey())), 0o644)
-	args := append(testenv.ClientOpts{Identity: h.alice, KnownHosts: kh, Extra: []string{"-o", "LogLevel=INFO"}}.Options(), "-p", strconv.Itoa(port), "root@t1@127.0.0.1", "sleep 60")
+	t.Cleanup(func() {
+		srv.Close()
+		if t.Failed() {
+			t.Logf("extra bastion log:\n%s", b.logs.String())
+		}
+	})
+	b.srv = srv
+	b.port = l.Addr().(*net.TCPAddr).Port
+	b.knownHosts = filepath.Join(t.TempDir(), "bastion_known_hosts")
+	line := fmt.Sprintf("[127.0.0.1]:%d %s", b.port, ssh.MarshalAuthorizedKey(h.auth.HostKey.PublicKey()))
+	if err := os.WriteFile(b.knownHosts, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &b
+}
+
+func TestIdleTimeout(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	b := h.extraServer(t, Config{Policy: h.policy, IdleTimeout: 500 * time.Millisecond})
+	args := append(b.opts(h.alice), "-p", strconv.Itoa(b.port), "root@t1@127.0.0.1", "sleep 60")
 	r := testenv.Cmd(t, 30*time.Second, nil, h.sshBin, args...)
 	if r.ExitCode == 0 || !strings.Contains(string(r.Stderr), "idle for 500ms") {
 		t.Fatalf("exit %d stderr %q: want the idle timeout message", r.ExitCode, r.Stderr)
+	}
+}
+
+// freezer is a loopback TCP proxy that can stop passing the client's bytes
+// to the server, as a client that vanished without a FIN would.
+type freezer struct {
+	l      net.Listener
+	frozen chan struct{}
+}
+
+func newFreezer(t *testing.T, target string) *freezer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{l: l, frozen: make(chan struct{})}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		s, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		go io.Copy(c, s)
+		buf := make([]byte, 32*1024)
+		for {
+			n, err := c.Read(buf)
+			select {
+			case <-f.frozen:
+				// Swallow everything from now on.
+				if err != nil {
+					return
+				}
+				continue
+			default:
+			}
+			if n > 0 {
+				if _, werr := s.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return f
+}
+
+func TestKeepAliveEndsDeadConnection(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	b := h.extraServer(t, Config{Policy: h.policy, KeepAliveInterval: 200 * time.Millisecond, KeepAliveMax: 2})
+	logs := b.logs
+	f := newFreezer(t, "127.0.0.1:"+strconv.Itoa(b.port))
+
+	_, port, _ := net.SplitHostPort(f.l.Addr().String())
+	p, _ := strconv.Atoi(port)
+	client := (&harness{port: p, auth: h.auth}).dialGo(t, h.alice, "root@t1")
+	s, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start("sleep 60"); err != nil {
+		t.Fatal(err)
+	}
+	// Alive while answering: several keepalive rounds pass.
+	time.Sleep(time.Second)
+	if strings.Contains(logs.String(), "keepalive timeout") {
+		t.Fatalf("a live client was dropped:\n%s", logs.String())
+	}
+	close(f.frozen)
+	testenv.WaitFor(t, 15*time.Second, func() bool {
+		return strings.Contains(logs.String(), "keepalive timeout") &&
+			strings.Contains(logs.String(), `"event":"disconnect"`)
+	})
+}
+
+// A target verified by a host CA (known_hosts @cert-authority style): an
+// sshd whose ECDSA host key carries a certificate from the CA is accepted;
+// the same sshd checked against another CA is refused.
+func TestHostCATarget(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	keygen := testenv.Require(t, "ssh-keygen")
+	dir := t.TempDir()
+	hostKey := filepath.Join(dir, "host_ecdsa")
+	if r := testenv.Cmd(t, time.Minute, nil, keygen, "-q", "-t", "ecdsa", "-N", "", "-f", hostKey); r.ExitCode != 0 {
+		t.Fatalf("ssh-keygen: %s", r.Stderr)
+	}
+	pubData, err := os.ReadFile(hostKey + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(pubData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostCA, wrongCA := newTestSigner(t), newTestSigner(t)
+	cert := &ssh.Certificate{
+		Key: pub, CertType: ssh.HostCert, ValidPrincipals: []string{"127.0.0.1"},
+		ValidAfter: uint64(time.Now().Add(-time.Hour).Unix()), ValidBefore: uint64(time.Now().Add(time.Hour).Unix()),
+	}
+	if err := cert.SignCert(rand.Reader, hostCA); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hostKey+"-cert.pub", ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sshd := testenv.SSHD(t, testenv.SSHDOptions{
+		TrustedUserCAKeys: []ssh.PublicKey{h.auth.UpstreamCA.PublicKey()},
+		Extra:             []string{"HostKey " + hostKey, "HostCertificate " + hostKey + "-cert.pub"},
+	})
+	b := h.extraServer(t, Config{Policy: Policy{
+		Targets: []Target{
+			{Name: "viaca", Address: sshd.Addr, HostCA: hostCA.PublicKey()},
+			{Name: "wrongca", Address: sshd.Addr, HostCA: wrongCA.PublicKey()},
+		},
+		Rules: []Rule{{Name: "a", Principals: []string{"alice"}, Targets: []string{"*"}, Logins: []string{"root"}}},
+	}})
+	r := b.ssh(t, h.alice, "root@viaca", nil, "echo via-ca")
+	if r.ExitCode != 0 || string(r.Stdout) != "via-ca\n" {
+		t.Fatalf("host CA target: exit %d stdout %q stderr %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	r = b.ssh(t, h.alice, "root@wrongca", nil, "echo SHOULD-NOT-RUN")
+	if r.ExitCode != 255 || !strings.Contains(string(r.Stderr), "host key the bastion does not trust") {
+		t.Fatalf("wrong host CA: exit %d stdout %q stderr %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
 }

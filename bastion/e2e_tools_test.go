@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/testenv"
 )
 
@@ -236,5 +237,31 @@ func TestRsyncTree1000Files(t *testing.T) {
 	r = testenv.Cmd(t, 3*time.Minute, nil, rsync, "-a", "--stats", "-e", rsh, src+"/", "root@t1@127.0.0.1:"+remote+"/")
 	if r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "Number of regular files transferred: 0") {
 		t.Fatalf("rsync again: exit %d stdout %s stderr %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+}
+
+// OpenSSH connection sharing: one master connection through the bastion,
+// several sessions multiplexed over it as channels.
+func TestControlMasterSharesOneConnection(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	key := h.userKey(t, "cm", certs.UserCertRequest{Principals: []string{"alice"}, TTL: time.Hour, KeyID: "controlmaster-test"})
+	sock := filepath.Join(t.TempDir(), "cm.sock")
+	base := append(h.opts(key), "-p", strconv.Itoa(h.port), "-S", sock)
+	// -f puts the master in the background once it is authenticated; its
+	// output goes to /dev/null so nothing holds our pipes.
+	master := exec.Command(h.sshBin, append(base, "-M", "-N", "-f", "root@t1@127.0.0.1")...)
+	if out, err := master.CombinedOutput(); err != nil {
+		t.Fatalf("master: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command(h.sshBin, append(base, "-O", "exit", "root@t1@127.0.0.1")...).Run() })
+	for i := range 3 {
+		r := testenv.Cmd(t, time.Minute, nil, h.sshBin, append(base, "root@t1@127.0.0.1", fmt.Sprintf("echo mux-%d; exit %d", i, i+1))...)
+		if string(r.Stdout) != fmt.Sprintf("mux-%d\n", i) || r.ExitCode != i+1 {
+			t.Fatalf("multiplexed session %d: stdout %q exit %d stderr %s", i, r.Stdout, r.ExitCode, r.Stderr)
+		}
+	}
+	if n := strings.Count(h.logs.String(), `"key_id":"controlmaster-test"`); n != 1 {
+		t.Fatalf("bastion saw %d connections for the shared master, want 1", n)
 	}
 }

@@ -93,3 +93,30 @@ func TestDecide(t *testing.T) {
 		t.Error("the zero Policy allowed a connection")
 	}
 }
+
+// FuzzParseUser: any user name either parses into names that are safe to
+// log and to use as file name parts, or is refused; never both empty.
+func FuzzParseUser(f *testing.F) {
+	for _, s := range []string{"root@db01", "db01", "a@b@c", "@", "", "x@", "é@db", "root@db01\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, user string) {
+		login, target, err := ParseUser(user)
+		if err != nil {
+			return
+		}
+		if !validName(target) || (login != "" && !validName(login)) {
+			t.Fatalf("ParseUser(%q) accepted login %q target %q", user, login, target)
+		}
+		if strings.ContainsAny(login+target, "/\x00 \n@") {
+			t.Fatalf("unsafe characters accepted in %q", user)
+		}
+		if login != "" {
+			if login+"@"+target != user {
+				t.Fatalf("ParseUser(%q) = %q@%q does not rebuild the input", user, login, target)
+			}
+		} else if target != user {
+			t.Fatalf("ParseUser(%q) target %q", user, target)
+		}
+	})
+}
