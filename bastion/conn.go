@@ -30,7 +30,7 @@ type conn struct {
 	// handshake goroutine before NewServerConn returns.
 	user     string   // SSH user name asked for
 	refusals []string // why keys or the user were refused, distinct, in order
-	offered  int    // keys offered
+	offered  int      // keys offered
 	bannered []string // messages already shown
 	identity Identity
 	grant    *Grant

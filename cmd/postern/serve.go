@@ -180,7 +180,6 @@ func cmdCASign(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-
 // openExisting opens the CA in data dir d, refusing to create one: a typo in
 // --data-dir must not silently mint a new CA.
 func openExisting(d string) (*certs.Authority, error) {

@@ -199,8 +199,10 @@ func Cmd(t testing.TB, timeout time.Duration, stdin io.Reader, name string, args
 	cmd.Stdin = stdin
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
-	// A grandchild that keeps the output pipes open must not hang the test.
-	cmd.WaitDelay = 2 * time.Second
+	// A grandchild that keeps the output pipes open must not hang the test;
+	// the delay is generous because under -race on two busy cores the
+	// copier of a large output can lag the process's exit by seconds.
+	cmd.WaitDelay = 30 * time.Second
 	err := cmd.Run()
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes()}
 	if ctx.Err() != nil {

@@ -1,12 +1,15 @@
 package testenv_test
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,10 +55,22 @@ func (c client) sshArgs(dest string, command ...string) []string {
 	return append(append(args, dest), command...)
 }
 
+// sharedCA is the CA the shared sshd trusts. It lives as long as that sshd
+// (the test binary), so that -count=N reruns reuse both.
+var sharedCA = sync.OnceValues(func() (ssh.Signer, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return ssh.NewSignerFromKey(priv)
+})
+
 func TestSharedSSHD(t *testing.T) {
 	sshBin := testenv.Require(t, "ssh")
-	caDir := t.TempDir()
-	ca, _ := testenv.NewKey(t, caDir, "ca")
+	ca, err := sharedCA()
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := testenv.SharedSSHD(t, "ca", testenv.SSHDOptions{TrustedUserCAKeys: []ssh.PublicKey{ca.PublicKey()}})
 	if again := testenv.SharedSSHD(t, "ca", testenv.SSHDOptions{}); again != s {
 		t.Fatalf("second SharedSSHD call started another sshd")
@@ -120,6 +135,8 @@ func TestSSHDClose(t *testing.T) {
 	c := newClient(t, s, ca, user)
 
 	cmd := exec.Command(sshBin, c.sshArgs(user+"@127.0.0.1", "echo started; exec sleep 600")...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -127,26 +144,38 @@ func TestSSHDClose(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
+	started := make(chan string, 1)
+	exited := make(chan error, 1)
 	go func() {
 		buf := make([]byte, 64)
 		n, _ := out.Read(buf)
-		if got := string(buf[:n]); got != "started\n" {
-			t.Errorf("session output %q, want \"started\\n\"", got)
-		}
-		done <- cmd.Wait()
+		started <- string(buf[:n])
+		exited <- cmd.Wait()
 	}()
+	var once sync.Once
+	wait := func() error {
+		var err error
+		once.Do(func() { err = <-exited })
+		return err
+	}
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		<-done
+		wait()
 	})
+	if got := <-started; got != "started\n" {
+		cmd.Process.Kill()
+		wait()
+		t.Fatalf("session output %q, want \"started\\n\"; ssh stderr: %s", got, stderr.String())
+	}
 	testenv.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(s.Logs(), "Accepted publickey for "+user) })
 
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- wait() }()
 	select {
-	case err := <-done:
+	case err := <-stopped:
 		if err == nil {
 			t.Fatal("ssh exited 0 after sshd was stopped")
 		}
