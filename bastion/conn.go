@@ -28,13 +28,14 @@ type conn struct {
 
 	// Set by the auth callbacks, which x/crypto runs one at a time on the
 	// handshake goroutine before NewServerConn returns.
-	user     string   // SSH user name asked for
-	refusals []string // why keys or the user were refused, distinct, in order
-	offered  int      // keys offered
-	bannered []string // messages already shown
-	identity Identity
-	grant    *Grant
-	cert     *ssh.Certificate
+	user         string   // SSH user name asked for
+	refusals     []string // why keys or the user were refused, distinct, in order
+	offered      int      // keys offered
+	bannered     []string // messages already shown
+	plainRefused string   // message for a refused plain key, not yet shown
+	identity     Identity
+	grant        *Grant
+	cert         *ssh.Certificate
 
 	lastActive atomic.Int64 // unix nanos of the last channel data
 	lastAlive  atomic.Int64 // unix nanos of the last keepalive reply
@@ -69,6 +70,14 @@ func (c *conn) checkKey(cm ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permission
 		var ce *certs.CheckError
 		errors.As(err, &ce)
 		c.refuse(ce.Reason)
+		if _, plain := key.(*ssh.Certificate); !plain {
+			// Clients offer plain keys from agents and ~/.ssh before
+			// or after the certificate; a banner for each would be
+			// noise on connections that then succeed. The message
+			// is shown by lastResort if nothing else works.
+			c.plainRefused = ce.UserMessage()
+			return nil, err
+		}
 		return nil, c.banner(err, ce.UserMessage())
 	}
 	perms := &ssh.Permissions{
@@ -95,6 +104,21 @@ func (c *conn) banner(err error, msg string) error {
 	}
 	c.bannered = append(c.bannered, msg)
 	return &ssh.BannerError{Err: err, Message: msg + "\r\n"}
+}
+
+// lastResort is the keyboard-interactive callback. OpenSSH clients try it
+// after every key failed, which makes it the place to say why plain keys
+// were refused. It never authenticates anyone.
+func (c *conn) lastResort(ssh.ConnMetadata, ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+	err := errors.New("keyboard-interactive is not accepted")
+	if c.plainRefused != "" {
+		return nil, c.banner(err, c.plainRefused)
+	}
+	if c.offered == 0 {
+		c.refuse("no key offered")
+		return nil, c.banner(err, "postern: a certificate is required; none was offered")
+	}
+	return nil, err
 }
 
 // authorize is the VerifiedPublicKeyCallback: the client has proved it holds

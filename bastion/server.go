@@ -231,6 +231,9 @@ func (s *Server) serverConfig(c *conn) *ssh.ServerConfig {
 		MaxAuthTries:              6,
 		PublicKeyCallback:         c.checkKey,
 		VerifiedPublicKeyCallback: c.authorize,
+		// Offered only so that the reason for a refusal can be shown
+		// once every key has failed; see conn.lastResort.
+		KeyboardInteractiveCallback: c.lastResort,
 	}
 	cfg.AddHostKey(s.cfg.Authority.HostKey)
 	return cfg

@@ -42,6 +42,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"ca", "sign", "--data-dir", t.TempDir(), "x.pub"}, 2, "", "--principal is required"},
 		{[]string{"ca", "sign", "--principal", "a", "--ttl", "-1h", "x.pub"}, 2, "", "--ttl must be positive"},
 		{[]string{"serve", "--config", "/nonexistent/postern.yaml"}, 1, "", "/nonexistent/postern.yaml"},
+		{[]string{"config", "check", "--config", "../../examples/postern.yaml"}, 0, "ok: 3 targets, 3 rules", ""},
+		{[]string{"config", "check", "--config", "../../testdata/config/bad-unknown-key.yaml"}, 1, "", "bad-unknown-key.yaml:"},
 	}
 	for _, tt := range tests {
 		code, out, errs := runCLI(t, tt.args...)
