@@ -38,7 +38,6 @@ type conn struct {
 	cert         *ssh.Certificate
 
 	lastActive atomic.Int64 // unix nanos of the last channel data
-	lastAlive  atomic.Int64 // unix nanos of the last keepalive reply
 
 	mu       sync.Mutex // guards channels, sc, ended
 	channels map[ssh.Channel]struct{}
@@ -190,7 +189,6 @@ func (c *conn) serve() {
 	defer cancel(nil)
 	now := time.Now().UnixNano()
 	c.lastActive.Store(now)
-	c.lastAlive.Store(now)
 
 	up, err := c.dial()
 	if err != nil {
@@ -316,7 +314,9 @@ func (c *conn) monitor(ctx context.Context, sc *ssh.ServerConn) {
 			if cfg.KeepAliveInterval == 0 {
 				continue
 			}
-			if now.Sub(time.Unix(0, c.lastAlive.Load())) > cfg.KeepAliveInterval*time.Duration(cfg.KeepAliveMax) {
+			// One probe is in flight at a time; one unanswered for
+			// KeepAliveMax intervals means that many were missed.
+			if probing.Load() && now.Sub(lastProbe) > cfg.KeepAliveInterval*time.Duration(cfg.KeepAliveMax) {
 				c.log.Info("keepalive timeout", "missed", cfg.KeepAliveMax)
 				c.terminate("postern: client stopped answering keepalives")
 				return
@@ -325,9 +325,7 @@ func (c *conn) monitor(ctx context.Context, sc *ssh.ServerConn) {
 				lastProbe = now
 				probes.Go(func() {
 					defer probing.Store(false)
-					if _, _, err := sc.SendRequest("keepalive@openssh.com", true, nil); err == nil {
-						c.lastAlive.Store(time.Now().UnixNano())
-					}
+					sc.SendRequest("keepalive@openssh.com", true, nil)
 				})
 			}
 		}

@@ -654,7 +654,7 @@ func newFreezer(t *testing.T, target string) *freezer {
 func TestKeepAliveEndsDeadConnection(t *testing.T) {
 	t.Parallel()
 	h := env(t)
-	b := h.extraServer(t, Config{Policy: h.policy, KeepAliveInterval: 200 * time.Millisecond, KeepAliveMax: 2})
+	b := h.extraServer(t, Config{Policy: h.policy, KeepAliveInterval: 300 * time.Millisecond, KeepAliveMax: 3})
 	logs := b.logs
 	f := newFreezer(t, "127.0.0.1:"+strconv.Itoa(b.port))
 
