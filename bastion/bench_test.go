@@ -3,8 +3,8 @@ package bastion
 import (
 	"bytes"
 	"crypto/rand"
-	"os/exec"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
