@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -263,5 +264,57 @@ func TestControlMasterSharesOneConnection(t *testing.T) {
 	}
 	if n := strings.Count(h.logs.String(), `"key_id":"controlmaster-test"`); n != 1 {
 		t.Fatalf("bastion saw %d connections for the shared master, want 1", n)
+	}
+}
+
+// Port forwarding through the target (ssh -W / -L) works for a rule that
+// grants it, to ports on the target itself, and is refused otherwise.
+func TestPortForwarding(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	// A TCP echo service on the target's loopback (the target is this
+	// machine).
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	fwd := h.userKey(t, "fwd-pf", certs.UserCertRequest{Principals: []string{"fwd"}, TTL: time.Hour})
+
+	tests := []struct {
+		name, key, dest string
+		ok              bool
+		want            string // in stderr when refused
+	}{
+		{"granted, target by name", fwd, "t1:" + port, true, ""},
+		{"granted, localhost", fwd, "localhost:" + port, true, ""},
+		{"not granted", h.alice, "t1:" + port, false, "port forwarding is not allowed"},
+		{"another host", fwd, "192.0.2.1:" + port, false, "only allowed to ports on t1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			user := "root@t1"
+			r := h.sshWith(t, []string{"-W", tt.dest}, tt.key, user, strings.NewReader("ping through postern\n"))
+			if tt.ok {
+				if r.ExitCode != 0 || string(r.Stdout) != "ping through postern\n" {
+					t.Fatalf("exit %d stdout %q stderr %s", r.ExitCode, r.Stdout, r.Stderr)
+				}
+				return
+			}
+			if r.ExitCode == 0 || len(r.Stdout) != 0 || !strings.Contains(string(r.Stderr), tt.want) {
+				t.Fatalf("exit %d stdout %q stderr %q; want refusal %q", r.ExitCode, r.Stdout, r.Stderr, tt.want)
+			}
+		})
 	}
 }
