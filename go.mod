@@ -11,4 +11,7 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
-require github.com/anmitsu/go-shlex v0.0.0-20200514113438-38f4b401e2be // indirect
+require (
+	github.com/anmitsu/go-shlex v0.0.0-20200514113438-38f4b401e2be // indirect
+	go.etcd.io/bbolt v1.5.0 // indirect
+)

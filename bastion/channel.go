@@ -14,9 +14,9 @@ import (
 func (c *conn) openChannel(nc ssh.NewChannel, up *ssh.Client) {
 	switch nc.ChannelType() {
 	case "session":
-		c.wg.Go(func() { c.session(nc, up) })
+		c.goSafe(func() { c.session(nc, up) })
 	case "direct-tcpip":
-		c.wg.Go(func() { c.directTCPIP(nc, up) })
+		c.goSafe(func() { c.directTCPIP(nc, up) })
 	default:
 		c.log.Info("channel refused", "channel_type", nc.ChannelType())
 		nc.Reject(ssh.UnknownChannelType, "postern: channel type "+strconv.Quote(nc.ChannelType())+" is not supported")
@@ -38,6 +38,7 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 		uch.Close()
 		return
 	}
+	chanID := c.chanSeq.Add(1)
 	c.track(ch)
 	defer c.untrack(ch)
 	defer ch.Close()
@@ -48,13 +49,13 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 	out.Go(func() { c.pump(ch.Stderr(), uch.Stderr()) })
 	// stdin: the client's EOF reaches the target as EOF. This copier ends
 	// when either channel closes; the deferred closes above guarantee it.
-	c.wg.Go(func() {
+	c.goSafe(func() {
 		c.pump(uch, ch)
 		uch.CloseWrite()
 	})
 	// The client's requests go to the target in order. When the client
 	// closes the channel, creqs closes, and so does the target's channel.
-	c.wg.Go(func() {
+	c.goSafe(func() {
 		for r := range creqs {
 			c.sessionRequest(r, uch)
 		}
@@ -69,6 +70,11 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 	for r := range ureqs {
 		switch r.Type {
 		case "exit-status", "exit-signal":
+			// RFC 4254 §6.10 says want_reply is false; answer a
+			// peer that sets it anyway so it never waits.
+			if r.WantReply {
+				r.Reply(false, nil)
+			}
 			exits = append(exits, r)
 		default:
 			ok, _ := ch.SendRequest(r.Type, r.WantReply, r.Payload)
@@ -80,12 +86,28 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 	// ureqs closes when the target closed the channel; its data is all
 	// buffered, so the output pumps finish.
 	out.Wait()
+	end := []any{"channel", chanID}
 	for _, r := range exits {
-		if r.Type == "exit-status" && len(r.Payload) == 4 {
-			c.log.Info("session channel exited", "exit_status", binary.BigEndian.Uint32(r.Payload))
+		switch r.Type {
+		case "exit-status":
+			if len(r.Payload) == 4 {
+				end = append(end, "exit_status", binary.BigEndian.Uint32(r.Payload))
+			}
+		case "exit-signal":
+			var sig struct{ Signal string }
+			ssh.Unmarshal(r.Payload, &sig)
+			end = append(end, "exit_signal", sig.Signal)
 		}
 		ch.SendRequest(r.Type, false, r.Payload)
 	}
+	if len(exits) == 0 {
+		// The target went away (or the bastion ended the session):
+		// say so, after all output, instead of a bare disconnect.
+		msg := c.notice()
+		ch.Stderr().Write([]byte("\r\n" + msg + "\r\n"))
+		end = append(end, "reason", msg)
+	}
+	audit(c.log, "session_end", end...)
 	ch.CloseWrite()
 }
 
@@ -157,6 +179,8 @@ func (c *conn) pump(dst io.Writer, src io.Reader) {
 	}
 }
 
+const sshJMessage = "postern: ProxyJump (ssh -J) is not supported: postern terminates SSH so it can record and mask the session. Connect with: ssh -p PORT LOGIN@TARGET@BASTION"
+
 // directTCPIP handles a port-forwarding channel (RFC 4254 §7.2). A request
 // for a target's SSH port is what `ssh -J` sends: refused with directions,
 // because a relay would hide the session from the bastion.
@@ -174,7 +198,7 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 	log := c.log.With("forward_host", req.Host, "forward_port", req.Port)
 	if c.isSSHPort(req.Host, req.Port) {
 		audit(log, "forward", "allowed", false, "reason", "ssh -J style relay to an SSH port")
-		nc.Reject(ssh.Prohibited, "postern: ProxyJump (ssh -J) is not supported: postern terminates SSH so it can record and mask the session. Connect with: ssh -p PORT LOGIN@TARGET@BASTION")
+		nc.Reject(ssh.Prohibited, sshJMessage)
 		return
 	}
 	if !c.grant.PortForwarding {
@@ -187,6 +211,11 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 	switch req.Host {
 	case c.grant.Target.Name, "localhost", "127.0.0.1", "::1":
 		req.Host = "localhost"
+		if _, p, err := net.SplitHostPort(c.grant.Target.Address); err == nil && p == strconv.Itoa(int(req.Port)) {
+			audit(log, "forward", "allowed", false, "reason", "forward to the target's own SSH port")
+			nc.Reject(ssh.Prohibited, sshJMessage)
+			return
+		}
 	default:
 		audit(log, "forward", "allowed", false, "reason", "destination is not the target")
 		nc.Reject(ssh.Prohibited, "postern: forwarding is only allowed to ports on "+c.grant.Target.Name+" itself")
@@ -209,11 +238,46 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 	c.track(ch)
 	defer c.untrack(ch)
 	var wg sync.WaitGroup
-	wg.Go(func() { c.pump(ch, uch); ch.CloseWrite() })
+	wg.Go(func() {
+		// An SSH server on any port of the target would let the
+		// client run an unrecorded session through the tunnel: SSH
+		// servers speak first, so its banner gives it away.
+		if c.sniffSSH(ch, uch) {
+			audit(log, "forward", "allowed", false, "reason", "destination speaks SSH")
+			ch.Close()
+			uch.Close()
+			return
+		}
+		c.pump(ch, uch)
+		ch.CloseWrite()
+	})
 	wg.Go(func() { c.pump(uch, ch); uch.CloseWrite() })
 	wg.Wait()
 	ch.Close()
 	uch.Close()
+}
+
+// sniffSSH reads the first bytes the destination sends and, unless they
+// begin an SSH banner, passes them on to the client. It reports whether
+// the destination is an SSH server.
+func (c *conn) sniffSSH(ch io.Writer, uch io.Reader) bool {
+	var buf [4]byte
+	n := 0
+	for n < len(buf) {
+		m, err := uch.Read(buf[n:])
+		n += m
+		if err != nil || (n > 0 && string(buf[:n]) != "SSH-"[:n]) {
+			break
+		}
+	}
+	if n == len(buf) && string(buf[:]) == "SSH-" {
+		return true
+	}
+	if n > 0 {
+		c.touch()
+		ch.Write(buf[:n])
+	}
+	return false
 }
 
 // isSSHPort reports whether host:port is the SSH port of a target, or port

@@ -37,11 +37,13 @@ type conn struct {
 	grant        *Grant
 	cert         *ssh.Certificate
 
-	lastActive atomic.Int64 // unix nanos of the last channel data
+	lastActive atomic.Int64  // unix nanos of the last channel data
+	chanSeq    atomic.Uint32 // numbers session channels: recording IDs are SESSION-N
 
-	mu       sync.Mutex // guards channels, sc, ended
+	mu       sync.Mutex // guards channels, sc, up, ended
 	channels map[ssh.Channel]struct{}
 	sc       *ssh.ServerConn
+	up       *ssh.Client
 	ended    string // why the bastion ended the connection, if it did
 
 	wg sync.WaitGroup // channel goroutines
@@ -67,9 +69,11 @@ func (c *conn) checkKey(cm ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permission
 	cert, err := c.s.checker.Check(key, cm.RemoteAddr())
 	if err != nil {
 		var ce *certs.CheckError
-		errors.As(err, &ce)
+		if !errors.As(err, &ce) {
+			ce = &certs.CheckError{Reason: err.Error(), Message: "postern: certificate refused"}
+		}
 		c.refuse(ce.Reason)
-		if _, plain := key.(*ssh.Certificate); !plain {
+		if _, isCert := key.(*ssh.Certificate); !isCert {
 			// Clients offer plain keys from agents and ~/.ssh before
 			// or after the certificate; a banner for each would be
 			// noise on connections that then succeed. The message
@@ -79,8 +83,14 @@ func (c *conn) checkKey(cm ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permission
 		}
 		return nil, c.banner(err, ce.UserMessage())
 	}
+	opts := map[string]string{}
+	if src, ok := cert.CriticalOptions["source-address"]; ok {
+		// x/crypto enforces source-address again on these
+		// permissions; it does not trim spaces, the checker does.
+		opts["source-address"] = strings.ReplaceAll(src, " ", "")
+	}
 	perms := &ssh.Permissions{
-		CriticalOptions: cert.CriticalOptions, // x/crypto enforces source-address again
+		CriticalOptions: opts,
 		ExtraData:       map[any]any{certKey{}: cert},
 	}
 	return perms, nil
@@ -202,6 +212,13 @@ func (c *conn) serve() {
 		return
 	}
 	defer up.Close()
+	c.mu.Lock()
+	c.up = up
+	ended := c.ended
+	c.mu.Unlock()
+	if ended != "" { // terminated while dialing
+		up.Close()
+	}
 	c.log.Info("upstream connected", "address", g.Target.Address)
 
 	var wg sync.WaitGroup
@@ -214,6 +231,13 @@ func (c *conn) serve() {
 	wg.Go(func() {
 		err := up.Wait()
 		cancel(fmt.Errorf("target closed the connection: %v", err))
+		// Session channels now deliver what the target sent, a notice
+		// and their teardown; wait for that, but not for a client that
+		// stopped reading.
+		deadline := time.Now().Add(5 * time.Second)
+		for c.openChannels() > 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
 		sc.Close()
 	})
 	wg.Go(func() { c.monitor(ctx, sc) })
@@ -247,36 +271,56 @@ func (c *conn) refuseAll(sc *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <
 	}
 }
 
-// terminate ends the connection for a reason the user is told on every
-// open session channel.
+// terminate ends the connection for a reason each open session channel
+// shows its user. It closes the upstream connection: every session channel
+// then sends what it has, the notice, and its teardown (see session), and
+// the client connection closes after them.
 func (c *conn) terminate(why string) {
 	c.mu.Lock()
 	if c.ended == "" {
 		c.ended = why
 	}
-	chans := make([]ssh.Channel, 0, len(c.channels))
-	for ch := range c.channels {
-		chans = append(chans, ch)
-	}
-	sc := c.sc
+	up, sc := c.up, c.sc
 	c.mu.Unlock()
-	for _, ch := range chans {
-		// Bounded: a client that stopped reading must not hold us.
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			ch.Stderr().Write([]byte("\r\n" + why + "\r\n"))
-		}()
-		select {
-		case <-done:
-		case <-time.After(time.Second):
-		}
-	}
-	if sc != nil {
+	switch {
+	case up != nil:
+		up.Close()
+	case sc != nil:
 		sc.Close()
-	} else {
+	default:
 		c.nc.Close()
 	}
+}
+
+// notice is the line a session channel shows when it ends without an exit
+// status from the target.
+func (c *conn) notice() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended != "" {
+		return c.ended
+	}
+	return "postern: the connection to " + c.grant.Target.Name + " was lost"
+}
+
+func (c *conn) openChannels() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.channels)
+}
+
+// goSafe runs f on a goroutine owned by c.wg; a panic ends that channel,
+// not every session of the bastion.
+func (c *conn) goSafe(f func()) {
+	c.wg.Go(func() {
+		defer func() {
+			if r := recover(); r != nil {
+				c.log.Error("channel handler panicked", "panic", r)
+				c.terminate("postern: internal error")
+			}
+		}()
+		f()
+	})
 }
 
 // monitor sends keepalives and enforces the idle timeout until ctx ends.

@@ -290,6 +290,23 @@ func TestPortForwarding(t *testing.T) {
 	}()
 	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 	fwd := h.userKey(t, "fwd-pf", certs.UserCertRequest{Principals: []string{"fwd"}, TTL: time.Hour})
+	// Something that talks like an SSH server on another port.
+	fake, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fake.Close() })
+	go func() {
+		for {
+			c, err := fake.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("SSH-2.0-OpenSSH_9.2p1 hidden\r\n"))
+			go func() { defer c.Close(); io.Copy(io.Discard, c) }()
+		}
+	}()
+	fakePort := strconv.Itoa(fake.Addr().(*net.TCPAddr).Port)
 
 	tests := []struct {
 		name, key, dest string
@@ -300,6 +317,8 @@ func TestPortForwarding(t *testing.T) {
 		{"granted, localhost", fwd, "localhost:" + port, true, ""},
 		{"not granted", h.alice, "t1:" + port, false, "port forwarding is not allowed"},
 		{"another host", fwd, "192.0.2.1:" + port, false, "only allowed to ports on t1"},
+		{"the target's own sshd via localhost", fwd, "localhost:" + strconv.Itoa(h.sshd.Port), false, "ProxyJump"},
+		{"an SSH server on another port", fwd, "localhost:" + fakePort, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -310,6 +329,18 @@ func TestPortForwarding(t *testing.T) {
 				if r.ExitCode != 0 || string(r.Stdout) != "ping through postern\n" {
 					t.Fatalf("exit %d stdout %q stderr %s", r.ExitCode, r.Stdout, r.Stderr)
 				}
+				return
+			}
+			if tt.want == "" {
+				// Refused after the open: the channel closes
+				// before any byte of the SSH banner reaches
+				// the client.
+				if len(r.Stdout) != 0 {
+					t.Fatalf("client received %q from an SSH server through a tunnel", r.Stdout)
+				}
+				testenv.WaitFor(t, 10*time.Second, func() bool {
+					return strings.Contains(h.logs.String(), "destination speaks SSH")
+				})
 				return
 			}
 			if r.ExitCode == 0 || len(r.Stdout) != 0 || !strings.Contains(string(r.Stderr), tt.want) {

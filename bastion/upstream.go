@@ -83,13 +83,9 @@ func (c *conn) dial() (*ssh.Client, error) {
 	}
 	nc.SetDeadline(time.Time{})
 	// The target has no business opening channels to the bastion (agent,
-	// X11, remote forwarding are never requested): refuse them all.
-	go func() {
-		for ch := range chans {
-			ch.Reject(ssh.Prohibited, "not accepted by postern")
-		}
-	}()
-	return ssh.NewClient(uc, nil, reqs), nil
+	// X11, remote forwarding are never requested); with no handlers
+	// registered, the Client rejects them all.
+	return ssh.NewClient(uc, chans, reqs), nil
 }
 
 // hostKeyChecker returns the callback that verifies t's host key, and the

@@ -25,6 +25,7 @@ const (
 	UserCAFile     = "user_ca"
 	UpstreamCAFile = "upstream_ca"
 	HostKeyFile    = "host_ed25519"
+	AuditKeyFile   = "audit_ed25519"
 )
 
 // MaxUpstreamTTL caps the validity of a certificate minted for a target.
@@ -42,6 +43,8 @@ type Authority struct {
 	UpstreamCA ssh.Signer
 	// HostKey is the bastion's own SSH host key.
 	HostKey ssh.Signer
+	// AuditKey signs the audit chain that seals recordings.
+	AuditKey ed25519.PrivateKey
 }
 
 // Open loads the keys in dataDir/ca, generating any that are missing
@@ -63,6 +66,23 @@ func Open(dataDir string) (*Authority, error) {
 	if a.HostKey, err = loadOrCreate(filepath.Join(dir, HostKeyFile), "postern host key"); err != nil {
 		return nil, err
 	}
+	auditPath := filepath.Join(dir, AuditKeyFile)
+	if _, err = loadOrCreate(auditPath, "postern audit key"); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(auditPath)
+	if err != nil {
+		return nil, fmt.Errorf("read key %s: %w", auditPath, err)
+	}
+	raw, err := ssh.ParseRawPrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse key %s: %w", auditPath, err)
+	}
+	k, ok := raw.(*ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("key %s is %T, want ed25519", auditPath, raw)
+	}
+	a.AuditKey = *k
 	return a, nil
 }
 
@@ -110,11 +130,19 @@ func create(path, comment string) (ssh.Signer, error) {
 	// Write to a temporary name and link it into place so that a crash
 	// never leaves a half-written key and a concurrent start never
 	// overwrites one: os.Link fails if path exists.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return nil, fmt.Errorf("write key %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	_, err = f.Write(pem.EncodeToMemory(block))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return nil, fmt.Errorf("write key %s: %w", tmp, err)
 	}
-	defer os.Remove(tmp)
 	if err := os.Link(tmp, path); err != nil {
 		return nil, fmt.Errorf("install key %s: %w", path, err)
 	}
@@ -186,7 +214,9 @@ func (a *Authority) SignUser(pub ssh.PublicKey, req UserCertRequest) (*ssh.Certi
 		},
 	}
 	if req.SourceAddress != "" {
-		cert.CriticalOptions["source-address"] = req.SourceAddress
+		// Stored without spaces: OpenSSH and x/crypto split on ','
+		// only.
+		cert.CriticalOptions["source-address"] = strings.ReplaceAll(req.SourceAddress, " ", "")
 	}
 	if len(req.Groups) > 0 {
 		cert.Extensions[GroupsExtension] = strings.Join(req.Groups, ",")

@@ -1,0 +1,253 @@
+package recorder
+
+import (
+	"context"
+	"errors"
+	"io"
+	"regexp"
+	"time"
+)
+
+// Cat writes every output event's data to w, without timing: what the
+// user's terminal was sent. It matches `asciinema cat`.
+func Cat(r *Reader, w io.Writer) error {
+	for {
+		ev, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if ev.Kind == "o" {
+			if _, err := io.WriteString(w, ev.Data); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// PlayOptions control Play. The zero value plays in real time from the
+// start with no idle limit.
+type PlayOptions struct {
+	Speed     float64       // playback speed factor; 0 means 1
+	IdleLimit time.Duration // cap on any pause between frames; 0 means none
+	From      time.Duration // output before this offset is shown at once
+}
+
+// Keys understood by Play.
+const (
+	KeyPause  = ' ' // pause or resume
+	KeyStep   = '.' // while paused, show the next frame
+	KeyFaster = '+'
+	KeySlower = '-'
+	KeyQuit   = 'q'
+)
+
+// Play writes r's output events to w with their timing. keys, if not nil,
+// delivers key presses (see the Key constants); Play returns when the
+// recording ends, on KeyQuit or when ctx is done.
+func Play(ctx context.Context, r *Reader, w io.Writer, opt PlayOptions, keys <-chan byte) error {
+	speed := opt.Speed
+	if speed <= 0 {
+		speed = 1
+	}
+	from := opt.From.Seconds()
+	paused := false
+	step := false
+	last := 0.0 // recording time of the last frame shown
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		ev, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if ev.Kind != "o" {
+			continue
+		}
+		if ev.Time <= from {
+			last = ev.Time
+			if _, err := io.WriteString(w, ev.Data); err != nil {
+				return err
+			}
+			continue
+		}
+		delay := ev.Time - last
+		if opt.IdleLimit > 0 && delay > opt.IdleLimit.Seconds() {
+			delay = opt.IdleLimit.Seconds()
+		}
+		wait := time.Duration(delay / speed * float64(time.Second))
+		deadline := time.Now().Add(wait)
+		for {
+			if step {
+				step = false
+				break
+			}
+			if !paused {
+				remaining := time.Until(deadline)
+				if remaining <= 0 {
+					break
+				}
+				timer.Reset(remaining)
+			}
+			var timerC <-chan time.Time
+			if !paused {
+				timerC = timer.C
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-timerC:
+				continue
+			case k, ok := <-keys:
+				if !ok {
+					keys = nil
+					continue
+				}
+				switch k {
+				case KeyQuit, 3: // q or Ctrl-C in raw mode
+					return nil
+				case KeyPause:
+					paused = !paused
+					if !paused {
+						deadline = time.Now()
+					}
+				case KeyStep:
+					if paused {
+						step = true
+					}
+				case KeyFaster:
+					speed *= 2
+				case KeySlower:
+					speed /= 2
+				}
+			}
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}
+		last = ev.Time
+		if _, err := io.WriteString(w, ev.Data); err != nil {
+			return err
+		}
+	}
+}
+
+// Hit is one match of Grep.
+type Hit struct {
+	Time float64 `json:"time"` // offset in seconds of the event where the match starts
+	Kind string  `json:"kind"` // "o" output, "i" input, "m" marker
+	Text string  `json:"text"` // the matching line, escapes stripped
+}
+
+// maxGrepLine caps a reconstructed line; longer lines are searched in
+// pieces of this size.
+const maxGrepLine = 64 << 10
+
+// Grep streams r and returns every line of output (with terminal escapes
+// removed), input and markers that re matches, with the time offset at
+// which the line began. It holds one line at a time.
+func Grep(r *Reader, re *regexp.Regexp, limit int) ([]Hit, error) {
+	var hits []Hit
+	var line []byte
+	lineStart := -1.0
+	flush := func() {
+		if len(line) > 0 && re.Match(line) && (limit <= 0 || len(hits) < limit) {
+			hits = append(hits, Hit{Time: lineStart, Kind: "o", Text: string(line)})
+		}
+		line = line[:0]
+		lineStart = -1
+	}
+	var esc escapeStripper
+	for {
+		ev, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			flush()
+			return hits, nil
+		}
+		if err != nil {
+			return hits, err
+		}
+		switch ev.Kind {
+		case "m", "i":
+			if re.MatchString(ev.Data) && (limit <= 0 || len(hits) < limit) {
+				hits = append(hits, Hit{Time: ev.Time, Kind: ev.Kind, Text: ev.Data})
+			}
+		case "o":
+			for i := 0; i < len(ev.Data); i++ {
+				c, ok := esc.feed(ev.Data[i])
+				if !ok {
+					continue
+				}
+				switch c {
+				case '\n':
+					flush()
+				case '\r':
+				default:
+					if lineStart < 0 {
+						lineStart = ev.Time
+					}
+					line = append(line, c)
+					if len(line) >= maxGrepLine {
+						flush()
+					}
+				}
+			}
+		}
+	}
+}
+
+// escapeStripper drops ANSI/VT escape sequences (CSI, OSC, two-byte ESC)
+// from a byte stream, one byte at a time.
+type escapeStripper struct{ state int }
+
+const (
+	stText = iota
+	stEsc
+	stCSI
+	stOSC
+	stOSCEsc
+)
+
+func (s *escapeStripper) feed(c byte) (byte, bool) {
+	switch s.state {
+	case stEsc:
+		switch c {
+		case '[':
+			s.state = stCSI
+		case ']', 'P', '_', '^':
+			s.state = stOSC
+		default:
+			s.state = stText
+		}
+		return 0, false
+	case stCSI:
+		if c >= 0x40 && c <= 0x7e {
+			s.state = stText
+		}
+		return 0, false
+	case stOSC:
+		switch c {
+		case 7:
+			s.state = stText
+		case 0x1b:
+			s.state = stOSCEsc
+		}
+		return 0, false
+	case stOSCEsc:
+		s.state = stText
+		return 0, false
+	}
+	if c == 0x1b {
+		s.state = stEsc
+		return 0, false
+	}
+	return c, true
+}
