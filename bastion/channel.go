@@ -38,26 +38,38 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 		uch.Close()
 		return
 	}
-	chanID := c.chanSeq.Add(1)
+	st := &chanState{c: c, n: c.chanSeq.Add(1), uch: uch, ch: ch}
 	c.track(ch)
 	defer c.untrack(ch)
 	defer ch.Close()
 	defer uch.Close()
 
+	// Output (stdout and stderr, as a terminal shows both) is recorded
+	// before it is sent; a recording failure closes the target's channel.
 	var out sync.WaitGroup
-	out.Go(func() { c.pump(ch, uch) })
-	out.Go(func() { c.pump(ch.Stderr(), uch.Stderr()) })
+	out.Go(func() {
+		c.pump(outputWriter{st, ch}, uch)
+		if st.failure() != "" {
+			uch.Close()
+		}
+	})
+	out.Go(func() {
+		c.pump(outputWriter{st, ch.Stderr()}, uch.Stderr())
+		if st.failure() != "" {
+			uch.Close()
+		}
+	})
 	// stdin: the client's EOF reaches the target as EOF. This copier ends
 	// when either channel closes; the deferred closes above guarantee it.
 	c.goSafe(func() {
-		c.pump(uch, ch)
+		c.pump(inputWriter{st, uch}, ch)
 		uch.CloseWrite()
 	})
 	// The client's requests go to the target in order. When the client
 	// closes the channel, creqs closes, and so does the target's channel.
 	c.goSafe(func() {
 		for r := range creqs {
-			c.sessionRequest(r, uch)
+			c.sessionRequest(r, st)
 		}
 		uch.Close()
 	})
@@ -86,37 +98,74 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 	// ureqs closes when the target closed the channel; its data is all
 	// buffered, so the output pumps finish.
 	out.Wait()
-	end := []any{"channel", chanID}
+	end := []any{"channel", st.n}
+	var exitStatus *int
+	var exitSignal string
+	failed := st.failure()
 	for _, r := range exits {
+		if failed != "" {
+			break // the target's status is not the session's
+		}
 		switch r.Type {
 		case "exit-status":
 			if len(r.Payload) == 4 {
-				end = append(end, "exit_status", binary.BigEndian.Uint32(r.Payload))
+				code := int(binary.BigEndian.Uint32(r.Payload))
+				exitStatus = &code
+				end = append(end, "exit_status", code)
 			}
 		case "exit-signal":
 			var sig struct{ Signal string }
 			ssh.Unmarshal(r.Payload, &sig)
+			exitSignal = sig.Signal
 			end = append(end, "exit_signal", sig.Signal)
 		}
 		ch.SendRequest(r.Type, false, r.Payload)
 	}
-	if len(exits) == 0 {
-		// The target went away (or the bastion ended the session):
-		// say so, after all output, instead of a bare disconnect.
-		msg := c.notice()
-		ch.Stderr().Write([]byte("\r\n" + msg + "\r\n"))
+	if exitStatus == nil && exitSignal == "" {
+		// The target went away, the bastion ended the session, or
+		// recording failed: say so, after all output, instead of a
+		// bare disconnect.
+		msg := failed
+		if msg == "" {
+			msg = c.notice()
+		}
+		if !st.noticeSent.Load() {
+			ch.Stderr().Write([]byte("\r\n" + msg + "\r\n"))
+		}
 		end = append(end, "reason", msg)
 	}
+	st.finish(exitStatus, exitSignal)
+	end = append(end, "bytes_in", st.bytesIn.Load(), "bytes_out", st.bytesOut.Load())
 	audit(c.log, "session_end", end...)
 	ch.CloseWrite()
 }
 
 // sessionRequest forwards one client request on a session channel to the
 // target and relays the answer (RFC 4254 §6).
-func (c *conn) sessionRequest(r *ssh.Request, uch ssh.Channel) {
+func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
+	uch := st.uch
 	forward := false
 	switch r.Type {
-	case "pty-req", "shell", "exec", "window-change", "signal", "break":
+	case "pty-req":
+		// RFC 4254 §6.2: TERM, columns, rows, pixel sizes, modes.
+		var pty struct {
+			Term       string
+			Cols, Rows uint32
+			W, H       uint32
+			Modes      string
+		}
+		if ssh.Unmarshal(r.Payload, &pty) == nil {
+			st.setPty(pty.Term, int(pty.Cols), int(pty.Rows))
+		}
+		forward = true
+	case "window-change":
+		// RFC 4254 §6.7: columns, rows, pixel sizes.
+		var wc struct{ Cols, Rows, W, H uint32 }
+		if ssh.Unmarshal(r.Payload, &wc) == nil {
+			st.resize(int(wc.Cols), int(wc.Rows))
+		}
+		forward = true
+	case "shell", "exec", "signal", "break":
 		forward = true
 	case "env":
 		// RFC 4254 §6.4: string name, string value.
@@ -143,13 +192,35 @@ func (c *conn) sessionRequest(r *ssh.Request, uch ssh.Channel) {
 		}
 		return
 	}
+	var err error
 	switch r.Type {
 	case "exec":
 		var cmd struct{ Command string }
 		ssh.Unmarshal(r.Payload, &cmd)
-		c.log.Info("exec", "command_bytes", len(cmd.Command))
-	case "shell", "subsystem":
-		c.log.Info(r.Type)
+		// The command goes into the recording and the index, not
+		// the log: it may hold secrets, and logs never hold PANs.
+		c.log.Info("exec", "channel", st.n, "command_bytes", len(cmd.Command))
+		err = st.start("exec", cmd.Command)
+	case "shell":
+		c.log.Info("shell", "channel", st.n)
+		err = st.start("shell", "")
+	case "subsystem":
+		c.log.Info("subsystem", "channel", st.n)
+	}
+	if err != nil {
+		// The request never reaches the target. It is answered
+		// "success" so that the client reads the notice: OpenSSH
+		// exits on a failed exec without printing data it already
+		// received. The channel then closes without an exit status
+		// (ssh exits 255). Nothing else writes to the channel yet,
+		// as the target has not started anything.
+		if r.WantReply {
+			r.Reply(true, nil)
+		}
+		st.ch.Stderr().Write([]byte(st.failure() + "\r\n"))
+		st.noticeSent.Store(true)
+		uch.Close()
+		return
 	}
 	ok, err := uch.SendRequest(r.Type, r.WantReply, r.Payload)
 	if r.WantReply {

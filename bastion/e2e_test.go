@@ -25,6 +25,7 @@ import (
 
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/testenv"
+	"github.com/postern/postern/recorder"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -47,6 +48,7 @@ type harness struct {
 	logs       *syncBuffer
 	policy     Policy
 	sshBin     string
+	store      *recorder.Store
 
 	alice string // key path with a valid certificate for principal alice
 }
@@ -132,9 +134,11 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 		},
 	}
 	h.logs = &syncBuffer{}
+	h.store = recorder.OpenStore(filepath.Join(h.dir, "data"), h.auth.AuditKey)
 	h.srv, err = New(Config{
 		Policy:            h.policy,
 		Authority:         h.auth,
+		Recording:         &Recording{Store: h.store},
 		KeepAliveInterval: 5 * time.Second,
 		Log:               slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})

@@ -45,6 +45,9 @@ type Config struct {
 	// DialTimeout bounds connecting and authenticating to a target; zero
 	// means 15 seconds.
 	DialTimeout time.Duration
+	// Recording, if not nil, records every shell and exec session
+	// channel and seals it in the audit chain.
+	Recording *Recording
 	// Log receives structured logs and audit records; nil discards.
 	Log *slog.Logger
 }

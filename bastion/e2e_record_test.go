@@ -1,0 +1,232 @@
+package bastion
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/postern/postern/internal/testenv"
+	"github.com/postern/postern/recorder"
+)
+
+// findRecording waits for the sealed index entry whose command or
+// recorded output contains marker.
+func (h *harness) findRecording(t *testing.T, store *recorder.Store, match func(recorder.Session) bool) recorder.Session {
+	t.Helper()
+	var found recorder.Session
+	testenv.WaitFor(t, 20*time.Second, func() bool {
+		list, err := store.List(recorder.Filter{})
+		if err != nil {
+			return false
+		}
+		for _, s := range list {
+			if s.Status != recorder.StatusActive && match(s) {
+				found = s
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// ptyRun runs a program on a pseudo-terminal (asciinema needs /dev/tty)
+// and returns everything it printed and its exit code.
+func ptyRun(t *testing.T, name string, args ...string) ([]byte, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		io.Copy(&out, tty) // ends with EIO when the program exits
+		close(done)
+	}()
+	err = cmd.Wait()
+	<-done
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return out.Bytes(), code
+}
+
+func recordingText(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := recorder.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := recorder.Cat(r, &b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func TestExecIsRecorded(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	asciinema := testenv.Require(t, "asciinema")
+	marker := fmt.Sprintf("rec-%d", time.Now().UnixNano())
+	cmd := "echo " + marker + "; printf 'tab\\there \\342\\202\\254 done\\n'; exit 4"
+	r := h.ssh(t, h.alice, "root@t1", nil, cmd)
+	if r.ExitCode != 4 {
+		t.Fatalf("exit %d: %s", r.ExitCode, r.Stderr)
+	}
+	s := h.findRecording(t, h.store, func(s recorder.Session) bool { return s.Command == cmd })
+	if s.Kind != "exec" || s.Identity != "alice" || s.Target != "t1" || s.Login != "root" ||
+		s.ExitStatus == nil || *s.ExitStatus != 4 || s.SHA256 == "" || s.Status != recorder.StatusClosed ||
+		s.BytesOut != int64(len(r.Stdout)) {
+		t.Fatalf("index entry %+v (client got %d bytes)", s, len(r.Stdout))
+	}
+	path := filepath.Join(h.store.Dir(), s.Path)
+	// asciinema's own reader reproduces exactly what the client saw.
+	got, code := ptyRun(t, asciinema, "cat", path)
+	if code != 0 || !bytes.Equal(got, r.Stdout) {
+		t.Fatalf("asciinema cat: exit %d\n got %q\nwant %q", code, got, r.Stdout)
+	}
+	if text := recordingText(t, path); text != string(r.Stdout) {
+		t.Fatalf("postern's reader: %q, want %q", text, r.Stdout)
+	}
+	if _, code := ptyRun(t, asciinema, "play", "-s", "100", path); code != 0 {
+		t.Fatalf("asciinema play exited %d", code)
+	}
+	data, _ := os.ReadFile(path)
+	if !bytes.Contains(data, []byte(`"m", "exit status 4"`)) || !bytes.Contains(data, []byte(`"m", "exec: echo `+marker)) {
+		t.Fatalf("recording lacks exec/exit markers:\n%s", data)
+	}
+	if rep, err := h.store.Verify(); err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("verify: %v %v", rep.Problems, err)
+	}
+}
+
+// The interactive session of TestInteractivePTY, recorded: its resize is
+// in the recording and the recorded output is what the client's terminal
+// received.
+func TestInteractiveIsRecorded(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	asciinema := testenv.Require(t, "asciinema")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	args := append(h.opts(h.alice), "-tt", "-p", strconv.Itoa(h.port), "root@t1@127.0.0.1")
+	cmd := exec.CommandContext(ctx, h.sshBin, args...)
+	cmd.Env = append(os.Environ(), "TERM=xterm")
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var out ptyTranscript
+	copied := make(chan struct{})
+	go func() { io.Copy(&out, tty); close(copied) }()
+	marker := fmt.Sprintf("irec%d", time.Now().UnixNano())
+	tty.Write([]byte("PS1='$ '; echo " + marker + "-$((1+1))\n"))
+	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), marker+"-2") })
+	pty.Setsize(tty, &pty.Winsize{Rows: 40, Cols: 100})
+	testenv.WaitFor(t, 20*time.Second, func() bool {
+		tty.Write([]byte("stty size\n"))
+		time.Sleep(50 * time.Millisecond)
+		return strings.Contains(out.String(), "40 100")
+	})
+	tty.Write([]byte("exit 0\n"))
+	cmd.Wait()
+	tty.Close()
+	<-copied
+
+	s := h.findRecording(t, h.store, func(s recorder.Session) bool {
+		return s.Kind == "shell" && strings.Contains(recordingText(t, filepath.Join(h.store.Dir(), s.Path)), marker+"-2")
+	})
+	path := filepath.Join(h.store.Dir(), s.Path)
+	data, _ := os.ReadFile(path)
+	if !bytes.Contains(data, []byte(`"r", "100x40"`)) {
+		t.Fatalf("no resize event in the recording:\n%s", data)
+	}
+	if !bytes.Contains(data, []byte(`"width":80,"height":24`)) || !bytes.Contains(data, []byte(`"TERM":"xterm"`)) {
+		t.Fatalf("header lacks the initial size or TERM: %s", data[:bytes.IndexByte(data, '\n')])
+	}
+	got, code := ptyRun(t, asciinema, "cat", path)
+	if code != 0 || !strings.Contains(out.String(), string(got)) || len(got) == 0 {
+		t.Fatalf("asciinema cat (exit %d) output is not what the client saw:\n got %q\nclient %q", code, got, out.String())
+	}
+}
+
+// Fail closed: when the recording cannot be written, the session ends
+// with a message and what was recorded stays.
+func TestRecordingFailureEndsSession(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	testenv.Require(t, "mount")
+	dir := t.TempDir()
+	recs := filepath.Join(dir, "recordings")
+	if err := os.Mkdir(recs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", recs, "tmpfs", 0, "size=256k"); err != nil {
+		if testenv.InCI() {
+			t.Fatalf("mount a small tmpfs (tests run as root): %v", err)
+		}
+		t.Skipf("cannot mount tmpfs here: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(recs, syscall.MNT_DETACH) })
+	store := recorder.OpenStore(dir, h.auth.AuditKey)
+	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}})
+
+	// 2 MB of output into 256 KiB of disk.
+	r := b.ssh(t, h.alice, "root@t1", nil, "echo full-disk-test; head -c 1500000 /dev/zero | base64; exit 0")
+	if r.ExitCode == 0 || !strings.Contains(string(r.Stderr), "postern: recording failed") {
+		t.Fatalf("exit %d, %d bytes out, stderr %q: want the session ended with a message", r.ExitCode, len(r.Stdout), r.Stderr)
+	}
+	if len(r.Stdout) >= 1500000 {
+		t.Fatalf("the client got all %d bytes although recording failed", len(r.Stdout))
+	}
+	s := h.findRecording(t, store, func(s recorder.Session) bool { return strings.Contains(s.Command, "full-disk-test") })
+	if s.Status != recorder.StatusInterrupted {
+		t.Fatalf("status %q, want interrupted", s.Status)
+	}
+	text := recordingText(t, filepath.Join(dir, s.Path))
+	if !strings.HasPrefix(text, "full-disk-test\n") || !strings.HasPrefix(string(r.Stdout), text[:len(text)/2]) {
+		t.Fatalf("recorded prefix (%d bytes) does not match what the client saw", len(text))
+	}
+
+	// A recording that cannot even be created refuses the session.
+	broken := t.TempDir()
+	os.WriteFile(filepath.Join(broken, "recordings"), []byte("not a directory"), 0o600)
+	b2 := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: recorder.OpenStore(broken, h.auth.AuditKey)}})
+	r = b2.ssh(t, h.alice, "root@t1", nil, "echo SHOULD-NOT-RUN")
+	if r.ExitCode == 0 || bytes.Contains(r.Stdout, []byte("SHOULD-NOT-RUN")) || !strings.Contains(string(r.Stderr), "cannot be recorded") {
+		t.Fatalf("unrecordable session: exit %d stdout %q stderr %q", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	// Unless the operator said to continue.
+	b3 := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: recorder.OpenStore(broken, h.auth.AuditKey), ContinueOnFailure: true}})
+	r = b3.ssh(t, h.alice, "root@t1", nil, "echo ran-unrecorded")
+	if r.ExitCode != 0 || string(r.Stdout) != "ran-unrecorded\n" {
+		t.Fatalf("on_failure continue: exit %d stdout %q stderr %q", r.ExitCode, r.Stdout, r.Stderr)
+	}
+}

@@ -1,0 +1,241 @@
+package bastion
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/postern/postern/recorder"
+	"golang.org/x/crypto/ssh"
+)
+
+// Recording configures session recording. A nil Config.Recording disables
+// it (tests and tools only: serve always records).
+type Recording struct {
+	// Store is the session index and audit chain; recordings go to
+	// Store.Dir()/recordings/YYYY/MM/DD/ID.cast.
+	Store *recorder.Store
+	// Input also records what the user types. Off by default: passwords
+	// typed at no-echo prompts would be stored.
+	Input bool
+	// ContinueOnFailure keeps a session going, unrecorded, when its
+	// recording cannot be written. Off by default: fail closed.
+	ContinueOnFailure bool
+}
+
+// chanState is one session channel: its terminal, its recording and its
+// byte counts. The output pumps, the request loop and the teardown use it
+// from different goroutines.
+type chanState struct {
+	c   *conn
+	n   uint32
+	uch ssh.Channel // the target's channel
+	ch  ssh.Channel // the client's channel
+
+	noticeSent atomic.Bool // the user was already told why the session ended
+
+	bytesIn, bytesOut atomic.Int64
+
+	mu     sync.Mutex // guards the fields below
+	term   string
+	cols   int
+	rows   int
+	rec    *recorder.Writer
+	meta   recorder.Session
+	failed string // why recording failed; the session is being ended
+}
+
+// id is the recording ID: the connection's session ID and channel number.
+func (st *chanState) id() string { return st.c.id + "-" + strconv.Itoa(int(st.n)) }
+
+// start opens the recording for a shell or exec request. It is called
+// before the request reaches the target, so no output can precede it. A
+// failure refuses the request unless the operator chose to continue.
+func (st *chanState) start(kind, command string) error {
+	cfg := st.c.s.cfg.Recording
+	if cfg == nil {
+		return nil
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.rec != nil {
+		return errors.New("session channel already started")
+	}
+	now := time.Now().UTC()
+	id := st.id()
+	rel := filepath.Join("recordings", now.Format("2006"), now.Format("01"), now.Format("02"), id+".cast")
+	c := st.c
+	st.meta = recorder.Session{
+		ID: id, Session: c.id, Identity: c.identity.Name(), Principals: c.identity.Principals,
+		KeyID: c.identity.KeyID, Serial: c.identity.Serial, Client: c.remote.String(),
+		Target: c.grant.Target.Name, Login: c.grant.Login, Kind: kind, Command: command,
+		Start: now, Path: rel,
+	}
+	err := cfg.Store.Begin(st.meta)
+	if err == nil {
+		env := map[string]string{}
+		if st.term != "" {
+			env["TERM"] = st.term
+		}
+		st.rec, err = recorder.Create(filepath.Join(cfg.Store.Dir(), rel), recorder.Header{
+			Width: st.cols, Height: st.rows, Timestamp: now.Unix(), Env: env,
+			Title: fmt.Sprintf("%s → %s@%s", c.identity.Name(), c.grant.Login, c.grant.Target.Name),
+			Postern: &recorder.Meta{
+				ID: id, Session: c.id, Identity: c.identity.Name(), Login: c.grant.Login,
+				Target: c.grant.Target.Name, Client: c.remote.String(), Command: command,
+			},
+		})
+		if err == nil && command != "" {
+			err = st.rec.Marker("exec: " + command)
+		}
+	}
+	if err != nil {
+		audit(c.log, "recording_failed", "channel", st.n, "reason", err.Error(), "continue", cfg.ContinueOnFailure)
+		if cfg.ContinueOnFailure {
+			st.rec = nil
+			return nil
+		}
+		st.failed = "postern: the session cannot be recorded, so it was refused"
+		return err
+	}
+	audit(c.log, "recording_start", "channel", st.n, "recording", id, "path", rel, "kind", kind)
+	return nil
+}
+
+// output records p before it goes to the client: a byte the recording
+// could not take is never shown (fail closed).
+func (st *chanState) output(p []byte) error {
+	st.bytesOut.Add(int64(len(p)))
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.failed != "" {
+		return errors.New(st.failed)
+	}
+	if st.rec == nil {
+		return nil
+	}
+	if err := st.rec.Output(p); err != nil {
+		return st.failLocked(err)
+	}
+	return nil
+}
+
+func (st *chanState) input(p []byte) error {
+	st.bytesIn.Add(int64(len(p)))
+	cfg := st.c.s.cfg.Recording
+	if cfg == nil || !cfg.Input {
+		return nil
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.rec == nil || st.failed != "" {
+		return nil
+	}
+	if err := st.rec.Input(p); err != nil {
+		return st.failLocked(err)
+	}
+	return nil
+}
+
+func (st *chanState) setPty(term string, cols, rows int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.term, st.cols, st.rows = term, cols, rows
+}
+
+func (st *chanState) resize(cols, rows int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.cols, st.rows = cols, rows
+	if st.rec != nil && st.failed == "" {
+		if err := st.rec.Resize(cols, rows); err != nil {
+			st.failLocked(err)
+		}
+	}
+}
+
+// failLocked handles a recording write error: unless the operator chose to
+// continue, the session ends: the pump that got the error closes the
+// target's channel, which leads to teardown with st.failed as the notice.
+func (st *chanState) failLocked(err error) error {
+	cfg := st.c.s.cfg.Recording
+	audit(st.c.log, "recording_failed", "channel", st.n, "reason", err.Error(), "continue", cfg.ContinueOnFailure)
+	if cfg.ContinueOnFailure {
+		st.rec.Close()
+		st.rec = nil
+		return nil
+	}
+	st.failed = "postern: recording failed (" + err.Error() + "); the session was ended"
+	return errors.New(st.failed)
+}
+
+// failure returns the notice for a session ended because recording failed.
+func (st *chanState) failure() string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.failed
+}
+
+// finish closes the recording with a final marker and seals it in the
+// index and audit chain.
+func (st *chanState) finish(exitStatus *int, exitSignal string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.rec == nil {
+		return
+	}
+	switch {
+	case exitStatus != nil:
+		st.rec.Marker("exit status " + strconv.Itoa(*exitStatus))
+	case exitSignal != "":
+		st.rec.Marker("exit signal " + exitSignal)
+	}
+	digest, size, err := st.rec.Close()
+	st.rec = nil
+	end := time.Now().UTC()
+	m := st.meta
+	m.End, m.ExitStatus, m.ExitSignal = &end, exitStatus, exitSignal
+	m.BytesIn, m.BytesOut = st.bytesIn.Load(), st.bytesOut.Load()
+	m.SHA256, m.Size = hex.EncodeToString(digest[:]), size
+	if err != nil {
+		audit(st.c.log, "recording_failed", "channel", st.n, "reason", err.Error())
+		m.Status = recorder.StatusInterrupted
+	}
+	if err := st.c.s.cfg.Recording.Store.Finish(m); err != nil {
+		audit(st.c.log, "recording_failed", "channel", st.n, "reason", "seal: "+err.Error())
+		return
+	}
+	audit(st.c.log, "recording_end", "channel", st.n, "recording", m.ID, "sha256", m.SHA256, "size", size)
+}
+
+// outputWriter feeds the client through the recording.
+type outputWriter struct {
+	st  *chanState
+	dst io.Writer
+}
+
+func (w outputWriter) Write(p []byte) (int, error) {
+	if err := w.st.output(p); err != nil {
+		return 0, err
+	}
+	return w.dst.Write(p)
+}
+
+// inputWriter feeds the target, recording input if enabled.
+type inputWriter struct {
+	st  *chanState
+	dst io.Writer
+}
+
+func (w inputWriter) Write(p []byte) (int, error) {
+	if err := w.st.input(p); err != nil {
+		return 0, err
+	}
+	return w.dst.Write(p)
+}
