@@ -16,6 +16,7 @@ import (
 
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/demotarget"
 	"golang.org/x/crypto/ssh"
 )
@@ -69,7 +70,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer target.Close()
 	go target.Serve()
 
+	rec, err := openRecording(auth, dir, config.Recording{}, log)
+	if err != nil {
+		return err
+	}
 	srv, err := bastion.New(bastion.Config{
+		Recording: rec,
 		Policy: bastion.Policy{
 			Targets: []bastion.Target{{
 				Name: demoTarget, Address: target.Addr(), HostKey: targetKey.PublicKey(),
@@ -136,8 +142,13 @@ Open a shell through the bastion:
 Run one command:
 %s 'echo hello from $(hostname); exit 3'
 
+Every session is recorded. In this directory (%s):
+  postern sessions       list them
+  postern play ID        replay one
+  postern verify         check nothing was tampered with
+
 Ctrl-C stops the demo.
-`, dir, addr, target.Addr(), base, base)
+`, dir, addr, target.Addr(), base, base, filepath.Dir(dir))
 
 	return serveUntilDone(ctx, srv, l, log)
 }

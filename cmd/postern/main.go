@@ -22,8 +22,18 @@ Usage:
   postern ca init [flags]          create the CA keys in the data directory
   postern ca show [flags]          print the CA public keys (for targets' TrustedUserCAKeys)
   postern ca sign [flags] KEY.pub  issue a user certificate (bootstrap, break-glass)
+  postern sessions [flags]         list recorded sessions (--user, --target, --since,
+                                   --until, --active, --grep REGEX, --json)
+  postern play [flags] ID|FILE     replay a session (--speed, --idle-limit, --from,
+                                   --from-match REGEX, --cat); keys: space pause,
+                                   . step, + faster, - slower, q quit
+  postern verify                   check recordings, index and audit chain for tampering
+  postern recordings prune         delete recordings past retention (--dry-run)
   postern config check --config FILE
                                    validate a config file and exit
+
+Admin commands find the data with --data-dir DIR or --config FILE; run in the
+directory where 'postern demo' runs, they use ./postern-demo.
   postern version
 
 Run 'postern COMMAND --help' for a command's flags.
@@ -97,6 +107,14 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return nil
 		}
 		return usagef("ca: unknown subcommand %q: use init, sign or show", rest[0])
+	case "sessions":
+		return cmdSessions(rest, stdout, stderr)
+	case "play":
+		return cmdPlay(ctx, rest, stdin, stdout, stderr)
+	case "verify":
+		return cmdVerify(rest, stdout, stderr)
+	case "recordings":
+		return cmdRecordings(rest, stdout, stderr)
 	case "config":
 		if len(rest) == 0 || rest[0] != "check" {
 			return usagef("config: use 'postern config check --config FILE'")

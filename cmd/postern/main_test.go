@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -117,37 +120,85 @@ func TestCASignIssuesCertificate(t *testing.T) {
 	}
 }
 
-// TestDemo runs the real binary like a user: `postern demo` in a fresh
-// directory, then the ssh commands it printed, exactly as printed.
-func TestDemo(t *testing.T) {
-	t.Parallel()
-	testenv.Require(t, "ssh")
-	bin := filepath.Join(t.TempDir(), "postern")
-	if r := testenv.Cmd(t, 3*time.Minute, nil, "go", "build", "-o", bin, "."); r.ExitCode != 0 {
-		t.Fatalf("go build: %s", r.Stderr)
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  string
+)
+
+// binary builds postern once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "postern-bin-")
+		if err != nil {
+			binErr = err.Error()
+			return
+		}
+		binPath = filepath.Join(dir, "postern")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			binErr = fmt.Sprintf("go build: %v: %s", err, out)
+		}
+	})
+	if binErr != "" {
+		t.Fatal(binErr)
 	}
-	work := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "demo", "--listen", "127.0.0.1:0")
-	cmd.Dir = work
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
-	stdout, err := cmd.StdoutPipe()
+	return binPath
+}
+
+// demoProc is a running `postern demo`.
+type demoProc struct {
+	cmd  *exec.Cmd
+	cmds []string // the printed ssh commands
+	logs *syncBuf
+	done chan struct{}
+}
+
+type syncBuf struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startDemo runs `postern demo` in work and waits for its two ssh
+// commands. It is stopped (SIGTERM, then kill) at the end of the test.
+func startDemo(t *testing.T, work string) *demoProc {
+	t.Helper()
+	d := &demoProc{logs: &syncBuf{}, done: make(chan struct{})}
+	d.cmd = exec.Command(binary(t), "demo", "--listen", "127.0.0.1:0")
+	d.cmd.Dir = work
+	d.cmd.Stderr = d.logs
+	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		cancel()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("demo log:\n%s", logs.String())
+	go func() { d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.done:
+		case <-time.After(10 * time.Second):
+			d.cmd.Process.Kill()
+			<-d.done
 		}
-	}()
-	var cmds []string
+		if t.Failed() {
+			t.Logf("demo log:\n%s", d.logs.String())
+		}
+	})
 	lines := make(chan string)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -157,14 +208,14 @@ func TestDemo(t *testing.T) {
 		close(lines)
 	}()
 	timeout := time.After(time.Minute)
-	for len(cmds) < 2 {
+	for len(d.cmds) < 2 {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				t.Fatalf("demo exited before printing two ssh commands: %v", cmds)
+				t.Fatalf("demo exited before printing two ssh commands: %v", d.cmds)
 			}
 			if strings.HasPrefix(l, "ssh ") {
-				cmds = append(cmds, l)
+				d.cmds = append(d.cmds, l)
 			}
 		case <-timeout:
 			t.Fatal("demo printed no ssh command within a minute")
@@ -174,6 +225,34 @@ func TestDemo(t *testing.T) {
 		for range lines {
 		}
 	}()
+	return d
+}
+
+// admin runs a postern admin command in dir.
+func admin(t *testing.T, dir string, args ...string) testenv.Result {
+	t.Helper()
+	c := exec.Command(binary(t), args...)
+	c.Dir = dir
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	err := c.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return testenv.Result{Stdout: out.Bytes(), Stderr: errb.Bytes(), ExitCode: code}
+}
+
+// TestDemo runs the real binary like a user: `postern demo` in a fresh
+// directory, then the ssh commands it printed, exactly as printed.
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	testenv.Require(t, "ssh")
+	work := t.TempDir()
+	d := startDemo(t, work)
+	cmds := d.cmds
 	if _, err := os.Stat(filepath.Join(work, "postern-demo", "ca", "user_ca")); err != nil {
 		t.Fatalf("demo state not in ./postern-demo: %v", err)
 	}
@@ -189,10 +268,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("%s\nexit %d stdout %q stderr %q", cmds[1], r.ExitCode, r.Stdout, r.Stderr)
 	}
 	// Admin commands run in the demo's directory act on its state.
-	c := exec.Command(bin, "ca", "show")
-	c.Dir = work
-	out, err := c.Output()
-	if err != nil || !strings.Contains(string(out), "upstream CA") {
-		t.Fatalf("ca show in the demo dir: %v %s", err, out)
+	if r := admin(t, work, "ca", "show"); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "upstream CA") {
+		t.Fatalf("ca show in the demo dir: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
 }

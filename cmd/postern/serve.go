@@ -16,6 +16,7 @@ import (
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/recorder"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -44,9 +45,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	rec, err := openRecording(auth, cfg.DataDir, cfg.Recording, log)
+	if err != nil {
+		return err
+	}
 	srv, err := bastion.New(bastion.Config{
 		Policy:            cfg.Policy,
 		Authority:         auth,
+		Recording:         rec,
 		IdleTimeout:       cfg.IdleTimeout,
 		KeepAliveInterval: cfg.KeepAliveInterval,
 		KeepAliveMax:      cfg.KeepAliveMax,
@@ -63,6 +69,21 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log.Info("postern listening", "addr", l.Addr().String(), "data_dir", cfg.DataDir,
 		"host_key", ssh.FingerprintSHA256(auth.HostKey.PublicKey()), "targets", len(cfg.Policy.Targets))
 	return serveUntilDone(ctx, srv, l, log)
+}
+
+// openRecording opens the session index and seals sessions a previous run
+// left active: the bastion died during them.
+func openRecording(auth *certs.Authority, dir string, cfg config.Recording, log *slog.Logger) (*bastion.Recording, error) {
+	store := recorder.OpenStore(dir, auth.AuditKey)
+	ids, err := store.MarkInterrupted()
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		log.Warn("audit", "audit", true, "event", "recording_interrupted", "recording", id,
+			"reason", "the bastion stopped during the session; its recording holds what was written until then")
+	}
+	return &bastion.Recording{Store: store, Input: cfg.Input, ContinueOnFailure: cfg.ContinueOnFailure}, nil
 }
 
 // serveUntilDone runs srv on l until ctx is cancelled (SIGINT/SIGTERM),

@@ -63,6 +63,8 @@ type Config struct {
 	// KeepAliveMax is how many unanswered keepalives end the connection.
 	// Default 3; at least 1.
 	KeepAliveMax int
+	// Recording controls session recording; it is always on.
+	Recording Recording
 	// EnvAllow lists the environment variables a client may pass to a
 	// target; an entry ending in '*' matches names with that prefix.
 	// Default ["LANG", "LC_*"]; an explicit empty list allows none.
@@ -246,7 +248,7 @@ func badByteLine(data []byte) int {
 // config checks the top-level mapping and everything below it.
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
-		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "targets", "rules")
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "recording", "targets", "rules")
 	if err != nil {
 		return nil, err
 	}
@@ -258,6 +260,7 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 		KeepAliveMax:      defaultKeepAliveMax,
 		EnvAllow:          append([]string(nil), defaultEnvAllow...),
 		LogLevel:          slog.LevelInfo,
+		Recording:         Recording{RetentionDays: defaultRetentionDays},
 	}
 	if f := m.get("listen"); f.set() {
 		if c.Listen, err = p.str(f, checkListen); err != nil {
@@ -282,6 +285,9 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 		if c.LogLevel, err = p.logLevel(f); err != nil {
 			return nil, err
 		}
+	}
+	if err := p.recording(m.get("recording"), &c.Recording); err != nil {
+		return nil, err
 	}
 	if c.Policy.Targets, err = p.targets(m.get("targets")); err != nil {
 		return nil, err
@@ -353,6 +359,62 @@ func (p *parser) keepAlive(f field, c *Config) error {
 			return p.errorf(f.line(), f.path, "must be at least 1, got %d", n)
 		}
 		c.KeepAliveMax = n
+	}
+	return nil
+}
+
+// defaultRetentionDays keeps recordings a year (PCI DSS 10.5.1).
+const defaultRetentionDays = 365
+
+// Recording is the recording section.
+type Recording struct {
+	// Input also records what users type. Default false: typed
+	// passwords at no-echo prompts would be stored.
+	Input bool
+	// ContinueOnFailure keeps sessions going unrecorded when recording
+	// fails (on_failure: continue). Default false: end them.
+	ContinueOnFailure bool
+	// RetentionDays is how long `postern recordings prune` keeps
+	// recordings. Default 365.
+	RetentionDays int
+}
+
+// recording reads the recording mapping into r.
+func (p *parser) recording(f field, r *Recording) error {
+	if !f.set() {
+		return nil
+	}
+	m, err := p.mapping(f.val, f.path, "input", "on_failure", "retention_days")
+	if err != nil {
+		return err
+	}
+	if f := m.get("input"); f.set() {
+		if r.Input, err = p.boolean(f); err != nil {
+			return err
+		}
+	}
+	if f := m.get("on_failure"); f.set() {
+		s, err := p.str(f, nil)
+		if err != nil {
+			return err
+		}
+		switch s {
+		case "close":
+		case "continue":
+			r.ContinueOnFailure = true
+		default:
+			return p.errorf(f.line(), f.path, "must be close (end the session, the default) or continue (keep it going unrecorded), got %q", s)
+		}
+	}
+	if f := m.get("retention_days"); f.set() {
+		n, err := p.integer(f)
+		if err != nil {
+			return err
+		}
+		if n < 1 {
+			return p.errorf(f.line(), f.path, "must be at least 1 day, got %d", n)
+		}
+		r.RetentionDays = n
 	}
 	return nil
 }

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/postern/postern/internal/testenv"
+	"github.com/postern/postern/recorder"
+	"golang.org/x/sys/unix"
+)
+
+type listed struct {
+	recorder.Session
+	Hits []recorder.Hit `json:"hits"`
+}
+
+func sessionsJSON(t *testing.T, dir string, args ...string) []listed {
+	t.Helper()
+	r := admin(t, dir, append([]string{"sessions", "--json"}, args...)...)
+	if r.ExitCode != 0 {
+		t.Fatalf("sessions: exit %d: %s", r.ExitCode, r.Stderr)
+	}
+	var out []listed
+	if err := json.Unmarshal(r.Stdout, &out); err != nil {
+		t.Fatalf("sessions --json: %v\n%s", err, r.Stdout)
+	}
+	return out
+}
+
+// onPTY runs the binary with args in dir on a pseudo-terminal, feeding it
+// keys, and returns its output and exit code.
+func onPTY(t *testing.T, dir string, keys func(tty *os.File), name string, args ...string) ([]byte, int, *unix.Termios, *unix.Termios) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	before, _ := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() { io.Copy(&out, tty); close(done) }()
+	if keys != nil {
+		keys(tty)
+	}
+	err = cmd.Wait()
+	after, _ := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+	tty.Close()
+	<-done
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return out.Bytes(), code, before, after
+}
+
+// TestDemoRecordings: sessions through the demo are recorded, listed,
+// searched, replayed identically to asciinema, verified, and a session
+// killed with the bastion comes back as interrupted but playable.
+func TestDemoRecordings(t *testing.T) {
+	t.Parallel()
+	testenv.Require(t, "ssh")
+	asciinema := testenv.Require(t, "asciinema")
+	work := t.TempDir()
+	d := startDemo(t, work)
+	if r := testenv.Cmd(t, time.Minute, strings.NewReader("echo needle-$((6*7))\nexit 0\n"), "sh", "-c", d.cmds[0]); r.ExitCode != 0 {
+		t.Fatalf("shell: %d %s", r.ExitCode, r.Stderr)
+	}
+	testenv.Cmd(t, time.Minute, nil, "sh", "-c", d.cmds[1])
+	var list []listed
+	testenv.WaitFor(t, 20*time.Second, func() bool {
+		list = sessionsJSON(t, work)
+		return len(list) == 2 && list[0].Status == "closed" && list[1].Status == "closed"
+	})
+	if list[0].Kind != "shell" || list[1].Kind != "exec" || list[1].ExitStatus == nil || *list[1].ExitStatus != 3 {
+		t.Fatalf("sessions %+v", list)
+	}
+	// The table names them too.
+	if r := admin(t, work, "sessions"); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), list[1].ID) {
+		t.Fatalf("sessions table: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	// play --cat equals asciinema cat for every recording.
+	for _, s := range list {
+		ours := admin(t, work, "play", "--cat", s.ID)
+		theirs, code, _, _ := onPTY(t, work, nil, asciinema, "cat", filepath.Join(work, "postern-demo", s.Path))
+		if ours.ExitCode != 0 || code != 0 || !bytes.Equal(ours.Stdout, theirs) {
+			t.Fatalf("%s: play --cat %q (exit %d) vs asciinema cat %q (exit %d)", s.ID, ours.Stdout, ours.ExitCode, theirs, code)
+		}
+	}
+	// grep finds the one session that printed the string, with its offset.
+	hits := sessionsJSON(t, work, "--grep", "needle-42")
+	if len(hits) != 1 || hits[0].ID != list[0].ID || len(hits[0].Hits) == 0 || hits[0].Hits[0].Time <= 0 {
+		t.Fatalf("grep: %+v", hits)
+	}
+	if r := admin(t, work, "play", list[0].ID, "--from-match", "needle-42", "--speed", "1000"); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "needle-42") {
+		t.Fatalf("play --from-match: %d %q %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	if r := admin(t, work, "verify"); r.ExitCode != 0 {
+		t.Fatalf("verify on untouched data: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+
+	// Kill the bastion mid-session; the restart marks it interrupted.
+	base, ok := strings.CutSuffix(d.cmds[1], " 'echo hello from $(hostname); exit 3'")
+	if !ok {
+		t.Fatalf("unexpected demo command %q", d.cmds[1])
+	}
+	long := exec.Command("sh", "-c", base+" 'echo before-kill; sleep 60'")
+	if err := long.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer long.Process.Kill()
+	var active []listed
+	testenv.WaitFor(t, 20*time.Second, func() bool {
+		active = sessionsJSON(t, work, "--active")
+		return len(active) == 1
+	})
+	// The recording reaches the disk within the flush interval.
+	recPath := filepath.Join(work, "postern-demo", active[0].Path)
+	testenv.WaitFor(t, 10*time.Second, func() bool {
+		data, _ := os.ReadFile(recPath)
+		return bytes.Contains(data, []byte(`"o", "before-kill`))
+	})
+	d.cmd.Process.Kill()
+	<-d.done
+	long.Wait()
+	startDemo(t, work)
+	s := sessionsJSON(t, work, "--target", "demo")
+	var got *listed
+	for i := range s {
+		if s[i].ID == active[0].ID {
+			got = &s[i]
+		}
+	}
+	if got == nil || got.Status != "interrupted" {
+		t.Fatalf("after SIGKILL and restart: %+v", got)
+	}
+	if r := admin(t, work, "play", "--cat", got.ID); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "before-kill") {
+		t.Fatalf("play the interrupted session: %d %q %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	if r := admin(t, work, "verify"); r.ExitCode != 0 {
+		t.Fatalf("verify after the interruption: %s %s", r.Stdout, r.Stderr)
+	}
+
+	// Tampering: each kind is named, with a non-zero exit.
+	target := filepath.Join(work, "postern-demo", list[1].Path)
+	orig, _ := os.ReadFile(target)
+	flipped := bytes.Clone(orig)
+	flipped[len(flipped)-5] ^= 1
+	os.WriteFile(target, flipped, 0o600)
+	if r := admin(t, work, "verify"); r.ExitCode != 1 || !strings.Contains(string(r.Stdout), list[1].Path+": modified") {
+		t.Fatalf("verify after a flipped byte: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	os.WriteFile(target, orig[:len(orig)-20], 0o600)
+	if r := admin(t, work, "verify"); r.ExitCode != 1 || !strings.Contains(string(r.Stdout), list[1].Path+": truncated") {
+		t.Fatalf("verify after truncation: %d %s", r.ExitCode, r.Stdout)
+	}
+	os.Remove(target)
+	if r := admin(t, work, "verify"); r.ExitCode != 1 || !strings.Contains(string(r.Stdout), list[1].Path+": deleted") {
+		t.Fatalf("verify after deletion: %d %s", r.ExitCode, r.Stdout)
+	}
+	os.WriteFile(target, orig, 0o600)
+	if r := admin(t, work, "verify"); r.ExitCode != 0 {
+		t.Fatalf("verify after restoring: %d %s", r.ExitCode, r.Stdout)
+	}
+}
+
+// TestPlayKeys drives `postern play` on a terminal: pause, step, speed,
+// quit, and the terminal is restored.
+func TestPlayKeys(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keys.cast")
+	// Frames 5 s apart: without keys, playback would take a minute.
+	var b strings.Builder
+	b.WriteString(`{"version": 2, "width": 80, "height": 24}` + "\n")
+	for i := range 12 {
+		b.WriteString("[" + strconv.Itoa(i*5) + `.0, "o", "frame-` + strconv.Itoa(i) + `\r\n"]` + "\n")
+	}
+	os.WriteFile(path, []byte(b.String()), 0o600)
+
+	out, code, before, after := onPTY(t, dir, func(tty *os.File) {
+		wait := func(s string) {
+			deadline := time.Now().Add(20 * time.Second)
+			buf := make([]byte, 4096)
+			var seen []byte
+			for !bytes.Contains(seen, []byte(s)) {
+				if time.Now().After(deadline) {
+					t.Errorf("waited for %q, saw %q", s, seen)
+					return
+				}
+				tty.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+				n, _ := tty.Read(buf)
+				seen = append(seen, buf[:n]...)
+			}
+		}
+		wait("frame-0")
+		tty.Write([]byte(" ")) // pause
+		tty.Write([]byte(".")) // step: frame-1 at once, though 5 s away
+		wait("frame-1")
+		tty.Write([]byte(".")) // and frame-2
+		wait("frame-2")
+		tty.Write([]byte("+")) // faster, still paused
+		tty.Write([]byte("q"))
+	}, binary(t), "play", path)
+	if code != 0 {
+		t.Fatalf("play exited %d: %q", code, out)
+	}
+	if bytes.Contains(out, []byte("frame-11")) {
+		t.Fatalf("q did not stop playback: %q", out)
+	}
+	if before == nil || after == nil || before.Lflag != after.Lflag || before.Iflag != after.Iflag || before.Oflag != after.Oflag {
+		t.Fatalf("terminal not restored: before %+v after %+v", before, after)
+	}
+	if after.Lflag&unix.ICANON == 0 || after.Lflag&unix.ECHO == 0 {
+		t.Fatal("terminal left in raw mode")
+	}
+}
