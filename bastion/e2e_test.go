@@ -561,7 +561,7 @@ func TestSessionIDOnEveryLineAndUpstreamKeyID(t *testing.T) {
 // extraServer starts another bastion with cfg (its Authority and Log are
 // filled in), for tests that need other settings than the shared one. It
 // returns a harness whose port, knownHosts and logs are the new server's.
-func (h *harness) extraServer(t *testing.T, cfg Config) *harness {
+func (h *harness) extraServer(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	b := *h
 	b.logs = &syncBuffer{}

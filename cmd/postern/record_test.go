@@ -40,7 +40,9 @@ func sessionsJSON(t *testing.T, dir string, args ...string) []listed {
 
 // onPTY runs the binary with args in dir on a pseudo-terminal, feeding it
 // keys, and returns its output and exit code.
-func onPTY(t *testing.T, dir string, keys func(tty *os.File), name string, args ...string) ([]byte, int, *unix.Termios, *unix.Termios) {
+// keys gets the terminal to type into and a wait function that blocks
+// until the program has printed a string.
+func onPTY(t *testing.T, dir string, keys func(tty *os.File, wait func(string)), name string, args ...string) ([]byte, int, *unix.Termios, *unix.Termios) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -52,11 +54,14 @@ func onPTY(t *testing.T, dir string, keys func(tty *os.File), name string, args 
 	}
 	defer tty.Close()
 	before, _ := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
-	var out bytes.Buffer
+	out := &syncBuf{}
 	done := make(chan struct{})
-	go func() { io.Copy(&out, tty); close(done) }()
+	go func() { io.Copy(out, tty); close(done) }()
 	if keys != nil {
-		keys(tty)
+		keys(tty, func(s string) {
+			t.Helper()
+			testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), s) })
+		})
 	}
 	err = cmd.Wait()
 	after, _ := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
@@ -69,7 +74,7 @@ func onPTY(t *testing.T, dir string, keys func(tty *os.File), name string, args 
 	} else if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	return out.Bytes(), code, before, after
+	return []byte(out.String()), code, before, after
 }
 
 // TestDemoRecordings: sessions through the demo are recorded, listed,
@@ -196,21 +201,7 @@ func TestPlayKeys(t *testing.T) {
 	}
 	os.WriteFile(path, []byte(b.String()), 0o600)
 
-	out, code, before, after := onPTY(t, dir, func(tty *os.File) {
-		wait := func(s string) {
-			deadline := time.Now().Add(20 * time.Second)
-			buf := make([]byte, 4096)
-			var seen []byte
-			for !bytes.Contains(seen, []byte(s)) {
-				if time.Now().After(deadline) {
-					t.Errorf("waited for %q, saw %q", s, seen)
-					return
-				}
-				tty.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-				n, _ := tty.Read(buf)
-				seen = append(seen, buf[:n]...)
-			}
-		}
+	out, code, before, after := onPTY(t, dir, func(tty *os.File, wait func(string)) {
 		wait("frame-0")
 		tty.Write([]byte(" ")) // pause
 		tty.Write([]byte(".")) // step: frame-1 at once, though 5 s away
