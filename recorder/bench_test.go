@@ -1,0 +1,50 @@
+package recorder
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+)
+
+// BenchmarkGrep measures search speed over a recording of realistic
+// terminal output (log lines and tables with colour), in MB/s of file.
+func BenchmarkGrep(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "big.cast")
+	w, err := Create(path, Header{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var chunk bytes.Buffer
+	for i := 0; chunk.Len() < 32<<10; i++ {
+		fmt.Fprintf(&chunk, "2026-11-25T10:%02d:%02d.123Z \x1b[32mINFO\x1b[0m request id=%08x path=/api/v1/orders/%d status=200 bytes=%d\r\n", i%60, i%60, i*7919, i, i*13)
+		fmt.Fprintf(&chunk, "| %6d | customer-%04d | %10.2f | shipped |\r\n", i, i%9999, float64(i)*1.5)
+	}
+	for written := 0; written < 64<<20; written += chunk.Len() {
+		if err := w.Output(chunk.Bytes()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	w.Output([]byte("the needle we are looking for\r\n"))
+	if _, _, err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	re := regexp.MustCompile(`needle we are`)
+	b.SetBytes(st.Size())
+	b.ResetTimer()
+	for b.Loop() {
+		f, _ := os.Open(path)
+		r, err := NewReader(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		hits, err := Grep(r, re, 0)
+		f.Close()
+		if err != nil || len(hits) != 1 {
+			b.Fatalf("hits %d err %v", len(hits), err)
+		}
+	}
+}

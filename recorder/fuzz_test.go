@@ -1,0 +1,53 @@
+package recorder
+
+import (
+	"bytes"
+	"io"
+	"testing"
+)
+
+// FuzzParseEvent: the hand-written event decoder agrees with
+// encoding/json whenever it accepts a line.
+func FuzzParseEvent(f *testing.F) {
+	for _, s := range []string{
+		`[0.5, "o", "hello\r\n"]`, `[1, "r", "80x24"]`, `[2.25, "m", "exit status 0"]`,
+		`[0.1, "o", "\u001b[31mred\u001b[0m \"q\" \\ \/ \b\f\t"]`, `[3, "o", "\ud83d\ude00 \ud800 x"]`,
+		`[1e3, "o", "x"]`, `[ 1 , "o" , "x" ]`, `[1, "o", "x", 4]`, `[1, "o"]`, `{"a":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		fast, ok := fastEvent(line)
+		if !ok {
+			return
+		}
+		slow, err := slowEvent(line)
+		if err != nil {
+			t.Fatalf("fast path accepted %q, encoding/json refused it: %v", line, err)
+		}
+		if fast != slow {
+			t.Fatalf("%q: fast %+v, encoding/json %+v", line, fast, slow)
+		}
+	})
+}
+
+// FuzzReader: any bytes either fail to open or read to the end without
+// panicking, holding at most MaxLine per line.
+func FuzzReader(f *testing.F) {
+	f.Add([]byte("{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.1, \"o\", \"hi\"]\n[0.2, \"o\", \"tor"))
+	f.Add([]byte("{\"version\": 1}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := NewReader(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		for range 10000 {
+			if _, err := r.Next(); err != nil {
+				if err == io.EOF {
+					return
+				}
+				return
+			}
+		}
+	})
+}
