@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -181,24 +182,39 @@ func Grep(r *Reader, re *regexp.Regexp, limit int) ([]Hit, error) {
 				hits = append(hits, Hit{Time: ev.Time, Kind: ev.Kind, Text: ev.Data})
 			}
 		case "o":
-			for i := 0; i < len(ev.Data); i++ {
-				c, ok := esc.feed(ev.Data[i])
-				if !ok {
+			data := ev.Data
+			for len(data) > 0 {
+				if esc.state != stText {
+					esc.feed(data[0])
+					data = data[1:]
 					continue
 				}
-				switch c {
-				case '\n':
-					flush()
-				case '\r':
-				default:
+				// Copy the run up to the next byte that matters.
+				j := strings.IndexAny(data, "\x1b\n\r")
+				if j < 0 {
+					j = len(data)
+				}
+				for run := data[:j]; len(run) > 0; {
 					if lineStart < 0 {
 						lineStart = ev.Time
 					}
-					line = append(line, c)
+					n := min(len(run), maxGrepLine-len(line))
+					line = append(line, run[:n]...)
+					run = run[n:]
 					if len(line) >= maxGrepLine {
 						flush()
 					}
 				}
+				if j == len(data) {
+					break
+				}
+				switch data[j] {
+				case '\n':
+					flush()
+				case 0x1b:
+					esc.feed(0x1b)
+				}
+				data = data[j+1:]
 			}
 		}
 	}

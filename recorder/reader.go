@@ -220,6 +220,16 @@ func jsonString(b []byte, i int) (string, int, bool) {
 	out := make([]byte, 0, len(b)-start)
 	out = append(out, b[start:i]...)
 	for i < len(b) {
+		// Copy the run up to the next quote, backslash or control byte.
+		j := i
+		for j < len(b) && b[j] != '"' && b[j] != '\\' && b[j] >= 0x20 {
+			j++
+		}
+		out = append(out, b[i:j]...)
+		i = j
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		switch {
 		case c == '"':
@@ -229,10 +239,6 @@ func jsonString(b []byte, i int) (string, int, bool) {
 			return string(out), i + 1, true
 		case c < 0x20:
 			return "", 0, false
-		case c != '\\':
-			out = append(out, c)
-			i++
-			continue
 		}
 		if i+1 >= len(b) {
 			return "", 0, false
