@@ -206,6 +206,7 @@ func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
 		err = st.start("shell", "")
 	case "subsystem":
 		c.log.Info("subsystem", "channel", st.n)
+		st.startSFTP() // only sftp gets this far
 	}
 	if err != nil {
 		// The request never reaches the target. It is answered

@@ -188,9 +188,11 @@ func TestSFTPBatch(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "up.bin"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	batch := fmt.Sprintf("put %s %s\nget %s %s\n",
+	os.WriteFile(filepath.Join(dir, "doomed"), []byte("x"), 0o644)
+	batch := fmt.Sprintf("put %s %s\nget %s %s\nrm %s\n",
 		filepath.Join(dir, "up.bin"), filepath.Join(dir, "remote.bin"),
-		filepath.Join(dir, "remote.bin"), filepath.Join(dir, "down.bin"))
+		filepath.Join(dir, "remote.bin"), filepath.Join(dir, "down.bin"),
+		filepath.Join(dir, "doomed"))
 	if err := os.WriteFile(filepath.Join(dir, "batch"), []byte(batch), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -204,6 +206,15 @@ func TestSFTPBatch(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("%s: %d bytes, err %v; want the %d uploaded bytes", f, len(got), err, len(data))
 		}
+	}
+	// The audit trail names each file, direction and size, not the bytes.
+	remote := filepath.Join(dir, "remote.bin")
+	for _, want := range []string{
+		fmt.Sprintf(`"event":"sftp_file","op":"upload","path":%q,"bytes":%d`, remote, len(data)),
+		fmt.Sprintf(`"event":"sftp_file","op":"download","path":%q,"bytes":%d`, remote, len(data)),
+		fmt.Sprintf(`"event":"sftp_op","op":"remove","path":%q`, filepath.Join(dir, "doomed")),
+	} {
+		testenv.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(h.logs.String(), want) })
 	}
 }
 

@@ -47,6 +47,7 @@ type chanState struct {
 	cols   int
 	rows   int
 	rec    *recorder.Writer
+	sftp   *sftpAudit // set for an sftp subsystem: files are audited, bytes are not recorded
 	meta   recorder.Session
 	failed string // why recording failed; the session is being ended
 }
@@ -117,6 +118,9 @@ func (st *chanState) output(p []byte) error {
 	if st.failed != "" {
 		return errors.New(st.failed)
 	}
+	if st.sftp != nil {
+		st.sftp.fromServer(p)
+	}
 	if st.rec == nil {
 		return nil
 	}
@@ -128,13 +132,13 @@ func (st *chanState) output(p []byte) error {
 
 func (st *chanState) input(p []byte) error {
 	st.bytesIn.Add(int64(len(p)))
-	cfg := st.c.s.cfg.Recording
-	if cfg == nil || !cfg.Input {
-		return nil
-	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.rec == nil || st.failed != "" {
+	if st.sftp != nil {
+		st.sftp.fromClient(p)
+	}
+	cfg := st.c.s.cfg.Recording
+	if cfg == nil || !cfg.Input || st.rec == nil || st.failed != "" {
 		return nil
 	}
 	if err := st.rec.Input(p); err != nil {
@@ -184,9 +188,19 @@ func (st *chanState) failure() string {
 
 // finish closes the recording with a final marker and seals it in the
 // index and audit chain.
+// startSFTP makes the channel audit the files an sftp subsystem touches.
+func (st *chanState) startSFTP() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.sftp = newSFTPAudit(st.c.log.With("channel", st.n))
+}
+
 func (st *chanState) finish(exitStatus *int, exitSignal string) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.sftp != nil {
+		st.sftp.close()
+	}
 	if st.rec == nil {
 		return
 	}

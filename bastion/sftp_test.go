@@ -1,0 +1,47 @@
+package bastion
+
+import (
+	"encoding/binary"
+	"log/slog"
+	"testing"
+)
+
+func sftpPacket(typ byte, fields ...any) []byte {
+	var body []byte
+	for _, f := range fields {
+		switch v := f.(type) {
+		case uint32:
+			body = binary.BigEndian.AppendUint32(body, v)
+		case uint64:
+			body = binary.BigEndian.AppendUint64(body, v)
+		case string:
+			body = binary.BigEndian.AppendUint32(body, uint32(len(v)))
+			body = append(body, v...)
+		}
+	}
+	p := binary.BigEndian.AppendUint32(nil, uint32(len(body)+1))
+	p = append(p, typ)
+	return append(p, body...)
+}
+
+// FuzzSFTPAudit: arbitrary bytes in either direction, split anywhere, never
+// panic and never grow the tracking maps past their caps.
+func FuzzSFTPAudit(f *testing.F) {
+	f.Add(sftpPacket(fxpOpen, uint32(1), "/etc/passwd", uint32(1), uint32(0)), sftpPacket(fxpHandle, uint32(1), "h1"), 3)
+	f.Add(sftpPacket(fxpWrite, uint32(2), "h1", uint64(0), "data"), sftpPacket(fxpData, uint32(2), "xyz"), 1)
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 3}, []byte{0, 0, 0, 0}, 0)
+	f.Fuzz(func(t *testing.T, client, server []byte, split int) {
+		a := newSFTPAudit(slog.New(slog.DiscardHandler))
+		if split < 0 {
+			split = -split
+		}
+		cs := min(split%(len(client)+1), len(client))
+		a.fromClient(client[:cs])
+		a.fromServer(server)
+		a.fromClient(client[cs:])
+		a.close()
+		if len(a.opens) > fxpMaxTrack || len(a.reads) > fxpMaxTrack || len(a.handles) > 0 {
+			t.Fatalf("maps grew: %d %d %d", len(a.opens), len(a.reads), len(a.handles))
+		}
+	})
+}
