@@ -200,7 +200,13 @@ func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
 		// The command goes into the recording and the index, not
 		// the log: it may hold secrets, and logs never hold PANs.
 		c.log.Info("exec", "channel", st.n, "command_bytes", len(cmd.Command))
-		err = st.start("exec", cmd.Command)
+		if op, ok := scpDirection(cmd.Command); ok {
+			// File transfer, not a terminal session: audit the
+			// files rather than record the bytes.
+			st.startSCP(op, cmd.Command)
+		} else {
+			err = st.start("exec", cmd.Command)
+		}
 	case "shell":
 		c.log.Info("shell", "channel", st.n)
 		err = st.start("shell", "")

@@ -175,6 +175,25 @@ func TestSCPBothWays(t *testing.T) {
 					t.Fatalf("%s differs from the source (%d files)", d, n)
 				}
 			}
+			// Each file is in the audit trail, both ways.
+			f := filepath.Join("d01", "e1", "f0001.txt")
+			size := len(bytes.Repeat([]byte("file 1;"), 2))
+			// sftp names full paths; legacy scp names files relative
+			// to the directory being sent, and the record gives the
+			// command's path as target.
+			wants := []string{
+				fmt.Sprintf(`"event":"sftp_file","op":"upload","path":%q,"bytes":%d`, filepath.Join(remote, f), size),
+				fmt.Sprintf(`"event":"sftp_file","op":"download","path":%q,"bytes":%d`, filepath.Join(remote, f), size),
+			}
+			if mode.flag == "-O" {
+				wants = []string{
+					fmt.Sprintf(`"event":"scp_file","op":"upload","path":%q,"bytes":%d,"target":%q`, filepath.Join("src", f), size, remote),
+					fmt.Sprintf(`"event":"scp_file","op":"download","path":%q,"bytes":%d,"target":%q`, filepath.Join(filepath.Base(remote), f), size, remote),
+				}
+			}
+			for _, want := range wants {
+				testenv.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(h.logs.String(), want) })
+			}
 		})
 	}
 }

@@ -48,6 +48,7 @@ type chanState struct {
 	rows   int
 	rec    *recorder.Writer
 	sftp   *sftpAudit // set for an sftp subsystem: files are audited, bytes are not recorded
+	scp    *scpAudit  // likewise for the remote half of legacy scp
 	meta   recorder.Session
 	failed string // why recording failed; the session is being ended
 }
@@ -121,6 +122,9 @@ func (st *chanState) output(p []byte) error {
 	if st.sftp != nil {
 		st.sftp.fromServer(p)
 	}
+	if st.scp != nil && st.scp.op == "download" {
+		st.scp.feed(p)
+	}
 	if st.rec == nil {
 		return nil
 	}
@@ -136,6 +140,9 @@ func (st *chanState) input(p []byte) error {
 	defer st.mu.Unlock()
 	if st.sftp != nil {
 		st.sftp.fromClient(p)
+	}
+	if st.scp != nil && st.scp.op == "upload" {
+		st.scp.feed(p)
 	}
 	cfg := st.c.s.cfg.Recording
 	if cfg == nil || !cfg.Input || st.rec == nil || st.failed != "" {
@@ -188,6 +195,14 @@ func (st *chanState) failure() string {
 
 // finish closes the recording with a final marker and seals it in the
 // index and audit chain.
+// startSCP makes the channel audit the files of a legacy scp transfer.
+func (st *chanState) startSCP(op, command string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.scp = newSCPAudit(st.c.log.With("channel", st.n), op, command)
+	audit(st.c.log, "scp", "channel", st.n, "op", op, "command", command)
+}
+
 // startSFTP makes the channel audit the files an sftp subsystem touches.
 func (st *chanState) startSFTP() {
 	st.mu.Lock()

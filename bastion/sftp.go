@@ -3,6 +3,8 @@ package bastion
 import (
 	"encoding/binary"
 	"log/slog"
+	"path"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -251,5 +253,125 @@ func (a *sftpAudit) close() {
 	for h, f := range a.handles {
 		a.fileDone(f)
 		delete(a.handles, h)
+	}
+}
+
+// scpAudit follows the legacy scp protocol (`scp -O`: the remote runs
+// `scp -t` to receive or `scp -f` to send) on the sender's stream and writes
+// one audit record per file: control lines "Cmode size name", "Dmode 0
+// name", "E" and "Tmtime 0 atime 0", each followed for C by size bytes and
+// a zero byte.
+type scpAudit struct {
+	log    *slog.Logger
+	op     string // upload or download
+	target string // the remote path in the command; names in the protocol are relative to it
+	mu     sync.Mutex // guards the fields below
+	line   []byte
+	dirs   []string
+	file   string
+	remain int64 // data bytes left of the current file; -1 when reading a control line
+	size   int64
+	broken bool
+}
+
+// scpDirection tells from an exec command whether it is the remote half of
+// legacy scp, and which way files go.
+func scpDirection(cmd string) (op string, ok bool) {
+	f := strings.Fields(cmd)
+	if len(f) < 2 || (f[0] != "scp" && !strings.HasSuffix(f[0], "/scp")) {
+		return "", false
+	}
+	for _, a := range f[1:] {
+		if !strings.HasPrefix(a, "-") || a == "--" {
+			break
+		}
+		if strings.Contains(a, "t") {
+			return "upload", true
+		}
+		if strings.Contains(a, "f") {
+			return "download", true
+		}
+	}
+	return "", false
+}
+
+func newSCPAudit(log *slog.Logger, op, command string) *scpAudit {
+	f := strings.Fields(command)
+	return &scpAudit{log: log, op: op, target: f[len(f)-1], remain: -1}
+}
+
+// feed takes the sender's stream: the client's for an upload, the
+// target's for a download.
+func (a *scpAudit) feed(p []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for len(p) > 0 && !a.broken {
+		if a.remain >= 0 {
+			n := min(int64(len(p)), a.remain)
+			a.remain -= n
+			p = p[n:]
+			if a.remain == 0 && len(p) > 0 {
+				// The zero byte that ends a file.
+				audit(a.log, "scp_file", "op", a.op, "path", a.file, "bytes", a.size, "target", a.target)
+				p = p[1:]
+				a.remain = -1
+			}
+			continue
+		}
+		i := indexByte(p, '\n')
+		if i < 0 {
+			a.line = append(a.line, p...)
+			if len(a.line) > 4096 {
+				a.broken = true
+				audit(a.log, "scp_audit_degraded", "reason", "control line too long")
+			}
+			return
+		}
+		a.line = append(a.line, p[:i]...)
+		p = p[i+1:]
+		a.control(string(a.line))
+		a.line = a.line[:0]
+	}
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func (a *scpAudit) control(line string) {
+	if line == "" {
+		return
+	}
+	switch line[0] {
+	case 'C', 'D':
+		f := strings.SplitN(line[1:], " ", 3)
+		if len(f) != 3 {
+			return
+		}
+		size, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil || size < 0 {
+			a.broken = true
+			audit(a.log, "scp_audit_degraded", "reason", "bad size in control line")
+			return
+		}
+		name := path.Join(append(append([]string{}, a.dirs...), f[2])...)
+		if line[0] == 'D' {
+			a.dirs = append(a.dirs, f[2])
+			audit(a.log, "scp_file", "op", a.op, "path", name+"/", "dir", true, "target", a.target)
+			return
+		}
+		a.file, a.size, a.remain = name, size, size
+		if size == 0 {
+			a.remain = 0 // only the zero byte follows
+		}
+	case 'E':
+		if len(a.dirs) > 0 {
+			a.dirs = a.dirs[:len(a.dirs)-1]
+		}
 	}
 }

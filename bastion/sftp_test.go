@@ -45,3 +45,31 @@ func FuzzSFTPAudit(f *testing.F) {
 		}
 	})
 }
+
+func TestSCPDirection(t *testing.T) {
+	t.Parallel()
+	for cmd, want := range map[string]string{
+		"scp -t /tmp/x": "upload", "scp -r -t dir": "upload", "scp -f file": "download",
+		"/usr/bin/scp -pf a": "download", "scp -- -t": "", "echo scp -t": "", "scpx -t a": "", "scp": "",
+	} {
+		op, ok := scpDirection(cmd)
+		if op != want || ok != (want != "") {
+			t.Errorf("scpDirection(%q) = %q, %v; want %q", cmd, op, ok, want)
+		}
+	}
+}
+
+// FuzzSCPAudit: any sender stream, in any chunks, never panics.
+func FuzzSCPAudit(f *testing.F) {
+	f.Add([]byte("D0755 0 dir\nC0644 5 a.txt\nhello\x00E\n"), 3)
+	f.Add([]byte("C0644 -1 x\n"), 1)
+	f.Fuzz(func(t *testing.T, data []byte, split int) {
+		a := newSCPAudit(slog.New(slog.DiscardHandler), "upload", "scp -t /x")
+		if split < 0 {
+			split = -split
+		}
+		s := split % (len(data) + 1)
+		a.feed(data[:s])
+		a.feed(data[s:])
+	})
+}
