@@ -263,8 +263,8 @@ func (a *sftpAudit) close() {
 // a zero byte.
 type scpAudit struct {
 	log    *slog.Logger
-	op     string // upload or download
-	target string // the remote path in the command; names in the protocol are relative to it
+	op     string     // upload or download
+	target string     // the remote path in the command; names in the protocol are relative to it
 	mu     sync.Mutex // guards the fields below
 	line   []byte
 	dirs   []string
