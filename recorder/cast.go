@@ -8,6 +8,7 @@ package recorder
 import (
 	"bufio"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -305,12 +306,32 @@ func incompleteTail(b []byte) int {
 
 const hexDigits = "0123456789abcdef"
 
+// plain8 reports whether none of the eight bytes in v needs escaping or
+// UTF-8 decoding: all are in 0x20..0x7f and none is '"' or '\\'. It may
+// report false for a plain word (the caller then looks byte by byte), never
+// true for one that needs care.
+func plain8(v uint64) bool {
+	const lo = 0x0101010101010101
+	const hi = 0x8080808080808080
+	hasLess := func(x uint64, n uint64) uint64 { return (x - n*lo) & ^x & hi }
+	hasZero := func(x uint64) uint64 { return (x - lo) & ^x & hi }
+	return v&hi == 0 && hasLess(v, 0x20) == 0 && hasZero(v^(0x22*lo)) == 0 && hasZero(v^(0x5c*lo)) == 0
+}
+
 // appendJSONString appends s as a JSON string. Invalid UTF-8 becomes
 // U+FFFD, as encoding/json does; it does not allocate beyond b's growth.
 func appendJSONString(b []byte, s []byte) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Skip eight plain ASCII bytes at a time: most terminal output
+		// needs no escaping.
+		for i+8 <= len(s) && plain8(binary.LittleEndian.Uint64(s[i:])) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {

@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"testing"
 )
@@ -48,6 +49,26 @@ func FuzzReader(f *testing.F) {
 				}
 				return
 			}
+		}
+	})
+}
+
+// FuzzJSONString: the escaper's output is what encoding/json decodes back
+// to the input (invalid UTF-8 as U+FFFD, as json.Marshal would).
+func FuzzJSONString(f *testing.F) {
+	f.Add([]byte("plain ascii text, long enough for words"))
+	f.Add([]byte("quote\" back\\slash \x00\x1f\x7f é € \xff\xfe end"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		enc := appendJSONString(nil, in)
+		var got string
+		if err := json.Unmarshal(enc, &got); err != nil {
+			t.Fatalf("%q encoded as invalid JSON %q: %v", in, enc, err)
+		}
+		want, _ := json.Marshal(string(in))
+		var wantS string
+		json.Unmarshal(want, &wantS)
+		if got != wantS {
+			t.Fatalf("%q: decoded %q, want %q", in, got, wantS)
 		}
 	})
 }
