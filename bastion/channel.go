@@ -38,11 +38,12 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 		uch.Close()
 		return
 	}
-	st := &chanState{c: c, n: c.chanSeq.Add(1), uch: uch, ch: ch}
+	st := &chanState{c: c, n: c.chanSeq.Add(1), uch: uch, ch: ch, ready: make(chan struct{}), done: make(chan struct{})}
 	c.track(ch)
 	defer c.untrack(ch)
 	defer ch.Close()
 	defer uch.Close()
+	defer close(st.done)
 
 	// Output (stdout and stderr, as a terminal shows both) is recorded
 	// before it is sent; a recording failure closes the target's channel.
@@ -193,6 +194,10 @@ func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
 		return
 	}
 	var err error
+	switch r.Type {
+	case "shell", "exec", "subsystem":
+		defer st.setReady() // after the reply: input may flow
+	}
 	switch r.Type {
 	case "exec":
 		var cmd struct{ Command string }

@@ -230,3 +230,28 @@ func TestRecordingFailureEndsSession(t *testing.T) {
 		t.Fatalf("on_failure continue: exit %d stdout %q stderr %q", r.ExitCode, r.Stdout, r.Stderr)
 	}
 }
+
+// Input is recorded only when the operator enables it.
+func TestInputRecordingIsOptIn(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	for _, input := range []bool{false, true} {
+		dir := t.TempDir()
+		store := recorder.OpenStore(dir, h.auth.AuditKey)
+		b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store, Input: input}})
+		cmd := fmt.Sprintf("cat >/dev/null; echo input-%v", input)
+		r := b.ssh(t, h.alice, "root@t1", strings.NewReader("typed-secret\n"), cmd)
+		if r.ExitCode != 0 {
+			t.Fatalf("exit %d: %s", r.ExitCode, r.Stderr)
+		}
+		s := h.findRecording(t, store, func(s recorder.Session) bool { return s.Command == cmd })
+		data, _ := os.ReadFile(filepath.Join(dir, s.Path))
+		got := bytes.Contains(data, []byte(`"i", "typed-secret\n"`))
+		if got != input || (!input && bytes.Contains(data, []byte("typed-secret"))) {
+			t.Fatalf("input recording %v: recording has the typed text: %v\n%+v\n%s", input, got, s, data)
+		}
+		if s.BytesIn != int64(len("typed-secret\n")) {
+			t.Fatalf("bytes_in %d", s.BytesIn)
+		}
+	}
+}

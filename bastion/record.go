@@ -40,6 +40,15 @@ type chanState struct {
 
 	noticeSent atomic.Bool // the user was already told why the session ended
 
+	// ready is closed once the request that starts the session (shell,
+	// exec or subsystem) has been handled, and done when the channel
+	// ends. Input waits for ready: x/crypto queues data apart from
+	// requests, so without the wait the first keystrokes could pass
+	// before the recording exists.
+	ready     chan struct{}
+	readyOnce sync.Once
+	done      chan struct{}
+
 	bytesIn, bytesOut atomic.Int64
 
 	mu     sync.Mutex // guards the fields below
@@ -134,7 +143,14 @@ func (st *chanState) output(p []byte) error {
 	return nil
 }
 
+func (st *chanState) setReady() { st.readyOnce.Do(func() { close(st.ready) }) }
+
 func (st *chanState) input(p []byte) error {
+	select {
+	case <-st.ready:
+	case <-st.done:
+		return errors.New("session channel ended")
+	}
 	st.bytesIn.Add(int64(len(p)))
 	st.mu.Lock()
 	defer st.mu.Unlock()
