@@ -3,7 +3,7 @@
 # and client, rsync, and asciinema. Safe to run again: it installs only what
 # is missing. Needs root (or sudo) when something is missing.
 set -euo pipefail
-pkgs=(openssh-server openssh-client openssh-sftp-server rsync asciinema)
+pkgs=(openssh-server openssh-client openssh-sftp-server rsync asciinema postgresql-15 postgresql-client-15)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

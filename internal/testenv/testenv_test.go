@@ -237,3 +237,13 @@ func TestClientOptions(t *testing.T) {
 		t.Errorf("zero ClientOpts.Options() = %s, want IdentityFile=none and UserKnownHostsFile=/dev/null", got)
 	}
 }
+
+func TestPostgres(t *testing.T) {
+	t.Parallel()
+	psql := testenv.Require(t, "psql")
+	pg := testenv.Postgres(t)
+	r := testenv.Cmd(t, time.Minute, nil, psql, pg.PSQL("-tAc", "select 6*7")...)
+	if r.ExitCode != 0 || strings.TrimSpace(string(r.Stdout)) != "42" {
+		t.Fatalf("psql: exit %d stdout %q stderr %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+}

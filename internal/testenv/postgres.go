@@ -1,0 +1,128 @@
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// PostgresBin is where Debian's PostgreSQL 15 server binaries live.
+const PostgresBin = "/usr/lib/postgresql/15/bin"
+
+// PostgresInstance is a throwaway PostgreSQL cluster on loopback, owned by
+// the test that started it.
+type PostgresInstance struct {
+	Dir       string // cluster's temp dir (data, socket, log)
+	SocketDir string // unix socket directory (psql -h)
+	Port      int    // TCP port on 127.0.0.1 and the socket's port
+	cmd       *exec.Cmd
+	logs      *logBuffer
+	done      chan struct{}
+}
+
+// Logs returns the server's log so far.
+func (p *PostgresInstance) Logs() string { return p.logs.since(0) }
+
+// Postgres starts a cluster made with initdb (trust auth, superuser
+// "postgres") as the postgres OS user, which initdb requires when tests run
+// as root. It is stopped and removed at the end of the test; its log is
+// printed if the test failed.
+func Postgres(t testing.TB) *PostgresInstance {
+	t.Helper()
+	initdb := filepath.Join(PostgresBin, "initdb")
+	if _, err := os.Stat(initdb); err != nil {
+		if InCI() {
+			t.Fatalf("testenv: PostgreSQL server not installed (%s); scripts/deps.sh installs postgresql", initdb)
+		}
+		t.Skipf("testenv: PostgreSQL server not installed (%s)", initdb)
+	}
+	pg, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatalf("testenv: no postgres user: %v", err)
+	}
+	uid, _ := strconv.Atoi(pg.Uid)
+	gid, _ := strconv.Atoi(pg.Gid)
+	// Not t.TempDir: its parents are root's 0700 directories, which the
+	// postgres user cannot enter.
+	dir, err := os.MkdirTemp("", "testenv-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	os.Chown(dir, uid, gid)
+	p := &PostgresInstance{Dir: dir, SocketDir: dir, Port: FreePort(t), logs: &logBuffer{}, done: make(chan struct{})}
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("testenv: postgres log:\n%s", p.Logs())
+		}
+		os.RemoveAll(dir)
+	})
+	asPostgres := func(name string, args ...string) *exec.Cmd {
+		c := exec.Command("runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
+		c.Dir = dir
+		return c
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := asPostgres(initdb, "-D", data, "--auth=trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C").CombinedOutput(); err != nil {
+		t.Fatalf("testenv: initdb: %v\n%s", err, out)
+	}
+	p.cmd = asPostgres(filepath.Join(PostgresBin, "postgres"), "-D", data, "-k", dir, "-p", strconv.Itoa(p.Port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "shared_buffers=16MB")
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("testenv: start postgres: %v", err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := exec.Command(filepath.Join(PostgresBin, "pg_isready"), "-h", dir, "-p", strconv.Itoa(p.Port), "-U", "postgres").CombinedOutput()
+		if err == nil {
+			break
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("testenv: postgres exited:\n%s", p.Logs())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testenv: postgres not ready after 30s: %s\n%s", bytes.TrimSpace(out), p.Logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return p
+}
+
+// PSQL returns the psql arguments that connect to the cluster as postgres.
+func (p *PostgresInstance) PSQL(args ...string) []string {
+	return append([]string{"-X", "-h", p.SocketDir, "-p", strconv.Itoa(p.Port), "-U", "postgres", "-d", "postgres"}, args...)
+}
+
+var pgStopMu sync.Mutex // pg_ctl stops run one at a time
+
+func (p *PostgresInstance) stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	pgStopMu.Lock()
+	exec.Command("runuser", "-u", "postgres", "--", filepath.Join(PostgresBin, "pg_ctl"), "stop", "-m", "immediate", "-D", filepath.Join(p.Dir, "data")).Run()
+	pgStopMu.Unlock()
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// String describes the instance for messages.
+func (p *PostgresInstance) String() string {
+	return fmt.Sprintf("postgres on %s port %d", p.SocketDir, p.Port)
+}
