@@ -33,6 +33,10 @@ type Target struct {
 	// DefaultLogin is used when the user name is just TARGET and the
 	// matching rule names no default.
 	DefaultLogin string
+	// Masking is how PANs in the target's output are masked:
+	// "" or "first6last4" (the default), "last4", "full", or "off",
+	// which must be chosen explicitly.
+	Masking string
 }
 
 // Rule grants principals or groups access to targets.

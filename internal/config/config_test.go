@@ -186,6 +186,7 @@ var badConfigs = []struct {
 	{"bad-keepalive-max.yaml", 5, "keepalive.max_missed", "must be at least 1"},
 	{"bad-log-level.yaml", 3, "log_level", `unknown level "verbose"`},
 	{"bad-recording-on-failure.yaml", 3, "recording.on_failure", `must be close`},
+	{"bad-masking.yaml", 6, "targets[0].masking", `not a masking mode`},
 	{"bad-env-allow.yaml", 5, "env_allow[1]", `"LC-*" is not an environment variable name`},
 	{"bad-rule-unknown-target.yaml", 10, "rules[0].targets[1]", `unknown target "web01"`},
 	{"bad-rule-no-principals.yaml", 8, "rules[0]", "set principals or groups"},

@@ -63,7 +63,7 @@ func nameLine(n *yaml.Node) int {
 func (p *parser) target(n *yaml.Node, at string) (bastion.Target, error) {
 	var t bastion.Target
 	m, err := p.mapping(n, at,
-		"name", "address", "host_key", "known_hosts", "host_ca", "labels", "logins", "default_login")
+		"name", "address", "host_key", "known_hosts", "host_ca", "labels", "logins", "default_login", "masking")
 	if err != nil {
 		return t, err
 	}
@@ -97,7 +97,21 @@ func (p *parser) target(n *yaml.Node, at string) (bastion.Target, error) {
 			return t, p.errorf(f.line(), f.path, "%q is not in logins %v", t.DefaultLogin, t.Logins)
 		}
 	}
+	if f := m.get("masking"); f.set() {
+		if t.Masking, err = p.str(f, checkMasking); err != nil {
+			return t, err
+		}
+	}
 	return t, nil
+}
+
+// checkMasking accepts the PAN masking modes; off must be written out.
+func checkMasking(s string) error {
+	switch s {
+	case "first6last4", "last4", "full", "off":
+		return nil
+	}
+	return fmt.Errorf("%q is not a masking mode: use first6last4 (the default), last4, full, or off", s)
 }
 
 // required returns a string field that must be set and non-empty.
