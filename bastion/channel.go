@@ -47,23 +47,27 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 
 	// Output (stdout and stderr, as a terminal shows both) is recorded
 	// before it is sent; a recording failure closes the target's channel.
+	// PANs are masked in both, before recording and before the client.
+	stdout, stderr := newOutStream(st, ch), newOutStream(st, ch.Stderr())
 	var out sync.WaitGroup
-	out.Go(func() {
-		c.pump(outputWriter{st, ch}, uch)
-		if st.failure() != "" {
-			uch.Close()
-		}
-	})
-	out.Go(func() {
-		c.pump(outputWriter{st, ch.Stderr()}, uch.Stderr())
-		if st.failure() != "" {
-			uch.Close()
-		}
-	})
+	for _, s := range []struct {
+		w   *outStream
+		src io.Reader
+	}{{stdout, uch}, {stderr, uch.Stderr()}} {
+		out.Go(func() {
+			c.pump(s.w, s.src)
+			s.w.close()
+			if st.failure() != "" {
+				uch.Close()
+			}
+		})
+	}
 	// stdin: the client's EOF reaches the target as EOF. This copier ends
 	// when either channel closes; the deferred closes above guarantee it.
+	stdin := newInStream(st, uch)
 	c.goSafe(func() {
-		c.pump(inputWriter{st, uch}, ch)
+		c.pump(stdin, ch)
+		stdin.close()
 		uch.CloseWrite()
 	})
 	// The client's requests go to the target in order. When the client
@@ -135,8 +139,9 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 		}
 		end = append(end, "reason", msg)
 	}
-	st.finish(exitStatus, exitSignal)
-	end = append(end, "bytes_in", st.bytesIn.Load(), "bytes_out", st.bytesOut.Load())
+	masked := stdout.masked() + stderr.masked()
+	st.finish(exitStatus, exitSignal, masked)
+	end = append(end, "bytes_in", st.bytesIn.Load(), "bytes_out", st.bytesOut.Load(), "masked_pans", masked)
 	audit(c.log, "session_end", end...)
 	ch.CloseWrite()
 }
@@ -202,15 +207,23 @@ func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
 	case "exec":
 		var cmd struct{ Command string }
 		ssh.Unmarshal(r.Payload, &cmd)
+		// What is stored of the command line is masked like output.
+		shown := cmd.Command
+		if mode, ok := st.maskMode(); ok {
+			shown = maskText(shown, mode)
+		}
 		// The command goes into the recording and the index, not
 		// the log: it may hold secrets, and logs never hold PANs.
 		c.log.Info("exec", "channel", st.n, "command_bytes", len(cmd.Command))
+		// File transfers, not terminal sessions: audit the files
+		// rather than record (or mask, which would corrupt them) the
+		// bytes.
 		if op, ok := scpDirection(cmd.Command); ok {
-			// File transfer, not a terminal session: audit the
-			// files rather than record the bytes.
-			st.startSCP(op, cmd.Command)
+			st.startSCP(op, logSafe(cmd.Command))
+		} else if isRsyncServer(cmd.Command) {
+			st.startRsync(logSafe(cmd.Command))
 		} else {
-			err = st.start("exec", cmd.Command)
+			err = st.start("exec", shown)
 		}
 	case "shell":
 		c.log.Info("shell", "channel", st.n)

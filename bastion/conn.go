@@ -177,9 +177,9 @@ func (c *conn) serve() {
 				reason = "handshake: " + err.Error()
 			}
 		}
-		attrs := []any{"allowed", false, "user_name", c.user, "reason", reason}
+		attrs := []any{"allowed", false, "user_name", logSafe(c.user), "reason", logSafe(reason)}
 		if c.identity.Name() != "" {
-			attrs = append(attrs, "principals", c.identity.Principals, "key_id", c.identity.KeyID, "serial", c.identity.Serial)
+			attrs = append(attrs, "principals", c.identity.Principals, "key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial)
 		}
 		audit(c.log, "connect", attrs...)
 		return
@@ -193,7 +193,7 @@ func (c *conn) serve() {
 	g := c.grant
 	c.log = c.log.With("user", c.identity.Name(), "target", g.Target.Name, "login", g.Login)
 	audit(c.log, "connect", "allowed", true, "principals", c.identity.Principals, "groups", c.identity.Groups,
-		"key_id", c.identity.KeyID, "serial", c.identity.Serial, "rule", g.Rule, "port_forwarding", g.PortForwarding)
+		"key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial, "rule", g.Rule, "port_forwarding", g.PortForwarding)
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)

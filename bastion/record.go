@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern/postern/mask"
 	"github.com/postern/postern/recorder"
 	"golang.org/x/crypto/ssh"
 )
@@ -58,6 +59,7 @@ type chanState struct {
 	rec    *recorder.Writer
 	sftp   *sftpAudit // set for an sftp subsystem: files are audited, bytes are not recorded
 	scp    *scpAudit  // likewise for the remote half of legacy scp
+	rsync  bool       // an rsync server: a file transfer, audited by command and bytes
 	meta   recorder.Session
 	failed string // why recording failed; the session is being ended
 }
@@ -119,20 +121,13 @@ func (st *chanState) start(kind, command string) error {
 	return nil
 }
 
-// output records p before it goes to the client: a byte the recording
-// could not take is never shown (fail closed).
-func (st *chanState) output(p []byte) error {
-	st.bytesOut.Add(int64(len(p)))
+// recordOutput records p (already masked) before it goes to the client: a
+// byte the recording could not take is never shown (fail closed).
+func (st *chanState) recordOutput(p []byte) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.failed != "" {
 		return errors.New(st.failed)
-	}
-	if st.sftp != nil {
-		st.sftp.fromServer(p)
-	}
-	if st.scp != nil && st.scp.op == "download" {
-		st.scp.feed(p)
 	}
 	if st.rec == nil {
 		return nil
@@ -143,25 +138,11 @@ func (st *chanState) output(p []byte) error {
 	return nil
 }
 
-func (st *chanState) setReady() { st.readyOnce.Do(func() { close(st.ready) }) }
-
-func (st *chanState) input(p []byte) error {
-	select {
-	case <-st.ready:
-	case <-st.done:
-		return errors.New("session channel ended")
-	}
-	st.bytesIn.Add(int64(len(p)))
+// recordInput records typed input (already masked), if enabled.
+func (st *chanState) recordInput(p []byte) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.sftp != nil {
-		st.sftp.fromClient(p)
-	}
-	if st.scp != nil && st.scp.op == "upload" {
-		st.scp.feed(p)
-	}
-	cfg := st.c.s.cfg.Recording
-	if cfg == nil || !cfg.Input || st.rec == nil || st.failed != "" {
+	if st.rec == nil || st.failed != "" {
 		return nil
 	}
 	if err := st.rec.Input(p); err != nil {
@@ -169,6 +150,30 @@ func (st *chanState) input(p []byte) error {
 	}
 	return nil
 }
+
+// transfer feeds the file-transfer audit, if this channel is one, and
+// reports whether it is: transfers are neither masked nor recorded.
+func (st *chanState) transfer(p []byte, fromClient bool) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	switch {
+	case st.sftp != nil:
+		if fromClient {
+			st.sftp.fromClient(p)
+		} else {
+			st.sftp.fromServer(p)
+		}
+		return true
+	case st.scp != nil:
+		if fromClient == (st.scp.op == "upload") {
+			st.scp.feed(p)
+		}
+		return true
+	}
+	return st.rsync
+}
+
+func (st *chanState) setReady() { st.readyOnce.Do(func() { close(st.ready) }) }
 
 func (st *chanState) setPty(term string, cols, rows int) {
 	st.mu.Lock()
@@ -219,6 +224,14 @@ func (st *chanState) startSCP(op, command string) {
 	audit(st.c.log, "scp", "channel", st.n, "op", op, "command", command)
 }
 
+// startRsync marks the channel as an rsync transfer.
+func (st *chanState) startRsync(command string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.rsync = true
+	audit(st.c.log, "rsync", "channel", st.n, "command", command)
+}
+
 // startSFTP makes the channel audit the files an sftp subsystem touches.
 func (st *chanState) startSFTP() {
 	st.mu.Lock()
@@ -226,7 +239,7 @@ func (st *chanState) startSFTP() {
 	st.sftp = newSFTPAudit(st.c.log.With("channel", st.n))
 }
 
-func (st *chanState) finish(exitStatus *int, exitSignal string) {
+func (st *chanState) finish(exitStatus *int, exitSignal string, maskedPANs int64) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.sftp != nil {
@@ -248,6 +261,7 @@ func (st *chanState) finish(exitStatus *int, exitSignal string) {
 	m.End, m.ExitStatus, m.ExitSignal = &end, exitStatus, exitSignal
 	m.BytesIn, m.BytesOut = st.bytesIn.Load(), st.bytesOut.Load()
 	m.SHA256, m.Size = hex.EncodeToString(digest[:]), size
+	m.MaskedPANs = maskedPANs
 	if err != nil {
 		audit(st.c.log, "recording_failed", "channel", st.n, "reason", err.Error())
 		m.Status = recorder.StatusInterrupted
@@ -259,28 +273,149 @@ func (st *chanState) finish(exitStatus *int, exitSignal string) {
 	audit(st.c.log, "recording_end", "channel", st.n, "recording", m.ID, "sha256", m.SHA256, "size", size)
 }
 
-// outputWriter feeds the client through the recording.
-type outputWriter struct {
-	st  *chanState
-	dst io.Writer
+// maskMode is the masking of the channel's target; ok is false for
+// masking: off.
+func (st *chanState) maskMode() (mask.Mode, bool) {
+	if st.c.grant.Target.Masking == "off" {
+		return 0, false
+	}
+	m, err := mask.ParseMode(st.c.grant.Target.Masking)
+	if err != nil {
+		m = mask.ModeFull // unknown: fail closed
+	}
+	return m, true
 }
 
-func (w outputWriter) Write(p []byte) (int, error) {
-	if err := w.st.output(p); err != nil {
+// maskText masks PANs in a string that goes into the index, a recording
+// or a log (an exec command line, for instance).
+func maskText(s string, mode mask.Mode) string {
+	out, n := mask.Mask(nil, []byte(s), mode)
+	if n == 0 {
+		return s
+	}
+	return string(out)
+}
+
+// logSafe masks every digit of any PAN in s: log lines never hold one,
+// whatever the target's masking mode.
+func logSafe(s string) string { return maskText(s, mask.ModeFull) }
+
+// outStream is one output stream (stdout or stderr) of a session channel.
+// What the target sends is masked twice, by two maskers: one releases a
+// held tail after a short deadline so the user's typing echoes at once;
+// the other has no deadline and feeds the recording, so that a number
+// echoed digit by digit is still judged whole before it is stored.
+type outStream struct {
+	st     *chanState
+	raw    io.Writer    // the client's stream
+	client *mask.Writer // nil when masking is off
+	rec    *mask.Writer // nil when masking is off
+}
+
+func newOutStream(st *chanState, raw io.Writer) *outStream {
+	o := &outStream{st: st, raw: raw}
+	if mode, ok := st.maskMode(); ok {
+		o.client = mask.NewWriter(raw, mask.Config{Mode: mode})
+		o.rec = mask.NewWriter(recordSink{st}, mask.Config{Mode: mode, Deadline: -1})
+	}
+	return o
+}
+
+type recordSink struct{ st *chanState }
+
+func (r recordSink) Write(p []byte) (int, error) {
+	if err := r.st.recordOutput(p); err != nil {
 		return 0, err
 	}
-	return w.dst.Write(p)
+	return len(p), nil
 }
 
-// inputWriter feeds the target, recording input if enabled.
-type inputWriter struct {
-	st  *chanState
-	dst io.Writer
-}
-
-func (w inputWriter) Write(p []byte) (int, error) {
-	if err := w.st.input(p); err != nil {
+func (o *outStream) Write(p []byte) (int, error) {
+	o.st.bytesOut.Add(int64(len(p)))
+	if o.st.transfer(p, false) {
+		return o.raw.Write(p)
+	}
+	if o.rec != nil {
+		if _, err := o.rec.Write(p); err != nil {
+			return 0, err
+		}
+	} else if err := o.st.recordOutput(p); err != nil {
 		return 0, err
 	}
-	return w.dst.Write(p)
+	if o.client != nil {
+		return o.client.Write(p)
+	}
+	return o.raw.Write(p)
+}
+
+// close releases held tails: the recording's first, then the client's.
+func (o *outStream) close() {
+	if o.rec != nil {
+		o.rec.Close()
+	}
+	if o.client != nil {
+		o.client.Close()
+	}
+}
+
+// masked is how many PANs this stream masked.
+func (o *outStream) masked() int64 {
+	if o.client == nil {
+		return 0
+	}
+	return max(o.client.Count(), o.rec.Count())
+}
+
+// inStream carries the client's input to the target unchanged and, when
+// input recording is on, a masked copy into the recording. Input waits
+// for the session to start (see chanState.ready).
+type inStream struct {
+	st  *chanState
+	dst io.Writer
+	rec io.Writer // nil unless input is recorded
+	m   *mask.Writer
+}
+
+func newInStream(st *chanState, dst io.Writer) *inStream {
+	in := &inStream{st: st, dst: dst}
+	if cfg := st.c.s.cfg.Recording; cfg != nil && cfg.Input {
+		var sink io.Writer = inputSink{st}
+		if mode, ok := st.maskMode(); ok {
+			// No deadline: keystrokes arrive one by one.
+			in.m = mask.NewWriter(sink, mask.Config{Mode: mode, Deadline: -1})
+			sink = in.m
+		}
+		in.rec = sink
+	}
+	return in
+}
+
+type inputSink struct{ st *chanState }
+
+func (r inputSink) Write(p []byte) (int, error) {
+	if err := r.st.recordInput(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (in *inStream) Write(p []byte) (int, error) {
+	select {
+	case <-in.st.ready:
+	case <-in.st.done:
+		return 0, errors.New("session channel ended")
+	}
+	in.st.bytesIn.Add(int64(len(p)))
+	if !in.st.transfer(p, true) && in.rec != nil {
+		if _, err := in.rec.Write(p); err != nil {
+			return 0, err
+		}
+	}
+	return in.dst.Write(p)
+}
+
+func (in *inStream) close() {
+	if in.m != nil {
+		in.m.Close()
+	}
 }

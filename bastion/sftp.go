@@ -185,14 +185,14 @@ func (a *sftpAudit) clientPacket(typ byte, body []byte) {
 		path := r.str()
 		if r.ok {
 			op := map[byte]string{fxpRemove: "remove", fxpMkdir: "mkdir", fxpRmdir: "rmdir", fxpSetstat: "setstat"}[typ]
-			audit(a.log, "sftp_op", "op", op, "path", path)
+			audit(a.log, "sftp_op", "op", op, "path", logSafe(path))
 		}
 	case fxpRename, fxpSymlink:
 		r.u32()
 		from, to := r.str(), r.str()
 		if r.ok {
 			op := map[byte]string{fxpRename: "rename", fxpSymlink: "symlink"}[typ]
-			audit(a.log, "sftp_op", "op", op, "path", from, "to", to)
+			audit(a.log, "sftp_op", "op", op, "path", logSafe(from), "to", logSafe(to))
 		}
 	}
 }
@@ -238,11 +238,11 @@ func (a *sftpAudit) serverPacket(typ byte, body []byte) {
 func (a *sftpAudit) fileDone(f *sftpFile) {
 	switch {
 	case f.dir:
-		audit(a.log, "sftp_file", "op", "list", "path", f.path[:len(f.path)-1])
+		audit(a.log, "sftp_file", "op", "list", "path", logSafe(f.path[:len(f.path)-1]))
 	case f.write:
-		audit(a.log, "sftp_file", "op", "upload", "path", f.path, "bytes", f.bytesIn)
+		audit(a.log, "sftp_file", "op", "upload", "path", logSafe(f.path), "bytes", f.bytesIn)
 	default:
-		audit(a.log, "sftp_file", "op", "download", "path", f.path, "bytes", f.bytes)
+		audit(a.log, "sftp_file", "op", "download", "path", logSafe(f.path), "bytes", f.bytes)
 	}
 }
 
@@ -295,6 +295,13 @@ func scpDirection(cmd string) (op string, ok bool) {
 	return "", false
 }
 
+// isRsyncServer reports whether an exec command is the remote half of
+// rsync over SSH ("rsync --server ...").
+func isRsyncServer(cmd string) bool {
+	f := strings.Fields(cmd)
+	return len(f) >= 2 && (f[0] == "rsync" || strings.HasSuffix(f[0], "/rsync")) && f[1] == "--server"
+}
+
 func newSCPAudit(log *slog.Logger, op, command string) *scpAudit {
 	f := strings.Fields(command)
 	return &scpAudit{log: log, op: op, target: f[len(f)-1], remain: -1}
@@ -312,7 +319,7 @@ func (a *scpAudit) feed(p []byte) {
 			p = p[n:]
 			if a.remain == 0 && len(p) > 0 {
 				// The zero byte that ends a file.
-				audit(a.log, "scp_file", "op", a.op, "path", a.file, "bytes", a.size, "target", a.target)
+				audit(a.log, "scp_file", "op", a.op, "path", logSafe(a.file), "bytes", a.size, "target", logSafe(a.target))
 				p = p[1:]
 				a.remain = -1
 			}
@@ -362,7 +369,7 @@ func (a *scpAudit) control(line string) {
 		name := path.Join(append(append([]string{}, a.dirs...), f[2])...)
 		if line[0] == 'D' {
 			a.dirs = append(a.dirs, f[2])
-			audit(a.log, "scp_file", "op", a.op, "path", name+"/", "dir", true, "target", a.target)
+			audit(a.log, "scp_file", "op", a.op, "path", logSafe(name+"/"), "dir", true, "target", logSafe(a.target))
 			return
 		}
 		a.file, a.size, a.remain = name, size, size

@@ -1,0 +1,234 @@
+package bastion
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/postern/postern/internal/testenv"
+	"github.com/postern/postern/recorder"
+)
+
+// Standard test card numbers of several brands, contiguous and grouped.
+var testPANs = []struct{ pan, masked string }{
+	{"4111111111111111", "411111******1111"},
+	{"5555555555554444", "555555******4444"},
+	{"378282246310005", "378282*****0005"},
+	{"6011111111111117", "601111******1117"},
+	{"4111 1111 1111 1111", "4111 11** **** 1111"},
+	{"5105-1051-0510-5100", "5105-10**-****-5100"},
+}
+
+const panFile = `order 1 card 4111111111111111 ok
+order 2 card 5555555555554444 ok
+amex 378282246310005 discover 6011111111111117
+grouped 4111 1111 1111 1111 and 5105-1051-0510-5100
+not a card: 4111111111111112 order-id 20261125123456780 uuid 123e4567-e89b-12d3-a456-426614174000
+`
+
+// panLike finds digit runs (optionally grouped by spaces or dashes) that
+// stand alone: not inside a longer number or a word.
+var panLike = regexp.MustCompile(`(?:^|[^0-9A-Za-z_])(\d(?:[ -]?\d)*)`)
+
+// fullPANs returns every Luhn-valid 13-19 digit number (contiguous or
+// grouped) in s that stands alone, as the issue defines a PAN: what must
+// never leave the bastion.
+func fullPANs(s string) []string {
+	var out []string
+	for _, m := range panLike.FindAllStringSubmatchIndex(s, -1) {
+		run := s[m[2]:m[3]]
+		if m[3] < len(s) {
+			if c := s[m[3]]; c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '_' {
+				continue // part of an identifier
+			}
+		}
+		digits := strings.NewReplacer(" ", "", "-", "").Replace(strings.TrimRight(run, " -"))
+		if len(digits) >= 13 && len(digits) <= 19 && luhn(digits) {
+			out = append(out, digits)
+		}
+	}
+	return out
+}
+
+func luhn(d string) bool {
+	sum, double := 0, false
+	for i := len(d) - 1; i >= 0; i-- {
+		n := int(d[i] - '0')
+		if double {
+			n *= 2
+			if n > 9 {
+				n -= 9
+			}
+		}
+		sum += n
+		double = !double
+	}
+	return sum%10 == 0
+}
+
+func checkMasked(t *testing.T, what, got string) {
+	t.Helper()
+	for _, p := range testPANs {
+		if !strings.Contains(got, p.masked) {
+			t.Errorf("%s: %q not masked as %q in:\n%s", what, p.pan, p.masked, got)
+		}
+	}
+	// Precisely: no full PAN in the cleaned text. The non-card numbers
+	// (Luhn-invalid, 17-digit id, UUID) pass unchanged.
+	clean := regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`).ReplaceAllString(got, "")
+	if pans := fullPANs(clean); len(pans) > 0 {
+		t.Errorf("%s: full PANs left: %v", what, pans)
+	}
+	for _, keep := range []string{"4111111111111112", "20261125123456780", "123e4567-e89b-12d3-a456-426614174000"} {
+		if !strings.Contains(got, keep) {
+			t.Errorf("%s: %q should be unchanged", what, keep)
+		}
+	}
+}
+
+// recordingsOf returns the decoded output and raw bytes of the recordings
+// whose command contains marker.
+func (h *harness) recordingOf(t *testing.T, store *recorder.Store, match func(recorder.Session) bool) (recorder.Session, string, string) {
+	t.Helper()
+	s := h.findRecording(t, store, match)
+	path := filepath.Join(store.Dir(), s.Path)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, recordingText(t, path), string(raw)
+}
+
+func TestMaskingExecStdoutStderr(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	file := filepath.Join(t.TempDir(), "cards.txt")
+	os.WriteFile(file, []byte(panFile), 0o644)
+	for _, tt := range []struct{ name, cmd string }{
+		{"stdout", "cat " + file},
+		{"stderr", "cat " + file + " >&2"},
+	} {
+		r := h.ssh(t, h.alice, "root@t1", nil, tt.cmd)
+		if r.ExitCode != 0 {
+			t.Fatalf("%s: exit %d: %s", tt.name, r.ExitCode, r.Stderr)
+		}
+		got := string(r.Stdout)
+		if tt.name == "stderr" {
+			got = string(r.Stderr)
+		}
+		checkMasked(t, "client "+tt.name, got)
+		s, text, raw := h.recordingOf(t, h.store, func(s recorder.Session) bool { return s.Command == tt.cmd })
+		checkMasked(t, "recording "+tt.name, text)
+		if pans := fullPANs(raw); len(pans) > 0 {
+			t.Errorf("recording file of %s holds full PANs: %v", tt.name, pans)
+		}
+		if s.MaskedPANs < int64(len(testPANs)) {
+			t.Errorf("index says %d PANs masked, want at least %d", s.MaskedPANs, len(testPANs))
+		}
+	}
+	// A PAN in the command line is masked in the index and the recording.
+	cmd := "echo 4111111111111111 >/dev/null"
+	h.ssh(t, h.alice, "root@t1", nil, cmd)
+	s, _, raw := h.recordingOf(t, h.store, func(s recorder.Session) bool { return strings.HasPrefix(s.Command, "echo 411111") })
+	if s.Command != "echo 411111******1111 >/dev/null" || strings.Contains(raw, "4111111111111111") {
+		t.Errorf("command stored as %q; recording holds the PAN: %v", s.Command, strings.Contains(raw, "4111111111111111"))
+	}
+	if strings.Contains(h.logs.String(), "4111111111111111") {
+		t.Error("the bastion's log holds a full PAN")
+	}
+}
+
+func TestMaskingInteractiveShell(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	file := filepath.Join(t.TempDir(), "cards.txt")
+	os.WriteFile(file, []byte(panFile), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	args := append(h.opts(h.alice), "-tt", "-p", strconv.Itoa(h.port), "root@t1@127.0.0.1")
+	cmd := exec.CommandContext(ctx, h.sshBin, args...)
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var out ptyTranscript
+	copied := make(chan struct{})
+	go func() { io.Copy(&out, tty); close(copied) }()
+	marker := fmt.Sprintf("mask%d", time.Now().UnixNano())
+	tty.Write([]byte("echo " + marker + "-start; cat " + file + "; echo " + marker + "-$((1+1))\n"))
+	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), marker+"-2") })
+	tty.Write([]byte("exit\n"))
+	cmd.Wait()
+	tty.Close()
+	<-copied
+	seen := out.String()
+	checkMasked(t, "terminal", seen[strings.LastIndex(seen, marker+"-start"):])
+	_, text, raw := h.recordingOf(t, h.store, func(s recorder.Session) bool {
+		return s.Kind == "shell" && strings.Contains(recordingText(t, filepath.Join(h.store.Dir(), s.Path)), marker+"-2")
+	})
+	checkMasked(t, "shell recording", text[strings.LastIndex(text, marker+"-start"):])
+	if strings.Contains(raw, "4111111111111111") || strings.Contains(raw, "5555555555554444") {
+		t.Error("shell recording file holds a full PAN")
+	}
+}
+
+func TestMaskingPsqlTable(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	psql := testenv.Require(t, "psql")
+	pg := testenv.Postgres(t)
+	setup := `create table cards (id int, holder text, pan text);
+insert into cards values (1, 'Ada', '4111111111111111'), (2, 'Bob', '5555555555554444'), (3, 'Cy', '378282246310005'), (4, 'Di', '4111111111111112');`
+	if r := testenv.Cmd(t, time.Minute, nil, psql, pg.PSQL("-c", setup)...); r.ExitCode != 0 {
+		t.Fatalf("setup: %s", r.Stderr)
+	}
+	// psql runs on the target, inside the SSH session through the bastion.
+	query := strings.Join(append([]string{"psql"}, pg.PSQL("-c", "'select * from cards order by id'")...), " ")
+	r := h.ssh(t, h.alice, "root@t1", nil, query)
+	if r.ExitCode != 0 {
+		t.Fatalf("psql through the bastion: exit %d: %s", r.ExitCode, r.Stderr)
+	}
+	got := string(r.Stdout)
+	for _, want := range []string{"| 411111******1111", "| 555555******4444", "| 378282*****0005", "| 4111111111111112", "(4 rows)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("psql output lacks %q:\n%s", want, got)
+		}
+	}
+	if pans := fullPANs(got); len(pans) > 0 {
+		t.Errorf("psql output holds full PANs %v", pans)
+	}
+	_, text, _ := h.recordingOf(t, h.store, func(s recorder.Session) bool { return s.Command == query })
+	if pans := fullPANs(text); len(pans) > 0 || !strings.Contains(text, "411111******1111") {
+		t.Errorf("psql recording: full PANs %v\n%s", pans, text)
+	}
+}
+
+// masking: off is honoured when an operator writes it, and only then.
+func TestMaskingOffTarget(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	p := h.policy
+	p.Targets = append([]Target(nil), p.Targets...)
+	p.Targets[0].Masking = "off"
+	b := h.extraServer(t, Config{Policy: p})
+	r := b.ssh(t, h.alice, "root@t1", nil, "echo 4111111111111111")
+	if string(r.Stdout) != "4111111111111111\n" {
+		t.Fatalf("masking off: %q", r.Stdout)
+	}
+	p.Targets[0].Masking = "last4"
+	b = h.extraServer(t, Config{Policy: p})
+	r = b.ssh(t, h.alice, "root@t1", nil, "echo 4111111111111111")
+	if string(r.Stdout) != "************1111\n" {
+		t.Fatalf("masking last4: %q", r.Stdout)
+	}
+}
