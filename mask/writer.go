@@ -1,0 +1,242 @@
+package mask
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrClosed is returned by Write after Close.
+var ErrClosed = errors.New("mask: write after close")
+
+// DefaultDeadline is how long a Writer holds back a candidate when
+// Config.Deadline is zero.
+const DefaultDeadline = 20 * time.Millisecond
+
+// chunkSize bounds the bytes scanned per step, and so the buffer a Writer
+// keeps: a large Write is handled in pieces of this size.
+const chunkSize = 32 << 10
+
+// Config configures a Writer. The zero value keeps the first six and last
+// four digits and releases a held tail after DefaultDeadline.
+type Config struct {
+	// Mode says which digits are masked. Zero is ModeFirst6Last4.
+	Mode Mode
+	// Deadline is how long a held-back tail may wait for the next Write
+	// before it is released as if the stream ended there. Zero means
+	// DefaultDeadline; a negative value disables the timer, leaving the
+	// release to Flush and Close.
+	Deadline time.Duration
+}
+
+// Writer masks PANs in what is written to it and writes the result to the
+// underlying writer, in order, in the same length and layout. It may hold
+// back a tail of up to MaxHold bytes that could still be part of a PAN; see
+// the package documentation for when it is released.
+//
+// A Writer is safe for concurrent use: Write, Flush, Close, Pending and
+// Count are serialized by a mutex, which is also held while writing to the
+// underlying writer so that a deadline release never reorders output. The
+// deadline timer runs on its own goroutine (time.AfterFunc); Close stops it
+// and waits for a release in progress. The caller must call Close, which
+// flushes but does not close the underlying writer. The zero Writer is not
+// usable: use NewWriter.
+type Writer struct {
+	w        io.Writer
+	deadline time.Duration // <= 0: no timer
+	count    atomic.Int64
+	timers   sync.WaitGroup // armed or running deadline callbacks; Close waits
+
+	mu     sync.Mutex // guards the fields below and serializes writes to w
+	sc     scanner
+	buf    []byte // bytes not yet written to w: the held tail, then new input
+	err    error  // first error writing to w; sticky
+	closed bool
+	timer  *time.Timer
+	armed  bool      // timer scheduled, callback not yet run
+	last   time.Time // when the last Write left bytes held
+}
+
+// NewWriter returns a Writer that writes masked bytes to w. A Mode it does
+// not know masks every digit.
+func NewWriter(w io.Writer, cfg Config) *Writer {
+	d := cfg.Deadline
+	if d == 0 {
+		d = DefaultDeadline
+	}
+	mw := &Writer{w: w, deadline: d}
+	mw.sc.mode = cfg.Mode
+	return mw
+}
+
+// Write masks p and writes what is final to the underlying writer before it
+// returns; a tail that may still be part of a PAN is kept (copied) until the
+// next Write, the deadline, Flush or Close. It returns len(p) unless writing
+// to the underlying writer failed; that error is also returned by every
+// later call.
+func (w *Writer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.closed {
+		return 0, ErrClosed
+	}
+	n := 0
+	for n < len(p) {
+		c := p[n:min(len(p), n+chunkSize)]
+		var err error
+		if len(w.buf) == 0 {
+			err = w.direct(c)
+		} else {
+			old := len(w.buf)
+			w.buf = append(w.buf, c...)
+			k := w.sc.scan(w.buf, old, false)
+			w.sc.out = nil
+			err = w.emit(k)
+		}
+		if err != nil {
+			return n, err
+		}
+		n += len(c)
+	}
+	if len(w.buf) > 0 && w.deadline > 0 {
+		w.last = time.Now()
+		if !w.armed {
+			w.arm(w.deadline)
+		}
+	}
+	return n, nil
+}
+
+// Flush releases a held tail now, judging it as if the stream ended here:
+// a held candidate of 13 to 19 digits that passes the Luhn check is masked,
+// anything else (fewer digits, a failed Luhn check, an unfinished escape
+// sequence) is written unchanged. What is written after Flush is judged as
+// a new stream.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.flush()
+}
+
+// Pending reports whether the Writer holds back bytes that a Flush would
+// release.
+func (w *Writer) Pending() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.buf) > 0
+}
+
+// Count returns how many PANs have been masked so far. Overlapping
+// candidates in one run of digit groups count separately.
+func (w *Writer) Count() int64 { return w.count.Load() }
+
+// Close flushes the Writer and stops its deadline timer. It does not close
+// the underlying writer. Later calls to Write return ErrClosed.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		defer w.mu.Unlock()
+		return w.err
+	}
+	w.closed = true
+	if w.armed && w.timer.Stop() {
+		w.armed = false
+		w.timers.Done()
+	}
+	err := w.flush()
+	w.mu.Unlock()
+	w.timers.Wait()
+	return err
+}
+
+func (w *Writer) flush() error {
+	if w.err != nil {
+		return w.err
+	}
+	k := w.sc.scan(w.buf, len(w.buf), true)
+	w.sc.out = nil
+	return w.emit(k)
+}
+
+// direct scans c where it is, w.buf being empty. If nothing in c needs
+// masking (the common case), it writes what is final straight from c;
+// otherwise the scanner has copied c to w.buf on the first mask, and
+// emit writes from there. Either way the tail is kept in w.buf.
+func (w *Writer) direct(c []byte) error {
+	w.sc.ro, w.sc.src, w.sc.spare = true, c, w.buf[:0]
+	k := w.sc.scan(c, 0, false)
+	out := w.sc.out
+	w.sc.ro, w.sc.src, w.sc.spare, w.sc.out = false, nil, nil, nil
+	if out != nil {
+		w.buf = out
+		return w.emit(k)
+	}
+	w.buf = append(w.buf[:0], c[k:]...)
+	w.sc.shift(k)
+	w.count.Store(w.sc.count)
+	if k == 0 {
+		return nil
+	}
+	n, err := w.w.Write(c[:k])
+	if err == nil && n < k {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		w.err = fmt.Errorf("mask: write: %w", err)
+		return w.err
+	}
+	return nil
+}
+
+// emit writes the first k bytes of buf to w and keeps the rest.
+func (w *Writer) emit(k int) error {
+	w.count.Store(w.sc.count)
+	if k == 0 {
+		return nil
+	}
+	n, err := w.w.Write(w.buf[:k])
+	if err == nil && n < k {
+		err = io.ErrShortWrite
+	}
+	w.buf = w.buf[:copy(w.buf, w.buf[k:])]
+	w.sc.shift(k)
+	if err != nil {
+		w.err = fmt.Errorf("mask: write: %w", err)
+		return w.err
+	}
+	return nil
+}
+
+// arm schedules the deadline callback. w.mu is held.
+func (w *Writer) arm(d time.Duration) {
+	w.armed = true
+	w.timers.Add(1)
+	if w.timer == nil {
+		w.timer = time.AfterFunc(d, w.onDeadline)
+	} else {
+		w.timer.Reset(d)
+	}
+}
+
+// onDeadline releases the held tail once no Write has come for the whole
+// deadline; if one came meanwhile, it waits for the rest.
+func (w *Writer) onDeadline() {
+	defer w.timers.Done()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.armed = false
+	if w.closed || len(w.buf) == 0 {
+		return
+	}
+	if rest := w.deadline - time.Since(w.last); rest > 0 {
+		w.arm(rest)
+		return
+	}
+	_ = w.flush() // the error is sticky: the next Write, Flush or Close returns it
+}
