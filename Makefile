@@ -27,14 +27,14 @@ test: deps
 # regression cases of the normal test run.
 SHORTFUZZ ?= 10s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzMask$$' -fuzztime $(FUZZTIME) ./mask/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(SHORTFUZZ) ./internal/config/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(SHORTFUZZ) ./recorder/
-	$(GO) test -run '^$$' -fuzz '^FuzzJSONString$$' -fuzztime $(SHORTFUZZ) ./recorder/
-	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(SHORTFUZZ) ./recorder/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseUser$$' -fuzztime $(SHORTFUZZ) ./bastion/
-	$(GO) test -run '^$$' -fuzz '^FuzzSFTPAudit$$' -fuzztime $(SHORTFUZZ) ./bastion/
-	$(GO) test -run '^$$' -fuzz '^FuzzSCPAudit$$' -fuzztime $(SHORTFUZZ) ./bastion/
+	bash scripts/fuzz.sh mask FuzzMask $(FUZZTIME)
+	bash scripts/fuzz.sh internal/config FuzzParse $(SHORTFUZZ)
+	bash scripts/fuzz.sh recorder FuzzParseEvent $(SHORTFUZZ)
+	bash scripts/fuzz.sh recorder FuzzJSONString $(SHORTFUZZ)
+	bash scripts/fuzz.sh recorder FuzzReader $(SHORTFUZZ)
+	bash scripts/fuzz.sh bastion FuzzParseUser $(SHORTFUZZ)
+	bash scripts/fuzz.sh bastion FuzzSFTPAudit $(SHORTFUZZ)
+	bash scripts/fuzz.sh bastion FuzzSCPAudit $(SHORTFUZZ)
 
 demo: build
 	./$(BIN) demo
