@@ -48,3 +48,20 @@ func BenchmarkGrep(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkWriterOutput measures recording terminal output: escaping,
+// hashing and writing, in MB/s of output.
+func BenchmarkWriterOutput(b *testing.B) {
+	w, err := Create(filepath.Join(b.TempDir(), "out.cast"), Header{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	chunk := bytes.Repeat([]byte("2026-11-25T10:00:00Z INFO request path=/api/v1/orders status=200\r\n"), 500)[:32<<10]
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		if err := w.Output(chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -313,9 +313,14 @@ const hexDigits = "0123456789abcdef"
 func plain8(v uint64) bool {
 	const lo = 0x0101010101010101
 	const hi = 0x8080808080808080
-	hasLess := func(x uint64, n uint64) uint64 { return (x - n*lo) & ^x & hi }
-	hasZero := func(x uint64) uint64 { return (x - lo) & ^x & hi }
-	return v&hi == 0 && hasLess(v, 0x20) == 0 && hasZero(v^(0x22*lo)) == 0 && hasZero(v^(0x5c*lo)) == 0
+	// A byte of x is zero where (x-lo) &^ x has its high bit set; bytes
+	// below 0x20 likewise with (v - 0x20*lo).
+	less20 := (v - 0x20*lo) &^ v
+	q := v ^ (0x22 * lo)
+	quote := (q - lo) &^ q
+	b := v ^ (0x5c * lo)
+	backslash := (b - lo) &^ b
+	return (v|less20|quote|backslash)&hi == 0
 }
 
 // appendJSONString appends s as a JSON string. Invalid UTF-8 becomes
