@@ -49,7 +49,7 @@ type Session struct {
 	BytesIn    int64      `json:"bytes_in"`
 	BytesOut   int64      `json:"bytes_out"`
 	MaskedPANs int64      `json:"masked_pans"` // how many card numbers were masked (never the numbers)
-	Path       string     `json:"path"` // relative to the data directory
+	Path       string     `json:"path"`        // relative to the data directory
 	SHA256     string     `json:"sha256,omitempty"`
 	Size       int64      `json:"size,omitempty"`
 	Status     string     `json:"status"`
