@@ -119,10 +119,22 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 				end = append(end, "exit_status", code)
 			}
 		case "exit-signal":
-			var sig struct{ Signal string }
-			ssh.Unmarshal(r.Payload, &sig)
-			exitSignal = sig.Signal
-			end = append(end, "exit_signal", sig.Signal)
+			// RFC 4254 §6.10: signal, core dumped, error message,
+			// language tag. The message is target text: masked.
+			var sig struct {
+				Signal     string
+				CoreDumped bool
+				Message    string
+				Lang       string
+			}
+			if ssh.Unmarshal(r.Payload, &sig) == nil {
+				if mode, ok := st.maskMode(); ok {
+					sig.Message = maskText(sig.Message, mode)
+				}
+				r.Payload = ssh.Marshal(&sig)
+			}
+			exitSignal = logSafe(sig.Signal)
+			end = append(end, "exit_signal", exitSignal)
 		}
 		ch.SendRequest(r.Type, false, r.Payload)
 	}

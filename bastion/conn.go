@@ -108,6 +108,7 @@ func (c *conn) refuse(reason string) {
 // connection: a client with several keys in its agent would otherwise see
 // the same line for each.
 func (c *conn) banner(err error, msg string) error {
+	msg = logSafe(msg) // it echoes names from the certificate and the user name
 	if slices.Contains(c.bannered, msg) {
 		return err
 	}
@@ -179,7 +180,7 @@ func (c *conn) serve() {
 		}
 		attrs := []any{"allowed", false, "user_name", logSafe(c.user), "reason", logSafe(reason)}
 		if c.identity.Name() != "" {
-			attrs = append(attrs, "principals", c.identity.Principals, "key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial)
+			attrs = append(attrs, "principals", logSafeAll(c.identity.Principals), "key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial)
 		}
 		audit(c.log, "connect", attrs...)
 		return
@@ -191,8 +192,8 @@ func (c *conn) serve() {
 	defer sc.Close()
 
 	g := c.grant
-	c.log = c.log.With("user", c.identity.Name(), "target", g.Target.Name, "login", g.Login)
-	audit(c.log, "connect", "allowed", true, "principals", c.identity.Principals, "groups", c.identity.Groups,
+	c.log = c.log.With("user", logSafe(c.identity.Name()), "target", g.Target.Name, "login", logSafe(g.Login))
+	audit(c.log, "connect", "allowed", true, "principals", logSafeAll(c.identity.Principals), "groups", logSafeAll(c.identity.Groups),
 		"key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial, "rule", g.Rule, "port_forwarding", g.PortForwarding)
 
 	ctx, cancel := context.WithCancelCause(context.Background())

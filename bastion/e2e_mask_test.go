@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/recorder"
 )
@@ -230,5 +231,40 @@ func TestMaskingOffTarget(t *testing.T) {
 	r = b.ssh(t, h.alice, "root@t1", nil, "echo 4111111111111111")
 	if string(r.Stdout) != "************1111\n" {
 		t.Fatalf("masking last4: %q", r.Stdout)
+	}
+}
+
+// A PAN-shaped principal, login or key ID never reaches a log line, the
+// index or a recording whole.
+func TestMaskingIdentityFields(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	const pan = "4111111111111111"
+	p := h.policy
+	p.Targets = append([]Target(nil), p.Targets...)
+	p.Targets[0].Logins = append(append([]string(nil), p.Targets[0].Logins...), pan)
+	p.Rules = append([]Rule{{Name: "pan", Principals: []string{pan}, Targets: []string{"t1"}, Logins: []string{"root"}}}, p.Rules...)
+	dir := t.TempDir()
+	store := recorder.OpenStore(dir, h.auth.AuditKey)
+	b := h.extraServer(t, Config{Policy: p, Recording: &Recording{Store: store}})
+	key := h.userKey(t, "pankey", certs.UserCertRequest{Principals: []string{pan}, TTL: time.Hour, KeyID: "card " + pan})
+	r := b.ssh(t, key, "root@t1", nil, "echo ok")
+	if r.ExitCode != 0 {
+		t.Fatalf("exit %d: %s", r.ExitCode, r.Stderr)
+	}
+	r = b.ssh(t, key, pan+"@t1", nil, "echo refused") // login not granted: refused and logged
+	// (ssh itself echoes the user name it was given; the bastion's line
+	// must not.)
+	line, _, _ := strings.Cut(string(r.Stderr), "\n")
+	if !strings.HasPrefix(line, "postern: ") || !strings.Contains(line, "may not log in as") || strings.Contains(line, pan) {
+		t.Errorf("refusal shown to the client: %q", r.Stderr)
+	}
+	s := h.findRecording(t, store, func(s recorder.Session) bool { return s.Command == "echo ok" })
+	raw, _ := os.ReadFile(filepath.Join(dir, s.Path))
+	testenv.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(b.logs.String(), `"allowed":false`) })
+	for what, text := range map[string]string{"log": b.logs.String(), "recording": string(raw), "index": fmt.Sprintf("%+v", s)} {
+		if strings.Contains(text, pan) {
+			t.Errorf("%s holds the PAN-shaped identity:\n%s", what, text)
+		}
 	}
 }

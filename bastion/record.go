@@ -84,23 +84,27 @@ func (st *chanState) start(kind, command string) error {
 	id := st.id()
 	rel := filepath.Join("recordings", now.Format("2006"), now.Format("01"), now.Format("02"), id+".cast")
 	c := st.c
+	// Names come from certificates and the client: masked like logs,
+	// so that not even a PAN-shaped login or key ID is stored whole.
+	identity, login, term := logSafe(c.identity.Name()), logSafe(c.grant.Login), logSafe(st.term)
 	st.meta = recorder.Session{
-		ID: id, Session: c.id, Identity: c.identity.Name(), Principals: c.identity.Principals,
-		KeyID: c.identity.KeyID, Serial: c.identity.Serial, Client: c.remote.String(),
-		Target: c.grant.Target.Name, Login: c.grant.Login, Kind: kind, Command: command,
+		ID: id, Session: c.id, Identity: identity, Principals: c.identity.Principals,
+		KeyID: logSafe(c.identity.KeyID), Serial: c.identity.Serial, Client: c.remote.String(),
+		Target: c.grant.Target.Name, Login: login, Kind: kind, Command: command,
 		Start: now, Path: rel,
 	}
+	st.meta.Principals = logSafeAll(st.meta.Principals)
 	err := cfg.Store.Begin(st.meta)
 	if err == nil {
 		env := map[string]string{}
-		if st.term != "" {
-			env["TERM"] = st.term
+		if term != "" {
+			env["TERM"] = term
 		}
 		st.rec, err = recorder.Create(filepath.Join(cfg.Store.Dir(), rel), recorder.Header{
 			Width: st.cols, Height: st.rows, Timestamp: now.Unix(), Env: env,
-			Title: fmt.Sprintf("%s → %s@%s", c.identity.Name(), c.grant.Login, c.grant.Target.Name),
+			Title: fmt.Sprintf("%s → %s@%s", identity, login, c.grant.Target.Name),
 			Postern: &recorder.Meta{
-				ID: id, Session: c.id, Identity: c.identity.Name(), Login: c.grant.Login,
+				ID: id, Session: c.id, Identity: identity, Login: login,
 				Target: c.grant.Target.Name, Client: c.remote.String(), Command: command,
 			},
 		})
@@ -299,6 +303,23 @@ func maskText(s string, mode mask.Mode) string {
 // logSafe masks every digit of any PAN in s: log lines never hold one,
 // whatever the target's masking mode.
 func logSafe(s string) string { return maskText(s, mask.ModeFull) }
+
+// logSafeAll is logSafe for each element; it copies only if it changes one.
+func logSafeAll(list []string) []string {
+	var out []string
+	for i, s := range list {
+		if m := logSafe(s); m != s {
+			if out == nil {
+				out = append([]string(nil), list...)
+			}
+			out[i] = m
+		}
+	}
+	if out == nil {
+		return list
+	}
+	return out
+}
 
 // outStream is one output stream (stdout or stderr) of a session channel.
 // What the target sends is masked twice, by two maskers: one releases a

@@ -44,7 +44,7 @@ func (c *conn) dial() (*ssh.Client, error) {
 	t := g.Target
 	signer, cert, err := c.s.cfg.Authority.MintUpstream(certs.UpstreamRequest{
 		Login:          g.Login,
-		KeyID:          fmt.Sprintf("postern session=%s user=%s serial=%d", c.id, c.identity.Name(), c.identity.Serial),
+		KeyID:          fmt.Sprintf("postern session=%s user=%s serial=%d", c.id, logSafe(c.identity.Name()), c.identity.Serial),
 		PortForwarding: g.PortForwarding,
 	})
 	if err != nil {
