@@ -18,7 +18,7 @@ func (c *conn) openChannel(nc ssh.NewChannel, up *ssh.Client) {
 	case "direct-tcpip":
 		c.goSafe(func() { c.directTCPIP(nc, up) })
 	default:
-		c.log.Info("channel refused", "channel_type", nc.ChannelType())
+		c.log.Info("channel refused", "channel_type", logSafe(nc.ChannelType()))
 		nc.Reject(ssh.UnknownChannelType, "postern: channel type "+strconv.Quote(nc.ChannelType())+" is not supported")
 	}
 }
@@ -29,7 +29,7 @@ func (c *conn) openChannel(nc ssh.NewChannel, up *ssh.Client) {
 func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 	uch, ureqs, err := up.OpenChannel("session", nil)
 	if err != nil {
-		c.log.Warn("target refused session channel", "err", err)
+		c.log.Warn("target refused session channel", "err", logSafe(err.Error()))
 		nc.Reject(ssh.ConnectionFailed, "postern: target "+c.grant.Target.Name+" refused the session")
 		return
 	}
@@ -93,10 +93,18 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 				r.Reply(false, nil)
 			}
 			exits = append(exits, r)
-		default:
-			ok, _ := ch.SendRequest(r.Type, r.WantReply, r.Payload)
+		case "eow@openssh.com", "keepalive@openssh.com":
+			// Payload-free requests OpenSSH's sshd sends; relayed.
+			ok, _ := ch.SendRequest(r.Type, r.WantReply, nil)
 			if r.WantReply {
 				r.Reply(ok, nil)
+			}
+		default:
+			// Anything else could carry target text past the
+			// masker: not relayed.
+			c.log.Info("target request not relayed", "request", logSafe(r.Type))
+			if r.WantReply {
+				r.Reply(false, nil)
 			}
 		}
 	}
@@ -113,11 +121,12 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 		}
 		switch r.Type {
 		case "exit-status":
-			if len(r.Payload) == 4 {
-				code := int(binary.BigEndian.Uint32(r.Payload))
-				exitStatus = &code
-				end = append(end, "exit_status", code)
+			if len(r.Payload) != 4 {
+				continue // malformed: not relayed
 			}
+			code := int(binary.BigEndian.Uint32(r.Payload))
+			exitStatus = &code
+			end = append(end, "exit_status", code)
 		case "exit-signal":
 			// RFC 4254 §6.10: signal, core dumped, error message,
 			// language tag. The message is target text: masked.
@@ -127,13 +136,17 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 				Message    string
 				Lang       string
 			}
-			if ssh.Unmarshal(r.Payload, &sig) == nil {
-				if mode, ok := st.maskMode(); ok {
-					sig.Message = maskText(sig.Message, mode)
-				}
-				r.Payload = ssh.Marshal(&sig)
+			if ssh.Unmarshal(r.Payload, &sig) != nil {
+				continue // malformed: not relayed
 			}
-			exitSignal = logSafe(sig.Signal)
+			// Rebuilt from masked fields: nothing of the target's
+			// payload passes unread.
+			sig.Signal, sig.Lang = logSafe(sig.Signal), logSafe(sig.Lang)
+			if mode, ok := st.maskMode(); ok {
+				sig.Message = maskText(sig.Message, mode)
+			}
+			r.Payload = ssh.Marshal(&sig)
+			exitSignal = sig.Signal
 			end = append(end, "exit_signal", exitSignal)
 		}
 		ch.SendRequest(r.Type, false, r.Payload)
@@ -152,6 +165,7 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 		end = append(end, "reason", msg)
 	}
 	masked := stdout.masked() + stderr.masked()
+	stdin.close() // its held tail goes into the recording before it closes
 	st.finish(exitStatus, exitSignal, masked)
 	end = append(end, "bytes_in", st.bytesIn.Load(), "bytes_out", st.bytesOut.Load(), "masked_pans", masked)
 	audit(c.log, "session_end", end...)
@@ -191,18 +205,18 @@ func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
 		if ssh.Unmarshal(r.Payload, &env) == nil && c.envAllowed(env.Name) {
 			forward = true
 		} else {
-			c.log.Debug("env refused", "name", env.Name)
+			c.log.Debug("env refused", "name", logSafe(env.Name))
 		}
 	case "subsystem":
 		var sub struct{ Name string }
 		if ssh.Unmarshal(r.Payload, &sub) == nil && sub.Name == "sftp" {
 			forward = true
 		} else {
-			c.log.Info("subsystem refused", "subsystem", sub.Name)
+			c.log.Info("subsystem refused", "subsystem", logSafe(sub.Name))
 		}
 	default:
 		// x11-req, auth-agent-req@openssh.com and anything unknown.
-		c.log.Info("session request refused", "request", r.Type)
+		c.log.Info("session request refused", "request", logSafe(r.Type))
 	}
 	if !forward {
 		if r.WantReply {
@@ -211,9 +225,18 @@ func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
 		return
 	}
 	var err error
-	switch r.Type {
-	case "shell", "exec", "subsystem":
-		defer st.setReady() // after the reply: input may flow
+	start := r.Type == "shell" || r.Type == "exec" || r.Type == "subsystem"
+	if start {
+		// One program per session channel (RFC 4254 §6.5): a second
+		// start could run unmasked under the first one's transfer
+		// state, or unrecorded.
+		if !st.started.CompareAndSwap(false, true) {
+			if r.WantReply {
+				r.Reply(false, nil)
+			}
+			return
+		}
+		defer st.setReady() // after the reply: input and output may flow
 	}
 	switch r.Type {
 	case "exec":
@@ -259,9 +282,16 @@ func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
 		uch.Close()
 		return
 	}
-	ok, err := uch.SendRequest(r.Type, r.WantReply, r.Payload)
+	// A start request always asks the target for a reply, whatever the
+	// client asked: if the target refuses, the channel ends rather than
+	// keep a transfer or recording state for a program that never ran.
+	ok, err := uch.SendRequest(r.Type, r.WantReply || start, r.Payload)
 	if r.WantReply {
 		r.Reply(ok && err == nil, nil)
+	}
+	if start && (!ok || err != nil) {
+		c.log.Info("target refused the session's program", "request", r.Type, "channel", st.n)
+		uch.Close()
 	}
 }
 
@@ -303,7 +333,7 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 		nc.Reject(ssh.ConnectionFailed, "postern: malformed direct-tcpip request")
 		return
 	}
-	log := c.log.With("forward_host", req.Host, "forward_port", req.Port)
+	log := c.log.With("forward_host", logSafe(req.Host), "forward_port", req.Port)
 	if c.isSSHPort(req.Host, req.Port) {
 		audit(log, "forward", "allowed", false, "reason", "ssh -J style relay to an SSH port")
 		nc.Reject(ssh.Prohibited, sshJMessage)
@@ -331,7 +361,7 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 	}
 	uch, ureqs, err := up.OpenChannel("direct-tcpip", ssh.Marshal(&req))
 	if err != nil {
-		audit(log, "forward", "allowed", true, "ok", false, "reason", err.Error())
+		audit(log, "forward", "allowed", true, "ok", false, "reason", logSafe(err.Error()))
 		nc.Reject(ssh.ConnectionFailed, "postern: target could not open the forwarded port")
 		return
 	}

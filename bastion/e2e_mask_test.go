@@ -165,7 +165,7 @@ func TestMaskingInteractiveShell(t *testing.T) {
 	var out ptyTranscript
 	copied := make(chan struct{})
 	go func() { io.Copy(&out, tty); close(copied) }()
-	marker := fmt.Sprintf("mask%d", time.Now().UnixNano())
+	marker := uniqueMarker("mask")
 	tty.Write([]byte("echo " + marker + "-start; cat " + file + "; echo " + marker + "-$((1+1))\n"))
 	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), marker+"-2") })
 	tty.Write([]byte("exit\n"))

@@ -93,7 +93,7 @@ func TestExecIsRecorded(t *testing.T) {
 	t.Parallel()
 	h := env(t)
 	asciinema := testenv.Require(t, "asciinema")
-	marker := fmt.Sprintf("rec-%d", time.Now().UnixNano())
+	marker := uniqueMarker("rec-")
 	cmd := "echo " + marker + "; printf 'tab\\there \\342\\202\\254 done\\n'; exit 4"
 	r := h.ssh(t, h.alice, "root@t1", nil, cmd)
 	if r.ExitCode != 4 {
@@ -146,7 +146,7 @@ func TestInteractiveIsRecorded(t *testing.T) {
 	var out ptyTranscript
 	copied := make(chan struct{})
 	go func() { io.Copy(&out, tty); close(copied) }()
-	marker := fmt.Sprintf("irec%d", time.Now().UnixNano())
+	marker := uniqueMarker("irec")
 	tty.Write([]byte("PS1='$ '; echo " + marker + "-$((1+1))\n"))
 	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), marker+"-2") })
 	pty.Setsize(tty, &pty.Winsize{Rows: 40, Cols: 100})

@@ -40,6 +40,7 @@ type chanState struct {
 	ch  ssh.Channel // the client's channel
 
 	noticeSent atomic.Bool // the user was already told why the session ended
+	started    atomic.Bool // a shell, exec or subsystem request was accepted
 
 	// ready is closed once the request that starts the session (shell,
 	// exec or subsystem) has been handled, and done when the channel
@@ -62,6 +63,8 @@ type chanState struct {
 	rsync  bool       // an rsync server: a file transfer, audited by command and bytes
 	meta   recorder.Session
 	failed string // why recording failed; the session is being ended
+	begun     bool // the index has the session (Begin succeeded): it must be sealed
+	recFailed bool // recording stopped early (on_failure: continue)
 }
 
 // id is the recording ID: the connection's session ID and channel number.
@@ -96,6 +99,7 @@ func (st *chanState) start(kind, command string) error {
 	st.meta.Principals = logSafeAll(st.meta.Principals)
 	err := cfg.Store.Begin(st.meta)
 	if err == nil {
+		st.begun = true
 		env := map[string]string{}
 		if term != "" {
 			env["TERM"] = term
@@ -114,8 +118,11 @@ func (st *chanState) start(kind, command string) error {
 	}
 	if err != nil {
 		audit(c.log, "recording_failed", "channel", st.n, "reason", err.Error(), "continue", cfg.ContinueOnFailure)
-		if cfg.ContinueOnFailure {
+		if st.rec != nil {
+			st.rec.Close()
 			st.rec = nil
+		}
+		if cfg.ContinueOnFailure {
 			return nil
 		}
 		st.failed = "postern: the session cannot be recorded, so it was refused"
@@ -205,6 +212,7 @@ func (st *chanState) failLocked(err error) error {
 	if cfg.ContinueOnFailure {
 		st.rec.Close()
 		st.rec = nil
+		st.recFailed = true
 		return nil
 	}
 	st.failed = "postern: recording failed (" + err.Error() + "); the session was ended"
@@ -250,6 +258,20 @@ func (st *chanState) finish(exitStatus *int, exitSignal string, maskedPANs int64
 		st.sftp.close()
 	}
 	if st.rec == nil {
+		if st.begun {
+			// The recording failed or never opened: seal what
+			// exists as interrupted so the index and chain agree.
+			m := st.meta
+			end := time.Now().UTC()
+			m.End, m.ExitStatus, m.ExitSignal, m.Status = &end, exitStatus, exitSignal, recorder.StatusInterrupted
+			m.BytesIn, m.BytesOut, m.MaskedPANs = st.bytesIn.Load(), st.bytesOut.Load(), maskedPANs
+			if sum, size, err := recorder.FileDigest(filepath.Join(st.c.s.cfg.Recording.Store.Dir(), m.Path)); err == nil {
+				m.SHA256, m.Size = sum, size
+			}
+			if err := st.c.s.cfg.Recording.Store.Finish(m); err != nil {
+				audit(st.c.log, "recording_failed", "channel", st.n, "reason", "seal: "+err.Error())
+			}
+		}
 		return
 	}
 	switch {
@@ -266,8 +288,10 @@ func (st *chanState) finish(exitStatus *int, exitSignal string, maskedPANs int64
 	m.BytesIn, m.BytesOut = st.bytesIn.Load(), st.bytesOut.Load()
 	m.SHA256, m.Size = hex.EncodeToString(digest[:]), size
 	m.MaskedPANs = maskedPANs
-	if err != nil {
-		audit(st.c.log, "recording_failed", "channel", st.n, "reason", err.Error())
+	if err != nil || st.recFailed {
+		if err != nil {
+			audit(st.c.log, "recording_failed", "channel", st.n, "reason", err.Error())
+		}
 		m.Status = recorder.StatusInterrupted
 	}
 	if err := st.c.s.cfg.Recording.Store.Finish(m); err != nil {
@@ -334,6 +358,7 @@ type outStream struct {
 }
 
 func newOutStream(st *chanState, raw io.Writer) *outStream {
+	raw = gate{st, raw}
 	o := &outStream{st: st, raw: raw}
 	if mode, ok := st.maskMode(); ok {
 		o.client = mask.NewWriter(raw, mask.Config{Mode: mode})
@@ -352,6 +377,13 @@ func (r recordSink) Write(p []byte) (int, error) {
 }
 
 func (o *outStream) Write(p []byte) (int, error) {
+	// Output waits, like input, until the session's program has
+	// started: before that there is no recording to take it.
+	select {
+	case <-o.st.ready:
+	case <-o.st.done:
+		return 0, errors.New("session channel ended")
+	}
 	o.st.bytesOut.Add(int64(len(p)))
 	if o.st.transfer(p, false) {
 		return o.raw.Write(p)
@@ -369,7 +401,8 @@ func (o *outStream) Write(p []byte) (int, error) {
 	return o.raw.Write(p)
 }
 
-// close releases held tails: the recording's first, then the client's.
+// close releases held tails: the recording's first, then the client's,
+// which the gate drops if the recording failed meanwhile.
 func (o *outStream) close() {
 	if o.rec != nil {
 		o.rec.Close()
@@ -377,6 +410,21 @@ func (o *outStream) close() {
 	if o.client != nil {
 		o.client.Close()
 	}
+}
+
+// gate passes writes to the client until recording fails; after that it
+// drops them, so that a tail a masker releases late is never shown
+// unrecorded.
+type gate struct {
+	st *chanState
+	w  io.Writer
+}
+
+func (g gate) Write(p []byte) (int, error) {
+	if f := g.st.failure(); f != "" {
+		return 0, errors.New(f)
+	}
+	return g.w.Write(p)
 }
 
 // masked is how many PANs this stream masked.

@@ -277,6 +277,9 @@ type scpAudit struct {
 // scpDirection tells from an exec command whether it is the remote half of
 // legacy scp, and which way files go.
 func scpDirection(cmd string) (op string, ok bool) {
+	if !plainCommand(cmd) {
+		return "", false
+	}
 	f := strings.Fields(cmd)
 	if len(f) < 2 || (f[0] != "scp" && !strings.HasSuffix(f[0], "/scp")) {
 		return "", false
@@ -295,9 +298,21 @@ func scpDirection(cmd string) (op string, ok bool) {
 	return "", false
 }
 
+// plainCommand reports whether cmd is one program with arguments and
+// nothing a shell would act on: file transfers are exempt from masking and
+// recording, so "scp -f x; cat cards.txt" must not pass for one.
+func plainCommand(cmd string) bool {
+	// Quotes, globs and backslashes cannot start a second command;
+	// these can.
+	return !strings.ContainsAny(cmd, ";&|$`()<>\n\r")
+}
+
 // isRsyncServer reports whether an exec command is the remote half of
 // rsync over SSH ("rsync --server ...").
 func isRsyncServer(cmd string) bool {
+	if !plainCommand(cmd) {
+		return false
+	}
 	f := strings.Fields(cmd)
 	return len(f) >= 2 && (f[0] == "rsync" || strings.HasSuffix(f[0], "/rsync")) && f[1] == "--server"
 }

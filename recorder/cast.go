@@ -64,8 +64,8 @@ type Writer struct {
 	start   time.Time
 	now     func() time.Time
 	line    []byte // scratch for one event
-	carry   [utf8.UTFMax]byte
-	ncarry  int // bytes of an incomplete UTF-8 sequence held for the next output event
+	carry   [2][utf8.UTFMax]byte // incomplete UTF-8 held for the next event: [0] output, [1] input
+	ncarry  [2]int
 	timer   *time.Timer
 	pending bool // data buffered but not flushed
 	err     error
@@ -148,17 +148,21 @@ func (w *Writer) textEvent(kind byte, p []byte) error {
 	if w.err != nil || w.closed {
 		return w.errLocked()
 	}
+	k := 0
+	if kind == 'i' {
+		k = 1
+	}
 	var buf []byte
-	if w.ncarry > 0 {
-		buf = append(w.carry[:w.ncarry:w.ncarry], p...)
-		w.ncarry = 0
+	if w.ncarry[k] > 0 {
+		buf = append(w.carry[k][:w.ncarry[k]:w.ncarry[k]], p...)
+		w.ncarry[k] = 0
 	} else {
 		buf = p
 	}
 	// Hold back a trailing incomplete (but so far valid) UTF-8 sequence.
 	cut := incompleteTail(buf)
 	if cut > 0 {
-		w.ncarry = copy(w.carry[:], buf[len(buf)-cut:])
+		w.ncarry[k] = copy(w.carry[k][:], buf[len(buf)-cut:])
 		buf = buf[:len(buf)-cut]
 	}
 	if len(buf) == 0 {
@@ -253,14 +257,16 @@ func (w *Writer) Close() (digest [32]byte, size int64, err error) {
 	if w.closed {
 		return digest, w.size, errors.New("recording already closed")
 	}
-	if w.ncarry > 0 && w.err == nil {
-		// A dangling partial character: store it (JSON encoding makes
-		// it U+FFFD) rather than drop it.
-		w.line = w.appendPrefix(w.line[:0], 'o')
-		w.line = appendJSONString(w.line, w.carry[:w.ncarry])
-		w.line = append(w.line, "]\n"...)
-		w.write(w.line)
-		w.ncarry = 0
+	for k, kind := range []byte{'o', 'i'} {
+		if w.ncarry[k] > 0 && w.err == nil {
+			// A dangling partial character: store it (JSON
+			// encoding makes it U+FFFD) rather than drop it.
+			w.line = w.appendPrefix(w.line[:0], kind)
+			w.line = appendJSONString(w.line, w.carry[k][:w.ncarry[k]])
+			w.line = append(w.line, "]\n"...)
+			w.write(w.line)
+			w.ncarry[k] = 0
+		}
 	}
 	w.closed = true
 	if w.timer != nil {

@@ -375,6 +375,9 @@ func putJSON(b *bolt.Bucket, key string, v any) error {
 	return b.Put([]byte(key), data)
 }
 
+// FileDigest returns the hex SHA-256 and size of the file at path.
+func FileDigest(path string) (string, int64, error) { return fileDigest(path) }
+
 func fileDigest(path string) (string, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -421,7 +424,7 @@ type Report struct {
 // recording against its digest and index record, and the recordings
 // directory for files nobody sealed.
 func (s *Store) Verify() (Report, error) {
-	var rep Report
+	rep := Report{Problems: []Problem{}}
 	if s.key == nil {
 		return rep, errors.New("verify needs the audit key")
 	}
@@ -509,12 +512,17 @@ func (s *Store) Verify() (Report, error) {
 		full := filepath.Join(s.dir, e.Path)
 		digest, size, err := fileDigest(full)
 		switch {
+		case e.SHA256 == "" && errors.Is(err, fs.ErrNotExist):
+			// Sealed without a file (it could not be created, or
+			// the bastion died first), and there still is none.
 		case errors.Is(err, fs.ErrNotExist):
 			add(Problem{Path: e.Path, ID: id, Reason: "deleted"})
 		case err != nil:
 			add(Problem{Path: e.Path, ID: id, Reason: "unreadable", Detail: err.Error()})
 		case e.SHA256 == "":
-			// Interrupted before anything was written; nothing to compare.
+			// Sealed when no file existed: any file there now was
+			// put there later.
+			add(Problem{Path: e.Path, ID: id, Reason: "added", Detail: "sealed without a file"})
 		case size < e.Size:
 			add(Problem{Path: e.Path, ID: id, Reason: "truncated", Detail: fmt.Sprintf("%d bytes, sealed with %d", size, e.Size)})
 		case digest != e.SHA256:

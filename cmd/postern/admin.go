@@ -255,7 +255,16 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 	}
 	keys, restore := terminalKeys(stdin)
 	defer restore()
-	return recorder.Play(ctx, r, stdout, recorder.PlayOptions{Speed: *speed, IdleLimit: *idle, From: start}, keys)
+	if keys != nil {
+		// The recording may have hidden the cursor or left colours
+		// set: undo that too.
+		defer io.WriteString(stdout, "\x1b[0m\x1b[?25h")
+	}
+	err = recorder.Play(ctx, r, stdout, recorder.PlayOptions{Speed: *speed, IdleLimit: *idle, From: start}, keys)
+	if errors.Is(err, context.Canceled) {
+		return nil // SIGINT or SIGTERM: a normal way to stop watching
+	}
+	return err
 }
 
 // terminalKeys puts a terminal stdin into raw mode and delivers key presses;
@@ -391,7 +400,12 @@ func cmdRecordings(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		return json.NewEncoder(stdout).Encode(list)
+		if list == nil {
+			list = []recorder.Session{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(list)
 	}
 	verb := "deleted"
 	if *dry {
