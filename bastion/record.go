@@ -53,18 +53,18 @@ type chanState struct {
 
 	bytesIn, bytesOut atomic.Int64
 
-	mu     sync.Mutex // guards the fields below
-	term   string
-	cols   int
-	rows   int
-	rec    *recorder.Writer
-	sftp   *sftpAudit // set for an sftp subsystem: files are audited, bytes are not recorded
-	scp    *scpAudit  // likewise for the remote half of legacy scp
-	rsync  bool       // an rsync server: a file transfer, audited by command and bytes
-	meta   recorder.Session
-	failed string // why recording failed; the session is being ended
-	begun     bool // the index has the session (Begin succeeded): it must be sealed
-	recFailed bool // recording stopped early (on_failure: continue)
+	mu        sync.Mutex // guards the fields below
+	term      string
+	cols      int
+	rows      int
+	rec       *recorder.Writer
+	sftp      *sftpAudit // set for an sftp subsystem: files are audited, bytes are not recorded
+	scp       *scpAudit  // likewise for the remote half of legacy scp
+	rsync     bool       // an rsync server: a file transfer, audited by command and bytes
+	meta      recorder.Session
+	failed    string // why recording failed; the session is being ended
+	begun     bool   // the index has the session (Begin succeeded): it must be sealed
+	recFailed bool   // recording stopped early (on_failure: continue)
 }
 
 // id is the recording ID: the connection's session ID and channel number.

@@ -63,7 +63,7 @@ type Writer struct {
 	size    int64
 	start   time.Time
 	now     func() time.Time
-	line    []byte // scratch for one event
+	line    []byte               // scratch for one event
 	carry   [2][utf8.UTFMax]byte // incomplete UTF-8 held for the next event: [0] output, [1] input
 	ncarry  [2]int
 	timer   *time.Timer
