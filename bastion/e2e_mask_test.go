@@ -1,19 +1,14 @@
 package bastion
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/recorder"
@@ -153,25 +148,12 @@ func TestMaskingInteractiveShell(t *testing.T) {
 	h := env(t)
 	file := filepath.Join(t.TempDir(), "cards.txt")
 	os.WriteFile(file, []byte(panFile), 0o644)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	args := append(h.opts(h.alice), "-tt", "-p", strconv.Itoa(h.port), "root@t1@127.0.0.1")
-	cmd := exec.CommandContext(ctx, h.sshBin, args...)
-	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 200})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tty.Close()
-	var out ptyTranscript
-	copied := make(chan struct{})
-	go func() { io.Copy(&out, tty); close(copied) }()
+	tty, out, wait := h.ptySSH(t, h.alice, "root@t1", 40, 200)
 	marker := uniqueMarker("mask")
 	tty.Write([]byte("echo " + marker + "-start; cat " + file + "; echo " + marker + "-$((1+1))\n"))
 	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), marker+"-2") })
 	tty.Write([]byte("exit\n"))
-	cmd.Wait()
-	tty.Close()
-	<-copied
+	wait()
 	seen := out.String()
 	checkMasked(t, "terminal", seen[strings.LastIndex(seen, marker+"-start"):])
 	_, text, raw := h.recordingOf(t, h.store, func(s recorder.Session) bool {

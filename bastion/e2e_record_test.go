@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -133,19 +132,7 @@ func TestInteractiveIsRecorded(t *testing.T) {
 	t.Parallel()
 	h := env(t)
 	asciinema := testenv.Require(t, "asciinema")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	args := append(h.opts(h.alice), "-tt", "-p", strconv.Itoa(h.port), "root@t1@127.0.0.1")
-	cmd := exec.CommandContext(ctx, h.sshBin, args...)
-	cmd.Env = append(os.Environ(), "TERM=xterm")
-	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tty.Close()
-	var out ptyTranscript
-	copied := make(chan struct{})
-	go func() { io.Copy(&out, tty); close(copied) }()
+	tty, out, wait := h.ptySSH(t, h.alice, "root@t1", 24, 80)
 	marker := uniqueMarker("irec")
 	tty.Write([]byte("PS1='$ '; echo " + marker + "-$((1+1))\n"))
 	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), marker+"-2") })
@@ -156,9 +143,7 @@ func TestInteractiveIsRecorded(t *testing.T) {
 		return strings.Contains(out.String(), "40 100")
 	})
 	tty.Write([]byte("exit 0\n"))
-	cmd.Wait()
-	tty.Close()
-	<-copied
+	wait()
 
 	s := h.findRecording(t, h.store, func(s recorder.Session) bool {
 		return s.Kind == "shell" && strings.Contains(recordingText(t, filepath.Join(h.store.Dir(), s.Path)), marker+"-2")

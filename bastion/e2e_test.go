@@ -45,7 +45,7 @@ type harness struct {
 	srv        *Server
 	port       int    // bastion port
 	knownHosts string // pins the bastion's host key
-	logs       *syncBuffer
+	logs       *testenv.Buffer
 	policy     Policy
 	sshBin     string
 	store      *recorder.Store
@@ -58,24 +58,6 @@ var (
 	sharedOnce sync.Once
 	sharedErr  error
 )
-
-// syncBuffer is a bytes.Buffer safe for the server's concurrent logging.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // env returns the shared harness, starting it on first use.
 func env(t testing.TB) *harness {
@@ -133,7 +115,7 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 			{Name: "forwarder", Principals: []string{"fwd"}, Targets: []string{"t1"}, Logins: []string{"root"}, PortForwarding: true},
 		},
 	}
-	h.logs = &syncBuffer{}
+	h.logs = &testenv.Buffer{}
 	h.store = recorder.OpenStore(filepath.Join(h.dir, "data"), h.auth.AuditKey)
 	h.srv, err = New(Config{
 		Policy:            h.policy,
@@ -539,19 +521,12 @@ func TestSessionIDOnEveryLineAndUpstreamKeyID(t *testing.T) {
 	if r.ExitCode != 0 {
 		t.Fatalf("exit %d: %s", r.ExitCode, r.Stderr)
 	}
-	// The sshd logs the key ID of the certificate the bastion minted.
+	// The session ID (from this command's index entry) is in the key ID
+	// of the certificate the bastion minted, which sshd logs.
+	sid := h.findRecording(t, h.store, func(s recorder.Session) bool { return s.Command == "echo "+marker }).Session
 	testenv.WaitFor(t, 10*time.Second, func() bool {
-		return strings.Contains(h.sshd.Logs(), "user=alice")
+		return strings.Contains(h.sshd.Logs(), "postern session="+sid+" user=alice")
 	})
-	var sid string
-	for _, line := range strings.Split(h.sshd.Logs(), "\n") {
-		if i := strings.Index(line, "postern session="); i >= 0 && strings.Contains(line, "user=alice") {
-			sid = strings.Fields(line[i+len("postern session="):])[0]
-		}
-	}
-	if sid == "" {
-		t.Fatalf("sshd log has no certificate key ID naming the session:\n%s", h.sshd.Logs())
-	}
 	logs := h.logs.String()
 	if !strings.Contains(logs, `"session":"`+sid+`"`) {
 		t.Fatalf("session %s from the target's log is not in the bastion's log", sid)
@@ -564,7 +539,7 @@ func TestSessionIDOnEveryLineAndUpstreamKeyID(t *testing.T) {
 func (h *harness) extraServer(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	b := *h
-	b.logs = &syncBuffer{}
+	b.logs = &testenv.Buffer{}
 	cfg.Authority = h.auth
 	cfg.Log = slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := New(cfg)

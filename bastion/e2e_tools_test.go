@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,40 +21,36 @@ import (
 	"github.com/postern/postern/internal/testenv"
 )
 
-// ptyTranscript collects what the client prints on its terminal.
-type ptyTranscript struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (p *ptyTranscript) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.buf.Write(b)
-}
-
-func (p *ptyTranscript) String() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.buf.String()
+// ptySSH starts the OpenSSH client through the bastion on a terminal of
+// the given size, as user with key and extra arguments, and copies what it
+// prints into the returned buffer. wait waits for ssh and for the copy.
+func (h *harness) ptySSH(t *testing.T, key, user string, rows, cols uint16, args ...string) (tty *os.File, out *testenv.Buffer, wait func() error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	a := append(append(h.opts(key), "-tt", "-p", strconv.Itoa(h.port), user+"@127.0.0.1"), args...)
+	cmd := exec.CommandContext(ctx, h.sshBin, a...)
+	cmd.Env = append(os.Environ(), "TERM=xterm")
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tty.Close() })
+	out = &testenv.Buffer{}
+	copied := make(chan struct{})
+	go func() { io.Copy(out, tty); close(copied) }()
+	return tty, out, func() error {
+		err := cmd.Wait()
+		tty.Close()
+		<-copied
+		return err
+	}
 }
 
 func TestInteractivePTY(t *testing.T) {
 	t.Parallel()
 	h := env(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	args := append(h.opts(h.alice), "-tt", "-p", strconv.Itoa(h.port), "root@t1@127.0.0.1", "/bin/sh")
-	cmd := exec.CommandContext(ctx, h.sshBin, args...)
-	cmd.Env = append(os.Environ(), "TERM=xterm")
-	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tty.Close()
-	var out ptyTranscript
-	copied := make(chan struct{})
-	go func() { io.Copy(&out, tty); close(copied) }()
+	tty, out, wait := h.ptySSH(t, h.alice, "root@t1", 24, 80, "/bin/sh")
 	expect := func(s string) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
@@ -97,13 +92,11 @@ func TestInteractivePTY(t *testing.T) {
 	send("echo $((6*7))\n")
 	expect("42")
 	send("exit 7\n")
-	err = cmd.Wait()
+	err := wait()
 	ee, ok := err.(*exec.ExitError)
 	if !ok || ee.ExitCode() != 7 {
 		t.Fatalf("ssh exited with %v, want status 7; terminal:\n%s", err, out.String())
 	}
-	tty.Close()
-	<-copied
 }
 
 // makeTree writes n files with varied sizes and nested directories.

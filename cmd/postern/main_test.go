@@ -150,32 +150,15 @@ func binary(t *testing.T) string {
 type demoProc struct {
 	cmd  *exec.Cmd
 	cmds []string // the printed ssh commands
-	logs *syncBuf
+	logs *testenv.Buffer
 	done chan struct{}
-}
-
-type syncBuf struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startDemo runs `postern demo` in work and waits for its two ssh
 // commands. It is stopped (SIGTERM, then kill) at the end of the test.
 func startDemo(t *testing.T, work string) *demoProc {
 	t.Helper()
-	d := &demoProc{logs: &syncBuf{}, done: make(chan struct{})}
+	d := &demoProc{logs: &testenv.Buffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(binary(t), "demo", "--listen", "127.0.0.1:0")
 	d.cmd.Dir = work
 	d.cmd.Stderr = d.logs

@@ -54,7 +54,7 @@ func onPTY(t *testing.T, dir string, keys func(tty *os.File, wait func(string)),
 	}
 	defer tty.Close()
 	before, _ := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
-	out := &syncBuf{}
+	out := &testenv.Buffer{}
 	done := make(chan struct{})
 	go func() { io.Copy(out, tty); close(done) }()
 	if keys != nil {

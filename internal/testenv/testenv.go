@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,4 +233,26 @@ func WaitFor(t testing.TB, timeout time.Duration, cond func() bool) {
 		}
 		<-tick.C
 	}
+}
+
+// Buffer is a bytes.Buffer that is safe for one writer goroutine (a
+// server's logger, a pty copier) and a reader polling it. The zero value
+// is ready to use.
+type Buffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
