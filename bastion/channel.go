@@ -164,12 +164,16 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 		}
 		end = append(end, "reason", msg)
 	}
+	ch.CloseWrite()
+	ch.Close()
+	// The client is done; sealing the recording (flush, fsync, digest,
+	// index, chain) happens after, off the user's wait. Every byte the
+	// client saw is already in the recording's buffer.
 	masked := stdout.masked() + stderr.masked()
 	stdin.close() // its held tail goes into the recording before it closes
 	st.finish(exitStatus, exitSignal, masked)
 	end = append(end, "bytes_in", st.bytesIn.Load(), "bytes_out", st.bytesOut.Load(), "masked_pans", masked)
 	audit(c.log, "session_end", end...)
-	ch.CloseWrite()
 }
 
 // sessionRequest forwards one client request on a session channel to the
