@@ -229,7 +229,7 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer func() { done() }() // done is replaced when --from-match reopens the file
 	if *cat {
 		return recorder.Cat(r, stdout)
 	}
