@@ -21,6 +21,7 @@ test: deps
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 	$(MAKE) fuzz
+	$(MAKE) lint
 
 # Fuzz the masker for $(FUZZTIME) (the issue asks for 60 s in CI) and every
 # parser briefly. Crashers land in the package's testdata/fuzz and become
