@@ -38,12 +38,14 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 		uch.Close()
 		return
 	}
-	st := &chanState{c: c, n: c.chanSeq.Add(1), uch: uch, ch: ch, ready: make(chan struct{}), done: make(chan struct{})}
+	st := &chanState{c: c, n: c.chanSeq.Add(1), uch: uch, ch: ch,
+		ready: make(chan struct{}), outReady: make(chan struct{}), done: make(chan struct{})}
 	c.track(ch)
 	defer c.untrack(ch)
 	defer ch.Close()
 	defer uch.Close()
-	defer close(st.done)
+	doneOnce := sync.OnceFunc(func() { close(st.done) })
+	defer doneOnce()
 
 	// Output (stdout and stderr, as a terminal shows both) is recorded
 	// before it is sent; a recording failure closes the target's channel.
@@ -109,7 +111,9 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 		}
 	}
 	// ureqs closes when the target closed the channel; its data is all
-	// buffered, so the output pumps finish.
+	// buffered, so the output pumps finish (output that came before any
+	// program started is dropped: see waitReady).
+	doneOnce()
 	out.Wait()
 	end := []any{"channel", st.n}
 	var exitStatus *int
@@ -289,6 +293,9 @@ func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
 	// A start request always asks the target for a reply, whatever the
 	// client asked: if the target refuses, the channel ends rather than
 	// keep a transfer or recording state for a program that never ran.
+	if start {
+		st.setOutReady() // the recording (or transfer audit) is in place
+	}
 	ok, err := uch.SendRequest(r.Type, r.WantReply || start, r.Payload)
 	if r.WantReply {
 		r.Reply(ok && err == nil, nil)

@@ -43,13 +43,17 @@ type chanState struct {
 	started    atomic.Bool // a shell, exec or subsystem request was accepted
 
 	// ready is closed once the request that starts the session (shell,
-	// exec or subsystem) has been handled, and done when the channel
-	// ends. Input waits for ready: x/crypto queues data apart from
+	// exec or subsystem) has been handled, and done when the target's
+	// side of the channel has closed. Input waits for ready: x/crypto queues data apart from
 	// requests, so without the wait the first keystrokes could pass
 	// before the recording exists.
 	ready     chan struct{}
 	readyOnce sync.Once
 	done      chan struct{}
+	// outReady is closed just before the start request goes to the
+	// target, which cannot send output before it: output waits for it.
+	outReady     chan struct{}
+	outReadyOnce sync.Once
 
 	bytesIn, bytesOut atomic.Int64
 
@@ -185,6 +189,27 @@ func (st *chanState) transfer(p []byte, fromClient bool) bool {
 }
 
 func (st *chanState) setReady() { st.readyOnce.Do(func() { close(st.ready) }) }
+
+// waitReady blocks until the session's program started, or fails once the
+// channel is ending without one: bytes that come before are dropped, not
+// shown unrecorded. Ready wins when both hold.
+func (st *chanState) waitReady() error { return st.wait(st.ready) }
+
+func (st *chanState) setOutReady() { st.outReadyOnce.Do(func() { close(st.outReady) }) }
+
+func (st *chanState) wait(ready chan struct{}) error {
+	select {
+	case <-ready:
+		return nil
+	default:
+	}
+	select {
+	case <-ready:
+		return nil
+	case <-st.done:
+		return errors.New("session channel ended before its program started")
+	}
+}
 
 func (st *chanState) setPty(term string, cols, rows int) {
 	st.mu.Lock()
@@ -379,10 +404,8 @@ func (r recordSink) Write(p []byte) (int, error) {
 func (o *outStream) Write(p []byte) (int, error) {
 	// Output waits, like input, until the session's program has
 	// started: before that there is no recording to take it.
-	select {
-	case <-o.st.ready:
-	case <-o.st.done:
-		return 0, errors.New("session channel ended")
+	if err := o.st.wait(o.st.outReady); err != nil {
+		return 0, err
 	}
 	o.st.bytesOut.Add(int64(len(p)))
 	if o.st.transfer(p, false) {
@@ -469,10 +492,8 @@ func (r inputSink) Write(p []byte) (int, error) {
 }
 
 func (in *inStream) Write(p []byte) (int, error) {
-	select {
-	case <-in.st.ready:
-	case <-in.st.done:
-		return 0, errors.New("session channel ended")
+	if err := in.st.waitReady(); err != nil {
+		return 0, err
 	}
 	in.st.bytesIn.Add(int64(len(p)))
 	if !in.st.transfer(p, true) && in.rec != nil {
