@@ -273,7 +273,8 @@ func TestRsyncTree1000Files(t *testing.T) {
 func TestControlMasterSharesOneConnection(t *testing.T) {
 	t.Parallel()
 	h := env(t)
-	key := h.userKey(t, "cm", certs.UserCertRequest{Principals: []string{"alice"}, TTL: time.Hour, KeyID: "controlmaster-test"})
+	keyID := uniqueMarker("controlmaster-")
+	key := h.userKey(t, keyID, certs.UserCertRequest{Principals: []string{"alice"}, TTL: time.Hour, KeyID: keyID})
 	sock := filepath.Join(t.TempDir(), "cm.sock")
 	base := append(h.opts(key), "-p", strconv.Itoa(h.port), "-S", sock)
 	// -f puts the master in the background once it is authenticated; its
@@ -289,7 +290,7 @@ func TestControlMasterSharesOneConnection(t *testing.T) {
 			t.Fatalf("multiplexed session %d: stdout %q exit %d stderr %s", i, r.Stdout, r.ExitCode, r.Stderr)
 		}
 	}
-	if n := strings.Count(h.logs.String(), `"key_id":"controlmaster-test"`); n != 1 {
+	if n := strings.Count(h.logs.String(), `"key_id":"`+keyID+`"`); n != 1 {
 		t.Fatalf("bastion saw %d connections for the shared master, want 1", n)
 	}
 }
