@@ -2,12 +2,8 @@ package bastion
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -44,30 +40,8 @@ func (h *harness) findRecording(t *testing.T, store *recorder.Store, match func(
 // and returns everything it printed and its exit code.
 func ptyRun(t *testing.T, name string, args ...string) ([]byte, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tty.Close()
-	var out bytes.Buffer
-	done := make(chan struct{})
-	go func() {
-		io.Copy(&out, tty) // ends with EIO when the program exits
-		close(done)
-	}()
-	err = cmd.Wait()
-	<-done
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return out.Bytes(), code
+	r := testenv.RunOnPTY(t, "", nil, name, args...)
+	return r.Output, r.ExitCode
 }
 
 func recordingText(t *testing.T, path string) string {

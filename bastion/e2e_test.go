@@ -6,7 +6,6 @@ package bastion
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -99,7 +98,7 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 		TrustedUserCAKeys: []ssh.PublicKey{h.auth.UpstreamCA.PublicKey()},
 		Extra:             []string{"AcceptEnv POSTERN_FORBIDDEN_VAR"},
 	})
-	wrongKey := newTestSigner(t).PublicKey()
+	wrongKey := testenv.NewSigner(t).PublicKey()
 	kh := filepath.Join(h.dir, "target_known_hosts")
 	if err := os.WriteFile(kh, []byte(h.sshd.KnownHostsLine()+"\n"), 0o644); err != nil {
 		return err
@@ -154,19 +153,6 @@ func ensureUser(name string) error {
 		return fmt.Errorf("useradd %s (tests run as root, see TESTING.md): %v: %s", name, err, out)
 	}
 	return nil
-}
-
-func newTestSigner(t testing.TB) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // userKey makes a key pair named name in the harness dir with a
@@ -461,7 +447,7 @@ func TestRefused(t *testing.T) {
 func TestHostCertAsUserCertRefused(t *testing.T) {
 	t.Parallel()
 	h := env(t)
-	key := newTestSigner(t)
+	key := testenv.NewSigner(t)
 	cert := &ssh.Certificate{
 		Key: key.PublicKey(), CertType: ssh.HostCert, ValidPrincipals: []string{"alice"},
 		ValidAfter: uint64(time.Now().Add(-time.Hour).Unix()), ValidBefore: uint64(time.Now().Add(time.Hour).Unix()),
@@ -679,7 +665,7 @@ func TestHostCATarget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hostCA, wrongCA := newTestSigner(t), newTestSigner(t)
+	hostCA, wrongCA := testenv.NewSigner(t), testenv.NewSigner(t)
 	cert := &ssh.Certificate{
 		Key: pub, CertType: ssh.HostCert, ValidPrincipals: []string{"127.0.0.1"},
 		ValidAfter: uint64(time.Now().Add(-time.Hour).Unix()), ValidBefore: uint64(time.Now().Add(time.Hour).Unix()),

@@ -1,7 +1,6 @@
 package certs
 
 import (
-	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"net"
@@ -11,21 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/testenv"
 	"golang.org/x/crypto/ssh"
 )
-
-func newSigner(t testing.TB) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 func TestOpenCreatesKeysOnceWithPrivateModes(t *testing.T) {
 	t.Parallel()
@@ -87,7 +74,7 @@ func TestCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	user := newSigner(t)
+	user := testenv.NewSigner(t)
 	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}
 	sign := func(ca ssh.Signer, mod func(*ssh.Certificate)) *ssh.Certificate {
 		c := &ssh.Certificate{
@@ -160,7 +147,7 @@ func TestSignUserAndMintUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	user := newSigner(t)
+	user := testenv.NewSigner(t)
 	cert, err := a.SignUser(user.PublicKey(), UserCertRequest{Principals: []string{"alice"}, Groups: []string{"dba", "ops"}, TTL: time.Hour, KeyID: "k"})
 	if err != nil {
 		t.Fatal(err)

@@ -2,10 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/recorder"
 	"golang.org/x/sys/unix"
@@ -36,45 +32,6 @@ func sessionsJSON(t *testing.T, dir string, args ...string) []listed {
 		t.Fatalf("sessions --json: %v\n%s", err, r.Stdout)
 	}
 	return out
-}
-
-// onPTY runs the binary with args in dir on a pseudo-terminal, feeding it
-// keys, and returns its output and exit code.
-// keys gets the terminal to type into and a wait function that blocks
-// until the program has printed a string.
-func onPTY(t *testing.T, dir string, keys func(tty *os.File, wait func(string)), name string, args ...string) ([]byte, int, *unix.Termios, *unix.Termios) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
-	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tty.Close()
-	before, _ := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
-	out := &testenv.Buffer{}
-	done := make(chan struct{})
-	go func() { io.Copy(out, tty); close(done) }()
-	if keys != nil {
-		keys(tty, func(s string) {
-			t.Helper()
-			testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), s) })
-		})
-	}
-	err = cmd.Wait()
-	after, _ := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
-	tty.Close()
-	<-done
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return []byte(out.String()), code, before, after
 }
 
 // TestDemoRecordings: sessions through the demo are recorded, listed,
@@ -105,7 +62,8 @@ func TestDemoRecordings(t *testing.T) {
 	// play --cat equals asciinema cat for every recording.
 	for _, s := range list {
 		ours := admin(t, work, "play", "--cat", s.ID)
-		theirs, code, _, _ := onPTY(t, work, nil, asciinema, "cat", filepath.Join(work, "postern-demo", s.Path))
+		pr := testenv.RunOnPTY(t, work, nil, asciinema, "cat", filepath.Join(work, "postern-demo", s.Path))
+		theirs, code := pr.Output, pr.ExitCode
 		if ours.ExitCode != 0 || code != 0 || !bytes.Equal(ours.Stdout, theirs) {
 			t.Fatalf("%s: play --cat %q (exit %d) vs asciinema cat %q (exit %d)", s.ID, ours.Stdout, ours.ExitCode, theirs, code)
 		}
@@ -201,7 +159,7 @@ func TestPlayKeys(t *testing.T) {
 	}
 	os.WriteFile(path, []byte(b.String()), 0o600)
 
-	out, code, before, after := onPTY(t, dir, func(tty *os.File, wait func(string)) {
+	pr := testenv.RunOnPTY(t, dir, func(tty *os.File, wait func(string)) {
 		wait("frame-0")
 		tty.Write([]byte(" ")) // pause
 		tty.Write([]byte(".")) // step: frame-1 at once, though 5 s away
@@ -211,6 +169,7 @@ func TestPlayKeys(t *testing.T) {
 		tty.Write([]byte("+")) // faster, still paused
 		tty.Write([]byte("q"))
 	}, binary(t), "play", path)
+	out, code, before, after := pr.Output, pr.ExitCode, pr.Before, pr.After
 	if code != 0 {
 		t.Fatalf("play exited %d: %q", code, out)
 	}

@@ -2,7 +2,6 @@ package demotarget_test
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -21,25 +20,12 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 )
 
-func newSigner(t testing.TB) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // certSigner returns a client signer with a fresh key and a user
 // certificate from ca for principals, valid now, with permit-pty; edit
 // changes the certificate before it is signed.
 func certSigner(t testing.TB, ca ssh.Signer, principals []string, edit func(*ssh.Certificate)) ssh.Signer {
 	t.Helper()
-	key := newSigner(t)
+	key := testenv.NewSigner(t)
 	now := time.Now()
 	cert := &ssh.Certificate{
 		Key:             key.PublicKey(),
@@ -73,7 +59,7 @@ type target struct {
 // changes its config.
 func start(t *testing.T, edit func(*demotarget.Config)) *target {
 	t.Helper()
-	host, ca := newSigner(t), newSigner(t)
+	host, ca := testenv.NewSigner(t), testenv.NewSigner(t)
 	cfg := demotarget.Config{
 		HostKey:   host,
 		TrustedCA: ca.PublicKey(),
@@ -317,14 +303,14 @@ func TestPtyNeedsPermitPty(t *testing.T) {
 func TestAuthRefused(t *testing.T) {
 	t.Parallel()
 	tg := start(t, func(c *demotarget.Config) { c.Logins = []string{"demo", "root"} })
-	otherCA := newSigner(t)
+	otherCA := testenv.NewSigner(t)
 	tests := []struct {
 		name   string
 		user   string
 		signer ssh.Signer
 	}{
 		{"other CA", "demo", certSigner(t, otherCA, []string{"demo"}, nil)},
-		{"plain key", "demo", newSigner(t)},
+		{"plain key", "demo", testenv.NewSigner(t)},
 		{"wrong principal", "demo", certSigner(t, tg.ca, []string{"root"}, nil)},
 		{"login not allowed", "guest", certSigner(t, tg.ca, []string{"guest"}, nil)},
 		{"expired", "demo", certSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
@@ -456,7 +442,7 @@ func TestCloseEndsSessions(t *testing.T) {
 
 func TestNewConfig(t *testing.T) {
 	t.Parallel()
-	host, ca := newSigner(t), newSigner(t)
+	host, ca := testenv.NewSigner(t), testenv.NewSigner(t)
 	tests := []struct {
 		name string
 		cfg  demotarget.Config
