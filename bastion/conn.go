@@ -370,7 +370,9 @@ func (c *conn) monitor(ctx context.Context, sc *ssh.ServerConn) {
 				lastProbe = now
 				probes.Go(func() {
 					defer probing.Store(false)
-					sc.SendRequest("keepalive@openssh.com", true, nil)
+					if _, _, err := sc.SendRequest("keepalive@openssh.com", true, nil); err == nil {
+						c.log.Debug("keepalive answered")
+					}
 				})
 			}
 		}
