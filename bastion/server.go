@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -48,9 +49,24 @@ type Config struct {
 	// Recording, if not nil, records every shell and exec session
 	// channel and seals it in the audit chain.
 	Recording *Recording
+	// Ciphers are the SSH ciphers the bastion offers its clients and asks
+	// of its targets, in order of preference. Nil means DefaultCiphers.
+	Ciphers []string
 	// Log receives structured logs and audit records; nil discards.
 	Log *slog.Logger
 }
+
+// DefaultCiphers is the cipher policy when Config.Ciphers is nil: AES-GCM
+// only. It is the AEAD cipher NIST approves (FIPS 140), which PCI DSS
+// assessors recognise as strong cryptography, and x/crypto runs it with
+// AES-NI at about 2.5 times the speed of its pure-Go chacha20-poly1305.
+// OpenSSH clients put chacha20-poly1305 first and pick it whenever the
+// server offers it, so offering it at all would make it the cipher of
+// nearly every session.
+var DefaultCiphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com"}
+
+// SupportedCiphers are the ciphers Config.Ciphers may name.
+func SupportedCiphers() []string { return ssh.SupportedAlgorithms().Ciphers }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("bastion: server closed")
@@ -86,6 +102,17 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 15 * time.Second
+	}
+	if cfg.Ciphers == nil {
+		cfg.Ciphers = DefaultCiphers
+	}
+	if len(cfg.Ciphers) == 0 {
+		return nil, errors.New("bastion: Config.Ciphers is empty")
+	}
+	for _, c := range cfg.Ciphers {
+		if !slices.Contains(SupportedCiphers(), c) {
+			return nil, fmt.Errorf("bastion: unsupported cipher %q", c)
+		}
 	}
 	if cfg.IdleTimeout < 0 || cfg.KeepAliveInterval < 0 {
 		return nil, errors.New("bastion: negative timeout")
@@ -237,6 +264,7 @@ func (s *Server) serverConfig(c *conn) *ssh.ServerConfig {
 		// Offered only so that the reason for a refusal can be shown
 		// once every key has failed; see conn.lastResort.
 		KeyboardInteractiveCallback: c.lastResort,
+		Config:                      ssh.Config{Ciphers: s.cfg.Ciphers},
 	}
 	cfg.AddHostKey(s.cfg.Authority.HostKey)
 	return cfg

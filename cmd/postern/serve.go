@@ -49,16 +49,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	srv, err := bastion.New(bastion.Config{
-		Policy:            cfg.Policy,
-		Authority:         auth,
-		Recording:         rec,
-		IdleTimeout:       cfg.IdleTimeout,
-		KeepAliveInterval: cfg.KeepAliveInterval,
-		KeepAliveMax:      cfg.KeepAliveMax,
-		EnvAllow:          cfg.EnvAllow,
-		Log:               log,
-	})
+	srv, err := bastion.New(cfg.Bastion(auth, rec, log))
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/postern/postern/bastion"
+	"github.com/postern/postern/certs"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -71,6 +72,9 @@ type Config struct {
 	EnvAllow []string
 	// LogLevel is the lowest level logged. Default slog.LevelInfo.
 	LogLevel slog.Level
+	// Ciphers are the SSH ciphers offered to clients and asked of
+	// targets. Nil means bastion.DefaultCiphers (AES-GCM only).
+	Ciphers []string
 	// Policy holds the targets and rules in file order; rules are tried in
 	// that order.
 	Policy bastion.Policy
@@ -248,7 +252,7 @@ func badByteLine(data []byte) int {
 // config checks the top-level mapping and everything below it.
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
-		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "recording", "targets", "rules")
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "targets", "rules")
 	if err != nil {
 		return nil, err
 	}
@@ -284,6 +288,14 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	if f := m.get("log_level"); f.set() {
 		if c.LogLevel, err = p.logLevel(f); err != nil {
 			return nil, err
+		}
+	}
+	if f := m.get("ciphers"); f.set() {
+		if c.Ciphers, err = p.strList(f, checkCipher); err != nil {
+			return nil, err
+		}
+		if len(c.Ciphers) == 0 {
+			return nil, p.errorf(f.val.Line, f.path, "must name at least one cipher; leave ciphers out for the default %v", bastion.DefaultCiphers)
 		}
 	}
 	if err := p.recording(m.get("recording"), &c.Recording); err != nil {
@@ -432,6 +444,30 @@ func checkEnvPattern(s string) error {
 		return fmt.Errorf("%q is not an environment variable name (letters, digits and '_', not starting with a digit), optionally ending in '*'", s)
 	}
 	return nil
+}
+
+// checkCipher accepts the SSH cipher names the bastion supports.
+func checkCipher(s string) error {
+	if slices.Contains(bastion.SupportedCiphers(), s) {
+		return nil
+	}
+	return fmt.Errorf("%q is not a supported cipher; use some of %s", s, strings.Join(bastion.SupportedCiphers(), ", "))
+}
+
+// Bastion returns the bastion settings this config describes, with the
+// keys, recording and logger the caller opened.
+func (c *Config) Bastion(auth *certs.Authority, rec *bastion.Recording, log *slog.Logger) bastion.Config {
+	return bastion.Config{
+		Policy:            c.Policy,
+		Authority:         auth,
+		Recording:         rec,
+		IdleTimeout:       c.IdleTimeout,
+		KeepAliveInterval: c.KeepAliveInterval,
+		KeepAliveMax:      c.KeepAliveMax,
+		EnvAllow:          c.EnvAllow,
+		Ciphers:           c.Ciphers,
+		Log:               log,
+	}
 }
 
 // logLevel reads one of the four slog level names.

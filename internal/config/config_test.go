@@ -188,6 +188,7 @@ var badConfigs = []struct {
 	{"bad-recording-on-failure.yaml", 3, "recording.on_failure", `must be close`},
 	{"bad-masking.yaml", 6, "targets[0].masking", `not a masking mode`},
 	{"bad-env-allow.yaml", 5, "env_allow[1]", `"LC-*" is not an environment variable name`},
+	{"bad-cipher.yaml", 5, "ciphers[1]", `"arcfour" is not a supported cipher; use some of aes128-gcm@openssh.com`},
 	{"bad-rule-unknown-target.yaml", 10, "rules[0].targets[1]", `unknown target "web01"`},
 	{"bad-rule-no-principals.yaml", 8, "rules[0]", "set principals or groups"},
 	{"bad-rule-no-targets.yaml", 8, "rules[0]", "set targets or target_labels"},
@@ -268,7 +269,7 @@ func TestParseDefaults(t *testing.T) {
 	}
 	if c.Path != "postern.yaml" || c.Listen != ":2222" || c.DataDir != "/var/lib/postern" ||
 		c.IdleTimeout != 30*time.Minute || c.KeepAliveInterval != 30*time.Second || c.KeepAliveMax != 3 ||
-		!reflect.DeepEqual(c.EnvAllow, []string{"LANG", "LC_*"}) || c.LogLevel != slog.LevelInfo {
+		!reflect.DeepEqual(c.EnvAllow, []string{"LANG", "LC_*"}) || c.LogLevel != slog.LevelInfo || c.Ciphers != nil {
 		t.Errorf("defaults: got %+v", c)
 	}
 }
@@ -296,6 +297,10 @@ func TestParseValues(t *testing.T) {
 			func(c *config.Config) bool { return c.EnvAllow != nil && len(c.EnvAllow) == 0 }},
 		{"env_allow", "env_allow: [TZ, LC_*, _X1]\n",
 			func(c *config.Config) bool { return reflect.DeepEqual(c.EnvAllow, []string{"TZ", "LC_*", "_X1"}) }},
+		{"ciphers", "ciphers: [chacha20-poly1305@openssh.com, aes256-gcm@openssh.com]\n",
+			func(c *config.Config) bool {
+				return reflect.DeepEqual(c.Ciphers, []string{"chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com"})
+			}},
 		{"log level", "log_level: debug\n",
 			func(c *config.Config) bool { return c.LogLevel == slog.LevelDebug }},
 		{"listen", `listen: "[::1]:0"` + "\n",
@@ -354,6 +359,7 @@ func TestParseBad(t *testing.T) {
 		{"host key with host name", strings.Replace(minimal, `host_key: "`, `host_key: "db01 `, 1), 5, "targets[0].host_key", "comes before the key type"},
 		{"label value list", strings.Replace(minimal, "    host_key:", "    labels: {env: [a]}\n    host_key:", 1), 5, "targets[0].labels.env", "must be a string, got a list"},
 		{"merge key", "<<: {data_dir: x}\n", 1, "<<", "merge keys are not supported"},
+		{"no ciphers", minimal + "ciphers: []\n", 11, "ciphers", "must name at least one cipher"},
 		{"max_missed string", minimal + "keepalive: {max_missed: many}\n", 11, "keepalive.max_missed", "must be a whole number"},
 	}
 	for _, tt := range tests {
