@@ -387,7 +387,9 @@ func newOutStream(st *chanState, raw io.Writer) *outStream {
 	o := &outStream{st: st, raw: raw}
 	if mode, ok := st.maskMode(); ok {
 		o.client = mask.NewWriter(raw, mask.Config{Mode: mode})
-		o.rec = mask.NewWriter(recordSink{st}, mask.Config{Mode: mode, Deadline: -1})
+		if st.c.s.cfg.Recording != nil {
+			o.rec = mask.NewWriter(recordSink{st}, mask.Config{Mode: mode, Deadline: -1})
+		}
 	}
 	return o
 }
@@ -411,12 +413,15 @@ func (o *outStream) Write(p []byte) (int, error) {
 	if o.st.transfer(p, false) {
 		return o.raw.Write(p)
 	}
-	if o.rec != nil {
+	switch {
+	case o.rec != nil:
 		if _, err := o.rec.Write(p); err != nil {
 			return 0, err
 		}
-	} else if err := o.st.recordOutput(p); err != nil {
-		return 0, err
+	case o.client == nil: // masking off: recorded as sent
+		if err := o.st.recordOutput(p); err != nil {
+			return 0, err
+		}
 	}
 	if o.client != nil {
 		return o.client.Write(p)
@@ -454,6 +459,9 @@ func (g gate) Write(p []byte) (int, error) {
 func (o *outStream) masked() int64 {
 	if o.client == nil {
 		return 0
+	}
+	if o.rec == nil {
+		return o.client.Count()
 	}
 	return max(o.client.Count(), o.rec.Count())
 }

@@ -65,3 +65,14 @@ func BenchmarkWriterOutput(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAppendJSONString is the escaping alone, on terminal text with a
+// line break every 40 bytes.
+func BenchmarkAppendJSONString(b *testing.B) {
+	chunk := bytes.Repeat([]byte("terminal output, 0123456789 abcdefghij\n"), 1000)[:32<<10]
+	out := make([]byte, 0, 2*len(chunk))
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		out = appendJSONString(out[:0], chunk)
+	}
+}

@@ -6,14 +6,13 @@
 package recorder
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
-	"io"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -52,24 +51,46 @@ type Meta struct {
 // reaches the file, so a killed bastion loses at most this much.
 const FlushInterval = time.Second
 
+// queueLen bounds the buffers a Writer holds between the caller and the
+// file: a caller that outpaces the disk waits, and at most this many
+// chunks of about chunkSize bytes are in flight.
+const queueLen = 8
+
+// chunkSize is how many bytes of events a Writer gathers before it hands
+// them to its writing goroutine (or sooner, FlushInterval after the first).
+const chunkSize = 32 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2*chunkSize); return &b }}
+
 // Writer streams asciicast v2 events to a file. It is safe for concurrent
 // use (output, resize and marker events come from different goroutines).
 // The caller must Close it; Close flushes, syncs and returns the digest.
+//
+// A call encodes its event at once, stamped with the time; a goroutine of
+// the Writer's own hashes the encoded chunks and writes them to the file,
+// so a session's data path does not wait for SHA-256 or the disk unless
+// queueLen chunks are already waiting. A write error is returned by the
+// next call and by Close.
 type Writer struct {
-	mu      sync.Mutex // guards everything below
-	f       *os.File
-	bw      *bufio.Writer
-	sum     hash.Hash
-	size    int64
-	start   time.Time
-	now     func() time.Time
-	line    []byte               // scratch for one event
-	carry   [2][utf8.UTFMax]byte // incomplete UTF-8 held for the next event: [0] output, [1] input
-	ncarry  [2]int
-	timer   *time.Timer
-	pending bool // data buffered but not flushed
-	err     error
-	closed  bool
+	now   func() time.Time
+	start time.Time
+
+	mu     sync.Mutex // guards the fields below, and sending on q (which keeps chunks in order)
+	closed bool
+	cur    *[]byte // encoded events not yet handed to run
+	timer  *time.Timer
+	size   int64                // bytes encoded so far: the file's size once run wrote them
+	carry  [2][utf8.UTFMax]byte // incomplete UTF-8 held for the next event: [0] output, [1] input
+	ncarry [2]int
+
+	q    chan *[]byte
+	done chan struct{} // closed when run has returned
+
+	errMu sync.Mutex // guards err; run takes it, never mu
+	err   error
+
+	f   *os.File  // written by run, then closed by Close
+	sum hash.Hash // likewise
 }
 
 // Create makes the file at path (and its directory, 0700) exclusively, writes
@@ -82,8 +103,8 @@ func Create(path string, h Header) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create recording: %w", err)
 	}
-	w := &Writer{f: f, sum: sha256.New(), start: time.Now(), now: time.Now}
-	w.bw = bufio.NewWriterSize(io.MultiWriter(f, w.sum), 64*1024)
+	w := &Writer{f: f, sum: sha256.New(), start: time.Now(), now: time.Now,
+		q: make(chan *[]byte, queueLen), done: make(chan struct{}), cur: bufPool.Get().(*[]byte)}
 	h.Version = 2
 	if h.Timestamp == 0 {
 		h.Timestamp = w.start.Unix()
@@ -100,17 +121,17 @@ func Create(path string, h Header) (*Writer, error) {
 		os.Remove(path)
 		return nil, err
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.write(append(hdr, '\n'))
 	// The header reaches the disk at once: even a session killed in its
 	// first second leaves a file that players accept.
-	w.flushLocked()
-	if w.err != nil {
+	hdr = append(hdr, '\n')
+	if _, err := f.Write(hdr); err != nil {
 		f.Close()
 		os.Remove(path)
-		return nil, w.err
+		return nil, fmt.Errorf("write recording: %w", err)
 	}
+	w.sum.Write(hdr)
+	w.size = int64(len(hdr))
+	go w.run()
 	return w, nil
 }
 
@@ -145,66 +166,58 @@ func (w *Writer) Marker(label string) error {
 }
 
 func (w *Writer) textEvent(kind byte, p []byte) error {
-	if w.err != nil || w.closed {
-		return w.errLocked()
+	if err := w.errLocked(); err != nil {
+		return err
 	}
 	k := 0
 	if kind == 'i' {
 		k = 1
 	}
-	var buf []byte
+	buf := p
 	if w.ncarry[k] > 0 {
 		buf = append(w.carry[k][:w.ncarry[k]:w.ncarry[k]], p...)
 		w.ncarry[k] = 0
-	} else {
-		buf = p
 	}
 	// Hold back a trailing incomplete (but so far valid) UTF-8 sequence.
-	cut := incompleteTail(buf)
-	if cut > 0 {
+	if cut := incompleteTail(buf); cut > 0 {
 		w.ncarry[k] = copy(w.carry[k][:], buf[len(buf)-cut:])
 		buf = buf[:len(buf)-cut]
 	}
 	if len(buf) == 0 {
 		return nil
 	}
-	w.line = w.appendPrefix(w.line[:0], kind)
-	w.line = appendJSONString(w.line, buf)
-	w.line = append(w.line, "]\n"...)
-	w.write(w.line)
-	return w.errLocked()
+	w.encode(kind, buf)
+	return nil
 }
 
 func (w *Writer) event(kind byte, s string) error {
-	if w.err != nil || w.closed {
-		return w.errLocked()
+	if err := w.errLocked(); err != nil {
+		return err
 	}
-	w.line = w.appendPrefix(w.line[:0], kind)
-	w.line = appendJSONString(w.line, []byte(s))
-	w.line = append(w.line, "]\n"...)
-	w.write(w.line)
-	return w.errLocked()
+	w.encode(kind, []byte(s))
+	return nil
 }
 
-func (w *Writer) appendPrefix(b []byte, kind byte) []byte {
-	t := w.now().Sub(w.start).Seconds()
+// encode appends one event line to the current chunk and hands the chunk
+// over once it is full.
+func (w *Writer) encode(kind byte, data []byte) {
+	b := *w.cur
+	n := len(b)
 	b = append(b, '[')
-	b = strconv.AppendFloat(b, t, 'f', 6, 64)
+	b = strconv.AppendFloat(b, w.now().Sub(w.start).Seconds(), 'f', 6, 64)
 	b = append(b, ", \""...)
 	b = append(b, kind)
 	b = append(b, "\", "...)
-	return b
-}
-
-func (w *Writer) write(b []byte) {
-	n, err := w.bw.Write(b)
-	w.size += int64(n)
-	if err != nil {
-		w.err = fmt.Errorf("write recording: %w", err)
-		return
-	}
-	if !w.pending {
-		w.pending = true
+	b = appendJSONString(b, data)
+	b = append(b, "]\n"...)
+	*w.cur = b
+	w.size += int64(len(b) - n)
+	switch {
+	case len(b) >= chunkSize:
+		w.handOff()
+	case n == 0:
+		// The first event of a chunk: it reaches the file within
+		// FlushInterval even if no more come.
 		if w.timer == nil {
 			w.timer = time.AfterFunc(FlushInterval, w.timedFlush)
 		} else {
@@ -213,58 +226,80 @@ func (w *Writer) write(b []byte) {
 	}
 }
 
+// handOff queues the current chunk for run; it waits while queueLen
+// chunks are queued.
+func (w *Writer) handOff() {
+	if len(*w.cur) == 0 {
+		return
+	}
+	w.q <- w.cur
+	w.cur = bufPool.Get().(*[]byte)
+	*w.cur = (*w.cur)[:0]
+}
+
 func (w *Writer) timedFlush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.closed {
-		w.flushLocked()
+		w.handOff()
 	}
 }
 
-func (w *Writer) flushLocked() {
-	w.pending = false
-	if w.err != nil {
-		return
-	}
-	if err := w.bw.Flush(); err != nil {
-		w.err = fmt.Errorf("write recording: %w", err)
+// run hashes and writes chunks in order until Close closes the queue.
+// After a write error it only drains the queue.
+func (w *Writer) run() {
+	defer close(w.done)
+	for bp := range w.q {
+		if w.Err() == nil {
+			if _, err := w.f.Write(*bp); err != nil {
+				w.setErr(fmt.Errorf("write recording: %w", err))
+			}
+			w.sum.Write(*bp)
+		}
+		if cap(*bp) <= 4*chunkSize {
+			*bp = (*bp)[:0]
+			bufPool.Put(bp)
+		}
 	}
 }
 
 func (w *Writer) errLocked() error {
-	if w.err != nil {
-		return w.err
-	}
 	if w.closed {
 		return errors.New("recording closed")
 	}
-	return nil
+	return w.Err()
 }
 
-// Err returns the first write error, if any: a background flush may fail
-// between events.
+func (w *Writer) setErr(err error) {
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+// Err returns the first write error, if any: events are written after the
+// calls that record them return.
 func (w *Writer) Err() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
 	return w.err
 }
 
-// Close writes any held bytes, flushes and syncs the file, and returns the
-// SHA-256 of the whole file and its size.
+// Close writes the queued events and any held bytes, flushes and syncs the
+// file, and returns the SHA-256 of the whole file and its size.
 func (w *Writer) Close() (digest [32]byte, size int64, err error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.closed {
+		w.mu.Unlock()
+		<-w.done
 		return digest, w.size, errors.New("recording already closed")
 	}
 	for k, kind := range []byte{'o', 'i'} {
-		if w.ncarry[k] > 0 && w.err == nil {
+		if w.ncarry[k] > 0 {
 			// A dangling partial character: store it (JSON
 			// encoding makes it U+FFFD) rather than drop it.
-			w.line = w.appendPrefix(w.line[:0], kind)
-			w.line = appendJSONString(w.line, w.carry[k][:w.ncarry[k]])
-			w.line = append(w.line, "]\n"...)
-			w.write(w.line)
+			w.encode(kind, w.carry[k][:w.ncarry[k]])
 			w.ncarry[k] = 0
 		}
 	}
@@ -272,17 +307,21 @@ func (w *Writer) Close() (digest [32]byte, size int64, err error) {
 	if w.timer != nil {
 		w.timer.Stop()
 	}
-	w.flushLocked()
-	if w.err == nil {
-		if err := w.f.Sync(); err != nil {
-			w.err = fmt.Errorf("sync recording: %w", err)
+	w.handOff()
+	close(w.q)
+	w.mu.Unlock()
+	<-w.done
+	err = w.Err()
+	if err == nil {
+		if err = w.f.Sync(); err != nil {
+			err = fmt.Errorf("sync recording: %w", err)
 		}
 	}
-	if err := w.f.Close(); err != nil && w.err == nil {
-		w.err = fmt.Errorf("close recording: %w", err)
+	if cerr := w.f.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close recording: %w", cerr)
 	}
 	copy(digest[:], w.sum.Sum(nil))
-	return digest, w.size, w.err
+	return digest, w.size, err
 }
 
 // incompleteTail returns the length of a trailing UTF-8 sequence in b that
@@ -312,21 +351,19 @@ func incompleteTail(b []byte) int {
 
 const hexDigits = "0123456789abcdef"
 
-// plain8 reports whether none of the eight bytes in v needs escaping or
-// UTF-8 decoding: all are in 0x20..0x7f and none is '"' or '\\'. It may
-// report false for a plain word (the caller then looks byte by byte), never
-// true for one that needs care.
-func plain8(v uint64) bool {
+// special8 returns the high bit of each byte of v that may need escaping
+// or UTF-8 decoding: below 0x20, '"', '\\', or 0x80 and above. Borrows
+// can mark bytes above a marked one, never below, so the lowest mark is
+// exact; a zero result means all eight bytes are plain.
+func special8(v uint64) uint64 {
 	const lo = 0x0101010101010101
 	const hi = 0x8080808080808080
-	// A byte of x is zero where (x-lo) &^ x has its high bit set; bytes
-	// below 0x20 likewise with (v - 0x20*lo).
 	less20 := (v - 0x20*lo) &^ v
 	q := v ^ (0x22 * lo)
 	quote := (q - lo) &^ q
 	b := v ^ (0x5c * lo)
 	backslash := (b - lo) &^ b
-	return (v|less20|quote|backslash)&hi == 0
+	return (v | less20 | quote | backslash) & hi
 }
 
 // appendJSONString appends s as a JSON string. Invalid UTF-8 becomes
@@ -335,13 +372,15 @@ func appendJSONString(b []byte, s []byte) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		// Skip eight plain ASCII bytes at a time: most terminal output
-		// needs no escaping.
-		for i+8 <= len(s) && plain8(binary.LittleEndian.Uint64(s[i:])) {
-			i += 8
-		}
-		if i >= len(s) {
-			break
+		// Eight bytes at a time: most terminal output needs no
+		// escaping, and a word that does says where.
+		if i+8 <= len(s) {
+			m := special8(binary.LittleEndian.Uint64(s[i:]))
+			if m == 0 {
+				i += 8
+				continue
+			}
+			i += bits.TrailingZeros64(m) >> 3
 		}
 		c := s[i]
 		if c < utf8.RuneSelf {
