@@ -25,12 +25,22 @@ func TestCipherPolicy(t *testing.T) {
 	if r.ExitCode != 0 || string(r.Stdout) != "cipher-ok\n" {
 		t.Fatalf("default ciphers: exit %d stdout %q stderr %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
+	firstRun := r.Stderr
 	if m := negotiated.FindSubmatch(r.Stderr); m == nil || string(m[1]) != "aes128-gcm@openssh.com" {
 		t.Fatalf("default bastion negotiated %q, want aes128-gcm@openssh.com; ssh -v said:\n%s", m, r.Stderr)
 	}
 	r = h.sshWith(t, []string{"-c", "chacha20-poly1305@openssh.com"}, h.alice, "root@t1", nil, "echo SHOULD-NOT-RUN")
 	if r.ExitCode != 255 || !strings.Contains(string(r.Stderr), "no matching cipher found") || len(r.Stdout) != 0 {
 		t.Fatalf("chacha20-only client: exit %d stdout %q stderr %s; want refused with no matching cipher", r.ExitCode, r.Stdout, r.Stderr)
+	}
+
+	// No SHA-1 key exchange, which PCI scans flag.
+	r = h.sshWith(t, []string{"-o", "KexAlgorithms=diffie-hellman-group14-sha1"}, h.alice, "root@t1", nil, "echo SHOULD-NOT-RUN")
+	if r.ExitCode != 255 || !strings.Contains(string(r.Stderr), "no matching key exchange method found") || len(r.Stdout) != 0 {
+		t.Fatalf("group14-sha1 client: exit %d stdout %q stderr %s; want refused", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	if m := regexp.MustCompile(`kex: algorithm: (\S+)`).FindSubmatch(firstRun); m == nil || string(m[1]) != "curve25519-sha256" && string(m[1]) != "mlkem768x25519-sha256" {
+		t.Errorf("key exchange %q, want mlkem768x25519-sha256 or (OpenSSH before 9.9) curve25519-sha256", m)
 	}
 
 	// A target that speaks only chacha20.

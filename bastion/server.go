@@ -65,6 +65,25 @@ type Config struct {
 // nearly every session.
 var DefaultCiphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com"}
 
+// keyExchanges are x/crypto's defaults without the SHA-1 group exchange
+// (diffie-hellman-group14-sha1), which PCI DSS scans flag. macs likewise
+// drop SHA-1; they matter only for a non-AEAD cipher an operator adds.
+var (
+	keyExchanges = []string{
+		ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519,
+		ssh.KeyExchangeECDHP256, ssh.KeyExchangeECDHP384, ssh.KeyExchangeECDHP521,
+		ssh.KeyExchangeDH14SHA256,
+	}
+	macs = []string{
+		ssh.HMACSHA256ETM, ssh.HMACSHA512ETM, ssh.HMACSHA256, ssh.HMACSHA512,
+	}
+)
+
+// sshConfig is the algorithm policy both legs use.
+func (s *Server) sshConfig() ssh.Config {
+	return ssh.Config{Ciphers: s.cfg.Ciphers, KeyExchanges: keyExchanges, MACs: macs}
+}
+
 // SupportedCiphers are the ciphers Config.Ciphers may name.
 func SupportedCiphers() []string { return ssh.SupportedAlgorithms().Ciphers }
 
@@ -264,7 +283,7 @@ func (s *Server) serverConfig(c *conn) *ssh.ServerConfig {
 		// Offered only so that the reason for a refusal can be shown
 		// once every key has failed; see conn.lastResort.
 		KeyboardInteractiveCallback: c.lastResort,
-		Config:                      ssh.Config{Ciphers: s.cfg.Ciphers},
+		Config:                      s.sshConfig(),
 	}
 	cfg.AddHostKey(s.cfg.Authority.HostKey)
 	return cfg

@@ -61,7 +61,7 @@ func (c *conn) dial() (*ssh.Client, error) {
 		HostKeyAlgorithms: algos,
 		ClientVersion:     "SSH-2.0-Postern",
 		Timeout:           c.s.cfg.DialTimeout,
-		Config:            ssh.Config{Ciphers: c.s.cfg.Ciphers},
+		Config:            c.s.sshConfig(),
 	}
 	c.log.Debug("dialing target", "address", t.Address, "upstream_serial", cert.Serial)
 	d := net.Dialer{Timeout: c.s.cfg.DialTimeout, KeepAlive: 30 * time.Second}
