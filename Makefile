@@ -40,9 +40,15 @@ fuzz:
 demo: build
 	./$(BIN) demo
 
-bench: deps
+# The masker's and the recorder's Go benchmarks, then cmd/postern-bench:
+# Postern side by side with direct OpenSSH and ssh -J on loopback (table on
+# stdout, figures in bench/results/latest.json). BENCHFLAGS passes flags to
+# it, e.g. BENCHFLAGS='-phases bulk -reps 5' (see bin/postern-bench --help).
+BENCHFLAGS ?=
+bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 20m ./mask/ ./recorder/
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -timeout 20m ./bastion/
+	$(GO) build -o bin/postern-bench ./cmd/postern-bench
+	./bin/postern-bench $(BENCHFLAGS)
 
 lint:
 	test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }

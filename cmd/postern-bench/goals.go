@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// Goal is one target the issues set, judged on this run's figures. The
+// benchmark reports goals; nothing fails on them.
+type Goal struct {
+	Name string  `json:"name"`
+	Want string  `json:"want"`
+	Got  float64 `json:"got"`
+	Unit string  `json:"unit"`
+	Met  bool    `json:"met"`
+}
+
+// goals judges the figures of r against the goals of the benchmark and
+// recording issues. A goal whose figures the run did not measure is left
+// out.
+func goals(r *Report) []Goal {
+	var out []Goal
+	aes := r.Params.PrimaryCipher
+	quot := func(fig, num, den string, sessions int) (float64, bool) {
+		a, ok1 := find(r.Figures, fig, num, aes, sessions)
+		b, ok2 := find(r.Figures, fig, den, aes, sessions)
+		if !ok1 || !ok2 || b.Median == 0 {
+			return 0, false
+		}
+		return a.Median / b.Median, true
+	}
+	for _, fig := range []string{figDownload, figUpload} {
+		if q, ok := quot(fig, pathPostern, pathJump, 0); ok {
+			out = append(out, Goal{Name: fig + ": postern / jump (recording and masking on)", Want: ">= 1.00", Got: q, Unit: "×", Met: q >= 1})
+		}
+	}
+	if q, ok := quot(figDownload, pathPostern, pathNoRec, 0); ok {
+		out = append(out, Goal{Name: "bulk_download: recording on / off (masking on in both)", Want: ">= 0.95", Got: q, Unit: "×", Met: q >= 0.95})
+	}
+	if q, ok := quot(figConnect, pathPostern, pathJump, 0); ok {
+		out = append(out, Goal{Name: "connect: postern / jump", Want: "<= 0.85", Got: q, Unit: "×", Met: q <= 0.85})
+	}
+	if a, ok := find(r.Figures, figEchoP99, pathPostern, aes, 0); ok {
+		if d, ok := find(r.Figures, figEchoP99, pathDirect, aes, 0); ok {
+			diff := a.Median - d.Median
+			out = append(out, Goal{Name: "echo p99: postern - direct", Want: "<= 1000", Got: diff, Unit: "µs", Met: diff <= 1000})
+		}
+	}
+	for _, n := range r.Params.Concurrency {
+		if e, ok := find(r.Figures, figConcErrors, pathPostern, aes, n); ok {
+			out = append(out, Goal{Name: fmt.Sprintf("concurrency N=%d: errors", n), Want: "0", Got: e.Max, Met: e.Max == 0})
+		}
+		if m, ok := find(r.Figures, figConcRSS, pathPostern, aes, n); ok {
+			out = append(out, Goal{Name: fmt.Sprintf("concurrency N=%d: bastion RSS per idle session", n), Want: "<= 256", Got: m.Median, Unit: "KiB", Met: m.Median <= 256})
+		}
+	}
+	return out
+}
+
+// printGoals writes the goals as a table.
+func printGoals(w io.Writer, gs []Goal) {
+	if len(gs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nGoals (medians of this run):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "goal\twant\tgot\tmet\t")
+	for _, g := range gs {
+		met := "no"
+		if g.Met {
+			met = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s %s\t%.2f %s\t%s\t\n", g.Name, g.Want, g.Unit, g.Got, g.Unit, met)
+	}
+	tw.Flush()
+}

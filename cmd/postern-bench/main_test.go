@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/testenv"
+)
+
+// TestMain lets the test binary stand in for postern-bench when the
+// program under test starts its bastion children (os.Executable is the
+// test binary then).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == childCommand {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// TestSmoke runs the whole program with tiny parameters and checks that the
+// JSON holds every figure of every path, with sensible values.
+func TestSmoke(t *testing.T) {
+	for _, p := range []string{"ssh", "sshd", "ssh-keygen"} {
+		testenv.Require(t, p)
+	}
+	if os.Geteuid() != 0 {
+		if testenv.InCI() {
+			t.Fatal("postern-bench needs root (sshd, useradd); CI runs as root")
+		}
+		t.Skip("postern-bench needs root (sshd, useradd)")
+	}
+	out := filepath.Join(t.TempDir(), "results", "latest.json")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{
+		"-out", out, "-size", "1MiB", "-reps", "1", "-chacha-reps", "1", "-connects", "3",
+		"-echo-samples", "5", "-echo-reps", "1", "-concurrency", "5",
+		"-concurrency-duration", "1s", "-concurrency-reps", "1",
+	}, strings.NewReader(""), &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.Bytes(), stderr.Bytes())
+	}
+	for _, s := range []string{"Bulk throughput", "Connection setup", "Keystroke echo", "Concurrency", "Negotiated"} {
+		if !strings.Contains(stdout.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, stdout.Bytes())
+		}
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatalf("parse %s: %v", out, err)
+	}
+	if r.Machine.Cores < 1 || r.Machine.OpenSSH == "" || r.Machine.Kernel == "" || r.Machine.Date == "" {
+		t.Errorf("machine description incomplete: %+v", r.Machine)
+	}
+	if len(r.Negotiated) != 8 {
+		t.Errorf("negotiated: %d entries, want 8 (5 paths with AES-GCM, 3 with chacha20)", len(r.Negotiated))
+	}
+	// Every goal of the issues is judged: bulk both ways, recording's
+	// cost, connection setup, echo, and errors and RSS for each N.
+	if len(r.Goals) != 5+2*len(r.Params.Concurrency) {
+		t.Errorf("goals: %+v, want %d", r.Goals, 5+2*len(r.Params.Concurrency))
+	}
+
+	type want struct {
+		name, cipher string
+		paths        []string
+		sessions     int
+		check        func(Figure) bool
+	}
+	positive := func(f Figure) bool { return f.Min > 0 && f.Median >= f.Min && f.Max >= f.Median }
+	present := func(Figure) bool { return true }
+	zero := func(f Figure) bool { return f.Max == 0 }
+	four := []string{pathDirect, pathJump, pathPlain, pathPostern}
+	both := []string{pathDirect, pathPostern}
+	bulk := []string{pathDirect, pathJump, pathPlain, pathNoRec, pathPostern}
+	wants := []want{
+		{figDownload, cipherAES, bulk, 0, positive},
+		{figUpload, cipherAES, bulk, 0, positive},
+		{figDownload, cipherChacha, []string{pathDirect, pathJump, pathPostern}, 0, positive},
+		{figUpload, cipherChacha, []string{pathDirect, pathJump, pathPostern}, 0, positive},
+		{figConnect, cipherAES, four, 0, positive},
+		{figEchoP50, cipherAES, four, 0, positive},
+		{figEchoP99, cipherAES, four, 0, positive},
+		{figConcRate, cipherAES, both, 5, positive},
+		{figConcP50, cipherAES, both, 5, positive},
+		{figConcP99, cipherAES, both, 5, positive},
+		{figConcErrors, cipherAES, both, 5, zero},
+		// RSS differences of a small N are within the noise and may
+		// be negative; they only have to be there.
+		{figConcRSS, cipherAES, []string{pathPostern}, 5, present},
+		{figConcRSSGC, cipherAES, []string{pathPostern}, 5, present},
+		{figConcGoroutines, cipherAES, []string{pathPostern}, 5, positive},
+		{figConcPeakGor, cipherAES, []string{pathPostern}, 5, positive},
+		{figConcLeftoverGor, cipherAES, []string{pathPostern}, 5, present},
+	}
+	n := 0
+	for _, w := range wants {
+		for _, path := range w.paths {
+			n++
+			f, ok := find(r.Figures, w.name, path, w.cipher, w.sessions)
+			if !ok {
+				t.Errorf("no figure %s for %s (cipher %s, N=%d)", w.name, path, w.cipher, w.sessions)
+				continue
+			}
+			if !w.check(f) {
+				t.Errorf("figure %s for %s (cipher %s): implausible %+v", w.name, path, w.cipher, f)
+			}
+			if f.Reps < 1 || f.Unit == "" {
+				t.Errorf("figure %s for %s: no reps or unit: %+v", w.name, path, f)
+			}
+			hasDirect := path != pathDirect && len(w.paths) > 1
+			if hasDirect && w.name != figConcErrors && (f.RatioToDirect == nil || *f.RatioToDirect <= 0) {
+				t.Errorf("figure %s for %s: no ratio to direct: %+v", w.name, path, f)
+			}
+		}
+	}
+	if len(r.Figures) != n {
+		t.Errorf("%d figures, want %d", len(r.Figures), n)
+	}
+	if t.Failed() {
+		t.Logf("stderr:\n%s", stderr.Bytes())
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--help"}, nil, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "Usage: postern-bench") {
+		t.Errorf("--help: exit %d, stdout %q", code, stdout.String())
+	}
+	for _, args := range [][]string{{"-reps", "0"}, {"-size", "1XB"}, {"-phases", "bulk,nope"}, {"-concurrency", "5,x"}, {"extra"}} {
+		stdout.Reset()
+		stderr.Reset()
+		if code := run(context.Background(), args, nil, &stdout, &stderr); code != 2 || stderr.Len() == 0 {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and a message", args, code, stderr.String())
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{{"256MiB", 256 << 20}, {"1MiB", 1 << 20}, {"64KiB", 64 << 10}, {"1GiB", 1 << 30}, {"1000", 1000}} {
+		if got, err := parseSize(tc.in); err != nil || got != tc.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"", "0", "-1MiB", "MiB", "1.5MiB", "100GiB"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) accepted", in)
+		}
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	for _, tc := range []struct {
+		in          []float64
+		lo, med, hi float64
+	}{
+		{in: []float64{3, 1, 2}, lo: 1, med: 2, hi: 3},
+		{in: []float64{4, 1, 3, 2}, lo: 1, med: 2.5, hi: 4},
+		{in: []float64{7}, lo: 7, med: 7, hi: 7},
+	} {
+		lo, med, hi := summarize(tc.in)
+		if lo != tc.lo || med != tc.med || hi != tc.hi {
+			t.Errorf("summarize(%v) = %v %v %v, want %v %v %v", tc.in, lo, med, hi, tc.lo, tc.med, tc.hi)
+		}
+	}
+	s := make([]float64, 100)
+	for i := range s {
+		s[i] = float64(i + 1)
+	}
+	if p50, p99, p100 := percentile(s, 50), percentile(s, 99), percentile(s, 100); p50 != 50 || p99 != 99 || p100 != 100 {
+		t.Errorf("percentiles of 1..100: p50 %v p99 %v p100 %v", p50, p99, p100)
+	}
+	if p := percentile([]float64{5}, 99); p != 5 {
+		t.Errorf("p99 of one sample = %v", p)
+	}
+}
+
+func TestParseHops(t *testing.T) {
+	log := `debug1: kex: algorithm: curve25519-sha256
+debug1: kex: host key algorithm: ssh-ed25519
+debug1: kex: server->client cipher: aes128-gcm@openssh.com MAC: <implicit> compression: none
+debug1: kex: client->server cipher: aes128-gcm@openssh.com MAC: <implicit> compression: none
+debug1: Authenticated to 127.0.0.1
+debug1: kex: algorithm: sntrup761x25519-sha512@openssh.com
+debug1: kex: host key algorithm: ssh-ed25519
+debug1: kex: server->client cipher: chacha20-poly1305@openssh.com MAC: <implicit> compression: none
+debug1: kex: client->server cipher: chacha20-poly1305@openssh.com MAC: <implicit> compression: none
+`
+	got := parseHops(log)
+	want := []Hop{
+		{Kex: "curve25519-sha256", HostKeyMethod: "ssh-ed25519", ServerClient: cipherAES, ClientServer: cipherAES},
+		{Kex: "sntrup761x25519-sha512@openssh.com", HostKeyMethod: "ssh-ed25519", ServerClient: cipherChacha, ClientServer: cipherChacha},
+	}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("parseHops = %+v, want %+v", got, want)
+	}
+}
+
+func TestAddRatios(t *testing.T) {
+	figs := []Figure{
+		{Name: figDownload, Path: pathDirect, Cipher: cipherAES, Median: 200},
+		{Name: figDownload, Path: pathPostern, Cipher: cipherAES, Median: 150},
+		{Name: figDownload, Path: pathPostern, Cipher: cipherChacha, Median: 100}, // no direct with chacha
+		{Name: figConcRSS, Path: pathPostern, Cipher: cipherAES, Sessions: 5, Median: 100},
+	}
+	addRatios(figs)
+	if r := figs[0].RatioToDirect; r == nil || *r != 1 {
+		t.Errorf("direct ratio %v, want 1", r)
+	}
+	if r := figs[1].RatioToDirect; r == nil || *r != 0.75 {
+		t.Errorf("postern ratio %v, want 0.75", r)
+	}
+	if figs[2].RatioToDirect != nil || figs[3].RatioToDirect != nil {
+		t.Error("ratio without a direct counterpart")
+	}
+}
+
+func TestGoals(t *testing.T) {
+	r := &Report{Params: Params{PrimaryCipher: cipherAES, Concurrency: []int{200}}, Figures: []Figure{
+		{Name: figDownload, Path: pathJump, Cipher: cipherAES, Median: 100},
+		{Name: figDownload, Path: pathNoRec, Cipher: cipherAES, Median: 200},
+		{Name: figDownload, Path: pathPostern, Cipher: cipherAES, Median: 180},
+		{Name: figConnect, Path: pathJump, Cipher: cipherAES, Median: 300},
+		{Name: figConnect, Path: pathPostern, Cipher: cipherAES, Median: 240},
+		{Name: figConcErrors, Path: pathPostern, Cipher: cipherAES, Sessions: 200, Max: 1},
+		{Name: figConcRSS, Path: pathPostern, Cipher: cipherAES, Sessions: 200, Median: 170},
+	}}
+	got := map[string]Goal{}
+	for _, g := range goals(r) {
+		got[g.Name] = g
+	}
+	want := map[string]struct {
+		got float64
+		met bool
+	}{
+		"bulk_download: postern / jump (recording and masking on)": {1.8, true},
+		"bulk_download: recording on / off (masking on in both)":   {0.9, false},
+		"connect: postern / jump":                                  {0.8, true},
+		"concurrency N=200: errors":                                {1, false},
+		"concurrency N=200: bastion RSS per idle session":          {170, true},
+	}
+	if len(got) != len(want) {
+		t.Errorf("goals %+v, want %d (no upload or echo figures, so no such goals)", got, len(want))
+	}
+	for name, w := range want {
+		g, ok := got[name]
+		if !ok || g.Met != w.met || g.Got < w.got-1e-9 || g.Got > w.got+1e-9 {
+			t.Errorf("goal %q = %+v (present %v), want got %v met %v", name, g, ok, w.got, w.met)
+		}
+	}
+}
