@@ -94,7 +94,7 @@ const usageText = `Usage: postern-bench [flags]
 Measures Postern against plain OpenSSH on loopback, in one run: bulk
 throughput (download and upload), connection setup, keystroke echo latency,
 and N concurrent sessions. It starts a target sshd, a relay sshd for ssh -J,
-and Postern bastions as child processes, and compares four paths:
+and Postern bastions as child processes, and compares five paths:
 
   direct         ssh straight to the target sshd
   jump           ssh -J (ProxyJump) through the relay sshd
