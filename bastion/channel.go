@@ -306,15 +306,25 @@ func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
 	}
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+// Pump buffers: every pump starts with a small one, and one whose reads
+// fill it (bulk output) moves to a large one, so that a bulk stream is
+// masked, recorded and sent in fewer, larger pieces while an idle session
+// holds little memory.
+const (
+	smallBuf = 32 << 10
+	largeBuf = 256 << 10
+)
 
-// pump copies src to dst with a pooled buffer, marking the connection
-// active on every chunk. It returns at EOF or on the first error.
+var (
+	smallPool = sync.Pool{New: func() any { b := make([]byte, smallBuf); return &b }}
+	largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
+)
+
 func (c *conn) pump(dst io.Writer, src io.Reader) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+	bp, pool := smallPool.Get().(*[]byte), &smallPool
+	defer func() { pool.Put(bp) }()
 	for {
+		buf := *bp
 		n, err := src.Read(buf)
 		if n > 0 {
 			c.touch()
@@ -324,6 +334,10 @@ func (c *conn) pump(dst io.Writer, src io.Reader) {
 		}
 		if err != nil {
 			return
+		}
+		if n == len(buf) && pool == &smallPool {
+			pool.Put(bp)
+			bp, pool = largePool.Get().(*[]byte), &largePool
 		}
 	}
 }
