@@ -169,9 +169,15 @@ func TestRecordingFailureEndsSession(t *testing.T) {
 	if s.Status != recorder.StatusInterrupted {
 		t.Fatalf("status %q, want interrupted", s.Status)
 	}
+	// What reached the disk stays: about what 256 KiB holds. The
+	// recording and the client agree byte for byte as far as both go;
+	// either may be ahead, by what was queued for the file when the write
+	// failed (the client may have seen it) or by the last read, recorded
+	// but refused to the client once the failure was known.
 	text := recordingText(t, filepath.Join(dir, s.Path))
-	if !strings.HasPrefix(text, "full-disk-test\n") || !strings.HasPrefix(string(r.Stdout), text[:len(text)/2]) {
-		t.Fatalf("recorded prefix (%d bytes) does not match what the client saw", len(text))
+	common := min(len(text), len(r.Stdout))
+	if !strings.HasPrefix(text, "full-disk-test\n") || len(text) < 128<<10 || text[:common] != string(r.Stdout[:common]) {
+		t.Fatalf("recorded prefix (%d bytes) does not match what the client saw (%d bytes)", len(text), len(r.Stdout))
 	}
 
 	// A recording that cannot even be created refuses the session.
