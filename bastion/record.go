@@ -371,24 +371,26 @@ func logSafeAll(list []string) []string {
 }
 
 // outStream is one output stream (stdout or stderr) of a session channel.
-// What the target sends is masked twice, by two maskers: one releases a
-// held tail after a short deadline so the user's typing echoes at once;
-// the other has no deadline and feeds the recording, so that a number
-// echoed digit by digit is still judged whole before it is stored.
+// What the target sends is masked before it reaches the recording and the
+// client. One masker serves both: the recording gets its strict output,
+// judged without a deadline, so that a number echoed digit by digit is
+// still judged whole before it is stored; the client gets the same bytes
+// right after, through the masker's preview, which also releases a held
+// tail after a short deadline so the user's typing echoes at once.
 type outStream struct {
-	st     *chanState
-	raw    io.Writer    // the client's stream
-	client *mask.Writer // nil when masking is off
-	rec    *mask.Writer // nil when masking is off
+	st  *chanState
+	raw io.Writer    // the client's stream, behind the gate
+	m   *mask.Writer // nil when masking is off
 }
 
 func newOutStream(st *chanState, raw io.Writer) *outStream {
 	raw = gate{st, raw}
 	o := &outStream{st: st, raw: raw}
 	if mode, ok := st.maskMode(); ok {
-		o.client = mask.NewWriter(raw, mask.Config{Mode: mode})
 		if st.c.s.cfg.Recording != nil {
-			o.rec = mask.NewWriter(recordSink{st}, mask.Config{Mode: mode, Deadline: -1})
+			o.m = mask.NewWriter(recordSink{st}, mask.Config{Mode: mode, Preview: raw})
+		} else {
+			o.m = mask.NewWriter(raw, mask.Config{Mode: mode})
 		}
 	}
 	return o
@@ -413,30 +415,22 @@ func (o *outStream) Write(p []byte) (int, error) {
 	if o.st.transfer(p, false) {
 		return o.raw.Write(p)
 	}
-	switch {
-	case o.rec != nil:
-		if _, err := o.rec.Write(p); err != nil {
-			return 0, err
-		}
-	case o.client == nil: // masking off: recorded as sent
-		if err := o.st.recordOutput(p); err != nil {
-			return 0, err
-		}
+	if o.m != nil {
+		// Recorded (if recording is on), then shown.
+		return o.m.Write(p)
 	}
-	if o.client != nil {
-		return o.client.Write(p)
+	// Masking off: recorded as sent, then shown.
+	if err := o.st.recordOutput(p); err != nil {
+		return 0, err
 	}
 	return o.raw.Write(p)
 }
 
-// close releases held tails: the recording's first, then the client's,
+// close releases the held tail: to the recording, then to the client,
 // which the gate drops if the recording failed meanwhile.
 func (o *outStream) close() {
-	if o.rec != nil {
-		o.rec.Close()
-	}
-	if o.client != nil {
-		o.client.Close()
+	if o.m != nil {
+		o.m.Close()
 	}
 }
 
@@ -457,13 +451,10 @@ func (g gate) Write(p []byte) (int, error) {
 
 // masked is how many PANs this stream masked.
 func (o *outStream) masked() int64 {
-	if o.client == nil {
+	if o.m == nil {
 		return 0
 	}
-	if o.rec == nil {
-		return o.client.Count()
-	}
-	return max(o.client.Count(), o.rec.Count())
+	return o.m.Count()
 }
 
 // inStream carries the client's input to the target unchanged and, when

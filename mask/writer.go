@@ -30,6 +30,14 @@ type Config struct {
 	// DefaultDeadline; a negative value disables the timer, leaving the
 	// release to Flush and Close.
 	Deadline time.Duration
+	// Preview, if set, receives every byte the underlying writer does,
+	// right after it, except that a tail held back for Deadline goes to
+	// Preview at once, judged as if the stream ended there, while the
+	// underlying writer keeps waiting for what follows and gets the tail
+	// judged with it. Preview is not sent those bytes again. So one scan
+	// serves a strict copy (a recording) and a prompt one (the terminal),
+	// which differ only in tails released early.
+	Preview io.Writer
 }
 
 // Writer masks PANs in what is written to it and writes the result to the
@@ -50,9 +58,13 @@ type Writer struct {
 	count    atomic.Int64
 	timers   sync.WaitGroup // armed or running deadline callbacks; Close waits
 
+	preview io.Writer // nil: a deadline flushes instead
+
 	mu     sync.Mutex // guards the fields below and serializes writes to w
 	sc     scanner
 	buf    []byte // bytes not yet written to w: the held tail, then new input
+	ahead  int    // bytes at the start of buf that preview already has
+	peek   []byte // scratch for judging buf early
 	err    error  // first error writing to w; sticky
 	closed bool
 	timer  *time.Timer
@@ -67,7 +79,7 @@ func NewWriter(w io.Writer, cfg Config) *Writer {
 	if d == 0 {
 		d = DefaultDeadline
 	}
-	mw := &Writer{w: w, deadline: d}
+	mw := &Writer{w: w, deadline: d, preview: cfg.Preview}
 	mw.sc.mode = cfg.Mode
 	return mw
 }
@@ -183,9 +195,21 @@ func (w *Writer) direct(c []byte) error {
 	if k == 0 {
 		return nil
 	}
-	n, err := w.w.Write(c[:k])
-	if err == nil && n < k {
+	// buf was empty, so preview has none of c.
+	return w.write(c[:k], c[:k])
+}
+
+// write writes p to w and then its last len(q) bytes, q, to preview.
+func (w *Writer) write(p, q []byte) error {
+	n, err := w.w.Write(p)
+	if err == nil && n < len(p) {
 		err = io.ErrShortWrite
+	}
+	if err == nil && w.preview != nil && len(q) > 0 {
+		n, err = w.preview.Write(q)
+		if err == nil && n < len(q) {
+			err = io.ErrShortWrite
+		}
 	}
 	if err != nil {
 		w.err = fmt.Errorf("mask: write: %w", err)
@@ -200,16 +224,34 @@ func (w *Writer) emit(k int) error {
 	if k == 0 {
 		return nil
 	}
-	n, err := w.w.Write(w.buf[:k])
-	if err == nil && n < k {
-		err = io.ErrShortWrite
-	}
+	skip := min(w.ahead, k)
+	err := w.write(w.buf[:k], w.buf[skip:k])
+	w.ahead -= skip
 	w.buf = w.buf[:copy(w.buf, w.buf[k:])]
 	w.sc.shift(k)
+	return err
+}
+
+// release sends preview the part of the held tail it lacks, judged as if
+// the stream ended here, and keeps the tail for w. The judging runs on
+// copies: the scanner's state and buf are untouched.
+func (w *Writer) release() error {
+	if w.err != nil || len(w.buf) <= w.ahead {
+		return w.err
+	}
+	w.peek = append(w.peek[:0], w.buf...)
+	sc := w.sc
+	sc.out, sc.src, sc.spare, sc.ro = nil, nil, nil, false
+	sc.scan(w.peek, len(w.peek), true)
+	n, err := w.preview.Write(w.peek[w.ahead:])
+	if err == nil && n < len(w.peek)-w.ahead {
+		err = io.ErrShortWrite
+	}
 	if err != nil {
 		w.err = fmt.Errorf("mask: write: %w", err)
 		return w.err
 	}
+	w.ahead = len(w.buf)
 	return nil
 }
 
@@ -238,5 +280,10 @@ func (w *Writer) onDeadline() {
 		w.arm(rest)
 		return
 	}
-	_ = w.flush() // the error is sticky: the next Write, Flush or Close returns it
+	// The error is sticky: the next Write, Flush or Close returns it.
+	if w.preview != nil {
+		_ = w.release()
+	} else {
+		_ = w.flush()
+	}
 }

@@ -1,0 +1,156 @@
+package mask
+
+import (
+	"bytes"
+	"hash/fnv"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// previewStream feeds in to a Writer with a Preview in pieces, releasing
+// the held tail early after the pieces rng picks, and checks what the two
+// outputs must be:
+//   - the underlying writer gets exactly Mask(in): early releases do not
+//     change the strict copy;
+//   - Preview gets as many bytes, and the same bytes, except in released
+//     ranges;
+//   - a range released when the input ended at n holds Mask(in[:n]) there:
+//     the tail judged as if the stream ended at the release.
+func previewStream(t testing.TB, in []byte, cuts []int, mode Mode, rng *rand.Rand) {
+	t.Helper()
+	var main, prev bytes.Buffer
+	w := NewWriter(&main, Config{Mode: mode, Deadline: -1, Preview: &prev})
+	type span struct{ from, to int }
+	var released []span
+	last := 0
+	for _, c := range append(cuts, len(in)) {
+		if n, err := w.Write(in[last:c]); n != c-last || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+		last = c
+		if rng.IntN(3) == 0 {
+			from := prev.Len()
+			w.mu.Lock()
+			err := w.release()
+			w.mu.Unlock()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if prev.Len() != c {
+				t.Fatalf("after a release at %d preview has %d bytes", c, prev.Len())
+			}
+			if from < c {
+				want, _ := Mask(nil, in[:c], mode)
+				if got := prev.Bytes()[from:c]; !bytes.Equal(got, want[from:c]) {
+					t.Fatalf("%v: released [%d,%d) = %q, want %q (in %q)", mode, from, c, got, want[from:c], in)
+				}
+				released = append(released, span{from, c})
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := Mask(nil, in, mode)
+	if !bytes.Equal(main.Bytes(), want) {
+		t.Fatalf("%v: underlying writer got %q, want %q", mode, main.Bytes(), want)
+	}
+	if prev.Len() != len(in) {
+		t.Fatalf("%v: preview has %d bytes, want %d", mode, prev.Len(), len(in))
+	}
+	p := prev.Bytes()
+	for i := range p {
+		if p[i] == want[i] {
+			continue
+		}
+		inside := false
+		for _, s := range released {
+			inside = inside || s.from <= i && i < s.to
+		}
+		if !inside {
+			t.Fatalf("%v: preview byte %d is %q, strict copy %q, outside every release %v", mode, i, p[i], want[i], released)
+		}
+	}
+}
+
+func TestPreviewProperties(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, c := range loadCorpus(t) {
+		for _, mode := range modes {
+			in := []byte(c.In)
+			previewStream(t, in, randomCuts(rng, len(in)), mode, rng)
+		}
+	}
+}
+
+func FuzzPreview(f *testing.F) {
+	for _, c := range loadCorpus(f) {
+		f.Add([]byte(c.In))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		h := fnv.New64a()
+		h.Write(in)
+		rng := rand.New(rand.NewPCG(h.Sum64(), 1))
+		previewStream(t, in, randomCuts(rng, len(in)), modes[h.Sum64()%3], rng)
+	})
+}
+
+// The deadline sends a held PAN to the preview at once, masked as a
+// complete one; the strict copy waits and judges it with what follows.
+func TestPreviewDeadline(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, first, rest string
+	}{
+		{"the PAN ends", "card 4111111111111111", " ok\n"},
+		{"more digits follow", "id 4111111111111111", "1234\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var main, prev lockedBuffer
+			w := NewWriter(&main, Config{Deadline: 5 * time.Millisecond, Preview: &prev})
+			w.Write([]byte(tt.first))
+			early, _ := Mask(nil, []byte(tt.first), ModeFirst6Last4)
+			deadline := time.Now().Add(10 * time.Second)
+			for prev.String() != string(early) {
+				if time.Now().After(deadline) {
+					t.Fatalf("preview %q, want %q within the deadline", prev.String(), early)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if strings.Contains(main.String(), "4111") {
+				t.Fatalf("strict copy %q already has the held tail", main.String())
+			}
+			w.Write([]byte(tt.rest))
+			w.Close()
+			whole, _ := Mask(nil, []byte(tt.first+tt.rest), ModeFirst6Last4)
+			if main.String() != string(whole) {
+				t.Errorf("strict copy %q, want %q", main.String(), whole)
+			}
+			if want := string(early) + string(whole[len(early):]); prev.String() != want {
+				t.Errorf("preview %q, want %q", prev.String(), want)
+			}
+		})
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the deadline's goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
