@@ -147,7 +147,7 @@ func TestRecordingFailureEndsSession(t *testing.T) {
 	if err := os.Mkdir(recs, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mount("tmpfs", recs, "tmpfs", 0, "size=256k"); err != nil {
+	if err := syscall.Mount("tmpfs", recs, "tmpfs", 0, "size=1m"); err != nil {
 		if testenv.InCI() {
 			t.Fatalf("mount a small tmpfs (tests run as root): %v", err)
 		}
@@ -157,26 +157,27 @@ func TestRecordingFailureEndsSession(t *testing.T) {
 	store := recorder.OpenStore(dir, h.auth.AuditKey)
 	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}})
 
-	// 2 MB of output into 256 KiB of disk.
-	r := b.ssh(t, h.alice, "root@t1", nil, "echo full-disk-test; head -c 1500000 /dev/zero | base64; exit 0")
+	// 4 MB of output into 1 MiB of disk.
+	r := b.ssh(t, h.alice, "root@t1", nil, "echo full-disk-test; head -c 3000000 /dev/zero | base64; exit 0")
 	if r.ExitCode == 0 || !strings.Contains(string(r.Stderr), "postern: recording failed") {
 		t.Fatalf("exit %d, %d bytes out, stderr %q: want the session ended with a message", r.ExitCode, len(r.Stdout), r.Stderr)
 	}
-	if len(r.Stdout) >= 1500000 {
+	if len(r.Stdout) >= 4000000 {
 		t.Fatalf("the client got all %d bytes although recording failed", len(r.Stdout))
 	}
 	s := h.findRecording(t, store, func(s recorder.Session) bool { return strings.Contains(s.Command, "full-disk-test") })
 	if s.Status != recorder.StatusInterrupted {
 		t.Fatalf("status %q, want interrupted", s.Status)
 	}
-	// What reached the disk stays: about what 256 KiB holds. The
+	// What reached the disk stays: 1 MiB less at most a torn last event
+	// (one read of up to 256 KiB, escaped). The
 	// recording and the client agree byte for byte as far as both go;
 	// either may be ahead, by what was queued for the file when the write
 	// failed (the client may have seen it) or by the last read, recorded
 	// but refused to the client once the failure was known.
 	text := recordingText(t, filepath.Join(dir, s.Path))
 	common := min(len(text), len(r.Stdout))
-	if !strings.HasPrefix(text, "full-disk-test\n") || len(text) < 128<<10 || text[:common] != string(r.Stdout[:common]) {
+	if !strings.HasPrefix(text, "full-disk-test\n") || len(text) < 384<<10 || text[:common] != string(r.Stdout[:common]) {
 		t.Fatalf("recorded prefix (%d bytes) does not match what the client saw (%d bytes)", len(text), len(r.Stdout))
 	}
 

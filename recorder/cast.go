@@ -58,7 +58,7 @@ const queueLen = 8
 
 // chunkSize is how many bytes of events a Writer gathers before it hands
 // them to its writing goroutine (or sooner, FlushInterval after the first).
-const chunkSize = 32 << 10
+const chunkSize = 128 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2*chunkSize); return &b }}
 
@@ -77,7 +77,7 @@ type Writer struct {
 
 	mu     sync.Mutex // guards the fields below, and sending on q (which keeps chunks in order)
 	closed bool
-	cur    *[]byte // encoded events not yet handed to run
+	cur    *[]byte // encoded events not yet handed to run; nil when none (an idle session holds no chunk)
 	timer  *time.Timer
 	size   int64                // bytes encoded so far: the file's size once run wrote them
 	carry  [2][utf8.UTFMax]byte // incomplete UTF-8 held for the next event: [0] output, [1] input
@@ -104,7 +104,7 @@ func Create(path string, h Header) (*Writer, error) {
 		return nil, fmt.Errorf("create recording: %w", err)
 	}
 	w := &Writer{f: f, sum: sha256.New(), start: time.Now(), now: time.Now,
-		q: make(chan *[]byte, queueLen), done: make(chan struct{}), cur: bufPool.Get().(*[]byte)}
+		q: make(chan *[]byte, queueLen), done: make(chan struct{})}
 	h.Version = 2
 	if h.Timestamp == 0 {
 		h.Timestamp = w.start.Unix()
@@ -201,6 +201,10 @@ func (w *Writer) event(kind byte, s string) error {
 // encode appends one event line to the current chunk and hands the chunk
 // over once it is full.
 func (w *Writer) encode(kind byte, data []byte) {
+	if w.cur == nil {
+		w.cur = bufPool.Get().(*[]byte)
+		*w.cur = (*w.cur)[:0]
+	}
 	b := *w.cur
 	n := len(b)
 	b = append(b, '[')
@@ -229,12 +233,11 @@ func (w *Writer) encode(kind byte, data []byte) {
 // handOff queues the current chunk for run; it waits while queueLen
 // chunks are queued.
 func (w *Writer) handOff() {
-	if len(*w.cur) == 0 {
+	if w.cur == nil {
 		return
 	}
 	w.q <- w.cur
-	w.cur = bufPool.Get().(*[]byte)
-	*w.cur = (*w.cur)[:0]
+	w.cur = nil
 }
 
 func (w *Writer) timedFlush() {
