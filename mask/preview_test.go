@@ -2,6 +2,7 @@ package mask
 
 import (
 	"bytes"
+	"errors"
 	"hash/fnv"
 	"math/rand/v2"
 	"strings"
@@ -153,4 +154,45 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// A preview that fails (the user went away) does not cost the strict copy
+// anything: what was shown, and all that follows, still reaches it.
+func TestPreviewErrorKeepsStrictCopy(t *testing.T) {
+	t.Parallel()
+	var main lockedBuffer
+	var prev failingAfter
+	prev.ok = 10
+	w := NewWriter(&main, Config{Deadline: -1, Preview: &prev})
+	in := "hello there, card 4111111111111111 and more"
+	n, err := w.Write([]byte(in[:30]))
+	if n != 30 || err == nil {
+		t.Fatalf("Write = %d, %v; want 30 and the preview's error", n, err)
+	}
+	w.mu.Lock()
+	if err := w.release(); err == nil {
+		t.Error("release after a failed preview: no error")
+	}
+	w.mu.Unlock()
+	if n, err := w.Write([]byte(in[30:])); n != len(in)-30 || err == nil {
+		t.Fatalf("second Write = %d, %v; want all of it and the error", n, err)
+	}
+	if err := w.Close(); err == nil {
+		t.Error("Close: no error after the preview failed")
+	}
+	want, _ := Mask(nil, []byte(in), ModeFirst6Last4)
+	if main.String() != string(want) {
+		t.Errorf("strict copy %q, want %q", main.String(), want)
+	}
+}
+
+// failingAfter accepts ok bytes, then fails.
+type failingAfter struct{ ok int }
+
+func (f *failingAfter) Write(p []byte) (int, error) {
+	if len(p) > f.ok {
+		return 0, errors.New("client gone")
+	}
+	f.ok -= len(p)
+	return len(p), nil
 }

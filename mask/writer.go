@@ -64,6 +64,7 @@ type Writer struct {
 	sc     scanner
 	buf    []byte // bytes not yet written to w: the held tail, then new input
 	ahead  int    // bytes at the start of buf that preview already has
+	perr   error  // first error writing to preview; preview gets nothing more, w still does
 	peek   []byte // scratch for judging buf early
 	err    error  // first error writing to w; sticky
 	closed bool
@@ -88,7 +89,8 @@ func NewWriter(w io.Writer, cfg Config) *Writer {
 // returns; a tail that may still be part of a PAN is kept (copied) until the
 // next Write, the deadline, Flush or Close. It returns len(p) unless writing
 // to the underlying writer failed; that error is also returned by every
-// later call.
+// later call. After writing to Preview failed, Write handles all of p as
+// usual, without the preview, and returns len(p) and that error.
 func (w *Writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -122,7 +124,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 			w.arm(w.deadline)
 		}
 	}
-	return n, nil
+	// A failed preview stops the caller, but only after the strict copy
+	// has had all of p.
+	return n, w.perr
 }
 
 // Flush releases a held tail now, judging it as if the stream ended here:
@@ -162,6 +166,9 @@ func (w *Writer) Close() error {
 		w.timers.Done()
 	}
 	err := w.flush()
+	if err == nil {
+		err = w.perr
+	}
 	w.mu.Unlock()
 	w.timers.Wait()
 	return err
@@ -199,23 +206,35 @@ func (w *Writer) direct(c []byte) error {
 	return w.write(c[:k], c[:k])
 }
 
-// write writes p to w and then its last len(q) bytes, q, to preview.
+// write writes p to w and then its last len(q) bytes, q, to preview. Only
+// an error from w is returned: after one from preview, w goes on getting
+// everything (what the preview showed must still reach the strict copy),
+// and Write reports the preview's error once it has handled its input.
 func (w *Writer) write(p, q []byte) error {
 	n, err := w.w.Write(p)
 	if err == nil && n < len(p) {
 		err = io.ErrShortWrite
 	}
-	if err == nil && w.preview != nil && len(q) > 0 {
-		n, err = w.preview.Write(q)
-		if err == nil && n < len(q) {
-			err = io.ErrShortWrite
-		}
-	}
 	if err != nil {
 		w.err = fmt.Errorf("mask: write: %w", err)
 		return w.err
 	}
+	w.toPreview(q)
 	return nil
+}
+
+// toPreview writes q to preview unless it has failed before.
+func (w *Writer) toPreview(q []byte) {
+	if w.preview == nil || w.perr != nil || len(q) == 0 {
+		return
+	}
+	n, err := w.preview.Write(q)
+	if err == nil && n < len(q) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		w.perr = fmt.Errorf("mask: write preview: %w", err)
+	}
 }
 
 // emit writes the first k bytes of buf to w and keeps the rest.
@@ -240,16 +259,17 @@ func (w *Writer) release() error {
 		return w.err
 	}
 	w.peek = append(w.peek[:0], w.buf...)
+	// A copy of the scanner: its groups and digits are arrays, and the
+	// slices that point into buffers are cleared, so judging the copy
+	// cannot touch the real one.
 	sc := w.sc
 	sc.out, sc.src, sc.spare, sc.ro = nil, nil, nil, false
+	// PANs masked here are not counted: the strict copy counts them
+	// when it judges the tail.
 	sc.scan(w.peek, len(w.peek), true)
-	n, err := w.preview.Write(w.peek[w.ahead:])
-	if err == nil && n < len(w.peek)-w.ahead {
-		err = io.ErrShortWrite
-	}
-	if err != nil {
-		w.err = fmt.Errorf("mask: write: %w", err)
-		return w.err
+	w.toPreview(w.peek[w.ahead:])
+	if w.perr != nil {
+		return w.perr
 	}
 	w.ahead = len(w.buf)
 	return nil
