@@ -157,12 +157,12 @@ func TestRecordingFailureEndsSession(t *testing.T) {
 	store := recorder.OpenStore(dir, h.auth.AuditKey)
 	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}})
 
-	// 4 MB of output into 1 MiB of disk.
-	r := b.ssh(t, h.alice, "root@t1", nil, "echo full-disk-test; head -c 3000000 /dev/zero | base64; exit 0")
+	// 8 MB of output into 1 MiB of disk.
+	r := b.ssh(t, h.alice, "root@t1", nil, "echo full-disk-test; head -c 6000000 /dev/zero | base64; exit 0")
 	if r.ExitCode == 0 || !strings.Contains(string(r.Stderr), "postern: recording failed") {
 		t.Fatalf("exit %d, %d bytes out, stderr %q: want the session ended with a message", r.ExitCode, len(r.Stdout), r.Stderr)
 	}
-	if len(r.Stdout) >= 4000000 {
+	if len(r.Stdout) >= 8000000 {
 		t.Fatalf("the client got all %d bytes although recording failed", len(r.Stdout))
 	}
 	s := h.findRecording(t, store, func(s recorder.Session) bool { return strings.Contains(s.Command, "full-disk-test") })
@@ -179,6 +179,17 @@ func TestRecordingFailureEndsSession(t *testing.T) {
 	common := min(len(text), len(r.Stdout))
 	if !strings.HasPrefix(text, "full-disk-test\n") || len(text) < 384<<10 || text[:common] != string(r.Stdout[:common]) {
 		t.Fatalf("recorded prefix (%d bytes) does not match what the client saw (%d bytes)", len(text), len(r.Stdout))
+	}
+	// What the user saw beyond the file is bounded by the writer's queue
+	// (4 chunks of 128 KiB, each up to one more 256 KiB read) and the
+	// chunk being filled.
+	if ahead := len(r.Stdout) - len(text); ahead > 3<<20 {
+		t.Fatalf("the client saw %d bytes beyond the recording", ahead)
+	}
+	// The seal describes the file as it is, so verify finds it intact.
+	sum, size, err := recorder.FileDigest(filepath.Join(dir, s.Path))
+	if err != nil || s.SHA256 != sum || s.Size != size {
+		t.Fatalf("sealed sha256 %s size %d, file has %s size %d (%v)", s.SHA256, s.Size, sum, size, err)
 	}
 
 	// A recording that cannot even be created refuses the session.

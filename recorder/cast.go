@@ -54,7 +54,7 @@ const FlushInterval = time.Second
 // queueLen bounds the buffers a Writer holds between the caller and the
 // file: a caller that outpaces the disk waits, and at most this many
 // chunks of about chunkSize bytes are in flight.
-const queueLen = 8
+const queueLen = 4
 
 // chunkSize is how many bytes of events a Writer gathers before it hands
 // them to its writing goroutine (or sooner, FlushInterval after the first).
@@ -79,7 +79,6 @@ type Writer struct {
 	closed bool
 	cur    *[]byte // encoded events not yet handed to run; nil when none (an idle session holds no chunk)
 	timer  *time.Timer
-	size   int64                // bytes encoded so far: the file's size once run wrote them
 	carry  [2][utf8.UTFMax]byte // incomplete UTF-8 held for the next event: [0] output, [1] input
 	ncarry [2]int
 
@@ -89,8 +88,9 @@ type Writer struct {
 	errMu sync.Mutex // guards err; run takes it, never mu
 	err   error
 
-	f   *os.File  // written by run, then closed by Close
-	sum hash.Hash // likewise
+	f       *os.File  // written by run, then closed by Close
+	sum     hash.Hash // likewise: the SHA-256 of exactly what reached the file
+	written int64     // likewise: the file's size
 }
 
 // Create makes the file at path (and its directory, 0700) exclusively, writes
@@ -130,7 +130,7 @@ func Create(path string, h Header) (*Writer, error) {
 		return nil, fmt.Errorf("write recording: %w", err)
 	}
 	w.sum.Write(hdr)
-	w.size = int64(len(hdr))
+	w.written = int64(len(hdr))
 	go w.run()
 	return w, nil
 }
@@ -215,7 +215,6 @@ func (w *Writer) encode(kind byte, data []byte) {
 	b = appendJSONString(b, data)
 	b = append(b, "]\n"...)
 	*w.cur = b
-	w.size += int64(len(b) - n)
 	switch {
 	case len(b) >= chunkSize:
 		w.handOff()
@@ -254,10 +253,15 @@ func (w *Writer) run() {
 	defer close(w.done)
 	for bp := range w.q {
 		if w.Err() == nil {
-			if _, err := w.f.Write(*bp); err != nil {
+			n, err := w.f.Write(*bp)
+			// Digest and size describe the file as it is, also
+			// after a short write: an interrupted recording then
+			// verifies as what it is, not as modified.
+			w.sum.Write((*bp)[:n])
+			w.written += int64(n)
+			if err != nil {
 				w.setErr(fmt.Errorf("write recording: %w", err))
 			}
-			w.sum.Write(*bp)
 		}
 		if cap(*bp) <= 4*chunkSize {
 			*bp = (*bp)[:0]
@@ -296,7 +300,7 @@ func (w *Writer) Close() (digest [32]byte, size int64, err error) {
 	if w.closed {
 		w.mu.Unlock()
 		<-w.done
-		return digest, w.size, errors.New("recording already closed")
+		return digest, w.written, errors.New("recording already closed")
 	}
 	for k, kind := range []byte{'o', 'i'} {
 		if w.ncarry[k] > 0 {
@@ -324,7 +328,7 @@ func (w *Writer) Close() (digest [32]byte, size int64, err error) {
 		err = fmt.Errorf("close recording: %w", cerr)
 	}
 	copy(digest[:], w.sum.Sum(nil))
-	return digest, w.size, err
+	return digest, w.written, err
 }
 
 // incompleteTail returns the length of a trailing UTF-8 sequence in b that

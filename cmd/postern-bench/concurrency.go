@@ -321,6 +321,9 @@ func runWindow(ctx context.Context, clients []*ssh.Client, length time.Duration,
 				t0 := time.Now()
 				if err := runTrue(c); err != nil {
 					w.errors.add(err)
+					// A dead connection fails at once: back off
+					// rather than spin and starve the others.
+					time.Sleep(50 * time.Millisecond)
 					continue
 				}
 				lat = append(lat, float64(time.Since(t0).Microseconds())/1000)
