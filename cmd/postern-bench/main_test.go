@@ -97,6 +97,8 @@ func TestSmoke(t *testing.T) {
 		{figConnect, cipherAES, four, 0, positive},
 		{figEchoP50, cipherAES, four, 0, positive},
 		{figEchoP99, cipherAES, four, 0, positive},
+		{figEchoDigitP50, cipherAES, four, 0, positive},
+		{figEchoDigitP99, cipherAES, four, 0, positive},
 		{figConcRate, cipherAES, both, 5, positive},
 		{figConcP50, cipherAES, both, 5, positive},
 		{figConcP99, cipherAES, both, 5, positive},

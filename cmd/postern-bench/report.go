@@ -26,6 +26,8 @@ const (
 	figConnect         = "connect"
 	figEchoP50         = "echo_p50"
 	figEchoP99         = "echo_p99"
+	figEchoDigitP50    = "echo_digit_p50"
+	figEchoDigitP99    = "echo_digit_p99"
 	figConcRate        = "concurrency_commands"
 	figConcP50         = "concurrency_latency_p50"
 	figConcP99         = "concurrency_latency_p99"
@@ -272,6 +274,17 @@ func printTable(w io.Writer, r *Report) {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%+.0f µs\t\n", path, cell(f50, ok50, 0), ratio(f50, ok50),
 				cell(f99, ok99, 0), ratio(f99, ok99), f99.Median-d99.Median)
+		}
+		tw.Flush()
+		fmt.Fprintln(w, "\nKeystroke echo of a digit, µs (after a space, so it may begin a card number: Postern's masker holds it up to 20 ms)")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "path\tp50\t×d\tp99\t×d\t")
+		for _, path := range echoPaths {
+			f50, ok50 := find(r.Figures, figEchoDigitP50, path, p.PrimaryCipher, 0)
+			f99, ok99 := find(r.Figures, figEchoDigitP99, path, p.PrimaryCipher, 0)
+			if ok50 {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", path, cell(f50, ok50, 0), ratio(f50, ok50), cell(f99, ok99, 0), ratio(f99, ok99))
+			}
 		}
 		tw.Flush()
 	}
