@@ -6,9 +6,10 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/testenv"
 )
 
 // previewStream feeds in to a Writer with a Preview in pieces, releasing
@@ -111,7 +112,7 @@ func TestPreviewDeadline(t *testing.T) {
 		{"more digits follow", "id 4111111111111111", "1234\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var main, prev lockedBuffer
+			var main, prev testenv.Buffer
 			w := NewWriter(&main, Config{Deadline: 5 * time.Millisecond, Preview: &prev})
 			w.Write([]byte(tt.first))
 			early, _ := Mask(nil, []byte(tt.first), ModeFirst6Last4)
@@ -138,29 +139,11 @@ func TestPreviewDeadline(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for the deadline's goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A preview that fails (the user went away) does not cost the strict copy
 // anything: what was shown, and all that follows, still reaches it.
 func TestPreviewErrorKeepsStrictCopy(t *testing.T) {
 	t.Parallel()
-	var main lockedBuffer
+	var main testenv.Buffer
 	var prev failingAfter
 	prev.ok = 10
 	w := NewWriter(&main, Config{Deadline: -1, Preview: &prev})
