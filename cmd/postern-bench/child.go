@@ -59,16 +59,12 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return err
 	}
-	// A nil Recording turns recording off, as in the bastion's own tests.
-	var rec *bastion.Recording
+	// A nil store turns recording off.
+	var store *recorder.Store
 	if !*noRecord {
-		rec = &bastion.Recording{
-			Store:             recorder.OpenStore(cfg.DataDir, auth.AuditKey),
-			Input:             cfg.Recording.Input,
-			ContinueOnFailure: cfg.Recording.ContinueOnFailure,
-		}
+		store = recorder.OpenStore(cfg.DataDir, auth.AuditKey)
 	}
-	srv, err := bastion.New(cfg.Bastion(auth, rec, log))
+	srv, err := bastion.New(cfg.Bastion(auth, store, log))
 	if err != nil {
 		return err
 	}

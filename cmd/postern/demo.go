@@ -16,7 +16,6 @@ import (
 
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
-	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/demotarget"
 	"golang.org/x/crypto/ssh"
 )
@@ -70,12 +69,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer target.Close()
 	go target.Serve()
 
-	rec, err := openRecording(auth, dir, config.Recording{}, log)
+	store, err := openStore(auth, dir, log)
 	if err != nil {
 		return err
 	}
 	srv, err := bastion.New(bastion.Config{
-		Recording: rec,
+		Recording: &bastion.Recording{Store: store},
 		Policy: bastion.Policy{
 			Targets: []bastion.Target{{
 				Name: demoTarget, Address: target.Addr(), HostKey: targetKey.PublicKey(),

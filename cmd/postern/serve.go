@@ -45,11 +45,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	rec, err := openRecording(auth, cfg.DataDir, cfg.Recording, log)
+	store, err := openStore(auth, cfg.DataDir, log)
 	if err != nil {
 		return err
 	}
-	srv, err := bastion.New(cfg.Bastion(auth, rec, log))
+	srv, err := bastion.New(cfg.Bastion(auth, store, log))
 	if err != nil {
 		return err
 	}
@@ -62,9 +62,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return serveUntilDone(ctx, srv, l, log)
 }
 
-// openRecording opens the session index and seals sessions a previous run
+// openStore opens the session index and seals sessions a previous run
 // left active: the bastion died during them.
-func openRecording(auth *certs.Authority, dir string, cfg config.Recording, log *slog.Logger) (*bastion.Recording, error) {
+func openStore(auth *certs.Authority, dir string, log *slog.Logger) (*recorder.Store, error) {
 	store := recorder.OpenStore(dir, auth.AuditKey)
 	ids, err := store.MarkInterrupted()
 	if err != nil {
@@ -74,7 +74,7 @@ func openRecording(auth *certs.Authority, dir string, cfg config.Recording, log 
 		log.Warn("audit", "audit", true, "event", "recording_interrupted", "recording", id,
 			"reason", "the bastion stopped during the session; its recording holds what was written until then")
 	}
-	return &bastion.Recording{Store: store, Input: cfg.Input, ContinueOnFailure: cfg.ContinueOnFailure}, nil
+	return store, nil
 }
 
 // serveUntilDone runs srv on l until ctx is cancelled (SIGINT/SIGTERM),

@@ -28,6 +28,7 @@ import (
 
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
+	"github.com/postern/postern/recorder"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -455,8 +456,13 @@ func checkCipher(s string) error {
 }
 
 // Bastion returns the bastion settings this config describes, with the
-// keys, recording and logger the caller opened.
-func (c *Config) Bastion(auth *certs.Authority, rec *bastion.Recording, log *slog.Logger) bastion.Config {
+// keys, session index and logger the caller opened. A nil store turns
+// recording off (benchmarks only: serve always records).
+func (c *Config) Bastion(auth *certs.Authority, store *recorder.Store, log *slog.Logger) bastion.Config {
+	var rec *bastion.Recording
+	if store != nil {
+		rec = &bastion.Recording{Store: store, Input: c.Recording.Input, ContinueOnFailure: c.Recording.ContinueOnFailure}
+	}
 	return bastion.Config{
 		Policy:            c.Policy,
 		Authority:         auth,
