@@ -91,6 +91,7 @@ type Writer struct {
 	f       *os.File  // written by run, then closed by Close
 	sum     hash.Hash // likewise: the SHA-256 of exactly what reached the file
 	written int64     // likewise: the file's size
+	pace    pacer     // likewise
 }
 
 // Create makes the file at path (and its directory, 0700) exclusively, writes
@@ -131,6 +132,7 @@ func Create(path string, h Header) (*Writer, error) {
 	}
 	w.sum.Write(hdr)
 	w.written = int64(len(hdr))
+	w.pace = newPacer(f)
 	go w.run()
 	return w, nil
 }
@@ -259,6 +261,9 @@ func (w *Writer) run() {
 			// verifies as what it is, not as modified.
 			w.sum.Write((*bp)[:n])
 			w.written += int64(n)
+			if err == nil {
+				err = w.pace.wrote(w.written)
+			}
 			if err != nil {
 				w.setErr(fmt.Errorf("write recording: %w", err))
 			}
