@@ -293,9 +293,12 @@ func (st *chanState) finish(exitStatus *int, exitSignal string, maskedPANs int64
 			if sum, size, err := recorder.FileDigest(filepath.Join(st.c.s.cfg.Recording.Store.Dir(), m.Path)); err == nil {
 				m.SHA256, m.Size = sum, size
 			}
-			if err := st.c.s.cfg.Recording.Store.Finish(m); err != nil {
+			head, err := st.c.s.cfg.Recording.Store.Finish(m)
+			if err != nil {
 				audit(st.c.log, "recording_failed", "channel", st.n, "reason", "seal: "+err.Error())
+				return
 			}
+			audit(st.c.log, "recording_sealed", "channel", st.n, "recording", m.ID, "status", m.Status, "sha256", m.SHA256, "size", m.Size, "chain_head", head.String())
 		}
 		return
 	}
@@ -313,17 +316,21 @@ func (st *chanState) finish(exitStatus *int, exitSignal string, maskedPANs int64
 	m.BytesIn, m.BytesOut = st.bytesIn.Load(), st.bytesOut.Load()
 	m.SHA256, m.Size = hex.EncodeToString(digest[:]), size
 	m.MaskedPANs = maskedPANs
+	m.Status = recorder.StatusClosed
 	if err != nil || st.recFailed {
 		if err != nil {
 			audit(st.c.log, "recording_failed", "channel", st.n, "reason", err.Error())
 		}
 		m.Status = recorder.StatusInterrupted
 	}
-	if err := st.c.s.cfg.Recording.Store.Finish(m); err != nil {
+	head, err := st.c.s.cfg.Recording.Store.Finish(m)
+	if err != nil {
 		audit(st.c.log, "recording_failed", "channel", st.n, "reason", "seal: "+err.Error())
 		return
 	}
-	audit(st.c.log, "recording_end", "channel", st.n, "recording", m.ID, "sha256", m.SHA256, "size", size)
+	// The chain head in a log shipped off the bastion is what lets
+	// verify --anchor detect a chain cut short or rewritten later.
+	audit(st.c.log, "recording_end", "channel", st.n, "recording", m.ID, "status", m.Status, "sha256", m.SHA256, "size", size, "chain_head", head.String())
 }
 
 // maskMode is the masking of the channel's target; ok is false for

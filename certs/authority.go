@@ -291,3 +291,63 @@ func randomSerial() uint64 {
 	}
 	return binary.BigEndian.Uint64(b[:]) >> 1 // keep it positive in signed consumers
 }
+
+// AuditPublicKey reads the public half of dataDir's audit key without
+// touching anything: from ca/audit_ed25519.pub, or from the private key
+// when the .pub file is missing. It returns the file it used. Unlike Open
+// it never creates a key, so a check of a copied or damaged data directory
+// cannot change it.
+func AuditPublicKey(dataDir string) (ed25519.PublicKey, string, error) {
+	priv := filepath.Join(dataDir, "ca", AuditKeyFile)
+	pubPath := priv + ".pub"
+	data, err := os.ReadFile(pubPath)
+	if err == nil {
+		k, err := ParseAuditPublicKey(data)
+		if err != nil {
+			return nil, pubPath, fmt.Errorf("%s: %w", pubPath, err)
+		}
+		return k, pubPath, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, pubPath, fmt.Errorf("read audit public key: %w", err)
+	}
+	data, err = os.ReadFile(priv)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, priv, fmt.Errorf("no audit key in %s (neither %s nor %s.pub): has a bastion run with this data directory?", filepath.Join(dataDir, "ca"), AuditKeyFile, AuditKeyFile)
+	}
+	if err != nil {
+		return nil, priv, fmt.Errorf("read audit key: %w", err)
+	}
+	raw, err := ssh.ParseRawPrivateKey(data)
+	if err != nil {
+		return nil, priv, fmt.Errorf("parse key %s: %w", priv, err)
+	}
+	k, ok := raw.(*ed25519.PrivateKey)
+	if !ok {
+		return nil, priv, fmt.Errorf("key %s is %T, want ed25519", priv, raw)
+	}
+	return k.Public().(ed25519.PublicKey), priv, nil
+}
+
+// ParseAuditPublicKey parses an audit public key in authorized_keys form
+// ("ssh-ed25519 AAAA... comment"), as audit_ed25519.pub and 'postern ca
+// show --audit' print it. Blank lines and # comments are skipped; more than
+// one key is an error, since a wrong pick would fail every signature.
+func ParseAuditPublicKey(data []byte) (ed25519.PublicKey, error) {
+	pk, _, _, rest, err := ssh.ParseAuthorizedKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("not an OpenSSH public key: %w", err)
+	}
+	if _, _, _, _, err := ssh.ParseAuthorizedKey(rest); err == nil {
+		return nil, errors.New("more than one key: give the audit key alone, as in ca/audit_ed25519.pub")
+	}
+	ck, ok := pk.(ssh.CryptoPublicKey)
+	if !ok {
+		return nil, fmt.Errorf("a %s key is not an audit key: want ssh-ed25519", pk.Type())
+	}
+	k, ok := ck.CryptoPublicKey().(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("a %s key is not an audit key: want ssh-ed25519", pk.Type())
+	}
+	return k, nil
+}

@@ -1,6 +1,9 @@
 package certs
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
 	"net"
@@ -190,5 +193,51 @@ func TestSignUserAndMintUpstream(t *testing.T) {
 	_, up2, _ := a.MintUpstream(UpstreamRequest{Login: "postgres"})
 	if string(up2.Key.Marshal()) == string(up.Key.Marshal()) {
 		t.Fatal("two sessions got the same upstream key")
+	}
+}
+
+func TestAuditPublicKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if _, _, err := AuditPublicKey(dir); err == nil || !strings.Contains(err.Error(), "no audit key") {
+		t.Fatalf("empty dir: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("AuditPublicKey created %v", entries)
+	}
+	a, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := a.AuditKey.Public().(ed25519.PublicKey)
+	got, from, err := AuditPublicKey(dir)
+	if err != nil || !want.Equal(got) || filepath.Base(from) != AuditKeyFile+".pub" {
+		t.Fatalf("from .pub: %v %s %v", got, from, err)
+	}
+	// Without the .pub file, the private key's public half.
+	os.Remove(filepath.Join(dir, "ca", AuditKeyFile+".pub"))
+	got, from, err = AuditPublicKey(dir)
+	if err != nil || !want.Equal(got) || filepath.Base(from) != AuditKeyFile {
+		t.Fatalf("from the private key: %v %s %v", got, from, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ca", AuditKeyFile+".pub")); err == nil {
+		t.Fatal("AuditPublicKey wrote the .pub file")
+	}
+
+	pk, _ := ssh.NewPublicKey(want)
+	line := ssh.MarshalAuthorizedKey(pk)
+	if k, err := ParseAuditPublicKey(append([]byte("# the audit key\n\n"), line...)); err != nil || !want.Equal(k) {
+		t.Fatalf("parse with a comment: %v %v", k, err)
+	}
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ecPub, _ := ssh.NewPublicKey(&ecKey.PublicKey)
+	for input, msg := range map[string]string{
+		"not a key\n":                           "not an OpenSSH public key",
+		string(ssh.MarshalAuthorizedKey(ecPub)): "want ssh-ed25519",
+		string(line) + string(line):             "more than one key",
+	} {
+		if _, err := ParseAuditPublicKey([]byte(input)); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("ParseAuditPublicKey(%q): %v, want %q", input, err, msg)
+		}
 	}
 }

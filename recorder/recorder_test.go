@@ -223,7 +223,7 @@ func record(t *testing.T, s *Store, id, text string) Session {
 	d, n := writeCast(t, filepath.Join(s.Dir(), rel), text)
 	end := time.Now()
 	rec.End, rec.SHA256, rec.Size = &end, hex.EncodeToString(d[:]), n
-	if err := s.Finish(rec); err != nil {
+	if _, err := s.Finish(rec); err != nil {
 		t.Fatal(err)
 	}
 	return rec
@@ -267,12 +267,12 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			s, _ := newStore(t)
 			record(t, s, "01A-1", "nothing to see\r\n")
 			rec := record(t, s, "01B-1", "the secret output\r\n")
-			rep, err := s.Verify()
+			rep, err := s.Verify(VerifyOptions{Key: s.PublicKey()})
 			if err != nil || len(rep.Problems) != 0 || rep.Recordings != 2 || rep.ChainEntries != 2 {
 				t.Fatalf("untouched store: %+v %v", rep, err)
 			}
 			tt.do(t, s, rec)
-			rep, err = s.Verify()
+			rep, err = s.Verify(VerifyOptions{Key: s.PublicKey()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -304,7 +304,7 @@ func TestInterruptedAndPrune(t *testing.T) {
 	if got.Status != StatusInterrupted || got.SHA256 == "" {
 		t.Fatalf("interrupted record %+v", got)
 	}
-	if rep, _ := s.Verify(); len(rep.Problems) != 0 {
+	if rep, _ := s.Verify(VerifyOptions{Key: s.PublicKey()}); len(rep.Problems) != 0 {
 		t.Fatalf("verify after interruption: %v", rep.Problems)
 	}
 	// Prune what ended before now+1s: both go, the chain says so, and
@@ -316,7 +316,7 @@ func TestInterruptedAndPrune(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, old.Path)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("pruned file still there: %v", err)
 	}
-	rep, err := s.Verify()
+	rep, err := s.Verify(VerifyOptions{Key: s.PublicKey()})
 	if err != nil || len(rep.Problems) != 0 {
 		t.Fatalf("verify after prune: %v %v", rep.Problems, err)
 	}
@@ -324,5 +324,69 @@ func TestInterruptedAndPrune(t *testing.T) {
 	record(t, s, "01D-1", "new\r\n")
 	if pruned, _ := s.Prune(time.Now().Add(-time.Hour)); len(pruned) != 0 {
 		t.Fatalf("pruned a recent session: %v", pruned)
+	}
+}
+
+// TestVerifyAnchorsAndKey: anchors catch a chain cut short or rewritten,
+// and signatures are checked with the key given, not the store's own.
+func TestVerifyAnchorsAndKey(t *testing.T) {
+	t.Parallel()
+	s, dir := newStore(t)
+	record(t, s, "01A-1", "one\r\n")
+	record(t, s, "01B-1", "two\r\n")
+	key := VerifyOptions{Key: s.PublicKey()}
+	rep, err := s.Verify(key)
+	if err != nil || len(rep.Problems) != 0 || rep.Head == nil || rep.Head.Seq != 1 {
+		t.Fatalf("clean: %+v %v", rep, err)
+	}
+	head := *rep.Head
+	if h, err := ParseChainHead(head.String()); err != nil || h != head {
+		t.Fatalf("ParseChainHead(%q) = %v, %v", head.String(), h, err)
+	}
+	if _, err := OpenStore(dir, nil).Verify(VerifyOptions{}); err == nil {
+		t.Fatal("verify without a key succeeded")
+	}
+	// A read-only store verifies with the public key alone.
+	if rep, err := OpenStore(dir, nil).Verify(VerifyOptions{Key: s.PublicKey(), Anchors: []ChainHead{head, {Seq: 0, SHA256: rep.Head.SHA256}}}); err != nil ||
+		len(rep.Problems) != 1 || rep.Problems[0].Reason != "chain rewritten" || rep.Problems[0].ID != "chain entry 0" {
+		t.Fatalf("anchor on the wrong entry: %+v %v", rep, err)
+	}
+	other, _, _ := ed25519.GenerateKey(rand.Reader)
+	if rep, _ := s.Verify(VerifyOptions{Key: other}); len(rep.Problems) != 2 || rep.Problems[0].Reason != "bad signature" {
+		t.Fatalf("another key: %v", rep.Problems)
+	}
+	// The chain grows: the old head still anchors it.
+	record(t, s, "01C-1", "three\r\n")
+	if rep, _ := s.Verify(VerifyOptions{Key: key.Key, Anchors: []ChainHead{head}}); len(rep.Problems) != 0 || rep.Head.Seq != 2 {
+		t.Fatalf("grown chain: %+v", rep)
+	}
+	// Cut back to one entry, index and file included.
+	err = s.update(func(tx *bolt.Tx) error {
+		for _, id := range []string{"01B-1", "01C-1"} {
+			tx.Bucket(bucketSessions).Delete([]byte(id))
+			os.Remove(filepath.Join(dir, "recordings", "2026", "11", "25", id+".cast"))
+		}
+		c := tx.Bucket(bucketChain).Cursor()
+		for k, _ := c.Last(); len(k) == 8 && k[7] > 0; k, _ = c.Last() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, _ := s.Verify(key); len(rep.Problems) != 0 {
+		t.Fatalf("a consistent cut passes without an anchor, by design: %v", rep.Problems)
+	}
+	rep, _ = s.Verify(VerifyOptions{Key: key.Key, Anchors: []ChainHead{head}})
+	if len(rep.Problems) != 1 || rep.Problems[0].Reason != "chain truncated" || rep.Problems[0].ID != "chain entry 1" {
+		t.Fatalf("cut chain with its anchor: %v", rep.Problems)
+	}
+	for _, bad := range []string{"", "1", "x:" + head.SHA256, "1:abc", "-1:" + head.SHA256} {
+		if _, err := ParseChainHead(bad); err == nil {
+			t.Errorf("ParseChainHead(%q) accepted", bad)
+		}
 	}
 }

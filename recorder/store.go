@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -72,6 +73,32 @@ type ChainEntry struct {
 	Sig       string    `json:"sig"`
 }
 
+// ChainHead names one entry of the audit chain by its sequence number and
+// the SHA-256 of the entry as stored. The newest entry's head, kept
+// somewhere an attacker on the bastion cannot reach (a log shipped off the
+// host, a ticket, an auditor's notes), anchors the chain: Verify with that
+// anchor detects entries removed from the end or the chain rewritten with
+// another key, which the chain alone cannot show.
+type ChainHead struct {
+	Seq    uint64 `json:"seq"`
+	SHA256 string `json:"sha256"`
+}
+
+func (h ChainHead) String() string { return strconv.FormatUint(h.Seq, 10) + ":" + h.SHA256 }
+
+// ParseChainHead parses SEQ:SHA256, as ChainHead.String writes it.
+func ParseChainHead(s string) (ChainHead, error) {
+	seq, sum, ok := strings.Cut(s, ":")
+	n, err := strconv.ParseUint(seq, 10, 64)
+	if !ok || err != nil {
+		return ChainHead{}, fmt.Errorf("%q is not an audit chain anchor: want SEQ:SHA256, as 'postern verify' prints it", s)
+	}
+	if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size {
+		return ChainHead{}, fmt.Errorf("%q is not an audit chain anchor: %q is not a hex SHA-256", s, sum)
+	}
+	return ChainHead{Seq: n, SHA256: strings.ToLower(sum)}, nil
+}
+
 var (
 	bucketSessions = []byte("sessions")
 	bucketChain    = []byte("chain")
@@ -92,14 +119,21 @@ type Store struct {
 }
 
 // OpenStore returns the store of dataDir. key signs audit chain entries; it
-// may be nil for read-only use (listing), but Verify needs at least the
-// public half, which it derives from key.
+// may be nil for read-only use (listing, Verify).
 func OpenStore(dataDir string, key ed25519.PrivateKey) *Store {
 	return &Store{dir: dataDir, path: filepath.Join(dataDir, "postern.db"), key: key}
 }
 
 // Dir is the data directory.
 func (s *Store) Dir() string { return s.dir }
+
+// PublicKey is the public half of the store's audit key, nil without one.
+func (s *Store) PublicKey() ed25519.PublicKey {
+	if s.key == nil {
+		return nil
+	}
+	return s.key.Public().(ed25519.PublicKey)
+}
 
 func (s *Store) open(readOnly bool) (*bolt.DB, error) {
 	if readOnly {
@@ -163,23 +197,28 @@ func (s *Store) Begin(rec Session) error {
 }
 
 // Finish stores the final record (with digest, size, end) and appends its
-// seal to the audit chain, in one transaction.
-func (s *Store) Finish(rec Session) error {
+// seal to the audit chain, in one transaction. It returns the chain's new
+// head, for the caller to log.
+func (s *Store) Finish(rec Session) (ChainHead, error) {
 	if rec.Status == "" || rec.Status == StatusActive {
 		rec.Status = StatusClosed
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		return s.sealLocked(tx, rec)
+	var head ChainHead
+	err := s.update(func(tx *bolt.Tx) error {
+		var err error
+		head, err = s.sealLocked(tx, rec)
+		return err
 	})
+	return head, err
 }
 
-func (s *Store) sealLocked(tx *bolt.Tx, rec Session) error {
+func (s *Store) sealLocked(tx *bolt.Tx, rec Session) (ChainHead, error) {
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return err
+		return ChainHead{}, err
 	}
 	if err := tx.Bucket(bucketSessions).Put([]byte(rec.ID), data); err != nil {
-		return err
+		return ChainHead{}, err
 	}
 	sum := sha256.Sum256(data)
 	return s.appendChain(tx, ChainEntry{
@@ -188,9 +227,9 @@ func (s *Store) sealLocked(tx *bolt.Tx, rec Session) error {
 	})
 }
 
-func (s *Store) appendChain(tx *bolt.Tx, e ChainEntry) error {
+func (s *Store) appendChain(tx *bolt.Tx, e ChainEntry) (ChainHead, error) {
 	if s.key == nil {
-		return errors.New("no audit key: cannot append to the audit chain")
+		return ChainHead{}, errors.New("no audit key: cannot append to the audit chain")
 	}
 	b := tx.Bucket(bucketChain)
 	k, last := b.Cursor().Last()
@@ -203,16 +242,17 @@ func (s *Store) appendChain(tx *bolt.Tx, e ChainEntry) error {
 	e.Sig = ""
 	unsigned, err := json.Marshal(e)
 	if err != nil {
-		return err
+		return ChainHead{}, err
 	}
 	e.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(s.key, unsigned))
 	data, err := json.Marshal(e)
 	if err != nil {
-		return err
+		return ChainHead{}, err
 	}
 	var key [8]byte
 	binary.BigEndian.PutUint64(key[:], e.Seq)
-	return b.Put(key[:], data)
+	sum := sha256.Sum256(data)
+	return ChainHead{Seq: e.Seq, SHA256: hex.EncodeToString(sum[:])}, b.Put(key[:], data)
 }
 
 // MarkInterrupted seals every session still marked active, which after a
@@ -240,7 +280,7 @@ func (s *Store) MarkInterrupted() ([]string, error) {
 			if sum, size, err := fileDigest(filepath.Join(s.dir, rec.Path)); err == nil {
 				rec.SHA256, rec.Size = sum, size
 			}
-			if err := s.sealLocked(tx, rec); err != nil {
+			if _, err := s.sealLocked(tx, rec); err != nil {
 				return err
 			}
 			ids = append(ids, rec.ID)
@@ -352,7 +392,8 @@ func (s *Store) Prune(cutoff time.Time) ([]Session, error) {
 				return err
 			}
 		}
-		return s.appendChain(tx, ChainEntry{Kind: "prune", Pruned: ids})
+		_, err = s.appendChain(tx, ChainEntry{Kind: "prune", Pruned: ids})
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -415,20 +456,33 @@ func (p Problem) String() string {
 
 // Report is the outcome of Verify.
 type Report struct {
-	ChainEntries int       `json:"chain_entries"`
-	Recordings   int       `json:"recordings"`
-	Problems     []Problem `json:"problems"`
+	ChainEntries int `json:"chain_entries"`
+	Recordings   int `json:"recordings"`
+	// Head is the newest chain entry, nil for an empty chain: record it
+	// away from the bastion and pass it back as an anchor later.
+	Head     *ChainHead `json:"head"`
+	Problems []Problem  `json:"problems"`
+}
+
+// VerifyOptions says what Verify checks the data against.
+type VerifyOptions struct {
+	// Key checks the chain's signatures. Required.
+	Key ed25519.PublicKey
+	// Anchors are chain heads recorded earlier; each must still be in
+	// the chain, unchanged.
+	Anchors []ChainHead
 }
 
 // Verify checks the audit chain's links and signatures, every sealed
 // recording against its digest and index record, and the recordings
-// directory for files nobody sealed.
-func (s *Store) Verify() (Report, error) {
+// directory for files nobody sealed. It only reads: the store needs no
+// private key for it.
+func (s *Store) Verify(o VerifyOptions) (Report, error) {
 	rep := Report{Problems: []Problem{}}
-	if s.key == nil {
-		return rep, errors.New("verify needs the audit key")
+	if len(o.Key) != ed25519.PublicKeySize {
+		return rep, errors.New("verify needs the audit public key")
 	}
-	pub := s.key.Public().(ed25519.PublicKey)
+	pub := o.Key
 	index := map[string][]byte{}
 	var chain [][]byte
 	err := s.view(func(tx *bolt.Tx) error {
@@ -488,6 +542,20 @@ func (s *Store) Verify() (Report, error) {
 		}
 	}
 	rep.ChainEntries = len(chain)
+	if n := len(chain); n > 0 {
+		sum := sha256.Sum256(chain[n-1])
+		rep.Head = &ChainHead{Seq: uint64(n - 1), SHA256: hex.EncodeToString(sum[:])}
+	}
+	for _, a := range o.Anchors {
+		id := fmt.Sprintf("chain entry %d", a.Seq)
+		if a.Seq >= uint64(len(chain)) {
+			add(Problem{ID: id, Reason: "chain truncated", Detail: fmt.Sprintf("anchored entry is gone; the chain has %d entries", len(chain))})
+			continue
+		}
+		if sum := sha256.Sum256(chain[a.Seq]); hex.EncodeToString(sum[:]) != a.SHA256 {
+			add(Problem{ID: id, Reason: "chain rewritten", Detail: "entry differs from its anchor " + a.String()})
+		}
+	}
 
 	referenced := map[string]bool{}
 	ids := make([]string, 0, len(sealed))

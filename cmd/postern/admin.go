@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +15,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/recorder"
+	"golang.org/x/crypto/ssh"
 	"golang.org/x/term"
 )
 
@@ -322,24 +325,57 @@ func recordingPath(af adminFlags, arg string) (string, error) {
 }
 
 func cmdVerify(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("verify", "verify [--json]", stdout)
+	fs := newFlags("verify", "verify [--audit-key FILE] [--anchor SEQ:SHA256]... [--json]", stdout)
 	af := addAdminFlags(fs)
+	keyFile := fs.String("audit-key", "", "check signatures with the audit public key in `file`, a copy kept off the bastion\n(default: the data directory's own ca/audit_ed25519.pub, which whoever can\nrewrite the data could replace too)")
+	var anchors listFlag
+	fs.Var(&anchors, "anchor", "`SEQ:SHA256` of a chain head recorded earlier (verify prints it; the bastion\nlogs it with each recording_end): that entry must still be in the chain,\nunchanged. Repeatable")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	store, err := af.store(true)
+	opts := recorder.VerifyOptions{}
+	for _, a := range anchors {
+		h, err := recorder.ParseChainHead(a)
+		if err != nil {
+			return usagef("verify --anchor: %v", err)
+		}
+		opts.Anchors = append(opts.Anchors, h)
+	}
+	d, err := dataDir(*af.dir, *af.cfg)
 	if err != nil {
 		return err
 	}
-	rep, err := store.Verify()
+	keySource := *keyFile
+	if *keyFile != "" {
+		data, err := os.ReadFile(*keyFile)
+		if err != nil {
+			return usagef("verify --audit-key: %v", err)
+		}
+		if opts.Key, err = certs.ParseAuditPublicKey(data); err != nil {
+			return usagef("verify --audit-key %s: %v", *keyFile, err)
+		}
+	} else {
+		if opts.Key, keySource, err = certs.AuditPublicKey(d); err != nil {
+			return err
+		}
+	}
+	// Read-only: no private key, nothing created or changed.
+	store := recorder.OpenStore(d, nil)
+	rep, err := store.Verify(opts)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
+		out := struct {
+			recorder.Report
+			AuditKey string `json:"audit_key"`
+			KeyFile  string `json:"audit_key_file"`
+			Pinned   bool   `json:"audit_key_pinned"`
+		}{rep, auditKeyFingerprint(opts.Key), keySource, *keyFile != ""}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := enc.Encode(out); err != nil {
 			return err
 		}
 	} else {
@@ -347,11 +383,31 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "FAIL %s\n", p)
 		}
 		fmt.Fprintf(stdout, "%d recordings, %d audit chain entries checked: %d problems\n", rep.Recordings, rep.ChainEntries, len(rep.Problems))
+		fmt.Fprintf(stdout, "audit key: %s (%s)\n", auditKeyFingerprint(opts.Key), keySource)
+		if rep.Head != nil {
+			fmt.Fprintf(stdout, "chain head: %s\n", rep.Head)
+		}
+		if *keyFile == "" {
+			fmt.Fprintf(stderr, "postern: note: signatures were checked with the key in the data directory itself; keep a copy of %s elsewhere and pass it with --audit-key\n", keySource)
+		}
+		if len(opts.Anchors) == 0 && rep.Head != nil {
+			fmt.Fprintf(stderr, "postern: note: record the chain head away from the bastion; a later 'postern verify --anchor %s' shows whether entries were removed from the end since\n", rep.Head)
+		}
 	}
 	if len(rep.Problems) > 0 {
 		return fmt.Errorf("verify: %d problems in %s", len(rep.Problems), store.Dir())
 	}
 	return nil
+}
+
+// auditKeyFingerprint is the key's SHA256 fingerprint, as ssh-keygen -l
+// prints it.
+func auditKeyFingerprint(k ed25519.PublicKey) string {
+	pk, err := ssh.NewPublicKey(k)
+	if err != nil {
+		return "invalid key"
+	}
+	return ssh.FingerprintSHA256(pk)
 }
 
 func cmdRecordings(args []string, stdout, stderr io.Writer) error {

@@ -90,7 +90,7 @@ func TestCASignIssuesCertificate(t *testing.T) {
 	if code, _, errs := runCLI(t, "ca", "sign", "--data-dir", filepath.Join(dir, "data"), "--principal", "alice", keyPath+".pub"); code != 1 || !strings.Contains(errs, "no user CA") {
 		t.Fatalf("ca sign without a CA: exit %d %q", code, errs)
 	}
-	if code, out, errs := runCLI(t, "ca", "init", "--data-dir", filepath.Join(dir, "data")); code != 0 || strings.Count(out, "ssh-ed25519 ") != 3 {
+	if code, out, errs := runCLI(t, "ca", "init", "--data-dir", filepath.Join(dir, "data")); code != 0 || strings.Count(out, "ssh-ed25519 ") != 4 {
 		t.Fatalf("ca init: exit %d stdout %q stderr %q", code, out, errs)
 	}
 	code, _, errs := runCLI(t, "ca", "sign", "--data-dir", filepath.Join(dir, "data"), "--principal", "alice",

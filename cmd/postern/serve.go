@@ -220,9 +220,10 @@ func cmdCAInit(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdCAShow(args []string, stdout, _ io.Writer) error {
-	fs := newFlags("ca show", "ca show [--data-dir DIR | --config FILE]", stdout)
+	fs := newFlags("ca show", "ca show [--audit] [--data-dir DIR | --config FILE]", stdout)
 	dir := fs.String("data-dir", "", "bastion data `dir`ectory")
 	cfgPath := fs.String("config", "", "bastion config `file`")
+	auditOnly := fs.Bool("audit", false, "print only the audit public key, for 'postern verify --audit-key'")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -234,9 +235,18 @@ func cmdCAShow(args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
+	auditKey, err := ssh.NewPublicKey(auth.AuditKey.Public())
+	if err != nil {
+		return err
+	}
+	if *auditOnly {
+		fmt.Fprintf(stdout, "%s", ssh.MarshalAuthorizedKey(auditKey))
+		return nil
+	}
 	fmt.Fprintf(stdout, "# user CA (users' certificates are signed by it)\n%s", ssh.MarshalAuthorizedKey(auth.UserCA.PublicKey()))
 	fmt.Fprintf(stdout, "# upstream CA: put in targets' TrustedUserCAKeys file\n%s", ssh.MarshalAuthorizedKey(auth.UpstreamCA.PublicKey()))
 	fmt.Fprintf(stdout, "# bastion host key: users' known_hosts\n%s", ssh.MarshalAuthorizedKey(auth.HostKey.PublicKey()))
+	fmt.Fprintf(stdout, "# audit key: keep a copy off the bastion for 'postern verify --audit-key' (ca show --audit prints it alone)\n%s", ssh.MarshalAuthorizedKey(auditKey))
 	return nil
 }
 

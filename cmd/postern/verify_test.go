@@ -1,0 +1,211 @@
+package main
+
+import (
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/certs"
+	"github.com/postern/postern/recorder"
+	bolt "go.etcd.io/bbolt"
+)
+
+// sealRecording writes a small recording into dir and seals it in store.
+func sealRecording(t *testing.T, store *recorder.Store, id, text string) {
+	t.Helper()
+	rel := filepath.Join("recordings", "2026", "11", "25", id+".cast")
+	rec := recorder.Session{ID: id, Session: id, Identity: "alice", Target: "db01", Login: "root", Kind: "exec", Start: time.Now(), Path: rel}
+	if err := store.Begin(rec); err != nil {
+		t.Fatal(err)
+	}
+	w, err := recorder.Create(filepath.Join(store.Dir(), rel), recorder.Header{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Output([]byte(text))
+	digest, size, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now()
+	rec.End, rec.SHA256, rec.Size = &end, hex.EncodeToString(digest[:]), size
+	if _, err := store.Finish(rec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var headLine = regexp.MustCompile(`(?m)^chain head: (\d+:[0-9a-f]{64})$`)
+
+// TestVerifyPinnedKeyAndAnchors: verify needs no private key and changes
+// nothing; a chain cut short or re-signed with another key passes a plain
+// verify (the data directory vouches for itself) but fails against an
+// anchor and a pinned public key kept elsewhere.
+func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
+	t.Parallel()
+	work := t.TempDir()
+	data := filepath.Join(work, "data")
+	auth, err := certs.Open(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := recorder.OpenStore(data, auth.AuditKey)
+	sealRecording(t, store, "01A-1", "first\r\n")
+	sealRecording(t, store, "01B-1", "second\r\n")
+	sealRecording(t, store, "01C-1", "the evidence\r\n")
+
+	// The auditor's copies, kept off the bastion: the public key and the
+	// chain head printed by a clean verify.
+	r := admin(t, work, "ca", "show", "--audit", "--data-dir", data)
+	if r.ExitCode != 0 {
+		t.Fatalf("ca show --audit: %d %s", r.ExitCode, r.Stderr)
+	}
+	pinned := filepath.Join(work, "audit.pub")
+	os.WriteFile(pinned, r.Stdout, 0o644)
+	r = admin(t, work, "verify", "--data-dir", data)
+	m := headLine.FindSubmatch(r.Stdout)
+	if r.ExitCode != 0 || m == nil || !strings.HasPrefix(string(m[1]), "2:") || !strings.Contains(string(r.Stderr), "--audit-key") {
+		t.Fatalf("clean verify: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	anchor := string(m[1])
+
+	// An auditor without the private key: verify reads the .pub file,
+	// or the pinned copy, and creates no key in its place.
+	caDir := filepath.Join(data, "ca")
+	if err := os.Rename(filepath.Join(caDir, certs.AuditKeyFile), filepath.Join(work, "audit_ed25519.away")); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadDir(caDir)
+	for _, args := range [][]string{{}, {"--audit-key", pinned, "--anchor", anchor}} {
+		r = admin(t, work, append([]string{"verify", "--data-dir", data}, args...)...)
+		if r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "chain head: "+anchor) {
+			t.Fatalf("verify %v without the private key: %d %s %s", args, r.ExitCode, r.Stdout, r.Stderr)
+		}
+	}
+	if r := admin(t, work, "verify", "--data-dir", data, "--audit-key", pinned); strings.Contains(string(r.Stderr), "--audit-key") {
+		t.Fatalf("a pinned key still gets the note about pinning: %s", r.Stderr)
+	}
+	after, _ := os.ReadDir(caDir)
+	if !slices.EqualFunc(before, after, func(a, b os.DirEntry) bool { return a.Name() == b.Name() }) {
+		t.Fatalf("verify changed %s: %v, then %v", caDir, before, after)
+	}
+	os.Rename(filepath.Join(work, "audit_ed25519.away"), filepath.Join(caDir, certs.AuditKeyFile))
+
+	// Bad input: exit 2, a message that says what is wrong, nothing run.
+	twoKeys := filepath.Join(work, "ca-show.txt")
+	os.WriteFile(twoKeys, admin(t, work, "ca", "show", "--data-dir", data).Stdout, 0o644)
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--anchor", "2"}, "SEQ:SHA256"},
+		{[]string{"--anchor", "2:abc"}, "not a hex SHA-256"},
+		{[]string{"--audit-key", twoKeys}, "more than one key"},
+		{[]string{"--audit-key", filepath.Join(work, "missing.pub")}, "no such file"},
+	} {
+		r := admin(t, work, append([]string{"verify", "--data-dir", data}, tc.args...)...)
+		if r.ExitCode != 2 || !strings.Contains(string(r.Stderr), tc.msg) {
+			t.Fatalf("verify %v: exit %d, stderr %q; want 2 and %q", tc.args, r.ExitCode, r.Stderr, tc.msg)
+		}
+	}
+
+	// Attack 1: the newest session removed from the end of the chain,
+	// the index and the disk. Everything left is consistent.
+	copyTree(t, data, filepath.Join(work, "cut"))
+	cut := filepath.Join(work, "cut")
+	cutStore := recorder.OpenStore(cut, auth.AuditKey)
+	dropLastSeal(t, cutStore, "01C-1")
+	if r := admin(t, work, "verify", "--data-dir", cut); r.ExitCode != 0 {
+		t.Fatalf("the cut chain should pass without an anchor (that is why anchors exist): %d %s", r.ExitCode, r.Stdout)
+	}
+	r = admin(t, work, "verify", "--data-dir", cut, "--anchor", anchor)
+	if r.ExitCode != 1 || !strings.Contains(string(r.Stdout), "chain entry 2: chain truncated") {
+		t.Fatalf("verify --anchor on a cut chain: %d %s", r.ExitCode, r.Stdout)
+	}
+
+	// Attack 2: the whole index and chain rebuilt and re-signed with a
+	// new key, which replaces the old one in the data directory, around
+	// an edited recording.
+	forged := filepath.Join(work, "forged")
+	copyTree(t, data, forged)
+	os.Remove(filepath.Join(forged, "postern.db"))
+	os.RemoveAll(filepath.Join(forged, "recordings"))
+	for _, f := range []string{certs.AuditKeyFile, certs.AuditKeyFile + ".pub"} {
+		os.Remove(filepath.Join(forged, "ca", f))
+	}
+	forgedAuth, err := certs.Open(forged) // a fresh audit key
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgedStore := recorder.OpenStore(forged, forgedAuth.AuditKey)
+	sealRecording(t, forgedStore, "01A-1", "first\r\n")
+	sealRecording(t, forgedStore, "01B-1", "second\r\n")
+	sealRecording(t, forgedStore, "01C-1", "nothing happened\r\n")
+	if r := admin(t, work, "verify", "--data-dir", forged); r.ExitCode != 0 {
+		t.Fatalf("the forged directory vouches for itself: %d %s", r.ExitCode, r.Stdout)
+	}
+	r = admin(t, work, "verify", "--data-dir", forged, "--audit-key", pinned)
+	if r.ExitCode != 1 || strings.Count(string(r.Stdout), "bad signature") != 3 {
+		t.Fatalf("verify with the pinned key: %d %s", r.ExitCode, r.Stdout)
+	}
+	r = admin(t, work, "verify", "--data-dir", forged, "--anchor", anchor)
+	if r.ExitCode != 1 || !strings.Contains(string(r.Stdout), "chain entry 2: chain rewritten") {
+		t.Fatalf("verify --anchor on a rewritten chain: %d %s", r.ExitCode, r.Stdout)
+	}
+	// The original still verifies against both.
+	if r := admin(t, work, "verify", "--data-dir", data, "--audit-key", pinned, "--anchor", anchor, "--json"); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), `"audit_key_pinned": true`) {
+		t.Fatalf("original: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+}
+
+func copyTree(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.WalkDir(from, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o700)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		info, _ := d.Info()
+		return os.WriteFile(filepath.Join(to, rel), b, info.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dropLastSeal removes a session's recording, its index entry and the
+// chain's last entry, as someone with write access to the data would.
+func dropLastSeal(t *testing.T, s *recorder.Store, id string) {
+	t.Helper()
+	rec, err := s.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(s.Dir(), rec.Path))
+	db, err := bolt.Open(filepath.Join(s.Dir(), "postern.db"), 0o600, &bolt.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket([]byte("sessions")).Delete([]byte(id)); err != nil {
+			return err
+		}
+		k, _ := tx.Bucket([]byte("chain")).Cursor().Last()
+		return tx.Bucket([]byte("chain")).Delete(k)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
