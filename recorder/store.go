@@ -255,6 +255,26 @@ func (s *Store) appendChain(tx *bolt.Tx, e ChainEntry) (ChainHead, error) {
 	return ChainHead{Seq: e.Seq, SHA256: hex.EncodeToString(sum[:])}, b.Put(key[:], data)
 }
 
+// Head returns the audit chain's newest entry, nil while the chain is
+// empty.
+func (s *Store) Head() (*ChainHead, error) {
+	var head *ChainHead
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketChain)
+		if b == nil {
+			return nil
+		}
+		k, v := b.Cursor().Last()
+		if k == nil {
+			return nil
+		}
+		sum := sha256.Sum256(v)
+		head = &ChainHead{Seq: binary.BigEndian.Uint64(k), SHA256: hex.EncodeToString(sum[:])}
+		return nil
+	})
+	return head, err
+}
+
 // MarkInterrupted seals every session still marked active, which after a
 // restart means the bastion died during it: the file holds a valid prefix,
 // and its digest as found is what the chain records.

@@ -471,5 +471,11 @@ func cmdRecordings(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s %s (%s, %s on %s)\n", verb, s.Path, s.ID, s.Identity, s.Target)
 	}
 	fmt.Fprintf(stderr, "postern: %s %d recordings older than %d days\n", verb, len(list), n)
+	if !*dry && len(list) > 0 {
+		// The prune is itself a chain entry: a new anchor.
+		if head, err := store.Head(); err == nil && head != nil {
+			fmt.Fprintf(stderr, "postern: chain head: %s\n", head)
+		}
+	}
 	return nil
 }

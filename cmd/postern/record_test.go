@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -104,7 +105,7 @@ func TestDemoRecordings(t *testing.T) {
 	d.cmd.Process.Kill()
 	<-d.done
 	long.Wait()
-	startDemo(t, work)
+	restarted := startDemo(t, work)
 	s := sessionsJSON(t, work, "--target", "demo")
 	var got *listed
 	for i := range s {
@@ -120,6 +121,15 @@ func TestDemoRecordings(t *testing.T) {
 	}
 	if r := admin(t, work, "verify"); r.ExitCode != 0 {
 		t.Fatalf("verify after the interruption: %s %s", r.Stdout, r.Stderr)
+	}
+	// The restart logged the chain head, seal of the interrupted session
+	// included: an anchor verify accepts.
+	startHead := regexp.MustCompile(`"event":"chain_head","chain_head":"([0-9]+:[0-9a-f]{64})"`).FindStringSubmatch(restarted.logs.String())
+	if startHead == nil {
+		t.Fatalf("no chain_head in the restart's log:\n%s", restarted.logs.String())
+	}
+	if r := admin(t, work, "verify", "--anchor", startHead[1]); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "chain head: "+startHead[1]) {
+		t.Fatalf("verify --anchor %s: %d %s %s", startHead[1], r.ExitCode, r.Stdout, r.Stderr)
 	}
 
 	// Tampering: each kind is named, with a non-zero exit.

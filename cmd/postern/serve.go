@@ -74,6 +74,15 @@ func openStore(auth *certs.Authority, dir string, log *slog.Logger) (*recorder.S
 		log.Warn("audit", "audit", true, "event", "recording_interrupted", "recording", id,
 			"reason", "the bastion stopped during the session; its recording holds what was written until then")
 	}
+	// Each start logs where the chain stands, an anchor for verify even
+	// when no session has ended since.
+	head, err := store.Head()
+	if err != nil {
+		return nil, err
+	}
+	if head != nil {
+		log.Info("audit", "audit", true, "event", "chain_head", "chain_head", head.String())
+	}
 	return store, nil
 }
 

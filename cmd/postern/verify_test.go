@@ -18,8 +18,13 @@ import (
 // sealRecording writes a small recording into dir and seals it in store.
 func sealRecording(t *testing.T, store *recorder.Store, id, text string) {
 	t.Helper()
+	sealRecordingAt(t, store, id, text, time.Now())
+}
+
+func sealRecordingAt(t *testing.T, store *recorder.Store, id, text string, end time.Time) {
+	t.Helper()
 	rel := filepath.Join("recordings", "2026", "11", "25", id+".cast")
-	rec := recorder.Session{ID: id, Session: id, Identity: "alice", Target: "db01", Login: "root", Kind: "exec", Start: time.Now(), Path: rel}
+	rec := recorder.Session{ID: id, Session: id, Identity: "alice", Target: "db01", Login: "root", Kind: "exec", Start: end.Add(-time.Minute), Path: rel}
 	if err := store.Begin(rec); err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +37,6 @@ func sealRecording(t *testing.T, store *recorder.Store, id, text string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	end := time.Now()
 	rec.End, rec.SHA256, rec.Size = &end, hex.EncodeToString(digest[:]), size
 	if _, err := store.Finish(rec); err != nil {
 		t.Fatal(err)
@@ -155,6 +159,16 @@ func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
 	r = admin(t, work, "verify", "--data-dir", forged, "--anchor", anchor)
 	if r.ExitCode != 1 || !strings.Contains(string(r.Stdout), "chain entry 2: chain rewritten") {
 		t.Fatalf("verify --anchor on a rewritten chain: %d %s", r.ExitCode, r.Stdout)
+	}
+	// A prune is a chain entry too, and says where the chain now stands.
+	sealRecordingAt(t, store, "00Z-1", "last year\r\n", time.Now().AddDate(-1, 0, -1))
+	r = admin(t, work, "recordings", "prune", "--data-dir", data)
+	pm := regexp.MustCompile(`chain head: (4:[0-9a-f]{64})`).FindSubmatch(r.Stderr)
+	if r.ExitCode != 0 || pm == nil || !strings.Contains(string(r.Stdout), "00Z-1") {
+		t.Fatalf("prune: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	if r := admin(t, work, "verify", "--data-dir", data, "--anchor", anchor, "--anchor", string(pm[1])); r.ExitCode != 0 {
+		t.Fatalf("verify after prune: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
 	// The original still verifies against both.
 	if r := admin(t, work, "verify", "--data-dir", data, "--audit-key", pinned, "--anchor", anchor, "--json"); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), `"audit_key_pinned": true`) {
