@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -36,12 +37,21 @@ func (e *env) bulk(ctx context.Context, c *clientConfig, reps int) ([]Figure, er
 	for rep := range reps {
 		for _, path := range paths {
 			for _, fig := range []string{figDownload, figUpload} {
-				mbps, err := e.transfer(ctx, c.file, path, fig == figUpload)
+				pid := 0
+				if b := e.bastions[e.bastionOf(c, path)]; b != nil {
+					pid = b.cmd.Process.Pid
+				}
+				t, err := e.transfer(ctx, c.file, path, fig == figUpload, pid)
 				if err != nil {
 					return nil, fmt.Errorf("%s %s with %s: %w", fig, path, c.cipher, err)
 				}
-				results[fig+" "+path] = append(results[fig+" "+path], mbps)
-				e.progress("%s %-13s %-9s rep %d/%d: %4.0f MB/s", strings.SplitN(c.cipher, "-", 2)[0], path, strings.TrimPrefix(fig, "bulk_"), rep+1, reps, mbps)
+				results[fig+" "+path] = append(results[fig+" "+path], t.mbps)
+				results[fig+cpuSuffix+" "+path] = append(results[fig+cpuSuffix+" "+path], t.machineNsPerByte)
+				results[fig+busySuffix+" "+path] = append(results[fig+busySuffix+" "+path], t.busyPercent)
+				if pid != 0 {
+					results[fig+bastionCPUSuffix+" "+path] = append(results[fig+bastionCPUSuffix+" "+path], t.bastionNsPerByte)
+				}
+				e.progress("%s %-13s %-9s rep %d/%d: %4.0f MB/s, machine %.0f%% busy, %.1f ns/B", strings.SplitN(c.cipher, "-", 2)[0], path, strings.TrimPrefix(fig, "bulk_"), rep+1, reps, t.mbps, t.busyPercent, t.machineNsPerByte)
 			}
 		}
 	}
@@ -49,9 +59,79 @@ func (e *env) bulk(ctx context.Context, c *clientConfig, reps int) ([]Figure, er
 	for _, fig := range []string{figDownload, figUpload} {
 		for _, path := range paths {
 			figs = append(figs, newFigure(fig, path, c.cipher, 0, "MB/s", "higher", results[fig+" "+path], 0))
+			figs = append(figs, newFigure(fig+cpuSuffix, path, c.cipher, 0, "ns/B", "lower", results[fig+cpuSuffix+" "+path], 0))
+			figs = append(figs, newFigure(fig+busySuffix, path, c.cipher, 0, "%", "", results[fig+busySuffix+" "+path], 0))
+			if xs := results[fig+bastionCPUSuffix+" "+path]; len(xs) > 0 {
+				figs = append(figs, newFigure(fig+bastionCPUSuffix, path, c.cipher, 0, "ns/B", "lower", xs, 0))
+			}
 		}
 	}
 	return figs, nil
+}
+
+// bastionOf names the bastion that serves path under client config c, ""
+// for the paths without one.
+func (e *env) bastionOf(c *clientConfig, path string) string {
+	switch path {
+	case pathPlain:
+		return bastionPlain
+	case pathNoRec:
+		return bastionNoRec
+	case pathPostern:
+		return c.bastion
+	}
+	return ""
+}
+
+// transferResult is one bulk transfer: payload throughput, and the CPU
+// time it took per payload byte, of the whole machine (every process and
+// the kernel: ssh, both sshds, the bastion) and of the bastion process.
+type transferResult struct {
+	mbps             float64
+	machineNsPerByte float64
+	busyPercent      float64 // of all cores, over the transfer
+	bastionNsPerByte float64 // 0 without a bastion
+}
+
+// cpuTicks is CPU time so far in clock ticks: the machine's busy and idle
+// time over all cores (/proc/stat) and one process's user plus system time
+// (/proc/PID/stat).
+type cpuTicks struct{ busy, idle, proc float64 }
+
+// clockTick is the unit of /proc's CPU times: USER_HZ, 100 on every Linux
+// architecture Go supports.
+const clockTick = 10 * time.Millisecond
+
+func readCPUTicks(pid int) cpuTicks {
+	var t cpuTicks
+	if data, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(data), "\n")
+		// cpu user nice system idle iowait irq softirq steal ...
+		for i, f := range strings.Fields(line) {
+			v, _ := strconv.ParseFloat(f, 64)
+			switch i {
+			case 1, 2, 3, 6, 7, 8:
+				t.busy += v
+			case 4, 5:
+				t.idle += v
+			}
+		}
+	}
+	if pid != 0 {
+		if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			// Fields after the command name, which may hold spaces:
+			// utime and stime are the 12th and 13th.
+			if i := strings.LastIndexByte(string(data), ')'); i >= 0 {
+				f := strings.Fields(string(data[i+1:]))
+				if len(f) > 12 {
+					u, _ := strconv.ParseFloat(f[11], 64)
+					s, _ := strconv.ParseFloat(f[12], 64)
+					t.proc = u + s
+				}
+			}
+		}
+	}
+	return t
 }
 
 // transfer runs one bulk transfer of o.size bytes over path and returns
@@ -63,7 +143,10 @@ func (e *env) bulk(ctx context.Context, c *clientConfig, reps int) ([]Figure, er
 // a file: on this VM a pipe into this process is slower than the SSH path.
 // An upload may send up to one channel window (2 MiB with OpenSSH and
 // x/crypto alike) before the marker arrives, which favours all paths alike.
-func (e *env) transfer(ctx context.Context, cfg, path string, upload bool) (float64, error) {
+//
+// The CPU figures cover the same interval, from /proc (clock ticks of
+// 10 ms), for the bastion process pid if it is not 0.
+func (e *env) transfer(ctx context.Context, cfg, path string, upload bool, pid int) (transferResult, error) {
 	size := e.o.size
 	// Generous: at least 2 MiB/s, plus a minute.
 	ctx, cancel := context.WithTimeout(ctx, time.Minute+time.Duration(size/(2<<20))*time.Second)
@@ -77,26 +160,28 @@ func (e *env) transfer(ctx context.Context, cfg, path string, upload bool) (floa
 	if upload {
 		f, err := os.Open(e.upload)
 		if err != nil {
-			return 0, err
+			return transferResult{}, err
 		}
 		defer f.Close()
 		cmd.Stdin = f
 	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		return 0, err
+		return transferResult{}, err
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, err
+		return transferResult{}, err
 	}
 	defer reap(cmd)
 	var start time.Time
+	var cpu0 cpuTicks
 	var msgs cappedBuffer
 	br := bufio.NewReader(stderr)
 	for start.IsZero() {
 		line, err := br.ReadString('\n')
 		if strings.TrimSpace(line) == marker {
 			start = time.Now()
+			cpu0 = readCPUTicks(pid)
 			break
 		}
 		msgs.WriteString(line)
@@ -107,16 +192,26 @@ func (e *env) transfer(ctx context.Context, cfg, path string, upload bool) (floa
 	io.Copy(&msgs, br) // until ssh exits
 	err = cmd.Wait()
 	end := time.Now()
+	cpu1 := readCPUTicks(pid)
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return 0, fmt.Errorf("timed out\n%s", msgs.Bytes())
+		return transferResult{}, fmt.Errorf("timed out\n%s", msgs.Bytes())
 	}
 	if ctx.Err() != nil {
-		return 0, ctx.Err()
+		return transferResult{}, ctx.Err()
 	}
 	if err != nil || start.IsZero() {
-		return 0, fmt.Errorf("ssh: %v\n%s", err, msgs.Bytes())
+		return transferResult{}, fmt.Errorf("ssh: %v\n%s", err, msgs.Bytes())
 	}
-	return float64(size) / end.Sub(start).Seconds() / 1e6, nil
+	t := transferResult{mbps: float64(size) / end.Sub(start).Seconds() / 1e6}
+	busy, idle := cpu1.busy-cpu0.busy, cpu1.idle-cpu0.idle
+	t.machineNsPerByte = busy * float64(clockTick) / float64(size)
+	if busy+idle > 0 {
+		t.busyPercent = 100 * busy / (busy + idle)
+	}
+	if pid != 0 {
+		t.bastionNsPerByte = (cpu1.proc - cpu0.proc) * float64(clockTick) / float64(size)
+	}
+	return t, nil
 }
 
 // connect times `ssh HOST true` n times on each path, the paths taking

@@ -37,6 +37,13 @@ const (
 	figConcGoroutines  = "concurrency_goroutines_per_idle_session"
 	figConcPeakGor     = "concurrency_goroutines_peak"
 	figConcLeftoverGor = "concurrency_goroutines_left_after_close"
+
+	// Suffixes of the bulk figures' CPU companions: machine CPU (all
+	// processes) and bastion process CPU per payload byte, and how busy
+	// the machine's cores were.
+	cpuSuffix        = "_cpu"
+	bastionCPUSuffix = "_bastion_cpu"
+	busySuffix       = "_busy"
 )
 
 // Figure is one measured quantity on one path: the minimum, median and
@@ -249,6 +256,31 @@ func printTable(w io.Writer, r *Report) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", path, cell(d, ok1, 0), ratio(d, ok1), cell(u, ok2, 0), ratio(u, ok2))
 		}
 		tw.Flush()
+		if !hasFigure(r.Figures, figDownload+cpuSuffix, cipher) {
+			continue
+		}
+		fmt.Fprintf(w, "\nCPU per payload byte over the same transfers, ns/B (machine: every process and the kernel, from /proc/stat; bastion: the Postern process), and how busy the %d cores were\n", m.Cores)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "path\tdownload machine\tbastion\tbusy %\tupload machine\tbastion\tbusy %\t")
+		for _, path := range bulkPaths {
+			var cells []string
+			for _, fig := range []string{figDownload, figUpload} {
+				mc, ok1 := find(r.Figures, fig+cpuSuffix, path, cipher, 0)
+				bc, ok2 := find(r.Figures, fig+bastionCPUSuffix, path, cipher, 0)
+				bu, ok3 := find(r.Figures, fig+busySuffix, path, cipher, 0)
+				cells = append(cells, cell(mc, ok1, 1), cell(bc, ok2, 1), cell(bu, ok3, 0))
+			}
+			if cells[0] == "-" && cells[3] == "-" {
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t\n", path, strings.Join(cells, "\t"))
+		}
+		tw.Flush()
+		on, ok1 := find(r.Figures, figDownload+bastionCPUSuffix, pathPostern, cipher, 0)
+		off, ok2 := find(r.Figures, figDownload+bastionCPUSuffix, pathNoRec, cipher, 0)
+		if ok1 && ok2 {
+			fmt.Fprintf(w, "Recording costs the bastion %.1f ns of CPU per byte of output (download, postern − postern-norec medians).\n", on.Median-off.Median)
+		}
 	}
 	if hasFigure(r.Figures, figConnect, "") {
 		fmt.Fprintf(w, "\nConnection setup, ms (`ssh HOST true`, %d runs per path, round robin; kex %s)\n", p.Connects, kex)
