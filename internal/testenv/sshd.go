@@ -29,7 +29,8 @@ type SSHDOptions struct {
 	// Extra are sshd_config lines. Lines before the first "Match" go at the
 	// top of the file, where they override the harness defaults (sshd keeps
 	// the first value of most keywords); the Match block goes at the end.
-	// They must not set ListenAddress, Port, HostKey or PidFile.
+	// They must not set ListenAddress, Port, HostKey or PidFile, and cannot
+	// change MaxStartups: sshd keeps the last value of that one.
 	Extra []string
 }
 
