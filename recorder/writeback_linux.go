@@ -7,8 +7,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// writebackWindow is how far a recording's written bytes may run ahead of
-// the part already on disk and out of the page cache.
+// writebackWindow is how often a recording's pacer acts: every window of
+// new bytes starts being written out, and what it started the time before
+// is waited for and dropped from the page cache. So at most about two
+// windows of a recording are in the cache.
 const writebackWindow = 4 << 20
 
 // pacer pushes a recording to disk as it grows and then drops it from the
@@ -41,8 +43,10 @@ func (p *pacer) wrote(size int64) error {
 	if err := unix.SyncFileRange(p.fd, p.started, size-p.started, unix.SYNC_FILE_RANGE_WRITE); err != nil {
 		return p.fail(err)
 	}
+	// Wait only for what the previous call started, at least a window
+	// ago, never for what was just submitted.
+	end := p.started &^ int64(unix.Getpagesize()-1)
 	p.started = size
-	end := (size - writebackWindow) &^ (4096 - 1)
 	if end <= p.dropped {
 		return nil
 	}

@@ -54,6 +54,9 @@ func TestWriterKeepsRecordingOutOfPageCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if fi.Size() < total {
+		t.Fatalf("the recording reached only %d of %d bytes in 10 s", fi.Size(), total)
+	}
 	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		t.Fatal(err)
@@ -68,13 +71,16 @@ func TestWriterKeepsRecordingOutOfPageCache(t *testing.T) {
 	for _, v := range vec {
 		resident += int(v & 1)
 	}
+	if _, _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if w.pace.off { // read after Close: run has returned
+		t.Skipf("the file system under %s does not support sync_file_range", dir)
+	}
 	// The last two windows may still be in flight; everything before
 	// them was written out and dropped.
 	limit := 3 * writebackWindow / os.Getpagesize()
-	if fi.Size() < total || resident > limit {
+	if resident > limit {
 		t.Errorf("%d of %d pages of a %d-byte recording are in the page cache, want at most %d", resident, pages, fi.Size(), limit)
-	}
-	if _, _, err := w.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
