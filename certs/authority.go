@@ -293,29 +293,33 @@ func randomSerial() uint64 {
 }
 
 // AuditPublicKey reads the public half of dataDir's audit key without
-// touching anything: from ca/audit_ed25519.pub, or from the private key
-// when the .pub file is missing. It returns the file it used. Unlike Open
+// touching anything: from ca/audit_ed25519.pub, checked against the private
+// key where that can be read, or from the private key alone when the .pub
+// file is missing. It returns the file it used. Unlike Open
 // it never creates a key, so a check of a copied or damaged data directory
 // cannot change it.
 func AuditPublicKey(dataDir string) (ed25519.PublicKey, string, error) {
 	priv := filepath.Join(dataDir, "ca", AuditKeyFile)
 	pubPath := priv + ".pub"
+	var pub ed25519.PublicKey
 	data, err := os.ReadFile(pubPath)
-	if err == nil {
-		k, err := ParseAuditPublicKey(data)
-		if err != nil {
+	switch {
+	case err == nil:
+		if pub, err = ParseAuditPublicKey(data); err != nil {
 			return nil, pubPath, fmt.Errorf("%s: %w", pubPath, err)
 		}
-		return k, pubPath, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
+	case !errors.Is(err, fs.ErrNotExist):
 		return nil, pubPath, fmt.Errorf("read audit public key: %w", err)
 	}
+	// The private key, where this process may read it, decides: a .pub
+	// file that disagrees with it was replaced or damaged.
 	data, err = os.ReadFile(priv)
-	if errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case err != nil && pub != nil:
+		return pub, pubPath, nil // e.g. an auditor without access to the private key
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, priv, fmt.Errorf("no audit key in %s (neither %s nor %s.pub): has a bastion run with this data directory?", filepath.Join(dataDir, "ca"), AuditKeyFile, AuditKeyFile)
-	}
-	if err != nil {
+	case err != nil:
 		return nil, priv, fmt.Errorf("read audit key: %w", err)
 	}
 	raw, err := ssh.ParseRawPrivateKey(data)
@@ -326,28 +330,45 @@ func AuditPublicKey(dataDir string) (ed25519.PublicKey, string, error) {
 	if !ok {
 		return nil, priv, fmt.Errorf("key %s is %T, want ed25519", priv, raw)
 	}
-	return k.Public().(ed25519.PublicKey), priv, nil
+	fromPriv := k.Public().(ed25519.PublicKey)
+	if pub == nil {
+		return fromPriv, priv, nil
+	}
+	if !pub.Equal(fromPriv) {
+		return nil, pubPath, fmt.Errorf("%s does not match the private key %s: one of them was replaced", pubPath, priv)
+	}
+	return pub, pubPath, nil
 }
 
 // ParseAuditPublicKey parses an audit public key in authorized_keys form
 // ("ssh-ed25519 AAAA... comment"), as audit_ed25519.pub and 'postern ca
-// show --audit' print it. Blank lines and # comments are skipped; more than
-// one key is an error, since a wrong pick would fail every signature.
+// show --audit' print it. Blank lines and # comments are skipped; any other
+// line must be that one key: a second key, options or an unreadable line
+// are errors, since a wrong pick would fail every signature.
 func ParseAuditPublicKey(data []byte) (ed25519.PublicKey, error) {
-	pk, _, _, rest, err := ssh.ParseAuthorizedKey(data)
-	if err != nil {
-		return nil, fmt.Errorf("not an OpenSSH public key: %w", err)
+	var key ed25519.PublicKey
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if key != nil {
+			return nil, fmt.Errorf("line %d: more than one key: give the audit key alone, as 'postern ca show --audit' prints it", i+1)
+		}
+		pk, _, options, _, err := ssh.ParseAuthorizedKey([]byte(line))
+		if err != nil {
+			return nil, fmt.Errorf("line %d is not an OpenSSH public key: %w", i+1, err)
+		}
+		if len(options) > 0 {
+			return nil, fmt.Errorf("line %d: options %q before the key: give the key alone", i+1, strings.Join(options, ","))
+		}
+		if pk.Type() != ssh.KeyAlgoED25519 {
+			return nil, fmt.Errorf("line %d: a %s key is not an audit key: want ssh-ed25519", i+1, pk.Type())
+		}
+		key = pk.(ssh.CryptoPublicKey).CryptoPublicKey().(ed25519.PublicKey)
 	}
-	if _, _, _, _, err := ssh.ParseAuthorizedKey(rest); err == nil {
-		return nil, errors.New("more than one key: give the audit key alone, as in ca/audit_ed25519.pub")
+	if key == nil {
+		return nil, errors.New("no key in it: give the audit key, as 'postern ca show --audit' prints it")
 	}
-	ck, ok := pk.(ssh.CryptoPublicKey)
-	if !ok {
-		return nil, fmt.Errorf("a %s key is not an audit key: want ssh-ed25519", pk.Type())
-	}
-	k, ok := ck.CryptoPublicKey().(ed25519.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("a %s key is not an audit key: want ssh-ed25519", pk.Type())
-	}
-	return k, nil
+	return key, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"net"
 	"os"
@@ -223,6 +224,13 @@ func TestAuditPublicKey(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "ca", AuditKeyFile+".pub")); err == nil {
 		t.Fatal("AuditPublicKey wrote the .pub file")
 	}
+	// A .pub file that disagrees with the private key is refused.
+	other, _, _ := ed25519.GenerateKey(rand.Reader)
+	otherPub, _ := ssh.NewPublicKey(other)
+	os.WriteFile(filepath.Join(dir, "ca", AuditKeyFile+".pub"), ssh.MarshalAuthorizedKey(otherPub), 0o644)
+	if _, _, err := AuditPublicKey(dir); err == nil || !strings.Contains(err.Error(), "does not match the private key") {
+		t.Fatalf("mismatched .pub: %v", err)
+	}
 
 	pk, _ := ssh.NewPublicKey(want)
 	line := ssh.MarshalAuthorizedKey(pk)
@@ -231,10 +239,24 @@ func TestAuditPublicKey(t *testing.T) {
 	}
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ecPub, _ := ssh.NewPublicKey(&ecKey.PublicKey)
+	// A FIDO ed25519 key has the same curve but is not an audit key.
+	sk := ssh.Marshal(struct {
+		Name string
+		Key  []byte
+		App  string
+	}{"sk-ssh-ed25519@openssh.com", want, "ssh:"})
+	skLine := "sk-ssh-ed25519@openssh.com " + base64.StdEncoding.EncodeToString(sk) + "\n"
+	if _, err := ssh.ParsePublicKey(sk); err != nil {
+		t.Fatalf("test key: %v", err)
+	}
 	for input, msg := range map[string]string{
-		"not a key\n":                           "not an OpenSSH public key",
+		"not a key\n":                           "line 1 is not an OpenSSH public key",
 		string(ssh.MarshalAuthorizedKey(ecPub)): "want ssh-ed25519",
+		skLine:                                  "want ssh-ed25519",
 		string(line) + string(line):             "more than one key",
+		string(line) + "garbage\n":              "more than one key",
+		`from="10.0.0.1" ` + string(line):       "options",
+		"# only a comment\n":                    "no key",
 	} {
 		if _, err := ParseAuditPublicKey([]byte(input)); err == nil || !strings.Contains(err.Error(), msg) {
 			t.Errorf("ParseAuditPublicKey(%q): %v, want %q", input, err, msg)

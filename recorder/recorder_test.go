@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -360,6 +361,29 @@ func TestVerifyAnchorsAndKey(t *testing.T) {
 	if rep, _ := s.Verify(VerifyOptions{Key: key.Key, Anchors: []ChainHead{head}}); len(rep.Problems) != 0 || rep.Head.Seq != 2 {
 		t.Fatalf("grown chain: %+v", rep)
 	}
+	// The last entry moved to another key, its value untouched.
+	move := func(from, to uint64) {
+		t.Helper()
+		err := s.update(func(tx *bolt.Tx) error {
+			var kf, kt [8]byte
+			binary.BigEndian.PutUint64(kf[:], from)
+			binary.BigEndian.PutUint64(kt[:], to)
+			b := tx.Bucket(bucketChain)
+			v := bytes.Clone(b.Get(kf[:]))
+			if err := b.Delete(kf[:]); err != nil {
+				return err
+			}
+			return b.Put(kt[:], v)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	move(2, 1000)
+	if rep, _ := s.Verify(key); len(rep.Problems) != 1 || rep.Problems[0].Reason != "chain out of sequence" {
+		t.Fatalf("entry under the wrong key: %v", rep.Problems)
+	}
+	move(1000, 2)
 	// Cut back to one entry, index and file included.
 	err = s.update(func(tx *bolt.Tx) error {
 		for _, id := range []string{"01B-1", "01C-1"} {

@@ -505,6 +505,7 @@ func (s *Store) Verify(o VerifyOptions) (Report, error) {
 	pub := o.Key
 	index := map[string][]byte{}
 	var chain [][]byte
+	var keys [][]byte // chain's bbolt keys: big-endian seq
 	err := s.view(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketSessions); b != nil {
 			b.ForEach(func(k, v []byte) error {
@@ -515,6 +516,7 @@ func (s *Store) Verify(o VerifyOptions) (Report, error) {
 		if b := tx.Bucket(bucketChain); b != nil {
 			b.ForEach(func(k, v []byte) error {
 				chain = append(chain, bytes.Clone(v))
+				keys = append(keys, bytes.Clone(k))
 				return nil
 			})
 		}
@@ -535,8 +537,8 @@ func (s *Store) Verify(o VerifyOptions) (Report, error) {
 			continue
 		}
 		id := fmt.Sprintf("chain entry %d", e.Seq)
-		if e.Seq != uint64(i) {
-			add(Problem{ID: id, Reason: "chain out of sequence", Detail: fmt.Sprintf("expected seq %d", i)})
+		if e.Seq != uint64(i) || len(keys[i]) != 8 || binary.BigEndian.Uint64(keys[i]) != e.Seq {
+			add(Problem{ID: id, Reason: "chain out of sequence", Detail: fmt.Sprintf("expected seq %d at key %d", i, i)})
 		}
 		if e.Prev != prevHash {
 			add(Problem{ID: id, Reason: "chain broken", Detail: "does not link to the previous entry"})

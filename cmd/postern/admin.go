@@ -350,7 +350,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	if *keyFile != "" {
 		data, err := os.ReadFile(*keyFile)
 		if err != nil {
-			return usagef("verify --audit-key: %v", err)
+			return usagef("verify --audit-key: %v (save the key with 'postern ca show --audit > audit.pub' and keep the file off the bastion)", err)
 		}
 		if opts.Key, err = certs.ParseAuditPublicKey(data); err != nil {
 			return usagef("verify --audit-key %s: %v", *keyFile, err)
@@ -384,14 +384,18 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "%d recordings, %d audit chain entries checked: %d problems\n", rep.Recordings, rep.ChainEntries, len(rep.Problems))
 		fmt.Fprintf(stdout, "audit key: %s (%s)\n", auditKeyFingerprint(opts.Key), keySource)
-		if rep.Head != nil {
+		switch {
+		case rep.Head != nil && len(rep.Problems) > 0:
+			// Not an anchor to keep: it is part of what failed.
+			fmt.Fprintf(stdout, "chain head (not verified): %s\n", rep.Head)
+		case rep.Head != nil:
 			fmt.Fprintf(stdout, "chain head: %s\n", rep.Head)
+			if len(opts.Anchors) == 0 {
+				fmt.Fprintf(stderr, "postern: note: record the chain head away from the bastion; a later 'postern verify --anchor %s' shows whether entries were removed from the end or rewritten since\n", rep.Head)
+			}
 		}
 		if *keyFile == "" {
-			fmt.Fprintf(stderr, "postern: note: signatures were checked with the key in the data directory itself; keep a copy of %s elsewhere and pass it with --audit-key\n", keySource)
-		}
-		if len(opts.Anchors) == 0 && rep.Head != nil {
-			fmt.Fprintf(stderr, "postern: note: record the chain head away from the bastion; a later 'postern verify --anchor %s' shows whether entries were removed from the end since\n", rep.Head)
+			fmt.Fprintf(stderr, "postern: note: signatures were checked with the key in the data directory itself; save 'postern ca show --audit' off the bastion and pass it with --audit-key\n")
 		}
 	}
 	if len(rep.Problems) > 0 {
@@ -455,6 +459,17 @@ func cmdRecordings(args []string, stdout, stderr io.Writer) error {
 	} else if list, err = store.Prune(cutoff); err != nil {
 		return err
 	}
+	if !*dry && len(list) > 0 {
+		// The prune is itself a chain entry: a new anchor, for the
+		// admin to keep (the bastion logs the head at its next start).
+		head, err := store.Head()
+		if err != nil {
+			return fmt.Errorf("pruned %d recordings, but cannot read the chain head: %w", len(list), err)
+		}
+		if head != nil {
+			fmt.Fprintf(stderr, "postern: chain head: %s\n", head)
+		}
+	}
 	if *asJSON {
 		if list == nil {
 			list = []recorder.Session{}
@@ -471,11 +486,5 @@ func cmdRecordings(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s %s (%s, %s on %s)\n", verb, s.Path, s.ID, s.Identity, s.Target)
 	}
 	fmt.Fprintf(stderr, "postern: %s %d recordings older than %d days\n", verb, len(list), n)
-	if !*dry && len(list) > 0 {
-		// The prune is itself a chain entry: a new anchor.
-		if head, err := store.Head(); err == nil && head != nil {
-			fmt.Fprintf(stderr, "postern: chain head: %s\n", head)
-		}
-	}
 	return nil
 }

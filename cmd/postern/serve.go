@@ -240,6 +240,20 @@ func cmdCAShow(args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *auditOnly {
+		// Read-only: a missing key is an error here, never replaced by a
+		// new one that someone would then pin.
+		pub, _, err := certs.AuditPublicKey(d)
+		if err != nil {
+			return err
+		}
+		k, err := ssh.NewPublicKey(pub)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s", ssh.MarshalAuthorizedKey(k))
+		return nil
+	}
 	auth, err := openExisting(d)
 	if err != nil {
 		return err
@@ -247,10 +261,6 @@ func cmdCAShow(args []string, stdout, _ io.Writer) error {
 	auditKey, err := ssh.NewPublicKey(auth.AuditKey.Public())
 	if err != nil {
 		return err
-	}
-	if *auditOnly {
-		fmt.Fprintf(stdout, "%s", ssh.MarshalAuthorizedKey(auditKey))
-		return nil
 	}
 	fmt.Fprintf(stdout, "# user CA (users' certificates are signed by it)\n%s", ssh.MarshalAuthorizedKey(auth.UserCA.PublicKey()))
 	fmt.Fprintf(stdout, "# upstream CA: put in targets' TrustedUserCAKeys file\n%s", ssh.MarshalAuthorizedKey(auth.UpstreamCA.PublicKey()))

@@ -93,6 +93,16 @@ func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
 	if r := admin(t, work, "verify", "--data-dir", data, "--audit-key", pinned); strings.Contains(string(r.Stderr), "--audit-key") {
 		t.Fatalf("a pinned key still gets the note about pinning: %s", r.Stderr)
 	}
+	if r := admin(t, work, "ca", "show", "--audit", "--data-dir", data); r.ExitCode != 0 || string(r.Stdout) != string(mustRead(t, pinned)) {
+		t.Fatalf("ca show --audit without the private key: %d %q %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	// With neither half there, ca show --audit fails rather than make a
+	// key for someone to pin.
+	os.Rename(filepath.Join(caDir, certs.AuditKeyFile+".pub"), filepath.Join(work, "audit.pub.away"))
+	if r := admin(t, work, "ca", "show", "--audit", "--data-dir", data); r.ExitCode != 1 || !strings.Contains(string(r.Stderr), "no audit key") {
+		t.Fatalf("ca show --audit without a key: %d %q %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	os.Rename(filepath.Join(work, "audit.pub.away"), filepath.Join(caDir, certs.AuditKeyFile+".pub"))
 	after, _ := os.ReadDir(caDir)
 	if !slices.EqualFunc(before, after, func(a, b os.DirEntry) bool { return a.Name() == b.Name() }) {
 		t.Fatalf("verify changed %s: %v, then %v", caDir, before, after)
@@ -127,7 +137,7 @@ func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
 		t.Fatalf("the cut chain should pass without an anchor (that is why anchors exist): %d %s", r.ExitCode, r.Stdout)
 	}
 	r = admin(t, work, "verify", "--data-dir", cut, "--anchor", anchor)
-	if r.ExitCode != 1 || !strings.Contains(string(r.Stdout), "chain entry 2: chain truncated") {
+	if r.ExitCode != 1 || !strings.Contains(string(r.Stdout), "chain entry 2: chain truncated") || !strings.Contains(string(r.Stdout), "chain head (not verified): 1:") {
 		t.Fatalf("verify --anchor on a cut chain: %d %s", r.ExitCode, r.Stdout)
 	}
 
@@ -222,4 +232,13 @@ func dropLastSeal(t *testing.T, s *recorder.Store, id string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
