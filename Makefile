@@ -34,6 +34,8 @@ fuzz:
 	bash scripts/fuzz.sh recorder FuzzParseEvent $(SHORTFUZZ)
 	bash scripts/fuzz.sh recorder FuzzJSONString $(SHORTFUZZ)
 	bash scripts/fuzz.sh recorder FuzzReader $(SHORTFUZZ)
+	bash scripts/fuzz.sh recorder FuzzParseChainHead $(SHORTFUZZ)
+	bash scripts/fuzz.sh certs FuzzParseAuditPublicKey $(SHORTFUZZ)
 	bash scripts/fuzz.sh bastion FuzzParseUser $(SHORTFUZZ)
 	bash scripts/fuzz.sh bastion FuzzSFTPAudit $(SHORTFUZZ)
 	bash scripts/fuzz.sh bastion FuzzSCPAudit $(SHORTFUZZ)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -69,6 +70,28 @@ func FuzzJSONString(f *testing.F) {
 		json.Unmarshal(want, &wantS)
 		if got != wantS {
 			t.Fatalf("%q: decoded %q, want %q", in, got, wantS)
+		}
+	})
+}
+
+// FuzzParseChainHead: an accepted anchor prints back as the same anchor
+// and parses again unchanged; nothing panics.
+func FuzzParseChainHead(f *testing.F) {
+	f.Add("41:6f1c1b2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7")
+	f.Add("0:" + strings.Repeat("A", 64))
+	f.Add("18446744073709551615:" + strings.Repeat("0", 64))
+	f.Add("1:abc")
+	f.Fuzz(func(t *testing.T, s string) {
+		h, err := ParseChainHead(s)
+		if err != nil {
+			return
+		}
+		if len(h.SHA256) != 64 || strings.ToLower(h.SHA256) != h.SHA256 {
+			t.Fatalf("%q: digest %q", s, h.SHA256)
+		}
+		h2, err := ParseChainHead(h.String())
+		if err != nil || h2 != h {
+			t.Fatalf("%q parsed to %v, which prints as %q and parses to %v, %v", s, h, h.String(), h2, err)
 		}
 	})
 }
