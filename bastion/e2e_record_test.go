@@ -219,6 +219,22 @@ func TestRecordingFailureEndsSession(t *testing.T) {
 	if r.ExitCode == 0 || bytes.Contains(r.Stdout, []byte("SHOULD-NOT-RUN")) || !strings.Contains(string(r.Stderr), "cannot be recorded") {
 		t.Fatalf("unrecordable session: exit %d stdout %q stderr %q", r.ExitCode, r.Stdout, r.Stderr)
 	}
+	// Its index entry is sealed as interrupted, and the log names the
+	// chain head that seal made.
+	brokenStore := recorder.OpenStore(broken, h.auth.AuditKey)
+	testenv.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(b2.logs.String(), `"event":"recording_sealed"`) })
+	var sealed struct {
+		Status    string
+		ChainHead string `json:"chain_head"`
+	}
+	for _, line := range strings.Split(b2.logs.String(), "\n") {
+		if strings.Contains(line, `"event":"recording_sealed"`) {
+			json.Unmarshal([]byte(line), &sealed)
+		}
+	}
+	if head, err := brokenStore.Head(); err != nil || head == nil || sealed.Status != recorder.StatusInterrupted || sealed.ChainHead != head.String() {
+		t.Fatalf("recording_sealed %+v, chain head %v (%v)", sealed, head, err)
+	}
 	// Unless the operator said to continue.
 	b3 := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: recorder.OpenStore(broken, h.auth.AuditKey), ContinueOnFailure: true}})
 	r = b3.ssh(t, h.alice, "root@t1", nil, "echo ran-unrecorded")

@@ -2,11 +2,15 @@ package recorder
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // BenchmarkGrep measures search speed over a recording of realistic
@@ -75,4 +79,30 @@ func BenchmarkAppendJSONString(b *testing.B) {
 	for b.Loop() {
 		out = appendJSONString(out[:0], chunk)
 	}
+}
+
+// BenchmarkSessionIndex is what the index costs a session: Begin, then
+// Finish with its audit chain entry, each in its own open/commit/close of
+// the database. Parallel, as sessions come and go on a busy bastion.
+func BenchmarkSessionIndex(b *testing.B) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := OpenStore(b.TempDir(), key)
+	var n atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := fmt.Sprintf("%08d-1", n.Add(1))
+			rec := Session{ID: id, Identity: "alice", Target: "db01", Login: "root", Kind: "exec", Start: time.Now(), Path: "recordings/" + id + ".cast"}
+			if err := s.Begin(rec); err != nil {
+				b.Fatal(err)
+			}
+			end := time.Now()
+			rec.End = &end
+			if _, err := s.Finish(rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
