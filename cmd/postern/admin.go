@@ -369,10 +369,13 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		out := struct {
 			recorder.Report
-			AuditKey string `json:"audit_key"`
-			KeyFile  string `json:"audit_key_file"`
-			Pinned   bool   `json:"audit_key_pinned"`
-		}{rep, auditKeyFingerprint(opts.Key), keySource, *keyFile != ""}
+			// HeadVerified says whether head is fit to keep as an
+			// anchor: false when anything failed.
+			HeadVerified bool   `json:"head_verified"`
+			AuditKey     string `json:"audit_key"`
+			KeyFile      string `json:"audit_key_file"`
+			Pinned       bool   `json:"audit_key_pinned"`
+		}{rep, rep.Head != nil && len(rep.Problems) == 0, auditKeyFingerprint(opts.Key), keySource, *keyFile != ""}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(out); err != nil {

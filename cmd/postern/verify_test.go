@@ -170,6 +170,9 @@ func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
 	if r.ExitCode != 1 || !strings.Contains(string(r.Stdout), "chain entry 2: chain rewritten") {
 		t.Fatalf("verify --anchor on a rewritten chain: %d %s", r.ExitCode, r.Stdout)
 	}
+	if r := admin(t, work, "verify", "--data-dir", forged, "--anchor", anchor, "--json"); r.ExitCode != 1 || !strings.Contains(string(r.Stdout), `"head_verified": false`) {
+		t.Fatalf("verify --json on a rewritten chain: %d %s", r.ExitCode, r.Stdout)
+	}
 	// A prune is a chain entry too, and says where the chain now stands.
 	sealRecordingAt(t, store, "00Z-1", "last year\r\n", time.Now().AddDate(-1, 0, -1))
 	r = admin(t, work, "recordings", "prune", "--data-dir", data)
@@ -181,7 +184,7 @@ func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
 		t.Fatalf("verify after prune: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
 	// The original still verifies against both.
-	if r := admin(t, work, "verify", "--data-dir", data, "--audit-key", pinned, "--anchor", anchor, "--json"); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), `"audit_key_pinned": true`) {
+	if r := admin(t, work, "verify", "--data-dir", data, "--audit-key", pinned, "--anchor", anchor, "--json"); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), `"audit_key_pinned": true`) || !strings.Contains(string(r.Stdout), `"head_verified": true`) {
 		t.Fatalf("original: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
 }
