@@ -25,9 +25,14 @@ type pacer struct {
 	started int64 // bytes [0, started) have had writeback started
 	dropped int64 // bytes [0, dropped) are on disk and were dropped from the cache
 	off     bool  // the file system does not support it
+
+	syncRange func(fd int, off, n int64, flags int) error  // unix.SyncFileRange
+	advise    func(fd int, off, n int64, advice int) error // unix.Fadvise
 }
 
-func newPacer(f *os.File) pacer { return pacer{fd: int(f.Fd())} }
+func newPacer(f *os.File) pacer {
+	return pacer{fd: int(f.Fd()), syncRange: unix.SyncFileRange, advise: unix.Fadvise}
+}
 
 // wrote tells the pacer the file is now size bytes long. It returns a
 // write-back error: one reported here is not reported again by fsync, so
@@ -40,7 +45,7 @@ func (p *pacer) wrote(size int64) error {
 	// window ago (done by now unless the disk is slower than the
 	// session) and drop it. Whole pages only: the last one is still
 	// being filled.
-	if err := unix.SyncFileRange(p.fd, p.started, size-p.started, unix.SYNC_FILE_RANGE_WRITE); err != nil {
+	if err := p.syncRange(p.fd, p.started, size-p.started, unix.SYNC_FILE_RANGE_WRITE); err != nil {
 		return p.fail(err)
 	}
 	// Wait only for what the previous call started, at least a window
@@ -51,11 +56,11 @@ func (p *pacer) wrote(size int64) error {
 		return nil
 	}
 	flags := unix.SYNC_FILE_RANGE_WAIT_BEFORE | unix.SYNC_FILE_RANGE_WRITE | unix.SYNC_FILE_RANGE_WAIT_AFTER
-	if err := unix.SyncFileRange(p.fd, p.dropped, end-p.dropped, flags); err != nil {
+	if err := p.syncRange(p.fd, p.dropped, end-p.dropped, flags); err != nil {
 		return p.fail(err)
 	}
 	// Advice only: an error changes nothing about the data.
-	_ = unix.Fadvise(p.fd, p.dropped, end-p.dropped, unix.FADV_DONTNEED)
+	_ = p.advise(p.fd, p.dropped, end-p.dropped, unix.FADV_DONTNEED)
 	p.dropped = end
 	return nil
 }

@@ -2,8 +2,10 @@ package recorder
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -89,5 +91,62 @@ func TestWriterKeepsRecordingOutOfPageCache(t *testing.T) {
 	limit := 3 * writebackWindow / os.Getpagesize()
 	if resident > limit {
 		t.Errorf("%d of %d pages of a %d-byte recording are in the page cache, want at most %d", resident, pages, fi.Size(), limit)
+	}
+}
+
+// TestPacerRanges: each call starts write-back of what is new, and waits
+// for and drops only what the call before started, whole pages, never the
+// bytes it has just submitted.
+func TestPacerRanges(t *testing.T) {
+	t.Parallel()
+	type call struct {
+		what     string
+		off, end int64
+	}
+	var calls []call
+	p := pacer{
+		syncRange: func(_ int, off, n int64, flags int) error {
+			what := "start"
+			if flags&unix.SYNC_FILE_RANGE_WAIT_AFTER != 0 {
+				what = "wait"
+			}
+			calls = append(calls, call{what, off, off + n})
+			return nil
+		},
+		advise: func(_ int, off, n int64, advice int) error {
+			if advice == unix.FADV_DONTNEED {
+				calls = append(calls, call{"drop", off, off + n})
+			}
+			return nil
+		},
+	}
+	page := int64(os.Getpagesize())
+	// Each call comes some pages after a full window, as chunks do.
+	s1 := int64(writebackWindow + 100)
+	s2 := s1 + writebackWindow + 3*page + 7
+	s3 := s2 + writebackWindow/2 // less than a window: nothing to do
+	s4 := s2 + writebackWindow + 5*page + 3
+	for _, size := range []int64{writebackWindow - 1, s1, s2, s3, s4} {
+		if err := p.wrote(size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end1, end2 := s1&^(page-1), s2&^(page-1)
+	want := []call{
+		{"start", 0, s1},
+		{"start", s1, s2}, {"wait", 0, end1}, {"drop", 0, end1},
+		{"start", s2, s4}, {"wait", end1, end2}, {"drop", end1, end2},
+	}
+	if !slices.Equal(calls, want) {
+		t.Fatalf("calls\n%v\nwant\n%v", calls, want)
+	}
+	// A write-back error is a write error; EINVAL means unsupported.
+	p.syncRange = func(int, int64, int64, int) error { return unix.EIO }
+	if err := p.wrote(s4 + writebackWindow); !errors.Is(err, unix.EIO) {
+		t.Fatalf("EIO from sync_file_range: %v", err)
+	}
+	p.syncRange = func(int, int64, int64, int) error { return unix.EINVAL }
+	if err := p.wrote(s4 + 2*writebackWindow); err != nil || !p.off {
+		t.Fatalf("EINVAL: %v, off %v", err, p.off)
 	}
 }
