@@ -5,6 +5,7 @@
 package certs
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/binary"
@@ -293,23 +294,37 @@ func randomSerial() uint64 {
 }
 
 // AuditPublicKey reads the public half of dataDir's audit key without
-// touching anything: from ca/audit_ed25519.pub, checked against the private
-// key where that can be read, or from the private key alone when the .pub
-// file is missing. It returns the file it used. Unlike Open
-// it never creates a key, so a check of a copied or damaged data directory
-// cannot change it.
+// touching anything; see ReadPublicKey.
 func AuditPublicKey(dataDir string) (ed25519.PublicKey, string, error) {
-	priv := filepath.Join(dataDir, "ca", AuditKeyFile)
+	pk, from, err := ReadPublicKey(dataDir, AuditKeyFile, "audit key")
+	if err != nil {
+		return nil, from, err
+	}
+	k, err := auditKey(pk)
+	if err != nil {
+		return nil, from, fmt.Errorf("%s: %w", from, err)
+	}
+	return k, from, nil
+}
+
+// ReadPublicKey reads the public half of the key file name in dataDir/ca
+// (what, e.g. "audit key", names it in errors) without touching anything:
+// from name.pub, checked against the private key where that can be read,
+// or from the private key alone when the .pub file is missing. It returns
+// the file it used. Unlike Open it never creates a key, so showing or
+// checking a copied or damaged data directory cannot change it.
+func ReadPublicKey(dataDir, name, what string) (ssh.PublicKey, string, error) {
+	priv := filepath.Join(dataDir, "ca", name)
 	pubPath := priv + ".pub"
-	var pub ed25519.PublicKey
+	var pub ssh.PublicKey
 	data, err := os.ReadFile(pubPath)
 	switch {
 	case err == nil:
-		if pub, err = ParseAuditPublicKey(data); err != nil {
+		if pub, err = parseOneKey(data); err != nil {
 			return nil, pubPath, fmt.Errorf("%s: %w", pubPath, err)
 		}
 	case !errors.Is(err, fs.ErrNotExist):
-		return nil, pubPath, fmt.Errorf("read audit public key: %w", err)
+		return nil, pubPath, fmt.Errorf("read %s: %w", pubPath, err)
 	}
 	// The private key, where this process may read it, decides: a .pub
 	// file that disagrees with it was replaced or damaged.
@@ -318,23 +333,18 @@ func AuditPublicKey(dataDir string) (ed25519.PublicKey, string, error) {
 	case err != nil && pub != nil:
 		return pub, pubPath, nil // e.g. an auditor without access to the private key
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, priv, fmt.Errorf("no audit key in %s (neither %s nor %s.pub): has a bastion run with this data directory?", filepath.Join(dataDir, "ca"), AuditKeyFile, AuditKeyFile)
+		return nil, priv, fmt.Errorf("no %s in %s (neither %s nor %s.pub): has a bastion run with this data directory?", what, filepath.Join(dataDir, "ca"), name, name)
 	case err != nil:
-		return nil, priv, fmt.Errorf("read audit key: %w", err)
+		return nil, priv, fmt.Errorf("read %s: %w", what, err)
 	}
-	raw, err := ssh.ParseRawPrivateKey(data)
+	signer, err := ssh.ParsePrivateKey(data)
 	if err != nil {
 		return nil, priv, fmt.Errorf("parse key %s: %w", priv, err)
 	}
-	k, ok := raw.(*ed25519.PrivateKey)
-	if !ok {
-		return nil, priv, fmt.Errorf("key %s is %T, want ed25519", priv, raw)
-	}
-	fromPriv := k.Public().(ed25519.PublicKey)
 	if pub == nil {
-		return fromPriv, priv, nil
+		return signer.PublicKey(), priv, nil
 	}
-	if !pub.Equal(fromPriv) {
+	if !bytes.Equal(pub.Marshal(), signer.PublicKey().Marshal()) {
 		return nil, pubPath, fmt.Errorf("%s does not match the private key %s: one of them was replaced", pubPath, priv)
 	}
 	return pub, pubPath, nil
@@ -346,29 +356,46 @@ func AuditPublicKey(dataDir string) (ed25519.PublicKey, string, error) {
 // line must be that one key: a second key, options or an unreadable line
 // are errors, since a wrong pick would fail every signature.
 func ParseAuditPublicKey(data []byte) (ed25519.PublicKey, error) {
-	var key ed25519.PublicKey
+	pk, err := parseOneKey(data)
+	if err != nil {
+		return nil, err
+	}
+	return auditKey(pk)
+}
+
+// parseOneKey parses exactly one public key in authorized_keys form,
+// skipping blank lines and # comments.
+func parseOneKey(data []byte) (ssh.PublicKey, error) {
+	var key ssh.PublicKey
 	for i, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if key != nil {
-			return nil, fmt.Errorf("line %d: more than one key: give the audit key alone, as 'postern ca show --audit' prints it", i+1)
-		}
 		pk, _, options, _, err := ssh.ParseAuthorizedKey([]byte(line))
 		if err != nil {
 			return nil, fmt.Errorf("line %d is not an OpenSSH public key: %w", i+1, err)
 		}
+		if key != nil {
+			return nil, fmt.Errorf("line %d: more than one key: give the key alone, as 'postern ca show --audit' prints the audit key", i+1)
+		}
 		if len(options) > 0 {
 			return nil, fmt.Errorf("line %d: options %q before the key: give the key alone", i+1, strings.Join(options, ","))
 		}
-		if pk.Type() != ssh.KeyAlgoED25519 {
-			return nil, fmt.Errorf("line %d: a %s key is not an audit key: want ssh-ed25519", i+1, pk.Type())
+		if _, ok := pk.(*ssh.Certificate); ok {
+			return nil, fmt.Errorf("line %d is a certificate, not a key", i+1)
 		}
-		key = pk.(ssh.CryptoPublicKey).CryptoPublicKey().(ed25519.PublicKey)
+		key = pk
 	}
 	if key == nil {
-		return nil, errors.New("no key in it: give the audit key, as 'postern ca show --audit' prints it")
+		return nil, errors.New("no key in it: give the key, as 'postern ca show --audit' prints the audit key")
 	}
 	return key, nil
+}
+
+func auditKey(pk ssh.PublicKey) (ed25519.PublicKey, error) {
+	if pk.Type() != ssh.KeyAlgoED25519 {
+		return nil, fmt.Errorf("a %s key is not an audit key: want ssh-ed25519", pk.Type())
+	}
+	return pk.(ssh.CryptoPublicKey).CryptoPublicKey().(ed25519.PublicKey), nil
 }

@@ -254,7 +254,7 @@ func TestAuditPublicKey(t *testing.T) {
 		string(ssh.MarshalAuthorizedKey(ecPub)): "want ssh-ed25519",
 		skLine:                                  "want ssh-ed25519",
 		string(line) + string(line):             "more than one key",
-		string(line) + "garbage\n":              "more than one key",
+		string(line) + "garbage\n":              "line 2 is not an OpenSSH public key",
 		`from="10.0.0.1" ` + string(line):       "options",
 		"# only a comment\n":                    "no key",
 	} {

@@ -310,9 +310,12 @@ func TestInterruptedAndPrune(t *testing.T) {
 	}
 	// Prune what ended before now+1s: both go, the chain says so, and
 	// verify stays clean.
-	pruned, err := s.Prune(time.Now().Add(time.Second))
+	pruned, head, err := s.Prune(time.Now().Add(time.Second))
 	if err != nil || len(pruned) != 2 {
 		t.Fatalf("pruned %v %v", pruned, err)
+	}
+	if h, _ := s.Head(); head == nil || h == nil || *head != *h {
+		t.Fatalf("prune returned head %v, the chain's is %v", head, h)
 	}
 	if _, err := os.Stat(filepath.Join(dir, old.Path)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("pruned file still there: %v", err)
@@ -323,8 +326,8 @@ func TestInterruptedAndPrune(t *testing.T) {
 	}
 	// Nothing newer is pruned.
 	record(t, s, "01D-1", "new\r\n")
-	if pruned, _ := s.Prune(time.Now().Add(-time.Hour)); len(pruned) != 0 {
-		t.Fatalf("pruned a recent session: %v", pruned)
+	if pruned, head, _ := s.Prune(time.Now().Add(-time.Hour)); len(pruned) != 0 || head != nil {
+		t.Fatalf("pruned a recent session: %v (head %v)", pruned, head)
 	}
 }
 
@@ -412,5 +415,31 @@ func TestVerifyAnchorsAndKey(t *testing.T) {
 		if _, err := ParseChainHead(bad); err == nil {
 			t.Errorf("ParseChainHead(%q) accepted", bad)
 		}
+	}
+}
+
+// TestVerifyFlagsSecondSeal: an old recording edited and sealed anew with
+// the audit key passes its anchor (the chain only grew) but not verify: a
+// session is sealed once.
+func TestVerifyFlagsSecondSeal(t *testing.T) {
+	t.Parallel()
+	s, dir := newStore(t)
+	rec := record(t, s, "01A-1", "genuine\r\n")
+	record(t, s, "01B-1", "later\r\n")
+	rep, err := s.Verify(VerifyOptions{Key: s.PublicKey()})
+	if err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("clean: %v %v", rep.Problems, err)
+	}
+	anchor := *rep.Head
+	path := filepath.Join(dir, rec.Path)
+	os.Remove(path)
+	d, n := writeCast(t, path, "forged\r\n")
+	rec.SHA256, rec.Size = hex.EncodeToString(d[:]), n
+	if _, err := s.Finish(rec); err != nil {
+		t.Fatal(err)
+	}
+	rep, _ = s.Verify(VerifyOptions{Key: s.PublicKey(), Anchors: []ChainHead{anchor}})
+	if len(rep.Problems) != 1 || rep.Problems[0].Reason != "sealed twice" || rep.Problems[0].Path != rec.Path {
+		t.Fatalf("re-sealed recording: %v", rep.Problems)
 	}
 }

@@ -385,9 +385,11 @@ func (s *Store) List(f Filter) ([]Session, error) {
 }
 
 // Prune deletes the recordings and index entries of sessions that ended
-// before cutoff, and records what it deleted in the audit chain.
-func (s *Store) Prune(cutoff time.Time) ([]Session, error) {
+// before cutoff, and records what it deleted in the audit chain. It returns
+// the chain entry it appended, nil when nothing was old enough.
+func (s *Store) Prune(cutoff time.Time) ([]Session, *ChainHead, error) {
 	var pruned []Session
+	var head *ChainHead
 	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSessions)
 		err := b.ForEach(func(k, v []byte) error {
@@ -412,20 +414,21 @@ func (s *Store) Prune(cutoff time.Time) ([]Session, error) {
 				return err
 			}
 		}
-		_, err = s.appendChain(tx, ChainEntry{Kind: "prune", Pruned: ids})
+		h, err := s.appendChain(tx, ChainEntry{Kind: "prune", Pruned: ids})
+		head = &h
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Files go after the chain says so: a crash in between leaves files
 	// that verify reports as "pruned but present", never silent loss.
 	for _, rec := range pruned {
 		if err := os.Remove(filepath.Join(s.dir, rec.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return pruned, fmt.Errorf("delete %s: %w", rec.Path, err)
+			return pruned, head, fmt.Errorf("delete %s: %w", rec.Path, err)
 		}
 	}
-	return pruned, nil
+	return pruned, head, nil
 }
 
 func putJSON(b *bolt.Bucket, key string, v any) error {
@@ -554,6 +557,13 @@ func (s *Store) Verify(o VerifyOptions) (Report, error) {
 		}
 		switch e.Kind {
 		case "recording":
+			// A session is sealed once, when it ends (or at the next
+			// start, if the bastion died). A second seal re-signs a
+			// recording after the fact: with the audit key, someone
+			// could seal an edited file anew.
+			if first, ok := sealed[e.Recording]; ok {
+				add(Problem{Path: e.Path, ID: e.Recording, Reason: "sealed twice", Detail: fmt.Sprintf("chain entries %d and %d", first.Seq, e.Seq)})
+			}
 			sealed[e.Recording] = e
 			delete(pruned, e.Recording)
 		case "prune":

@@ -334,6 +334,9 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	opts := recorder.VerifyOptions{}
 	for _, a := range anchors {
 		h, err := recorder.ParseChainHead(a)
@@ -429,6 +432,9 @@ func cmdRecordings(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	n := *days
 	if n == 0 {
 		n = 365
@@ -449,6 +455,7 @@ func cmdRecordings(args []string, stdout, stderr io.Writer) error {
 	}
 	cutoff := time.Now().Add(-time.Duration(n) * 24 * time.Hour)
 	var list []recorder.Session
+	var pruneErr error
 	if *dry {
 		all, err := store.List(recorder.Filter{Until: cutoff})
 		if err != nil {
@@ -459,17 +466,17 @@ func cmdRecordings(args []string, stdout, stderr io.Writer) error {
 				list = append(list, s)
 			}
 		}
-	} else if list, err = store.Prune(cutoff); err != nil {
-		return err
-	}
-	if !*dry && len(list) > 0 {
-		// The prune is itself a chain entry: a new anchor, for the
-		// admin to keep (the bastion logs the head at its next start).
-		head, err := store.Head()
-		if err != nil {
-			return fmt.Errorf("pruned %d recordings, but cannot read the chain head: %w", len(list), err)
+	} else {
+		// On an error deleting files, what the chain already records
+		// as pruned is still listed below before the error is returned.
+		var head *recorder.ChainHead
+		list, head, pruneErr = store.Prune(cutoff)
+		if pruneErr != nil && list == nil {
+			return pruneErr
 		}
 		if head != nil {
+			// The prune is itself a chain entry: a new anchor for the
+			// admin to keep (the bastion logs the head at its next start).
 			fmt.Fprintf(stderr, "postern: chain head: %s\n", head)
 		}
 	}
@@ -479,7 +486,10 @@ func cmdRecordings(args []string, stdout, stderr io.Writer) error {
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(list)
+		if err := enc.Encode(list); err != nil {
+			return err
+		}
+		return pruneErr
 	}
 	verb := "deleted"
 	if *dry {
@@ -489,5 +499,5 @@ func cmdRecordings(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s %s (%s, %s on %s)\n", verb, s.Path, s.ID, s.Identity, s.Target)
 	}
 	fmt.Fprintf(stderr, "postern: %s %d recordings older than %d days\n", verb, len(list), n)
-	return nil
+	return pruneErr
 }

@@ -151,6 +151,15 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// noArgs refuses positional arguments for a command that takes none: flag
+// parsing stops at the first one, so any flags after it would be ignored.
+func noArgs(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return usagef("%s: unexpected argument %q: flags go before it, and the command takes no others (see 'postern %s --help')", fs.Name(), fs.Arg(0), fs.Name())
+	}
+	return nil
+}
+
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
 }

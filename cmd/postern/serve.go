@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -217,6 +218,9 @@ func cmdCAInit(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	d, err := dataDir(*dir, *cfgPath)
 	if err != nil {
 		return err
@@ -236,43 +240,49 @@ func cmdCAShow(args []string, stdout, _ io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
 	d, err := dataDir(*dir, *cfgPath)
 	if err != nil {
 		return err
 	}
+	// Read-only: a missing key is an error here, never replaced by a new
+	// one that someone would then trust or pin.
+	if _, err := os.Stat(filepath.Join(d, "ca", certs.UserCAFile)); errors.Is(err, iofs.ErrNotExist) && !*auditOnly {
+		return fmt.Errorf("no user CA in %s: create it with 'postern ca init' (or start the bastion once)", d)
+	}
+	keys := []struct{ file, what, comment string }{
+		{certs.UserCAFile, "user CA", "user CA (users' certificates are signed by it)"},
+		{certs.UpstreamCAFile, "upstream CA", "upstream CA: put in targets' TrustedUserCAKeys file"},
+		{certs.HostKeyFile, "host key", "bastion host key: users' known_hosts"},
+		{certs.AuditKeyFile, "audit key", "audit key: keep a copy off the bastion for 'postern verify --audit-key' (ca show --audit prints it alone)"},
+	}
 	if *auditOnly {
-		// Read-only: a missing key is an error here, never replaced by a
-		// new one that someone would then pin.
-		pub, _, err := certs.AuditPublicKey(d)
+		keys = keys[3:]
+	}
+	var out bytes.Buffer
+	for _, k := range keys {
+		pk, _, err := certs.ReadPublicKey(d, k.file, k.what)
 		if err != nil {
 			return err
 		}
-		k, err := ssh.NewPublicKey(pub)
-		if err != nil {
-			return err
+		if !*auditOnly {
+			fmt.Fprintf(&out, "# %s\n", k.comment)
 		}
-		fmt.Fprintf(stdout, "%s", ssh.MarshalAuthorizedKey(k))
-		return nil
+		out.Write(ssh.MarshalAuthorizedKey(pk))
 	}
-	auth, err := openExisting(d)
-	if err != nil {
-		return err
-	}
-	auditKey, err := ssh.NewPublicKey(auth.AuditKey.Public())
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "# user CA (users' certificates are signed by it)\n%s", ssh.MarshalAuthorizedKey(auth.UserCA.PublicKey()))
-	fmt.Fprintf(stdout, "# upstream CA: put in targets' TrustedUserCAKeys file\n%s", ssh.MarshalAuthorizedKey(auth.UpstreamCA.PublicKey()))
-	fmt.Fprintf(stdout, "# bastion host key: users' known_hosts\n%s", ssh.MarshalAuthorizedKey(auth.HostKey.PublicKey()))
-	fmt.Fprintf(stdout, "# audit key: keep a copy off the bastion for 'postern verify --audit-key' (ca show --audit prints it alone)\n%s", ssh.MarshalAuthorizedKey(auditKey))
-	return nil
+	_, err = stdout.Write(out.Bytes())
+	return err
 }
 
 func cmdConfigCheck(args []string, stdout, _ io.Writer) error {
 	fs := newFlags("config check", "config check --config FILE", stdout)
 	cfgPath := fs.String("config", "", "YAML config `file`")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
 		return err
 	}
 	if *cfgPath == "" {

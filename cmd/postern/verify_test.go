@@ -103,6 +103,18 @@ func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
 		t.Fatalf("ca show --audit without a key: %d %q %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
 	os.Rename(filepath.Join(work, "audit.pub.away"), filepath.Join(caDir, certs.AuditKeyFile+".pub"))
+	// Plain ca show is read-only too: a missing key is reported, not made.
+	up := filepath.Join(caDir, certs.UpstreamCAFile)
+	os.Rename(up, up+".away")
+	os.Rename(up+".pub", up+".pub.away")
+	if r := admin(t, work, "ca", "show", "--data-dir", data); r.ExitCode != 1 || !strings.Contains(string(r.Stderr), "no upstream CA") {
+		t.Fatalf("ca show without the upstream CA: %d %q %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	if _, err := os.Stat(up); err == nil {
+		t.Fatal("ca show created an upstream CA")
+	}
+	os.Rename(up+".away", up)
+	os.Rename(up+".pub.away", up+".pub")
 	after, _ := os.ReadDir(caDir)
 	if !slices.EqualFunc(before, after, func(a, b os.DirEntry) bool { return a.Name() == b.Name() }) {
 		t.Fatalf("verify changed %s: %v, then %v", caDir, before, after)
@@ -119,7 +131,10 @@ func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
 		{[]string{"--anchor", "2"}, "SEQ:SHA256"},
 		{[]string{"--anchor", "2:abc"}, "not a hex SHA-256"},
 		{[]string{"--audit-key", twoKeys}, "more than one key"},
-		{[]string{"--audit-key", filepath.Join(work, "missing.pub")}, "no such file"},
+		{[]string{"--audit-key", filepath.Join(work, "missing.pub")}, "ca show --audit"},
+		// Flag parsing stops at a stray argument: the key after it
+		// must not be silently ignored.
+		{[]string{anchor, "--audit-key", twoKeys}, "unexpected argument"},
 	} {
 		r := admin(t, work, append([]string{"verify", "--data-dir", data}, tc.args...)...)
 		if r.ExitCode != 2 || !strings.Contains(string(r.Stderr), tc.msg) {
@@ -175,9 +190,9 @@ func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
 	}
 	// A prune is a chain entry too, and says where the chain now stands.
 	sealRecordingAt(t, store, "00Z-1", "last year\r\n", time.Now().AddDate(-1, 0, -1))
-	r = admin(t, work, "recordings", "prune", "--data-dir", data)
+	r = admin(t, work, "recordings", "prune", "--data-dir", data, "--json")
 	pm := regexp.MustCompile(`chain head: (4:[0-9a-f]{64})`).FindSubmatch(r.Stderr)
-	if r.ExitCode != 0 || pm == nil || !strings.Contains(string(r.Stdout), "00Z-1") {
+	if r.ExitCode != 0 || pm == nil || !strings.Contains(string(r.Stdout), `"id": "00Z-1"`) {
 		t.Fatalf("prune: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
 	if r := admin(t, work, "verify", "--data-dir", data, "--anchor", anchor, "--anchor", string(pm[1])); r.ExitCode != 0 {
