@@ -43,6 +43,21 @@ func sealRecordingAt(t *testing.T, store *recorder.Store, id, text string, end t
 	}
 }
 
+// sealedDir makes (or completes) the keys of data directory dir and seals
+// three recordings in it, the last one printing last.
+func sealedDir(t *testing.T, dir, last string) (*recorder.Store, *certs.Authority) {
+	t.Helper()
+	auth, err := certs.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := recorder.OpenStore(dir, auth.AuditKey)
+	sealRecording(t, store, "01A-1", "first\r\n")
+	sealRecording(t, store, "01B-1", "second\r\n")
+	sealRecording(t, store, "01C-1", last)
+	return store, auth
+}
+
 var headLine = regexp.MustCompile(`(?m)^chain head: (\d+:[0-9a-f]{64})$`)
 
 // TestVerifyPinnedKeyAndAnchors: verify needs no private key and changes
@@ -53,14 +68,7 @@ func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
 	t.Parallel()
 	work := t.TempDir()
 	data := filepath.Join(work, "data")
-	auth, err := certs.Open(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := recorder.OpenStore(data, auth.AuditKey)
-	sealRecording(t, store, "01A-1", "first\r\n")
-	sealRecording(t, store, "01B-1", "second\r\n")
-	sealRecording(t, store, "01C-1", "the evidence\r\n")
+	store, auth := sealedDir(t, data, "the evidence\r\n")
 
 	// The auditor's copies, kept off the bastion: the public key and the
 	// chain head printed by a clean verify.
@@ -166,14 +174,7 @@ func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
 	for _, f := range []string{certs.AuditKeyFile, certs.AuditKeyFile + ".pub"} {
 		os.Remove(filepath.Join(forged, "ca", f))
 	}
-	forgedAuth, err := certs.Open(forged) // a fresh audit key
-	if err != nil {
-		t.Fatal(err)
-	}
-	forgedStore := recorder.OpenStore(forged, forgedAuth.AuditKey)
-	sealRecording(t, forgedStore, "01A-1", "first\r\n")
-	sealRecording(t, forgedStore, "01B-1", "second\r\n")
-	sealRecording(t, forgedStore, "01C-1", "nothing happened\r\n")
+	sealedDir(t, forged, "nothing happened\r\n") // with a fresh audit key
 	if r := admin(t, work, "verify", "--data-dir", forged); r.ExitCode != 0 {
 		t.Fatalf("the forged directory vouches for itself: %d %s", r.ExitCode, r.Stdout)
 	}
