@@ -86,6 +86,12 @@ type ChainHead struct {
 
 func (h ChainHead) String() string { return strconv.FormatUint(h.Seq, 10) + ":" + h.SHA256 }
 
+// headOf names chain entry seq, stored as raw.
+func headOf(seq uint64, raw []byte) ChainHead {
+	sum := sha256.Sum256(raw)
+	return ChainHead{Seq: seq, SHA256: hex.EncodeToString(sum[:])}
+}
+
 // ParseChainHead parses SEQ:SHA256, as ChainHead.String writes it.
 func ParseChainHead(s string) (ChainHead, error) {
 	seq, sum, ok := strings.Cut(s, ":")
@@ -251,8 +257,7 @@ func (s *Store) appendChain(tx *bolt.Tx, e ChainEntry) (ChainHead, error) {
 	}
 	var key [8]byte
 	binary.BigEndian.PutUint64(key[:], e.Seq)
-	sum := sha256.Sum256(data)
-	return ChainHead{Seq: e.Seq, SHA256: hex.EncodeToString(sum[:])}, b.Put(key[:], data)
+	return headOf(e.Seq, data), b.Put(key[:], data)
 }
 
 // Head returns the audit chain's newest entry, nil while the chain is
@@ -268,8 +273,8 @@ func (s *Store) Head() (*ChainHead, error) {
 		if k == nil {
 			return nil
 		}
-		sum := sha256.Sum256(v)
-		head = &ChainHead{Seq: binary.BigEndian.Uint64(k), SHA256: hex.EncodeToString(sum[:])}
+		h := headOf(binary.BigEndian.Uint64(k), v)
+		head = &h
 		return nil
 	})
 	return head, err
@@ -575,8 +580,8 @@ func (s *Store) Verify(o VerifyOptions) (Report, error) {
 	}
 	rep.ChainEntries = len(chain)
 	if n := len(chain); n > 0 {
-		sum := sha256.Sum256(chain[n-1])
-		rep.Head = &ChainHead{Seq: uint64(n - 1), SHA256: hex.EncodeToString(sum[:])}
+		h := headOf(uint64(n-1), chain[n-1])
+		rep.Head = &h
 	}
 	for _, a := range o.Anchors {
 		id := fmt.Sprintf("chain entry %d", a.Seq)
