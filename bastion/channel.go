@@ -50,7 +50,7 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 	// Output (stdout and stderr, as a terminal shows both) is recorded
 	// before it is sent; a recording failure closes the target's channel.
 	// PANs are masked in both, before recording and before the client.
-	stdout, stderr := newOutStream(st, ch), newOutStream(st, ch.Stderr())
+	stdout, stderr := newOutStream(st, ch, true), newOutStream(st, ch.Stderr(), false)
 	var out sync.WaitGroup
 	for _, s := range []struct {
 		w   *outStream
@@ -175,6 +175,9 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 	// client saw is already in the recording's buffer.
 	masked := stdout.masked() + stderr.masked()
 	stdin.close() // its held tail goes into the recording before it closes
+	if st.xfer != nil {
+		st.xfer.end() // files still open get their records
+	}
 	st.finish(exitStatus, exitSignal, masked)
 	end = append(end, "bytes_in", st.bytesIn.Load(), "bytes_out", st.bytesOut.Load(), "masked_pans", masked)
 	audit(c.log, "session_end", end...)
@@ -219,6 +222,8 @@ func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
 		var sub struct{ Name string }
 		if ssh.Unmarshal(r.Payload, &sub) == nil && sub.Name == "sftp" {
 			forward = true
+			// Forwarded re-marshalled: nothing unread reaches the target.
+			r.Payload = ssh.Marshal(&sub)
 		} else {
 			c.log.Info("subsystem refused", "subsystem", logSafe(sub.Name))
 		}
@@ -249,7 +254,11 @@ func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
 	switch r.Type {
 	case "exec":
 		var cmd struct{ Command string }
-		ssh.Unmarshal(r.Payload, &cmd)
+		if ssh.Unmarshal(r.Payload, &cmd) != nil {
+			err = st.refuse("malformed exec request")
+			break
+		}
+		r.Payload = ssh.Marshal(&cmd) // forwarded as parsed, nothing more
 		// What is stored of the command line is masked like output.
 		shown := cmd.Command
 		if mode, ok := st.maskMode(); ok {
@@ -258,13 +267,17 @@ func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
 		// The command goes into the recording and the index, not
 		// the log: it may hold secrets, and logs never hold PANs.
 		c.log.Info("exec", "channel", st.n, "command_bytes", len(cmd.Command))
-		// File transfers, not terminal sessions: audit the files
-		// rather than record (or mask, which would corrupt them) the
-		// bytes.
+		// File transfers are not recorded byte by byte (masking would
+		// corrupt them), so the channel must then speak the protocol
+		// the command claims, checked both ways (transfer.go).
 		if op, ok := scpDirection(cmd.Command); ok {
-			st.startSCP(op, logSafe(cmd.Command))
+			err = st.startTransfer("scp", shown, func(env *transferEnv) (transfer, error) {
+				return newSCPStream(env, op, cmd.Command), nil
+			})
 		} else if isRsyncServer(cmd.Command) {
-			st.startRsync(logSafe(cmd.Command))
+			err = st.startTransfer("rsync", shown, func(env *transferEnv) (transfer, error) {
+				return newRsyncTransfer(env, cmd.Command)
+			})
 		} else {
 			err = st.start("exec", shown)
 		}
@@ -273,7 +286,10 @@ func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
 		err = st.start("shell", "")
 	case "subsystem":
 		c.log.Info("subsystem", "channel", st.n)
-		st.startSFTP() // only sftp gets this far
+		// Only sftp gets this far.
+		err = st.startTransfer("sftp", "", func(env *transferEnv) (transfer, error) {
+			return newSFTPStream(env), nil
+		})
 	}
 	if err != nil {
 		// The request never reaches the target. It is answered

@@ -50,6 +50,9 @@ type harness struct {
 	store      *recorder.Store
 
 	alice string // key path with a valid certificate for principal alice
+	// fileMask and fileAllow: keys for principals whose rules set
+	// file_pans to mask and allow (alice's rule blocks, the default).
+	fileMask, fileAllow string
 }
 
 var (
@@ -86,6 +89,9 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 	if err := ensureUser(testUser); err != nil {
 		return err
 	}
+	if err := ensureUserShell(hookUser, "/bin/bash"); err != nil {
+		return err
+	}
 	var err error
 	h.sshBin = sshBin
 	if h.dir, err = os.MkdirTemp("", "postern-e2e-"); err != nil {
@@ -105,12 +111,15 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 	}
 	h.policy = Policy{
 		Targets: []Target{
-			{Name: "t1", Address: h.sshd.Addr, HostKey: h.sshd.HostKey, Logins: []string{"root", testUser, "nobody"}, DefaultLogin: "root"},
+			{Name: "t1", Address: h.sshd.Addr, HostKey: h.sshd.HostKey, Logins: []string{"root", testUser, hookUser, "nobody"}, DefaultLogin: "root"},
 			{Name: "viakh", Address: h.sshd.Addr, KnownHostsFile: kh},
 			{Name: "badkey", Address: h.sshd.Addr, HostKey: wrongKey},
 		},
 		Rules: []Rule{
-			{Name: "alice", Principals: []string{"alice"}, Targets: []string{"t1", "viakh", "badkey"}, Logins: []string{"root", testUser}},
+			{Name: "alice", Principals: []string{"alice"}, Targets: []string{"t1", "viakh", "badkey"}, Logins: []string{"root", testUser, hookUser}},
+			{Name: "filemask", Principals: []string{"filemask"}, Targets: []string{"t1"}, Logins: []string{"root"}, FilePANs: FilePANsMask},
+			{Name: "fileallow", Principals: []string{"fileallow"}, Targets: []string{"t1"}, Logins: []string{"root"}, FilePANs: FilePANsAllow, Transfers: []string{"sftp", "scp"}},
+			{Name: "notransfer", Principals: []string{"notransfer"}, Targets: []string{"t1"}, Logins: []string{"root"}, Transfers: []string{}},
 			{Name: "forwarder", Principals: []string{"fwd"}, Targets: []string{"t1"}, Logins: []string{"root"}, PortForwarding: true},
 		},
 	}
@@ -138,22 +147,31 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 		return err
 	}
 	h.alice = h.userKey(t, "alice", certs.UserCertRequest{Principals: []string{"alice"}, TTL: time.Hour, KeyID: "alice@test"})
+	h.fileMask = h.userKey(t, "filemask", certs.UserCertRequest{Principals: []string{"filemask"}, TTL: time.Hour})
+	h.fileAllow = h.userKey(t, "fileallow", certs.UserCertRequest{Principals: []string{"fileallow"}, TTL: time.Hour})
 	return nil
 }
 
 // ensureUser creates a local account for the target to log in as. Its
 // password field is "*" (no password) rather than useradd's "!" (locked):
 // sshd without PAM refuses locked accounts even for certificates.
-func ensureUser(name string) error {
+func ensureUser(name string) error { return ensureUserShell(name, "/bin/sh") }
+
+// ensureUserShell is ensureUser with the given login shell.
+func ensureUserShell(name, shell string) error {
 	if _, err := user.Lookup(name); err == nil {
 		return nil
 	}
-	out, err := exec.Command("useradd", "-m", "-s", "/bin/sh", "-p", "*", name).CombinedOutput()
+	out, err := exec.Command("useradd", "-m", "-s", shell, "-p", "*", name).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("useradd %s (tests run as root, see TESTING.md): %v: %s", name, err, out)
 	}
 	return nil
 }
+
+// hookUser is a login whose shell is bash, so that its ~/.bashrc runs
+// before every program sshd starts for it, sftp-server included.
+const hookUser = "posternhook"
 
 // userKey makes a key pair named name in the harness dir with a
 // certificate from the bastion's user CA per req, and returns its path.

@@ -180,8 +180,8 @@ func TestSCPBothWays(t *testing.T) {
 			}
 			if mode.flag == "-O" {
 				wants = []string{
-					fmt.Sprintf(`"event":"scp_file","op":"upload","path":%q,"bytes":%d,"target":%q`, filepath.Join("src", f), size, remote),
-					fmt.Sprintf(`"event":"scp_file","op":"download","path":%q,"bytes":%d,"target":%q`, filepath.Join(filepath.Base(remote), f), size, remote),
+					fmt.Sprintf(`"event":"scp_file","op":"upload","path":%q,"bytes":%d`, filepath.Join(remote, "src", f), size),
+					fmt.Sprintf(`"event":"scp_file","op":"download","path":%q,"bytes":%d`, filepath.Join(remote, f), size),
 				}
 			}
 			for _, want := range wants {

@@ -58,7 +58,31 @@ type Rule struct {
 	// PortForwarding allows direct-tcpip channels (ssh -L) through the
 	// target. SSH ports of targets are refused regardless.
 	PortForwarding bool
+	// Transfers lists the file-transfer protocols the rule grants:
+	// "sftp", "scp", "rsync". Nil grants all three: each is parsed
+	// strictly and its downloads are scanned. A channel that only claims
+	// to be a transfer is never exempt from recording (see transfer.go).
+	Transfers []string
+	// FilePANs is what happens when a downloaded file holds a card
+	// number: FilePANsBlock (the default, also for ""), FilePANsMask or
+	// FilePANsAllow.
+	FilePANs string
 }
+
+// What a rule's FilePANs does with a card number found in a download.
+const (
+	// FilePANsBlock fails the file's transfer: nothing from the chunk
+	// holding the first card number on reaches the client.
+	FilePANsBlock = "block"
+	// FilePANsMask masks the card numbers (same length, so the file's
+	// checksum changes) and delivers the file.
+	FilePANsMask = "mask"
+	// FilePANsAllow delivers the file unchanged; the count is audited.
+	FilePANsAllow = "allow"
+)
+
+// TransferKinds are the file-transfer protocols a rule can grant.
+var TransferKinds = []string{"sftp", "scp", "rsync"}
 
 // Identity is who a verified user certificate says the user is.
 type Identity struct {
@@ -91,6 +115,13 @@ type Grant struct {
 	Login          string
 	Rule           string
 	PortForwarding bool
+	Transfers      []string // granted transfer protocols; nil means all
+	FilePANs       string   // FilePANs* of the rule; "" means block
+}
+
+// allowsTransfer reports whether the grant permits transfer kind k.
+func (g *Grant) allowsTransfer(k string) bool {
+	return g.Transfers == nil || slices.Contains(g.Transfers, k)
 }
 
 // DenyError says why a connection was refused. UserMessage is safe to show
@@ -188,7 +219,8 @@ func (p *Policy) Decide(id Identity, user string) (*Grant, error) {
 		if !allowed(r.Logins, l) || (len(t.Logins) > 0 && !slices.Contains(t.Logins, l)) {
 			continue
 		}
-		return &Grant{Target: t, Login: l, Rule: r.Name, PortForwarding: r.PortForwarding}, nil
+		return &Grant{Target: t, Login: l, Rule: r.Name, PortForwarding: r.PortForwarding,
+			Transfers: r.Transfers, FilePANs: r.FilePANs}, nil
 	}
 	if !matched {
 		// Same words as for an unknown target would hide which targets

@@ -42,6 +42,11 @@ type chanState struct {
 	noticeSent atomic.Bool // the user was already told why the session ended
 	started    atomic.Bool // a shell, exec or subsystem request was accepted
 
+	// xfer is the channel's transfer mode (sftp, scp, rsync), nil for a
+	// terminal. It is set before outReady and ready close, and only read
+	// after: those channels order the accesses.
+	xfer transfer
+
 	// ready is closed once the request that starts the session (shell,
 	// exec or subsystem) has been handled, and done when the target's
 	// side of the channel has closed. Input waits for ready: x/crypto queues data apart from
@@ -62,9 +67,6 @@ type chanState struct {
 	cols      int
 	rows      int
 	rec       *recorder.Writer
-	sftp      *sftpAudit // set for an sftp subsystem: files are audited, bytes are not recorded
-	scp       *scpAudit  // likewise for the remote half of legacy scp
-	rsync     bool       // an rsync server: a file transfer, audited by command and bytes
 	meta      recorder.Session
 	failed    string // why recording failed; the session is being ended
 	begun     bool   // the index has the session (Begin succeeded): it must be sealed
@@ -166,28 +168,6 @@ func (st *chanState) recordInput(p []byte) error {
 	return nil
 }
 
-// transfer feeds the file-transfer audit, if this channel is one, and
-// reports whether it is: transfers are neither masked nor recorded.
-func (st *chanState) transfer(p []byte, fromClient bool) bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	switch {
-	case st.sftp != nil:
-		if fromClient {
-			st.sftp.fromClient(p)
-		} else {
-			st.sftp.fromServer(p)
-		}
-		return true
-	case st.scp != nil:
-		if fromClient == (st.scp.op == "upload") {
-			st.scp.feed(p)
-		}
-		return true
-	}
-	return st.rsync
-}
-
 func (st *chanState) setReady() { st.readyOnce.Do(func() { close(st.ready) }) }
 
 // waitReady blocks until the session's program started, or fails once the
@@ -253,35 +233,9 @@ func (st *chanState) failure() string {
 
 // finish closes the recording with a final marker and seals it in the
 // index and audit chain.
-// startSCP makes the channel audit the files of a legacy scp transfer.
-func (st *chanState) startSCP(op, command string) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	st.scp = newSCPAudit(st.c.log.With("channel", st.n), op, command)
-	audit(st.c.log, "scp", "channel", st.n, "op", op, "command", command)
-}
-
-// startRsync marks the channel as an rsync transfer.
-func (st *chanState) startRsync(command string) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	st.rsync = true
-	audit(st.c.log, "rsync", "channel", st.n, "command", command)
-}
-
-// startSFTP makes the channel audit the files an sftp subsystem touches.
-func (st *chanState) startSFTP() {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	st.sftp = newSFTPAudit(st.c.log.With("channel", st.n))
-}
-
 func (st *chanState) finish(exitStatus *int, exitSignal string, maskedPANs int64) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.sftp != nil {
-		st.sftp.close()
-	}
 	if st.rec == nil {
 		if st.begun {
 			// The recording failed or never opened: seal what
@@ -385,14 +339,15 @@ func logSafeAll(list []string) []string {
 // right after, through the masker's preview, which also releases a held
 // tail after a short deadline so the user's typing echoes at once.
 type outStream struct {
-	st  *chanState
-	raw io.Writer    // the client's stream, behind the gate
-	m   *mask.Writer // nil when masking is off
+	st   *chanState
+	raw  io.Writer    // the client's stream, behind the gate
+	m    *mask.Writer // nil when masking is off
+	data bool         // stdout: a transfer's protocol stream; stderr stays text
 }
 
-func newOutStream(st *chanState, raw io.Writer) *outStream {
+func newOutStream(st *chanState, raw io.Writer, data bool) *outStream {
 	raw = gate{st, raw}
-	o := &outStream{st: st, raw: raw}
+	o := &outStream{st: st, raw: raw, data: data}
 	if mode, ok := st.maskMode(); ok {
 		if st.c.s.cfg.Recording != nil {
 			o.m = mask.NewWriter(recordSink{st}, mask.Config{Mode: mode, Preview: raw})
@@ -419,8 +374,8 @@ func (o *outStream) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	o.st.bytesOut.Add(int64(len(p)))
-	if o.st.transfer(p, false) {
-		return o.raw.Write(p)
+	if o.data && o.st.xfer != nil {
+		return o.st.passTransfer(o.raw, p, o.st.xfer.fromServer)
 	}
 	if o.m != nil {
 		// Recorded (if recording is on), then shown.
@@ -502,7 +457,10 @@ func (in *inStream) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	in.st.bytesIn.Add(int64(len(p)))
-	if !in.st.transfer(p, true) && in.rec != nil {
+	if in.st.xfer != nil {
+		return in.st.passTransfer(in.dst, p, in.st.xfer.fromClient)
+	}
+	if in.rec != nil {
 		if _, err := in.rec.Write(p); err != nil {
 			return 0, err
 		}

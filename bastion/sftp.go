@@ -2,116 +2,204 @@ package bastion
 
 import (
 	"encoding/binary"
-	"log/slog"
 	"path"
-	"strconv"
-	"strings"
 	"sync"
+
+	"github.com/postern/postern/recorder"
 )
 
-// SFTP v3 packet types (draft-ietf-secsh-filexfer-02) the audit follows.
+// SFTP version 3 (draft-ietf-secsh-filexfer-02) as OpenSSH speaks it, with
+// the extensions OpenSSH's sftp-server offers.
 const (
-	fxpOpen     = 3
-	fxpClose    = 4
-	fxpRead     = 5
-	fxpWrite    = 6
-	fxpSetstat  = 9
-	fxpOpendir  = 11
-	fxpRemove   = 13
-	fxpMkdir    = 14
-	fxpRmdir    = 15
-	fxpRename   = 18
-	fxpSymlink  = 20
-	fxpStatus   = 101
-	fxpHandle   = 102
-	fxpData     = 103
-	fxpMaxTrack = 4096    // open handles and pending requests tracked per channel
-	fxpMaxPkt   = 1 << 20 // a longer packet stops the audit (OpenSSH sends at most 256 KiB)
+	fxpInit          = 1
+	fxpVersion       = 2
+	fxpOpen          = 3
+	fxpClose         = 4
+	fxpRead          = 5
+	fxpWrite         = 6
+	fxpLstat         = 7
+	fxpFstat         = 8
+	fxpSetstat       = 9
+	fxpFsetstat      = 10
+	fxpOpendir       = 11
+	fxpReaddir       = 12
+	fxpRemove        = 13
+	fxpMkdir         = 14
+	fxpRmdir         = 15
+	fxpRealpath      = 16
+	fxpStat          = 17
+	fxpRename        = 18
+	fxpReadlink      = 19
+	fxpSymlink       = 20
+	fxpStatus        = 101
+	fxpHandle        = 102
+	fxpData          = 103
+	fxpName          = 104
+	fxpAttrs         = 105
+	fxpExtended      = 200
+	fxpExtendedReply = 201
+
+	fxOK               = 0
+	fxEOF              = 1
+	fxPermissionDenied = 3
+
+	// sftpMaxPacket is OpenSSH's limit on a packet's length field; a
+	// longer one is a protocol violation.
+	sftpMaxPacket = 256 << 10
+	// sftpMaxPending caps requests awaiting a reply and open handles.
+	sftpMaxPending = 4096
+	sftpMaxHandle  = 256 // the draft's limit on a handle's length
 )
 
-// OpenSSH open flags (SSH_FXF_*) that make an open a write.
-const fxfWriteMask = 0x02 | 0x04 | 0x08 | 0x10 // WRITE, APPEND, CREAT, TRUNC
+// fxfWrite are the open flags (SSH_FXF_*) that make an open an upload:
+// WRITE, APPEND, CREAT, TRUNC.
+const fxfWrite = 0x02 | 0x04 | 0x08 | 0x10
 
-// sftpAudit follows an SFTP session in both directions and writes one audit
-// record per file opened (path, direction, bytes) and per change (remove,
-// rename, mkdir, ...), instead of recording the bytes. It is safe for use
-// by the two pumps at once.
-type sftpAudit struct {
-	log *slog.Logger
-
-	mu       sync.Mutex // guards everything below
-	in, out  sftpStream
-	opens    map[uint32]string    // request id → path, until the handle comes back
-	reads    map[uint32]string    // READ request id → handle
-	handles  map[string]*sftpFile // open handles
-	degraded bool
-}
-
-type sftpFile struct {
-	path           string
-	write          bool
-	dir            bool
-	bytesIn, bytes int64 // written by the client, read by the client
-}
-
-// sftpStream reassembles packets from one direction.
+// sftpStream parses an SFTP session strictly in both directions: packet
+// lengths and types, every field of every request and reply, request ids
+// unique while outstanding, replies of a type the request allows, and
+// handles known to have come from the server. It keeps one record per file
+// (path, direction, bytes, card numbers, outcome) and per change (remove,
+// rename, link, ...), taken from the request and the server's reply to it,
+// so a reply can never be credited to a different path. Downloads are
+// scanned for card numbers; status messages and file names are masked.
+//
+// It is safe for use by the two pumps at once: one mutex guards the state.
 type sftpStream struct {
-	buf []byte
+	env *transferEnv
+
+	mu      sync.Mutex // guards everything below
+	in, out pktBuf
+	inited  bool                // the client sent INIT
+	version bool                // the server sent VERSION
+	pending map[uint32]*sftpReq // requests awaiting their reply, by id
+	handles map[string]*sftpFile
+	events  []func() // reports to make once the lock is released
 }
 
-func newSFTPAudit(log *slog.Logger) *sftpAudit {
-	return &sftpAudit{
-		log:     log,
-		opens:   make(map[uint32]string),
-		reads:   make(map[uint32]string),
-		handles: make(map[string]*sftpFile),
-	}
+// sftpReq is a request awaiting its reply.
+type sftpReq struct {
+	typ  byte
+	ext  string // the extension's name, for fxpExtended
+	op   string // the record's op for changes; "" for none
+	path string
+	to   string
+	file *sftpFile // OPEN/OPENDIR: the file being opened; READ/CLOSE: its file
+	off  uint64    // READ: offset
+	n    uint32    // READ: length asked for
 }
 
-// fromClient and fromServer take the bytes of each direction, in order.
-func (a *sftpAudit) fromClient(p []byte) { a.feed(&a.in, p, a.clientPacket) }
-func (a *sftpAudit) fromServer(p []byte) { a.feed(&a.out, p, a.serverPacket) }
+// sftpFile is an open handle's file.
+type sftpFile struct {
+	op    string // download, upload or list
+	path  string
+	bytes int64 // read by the client (download) or written (upload)
+	scan  *fileScan
+}
 
-func (a *sftpAudit) feed(s *sftpStream, p []byte, handle func(typ byte, body []byte)) {
+// pktBuf reassembles one direction's packets.
+type pktBuf struct {
+	carry []byte // a partial packet
+	out   []byte // output assembled when it cannot alias the input
+}
+
+func newSFTPStream(env *transferEnv) *sftpStream {
+	return &sftpStream{env: env, pending: map[uint32]*sftpReq{}, handles: map[string]*sftpFile{}}
+}
+
+func (a *sftpStream) fromClient(p []byte) ([]byte, error) { return a.feed(&a.in, p, a.clientPacket) }
+func (a *sftpStream) fromServer(p []byte) ([]byte, error) { return a.feed(&a.out, p, a.serverPacket) }
+
+// feed passes on the complete packets of p (with what was carried over),
+// each checked by handle, which may mask it in place or return a
+// replacement. It stops at the first bad packet.
+func (a *sftpStream) feed(d *pktBuf, p []byte, handle func(pkt []byte) ([]byte, error)) ([]byte, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.degraded {
-		return
+	out, err := a.feedLocked(d, p, handle)
+	events := a.events
+	a.events = nil
+	a.mu.Unlock()
+	for _, e := range events {
+		e()
 	}
-	s.buf = append(s.buf, p...)
-	for len(s.buf) >= 5 {
-		n := int(binary.BigEndian.Uint32(s.buf))
-		if n < 1 || n > fxpMaxPkt {
-			a.degrade("packet length out of range")
-			return
-		}
-		if len(s.buf) < 4+n {
+	return out, err
+}
+
+func (a *sftpStream) feedLocked(d *pktBuf, p []byte, handle func(pkt []byte) ([]byte, error)) ([]byte, error) {
+	data := p
+	carried := len(d.carry) > 0
+	if carried {
+		d.carry = append(d.carry, p...)
+		data = d.carry
+	}
+	var out []byte // nil while the output is data[:i] unchanged
+	i := 0
+	var err error
+	for {
+		rest := data[i:]
+		if len(rest) < 4 {
 			break
 		}
-		handle(s.buf[4], s.buf[5:4+n])
-		s.buf = s.buf[4+n:]
+		n := int(binary.BigEndian.Uint32(rest))
+		if n < 5 || n > sftpMaxPacket {
+			err = protocolError("sftp", "packet length "+itoa(n))
+			break
+		}
+		if len(rest) < 4+n {
+			break
+		}
+		pkt := rest[:4+n]
+		var repl []byte
+		if repl, err = handle(pkt); err != nil {
+			break
+		}
+		if repl != nil && out == nil {
+			out = append(d.out[:0], data[:i]...)
+		}
+		switch {
+		case repl != nil:
+			out = append(out, repl...)
+		case out != nil:
+			out = append(out, pkt...)
+		}
+		i += 4 + n
 	}
-	// Keep the partial packet, not the consumed prefix's backing array.
-	if len(s.buf) == 0 {
-		s.buf = s.buf[:0:0]
+	if out == nil {
+		if carried {
+			out = append(d.out[:0], data[:i]...)
+		} else {
+			out = data[:i]
+		}
 	}
+	if out != nil && cap(out) > cap(d.out) {
+		d.out = out[:0]
+	}
+	if err != nil {
+		d.carry = nil
+		return out, err
+	}
+	// Keep the partial packet; never the caller's buffer.
+	rest := data[i:]
+	if carried {
+		d.carry = d.carry[:copy(d.carry, rest)]
+	} else {
+		d.carry = append(d.carry[:0], rest...)
+	}
+	if len(d.carry) == 0 && cap(d.carry) > 64<<10 {
+		d.carry = nil
+	}
+	return out, nil
 }
 
-func (a *sftpAudit) degrade(why string) {
-	if !a.degraded {
-		a.degraded = true
-		audit(a.log, "sftp_audit_degraded", "reason", why)
-	}
-}
-
-// sftp strings and integers, RFC 4251 §5.
-type reader struct {
+// wire reads SSH wire types (RFC 4251 §5) from a packet body; a short or
+// malformed field clears ok, and every later read returns zero values.
+type wire struct {
 	b  []byte
 	ok bool
 }
 
-func (r *reader) u32() uint32 {
-	if len(r.b) < 4 {
+func (r *wire) u32() uint32 {
+	if !r.ok || len(r.b) < 4 {
 		r.ok = false
 		return 0
 	}
@@ -120,280 +208,430 @@ func (r *reader) u32() uint32 {
 	return v
 }
 
-func (r *reader) str() string {
-	n := int(r.u32())
-	if !r.ok || n > len(r.b) {
+func (r *wire) u64() uint64 {
+	if !r.ok || len(r.b) < 8 {
 		r.ok = false
-		return ""
+		return 0
 	}
-	s := string(r.b[:n])
+	v := binary.BigEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+// bytes returns a string field as a slice of the packet, so a caller can
+// mask it in place.
+func (r *wire) bytes() []byte {
+	n := r.u32()
+	if !r.ok || uint64(n) > uint64(len(r.b)) {
+		r.ok = false
+		return nil
+	}
+	s := r.b[:n:n]
 	r.b = r.b[n:]
 	return s
 }
 
-func (r *reader) skipStr() int {
-	n := int(r.u32())
-	if !r.ok || n > len(r.b) {
+func (r *wire) str() string { return string(r.bytes()) }
+
+// attrs skips an ATTRS structure (draft-02 §5), refusing unknown flags.
+func (r *wire) attrs() {
+	const size, uidgid, perms, times, ext = 0x1, 0x2, 0x4, 0x8, 0x80000000
+	flags := r.u32()
+	if flags&^(size|uidgid|perms|times|ext) != 0 {
 		r.ok = false
-		return 0
-	}
-	r.b = r.b[n:]
-	return n
-}
-
-func (a *sftpAudit) clientPacket(typ byte, body []byte) {
-	r := &reader{b: body, ok: true}
-	switch typ {
-	case fxpOpen, fxpOpendir:
-		id := r.u32()
-		path := r.str()
-		var flags uint32
-		if typ == fxpOpen {
-			flags = r.u32()
-		}
-		if r.ok && len(a.opens) < fxpMaxTrack {
-			if typ == fxpOpendir {
-				path += "/"
-			} else if flags&fxfWriteMask != 0 {
-				path = "\x00w" + path // marks a write open until the handle arrives
-			}
-			a.opens[id] = path
-		}
-	case fxpRead:
-		id := r.u32()
-		h := r.str()
-		if r.ok && len(a.reads) < fxpMaxTrack {
-			a.reads[id] = h
-		}
-	case fxpWrite:
-		r.u32()
-		h := r.str()
-		r.b = r.b[min(8, len(r.b)):] // offset
-		n := r.skipStr()
-		if f := a.handles[h]; r.ok && f != nil {
-			f.bytesIn += int64(n)
-		}
-	case fxpClose:
-		r.u32()
-		h := r.str()
-		if f := a.handles[h]; r.ok && f != nil {
-			a.fileDone(f)
-			delete(a.handles, h)
-		}
-	case fxpRemove, fxpMkdir, fxpRmdir, fxpSetstat:
-		r.u32()
-		path := r.str()
-		if r.ok {
-			op := map[byte]string{fxpRemove: "remove", fxpMkdir: "mkdir", fxpRmdir: "rmdir", fxpSetstat: "setstat"}[typ]
-			audit(a.log, "sftp_op", "op", op, "path", logSafe(path))
-		}
-	case fxpRename, fxpSymlink:
-		r.u32()
-		from, to := r.str(), r.str()
-		if r.ok {
-			op := map[byte]string{fxpRename: "rename", fxpSymlink: "symlink"}[typ]
-			audit(a.log, "sftp_op", "op", op, "path", logSafe(from), "to", logSafe(to))
-		}
-	}
-}
-
-func (a *sftpAudit) serverPacket(typ byte, body []byte) {
-	r := &reader{b: body, ok: true}
-	switch typ {
-	case fxpHandle:
-		id := r.u32()
-		h := r.str()
-		path, pending := a.opens[id]
-		if !r.ok || !pending {
-			return
-		}
-		delete(a.opens, id)
-		if len(a.handles) >= fxpMaxTrack {
-			a.degrade("too many open handles")
-			return
-		}
-		f := &sftpFile{path: path}
-		if rest, ok := strings.CutPrefix(path, "\x00w"); ok {
-			f.path, f.write = rest, true
-		}
-		if len(f.path) > 0 && f.path[len(f.path)-1] == '/' {
-			f.dir = true
-		}
-		a.handles[h] = f
-	case fxpStatus:
-		id := r.u32()
-		delete(a.opens, id) // a failed open
-		delete(a.reads, id)
-	case fxpData:
-		id := r.u32()
-		n := r.skipStr()
-		h, ok := a.reads[id]
-		delete(a.reads, id)
-		if f := a.handles[h]; ok && r.ok && f != nil {
-			f.bytes += int64(n)
-		}
-	}
-}
-
-func (a *sftpAudit) fileDone(f *sftpFile) {
-	switch {
-	case f.dir:
-		audit(a.log, "sftp_file", "op", "list", "path", logSafe(f.path[:len(f.path)-1]))
-	case f.write:
-		audit(a.log, "sftp_file", "op", "upload", "path", logSafe(f.path), "bytes", f.bytesIn)
-	default:
-		audit(a.log, "sftp_file", "op", "download", "path", logSafe(f.path), "bytes", f.bytes)
-	}
-}
-
-// close reports files still open when the channel ends.
-func (a *sftpAudit) close() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for h, f := range a.handles {
-		a.fileDone(f)
-		delete(a.handles, h)
-	}
-}
-
-// scpAudit follows the legacy scp protocol (`scp -O`: the remote runs
-// `scp -t` to receive or `scp -f` to send) on the sender's stream and writes
-// one audit record per file: control lines "Cmode size name", "Dmode 0
-// name", "E" and "Tmtime 0 atime 0", each followed for C by size bytes and
-// a zero byte.
-type scpAudit struct {
-	log    *slog.Logger
-	op     string     // upload or download
-	target string     // the remote path in the command; names in the protocol are relative to it
-	mu     sync.Mutex // guards the fields below
-	line   []byte
-	dirs   []string
-	file   string
-	remain int64 // data bytes left of the current file; -1 when reading a control line
-	size   int64
-	broken bool
-}
-
-// scpDirection tells from an exec command whether it is the remote half of
-// legacy scp, and which way files go.
-func scpDirection(cmd string) (op string, ok bool) {
-	if !plainCommand(cmd) {
-		return "", false
-	}
-	f := strings.Fields(cmd)
-	if len(f) < 2 || (f[0] != "scp" && !strings.HasSuffix(f[0], "/scp")) {
-		return "", false
-	}
-	for _, a := range f[1:] {
-		if !strings.HasPrefix(a, "-") || a == "--" {
-			break
-		}
-		if strings.Contains(a, "t") {
-			return "upload", true
-		}
-		if strings.Contains(a, "f") {
-			return "download", true
-		}
-	}
-	return "", false
-}
-
-// plainCommand reports whether cmd is one program with arguments and
-// nothing a shell would act on: file transfers are exempt from masking and
-// recording, so "scp -f x; cat cards.txt" must not pass for one.
-func plainCommand(cmd string) bool {
-	// Quotes, globs and backslashes cannot start a second command;
-	// these can.
-	return !strings.ContainsAny(cmd, ";&|$`()<>\n\r")
-}
-
-// isRsyncServer reports whether an exec command is the remote half of
-// rsync over SSH ("rsync --server ...").
-func isRsyncServer(cmd string) bool {
-	if !plainCommand(cmd) {
-		return false
-	}
-	f := strings.Fields(cmd)
-	return len(f) >= 2 && (f[0] == "rsync" || strings.HasSuffix(f[0], "/rsync")) && f[1] == "--server"
-}
-
-func newSCPAudit(log *slog.Logger, op, command string) *scpAudit {
-	f := strings.Fields(command)
-	return &scpAudit{log: log, op: op, target: f[len(f)-1], remain: -1}
-}
-
-// feed takes the sender's stream: the client's for an upload, the
-// target's for a download.
-func (a *scpAudit) feed(p []byte) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for len(p) > 0 && !a.broken {
-		if a.remain >= 0 {
-			n := min(int64(len(p)), a.remain)
-			a.remain -= n
-			p = p[n:]
-			if a.remain == 0 && len(p) > 0 {
-				// The zero byte that ends a file.
-				audit(a.log, "scp_file", "op", a.op, "path", logSafe(a.file), "bytes", a.size, "target", logSafe(a.target))
-				p = p[1:]
-				a.remain = -1
-			}
-			continue
-		}
-		i := indexByte(p, '\n')
-		if i < 0 {
-			a.line = append(a.line, p...)
-			if len(a.line) > 4096 {
-				a.broken = true
-				audit(a.log, "scp_audit_degraded", "reason", "control line too long")
-			}
-			return
-		}
-		a.line = append(a.line, p[:i]...)
-		p = p[i+1:]
-		a.control(string(a.line))
-		a.line = a.line[:0]
-	}
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
-
-func (a *scpAudit) control(line string) {
-	if line == "" {
 		return
 	}
-	switch line[0] {
-	case 'C', 'D':
-		f := strings.SplitN(line[1:], " ", 3)
-		if len(f) != 3 {
-			return
+	if flags&size != 0 {
+		r.u64()
+	}
+	if flags&uidgid != 0 {
+		r.u32()
+		r.u32()
+	}
+	if flags&perms != 0 {
+		r.u32()
+	}
+	if flags&times != 0 {
+		r.u32()
+		r.u32()
+	}
+	if flags&ext != 0 {
+		n := r.u32()
+		for i := uint32(0); i < n && r.ok; i++ {
+			r.bytes()
+			r.bytes()
 		}
-		size, err := strconv.ParseInt(f[1], 10, 64)
-		if err != nil || size < 0 {
-			a.broken = true
-			audit(a.log, "scp_audit_degraded", "reason", "bad size in control line")
-			return
+	}
+}
+
+// done reports whether the whole body was read, and well.
+func (r *wire) done() bool { return r.ok && len(r.b) == 0 }
+
+func itoa(n int) string {
+	if n < 0 {
+		return "-" + itoa(-n)
+	}
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return string(b[i:])
 		}
-		name := path.Join(append(append([]string{}, a.dirs...), f[2])...)
-		if line[0] == 'D' {
-			a.dirs = append(a.dirs, f[2])
-			audit(a.log, "scp_file", "op", a.op, "path", logSafe(name+"/"), "dir", true, "target", logSafe(a.target))
-			return
+	}
+}
+
+// clientPacket checks one request from the client and remembers what its
+// reply must be.
+func (a *sftpStream) clientPacket(pkt []byte) ([]byte, error) {
+	typ := pkt[4]
+	r := &wire{b: pkt[5:], ok: true}
+	if !a.inited {
+		if typ != fxpInit {
+			return nil, protocolError("sftp", "the client's first packet is not INIT")
 		}
-		a.file, a.size, a.remain = name, size, size
-		if size == 0 {
-			a.remain = 0 // only the zero byte follows
+		r.u32() // version; extension pairs may follow
+		for r.ok && len(r.b) > 0 {
+			r.bytes()
+			r.bytes()
 		}
-	case 'E':
-		if len(a.dirs) > 0 {
-			a.dirs = a.dirs[:len(a.dirs)-1]
+		if !r.done() {
+			return nil, protocolError("sftp", "malformed INIT")
 		}
+		a.inited = true
+		return nil, nil
+	}
+	id := r.u32()
+	if _, dup := a.pending[id]; dup {
+		return nil, protocolError("sftp", "request id "+itoa(int(id))+" reused while outstanding")
+	}
+	if len(a.pending) >= sftpMaxPending {
+		return nil, protocolError("sftp", "too many outstanding requests")
+	}
+	q := &sftpReq{typ: typ}
+	handle := func() *sftpFile {
+		h := r.str()
+		f := a.handles[h]
+		if r.ok && f == nil {
+			r.ok = false
+		}
+		return f
+	}
+	switch typ {
+	case fxpOpen:
+		q.path = r.str()
+		flags := r.u32()
+		r.attrs()
+		q.file = &sftpFile{op: "download", path: q.path}
+		if flags&fxfWrite != 0 {
+			q.file.op = "upload"
+		}
+	case fxpOpendir:
+		q.path = r.str()
+		q.file = &sftpFile{op: "list", path: q.path}
+	case fxpClose:
+		h := r.str()
+		q.file = a.handles[h]
+		if q.file == nil {
+			r.ok = false
+		}
+		delete(a.handles, h)
+	case fxpRead:
+		q.file = handle()
+		q.off = r.u64()
+		q.n = r.u32()
+		if q.n > sftpMaxPacket {
+			r.ok = false
+		}
+	case fxpWrite:
+		f := handle()
+		r.u64()
+		n := len(r.bytes())
+		if r.ok {
+			f.bytes += int64(n)
+		}
+	case fxpFstat, fxpReaddir:
+		handle()
+	case fxpFsetstat:
+		handle()
+		r.attrs()
+	case fxpLstat, fxpStat, fxpRealpath, fxpReadlink:
+		r.str()
+	case fxpRemove, fxpRmdir:
+		q.op, q.path = map[byte]string{fxpRemove: "remove", fxpRmdir: "rmdir"}[typ], r.str()
+	case fxpMkdir, fxpSetstat:
+		q.op, q.path = map[byte]string{fxpMkdir: "mkdir", fxpSetstat: "setstat"}[typ], r.str()
+		r.attrs()
+	case fxpRename, fxpSymlink:
+		q.op = map[byte]string{fxpRename: "rename", fxpSymlink: "symlink"}[typ]
+		q.path, q.to = r.str(), r.str()
+	case fxpExtended:
+		if err := a.extended(r, q, handle); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, protocolError("sftp", "unknown request type "+itoa(int(typ)))
+	}
+	if !r.done() {
+		return nil, protocolError("sftp", "malformed request of type "+itoa(int(typ)))
+	}
+	a.pending[id] = q
+	return nil, nil
+}
+
+// extended parses the extension requests OpenSSH's sftp-server offers;
+// any other is refused, since its reply could not be checked.
+func (a *sftpStream) extended(r *wire, q *sftpReq, handle func() *sftpFile) error {
+	q.ext = r.str()
+	switch q.ext {
+	case "posix-rename@openssh.com", "hardlink@openssh.com":
+		q.op = map[string]string{"posix-rename@openssh.com": "rename", "hardlink@openssh.com": "link"}[q.ext]
+		q.path, q.to = r.str(), r.str()
+	case "statvfs@openssh.com", "expand-path@openssh.com", "home-directory":
+		r.str()
+	case "fstatvfs@openssh.com", "fsync@openssh.com":
+		handle()
+	case "lsetstat@openssh.com":
+		q.op, q.path = "setstat", r.str()
+		r.attrs()
+	case "limits@openssh.com":
+	case "copy-data":
+		from := handle()
+		r.u64()
+		r.u64()
+		to := handle()
+		r.u64()
+		if r.ok {
+			q.op, q.path, q.to = "copy", from.path, to.path
+		}
+	case "users-groups-by-id@openssh.com":
+		r.bytes()
+		r.bytes()
+	default:
+		if r.ok {
+			return protocolError("sftp", "unsupported extension "+logSafe(q.ext))
+		}
+	}
+	return nil
+}
+
+// serverPacket checks one reply from the server against its request.
+func (a *sftpStream) serverPacket(pkt []byte) ([]byte, error) {
+	typ := pkt[4]
+	r := &wire{b: pkt[5:], ok: true}
+	if !a.version {
+		if typ != fxpVersion {
+			return nil, protocolError("sftp", "the server's first packet is not VERSION")
+		}
+		r.u32()
+		for r.ok && len(r.b) > 0 {
+			r.bytes()
+			r.bytes()
+		}
+		if !r.done() {
+			return nil, protocolError("sftp", "malformed VERSION")
+		}
+		a.version = true
+		return nil, nil
+	}
+	id := r.u32()
+	q := a.pending[id]
+	if q == nil {
+		return nil, protocolError("sftp", "reply to no outstanding request")
+	}
+	delete(a.pending, id)
+	var repl []byte
+	switch typ {
+	case fxpStatus:
+		code := r.u32()
+		var msg []byte
+		if len(r.b) > 0 {
+			msg = r.bytes()
+			r.bytes()
+		}
+		if r.ok {
+			a.env.maskText(msg)
+			a.status(q, code, msg)
+		}
+	case fxpHandle:
+		h := r.bytes()
+		if q.typ != fxpOpen && q.typ != fxpOpendir || len(h) > sftpMaxHandle {
+			return nil, protocolError("sftp", "unexpected HANDLE")
+		}
+		if _, dup := a.handles[string(h)]; dup || len(a.handles) >= sftpMaxPending {
+			return nil, protocolError("sftp", "handle reused or too many handles")
+		}
+		if r.ok {
+			a.handles[string(h)] = q.file
+		}
+	case fxpData:
+		data := r.bytes()
+		if q.typ != fxpRead || uint64(len(data)) > uint64(q.n) {
+			return nil, protocolError("sftp", "unexpected DATA")
+		}
+		if r.done() {
+			repl = a.data(id, q, data)
+		}
+	case fxpName:
+		if !q.namesReply() {
+			return nil, protocolError("sftp", "unexpected NAME")
+		}
+		n := r.u32()
+		for i := uint32(0); i < n && r.ok; i++ {
+			a.env.maskText(r.bytes()) // file name
+			a.env.maskText(r.bytes()) // ls -l style line
+			r.attrs()
+		}
+	case fxpAttrs:
+		if q.typ != fxpStat && q.typ != fxpLstat && q.typ != fxpFstat {
+			return nil, protocolError("sftp", "unexpected ATTRS")
+		}
+		r.attrs()
+	case fxpExtendedReply:
+		if err := a.extendedReply(r, q); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, protocolError("sftp", "unknown reply type "+itoa(int(typ)))
+	}
+	if !r.done() {
+		return nil, protocolError("sftp", "malformed reply of type "+itoa(int(typ)))
+	}
+	return repl, nil
+}
+
+// namesReply reports whether a NAME reply may answer q.
+func (q *sftpReq) namesReply() bool {
+	switch q.typ {
+	case fxpReaddir, fxpRealpath, fxpReadlink:
+		return true
+	case fxpExtended:
+		return q.ext == "expand-path@openssh.com" || q.ext == "home-directory"
+	}
+	return false
+}
+
+// extendedReply checks the fixed layouts of the extension replies.
+func (a *sftpStream) extendedReply(r *wire, q *sftpReq) error {
+	switch q.ext {
+	case "statvfs@openssh.com", "fstatvfs@openssh.com":
+		for range 11 {
+			r.u64()
+		}
+	case "limits@openssh.com":
+		for range 4 {
+			r.u64()
+		}
+	case "users-groups-by-id@openssh.com":
+		for range 2 {
+			names := &wire{b: r.bytes(), ok: r.ok}
+			for names.ok && len(names.b) > 0 {
+				a.env.maskText(names.bytes())
+			}
+			r.ok = r.ok && names.ok
+		}
+	default:
+		return protocolError("sftp", "unexpected EXTENDED_REPLY")
+	}
+	return nil
+}
+
+// data accounts a READ's data to its file and scans it. It returns a
+// replacement packet (a failure status) when the scan withholds the data.
+func (a *sftpStream) data(id uint32, q *sftpReq, data []byte) []byte {
+	f := q.file
+	if f.scan == nil {
+		f.scan = a.env.newScan()
+	}
+	if f.scan.chunk(int64(q.off), data) {
+		a.tell(f)
+		return statusPacket(id, fxPermissionDenied, "postern: "+a.env.maskString(f.path)+" holds a card number; the download was blocked")
+	}
+	f.bytes += int64(len(data))
+	a.tell(f)
+	return nil
+}
+
+// tell queues the user's notice about f's scan, if there is one.
+func (a *sftpStream) tell(f *sftpFile) {
+	if msg := f.scan.userNotice("sftp", a.env.maskString(f.path)); msg != "" && a.env.notice != nil {
+		a.events = append(a.events, func() { a.env.notice(msg) })
+	}
+}
+
+// statusPacket builds an SSH_FXP_STATUS reply.
+func statusPacket(id, code uint32, msg string) []byte {
+	n := 1 + 4 + 4 + 4 + len(msg) + 4 + 2
+	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+n), uint32(n))
+	b = append(b, fxpStatus)
+	b = binary.BigEndian.AppendUint32(b, id)
+	b = binary.BigEndian.AppendUint32(b, code)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(msg)))
+	b = append(b, msg...)
+	b = binary.BigEndian.AppendUint32(b, 2)
+	return append(b, "en"...)
+}
+
+// status ends a request: a change or a close gets its record, a failed
+// open one that says so; a person may read a failure's message, so it is
+// recorded too.
+func (a *sftpStream) status(q *sftpReq, code uint32, msg []byte) {
+	if code != fxOK && code != fxEOF && len(msg) > 0 && a.env.show != nil {
+		text := append([]byte("sftp: "), msg...)
+		a.events = append(a.events, func() { a.env.show(append(text, '\n')) })
+	}
+	detail := ""
+	outcome := "ok"
+	if code != fxOK {
+		outcome, detail = "failed", logSafe(string(msg))
+	}
+	switch {
+	case q.typ == fxpClose && q.file != nil:
+		a.fileRecord(q.file, "")
+	case (q.typ == fxpOpen || q.typ == fxpOpendir) && code != fxOK:
+		a.report(recorder.Transfer{Op: q.file.op, Path: q.file.path, Outcome: outcome, Detail: detail})
+	case q.op != "":
+		a.report(recorder.Transfer{Op: q.op, Path: q.path, To: q.to, Outcome: outcome, Detail: detail})
+	}
+}
+
+// fileRecord reports a file whose handle was closed (or left open, with
+// outcome "incomplete").
+func (a *sftpStream) fileRecord(f *sftpFile, outcome string) {
+	t := recorder.Transfer{Op: f.op, Path: f.path, Bytes: f.bytes, Outcome: f.scan.outcome()}
+	if f.scan != nil {
+		t.PANs = f.scan.pans
+	}
+	if outcome != "" && t.Outcome == "ok" {
+		t.Outcome = outcome
+	}
+	if f.op == "list" {
+		t.Path = path.Clean(f.path) + "/"
+	}
+	a.report(t)
+}
+
+// report queues a record, masking its names.
+func (a *sftpStream) report(t recorder.Transfer) {
+	t.Path, t.To = a.env.maskString(t.Path), a.env.maskString(t.To)
+	if a.env.record != nil {
+		a.events = append(a.events, func() { a.env.record(t) })
+	}
+}
+
+// end reports the files still open when the channel ends.
+func (a *sftpStream) end() {
+	a.mu.Lock()
+	for h, f := range a.handles {
+		a.fileRecord(f, "incomplete")
+		delete(a.handles, h)
+	}
+	events := a.events
+	a.events = nil
+	a.mu.Unlock()
+	for _, e := range events {
+		e()
 	}
 }

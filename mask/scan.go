@@ -555,3 +555,12 @@ func Mask(dst, src []byte, mode Mode) ([]byte, int) {
 	s.scan(dst[start:], 0, true)
 	return dst, int(s.count)
 }
+
+// MaskInPlace masks every PAN in b in place, judging b as a whole stream
+// like Mask, and returns the number of PANs masked.
+func MaskInPlace(b []byte, mode Mode) int {
+	var s scanner
+	s.mode = mode
+	s.scan(b, 0, true)
+	return int(s.count)
+}

@@ -41,7 +41,7 @@ type Session struct {
 	Client     string     `json:"client"`
 	Target     string     `json:"target"`
 	Login      string     `json:"login"`
-	Kind       string     `json:"kind"` // shell or exec
+	Kind       string     `json:"kind"` // shell, exec, or a transfer: sftp, scp, rsync
 	Command    string     `json:"command,omitempty"`
 	Start      time.Time  `json:"start"`
 	End        *time.Time `json:"end,omitempty"`
@@ -54,6 +54,27 @@ type Session struct {
 	SHA256     string     `json:"sha256,omitempty"`
 	Size       int64      `json:"size,omitempty"`
 	Status     string     `json:"status"`
+	// Transfers are the files and file operations of a transfer
+	// channel (Kind sftp, scp or rsync), in order; at most
+	// MaxTransfers, the rest counted in TransfersOmitted (the
+	// recording's markers list them all).
+	Transfers        []Transfer `json:"transfers,omitempty"`
+	TransfersOmitted int64      `json:"transfers_omitted,omitempty"`
+}
+
+// MaxTransfers caps the transfer records kept in one index entry.
+const MaxTransfers = 10000
+
+// Transfer is one file moved or changed by a transfer channel. Path and To
+// are masked like log text.
+type Transfer struct {
+	Op      string `json:"op"` // download, upload, list, remove, rename, link, symlink, mkdir, rmdir, setstat, copy
+	Path    string `json:"path"`
+	To      string `json:"to,omitempty"`     // rename, link, symlink, copy
+	Bytes   int64  `json:"bytes"`            // file bytes that reached the client (download) or target (upload)
+	PANs    int64  `json:"pans"`             // card numbers found in a download
+	Outcome string `json:"outcome"`          // ok, blocked, masked, allowed, failed, incomplete
+	Detail  string `json:"detail,omitempty"` // the status text of a failure, masked
 }
 
 // ChainEntry is one link of the audit chain. Each entry names the hash of

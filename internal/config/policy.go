@@ -324,7 +324,7 @@ func (p *parser) rules(f field, targets []bastion.Target) ([]bastion.Rule, error
 func (p *parser) rule(n *yaml.Node, at string, targets []bastion.Target) (bastion.Rule, error) {
 	var r bastion.Rule
 	m, err := p.mapping(n, at,
-		"name", "principals", "groups", "targets", "target_labels", "logins", "default_login", "port_forwarding")
+		"name", "principals", "groups", "targets", "target_labels", "logins", "default_login", "port_forwarding", "transfers", "file_pans")
 	if err != nil {
 		return r, err
 	}
@@ -379,7 +379,28 @@ func (p *parser) rule(n *yaml.Node, at string, targets []bastion.Target) (bastio
 			return r, err
 		}
 	}
+	if f := m.get("transfers"); f.set() {
+		// An empty list is allowed: it grants no file transfer.
+		if r.Transfers, err = p.strList(f, oneOf(bastion.TransferKinds)); err != nil {
+			return r, err
+		}
+	}
+	if f := m.get("file_pans"); f.set() {
+		if r.FilePANs, err = p.str(f, oneOf([]string{bastion.FilePANsBlock, bastion.FilePANsMask, bastion.FilePANsAllow})); err != nil {
+			return r, err
+		}
+	}
 	return r, nil
+}
+
+// oneOf returns a check that accepts only the listed words.
+func oneOf(words []string) func(string) error {
+	return func(s string) error {
+		if !slices.Contains(words, s) {
+			return fmt.Errorf("%q is not one of %s", s, strings.Join(words, ", "))
+		}
+		return nil
+	}
 }
 
 func checkNotEmpty(s string) error {
