@@ -37,8 +37,8 @@ fuzz:
 	bash scripts/fuzz.sh recorder FuzzParseChainHead $(SHORTFUZZ)
 	bash scripts/fuzz.sh certs FuzzParseAuditPublicKey $(SHORTFUZZ)
 	bash scripts/fuzz.sh bastion FuzzParseUser $(SHORTFUZZ)
-	bash scripts/fuzz.sh bastion FuzzSFTPAudit $(SHORTFUZZ)
-	bash scripts/fuzz.sh bastion FuzzSCPAudit $(SHORTFUZZ)
+	bash scripts/fuzz.sh bastion FuzzSFTPStream $(SHORTFUZZ)
+	bash scripts/fuzz.sh bastion FuzzSCPStream $(SHORTFUZZ)
 
 demo: build
 	./$(BIN) demo

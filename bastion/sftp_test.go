@@ -1,8 +1,11 @@
 package bastion
 
 import (
+	"bytes"
 	"encoding/binary"
 	"testing"
+
+	"github.com/postern/postern/recorder"
 )
 
 func sftpPacket(typ byte, fields ...any) []byte {
@@ -47,3 +50,221 @@ func TestSCPDirection(t *testing.T) {
 	}
 }
 
+// sftpSetup is an INIT and VERSION exchange, then an open of path with
+// handle "h1".
+func sftpSetup(t *testing.T, a *sftpStream, path string) {
+	t.Helper()
+	for _, step := range []struct {
+		client bool
+		pkt    []byte
+	}{
+		{true, sftpPacket(fxpInit, uint32(3))},
+		{false, sftpPacket(fxpVersion, uint32(3), "posix-rename@openssh.com", "1")},
+		{true, sftpPacket(fxpOpen, uint32(1), path, uint32(1), uint32(0))},
+		{false, sftpPacket(fxpHandle, uint32(1), "h1")},
+	} {
+		feed := a.fromServer
+		if step.client {
+			feed = a.fromClient
+		}
+		if out, err := feed(step.pkt); err != nil || !bytes.Equal(out, step.pkt) {
+			t.Fatalf("setup: %v, out %q", err, out)
+		}
+	}
+}
+
+// A reply must answer an outstanding request of a type it fits: a DATA
+// for no READ, a second reply to one id, a reply longer than asked, or
+// shell output instead of packets are refused, and nothing of them passes.
+func TestSFTPStreamRefusesForgedReplies(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct{ client, server []byte }{
+		"data without read":   {nil, sftpPacket(fxpData, uint32(9), "x")},
+		"data to a stat":      {sftpPacket(fxpStat, uint32(2), "/x"), sftpPacket(fxpData, uint32(2), "x")},
+		"longer than asked":   {sftpPacket(fxpRead, uint32(2), "h1", uint64(0), uint32(2)), sftpPacket(fxpData, uint32(2), "abc")},
+		"shell output":        {nil, []byte("bash-5.2$ ")},
+		"handle to a read":    {sftpPacket(fxpRead, uint32(2), "h1", uint64(0), uint32(2)), sftpPacket(fxpHandle, uint32(2), "h2")},
+		"trailing bytes":      {sftpPacket(fxpStat, uint32(2), "/x"), sftpPacket(fxpAttrs, uint32(2), uint32(0), uint32(5))},
+		"unknown handle read": {sftpPacket(fxpRead, uint32(2), "zz", uint64(0), uint32(2)), nil},
+		"unknown extension":   {sftpPacket(fxpExtended, uint32(2), "tunnel@example.com"), nil},
+		"duplicate id":        {append(sftpPacket(fxpStat, uint32(2), "/a"), sftpPacket(fxpStat, uint32(2), "/b")...), nil},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := newSFTPStream(&transferEnv{})
+			sftpSetup(t, a, "/f")
+			_, cerr := a.fromClient(tc.client)
+			var out []byte
+			var serr error
+			if cerr == nil {
+				out, serr = a.fromServer(tc.server)
+			}
+			if cerr == nil && serr == nil {
+				t.Fatal("accepted")
+			}
+			if len(out) > 0 {
+				t.Fatalf("passed on %q", out)
+			}
+		})
+	}
+}
+
+// A card number split between two DATA replies is found in the second;
+// under block that reply becomes a failure status and the first is the
+// only data that passed.
+func TestSFTPStreamScansAcrossChunks(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []string{FilePANsBlock, FilePANsMask, FilePANsAllow} {
+		t.Run(policy, func(t *testing.T) {
+			var recs []recorder.Transfer
+			a := newSFTPStream(&transferEnv{masking: true, filePANs: policy, record: func(r recorder.Transfer) { recs = append(recs, r) }})
+			sftpSetup(t, a, "/cards")
+			first, second := "name: 4111 1111", " 1111 1111 end"
+			a.fromClient(sftpPacket(fxpRead, uint32(2), "h1", uint64(0), uint32(len(first))))
+			a.fromClient(sftpPacket(fxpRead, uint32(3), "h1", uint64(len(first)), uint32(len(second))))
+			if out, err := a.fromServer(sftpPacket(fxpData, uint32(2), first)); err != nil || !bytes.Contains(out, []byte(first)) {
+				t.Fatalf("first chunk: %v %q", err, out)
+			}
+			out, err := a.fromServer(sftpPacket(fxpData, uint32(3), second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch policy {
+			case FilePANsBlock:
+				if out[4] != fxpStatus || bytes.Contains(out, []byte("1111 end")) {
+					t.Fatalf("blocked chunk passed: %q", out)
+				}
+			case FilePANsMask:
+				if !bytes.Contains(out, []byte(" **** 1111 end")) {
+					t.Fatalf("not masked: %q", out)
+				}
+			case FilePANsAllow:
+				if !bytes.Contains(out, []byte(second)) {
+					t.Fatalf("changed: %q", out)
+				}
+			}
+			a.fromClient(sftpPacket(fxpClose, uint32(4), "h1"))
+			a.fromServer(sftpPacket(fxpStatus, uint32(4), uint32(0), "", ""))
+			if len(recs) != 1 || recs[0].PANs != 1 || recs[0].Path != "/cards" {
+				t.Fatalf("records %+v", recs)
+			}
+		})
+	}
+}
+
+// FuzzSFTPStream: arbitrary bytes both ways, split anywhere, never panic,
+// and what passes is always whole packets.
+func FuzzSFTPStream(f *testing.F) {
+	f.Add(append(sftpPacket(fxpInit, uint32(3)), sftpPacket(fxpOpen, uint32(1), "/etc/passwd", uint32(1), uint32(0))...),
+		append(sftpPacket(fxpVersion, uint32(3)), sftpPacket(fxpHandle, uint32(1), "h1")...), 3)
+	f.Add(sftpPacket(fxpInit, uint32(3)), []byte{0xff, 0xff, 0xff, 0xff, 3}, 0)
+	f.Fuzz(func(t *testing.T, client, server []byte, split int) {
+		a := newSFTPStream(&transferEnv{masking: true})
+		if split < 0 {
+			split = -split
+		}
+		cs := split % (len(client) + 1)
+		check := func(out []byte) {
+			for len(out) > 0 {
+				if len(out) < 4 {
+					t.Fatalf("partial packet passed: %q", out)
+				}
+				n := 4 + int(binary.BigEndian.Uint32(out))
+				if n > len(out) {
+					t.Fatalf("partial packet passed")
+				}
+				out = out[n:]
+			}
+		}
+		out, _ := a.fromClient(client[:cs])
+		check(out)
+		out, _ = a.fromServer(server)
+		check(out)
+		out, _ = a.fromClient(client[cs:])
+		check(out)
+		a.end()
+		if len(a.pending) > sftpMaxPending || len(a.handles) > 0 {
+			t.Fatalf("maps grew: %d %d", len(a.pending), len(a.handles))
+		}
+	})
+}
+
+// Legacy scp: a real download passes unchanged; a warning's card number
+// is masked; shell output, a bad control line or a blocked file stop it.
+func TestSCPStream(t *testing.T) {
+	t.Parallel()
+	valid := "T1700000000 0 1700000000 0\nD0755 0 dir\nC0644 6 a.txt\nhello\n\x00\x01scp: warning\nE\n"
+	s := newSCPStream(&transferEnv{masking: true}, "download", "scp -r -f /x/dir")
+	if out, err := s.fromServer([]byte(valid)); err != nil || string(out) != valid {
+		t.Fatalf("valid stream: %v %q", err, out)
+	}
+	for name, tc := range map[string]struct {
+		server, want string
+		bad          bool
+	}{
+		"shell":         {"bash-5.2# ", "", true},
+		"warning":       {"\x01scp: /x/" + testPAN + ": No such file\n", "\x01scp: /x/411111******1111: No such file\n", false},
+		"bad mode":      {"C06x4 5 a\n", "", true},
+		"slash in name": {"C0644 5 ../a\n", "", true},
+		"E at the top":  {"E\n", "", true},
+		"no status":     {"C0644 1 a\nxC", "C0644 1 a\nx", true},
+		"card in data":  {"C0644 20 a\n" + testPAN + "\n\x00", "C0644 20 a\n", true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := newSCPStream(&transferEnv{masking: true}, "download", "scp -f /x/a")
+			out, err := s.fromServer([]byte(tc.server))
+			if (err != nil) != tc.bad || string(out) != tc.want {
+				t.Fatalf("got %q, %v; want %q, error %v", out, err, tc.want, tc.bad)
+			}
+		})
+	}
+	// The receiver's side: status bytes and messages only.
+	s = newSCPStream(&transferEnv{}, "download", "scp -f /x/a")
+	if _, err := s.fromClient([]byte("\x00ls\n")); err == nil {
+		t.Fatal("a command from the client passed as acknowledgements")
+	}
+}
+
+// FuzzSCPStream: any streams, in any chunks, never panic, and the
+// sender's output is a prefix of what a valid parse would pass.
+func FuzzSCPStream(f *testing.F) {
+	f.Add([]byte("D0755 0 dir\nC0644 5 a.txt\nhello\x00E\n"), []byte("\x00\x00\x00"), 3)
+	f.Add([]byte("C0644 -1 x\n"), []byte("\x01oops\n"), 1)
+	f.Fuzz(func(t *testing.T, sender, receiver []byte, split int) {
+		for _, op := range []string{"upload", "download"} {
+			s := newSCPStream(&transferEnv{masking: true, filePANs: FilePANsAllow}, op, "scp -t /x")
+			if split < 0 {
+				split = -split
+			}
+			k := split % (len(sender) + 1)
+			send, recv := s.fromServer, s.fromClient
+			if op == "upload" {
+				send, recv = recv, send
+			}
+			var out []byte
+			o, err := send(sender[:k])
+			out = append(out, o...)
+			if err == nil {
+				o, _ = send(sender[k:])
+				out = append(out, o...)
+			}
+			recv(receiver)
+			s.end()
+			if len(out) > len(sender) {
+				t.Fatalf("passed %d bytes of %d", len(out), len(sender))
+			}
+		}
+	})
+}
+
+// A card number split across two chunks of a file is found.
+func TestFileScanAcrossChunks(t *testing.T) {
+	t.Parallel()
+	f := &fileScan{policy: FilePANsMask, next: -1}
+	a, b := []byte("x 4111 1111 111"), []byte("1 1111 y")
+	if f.chunk(0, a) || f.chunk(int64(len(a)), b) {
+		t.Fatal("mask policy withheld a chunk")
+	}
+	if f.pans != 1 || string(b) != "* 1111 y" { // first six and last four stay
+		t.Fatalf("pans %d, second chunk %q", f.pans, b)
+	}
+}
