@@ -85,6 +85,7 @@ func TestLoadExample(t *testing.T) {
 		{
 			Name: "sre", Principals: []string{"alice", "bob"}, Groups: []string{"sre"},
 			Targets: []string{"*"}, Logins: []string{"*"}, PortForwarding: true,
+			Transfers: []string{"sftp", "scp", "rsync"}, FilePANs: "block",
 		},
 	}
 	if !reflect.DeepEqual(c.Policy.Rules, wantRules) {
@@ -307,6 +308,19 @@ func TestParseValues(t *testing.T) {
 			func(c *config.Config) bool { return c.Listen == "[::1]:0" }},
 		{"ipv6 bare host", "  - name: v6\n    address: fe80::1\n    host_ca: \"" + hostCA + "\"\n",
 			func(c *config.Config) bool { return c.Policy.Target("v6").Address == "[fe80::1]:22" }},
+		{"transfers and file_pans", "    transfers: [sftp]\n    file_pans: mask\n",
+			func(c *config.Config) bool {
+				r := c.Policy.Rules[0]
+				return reflect.DeepEqual(r.Transfers, []string{"sftp"}) && r.FilePANs == "mask"
+			}},
+		{"no transfers", "    transfers: []\n",
+			func(c *config.Config) bool {
+				return c.Policy.Rules[0].Transfers != nil && len(c.Policy.Rules[0].Transfers) == 0
+			}},
+		{"transfers default", "",
+			func(c *config.Config) bool {
+				return c.Policy.Rules[0].Transfers == nil && c.Policy.Rules[0].FilePANs == ""
+			}},
 		{"alias", "  - name: db02\n    address: db02\n    host_key: *key\n",
 			func(c *config.Config) bool { return c.Policy.Target("db02").HostKey != nil }},
 	}
@@ -360,6 +374,8 @@ func TestParseBad(t *testing.T) {
 		{"label value list", strings.Replace(minimal, "    host_key:", "    labels: {env: [a]}\n    host_key:", 1), 5, "targets[0].labels.env", "must be a string, got a list"},
 		{"merge key", "<<: {data_dir: x}\n", 1, "<<", "merge keys are not supported"},
 		{"no ciphers", minimal + "ciphers: []\n", 11, "ciphers", "must name at least one cipher"},
+		{"unknown transfer", minimal + "    transfers: [sftp, ftp]\n", 11, "rules[0].transfers[1]", `"ftp" is not one of sftp, scp, rsync`},
+		{"bad file_pans", minimal + "    file_pans: warn\n", 11, "rules[0].file_pans", `"warn" is not one of block, mask, allow`},
 		{"max_missed string", minimal + "keepalive: {max_missed: many}\n", 11, "keepalive.max_missed", "must be a whole number"},
 	}
 	for _, tt := range tests {
