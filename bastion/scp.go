@@ -187,18 +187,27 @@ func (s *scpStream) sender(p []byte) ([]byte, error) {
 		case s.remain > 0:
 			n := int(min(int64(len(p)), s.remain))
 			chunk := p[:n]
-			if s.op == "download" && s.scan.chunk(s.size-s.remain, chunk) {
-				s.tell()
+			withhold := false
+			if s.op == "download" {
+				d.out, withhold = s.scan.stream(d.out, chunk)
+			} else {
+				d.out = append(d.out, chunk...)
+			}
+			if !withhold {
+				s.remain -= int64(n)
+				p = p[n:]
+			}
+			if !withhold && s.remain == 0 && s.op == "download" {
+				d.out, withhold = s.scan.flush(d.out)
+			}
+			s.tell()
+			if withhold {
 				s.fileRecord("")
 				return d.out, &transferError{
 					msg:    "postern: scp download of " + s.env.maskString(s.file) + " was blocked: it holds a card number",
 					reason: "card number in a downloaded file",
 				}
 			}
-			s.tell()
-			d.out = append(d.out, chunk...)
-			s.remain -= int64(n)
-			p = p[n:]
 			if s.remain == 0 {
 				s.status = true
 			}

@@ -217,6 +217,16 @@ func TestSCPStream(t *testing.T) {
 			}
 		})
 	}
+	// A number split between two reads: its first digits are held back
+	// until the rest decides, so none of them pass when it is blocked.
+	s = newSCPStream(&transferEnv{masking: true}, "download", "scp -f /x/a")
+	out, err := s.fromServer([]byte("C0644 25 a\ncard 4111 1111"))
+	if err != nil || string(out) != "C0644 25 a\ncard " {
+		t.Fatalf("first part: %q, %v", out, err)
+	}
+	if out, err = s.fromServer([]byte(" 1111 1111\n\x00")); err == nil || len(out) != 0 {
+		t.Fatalf("second part: %q, %v; want it withheld", out, err)
+	}
 	// The receiver's side: status bytes and messages only.
 	s = newSCPStream(&transferEnv{}, "download", "scp -f /x/a")
 	if _, err := s.fromClient([]byte("\x00ls\n")); err == nil {

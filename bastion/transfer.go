@@ -1,6 +1,7 @@
 package bastion
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"strconv"
@@ -120,6 +121,9 @@ type fileScan struct {
 	pans    int64
 	blocked bool
 	told    bool // the user was told about this file
+
+	w    *mask.Writer // stream's masker, holding a possible number's tail
+	held bytes.Buffer // what w released during one call
 }
 
 // chunk judges p, which starts at offset off of the file. Under
@@ -159,6 +163,54 @@ func (f *fileScan) chunk(off int64, p []byte) (withhold bool) {
 		return true
 	}
 	return false
+}
+
+// stream judges the next bytes of a file read front to back (scp, rsync)
+// and appends what may pass to out. Unlike chunk, it holds back a tail
+// that may still be part of a card number until what follows (or flush)
+// decides, so no digit of a number leaves before it is judged. It reports
+// whether the file must be withheld from here on (FilePANsBlock).
+func (f *fileScan) stream(out, p []byte) ([]byte, bool) {
+	if f.blocked {
+		return out, true
+	}
+	if f.policy == FilePANsAllow {
+		f.chunk(max(f.next, 0), p) // counts only
+		return append(out, p...), false
+	}
+	if f.w == nil {
+		f.w = mask.NewWriter(&f.held, mask.Config{Mode: f.mode, Deadline: -1})
+	}
+	f.held.Reset()
+	before := f.w.Count()
+	f.w.Write(p) // writes to a bytes.Buffer: cannot fail
+	return f.judged(out, before)
+}
+
+// flush ends a stream: the held tail is judged as the file's end.
+func (f *fileScan) flush(out []byte) ([]byte, bool) {
+	if f.w == nil || f.blocked {
+		return out, f.blocked
+	}
+	f.held.Reset()
+	before := f.w.Count()
+	f.w.Close()
+	out, blocked := f.judged(out, before)
+	f.w = nil
+	return out, blocked
+}
+
+// judged appends what the masker released, unless a card number found
+// since before blocks the file.
+func (f *fileScan) judged(out []byte, before int64) ([]byte, bool) {
+	if n := f.w.Count() - before; n > 0 {
+		f.pans += n
+		if f.policy != FilePANsMask {
+			f.blocked = true
+			return out, true
+		}
+	}
+	return append(out, f.held.Bytes()...), false
 }
 
 // userNotice is what the user is told about a file the scan acted on, once
