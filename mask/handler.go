@@ -112,14 +112,17 @@ func maskValue(v slog.Value) (slog.Value, bool) {
 			return slog.GroupValue(out...), true
 		}
 	case slog.KindAny:
-		return maskAny(v.Any())
+		if m, ok := maskAny(v.Any()); ok {
+			return m, true
+		}
 	}
 	return v, false
 }
 
-// maskAny masks a value of any other type. Handlers print an error as its
-// Error text, and other values with fmt, MarshalText or MarshalJSON: if any
-// of these holds a PAN, the value becomes its masked text.
+// maskAny masks a value of any other type, and reports whether it held a
+// PAN. Handlers print an error as its Error text, and other values with
+// fmt, MarshalText or MarshalJSON: if any of these holds a PAN, the value
+// becomes its masked text.
 func maskAny(v any) (slog.Value, bool) {
 	switch x := v.(type) {
 	case []string:
@@ -133,17 +136,14 @@ func maskAny(v any) (slog.Value, bool) {
 				out[i] = m
 			}
 		}
-		if out != nil {
-			return slog.AnyValue(out), true
-		}
-		return slog.AnyValue(v), false
+		return slog.AnyValue(out), out != nil
 	case []byte:
 		if candidate(x) {
 			if out, n := Mask(nil, x, ModeFull); n > 0 {
 				return slog.AnyValue(out), true
 			}
 		}
-		return slog.AnyValue(v), false
+		return slog.Value{}, false
 	}
 	var text string
 	if err, ok := v.(error); ok {
@@ -161,7 +161,7 @@ func maskAny(v any) (slog.Value, bool) {
 			}
 		}
 	}
-	return slog.AnyValue(v), false
+	return slog.Value{}, false
 }
 
 // jsonDiffers reports whether a JSON handler may write v with text that
