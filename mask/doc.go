@@ -1,8 +1,8 @@
 // Package mask finds primary account numbers (PANs) in byte streams and
 // replaces their digits with '*' before any byte leaves the bastion (PCI DSS
 // 3.3 and 3.4). It is pure: it imports only the standard library and does no
-// I/O of its own. Writer masks a stream; Mask masks a whole buffer (log
-// lines, say).
+// I/O of its own. Writer masks a stream; Mask masks a whole buffer; Handler
+// masks the records of a log/slog logger.
 //
 // # Detection
 //
