@@ -19,8 +19,6 @@ import (
 	"github.com/postern/postern/recorder"
 )
 
-const testPAN = "4111111111111111"
-
 // writeScript writes an executable shell script.
 func writeScript(t *testing.T, path, body string) {
 	t.Helper()
