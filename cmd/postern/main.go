@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/postern/postern/mask"
 )
 
 const usage = `postern: an SSH bastion that records, masks and approves
@@ -160,6 +162,8 @@ func noArgs(fs *flag.FlagSet) error {
 	return nil
 }
 
+// newLogger is the program's logger: JSON, and no line can hold a card
+// number (mask.Handler), whichever package logs it.
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(mask.NewHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})))
 }
