@@ -10,8 +10,11 @@
 //	direct         ssh straight to the target
 //	jump           ssh -J through the relay sshd
 //	postern-plain  through Postern with recording and masking off
-//	postern-norec  through Postern with masking on, recording off (bulk only)
+//	postern-norec  through Postern with masking on, recording off (bulk and sftp only)
 //	postern        through Postern with recording and masking on
+//
+// The sftp phase downloads a file of random bytes with the OpenSSH sftp
+// client (and with legacy scp -O) on direct, postern-norec and postern.
 //
 // Every figure is reported as min/median/max over repetitions with the
 // median's ratio to the direct path of the same run, as a table on stdout
@@ -68,7 +71,7 @@ const (
 )
 
 // Phases, in the order they run.
-var allPhases = []string{"bulk", "chacha", "connect", "echo", "concurrency"}
+var allPhases = []string{"bulk", "sftp", "chacha", "connect", "echo", "concurrency"}
 
 // options are the command-line settings.
 type options struct {
@@ -99,13 +102,17 @@ and Postern bastions as child processes, and compares five paths:
   direct         ssh straight to the target sshd
   jump           ssh -J (ProxyJump) through the relay sshd
   postern-plain  through Postern, recording and masking off
-  postern-norec  through Postern, masking on, recording off (bulk only)
+  postern-norec  through Postern, masking on, recording off (bulk, sftp)
   postern        through Postern, recording and masking (first6last4) on
 
 The client forces aes128-gcm@openssh.com on every connection, the relay hop
 and both of Postern's legs included. The chacha phase repeats the bulk
 figures with chacha20-poly1305@openssh.com, through a bastion whose config
-says ciphers: [chacha20-poly1305@openssh.com].
+says ciphers: [chacha20-poly1305@openssh.com]. The sftp phase downloads a
+file of -size random bytes, made in a temporary directory on the target,
+with the OpenSSH sftp client in batch mode (sftp -b, get) and with legacy
+scp (scp -O, scp -f on the target) on direct, postern-norec and postern;
+each download's size, and once per path its SHA-256, is checked.
 
 Every figure is min/median/max over repetitions plus the median's ratio to
 the direct path of the same run. The table goes to stdout, progress to
@@ -133,7 +140,7 @@ func parseOptions(args []string, stdout, stderr io.Writer) (*options, error) {
 		o.size = n
 		return err
 	})
-	fs.IntVar(&o.reps, "reps", 3, "repetitions of each bulk transfer with the primary cipher")
+	fs.IntVar(&o.reps, "reps", 3, "repetitions of each bulk transfer with the primary cipher, and of each sftp and scp download")
 	fs.IntVar(&o.chachaReps, "chacha-reps", 3, "repetitions of each bulk transfer with chacha20-poly1305")
 	fs.IntVar(&o.connects, "connects", 50, "runs of 'ssh HOST true' per path")
 	fs.IntVar(&o.echoSamples, "echo-samples", 300, "keystrokes per echo session")
@@ -306,6 +313,13 @@ func bench(ctx context.Context, o *options, log io.Writer) (*Report, error) {
 	}
 	if o.phases["bulk"] {
 		figs, err := e.bulk(ctx, e.aes, o.reps)
+		if err != nil {
+			return nil, err
+		}
+		r.Figures = append(r.Figures, figs...)
+	}
+	if o.phases["sftp"] {
+		figs, err := e.sftp(ctx, o.reps)
 		if err != nil {
 			return nil, err
 		}

@@ -53,7 +53,7 @@ func TestSmoke(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.Bytes(), stderr.Bytes())
 	}
-	for _, s := range []string{"Bulk throughput", "Connection setup", "Keystroke echo", "Concurrency", "Negotiated"} {
+	for _, s := range []string{"Bulk throughput", "sftp and scp downloads", "Connection setup", "Keystroke echo", "Concurrency", "Negotiated"} {
 		if !strings.Contains(stdout.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, stdout.Bytes())
 		}
@@ -126,6 +126,13 @@ func TestSmoke(t *testing.T) {
 			want{fig + cpuSuffix, cipherChacha, chachaPaths, 0, nonNegative},
 			want{fig + busySuffix, cipherChacha, chachaPaths, 0, percent},
 			want{fig + bastionCPUSuffix, cipherChacha, []string{pathPostern}, 0, nonNegative})
+	}
+	for _, fig := range sftpFigures {
+		wants = append(wants,
+			want{fig, cipherAES, sftpPaths, 0, positive},
+			want{fig + cpuSuffix, cipherAES, sftpPaths, 0, nonNegative},
+			want{fig + busySuffix, cipherAES, sftpPaths, 0, percent},
+			want{fig + bastionCPUSuffix, cipherAES, []string{pathNoRec, pathPostern}, 0, nonNegative})
 	}
 	n := 0
 	for _, w := range wants {
