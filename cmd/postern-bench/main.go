@@ -89,6 +89,7 @@ type options struct {
 	kex          string
 	login        string
 	profileDir   string
+	baseline     string
 	keep         bool
 }
 
@@ -115,7 +116,11 @@ scp (scp -O, scp -f on the target) on direct, postern-norec and postern;
 each download's size, and once per path its SHA-256, is checked.
 
 Every figure is min/median/max over repetitions plus the median's ratio to
-the direct path of the same run. The table goes to stdout, progress to
+the direct path of the same run. With -baseline FILE, the sftp and scp
+downloads through postern-norec and postern are set beside those of an
+earlier run (its -out file), comparing their ratios to direct: each run's
+direct path measures how fast the shared machine was at the time. Issue 11's
+goal, sftp through postern at 0.9× the baseline or better, joins the goals. The table goes to stdout, progress to
 stderr, the figures to a JSON file (-out). Needs ssh, sshd and ssh-keygen
 (scripts/deps.sh installs them) and root, to start sshd and to create the
 target login.
@@ -154,6 +159,7 @@ func parseOptions(args []string, stdout, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.kex, "kex", "curve25519-sha256", "key exchange the OpenSSH client must use on every connection (\"\" for its default: sntrup761x25519 with sshd, curve25519 with Postern, which lacks sntrup761)")
 	fs.StringVar(&o.login, "login", defaultLogin, "account on the target sshd; created (useradd) if it is the default and missing")
 	fs.StringVar(&o.profileDir, "cpuprofile-dir", "", "write each bastion's CPU profile to `dir`/BASTION.pprof")
+	fs.StringVar(&o.baseline, "baseline", "", "set the sftp and scp downloads beside those of an earlier run's results `file` (-out), as ratios to direct")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, configs, recordings) and print its path")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageText)
@@ -259,6 +265,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "postern-bench:", err)
 		return 2
 	}
+	var base *Report
+	if o.baseline != "" {
+		// Before the run, not after minutes of it.
+		if base, err = readBaseline(o.baseline); err != nil {
+			fmt.Fprintln(stderr, "postern-bench:", err)
+			return 2
+		}
+	}
 	r, err := bench(ctx, o, stderr)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -266,6 +280,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		fmt.Fprintln(stderr, "postern-bench:", err)
 		return 1
+	}
+	if base != nil {
+		var notes []string
+		r.Comparisons, notes = compareBaseline(r, base, o.baseline)
+		r.Notes = append(r.Notes, notes...)
 	}
 	r.Goals = goals(r)
 	printTable(stdout, r)

@@ -109,8 +109,11 @@ type Report struct {
 	Negotiated []Negotiated `json:"negotiated"`
 	Figures    []Figure     `json:"figures"`
 	Goals      []Goal       `json:"goals"`
-	Notes      []string     `json:"notes,omitempty"`
-	Profiles   []string     `json:"cpu_profiles,omitempty"`
+	// Baseline and Comparisons are set with -baseline.
+	Baseline    *Baseline    `json:"baseline,omitempty"`
+	Comparisons []Comparison `json:"baseline_comparisons,omitempty"`
+	Notes       []string     `json:"notes,omitempty"`
+	Profiles    []string     `json:"cpu_profiles,omitempty"`
 }
 
 // Params are the settings of the run.
@@ -357,6 +360,7 @@ func printTable(w io.Writer, r *Report) {
 		}
 		tw.Flush()
 	}
+	printComparisons(w, r)
 	printGoals(w, r.Goals)
 	if len(r.Negotiated) > 0 {
 		fmt.Fprintln(w, "\nNegotiated (ssh -v; jump lists the relay hop first):")
