@@ -57,6 +57,13 @@ func (e *env) sftp(ctx context.Context, reps int) ([]Figure, error) {
 		return nil, err
 	}
 	defer e.removeRemoteFile(f)
+	// One untimed download first: the first 256 MiB this process's
+	// downloads write costs the VM fresh page-cache pages, which would
+	// fall on the direct path's first rep only.
+	if _, err := e.download(ctx, figSFTP, pathDirect, f, 0, true); err != nil {
+		return nil, fmt.Errorf("warm-up %s %s: %w", figSFTP, pathDirect, err)
+	}
+	e.progress("warm-up download done (untimed)")
 	results := make(map[string][]float64) // figure + " " + path
 	add := func(fig, path string, x float64) { results[fig+" "+path] = append(results[fig+" "+path], x) }
 	hashed := make(map[string]bool) // figure + " " + path
