@@ -44,6 +44,10 @@ var (
 	comparedPaths   = []string{pathNoRec, pathPostern}
 )
 
+// saturated is the machine's busy percentage over direct sftp downloads
+// above which a run counts as disturbed by other work.
+const saturated = 95
+
 // readBaseline reads a report that an earlier run wrote with -out.
 func readBaseline(path string) (*Report, error) {
 	f, err := os.Open(path)
@@ -77,8 +81,18 @@ func compareBaseline(r, base *Report, file string) ([]Comparison, []string) {
 	if base.Params.Kex != r.Params.Kex {
 		notes = append(notes, fmt.Sprintf("baseline %s used key exchange %q, this run %q", file, base.Params.Kex, r.Params.Kex))
 	}
-	var out []Comparison
 	cipher := r.Params.PrimaryCipher
+	// Saturated cores mean other work competed with the transfers: the
+	// direct path then swings more than the others, and so do ratios.
+	for _, run := range []struct {
+		name string
+		r    *Report
+	}{{"this run", r}, {"baseline " + file, base}} {
+		if b, ok := find(run.r.Figures, figSFTP+busySuffix, pathDirect, cipher, 0); ok && b.Median >= saturated {
+			notes = append(notes, fmt.Sprintf("%s: the cores were %.0f%% busy during direct sftp downloads (about 80%% when nothing else runs): other work competed, so its ratios are less reliable", run.name, b.Median))
+		}
+	}
+	var out []Comparison
 	for _, name := range comparedFigures {
 		for _, path := range comparedPaths {
 			now, ok1 := find(r.Figures, name, path, cipher, 0)

@@ -340,6 +340,11 @@ func TestBaseline(t *testing.T) {
 	if len(notes) != 1 || !strings.Contains(notes[0], figSCP) {
 		t.Errorf("notes %q, want one saying the baseline lacks scp_download", notes)
 	}
+	busy := *now
+	busy.Figures = append(slices.Clone(now.Figures), Figure{Name: figSFTP + busySuffix, Path: pathDirect, Cipher: cipherAES, Median: 99})
+	if _, notes := compareBaseline(&busy, read, file); len(notes) != 2 || !strings.Contains(notes[0], "this run: the cores were 99% busy") {
+		t.Errorf("notes %q, want one saying this run's cores were saturated", notes)
+	}
 	now.Comparisons = cs
 	var goal *Goal
 	for _, g := range goals(now) {
