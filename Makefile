@@ -47,11 +47,14 @@ demo: build
 # Postern side by side with direct OpenSSH and ssh -J on loopback (table on
 # stdout, figures in bench/results/latest.json). BENCHFLAGS passes flags to
 # it, e.g. BENCHFLAGS='-phases bulk -reps 5' (see bin/postern-bench --help).
+# BASELINE is an earlier run's results that the sftp downloads are set
+# beside (issue 11: scanning them must keep 0.9× of this figure).
 BENCHFLAGS ?=
+BASELINE ?= $(wildcard bench/results/baseline-issue11.json)
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 20m ./mask/ ./recorder/
 	$(GO) build -o bin/postern-bench ./cmd/postern-bench
-	./bin/postern-bench $(BENCHFLAGS)
+	./bin/postern-bench $(if $(BASELINE),-baseline $(BASELINE)) $(BENCHFLAGS)
 
 lint:
 	test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }

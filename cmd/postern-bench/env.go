@@ -59,6 +59,8 @@ type env struct {
 	log     io.Writer // progress lines
 	dir     string
 	sshBin  string
+	sftpBin string   // with the sftp phase
+	scpBin  string   // with the sftp phase
 	devNull *os.File // bulk download output
 
 	target, relay *testenv.SSHDInstance
@@ -95,6 +97,14 @@ func newEnv(ctx context.Context, o *options, log io.Writer) (_ *env, err error) 
 	if e.sshBin, err = exec.LookPath("ssh"); err != nil {
 		return nil, fmt.Errorf("find the OpenSSH client (scripts/deps.sh installs it): %w", err)
 	}
+	if o.phases["sftp"] {
+		if e.sftpBin, err = exec.LookPath("sftp"); err != nil {
+			return nil, fmt.Errorf("find the OpenSSH sftp client (scripts/deps.sh installs it): %w", err)
+		}
+		if e.scpBin, err = exec.LookPath("scp"); err != nil {
+			return nil, fmt.Errorf("find the OpenSSH scp client (scripts/deps.sh installs it): %w", err)
+		}
+	}
 	if err := ensureUser(o.login); err != nil {
 		return nil, err
 	}
@@ -114,7 +124,7 @@ func newEnv(ctx context.Context, o *options, log io.Writer) (_ *env, err error) 
 	}
 
 	names := []string{bastionPlain, bastionFull}
-	if o.phases["bulk"] {
+	if o.phases["bulk"] || o.phases["sftp"] {
 		names = append(names, bastionNoRec)
 	}
 	if o.phases["chacha"] {
@@ -423,7 +433,13 @@ func writeUploadFile(path string, size int64) error {
 // own process group, which is killed whole when ctx ends (ProxyJump starts
 // a second ssh) and which dies with this program.
 func (e *env) sshCmd(ctx context.Context, cfg string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, e.sshBin, append([]string{"-F", cfg}, args...)...)
+	return clientCmd(ctx, e.sshBin, append([]string{"-F", cfg}, args...)...)
+}
+
+// clientCmd returns a command of an OpenSSH client program (ssh, sftp,
+// scp) run the way sshCmd describes.
+func clientCmd(ctx context.Context, bin string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
@@ -472,7 +488,7 @@ func (e *env) checkPaths(ctx context.Context) ([]Negotiated, error) {
 			continue
 		}
 		for _, path := range bulkPaths {
-			if c.cipher == cipherChacha && (path == pathPlain || path == pathNoRec) || path == pathNoRec && !e.o.phases["bulk"] {
+			if c.cipher == cipherChacha && (path == pathPlain || path == pathNoRec) || path == pathNoRec && !e.o.phases["bulk"] && !e.o.phases["sftp"] {
 				continue
 			}
 			cctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -493,15 +509,24 @@ func (e *env) checkPaths(ctx context.Context) ([]Negotiated, error) {
 			if len(n.Hops) != want {
 				return nil, fmt.Errorf("ssh -v %s: saw %d key exchanges, want %d:\n%s", path, len(n.Hops), want, stderr.Bytes())
 			}
-			for _, h := range n.Hops {
-				if h.ClientServer != c.cipher || h.ServerClient != c.cipher || (e.o.kex != "" && h.Kex != e.o.kex) {
-					return nil, fmt.Errorf("ssh %s negotiated %s %s/%s, want %s %s", path, h.Kex, h.ClientServer, h.ServerClient, e.o.kex, c.cipher)
-				}
+			if err := checkHops(n.Hops, c.cipher, e.o.kex); err != nil {
+				return nil, fmt.Errorf("ssh %s %w", path, err)
 			}
 			out = append(out, n)
 		}
 	}
 	return out, nil
+}
+
+// checkHops returns an error unless every connection in hops used cipher
+// both ways and, if kex is not "", that key exchange.
+func checkHops(hops []Hop, cipher, kex string) error {
+	for _, h := range hops {
+		if h.ClientServer != cipher || h.ServerClient != cipher || (kex != "" && h.Kex != kex) {
+			return fmt.Errorf("negotiated %s %s/%s, want %s %s", h.Kex, h.ClientServer, h.ServerClient, kex, cipher)
+		}
+	}
+	return nil
 }
 
 // parseHops reads "debug1: kex: ..." lines of ssh -v, one group per

@@ -10,8 +10,11 @@
 //	direct         ssh straight to the target
 //	jump           ssh -J through the relay sshd
 //	postern-plain  through Postern with recording and masking off
-//	postern-norec  through Postern with masking on, recording off (bulk only)
+//	postern-norec  through Postern with masking on, recording off (bulk and sftp only)
 //	postern        through Postern with recording and masking on
+//
+// The sftp phase downloads a file of random bytes with the OpenSSH sftp
+// client (and with legacy scp -O) on direct, postern-norec and postern.
 //
 // Every figure is reported as min/median/max over repetitions with the
 // median's ratio to the direct path of the same run, as a table on stdout
@@ -68,7 +71,7 @@ const (
 )
 
 // Phases, in the order they run.
-var allPhases = []string{"bulk", "chacha", "connect", "echo", "concurrency"}
+var allPhases = []string{"bulk", "sftp", "chacha", "connect", "echo", "concurrency"}
 
 // options are the command-line settings.
 type options struct {
@@ -86,6 +89,7 @@ type options struct {
 	kex          string
 	login        string
 	profileDir   string
+	baseline     string
 	keep         bool
 }
 
@@ -99,16 +103,24 @@ and Postern bastions as child processes, and compares five paths:
   direct         ssh straight to the target sshd
   jump           ssh -J (ProxyJump) through the relay sshd
   postern-plain  through Postern, recording and masking off
-  postern-norec  through Postern, masking on, recording off (bulk only)
+  postern-norec  through Postern, masking on, recording off (bulk, sftp)
   postern        through Postern, recording and masking (first6last4) on
 
 The client forces aes128-gcm@openssh.com on every connection, the relay hop
 and both of Postern's legs included. The chacha phase repeats the bulk
 figures with chacha20-poly1305@openssh.com, through a bastion whose config
-says ciphers: [chacha20-poly1305@openssh.com].
+says ciphers: [chacha20-poly1305@openssh.com]. The sftp phase downloads a
+file of -size random bytes, made in a temporary directory on the target,
+with the OpenSSH sftp client in batch mode (sftp -b, get) and with legacy
+scp (scp -O, scp -f on the target) on direct, postern-norec and postern;
+each download's size, and once per path its SHA-256, is checked.
 
 Every figure is min/median/max over repetitions plus the median's ratio to
-the direct path of the same run. The table goes to stdout, progress to
+the direct path of the same run. With -baseline FILE, the sftp and scp
+downloads through postern-norec and postern are set beside those of an
+earlier run (its -out file), comparing their ratios to direct: each run's
+direct path measures how fast the shared machine was at the time. Issue 11's
+goal, sftp through postern at 0.9× the baseline or better, joins the goals. The table goes to stdout, progress to
 stderr, the figures to a JSON file (-out). Needs ssh, sshd and ssh-keygen
 (scripts/deps.sh installs them) and root, to start sshd and to create the
 target login.
@@ -133,7 +145,7 @@ func parseOptions(args []string, stdout, stderr io.Writer) (*options, error) {
 		o.size = n
 		return err
 	})
-	fs.IntVar(&o.reps, "reps", 3, "repetitions of each bulk transfer with the primary cipher")
+	fs.IntVar(&o.reps, "reps", 3, "repetitions of each bulk transfer with the primary cipher, and of each sftp and scp download")
 	fs.IntVar(&o.chachaReps, "chacha-reps", 3, "repetitions of each bulk transfer with chacha20-poly1305")
 	fs.IntVar(&o.connects, "connects", 50, "runs of 'ssh HOST true' per path")
 	fs.IntVar(&o.echoSamples, "echo-samples", 300, "keystrokes per echo session")
@@ -147,6 +159,7 @@ func parseOptions(args []string, stdout, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.kex, "kex", "curve25519-sha256", "key exchange the OpenSSH client must use on every connection (\"\" for its default: sntrup761x25519 with sshd, curve25519 with Postern, which lacks sntrup761)")
 	fs.StringVar(&o.login, "login", defaultLogin, "account on the target sshd; created (useradd) if it is the default and missing")
 	fs.StringVar(&o.profileDir, "cpuprofile-dir", "", "write each bastion's CPU profile to `dir`/BASTION.pprof")
+	fs.StringVar(&o.baseline, "baseline", "", "set the sftp and scp downloads beside those of an earlier run's results `file` (-out), as ratios to direct")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, configs, recordings) and print its path")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageText)
@@ -252,6 +265,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "postern-bench:", err)
 		return 2
 	}
+	var base *Report
+	if o.baseline != "" {
+		// Before the run, not after minutes of it.
+		if base, err = readBaseline(o.baseline); err != nil {
+			fmt.Fprintln(stderr, "postern-bench:", err)
+			return 2
+		}
+	}
 	r, err := bench(ctx, o, stderr)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -259,6 +280,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		fmt.Fprintln(stderr, "postern-bench:", err)
 		return 1
+	}
+	if base != nil {
+		var notes []string
+		r.Comparisons, notes = compareBaseline(r, base, o.baseline)
+		r.Notes = append(r.Notes, notes...)
 	}
 	r.Goals = goals(r)
 	printTable(stdout, r)
@@ -306,6 +332,13 @@ func bench(ctx context.Context, o *options, log io.Writer) (*Report, error) {
 	}
 	if o.phases["bulk"] {
 		figs, err := e.bulk(ctx, e.aes, o.reps)
+		if err != nil {
+			return nil, err
+		}
+		r.Figures = append(r.Figures, figs...)
+	}
+	if o.phases["sftp"] {
+		figs, err := e.sftp(ctx, o.reps)
 		if err != nil {
 			return nil, err
 		}

@@ -53,7 +53,7 @@ func TestSmoke(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.Bytes(), stderr.Bytes())
 	}
-	for _, s := range []string{"Bulk throughput", "Connection setup", "Keystroke echo", "Concurrency", "Negotiated"} {
+	for _, s := range []string{"Bulk throughput", "sftp and scp downloads", "Connection setup", "Keystroke echo", "Concurrency", "Negotiated"} {
 		if !strings.Contains(stdout.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, stdout.Bytes())
 		}
@@ -127,6 +127,13 @@ func TestSmoke(t *testing.T) {
 			want{fig + busySuffix, cipherChacha, chachaPaths, 0, percent},
 			want{fig + bastionCPUSuffix, cipherChacha, []string{pathPostern}, 0, nonNegative})
 	}
+	for _, fig := range sftpFigures {
+		wants = append(wants,
+			want{fig, cipherAES, sftpPaths, 0, positive},
+			want{fig + cpuSuffix, cipherAES, sftpPaths, 0, nonNegative},
+			want{fig + busySuffix, cipherAES, sftpPaths, 0, percent},
+			want{fig + bastionCPUSuffix, cipherAES, []string{pathNoRec, pathPostern}, 0, nonNegative})
+	}
 	n := 0
 	for _, w := range wants {
 		for _, path := range w.paths {
@@ -162,7 +169,12 @@ func TestUsage(t *testing.T) {
 	if code := run(context.Background(), []string{"--help"}, nil, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "Usage: postern-bench") {
 		t.Errorf("--help: exit %d, stdout %q", code, stdout.String())
 	}
-	for _, args := range [][]string{{"-reps", "0"}, {"-size", "1XB"}, {"-phases", "bulk,nope"}, {"-concurrency", "5,x"}, {"extra"}} {
+	notJSON := filepath.Join(t.TempDir(), "results.json")
+	if err := os.WriteFile(notJSON, []byte("figures: none\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"-reps", "0"}, {"-size", "1XB"}, {"-phases", "bulk,nope"}, {"-concurrency", "5,x"}, {"extra"},
+		{"-baseline", filepath.Join(t.TempDir(), "missing.json")}, {"-baseline", notJSON}} {
 		stdout.Reset()
 		stderr.Reset()
 		if code := run(context.Background(), args, nil, &stdout, &stderr); code != 2 || stderr.Len() == 0 {
@@ -285,5 +297,92 @@ func TestGoals(t *testing.T) {
 		if !ok || g.Met != w.met || g.Got < w.got-1e-9 || g.Got > w.got+1e-9 {
 			t.Errorf("goal %q = %+v (present %v), want got %v met %v", name, g, ok, w.got, w.met)
 		}
+	}
+}
+
+// TestBaseline sets a run's sftp figures beside a baseline file's: ratios
+// to direct are compared, and the issue 11 goal judges postern's.
+func TestBaseline(t *testing.T) {
+	ratio := func(x float64) *float64 { return &x }
+	params := Params{PrimaryCipher: cipherAES, BulkBytes: 256 << 20, Kex: "curve25519-sha256"}
+	base := &Report{Machine: Machine{Date: "2026-12-05T17:00:00Z", Commit: "abc1234"}, Params: params, Figures: []Figure{
+		{Name: figSFTP, Path: pathDirect, Cipher: cipherAES, Unit: "MB/s", Median: 400, RatioToDirect: ratio(1)},
+		{Name: figSFTP, Path: pathNoRec, Cipher: cipherAES, Unit: "MB/s", Median: 240, RatioToDirect: ratio(0.6)},
+		{Name: figSFTP, Path: pathPostern, Cipher: cipherAES, Unit: "MB/s", Median: 200, RatioToDirect: ratio(0.5)},
+		// No scp figures: the baseline predates them.
+	}}
+	file := filepath.Join(t.TempDir(), "baseline.json")
+	if err := writeJSON(file, base); err != nil {
+		t.Fatal(err)
+	}
+	read, err := readBaseline(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A busier machine now: direct is slower, and so is postern, but
+	// its ratio to direct fell less than its MB/s.
+	now := &Report{Params: params, Figures: []Figure{
+		{Name: figSFTP, Path: pathDirect, Cipher: cipherAES, Unit: "MB/s", Median: 300, RatioToDirect: ratio(1)},
+		{Name: figSFTP, Path: pathNoRec, Cipher: cipherAES, Unit: "MB/s", Median: 150, RatioToDirect: ratio(0.5)},
+		{Name: figSFTP, Path: pathPostern, Cipher: cipherAES, Unit: "MB/s", Median: 138, RatioToDirect: ratio(0.46)},
+		{Name: figSCP, Path: pathPostern, Cipher: cipherAES, Unit: "MB/s", Median: 150, RatioToDirect: ratio(0.5)},
+	}}
+	cs, notes := compareBaseline(now, read, file)
+	if now.Baseline == nil || now.Baseline.Commit != "abc1234" || now.Baseline.File != file {
+		t.Errorf("baseline reference %+v", now.Baseline)
+	}
+	if len(cs) != 2 {
+		t.Fatalf("comparisons %+v, want sftp for postern-norec and postern", cs)
+	}
+	if c := cs[1]; c.Path != pathPostern || c.Now != 138 || c.Before != 200 || c.Change != 0.92 || c.ChangeMedian != 0.69 {
+		t.Errorf("postern comparison %+v, want now/baseline 0.92 (ratios), 0.69 (medians)", c)
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], figSCP) {
+		t.Errorf("notes %q, want one saying the baseline lacks scp_download", notes)
+	}
+	busy := *now
+	busy.Figures = append(slices.Clone(now.Figures), Figure{Name: figSFTP + busySuffix, Path: pathDirect, Cipher: cipherAES, Median: 99})
+	if _, notes := compareBaseline(&busy, read, file); len(notes) != 2 || !strings.Contains(notes[0], "this run: the cores were 99% busy") {
+		t.Errorf("notes %q, want one saying this run's cores were saturated", notes)
+	}
+	now.Comparisons = cs
+	var goal *Goal
+	for _, g := range goals(now) {
+		if strings.HasPrefix(g.Name, figSFTP) {
+			goal = &g
+		}
+	}
+	if goal == nil || !goal.Met || goal.Got != 0.92 {
+		t.Errorf("sftp goal %+v, want met at 0.92", goal)
+	}
+	var out bytes.Buffer
+	printComparisons(&out, now)
+	if want := "sftp_download postern MB/s: now 138 (ratio to direct 0.46), baseline 200 (ratio 0.50), now/baseline = 0.92"; !strings.Contains(out.String(), want) {
+		t.Errorf("printed\n%s\nwant a line with %q", out.Bytes(), want)
+	}
+
+	// Scanning that costs too much misses the goal.
+	slow := *now
+	slow.Figures = slices.Clone(now.Figures)
+	slow.Figures[2].RatioToDirect = ratio(0.44)
+	slow.Comparisons, _ = compareBaseline(&slow, read, file)
+	judged := false
+	for _, g := range goals(&slow) {
+		if strings.HasPrefix(g.Name, figSFTP) {
+			judged = true
+			if g.Met || g.Got != 0.88 {
+				t.Errorf("sftp goal %+v, want not met at 0.88", g)
+			}
+		}
+	}
+	if !judged {
+		t.Error("no sftp goal for the slower run")
+	}
+
+	// Another cipher is not compared at all.
+	other := *read
+	other.Params.PrimaryCipher = cipherChacha
+	if cs, notes := compareBaseline(now, &other, file); len(cs) != 0 || len(notes) != 1 {
+		t.Errorf("baseline with another cipher: comparisons %+v, notes %q", cs, notes)
 	}
 }

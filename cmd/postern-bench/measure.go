@@ -202,16 +202,23 @@ func (e *env) transfer(ctx context.Context, cfg, path string, upload bool, pid i
 	if err != nil || start.IsZero() {
 		return transferResult{}, fmt.Errorf("ssh: %v\n%s", err, msgs.Bytes())
 	}
-	t := transferResult{mbps: float64(size) / end.Sub(start).Seconds() / 1e6}
+	return newTransferResult(size, end.Sub(start), cpu0, cpu1, pid != 0), nil
+}
+
+// newTransferResult computes the figures of a transfer of size bytes that
+// took d, from the CPU times read at its start and end; bastion says
+// whether the ticks include a bastion process.
+func newTransferResult(size int64, d time.Duration, cpu0, cpu1 cpuTicks, bastion bool) transferResult {
+	t := transferResult{mbps: float64(size) / d.Seconds() / 1e6}
 	busy, idle := cpu1.busy-cpu0.busy, cpu1.idle-cpu0.idle
 	t.machineNsPerByte = busy * float64(clockTick) / float64(size)
 	if busy+idle > 0 {
 		t.busyPercent = 100 * busy / (busy + idle)
 	}
-	if pid != 0 {
+	if bastion {
 		t.bastionNsPerByte = (cpu1.proc - cpu0.proc) * float64(clockTick) / float64(size)
 	}
-	return t, nil
+	return t
 }
 
 // connect times `ssh HOST true` n times on each path, the paths taking

@@ -37,6 +37,7 @@ const (
 	figConcGoroutines  = "concurrency_goroutines_per_idle_session"
 	figConcPeakGor     = "concurrency_goroutines_peak"
 	figConcLeftoverGor = "concurrency_goroutines_left_after_close"
+	// figSFTP and figSCP are in sftp.go.
 
 	// Suffixes of the bulk figures' CPU companions: machine CPU (all
 	// processes) and bastion process CPU per payload byte, and how busy
@@ -108,8 +109,11 @@ type Report struct {
 	Negotiated []Negotiated `json:"negotiated"`
 	Figures    []Figure     `json:"figures"`
 	Goals      []Goal       `json:"goals"`
-	Notes      []string     `json:"notes,omitempty"`
-	Profiles   []string     `json:"cpu_profiles,omitempty"`
+	// Baseline and Comparisons are set with -baseline.
+	Baseline    *Baseline    `json:"baseline,omitempty"`
+	Comparisons []Comparison `json:"baseline_comparisons,omitempty"`
+	Notes       []string     `json:"notes,omitempty"`
+	Profiles    []string     `json:"cpu_profiles,omitempty"`
 }
 
 // Params are the settings of the run.
@@ -282,6 +286,7 @@ func printTable(w io.Writer, r *Report) {
 			fmt.Fprintf(w, "Recording costs the bastion %.1f ns of CPU per byte of output (download, postern − postern-norec medians).\n", on.Median-off.Median)
 		}
 	}
+	printSFTP(w, r)
 	if hasFigure(r.Figures, figConnect, "") {
 		fmt.Fprintf(w, "\nConnection setup, ms (`ssh HOST true`, %d runs per path, round robin; kex %s)\n", p.Connects, kex)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -355,6 +360,7 @@ func printTable(w io.Writer, r *Report) {
 		}
 		tw.Flush()
 	}
+	printComparisons(w, r)
 	printGoals(w, r.Goals)
 	if len(r.Negotiated) > 0 {
 		fmt.Fprintln(w, "\nNegotiated (ssh -v; jump lists the relay hop first):")
@@ -372,6 +378,28 @@ func printTable(w io.Writer, r *Report) {
 	for _, p := range r.Profiles {
 		fmt.Fprintln(w, "bastion CPU profile:", p)
 	}
+}
+
+// printSFTP writes the sftp phase's table, if it ran.
+func printSFTP(w io.Writer, r *Report) {
+	p := r.Params
+	if !hasFigure(r.Figures, figSFTP, p.PrimaryCipher) {
+		return
+	}
+	fmt.Fprintf(w, "\nsftp and scp downloads, MB/s (%s of random bytes made on the target; `sftp -b` get and `scp -O`, %d reps, timed from the transfer's start; cipher %s, checked on every connection) and the bastion's CPU per byte, ns/B\n",
+		sizeString(p.BulkBytes), p.BulkReps, p.PrimaryCipher)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "path\tsftp\t×d\tbastion\tscp -O\t×d\tbastion\t")
+	for _, path := range sftpPaths {
+		var cells []string
+		for _, fig := range sftpFigures {
+			f, ok := find(r.Figures, fig, path, p.PrimaryCipher, 0)
+			c, okc := find(r.Figures, fig+bastionCPUSuffix, path, p.PrimaryCipher, 0)
+			cells = append(cells, cell(f, ok, 0), ratio(f, ok), cell(c, okc, 1))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t\n", path, strings.Join(cells, "\t"))
+	}
+	tw.Flush()
 }
 
 func hasFigure(figs []Figure, name, cipher string) bool {
