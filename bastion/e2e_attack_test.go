@@ -472,4 +472,3 @@ func TestAttackSCPUploadRecordWrongPath(t *testing.T) {
 	}
 	t.Fatalf("%s was overwritten; the records say %+v", victim, recs)
 }
-
