@@ -22,7 +22,8 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 	idle := fs.Duration("idle-limit", 0, "cap pauses between frames at this `duration` (e.g. 2s)")
 	from := fs.Duration("from", 0, "start at this offset (`duration` into the session)")
 	fromMatch := fs.String("from-match", "", "start just before the first output matching `regex`")
-	cat := fs.Bool("cat", false, "print the output without timing, like asciinema cat")
+	cat := fs.Bool("cat", false, "print the output without timing, like asciinema cat, less what would act on\na terminal (see --raw)")
+	raw := fs.Bool("raw", false, "with --cat: print the output exactly as recorded, including the terminal\nqueries, clipboard writes (OSC 52), DCS and other strings that are cut\notherwise. For a file or a pipe to a program, never for a terminal: those\nsequences would make it answer, or change its clipboard")
 	// Flags may follow the ID: `postern play ID --cat`.
 	var pos []string
 	for rest := args; ; {
@@ -40,6 +41,9 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 	}
 	if *speed <= 0 {
 		return usagef("play: --speed must be positive")
+	}
+	if *raw && !*cat {
+		return usagef("play: --raw goes with --cat only: a replay is for a terminal, and the recording must not reach one unfiltered")
 	}
 	path, err := recordingPath(af, pos[0])
 	if err != nil {
@@ -62,8 +66,14 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 		return err
 	}
 	defer func() { done() }() // done is replaced when --from-match reopens the file
-	if *cat {
+	if *cat && *raw {
 		return recorder.Cat(r, stdout)
+	}
+	// The recording was sent to someone else's terminal: it must not
+	// query or change this one (design invariant 7).
+	screen := recorder.NewTerminalFilter(stdout)
+	if *cat {
+		return recorder.Cat(r, screen)
 	}
 	start := *from
 	if *fromMatch != "" {
@@ -92,7 +102,7 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 		// set: undo that too.
 		defer io.WriteString(stdout, "\x1b[0m\x1b[?25h")
 	}
-	err = recorder.Play(ctx, r, stdout, recorder.PlayOptions{Speed: *speed, IdleLimit: *idle, From: start}, keys)
+	err = recorder.Play(ctx, r, screen, recorder.PlayOptions{Speed: *speed, IdleLimit: *idle, From: start}, keys)
 	if errors.Is(err, context.Canceled) {
 		return nil // SIGINT or SIGTERM: a normal way to stop watching
 	}
