@@ -300,8 +300,10 @@ func (s *Store) MarkInterrupted() ([]string, error) {
 		}
 		for _, rec := range active {
 			rec.Status = StatusInterrupted
-			if sum, size, err := fileDigest(filepath.Join(s.dir, rec.Path)); err == nil {
-				rec.SHA256, rec.Size = sum, size
+			if path, err := s.RecordingFile(rec.Path); err == nil {
+				if sum, size, err := fileDigest(path); err == nil {
+					rec.SHA256, rec.Size = sum, size
+				}
 			}
 			if _, err := s.sealLocked(tx, rec); err != nil {
 				return err
@@ -390,8 +392,15 @@ func (s *Store) List(f Filter) ([]Session, error) {
 // Prune deletes the recordings and index entries of sessions that ended
 // before cutoff, and records what it deleted in the audit chain. It returns
 // the chain entry it appended, nil when nothing was old enough.
+//
+// A session whose index path RecordingFile refuses is not pruned: neither
+// its file nor its index entry is touched, and Prune returns, with what it
+// did prune, a *RefusedError naming it. Such an entry is evidence that the
+// index was edited; deleting it under cover of retention would erase that.
 func (s *Store) Prune(cutoff time.Time) ([]Session, *ChainHead, error) {
 	var pruned []Session
+	var files []string // pruned's files, checked
+	var refused []Problem
 	var head *ChainHead
 	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSessions)
@@ -400,11 +409,18 @@ func (s *Store) Prune(cutoff time.Time) ([]Session, *ChainHead, error) {
 			if err := json.Unmarshal(v, &rec); err != nil {
 				return fmt.Errorf("index entry %s: %w", k, err)
 			}
-			if rec.Status != StatusActive && rec.End != nil && rec.End.Before(cutoff) {
-				pruned = append(pruned, rec)
-			} else if rec.Status == StatusInterrupted && rec.Start.Before(cutoff) {
-				pruned = append(pruned, rec)
+			old := rec.Status != StatusActive && rec.End != nil && rec.End.Before(cutoff) ||
+				rec.Status == StatusInterrupted && rec.Start.Before(cutoff)
+			if !old {
+				return nil
 			}
+			path, err := s.RecordingFile(rec.Path)
+			if err != nil {
+				refused = append(refused, pathProblem(rec.ID, rec.Path, err))
+				return nil
+			}
+			pruned = append(pruned, rec)
+			files = append(files, path)
 			return nil
 		})
 		if err != nil || len(pruned) == 0 {
@@ -424,14 +440,18 @@ func (s *Store) Prune(cutoff time.Time) ([]Session, *ChainHead, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	var rerr error
+	if len(refused) > 0 {
+		rerr = &RefusedError{Refused: refused}
+	}
 	// Files go after the chain says so: a crash in between leaves files
 	// that verify reports as "pruned but present", never silent loss.
-	for _, rec := range pruned {
-		if err := os.Remove(filepath.Join(s.dir, rec.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return pruned, head, fmt.Errorf("delete %s: %w", rec.Path, err)
+	for i, rec := range pruned {
+		if err := os.Remove(files[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return pruned, head, errors.Join(fmt.Errorf("delete %s: %w", rec.Path, err), rerr)
 		}
 	}
-	return pruned, head, nil
+	return pruned, head, rerr
 }
 
 func putJSON(b *bolt.Bucket, key string, v any) error {

@@ -171,7 +171,13 @@ func (s *Store) Verify(o VerifyOptions) (Report, error) {
 				add(Problem{Path: e.Path, ID: id, Reason: "index entry edited"})
 			}
 		}
-		full := filepath.Join(s.dir, e.Path)
+		// The chain's path is checked before the file is read: an
+		// entry signed with a stolen audit key could name any file.
+		full, err := s.RecordingFile(e.Path)
+		if err != nil {
+			add(pathProblem(id, e.Path, err))
+			continue
+		}
 		digest, size, err := fileDigest(full)
 		switch {
 		case e.SHA256 == "" && errors.Is(err, fs.ErrNotExist):
@@ -198,6 +204,9 @@ func (s *Store) Verify(o VerifyOptions) (Report, error) {
 		var rec Session
 		json.Unmarshal(raw, &rec)
 		referenced[rec.Path] = true
+		if _, err := s.RecordingFile(rec.Path); err != nil {
+			add(pathProblem(id, rec.Path, err)) // what play and prune would refuse
+		}
 		if rec.Status == StatusActive {
 			continue // in progress (or interrupted, until the bastion restarts)
 		}
