@@ -2,7 +2,7 @@ package main
 
 import (
 	"crypto/ed25519"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -116,14 +116,12 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 			KeyFile      string `json:"audit_key_file"`
 			Pinned       bool   `json:"audit_key_pinned"`
 		}{rep, rep.Head != nil && len(rep.Problems) == 0, auditKeyFingerprint(opts.Key), keySource, *keyFile != ""}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if err := writeJSON(stdout, out); err != nil {
 			return err
 		}
 	} else {
 		for _, p := range rep.Problems {
-			fmt.Fprintf(stdout, "FAIL %s\n", p)
+			fmt.Fprintf(stdout, "FAIL %s\n", visible(p.String()))
 		}
 		fmt.Fprintf(stdout, "%d recordings, %d audit chain entries checked: %d problems\n", rep.Recordings, rep.ChainEntries, len(rep.Problems))
 		fmt.Fprintf(stdout, "audit key: %s (%s)\n", auditKeyFingerprint(opts.Key), keySource)
@@ -164,7 +162,7 @@ func cmdRecordings(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("recordings prune", "recordings prune [--older-than-days N] [--dry-run]", stdout)
 	af := addAdminFlags(fs)
 	days := fs.Int("older-than-days", 0, "delete recordings of sessions that ended more than `N` days ago (default: the config's recording.retention_days, else 365)")
-	dry := fs.Bool("dry-run", false, "list what would be deleted, delete nothing")
+	dry := fs.Bool("dry-run", false, "list what would be deleted, delete nothing.\nEither way a session whose index path leads outside DATA_DIR/recordings is\nreported and left alone, file and index entry, and the exit code is 1")
 	asJSON := fs.Bool("json", false, "print what was deleted as JSON")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
@@ -198,17 +196,32 @@ func cmdRecordings(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		refused := 0
 		for _, s := range all {
 			if s.Status != recorder.StatusActive && (s.End == nil || s.End.Before(cutoff)) {
+				if _, err := store.RecordingFile(s.Path); err != nil {
+					fmt.Fprintf(stderr, "postern: would not prune %s: %s\n", visible(s.ID), visible(err.Error()))
+					refused++
+					continue
+				}
 				list = append(list, s)
 			}
 		}
+		if refused > 0 {
+			pruneErr = fmt.Errorf("%d recordings would not be pruned: their index path is refused", refused)
+		}
 	} else {
 		// On an error deleting files, what the chain already records
-		// as pruned is still listed below before the error is returned.
+		// as pruned is still listed below before the error is returned;
+		// so are sessions left alone because of their index path.
 		var head *recorder.ChainHead
 		list, head, pruneErr = store.Prune(cutoff)
-		if pruneErr != nil && list == nil {
+		var refused *recorder.RefusedError
+		if errors.As(pruneErr, &refused) {
+			for _, p := range refused.Refused {
+				fmt.Fprintf(stderr, "postern: not pruned %s: %s\n", visible(p.ID), visible(p.String()))
+			}
+		} else if pruneErr != nil && list == nil {
 			return pruneErr
 		}
 		if head != nil {
@@ -221,9 +234,7 @@ func cmdRecordings(args []string, stdout, stderr io.Writer) error {
 		if list == nil {
 			list = []recorder.Session{}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(list); err != nil {
+		if err := writeJSON(stdout, list); err != nil {
 			return err
 		}
 		return pruneErr
@@ -233,7 +244,7 @@ func cmdRecordings(args []string, stdout, stderr io.Writer) error {
 		verb = "would delete"
 	}
 	for _, s := range list {
-		fmt.Fprintf(stdout, "%s %s (%s, %s on %s)\n", verb, s.Path, s.ID, s.Identity, s.Target)
+		fmt.Fprintf(stdout, "%s %s (%s, %s on %s)\n", verb, visible(s.Path), visible(s.ID), visible(s.Identity), visible(s.Target))
 	}
 	fmt.Fprintf(stderr, "postern: %s %d recordings older than %d days\n", verb, len(list), n)
 	return pruneErr

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -160,5 +159,10 @@ func recordingPath(af adminFlags, arg string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(store.Dir(), s.Path), nil
+	// The index names the file; it must not lead out of the recordings.
+	path, err := store.RecordingFile(s.Path)
+	if err != nil {
+		return "", fmt.Errorf("session %s not played: %w", visible(arg), err)
+	}
+	return path, nil
 }

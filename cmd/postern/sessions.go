@@ -1,21 +1,20 @@
 package main
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/postern/postern/recorder"
 )
 
-func cmdSessions(args []string, stdout, _ io.Writer) error {
+func cmdSessions(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("sessions", "sessions [--user U] [--target T] [--since T] [--until T] [--active] [--grep RE] [--json]", stdout)
 	af := addAdminFlags(fs)
 	user := fs.String("user", "", "only sessions of this identity (principal)")
@@ -23,7 +22,7 @@ func cmdSessions(args []string, stdout, _ io.Writer) error {
 	since := fs.String("since", "", "only sessions started at or after `time` (2026-11-25, RFC 3339, or 24h ago)")
 	until := fs.String("until", "", "only sessions started before `time`")
 	active := fs.Bool("active", false, "only sessions still running")
-	grep := fs.String("grep", "", "only sessions whose output, input or markers match `regex`, with each hit's offset")
+	grep := fs.String("grep", "", "only sessions whose output, input or markers match `regex`, with each hit's offset.\nA recording that cannot be searched (missing, unreadable, or an index path\noutside DATA_DIR/recordings) is reported on stderr and the search goes on;\nthe exit code is then 1, after every hit is printed")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -59,12 +58,17 @@ func cmdSessions(args []string, stdout, _ io.Writer) error {
 		Hits []recorder.Hit `json:"hits,omitempty"`
 	}
 	rows := make([]row, 0, len(list))
+	problems := 0
 	for _, s := range list {
 		r := row{Session: s}
 		if re != nil {
-			hits, err := grepRecording(filepath.Join(store.Dir(), s.Path), re)
+			// One recording that cannot be searched must not hide the
+			// hits in the others: it is reported, and the exit code
+			// says the search was incomplete.
+			hits, err := grepRecording(store, s, re)
 			if err != nil {
-				return fmt.Errorf("search %s: %w", s.ID, err)
+				fmt.Fprintf(stderr, "postern: search %s: %s\n", visible(s.ID), visible(err.Error()))
+				problems++
 			}
 			if len(hits) == 0 {
 				continue
@@ -73,10 +77,15 @@ func cmdSessions(args []string, stdout, _ io.Writer) error {
 		}
 		rows = append(rows, r)
 	}
+	var incomplete error
+	if problems > 0 {
+		incomplete = fmt.Errorf("sessions --grep: %d of %d recordings could not be searched", problems, len(list))
+	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
+		if err := writeJSON(stdout, rows); err != nil {
+			return err
+		}
+		return incomplete
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTART\tUSER\tTARGET\tLOGIN\tKIND\tSTATUS\tEXIT\tDURATION\tCOMMAND")
@@ -92,17 +101,32 @@ func cmdSessions(args []string, stdout, _ io.Writer) error {
 		if r.End != nil {
 			dur = r.End.Sub(r.Start).Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Start.Local().Format("2006-01-02 15:04:05"),
-			r.Identity, r.Target, r.Login, r.Kind, r.Status, exit, dur, clip(r.Command, 40))
+		// Every cell from the index or a recording is made visible:
+		// a control character must neither act on the terminal nor
+		// break the table's rows.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", visible(r.ID), r.Start.Local().Format("2006-01-02 15:04:05"),
+			visible(r.Identity), visible(r.Target), visible(r.Login), visible(r.Kind), visible(r.Status), visible(exit), dur, clip(r.Command, 40))
 		for _, h := range r.Hits {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", offset(h.Time), h.Kind, clip(h.Text, 100))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", offset(h.Time), visible(h.Kind), clip(h.Text, 100))
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return incomplete
 }
 
-func grepRecording(path string, re *regexp.Regexp) ([]recorder.Hit, error) {
+// grepRecording searches the recording of s; a missing file is an error
+// unless the session was sealed without one.
+func grepRecording(store *recorder.Store, s recorder.Session, re *regexp.Regexp) ([]recorder.Hit, error) {
+	path, err := store.RecordingFile(s.Path)
+	if err != nil {
+		return nil, err
+	}
 	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) && s.SHA256 == "" && s.Status != recorder.StatusActive {
+		return nil, nil // sealed without a file: nothing was recorded
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -116,18 +140,4 @@ func grepRecording(path string, re *regexp.Regexp) ([]recorder.Hit, error) {
 
 func offset(sec float64) string {
 	return "+" + (time.Duration(sec * float64(time.Second))).Round(time.Millisecond).String()
-}
-
-// clip shortens s for a table cell and makes control characters visible.
-func clip(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '·'
-		}
-		return r
-	}, s)
-	if r := []rune(s); len(r) > n {
-		return string(r[:n-1]) + "…"
-	}
-	return s
 }
