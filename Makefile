@@ -35,6 +35,7 @@ fuzz:
 	bash scripts/fuzz.sh recorder FuzzJSONString $(SHORTFUZZ)
 	bash scripts/fuzz.sh recorder FuzzReader $(SHORTFUZZ)
 	bash scripts/fuzz.sh recorder FuzzParseChainHead $(SHORTFUZZ)
+	bash scripts/fuzz.sh recorder FuzzTerminalFilter $(SHORTFUZZ)
 	bash scripts/fuzz.sh certs FuzzParseAuditPublicKey $(SHORTFUZZ)
 	bash scripts/fuzz.sh bastion FuzzParseUser $(SHORTFUZZ)
 	bash scripts/fuzz.sh bastion FuzzSFTPStream $(SHORTFUZZ)

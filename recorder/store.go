@@ -1,7 +1,6 @@
 package recorder
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -14,7 +13,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -323,8 +321,10 @@ func (s *Store) MarkInterrupted() ([]string, error) {
 		}
 		for _, rec := range active {
 			rec.Status = StatusInterrupted
-			if sum, size, err := fileDigest(filepath.Join(s.dir, rec.Path)); err == nil {
-				rec.SHA256, rec.Size = sum, size
+			if path, err := s.RecordingFile(rec.Path); err == nil {
+				if sum, size, err := fileDigest(path); err == nil {
+					rec.SHA256, rec.Size = sum, size
+				}
 			}
 			if _, err := s.sealLocked(tx, rec); err != nil {
 				return err
@@ -410,53 +410,6 @@ func (s *Store) List(f Filter) ([]Session, error) {
 	return out, err
 }
 
-// Prune deletes the recordings and index entries of sessions that ended
-// before cutoff, and records what it deleted in the audit chain. It returns
-// the chain entry it appended, nil when nothing was old enough.
-func (s *Store) Prune(cutoff time.Time) ([]Session, *ChainHead, error) {
-	var pruned []Session
-	var head *ChainHead
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSessions)
-		err := b.ForEach(func(k, v []byte) error {
-			var rec Session
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("index entry %s: %w", k, err)
-			}
-			if rec.Status != StatusActive && rec.End != nil && rec.End.Before(cutoff) {
-				pruned = append(pruned, rec)
-			} else if rec.Status == StatusInterrupted && rec.Start.Before(cutoff) {
-				pruned = append(pruned, rec)
-			}
-			return nil
-		})
-		if err != nil || len(pruned) == 0 {
-			return err
-		}
-		ids := make([]string, len(pruned))
-		for i, rec := range pruned {
-			ids[i] = rec.ID
-			if err := b.Delete([]byte(rec.ID)); err != nil {
-				return err
-			}
-		}
-		h, err := s.appendChain(tx, ChainEntry{Kind: "prune", Pruned: ids})
-		head = &h
-		return err
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	// Files go after the chain says so: a crash in between leaves files
-	// that verify reports as "pruned but present", never silent loss.
-	for _, rec := range pruned {
-		if err := os.Remove(filepath.Join(s.dir, rec.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return pruned, head, fmt.Errorf("delete %s: %w", rec.Path, err)
-		}
-	}
-	return pruned, head, nil
-}
-
 func putJSON(b *bolt.Bucket, key string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -480,210 +433,4 @@ func fileDigest(path string) (string, int64, error) {
 		return "", 0, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
-
-// Problem is one finding of Verify, naming the file or entry concerned.
-type Problem struct {
-	Path   string `json:"path,omitempty"`
-	ID     string `json:"id,omitempty"`
-	Reason string `json:"reason"` // modified, truncated, deleted, added, index edited, ...
-	Detail string `json:"detail,omitempty"`
-}
-
-func (p Problem) String() string {
-	s := p.Reason
-	if p.Path != "" {
-		s = p.Path + ": " + s
-	} else if p.ID != "" {
-		s = p.ID + ": " + s
-	}
-	if p.Detail != "" {
-		s += " (" + p.Detail + ")"
-	}
-	return s
-}
-
-// Report is the outcome of Verify.
-type Report struct {
-	ChainEntries int `json:"chain_entries"`
-	Recordings   int `json:"recordings"`
-	// Head is the newest chain entry, nil for an empty chain: record it
-	// away from the bastion and pass it back as an anchor later.
-	Head     *ChainHead `json:"head"`
-	Problems []Problem  `json:"problems"`
-}
-
-// VerifyOptions says what Verify checks the data against.
-type VerifyOptions struct {
-	// Key checks the chain's signatures. Required.
-	Key ed25519.PublicKey
-	// Anchors are chain heads recorded earlier; each must still be in
-	// the chain, unchanged.
-	Anchors []ChainHead
-}
-
-// Verify checks the audit chain's links and signatures, every sealed
-// recording against its digest and index record, and the recordings
-// directory for files nobody sealed. It only reads: the store needs no
-// private key for it.
-func (s *Store) Verify(o VerifyOptions) (Report, error) {
-	rep := Report{Problems: []Problem{}}
-	if len(o.Key) != ed25519.PublicKeySize {
-		return rep, errors.New("verify needs the audit public key")
-	}
-	pub := o.Key
-	index := map[string][]byte{}
-	var chain [][]byte
-	var keys [][]byte // chain's bbolt keys: big-endian seq
-	err := s.view(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketSessions); b != nil {
-			b.ForEach(func(k, v []byte) error {
-				index[string(k)] = bytes.Clone(v)
-				return nil
-			})
-		}
-		if b := tx.Bucket(bucketChain); b != nil {
-			b.ForEach(func(k, v []byte) error {
-				chain = append(chain, bytes.Clone(v))
-				keys = append(keys, bytes.Clone(k))
-				return nil
-			})
-		}
-		return nil
-	})
-	if err != nil {
-		return rep, err
-	}
-	add := func(p Problem) { rep.Problems = append(rep.Problems, p) }
-
-	sealed := map[string]ChainEntry{} // latest seal per recording
-	pruned := map[string]bool{}
-	prevHash := ""
-	for i, raw := range chain {
-		var e ChainEntry
-		if err := json.Unmarshal(raw, &e); err != nil {
-			add(Problem{ID: fmt.Sprintf("chain entry %d", i), Reason: "unreadable", Detail: err.Error()})
-			continue
-		}
-		id := fmt.Sprintf("chain entry %d", e.Seq)
-		if e.Seq != uint64(i) || len(keys[i]) != 8 || binary.BigEndian.Uint64(keys[i]) != e.Seq {
-			add(Problem{ID: id, Reason: "chain out of sequence", Detail: fmt.Sprintf("expected seq %d at key %d", i, i)})
-		}
-		if e.Prev != prevHash {
-			add(Problem{ID: id, Reason: "chain broken", Detail: "does not link to the previous entry"})
-		}
-		sum := sha256.Sum256(raw)
-		prevHash = hex.EncodeToString(sum[:])
-		sig, _ := base64.StdEncoding.DecodeString(e.Sig)
-		e2 := e
-		e2.Sig = ""
-		unsigned, _ := json.Marshal(e2)
-		if !ed25519.Verify(pub, unsigned, sig) {
-			add(Problem{ID: id, Reason: "bad signature", Detail: "entry edited or not signed by this bastion's audit key"})
-		}
-		switch e.Kind {
-		case "recording":
-			// A session is sealed once, when it ends (or at the next
-			// start, if the bastion died). A second seal re-signs a
-			// recording after the fact: with the audit key, someone
-			// could seal an edited file anew.
-			if first, ok := sealed[e.Recording]; ok {
-				add(Problem{Path: e.Path, ID: e.Recording, Reason: "sealed twice", Detail: fmt.Sprintf("chain entries %d and %d", first.Seq, e.Seq)})
-			}
-			sealed[e.Recording] = e
-			delete(pruned, e.Recording)
-		case "prune":
-			for _, r := range e.Pruned {
-				pruned[r] = true
-				delete(sealed, r)
-			}
-		}
-	}
-	rep.ChainEntries = len(chain)
-	if n := len(chain); n > 0 {
-		h := headOf(uint64(n-1), chain[n-1])
-		rep.Head = &h
-	}
-	for _, a := range o.Anchors {
-		id := fmt.Sprintf("chain entry %d", a.Seq)
-		if a.Seq >= uint64(len(chain)) {
-			add(Problem{ID: id, Reason: "chain truncated", Detail: fmt.Sprintf("anchored entry is gone; the chain has %d entries", len(chain))})
-			continue
-		}
-		if sum := sha256.Sum256(chain[a.Seq]); hex.EncodeToString(sum[:]) != a.SHA256 {
-			add(Problem{ID: id, Reason: "chain rewritten", Detail: "entry differs from its anchor " + a.String()})
-		}
-	}
-
-	referenced := map[string]bool{}
-	ids := make([]string, 0, len(sealed))
-	for id := range sealed {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		e := sealed[id]
-		rep.Recordings++
-		referenced[e.Path] = true
-		rec, ok := index[id]
-		switch {
-		case !ok:
-			add(Problem{Path: e.Path, ID: id, Reason: "index entry deleted"})
-		default:
-			sum := sha256.Sum256(rec)
-			if hex.EncodeToString(sum[:]) != e.Record {
-				add(Problem{Path: e.Path, ID: id, Reason: "index entry edited"})
-			}
-		}
-		full := filepath.Join(s.dir, e.Path)
-		digest, size, err := fileDigest(full)
-		switch {
-		case e.SHA256 == "" && errors.Is(err, fs.ErrNotExist):
-			// Sealed without a file (it could not be created, or
-			// the bastion died first), and there still is none.
-		case errors.Is(err, fs.ErrNotExist):
-			add(Problem{Path: e.Path, ID: id, Reason: "deleted"})
-		case err != nil:
-			add(Problem{Path: e.Path, ID: id, Reason: "unreadable", Detail: err.Error()})
-		case e.SHA256 == "":
-			// Sealed when no file existed: any file there now was
-			// put there later.
-			add(Problem{Path: e.Path, ID: id, Reason: "added", Detail: "sealed without a file"})
-		case size < e.Size:
-			add(Problem{Path: e.Path, ID: id, Reason: "truncated", Detail: fmt.Sprintf("%d bytes, sealed with %d", size, e.Size)})
-		case digest != e.SHA256:
-			add(Problem{Path: e.Path, ID: id, Reason: "modified", Detail: "content does not match the sealed SHA-256"})
-		}
-	}
-	for id, raw := range index {
-		if _, ok := sealed[id]; ok {
-			continue
-		}
-		var rec Session
-		json.Unmarshal(raw, &rec)
-		referenced[rec.Path] = true
-		if rec.Status == StatusActive {
-			continue // in progress (or interrupted, until the bastion restarts)
-		}
-		add(Problem{Path: rec.Path, ID: id, Reason: "index entry not sealed in the audit chain"})
-	}
-	root := filepath.Join(s.dir, "recordings")
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
-		}
-		rel, _ := filepath.Rel(s.dir, p)
-		if referenced[rel] {
-			return nil
-		}
-		id := strings.TrimSuffix(d.Name(), ".cast")
-		if pruned[id] {
-			add(Problem{Path: rel, ID: id, Reason: "pruned but still present"})
-			return nil
-		}
-		add(Problem{Path: rel, Reason: "added", Detail: "not in the index or the audit chain"})
-		return nil
-	})
-	sort.SliceStable(rep.Problems, func(i, j int) bool { return rep.Problems[i].Path < rep.Problems[j].Path })
-	return rep, nil
 }

@@ -27,8 +27,8 @@ Usage:
   postern sessions [flags]         list recorded sessions (--user, --target, --since,
                                    --until, --active, --grep REGEX, --json)
   postern play [flags] ID|FILE     replay a session (--speed, --idle-limit, --from,
-                                   --from-match REGEX, --cat); keys: space pause,
-                                   . step, + faster, - slower, q quit
+                                   --from-match REGEX, --cat, --cat --raw); keys: space
+                                   pause, . step, + faster, - slower, q quit
   postern verify                   check recordings, index and audit chain for tampering
   postern recordings prune         delete recordings past retention (--dry-run)
   postern config check --config FILE

@@ -60,13 +60,13 @@ func TestDemoRecordings(t *testing.T) {
 	if r := admin(t, work, "sessions"); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), list[1].ID) {
 		t.Fatalf("sessions table: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
-	// play --cat equals asciinema cat for every recording.
+	// play --cat --raw equals asciinema cat for every recording.
 	for _, s := range list {
-		ours := admin(t, work, "play", "--cat", s.ID)
+		ours := admin(t, work, "play", "--cat", "--raw", s.ID)
 		pr := testenv.RunOnPTY(t, work, nil, asciinema, "cat", filepath.Join(work, "postern-demo", s.Path))
 		theirs, code := pr.Output, pr.ExitCode
 		if ours.ExitCode != 0 || code != 0 || !bytes.Equal(ours.Stdout, theirs) {
-			t.Fatalf("%s: play --cat %q (exit %d) vs asciinema cat %q (exit %d)", s.ID, ours.Stdout, ours.ExitCode, theirs, code)
+			t.Fatalf("%s: play --cat --raw %q (exit %d) vs asciinema cat %q (exit %d)", s.ID, ours.Stdout, ours.ExitCode, theirs, code)
 		}
 	}
 	// grep finds the one session that printed the string, with its offset.
