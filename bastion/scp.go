@@ -71,20 +71,23 @@ const (
 //
 // It is safe for use by the two pumps at once.
 type scpStream struct {
-	env    *transferEnv
-	op     string // upload or download
-	target string // the command's path; names in the protocol are relative to it
+	env   *transferEnv
+	op    string   // upload or download
+	args  []string // the command's paths: what a download sends, where an upload goes
+	toDir bool     // an upload's target must be a directory (-d)
+	tree  bool     // a recursive upload (-r): its target may be created by it
 
-	mu     sync.Mutex // guards everything below
-	send   scpSide    // the sender's stream
-	recv   scpSide    // the receiver's stream
-	dirs   []string
-	file   string // the file whose data is passing
-	size   int64
-	remain int64 // data bytes left of file; -1 between files
-	status bool  // the sender's status byte after a file's data is next
-	scan   *fileScan
-	events []func()
+	mu         sync.Mutex // guards everything below
+	send       scpSide    // the sender's stream
+	recv       scpSide    // the receiver's stream
+	dirs       []string   // the directories being sent, as paths on the target
+	file       string     // the file whose data is passing
+	fileDetail string
+	size       int64
+	remain     int64 // data bytes left of file; -1 between files
+	status     bool  // the sender's status byte after a file's data is next
+	scan       *fileScan
+	events     []func()
 }
 
 // scpSide is one direction's partial line.
@@ -94,8 +97,19 @@ type scpSide struct {
 }
 
 func newSCPStream(env *transferEnv, op, command string) *scpStream {
-	f := strings.Fields(command)
-	return &scpStream{env: env, op: op, target: f[len(f)-1], remain: -1}
+	s := &scpStream{env: env, op: op, remain: -1}
+	f := strings.Fields(command)[1:]
+	for len(f) > 0 && strings.HasPrefix(f[0], "-") {
+		if f[0] == "--" {
+			f = f[1:]
+			break
+		}
+		s.toDir = s.toDir || strings.Contains(f[0], "d")
+		s.tree = s.tree || strings.Contains(f[0], "r")
+		f = f[1:]
+	}
+	s.args = f
+	return s
 }
 
 func (s *scpStream) fromClient(p []byte) ([]byte, error) { return s.feed(p, s.op == "upload") }
@@ -246,10 +260,14 @@ func (s *scpStream) sender(p []byte) ([]byte, error) {
 	return d.out, nil
 }
 
-// control checks one control line (without its newline), masking the name
-// in place.
+// control checks one control line (without its newline). Its text is
+// masked in place as a whole (a number could run from the size into the
+// name); a masked name passes, but a card number in the mode, size or
+// times would corrupt the protocol, so such a line is refused.
 func (s *scpStream) control(line []byte) error {
 	bad := func() error { return protocolError("scp", "malformed control line") }
+	orig := string(line)
+	s.env.maskText(line[1:])
 	switch line[0] {
 	case 'E':
 		if len(line) != 1 || len(s.dirs) == 0 {
@@ -258,37 +276,42 @@ func (s *scpStream) control(line []byte) error {
 		s.dirs = s.dirs[:len(s.dirs)-1]
 		return nil
 	case 'T':
-		f := strings.Split(string(line[1:]), " ")
+		f := strings.Split(orig[1:], " ")
 		if len(f) != 4 || !allDigits(f...) {
 			return bad()
+		}
+		if string(line) != orig {
+			return protocolError("scp", "a time that holds a card number")
 		}
 		return nil
 	}
 	// C or D: four octal digits of mode, a size, a name.
-	f := strings.SplitN(string(line[1:]), " ", 3)
+	f := strings.SplitN(orig[1:], " ", 3)
 	if len(f) != 3 || len(f[0]) != 4 || strings.Trim(f[0], "01234567") != "" || !allDigits(f[1]) || len(f[1]) > 18 {
 		return bad()
 	}
-	name := f[2]
+	nameAt := len(line) - len(f[2])
+	if string(line[:nameAt]) != orig[:nameAt] {
+		return protocolError("scp", "a size that holds a card number")
+	}
+	name := string(line[nameAt:])
 	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
 		return bad()
 	}
-	s.env.maskText(line[len(line)-len(name):])
-	name = string(line[len(line)-len(name):])
-	full := path.Join(append(append([]string{}, s.dirs...), name)...)
+	full, detail := s.path(name)
 	if line[0] == 'D' {
 		if len(s.dirs) >= scpMaxDepth || f[1] != "0" {
 			return bad()
 		}
-		s.dirs = append(s.dirs, name)
-		s.report(recorder.Transfer{Op: s.op, Path: s.path(full) + "/", Outcome: "ok"})
+		s.dirs = append(s.dirs, full)
+		s.report(recorder.Transfer{Op: s.op, Path: full + "/", Outcome: "ok", Detail: detail})
 		return nil
 	}
 	size := int64(0)
 	for _, c := range f[1] {
 		size = size*10 + int64(c-'0')
 	}
-	s.file, s.size, s.remain = full, size, size
+	s.file, s.fileDetail, s.size, s.remain = full, detail, size, size
 	s.scan = nil
 	if s.op == "download" {
 		s.scan = s.env.newScan()
@@ -297,6 +320,45 @@ func (s *scpStream) control(line []byte) error {
 		s.status = true
 	}
 	return nil
+}
+
+// path is where a name in the protocol is on the target, and a detail for
+// the record when that is not certain. Inside a directory being sent it is
+// that directory's path and the name. At the top, a download sends the
+// command's paths by their last element; an upload writes to its target,
+// or into it when the target must be a directory (or names the same file).
+func (s *scpStream) path(name string) (string, string) {
+	if len(s.dirs) > 0 {
+		return path.Join(s.dirs[len(s.dirs)-1], name), ""
+	}
+	if s.op == "upload" {
+		target := "."
+		if len(s.args) > 0 {
+			target = s.args[len(s.args)-1]
+		}
+		switch {
+		case s.toDir:
+			return path.Join(target, name), ""
+		case s.tree:
+			return path.Join(target, name), "or the target itself, if it did not exist before"
+		case path.Base(target) == name:
+			return target, ""
+		}
+		return target, "sent as " + name + "; the target is that file, or the directory it went into"
+	}
+	var match []string
+	for _, a := range s.args {
+		if path.Base(a) == name {
+			match = append(match, a)
+		}
+	}
+	switch {
+	case len(match) == 1:
+		return match[0], ""
+	case len(s.args) == 1:
+		return path.Join(path.Dir(s.args[0]), name), ""
+	}
+	return name, "one of the command's paths: " + strings.Join(s.args, " ")
 }
 
 func allDigits(list ...string) bool {
@@ -317,7 +379,7 @@ func (s *scpStream) tell() {
 
 // fileRecord reports the current file; outcome "" takes the scan's.
 func (s *scpStream) fileRecord(outcome string) {
-	t := recorder.Transfer{Op: s.op, Path: s.path(s.file), Bytes: s.size - max(s.remain, 0), Outcome: s.scan.outcome()}
+	t := recorder.Transfer{Op: s.op, Path: s.file, Detail: s.fileDetail, Bytes: s.size - max(s.remain, 0), Outcome: s.scan.outcome()}
 	if s.scan != nil {
 		t.PANs = s.scan.pans
 	}
@@ -326,16 +388,6 @@ func (s *scpStream) fileRecord(outcome string) {
 	}
 	s.report(t)
 	s.file = ""
-}
-
-// path is where name in the protocol is on the target: names are
-// relative to the directory of the path a download sends, and to the path
-// an upload goes to (the file itself when it is not a directory).
-func (s *scpStream) path(name string) string {
-	if s.op == "download" {
-		return path.Join(path.Dir(s.target), name)
-	}
-	return path.Join(s.target, name)
 }
 
 func (s *scpStream) report(t recorder.Transfer) {

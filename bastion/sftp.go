@@ -5,6 +5,7 @@ import (
 	"path"
 	"sync"
 
+	"github.com/postern/postern/mask"
 	"github.com/postern/postern/recorder"
 )
 
@@ -42,6 +43,7 @@ const (
 	fxOK               = 0
 	fxEOF              = 1
 	fxPermissionDenied = 3
+	fxFailure          = 4
 
 	// sftpMaxPacket is OpenSSH's limit on a packet's length field; a
 	// longer one is a protocol violation.
@@ -74,6 +76,9 @@ type sftpStream struct {
 	version bool                // the server sent VERSION
 	pending map[uint32]*sftpReq // requests awaiting their reply, by id
 	handles map[string]*sftpFile
+	// scans are the card-number scans by path, shared by every handle on
+	// it, so that two handles cannot each read half of a number.
+	scans   map[string]*fileScan
 	events  []func() // reports to make once the lock is released
 }
 
@@ -84,17 +89,19 @@ type sftpReq struct {
 	op   string // the record's op for changes; "" for none
 	path string
 	to   string
-	file *sftpFile // OPEN/OPENDIR: the file being opened; READ/CLOSE: its file
+	file *sftpFile // OPEN/OPENDIR: the file being opened; READ/WRITE/CLOSE: its file
 	off  uint64    // READ: offset
-	n    uint32    // READ: length asked for
+	n    uint32    // READ: length asked for; WRITE: length sent
 }
 
-// sftpFile is an open handle's file.
+// sftpFile is an open handle's file. A handle opened for writing can be
+// read too: both directions are counted, and recorded.
 type sftpFile struct {
-	op    string // download, upload or list
-	path  string
-	bytes int64 // read by the client (download) or written (upload)
-	scan  *fileScan
+	op      string // download, upload or list: what the open asked for
+	path    string
+	read    int64 // bytes of DATA that reached the client
+	written int64 // bytes of WRITE the target accepted
+	scan    *fileScan
 }
 
 // pktBuf reassembles one direction's packets.
@@ -104,7 +111,7 @@ type pktBuf struct {
 }
 
 func newSFTPStream(env *transferEnv) *sftpStream {
-	return &sftpStream{env: env, pending: map[uint32]*sftpReq{}, handles: map[string]*sftpFile{}}
+	return &sftpStream{env: env, pending: map[uint32]*sftpReq{}, handles: map[string]*sftpFile{}, scans: map[string]*fileScan{}}
 }
 
 func (a *sftpStream) fromClient(p []byte) ([]byte, error) { return a.feed(&a.in, p, a.clientPacket) }
@@ -233,8 +240,9 @@ func (r *wire) bytes() []byte {
 
 func (r *wire) str() string { return string(r.bytes()) }
 
-// attrs skips an ATTRS structure (draft-02 §5), refusing unknown flags.
-func (r *wire) attrs() {
+// attrs reads an ATTRS structure (draft-02 §5), refusing unknown flags;
+// the text of extended pairs is masked in place by text, if not nil.
+func (r *wire) attrs(text func([]byte)) {
 	const size, uidgid, perms, times, ext = 0x1, 0x2, 0x4, 0x8, 0x80000000
 	flags := r.u32()
 	if flags&^(size|uidgid|perms|times|ext) != 0 {
@@ -258,8 +266,11 @@ func (r *wire) attrs() {
 	if flags&ext != 0 {
 		n := r.u32()
 		for i := uint32(0); i < n && r.ok; i++ {
-			r.bytes()
-			r.bytes()
+			k, v := r.bytes(), r.bytes()
+			if text != nil {
+				text(k)
+				text(v)
+			}
 		}
 	}
 }
@@ -323,7 +334,7 @@ func (a *sftpStream) clientPacket(pkt []byte) ([]byte, error) {
 	case fxpOpen:
 		q.path = r.str()
 		flags := r.u32()
-		r.attrs()
+		r.attrs(nil)
 		q.file = &sftpFile{op: "download", path: q.path}
 		if flags&fxfWrite != 0 {
 			q.file.op = "upload"
@@ -346,24 +357,21 @@ func (a *sftpStream) clientPacket(pkt []byte) ([]byte, error) {
 			r.ok = false
 		}
 	case fxpWrite:
-		f := handle()
+		q.file = handle()
 		r.u64()
-		n := len(r.bytes())
-		if r.ok {
-			f.bytes += int64(n)
-		}
+		q.n = uint32(len(r.bytes())) // counted when the target accepts it
 	case fxpFstat, fxpReaddir:
 		handle()
 	case fxpFsetstat:
 		handle()
-		r.attrs()
+		r.attrs(nil)
 	case fxpLstat, fxpStat, fxpRealpath, fxpReadlink:
 		r.str()
 	case fxpRemove, fxpRmdir:
 		q.op, q.path = map[byte]string{fxpRemove: "remove", fxpRmdir: "rmdir"}[typ], r.str()
 	case fxpMkdir, fxpSetstat:
 		q.op, q.path = map[byte]string{fxpMkdir: "mkdir", fxpSetstat: "setstat"}[typ], r.str()
-		r.attrs()
+		r.attrs(nil)
 	case fxpRename, fxpSymlink:
 		q.op = map[byte]string{fxpRename: "rename", fxpSymlink: "symlink"}[typ]
 		q.path, q.to = r.str(), r.str()
@@ -395,7 +403,7 @@ func (a *sftpStream) extended(r *wire, q *sftpReq, handle func() *sftpFile) erro
 		handle()
 	case "lsetstat@openssh.com":
 		q.op, q.path = "setstat", r.str()
-		r.attrs()
+		r.attrs(nil)
 	case "limits@openssh.com":
 	case "copy-data":
 		from := handle()
@@ -427,8 +435,8 @@ func (a *sftpStream) serverPacket(pkt []byte) ([]byte, error) {
 		}
 		r.u32()
 		for r.ok && len(r.b) > 0 {
-			r.bytes()
-			r.bytes()
+			a.env.maskText(r.bytes()) // extension name
+			a.env.maskText(r.bytes()) // and data
 		}
 		if !r.done() {
 			return nil, protocolError("sftp", "malformed VERSION")
@@ -449,7 +457,7 @@ func (a *sftpStream) serverPacket(pkt []byte) ([]byte, error) {
 		var msg []byte
 		if len(r.b) > 0 {
 			msg = r.bytes()
-			r.bytes()
+			a.env.maskText(r.bytes()) // language tag
 		}
 		if r.ok {
 			a.env.maskText(msg)
@@ -463,7 +471,13 @@ func (a *sftpStream) serverPacket(pkt []byte) ([]byte, error) {
 		if _, dup := a.handles[string(h)]; dup || len(a.handles) >= sftpMaxPending {
 			return nil, protocolError("sftp", "handle reused or too many handles")
 		}
+		// A handle goes back to the target as it came, so it cannot be
+		// masked: one that holds a card number is refused.
+		if _, n := mask.Mask(nil, h, mask.ModeFull); n > 0 {
+			return nil, protocolError("sftp", "a handle that holds a card number")
+		}
 		if r.ok {
+			a.opened(q.file)
 			a.handles[string(h)] = q.file
 		}
 	case fxpData:
@@ -482,13 +496,13 @@ func (a *sftpStream) serverPacket(pkt []byte) ([]byte, error) {
 		for i := uint32(0); i < n && r.ok; i++ {
 			a.env.maskText(r.bytes()) // file name
 			a.env.maskText(r.bytes()) // ls -l style line
-			r.attrs()
+			r.attrs(a.env.maskText)
 		}
 	case fxpAttrs:
 		if q.typ != fxpStat && q.typ != fxpLstat && q.typ != fxpFstat {
 			return nil, protocolError("sftp", "unexpected ATTRS")
 		}
-		r.attrs()
+		r.attrs(a.env.maskText)
 	case fxpExtendedReply:
 		if err := a.extendedReply(r, q); err != nil {
 			return nil, err
@@ -543,15 +557,48 @@ func (a *sftpStream) extendedReply(r *wire, q *sftpReq) error {
 func (a *sftpStream) data(id uint32, q *sftpReq, data []byte) []byte {
 	f := q.file
 	if f.scan == nil {
-		f.scan = a.env.newScan()
+		f.scan = a.scanOf(f.path)
+	}
+	// The scan judges a file front to back: a read that goes back over
+	// bytes already read could put a number together from pieces that
+	// were each judged alone.
+	if f.scan.policy != FilePANsAllow && f.scan.next >= 0 && int64(q.off) < f.scan.next {
+		return statusPacket(id, fxFailure, "postern: reads that go back in a file scanned for card numbers are refused")
 	}
 	if f.scan.chunk(int64(q.off), data) {
 		a.tell(f)
 		return statusPacket(id, fxPermissionDenied, "postern: "+a.env.maskString(f.path)+" holds a card number; the download was blocked")
 	}
-	f.bytes += int64(len(data))
+	f.read += int64(len(data))
 	a.tell(f)
 	return nil
+}
+
+// opened starts a fresh scan of f's path unless another handle on it is
+// open: a file read again from the start (get twice, reget) is judged
+// again, but two handles open at once share one scan.
+func (a *sftpStream) opened(f *sftpFile) {
+	p := path.Clean(f.path)
+	for _, g := range a.handles {
+		if path.Clean(g.path) == p {
+			return
+		}
+	}
+	delete(a.scans, p)
+}
+
+// scanOf is the card-number scan of path, shared by its handles.
+func (a *sftpStream) scanOf(p string) *fileScan {
+	p = path.Clean(p)
+	sc := a.scans[p]
+	if sc == nil {
+		if len(a.scans) >= sftpMaxPending {
+			clear(a.scans) // bounded: a flood of paths forgets old scans
+		}
+		sc = a.env.newScan()
+		a.scans[p] = sc
+	}
+	return sc
 }
 
 // tell queues the user's notice about f's scan, if there is one.
@@ -588,6 +635,8 @@ func (a *sftpStream) status(q *sftpReq, code uint32, msg []byte) {
 		outcome, detail = "failed", logSafe(string(msg))
 	}
 	switch {
+	case q.typ == fxpWrite && code == fxOK:
+		q.file.written += int64(q.n)
 	case q.typ == fxpClose && q.file != nil:
 		a.fileRecord(q.file, "")
 	case (q.typ == fxpOpen || q.typ == fxpOpendir) && code != fxOK:
@@ -598,19 +647,29 @@ func (a *sftpStream) status(q *sftpReq, code uint32, msg []byte) {
 }
 
 // fileRecord reports a file whose handle was closed (or left open, with
-// outcome "incomplete").
+// outcome "incomplete"): a download record if it was opened to read or
+// read from, an upload record if opened to write or written to.
 func (a *sftpStream) fileRecord(f *sftpFile, outcome string) {
-	t := recorder.Transfer{Op: f.op, Path: f.path, Bytes: f.bytes, Outcome: f.scan.outcome()}
-	if f.scan != nil {
-		t.PANs = f.scan.pans
-	}
-	if outcome != "" && t.Outcome == "ok" {
-		t.Outcome = outcome
+	with := func(t recorder.Transfer) recorder.Transfer {
+		if outcome != "" && t.Outcome == "ok" {
+			t.Outcome = outcome
+		}
+		return t
 	}
 	if f.op == "list" {
-		t.Path = path.Clean(f.path) + "/"
+		a.report(with(recorder.Transfer{Op: "list", Path: path.Clean(f.path) + "/", Outcome: "ok"}))
+		return
 	}
-	a.report(t)
+	if f.op == "upload" || f.written > 0 {
+		a.report(with(recorder.Transfer{Op: "upload", Path: f.path, Bytes: f.written, Outcome: "ok"}))
+	}
+	if f.op == "download" || f.read > 0 {
+		t := recorder.Transfer{Op: "download", Path: f.path, Bytes: f.read, Outcome: f.scan.outcome()}
+		if f.scan != nil {
+			t.PANs = f.scan.pans
+		}
+		a.report(with(t))
+	}
 }
 
 // report queues a record, masking its names.
@@ -627,6 +686,13 @@ func (a *sftpStream) end() {
 	for h, f := range a.handles {
 		a.fileRecord(f, "incomplete")
 		delete(a.handles, h)
+	}
+	// Changes asked for whose answer never came may still have happened.
+	for id, q := range a.pending {
+		if q.op != "" {
+			a.report(recorder.Transfer{Op: q.op, Path: q.path, To: q.to, Outcome: "incomplete"})
+		}
+		delete(a.pending, id)
 	}
 	events := a.events
 	a.events = nil
