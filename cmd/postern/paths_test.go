@@ -16,7 +16,10 @@ import (
 // lie anywhere), otherwise the file at file is sealed as it is.
 func sealSession(t *testing.T, store *recorder.Store, rec recorder.Session, file, text string, end time.Time) {
 	t.Helper()
-	rec.Session, rec.Kind, rec.Start = rec.ID, "exec", end.Add(-time.Minute)
+	rec.Session, rec.Start = rec.ID, end.Add(-time.Minute)
+	if rec.Kind == "" {
+		rec.Kind = "exec"
+	}
 	if err := store.Begin(rec); err != nil {
 		t.Fatal(err)
 	}

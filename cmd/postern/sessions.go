@@ -109,6 +109,7 @@ func cmdSessions(args []string, stdout, stderr io.Writer) error {
 		for _, h := range r.Hits {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\n", offset(h.Time), visible(h.Kind), clip(h.Text, 100))
 		}
+		transferLines(tw, r.Session)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -140,4 +141,34 @@ func grepRecording(store *recorder.Store, s recorder.Session, re *regexp.Regexp)
 
 func offset(sec float64) string {
 	return "+" + (time.Duration(sec * float64(time.Second))).Round(time.Millisecond).String()
+}
+
+// shownTransfers is how many file records a session's row lists; --json
+// has them all.
+const shownTransfers = 20
+
+// transferLines lists a transfer channel's files under its row: the
+// operation, the path, bytes, card numbers found and the outcome.
+func transferLines(w io.Writer, s recorder.Session) {
+	for i, t := range s.Transfers {
+		if i == shownTransfers {
+			fmt.Fprintf(w, "  … %d more\t(sessions --json lists every file)\n", len(s.Transfers)-i+int(s.TransfersOmitted))
+			return
+		}
+		p := t.Path
+		if t.To != "" {
+			p += " -> " + t.To
+		}
+		outcome := t.Outcome
+		if t.PANs > 0 {
+			outcome += fmt.Sprintf(" (%d card numbers)", t.PANs)
+		}
+		if t.Detail != "" {
+			outcome += ": " + t.Detail
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%d bytes\t%s\n", visible(t.Op), clip(p, 80), t.Bytes, clip(outcome, 100))
+	}
+	if s.TransfersOmitted > 0 && len(s.Transfers) <= shownTransfers {
+		fmt.Fprintf(w, "  … %d more\t(not kept in the index; the recording lists them)\n", s.TransfersOmitted)
+	}
 }
