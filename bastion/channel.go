@@ -115,6 +115,14 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 	// program started is dropped: see waitReady).
 	doneOnce()
 	out.Wait()
+	// The reply to the request that started the program comes before its
+	// exit: a fast program's exit-status and CLOSE can reach the bastion
+	// while the request goroutine is still relaying the target's reply,
+	// and x/crypto drops a reply that follows CLOSE (AsyncSSH and paramiko
+	// then hang or fail). ready closes right after that reply.
+	if st.started.Load() {
+		<-st.ready
+	}
 	end := []any{"channel", st.n}
 	var exitStatus *int
 	var exitSignal string
