@@ -39,6 +39,7 @@ fuzz:
 	bash scripts/fuzz.sh bastion FuzzParseUser $(SHORTFUZZ)
 	bash scripts/fuzz.sh bastion FuzzSFTPAudit $(SHORTFUZZ)
 	bash scripts/fuzz.sh bastion FuzzSCPAudit $(SHORTFUZZ)
+	bash scripts/fuzz.sh bastion FuzzRsyncStream $(SHORTFUZZ)
 
 demo: build
 	./$(BIN) demo
