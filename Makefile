@@ -40,6 +40,7 @@ fuzz:
 	bash scripts/fuzz.sh bastion FuzzParseUser $(SHORTFUZZ)
 	bash scripts/fuzz.sh bastion FuzzSFTPStream $(SHORTFUZZ)
 	bash scripts/fuzz.sh bastion FuzzSCPStream $(SHORTFUZZ)
+	bash scripts/fuzz.sh bastion FuzzRsyncStream $(SHORTFUZZ)
 
 demo: build
 	./$(BIN) demo

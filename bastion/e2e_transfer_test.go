@@ -248,7 +248,7 @@ func (h *harness) transferRecord(t *testing.T, kind, path, identity string) (rec
 func TestDownloadWithCardNumber(t *testing.T) {
 	t.Parallel()
 	h := env(t)
-	sftp, scp := testenv.Require(t, "sftp"), testenv.Require(t, "scp")
+	sftp, scp, rsync := testenv.Require(t, "sftp"), testenv.Require(t, "scp"), testenv.Require(t, "rsync")
 	dir := t.TempDir()
 	var content []byte
 	for i := range 20000 {
@@ -268,17 +268,28 @@ func TestDownloadWithCardNumber(t *testing.T) {
 		{"filemask", h.fileMask, "masked", masked},
 		{"fileallow", h.fileAllow, "allowed", content},
 	} {
-		for _, proto := range []string{"sftp", "scp"} {
+		for _, proto := range []string{"sftp", "scp", "rsync"} {
+			if proto == "rsync" && tc.key == h.fileAllow {
+				continue // that rule does not grant rsync
+			}
 			t.Run(tc.name+"/"+proto, func(t *testing.T) {
 				t.Parallel()
+				tc := tc
+				if proto == "rsync" && tc.outcome == "masked" {
+					// rsync discards a copy whose checksum differs.
+					tc.outcome, tc.want = "blocked", nil
+				}
 				dst := filepath.Join(t.TempDir(), "got.txt")
 				var r testenv.Result
 				if proto == "sftp" {
 					batch := filepath.Join(t.TempDir(), "batch")
 					os.WriteFile(batch, []byte("get "+src+" "+dst+"\n"), 0o644)
 					r = testenv.Cmd(t, time.Minute, nil, sftp, append(h.opts(tc.key), "-P", strconv.Itoa(h.port), "-b", batch, "root@t1@127.0.0.1")...)
-				} else {
+				} else if proto == "scp" {
 					r = testenv.Cmd(t, time.Minute, nil, scp, append(h.opts(tc.key), "-O", "-P", strconv.Itoa(h.port), "root@t1@127.0.0.1:"+src, dst)...)
+				} else {
+					rsh := strings.Join(append([]string{h.sshBin, "-p", strconv.Itoa(h.port)}, h.opts(tc.key)...), " ")
+					r = testenv.Cmd(t, time.Minute, nil, rsync, "-e", rsh, "root@t1@127.0.0.1:"+src, dst)
 				}
 				got, _ := os.ReadFile(dst)
 				assertNoPAN(t, "download", r.Stdout, r.Stderr)

@@ -271,7 +271,8 @@ func (st *chanState) passTransfer(dst io.Writer, p []byte, parse func([]byte) ([
 // say so, and the target's channel closes.
 func (st *chanState) failTransfer(err error) {
 	msg := "postern: the transfer was stopped"
-	if ue, ok := err.(interface{ UserMessage() string }); ok {
+	var ue interface{ UserMessage() string }
+	if errors.As(err, &ue) {
 		msg = ue.UserMessage()
 	}
 	st.mu.Lock()
