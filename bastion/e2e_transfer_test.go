@@ -195,7 +195,7 @@ func TestSFTPRenameAndLinkAudited(t *testing.T) {
 	for _, want := range []string{
 		fmt.Sprintf(`"event":"sftp_op","op":"rename","path":%q,"to":%q`, a, b),
 		fmt.Sprintf(`"event":"sftp_op","op":"link","path":%q,"to":%q`, b, c),
-		fmt.Sprintf(`"event":"sftp_op","op":"symlink"`),
+		`"event":"sftp_op","op":"symlink"`,
 		fmt.Sprintf(`"event":"sftp_op","op":"remove","path":%q`, c),
 	} {
 		testenv.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(h.logs.String(), want) })

@@ -78,8 +78,8 @@ type sftpStream struct {
 	handles map[string]*sftpFile
 	// scans are the card-number scans by path, shared by every handle on
 	// it, so that two handles cannot each read half of a number.
-	scans   map[string]*fileScan
-	events  []func() // reports to make once the lock is released
+	scans  map[string]*fileScan
+	events []func() // reports to make once the lock is released
 }
 
 // sftpReq is a request awaiting its reply.
