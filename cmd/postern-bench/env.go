@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -467,13 +468,35 @@ func reap(cmd *exec.Cmd) {
 }
 
 // cappedBuffer keeps the first 64 KiB written to it, for error messages.
-type cappedBuffer struct{ bytes.Buffer }
+// It is safe for concurrent use: a command's output copier and its caller
+// may both write to it.
+type cappedBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
 
 func (c *cappedBuffer) Write(p []byte) (int, error) {
-	if room := 64<<10 - c.Len(); room > 0 {
-		c.Buffer.Write(p[:min(len(p), room)])
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if room := 64<<10 - c.buf.Len(); room > 0 {
+		c.buf.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
+}
+
+func (c *cappedBuffer) WriteString(s string) { c.Write([]byte(s)) }
+
+// Bytes is a copy of what the buffer holds.
+func (c *cappedBuffer) Bytes() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return bytes.Clone(c.buf.Bytes())
+}
+
+func (c *cappedBuffer) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
 }
 
 // checkPaths runs `ssh -v HOST true` once on every path of every client
