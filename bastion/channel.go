@@ -194,6 +194,9 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 // sessionRequest forwards one client request on a session channel to the
 // target and relays the answer (RFC 4254 §6).
 func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
+	if c.refuseRequest(r, st) { // what the certificate does not permit: permit.go
+		return
+	}
 	uch := st.uch
 	forward := false
 	switch r.Type {
@@ -236,7 +239,8 @@ func (c *conn) sessionRequest(r *ssh.Request, st *chanState) {
 			c.log.Info("subsystem refused", "subsystem", logSafe(sub.Name))
 		}
 	default:
-		// x11-req, auth-agent-req@openssh.com and anything unknown.
+		// Anything unknown (x11-req and auth-agent-req@openssh.com
+		// were refused above).
 		c.log.Info("session request refused", "request", logSafe(r.Type))
 	}
 	if !forward {
@@ -386,6 +390,9 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 	if c.isSSHPort(req.Host, req.Port) {
 		audit(log, "forward", "allowed", false, "reason", "ssh -J style relay to an SSH port")
 		nc.Reject(ssh.Prohibited, sshJMessage)
+		return
+	}
+	if c.refuseForward(nc, log) { // the certificate and the policy must both allow it
 		return
 	}
 	if !c.grant.PortForwarding {

@@ -169,6 +169,13 @@ type UserCertRequest struct {
 	SourceAddress string
 	// Now is the issue time; zero means time.Now().
 	Now time.Time
+	// NoPTY leaves out permit-pty: the bastion, like sshd, then refuses
+	// the holder a terminal. The zero value grants one.
+	NoPTY bool
+	// NoPortForwarding leaves out permit-port-forwarding: the bastion
+	// then refuses every forward, whatever the policy grants. The zero
+	// value permits forwarding where the policy grants it.
+	NoPortForwarding bool
 }
 
 // GroupsExtension carries an identity's groups, comma separated.
@@ -208,11 +215,16 @@ func (a *Authority) SignUser(pub ssh.PublicKey, req UserCertRequest) (*ssh.Certi
 		ValidBefore:     uint64(now.Add(req.TTL).Unix()),
 		Permissions: ssh.Permissions{
 			CriticalOptions: map[string]string{},
-			Extensions: map[string]string{
-				"permit-pty":             "",
-				"permit-port-forwarding": "",
-			},
+			Extensions:      map[string]string{},
 		},
+	}
+	// Agent and X11 forwarding are never granted: the bastion does not
+	// offer them.
+	if !req.NoPTY {
+		cert.Extensions["permit-pty"] = ""
+	}
+	if !req.NoPortForwarding {
+		cert.Extensions["permit-port-forwarding"] = ""
 	}
 	if req.SourceAddress != "" {
 		// Stored without spaces: OpenSSH and x/crypto split on ','

@@ -137,6 +137,8 @@ func cmdCASign(args []string, stdout, stderr io.Writer) error {
 	ttl := fs.Duration("ttl", 8*time.Hour, "validity `duration`, e.g. 1h")
 	keyID := fs.String("key-id", "", "key ID recorded in audit logs (default: principal and key fingerprint)")
 	source := fs.String("source-address", "", "restrict use to these comma-separated `addresses or CIDRs`")
+	noPTY := fs.Bool("no-pty", false, "leave out permit-pty (granted by default): the bastion refuses the holder a terminal")
+	noFwd := fs.Bool("no-port-forwarding", false, "leave out permit-port-forwarding (granted by default): the bastion refuses every forward, whatever the policy grants. Agent and X11 forwarding are never granted")
 	out := fs.String("out", "", "write the certificate to `file` (default: KEY-cert.pub beside KEY.pub; - for stdout)")
 	dir := fs.String("data-dir", "", "bastion data `dir`ectory")
 	cfgPath := fs.String("config", "", "bastion config `file` (its data_dir is used)")
@@ -181,6 +183,7 @@ func cmdCASign(args []string, stdout, stderr io.Writer) error {
 	}
 	cert, err := auth.SignUser(pub, certs.UserCertRequest{
 		Principals: principals, Groups: groups, TTL: *ttl, KeyID: id, SourceAddress: *source,
+		NoPTY: *noPTY, NoPortForwarding: *noFwd,
 	})
 	if err != nil {
 		return err

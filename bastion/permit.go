@@ -1,0 +1,130 @@
+package bastion
+
+import (
+	"log/slog"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Extensions of an OpenSSH user certificate that grant a feature
+// (PROTOCOL.certkeys in OpenSSH). sshd grants none of them to a certificate
+// that lacks the extension, and neither does the bastion: a CA that signs
+// with `ssh-keygen -O clear` means "no terminal, no forwarding".
+const (
+	permitPTY            = "permit-pty"
+	permitPortForwarding = "permit-port-forwarding"
+	permitAgent          = "permit-agent-forwarding"
+	permitX11            = "permit-X11-forwarding"
+)
+
+// refusal says why the bastion refused a session request or a channel
+// because of what the user's certificate permits, or because the bastion
+// never offers the feature.
+type refusal struct {
+	// Reason is for the audit record and the log.
+	Reason string
+	// Message is the one line the user sees.
+	Message string
+}
+
+// UserMessage is the one-line text the SSH client sees.
+func (r *refusal) UserMessage() string { return r.Message }
+
+// permits reports whether cert carries the extension ext. A nil
+// certificate permits nothing.
+func permits(cert *ssh.Certificate, ext string) bool {
+	if cert == nil {
+		return false
+	}
+	_, ok := cert.Extensions[ext]
+	return ok
+}
+
+// requestRefusal returns why a session request of type typ is refused for
+// cert, or nil if the certificate does not stand in its way. Only the
+// requests that a certificate extension governs are considered; the rest
+// are for sessionRequest to decide.
+func requestRefusal(cert *ssh.Certificate, typ string) *refusal {
+	switch typ {
+	case "pty-req":
+		// sshd answers failure and the session goes on without a
+		// terminal (OpenSSH session.c); so does the bastion.
+		if !permits(cert, permitPTY) {
+			return &refusal{
+				Reason:  "certificate lacks " + permitPTY,
+				Message: "postern: no terminal: your certificate does not permit one (it lacks " + permitPTY + "); the session continues without a pty",
+			}
+		}
+	case "auth-agent-req@openssh.com":
+		// The bastion terminates SSH, so an agent forwarded to it
+		// would be usable by the bastion, not the target: never
+		// offered. The record says whether the certificate would
+		// have allowed it anyway.
+		reason := "agent forwarding is not supported"
+		if !permits(cert, permitAgent) {
+			reason = "certificate lacks " + permitAgent + "; " + reason
+		}
+		return &refusal{Reason: reason, Message: "postern: agent forwarding is not supported"}
+	case "x11-req":
+		reason := "X11 forwarding is not supported"
+		if !permits(cert, permitX11) {
+			reason = "certificate lacks " + permitX11 + "; " + reason
+		}
+		return &refusal{Reason: reason, Message: "postern: X11 forwarding is not supported"}
+	}
+	return nil
+}
+
+// forwardRefusal returns why a direct-tcpip channel is refused for cert, or
+// nil if the certificate permits port forwarding. The policy's grant is
+// checked as well, separately: both must allow it.
+func forwardRefusal(cert *ssh.Certificate) *refusal {
+	if permits(cert, permitPortForwarding) {
+		return nil
+	}
+	return &refusal{
+		Reason:  "certificate lacks " + permitPortForwarding,
+		Message: "postern: port forwarding is not allowed: your certificate lacks " + permitPortForwarding,
+	}
+}
+
+// refuseRequest answers a session request that the certificate does not
+// permit, or that the bastion never grants: failure to the client, one line
+// on the channel's stderr saying why, an audit record. It reports whether
+// it refused r; if not, r is left for sessionRequest.
+func (c *conn) refuseRequest(r *ssh.Request, st *chanState) bool {
+	ref := requestRefusal(c.cert, r.Type)
+	if ref == nil {
+		return false
+	}
+	audit(c.log, "session_request", "channel", st.n, "request", r.Type, "allowed", false, "reason", ref.Reason)
+	// The line goes out before the reply, so that OpenSSH prints it
+	// next to its own "PTY allocation request failed". No program has
+	// started yet in the usual order, so it cannot land inside the
+	// target's output; "\r\n" because the client's terminal may be raw.
+	st.ch.Stderr().Write([]byte(ref.UserMessage() + "\r\n"))
+	if !r.WantReply {
+		return true
+	}
+	// `ssh -t` closes the channel when its pty is refused, and drops
+	// stderr it has read but not yet written out. A request the client
+	// must answer (RFC 4254 §5.4; sshd's ClientAlive sends this one on
+	// a session channel) makes it take the line in before the failure
+	// arrives.
+	st.ch.SendRequest("keepalive@openssh.com", true, nil)
+	r.Reply(false, nil)
+	return true
+}
+
+// refuseForward rejects a direct-tcpip channel that the certificate does
+// not permit (RFC 4254 §5.1: administratively prohibited, with the reason),
+// with an audit record on log. It reports whether it did.
+func (c *conn) refuseForward(nc ssh.NewChannel, log *slog.Logger) bool {
+	ref := forwardRefusal(c.cert)
+	if ref == nil {
+		return false
+	}
+	audit(log, "forward", "allowed", false, "reason", ref.Reason)
+	nc.Reject(ssh.Prohibited, ref.UserMessage())
+	return true
+}
