@@ -195,7 +195,10 @@ func addRatios(figs []Figure) {
 		if !ok || d == 0 {
 			continue
 		}
-		r := math.Round(figs[i].Median/d*100) / 100
+		// Three significant digits, not two decimals: a ratio under
+		// 0.005 (a smoke run's 1 MiB upload on a loaded machine) must
+		// not read as zero.
+		r := round(figs[i].Median / d)
 		figs[i].RatioToDirect = &r
 	}
 }
