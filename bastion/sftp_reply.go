@@ -1,0 +1,190 @@
+package bastion
+
+import (
+	"path"
+
+	"github.com/postern/postern/mask"
+)
+
+// serverPacket checks one reply from the server against its request.
+func (a *sftpStream) serverPacket(pkt []byte) ([]byte, error) {
+	typ := pkt[4]
+	r := &wire{b: pkt[5:], ok: true}
+	if !a.version {
+		if typ != fxpVersion {
+			return nil, protocolError("sftp", "the server's first packet is not VERSION")
+		}
+		r.u32()
+		for r.ok && len(r.b) > 0 {
+			a.env.maskText(r.bytes()) // extension name
+			a.env.maskText(r.bytes()) // and data
+		}
+		if !r.done() {
+			return nil, protocolError("sftp", "malformed VERSION")
+		}
+		a.version = true
+		return nil, nil
+	}
+	id := r.u32()
+	q := a.pending[id]
+	if q == nil {
+		return nil, protocolError("sftp", "reply to no outstanding request")
+	}
+	delete(a.pending, id)
+	var repl []byte
+	switch typ {
+	case fxpStatus:
+		code := r.u32()
+		var msg []byte
+		if len(r.b) > 0 {
+			msg = r.bytes()
+			a.env.maskText(r.bytes()) // language tag
+		}
+		if r.ok {
+			a.env.maskText(msg)
+			a.status(q, code, msg)
+		}
+	case fxpHandle:
+		h := r.bytes()
+		if q.typ != fxpOpen && q.typ != fxpOpendir || len(h) > sftpMaxHandle {
+			return nil, protocolError("sftp", "unexpected HANDLE")
+		}
+		if _, dup := a.handles[string(h)]; dup || len(a.handles) >= sftpMaxPending {
+			return nil, protocolError("sftp", "handle reused or too many handles")
+		}
+		// A handle goes back to the target as it came, so it cannot be
+		// masked: one that holds a card number is refused.
+		if _, n := mask.Mask(nil, h, mask.ModeFull); n > 0 {
+			return nil, protocolError("sftp", "a handle that holds a card number")
+		}
+		if r.ok {
+			a.opened(q.file)
+			a.handles[string(h)] = q.file
+		}
+	case fxpData:
+		data := r.bytes()
+		if q.typ != fxpRead || uint64(len(data)) > uint64(q.n) {
+			return nil, protocolError("sftp", "unexpected DATA")
+		}
+		if r.done() {
+			repl = a.data(id, q, data)
+		}
+	case fxpName:
+		if !q.namesReply() {
+			return nil, protocolError("sftp", "unexpected NAME")
+		}
+		n := r.u32()
+		for i := uint32(0); i < n && r.ok; i++ {
+			a.env.maskText(r.bytes()) // file name
+			a.env.maskText(r.bytes()) // ls -l style line
+			r.attrs(a.env.maskText)
+		}
+	case fxpAttrs:
+		if q.typ != fxpStat && q.typ != fxpLstat && q.typ != fxpFstat {
+			return nil, protocolError("sftp", "unexpected ATTRS")
+		}
+		r.attrs(a.env.maskText)
+	case fxpExtendedReply:
+		if err := a.extendedReply(r, q); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, protocolError("sftp", "unknown reply type "+itoa(int(typ)))
+	}
+	if !r.done() {
+		return nil, protocolError("sftp", "malformed reply of type "+itoa(int(typ)))
+	}
+	return repl, nil
+}
+
+// namesReply reports whether a NAME reply may answer q.
+func (q *sftpReq) namesReply() bool {
+	switch q.typ {
+	case fxpReaddir, fxpRealpath, fxpReadlink:
+		return true
+	case fxpExtended:
+		return q.ext == "expand-path@openssh.com" || q.ext == "home-directory"
+	}
+	return false
+}
+
+// extendedReply checks the fixed layouts of the extension replies.
+func (a *sftpStream) extendedReply(r *wire, q *sftpReq) error {
+	switch q.ext {
+	case "statvfs@openssh.com", "fstatvfs@openssh.com":
+		for range 11 {
+			r.u64()
+		}
+	case "limits@openssh.com":
+		for range 4 {
+			r.u64()
+		}
+	case "users-groups-by-id@openssh.com":
+		for range 2 {
+			names := &wire{b: r.bytes(), ok: r.ok}
+			for names.ok && len(names.b) > 0 {
+				a.env.maskText(names.bytes())
+			}
+			r.ok = r.ok && names.ok
+		}
+	default:
+		return protocolError("sftp", "unexpected EXTENDED_REPLY")
+	}
+	return nil
+}
+
+// data accounts a READ's data to its file and scans it. It returns a
+// replacement packet (a failure status) when the scan withholds the data.
+func (a *sftpStream) data(id uint32, q *sftpReq, data []byte) []byte {
+	f := q.file
+	if f.scan == nil {
+		f.scan = a.scanOf(f.path)
+	}
+	// The scan judges a file front to back: a read that goes back over
+	// bytes already read could put a number together from pieces that
+	// were each judged alone.
+	if f.scan.policy != FilePANsAllow && f.scan.next >= 0 && int64(q.off) < f.scan.next {
+		return statusPacket(id, fxFailure, "postern: reads that go back in a file scanned for card numbers are refused")
+	}
+	if f.scan.chunk(int64(q.off), data) {
+		a.tell(f)
+		return statusPacket(id, fxPermissionDenied, "postern: "+a.env.maskString(f.path)+" holds a card number; the download was blocked")
+	}
+	f.read += int64(len(data))
+	a.tell(f)
+	return nil
+}
+
+// opened starts a fresh scan of f's path unless another handle on it is
+// open: a file read again from the start (get twice, reget) is judged
+// again, but two handles open at once share one scan.
+func (a *sftpStream) opened(f *sftpFile) {
+	p := path.Clean(f.path)
+	for _, g := range a.handles {
+		if path.Clean(g.path) == p {
+			return
+		}
+	}
+	delete(a.scans, p)
+}
+
+// scanOf is the card-number scan of path, shared by its handles.
+func (a *sftpStream) scanOf(p string) *fileScan {
+	p = path.Clean(p)
+	sc := a.scans[p]
+	if sc == nil {
+		if len(a.scans) >= sftpMaxPending {
+			clear(a.scans) // bounded: a flood of paths forgets old scans
+		}
+		sc = a.env.newScan()
+		a.scans[p] = sc
+	}
+	return sc
+}
+
+// tell queues the user's notice about f's scan, if there is one.
+func (a *sftpStream) tell(f *sftpFile) {
+	if msg := f.scan.userNotice("sftp", a.env.maskString(f.path)); msg != "" && a.env.notice != nil {
+		a.events = append(a.events, func() { a.env.notice(msg) })
+	}
+}
