@@ -396,3 +396,41 @@ func TestBinary100MBByteIdentical(t *testing.T) {
 func certsReq(p string) certs.UserCertRequest {
 	return certs.UserCertRequest{Principals: []string{p}, TTL: time.Hour}
 }
+
+// A card number split by the boundary between two of OpenSSH sftp's 32 KiB
+// reads is judged whole: its first digits are not delivered under block,
+// and masked with the rest under mask.
+func TestSFTPNumberAcrossReads(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	sftp := testenv.Require(t, "sftp")
+	dir := t.TempDir()
+	const boundary = 32 << 10
+	content := bytes.Repeat([]byte("x"), boundary-len("card 4111 1111"))
+	content = append(content, "card 4111 1111 1111 1111 end\n"...)
+	content = append(content, bytes.Repeat([]byte("y"), 100000)...)
+	src := filepath.Join(dir, "straddle.txt")
+	os.WriteFile(src, content, 0o644)
+	for _, tc := range []struct {
+		key  string
+		want []byte // nil: refused, and none of the number's digits arrive
+	}{
+		{h.alice, nil},
+		{h.fileMask, bytes.Replace(content, []byte("4111 1111 1111 1111"), []byte("4111 11** **** 1111"), 1)},
+	} {
+		dst := filepath.Join(t.TempDir(), "got")
+		batch := filepath.Join(t.TempDir(), "batch")
+		os.WriteFile(batch, []byte("get "+src+" "+dst+"\n"), 0o644)
+		r := testenv.Cmd(t, time.Minute, nil, sftp, append(h.opts(tc.key), "-P", strconv.Itoa(h.port), "-b", batch, "root@t1@127.0.0.1")...)
+		got, _ := os.ReadFile(dst)
+		if tc.want == nil {
+			if r.ExitCode == 0 || bytes.Contains(got, []byte("4111")) {
+				t.Fatalf("block: exit %d, %d bytes ending %q", r.ExitCode, len(got), got[max(0, len(got)-20):])
+			}
+			continue
+		}
+		if r.ExitCode != 0 || !bytes.Equal(got, tc.want) {
+			t.Fatalf("mask: exit %d (%s), got %d bytes, masked whole: %v", r.ExitCode, r.Stderr, len(got), bytes.Equal(got, tc.want))
+		}
+	}
+}

@@ -78,7 +78,7 @@ func (t *rsyncTransfer) text(p []byte) []byte {
 func (t *rsyncTransfer) data(p []byte) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	withhold := t.scan.chunk(t.off, p)
+	withhold := t.scan.chunk(t.off, p, nil)
 	t.off += int64(len(p))
 	if withhold {
 		msg := "postern: the rsync transfer was blocked: it carries a card number"

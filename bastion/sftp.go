@@ -77,8 +77,17 @@ type sftpStream struct {
 	handles map[string]*sftpFile
 	// scans are the card-number scans by path, shared by every handle on
 	// it, so that two handles cannot each read half of a number.
-	scans  map[string]*fileScan
-	events []func() // reports to make once the lock is released
+	scans map[string]*fileScan
+
+	// A DATA reply held back until the next reply (sftp_reply.go hold).
+	held     []byte // the packet, in one of heldBuf; nil: none
+	heldData []byte // its data, inside held
+	heldID   uint32
+	heldFile *sftpFile
+	heldEnd  int64 // file offset just past heldData
+	heldBuf  [2][]byte
+	heldSide int
+	events   []func() // reports to make once the lock is released
 }
 
 // sftpReq is a request awaiting its reply.
@@ -100,6 +109,7 @@ type sftpFile struct {
 	path    string
 	read    int64 // bytes of DATA that reached the client
 	written int64 // bytes of WRITE the target accepted
+	reads   int   // READ requests awaiting their reply
 	scan    *fileScan
 }
 
@@ -289,6 +299,9 @@ func (a *sftpStream) clientPacket(pkt []byte) ([]byte, error) {
 		return nil, protocolError("sftp", "malformed request of type "+itoa(int(typ)))
 	}
 	a.pending[id] = q
+	if typ == fxpRead {
+		q.file.reads++
+	}
 	return nil, nil
 }
 

@@ -1,13 +1,34 @@
 package bastion
 
 import (
+	"encoding/binary"
 	"path"
 
 	"github.com/postern/postern/mask"
 )
 
-// serverPacket checks one reply from the server against its request.
+// serverPacket checks one reply from the server against its request. A
+// DATA reply held back (see hold) goes on before any reply but the next
+// DATA of its file, which is judged with it.
 func (a *sftpStream) serverPacket(pkt []byte) ([]byte, error) {
+	var pre []byte
+	if a.held != nil && !a.continuesHeld(pkt) {
+		pre = a.release()
+	}
+	repl, err := a.serverReply(pkt)
+	switch {
+	case err != nil:
+		return nil, err
+	case pre == nil:
+		return repl, nil
+	case repl == nil:
+		return append(pre, pkt...), nil
+	}
+	return append(pre, repl...), nil
+}
+
+// serverReply checks one reply from the server against its request.
+func (a *sftpStream) serverReply(pkt []byte) ([]byte, error) {
 	typ := pkt[4]
 	r := &wire{b: pkt[5:], ok: true}
 	if !a.version {
@@ -31,6 +52,9 @@ func (a *sftpStream) serverPacket(pkt []byte) ([]byte, error) {
 		return nil, protocolError("sftp", "reply to no outstanding request")
 	}
 	delete(a.pending, id)
+	if q.typ == fxpRead {
+		q.file.reads--
+	}
 	var repl []byte
 	switch typ {
 	case fxpStatus:
@@ -67,7 +91,7 @@ func (a *sftpStream) serverPacket(pkt []byte) ([]byte, error) {
 			return nil, protocolError("sftp", "unexpected DATA")
 		}
 		if r.done() {
-			repl = a.data(id, q, data)
+			repl = a.data(id, q, pkt, data)
 		}
 	case fxpName:
 		if !q.namesReply() {
@@ -133,9 +157,12 @@ func (a *sftpStream) extendedReply(r *wire, q *sftpReq) error {
 	return nil
 }
 
-// data accounts a READ's data to its file and scans it. It returns a
-// replacement packet (a failure status) when the scan withholds the data.
-func (a *sftpStream) data(id uint32, q *sftpReq, data []byte) []byte {
+// data accounts a READ's data (of packet pkt) to its file and scans it.
+// It returns what goes to the client in the packet's place: nil for the
+// packet as it is (masked in place), a failure status when the scan
+// withholds the data, an empty slice while the packet is held, or the
+// held packet and this one.
+func (a *sftpStream) data(id uint32, q *sftpReq, pkt, data []byte) []byte {
 	f := q.file
 	if f.scan == nil {
 		f.scan = a.scanOf(f.path)
@@ -146,13 +173,77 @@ func (a *sftpStream) data(id uint32, q *sftpReq, data []byte) []byte {
 	if f.scan.policy != FilePANsAllow && f.scan.next >= 0 && int64(q.off) < f.scan.next {
 		return statusPacket(id, fxFailure, "postern: reads that go back in a file scanned for card numbers are refused")
 	}
-	if f.scan.chunk(int64(q.off), data) {
+	var live []byte // the held packet's data: this packet continues it
+	if a.held != nil {
+		live = a.heldData
+	}
+	if f.scan.chunk(int64(q.off), data, live) {
 		a.tell(f)
-		return statusPacket(id, fxPermissionDenied, "postern: "+a.env.maskString(f.path)+" holds a card number; the download was blocked")
+		blocked := "postern: " + a.env.maskString(f.path) + " holds a card number; the download was blocked"
+		var out []byte
+		if a.held != nil {
+			out = statusPacket(a.heldID, fxPermissionDenied, blocked)
+			f.read -= int64(len(a.heldData))
+			a.release()
+		}
+		return append(out, statusPacket(id, fxPermissionDenied, blocked)...)
 	}
 	f.read += int64(len(data))
 	a.tell(f)
-	return nil
+	var out []byte
+	if a.held != nil {
+		out = a.release()
+	}
+	if f.scan.policy != FilePANsAllow && f.reads > 0 && candidateEnd(data) {
+		a.hold(id, f, int64(q.off), pkt, len(data))
+		if out == nil {
+			return []byte{}
+		}
+		return out
+	}
+	if out == nil {
+		return nil
+	}
+	return append(out, pkt...)
+}
+
+// hold keeps a DATA packet whose data ends in what may begin a card number
+// until the next reply: the next read of the file (the client has one
+// outstanding, or it is not held) is judged with it, so a number split
+// between the two is masked or blocked whole. Any other reply releases it
+// first.
+func (a *sftpStream) hold(id uint32, f *sftpFile, off int64, pkt []byte, n int) {
+	a.heldBuf[a.heldSide] = append(a.heldBuf[a.heldSide][:0], pkt...)
+	a.held = a.heldBuf[a.heldSide]
+	a.heldSide ^= 1 // release hands the buffer out: the next hold takes the other
+	a.heldData = a.held[len(a.held)-n:]
+	a.heldID, a.heldFile, a.heldEnd = id, f, off+int64(n)
+}
+
+// release hands out the held packet; it stays valid until the hold after
+// next.
+func (a *sftpStream) release() []byte {
+	p := a.held
+	a.held, a.heldData, a.heldFile = nil, nil, nil
+	return p
+}
+
+// continuesHeld reports whether pkt is the DATA reply that reads on from
+// the held one.
+func (a *sftpStream) continuesHeld(pkt []byte) bool {
+	if pkt[4] != fxpData || len(pkt) < 9 {
+		return false
+	}
+	q := a.pending[binary.BigEndian.Uint32(pkt[5:])]
+	return q != nil && q.typ == fxpRead && q.file == a.heldFile && int64(q.off) == a.heldEnd
+}
+
+// candidateEnd reports whether data ends as a card number may begin: in a
+// digit, or a digit and one separator.
+func candidateEnd(data []byte) bool {
+	n := len(data)
+	digit := func(i int) bool { return i >= 0 && data[i] >= '0' && data[i] <= '9' }
+	return digit(n-1) || (n >= 2 && (data[n-1] == ' ' || data[n-1] == '-') && digit(n-2))
 }
 
 // opened starts a fresh scan of f's path unless another handle on it is

@@ -108,9 +108,10 @@ func TestSFTPStreamRefusesForgedReplies(t *testing.T) {
 	}
 }
 
-// A card number split between two DATA replies is found in the second;
-// under block that reply becomes a failure status and the first is the
-// only data that passed.
+// A card number split between two DATA replies is judged whole: the first
+// reply ends in digits and another read is outstanding, so it is held
+// until the second arrives. Under block both become failure statuses,
+// under mask both halves are masked, under allow both pass unchanged.
 func TestSFTPStreamScansAcrossChunks(t *testing.T) {
 	t.Parallel()
 	for _, policy := range []string{FilePANsBlock, FilePANsMask, FilePANsAllow} {
@@ -121,24 +122,26 @@ func TestSFTPStreamScansAcrossChunks(t *testing.T) {
 			first, second := "name: 4111 1111", " 1111 1111 end"
 			a.fromClient(sftpPacket(fxpRead, uint32(2), "h1", uint64(0), uint32(len(first))))
 			a.fromClient(sftpPacket(fxpRead, uint32(3), "h1", uint64(len(first)), uint32(len(second))))
-			if out, err := a.fromServer(sftpPacket(fxpData, uint32(2), first)); err != nil || !bytes.Contains(out, []byte(first)) {
-				t.Fatalf("first chunk: %v %q", err, out)
-			}
-			out, err := a.fromServer(sftpPacket(fxpData, uint32(3), second))
+			out1, err := a.fromServer(sftpPacket(fxpData, uint32(2), first))
 			if err != nil {
 				t.Fatal(err)
 			}
+			out2, err := a.fromServer(sftpPacket(fxpData, uint32(3), second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := append(out1, out2...)
 			switch policy {
 			case FilePANsBlock:
-				if out[4] != fxpStatus || bytes.Contains(out, []byte("1111 end")) {
-					t.Fatalf("blocked chunk passed: %q", out)
+				if bytes.Contains(out, []byte("4111")) || bytes.Contains(out, []byte("1111 end")) || bytes.Count(out, []byte("was blocked")) != 2 {
+					t.Fatalf("blocked data passed: %q", out)
 				}
 			case FilePANsMask:
-				if !bytes.Contains(out, []byte(" **** 1111 end")) {
-					t.Fatalf("not masked: %q", out)
+				if !bytes.Contains(out, []byte("name: 4111 11**")) || !bytes.Contains(out, []byte(" **** 1111 end")) {
+					t.Fatalf("not masked whole: %q", out)
 				}
 			case FilePANsAllow:
-				if !bytes.Contains(out, []byte(second)) {
+				if !bytes.Contains(out, []byte(first)) || !bytes.Contains(out, []byte(second)) {
 					t.Fatalf("changed: %q", out)
 				}
 			}
@@ -148,6 +151,29 @@ func TestSFTPStreamScansAcrossChunks(t *testing.T) {
 				t.Fatalf("records %+v", recs)
 			}
 		})
+	}
+}
+
+// A held reply goes on before any other reply, and one with no read of
+// its file outstanding is not held at all (nothing would release it).
+func TestSFTPStreamHoldReleases(t *testing.T) {
+	t.Parallel()
+	a := newSFTPStream(&transferEnv{masking: true})
+	sftpSetup(t, a, "/f")
+	a.fromClient(sftpPacket(fxpRead, uint32(2), "h1", uint64(0), uint32(10)))
+	a.fromClient(sftpPacket(fxpRead, uint32(3), "h1", uint64(10), uint32(10)))
+	a.fromClient(sftpPacket(fxpStat, uint32(4), "/g"))
+	if out, _ := a.fromServer(sftpPacket(fxpData, uint32(2), "abc 123456")); len(out) != 0 {
+		t.Fatalf("not held: %q", out)
+	}
+	attrs := sftpPacket(fxpAttrs, uint32(4), uint32(0))
+	out, err := a.fromServer(attrs)
+	if err != nil || !bytes.HasSuffix(out, attrs) || !bytes.Contains(out, []byte("abc 123456")) {
+		t.Fatalf("the held reply did not go first: %q %v", out, err)
+	}
+	// The last read of the file: passes at once though it ends in digits.
+	if out, _ := a.fromServer(sftpPacket(fxpData, uint32(3), "7890 12345")); !bytes.Contains(out, []byte("7890 12345")) {
+		t.Fatalf("last reply held: %q", out)
 	}
 }
 
@@ -271,7 +297,7 @@ func TestFileScanAcrossChunks(t *testing.T) {
 	t.Parallel()
 	f := &fileScan{policy: FilePANsMask, next: -1}
 	a, b := []byte("x 4111 1111 111"), []byte("1 1111 y")
-	if f.chunk(0, a) || f.chunk(int64(len(a)), b) {
+	if f.chunk(0, a, nil) || f.chunk(int64(len(a)), b, nil) {
 		t.Fatal("mask policy withheld a chunk")
 	}
 	if f.pans != 1 || string(b) != "* 1111 y" { // first six and last four stay

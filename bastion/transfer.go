@@ -127,9 +127,11 @@ type fileScan struct {
 }
 
 // chunk judges p, which starts at offset off of the file. Under
-// FilePANsMask it masks p in place. It reports whether p must be withheld:
-// under FilePANsBlock, once a card number has been found.
-func (f *fileScan) chunk(off int64, p []byte) (withhold bool) {
+// FilePANsMask it masks p in place, and live too: the previous chunk's
+// data if the caller still holds it (nil if it has gone). It reports
+// whether p must be withheld: under FilePANsBlock, once a card number has
+// been found (the caller withholds live as well).
+func (f *fileScan) chunk(off int64, p, live []byte) (withhold bool) {
 	if f.blocked {
 		return true
 	}
@@ -157,6 +159,9 @@ func (f *fileScan) chunk(off int64, p []byte) (withhold bool) {
 	switch f.policy {
 	case FilePANsMask:
 		copy(p, f.buf[len(tail):])
+		// The tail's last bytes are the held chunk's last bytes.
+		k := min(len(live), len(tail))
+		copy(live[len(live)-k:], f.buf[len(tail)-k:len(tail)])
 	case FilePANsAllow:
 	default:
 		f.blocked = true
@@ -175,7 +180,7 @@ func (f *fileScan) stream(out, p []byte) ([]byte, bool) {
 		return out, true
 	}
 	if f.policy == FilePANsAllow {
-		f.chunk(max(f.next, 0), p) // counts only
+		f.chunk(max(f.next, 0), p, nil) // counts only
 		return append(out, p...), false
 	}
 	if f.w == nil {
