@@ -59,7 +59,7 @@ func (h *harness) rawSFTP(t *testing.T, key, user string) *rawSFTP {
 			s.pkts <- body
 		}
 	}()
-	s.send(sftpPkt(fxpInit, uint32(3)))
+	s.send(sftpPacket(fxpInit, uint32(3)))
 	if b := s.recv(); b[0] != fxpVersion {
 		t.Fatalf("first reply type %d, want VERSION", b[0])
 	}
@@ -91,7 +91,7 @@ func (s *rawSFTP) recv() []byte {
 // open opens path with SSH_FXF flags and returns the handle.
 func (s *rawSFTP) open(id uint32, path string, flags uint32) string {
 	s.t.Helper()
-	s.send(sftpPkt(fxpOpen, id, path, flags, uint32(0)))
+	s.send(sftpPacket(fxpOpen, id, path, flags, uint32(0)))
 	b := s.recv()
 	if b[0] != fxpHandle {
 		s.t.Fatalf("open %s: reply type %d %q", path, b[0], b)
@@ -104,7 +104,7 @@ func (s *rawSFTP) open(id uint32, path string, flags uint32) string {
 // when the reply is not DATA (a status: blocked, EOF).
 func (s *rawSFTP) read(id uint32, handle string, off uint64, n uint32) ([]byte, []byte) {
 	s.t.Helper()
-	s.send(sftpPkt(fxpRead, id, handle, off, n))
+	s.send(sftpPacket(fxpRead, id, handle, off, n))
 	b := s.recv()
 	if b[0] != fxpData {
 		return nil, b
@@ -115,7 +115,7 @@ func (s *rawSFTP) read(id uint32, handle string, off uint64, n uint32) ([]byte, 
 
 func (s *rawSFTP) close(id uint32, handle string) {
 	s.t.Helper()
-	s.send(sftpPkt(fxpClose, id, handle))
+	s.send(sftpPacket(fxpClose, id, handle))
 	if b := s.recv(); b[0] != fxpStatus {
 		s.t.Fatalf("close: reply type %d", b[0])
 	}
@@ -251,32 +251,32 @@ func TestAttackSFTPUnmaskedServerFields(t *testing.T) {
 	t.Parallel()
 	attrsExt := func(typ byte, id uint32) []byte {
 		// flags = EXTENDED, one pair
-		return sftpPkt(typ, id, uint32(0x80000000), uint32(1), "x@example.com", testPAN)
+		return sftpPacket(typ, id, uint32(0x80000000), uint32(1), "x@example.com", testPAN)
 	}
 	name := func() []byte {
-		return sftpPkt(fxpName, uint32(2), uint32(1), "f", "-rw-r--r-- f", uint32(0x80000000), uint32(1), "x@example.com", testPAN)
+		return sftpPacket(fxpName, uint32(2), uint32(1), "f", "-rw-r--r-- f", uint32(0x80000000), uint32(1), "x@example.com", testPAN)
 	}
 	for tcName, tc := range map[string]struct {
 		version []byte // replaces the server's VERSION
 		req     []byte
 		reply   []byte
 	}{
-		"VERSION extension data": {version: sftpPkt(fxpVersion, uint32(3), "x@example.com", testPAN)},
-		"HANDLE string":          {req: sftpPkt(fxpOpen, uint32(2), "/f", uint32(1), uint32(0)), reply: sftpPkt(fxpHandle, uint32(2), testPAN)},
-		"STATUS language tag":    {req: sftpPkt(fxpStat, uint32(2), "/f"), reply: sftpPkt(fxpStatus, uint32(2), uint32(2), "No such file", testPAN)},
-		"ATTRS extended pair":    {req: sftpPkt(fxpStat, uint32(2), "/f"), reply: attrsExt(fxpAttrs, 2)},
-		"NAME entry attrs":       {req: sftpPkt(fxpRealpath, uint32(2), "."), reply: name()},
+		"VERSION extension data": {version: sftpPacket(fxpVersion, uint32(3), "x@example.com", testPAN)},
+		"HANDLE string":          {req: sftpPacket(fxpOpen, uint32(2), "/f", uint32(1), uint32(0)), reply: sftpPacket(fxpHandle, uint32(2), testPAN)},
+		"STATUS language tag":    {req: sftpPacket(fxpStat, uint32(2), "/f"), reply: sftpPacket(fxpStatus, uint32(2), uint32(2), "No such file", testPAN)},
+		"ATTRS extended pair":    {req: sftpPacket(fxpStat, uint32(2), "/f"), reply: attrsExt(fxpAttrs, 2)},
+		"NAME entry attrs":       {req: sftpPacket(fxpRealpath, uint32(2), "."), reply: name()},
 	} {
 		t.Run(tcName, func(t *testing.T) {
 			t.Parallel()
 			a := newSFTPStream(&transferEnv{kind: "sftp", masking: true})
 			var toClient []byte
-			if _, err := a.fromClient(sftpPkt(fxpInit, uint32(3))); err != nil {
+			if _, err := a.fromClient(sftpPacket(fxpInit, uint32(3))); err != nil {
 				t.Fatal(err)
 			}
 			v := tc.version
 			if v == nil {
-				v = sftpPkt(fxpVersion, uint32(3))
+				v = sftpPacket(fxpVersion, uint32(3))
 			}
 			out, err := a.fromServer(v)
 			toClient = append(toClient, out...)
@@ -312,7 +312,7 @@ func TestAttackSFTPFakeServerVersionLeaksPAN(t *testing.T) {
 	b := h.extraServer(t, Config{Policy: pol, Recording: &Recording{Store: h.store}})
 	home := "/home/" + login
 	reply := filepath.Join(home, "version.bin")
-	if err := os.WriteFile(reply, sftpPkt(fxpVersion, uint32(3), "x@example.com", "card "+testPAN), 0o644); err != nil {
+	if err := os.WriteFile(reply, sftpPacket(fxpVersion, uint32(3), "x@example.com", "card "+testPAN), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	rc := "case \"$BASH_EXECUTION_STRING\" in *sftp-server*) head -c9 >/dev/null; cat " + reply + "; exec cat >/dev/null;; esac\n"
@@ -330,7 +330,7 @@ func TestAttackSFTPFakeServerVersionLeaksPAN(t *testing.T) {
 	if err := sess.RequestSubsystem("sftp"); err != nil {
 		t.Fatal(err)
 	}
-	in.Write(sftpPkt(fxpInit, uint32(3)))
+	in.Write(sftpPacket(fxpInit, uint32(3)))
 	var got []byte
 	testenv.WaitFor(t, 20*time.Second, func() bool {
 		var buf [512]byte
@@ -387,7 +387,7 @@ func TestAttackSFTPRefusedWriteCountedInDownload(t *testing.T) {
 	if !bytes.Equal(data, content) {
 		t.Fatalf("read %q", data)
 	}
-	s.send(sftpPkt(fxpWrite, uint32(3), hd, uint64(0), strings.Repeat("x", 100000)))
+	s.send(sftpPacket(fxpWrite, uint32(3), hd, uint64(0), strings.Repeat("x", 100000)))
 	if b := s.recv(); b[0] != fxpStatus || binary.BigEndian.Uint32(b[5:]) == fxOK {
 		t.Fatalf("sftp-server accepted a write on a read-only handle: %q", b[:min(len(b), 40)])
 	}

@@ -3,7 +3,6 @@ package bastion
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -122,24 +121,6 @@ func TestSFTPBashrcHookClosesChannel(t *testing.T) {
 	})
 }
 
-// sftpPkt builds one SFTP packet.
-func sftpPkt(typ byte, fields ...any) []byte {
-	var body []byte
-	for _, f := range fields {
-		switch v := f.(type) {
-		case uint32:
-			body = binary.BigEndian.AppendUint32(body, v)
-		case uint64:
-			body = binary.BigEndian.AppendUint64(body, v)
-		case string:
-			body = binary.BigEndian.AppendUint32(body, uint32(len(v)))
-			body = append(body, v...)
-		}
-	}
-	p := binary.BigEndian.AppendUint32(nil, uint32(len(body)+1))
-	return append(append(p, typ), body...)
-}
-
 // The forgery from the review: two OPENs with one request id, so that the
 // reply for the first (cards.txt) would be credited to the second. The
 // reuse breaks the protocol: the channel closes before the second open.
@@ -162,9 +143,9 @@ func TestSFTPDuplicateRequestIDRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	mark := len(h.logs.String())
-	in.Write(sftpPkt(fxpInit, uint32(3)))
-	in.Write(sftpPkt(fxpOpen, uint32(7), cards, uint32(1), uint32(0)))
-	in.Write(sftpPkt(fxpOpen, uint32(7), innocent, uint32(1), uint32(0)))
+	in.Write(sftpPacket(fxpInit, uint32(3)))
+	in.Write(sftpPacket(fxpOpen, uint32(7), cards, uint32(1), uint32(0)))
+	in.Write(sftpPacket(fxpOpen, uint32(7), innocent, uint32(1), uint32(0)))
 	got, _ := io.ReadAll(out) // ends when the bastion closes the channel
 	if bytes.Contains(got, []byte("nothing")) {
 		t.Fatal("innocent.txt was opened")
@@ -421,8 +402,8 @@ func TestSFTPNumberAcrossReads(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := h.rawSFTP(t, tc.key, "root@t1")
 			hd := s.open(1, src, 1)
-			s.send(sftpPkt(fxpRead, uint32(2), hd, uint64(0), uint32(boundary)))
-			s.send(sftpPkt(fxpRead, uint32(3), hd, uint64(boundary), uint32(boundary)))
+			s.send(sftpPacket(fxpRead, uint32(2), hd, uint64(0), uint32(boundary)))
+			s.send(sftpPacket(fxpRead, uint32(3), hd, uint64(boundary), uint32(boundary)))
 			var got []byte
 			for range 2 {
 				b := s.recv()
