@@ -304,23 +304,7 @@ func TestControlMasterSharesOneConnection(t *testing.T) {
 func TestPortForwarding(t *testing.T) {
 	t.Parallel()
 	h := env(t)
-	// A TCP echo service on the target's loopback (the target is this
-	// machine).
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	port := echoListener(t)
 	fwd := h.userKey(t, "fwd-pf", certs.UserCertRequest{Principals: []string{"fwd"}, TTL: time.Hour})
 	// Something that talks like an SSH server on another port.
 	fake, err := net.Listen("tcp", "127.0.0.1:0")
