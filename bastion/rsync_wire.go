@@ -115,7 +115,7 @@ func (t *rsyncTransfer) fromServer(p []byte) ([]byte, error) {
 func (t *rsyncTransfer) notice() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.scan.userNotice("rsync", t.env.maskString(t.rec.Path))
+	return t.scan.userNotice("rsync", logSafe(t.rec.Path))
 }
 
 // end records the transfer.
@@ -124,7 +124,7 @@ func (t *rsyncTransfer) end() {
 	r := t.rec
 	r.PANs, r.Outcome = t.scan.pans, t.scan.outcome()
 	t.mu.Unlock()
-	r.Path = t.env.maskString(r.Path)
+	r.Path = logSafe(r.Path)
 	if t.env.record != nil {
 		t.env.record(r)
 	}

@@ -218,7 +218,7 @@ func (s *scpStream) sender(p []byte) ([]byte, error) {
 			if withhold {
 				s.fileRecord("")
 				return d.out, &transferError{
-					msg:    "postern: scp download of " + s.env.maskString(s.file) + " was blocked: it holds a card number",
+					msg:    "postern: scp download of " + logSafe(s.file) + " was blocked: it holds a card number",
 					reason: "card number in a downloaded file",
 				}
 			}
@@ -372,7 +372,7 @@ func allDigits(list ...string) bool {
 
 // tell queues the user's notice about the current file's scan.
 func (s *scpStream) tell() {
-	if msg := s.scan.userNotice("scp", s.env.maskString(s.file)); msg != "" && s.env.notice != nil {
+	if msg := s.scan.userNotice("scp", logSafe(s.file)); msg != "" && s.env.notice != nil {
 		s.events = append(s.events, func() { s.env.notice(msg) })
 	}
 }
@@ -391,7 +391,7 @@ func (s *scpStream) fileRecord(outcome string) {
 }
 
 func (s *scpStream) report(t recorder.Transfer) {
-	t.Path = s.env.maskString(t.Path)
+	t.Path = logSafe(t.Path)
 	if s.env.record != nil {
 		s.events = append(s.events, func() { s.env.record(t) })
 	}

@@ -394,7 +394,7 @@ func (a *sftpStream) fileRecord(f *sftpFile, outcome string) {
 
 // report queues a record, masking its names.
 func (a *sftpStream) report(t recorder.Transfer) {
-	t.Path, t.To = a.env.maskString(t.Path), a.env.maskString(t.To)
+	t.Path, t.To = logSafe(t.Path), logSafe(t.To)
 	if a.env.record != nil {
 		a.events = append(a.events, func() { a.env.record(t) })
 	}

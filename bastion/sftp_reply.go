@@ -179,7 +179,7 @@ func (a *sftpStream) data(id uint32, q *sftpReq, pkt, data []byte) []byte {
 	}
 	if f.scan.chunk(int64(q.off), data, live) {
 		a.tell(f)
-		blocked := "postern: " + a.env.maskString(f.path) + " holds a card number; the download was blocked"
+		blocked := "postern: " + logSafe(f.path) + " holds a card number; the download was blocked"
 		var out []byte
 		if a.held != nil {
 			out = statusPacket(a.heldID, fxPermissionDenied, blocked)
@@ -275,7 +275,7 @@ func (a *sftpStream) scanOf(p string) *fileScan {
 
 // tell queues the user's notice about f's scan, if there is one.
 func (a *sftpStream) tell(f *sftpFile) {
-	if msg := f.scan.userNotice("sftp", a.env.maskString(f.path)); msg != "" && a.env.notice != nil {
+	if msg := f.scan.userNotice("sftp", logSafe(f.path)); msg != "" && a.env.notice != nil {
 		a.events = append(a.events, func() { a.env.notice(msg) })
 	}
 }

@@ -71,9 +71,6 @@ func (e *transferEnv) maskText(p []byte) {
 	}
 }
 
-// maskString is maskText for a string, for records.
-func (e *transferEnv) maskString(s string) string { return logSafe(s) }
-
 // newScan starts the card-number scan of one downloaded file.
 func (e *transferEnv) newScan() *fileScan {
 	m := e.mode
@@ -106,11 +103,11 @@ const scanOverlap = 64
 // pass, with the detector that masks terminal output. It is not safe for
 // concurrent use; a transfer holds its lock around it.
 //
-// A card number split across two chunks is found when the second chunk
-// arrives: under FilePANsBlock that chunk and everything after it is
-// withheld, under FilePANsMask its digits in that chunk are masked. The
-// digits in the first chunk have already gone (at most 18 of them, never a
-// whole number).
+// chunk judges a file in chunks that must pass whole (sftp reads): a card
+// number split across two chunks is found when the second arrives, and
+// the first chunk's digits can be withheld or masked only if the caller
+// still holds it (live). stream judges a byte stream (scp, rsync), holding
+// a possible number's digits back until what follows decides.
 type fileScan struct {
 	policy  string
 	mode    mask.Mode
