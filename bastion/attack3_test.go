@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/testenv"
+	"github.com/postern/postern/mask"
+	"github.com/postern/postern/recorder"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -170,4 +172,49 @@ func preBannerTarget(t *testing.T, greeting string) (string, ssh.PublicKey) {
 		}
 	})
 	return l.Addr().String(), host.PublicKey()
+}
+
+// TestAttack3SCPDetailPartialPAN: HOLE (invariant 1, logs and index; the
+// bastion's rule "log lines never hold one, whatever the target's masking
+// mode", which the index's transfer paths follow through maskString): an
+// scp upload whose file name differs from the target path gets the detail
+// "sent as NAME", where NAME is masked only as the target's mode says
+// (first6last4 by default). Path and To are fully masked for the index
+// and the audit line; Detail is not, so "411111******1111" reaches both.
+func TestAttack3SCPDetailPartialPAN(t *testing.T) {
+	t.Parallel()
+	command := "scp -t /tmp/dest.txt"
+	op, ok := scpDirection(command)
+	if !ok {
+		t.Fatal("not an scp command")
+	}
+	var recs []string
+	env := &transferEnv{kind: "scp", masking: true, mode: mask.ModeFirst6Last4,
+		record: func(tr recorder.Transfer) { recs = append(recs, tr.Path+" | "+tr.To+" | "+tr.Detail) },
+		show:   func([]byte) {}, notice: func(string) {}}
+	s := newSCPStream(env, op, command)
+	steps := []struct {
+		client bool
+		data   string
+	}{
+		{false, "\x00"}, {true, "C0644 5 " + testPAN + "\n"}, {false, "\x00"}, {true, "hello\x00"}, {false, "\x00"},
+	}
+	for _, st := range steps {
+		var err error
+		if st.client {
+			_, err = s.fromClient([]byte(st.data))
+		} else {
+			_, err = s.fromServer([]byte(st.data))
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", st.data, err)
+		}
+	}
+	s.end()
+	if len(recs) == 0 {
+		t.Fatal("no transfer record")
+	}
+	for _, r := range recs {
+		assertPANFree(t, "scp transfer record (index and audit line)", r)
+	}
 }
