@@ -7,12 +7,12 @@ package bastion
 // way through, not a broken test.
 
 import (
-	"runtime"
 	"bytes"
 	"fmt"
-	"regexp"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -434,4 +434,90 @@ func TestAttack2SFTPScansRetainChunkBuffers(t *testing.T) {
 		t.Fatalf("%d closed files keep %d KiB of scan buffers (%d scans); at the 4096-scan cap that is %d MiB per channel",
 			n, held>>10, n, int64(held)/int64(n)*sftpMaxPending>>20)
 	}
+}
+
+// Held (regression guard for the round-one fixes): OpenSSH sftp's get
+// twice, reget, get -r, and two files fetched by one batch with many
+// requests in flight all still work under the forward-only rule; and what
+// a fake rsync writes on stderr is masked for the user.
+func TestAttack2HeldLegitSFTPAndStderr(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	sftp := testenv.Require(t, "sftp")
+	dir := t.TempDir()
+	var content []byte
+	for i := range 200000 {
+		content = fmt.Appendf(content, "line %d\n", i)
+	}
+	os.MkdirAll(filepath.Join(dir, "tree", "sub"), 0o755)
+	for _, n := range []string{"a.txt", "tree/b.txt", "tree/sub/c.txt"} {
+		os.WriteFile(filepath.Join(dir, n), content, 0o644)
+	}
+	out := t.TempDir()
+	os.WriteFile(filepath.Join(out, "r"), content[:100000], 0o644) // a partial copy for reget
+	batch := filepath.Join(t.TempDir(), "batch")
+	os.WriteFile(batch, []byte(fmt.Sprintf("get %[1]s/a.txt %[2]s/1\nget %[1]s/a.txt %[2]s/2\nreget %[1]s/a.txt %[2]s/r\nget -r %[1]s/tree %[2]s/tree\n", dir, out)), 0o644)
+	r := testenv.Cmd(t, 2*time.Minute, nil, sftp, append(h.opts(h.alice), "-P", strconv.Itoa(h.port), "-b", batch, "root@t1@127.0.0.1")...)
+	if r.ExitCode != 0 {
+		t.Fatalf("sftp: exit %d: %s", r.ExitCode, r.Stderr)
+	}
+	for _, n := range []string{"1", "2", "r", "tree/b.txt", "tree/sub/c.txt"} {
+		if got, _ := os.ReadFile(filepath.Join(out, n)); !bytes.Equal(got, content) {
+			t.Errorf("%s: %d bytes, want %d", n, len(got), len(content))
+		}
+	}
+	bin := filepath.Join(dir, "bin", "rsync")
+	writeScript(t, bin, "echo 'card "+testPAN+"' >&2\nprintf 'card 4111 1111 ' >&2\nprintf '1111 1111\\n' >&2\n")
+	r = h.ssh(t, h.alice, "root@t1", nil, bin+" --server --sender -e.LsfxCIvu . /x")
+	noPAN(t, "a fake rsync's stderr", r.Stdout, r.Stderr)
+	if !strings.Contains(string(r.Stderr), "411111******1111") {
+		t.Fatalf("stderr %q: want the number masked", r.Stderr)
+	}
+}
+
+// Held (denial of service): transfer channels stalled mid-stream (rsync
+// and scp sending a big file the client does not read, sftp with reads in
+// flight) leave no goroutine behind when the client's connection drops.
+// Not parallel, so the count is this test's alone.
+func TestAttack2HeldNoGoroutineLeakOnAbruptClose(t *testing.T) {
+	h := env(t)
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.bin")
+	os.WriteFile(big, bytes.Repeat([]byte("abcdefgh\n"), 4<<20), 0o644)
+	settle := func() int {
+		runtime.GC()
+		return runtime.NumGoroutine()
+	}
+	// Warm up the shared harness (pools, the sshd's first connection).
+	warm := h.dialGo(t, h.alice, "root@t1")
+	warm.Close()
+	base := settle()
+	for range 3 {
+		client := h.dialGo(t, h.alice, "root@t1")
+		for _, cmd := range []string{"rsync --server --sender -e.LsfxCIvu . " + big, "scp -f " + big} {
+			s, err := client.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, _ := s.StdinPipe()
+			if err := s.Start(cmd); err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(cmd, "rsync") {
+				in.Write([]byte{32, 0, 0, 0}) // version; then never read
+			} else {
+				in.Write([]byte{0})
+			}
+		}
+		s, _ := client.NewSession()
+		in, _ := s.StdinPipe()
+		s.RequestSubsystem("sftp")
+		in.Write(sftpPkt(fxpInit, uint32(3)))
+		in.Write(sftpPkt(fxpOpen, uint32(1), big, uint32(1), uint32(0)))
+		testenv.WaitFor(t, 10*time.Second, func() bool { return settle() > base+20 })
+		client.Close()
+	}
+	var now int
+	testenv.WaitFor(t, 30*time.Second, func() bool { now = settle(); return now <= base+2 })
+	t.Logf("goroutines: %d before, %d after", base, now)
 }
