@@ -512,8 +512,8 @@ func TestAttack2HeldNoGoroutineLeakOnAbruptClose(t *testing.T) {
 		s, _ := client.NewSession()
 		in, _ := s.StdinPipe()
 		s.RequestSubsystem("sftp")
-		in.Write(sftpPkt(fxpInit, uint32(3)))
-		in.Write(sftpPkt(fxpOpen, uint32(1), big, uint32(1), uint32(0)))
+		in.Write(sftpPacket(fxpInit, uint32(3)))
+		in.Write(sftpPacket(fxpOpen, uint32(1), big, uint32(1), uint32(0)))
 		testenv.WaitFor(t, 10*time.Second, func() bool { return settle() > base+20 })
 		client.Close()
 	}
