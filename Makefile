@@ -30,6 +30,7 @@ SHORTFUZZ ?= 10s
 fuzz:
 	bash scripts/fuzz.sh mask FuzzMask $(FUZZTIME)
 	bash scripts/fuzz.sh mask FuzzPreview $(SHORTFUZZ)
+	bash scripts/fuzz.sh mask FuzzMaskText $(SHORTFUZZ)
 	bash scripts/fuzz.sh internal/config FuzzParse $(SHORTFUZZ)
 	bash scripts/fuzz.sh recorder FuzzParseEvent $(SHORTFUZZ)
 	bash scripts/fuzz.sh recorder FuzzJSONString $(SHORTFUZZ)

@@ -53,6 +53,9 @@ type harness struct {
 	// fileMask and fileAllow: keys for principals whose rules set
 	// file_pans to mask and allow (alice's rule blocks, the default).
 	fileMask, fileAllow string
+	// rsyncer and rsyncMask: keys for rules that grant rsync (no rule
+	// does by default), blocking and masking card numbers.
+	rsyncer, rsyncMask string
 }
 
 var (
@@ -120,6 +123,8 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 			{Name: "filemask", Principals: []string{"filemask"}, Targets: []string{"t1"}, Logins: []string{"root"}, FilePANs: FilePANsMask},
 			{Name: "fileallow", Principals: []string{"fileallow"}, Targets: []string{"t1"}, Logins: []string{"root"}, FilePANs: FilePANsAllow, Transfers: []string{"sftp", "scp"}},
 			{Name: "notransfer", Principals: []string{"notransfer"}, Targets: []string{"t1"}, Logins: []string{"root"}, Transfers: []string{}},
+			{Name: "rsyncer", Principals: []string{"rsyncer"}, Targets: []string{"t1"}, Logins: []string{"root"}, Transfers: TransferKinds},
+			{Name: "rsyncmask", Principals: []string{"rsyncmask"}, Targets: []string{"t1"}, Logins: []string{"root"}, Transfers: TransferKinds, FilePANs: FilePANsMask},
 			{Name: "forwarder", Principals: []string{"fwd"}, Targets: []string{"t1"}, Logins: []string{"root"}, PortForwarding: true},
 		},
 	}
@@ -149,6 +154,8 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 	h.alice = h.userKey(t, "alice", certs.UserCertRequest{Principals: []string{"alice"}, TTL: time.Hour, KeyID: "alice@test"})
 	h.fileMask = h.userKey(t, "filemask", certs.UserCertRequest{Principals: []string{"filemask"}, TTL: time.Hour})
 	h.fileAllow = h.userKey(t, "fileallow", certs.UserCertRequest{Principals: []string{"fileallow"}, TTL: time.Hour})
+	h.rsyncer = h.userKey(t, "rsyncer", certs.UserCertRequest{Principals: []string{"rsyncer"}, TTL: time.Hour})
+	h.rsyncMask = h.userKey(t, "rsyncmask", certs.UserCertRequest{Principals: []string{"rsyncmask"}, TTL: time.Hour})
 	return nil
 }
 

@@ -241,7 +241,7 @@ func TestRsyncTree1000Files(t *testing.T) {
 	if n != 1000 {
 		t.Fatalf("made %d files", n)
 	}
-	rsh := h.sshBin + " " + strings.Join(h.opts(h.alice), " ") + " -p " + strconv.Itoa(h.port)
+	rsh := h.rsyncRSH(h.rsyncer) // a rule that grants rsync
 	remote := filepath.Join(dir, "remote")
 	r := testenv.Cmd(t, 3*time.Minute, nil, rsync, "-a", "-e", rsh, src+"/", "root@t1@127.0.0.1:"+remote+"/")
 	if r.ExitCode != 0 {

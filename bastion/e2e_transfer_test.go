@@ -54,19 +54,21 @@ func TestFakeTransferProgramsGetNoShell(t *testing.T) {
 	// holding a card number: a real download, blocked by the scan.
 	writeScript(t, filepath.Join(dir, "speaks", "scp"), "printf 'C0644 22 cards.txt\\n'\nhead -c1 >/dev/null\nprintf 'card "+testPAN+"\\n\\0'\nexec bash -i 2>&1\n")
 	const keys = "echo SHELL-$((6*7))\nexit 0\n"
-	for _, tc := range []struct{ name, cmd, stdin, why string }{
-		{"scp -f", dir + "/bin/scp -f x", "\x00" + keys, "broke its protocol"},
-		{"scp -t", dir + "/bin/scp -t x", keys, "broke its protocol"},
-		{"rsync", dir + "/bin/rsync --server -e.x . .", keys, "rsync"},
-		{"rsync sender", dir + "/bin/rsync --server --sender -e.x . .", keys, "rsync"},
+	for _, tc := range []struct{ name, key, cmd, stdin, why string }{
+		{"scp -f", h.alice, dir + "/bin/scp -f x", "\x00" + keys, "broke its protocol"},
+		{"scp -t", h.alice, dir + "/bin/scp -t x", keys, "broke its protocol"},
+		// rsync is granted by a rule that names it; the default refuses it.
+		{"rsync", h.rsyncer, dir + "/bin/rsync --server -e.LsfxCIvu . .", keys, "broke protocol"},
+		{"rsync sender", h.rsyncer, dir + "/bin/rsync --server --sender -e.LsfxCIvu . .", keys, "broke protocol"},
+		{"rsync by default", h.alice, dir + "/bin/rsync --server --sender -e.LsfxCIvu . .", keys, "rsync is not allowed for you on t1"},
 		// Valid acknowledgements from the client this time.
-		{"scp speaking the protocol", dir + "/speaks/scp -f x", "\x00\x00\x00", "holds a card number"},
+		{"scp speaking the protocol", h.alice, dir + "/speaks/scp -f x", "\x00\x00\x00", "holds a card number"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			mark := len(h.logs.String())
 			stdin := strings.NewReader(tc.stdin)
-			r := h.ssh(t, h.alice, "root@t1", stdin, tc.cmd)
+			r := h.ssh(t, tc.key, "root@t1", stdin, tc.cmd)
 			assertNoPAN(t, tc.name, r.Stdout, r.Stderr)
 			if bytes.Contains(r.Stdout, []byte("SHELL-42")) || bytes.Contains(r.Stderr, []byte("SHELL-42")) {
 				t.Fatalf("the fake program gave a shell: stdout %q stderr %q", r.Stdout, r.Stderr)
@@ -256,9 +258,14 @@ func TestDownloadWithCardNumber(t *testing.T) {
 			t.Run(tc.name+"/"+proto, func(t *testing.T) {
 				t.Parallel()
 				tc := tc
-				if proto == "rsync" && tc.outcome == "masked" {
-					// rsync discards a copy whose checksum differs.
-					tc.outcome, tc.want = "blocked", nil
+				if proto == "rsync" {
+					// Rules that grant rsync, blocking and masking.
+					tc.name, tc.key = "rsyncer", h.rsyncer
+					if tc.outcome == "masked" {
+						// rsync discards a copy whose checksum
+						// differs: masking blocks instead.
+						tc.name, tc.key, tc.outcome, tc.want = "rsyncmask", h.rsyncMask, "blocked", nil
+					}
 				}
 				dst := filepath.Join(t.TempDir(), "got.txt")
 				var r testenv.Result
@@ -269,8 +276,7 @@ func TestDownloadWithCardNumber(t *testing.T) {
 				} else if proto == "scp" {
 					r = testenv.Cmd(t, time.Minute, nil, scp, append(h.opts(tc.key), "-O", "-P", strconv.Itoa(h.port), "root@t1@127.0.0.1:"+src, dst)...)
 				} else {
-					rsh := strings.Join(append([]string{h.sshBin, "-p", strconv.Itoa(h.port)}, h.opts(tc.key)...), " ")
-					r = testenv.Cmd(t, time.Minute, nil, rsync, "-e", rsh, "root@t1@127.0.0.1:"+src, dst)
+					r = testenv.Cmd(t, time.Minute, nil, rsync, "-e", h.rsyncRSH(tc.key), "root@t1@127.0.0.1:"+src, dst)
 				}
 				got, _ := os.ReadFile(dst)
 				assertNoPAN(t, "download", r.Stdout, r.Stderr)
@@ -320,8 +326,9 @@ func TestTransfersNotGranted(t *testing.T) {
 	}
 }
 
-// Real scp (both protocols), sftp and rsync move a 100 MB binary file
-// through the bastion unchanged under the default policy.
+// Real scp (both protocols) and sftp move a 100 MB binary file through the
+// bastion unchanged under the default policy, and so does rsync under a
+// rule that grants it.
 func TestBinary100MBByteIdentical(t *testing.T) {
 	t.Parallel()
 	h := env(t)
@@ -362,9 +369,14 @@ func TestBinary100MBByteIdentical(t *testing.T) {
 	}
 	check("sftp upload", filepath.Join(dir, "sup"))
 	check("sftp download", filepath.Join(dir, "sdown"))
-	rsh := strings.Join(append([]string{h.sshBin, "-p", port}, h.opts(h.alice)...), " ")
+	// rsync is not granted by default (its content cannot be scanned
+	// whole): refused with a message, then through a rule that names it.
+	r = testenv.Cmd(t, time.Minute, nil, rsync, "-e", h.rsyncRSH(h.alice), src, remote+dir+"/rup")
+	if r.ExitCode == 0 || !strings.Contains(string(r.Stderr), "rsync is not allowed for you on t1") {
+		t.Fatalf("rsync under the default policy: exit %d: %s", r.ExitCode, r.Stderr)
+	}
 	for _, args := range [][]string{{src, remote + dir + "/rup"}, {remote + dir + "/rup", dir + "/rdown"}} {
-		r := testenv.Cmd(t, 3*time.Minute, nil, rsync, append([]string{"-e", rsh}, args...)...)
+		r := testenv.Cmd(t, 3*time.Minute, nil, rsync, append([]string{"-e", h.rsyncRSH(h.rsyncer)}, args...)...)
 		if r.ExitCode != 0 {
 			t.Fatalf("rsync %v: exit %d: %s", args, r.ExitCode, r.Stderr)
 		}

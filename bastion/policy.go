@@ -59,9 +59,10 @@ type Rule struct {
 	// target. SSH ports of targets are refused regardless.
 	PortForwarding bool
 	// Transfers lists the file-transfer protocols the rule grants:
-	// "sftp", "scp", "rsync". Nil grants all three: each is parsed
-	// strictly and its downloads are scanned. A channel that only claims
-	// to be a transfer is never exempt from recording (see transfer.go).
+	// "sftp", "scp", "rsync". Nil grants DefaultTransfers. Each is parsed
+	// strictly; a channel that only claims to be a transfer is never
+	// exempt from recording (see transfer.go). rsync must be listed: its
+	// framing is checked, but its content cannot be scanned reliably.
 	Transfers []string
 	// FilePANs is what happens when a downloaded file holds a card
 	// number: FilePANsBlock (the default, also for ""), FilePANsMask or
@@ -83,6 +84,14 @@ const (
 
 // TransferKinds are the file-transfer protocols a rule can grant.
 var TransferKinds = []string{"sftp", "scp", "rsync"}
+
+// DefaultTransfers are granted by a rule that lists none: the protocols
+// whose downloads are scanned whole. rsync's data frames carry file
+// contents cut by rsync's own token headers, names compressed against the
+// previous name, and block checksums of the target's files, none of which
+// the bastion parses, so a card number can cross it unseen: a rule grants
+// rsync only by naming it.
+var DefaultTransfers = []string{"sftp", "scp"}
 
 // Identity is who a verified user certificate says the user is.
 type Identity struct {
@@ -115,13 +124,16 @@ type Grant struct {
 	Login          string
 	Rule           string
 	PortForwarding bool
-	Transfers      []string // granted transfer protocols; nil means all
+	Transfers      []string // granted transfer protocols; nil means DefaultTransfers
 	FilePANs       string   // FilePANs* of the rule; "" means block
 }
 
 // allowsTransfer reports whether the grant permits transfer kind k.
 func (g *Grant) allowsTransfer(k string) bool {
-	return g.Transfers == nil || slices.Contains(g.Transfers, k)
+	if g.Transfers == nil {
+		return slices.Contains(DefaultTransfers, k)
+	}
+	return slices.Contains(g.Transfers, k)
 }
 
 // DenyError says why a connection was refused. UserMessage is safe to show

@@ -303,7 +303,7 @@ func (st *chanState) maskMode() (mask.Mode, bool) {
 // maskText masks PANs in a string that goes into the index, a recording
 // or a log (an exec command line, for instance).
 func maskText(s string, mode mask.Mode) string {
-	out, n := mask.Mask(nil, []byte(s), mode)
+	out, n := mask.MaskText(nil, []byte(s), mode)
 	if n == 0 {
 		return s
 	}

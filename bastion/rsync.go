@@ -163,7 +163,6 @@ type rsyncOpts struct {
 	// Parser state between words.
 	value string // a long option waiting for its value in the next word
 	skip  bool   // the next word is a short option's value
-	done  bool   // "." was seen: the rest are paths
 
 	// Set by finish.
 	compress        bool // the file data is compressed
@@ -270,13 +269,12 @@ func rsyncSplit(command string) ([]string, error) {
 }
 
 // parse reads options as rsync's option parser would, for the few that shape
-// the handshake, up to ".", which rsync puts between the options and the
-// paths.
+// the handshake. rsync's parser takes options anywhere on the line, after
+// the "." between options and paths too, so every word is read: a path that
+// looks like an option can only make the stream look compressed (refused),
+// never hide compression.
 func (o *rsyncOpts) parse(args []string) error {
 	for _, a := range args {
-		if o.done {
-			return nil
-		}
 		if err := o.word(a); err != nil {
 			return err
 		}
@@ -297,7 +295,6 @@ func (o *rsyncOpts) word(a string) error {
 		return nil
 	}
 	if a == "." {
-		o.done = true
 		return nil
 	}
 	if strings.HasPrefix(a, "--") {

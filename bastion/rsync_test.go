@@ -442,7 +442,7 @@ func TestRsyncCommand(t *testing.T) {
 		{"rsync --server -logDtpre.iLsfxCIvu --zc=none . /p", true, false},
 		{"rsync --server -logDtpre.iLsfxCIvu --compress-level=3 . /p", true, true},
 		{"rsync --server -logDtpre.iLsfxCIvu . /a\\ b/c\\;d", true, false},
-		{"rsync --server -e.LsfxCIvu . /x -z", true, false}, // a path, not an option
+		{"rsync --server -e.LsfxCIvu . /x -z", true, true}, // rsync reads options after the paths too
 		{"rsync --server . x; cat cards", false, false},
 		{"rsync --server . x && bash -i", false, false},
 		{"rsync --server . $(bash)", false, false},

@@ -24,19 +24,25 @@ type rsyncTransfer struct {
 	mu   sync.Mutex // guards rec.Bytes and scan's position below
 	scan *fileScan
 	off  int64 // data bytes from the target so far
+
+	// text judges rsync's messages as one stream, so a number split
+	// between two frames is masked in the second (the validator calls
+	// Text with its lock held: these need no lock of their own).
+	text    *fileScan
+	textOff int64
 }
 
 // errRsyncCompressed refuses compressed rsync where downloads are scanned.
 var errRsyncCompressed = errors.New("compressed rsync (-z) cannot be scanned for card numbers; run rsync without -z")
 
 func newRsyncTransfer(env *transferEnv, command string) (transfer, error) {
-	t := &rsyncTransfer{env: env, scan: env.newScan()}
+	t := &rsyncTransfer{env: env, scan: env.newScan(), text: &fileScan{policy: FilePANsMask, mode: env.mode, next: -1}}
 	if t.scan.policy == FilePANsMask {
 		// rsync checks every file's checksum and discards a changed
 		// copy: masking cannot deliver one, so it blocks instead.
 		t.scan.policy, t.noMask = FilePANsBlock, true
 	}
-	s, err := newRsyncStream(command, rsyncHooks{Text: t.text, Data: t.data})
+	s, err := newRsyncStream(command, rsyncHooks{Text: t.message, Data: t.data})
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +51,7 @@ func newRsyncTransfer(env *transferEnv, command string) (transfer, error) {
 	}
 	t.stream = s
 	op := "upload"
-	if strings.Contains(" "+command+" ", " --sender ") {
+	if s.opts.sender {
 		op = "download"
 	}
 	t.rec = recorder.Transfer{Op: op, Path: rsyncPaths(command)}
@@ -64,9 +70,12 @@ func rsyncPaths(command string) string {
 	return ""
 }
 
-// text masks a message the user will read, and records it.
-func (t *rsyncTransfer) text(p []byte) []byte {
-	t.env.maskText(p)
+// message masks a message the user will read, and records it.
+func (t *rsyncTransfer) message(p []byte) []byte {
+	if t.env.masking {
+		t.text.chunk(t.textOff, p, nil)
+		t.textOff += int64(len(p))
+	}
 	if t.env.show != nil && len(p) > 0 {
 		t.env.show(append([]byte("rsync: "), p...))
 	}

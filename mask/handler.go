@@ -139,7 +139,7 @@ func maskAny(v any) (slog.Value, bool) {
 		return slog.AnyValue(out), out != nil
 	case []byte:
 		if candidate(x) {
-			if out, n := Mask(nil, x, ModeFull); n > 0 {
+			if out, n := MaskText(nil, x, ModeFull); n > 0 {
 				return slog.AnyValue(out), true
 			}
 		}
@@ -156,7 +156,7 @@ func maskAny(v any) (slog.Value, bool) {
 	}
 	if jsonDiffers(v) {
 		if b, err := json.Marshal(v); err == nil && candidate(b) {
-			if _, n := Mask(nil, b, ModeFull); n > 0 {
+			if _, n := MaskText(nil, b, ModeFull); n > 0 {
 				return slog.StringValue(text), true // text has no PAN
 			}
 		}
@@ -189,7 +189,7 @@ func maskString(s string) (string, bool) {
 	if !candidate(s) {
 		return s, false
 	}
-	out, n := Mask(make([]byte, 0, len(s)), []byte(s), ModeFull)
+	out, n := MaskText(make([]byte, 0, len(s)), []byte(s), ModeFull)
 	if n == 0 {
 		return s, false
 	}
