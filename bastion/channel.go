@@ -2,6 +2,7 @@ package bastion
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"strconv"
@@ -433,16 +434,14 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 	defer c.untrack(ch)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		// An SSH server on any port of the target would let the
-		// client run an unrecorded session through the tunnel: SSH
-		// servers speak first, so its banner gives it away.
-		if c.sniffSSH(ch, uch) {
+		guard := newSSHGuard(ch)
+		c.pump(guard, uch)
+		if guard.match == len("SSH-") {
 			audit(log, "forward", "allowed", false, "reason", "destination speaks SSH")
 			ch.Close()
 			uch.Close()
 			return
 		}
-		c.pump(ch, uch)
 		ch.CloseWrite()
 	})
 	wg.Go(func() { c.pump(uch, ch); uch.CloseWrite() })
@@ -451,27 +450,61 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 	uch.Close()
 }
 
-// sniffSSH reads the first bytes the destination sends and, unless they
-// begin an SSH banner, passes them on to the client. It reports whether
-// the destination is an SSH server.
-func (c *conn) sniffSSH(ch io.Writer, uch io.Reader) bool {
-	var buf [4]byte
-	n := 0
-	for n < len(buf) {
-		m, err := uch.Read(buf[n:])
-		n += m
-		if err != nil || (n > 0 && string(buf[:n]) != "SSH-"[:n]) {
-			break
+// sshMaxPreBanner is how many lines an SSH server may send before its
+// version string that OpenSSH's client accepts (RFC 4253 §4.2 allows such
+// lines; OpenSSH stops at 1024).
+const sshMaxPreBanner = 1024
+
+// errSpeaksSSH ends a forward whose destination turned out an SSH server.
+var errSpeaksSSH = errors.New("forward destination speaks SSH")
+
+// sshGuard passes a forward's output to the client unless a line of it
+// begins an SSH version string ("SSH-") within the lines an SSH client
+// would read before one: an SSH server on any port of the target would let
+// the client run an unrecorded session through the tunnel. A line start
+// that may still become "SSH-" is held until it is decided. Not safe for
+// concurrent use; one pump writes to it.
+type sshGuard struct {
+	w     io.Writer
+	lines int // lines seen
+	match int // bytes of "SSH-" matched at the current line's start; -1: no match
+	out   []byte
+}
+
+func newSSHGuard(w io.Writer) *sshGuard { return &sshGuard{w: w} }
+
+func (g *sshGuard) Write(p []byte) (int, error) {
+	if g.lines >= sshMaxPreBanner && g.match <= 0 {
+		return g.w.Write(p)
+	}
+	g.out = g.out[:0]
+	for _, c := range p {
+		switch {
+		case g.lines >= sshMaxPreBanner || g.match < 0:
+		case c == "SSH-"[g.match]:
+			g.match++
+			if g.match == len("SSH-") {
+				// Pass what came before this line, then end.
+				g.w.Write(g.out)
+				return 0, errSpeaksSSH
+			}
+			continue // held until decided
+		default:
+			g.out = append(g.out, "SSH-"[:g.match]...)
+			g.match = -1
+		}
+		g.out = append(g.out, c)
+		if c == '\n' {
+			g.lines++
+			g.match = 0
 		}
 	}
-	if n == len(buf) && string(buf[:]) == "SSH-" {
-		return true
+	if len(g.out) > 0 {
+		if _, err := g.w.Write(g.out); err != nil {
+			return 0, err
+		}
 	}
-	if n > 0 {
-		c.touch()
-		ch.Write(buf[:n])
-	}
-	return false
+	return len(p), nil
 }
 
 // isSSHPort reports whether host:port is the SSH port of a target, or port

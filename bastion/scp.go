@@ -391,7 +391,7 @@ func (s *scpStream) fileRecord(outcome string) {
 }
 
 func (s *scpStream) report(t recorder.Transfer) {
-	t.Path = logSafe(t.Path)
+	t.Path, t.Detail = logSafe(t.Path), logSafe(t.Detail)
 	if s.env.record != nil {
 		s.events = append(s.events, func() { s.env.record(t) })
 	}

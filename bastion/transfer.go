@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/postern/postern/mask"
 	"github.com/postern/postern/recorder"
@@ -94,6 +95,9 @@ func (f *fileScan) outcome() string {
 	}
 }
 
+// scanBufs are chunk's scratch buffers (tail + chunk).
+var scanBufs = sync.Pool{New: func() any { return new([]byte) }}
+
 // scanOverlap is how many bytes of a file's previous chunk are judged again
 // with the next one, so that a card number split between two chunks is
 // found: 19 digits, 18 separators and a margin.
@@ -114,7 +118,6 @@ type fileScan struct {
 	next    int64  // file offset just past the previous chunk; -1: none yet
 	tail    []byte // the previous chunk's last bytes, as received
 	tailN   int    // card numbers within tail alone
-	buf     []byte // scratch: tail + chunk
 	pans    int64
 	blocked bool
 	told    bool // the user was told about this file
@@ -137,8 +140,13 @@ func (f *fileScan) chunk(off int64, p, live []byte) (withhold bool) {
 	if off == f.next {
 		tail, tailN = f.tail, f.tailN
 	}
-	f.buf = append(append(f.buf[:0], tail...), p...)
-	n := mask.MaskInPlace(f.buf, f.mode) - tailN
+	// Scratch from a pool, not kept per file: a channel may scan
+	// thousands of files.
+	bp := scanBufs.Get().(*[]byte)
+	defer scanBufs.Put(bp)
+	buf := append(append((*bp)[:0], tail...), p...)
+	*bp = buf
+	n := mask.MaskInPlace(buf, f.mode) - tailN
 	// The overlap for the next chunk: p's last bytes as received.
 	t := p[max(0, len(p)-scanOverlap):]
 	if len(t) < scanOverlap && off == f.next {
@@ -155,10 +163,10 @@ func (f *fileScan) chunk(off int64, p, live []byte) (withhold bool) {
 	f.pans += int64(n)
 	switch f.policy {
 	case FilePANsMask:
-		copy(p, f.buf[len(tail):])
+		copy(p, buf[len(tail):])
 		// The tail's last bytes are the held chunk's last bytes.
 		k := min(len(live), len(tail))
-		copy(live[len(live)-k:], f.buf[len(tail)-k:len(tail)])
+		copy(live[len(live)-k:], buf[len(tail)-k:len(tail)])
 	case FilePANsAllow:
 	default:
 		f.blocked = true
