@@ -54,12 +54,20 @@ func (s *Store) RecordingFile(rel string) (string, error) {
 		return refuse("not under recordings/")
 	}
 	full := filepath.Join(s.dir, rel)
-	root, err := filepath.EvalSymlinks(filepath.Join(s.dir, "recordings"))
-	if errors.Is(err, fs.ErrNotExist) {
+	// The recordings directory itself must be a directory, not a link:
+	// a link there would make every check below relative to wherever it
+	// points (mount the storage there instead).
+	rdir := filepath.Join(s.dir, "recordings")
+	if fi, err := os.Lstat(rdir); errors.Is(err, fs.ErrNotExist) {
 		return full, nil // no recordings directory: nothing to reach through it
+	} else if err != nil {
+		return "", fmt.Errorf("resolve %s: %w", rdir, err)
+	} else if !fi.IsDir() {
+		return refuse("DATA_DIR/recordings is a symbolic link or not a directory")
 	}
+	root, err := filepath.EvalSymlinks(rdir)
 	if err != nil {
-		return "", fmt.Errorf("resolve %s: %w", filepath.Join(s.dir, "recordings"), err)
+		return "", fmt.Errorf("resolve %s: %w", rdir, err)
 	}
 	// Resolve the longest part of the path that exists.
 	p, rest := full, ""
@@ -84,6 +92,11 @@ func (s *Store) RecordingFile(rel string) (string, error) {
 	}
 	if in, err := filepath.Rel(root, resolved); err != nil || in == "." || in == ".." || strings.HasPrefix(in, ".."+sep) {
 		return refuse("resolves to " + resolved + ", outside " + root)
+	}
+	// Only a regular file is a recording: opening a FIFO or a device
+	// would hang or act on hardware.
+	if fi, err := os.Stat(resolved); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+		return refuse("not a regular file")
 	}
 	return full, nil
 }

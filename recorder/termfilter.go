@@ -247,9 +247,12 @@ func (f *TerminalFilter) escape(b byte) {
 		f.state = tfEscInter
 		f.seq = append(f.seq, b)
 	case b < 0x7f:
-		// DECSC, DECRC, keypad modes, IND, NEL, HTS, RI and RIS. Not
-		// DECID (ESC Z), which asks for device attributes.
-		if bytes.IndexByte([]byte("78=>DEHMc"), b) >= 0 {
+		// DECSC, DECRC, the numeric keypad (DECKPNM), IND, NEL, HTS, RI
+		// and RIS. Not DECID (ESC Z), which asks for device attributes,
+		// nor the application keypad (DECKPAM, ESC =), which makes the
+		// auditor's keypad send escape sequences the player would read
+		// as keys (keypad 1 is ESC O q).
+		if bytes.IndexByte([]byte("78>DEHMc"), b) >= 0 {
 			f.out = append(f.out, f.seq...)
 			f.out = append(f.out, b)
 		}
@@ -355,12 +358,14 @@ func csiAllowed(params []byte, final byte) bool {
 		case 'J', 'K': // selective erase
 			return true
 		case 'h', 'l':
-			// Cursor keys, reverse video, origin, wrap, cursor
-			// blink and visibility, the alternate screen, bracketed
-			// paste, synchronised output. Not mouse or focus
-			// reporting, whose reports would reach the player as
-			// keys, nor column mode, which resizes the window.
-			return modesIn(params, 1, 5, 6, 7, 12, 25, 47, 1047, 1048, 1049, 2004, 2026)
+			// Reverse video, origin, wrap, cursor blink and
+			// visibility, the alternate screen, bracketed paste,
+			// synchronised output. Not application cursor keys (1)
+			// or keypad (66), nor mouse or focus reporting: what the
+			// auditor's keys or mouse then send would reach the
+			// player as keys. Nor column mode, which resizes the
+			// window.
+			return modesIn(params, 5, 6, 7, 12, 25, 47, 1047, 1048, 1049, 2004, 2026)
 		}
 	}
 	return false

@@ -68,10 +68,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, new(*usageError)):
-		fmt.Fprintf(stderr, "postern: %v\n", err)
+		fmt.Fprintf(stderr, "postern: %s\n", visibleText(err.Error()))
 		return 2
 	default:
-		fmt.Fprintf(stderr, "postern: %v\n", err)
+		// Errors can quote the index (paths, keys): escaped, like
+		// every other line built from it.
+		fmt.Fprintf(stderr, "postern: %s\n", visibleText(err.Error()))
 		return 1
 	}
 }

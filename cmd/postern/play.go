@@ -99,7 +99,10 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 	if keys != nil {
 		// The recording may have hidden the cursor or left colours
 		// set: undo that too.
-		defer io.WriteString(stdout, "\x1b[0m\x1b[?25h")
+		// Leave the terminal as the replay found it, whatever the
+		// recording set: colours, cursor, main screen, no bracketed
+		// paste.
+		defer io.WriteString(stdout, "\x1b[0m\x1b[?25h\x1b[?2004l\x1b[?1049l")
 	}
 	err = recorder.Play(ctx, r, screen, recorder.PlayOptions{Speed: *speed, IdleLimit: *idle, From: start}, keys)
 	if errors.Is(err, context.Canceled) {

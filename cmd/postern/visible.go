@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -54,6 +55,22 @@ func visible(s string) string {
 		i += size
 	}
 	return string(b)
+}
+
+// visibleText is visible for messages of several lines: newlines and tabs
+// stay as they are, every other control is escaped.
+func visibleText(s string) string {
+	var b strings.Builder
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' || s[i] == '\t' {
+			b.WriteString(visible(s[start:i]))
+			b.WriteByte(s[i])
+			start = i + 1
+		}
+	}
+	b.WriteString(visible(s[start:]))
+	return b.String()
 }
 
 func needsEscape(r rune, size int) bool {
@@ -106,6 +123,18 @@ func writeJSON(w io.Writer, v any) error {
 		case c == 0xc2 && i+1 < len(data) && data[i+1] >= 0x80 && data[i+1] <= 0x9f:
 			out = appendHex(lazy(out, data, i), `\u`, uint64(data[i+1]), 4)
 			i++
+		case c >= 0xc0:
+			// Format characters (bidirectional overrides and the like)
+			// and line separators reorder or break what a terminal
+			// shows: \u escapes, as for C1.
+			r, size := utf8.DecodeRune(data[i:])
+			if size > 1 && unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
+				out = appendHex(lazy(out, data, i), `\u`, uint64(r), 4)
+				i += size - 1
+			} else if out != nil {
+				out = append(out, data[i:i+size]...)
+				i += size - 1
+			}
 		case out != nil:
 			out = append(out, c)
 		}
