@@ -171,8 +171,6 @@ exec `+h.rsyncRSH(h.alice)+` $pre "$cmd -z --old-compress"
 	noPAN(t, fmt.Sprintf("file downloaded by compressed rsync under file_pans: block (exit %d, stderr %q)", r.ExitCode, r.Stderr), got)
 }
 
-
-
 // rsyncTestTransfer is an rsync download channel's transfer under the
 // default policy, past the handshake (the test hellos of rsync_test.go).
 func rsyncTestTransfer(t *testing.T, show func([]byte)) *rsyncTransfer {
@@ -254,7 +252,6 @@ func TestAttack2RsyncDirectionSpoofedWithTabs(t *testing.T) {
 		t.Fatalf("a download (--sender) is recorded as %q, path %q", tr.rec.Op, tr.rec.Path)
 	}
 }
-
 
 // HOLE (medium, denial of service): every sftp path read gets a fileScan
 // that keeps its scratch buffer (f.buf: the previous tail and the whole
