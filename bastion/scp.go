@@ -294,7 +294,9 @@ func (s *scpStream) control(line []byte) error {
 	if string(line[:nameAt]) != orig[:nameAt] {
 		return protocolError("scp", "a size that holds a card number")
 	}
-	name := string(line[nameAt:])
+	// The records take the name as sent: they mask it fully (logSafe);
+	// what the client sees is masked by the target's mode.
+	name := orig[nameAt:]
 	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
 		return bad()
 	}
