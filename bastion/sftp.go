@@ -148,7 +148,11 @@ func (a *sftpStream) feedLocked(d *pktBuf, p []byte, handle func(pkt []byte) ([]
 		d.carry = append(d.carry, p...)
 		data = d.carry
 	}
-	var out []byte // nil while the output is data[:i] unchanged
+	// Output is data[:i] unchanged until a packet is replaced (or held:
+	// an empty replacement); from then on it is built in d.out, never
+	// in p, which the caller reuses.
+	changed := false
+	out := d.out[:0]
 	i := 0
 	var err error
 	for {
@@ -169,26 +173,25 @@ func (a *sftpStream) feedLocked(d *pktBuf, p []byte, handle func(pkt []byte) ([]
 		if repl, err = handle(pkt); err != nil {
 			break
 		}
-		if repl != nil && out == nil {
-			out = append(d.out[:0], data[:i]...)
+		if repl != nil && !changed {
+			out, changed = append(out, data[:i]...), true
 		}
 		switch {
 		case repl != nil:
 			out = append(out, repl...)
-		case out != nil:
+		case changed:
 			out = append(out, pkt...)
 		}
 		i += 4 + n
 	}
-	if out == nil {
-		if carried {
-			out = append(d.out[:0], data[:i]...)
-		} else {
-			out = data[:i]
-		}
-	}
-	if out != nil && cap(out) > cap(d.out) {
+	switch {
+	case changed:
+		d.out = out[:0] // keep what it grew to
+	case carried:
+		out = append(out, data[:i]...)
 		d.out = out[:0]
+	default:
+		out = data[:i]
 	}
 	if err != nil {
 		d.carry = nil

@@ -164,9 +164,16 @@ func (f *fileScan) chunk(off int64, p, live []byte) (withhold bool) {
 	switch f.policy {
 	case FilePANsMask:
 		copy(p, buf[len(tail):])
-		// The tail's last bytes are the held chunk's last bytes.
+		// The tail's last bytes are the held chunk's last bytes, which
+		// were masked when judged alone: only add the digits this
+		// judgement masks, never undo one (a number the tail cuts
+		// through is no number here).
 		k := min(len(live), len(tail))
-		copy(live[len(live)-k:], buf[len(tail)-k:len(tail)])
+		for i, c := range buf[len(tail)-k : len(tail)] {
+			if c == '*' {
+				live[len(live)-k+i] = '*'
+			}
+		}
 	case FilePANsAllow:
 	default:
 		f.blocked = true

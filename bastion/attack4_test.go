@@ -1,0 +1,168 @@
+package bastion
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/postern/postern/mask"
+)
+
+// attack4Reads sends READs of /cards (h1, sftpSetup) of the given lengths,
+// back to back from offset 0, ids from 2.
+func attack4Reads(t *testing.T, a *sftpStream, lens ...int) {
+	t.Helper()
+	off := uint64(0)
+	for i, n := range lens {
+		if _, err := a.fromClient(sftpPacket(fxpRead, uint32(2+i), "h1", off, uint32(n))); err != nil {
+			t.Fatal(err)
+		}
+		off += uint64(n)
+	}
+}
+
+// attack4Digits is every decimal digit of b, in order.
+func attack4Digits(b []byte) string {
+	var s strings.Builder
+	for _, c := range b {
+		if c >= '0' && c <= '9' {
+			s.WriteByte(c)
+		}
+	}
+	return s.String()
+}
+
+// Under file_pans: mask, a held reply's data was masked when it was judged
+// alone. When the next reply of the file brings a new card number, chunk
+// copies the joined scan's tail (the held data's last 64 bytes, as
+// received) back over the held data: a card number that the tail cuts
+// through is no number in the joined text, so its digits inside the tail
+// are written back unmasked. With first6last4 (the default) the first six
+// digits were shown anyway: the whole number reaches the client; with
+// full masking, all but the digits before the cut.
+func TestAttack4SFTPMaskLiveUnmasksHeldNumber(t *testing.T) {
+	t.Parallel()
+	const pan = "4111111111111111"
+	for name, tc := range map[string]struct {
+		mode mask.Mode
+		cut  int // digits of pan before the 64-byte tail begins
+	}{
+		"first6last4": {mask.ModeFirst6Last4, 6},
+		"full":        {mask.ModeFull, 3},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			a := newSFTPStream(&transferEnv{masking: true, mode: tc.mode, filePANs: FilePANsMask})
+			sftpSetup(t, a, "/cards")
+			// The held data: the number, then text, ending in a digit so
+			// that it is held; its last 64 bytes start inside the number.
+			head := "card " + pan
+			first := head + " " + strings.Repeat("x", 64-(len(pan)-tc.cut)-3) + " 7"
+			if len(first)-64 != len("card ")+tc.cut {
+				t.Fatalf("layout: %d", len(first))
+			}
+			second := " next 5500000000000004 end"
+			attack4Reads(t, a, len(first), len(second))
+			out1, err := a.fromServer(sftpPacket(fxpData, uint32(2), first))
+			if err != nil || len(out1) != 0 {
+				t.Fatalf("first reply not held: %q %v", out1, err)
+			}
+			out2, err := a.fromServer(sftpPacket(fxpData, uint32(3), second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("client got %q", out2)
+			if bytes.Contains(out2, []byte(pan)) {
+				t.Fatalf("card number %s reached the client whole", pan)
+			}
+			if d := attack4Digits(out2); strings.Contains(d, pan[tc.cut:]) {
+				t.Fatalf("digits %s of the card number reached the client unmasked", pan[tc.cut:])
+			}
+		})
+	}
+}
+
+// attack4Pump feeds each of msgs to feed as the pump does: read into one
+// buffer that is used again for the next read.
+func attack4Pump(t *testing.T, buf []byte, feed func([]byte) ([]byte, error), msg []byte) []byte {
+	t.Helper()
+	n := copy(buf, msg)
+	if n != len(msg) {
+		t.Fatal("buffer too small")
+	}
+	out, err := feed(buf[:n])
+	if err != nil {
+		t.Fatalf("%v (passed %q)", err, out)
+	}
+	return append([]byte(nil), out...) // written to the client before the next read
+}
+
+// The pump reads the target's output into one buffer for every read, and
+// sftpStream keeps that buffer as its output scratch (pktBuf.out) once a
+// read passes unchanged. A released hold makes a replacement longer than
+// the packet it replaces, so it is written over the rest of the same read,
+// which has not been parsed yet: an OpenSSH download (many reads in
+// flight, several replies per channel read) whose read ends in a digit
+// breaks the protocol check or reaches the client corrupted.
+func TestAttack4SFTPReleaseOverwritesUnparsedInput(t *testing.T) {
+	t.Parallel()
+	a := newSFTPStream(&transferEnv{masking: true, filePANs: FilePANsBlock})
+	buf := make([]byte, 4096) // the pump's buffer
+	client := func(p []byte) {
+		if _, err := a.fromClient(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client(sftpPacket(fxpInit, uint32(3)))
+	attack4Pump(t, buf, a.fromServer, sftpPacket(fxpVersion, uint32(3)))
+	client(sftpPacket(fxpOpen, uint32(1), "/f", uint32(1), uint32(0)))
+	attack4Pump(t, buf, a.fromServer, sftpPacket(fxpHandle, uint32(1), "h1"))
+	// Three reads in flight, as sftp keeps them.
+	d2, d3, d4 := "order 1234", "5 is shipped ", "next line\n"
+	attack4Reads(t, a, len(d2), len(d3), len(d4))
+	var got []byte
+	got = append(got, attack4Pump(t, buf, a.fromServer, sftpPacket(fxpData, uint32(2), d2))...)
+	// The target's next channel read holds two replies.
+	both := append(sftpPacket(fxpData, uint32(3), d3), sftpPacket(fxpData, uint32(4), d4)...)
+	got = append(got, attack4Pump(t, buf, a.fromServer, both)...)
+	want := append(append(sftpPacket(fxpData, uint32(2), d2), sftpPacket(fxpData, uint32(3), d3)...), sftpPacket(fxpData, uint32(4), d4)...)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("client got %q\nwant %q", got, want)
+	}
+}
+
+// The pump gives its 32 KiB buffer back to the pool when a read fills it
+// and takes a 256 KiB one; the pool hands the small one to another
+// channel's pump (another session's raw target output). sftpStream still
+// uses it as output scratch: the next reply it replaces (a released hold,
+// here) is assembled in, and returned from, memory that now belongs to
+// someone else. What the client is sent changes under it.
+func TestAttack4SFTPOutputAliasesReturnedBuffer(t *testing.T) {
+	t.Parallel()
+	a := newSFTPStream(&transferEnv{masking: true, filePANs: FilePANsBlock})
+	a.fromClient(sftpPacket(fxpInit, uint32(3)))
+	small := make([]byte, 32<<10)
+	attack4Pump(t, small, a.fromServer, sftpPacket(fxpVersion, uint32(3)))
+	a.fromClient(sftpPacket(fxpOpen, uint32(1), "/f", uint32(1), uint32(0)))
+	attack4Pump(t, small, a.fromServer, sftpPacket(fxpHandle, uint32(1), "h1"))
+	d2, d3 := "order 1234", "5 is shipped "
+	attack4Reads(t, a, len(d2), len(d3))
+	a.fromClient(sftpPacket(fxpRead, uint32(9), "h1", uint64(100), uint32(10)))
+	// The pump moved to a large buffer; small is back in the pool.
+	large := make([]byte, 256<<10)
+	n := copy(large, sftpPacket(fxpData, uint32(2), d2))
+	if out, err := a.fromServer(large[:n]); err != nil || len(out) != 0 {
+		t.Fatalf("not held: %q %v", out, err)
+	}
+	n = copy(large, sftpPacket(fxpData, uint32(3), d3))
+	out, err := a.fromServer(large[:n])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := append([]byte(nil), out...)
+	// Another channel's pump reads its target's raw output into small.
+	copy(small, bytes.Repeat([]byte("4111111111111111 "), 100))
+	if !bytes.Equal(out, sent) {
+		t.Fatalf("the reply to the client changed under it: %q", out)
+	}
+}
