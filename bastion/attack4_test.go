@@ -81,3 +81,88 @@ func TestAttack4SFTPMaskLiveUnmasksHeldNumber(t *testing.T) {
 		})
 	}
 }
+
+// attack4Pump feeds each of msgs to feed as the pump does: read into one
+// buffer that is used again for the next read.
+func attack4Pump(t *testing.T, buf []byte, feed func([]byte) ([]byte, error), msg []byte) []byte {
+	t.Helper()
+	n := copy(buf, msg)
+	if n != len(msg) {
+		t.Fatal("buffer too small")
+	}
+	out, err := feed(buf[:n])
+	if err != nil {
+		t.Fatalf("%v (passed %q)", err, out)
+	}
+	return append([]byte(nil), out...) // written to the client before the next read
+}
+
+// The pump reads the target's output into one buffer for every read, and
+// sftpStream keeps that buffer as its output scratch (pktBuf.out) once a
+// read passes unchanged. A released hold makes a replacement longer than
+// the packet it replaces, so it is written over the rest of the same read,
+// which has not been parsed yet: an OpenSSH download (many reads in
+// flight, several replies per channel read) whose read ends in a digit
+// breaks the protocol check or reaches the client corrupted.
+func TestAttack4SFTPReleaseOverwritesUnparsedInput(t *testing.T) {
+	t.Parallel()
+	a := newSFTPStream(&transferEnv{masking: true, filePANs: FilePANsBlock})
+	buf := make([]byte, 4096) // the pump's buffer
+	client := func(p []byte) {
+		if _, err := a.fromClient(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client(sftpPacket(fxpInit, uint32(3)))
+	attack4Pump(t, buf, a.fromServer, sftpPacket(fxpVersion, uint32(3)))
+	client(sftpPacket(fxpOpen, uint32(1), "/f", uint32(1), uint32(0)))
+	attack4Pump(t, buf, a.fromServer, sftpPacket(fxpHandle, uint32(1), "h1"))
+	// Three reads in flight, as sftp keeps them.
+	d2, d3, d4 := "order 1234", "5 is shipped ", "next line\n"
+	attack4Reads(t, a, len(d2), len(d3), len(d4))
+	var got []byte
+	got = append(got, attack4Pump(t, buf, a.fromServer, sftpPacket(fxpData, uint32(2), d2))...)
+	// The target's next channel read holds two replies.
+	both := append(sftpPacket(fxpData, uint32(3), d3), sftpPacket(fxpData, uint32(4), d4)...)
+	got = append(got, attack4Pump(t, buf, a.fromServer, both)...)
+	want := append(append(sftpPacket(fxpData, uint32(2), d2), sftpPacket(fxpData, uint32(3), d3)...), sftpPacket(fxpData, uint32(4), d4)...)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("client got %q\nwant %q", got, want)
+	}
+}
+
+// The pump gives its 32 KiB buffer back to the pool when a read fills it
+// and takes a 256 KiB one; the pool hands the small one to another
+// channel's pump (another session's raw target output). sftpStream still
+// uses it as output scratch: the next reply it replaces (a released hold,
+// here) is assembled in, and returned from, memory that now belongs to
+// someone else. What the client is sent changes under it.
+func TestAttack4SFTPOutputAliasesReturnedBuffer(t *testing.T) {
+	t.Parallel()
+	a := newSFTPStream(&transferEnv{masking: true, filePANs: FilePANsBlock})
+	a.fromClient(sftpPacket(fxpInit, uint32(3)))
+	small := make([]byte, 32<<10)
+	attack4Pump(t, small, a.fromServer, sftpPacket(fxpVersion, uint32(3)))
+	a.fromClient(sftpPacket(fxpOpen, uint32(1), "/f", uint32(1), uint32(0)))
+	attack4Pump(t, small, a.fromServer, sftpPacket(fxpHandle, uint32(1), "h1"))
+	d2, d3 := "order 1234", "5 is shipped "
+	attack4Reads(t, a, len(d2), len(d3))
+	a.fromClient(sftpPacket(fxpRead, uint32(9), "h1", uint64(100), uint32(10)))
+	// The pump moved to a large buffer; small is back in the pool.
+	large := make([]byte, 256<<10)
+	n := copy(large, sftpPacket(fxpData, uint32(2), d2))
+	if out, err := a.fromServer(large[:n]); err != nil || len(out) != 0 {
+		t.Fatalf("not held: %q %v", out, err)
+	}
+	n = copy(large, sftpPacket(fxpData, uint32(3), d3))
+	out, err := a.fromServer(large[:n])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := append([]byte(nil), out...)
+	// Another channel's pump reads its target's raw output into small.
+	copy(small, bytes.Repeat([]byte("4111111111111111 "), 100))
+	if !bytes.Equal(out, sent) {
+		t.Fatalf("the reply to the client changed under it: %q", out)
+	}
+}
