@@ -166,3 +166,64 @@ func TestAttack4SFTPOutputAliasesReturnedBuffer(t *testing.T) {
 		t.Fatalf("the reply to the client changed under it: %q", out)
 	}
 }
+
+// The detector treats escape sequences inside a number as invisible (a
+// number coloured digit by digit is one number), but the hold looks only
+// at the data's last byte: a reply that ends in digits and an escape
+// sequence, whole or cut, goes on at once though the client has the next
+// read outstanding; the next reply completes the number and is blocked,
+// after 15 of its digits.
+func TestAttack4SFTPHoldMissesEscapeAfterDigits(t *testing.T) {
+	t.Parallel()
+	for name, first := range map[string]string{
+		"whole escape": "card 411111111111111\x1b[0m",
+		"cut escape":   "card 411111111111111\x1b[",
+		"escape, sep":  "card 411111111111111\x1b[m ",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			a := newSFTPStream(&transferEnv{masking: true, filePANs: FilePANsBlock})
+			sftpSetup(t, a, "/cards")
+			second := "1 end"
+			if strings.HasSuffix(first, "[") {
+				second = "0m1 end"
+			}
+			if b := []byte(first + second); mask.MaskInPlace(b, mask.ModeFull) != 1 {
+				t.Fatalf("not one number: %q", b)
+			}
+			attack4Reads(t, a, len(first), len(second))
+			out1, _ := a.fromServer(sftpPacket(fxpData, uint32(2), first))
+			out2, _ := a.fromServer(sftpPacket(fxpData, uint32(3), second))
+			out := append(append([]byte(nil), out1...), out2...)
+			if bytes.Contains(out, []byte("411111111111111")) {
+				t.Fatalf("15 digits of a blocked number reached the client: %q", out)
+			}
+		})
+	}
+}
+
+// A held reply is let go by any other reply: a user who sends a cheap
+// request (STAT) between two READs gets every read's digits at once,
+// though the next read of the file is outstanding all along: the hold
+// that README promises for that case never happens.
+func TestAttack4SFTPHoldReleasedByInterleavedStat(t *testing.T) {
+	t.Parallel()
+	a := newSFTPStream(&transferEnv{masking: true, filePANs: FilePANsBlock})
+	sftpSetup(t, a, "/cards")
+	first, second := "card 411111111111111", "1 end"
+	a.fromClient(sftpPacket(fxpRead, uint32(2), "h1", uint64(0), uint32(len(first))))
+	a.fromClient(sftpPacket(fxpStat, uint32(3), "/"))
+	a.fromClient(sftpPacket(fxpRead, uint32(4), "h1", uint64(len(first)), uint32(len(second))))
+	var out []byte
+	for _, p := range [][]byte{
+		sftpPacket(fxpData, uint32(2), first),
+		sftpPacket(fxpAttrs, uint32(3), uint32(0)),
+		sftpPacket(fxpData, uint32(4), second),
+	} {
+		o, _ := a.fromServer(p)
+		out = append(out, o...)
+	}
+	if bytes.Contains(out, []byte("411111111111111")) {
+		t.Fatalf("15 digits of a blocked number reached the client with the next read outstanding: %q", out)
+	}
+}
