@@ -2,6 +2,7 @@ package bastion
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 
@@ -225,5 +226,43 @@ func TestAttack4SFTPHoldReleasedByInterleavedStat(t *testing.T) {
 	}
 	if bytes.Contains(out, []byte("411111111111111")) {
 		t.Fatalf("15 digits of a blocked number reached the client with the next read outstanding: %q", out)
+	}
+}
+
+// attack4Guard writes each piece to a fresh sshGuard and reports whether it
+// stopped the stream, and what reached the client.
+func attack4Guard(pieces ...string) (bool, string) {
+	var b bytes.Buffer
+	g := newSSHGuard(&b)
+	for _, p := range pieces {
+		if _, err := g.Write([]byte(p)); errors.Is(err, errSpeaksSSH) {
+			return true, b.String()
+		}
+	}
+	return false, b.String()
+}
+
+// The guard's pre-banner budget is OpenSSH 9's 1024 lines, but the clients
+// a user may bring count otherwise: PuTTY (plink, psftp; putty-tools is a
+// supported client) looks for "SSH-" at every line start without a limit,
+// and OpenSSH 7.x clients (sshconnect.c ssh_exchange_identification) read
+// up to 64 KiB of pre-banner bytes, newlines not counted, however many lines. A service on a forwarded port that prints 1024 short lines
+// before relaying to sshd gives such a client an unrecorded session.
+func TestAttack4SSHGuardBannerAfter1024Lines(t *testing.T) {
+	t.Parallel()
+	stopped, out := attack4Guard(strings.Repeat("\n", 1024), "SSH-2.0-OpenSSH_9.2\r\n")
+	if !stopped || strings.Contains(out, "SSH-2.0") {
+		t.Fatalf("an SSH version line after 1024 empty lines reached the client (stopped %v)", stopped)
+	}
+}
+
+// OpenSSH 7.x clients read a version line into a 256-byte buffer and judge each 255 bytes as a line of its own: "SSH-" that starts
+// 255 bytes into a long line is a version line to them, and the guard
+// only looks at line starts.
+func TestAttack4SSHGuardBannerInLongLine(t *testing.T) {
+	t.Parallel()
+	stopped, out := attack4Guard(strings.Repeat("x", 255) + "SSH-2.0-OpenSSH_9.2\r\n")
+	if !stopped || strings.Contains(out, "SSH-2.0") {
+		t.Fatalf("an SSH version 255 bytes into a line reached the client (stopped %v)", stopped)
 	}
 }
