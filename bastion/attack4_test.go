@@ -2,11 +2,13 @@ package bastion
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
 
 	"github.com/postern/postern/mask"
+	"github.com/postern/postern/recorder"
 )
 
 // attack4Reads sends READs of /cards (h1, sftpSetup) of the given lengths,
@@ -20,6 +22,24 @@ func attack4Reads(t *testing.T, a *sftpStream, lens ...int) {
 		}
 		off += uint64(n)
 	}
+}
+
+// attack4FileData is the data of the DATA replies in out, in order: the
+// client's copy of the file.
+func attack4FileData(t *testing.T, out []byte) []byte {
+	t.Helper()
+	var file []byte
+	for len(out) > 0 {
+		if len(out) < 13 {
+			t.Fatalf("partial packet %q", out)
+		}
+		n := 4 + int(binary.BigEndian.Uint32(out))
+		if out[4] == fxpData {
+			file = append(file, out[13:n]...)
+		}
+		out = out[n:]
+	}
+	return file
 }
 
 // attack4Digits is every decimal digit of b, in order.
@@ -264,5 +284,52 @@ func TestAttack4SSHGuardBannerInLongLine(t *testing.T) {
 	stopped, out := attack4Guard(strings.Repeat("x", 255) + "SSH-2.0-OpenSSH_9.2\r\n")
 	if !stopped || strings.Contains(out, "SSH-2.0") {
 		t.Fatalf("an SSH version 255 bytes into a line reached the client (stopped %v)", stopped)
+	}
+}
+
+// The detector joins digits across escape sequences (up to 64 bytes of
+// them between two visible bytes), so a coloured number can span far more
+// than fileScan's 64-byte overlap. Split between two reads, with the hold
+// engaged (the second read outstanding), neither the first read alone nor
+// the overlap and the second read holds the whole number: it passes in
+// full under file_pans: block, and the record counts no card number.
+func TestAttack4SFTPEscapedNumberOutrunsOverlap(t *testing.T) {
+	t.Parallel()
+	const pan = "4111111111111111"
+	var b strings.Builder
+	b.WriteString("card ")
+	for i := range len(pan) {
+		b.WriteByte(pan[i])
+		if i < len(pan)-1 {
+			b.WriteString("\x1b[38;5;196m")
+		}
+	}
+	b.WriteString("\x1b[0m end\n")
+	file := b.String()
+	if whole := []byte(file); mask.MaskInPlace(whole, mask.ModeFull) != 1 {
+		t.Fatalf("the detector does not see one number in %q", file)
+	}
+	cut := len("card ") + 8*len("1\x1b[38;5;196m") - len("\x1b[38;5;196m") // after the 8th digit
+	first, second := file[:cut], file[cut:] // first ends in a digit: held
+	var recs []recorder.Transfer
+	a := newSFTPStream(&transferEnv{masking: true, filePANs: FilePANsBlock, record: func(r recorder.Transfer) { recs = append(recs, r) }})
+	sftpSetup(t, a, "/cards")
+	attack4Reads(t, a, len(first), len(second))
+	out1, err := a.fromServer(sftpPacket(fxpData, uint32(2), first))
+	if err != nil || len(out1) != 0 {
+		t.Fatalf("first reply not held: %q %v", out1, err)
+	}
+	out2, err := a.fromServer(sftpPacket(fxpData, uint32(3), second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := bytes.ReplaceAll(attack4FileData(t, out2), []byte("\x1b[38;5;196m"), nil) // as a terminal shows the copy
+	if bytes.Contains(shown, []byte(pan)) {
+		t.Errorf("the card number reached the client: %q", shown)
+	}
+	a.fromClient(sftpPacket(fxpClose, uint32(9), "h1"))
+	a.fromServer(sftpPacket(fxpStatus, uint32(9), uint32(0), "", ""))
+	if len(recs) != 1 || recs[0].PANs != 1 {
+		t.Errorf("records %+v", recs)
 	}
 }
