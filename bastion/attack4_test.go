@@ -333,3 +333,43 @@ func TestAttack4SFTPEscapedNumberOutrunsOverlap(t *testing.T) {
 		t.Errorf("records %+v", recs)
 	}
 }
+
+// Under file_pans: mask, chunk counts the numbers of the joined text less
+// those of the previous chunk's tail alone, and masks nothing unless that
+// is positive. A read that ends inside a long digit run (a 20-digit
+// transaction id) where its first digits pass the Luhn check (one cut in
+// ten; a user picks the read's length) leaves a tail that holds a number
+// alone, and none once the next read's digits join it: the count is one
+// short, and the one card number of the next read goes unmasked. With a
+// transaction id before each card number, a user reads every number of a
+// file whole.
+func TestAttack4SFTPMaskTailCountHidesNewNumber(t *testing.T) {
+	t.Parallel()
+	a := newSFTPStream(&transferEnv{masking: true, mode: mask.ModeFull, filePANs: FilePANsMask})
+	sftpSetup(t, a, "/cards")
+	line := "txn 41111111111111110325 card 5500000000000004\n"
+	if b := []byte(line); mask.MaskInPlace(b, mask.ModeFull) != 1 {
+		t.Fatalf("layout: %q", b)
+	}
+	cut := len("txn 4111111111111111")
+	first, second := line[:cut], line[cut:]
+	// One read at a time: nothing is held.
+	var out []byte
+	for i, d := range []string{first, second} {
+		off := 0
+		if i == 1 {
+			off = len(first)
+		}
+		if _, err := a.fromClient(sftpPacket(fxpRead, uint32(2+i), "h1", uint64(off), uint32(len(d)))); err != nil {
+			t.Fatal(err)
+		}
+		o, err := a.fromServer(sftpPacket(fxpData, uint32(2+i), d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, o...)
+	}
+	if bytes.Contains(out, []byte("5500000000000004")) {
+		t.Fatalf("a card number reached the client whole under file_pans: mask: %q", attack4FileData(t, out))
+	}
+}
