@@ -266,8 +266,9 @@ func attack4Guard(pieces ...string) (bool, string) {
 // a user may bring count otherwise: PuTTY (plink, psftp; putty-tools is a
 // supported client) looks for "SSH-" at every line start without a limit,
 // and OpenSSH 7.x clients (sshconnect.c ssh_exchange_identification) read
-// up to 64 KiB of pre-banner bytes, newlines not counted, however many lines. A service on a forwarded port that prints 1024 short lines
-// before relaying to sshd gives such a client an unrecorded session.
+// up to 64 KiB of pre-banner bytes, newlines not counted, however many
+// lines. A service on a forwarded port that prints 1024 short lines before
+// relaying to sshd gives such a client an unrecorded session.
 func TestAttack4SSHGuardBannerAfter1024Lines(t *testing.T) {
 	t.Parallel()
 	stopped, out := attack4Guard(strings.Repeat("\n", 1024), "SSH-2.0-OpenSSH_9.2\r\n")
@@ -276,9 +277,10 @@ func TestAttack4SSHGuardBannerAfter1024Lines(t *testing.T) {
 	}
 }
 
-// OpenSSH 7.x clients read a version line into a 256-byte buffer and judge each 255 bytes as a line of its own: "SSH-" that starts
-// 255 bytes into a long line is a version line to them, and the guard
-// only looks at line starts.
+// OpenSSH 7.x clients read a version line into a 256-byte buffer and
+// judge each 255 bytes as a line of its own: "SSH-" that starts 255 bytes
+// into a long line is a version line to them, and the guard only looks at
+// line starts.
 func TestAttack4SSHGuardBannerInLongLine(t *testing.T) {
 	t.Parallel()
 	stopped, out := attack4Guard(strings.Repeat("x", 255) + "SSH-2.0-OpenSSH_9.2\r\n")
@@ -310,7 +312,7 @@ func TestAttack4SFTPEscapedNumberOutrunsOverlap(t *testing.T) {
 		t.Fatalf("the detector does not see one number in %q", file)
 	}
 	cut := len("card ") + 8*len("1\x1b[38;5;196m") - len("\x1b[38;5;196m") // after the 8th digit
-	first, second := file[:cut], file[cut:] // first ends in a digit: held
+	first, second := file[:cut], file[cut:]                                // first ends in a digit: held
 	var recs []recorder.Transfer
 	a := newSFTPStream(&transferEnv{masking: true, filePANs: FilePANsBlock, record: func(r recorder.Transfer) { recs = append(recs, r) }})
 	sftpSetup(t, a, "/cards")
