@@ -2,10 +2,13 @@ package bastion
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/postern/postern/mask"
+	"github.com/postern/postern/recorder"
 )
 
 // attack4Reads sends READs of /cards (h1, sftpSetup) of the given lengths,
@@ -19,6 +22,24 @@ func attack4Reads(t *testing.T, a *sftpStream, lens ...int) {
 		}
 		off += uint64(n)
 	}
+}
+
+// attack4FileData is the data of the DATA replies in out, in order: the
+// client's copy of the file.
+func attack4FileData(t *testing.T, out []byte) []byte {
+	t.Helper()
+	var file []byte
+	for len(out) > 0 {
+		if len(out) < 13 {
+			t.Fatalf("partial packet %q", out)
+		}
+		n := 4 + int(binary.BigEndian.Uint32(out))
+		if out[4] == fxpData {
+			file = append(file, out[13:n]...)
+		}
+		out = out[n:]
+	}
+	return file
 }
 
 // attack4Digits is every decimal digit of b, in order.
@@ -164,5 +185,193 @@ func TestAttack4SFTPOutputAliasesReturnedBuffer(t *testing.T) {
 	copy(small, bytes.Repeat([]byte("4111111111111111 "), 100))
 	if !bytes.Equal(out, sent) {
 		t.Fatalf("the reply to the client changed under it: %q", out)
+	}
+}
+
+// The detector treats escape sequences inside a number as invisible (a
+// number coloured digit by digit is one number), but the hold looks only
+// at the data's last byte: a reply that ends in digits and an escape
+// sequence, whole or cut, goes on at once though the client has the next
+// read outstanding; the next reply completes the number and is blocked,
+// after 15 of its digits.
+func TestAttack4SFTPHoldMissesEscapeAfterDigits(t *testing.T) {
+	t.Parallel()
+	for name, first := range map[string]string{
+		"whole escape": "card 411111111111111\x1b[0m",
+		"cut escape":   "card 411111111111111\x1b[",
+		"escape, sep":  "card 411111111111111\x1b[m ",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			a := newSFTPStream(&transferEnv{masking: true, filePANs: FilePANsBlock})
+			sftpSetup(t, a, "/cards")
+			second := "1 end"
+			if strings.HasSuffix(first, "[") {
+				second = "0m1 end"
+			}
+			if b := []byte(first + second); mask.MaskInPlace(b, mask.ModeFull) != 1 {
+				t.Fatalf("not one number: %q", b)
+			}
+			attack4Reads(t, a, len(first), len(second))
+			out1, _ := a.fromServer(sftpPacket(fxpData, uint32(2), first))
+			out2, _ := a.fromServer(sftpPacket(fxpData, uint32(3), second))
+			out := append(append([]byte(nil), out1...), out2...)
+			if bytes.Contains(out, []byte("411111111111111")) {
+				t.Fatalf("15 digits of a blocked number reached the client: %q", out)
+			}
+		})
+	}
+}
+
+// A held reply is let go by any other reply: a user who sends a cheap
+// request (STAT) between two READs gets every read's digits at once,
+// though the next read of the file is outstanding all along: the hold
+// that README promises for that case never happens.
+func TestAttack4SFTPHoldReleasedByInterleavedStat(t *testing.T) {
+	t.Parallel()
+	a := newSFTPStream(&transferEnv{masking: true, filePANs: FilePANsBlock})
+	sftpSetup(t, a, "/cards")
+	first, second := "card 411111111111111", "1 end"
+	a.fromClient(sftpPacket(fxpRead, uint32(2), "h1", uint64(0), uint32(len(first))))
+	a.fromClient(sftpPacket(fxpStat, uint32(3), "/"))
+	a.fromClient(sftpPacket(fxpRead, uint32(4), "h1", uint64(len(first)), uint32(len(second))))
+	var out []byte
+	for _, p := range [][]byte{
+		sftpPacket(fxpData, uint32(2), first),
+		sftpPacket(fxpAttrs, uint32(3), uint32(0)),
+		sftpPacket(fxpData, uint32(4), second),
+	} {
+		o, _ := a.fromServer(p)
+		out = append(out, o...)
+	}
+	if bytes.Contains(out, []byte("411111111111111")) {
+		t.Fatalf("15 digits of a blocked number reached the client with the next read outstanding: %q", out)
+	}
+}
+
+// attack4Guard writes each piece to a fresh sshGuard and reports whether it
+// stopped the stream, and what reached the client.
+func attack4Guard(pieces ...string) (bool, string) {
+	var b bytes.Buffer
+	g := newSSHGuard(&b)
+	for _, p := range pieces {
+		if _, err := g.Write([]byte(p)); errors.Is(err, errSpeaksSSH) {
+			return true, b.String()
+		}
+	}
+	return false, b.String()
+}
+
+// The guard's pre-banner budget is OpenSSH 9's 1024 lines, but the clients
+// a user may bring count otherwise: PuTTY (plink, psftp; putty-tools is a
+// supported client) looks for "SSH-" at every line start without a limit,
+// and OpenSSH 7.x clients (sshconnect.c ssh_exchange_identification) read
+// up to 64 KiB of pre-banner bytes, newlines not counted, however many
+// lines. A service on a forwarded port that prints 1024 short lines before
+// relaying to sshd gives such a client an unrecorded session.
+func TestAttack4SSHGuardBannerAfter1024Lines(t *testing.T) {
+	t.Parallel()
+	stopped, out := attack4Guard(strings.Repeat("\n", 1024), "SSH-2.0-OpenSSH_9.2\r\n")
+	if !stopped || strings.Contains(out, "SSH-2.0") {
+		t.Fatalf("an SSH version line after 1024 empty lines reached the client (stopped %v)", stopped)
+	}
+}
+
+// OpenSSH 7.x clients read a version line into a 256-byte buffer and
+// judge each 255 bytes as a line of its own: "SSH-" that starts 255 bytes
+// into a long line is a version line to them, and the guard only looks at
+// line starts.
+func TestAttack4SSHGuardBannerInLongLine(t *testing.T) {
+	t.Parallel()
+	stopped, out := attack4Guard(strings.Repeat("x", 255) + "SSH-2.0-OpenSSH_9.2\r\n")
+	if !stopped || strings.Contains(out, "SSH-2.0") {
+		t.Fatalf("an SSH version 255 bytes into a line reached the client (stopped %v)", stopped)
+	}
+}
+
+// The detector joins digits across escape sequences (up to 64 bytes of
+// them between two visible bytes), so a coloured number can span far more
+// than fileScan's 64-byte overlap. Split between two reads, with the hold
+// engaged (the second read outstanding), neither the first read alone nor
+// the overlap and the second read holds the whole number: it passes in
+// full under file_pans: block, and the record counts no card number.
+func TestAttack4SFTPEscapedNumberOutrunsOverlap(t *testing.T) {
+	t.Parallel()
+	const pan = "4111111111111111"
+	var b strings.Builder
+	b.WriteString("card ")
+	for i := range len(pan) {
+		b.WriteByte(pan[i])
+		if i < len(pan)-1 {
+			b.WriteString("\x1b[38;5;196m")
+		}
+	}
+	b.WriteString("\x1b[0m end\n")
+	file := b.String()
+	if whole := []byte(file); mask.MaskInPlace(whole, mask.ModeFull) != 1 {
+		t.Fatalf("the detector does not see one number in %q", file)
+	}
+	cut := len("card ") + 8*len("1\x1b[38;5;196m") - len("\x1b[38;5;196m") // after the 8th digit
+	first, second := file[:cut], file[cut:]                                // first ends in a digit: held
+	var recs []recorder.Transfer
+	a := newSFTPStream(&transferEnv{masking: true, filePANs: FilePANsBlock, record: func(r recorder.Transfer) { recs = append(recs, r) }})
+	sftpSetup(t, a, "/cards")
+	attack4Reads(t, a, len(first), len(second))
+	out1, err := a.fromServer(sftpPacket(fxpData, uint32(2), first))
+	if err != nil || len(out1) != 0 {
+		t.Fatalf("first reply not held: %q %v", out1, err)
+	}
+	out2, err := a.fromServer(sftpPacket(fxpData, uint32(3), second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := bytes.ReplaceAll(attack4FileData(t, out2), []byte("\x1b[38;5;196m"), nil) // as a terminal shows the copy
+	if bytes.Contains(shown, []byte(pan)) {
+		t.Errorf("the card number reached the client: %q", shown)
+	}
+	a.fromClient(sftpPacket(fxpClose, uint32(9), "h1"))
+	a.fromServer(sftpPacket(fxpStatus, uint32(9), uint32(0), "", ""))
+	if len(recs) != 1 || recs[0].PANs != 1 {
+		t.Errorf("records %+v", recs)
+	}
+}
+
+// Under file_pans: mask, chunk counts the numbers of the joined text less
+// those of the previous chunk's tail alone, and masks nothing unless that
+// is positive. A read that ends inside a long digit run (a 20-digit
+// transaction id) where its first digits pass the Luhn check (one cut in
+// ten; a user picks the read's length) leaves a tail that holds a number
+// alone, and none once the next read's digits join it: the count is one
+// short, and the one card number of the next read goes unmasked. With a
+// transaction id before each card number, a user reads every number of a
+// file whole.
+func TestAttack4SFTPMaskTailCountHidesNewNumber(t *testing.T) {
+	t.Parallel()
+	a := newSFTPStream(&transferEnv{masking: true, mode: mask.ModeFull, filePANs: FilePANsMask})
+	sftpSetup(t, a, "/cards")
+	line := "txn 41111111111111110325 card 5500000000000004\n"
+	if b := []byte(line); mask.MaskInPlace(b, mask.ModeFull) != 1 {
+		t.Fatalf("layout: %q", b)
+	}
+	cut := len("txn 4111111111111111")
+	first, second := line[:cut], line[cut:]
+	// One read at a time: nothing is held.
+	var out []byte
+	for i, d := range []string{first, second} {
+		off := 0
+		if i == 1 {
+			off = len(first)
+		}
+		if _, err := a.fromClient(sftpPacket(fxpRead, uint32(2+i), "h1", uint64(off), uint32(len(d)))); err != nil {
+			t.Fatal(err)
+		}
+		o, err := a.fromServer(sftpPacket(fxpData, uint32(2+i), d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, o...)
+	}
+	if bytes.Contains(out, []byte("5500000000000004")) {
+		t.Fatalf("a card number reached the client whole under file_pans: mask: %q", attack4FileData(t, out))
 	}
 }
