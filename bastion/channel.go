@@ -450,10 +450,16 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 	uch.Close()
 }
 
-// sshMaxPreBanner is how many lines an SSH server may send before its
-// version string that OpenSSH's client accepts (RFC 4253 §4.2 allows such
-// lines; OpenSSH stops at 1024).
-const sshMaxPreBanner = 1024
+// How long a forward's output is watched for an SSH version string: SSH
+// servers may send other lines first (RFC 4253 §4.2). OpenSSH 9 accepts
+// 1024 lines, older OpenSSH 64 KiB and takes every 255 bytes of a long
+// line as a line of its own: the guard watches until both 1024 lines and
+// 256 KiB have passed, and starts a line every 255 bytes.
+const (
+	sshMaxPreBanner      = 1024
+	sshMaxPreBannerBytes = 256 << 10
+	sshMaxLine           = 255
+)
 
 // errSpeaksSSH ends a forward whose destination turned out an SSH server.
 var errSpeaksSSH = errors.New("forward destination speaks SSH")
@@ -465,22 +471,31 @@ var errSpeaksSSH = errors.New("forward destination speaks SSH")
 // that may still become "SSH-" is held until it is decided. Not safe for
 // concurrent use; one pump writes to it.
 type sshGuard struct {
-	w     io.Writer
-	lines int // lines seen
-	match int // bytes of "SSH-" matched at the current line's start; -1: no match
-	out   []byte
+	w       io.Writer
+	lines   int   // lines seen
+	total   int64 // bytes seen
+	lineLen int   // bytes of the current line
+	match   int   // bytes of "SSH-" matched at the current line's start; -1: no match
+	out     []byte
+}
+
+// watching reports whether the guard still looks for a version string.
+func (g *sshGuard) watching() bool {
+	return g.lines < sshMaxPreBanner || g.total < sshMaxPreBannerBytes
 }
 
 func newSSHGuard(w io.Writer) *sshGuard { return &sshGuard{w: w} }
 
 func (g *sshGuard) Write(p []byte) (int, error) {
-	if g.lines >= sshMaxPreBanner && g.match <= 0 {
+	if !g.watching() && g.match <= 0 {
 		return g.w.Write(p)
 	}
 	g.out = g.out[:0]
 	for _, c := range p {
+		g.total++
+		g.lineLen++
 		switch {
-		case g.lines >= sshMaxPreBanner || g.match < 0:
+		case !g.watching() || g.match < 0:
 		case c == "SSH-"[g.match]:
 			g.match++
 			if g.match == len("SSH-") {
@@ -494,8 +509,9 @@ func (g *sshGuard) Write(p []byte) (int, error) {
 			g.match = -1
 		}
 		g.out = append(g.out, c)
-		if c == '\n' {
+		if c == '\n' || g.lineLen >= sshMaxLine {
 			g.lines++
+			g.lineLen = 0
 			g.match = 0
 		}
 	}

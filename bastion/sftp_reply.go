@@ -1,6 +1,7 @@
 package bastion
 
 import (
+	"bytes"
 	"encoding/binary"
 	"path"
 
@@ -12,7 +13,7 @@ import (
 // DATA of its file, which is judged with it.
 func (a *sftpStream) serverPacket(pkt []byte) ([]byte, error) {
 	var pre []byte
-	if a.held != nil && !a.continuesHeld(pkt) {
+	if a.held != nil && !a.continuesHeld(pkt) && a.concernsHeld(pkt) {
 		pre = a.release()
 	}
 	repl, err := a.serverReply(pkt)
@@ -238,12 +239,38 @@ func (a *sftpStream) continuesHeld(pkt []byte) bool {
 	return q != nil && q.typ == fxpRead && q.file == a.heldFile && int64(q.off) == a.heldEnd
 }
 
+// concernsHeld reports whether reply pkt answers a request about the held
+// reply's file (another read of it, its close): such a reply must not
+// overtake the held one. Replies about other files and paths pass it (SFTP
+// clients match replies by id), so a STAT between two reads does not
+// release the hold early.
+func (a *sftpStream) concernsHeld(pkt []byte) bool {
+	if len(pkt) < 9 {
+		return true
+	}
+	q := a.pending[binary.BigEndian.Uint32(pkt[5:])]
+	return q == nil || q.file == a.heldFile
+}
+
 // candidateEnd reports whether data ends as a card number may begin: in a
-// digit, or a digit and one separator.
+// digit, or a digit and one separator, each maybe followed by escape
+// sequences (whole or cut off), which the detector does not see.
 func candidateEnd(data []byte) bool {
-	n := len(data)
-	digit := func(i int) bool { return i >= 0 && data[i] >= '0' && data[i] <= '9' }
-	return digit(n-1) || (n >= 2 && (data[n-1] == ' ' || data[n-1] == '-') && digit(n-2))
+	for range 4 { // a few sequences in a row; more is not a number's gap
+		n := len(data)
+		digit := func(i int) bool { return i >= 0 && data[i] >= '0' && data[i] <= '9' }
+		if digit(n-1) || (n >= 2 && (data[n-1] == ' ' || data[n-1] == '-') && digit(n-2)) {
+			return true
+		}
+		// An escape sequence at the end: judge what comes before it.
+		from := max(0, n-64)
+		i := bytes.LastIndexByte(data[from:], 0x1b)
+		if i < 0 || bytes.IndexByte(data[from+i:], '\n') >= 0 {
+			return false
+		}
+		data = data[:from+i]
+	}
+	return false
 }
 
 // opened starts a fresh scan of f's path unless another handle on it is

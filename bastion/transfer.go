@@ -74,8 +74,10 @@ func (e *transferEnv) maskText(p []byte) {
 
 // newScan starts the card-number scan of one downloaded file.
 func (e *transferEnv) newScan() *fileScan {
+	// Only masking writes what the scan masked; to block or count, every
+	// digit of a number must show, whatever the target's mode.
 	m := e.mode
-	if !e.masking {
+	if !e.masking || e.filePANs != FilePANsMask {
 		m = mask.ModeFull
 	}
 	return &fileScan{policy: e.filePANs, mode: m, next: -1}
@@ -100,8 +102,9 @@ var scanBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // scanOverlap is how many bytes of a file's previous chunk are judged again
 // with the next one, so that a card number split between two chunks is
-// found: 19 digits, 18 separators and a margin.
-const scanOverlap = 64
+// found: the most a number can span, escape sequences between its digits
+// included (mask.MaxHold).
+const scanOverlap = mask.MaxHold
 
 // fileScan judges one downloaded file's bytes for card numbers as they
 // pass, with the detector that masks terminal output. It is not safe for
@@ -146,7 +149,13 @@ func (f *fileScan) chunk(off int64, p, live []byte) (withhold bool) {
 	defer scanBufs.Put(bp)
 	buf := append(append((*bp)[:0], tail...), p...)
 	*bp = buf
-	n := mask.MaskInPlace(buf, f.mode) - tailN
+	n := mask.MaskInPlace(buf, f.mode)
+	// What decides is where digits were masked, not how many numbers the
+	// joint text holds: a number in the tail alone can vanish when the
+	// next digits join it, while a new one appears in p.
+	inP := changed(buf[len(tail):], p)
+	k := min(len(live), len(tail))
+	inLive := k > 0 && changed(buf[len(tail)-k:len(tail)], live[len(live)-k:])
 	// The overlap for the next chunk: p's last bytes as received.
 	t := p[max(0, len(p)-scanOverlap):]
 	if len(t) < scanOverlap && off == f.next {
@@ -154,30 +163,44 @@ func (f *fileScan) chunk(off int64, p, live []byte) (withhold bool) {
 		t = append(append([]byte(nil), tail...), t...)
 		t = t[max(0, len(t)-scanOverlap):]
 	}
-	f.tail = append(f.tail[:0:0], t...)
-	f.tailN = mask.MaskInPlace(append([]byte(nil), f.tail...), f.mode)
 	f.next = off + int64(len(p))
-	if n <= 0 {
+	if !inP && !inLive {
+		f.setTail(t)
 		return false
 	}
-	f.pans += int64(n)
+	f.pans += int64(max(1, n-tailN))
 	switch f.policy {
 	case FilePANsMask:
+		f.setTail(t) // as received, before p is masked
 		copy(p, buf[len(tail):])
-		// The tail's last bytes are the held chunk's last bytes, which
-		// were masked when judged alone: only add the digits this
-		// judgement masks, never undo one (a number the tail cuts
-		// through is no number here).
-		k := min(len(live), len(tail))
+		// The held chunk was masked when judged alone: only add the
+		// digits this judgement masks, never undo one.
 		for i, c := range buf[len(tail)-k : len(tail)] {
 			if c == '*' {
 				live[len(live)-k+i] = '*'
 			}
 		}
 	case FilePANsAllow:
+		f.setTail(t)
 	default:
 		f.blocked = true
 		return true
+	}
+	return false
+}
+
+// setTail keeps t (a copy) as the overlap judged with the next chunk.
+func (f *fileScan) setTail(t []byte) {
+	f.tail = append(f.tail[:0:0], t...)
+	f.tailN = mask.MaskInPlace(append([]byte(nil), f.tail...), f.mode)
+}
+
+// changed reports whether masking turned a digit of orig into '*' in got.
+func changed(got, orig []byte) bool {
+	for i, c := range got {
+		if c == '*' && orig[i] != '*' {
+			return true
+		}
 	}
 	return false
 }

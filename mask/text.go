@@ -1,12 +1,19 @@
 package mask
 
+import (
+	"unicode"
+	"unicode/utf8"
+)
+
 // MaskText masks PANs in text that is stored rather than shown on a
 // terminal: a log line, an index field, a record. It appends src to dst
 // and returns the extended buffer and how many PANs it masked.
 //
 // It judges src twice: as a terminal would show it (like Mask, escape
-// sequences transparent), and as plain text in which every control byte
-// (C0, DEL, and C1 as raw bytes or in UTF-8) is a space. Digits masked by
+// sequences transparent), and as plain text in which every control (C0,
+// DEL, and C1 as raw bytes or in UTF-8) is one space and characters that
+// show as nothing (Unicode format characters: zero-width spaces and
+// joiners, word joiner, soft hyphen, BOM) are left out. Digits masked by
 // either are masked. The second judgement matters because stored text is
 // read by people and programs that do not interpret escape sequences: the
 // digits of "ESC [ 4111111111111111 m" are invisible on a terminal but
@@ -17,36 +24,45 @@ func MaskText(dst, src []byte, mode Mode) ([]byte, int) {
 	if !hasControl(src) {
 		return dst, n
 	}
-	plain := make([]byte, len(src))
-	for i := 0; i < len(src); i++ {
-		c := src[i]
+	// The plain view: controls become one space each, characters that
+	// show as nothing (U+200B, U+2060, U+FEFF, the soft hyphen and the
+	// like) are left out, so digits they separate stand together as a
+	// reader of the stored text sees them. at maps it back to src.
+	plain := make([]byte, 0, len(src))
+	at := make([]int, 0, len(src))
+	for i := 0; i < len(src); {
+		r, size := utf8.DecodeRune(src[i:])
 		switch {
-		case c < 0x20 || c == 0x7f || c >= 0x80 && c < 0xa0:
-			plain[i] = ' '
-		case c == 0xc2 && i+1 < len(src) && src[i+1] >= 0x80 && src[i+1] < 0xa0:
-			plain[i], plain[i+1] = ' ', ' ' // C1 in UTF-8
-			i++
+		case size == 1 && (src[i] < 0x20 || src[i] == 0x7f || src[i] >= 0x80 && src[i] < 0xa0):
+			plain, at = append(plain, ' '), append(at, i)
+		case r >= 0x80 && r < 0xa0:
+			plain, at = append(plain, ' '), append(at, i) // C1 in UTF-8
+		case size > 1 && unicode.Is(unicode.Cf, r):
 		default:
-			plain[i] = c
+			for k := range size {
+				plain, at = append(plain, src[i+k]), append(at, i+k)
+			}
 		}
+		i += size
 	}
 	m := MaskInPlace(plain, mode)
 	if m == 0 {
 		return dst, n
 	}
 	out := dst[start:]
-	for i, c := range plain {
-		if c == '*' && src[i] >= '0' && src[i] <= '9' {
+	for j, c := range plain {
+		if i := at[j]; c == '*' && src[i] >= '0' && src[i] <= '9' {
 			out[i] = '*'
 		}
 	}
 	return dst, max(n, m)
 }
 
-// hasControl reports whether b holds a byte MaskText treats as a space.
+// hasControl reports whether b holds a byte that the plain view of
+// MaskText changes: a control, or the start of a character beyond ASCII.
 func hasControl(b []byte) bool {
 	for _, c := range b {
-		if c < 0x20 || c == 0x7f || c >= 0x80 && c < 0xa0 || c == 0xc2 {
+		if c < 0x20 || c >= 0x7f {
 			return true
 		}
 	}

@@ -95,7 +95,7 @@ func (s *Store) RecordingFile(rel string) (string, error) {
 	}
 	// Only a regular file is a recording: opening a FIFO or a device
 	// would hang or act on hardware.
-	if fi, err := os.Stat(resolved); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+	if fi, err := os.Stat(resolved); err == nil && !fi.Mode().IsRegular() {
 		return refuse("not a regular file")
 	}
 	return full, nil
