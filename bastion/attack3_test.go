@@ -6,7 +6,6 @@ package bastion
 import (
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,50 +127,20 @@ func TestAttack3ForwardSSHBehindPreBannerLine(t *testing.T) {
 // as an SSH server that prints a line before its version string would,
 // and then close.
 func preBannerTarget(t *testing.T, greeting string) (string, ssh.PublicKey) {
-	t.Helper()
-	host := testenv.NewSigner(t)
-	cfg := &ssh.ServerConfig{
-		PublicKeyCallback: func(ssh.ConnMetadata, ssh.PublicKey) (*ssh.Permissions, error) { return nil, nil },
-	}
-	cfg.AddHostKey(host)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			nc, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer nc.Close()
-				sc, chans, reqs, err := ssh.NewServerConn(nc, cfg)
-				if err != nil {
-					return
-				}
-				defer sc.Close()
-				wg.Go(func() { ssh.DiscardRequests(reqs) })
-				for nch := range chans {
-					if nch.ChannelType() != "direct-tcpip" {
-						nch.Reject(ssh.Prohibited, "no")
-						continue
-					}
-					ch, creqs, err := nch.Accept()
-					if err != nil {
-						continue
-					}
-					wg.Go(func() { ssh.DiscardRequests(creqs) })
-					ch.Write([]byte(greeting))
-					ch.CloseWrite()
-					ch.Close()
-				}
-			})
+	return inProcessTarget(t, func(wg *sync.WaitGroup, _ *ssh.ServerConn, nch ssh.NewChannel) {
+		if nch.ChannelType() != "direct-tcpip" {
+			nch.Reject(ssh.Prohibited, "no")
+			return
 		}
+		ch, creqs, err := nch.Accept()
+		if err != nil {
+			return
+		}
+		wg.Go(func() { ssh.DiscardRequests(creqs) })
+		ch.Write([]byte(greeting))
+		ch.CloseWrite()
+		ch.Close()
 	})
-	return l.Addr().String(), host.PublicKey()
 }
 
 // TestAttack3SCPDetailPartialPAN: HOLE (invariant 1, logs and index; the

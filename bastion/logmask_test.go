@@ -247,6 +247,27 @@ func TestUpstreamDisconnectMasked(t *testing.T) {
 // request type, and in an exit signal's name and message. Login "refuse"
 // gets no session channel.
 func goTarget(t *testing.T) (string, ssh.PublicKey) {
+	return inProcessTarget(t, func(wg *sync.WaitGroup, sc *ssh.ServerConn, nch ssh.NewChannel) {
+		switch {
+		case nch.ChannelType() == "session" && sc.User() != "refuse":
+			ch, reqs, err := nch.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { goTargetSession(ch, reqs) })
+		case nch.ChannelType() == "session":
+			nch.Reject(ssh.Prohibited, "no sessions for card "+testPAN)
+		default:
+			nch.Reject(ssh.ConnectionFailed, "port closed for card "+testPAN)
+		}
+	})
+}
+
+// inProcessTarget runs an x/crypto SSH server on loopback that lets any
+// key in, discards global requests and hands each new channel to channel;
+// it returns the address and host key. Cleanup stops it and waits for
+// every goroutine it started.
+func inProcessTarget(t *testing.T, channel func(wg *sync.WaitGroup, sc *ssh.ServerConn, nch ssh.NewChannel)) (string, ssh.PublicKey) {
 	t.Helper()
 	host := testenv.NewSigner(t)
 	cfg := &ssh.ServerConfig{
@@ -265,34 +286,21 @@ func goTarget(t *testing.T) (string, ssh.PublicKey) {
 			if err != nil {
 				return
 			}
-			wg.Go(func() { serveGoTarget(&wg, nc, cfg) })
+			wg.Go(func() {
+				defer nc.Close()
+				sc, chans, reqs, err := ssh.NewServerConn(nc, cfg)
+				if err != nil {
+					return
+				}
+				defer sc.Close()
+				wg.Go(func() { ssh.DiscardRequests(reqs) })
+				for nch := range chans {
+					channel(&wg, sc, nch)
+				}
+			})
 		}
 	})
 	return l.Addr().String(), host.PublicKey()
-}
-
-func serveGoTarget(wg *sync.WaitGroup, nc net.Conn, cfg *ssh.ServerConfig) {
-	defer nc.Close()
-	sc, chans, reqs, err := ssh.NewServerConn(nc, cfg)
-	if err != nil {
-		return
-	}
-	defer sc.Close()
-	wg.Go(func() { ssh.DiscardRequests(reqs) })
-	for nch := range chans {
-		switch {
-		case nch.ChannelType() == "session" && sc.User() != "refuse":
-			ch, reqs, err := nch.Accept()
-			if err != nil {
-				continue
-			}
-			wg.Go(func() { goTargetSession(ch, reqs) })
-		case nch.ChannelType() == "session":
-			nch.Reject(ssh.Prohibited, "no sessions for card "+testPAN)
-		default:
-			nch.Reject(ssh.ConnectionFailed, "port closed for card "+testPAN)
-		}
-	}
 }
 
 // goTargetSession answers every request, and ends an exec with a request
