@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -133,22 +132,14 @@ func TestSFTPDuplicateRequestIDRefused(t *testing.T) {
 	cards, innocent := filepath.Join(dir, "cards.txt"), filepath.Join(dir, "innocent.txt")
 	os.WriteFile(cards, []byte("secret\n"), 0o644)
 	os.WriteFile(innocent, []byte("nothing\n"), 0o644)
-	client := h.dialGo(t, h.alice, "root@t1")
-	sess, err := client.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	in, _ := sess.StdinPipe()
-	out, _ := sess.StdoutPipe()
-	if err := sess.RequestSubsystem("sftp"); err != nil {
-		t.Fatal(err)
-	}
 	mark := len(h.logs.String())
-	in.Write(sftpPacket(fxpInit, uint32(3)))
-	in.Write(sftpPacket(fxpOpen, uint32(7), cards, uint32(1), uint32(0)))
-	in.Write(sftpPacket(fxpOpen, uint32(7), innocent, uint32(1), uint32(0)))
-	got, _ := io.ReadAll(out) // ends when the bastion closes the channel
+	s := h.rawSFTP(t, h.alice, "root@t1")
+	s.send(sftpPacket(fxpOpen, uint32(7), cards, uint32(1), uint32(0)))
+	s.send(sftpPacket(fxpOpen, uint32(7), innocent, uint32(1), uint32(0)))
+	var got []byte
+	for b := range s.pkts { // ends when the bastion closes the channel
+		got = append(got, b...)
+	}
 	if bytes.Contains(got, []byte("nothing")) {
 		t.Fatal("innocent.txt was opened")
 	}
