@@ -87,7 +87,7 @@ type scpStream struct {
 	remain     int64 // data bytes left of file; -1 between files
 	status     bool  // the sender's status byte after a file's data is next
 	scan       *fileScan
-	events     []func()
+	rep        reports // made once mu is released
 }
 
 // scpSide is one direction's partial line.
@@ -98,6 +98,7 @@ type scpSide struct {
 
 func newSCPStream(env *transferEnv, op, command string) *scpStream {
 	s := &scpStream{env: env, op: op, remain: -1}
+	s.rep.env = env
 	f := strings.Fields(command)[1:]
 	for len(f) > 0 && strings.HasPrefix(f[0], "-") {
 		if f[0] == "--" {
@@ -124,12 +125,7 @@ func (s *scpStream) feed(p []byte, sender bool) ([]byte, error) {
 	} else {
 		out, err = s.receiver(p)
 	}
-	events := s.events
-	s.events = nil
-	s.mu.Unlock()
-	for _, e := range events {
-		e()
-	}
+	s.rep.unlock(&s.mu)
 	return out, err
 }
 
@@ -185,10 +181,7 @@ func takeLine(d *scpSide, p []byte) (line, rest []byte, done bool, err error) {
 // prints for the user.
 func (s *scpStream) message(line []byte) []byte {
 	s.env.maskText(line[1:])
-	if s.env.show != nil {
-		text := append([]byte(nil), line[1:]...)
-		s.events = append(s.events, func() { s.env.show(text) })
-	}
+	s.rep.show(line[1:])
 	return line
 }
 
@@ -306,7 +299,7 @@ func (s *scpStream) control(line []byte) error {
 			return bad()
 		}
 		s.dirs = append(s.dirs, full)
-		s.report(recorder.Transfer{Op: s.op, Path: full + "/", Outcome: "ok", Detail: detail})
+		s.rep.record(recorder.Transfer{Op: s.op, Path: full + "/", Outcome: "ok", Detail: detail})
 		return nil
 	}
 	size := int64(0)
@@ -374,9 +367,7 @@ func allDigits(list ...string) bool {
 
 // tell queues the user's notice about the current file's scan.
 func (s *scpStream) tell() {
-	if msg := s.scan.userNotice("scp", logSafe(s.file)); msg != "" && s.env.notice != nil {
-		s.events = append(s.events, func() { s.env.notice(msg) })
-	}
+	s.rep.notice(s.scan.userNotice("scp", logSafe(s.file)))
 }
 
 // fileRecord reports the current file; outcome "" takes the scan's.
@@ -388,15 +379,8 @@ func (s *scpStream) fileRecord(outcome string) {
 	if outcome != "" && t.Outcome == "ok" {
 		t.Outcome = outcome
 	}
-	s.report(t)
+	s.rep.record(t)
 	s.file = ""
-}
-
-func (s *scpStream) report(t recorder.Transfer) {
-	t.Path, t.Detail = logSafe(t.Path), logSafe(t.Detail)
-	if s.env.record != nil {
-		s.events = append(s.events, func() { s.env.record(t) })
-	}
 }
 
 // end reports a file cut off by the channel's end.
@@ -405,10 +389,5 @@ func (s *scpStream) end() {
 	if s.file != "" {
 		s.fileRecord("incomplete")
 	}
-	events := s.events
-	s.events = nil
-	s.mu.Unlock()
-	for _, e := range events {
-		e()
-	}
+	s.rep.unlock(&s.mu)
 }

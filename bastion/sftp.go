@@ -87,7 +87,7 @@ type sftpStream struct {
 	heldEnd  int64 // file offset just past heldData
 	heldBuf  [2][]byte
 	heldSide int
-	events   []func() // reports to make once the lock is released
+	rep      reports // made once mu is released
 }
 
 // sftpReq is a request awaiting its reply.
@@ -120,7 +120,9 @@ type pktBuf struct {
 }
 
 func newSFTPStream(env *transferEnv) *sftpStream {
-	return &sftpStream{env: env, pending: map[uint32]*sftpReq{}, handles: map[string]*sftpFile{}, scans: map[string]*fileScan{}}
+	a := &sftpStream{env: env, pending: map[uint32]*sftpReq{}, handles: map[string]*sftpFile{}, scans: map[string]*fileScan{}}
+	a.rep.env = env
+	return a
 }
 
 func (a *sftpStream) fromClient(p []byte) ([]byte, error) { return a.feed(&a.in, p, a.clientPacket) }
@@ -132,12 +134,7 @@ func (a *sftpStream) fromServer(p []byte) ([]byte, error) { return a.feed(&a.out
 func (a *sftpStream) feed(d *pktBuf, p []byte, handle func(pkt []byte) ([]byte, error)) ([]byte, error) {
 	a.mu.Lock()
 	out, err := a.feedLocked(d, p, handle)
-	events := a.events
-	a.events = nil
-	a.mu.Unlock()
-	for _, e := range events {
-		e()
-	}
+	a.rep.unlock(&a.mu)
 	return out, err
 }
 
@@ -348,14 +345,13 @@ func (a *sftpStream) extended(r *wire, q *sftpReq, handle func() *sftpFile) erro
 // open one that says so; a person may read a failure's message, so it is
 // recorded too.
 func (a *sftpStream) status(q *sftpReq, code uint32, msg []byte) {
-	if code != fxOK && code != fxEOF && len(msg) > 0 && a.env.show != nil {
-		text := append([]byte("sftp: "), msg...)
-		a.events = append(a.events, func() { a.env.show(append(text, '\n')) })
+	if code != fxOK && code != fxEOF && len(msg) > 0 {
+		a.rep.show(append(append([]byte("sftp: "), msg...), '\n'))
 	}
 	detail := ""
 	outcome := "ok"
 	if code != fxOK {
-		outcome, detail = "failed", logSafe(string(msg))
+		outcome, detail = "failed", string(msg)
 	}
 	switch {
 	case q.typ == fxpWrite && code == fxOK:
@@ -363,9 +359,9 @@ func (a *sftpStream) status(q *sftpReq, code uint32, msg []byte) {
 	case q.typ == fxpClose && q.file != nil:
 		a.fileRecord(q.file, "")
 	case (q.typ == fxpOpen || q.typ == fxpOpendir) && code != fxOK:
-		a.report(recorder.Transfer{Op: q.file.op, Path: q.file.path, Outcome: outcome, Detail: detail})
+		a.rep.record(recorder.Transfer{Op: q.file.op, Path: q.file.path, Outcome: outcome, Detail: detail})
 	case q.op != "":
-		a.report(recorder.Transfer{Op: q.op, Path: q.path, To: q.to, Outcome: outcome, Detail: detail})
+		a.rep.record(recorder.Transfer{Op: q.op, Path: q.path, To: q.to, Outcome: outcome, Detail: detail})
 	}
 }
 
@@ -380,26 +376,18 @@ func (a *sftpStream) fileRecord(f *sftpFile, outcome string) {
 		return t
 	}
 	if f.op == "list" {
-		a.report(with(recorder.Transfer{Op: "list", Path: path.Clean(f.path) + "/", Outcome: "ok"}))
+		a.rep.record(with(recorder.Transfer{Op: "list", Path: path.Clean(f.path) + "/", Outcome: "ok"}))
 		return
 	}
 	if f.op == "upload" || f.written > 0 {
-		a.report(with(recorder.Transfer{Op: "upload", Path: f.path, Bytes: f.written, Outcome: "ok"}))
+		a.rep.record(with(recorder.Transfer{Op: "upload", Path: f.path, Bytes: f.written, Outcome: "ok"}))
 	}
 	if f.op == "download" || f.read > 0 {
 		t := recorder.Transfer{Op: "download", Path: f.path, Bytes: f.read, Outcome: f.scan.outcome()}
 		if f.scan != nil {
 			t.PANs = f.scan.pans
 		}
-		a.report(with(t))
-	}
-}
-
-// report queues a record, masking its names.
-func (a *sftpStream) report(t recorder.Transfer) {
-	t.Path, t.To = logSafe(t.Path), logSafe(t.To)
-	if a.env.record != nil {
-		a.events = append(a.events, func() { a.env.record(t) })
+		a.rep.record(with(t))
 	}
 }
 
@@ -413,14 +401,9 @@ func (a *sftpStream) end() {
 	// Changes asked for whose answer never came may still have happened.
 	for id, q := range a.pending {
 		if q.op != "" {
-			a.report(recorder.Transfer{Op: q.op, Path: q.path, To: q.to, Outcome: "incomplete"})
+			a.rep.record(recorder.Transfer{Op: q.op, Path: q.path, To: q.to, Outcome: "incomplete"})
 		}
 		delete(a.pending, id)
 	}
-	events := a.events
-	a.events = nil
-	a.mu.Unlock()
-	for _, e := range events {
-		e()
-	}
+	a.rep.unlock(&a.mu)
 }

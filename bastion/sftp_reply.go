@@ -302,7 +302,5 @@ func (a *sftpStream) scanOf(p string) *fileScan {
 
 // tell queues the user's notice about f's scan, if there is one.
 func (a *sftpStream) tell(f *sftpFile) {
-	if msg := f.scan.userNotice("sftp", logSafe(f.path)); msg != "" && a.env.notice != nil {
-		a.events = append(a.events, func() { a.env.notice(msg) })
-	}
+	a.rep.notice(f.scan.userNotice("sftp", logSafe(f.path)))
 }

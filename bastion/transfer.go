@@ -72,6 +72,47 @@ func (e *transferEnv) maskText(p []byte) {
 	}
 }
 
+// reports queues what a parser reports while it holds its own lock
+// (records, text a person reads, notices) for after it releases it: the
+// env's functions take the channel's lock and write to the client. Records
+// leave with their names and details masked like log text. The zero value
+// with env set is ready.
+type reports struct {
+	env *transferEnv
+	q   []func()
+}
+
+func (r *reports) record(t recorder.Transfer) {
+	t.Path, t.To, t.Detail = logSafe(t.Path), logSafe(t.To), logSafe(t.Detail)
+	if r.env.record != nil {
+		r.q = append(r.q, func() { r.env.record(t) })
+	}
+}
+
+// show queues text (already masked) for the recording; it is copied.
+func (r *reports) show(text []byte) {
+	if r.env.show != nil {
+		text = bytes.Clone(text)
+		r.q = append(r.q, func() { r.env.show(text) })
+	}
+}
+
+func (r *reports) notice(msg string) {
+	if r.env.notice != nil && msg != "" {
+		r.q = append(r.q, func() { r.env.notice(msg) })
+	}
+}
+
+// unlock releases mu, then makes the queued reports.
+func (r *reports) unlock(mu *sync.Mutex) {
+	q := r.q
+	r.q = nil
+	mu.Unlock()
+	for _, f := range q {
+		f()
+	}
+}
+
 // newScan starts the card-number scan of one downloaded file.
 func (e *transferEnv) newScan() *fileScan {
 	// Only masking writes what the scan masked; to block or count, every
