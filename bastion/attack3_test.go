@@ -13,10 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/mask"
 	"github.com/postern/postern/recorder"
-	"golang.org/x/crypto/ssh"
 )
 
 // panInEscapes are texts a client chooses (a user name, a login, a command)

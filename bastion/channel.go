@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/internal/audit"
 )
 
 // openChannel handles one channel the client opens (RFC 4254 §5.1).
@@ -189,7 +191,7 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 	}
 	st.finish(exitStatus, exitSignal, masked)
 	end = append(end, "bytes_in", st.bytesIn.Load(), "bytes_out", st.bytesOut.Load(), "masked_pans", masked)
-	audit(c.log, "session_end", end...)
+	audit.Record(c.log, audit.SessionEnd, end...)
 }
 
 // sessionRequest forwards one client request on a session channel to the
@@ -389,7 +391,7 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 	}
 	log := c.log.With("forward_host", logSafe(req.Host), "forward_port", req.Port)
 	if c.isSSHPort(req.Host, req.Port) {
-		audit(log, "forward", "allowed", false, "reason", "ssh -J style relay to an SSH port")
+		audit.Record(log, audit.Forward, "allowed", false, "reason", "ssh -J style relay to an SSH port")
 		nc.Reject(ssh.Prohibited, sshJMessage)
 		return
 	}
@@ -397,7 +399,7 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 		return
 	}
 	if !c.grant.PortForwarding {
-		audit(log, "forward", "allowed", false, "reason", "port forwarding not granted")
+		audit.Record(log, audit.Forward, "allowed", false, "reason", "port forwarding not granted")
 		nc.Reject(ssh.Prohibited, "postern: port forwarding is not allowed for you on "+c.grant.Target.Name)
 		return
 	}
@@ -407,18 +409,18 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 	case c.grant.Target.Name, "localhost", "127.0.0.1", "::1":
 		req.Host = "localhost"
 		if _, p, err := net.SplitHostPort(c.grant.Target.Address); err == nil && p == strconv.Itoa(int(req.Port)) {
-			audit(log, "forward", "allowed", false, "reason", "forward to the target's own SSH port")
+			audit.Record(log, audit.Forward, "allowed", false, "reason", "forward to the target's own SSH port")
 			nc.Reject(ssh.Prohibited, sshJMessage)
 			return
 		}
 	default:
-		audit(log, "forward", "allowed", false, "reason", "destination is not the target")
+		audit.Record(log, audit.Forward, "allowed", false, "reason", "destination is not the target")
 		nc.Reject(ssh.Prohibited, "postern: forwarding is only allowed to ports on "+c.grant.Target.Name+" itself")
 		return
 	}
 	uch, ureqs, err := up.OpenChannel("direct-tcpip", ssh.Marshal(&req))
 	if err != nil {
-		audit(log, "forward", "allowed", true, "ok", false, "reason", logSafe(err.Error()))
+		audit.Record(log, audit.Forward, "allowed", true, "ok", false, "reason", logSafe(err.Error()))
 		nc.Reject(ssh.ConnectionFailed, "postern: target could not open the forwarded port")
 		return
 	}
@@ -428,7 +430,7 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 		uch.Close()
 		return
 	}
-	audit(log, "forward", "allowed", true, "ok", true)
+	audit.Record(log, audit.Forward, "allowed", true, "ok", true)
 	go ssh.DiscardRequests(creqs)
 	c.track(ch)
 	defer c.untrack(ch)
@@ -437,7 +439,7 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 		guard := newSSHGuard(ch)
 		c.pump(guard, uch)
 		if guard.match == len("SSH-") {
-			audit(log, "forward", "allowed", false, "reason", "destination speaks SSH")
+			audit.Record(log, audit.Forward, "allowed", false, "reason", "destination speaks SSH")
 			ch.Close()
 			uch.Close()
 			return

@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/oklog/ulid/v2"
-	"github.com/postern/postern/certs"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/audit"
 )
 
 // conn is one client connection and, once authorised, its upstream
@@ -182,7 +184,7 @@ func (c *conn) serve() {
 		if c.identity.Name() != "" {
 			attrs = append(attrs, "principals", logSafeAll(c.identity.Principals), "key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial)
 		}
-		audit(c.log, "connect", attrs...)
+		audit.Record(c.log, audit.Connect, attrs...)
 		return
 	}
 	c.nc.SetDeadline(time.Time{})
@@ -193,7 +195,7 @@ func (c *conn) serve() {
 
 	g := c.grant
 	c.log = c.log.With("user", logSafe(c.identity.Name()), "target", g.Target.Name, "login", logSafe(g.Login))
-	audit(c.log, "connect", "allowed", true, "principals", logSafeAll(c.identity.Principals), "groups", logSafeAll(c.identity.Groups),
+	audit.Record(c.log, audit.Connect, "allowed", true, "principals", logSafeAll(c.identity.Principals), "groups", logSafeAll(c.identity.Groups),
 		"key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial, "rule", g.Rule, "port_forwarding", g.PortForwarding)
 
 	ctx, cancel := context.WithCancelCause(context.Background())
@@ -208,7 +210,7 @@ func (c *conn) serve() {
 		if errors.As(err, &ue) {
 			msg = ue.UserMessage()
 		}
-		audit(c.log, "upstream", "ok", false, "reason", err.Error())
+		audit.Record(c.log, audit.Upstream, "ok", false, "reason", err.Error())
 		c.refuseAll(sc, chans, reqs, msg)
 		return
 	}
@@ -255,7 +257,7 @@ func (c *conn) serve() {
 		reason = c.ended
 	}
 	c.mu.Unlock()
-	audit(c.log, "disconnect", "duration_ms", time.Since(start).Milliseconds(), "reason", reason)
+	audit.Record(c.log, audit.Disconnect, "duration_ms", time.Since(start).Milliseconds(), "reason", reason)
 }
 
 // refuseAll answers every channel of a connection whose target cannot be

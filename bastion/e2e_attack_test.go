@@ -16,9 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/recorder"
-	"golang.org/x/crypto/ssh"
 )
 
 // rawSFTP is a hostile SFTP client: it sends any packets it likes over a

@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postern/postern/internal/testenv"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/internal/testenv"
 )
 
 // The cipher policy holds on both legs: OpenSSH's client, which prefers

@@ -22,10 +22,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postern/postern/certs"
-	"github.com/postern/postern/internal/testenv"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
+
+	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/testenv"
 )
 
 // keygenCert makes a key pair and has OpenSSH's ssh-keygen sign it with

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
 	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/recorder"
 )

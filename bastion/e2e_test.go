@@ -22,10 +22,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/recorder"
-	"golang.org/x/crypto/ssh"
 )
 
 func TestMain(m *testing.M) {

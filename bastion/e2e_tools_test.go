@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/testenv"
 )

@@ -20,10 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/recorder"
-	"golang.org/x/crypto/ssh"
 )
 
 // testPAN is a Luhn-valid test card number; panForms are the ways it is

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/internal/audit"
 )
 
 // Extensions of an OpenSSH user certificate that grant a feature
@@ -97,7 +99,7 @@ func (c *conn) refuseRequest(r *ssh.Request, st *chanState) bool {
 	if ref == nil {
 		return false
 	}
-	audit(c.log, "session_request", "channel", st.n, "request", r.Type, "allowed", false, "reason", ref.Reason)
+	audit.Record(c.log, audit.SessionRequest, "channel", st.n, "request", r.Type, "allowed", false, "reason", ref.Reason)
 	// The line goes out before the reply, so that OpenSSH prints it
 	// next to its own "PTY allocation request failed". No program has
 	// started yet in the usual order, so it cannot land inside the
@@ -124,7 +126,7 @@ func (c *conn) refuseForward(nc ssh.NewChannel, log *slog.Logger) bool {
 	if ref == nil {
 		return false
 	}
-	audit(log, "forward", "allowed", false, "reason", ref.Reason)
+	audit.Record(log, audit.Forward, "allowed", false, "reason", ref.Reason)
 	nc.Reject(ssh.Prohibited, ref.UserMessage())
 	return true
 }

@@ -11,9 +11,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/internal/audit"
 	"github.com/postern/postern/mask"
 	"github.com/postern/postern/recorder"
-	"golang.org/x/crypto/ssh"
 )
 
 // Recording configures session recording. A nil Config.Recording disables
@@ -123,7 +125,7 @@ func (st *chanState) start(kind, command string) error {
 		}
 	}
 	if err != nil {
-		audit(c.log, "recording_failed", "channel", st.n, "reason", err.Error(), "continue", cfg.ContinueOnFailure)
+		audit.Record(c.log, audit.RecordingFailed, "channel", st.n, "reason", err.Error(), "continue", cfg.ContinueOnFailure)
 		if st.rec != nil {
 			st.rec.Close()
 			st.rec = nil
@@ -134,7 +136,7 @@ func (st *chanState) start(kind, command string) error {
 		st.failed = "postern: the session cannot be recorded, so it was refused"
 		return err
 	}
-	audit(c.log, "recording_start", "channel", st.n, "recording", id, "path", rel, "kind", kind)
+	audit.Record(c.log, audit.RecordingStart, "channel", st.n, "recording", id, "path", rel, "kind", kind)
 	return nil
 }
 
@@ -213,7 +215,7 @@ func (st *chanState) resize(cols, rows int) {
 // target's channel, which leads to teardown with st.failed as the notice.
 func (st *chanState) failLocked(err error) error {
 	cfg := st.c.s.cfg.Recording
-	audit(st.c.log, "recording_failed", "channel", st.n, "reason", err.Error(), "continue", cfg.ContinueOnFailure)
+	audit.Record(st.c.log, audit.RecordingFailed, "channel", st.n, "reason", err.Error(), "continue", cfg.ContinueOnFailure)
 	if cfg.ContinueOnFailure {
 		st.rec.Close()
 		st.rec = nil
@@ -249,10 +251,10 @@ func (st *chanState) finish(exitStatus *int, exitSignal string, maskedPANs int64
 			}
 			head, err := st.c.s.cfg.Recording.Store.Finish(m)
 			if err != nil {
-				audit(st.c.log, "recording_failed", "channel", st.n, "reason", "seal: "+err.Error())
+				audit.Record(st.c.log, audit.RecordingFailed, "channel", st.n, "reason", "seal: "+err.Error())
 				return
 			}
-			audit(st.c.log, "recording_sealed", "channel", st.n, "recording", m.ID, "status", m.Status, "sha256", m.SHA256, "size", m.Size, "chain_head", head.String())
+			audit.Record(st.c.log, audit.RecordingSealed, "channel", st.n, "recording", m.ID, "status", m.Status, "sha256", m.SHA256, "size", m.Size, "chain_head", head.String())
 		}
 		return
 	}
@@ -273,18 +275,18 @@ func (st *chanState) finish(exitStatus *int, exitSignal string, maskedPANs int64
 	m.Status = recorder.StatusClosed
 	if err != nil || st.recFailed {
 		if err != nil {
-			audit(st.c.log, "recording_failed", "channel", st.n, "reason", err.Error())
+			audit.Record(st.c.log, audit.RecordingFailed, "channel", st.n, "reason", err.Error())
 		}
 		m.Status = recorder.StatusInterrupted
 	}
 	head, err := st.c.s.cfg.Recording.Store.Finish(m)
 	if err != nil {
-		audit(st.c.log, "recording_failed", "channel", st.n, "reason", "seal: "+err.Error())
+		audit.Record(st.c.log, audit.RecordingFailed, "channel", st.n, "reason", "seal: "+err.Error())
 		return
 	}
 	// The chain head in a log shipped off the bastion is what lets
 	// verify --anchor detect a chain cut short or rewritten later.
-	audit(st.c.log, "recording_end", "channel", st.n, "recording", m.ID, "status", m.Status, "sha256", m.SHA256, "size", size, "chain_head", head.String())
+	audit.Record(st.c.log, audit.RecordingEnd, "channel", st.n, "recording", m.ID, "status", m.Status, "sha256", m.SHA256, "size", size, "chain_head", head.String())
 }
 
 // maskMode is the masking of the channel's target; ok is false for

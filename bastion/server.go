@@ -15,9 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/mask"
-	"golang.org/x/crypto/ssh"
 )
 
 // DefaultEnvAllow is the env allowlist when Config.EnvAllow is nil.
@@ -272,12 +273,6 @@ func (s *Server) closeConns(why string) {
 	for _, c := range conns {
 		c.terminate(why)
 	}
-}
-
-// audit writes one audit record. Every record has event and session keys
-// (the session key comes from log's context).
-func audit(log *slog.Logger, event string, attrs ...any) {
-	log.Info("audit", append([]any{"audit", true, "event", event}, attrs...)...)
 }
 
 func (s *Server) serverConfig(c *conn) *ssh.ServerConfig {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/postern/postern/internal/audit"
 	"github.com/postern/postern/mask"
 	"github.com/postern/postern/recorder"
 )
@@ -359,7 +360,7 @@ func (st *chanState) failTransfer(err error) {
 	st.mu.Lock()
 	if st.failed == "" {
 		st.failed = msg
-		audit(st.c.log, "transfer_stopped", "channel", st.n, "kind", st.meta.Kind, "reason", logSafe(err.Error()))
+		audit.Record(st.c.log, audit.TransferStopped, "channel", st.n, "kind", st.meta.Kind, "reason", logSafe(err.Error()))
 		if st.rec != nil {
 			st.rec.Output([]byte(msg + "\r\n"))
 		}
@@ -387,7 +388,7 @@ func (st *chanState) startTransfer(kind, command string, x func(*transferEnv) (t
 	if err != nil {
 		return st.refuse(err.Error())
 	}
-	audit(c.log, "transfer_start", "channel", st.n, "kind", kind, "command", logSafe(command), "file_pans", env.filePANsName())
+	audit.Record(c.log, audit.TransferStart, "channel", st.n, "kind", kind, "command", logSafe(command), "file_pans", env.filePANsName())
 	if err := st.start(kind, command); err != nil {
 		return err
 	}
@@ -409,7 +410,7 @@ func (st *chanState) refuse(why string) error {
 	st.mu.Lock()
 	st.failed = msg
 	st.mu.Unlock()
-	audit(st.c.log, "program_refused", "channel", st.n, "reason", logSafe(why))
+	audit.Record(st.c.log, audit.ProgramRefused, "channel", st.n, "reason", logSafe(why))
 	return errors.New(why)
 }
 
@@ -428,9 +429,9 @@ func (st *chanState) addTransfer(kind string, t recorder.Transfer) {
 		}
 	}
 	st.mu.Unlock()
-	event := kind + "_file"
+	event := audit.TransferFile(kind)
 	if t.Op != "download" && t.Op != "upload" && t.Op != "list" {
-		event = kind + "_op"
+		event = audit.TransferOp(kind)
 	}
 	attrs := []any{"op", t.Op, "path", t.Path}
 	if t.To != "" {
@@ -440,7 +441,7 @@ func (st *chanState) addTransfer(kind string, t recorder.Transfer) {
 	if t.Detail != "" {
 		attrs = append(attrs, "detail", t.Detail)
 	}
-	audit(st.c.log, event, append(attrs, "channel", st.n)...)
+	audit.Record(st.c.log, event, append(attrs, "channel", st.n)...)
 }
 
 // notify tells the user one line on the channel's stderr, and records it.

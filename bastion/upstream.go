@@ -8,9 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/postern/postern/certs"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/postern/postern/certs"
 )
 
 // upstreamError is a failure to reach a target, with the line the user sees.

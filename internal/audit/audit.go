@@ -1,0 +1,74 @@
+// Package audit names the events Postern writes to its audit trail and
+// writes them to one sink.
+//
+// Every decision the bastion makes (a connection allowed or denied, a
+// program started or refused, a transfer, a forward, a recording sealed, a
+// certificate issued) is one record: an [Event] and its attributes. The sink
+// today is the structured log: a record is an Info line with audit=true and
+// event=NAME, and it carries the logger's own attributes (the connection
+// ID, user and target), so one grep finds a connection's whole trail.
+//
+// Attribute values that may hold user input must already be masked by the
+// caller; the bastion's log handler masks card numbers once more on the way
+// out.
+package audit
+
+import (
+	"context"
+	"log/slog"
+)
+
+// Event is the name of one kind of audit record. Names are stable: log
+// pipelines and auditors match on them.
+type Event string
+
+// Connection events.
+const (
+	// Connect: a client finished (or failed) authentication; allowed says
+	// which, reason why not.
+	Connect Event = "connect"
+	// Disconnect: a connection ended, with its duration and cause.
+	Disconnect Event = "disconnect"
+	// Upstream: the bastion could not reach the target.
+	Upstream Event = "upstream"
+	// Forward: a direct-tcpip request, allowed or refused.
+	Forward Event = "forward"
+	// Admin: a built-in command run on an admin connection.
+	Admin Event = "admin_command"
+)
+
+// Session channel events.
+const (
+	SessionRequest  Event = "session_request"
+	SessionEnd      Event = "session_end"
+	ProgramRefused  Event = "program_refused"
+	RecordingStart  Event = "recording_start"
+	RecordingEnd    Event = "recording_end"
+	RecordingSealed Event = "recording_sealed"
+	RecordingFailed Event = "recording_failed"
+	TransferStart   Event = "transfer_start"
+	TransferStopped Event = "transfer_stopped"
+)
+
+// Certificate events.
+const (
+	// CertIssued: a user certificate was signed (identity, principals,
+	// serial, validity, who ran it).
+	CertIssued Event = "cert_issued"
+)
+
+// TransferFile is the event for one file a transfer of kind ("sftp",
+// "scp", "rsync") moved or listed; TransferOp for any other operation
+// (rename, remove, mkdir, ...).
+func TransferFile(kind string) Event { return Event(kind + "_file") }
+
+// TransferOp: see [TransferFile].
+func TransferOp(kind string) Event { return Event(kind + "_op") }
+
+// Record writes one audit record of event e to log. A nil log discards it.
+func Record(log *slog.Logger, e Event, attrs ...any) {
+	if log == nil {
+		return
+	}
+	log.Log(context.Background(), slog.LevelInfo, "audit", append([]any{"audit", true, "event", string(e)}, attrs...)...)
+}
