@@ -50,6 +50,15 @@ const (
 	TransferStopped Event = "transfer_stopped"
 )
 
+// Index events, written when the bastion starts.
+const (
+	// RecordingInterrupted: a session the previous run left open was
+	// sealed as interrupted.
+	RecordingInterrupted Event = "recording_interrupted"
+	// ChainHead: where the audit chain stands, an anchor for verify.
+	ChainHead Event = "chain_head"
+)
+
 // Certificate events.
 const (
 	// CertIssued: a user certificate was signed (identity, principals,
