@@ -7,10 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"regexp"
-	"strconv"
-	"text/tabwriter"
 	"time"
 
+	"github.com/postern/postern/internal/listing"
 	"github.com/postern/postern/recorder"
 )
 
@@ -53,14 +52,10 @@ func cmdSessions(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	type row struct {
-		recorder.Session
-		Hits []recorder.Hit `json:"hits,omitempty"`
-	}
-	rows := make([]row, 0, len(list))
+	rows := make([]listing.Row, 0, len(list))
 	problems := 0
 	for _, s := range list {
-		r := row{Session: s}
+		r := listing.Row{Session: s}
 		if re != nil {
 			// One recording that cannot be searched must not hide the
 			// hits in the others: it is reported, and the exit code
@@ -81,37 +76,13 @@ func cmdSessions(args []string, stdout, stderr io.Writer) error {
 	if problems > 0 {
 		incomplete = fmt.Errorf("sessions --grep: %d of %d recordings could not be searched", problems, len(list))
 	}
+	// The admin connection's sessions command prints with the same
+	// functions, so both listings are the same.
+	render := listing.Sessions
 	if *asJSON {
-		if err := writeJSON(stdout, rows); err != nil {
-			return err
-		}
-		return incomplete
+		render = listing.SessionsJSON
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTART\tUSER\tTARGET\tLOGIN\tKIND\tSTATUS\tEXIT\tDURATION\tCOMMAND")
-	for _, r := range rows {
-		exit := "-"
-		switch {
-		case r.ExitStatus != nil:
-			exit = strconv.Itoa(*r.ExitStatus)
-		case r.ExitSignal != "":
-			exit = "SIG" + r.ExitSignal
-		}
-		dur := "-"
-		if r.End != nil {
-			dur = r.End.Sub(r.Start).Round(time.Second).String()
-		}
-		// Every cell from the index or a recording is made visible:
-		// a control character must neither act on the terminal nor
-		// break the table's rows.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", visible(r.ID), r.Start.Local().Format("2006-01-02 15:04:05"),
-			visible(r.Identity), visible(r.Target), visible(r.Login), visible(r.Kind), visible(r.Status), visible(exit), dur, clip(r.Command, 40))
-		for _, h := range r.Hits {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", offset(h.Time), visible(h.Kind), clip(h.Text, 100))
-		}
-		transferLines(tw, r.Session)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := render(stdout, rows); err != nil {
 		return err
 	}
 	return incomplete
@@ -137,38 +108,4 @@ func grepRecording(store *recorder.Store, s recorder.Session, re *regexp.Regexp)
 		return nil, err
 	}
 	return recorder.Grep(r, re, 1000)
-}
-
-func offset(sec float64) string {
-	return "+" + (time.Duration(sec * float64(time.Second))).Round(time.Millisecond).String()
-}
-
-// shownTransfers is how many file records a session's row lists; --json
-// has them all.
-const shownTransfers = 20
-
-// transferLines lists a transfer channel's files under its row: the
-// operation, the path, bytes, card numbers found and the outcome.
-func transferLines(w io.Writer, s recorder.Session) {
-	for i, t := range s.Transfers {
-		if i == shownTransfers {
-			fmt.Fprintf(w, "  … %d more\t(sessions --json lists every file)\n", len(s.Transfers)-i+int(s.TransfersOmitted))
-			return
-		}
-		p := t.Path
-		if t.To != "" {
-			p += " -> " + t.To
-		}
-		outcome := t.Outcome
-		if t.PANs > 0 {
-			outcome += fmt.Sprintf(" (%d card numbers)", t.PANs)
-		}
-		if t.Detail != "" {
-			outcome += ": " + t.Detail
-		}
-		fmt.Fprintf(w, "  %s\t%s\t%d bytes\t%s\n", visible(t.Op), clip(p, 80), t.Bytes, clip(outcome, 100))
-	}
-	if s.TransfersOmitted > 0 && len(s.Transfers) <= shownTransfers {
-		fmt.Fprintf(w, "  … %d more\t(not kept in the index; the recording lists them)\n", s.TransfersOmitted)
-	}
 }

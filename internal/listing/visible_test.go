@@ -1,4 +1,4 @@
-package main
+package listing
 
 import (
 	"bytes"
@@ -20,8 +20,8 @@ func TestVisible(t *testing.T) {
 		"zw\u200bsp\u2028x": `zw\u200bsp\u2028x`,
 		`back\slash`:        `back\\slash`,
 	} {
-		if got := visible(in); got != want {
-			t.Errorf("visible(%q) = %q, want %q", in, got, want)
+		if got := Visible(in); got != want {
+			t.Errorf("Visible(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -30,7 +30,7 @@ func TestWriteJSONEscapesC1(t *testing.T) {
 	t.Parallel()
 	in := map[string]string{"k": "a\u009bb\x7fc\u0080é\x1b"}
 	var out bytes.Buffer
-	if err := writeJSON(&out, in); err != nil {
+	if err := WriteJSON(&out, in); err != nil {
 		t.Fatal(err)
 	}
 	if bytes.ContainsAny(out.Bytes(), "\u009b\x7f\u0080\x1b") {
