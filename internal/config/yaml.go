@@ -1,11 +1,16 @@
 package config
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -286,4 +291,97 @@ func distance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// yamlLine matches the line yaml.v3 puts in its syntax errors.
+var yamlLine = regexp.MustCompile(`^yaml: line ([0-9]+): `)
+
+// yamlAnchor matches yaml.v3's error for an alias without an anchor.
+var yamlAnchor = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
+
+// parserProblems are the errors of the yaml.v3 parser, as opposed to its
+// scanner. For these yaml.v3 reports a 0-based line, of the start of the
+// enclosing list or mapping.
+var parserProblems = []string{
+	"did not find expected <stream-start>",
+	"did not find expected <document start>",
+	"did not find expected node content",
+	"did not find expected '-' indicator",
+	"did not find expected key",
+	"did not find expected ',' or ']'",
+	"did not find expected ',' or '}'",
+	"found undefined tag handle",
+	"found duplicate %YAML directive",
+	"found incompatible YAML document",
+	"found duplicate %TAG directive",
+}
+
+// document parses data as exactly one YAML document and returns its root.
+func (p *parser) document(data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, p.errorf(1, "", "config is empty")
+		}
+		return nil, p.syntaxError(data, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, p.syntaxError(data, err)
+		}
+		return nil, p.errorf(extra.Line, "", "more than one YAML document: the config must be a single document")
+	}
+	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
+		return nil, p.errorf(1, "", "config is empty")
+	}
+	return doc.Content[0], nil
+}
+
+// syntaxError turns a yaml.v3 parse error into an *Error, correcting or
+// finding the line where yaml.v3 gets it wrong or leaves it out.
+func (p *parser) syntaxError(data []byte, err error) error {
+	msg := err.Error()
+	line := 0
+	switch m := yamlLine.FindStringSubmatch(msg); {
+	case m != nil:
+		line, _ = strconv.Atoi(m[1])
+		msg = msg[len(m[0]):]
+		if slices.Contains(parserProblems, msg) {
+			line++
+		}
+	case yamlAnchor.MatchString(msg):
+		anchor := yamlAnchor.FindStringSubmatch(msg)[1]
+		if i := bytes.Index(data, []byte("*"+anchor)); i >= 0 {
+			line = 1 + bytes.Count(data[:i], []byte("\n"))
+		}
+	default:
+		// Reader errors carry no line; scanner and parser errors carry
+		// none when the problem is on line 1.
+		if line = badByteLine(data); line == 0 {
+			line = 1
+		}
+	}
+	return p.errorf(line, "", "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+}
+
+// badByteLine returns the line of the first byte YAML does not allow:
+// invalid UTF-8 or a control character other than tab, CR and LF. It
+// returns 0 if there is none.
+func badByteLine(data []byte) int {
+	line := 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size == 1,
+			r < 0x20 && r != '\t' && r != '\n' && r != '\r',
+			r == 0x7f:
+			return line
+		case r == '\n':
+			line++
+		}
+		i += size
+	}
+	return 0
 }
