@@ -13,19 +13,6 @@ import (
 	"github.com/postern/postern/internal/audit"
 )
 
-// openChannel handles one channel the client opens (RFC 4254 §5.1).
-func (c *conn) openChannel(nc ssh.NewChannel, up *ssh.Client) {
-	switch nc.ChannelType() {
-	case "session":
-		c.goSafe(func() { c.session(nc, up) })
-	case "direct-tcpip":
-		c.goSafe(func() { c.directTCPIP(nc, up) })
-	default:
-		c.log.Info("channel refused", "channel_type", logSafe(nc.ChannelType()))
-		nc.Reject(ssh.UnknownChannelType, "postern: channel type "+strconv.Quote(nc.ChannelType())+" is not supported")
-	}
-}
-
 // session proxies a session channel to a session channel on the target,
 // forwarding the requests the bastion allows. Teardown follows RFC 4254
 // §6.10 and OpenSSH: all output, then exit-status, then EOF, then CLOSE.

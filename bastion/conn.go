@@ -38,6 +38,7 @@ type conn struct {
 	identity     Identity
 	grant        *Grant
 	cert         *ssh.Certificate
+	admin        bool // user name AdminUser: an admin connection, no grant
 
 	lastActive atomic.Int64  // unix nanos of the last channel data
 	chanSeq    atomic.Uint32 // numbers session channels: recording IDs are SESSION-N
@@ -147,6 +148,10 @@ func (c *conn) authorize(cm ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Perm
 		KeyID:      cert.KeyId,
 		Serial:     cert.Serial,
 	}
+	if cm.User() == AdminUser { // any valid certificate; each command decides
+		c.identity, c.cert, c.admin = id, cert, true
+		return perms, nil
+	}
 	grant, err := c.s.cfg.Policy.Decide(id, cm.User())
 	if err != nil {
 		var de *DenyError
@@ -192,6 +197,10 @@ func (c *conn) serve() {
 	c.sc = sc
 	c.mu.Unlock()
 	defer sc.Close()
+	if c.admin {
+		c.serveAdmin(sc, chans, reqs, start)
+		return
+	}
 
 	g := c.grant
 	c.log = c.log.With("user", logSafe(c.identity.Name()), "target", g.Target.Name, "login", logSafe(g.Login))
@@ -224,13 +233,9 @@ func (c *conn) serve() {
 	}
 	c.log.Info("upstream connected", "address", g.Target.Address)
 
+	rt := c.proxyRoute(up)
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		// The client's global requests: keepalive@openssh.com and
-		// no-more-sessions get a "failure", which OpenSSH accepts as a
-		// sign of life; remote forwarding (tcpip-forward) is refused.
-		ssh.DiscardRequests(reqs)
-	})
+	wg.Go(func() { c.serveRequests(rt, reqs) })
 	wg.Go(func() {
 		err := up.Wait()
 		cancel(fmt.Errorf("target closed the connection: %v", err))
@@ -245,7 +250,7 @@ func (c *conn) serve() {
 	})
 	wg.Go(func() { c.monitor(ctx, sc) })
 	for nc := range chans {
-		c.openChannel(nc, up)
+		c.open(rt, nc)
 	}
 	cancel(errors.New("client disconnected"))
 	up.Close()

@@ -1,6 +1,7 @@
 package bastion
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -154,7 +155,8 @@ func deny(msg, reason string, args ...any) *DenyError {
 
 // ParseUser splits an SSH user name "LOGIN@TARGET" or "TARGET". OpenSSH
 // splits user@host at the last '@', so the bastion receives everything
-// before it.
+// before it. AdminUser is refused as a login or target: the bare name
+// AdminUser opens the admin connection and is routed before ParseUser.
 func ParseUser(user string) (login, target string, err error) {
 	i := strings.LastIndexByte(user, '@')
 	if i < 0 {
@@ -170,6 +172,9 @@ func ParseUser(user string) (login, target string, err error) {
 	}
 	if !validName(target) || (login != "" && !validName(login)) {
 		return "", "", fmt.Errorf("user name %q has characters outside [A-Za-z0-9._-]", user)
+	}
+	if reserved(target) || reserved(login) {
+		return "", "", fmt.Errorf("user name %q: %w", user, errReservedName)
 	}
 	return login, target, nil
 }
@@ -204,6 +209,9 @@ func (p *Policy) Target(name string) *Target {
 // identity and target and allows the login wins.
 func (p *Policy) Decide(id Identity, user string) (*Grant, error) {
 	login, name, err := ParseUser(user)
+	if errors.Is(err, errReservedName) {
+		return nil, deny("postern: "+errReservedName.Error()+"; connect as "+AdminUser+"@bastion for its commands", "parse user: %v", err)
+	}
 	if err != nil {
 		return nil, deny("postern: bad user name; connect as LOGIN@TARGET@bastion", "parse user: %v", err)
 	}

@@ -1,7 +1,9 @@
 // Package bastion is Postern's SSH server: it authenticates users by
 // certificate, routes LOGIN@TARGET to a target under the policy, dials the
 // target with a certificate it mints for the session, and forwards the
-// session's channels, seeing every byte.
+// session's channels, seeing every byte. The reserved user name AdminUser
+// routes to the admin connection instead: built-in commands run on the
+// bastion, no target (route.go, admin.go, admincmd.go).
 package bastion
 
 import (
@@ -54,6 +56,12 @@ type Config struct {
 	// Ciphers are the SSH ciphers the bastion offers its clients and asks
 	// of its targets, in order of preference. Nil means DefaultCiphers.
 	Ciphers []string
+	// Admins may run the admin connection's admin-only commands
+	// (sessions): an entry NAME matches a certificate principal,
+	// "group:NAME" a group of its groups@postern extension (see
+	// CheckAdmin). Every authenticated user may open the admin
+	// connection and run whoami and help. Nil means no admins.
+	Admins []string
 	// Log receives structured logs and audit records, with every PAN
 	// in their text masked; nil discards.
 	Log *slog.Logger
@@ -138,6 +146,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.IdleTimeout < 0 || cfg.KeepAliveInterval < 0 {
 		return nil, errors.New("bastion: negative timeout")
+	}
+	for _, a := range cfg.Admins {
+		if err := CheckAdmin(a); err != nil {
+			return nil, fmt.Errorf("bastion: Config.Admins: %w", err)
+		}
 	}
 	for i := range cfg.Policy.Targets {
 		t := &cfg.Policy.Targets[i]

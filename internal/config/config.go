@@ -75,6 +75,11 @@ type Config struct {
 	// Policy holds the targets and rules in file order; rules are tried in
 	// that order.
 	Policy bastion.Policy
+	// Admins may run the admin connection's admin-only commands
+	// (ssh postern@bastion sessions): each entry is a certificate
+	// principal, or group:NAME for a group of the certificate's
+	// groups@postern extension. Default none.
+	Admins []string
 }
 
 // Error is a problem with a config file: a YAML syntax error, or a key that
@@ -156,7 +161,7 @@ func (p *parser) errorf(line int, key, format string, args ...any) error {
 // config checks the top-level mapping and everything below it.
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
-		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "targets", "rules")
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "targets", "rules", "admins")
 	if err != nil {
 		return nil, err
 	}
@@ -210,6 +215,11 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	}
 	if c.Policy.Rules, err = p.rules(m.get("rules"), c.Policy.Targets); err != nil {
 		return nil, err
+	}
+	if f := m.get("admins"); f.set() {
+		if c.Admins, err = p.strList(f, bastion.CheckAdmin); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -375,6 +385,7 @@ func (c *Config) Bastion(auth *certs.Authority, store *recorder.Store, log *slog
 		KeepAliveMax:      c.KeepAliveMax,
 		EnvAllow:          c.EnvAllow,
 		Ciphers:           c.Ciphers,
+		Admins:            c.Admins,
 		Log:               log,
 	}
 }

@@ -135,18 +135,9 @@ func (p *parser) required(f field, check func(string) error) (string, error) {
 }
 
 // checkName accepts what bastion.ParseUser accepts as a target or login
-// name; anything else could never be connected to.
-func checkName(s string) error {
-	ok := len(s) > 0 && len(s) <= 128
-	for i := 0; i < len(s) && ok; i++ {
-		c := s[i]
-		ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
-	}
-	if !ok {
-		return fmt.Errorf("%q is not a valid name: use 1 to 128 of A-Z a-z 0-9 . _ -", s)
-	}
-	return nil
-}
+// name; anything else could never be connected to. The admin connection's
+// user name is reserved.
+func checkName(s string) error { return bastion.CheckName(s) }
 
 // checkTargetLogin accepts a login name. A target's logins list is matched
 // literally, so "*" there would allow nothing.

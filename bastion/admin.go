@@ -1,0 +1,228 @@
+package bastion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/internal/audit"
+)
+
+// The admin connection is what the reserved user name AdminUser opens:
+// `ssh postern@bastion COMMAND` runs one of the bastion's built-in commands
+// (admincmd.go) as an exec request on a session channel. Nothing reaches a
+// target: there is no dial, no shell, no terminal, no subsystem and no
+// port forwarding. Any user with a valid certificate may open it; what
+// each command allows is the command's business (Config.Admins).
+
+// serveAdmin runs an admin connection after the handshake until the client
+// leaves or the bastion ends it.
+func (c *conn) serveAdmin(sc *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, start time.Time) {
+	id := c.identity
+	c.log = c.log.With("user", logSafe(id.Name()), "route", "admin")
+	audit.Record(c.log, audit.Connect, "allowed", true, "principals", logSafeAll(id.Principals),
+		"groups", logSafeAll(id.Groups), "key_id", logSafe(id.KeyID), "serial", id.Serial, "admin", c.s.isAdmin(id))
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	c.touch()
+	rt := c.adminRoute(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { c.serveRequests(rt, reqs) })
+	wg.Go(func() { c.monitor(ctx, sc) })
+	for nc := range chans {
+		c.open(rt, nc)
+	}
+	cancel(errors.New("client disconnected"))
+	c.wg.Wait()
+	wg.Wait()
+	reason := context.Cause(ctx).Error()
+	c.mu.Lock()
+	if c.ended != "" {
+		reason = c.ended
+	}
+	c.mu.Unlock()
+	audit.Record(c.log, audit.Disconnect, "duration_ms", time.Since(start).Milliseconds(), "reason", reason)
+}
+
+// adminRoute is the admin connection's route: session channels run
+// built-in commands; a forward gets a clear refusal instead of "unknown
+// channel type". ctx ends with the connection.
+func (c *conn) adminRoute(ctx context.Context) *route {
+	return &route{
+		name: "admin",
+		channels: map[string]channelHandler{
+			"session":      func(nc ssh.NewChannel) { c.adminSession(ctx, nc) },
+			"direct-tcpip": c.adminForward,
+		},
+	}
+}
+
+// adminForwardMessage is what ssh -L or -W through the admin connection
+// shows.
+const adminForwardMessage = "postern: the admin connection forwards no ports; connect as LOGIN@TARGET@bastion"
+
+func (c *conn) adminForward(nc ssh.NewChannel) {
+	audit.Record(c.log, audit.Forward, "allowed", false, "reason", "admin connection")
+	nc.Reject(ssh.Prohibited, adminForwardMessage)
+}
+
+// adminChannel is one session channel of an admin connection. It runs at
+// most one program: the built-in command of its exec request, or the
+// refusal a shell or subsystem request gets. Only the channel's request
+// loop (adminSession) reads or writes started.
+type adminChannel struct {
+	c       *conn
+	ch      ssh.Channel
+	n       uint32 // channel number within the connection, for logs
+	started bool   // a program was started or refused: no other may start
+}
+
+// program is what runs on an admin channel: it writes to stdout and
+// stderr and returns the exit status.
+type program func(ctx context.Context, stdout, stderr io.Writer) int
+
+// adminSession accepts a session channel and answers its requests until
+// the client closes it; the program an exec request starts runs on a
+// goroutine this function waits for, so that a later request (a signal,
+// one day) is still read while it runs.
+func (c *conn) adminSession(ctx context.Context, nc ssh.NewChannel) {
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	c.track(ch)
+	defer c.untrack(ch)
+	defer ch.Close()
+	ctx, cancel := context.WithCancelCause(ctx)
+	a := &adminChannel{c: c, ch: ch, n: c.chanSeq.Add(1)}
+	var run sync.WaitGroup
+	for r := range reqs {
+		c.touch()
+		if prog := a.request(r); prog != nil {
+			run.Go(func() { a.run(ctx, prog) })
+		}
+	}
+	cancel(errors.New("client closed the channel"))
+	run.Wait()
+}
+
+// request answers one channel request (RFC 4254 §6) and returns the
+// program it starts, if any. The reply is sent before the program runs,
+// so it reaches the client before any output and the exit status.
+func (a *adminChannel) request(r *ssh.Request) program {
+	var prog program
+	ok := false
+	switch {
+	case a.started:
+		// One program per channel (RFC 4254 §6.5); anything after it,
+		// pty-req and env included, changes nothing.
+	case r.Type == "exec":
+		var req struct{ Command string }
+		if err := ssh.Unmarshal(r.Payload, &req); err != nil {
+			// A payload that does not decode is refused, never
+			// guessed at: the client learns why and the channel ends.
+			a.started = true
+			a.refuse("exec", "malformed exec request", "postern: malformed exec request")
+			r.Reply(false, nil)
+			a.end(2)
+			return nil
+		}
+		prog, ok = a.command(req.Command), true
+	case r.Type == "shell":
+		prog, ok = a.refusal("shell", 2, "postern: the admin connection has no shell; run a command: ssh "+AdminUser+"@bastion help"), true
+	case r.Type == "subsystem":
+		prog, ok = a.refusal("subsystem", 1, "postern: the admin connection has no subsystems; run a command: ssh "+AdminUser+"@bastion help"), true
+	default:
+		// pty-req (no command needs a terminal; OpenSSH says "PTY
+		// allocation request failed" and goes on), env, and the rest.
+		a.c.log.Debug("admin channel request refused", "channel", a.n, "request", logSafe(r.Type))
+	}
+	if prog != nil {
+		a.started = true
+	}
+	if r.WantReply {
+		r.Reply(ok, nil)
+	}
+	return prog
+}
+
+// refusal is the program a shell or subsystem request gets: one line on
+// stderr and status.
+func (a *adminChannel) refusal(kind string, status int, msg string) program {
+	a.refuse(kind, kind+" requested on the admin connection", "")
+	return func(_ context.Context, _, stderr io.Writer) int {
+		fmt.Fprintln(stderr, msg)
+		return status
+	}
+}
+
+// refuse writes the audit record of a refused program start and, if msg
+// is not empty, shows msg on the channel's stderr.
+func (a *adminChannel) refuse(kind, reason, msg string) {
+	audit.Record(a.c.log, audit.ProgramRefused, "channel", a.n, "kind", kind, "reason", reason)
+	if msg != "" {
+		fmt.Fprintln(a.ch.Stderr(), msg)
+	}
+}
+
+// run runs prog, then ends the channel: all output, exit-status, EOF,
+// CLOSE (RFC 4254 §6.10). The output is not put through a stream masker:
+// it holds serials and session IDs that a masker could take for card
+// numbers (DESIGN invariant 8). Each command masks what came from a
+// certificate or the client instead (shown), and the index holds masked
+// text already.
+func (a *adminChannel) run(ctx context.Context, prog program) {
+	a.end(prog(ctx, a.ch, a.ch.Stderr()))
+}
+
+// end sends the exit status, EOF and CLOSE.
+func (a *adminChannel) end(status int) {
+	a.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(status)}))
+	a.ch.CloseWrite()
+	a.ch.Close()
+}
+
+// isAdmin reports whether id is in Config.Admins: an entry NAME matches a
+// principal of the certificate, an entry "group:NAME" a group of its
+// groups@postern extension.
+func (s *Server) isAdmin(id Identity) bool {
+	for _, e := range s.cfg.Admins {
+		if g, ok := strings.CutPrefix(e, adminGroupPrefix); ok {
+			if slices.Contains(id.Groups, g) {
+				return true
+			}
+		} else if slices.Contains(id.Principals, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// adminGroupPrefix marks an admins entry that names a group.
+const adminGroupPrefix = "group:"
+
+// CheckAdmin reports whether entry may be in Config.Admins: a principal, or
+// "group:NAME". Wildcards are refused: admins are named one by one.
+func CheckAdmin(entry string) error {
+	name, group := strings.CutPrefix(entry, adminGroupPrefix)
+	switch {
+	case strings.TrimSpace(name) == "":
+		if group {
+			return fmt.Errorf("%q names no group: use group:NAME", entry)
+		}
+		return errors.New("must not be empty")
+	case strings.Contains(name, "*"):
+		return fmt.Errorf("%q: wildcards are not allowed; name each admin principal, or group:NAME", entry)
+	case strings.TrimSpace(name) != name:
+		return fmt.Errorf("%q has leading or trailing spaces", entry)
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package bastion
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// AdminUser is the reserved SSH user name of the admin connection:
+// `ssh -p 2222 postern@bastion whoami` runs a built-in command on the
+// bastion itself instead of reaching a target. No target or login may be
+// named so (ParseUser refuses it, in any case, and so does the config).
+const AdminUser = "postern"
+
+// errReservedName is what ParseUser returns for a user name that names
+// AdminUser as a target or a login.
+var errReservedName = errors.New(`"` + AdminUser + `" is reserved for the admin connection`)
+
+// reserved reports whether name is AdminUser in any case: "Postern" as a
+// target would look like the admin connection to every reader of a log.
+func reserved(name string) bool { return strings.EqualFold(name, AdminUser) }
+
+// CheckName reports whether name may be a target or login name: what
+// ParseUser accepts, and not AdminUser. The config checks its names with
+// it, so that a name the bastion could never route is refused at start.
+func CheckName(name string) error {
+	if !validName(name) {
+		return fmt.Errorf("%q is not a valid name: use 1 to 128 of A-Z a-z 0-9 . _ -", name)
+	}
+	if reserved(name) {
+		return fmt.Errorf("%q is reserved for the admin connection (ssh %s@bastion); choose another name", name, AdminUser)
+	}
+	return nil
+}
+
+// A route is what a connection does once the handshake is over: a table
+// from channel type to handler and one from global request type to
+// handler (the model is gliderlabs/ssh's ChannelHandlers and
+// RequestHandlers). A type in neither table is refused. The user name
+// decides the route: LOGIN@TARGET is a proxy connection (proxyRoute),
+// AdminUser the admin connection (adminRoute).
+type route struct {
+	// name is "proxy" or "admin", for logs and audit records.
+	name string
+	// channels handle the channels the client opens (RFC 4254 §5.1).
+	// Each runs on a goroutine the connection owns (conn.goSafe) and
+	// must accept or reject its channel.
+	channels map[string]channelHandler
+	// requests answer the client's global requests (RFC 4254 §4); the
+	// reply is sent for them. Nil or missing means "failure".
+	requests map[string]requestHandler
+}
+
+// channelHandler handles one channel the client asked to open.
+type channelHandler func(nc ssh.NewChannel)
+
+// requestHandler answers one global request.
+type requestHandler func(r *ssh.Request) (ok bool, payload []byte)
+
+// proxyRoute is the route of a LOGIN@TARGET connection: session channels
+// and direct-tcpip forwards, each proxied to a channel on up.
+func (c *conn) proxyRoute(up *ssh.Client) *route {
+	return &route{
+		name: "proxy",
+		channels: map[string]channelHandler{
+			"session":      func(nc ssh.NewChannel) { c.session(nc, up) },
+			"direct-tcpip": func(nc ssh.NewChannel) { c.directTCPIP(nc, up) },
+		},
+	}
+}
+
+// open starts the handler of nc's channel type on a goroutine c owns, or
+// rejects nc if the route has none.
+func (c *conn) open(rt *route, nc ssh.NewChannel) {
+	h := rt.channels[nc.ChannelType()]
+	if h == nil {
+		c.log.Info("channel refused", "channel_type", logSafe(nc.ChannelType()))
+		nc.Reject(ssh.UnknownChannelType, "postern: channel type "+strconv.Quote(logSafe(nc.ChannelType()))+" is not supported")
+		return
+	}
+	c.goSafe(func() { h(nc) })
+}
+
+// serveRequests answers the client's global requests until reqs closes,
+// which happens when the connection does. With no handler the answer is
+// failure: OpenSSH takes that for keepalive@openssh.com as a sign of life,
+// and remote forwarding (tcpip-forward) is refused.
+func (c *conn) serveRequests(rt *route, reqs <-chan *ssh.Request) {
+	for r := range reqs {
+		var ok bool
+		var payload []byte
+		if h := rt.requests[r.Type]; h != nil {
+			ok, payload = h(r)
+		}
+		if r.WantReply {
+			r.Reply(ok, payload)
+		}
+	}
+}
