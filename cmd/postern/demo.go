@@ -141,13 +141,17 @@ Open a shell through the bastion:
 Run one command:
 %s 'echo hello from $(hostname); exit 3'
 
+Ask the bastion itself who you are (the admin connection, user postern):
+%s
+
 Every session is recorded. In this directory (%s):
   postern sessions       list them
   postern play ID        replay one
   postern verify         check nothing was tampered with
 
 Ctrl-C stops the demo.
-`, dir, addr, target.Addr(), base, base, filepath.Dir(dir))
+`, dir, addr, target.Addr(), base, base,
+		strings.Replace(base, demoLogin+"@"+demoTarget+"@", bastion.AdminUser+"@", 1)+" whoami", filepath.Dir(dir))
 
 	return serveUntilDone(ctx, srv, l, log)
 }

@@ -191,11 +191,11 @@ func startDemo(t *testing.T, work string) *demoProc {
 		close(lines)
 	}()
 	timeout := time.After(time.Minute)
-	for len(d.cmds) < 2 {
+	for len(d.cmds) < 3 {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				t.Fatalf("demo exited before printing two ssh commands: %v", d.cmds)
+				t.Fatalf("demo exited before printing three ssh commands: %v", d.cmds)
 			}
 			if strings.HasPrefix(l, "ssh ") {
 				d.cmds = append(d.cmds, l)
@@ -249,6 +249,11 @@ func TestDemo(t *testing.T) {
 	r = testenv.Cmd(t, time.Minute, nil, "sh", "-c", cmds[1])
 	if r.ExitCode != 3 || !strings.Contains(string(r.Stdout), "hello from ") {
 		t.Fatalf("%s\nexit %d stdout %q stderr %q", cmds[1], r.ExitCode, r.Stdout, r.Stderr)
+	}
+	// The third asks the bastion's admin connection who the user is.
+	r = testenv.Cmd(t, time.Minute, nil, "sh", "-c", cmds[2])
+	if r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "identity:") {
+		t.Fatalf("%s\nexit %d stdout %q stderr %q", cmds[2], r.ExitCode, r.Stdout, r.Stderr)
 	}
 	// Admin commands run in the demo's directory act on its state.
 	if r := admin(t, work, "ca", "show"); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "upstream CA") {
