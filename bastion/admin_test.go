@@ -3,10 +3,13 @@ package bastion
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/listing"
@@ -220,5 +223,64 @@ func TestAdminConnectionRefuses(t *testing.T) {
 		if !strings.Contains(a.logs.String(), `"event":"program_refused","channel":`) || !strings.Contains(a.logs.String(), `"kind":"`+kind+`","reason":"`+kind+` requested on the admin connection"`) {
 			t.Errorf("no program_refused audit record for the %s", kind)
 		}
+	}
+}
+
+// TestAdminConnectionWire: what OpenSSH never sends. An exec payload that
+// does not decode is refused with a line and exit status 2; channel types
+// and global requests outside the admin route's tables are refused.
+func TestAdminConnectionWire(t *testing.T) {
+	t.Parallel()
+	a := newAdminEnv(t)
+	client := a.dialGo(t, a.alice, AdminUser)
+	defer client.Close()
+
+	if _, _, err := client.OpenChannel("x11", nil); err == nil || !strings.Contains(err.Error(), "is not supported") {
+		t.Errorf("x11 channel: %v, want refused as unsupported", err)
+	}
+	if ok, _, err := client.SendRequest("tcpip-forward", true, ssh.Marshal(struct {
+		Addr string
+		Port uint32
+	}{"127.0.0.1", 0})); ok || err != nil {
+		t.Errorf("tcpip-forward: ok %v err %v, want refused", ok, err)
+	}
+
+	ch, reqs, err := client.OpenChannel("session", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	statuses := make(chan uint32, 1)
+	go func() {
+		for r := range reqs {
+			if r.Type == "exit-status" && len(r.Payload) == 4 {
+				statuses <- uint32(r.Payload[3])
+			}
+		}
+		close(statuses)
+	}()
+	// A string length of 9 with one byte after it.
+	if ok, err := ch.SendRequest("exec", true, []byte{0, 0, 0, 9, 'w'}); ok || err != nil {
+		t.Fatalf("malformed exec: ok %v err %v, want refused", ok, err)
+	}
+	stderr, err := io.ReadAll(ch.Stderr())
+	if err != nil || string(stderr) != "postern: malformed exec request\n" {
+		t.Fatalf("stderr %q (%v), want the malformed-exec line", stderr, err)
+	}
+	if st, ok := <-statuses; !ok || st != 2 {
+		t.Fatalf("exit status %d (received %v), want 2", st, ok)
+	}
+
+	// A well-formed exec on the next channel runs.
+	ch, reqs, err = client.OpenChannel("session", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ssh.DiscardRequests(reqs)
+	if ok, err := ch.SendRequest("exec", true, ssh.Marshal(struct{ Command string }{"help"})); !ok || err != nil {
+		t.Fatalf("exec help: ok %v err %v", ok, err)
+	}
+	out, err := io.ReadAll(ch)
+	if err != nil || !strings.Contains(string(out), "whoami [--json]") || !strings.Contains(string(out), "(admins only)") {
+		t.Fatalf("help printed %q (%v)", out, err)
 	}
 }
