@@ -204,6 +204,13 @@ func TestAdminConnectionRefuses(t *testing.T) {
 	if r.ExitCode != 255 || len(r.Stdout) != 0 || !strings.Contains(string(r.Stderr), "PTY allocation request failed") {
 		t.Errorf("whoami with -tt: exit %d stdout %q stderr %q; want the pty refused", r.ExitCode, r.Stdout, r.Stderr)
 	}
+	// From a terminal, `ssh postern@bastion` asks for a terminal and a
+	// shell: OpenSSH goes on without the terminal and shows the line.
+	args := append(a.opts(a.alice), "-p", strconv.Itoa(a.port), AdminUser+"@127.0.0.1")
+	p := testenv.RunOnPTY(t, "", nil, a.sshBin, args...)
+	if p.ExitCode != 2 || !strings.Contains(string(p.Output), "postern: the admin connection has no shell") {
+		t.Errorf("interactive ssh: exit %d output %q; want 2 and the no-shell line", p.ExitCode, p.Output)
+	}
 	r = a.admin(t, a.alice, []string{"-s"}, "sftp")
 	if r.ExitCode != 1 || !strings.Contains(string(r.Stderr), "postern: the admin connection has no subsystems") {
 		t.Errorf("subsystem: exit %d stderr %q; want 1 and the no-subsystem line", r.ExitCode, r.Stderr)

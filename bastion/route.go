@@ -77,7 +77,7 @@ func (c *conn) proxyRoute(up *ssh.Client) *route {
 func (c *conn) open(rt *route, nc ssh.NewChannel) {
 	h := rt.channels[nc.ChannelType()]
 	if h == nil {
-		c.log.Info("channel refused", "channel_type", logSafe(nc.ChannelType()))
+		c.log.Info("channel refused", "route", rt.name, "channel_type", logSafe(nc.ChannelType()))
 		nc.Reject(ssh.UnknownChannelType, "postern: channel type "+strconv.Quote(logSafe(nc.ChannelType()))+" is not supported")
 		return
 	}
