@@ -149,6 +149,7 @@ func TestAdminConnection(t *testing.T) {
 		{a.carol, []string{"frobnicate"}, 1, `postern: unknown command "frobnicate"; run: ssh postern@bastion help` + "\n"},
 		{a.carol, []string{"whoami", "--bogus"}, 2, "postern: whoami: flag provided but not defined: -bogus\n"},
 		{a.carol, []string{"sessions", "extra"}, 2, `postern: sessions: unexpected argument "extra"; usage: sessions [--json] [--active] [--user U] [--target T]` + "\n"},
+		{a.carol, []string{"whoami", strings.Repeat("x", maxCommandLine)}, 2, "postern: the command line is longer than 1024 bytes\n"},
 	} {
 		r := a.admin(t, tt.key, nil, tt.args...)
 		if r.ExitCode != tt.status || len(r.Stdout) != 0 || string(r.Stderr) != tt.msg {
@@ -165,7 +166,7 @@ func TestAdminConnection(t *testing.T) {
 				got[m["user"].(string)+" "+m["command"].(string)+" "+m["args"].(string)] = m
 			}
 		}
-		return len(got) == 8
+		return len(got) == 9
 	})
 	for key, want := range map[string][]any{
 		"alice whoami ":         {true, "", 0.0},
@@ -175,6 +176,7 @@ func TestAdminConnection(t *testing.T) {
 		"carol whoami --bogus":  {true, "usage: whoami: flag provided but not defined: -bogus", 2.0},
 		"carol sessions extra":  {true, "usage: sessions: unexpected argument", 2.0},
 		"carol whoami --json":   {true, "", 0.0},
+		"carol whoami " + strings.Repeat("x", maxCommandLine-len("whoami ")): {true, "usage: the command line is longer", 2.0},
 	} {
 		m := got[key]
 		if m == nil || m["allowed"] != want[0] || !strings.HasPrefix(m["reason"].(string), want[1].(string)) || m["exit_status"] != want[2] {

@@ -69,6 +69,10 @@ type refusedError struct{ msg, reason string }
 
 func (e *refusedError) Error() string { return e.msg }
 
+// maxCommandLine caps an admin command line: no command needs more, and
+// the line goes into an audit record.
+const maxCommandLine = 1024
+
 // shown returns text from a certificate or the client fit to show the
 // user: card numbers masked (DESIGN invariant 1), controls escaped
 // (invariant 7).
@@ -78,6 +82,11 @@ func shown(s string) string { return listing.Visible(logSafe(s)) }
 // command it names, with its audit record.
 func (a *adminChannel) command(line string) program {
 	return func(ctx context.Context, stdout, stderr io.Writer) int {
+		long := len(line) > maxCommandLine
+		if long {
+			// The audit record and the message stay one short line.
+			line = line[:maxCommandLine]
+		}
 		args := strings.Fields(line)
 		name := ""
 		if len(args) > 0 {
@@ -85,7 +94,12 @@ func (a *adminChannel) command(line string) program {
 		}
 		c := a.c
 		x := &adminExec{ctx: ctx, c: c, stdout: stdout, admin: c.s.isAdmin(c.identity), name: name}
-		err := x.dispatch(args)
+		var err error
+		if long {
+			err = usagef("the command line is longer than %d bytes", maxCommandLine)
+		} else {
+			err = x.dispatch(args)
+		}
 		status, reason := 0, ""
 		var ue *usageError
 		var re *refusedError
