@@ -89,18 +89,22 @@ func BenchmarkSessionIndex(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := OpenStore(b.TempDir(), key)
+	s, err := OpenStore(b.TempDir(), Options{Key: key})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
 	var n atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			id := fmt.Sprintf("%08d-1", n.Add(1))
 			rec := Session{ID: id, Identity: "alice", Target: "db01", Login: "root", Kind: "exec", Start: time.Now(), Path: "recordings/" + id + ".cast"}
-			if err := s.Begin(rec); err != nil {
+			if err := s.Begin(b.Context(), rec); err != nil {
 				b.Fatal(err)
 			}
 			end := time.Now()
 			rec.End = &end
-			if _, err := s.Finish(rec); err != nil {
+			if _, err := s.Finish(b.Context(), rec); err != nil {
 				b.Fatal(err)
 			}
 		}
