@@ -10,8 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/postern/postern/recorder"
 	"golang.org/x/term"
+
+	"github.com/postern/postern/recorder"
 )
 
 func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.Writer) error {
@@ -44,19 +45,20 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 	if *raw && !*cat {
 		return usagef("play: --raw goes with --cat only: a replay is for a terminal, and the recording must not reach one unfiltered")
 	}
-	path, err := recordingPath(af, pos[0])
+	name, openRec, closeStore, err := recordingSource(ctx, af, pos[0])
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	open := func() (*recorder.Reader, func(), error) {
-		f, err := os.Open(path)
+		f, err := openRec()
 		if err != nil {
 			return nil, nil, err
 		}
 		r, err := recorder.NewReader(f)
 		if err != nil {
 			f.Close()
-			return nil, nil, fmt.Errorf("%s: %w", path, err)
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
 		return r, func() { f.Close() }, nil
 	}
@@ -143,29 +145,43 @@ func terminalKeys(stdin io.Reader) (<-chan byte, func()) {
 	return keys, func() { term.Restore(int(f.Fd()), old) }
 }
 
-// recordingPath resolves a session ID (from the index) or a file path.
-func recordingPath(af adminFlags, arg string) (string, error) {
+// recordingSource resolves a file path, or a session ID from the index: it
+// returns the recording's name for messages, a function that opens it (the
+// store checks that the index's name stays in the recordings), and a
+// function that releases the store.
+func recordingSource(ctx context.Context, af adminFlags, arg string) (string, func() (io.ReadCloser, error), func(), error) {
 	if strings.HasSuffix(arg, ".cast") || strings.ContainsRune(arg, os.PathSeparator) {
 		if _, err := os.Stat(arg); err != nil {
-			return "", err
+			return "", nil, nil, err
 		}
-		return arg, nil
+		return arg, func() (io.ReadCloser, error) { return os.Open(arg) }, func() {}, nil
 	}
-	store, err := af.store(false)
+	store, _, closeStore, err := af.open(ctx, false)
 	if err != nil {
-		return "", err
+		return "", nil, nil, err
 	}
-	s, err := store.Get(arg)
+	s, err := store.Get(ctx, arg)
 	if errors.Is(err, recorder.ErrNotFound) {
-		return "", fmt.Errorf("no session %q in the index (see 'postern sessions')", arg)
+		err = fmt.Errorf("no session %q in the index (see 'postern sessions')", arg)
+	}
+	if err == nil {
+		// The index names the recording; it must not lead out of the
+		// recordings.
+		if err = store.Check(ctx, s.Path); err != nil {
+			err = fmt.Errorf("session %s not played: %w", visible(arg), err)
+		}
 	}
 	if err != nil {
-		return "", err
+		closeStore()
+		return "", nil, nil, err
 	}
-	// The index names the file; it must not lead out of the recordings.
-	path, err := store.RecordingFile(s.Path)
-	if err != nil {
-		return "", fmt.Errorf("session %s not played: %w", visible(arg), err)
+	open := func() (io.ReadCloser, error) {
+		r, err := store.Open(ctx, s.Path)
+		var pe *recorder.PathError
+		if errors.As(err, &pe) {
+			err = fmt.Errorf("session %s not played: %w", visible(arg), err)
+		}
+		return r, err
 	}
-	return path, nil
+	return s.Path, open, closeStore, nil
 }
