@@ -1,8 +1,3 @@
-// Package recorder writes sessions as asciicast v2 typescripts, reads and
-// plays them back, keeps the session index, and seals finished recordings
-// in a signed, hash-chained audit log so that tampering is detectable.
-//
-// It receives bytes that were already masked: it never sees a raw PAN.
 package recorder
 
 import (

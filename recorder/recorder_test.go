@@ -448,13 +448,3 @@ func TestVerifyFlagsSecondSeal(t *testing.T) {
 		t.Fatalf("re-sealed recording: %v", rep.Problems)
 	}
 }
-
-// putJSON stores rec as session id's index entry, as an editor of the
-// database would.
-func putJSON(tx *bolt.Tx, id string, rec Session) error {
-	data, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketSessions).Put([]byte(id), data)
-}

@@ -141,7 +141,19 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if err := printVerify(stdout, stderr, rep, opts, keySource, *keyFile != "", *asJSON); err != nil {
+		return err
+	}
+	if len(rep.Problems) > 0 {
+		return fmt.Errorf("verify: %d problems in %s", len(rep.Problems), d)
+	}
+	return nil
+}
+
+// printVerify prints verify's report: JSON, or one line per problem and
+// a summary, with notes on stderr.
+func printVerify(stdout, stderr io.Writer, rep recorder.Report, opts recorder.VerifyOptions, keySource string, pinned, asJSON bool) error {
+	if asJSON {
 		out := struct {
 			recorder.Report
 			// HeadVerified says whether head is fit to keep as an
@@ -150,32 +162,26 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			AuditKey     string `json:"audit_key"`
 			KeyFile      string `json:"audit_key_file"`
 			Pinned       bool   `json:"audit_key_pinned"`
-		}{rep, rep.Head != nil && len(rep.Problems) == 0, auditKeyFingerprint(opts.Key), keySource, *keyFile != ""}
-		if err := writeJSON(stdout, out); err != nil {
-			return err
-		}
-	} else {
-		for _, p := range rep.Problems {
-			fmt.Fprintf(stdout, "FAIL %s\n", visible(p.String()))
-		}
-		fmt.Fprintf(stdout, "%d recordings, %d audit chain entries checked: %d problems\n", rep.Recordings, rep.ChainEntries, len(rep.Problems))
-		fmt.Fprintf(stdout, "audit key: %s (%s)\n", auditKeyFingerprint(opts.Key), keySource)
-		switch {
-		case rep.Head != nil && len(rep.Problems) > 0:
-			// Not an anchor to keep: it is part of what failed.
-			fmt.Fprintf(stdout, "chain head (not verified): %s\n", rep.Head)
-		case rep.Head != nil:
-			fmt.Fprintf(stdout, "chain head: %s\n", rep.Head)
-			if len(opts.Anchors) == 0 {
-				fmt.Fprintf(stderr, "postern: note: record the chain head away from the bastion; a later 'postern verify --anchor %s' shows whether entries were removed from the end or rewritten since\n", rep.Head)
-			}
-		}
-		if *keyFile == "" {
-			fmt.Fprintf(stderr, "postern: note: signatures were checked with the key in the data directory itself; save 'postern ca show --audit' off the bastion and pass it with --audit-key\n")
+		}{rep, rep.Head != nil && len(rep.Problems) == 0, auditKeyFingerprint(opts.Key), keySource, pinned}
+		return writeJSON(stdout, out)
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(stdout, "FAIL %s\n", visible(p.String()))
+	}
+	fmt.Fprintf(stdout, "%d recordings, %d audit chain entries checked: %d problems\n", rep.Recordings, rep.ChainEntries, len(rep.Problems))
+	fmt.Fprintf(stdout, "audit key: %s (%s)\n", auditKeyFingerprint(opts.Key), keySource)
+	switch {
+	case rep.Head != nil && len(rep.Problems) > 0:
+		// Not an anchor to keep: it is part of what failed.
+		fmt.Fprintf(stdout, "chain head (not verified): %s\n", rep.Head)
+	case rep.Head != nil:
+		fmt.Fprintf(stdout, "chain head: %s\n", rep.Head)
+		if len(opts.Anchors) == 0 {
+			fmt.Fprintf(stderr, "postern: note: record the chain head away from the bastion; a later 'postern verify --anchor %s' shows whether entries were removed from the end or rewritten since\n", rep.Head)
 		}
 	}
-	if len(rep.Problems) > 0 {
-		return fmt.Errorf("verify: %d problems in %s", len(rep.Problems), d)
+	if !pinned {
+		fmt.Fprintf(stderr, "postern: note: signatures were checked with the key in the data directory itself; save 'postern ca show --audit' off the bastion and pass it with --audit-key\n")
 	}
 	return nil
 }
@@ -188,6 +194,43 @@ func auditKeyFingerprint(k ed25519.PublicKey) string {
 		return "invalid key"
 	}
 	return ssh.FingerprintSHA256(pk)
+}
+
+// prune deletes (or with dry, lists) what retention removes at cutoff,
+// reporting on stderr the sessions left alone and the chain's new head. On
+// an error deleting files, what the chain already records as pruned is
+// still returned with the error; so are sessions left alone because of
+// their index path.
+func prune(ctx context.Context, store recorder.Store, cutoff time.Time, dry bool, stderr io.Writer) ([]recorder.Session, error) {
+	var refused *recorder.RefusedError
+	if dry {
+		list, err := recorder.PruneCandidates(ctx, store, cutoff)
+		if !errors.As(err, &refused) {
+			return list, err
+		}
+		for _, p := range refused.Refused {
+			fmt.Fprintf(stderr, "postern: would not prune %s: %s\n", visible(p.ID), visible(p.String()))
+		}
+		if list == nil {
+			list = []recorder.Session{}
+		}
+		return list, fmt.Errorf("%d recordings would not be pruned: their index path is refused", len(refused.Refused))
+	}
+	list, head, err := recorder.Prune(ctx, store, cutoff)
+	if errors.As(err, &refused) {
+		for _, p := range refused.Refused {
+			fmt.Fprintf(stderr, "postern: not pruned %s: %s\n", visible(p.ID), visible(p.String()))
+		}
+		if list == nil {
+			list = []recorder.Session{}
+		}
+	}
+	if head != nil {
+		// The prune is itself a chain entry: a new anchor for the
+		// admin to keep (the bastion logs the head at its next start).
+		fmt.Fprintf(stderr, "postern: chain head: %s\n", head)
+	}
+	return list, err
 }
 
 func cmdRecordings(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -225,37 +268,9 @@ func cmdRecordings(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	defer closeStore()
 	cutoff := time.Now().Add(-time.Duration(n) * 24 * time.Hour)
-	var list []recorder.Session
-	var pruneErr error
-	var refused *recorder.RefusedError
-	if *dry {
-		list, pruneErr = recorder.PruneCandidates(ctx, store, cutoff)
-		if errors.As(pruneErr, &refused) {
-			for _, p := range refused.Refused {
-				fmt.Fprintf(stderr, "postern: would not prune %s: %s\n", visible(p.ID), visible(p.String()))
-			}
-			pruneErr = fmt.Errorf("%d recordings would not be pruned: their index path is refused", len(refused.Refused))
-		} else if pruneErr != nil {
-			return pruneErr
-		}
-	} else {
-		// On an error deleting files, what the chain already records
-		// as pruned is still listed below before the error is returned;
-		// so are sessions left alone because of their index path.
-		var head *recorder.ChainHead
-		list, head, pruneErr = recorder.Prune(ctx, store, cutoff)
-		if errors.As(pruneErr, &refused) {
-			for _, p := range refused.Refused {
-				fmt.Fprintf(stderr, "postern: not pruned %s: %s\n", visible(p.ID), visible(p.String()))
-			}
-		} else if pruneErr != nil && list == nil {
-			return pruneErr
-		}
-		if head != nil {
-			// The prune is itself a chain entry: a new anchor for the
-			// admin to keep (the bastion logs the head at its next start).
-			fmt.Fprintf(stderr, "postern: chain head: %s\n", head)
-		}
+	list, pruneErr := prune(ctx, store, cutoff, *dry, stderr)
+	if pruneErr != nil && list == nil {
+		return pruneErr
 	}
 	if *asJSON {
 		if list == nil {

@@ -45,23 +45,11 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 	if *raw && !*cat {
 		return usagef("play: --raw goes with --cat only: a replay is for a terminal, and the recording must not reach one unfiltered")
 	}
-	name, openRec, closeStore, err := recordingSource(ctx, af, pos[0])
+	open, closeStore, err := recordingSource(ctx, af, pos[0])
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	open := func() (*recorder.Reader, func(), error) {
-		f, err := openRec()
-		if err != nil {
-			return nil, nil, err
-		}
-		r, err := recorder.NewReader(f)
-		if err != nil {
-			f.Close()
-			return nil, nil, fmt.Errorf("%s: %w", name, err)
-		}
-		return r, func() { f.Close() }, nil
-	}
 	r, done, err := open()
 	if err != nil {
 		return err
@@ -78,19 +66,9 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 	}
 	start := *from
 	if *fromMatch != "" {
-		re, err := regexp.Compile(*fromMatch)
-		if err != nil {
-			return usagef("play: --from-match: %v", err)
-		}
-		hits, err := recorder.Grep(r, re, 1)
-		if err != nil {
+		if start, err = matchStart(r, *fromMatch, pos[0]); err != nil {
 			return err
 		}
-		if len(hits) == 0 {
-			return fmt.Errorf("no output in %s matches %q", pos[0], *fromMatch)
-		}
-		// Just before the hit: the frames up to it are drawn at once.
-		start = max(time.Duration(hits[0].Time*float64(time.Second))-time.Millisecond, 0)
 		done()
 		if r, done, err = open(); err != nil {
 			return err
@@ -111,6 +89,24 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 		return nil // SIGINT or SIGTERM: a normal way to stop watching
 	}
 	return err
+}
+
+// matchStart is where --from-match expr starts the replay of r (arg): just
+// before the first output it matches, so the frames up to it are drawn at
+// once.
+func matchStart(r *recorder.Reader, expr, arg string) (time.Duration, error) {
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return 0, usagef("play: --from-match: %v", err)
+	}
+	hits, err := recorder.Grep(r, re, 1)
+	if err != nil {
+		return 0, err
+	}
+	if len(hits) == 0 {
+		return 0, fmt.Errorf("no output in %s matches %q", arg, expr)
+	}
+	return max(time.Duration(hits[0].Time*float64(time.Second))-time.Millisecond, 0), nil
 }
 
 // terminalKeys puts a terminal stdin into raw mode and delivers key presses;
@@ -145,30 +141,51 @@ func terminalKeys(stdin io.Reader) (<-chan byte, func()) {
 	return keys, func() { term.Restore(int(f.Fd()), old) }
 }
 
-// recordingSource resolves a file path, or a session ID from the index: it
-// returns the recording's name for messages, a function that opens it (the
-// store checks that the index's name stays in the recordings), and a
-// function that releases the store.
-func recordingSource(ctx context.Context, af adminFlags, arg string) (string, func() (io.ReadCloser, error), func(), error) {
+// recordingSource resolves a file path, or a session ID from the index:
+// it returns a function that opens the recording for reading (the store
+// checks that the index's name stays in the recordings; done closes it),
+// and one that releases the store.
+func recordingSource(ctx context.Context, af adminFlags, arg string) (open func() (r *recorder.Reader, done func(), err error), closeStore func(), err error) {
+	name, openFile := arg, func() (io.ReadCloser, error) { return os.Open(arg) }
+	closeStore = func() {}
 	if strings.HasSuffix(arg, ".cast") || strings.ContainsRune(arg, os.PathSeparator) {
 		if _, err := os.Stat(arg); err != nil {
-			return "", nil, nil, err
+			return nil, nil, err
 		}
-		return arg, func() (io.ReadCloser, error) { return os.Open(arg) }, func() {}, nil
+	} else if name, openFile, closeStore, err = indexRecording(ctx, af, arg); err != nil {
+		return nil, nil, err
 	}
+	open = func() (*recorder.Reader, func(), error) {
+		f, err := openFile()
+		if err != nil {
+			return nil, nil, err
+		}
+		r, err := recorder.NewReader(f)
+		if err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return r, func() { f.Close() }, nil
+	}
+	return open, closeStore, nil
+}
+
+// indexRecording looks session id up in the index and returns its
+// recording's name and opener, and a function that releases the store.
+func indexRecording(ctx context.Context, af adminFlags, id string) (string, func() (io.ReadCloser, error), func(), error) {
 	store, _, closeStore, err := af.open(ctx, false)
 	if err != nil {
 		return "", nil, nil, err
 	}
-	s, err := store.Get(ctx, arg)
+	s, err := store.Get(ctx, id)
 	if errors.Is(err, recorder.ErrNotFound) {
-		err = fmt.Errorf("no session %q in the index (see 'postern sessions')", arg)
+		err = fmt.Errorf("no session %q in the index (see 'postern sessions')", id)
 	}
 	if err == nil {
 		// The index names the recording; it must not lead out of the
 		// recordings.
 		if err = store.Check(ctx, s.Path); err != nil {
-			err = fmt.Errorf("session %s not played: %w", visible(arg), err)
+			err = fmt.Errorf("session %s not played: %w", visible(id), err)
 		}
 	}
 	if err != nil {
@@ -179,7 +196,7 @@ func recordingSource(ctx context.Context, af adminFlags, arg string) (string, fu
 		r, err := store.Open(ctx, s.Path)
 		var pe *recorder.PathError
 		if errors.As(err, &pe) {
-			err = fmt.Errorf("session %s not played: %w", visible(arg), err)
+			err = fmt.Errorf("session %s not played: %w", visible(id), err)
 		}
 		return r, err
 	}

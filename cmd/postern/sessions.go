@@ -54,14 +54,10 @@ func cmdSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	type row struct {
-		recorder.Session
-		Hits []recorder.Hit `json:"hits,omitempty"`
-	}
-	rows := make([]row, 0, len(list))
+	rows := make([]sessionRow, 0, len(list))
 	problems := 0
 	for _, s := range list {
-		r := row{Session: s}
+		r := sessionRow{Session: s}
 		if re != nil {
 			// One recording that cannot be searched must not hide the
 			// hits in the others: it is reported, and the exit code
@@ -88,6 +84,21 @@ func cmdSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		return incomplete
 	}
+	if err := printSessions(stdout, rows); err != nil {
+		return err
+	}
+	return incomplete
+}
+
+// sessionRow is one session as sessions lists it, with its --grep hits.
+type sessionRow struct {
+	recorder.Session
+	Hits []recorder.Hit `json:"hits,omitempty"`
+}
+
+// printSessions prints rows as a table, each session's hits and transfers
+// under it.
+func printSessions(stdout io.Writer, rows []sessionRow) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTART\tUSER\tTARGET\tLOGIN\tKIND\tSTATUS\tEXIT\tDURATION\tCOMMAND")
 	for _, r := range rows {
@@ -112,10 +123,7 @@ func cmdSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		transferLines(tw, r.Session)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	return incomplete
+	return tw.Flush()
 }
 
 // grepRecording searches the recording of s; a missing file is an error
