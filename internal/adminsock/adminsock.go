@@ -49,6 +49,11 @@ var ErrInUse = errors.New("data directory in use: another postern answers on its
 // ErrInUse. Closing the listener removes the socket file.
 func Listen(dataDir string) (net.Listener, error) {
 	p := Path(dataDir)
+	// sockaddr_un holds 108 bytes with the NUL; the temporary name is
+	// longer by ".new".
+	if len(p)+len(".new") >= 108 {
+		return nil, fmt.Errorf("admin socket %s: the path is too long for a unix socket (at most 103 bytes); use a shorter data directory", p)
+	}
 	if err := probe(p); err == nil {
 		return nil, fmt.Errorf("%w (%s)", ErrInUse, p)
 	} else if !errors.Is(err, ErrNoServer) {
