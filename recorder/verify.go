@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -227,7 +229,13 @@ func (v *verifier) file(id string, e ChainEntry) {
 
 // certificates checks each issued certificate's record against its seal.
 func (v *verifier) certificates() {
-	for serial, e := range v.certs {
+	serials := make([]uint64, 0, len(v.certs))
+	for serial := range v.certs {
+		serials = append(serials, serial)
+	}
+	slices.Sort(serials)
+	for _, serial := range serials {
+		e := v.certs[serial]
 		id := "certificate " + formatSerial(serial)
 		rec, ok := v.snap.Certs[formatSerial(serial)]
 		switch {
@@ -237,7 +245,7 @@ func (v *verifier) certificates() {
 			v.add(Problem{ID: id, Reason: "certificate record edited"})
 		}
 	}
-	for k := range v.snap.Certs {
+	for _, k := range slices.Sorted(maps.Keys(v.snap.Certs)) {
 		if n, err := strconv.ParseUint(k, 10, 64); err != nil || v.certs[n].Record == "" {
 			v.add(Problem{ID: "certificate " + k, Reason: "certificate record not sealed in the audit chain"})
 		}
@@ -247,7 +255,8 @@ func (v *verifier) certificates() {
 // unsealed checks index entries the chain does not seal: in progress, or
 // evidence of an edit.
 func (v *verifier) unsealed(referenced map[string]bool) {
-	for id, raw := range v.snap.Sessions {
+	for _, id := range slices.Sorted(maps.Keys(v.snap.Sessions)) {
+		raw := v.snap.Sessions[id]
 		if _, ok := v.sealed[id]; ok {
 			continue
 		}
