@@ -182,6 +182,22 @@ func TestClientMatchesStore(t *testing.T) {
 	if err := c.Begin(ctx, recorder.Session{ID: "x"}); !errors.Is(err, adminsock.ErrNotServed) {
 		t.Fatalf("Begin through the socket: %v", err)
 	}
+	// Writes the socket offers: a serial, and retention.
+	issued, err := c.IssueCert(ctx, recorder.IssuedCert{KeyID: "bob", Principals: []string{"bob"}})
+	if list, _ := s.store.Issued(ctx); err != nil || issued.Serial == 0 || len(list) != 1 || list[0].Serial != issued.Serial {
+		t.Fatalf("IssueCert through the socket: %+v %v; the store has %+v", issued, err, list)
+	}
+	pruned, head, err := recorder.Prune(ctx, c, time.Now().Add(time.Hour))
+	if err != nil || len(pruned) != 2 || head == nil {
+		t.Fatalf("Prune through the socket: %v %v %v", pruned, head, err)
+	}
+	if _, err := s.store.Open(ctx, rec.Path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("pruned recording still there: %v", err)
+	}
+	rep, err := recorder.VerifyStore(ctx, c, recorder.VerifyOptions{Key: s.key.Public().(ed25519.PublicKey)})
+	if err != nil || len(rep.Problems) != 0 || rep.ChainEntries != 4 {
+		t.Fatalf("verify after prune: %+v %v", rep, err)
+	}
 }
 
 // TestVerifyUnderLoad: verify through the socket, run again and again while

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/postern/postern/recorder"
 )
@@ -46,6 +47,10 @@ func Dial(ctx context.Context, dataDir string) (*Client, error) {
 			return d.DialContext(ctx, "unix", p)
 		},
 		MaxIdleConns: 4,
+		// A server that accepts but does not answer must not hang the
+		// command forever; a recording's body may then stream for as
+		// long as it takes.
+		ResponseHeaderTimeout: 2 * time.Minute,
 	}
 	return &Client{path: p, http: &http.Client{Transport: tr}}, nil
 }
