@@ -2,6 +2,7 @@ package bastion
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"strconv"
@@ -63,13 +64,13 @@ func TestAdminEntries(t *testing.T) {
 // with a card number for a key ID).
 type adminEnv struct {
 	*harness
-	store *recorder.Store
+	store *recorder.Local
 	carol string // key path
 }
 
 func newAdminEnv(t *testing.T) *adminEnv {
 	h := env(t)
-	store := recorder.OpenStore(t.TempDir(), h.auth.AuditKey)
+	store := openStore(t, t.TempDir(), h.auth.AuditKey)
 	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}, Admins: []string{"group:auditors"}})
 	b.dir = t.TempDir()
 	carol := b.userKey(t, "carol", certs.UserCertRequest{Principals: []string{"carol", "ops"}, Groups: []string{"auditors"}, TTL: time.Hour, KeyID: "4111111111111111"})
@@ -117,7 +118,7 @@ func TestAdminConnection(t *testing.T) {
 	}
 	var list []recorder.Session
 	testenv.WaitFor(t, 10*time.Second, func() bool {
-		l, err := a.store.List(recorder.Filter{})
+		l, err := a.store.List(context.Background(), recorder.Filter{})
 		list = l
 		return err == nil && len(l) == 1 && l[0].Status != recorder.StatusActive
 	})

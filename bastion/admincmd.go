@@ -269,7 +269,7 @@ func runSessions(x *adminExec, args []string) error {
 	if rec == nil {
 		return errors.New("this bastion keeps no session index")
 	}
-	list, err := rec.Store.List(recorder.Filter{User: *user, Target: *target, Active: *active})
+	list, err := rec.Store.List(x.ctx, recorder.Filter{User: *user, Target: *target, Active: *active})
 	if err != nil {
 		// The index's error names paths on the bastion: logged, not shown.
 		x.c.log.Warn("admin sessions: list index", "err", err)

@@ -128,7 +128,7 @@ func (h *harness) sealedTransfers(t *testing.T, kind, prefix string) []recorder.
 	t.Helper()
 	var recs []recorder.Transfer
 	testenv.WaitFor(t, 15*time.Second, func() bool {
-		list, err := h.store.List(recorder.Filter{})
+		list, err := h.store.List(t.Context(), recorder.Filter{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -427,7 +427,7 @@ func TestAttackSCPDownloadRecordWrongPath(t *testing.T) {
 	}
 	var recs []recorder.Transfer
 	testenv.WaitFor(t, 15*time.Second, func() bool {
-		list, _ := h.store.List(recorder.Filter{})
+		list, _ := h.store.List(t.Context(), recorder.Filter{})
 		for _, s := range list {
 			if s.Kind == "scp" && s.Status != recorder.StatusActive && strings.Contains(s.Command, decoy) {
 				recs = s.Transfers

@@ -93,7 +93,7 @@ func checkMasked(t *testing.T, what, got string) {
 
 // recordingsOf returns the decoded output and raw bytes of the recordings
 // whose command contains marker.
-func (h *harness) recordingOf(t *testing.T, store *recorder.Store, match func(recorder.Session) bool) (recorder.Session, string, string) {
+func (h *harness) recordingOf(t *testing.T, store *recorder.Local, match func(recorder.Session) bool) (recorder.Session, string, string) {
 	t.Helper()
 	s := h.findRecording(t, store, match)
 	path := filepath.Join(store.Dir(), s.Path)
@@ -227,7 +227,7 @@ func TestMaskingIdentityFields(t *testing.T) {
 	p.Targets[0].Logins = append(append([]string(nil), p.Targets[0].Logins...), pan)
 	p.Rules = append([]Rule{{Name: "pan", Principals: []string{pan}, Targets: []string{"t1"}, Logins: []string{"root"}}}, p.Rules...)
 	dir := t.TempDir()
-	store := recorder.OpenStore(dir, h.auth.AuditKey)
+	store := openStore(t, dir, h.auth.AuditKey)
 	b := h.extraServer(t, Config{Policy: p, Recording: &Recording{Store: store}})
 	key := h.userKey(t, "pankey", certs.UserCertRequest{Principals: []string{pan}, TTL: time.Hour, KeyID: "card " + pan})
 	r := b.ssh(t, key, "root@t1", nil, "echo ok")

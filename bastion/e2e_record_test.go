@@ -2,6 +2,7 @@ package bastion
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -19,11 +20,11 @@ import (
 
 // findRecording waits for the sealed index entry whose command or
 // recorded output contains marker.
-func (h *harness) findRecording(t *testing.T, store *recorder.Store, match func(recorder.Session) bool) recorder.Session {
+func (h *harness) findRecording(t *testing.T, store *recorder.Local, match func(recorder.Session) bool) recorder.Session {
 	t.Helper()
 	var found recorder.Session
 	testenv.WaitFor(t, 20*time.Second, func() bool {
-		list, err := store.List(recorder.Filter{})
+		list, err := store.List(t.Context(), recorder.Filter{})
 		if err != nil {
 			return false
 		}
@@ -114,7 +115,7 @@ func TestExecIsRecorded(t *testing.T) {
 	if err != nil || ended.Recording != s.ID || ended.Status != recorder.StatusClosed {
 		t.Fatalf("recording_end log for %s: %+v (%v)", s.ID, ended, err)
 	}
-	if rep, err := h.store.Verify(recorder.VerifyOptions{Key: h.store.PublicKey(), Anchors: []recorder.ChainHead{anchor}}); err != nil || len(rep.Problems) != 0 {
+	if rep, err := recorder.VerifyStore(t.Context(), h.store, recorder.VerifyOptions{Key: h.store.PublicKey(), Anchors: []recorder.ChainHead{anchor}}); err != nil || len(rep.Problems) != 0 {
 		t.Fatalf("verify: %v %v", rep.Problems, err)
 	}
 }
@@ -174,7 +175,7 @@ func TestRecordingFailureEndsSession(t *testing.T) {
 		t.Skipf("cannot mount tmpfs here: %v", err)
 	}
 	t.Cleanup(func() { syscall.Unmount(recs, syscall.MNT_DETACH) })
-	store := recorder.OpenStore(dir, h.auth.AuditKey)
+	store := openStore(t, dir, h.auth.AuditKey)
 	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}})
 
 	// 8 MB of output into 1 MiB of disk.
@@ -215,14 +216,14 @@ func TestRecordingFailureEndsSession(t *testing.T) {
 	// A recording that cannot even be created refuses the session.
 	broken := t.TempDir()
 	os.WriteFile(filepath.Join(broken, "recordings"), []byte("not a directory"), 0o600)
-	b2 := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: recorder.OpenStore(broken, h.auth.AuditKey)}})
+	brokenStore := openStore(t, broken, h.auth.AuditKey)
+	b2 := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: brokenStore}})
 	r = b2.ssh(t, h.alice, "root@t1", nil, "echo SHOULD-NOT-RUN")
 	if r.ExitCode == 0 || bytes.Contains(r.Stdout, []byte("SHOULD-NOT-RUN")) || !strings.Contains(string(r.Stderr), "cannot be recorded") {
 		t.Fatalf("unrecordable session: exit %d stdout %q stderr %q", r.ExitCode, r.Stdout, r.Stderr)
 	}
 	// Its index entry is sealed as interrupted, and the log names the
 	// chain head that seal made.
-	brokenStore := recorder.OpenStore(broken, h.auth.AuditKey)
 	testenv.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(b2.logs.String(), `"event":"recording_sealed"`) })
 	var sealed struct {
 		Status    string
@@ -233,11 +234,11 @@ func TestRecordingFailureEndsSession(t *testing.T) {
 			json.Unmarshal([]byte(line), &sealed)
 		}
 	}
-	if head, err := brokenStore.Head(); err != nil || head == nil || sealed.Status != recorder.StatusInterrupted || sealed.ChainHead != head.String() {
+	if head, err := brokenStore.Head(t.Context()); err != nil || head == nil || sealed.Status != recorder.StatusInterrupted || sealed.ChainHead != head.String() {
 		t.Fatalf("recording_sealed %+v, chain head %v (%v)", sealed, head, err)
 	}
 	// Unless the operator said to continue.
-	b3 := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: recorder.OpenStore(broken, h.auth.AuditKey), ContinueOnFailure: true}})
+	b3 := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: brokenStore, ContinueOnFailure: true}})
 	r = b3.ssh(t, h.alice, "root@t1", nil, "echo ran-unrecorded")
 	if r.ExitCode != 0 || string(r.Stdout) != "ran-unrecorded\n" {
 		t.Fatalf("on_failure continue: exit %d stdout %q stderr %q", r.ExitCode, r.Stdout, r.Stderr)
@@ -250,7 +251,7 @@ func TestInputRecordingIsOptIn(t *testing.T) {
 	h := env(t)
 	for _, input := range []bool{false, true} {
 		dir := t.TempDir()
-		store := recorder.OpenStore(dir, h.auth.AuditKey)
+		store := openStore(t, dir, h.auth.AuditKey)
 		b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store, Input: input}})
 		cmd := fmt.Sprintf("cat >/dev/null; echo input-%v", input)
 		r := b.ssh(t, h.alice, "root@t1", strings.NewReader("typed-secret\n"), cmd)
@@ -267,4 +268,15 @@ func TestInputRecordingIsOptIn(t *testing.T) {
 			t.Fatalf("bytes_in %d", s.BytesIn)
 		}
 	}
+}
+
+// openStore opens the store of data directory dir for the test's life.
+func openStore(t testing.TB, dir string, key ed25519.PrivateKey) *recorder.Local {
+	t.Helper()
+	s, err := recorder.OpenStore(dir, recorder.Options{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

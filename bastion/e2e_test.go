@@ -48,7 +48,7 @@ type harness struct {
 	logs       *testenv.Buffer
 	policy     Policy
 	sshBin     string
-	store      *recorder.Store
+	store      *recorder.Local
 
 	alice string // key path with a valid certificate for principal alice
 	// fileMask and fileAllow: keys for principals whose rules set
@@ -130,7 +130,10 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 		},
 	}
 	h.logs = &testenv.Buffer{}
-	h.store = recorder.OpenStore(filepath.Join(h.dir, "data"), h.auth.AuditKey)
+	// Shared by every test, like the harness: open until the process ends.
+	if h.store, err = recorder.OpenStore(filepath.Join(h.dir, "data"), recorder.Options{Key: h.auth.AuditKey}); err != nil {
+		return err
+	}
 	h.srv, err = New(Config{
 		Policy:            h.policy,
 		Authority:         h.auth,

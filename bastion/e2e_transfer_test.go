@@ -196,7 +196,7 @@ func (h *harness) transferRecord(t *testing.T, kind, path, identity string) (rec
 	var sess recorder.Session
 	var rec recorder.Transfer
 	testenv.WaitFor(t, 10*time.Second, func() bool {
-		list, err := h.store.List(recorder.Filter{})
+		list, err := h.store.List(t.Context(), recorder.Filter{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,7 +24,6 @@ import (
 
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/testenv"
-	"github.com/postern/postern/recorder"
 )
 
 // testPAN is a Luhn-valid test card number; panForms are the ways it is
@@ -71,7 +70,7 @@ func newMaskRig(t *testing.T, targets []Target) *maskRig {
 			Rules:   []Rule{{Name: "alice", Principals: []string{"alice"}, Targets: []string{"*"}, Logins: []string{"*"}, PortForwarding: true}},
 		},
 		Authority: auth,
-		Recording: &Recording{Store: recorder.OpenStore(r.dir, auth.AuditKey)},
+		Recording: &Recording{Store: openStore(t, r.dir, auth.AuditKey)},
 		Log:       slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

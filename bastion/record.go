@@ -1,11 +1,11 @@
 package bastion
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,9 +21,9 @@ import (
 // Recording configures session recording. A nil Config.Recording disables
 // it (tests and tools only: serve always records).
 type Recording struct {
-	// Store is the session index and audit chain; recordings go to
-	// Store.Dir()/recordings/YYYY/MM/DD/ID.cast.
-	Store *recorder.Store
+	// Store is the session index and audit chain, and where recordings
+	// go (named by recorder.RecordingName).
+	Store recorder.Store
 	// Input also records what the user types. Off by default: passwords
 	// typed at no-echo prompts would be stored.
 	Input bool
@@ -93,7 +93,7 @@ func (st *chanState) start(kind, command string) error {
 	}
 	now := time.Now().UTC()
 	id := st.id()
-	rel := filepath.Join("recordings", now.Format("2006"), now.Format("01"), now.Format("02"), id+".cast")
+	rel := recorder.RecordingName(id, now)
 	c := st.c
 	// Names come from certificates and the client: masked like logs,
 	// so that not even a PAN-shaped login or key ID is stored whole.
@@ -105,14 +105,15 @@ func (st *chanState) start(kind, command string) error {
 		Start: now, Path: rel,
 	}
 	st.meta.Principals = logSafeAll(st.meta.Principals)
-	err := cfg.Store.Begin(st.meta)
+	ctx := context.Background() // until channels have contexts
+	err := cfg.Store.Begin(ctx, st.meta)
 	if err == nil {
 		st.begun = true
 		env := map[string]string{}
 		if term != "" {
 			env["TERM"] = term
 		}
-		st.rec, err = recorder.Create(filepath.Join(cfg.Store.Dir(), rel), recorder.Header{
+		st.rec, err = recorder.NewRecording(ctx, cfg.Store, rel, recorder.Header{
 			Width: st.cols, Height: st.rows, Timestamp: now.Unix(), Env: env,
 			Title: fmt.Sprintf("%s → %s@%s", identity, login, c.grant.Target.Name),
 			Postern: &recorder.Meta{
@@ -246,10 +247,11 @@ func (st *chanState) finish(exitStatus *int, exitSignal string, maskedPANs int64
 			end := time.Now().UTC()
 			m.End, m.ExitStatus, m.ExitSignal, m.Status = &end, exitStatus, exitSignal, recorder.StatusInterrupted
 			m.BytesIn, m.BytesOut, m.MaskedPANs = st.bytesIn.Load(), st.bytesOut.Load(), maskedPANs
-			if sum, size, err := recorder.FileDigest(filepath.Join(st.c.s.cfg.Recording.Store.Dir(), m.Path)); err == nil {
+			store := st.c.s.cfg.Recording.Store
+			if sum, size, err := recorder.Digest(context.Background(), store, m.Path); err == nil {
 				m.SHA256, m.Size = sum, size
 			}
-			head, err := st.c.s.cfg.Recording.Store.Finish(m)
+			head, err := store.Finish(context.Background(), m)
 			if err != nil {
 				audit.Record(st.c.log, audit.RecordingFailed, "channel", st.n, "reason", "seal: "+err.Error())
 				return
@@ -279,7 +281,7 @@ func (st *chanState) finish(exitStatus *int, exitSignal string, maskedPANs int64
 		}
 		m.Status = recorder.StatusInterrupted
 	}
-	head, err := st.c.s.cfg.Recording.Store.Finish(m)
+	head, err := st.c.s.cfg.Recording.Store.Finish(context.Background(), m)
 	if err != nil {
 		audit.Record(st.c.log, audit.RecordingFailed, "channel", st.n, "reason", "seal: "+err.Error())
 		return

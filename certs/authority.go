@@ -169,6 +169,9 @@ type UserCertRequest struct {
 	SourceAddress string
 	// Now is the issue time; zero means time.Now().
 	Now time.Time
+	// Serial is the certificate's serial number, allocated by the
+	// register of issued certificates; zero means a random one.
+	Serial uint64
 	// NoPTY leaves out permit-pty: the bastion, like sshd, then refuses
 	// the holder a terminal. The zero value grants one.
 	NoPTY bool
@@ -205,9 +208,13 @@ func (a *Authority) SignUser(pub ssh.PublicKey, req UserCertRequest) (*ssh.Certi
 	if now.IsZero() {
 		now = time.Now()
 	}
+	serial := req.Serial
+	if serial == 0 {
+		serial = randomSerial()
+	}
 	cert := &ssh.Certificate{
 		Key:             pub,
-		Serial:          randomSerial(),
+		Serial:          serial,
 		CertType:        ssh.UserCert,
 		KeyId:           req.KeyID,
 		ValidPrincipals: req.Principals,

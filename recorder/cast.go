@@ -1,11 +1,7 @@
-// Package recorder writes sessions as asciicast v2 typescripts, reads and
-// plays them back, keeps the session index, and seals finished recordings
-// in a signed, hash-chained audit log so that tampering is detectable.
-//
-// It receives bytes that were already masked: it never sees a raw PAN.
 package recorder
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -14,7 +10,6 @@ import (
 	"hash"
 	"math/bits"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -62,12 +57,13 @@ const chunkSize = 128 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2*chunkSize); return &b }}
 
-// Writer streams asciicast v2 events to a file. It is safe for concurrent
+// Writer streams asciicast v2 events to a Sink. It is safe for concurrent
 // use (output, resize and marker events come from different goroutines).
-// The caller must Close it; Close flushes, syncs and returns the digest.
+// The caller must Close it; Close flushes, closes the sink and returns the
+// digest.
 //
 // A call encodes its event at once, stamped with the time; a goroutine of
-// the Writer's own hashes the encoded chunks and writes them to the file,
+// the Writer's own hashes the encoded chunks and writes them to the sink,
 // so a session's data path does not wait for SHA-256 or the disk unless
 // queueLen chunks are already waiting. A write error is returned by the
 // next call and by Close.
@@ -88,23 +84,47 @@ type Writer struct {
 	errMu sync.Mutex // guards err; run takes it, never mu
 	err   error
 
-	f       *os.File  // written by run, then closed by Close
-	sum     hash.Hash // likewise: the SHA-256 of exactly what reached the file
-	written int64     // likewise: the file's size
-	pace    pacer     // likewise
+	sink    Sink      // written by run, then closed by Close
+	sum     hash.Hash // likewise: the SHA-256 of exactly what reached the sink
+	written int64     // likewise: the recording's size
+}
+
+// NewRecording creates recording name in b, writes the header and returns
+// its Writer. On an error nothing is left behind.
+func NewRecording(ctx context.Context, b Blobs, name string, h Header) (*Writer, error) {
+	sink, err := b.Create(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	w, err := NewWriter(sink, h)
+	if err != nil {
+		b.Remove(ctx, name)
+		return nil, err
+	}
+	return w, nil
 }
 
 // Create makes the file at path (and its directory, 0700) exclusively, writes
 // the header, and returns a Writer. An existing file is never overwritten.
+// It is for files outside a Store (tests, exports); the bastion records
+// through NewRecording.
 func Create(path string, h Header) (*Writer, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create recording directory: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	sink, err := createFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("create recording: %w", err)
+		return nil, err
 	}
-	w := &Writer{f: f, sum: sha256.New(), start: time.Now(), now: time.Now,
+	w, err := NewWriter(sink, h)
+	if err != nil {
+		os.Remove(path)
+		return nil, err
+	}
+	return w, nil
+}
+
+// NewWriter writes the header to sink and returns a Writer that owns it.
+// On an error the sink is closed.
+func NewWriter(sink Sink, h Header) (*Writer, error) {
+	w := &Writer{sink: sink, sum: sha256.New(), start: time.Now(), now: time.Now,
 		q: make(chan *[]byte, queueLen), done: make(chan struct{})}
 	h.Version = 2
 	if h.Timestamp == 0 {
@@ -118,21 +138,18 @@ func Create(path string, h Header) (*Writer, error) {
 	}
 	hdr, err := json.Marshal(h)
 	if err != nil {
-		f.Close()
-		os.Remove(path)
+		sink.Close()
 		return nil, err
 	}
-	// The header reaches the disk at once: even a session killed in its
+	// The header reaches the sink at once: even a session killed in its
 	// first second leaves a file that players accept.
 	hdr = append(hdr, '\n')
-	if _, err := f.Write(hdr); err != nil {
-		f.Close()
-		os.Remove(path)
+	if _, err := sink.Write(hdr); err != nil {
+		sink.Close()
 		return nil, fmt.Errorf("write recording: %w", err)
 	}
 	w.sum.Write(hdr)
 	w.written = int64(len(hdr))
-	w.pace = newPacer(f)
 	go w.run()
 	return w, nil
 }
@@ -255,15 +272,12 @@ func (w *Writer) run() {
 	defer close(w.done)
 	for bp := range w.q {
 		if w.Err() == nil {
-			n, err := w.f.Write(*bp)
+			n, err := w.sink.Write(*bp)
 			// Digest and size describe the file as it is, also
 			// after a short write: an interrupted recording then
 			// verifies as what it is, not as modified.
 			w.sum.Write((*bp)[:n])
 			w.written += int64(n)
-			if err == nil {
-				err = w.pace.wrote(w.written)
-			}
 			if err != nil {
 				w.setErr(fmt.Errorf("write recording: %w", err))
 			}
@@ -299,7 +313,7 @@ func (w *Writer) Err() error {
 }
 
 // Close writes the queued events and any held bytes, flushes and syncs the
-// file, and returns the SHA-256 of the whole file and its size.
+// sink, and returns the SHA-256 of the whole recording and its size.
 func (w *Writer) Close() (digest [32]byte, size int64, err error) {
 	w.mu.Lock()
 	if w.closed {
@@ -324,13 +338,8 @@ func (w *Writer) Close() (digest [32]byte, size int64, err error) {
 	w.mu.Unlock()
 	<-w.done
 	err = w.Err()
-	if err == nil {
-		if err = w.f.Sync(); err != nil {
-			err = fmt.Errorf("sync recording: %w", err)
-		}
-	}
-	if cerr := w.f.Close(); cerr != nil && err == nil {
-		err = fmt.Errorf("close recording: %w", cerr)
+	if cerr := w.sink.Close(); err == nil {
+		err = cerr
 	}
 	copy(digest[:], w.sum.Sum(nil))
 	return digest, w.written, err

@@ -38,7 +38,7 @@ func (e *PathError) Unwrap() error { return ErrUnsafePath }
 // another file in recordings is removed as the link. The check and the use
 // that follows are not atomic: someone who can replace a directory in
 // recordings between the two is not stopped by it.
-func (s *Store) RecordingFile(rel string) (string, error) {
+func (s *Local) RecordingFile(rel string) (string, error) {
 	refuse := func(reason string) (string, error) { return "", &PathError{Path: rel, Reason: reason} }
 	sep := string(filepath.Separator)
 	switch {

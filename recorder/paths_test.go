@@ -64,18 +64,18 @@ func TestPruneVerifyRefuseOutside(t *testing.T) {
 	t.Cleanup(func() { os.Remove(victim) })
 	rel := filepath.Join("..", filepath.Base(victim))
 	rec := Session{ID: "01B-1", Start: time.Now(), Path: rel}
-	s.Begin(rec)
+	s.Begin(t.Context(), rec)
 	end := time.Now()
 	rec.End, rec.SHA256, rec.Size = &end, sha256Hex(mustReadFile(t, victim)), n
-	if _, err := s.Finish(rec); err != nil {
+	if _, err := s.Finish(t.Context(), rec); err != nil {
 		t.Fatal(err)
 	}
 	kept := record(t, s, "01A-1", "ok\r\n")
-	rep, err := s.Verify(VerifyOptions{Key: s.PublicKey()})
+	rep, err := VerifyStore(t.Context(), s, VerifyOptions{Key: s.PublicKey()})
 	if err != nil || len(rep.Problems) != 1 || rep.Problems[0].Reason != "path outside recordings" || rep.Problems[0].ID != "01B-1" {
 		t.Fatalf("verify: %v %v", rep.Problems, err)
 	}
-	pruned, head, err := s.Prune(time.Now().Add(time.Second))
+	pruned, head, err := Prune(t.Context(), s, time.Now().Add(time.Second))
 	var re *RefusedError
 	if !errors.As(err, &re) || len(re.Refused) != 1 || re.Refused[0].ID != "01B-1" || head == nil || len(pruned) != 1 || pruned[0].ID != kept.ID {
 		t.Fatalf("prune: %v, head %v, error %v", pruned, head, err)
@@ -83,7 +83,7 @@ func TestPruneVerifyRefuseOutside(t *testing.T) {
 	if _, err := os.Stat(victim); err != nil {
 		t.Fatalf("victim: %v", err)
 	}
-	if _, err := s.Get("01B-1"); err != nil {
+	if _, err := s.Get(t.Context(), "01B-1"); err != nil {
 		t.Fatalf("the refused entry was removed: %v", err)
 	}
 }

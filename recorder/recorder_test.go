@@ -203,28 +203,33 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func newStore(t *testing.T) (*Store, string) {
+func newStore(t *testing.T) (*Local, string) {
 	t.Helper()
 	dir := t.TempDir()
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return OpenStore(dir, key), dir
+	s, err := OpenStore(dir, Options{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, dir
 }
 
 // record makes one sealed recording in the store.
-func record(t *testing.T, s *Store, id, text string) Session {
+func record(t *testing.T, s *Local, id, text string) Session {
 	t.Helper()
 	rel := filepath.Join("recordings", "2026", "11", "25", id+".cast")
 	rec := Session{ID: id, Session: id, Identity: "alice", Target: "db01", Login: "root", Kind: "shell", Start: time.Now(), Path: rel}
-	if err := s.Begin(rec); err != nil {
+	if err := s.Begin(t.Context(), rec); err != nil {
 		t.Fatal(err)
 	}
 	d, n := writeCast(t, filepath.Join(s.Dir(), rel), text)
 	end := time.Now()
 	rec.End, rec.SHA256, rec.Size = &end, hex.EncodeToString(d[:]), n
-	if _, err := s.Finish(rec); err != nil {
+	if _, err := s.Finish(t.Context(), rec); err != nil {
 		t.Fatal(err)
 	}
 	return rec
@@ -234,30 +239,30 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	t.Parallel()
 	tamper := []struct {
 		name   string
-		do     func(t *testing.T, s *Store, rec Session)
+		do     func(t *testing.T, s *Local, rec Session)
 		reason string
 	}{
-		{"byte flipped", func(t *testing.T, s *Store, rec Session) {
+		{"byte flipped", func(t *testing.T, s *Local, rec Session) {
 			p := filepath.Join(s.Dir(), rec.Path)
 			data, _ := os.ReadFile(p)
 			i := bytes.Index(data, []byte("secret"))
 			data[i] ^= 1
 			os.WriteFile(p, data, 0o600)
 		}, "modified"},
-		{"truncated", func(t *testing.T, s *Store, rec Session) {
+		{"truncated", func(t *testing.T, s *Local, rec Session) {
 			p := filepath.Join(s.Dir(), rec.Path)
 			st, _ := os.Stat(p)
 			os.Truncate(p, st.Size()-10)
 		}, "truncated"},
-		{"deleted", func(t *testing.T, s *Store, rec Session) {
+		{"deleted", func(t *testing.T, s *Local, rec Session) {
 			os.Remove(filepath.Join(s.Dir(), rec.Path))
 		}, "deleted"},
-		{"added", func(t *testing.T, s *Store, rec Session) {
+		{"added", func(t *testing.T, s *Local, rec Session) {
 			writeCast(t, filepath.Join(s.Dir(), "recordings", "2026", "11", "25", "ZZZ-1.cast"), "forged")
 		}, "added"},
-		{"index entry edited", func(t *testing.T, s *Store, rec Session) {
+		{"index entry edited", func(t *testing.T, s *Local, rec Session) {
 			rec.Identity = "mallory"
-			if err := s.update(func(tx *bolt.Tx) error { return putJSON(tx.Bucket(bucketSessions), rec.ID, rec) }); err != nil {
+			if err := s.update(t.Context(), func(tx *bolt.Tx) error { return putJSON(tx, rec.ID, rec) }); err != nil {
 				t.Fatal(err)
 			}
 		}, "index entry edited"},
@@ -268,12 +273,12 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			s, _ := newStore(t)
 			record(t, s, "01A-1", "nothing to see\r\n")
 			rec := record(t, s, "01B-1", "the secret output\r\n")
-			rep, err := s.Verify(VerifyOptions{Key: s.PublicKey()})
+			rep, err := VerifyStore(t.Context(), s, VerifyOptions{Key: s.PublicKey()})
 			if err != nil || len(rep.Problems) != 0 || rep.Recordings != 2 || rep.ChainEntries != 2 {
 				t.Fatalf("untouched store: %+v %v", rep, err)
 			}
 			tt.do(t, s, rec)
-			rep, err = s.Verify(VerifyOptions{Key: s.PublicKey()})
+			rep, err = VerifyStore(t.Context(), s, VerifyOptions{Key: s.PublicKey()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -293,40 +298,40 @@ func TestInterruptedAndPrune(t *testing.T) {
 	old := record(t, s, "01A-1", "old\r\n")
 	// A session the bastion was killed in: Begin, a partial file, no Finish.
 	rel := filepath.Join("recordings", "x", "01C-1.cast")
-	s.Begin(Session{ID: "01C-1", Start: time.Now(), Path: rel})
+	s.Begin(t.Context(), Session{ID: "01C-1", Start: time.Now(), Path: rel})
 	w, _ := Create(filepath.Join(dir, rel), Header{})
 	w.Output([]byte("partial"))
 	w.Close()
-	ids, err := s.MarkInterrupted()
+	ids, err := s.MarkInterrupted(t.Context())
 	if err != nil || len(ids) != 1 || ids[0] != "01C-1" {
 		t.Fatalf("interrupted %v %v", ids, err)
 	}
-	got, _ := s.Get("01C-1")
+	got, _ := s.Get(t.Context(), "01C-1")
 	if got.Status != StatusInterrupted || got.SHA256 == "" {
 		t.Fatalf("interrupted record %+v", got)
 	}
-	if rep, _ := s.Verify(VerifyOptions{Key: s.PublicKey()}); len(rep.Problems) != 0 {
+	if rep, _ := VerifyStore(t.Context(), s, VerifyOptions{Key: s.PublicKey()}); len(rep.Problems) != 0 {
 		t.Fatalf("verify after interruption: %v", rep.Problems)
 	}
 	// Prune what ended before now+1s: both go, the chain says so, and
 	// verify stays clean.
-	pruned, head, err := s.Prune(time.Now().Add(time.Second))
+	pruned, head, err := Prune(t.Context(), s, time.Now().Add(time.Second))
 	if err != nil || len(pruned) != 2 {
 		t.Fatalf("pruned %v %v", pruned, err)
 	}
-	if h, _ := s.Head(); head == nil || h == nil || *head != *h {
+	if h, _ := s.Head(t.Context()); head == nil || h == nil || *head != *h {
 		t.Fatalf("prune returned head %v, the chain's is %v", head, h)
 	}
 	if _, err := os.Stat(filepath.Join(dir, old.Path)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("pruned file still there: %v", err)
 	}
-	rep, err := s.Verify(VerifyOptions{Key: s.PublicKey()})
+	rep, err := VerifyStore(t.Context(), s, VerifyOptions{Key: s.PublicKey()})
 	if err != nil || len(rep.Problems) != 0 {
 		t.Fatalf("verify after prune: %v %v", rep.Problems, err)
 	}
 	// Nothing newer is pruned.
 	record(t, s, "01D-1", "new\r\n")
-	if pruned, head, _ := s.Prune(time.Now().Add(-time.Hour)); len(pruned) != 0 || head != nil {
+	if pruned, head, _ := Prune(t.Context(), s, time.Now().Add(-time.Hour)); len(pruned) != 0 || head != nil {
 		t.Fatalf("pruned a recent session: %v (head %v)", pruned, head)
 	}
 }
@@ -339,7 +344,7 @@ func TestVerifyAnchorsAndKey(t *testing.T) {
 	record(t, s, "01A-1", "one\r\n")
 	record(t, s, "01B-1", "two\r\n")
 	key := VerifyOptions{Key: s.PublicKey()}
-	rep, err := s.Verify(key)
+	rep, err := VerifyStore(t.Context(), s, key)
 	if err != nil || len(rep.Problems) != 0 || rep.Head == nil || rep.Head.Seq != 1 {
 		t.Fatalf("clean: %+v %v", rep, err)
 	}
@@ -347,27 +352,27 @@ func TestVerifyAnchorsAndKey(t *testing.T) {
 	if h, err := ParseChainHead(head.String()); err != nil || h != head {
 		t.Fatalf("ParseChainHead(%q) = %v, %v", head.String(), h, err)
 	}
-	if _, err := OpenStore(dir, nil).Verify(VerifyOptions{}); err == nil {
+	if _, err := VerifyStore(t.Context(), s, VerifyOptions{}); err == nil {
 		t.Fatal("verify without a key succeeded")
 	}
 	// A read-only store verifies with the public key alone.
-	if rep, err := OpenStore(dir, nil).Verify(VerifyOptions{Key: s.PublicKey(), Anchors: []ChainHead{head, {Seq: 0, SHA256: rep.Head.SHA256}}}); err != nil ||
+	if rep, err := VerifyStore(t.Context(), s, VerifyOptions{Key: s.PublicKey(), Anchors: []ChainHead{head, {Seq: 0, SHA256: rep.Head.SHA256}}}); err != nil ||
 		len(rep.Problems) != 1 || rep.Problems[0].Reason != "chain rewritten" || rep.Problems[0].ID != "chain entry 0" {
 		t.Fatalf("anchor on the wrong entry: %+v %v", rep, err)
 	}
 	other, _, _ := ed25519.GenerateKey(rand.Reader)
-	if rep, _ := s.Verify(VerifyOptions{Key: other}); len(rep.Problems) != 2 || rep.Problems[0].Reason != "bad signature" {
+	if rep, _ := VerifyStore(t.Context(), s, VerifyOptions{Key: other}); len(rep.Problems) != 2 || rep.Problems[0].Reason != "bad signature" {
 		t.Fatalf("another key: %v", rep.Problems)
 	}
 	// The chain grows: the old head still anchors it.
 	record(t, s, "01C-1", "three\r\n")
-	if rep, _ := s.Verify(VerifyOptions{Key: key.Key, Anchors: []ChainHead{head}}); len(rep.Problems) != 0 || rep.Head.Seq != 2 {
+	if rep, _ := VerifyStore(t.Context(), s, VerifyOptions{Key: key.Key, Anchors: []ChainHead{head}}); len(rep.Problems) != 0 || rep.Head.Seq != 2 {
 		t.Fatalf("grown chain: %+v", rep)
 	}
 	// The last entry moved to another key, its value untouched.
 	move := func(from, to uint64) {
 		t.Helper()
-		err := s.update(func(tx *bolt.Tx) error {
+		err := s.update(t.Context(), func(tx *bolt.Tx) error {
 			var kf, kt [8]byte
 			binary.BigEndian.PutUint64(kf[:], from)
 			binary.BigEndian.PutUint64(kt[:], to)
@@ -383,12 +388,12 @@ func TestVerifyAnchorsAndKey(t *testing.T) {
 		}
 	}
 	move(2, 1000)
-	if rep, _ := s.Verify(key); len(rep.Problems) != 1 || rep.Problems[0].Reason != "chain out of sequence" {
+	if rep, _ := VerifyStore(t.Context(), s, key); len(rep.Problems) != 1 || rep.Problems[0].Reason != "chain out of sequence" {
 		t.Fatalf("entry under the wrong key: %v", rep.Problems)
 	}
 	move(1000, 2)
 	// Cut back to one entry, index and file included.
-	err = s.update(func(tx *bolt.Tx) error {
+	err = s.update(t.Context(), func(tx *bolt.Tx) error {
 		for _, id := range []string{"01B-1", "01C-1"} {
 			tx.Bucket(bucketSessions).Delete([]byte(id))
 			os.Remove(filepath.Join(dir, "recordings", "2026", "11", "25", id+".cast"))
@@ -404,10 +409,10 @@ func TestVerifyAnchorsAndKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep, _ := s.Verify(key); len(rep.Problems) != 0 {
+	if rep, _ := VerifyStore(t.Context(), s, key); len(rep.Problems) != 0 {
 		t.Fatalf("a consistent cut passes without an anchor, by design: %v", rep.Problems)
 	}
-	rep, _ = s.Verify(VerifyOptions{Key: key.Key, Anchors: []ChainHead{head}})
+	rep, _ = VerifyStore(t.Context(), s, VerifyOptions{Key: key.Key, Anchors: []ChainHead{head}})
 	if len(rep.Problems) != 1 || rep.Problems[0].Reason != "chain truncated" || rep.Problems[0].ID != "chain entry 1" {
 		t.Fatalf("cut chain with its anchor: %v", rep.Problems)
 	}
@@ -426,7 +431,7 @@ func TestVerifyFlagsSecondSeal(t *testing.T) {
 	s, dir := newStore(t)
 	rec := record(t, s, "01A-1", "genuine\r\n")
 	record(t, s, "01B-1", "later\r\n")
-	rep, err := s.Verify(VerifyOptions{Key: s.PublicKey()})
+	rep, err := VerifyStore(t.Context(), s, VerifyOptions{Key: s.PublicKey()})
 	if err != nil || len(rep.Problems) != 0 {
 		t.Fatalf("clean: %v %v", rep.Problems, err)
 	}
@@ -435,10 +440,10 @@ func TestVerifyFlagsSecondSeal(t *testing.T) {
 	os.Remove(path)
 	d, n := writeCast(t, path, "forged\r\n")
 	rec.SHA256, rec.Size = hex.EncodeToString(d[:]), n
-	if _, err := s.Finish(rec); err != nil {
+	if _, err := s.Finish(t.Context(), rec); err != nil {
 		t.Fatal(err)
 	}
-	rep, _ = s.Verify(VerifyOptions{Key: s.PublicKey(), Anchors: []ChainHead{anchor}})
+	rep, _ = VerifyStore(t.Context(), s, VerifyOptions{Key: s.PublicKey(), Anchors: []ChainHead{anchor}})
 	if len(rep.Problems) != 1 || rep.Problems[0].Reason != "sealed twice" || rep.Problems[0].Path != rec.Path {
 		t.Fatalf("re-sealed recording: %v", rep.Problems)
 	}

@@ -1,24 +1,12 @@
 package recorder
 
 import (
-	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
+	"context"
 	"errors"
-	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
+	"path"
+	"slices"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Session statuses in the index.
@@ -75,282 +63,113 @@ type Transfer struct {
 	Detail  string `json:"detail,omitempty"` // the status text of a failure, masked
 }
 
-// ChainEntry is one link of the audit chain. Each entry names the hash of
-// the one before it and is signed with the audit key, so removing,
-// reordering or editing an entry breaks the chain.
-type ChainEntry struct {
-	Seq       uint64    `json:"seq"`
-	Time      time.Time `json:"time"`
-	Kind      string    `json:"kind"` // "recording" or "prune"
-	Recording string    `json:"recording,omitempty"`
-	Path      string    `json:"path,omitempty"`
-	SHA256    string    `json:"sha256,omitempty"` // of the recording file
-	Size      int64     `json:"size,omitempty"`
-	Record    string    `json:"record,omitempty"` // SHA-256 of the index record as stored
-	Pruned    []string  `json:"pruned,omitempty"` // recording IDs deleted by retention
-	Prev      string    `json:"prev"`
-	Sig       string    `json:"sig"`
-}
-
-// ChainHead names one entry of the audit chain by its sequence number and
-// the SHA-256 of the entry as stored. The newest entry's head, kept
-// somewhere an attacker on the bastion cannot reach (a log shipped off the
-// host, a ticket, an auditor's notes), anchors the chain: Verify with that
-// anchor detects entries removed from the end or the chain rewritten with
-// another key, which the chain alone cannot show.
-type ChainHead struct {
-	Seq    uint64 `json:"seq"`
-	SHA256 string `json:"sha256"`
-}
-
-func (h ChainHead) String() string { return strconv.FormatUint(h.Seq, 10) + ":" + h.SHA256 }
-
-// headOf names chain entry seq, stored as raw.
-func headOf(seq uint64, raw []byte) ChainHead {
-	sum := sha256.Sum256(raw)
-	return ChainHead{Seq: seq, SHA256: hex.EncodeToString(sum[:])}
-}
-
-// ParseChainHead parses SEQ:SHA256, as ChainHead.String writes it.
-func ParseChainHead(s string) (ChainHead, error) {
-	seq, sum, ok := strings.Cut(s, ":")
-	n, err := strconv.ParseUint(seq, 10, 64)
-	if !ok || err != nil {
-		return ChainHead{}, fmt.Errorf("%q is not an audit chain anchor: want SEQ:SHA256, as 'postern verify' prints it", s)
-	}
-	if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size {
-		return ChainHead{}, fmt.Errorf("%q is not an audit chain anchor: %q is not a hex SHA-256", s, sum)
-	}
-	return ChainHead{Seq: n, SHA256: strings.ToLower(sum)}, nil
-}
-
-var (
-	bucketSessions = []byte("sessions")
-	bucketChain    = []byte("chain")
-)
-
 // ErrNotFound is returned for an unknown session ID.
 var ErrNotFound = errors.New("no such session")
 
-// Store is the session index and audit chain in DATA_DIR/postern.db. It
-// opens the database for each operation and closes it after, so that admin
-// commands in other processes can read it while the bastion runs. It is
-// safe for concurrent use.
-type Store struct {
-	dir  string
-	path string
-	key  ed25519.PrivateKey
-	mu   sync.Mutex // serialises this process's opens (bbolt's flock is per open file)
+// Index is the session index, the audit chain and the register of issued
+// certificates. Implementations are safe for concurrent use; every method
+// takes a context for the backends that talk to a server (a remote index,
+// the admin socket).
+type Index interface {
+	// Begin records a session as active; an ID already present is an
+	// error.
+	Begin(ctx context.Context, rec Session) error
+	// Finish stores the final record (with digest, size, end) and
+	// appends its seal to the audit chain, in one transaction. It
+	// returns the chain's new head, for the caller to log.
+	Finish(ctx context.Context, rec Session) (ChainHead, error)
+	// Get returns one session, or ErrNotFound.
+	Get(ctx context.Context, id string) (Session, error)
+	// List returns the sessions that match f, oldest first.
+	List(ctx context.Context, f Filter) ([]Session, error)
+	// MarkInterrupted seals every session still marked active, which
+	// after a restart means the bastion died during it, with the digest
+	// of its recording as found. It returns their IDs.
+	MarkInterrupted(ctx context.Context) ([]string, error)
+	// Prune deletes the index entries of the sessions ids that have
+	// ended (active ones and unknown IDs are skipped) and records the
+	// deletion in the audit chain. It returns what it deleted and the
+	// chain entry it appended, nil when it deleted nothing. It does not
+	// touch recordings: see the package's Prune.
+	Prune(ctx context.Context, ids []string) ([]Session, *ChainHead, error)
+	// Head returns the audit chain's newest entry, nil while the chain
+	// is empty.
+	Head(ctx context.Context) (*ChainHead, error)
+	// Snapshot returns the index and chain as of one instant.
+	Snapshot(ctx context.Context) (*Snapshot, error)
+	// IssueCert allocates the next certificate serial, records c under
+	// it and seals the record in the audit chain, in one transaction; a
+	// serial is never handed out twice. It returns c with Serial set.
+	IssueCert(ctx context.Context, c IssuedCert) (IssuedCert, error)
+	// Issued lists the certificates issued, by serial.
+	Issued(ctx context.Context) ([]IssuedCert, error)
 }
 
-// OpenStore returns the store of dataDir. key signs audit chain entries; it
-// may be nil for read-only use (listing, Verify).
-func OpenStore(dataDir string, key ed25519.PrivateKey) *Store {
-	return &Store{dir: dataDir, path: filepath.Join(dataDir, "postern.db"), key: key}
+// Blobs stores recordings under names such as RecordingName returns. A
+// name is a key, not a path: nothing outside this package may assume the
+// recordings are local files. Implementations are safe for concurrent use.
+type Blobs interface {
+	// Create makes a new recording; an existing one is never
+	// overwritten. The caller closes the Sink.
+	Create(ctx context.Context, name string) (Sink, error)
+	// Open reads a recording. A missing one is an error matching
+	// fs.ErrNotExist; a name that leads out of the recordings is a
+	// *PathError.
+	Open(ctx context.Context, name string) (io.ReadCloser, error)
+	// Remove deletes a recording; a missing one is an error matching
+	// fs.ErrNotExist.
+	Remove(ctx context.Context, name string) error
+	// Files lists the names of every recording stored, sorted.
+	Files(ctx context.Context) ([]string, error)
+	// Check reports whether name may be used: nil, a *PathError, or
+	// the error met while checking.
+	Check(ctx context.Context, name string) error
 }
 
-// Dir is the data directory.
-func (s *Store) Dir() string { return s.dir }
-
-// PublicKey is the public half of the store's audit key, nil without one.
-func (s *Store) PublicKey() ed25519.PublicKey {
-	if s.key == nil {
-		return nil
-	}
-	return s.key.Public().(ed25519.PublicKey)
+// Store is an index and the recordings it describes.
+type Store interface {
+	Index
+	Blobs
 }
 
-func (s *Store) open(readOnly bool) (*bolt.DB, error) {
-	if readOnly {
-		if _, err := os.Stat(s.path); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no session index at %s (has the bastion run with this data directory?)", s.path)
-		}
-	}
-	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: 10 * time.Second, ReadOnly: readOnly})
-	if err != nil {
-		return nil, fmt.Errorf("open session index %s: %w", s.path, err)
-	}
-	return db, nil
+// Sink receives a recording's bytes. Close makes what was written durable
+// (for a file: fsync) and releases the sink; its error means the recording
+// may be incomplete.
+type Sink interface {
+	io.Writer
+	Close() error
 }
 
-func (s *Store) update(fn func(*bolt.Tx) error) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	db, err := s.open(false)
-	if err != nil {
-		return err
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketSessions); err != nil {
-			return err
-		}
-		if _, err := tx.CreateBucketIfNotExists(bucketChain); err != nil {
-			return err
-		}
-		return fn(tx)
-	})
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	return err
+// Snapshot is the raw content of an index as of one instant, as Verify
+// checks it: records exactly as stored, so that their digests can be
+// compared with the chain's.
+type Snapshot struct {
+	// Sessions holds each session record by ID.
+	Sessions map[string][]byte `json:"sessions"`
+	// Chain holds the audit chain's entries in key order.
+	Chain []RawEntry `json:"chain"`
+	// Certs holds each issued-certificate record by decimal serial.
+	Certs map[string][]byte `json:"certs"`
 }
 
-func (s *Store) view(fn func(*bolt.Tx) error) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	db, err := s.open(true)
-	if err != nil {
-		return err
-	}
-	err = db.View(fn)
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	return err
+// RawEntry is one stored chain entry: its key (the big-endian sequence
+// number) and value.
+type RawEntry struct {
+	Key   []byte `json:"key"`
+	Value []byte `json:"value"`
 }
 
-// Begin records a session as active.
-func (s *Store) Begin(rec Session) error {
-	rec.Status = StatusActive
-	return s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSessions)
-		if b.Get([]byte(rec.ID)) != nil {
-			return fmt.Errorf("session %s already in the index", rec.ID)
-		}
-		return putJSON(b, rec.ID, rec)
-	})
-}
-
-// Finish stores the final record (with digest, size, end) and appends its
-// seal to the audit chain, in one transaction. It returns the chain's new
-// head, for the caller to log.
-func (s *Store) Finish(rec Session) (ChainHead, error) {
-	if rec.Status == "" || rec.Status == StatusActive {
-		rec.Status = StatusClosed
-	}
-	var head ChainHead
-	err := s.update(func(tx *bolt.Tx) error {
-		var err error
-		head, err = s.sealLocked(tx, rec)
-		return err
-	})
-	return head, err
-}
-
-func (s *Store) sealLocked(tx *bolt.Tx, rec Session) (ChainHead, error) {
-	data, err := json.Marshal(rec)
-	if err != nil {
-		return ChainHead{}, err
-	}
-	if err := tx.Bucket(bucketSessions).Put([]byte(rec.ID), data); err != nil {
-		return ChainHead{}, err
-	}
-	sum := sha256.Sum256(data)
-	return s.appendChain(tx, ChainEntry{
-		Kind: "recording", Recording: rec.ID, Path: rec.Path, SHA256: rec.SHA256, Size: rec.Size,
-		Record: hex.EncodeToString(sum[:]),
-	})
-}
-
-func (s *Store) appendChain(tx *bolt.Tx, e ChainEntry) (ChainHead, error) {
-	if s.key == nil {
-		return ChainHead{}, errors.New("no audit key: cannot append to the audit chain")
-	}
-	b := tx.Bucket(bucketChain)
-	k, last := b.Cursor().Last()
-	if k != nil {
-		e.Seq = binary.BigEndian.Uint64(k) + 1
-		sum := sha256.Sum256(last)
-		e.Prev = hex.EncodeToString(sum[:])
-	}
-	e.Time = time.Now().UTC()
-	e.Sig = ""
-	unsigned, err := json.Marshal(e)
-	if err != nil {
-		return ChainHead{}, err
-	}
-	e.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(s.key, unsigned))
-	data, err := json.Marshal(e)
-	if err != nil {
-		return ChainHead{}, err
-	}
-	var key [8]byte
-	binary.BigEndian.PutUint64(key[:], e.Seq)
-	return headOf(e.Seq, data), b.Put(key[:], data)
-}
-
-// Head returns the audit chain's newest entry, nil while the chain is
-// empty.
-func (s *Store) Head() (*ChainHead, error) {
-	var head *ChainHead
-	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketChain)
-		if b == nil {
-			return nil
-		}
-		k, v := b.Cursor().Last()
-		if k == nil {
-			return nil
-		}
-		h := headOf(binary.BigEndian.Uint64(k), v)
-		head = &h
-		return nil
-	})
-	return head, err
-}
-
-// MarkInterrupted seals every session still marked active, which after a
-// restart means the bastion died during it: the file holds a valid prefix,
-// and its digest as found is what the chain records.
-func (s *Store) MarkInterrupted() ([]string, error) {
-	var ids []string
-	err := s.update(func(tx *bolt.Tx) error {
-		var active []Session
-		err := tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
-			var rec Session
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("index entry %s: %w", k, err)
-			}
-			if rec.Status == StatusActive {
-				active = append(active, rec)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, rec := range active {
-			rec.Status = StatusInterrupted
-			if path, err := s.RecordingFile(rec.Path); err == nil {
-				if sum, size, err := fileDigest(path); err == nil {
-					rec.SHA256, rec.Size = sum, size
-				}
-			}
-			if _, err := s.sealLocked(tx, rec); err != nil {
-				return err
-			}
-			ids = append(ids, rec.ID)
-		}
-		return nil
-	})
-	return ids, err
-}
-
-// Get returns one session.
-func (s *Store) Get(id string) (Session, error) {
-	var rec Session
-	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSessions)
-		if b == nil {
-			return ErrNotFound
-		}
-		v := b.Get([]byte(id))
-		if v == nil {
-			return ErrNotFound
-		}
-		return json.Unmarshal(v, &rec)
-	})
-	return rec, err
+// IssuedCert is the register's record of one user certificate.
+type IssuedCert struct {
+	Serial      uint64    `json:"serial"`
+	KeyID       string    `json:"key_id"`
+	Principals  []string  `json:"principals"`
+	Groups      []string  `json:"groups,omitempty"`
+	Key         string    `json:"key"` // the certified key's SHA256 fingerprint
+	ValidAfter  time.Time `json:"valid_after"`
+	ValidBefore time.Time `json:"valid_before"`
+	IssuedAt    time.Time `json:"issued_at"`
+	IssuedBy    string    `json:"issued_by"` // who ran ca sign (OS user), or the issuing component
 }
 
 // Filter selects sessions in List. Zero fields match everything.
@@ -360,8 +179,9 @@ type Filter struct {
 	Active       bool
 }
 
-func (f Filter) match(r Session) bool {
-	if f.User != "" && r.Identity != f.User && !containsString(r.Principals, f.User) {
+// Match reports whether r is selected by f.
+func (f Filter) Match(r Session) bool {
+	if f.User != "" && r.Identity != f.User && !slices.Contains(r.Principals, f.User) {
 		return false
 	}
 	if f.Target != "" && r.Target != f.Target {
@@ -379,58 +199,10 @@ func (f Filter) match(r Session) bool {
 	return true
 }
 
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// List returns the sessions that match f, oldest first (IDs sort by time).
-func (s *Store) List(f Filter) ([]Session, error) {
-	var out []Session
-	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSessions)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			var rec Session
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("index entry %s: %w", k, err)
-			}
-			if f.match(rec) {
-				out = append(out, rec)
-			}
-			return nil
-		})
-	})
-	return out, err
-}
-
-func putJSON(b *bolt.Bucket, key string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return b.Put([]byte(key), data)
-}
-
-// FileDigest returns the hex SHA-256 and size of the file at path.
-func FileDigest(path string) (string, int64, error) { return fileDigest(path) }
-
-func fileDigest(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+// RecordingName is the name of session id's recording, started at start:
+// recordings/YYYY/MM/DD/ID.cast, sortable and browsable by day. It is also
+// the path relative to the data directory of the default store.
+func RecordingName(id string, start time.Time) string {
+	start = start.UTC()
+	return path.Join("recordings", start.Format("2006"), start.Format("01"), start.Format("02"), id+".cast")
 }

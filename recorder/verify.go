@@ -1,21 +1,20 @@
 package recorder
 
 import (
-	"bytes"
+	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"path/filepath"
+	"maps"
+	"path"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Problem is one finding of Verify, naming the file or entry concerned.
@@ -58,177 +57,241 @@ type VerifyOptions struct {
 	Anchors []ChainHead
 }
 
+// VerifyStore verifies st as it stands: it lists the recordings first and
+// then takes a snapshot of the index, so that every file listed was begun
+// before the snapshot (the bastion begins a session in the index before it
+// creates its file) and a session starting meanwhile is never reported as
+// added.
+func VerifyStore(ctx context.Context, st Store, o VerifyOptions) (Report, error) {
+	files, err := st.Files(ctx)
+	if err != nil {
+		return Report{Problems: []Problem{}}, err
+	}
+	snap, err := st.Snapshot(ctx)
+	if err != nil {
+		return Report{Problems: []Problem{}}, err
+	}
+	return Verify(ctx, snap, files, st, o)
+}
+
 // Verify checks the audit chain's links and signatures, every sealed
-// recording against its digest and index record, and the recordings
-// directory for files nobody sealed. It only reads: the store needs no
-// private key for it.
-func (s *Store) Verify(o VerifyOptions) (Report, error) {
+// recording against its digest and index record, every issued
+// certificate's record, and the recordings named in files (a listing taken
+// before snap) for ones nobody sealed. It only reads: blobs opens the
+// recordings, and no private key is needed.
+func Verify(ctx context.Context, snap *Snapshot, files []string, blobs Blobs, o VerifyOptions) (Report, error) {
 	rep := Report{Problems: []Problem{}}
 	if len(o.Key) != ed25519.PublicKeySize {
 		return rep, errors.New("verify needs the audit public key")
 	}
-	pub := o.Key
-	index := map[string][]byte{}
-	var chain [][]byte
-	var keys [][]byte // chain's bbolt keys: big-endian seq
-	err := s.view(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketSessions); b != nil {
-			b.ForEach(func(k, v []byte) error {
-				index[string(k)] = bytes.Clone(v)
-				return nil
-			})
-		}
-		if b := tx.Bucket(bucketChain); b != nil {
-			b.ForEach(func(k, v []byte) error {
-				chain = append(chain, bytes.Clone(v))
-				keys = append(keys, bytes.Clone(k))
-				return nil
-			})
-		}
-		return nil
-	})
-	if err != nil {
-		return rep, err
-	}
-	add := func(p Problem) { rep.Problems = append(rep.Problems, p) }
+	v := &verifier{ctx: ctx, snap: snap, blobs: blobs, rep: &rep,
+		sealed: map[string]ChainEntry{}, pruned: map[string]bool{}, certs: map[uint64]ChainEntry{}}
+	v.chain(o.Key)
+	v.anchors(o.Anchors)
+	referenced := v.recordings()
+	v.certificates()
+	v.unsealed(referenced)
+	v.added(files, referenced)
+	sort.SliceStable(rep.Problems, func(i, j int) bool { return rep.Problems[i].Path < rep.Problems[j].Path })
+	return rep, ctx.Err()
+}
 
-	sealed := map[string]ChainEntry{} // latest seal per recording
-	pruned := map[string]bool{}
+// verifier holds one Verify's state.
+type verifier struct {
+	ctx    context.Context
+	snap   *Snapshot
+	blobs  Blobs
+	rep    *Report
+	sealed map[string]ChainEntry // latest seal per recording
+	pruned map[string]bool
+	certs  map[uint64]ChainEntry // seal per certificate serial
+}
+
+func (v *verifier) add(p Problem) { v.rep.Problems = append(v.rep.Problems, p) }
+
+// chain checks links, sequence and signatures, and collects the seals.
+func (v *verifier) chain(pub ed25519.PublicKey) {
 	prevHash := ""
-	for i, raw := range chain {
+	for i, ent := range v.snap.Chain {
+		raw := ent.Value
 		var e ChainEntry
 		if err := json.Unmarshal(raw, &e); err != nil {
-			add(Problem{ID: fmt.Sprintf("chain entry %d", i), Reason: "unreadable", Detail: err.Error()})
+			v.add(Problem{ID: fmt.Sprintf("chain entry %d", i), Reason: "unreadable", Detail: err.Error()})
 			continue
 		}
 		id := fmt.Sprintf("chain entry %d", e.Seq)
-		if e.Seq != uint64(i) || len(keys[i]) != 8 || binary.BigEndian.Uint64(keys[i]) != e.Seq {
-			add(Problem{ID: id, Reason: "chain out of sequence", Detail: fmt.Sprintf("expected seq %d at key %d", i, i)})
+		if e.Seq != uint64(i) || len(ent.Key) != 8 || binary.BigEndian.Uint64(ent.Key) != e.Seq {
+			v.add(Problem{ID: id, Reason: "chain out of sequence", Detail: fmt.Sprintf("expected seq %d at key %d", i, i)})
 		}
 		if e.Prev != prevHash {
-			add(Problem{ID: id, Reason: "chain broken", Detail: "does not link to the previous entry"})
+			v.add(Problem{ID: id, Reason: "chain broken", Detail: "does not link to the previous entry"})
 		}
-		sum := sha256.Sum256(raw)
-		prevHash = hex.EncodeToString(sum[:])
+		prevHash = recordDigest(raw)
 		sig, _ := base64.StdEncoding.DecodeString(e.Sig)
 		e2 := e
 		e2.Sig = ""
 		unsigned, _ := json.Marshal(e2)
 		if !ed25519.Verify(pub, unsigned, sig) {
-			add(Problem{ID: id, Reason: "bad signature", Detail: "entry edited or not signed by this bastion's audit key"})
+			v.add(Problem{ID: id, Reason: "bad signature", Detail: "entry edited or not signed by this bastion's audit key"})
 		}
 		switch e.Kind {
-		case "recording":
+		case KindRecording:
 			// A session is sealed once, when it ends (or at the next
 			// start, if the bastion died). A second seal re-signs a
 			// recording after the fact: with the audit key, someone
 			// could seal an edited file anew.
-			if first, ok := sealed[e.Recording]; ok {
-				add(Problem{Path: e.Path, ID: e.Recording, Reason: "sealed twice", Detail: fmt.Sprintf("chain entries %d and %d", first.Seq, e.Seq)})
+			if first, ok := v.sealed[e.Recording]; ok {
+				v.add(Problem{Path: e.Path, ID: e.Recording, Reason: "sealed twice", Detail: fmt.Sprintf("chain entries %d and %d", first.Seq, e.Seq)})
 			}
-			sealed[e.Recording] = e
-			delete(pruned, e.Recording)
-		case "prune":
+			v.sealed[e.Recording] = e
+			delete(v.pruned, e.Recording)
+		case KindPrune:
 			for _, r := range e.Pruned {
-				pruned[r] = true
-				delete(sealed, r)
+				v.pruned[r] = true
+				delete(v.sealed, r)
 			}
+		case KindCertificate:
+			v.certs[e.Serial] = e
 		}
 	}
-	rep.ChainEntries = len(chain)
-	if n := len(chain); n > 0 {
-		h := headOf(uint64(n-1), chain[n-1])
-		rep.Head = &h
+	v.rep.ChainEntries = len(v.snap.Chain)
+	if n := len(v.snap.Chain); n > 0 {
+		h := headOf(uint64(n-1), v.snap.Chain[n-1].Value)
+		v.rep.Head = &h
 	}
-	for _, a := range o.Anchors {
+}
+
+func (v *verifier) anchors(anchors []ChainHead) {
+	chain := v.snap.Chain
+	for _, a := range anchors {
 		id := fmt.Sprintf("chain entry %d", a.Seq)
 		if a.Seq >= uint64(len(chain)) {
-			add(Problem{ID: id, Reason: "chain truncated", Detail: fmt.Sprintf("anchored entry is gone; the chain has %d entries", len(chain))})
+			v.add(Problem{ID: id, Reason: "chain truncated", Detail: fmt.Sprintf("anchored entry is gone; the chain has %d entries", len(chain))})
 			continue
 		}
-		if sum := sha256.Sum256(chain[a.Seq]); hex.EncodeToString(sum[:]) != a.SHA256 {
-			add(Problem{ID: id, Reason: "chain rewritten", Detail: "entry differs from its anchor " + a.String()})
+		if recordDigest(chain[a.Seq].Value) != a.SHA256 {
+			v.add(Problem{ID: id, Reason: "chain rewritten", Detail: "entry differs from its anchor " + a.String()})
 		}
 	}
+}
 
+// recordings checks each sealed recording's index record and file, and
+// returns the names the index and chain refer to.
+func (v *verifier) recordings() map[string]bool {
 	referenced := map[string]bool{}
-	ids := make([]string, 0, len(sealed))
-	for id := range sealed {
+	ids := make([]string, 0, len(v.sealed))
+	for id := range v.sealed {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		e := sealed[id]
-		rep.Recordings++
+		e := v.sealed[id]
+		v.rep.Recordings++
 		referenced[e.Path] = true
-		rec, ok := index[id]
+		rec, ok := v.snap.Sessions[id]
 		switch {
 		case !ok:
-			add(Problem{Path: e.Path, ID: id, Reason: "index entry deleted"})
-		default:
-			sum := sha256.Sum256(rec)
-			if hex.EncodeToString(sum[:]) != e.Record {
-				add(Problem{Path: e.Path, ID: id, Reason: "index entry edited"})
-			}
+			v.add(Problem{Path: e.Path, ID: id, Reason: "index entry deleted"})
+		case recordDigest(rec) != e.Record:
+			v.add(Problem{Path: e.Path, ID: id, Reason: "index entry edited"})
 		}
-		// The chain's path is checked before the file is read: an
-		// entry signed with a stolen audit key could name any file.
-		full, err := s.RecordingFile(e.Path)
-		if err != nil {
-			add(pathProblem(id, e.Path, err))
-			continue
-		}
-		digest, size, err := fileDigest(full)
+		v.file(id, e)
+	}
+	return referenced
+}
+
+// file checks one sealed recording against its seal. The blob store checks
+// the chain's name before it reads: an entry signed with a stolen audit key
+// could name any file.
+func (v *verifier) file(id string, e ChainEntry) {
+	digest, size, err := Digest(v.ctx, v.blobs, e.Path)
+	var pe *PathError
+	switch {
+	case errors.As(err, &pe):
+		v.add(pathProblem(id, e.Path, err))
+	case e.SHA256 == "" && errors.Is(err, fs.ErrNotExist):
+		// Sealed without a file (it could not be created, or
+		// the bastion died first), and there still is none.
+	case errors.Is(err, fs.ErrNotExist):
+		v.add(Problem{Path: e.Path, ID: id, Reason: "deleted"})
+	case err != nil:
+		v.add(Problem{Path: e.Path, ID: id, Reason: "unreadable", Detail: err.Error()})
+	case e.SHA256 == "":
+		// Sealed when no file existed: any file there now was
+		// put there later.
+		v.add(Problem{Path: e.Path, ID: id, Reason: "added", Detail: "sealed without a file"})
+	case size < e.Size:
+		v.add(Problem{Path: e.Path, ID: id, Reason: "truncated", Detail: fmt.Sprintf("%d bytes, sealed with %d", size, e.Size)})
+	case digest != e.SHA256:
+		v.add(Problem{Path: e.Path, ID: id, Reason: "modified", Detail: "content does not match the sealed SHA-256"})
+	}
+}
+
+// certificates checks each issued certificate's record against its seal.
+func (v *verifier) certificates() {
+	serials := make([]uint64, 0, len(v.certs))
+	for serial := range v.certs {
+		serials = append(serials, serial)
+	}
+	slices.Sort(serials)
+	for _, serial := range serials {
+		e := v.certs[serial]
+		id := "certificate " + formatSerial(serial)
+		rec, ok := v.snap.Certs[formatSerial(serial)]
 		switch {
-		case e.SHA256 == "" && errors.Is(err, fs.ErrNotExist):
-			// Sealed without a file (it could not be created, or
-			// the bastion died first), and there still is none.
-		case errors.Is(err, fs.ErrNotExist):
-			add(Problem{Path: e.Path, ID: id, Reason: "deleted"})
-		case err != nil:
-			add(Problem{Path: e.Path, ID: id, Reason: "unreadable", Detail: err.Error()})
-		case e.SHA256 == "":
-			// Sealed when no file existed: any file there now was
-			// put there later.
-			add(Problem{Path: e.Path, ID: id, Reason: "added", Detail: "sealed without a file"})
-		case size < e.Size:
-			add(Problem{Path: e.Path, ID: id, Reason: "truncated", Detail: fmt.Sprintf("%d bytes, sealed with %d", size, e.Size)})
-		case digest != e.SHA256:
-			add(Problem{Path: e.Path, ID: id, Reason: "modified", Detail: "content does not match the sealed SHA-256"})
+		case !ok:
+			v.add(Problem{ID: id, Reason: "certificate record deleted"})
+		case recordDigest(rec) != e.Record:
+			v.add(Problem{ID: id, Reason: "certificate record edited"})
 		}
 	}
-	for id, raw := range index {
-		if _, ok := sealed[id]; ok {
+	for _, k := range slices.Sorted(maps.Keys(v.snap.Certs)) {
+		if n, err := strconv.ParseUint(k, 10, 64); err != nil || v.certs[n].Record == "" {
+			v.add(Problem{ID: "certificate " + k, Reason: "certificate record not sealed in the audit chain"})
+		}
+	}
+}
+
+// unsealed checks index entries the chain does not seal: in progress, or
+// evidence of an edit.
+func (v *verifier) unsealed(referenced map[string]bool) {
+	for _, id := range slices.Sorted(maps.Keys(v.snap.Sessions)) {
+		raw := v.snap.Sessions[id]
+		if _, ok := v.sealed[id]; ok {
 			continue
 		}
 		var rec Session
 		json.Unmarshal(raw, &rec)
 		referenced[rec.Path] = true
-		if _, err := s.RecordingFile(rec.Path); err != nil {
-			add(pathProblem(id, rec.Path, err)) // what play and prune would refuse
+		if err := v.blobs.Check(v.ctx, rec.Path); err != nil {
+			v.add(pathProblem(id, rec.Path, err)) // what play and prune would refuse
 		}
 		if rec.Status == StatusActive {
 			continue // in progress (or interrupted, until the bastion restarts)
 		}
-		add(Problem{Path: rec.Path, ID: id, Reason: "index entry not sealed in the audit chain"})
+		v.add(Problem{Path: rec.Path, ID: id, Reason: "index entry not sealed in the audit chain"})
 	}
-	root := filepath.Join(s.dir, "recordings")
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
+}
+
+// added reports files nobody sealed. A file gone by now (pruned since the
+// listing) is neither.
+func (v *verifier) added(files []string, referenced map[string]bool) {
+	for _, name := range files {
+		if referenced[name] {
+			continue
 		}
-		rel, _ := filepath.Rel(s.dir, p)
-		if referenced[rel] {
-			return nil
+		if err := v.blobs.Check(v.ctx, name); err == nil {
+			if r, err := v.blobs.Open(v.ctx, name); errors.Is(err, fs.ErrNotExist) {
+				continue
+			} else if err == nil {
+				r.Close()
+			}
 		}
-		id := strings.TrimSuffix(d.Name(), ".cast")
-		if pruned[id] {
-			add(Problem{Path: rel, ID: id, Reason: "pruned but still present"})
-			return nil
+		id := strings.TrimSuffix(path.Base(name), ".cast")
+		if v.pruned[id] {
+			v.add(Problem{Path: name, ID: id, Reason: "pruned but still present"})
+			continue
 		}
-		add(Problem{Path: rel, Reason: "added", Detail: "not in the index or the audit chain"})
-		return nil
-	})
-	sort.SliceStable(rep.Problems, func(i, j int) bool { return rep.Problems[i].Path < rep.Problems[j].Path })
-	return rep, nil
+		v.add(Problem{Path: name, Reason: "added", Detail: "not in the index or the audit chain"})
+	}
 }

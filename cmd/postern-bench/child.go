@@ -60,9 +60,14 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return err
 	}
 	// A nil store turns recording off.
-	var store *recorder.Store
+	var store recorder.Store
 	if !*noRecord {
-		store = recorder.OpenStore(cfg.DataDir, auth.AuditKey)
+		local, err := recorder.OpenStore(cfg.DataDir, recorder.Options{Key: auth.AuditKey})
+		if err != nil {
+			return err
+		}
+		defer local.Close()
+		store = local
 	}
 	srv, err := bastion.New(cfg.Bastion(auth, store, log))
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -8,10 +9,12 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/adminsock"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/recorder"
-	"golang.org/x/crypto/ssh"
 )
 
 // adminFlags are the flags every admin command takes to find the data.
@@ -28,19 +31,47 @@ func addAdminFlags(fs interface {
 	}
 }
 
-func (a adminFlags) store(withKey bool) (*recorder.Store, error) {
+// open returns the store of the command's data directory: the running
+// server's, through its admin socket, or else the data directory itself
+// (read-only unless write). Either way the command runs the same code on
+// the same data, so its output and exit code are the same. close releases
+// it.
+func (a adminFlags) open(ctx context.Context, write bool) (st recorder.Store, dir string, close func(), err error) {
 	d, err := dataDir(*a.dir, *a.cfg)
 	if err != nil {
-		return nil, err
+		return nil, "", nil, err
 	}
-	if !withKey {
-		return recorder.OpenStore(d, nil), nil
+	st, close, err = openData(ctx, d, write)
+	return st, d, close, err
+}
+
+// openData opens data directory d's store. The rule: a socket that
+// accepts connections is a running server, which owns the data; no socket,
+// or one nothing accepts on (left by a server that died), means none runs,
+// and the files are opened directly. Writing needs the audit key, which a
+// server has; without one it is read from the CA, which must exist either
+// way (same outcome with and without a server).
+func openData(ctx context.Context, d string, write bool) (recorder.Store, func(), error) {
+	var key ed25519.PrivateKey
+	if write {
+		auth, err := openExisting(d)
+		if err != nil {
+			return nil, nil, err
+		}
+		key = auth.AuditKey
 	}
-	auth, err := openExisting(d)
+	c, err := adminsock.Dial(ctx, d)
+	if err == nil {
+		return c, func() { c.Close() }, nil
+	}
+	if !errors.Is(err, adminsock.ErrNoServer) {
+		return nil, nil, err
+	}
+	local, err := recorder.OpenStore(d, recorder.Options{Key: key, ReadOnly: !write})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return recorder.OpenStore(d, auth.AuditKey), nil
+	return local, func() { local.Close() }, nil
 }
 
 // parseTime accepts RFC 3339, a date (YYYY-MM-DD, local time), or a
@@ -61,7 +92,7 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is not a time: use 2026-11-25, 2026-11-25T14:00:00Z or a duration ago like 24h", s)
 }
 
-func cmdVerify(args []string, stdout, stderr io.Writer) error {
+func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("verify", "verify [--audit-key FILE] [--anchor SEQ:SHA256]... [--json]", stdout)
 	af := addAdminFlags(fs)
 	keyFile := fs.String("audit-key", "", "check signatures with the audit public key in `file`, a copy kept off the bastion\n(default: the data directory's own ca/audit_ed25519.pub, which whoever can\nrewrite the data could replace too)")
@@ -101,12 +132,28 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	// Read-only: no private key, nothing created or changed.
-	store := recorder.OpenStore(d, nil)
-	rep, err := store.Verify(opts)
+	store, closeStore, err := openData(ctx, d, false)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	defer closeStore()
+	rep, err := recorder.VerifyStore(ctx, store, opts)
+	if err != nil {
+		return err
+	}
+	if err := printVerify(stdout, stderr, rep, opts, keySource, *keyFile != "", *asJSON); err != nil {
+		return err
+	}
+	if len(rep.Problems) > 0 {
+		return fmt.Errorf("verify: %d problems in %s", len(rep.Problems), d)
+	}
+	return nil
+}
+
+// printVerify prints verify's report: JSON, or one line per problem and
+// a summary, with notes on stderr.
+func printVerify(stdout, stderr io.Writer, rep recorder.Report, opts recorder.VerifyOptions, keySource string, pinned, asJSON bool) error {
+	if asJSON {
 		out := struct {
 			recorder.Report
 			// HeadVerified says whether head is fit to keep as an
@@ -115,32 +162,26 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 			AuditKey     string `json:"audit_key"`
 			KeyFile      string `json:"audit_key_file"`
 			Pinned       bool   `json:"audit_key_pinned"`
-		}{rep, rep.Head != nil && len(rep.Problems) == 0, auditKeyFingerprint(opts.Key), keySource, *keyFile != ""}
-		if err := writeJSON(stdout, out); err != nil {
-			return err
-		}
-	} else {
-		for _, p := range rep.Problems {
-			fmt.Fprintf(stdout, "FAIL %s\n", visible(p.String()))
-		}
-		fmt.Fprintf(stdout, "%d recordings, %d audit chain entries checked: %d problems\n", rep.Recordings, rep.ChainEntries, len(rep.Problems))
-		fmt.Fprintf(stdout, "audit key: %s (%s)\n", auditKeyFingerprint(opts.Key), keySource)
-		switch {
-		case rep.Head != nil && len(rep.Problems) > 0:
-			// Not an anchor to keep: it is part of what failed.
-			fmt.Fprintf(stdout, "chain head (not verified): %s\n", rep.Head)
-		case rep.Head != nil:
-			fmt.Fprintf(stdout, "chain head: %s\n", rep.Head)
-			if len(opts.Anchors) == 0 {
-				fmt.Fprintf(stderr, "postern: note: record the chain head away from the bastion; a later 'postern verify --anchor %s' shows whether entries were removed from the end or rewritten since\n", rep.Head)
-			}
-		}
-		if *keyFile == "" {
-			fmt.Fprintf(stderr, "postern: note: signatures were checked with the key in the data directory itself; save 'postern ca show --audit' off the bastion and pass it with --audit-key\n")
+		}{rep, rep.Head != nil && len(rep.Problems) == 0, auditKeyFingerprint(opts.Key), keySource, pinned}
+		return writeJSON(stdout, out)
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(stdout, "FAIL %s\n", visible(p.String()))
+	}
+	fmt.Fprintf(stdout, "%d recordings, %d audit chain entries checked: %d problems\n", rep.Recordings, rep.ChainEntries, len(rep.Problems))
+	fmt.Fprintf(stdout, "audit key: %s (%s)\n", auditKeyFingerprint(opts.Key), keySource)
+	switch {
+	case rep.Head != nil && len(rep.Problems) > 0:
+		// Not an anchor to keep: it is part of what failed.
+		fmt.Fprintf(stdout, "chain head (not verified): %s\n", rep.Head)
+	case rep.Head != nil:
+		fmt.Fprintf(stdout, "chain head: %s\n", rep.Head)
+		if len(opts.Anchors) == 0 {
+			fmt.Fprintf(stderr, "postern: note: record the chain head away from the bastion; a later 'postern verify --anchor %s' shows whether entries were removed from the end or rewritten since\n", rep.Head)
 		}
 	}
-	if len(rep.Problems) > 0 {
-		return fmt.Errorf("verify: %d problems in %s", len(rep.Problems), store.Dir())
+	if !pinned {
+		fmt.Fprintf(stderr, "postern: note: signatures were checked with the key in the data directory itself; save 'postern ca show --audit' off the bastion and pass it with --audit-key\n")
 	}
 	return nil
 }
@@ -155,7 +196,44 @@ func auditKeyFingerprint(k ed25519.PublicKey) string {
 	return ssh.FingerprintSHA256(pk)
 }
 
-func cmdRecordings(args []string, stdout, stderr io.Writer) error {
+// prune deletes (or with dry, lists) what retention removes at cutoff,
+// reporting on stderr the sessions left alone and the chain's new head. On
+// an error deleting files, what the chain already records as pruned is
+// still returned with the error; so are sessions left alone because of
+// their index path.
+func prune(ctx context.Context, store recorder.Store, cutoff time.Time, dry bool, stderr io.Writer) ([]recorder.Session, error) {
+	var refused *recorder.RefusedError
+	if dry {
+		list, err := recorder.PruneCandidates(ctx, store, cutoff)
+		if !errors.As(err, &refused) {
+			return list, err
+		}
+		for _, p := range refused.Refused {
+			fmt.Fprintf(stderr, "postern: would not prune %s: %s\n", visible(p.ID), visible(p.String()))
+		}
+		if list == nil {
+			list = []recorder.Session{}
+		}
+		return list, fmt.Errorf("%d recordings would not be pruned: their index path is refused", len(refused.Refused))
+	}
+	list, head, err := recorder.Prune(ctx, store, cutoff)
+	if errors.As(err, &refused) {
+		for _, p := range refused.Refused {
+			fmt.Fprintf(stderr, "postern: not pruned %s: %s\n", visible(p.ID), visible(p.String()))
+		}
+		if list == nil {
+			list = []recorder.Session{}
+		}
+	}
+	if head != nil {
+		// The prune is itself a chain entry: a new anchor for the
+		// admin to keep (the bastion logs the head at its next start).
+		fmt.Fprintf(stderr, "postern: chain head: %s\n", head)
+	}
+	return list, err
+}
+
+func cmdRecordings(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "prune" {
 		return usagef("recordings: use 'postern recordings prune [--older-than-days N] [--dry-run]'")
 	}
@@ -184,51 +262,15 @@ func cmdRecordings(args []string, stdout, stderr io.Writer) error {
 	if n < 1 {
 		return usagef("recordings prune: --older-than-days must be at least 1")
 	}
-	store, err := af.store(true)
+	store, _, closeStore, err := af.open(ctx, true)
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	cutoff := time.Now().Add(-time.Duration(n) * 24 * time.Hour)
-	var list []recorder.Session
-	var pruneErr error
-	if *dry {
-		all, err := store.List(recorder.Filter{Until: cutoff})
-		if err != nil {
-			return err
-		}
-		refused := 0
-		for _, s := range all {
-			if s.Status != recorder.StatusActive && (s.End == nil || s.End.Before(cutoff)) {
-				if _, err := store.RecordingFile(s.Path); err != nil {
-					fmt.Fprintf(stderr, "postern: would not prune %s: %s\n", visible(s.ID), visible(err.Error()))
-					refused++
-					continue
-				}
-				list = append(list, s)
-			}
-		}
-		if refused > 0 {
-			pruneErr = fmt.Errorf("%d recordings would not be pruned: their index path is refused", refused)
-		}
-	} else {
-		// On an error deleting files, what the chain already records
-		// as pruned is still listed below before the error is returned;
-		// so are sessions left alone because of their index path.
-		var head *recorder.ChainHead
-		list, head, pruneErr = store.Prune(cutoff)
-		var refused *recorder.RefusedError
-		if errors.As(pruneErr, &refused) {
-			for _, p := range refused.Refused {
-				fmt.Fprintf(stderr, "postern: not pruned %s: %s\n", visible(p.ID), visible(p.String()))
-			}
-		} else if pruneErr != nil && list == nil {
-			return pruneErr
-		}
-		if head != nil {
-			// The prune is itself a chain entry: a new anchor for the
-			// admin to keep (the bastion logs the head at its next start).
-			fmt.Fprintf(stderr, "postern: chain head: %s\n", head)
-		}
+	list, pruneErr := prune(ctx, store, cutoff, *dry, stderr)
+	if pruneErr != nil && list == nil {
+		return pruneErr
 	}
 	if *asJSON {
 		if list == nil {

@@ -14,10 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/demotarget"
-	"golang.org/x/crypto/ssh"
 )
 
 // The demo's names: the user's principal, the target and the login.
@@ -69,10 +70,16 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer target.Close()
 	go target.Serve()
 
-	store, err := openStore(auth, dir, log)
+	store, err := openStore(ctx, auth, dir, log)
 	if err != nil {
 		return err
 	}
+	defer store.Close()
+	stopAdmin, err := adminSocket(ctx, dir, store, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 	srv, err := bastion.New(bastion.Config{
 		Recording: &bastion.Recording{Store: store},
 		Policy: bastion.Policy{

@@ -23,7 +23,9 @@ Usage:
                                    state in ./postern-demo, and print ssh commands
   postern ca init [flags]          create the CA keys in the data directory
   postern ca show [flags]          print the CA public keys (for targets' TrustedUserCAKeys)
-  postern ca sign [flags] KEY.pub  issue a user certificate (bootstrap, break-glass)
+  postern ca sign [flags] KEY.pub  issue a user certificate (bootstrap, break-glass);
+                                   its serial and an audit record are kept
+  postern ca issued [--json]       list the certificates issued, by serial
   postern sessions [flags]         list recorded sessions (--user, --target, --since,
                                    --until, --active, --grep REGEX, --json)
   postern play [flags] ID|FILE     replay a session (--speed, --idle-limit, --from,
@@ -35,7 +37,9 @@ Usage:
                                    validate a config file and exit
 
 Admin commands find the data with --data-dir DIR or --config FILE; run in the
-directory where 'postern demo' runs, they use ./postern-demo.
+directory where 'postern demo' runs, they use ./postern-demo. While a server
+runs they talk to it through DATA_DIR/admin.sock, otherwise they open the
+data directory: same output either way.
   postern version
 
 Run 'postern COMMAND --help' for a command's flags.
@@ -97,11 +101,13 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdDemo(ctx, rest, stdout, stderr)
 	case "ca":
 		if len(rest) == 0 {
-			return usagef("ca: missing subcommand: init, sign or show")
+			return usagef("ca: missing subcommand: init, sign, show or issued")
 		}
 		switch rest[0] {
 		case "sign":
-			return cmdCASign(rest[1:], stdout, stderr)
+			return cmdCASign(ctx, rest[1:], stdout, stderr)
+		case "issued":
+			return cmdCAIssued(ctx, rest[1:], stdout, stderr)
 		case "init":
 			return cmdCAInit(rest[1:], stdout, stderr)
 		case "show":
@@ -110,15 +116,15 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			fmt.Fprint(stdout, usage)
 			return nil
 		}
-		return usagef("ca: unknown subcommand %q: use init, sign or show", rest[0])
+		return usagef("ca: unknown subcommand %q: use init, sign, show or issued", rest[0])
 	case "sessions":
-		return cmdSessions(rest, stdout, stderr)
+		return cmdSessions(ctx, rest, stdout, stderr)
 	case "play":
 		return cmdPlay(ctx, rest, stdin, stdout, stderr)
 	case "verify":
-		return cmdVerify(rest, stdout, stderr)
+		return cmdVerify(ctx, rest, stdout, stderr)
 	case "recordings":
-		return cmdRecordings(rest, stdout, stderr)
+		return cmdRecordings(ctx, rest, stdout, stderr)
 	case "config":
 		if len(rest) == 0 || rest[0] != "check" {
 			return usagef("config: use 'postern config check --config FILE'")

@@ -14,7 +14,7 @@ import (
 // sealSession seals rec in store as ended at end; with text, it first
 // writes the recording to file (a path of the test's choosing, which may
 // lie anywhere), otherwise the file at file is sealed as it is.
-func sealSession(t *testing.T, store *recorder.Store, rec recorder.Session, file, text string, end time.Time) {
+func sealSession(t *testing.T, store *testStore, rec recorder.Session, file, text string, end time.Time) {
 	t.Helper()
 	rec.Session, rec.Start = rec.ID, end.Add(-time.Minute)
 	if rec.Kind == "" {

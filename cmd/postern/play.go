@@ -10,8 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/postern/postern/recorder"
 	"golang.org/x/term"
+
+	"github.com/postern/postern/recorder"
 )
 
 func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.Writer) error {
@@ -44,22 +45,11 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 	if *raw && !*cat {
 		return usagef("play: --raw goes with --cat only: a replay is for a terminal, and the recording must not reach one unfiltered")
 	}
-	path, err := recordingPath(af, pos[0])
+	open, closeStore, err := recordingSource(ctx, af, pos[0])
 	if err != nil {
 		return err
 	}
-	open := func() (*recorder.Reader, func(), error) {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, nil, err
-		}
-		r, err := recorder.NewReader(f)
-		if err != nil {
-			f.Close()
-			return nil, nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return r, func() { f.Close() }, nil
-	}
+	defer closeStore()
 	r, done, err := open()
 	if err != nil {
 		return err
@@ -76,19 +66,9 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 	}
 	start := *from
 	if *fromMatch != "" {
-		re, err := regexp.Compile(*fromMatch)
-		if err != nil {
-			return usagef("play: --from-match: %v", err)
-		}
-		hits, err := recorder.Grep(r, re, 1)
-		if err != nil {
+		if start, err = matchStart(r, *fromMatch, pos[0]); err != nil {
 			return err
 		}
-		if len(hits) == 0 {
-			return fmt.Errorf("no output in %s matches %q", pos[0], *fromMatch)
-		}
-		// Just before the hit: the frames up to it are drawn at once.
-		start = max(time.Duration(hits[0].Time*float64(time.Second))-time.Millisecond, 0)
 		done()
 		if r, done, err = open(); err != nil {
 			return err
@@ -109,6 +89,24 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 		return nil // SIGINT or SIGTERM: a normal way to stop watching
 	}
 	return err
+}
+
+// matchStart is where --from-match expr starts the replay of r (arg): just
+// before the first output it matches, so the frames up to it are drawn at
+// once.
+func matchStart(r *recorder.Reader, expr, arg string) (time.Duration, error) {
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return 0, usagef("play: --from-match: %v", err)
+	}
+	hits, err := recorder.Grep(r, re, 1)
+	if err != nil {
+		return 0, err
+	}
+	if len(hits) == 0 {
+		return 0, fmt.Errorf("no output in %s matches %q", arg, expr)
+	}
+	return max(time.Duration(hits[0].Time*float64(time.Second))-time.Millisecond, 0), nil
 }
 
 // terminalKeys puts a terminal stdin into raw mode and delivers key presses;
@@ -143,29 +141,64 @@ func terminalKeys(stdin io.Reader) (<-chan byte, func()) {
 	return keys, func() { term.Restore(int(f.Fd()), old) }
 }
 
-// recordingPath resolves a session ID (from the index) or a file path.
-func recordingPath(af adminFlags, arg string) (string, error) {
+// recordingSource resolves a file path, or a session ID from the index:
+// it returns a function that opens the recording for reading (the store
+// checks that the index's name stays in the recordings; done closes it),
+// and one that releases the store.
+func recordingSource(ctx context.Context, af adminFlags, arg string) (open func() (r *recorder.Reader, done func(), err error), closeStore func(), err error) {
+	name, openFile := arg, func() (io.ReadCloser, error) { return os.Open(arg) }
+	closeStore = func() {}
 	if strings.HasSuffix(arg, ".cast") || strings.ContainsRune(arg, os.PathSeparator) {
 		if _, err := os.Stat(arg); err != nil {
-			return "", err
+			return nil, nil, err
 		}
-		return arg, nil
+	} else if name, openFile, closeStore, err = indexRecording(ctx, af, arg); err != nil {
+		return nil, nil, err
 	}
-	store, err := af.store(false)
+	open = func() (*recorder.Reader, func(), error) {
+		f, err := openFile()
+		if err != nil {
+			return nil, nil, err
+		}
+		r, err := recorder.NewReader(f)
+		if err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return r, func() { f.Close() }, nil
+	}
+	return open, closeStore, nil
+}
+
+// indexRecording looks session id up in the index and returns its
+// recording's name and opener, and a function that releases the store.
+func indexRecording(ctx context.Context, af adminFlags, id string) (string, func() (io.ReadCloser, error), func(), error) {
+	store, _, closeStore, err := af.open(ctx, false)
 	if err != nil {
-		return "", err
+		return "", nil, nil, err
 	}
-	s, err := store.Get(arg)
+	s, err := store.Get(ctx, id)
 	if errors.Is(err, recorder.ErrNotFound) {
-		return "", fmt.Errorf("no session %q in the index (see 'postern sessions')", arg)
+		err = fmt.Errorf("no session %q in the index (see 'postern sessions')", id)
+	}
+	if err == nil {
+		// The index names the recording; it must not lead out of the
+		// recordings.
+		if err = store.Check(ctx, s.Path); err != nil {
+			err = fmt.Errorf("session %s not played: %w", visible(id), err)
+		}
 	}
 	if err != nil {
-		return "", err
+		closeStore()
+		return "", nil, nil, err
 	}
-	// The index names the file; it must not lead out of the recordings.
-	path, err := store.RecordingFile(s.Path)
-	if err != nil {
-		return "", fmt.Errorf("session %s not played: %w", visible(arg), err)
+	open := func() (io.ReadCloser, error) {
+		r, err := store.Open(ctx, s.Path)
+		var pe *recorder.PathError
+		if errors.As(err, &pe) {
+			err = fmt.Errorf("session %s not played: %w", visible(id), err)
+		}
+		return r, err
 	}
-	return path, nil
+	return s.Path, open, closeStore, nil
 }

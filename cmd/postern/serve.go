@@ -14,11 +14,13 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/adminsock"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/recorder"
-	"golang.org/x/crypto/ssh"
 )
 
 // demoDir is where `postern demo` keeps its state, relative to the
@@ -46,10 +48,16 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	store, err := openStore(auth, cfg.DataDir, log)
+	store, err := openStore(ctx, auth, cfg.DataDir, log)
 	if err != nil {
 		return err
 	}
+	defer store.Close()
+	stopAdmin, err := adminSocket(ctx, cfg.DataDir, store, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 	srv, err := bastion.New(cfg.Bastion(auth, store, log))
 	if err != nil {
 		return err
@@ -63,12 +71,19 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return serveUntilDone(ctx, srv, l, log)
 }
 
-// openStore opens the session index and seals sessions a previous run
-// left active: the bastion died during them.
-func openStore(auth *certs.Authority, dir string, log *slog.Logger) (*recorder.Store, error) {
-	store := recorder.OpenStore(dir, auth.AuditKey)
-	ids, err := store.MarkInterrupted()
+// openStore opens the session index for the server's life (the caller
+// closes it) and seals sessions a previous run left active: the bastion
+// died during them. While it is open, no other process can open the index:
+// a second server on the same data directory stops here, having changed
+// nothing.
+func openStore(ctx context.Context, auth *certs.Authority, dir string, log *slog.Logger) (*recorder.Local, error) {
+	store, err := recorder.OpenStore(dir, recorder.Options{Key: auth.AuditKey})
 	if err != nil {
+		return nil, err
+	}
+	ids, err := store.MarkInterrupted(ctx)
+	if err != nil {
+		store.Close()
 		return nil, err
 	}
 	for _, id := range ids {
@@ -77,14 +92,33 @@ func openStore(auth *certs.Authority, dir string, log *slog.Logger) (*recorder.S
 	}
 	// Each start logs where the chain stands, an anchor for verify even
 	// when no session has ended since.
-	head, err := store.Head()
+	head, err := store.Head(ctx)
 	if err != nil {
+		store.Close()
 		return nil, err
 	}
 	if head != nil {
 		log.Info("audit", "audit", true, "event", "chain_head", "chain_head", head.String())
 	}
 	return store, nil
+}
+
+// adminSocket serves store on dir's admin socket (see internal/adminsock)
+// until ctx is done or stop is called; stop waits for it to end.
+func adminSocket(ctx context.Context, dir string, store recorder.Store, log *slog.Logger) (stop func(), err error) {
+	l, err := adminsock.Listen(dir)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := adminsock.Serve(ctx, l, store); err != nil {
+			log.Error("admin socket stopped", "err", err.Error())
+		}
+	}()
+	return func() { cancel(); <-done }, nil
 }
 
 // serveUntilDone runs srv on l until ctx is cancelled (SIGINT/SIGTERM),
@@ -127,82 +161,6 @@ func dataDir(dir, cfgPath string) (string, error) {
 		return filepath.Abs(demoDir)
 	}
 	return "", usagef("no data directory: pass --data-dir DIR or --config FILE, or run in the directory where 'postern demo' runs")
-}
-
-func cmdCASign(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("ca sign", "ca sign --principal NAME [--ttl 8h] [flags] KEY.pub", stdout)
-	var principals, groups listFlag
-	fs.Var(&principals, "principal", "principal `name` to certify (repeatable; the first is the identity)")
-	fs.Var(&groups, "group", "group `name` carried in the certificate (repeatable)")
-	ttl := fs.Duration("ttl", 8*time.Hour, "validity `duration`, e.g. 1h")
-	keyID := fs.String("key-id", "", "key ID recorded in audit logs (default: principal and key fingerprint)")
-	source := fs.String("source-address", "", "restrict use to these comma-separated `addresses or CIDRs`")
-	noPTY := fs.Bool("no-pty", false, "leave out permit-pty (granted by default): the bastion refuses the holder a terminal")
-	noFwd := fs.Bool("no-port-forwarding", false, "leave out permit-port-forwarding (granted by default): the bastion refuses every forward, whatever the policy grants. Agent and X11 forwarding are never granted")
-	out := fs.String("out", "", "write the certificate to `file` (default: KEY-cert.pub beside KEY.pub; - for stdout)")
-	dir := fs.String("data-dir", "", "bastion data `dir`ectory")
-	cfgPath := fs.String("config", "", "bastion config `file` (its data_dir is used)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if len(principals) == 0 {
-		return usagef("ca sign: --principal is required")
-	}
-	if fs.NArg() != 1 {
-		return usagef("ca sign: give exactly one public key file (KEY.pub)")
-	}
-	if *ttl <= 0 {
-		return usagef("ca sign: --ttl must be positive")
-	}
-	if *ttl > 7*24*time.Hour {
-		return usagef("ca sign: --ttl %s is longer than 7 days; certificates should be short-lived", *ttl)
-	}
-	d, err := dataDir(*dir, *cfgPath)
-	if err != nil {
-		return err
-	}
-	keyPath := fs.Arg(0)
-	data, err := os.ReadFile(keyPath)
-	if err != nil {
-		return fmt.Errorf("read public key: %w", err)
-	}
-	pub, comment, _, _, err := ssh.ParseAuthorizedKey(data)
-	if err != nil {
-		return fmt.Errorf("%s is not an OpenSSH public key: %w", keyPath, err)
-	}
-	auth, err := openExisting(d)
-	if err != nil {
-		return err
-	}
-	id := *keyID
-	if id == "" {
-		id = fmt.Sprintf("%s %s", principals[0], ssh.FingerprintSHA256(pub))
-		if comment != "" {
-			id += " " + comment
-		}
-	}
-	cert, err := auth.SignUser(pub, certs.UserCertRequest{
-		Principals: principals, Groups: groups, TTL: *ttl, KeyID: id, SourceAddress: *source,
-		NoPTY: *noPTY, NoPortForwarding: *noFwd,
-	})
-	if err != nil {
-		return err
-	}
-	line := ssh.MarshalAuthorizedKey(cert)
-	dest := *out
-	if dest == "" {
-		dest = strings.TrimSuffix(keyPath, ".pub") + "-cert.pub"
-	}
-	if dest == "-" {
-		_, err = stdout.Write(line)
-		return err
-	}
-	if err := os.WriteFile(dest, line, 0o644); err != nil {
-		return fmt.Errorf("write certificate: %w", err)
-	}
-	fmt.Fprintf(stderr, "postern: wrote %s: principals %v, serial %d, valid until %s\n",
-		dest, cert.ValidPrincipals, cert.Serial, time.Unix(int64(cert.ValidBefore), 0).UTC().Format(time.RFC3339))
-	return nil
 }
 
 // openExisting opens the CA in data dir d, refusing to create one: a typo in

@@ -1,11 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"regexp"
 	"time"
 
@@ -13,7 +13,7 @@ import (
 	"github.com/postern/postern/recorder"
 )
 
-func cmdSessions(args []string, stdout, stderr io.Writer) error {
+func cmdSessions(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("sessions", "sessions [--user U] [--target T] [--since T] [--until T] [--active] [--grep RE] [--json]", stdout)
 	af := addAdminFlags(fs)
 	user := fs.String("user", "", "only sessions of this identity (principal)")
@@ -44,11 +44,12 @@ func cmdSessions(args []string, stdout, stderr io.Writer) error {
 			return usagef("sessions: --grep: %v", err)
 		}
 	}
-	store, err := af.store(false)
+	store, _, closeStore, err := af.open(ctx, false)
 	if err != nil {
 		return err
 	}
-	list, err := store.List(f)
+	defer closeStore()
+	list, err := store.List(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -60,7 +61,7 @@ func cmdSessions(args []string, stdout, stderr io.Writer) error {
 			// One recording that cannot be searched must not hide the
 			// hits in the others: it is reported, and the exit code
 			// says the search was incomplete.
-			hits, err := grepRecording(store, s, re)
+			hits, err := grepRecording(ctx, store, s, re)
 			if err != nil {
 				fmt.Fprintf(stderr, "postern: search %s: %s\n", visible(s.ID), visible(err.Error()))
 				problems++
@@ -90,12 +91,8 @@ func cmdSessions(args []string, stdout, stderr io.Writer) error {
 
 // grepRecording searches the recording of s; a missing file is an error
 // unless the session was sealed without one.
-func grepRecording(store *recorder.Store, s recorder.Session, re *regexp.Regexp) ([]recorder.Hit, error) {
-	path, err := store.RecordingFile(s.Path)
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(path)
+func grepRecording(ctx context.Context, store recorder.Blobs, s recorder.Session, re *regexp.Regexp) ([]recorder.Hit, error) {
+	f, err := store.Open(ctx, s.Path)
 	if errors.Is(err, fs.ErrNotExist) && s.SHA256 == "" && s.Status != recorder.StatusActive {
 		return nil, nil // sealed without a file: nothing was recorded
 	}

@@ -10,18 +10,19 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/recorder"
-	bolt "go.etcd.io/bbolt"
 )
 
 // sealRecording writes a small recording into dir and seals it in store.
-func sealRecording(t *testing.T, store *recorder.Store, id, text string) {
+func sealRecording(t *testing.T, store *testStore, id, text string) {
 	t.Helper()
 	sealRecordingAt(t, store, id, text, time.Now())
 }
 
-func sealRecordingAt(t *testing.T, store *recorder.Store, id, text string, end time.Time) {
+func sealRecordingAt(t *testing.T, store *testStore, id, text string, end time.Time) {
 	t.Helper()
 	rel := filepath.Join("recordings", "2026", "11", "25", id+".cast")
 	rec := recorder.Session{ID: id, Session: id, Identity: "alice", Target: "db01", Login: "root", Kind: "exec", Start: end.Add(-time.Minute), Path: rel}
@@ -45,13 +46,13 @@ func sealRecordingAt(t *testing.T, store *recorder.Store, id, text string, end t
 
 // sealedDir makes (or completes) the keys of data directory dir and seals
 // three recordings in it, the last one printing last.
-func sealedDir(t *testing.T, dir, last string) (*recorder.Store, *certs.Authority) {
+func sealedDir(t *testing.T, dir, last string) (*testStore, *certs.Authority) {
 	t.Helper()
 	auth, err := certs.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := recorder.OpenStore(dir, auth.AuditKey)
+	store := openTestStore(dir, auth.AuditKey)
 	sealRecording(t, store, "01A-1", "first\r\n")
 	sealRecording(t, store, "01B-1", "second\r\n")
 	sealRecording(t, store, "01C-1", last)
@@ -154,7 +155,7 @@ func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
 	// the index and the disk. Everything left is consistent.
 	copyTree(t, data, filepath.Join(work, "cut"))
 	cut := filepath.Join(work, "cut")
-	cutStore := recorder.OpenStore(cut, auth.AuditKey)
+	cutStore := openTestStore(cut, auth.AuditKey)
 	dropLastSeal(t, cutStore, "01C-1")
 	if r := admin(t, work, "verify", "--data-dir", cut); r.ExitCode != 0 {
 		t.Fatalf("the cut chain should pass without an anchor (that is why anchors exist): %d %s", r.ExitCode, r.Stdout)
@@ -229,7 +230,7 @@ func copyTree(t *testing.T, from, to string) {
 
 // dropLastSeal removes a session's recording, its index entry and the
 // chain's last entry, as someone with write access to the data would.
-func dropLastSeal(t *testing.T, s *recorder.Store, id string) {
+func dropLastSeal(t *testing.T, s *testStore, id string) {
 	t.Helper()
 	rec, err := s.Get(id)
 	if err != nil {

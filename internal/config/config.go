@@ -371,7 +371,7 @@ func checkCipher(s string) error {
 // Bastion returns the bastion settings this config describes, with the
 // keys, session index and logger the caller opened. A nil store turns
 // recording off (benchmarks only: serve always records).
-func (c *Config) Bastion(auth *certs.Authority, store *recorder.Store, log *slog.Logger) bastion.Config {
+func (c *Config) Bastion(auth *certs.Authority, store recorder.Store, log *slog.Logger) bastion.Config {
 	var rec *bastion.Recording
 	if store != nil {
 		rec = &bastion.Recording{Store: store, Input: c.Recording.Input, ContinueOnFailure: c.Recording.ContinueOnFailure}

@@ -1,0 +1,384 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+var (
+	bucketSessions = []byte("sessions")
+	bucketChain    = []byte("chain")
+	bucketCerts    = []byte("certs")
+)
+
+// Options configures OpenStore. The zero value opens the index for reading
+// and writing, creating it if needed, without an audit key.
+type Options struct {
+	// Key signs audit chain entries; without it Finish, MarkInterrupted,
+	// Prune and IssueCert fail.
+	Key ed25519.PrivateKey
+	// ReadOnly opens an existing index for reading only (admin commands
+	// that change nothing). Other processes may read it at the same time;
+	// none may have it open for writing.
+	ReadOnly bool
+	// Timeout bounds the wait for another process's lock on the index;
+	// zero means 2 seconds.
+	Timeout time.Duration
+}
+
+// Local is the default Store: the index and audit chain in
+// DATA_DIR/postern.db (bbolt), recordings as files under
+// DATA_DIR/recordings. The database is opened once, by OpenStore, and stays
+// open (and locked against other processes) until Close: a running bastion
+// owns it, and admin commands reach it through the admin socket. It is safe
+// for concurrent use.
+type Local struct {
+	dir string
+	db  *bolt.DB
+	key ed25519.PrivateKey
+}
+
+var _ Store = (*Local)(nil)
+
+// OpenStore opens the store of dataDir. The caller must Close it.
+func OpenStore(dataDir string, o Options) (*Local, error) {
+	path := filepath.Join(dataDir, "postern.db")
+	if o.ReadOnly {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no session index at %s (has the bastion run with this data directory?)", path)
+		}
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, ReadOnly: o.ReadOnly})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("open session index %s: in use by another process (a postern serve or demo with this data directory?)", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open session index %s: %w", path, err)
+	}
+	if !o.ReadOnly {
+		err = db.Update(func(tx *bolt.Tx) error {
+			for _, b := range [][]byte{bucketSessions, bucketChain, bucketCerts} {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open session index %s: %w", path, err)
+		}
+	}
+	return &Local{dir: dataDir, db: db, key: o.Key}, nil
+}
+
+// Close closes the index. Writers opened by Create are not affected.
+func (s *Local) Close() error { return s.db.Close() }
+
+// Dir is the data directory.
+func (s *Local) Dir() string { return s.dir }
+
+// PublicKey is the public half of the store's audit key, nil without one.
+func (s *Local) PublicKey() ed25519.PublicKey {
+	if s.key == nil {
+		return nil
+	}
+	return s.key.Public().(ed25519.PublicKey)
+}
+
+// update runs fn in a write transaction. A context already done stops it
+// before it starts; a transaction, once begun, is not interrupted.
+func (s *Local) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(fn)
+}
+
+func (s *Local) view(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}
+
+// Begin implements Index.
+func (s *Local) Begin(ctx context.Context, rec Session) error {
+	rec.Status = StatusActive
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSessions)
+		if b.Get([]byte(rec.ID)) != nil {
+			return fmt.Errorf("session %s already in the index", rec.ID)
+		}
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(rec.ID), data)
+	})
+}
+
+// Finish implements Index.
+func (s *Local) Finish(ctx context.Context, rec Session) (ChainHead, error) {
+	if rec.Status == "" || rec.Status == StatusActive {
+		rec.Status = StatusClosed
+	}
+	var head ChainHead
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		var err error
+		head, err = s.seal(tx, rec)
+		return err
+	})
+	return head, err
+}
+
+func (s *Local) seal(tx *bolt.Tx, rec Session) (ChainHead, error) {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return ChainHead{}, err
+	}
+	if err := tx.Bucket(bucketSessions).Put([]byte(rec.ID), data); err != nil {
+		return ChainHead{}, err
+	}
+	return s.appendChain(tx, ChainEntry{
+		Kind: KindRecording, Recording: rec.ID, Path: rec.Path, SHA256: rec.SHA256, Size: rec.Size,
+		Record: recordDigest(data),
+	})
+}
+
+func (s *Local) appendChain(tx *bolt.Tx, e ChainEntry) (ChainHead, error) {
+	b := tx.Bucket(bucketChain)
+	k, last := b.Cursor().Last()
+	var lastSeq uint64
+	if k != nil {
+		lastSeq = binary.BigEndian.Uint64(k)
+	}
+	key, val, head, err := nextEntry(last, lastSeq, e, s.key, time.Now())
+	if err != nil {
+		return ChainHead{}, err
+	}
+	return head, b.Put(key, val)
+}
+
+// Head implements Index.
+func (s *Local) Head(ctx context.Context) (*ChainHead, error) {
+	var head *ChainHead
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketChain)
+		if b == nil {
+			return nil
+		}
+		k, v := b.Cursor().Last()
+		if k == nil {
+			return nil
+		}
+		h := headOf(binary.BigEndian.Uint64(k), v)
+		head = &h
+		return nil
+	})
+	return head, err
+}
+
+// MarkInterrupted implements Index: the file of each session holds a valid
+// prefix, and its digest as found is what the chain records.
+func (s *Local) MarkInterrupted(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		active, err := sessions(tx, Filter{Active: true})
+		if err != nil {
+			return err
+		}
+		for _, rec := range active {
+			rec.Status = StatusInterrupted
+			if path, err := s.RecordingFile(rec.Path); err == nil {
+				if sum, size, err := fileDigest(path); err == nil {
+					rec.SHA256, rec.Size = sum, size
+				}
+			}
+			if _, err := s.seal(tx, rec); err != nil {
+				return err
+			}
+			ids = append(ids, rec.ID)
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// Get implements Index.
+func (s *Local) Get(ctx context.Context, id string) (Session, error) {
+	var rec Session
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSessions)
+		if b == nil {
+			return ErrNotFound
+		}
+		v := b.Get([]byte(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		return json.Unmarshal(v, &rec)
+	})
+	return rec, err
+}
+
+// List implements Index (IDs sort by time).
+func (s *Local) List(ctx context.Context, f Filter) ([]Session, error) {
+	var out []Session
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		out, err = sessions(tx, f)
+		return err
+	})
+	return out, err
+}
+
+func sessions(tx *bolt.Tx, f Filter) ([]Session, error) {
+	var out []Session
+	b := tx.Bucket(bucketSessions)
+	if b == nil {
+		return nil, nil
+	}
+	err := b.ForEach(func(k, v []byte) error {
+		var rec Session
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("index entry %s: %w", k, err)
+		}
+		if f.Match(rec) {
+			out = append(out, rec)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Prune implements Index.
+func (s *Local) Prune(ctx context.Context, ids []string) ([]Session, *ChainHead, error) {
+	var pruned []Session
+	var head *ChainHead
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		pruned = nil
+		b := tx.Bucket(bucketSessions)
+		var gone []string
+		for _, id := range ids {
+			v := b.Get([]byte(id))
+			if v == nil {
+				continue
+			}
+			var rec Session
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("index entry %s: %w", id, err)
+			}
+			if rec.Status == StatusActive {
+				continue
+			}
+			if err := b.Delete([]byte(id)); err != nil {
+				return err
+			}
+			pruned = append(pruned, rec)
+			gone = append(gone, id)
+		}
+		if len(gone) == 0 {
+			return nil
+		}
+		h, err := s.appendChain(tx, ChainEntry{Kind: KindPrune, Pruned: gone})
+		head = &h
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return pruned, head, nil
+}
+
+// Snapshot implements Index: one read transaction, copied out of it.
+func (s *Local) Snapshot(ctx context.Context) (*Snapshot, error) {
+	snap := &Snapshot{Sessions: map[string][]byte{}, Certs: map[string][]byte{}}
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		copyBucket := func(name []byte, put func(k, v []byte)) error {
+			b := tx.Bucket(name)
+			if b == nil {
+				return nil
+			}
+			return b.ForEach(func(k, v []byte) error {
+				put(bytes.Clone(k), bytes.Clone(v))
+				return nil
+			})
+		}
+		if err := copyBucket(bucketSessions, func(k, v []byte) { snap.Sessions[string(k)] = v }); err != nil {
+			return err
+		}
+		if err := copyBucket(bucketCerts, func(k, v []byte) {
+			if len(k) == 8 {
+				snap.Certs[formatSerial(binary.BigEndian.Uint64(k))] = v
+			}
+		}); err != nil {
+			return err
+		}
+		return copyBucket(bucketChain, func(k, v []byte) { snap.Chain = append(snap.Chain, RawEntry{Key: k, Value: v}) })
+	})
+	return snap, err
+}
+
+// IssueCert implements Index: serials come from the bucket's sequence,
+// which bbolt never hands out twice.
+func (s *Local) IssueCert(ctx context.Context, c IssuedCert) (IssuedCert, error) {
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCerts)
+		serial, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		c.Serial = serial
+		data, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(seqKey(serial), data); err != nil {
+			return err
+		}
+		_, err = s.appendChain(tx, ChainEntry{Kind: KindCertificate, Serial: serial, Record: recordDigest(data)})
+		return err
+	})
+	if err != nil {
+		return IssuedCert{}, fmt.Errorf("record issued certificate: %w", err)
+	}
+	return c, nil
+}
+
+// Issued implements Index.
+func (s *Local) Issued(ctx context.Context) ([]IssuedCert, error) {
+	var out []IssuedCert
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCerts)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var c IssuedCert
+			if err := json.Unmarshal(v, &c); err != nil {
+				return fmt.Errorf("issued certificate %x: %w", k, err)
+			}
+			out = append(out, c)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Serial < out[j].Serial })
+	return out, err
+}
