@@ -14,11 +14,12 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/recorder"
-	"golang.org/x/crypto/ssh"
 )
 
 // demoDir is where `postern demo` keeps its state, relative to the
@@ -91,7 +92,8 @@ func openStore(auth *certs.Authority, dir string, log *slog.Logger) (*recorder.S
 // then drains sessions for up to 30 seconds.
 func serveUntilDone(ctx context.Context, srv *bastion.Server, l net.Listener, log *slog.Logger) error {
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
+	// Not ctx itself: a signal drains sessions (Shutdown) rather than cut them.
+	go func() { errc <- srv.Serve(context.WithoutCancel(ctx), l) }()
 	select {
 	case err := <-errc:
 		srv.Close()
