@@ -112,14 +112,18 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 		nc.Reject(ssh.ConnectionFailed, "postern: target could not open the forwarded port")
 		return
 	}
-	go ssh.DiscardRequests(ureqs)
+	// The request discarders end when their channels close, which
+	// every path out of here does before the deferred wait.
+	var reqs sync.WaitGroup
+	defer reqs.Wait()
+	reqs.Go(func() { ssh.DiscardRequests(ureqs) })
 	ch, creqs, err := nc.Accept()
 	if err != nil {
 		uch.Close()
 		return
 	}
 	audit.Record(log, audit.Forward, "allowed", true, "ok", true)
-	go ssh.DiscardRequests(creqs)
+	reqs.Go(func() { ssh.DiscardRequests(creqs) })
 	c.track(ch)
 	defer c.untrack(ch)
 	var wg sync.WaitGroup
