@@ -2,6 +2,16 @@
 // certificate, routes LOGIN@TARGET to a target under the policy, dials the
 // target with a certificate it mints for the session, and forwards the
 // session's channels, seeing every byte.
+//
+// Contexts flow from Serve to each connection and each channel, and are
+// cancelled with a cause (userError) whose message is what the client is
+// told. A session channel (session.go) starts at most one program, at one
+// gate (startProgram, program.go), which chooses its pipeline once: the
+// terminal (stream.go: an input stage that can hold, a masked output stage
+// whose strict stream observers include the recording, recording.go) or a
+// transfer mode that parses sftp, scp or rsync both ways (transfer.go).
+// The reply to the request that started a program reaches the client
+// before the program's output, exit status, EOF and CLOSE.
 package bastion
 
 import (
