@@ -266,15 +266,18 @@ func (st *channel) sendExits(exits []*ssh.Request, end []any) (*int, string, []a
 
 // fail ends the channel with cause, first cause wins: output stops at the
 // gate, the target's channel closes, and teardown shows the cause's
-// UserMessage instead of an exit status.
-func (st *channel) fail(cause error) {
+// UserMessage instead of an exit status. It reports whether cause was the
+// first.
+func (st *channel) fail(cause error) bool {
 	st.mu.Lock()
-	if st.failed == nil {
+	first := st.failed == nil
+	if first {
 		st.failed = cause
 	}
 	st.mu.Unlock()
 	st.cancel(cause)
 	st.uch.Close()
+	return first
 }
 
 // failure is the channel's own end cause, nil while it runs.

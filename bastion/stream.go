@@ -102,10 +102,14 @@ func (g gate) Write(p []byte) (int, error) {
 }
 
 // recordOutput is the recording as an observer of the masked stream; its
-// failure ends the channel.
+// failure ends the channel. After the channel failed it takes nothing: the
+// recording ends where the client's view does, with the notice.
 type recordOutput struct{ st *channel }
 
 func (r recordOutput) Write(p []byte) (int, error) {
+	if err := r.st.failure(); err != nil {
+		return 0, err
+	}
 	if err := r.st.rec.output(p); err != nil {
 		r.st.fail(err)
 		return 0, err

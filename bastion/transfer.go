@@ -177,11 +177,10 @@ func (st *channel) passTransfer(dst io.Writer, p []byte, parse func([]byte) ([]b
 // say so, and the target's channel closes.
 func (st *channel) failTransfer(err error) {
 	msg := userMessage(err, "postern: the transfer was stopped")
-	if st.failure() == nil {
+	if st.fail(endCauseErr(msg, err)) {
 		audit.Record(st.c.log, audit.TransferStopped, "channel", st.n, "kind", st.kind, "reason", logSafe(err.Error()))
 		st.rec.output([]byte(msg + "\r\n"))
 	}
-	st.fail(endCauseErr(msg, err))
 }
 
 // startTransfer puts the channel in transfer mode kind, if the grant
@@ -262,6 +261,9 @@ func (st *channel) addTransfer(kind string, t recorder.Transfer) {
 // show records text a person reads inside a transfer protocol (already
 // masked).
 func (st *channel) show(text []byte) {
+	if st.failure() != nil {
+		return // the recording ends with the notice
+	}
 	if err := st.rec.output(text); err != nil {
 		st.fail(err)
 	}
