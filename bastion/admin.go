@@ -30,25 +30,18 @@ func (c *conn) serveAdmin(sc *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs 
 	audit.Record(c.log, audit.Connect, "allowed", true, "principals", logSafeAll(id.Principals),
 		"groups", logSafeAll(id.Groups), "key_id", logSafe(id.KeyID), "serial", id.Serial, "admin", c.s.isAdmin(id))
 
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
 	c.touch()
-	rt := c.adminRoute(ctx)
+	rt := c.adminRoute(c.ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { c.serveRequests(rt, reqs) })
-	wg.Go(func() { c.monitor(ctx, sc) })
+	wg.Go(func() { c.monitor(c.ctx, sc) })
 	for nc := range chans {
 		c.open(rt, nc)
 	}
-	cancel(errors.New("client disconnected"))
+	c.cancel(errors.New("client disconnected")) // first cause wins
 	c.wg.Wait()
 	wg.Wait()
-	reason := context.Cause(ctx).Error()
-	c.mu.Lock()
-	if c.ended != "" {
-		reason = c.ended
-	}
-	c.mu.Unlock()
+	reason := context.Cause(c.ctx).Error()
 	audit.Record(c.log, audit.Disconnect, "duration_ms", time.Since(start).Milliseconds(), "reason", reason)
 }
 
@@ -85,9 +78,9 @@ type adminChannel struct {
 	started bool   // a program was started or refused: no other may start
 }
 
-// program is what runs on an admin channel: it writes to stdout and
+// adminProgram is what runs on an admin channel: it writes to stdout and
 // stderr and returns the exit status.
-type program func(ctx context.Context, stdout, stderr io.Writer) int
+type adminProgram func(ctx context.Context, stdout, stderr io.Writer) int
 
 // adminSession accepts a session channel and answers its requests until
 // the client closes it; the program an exec request starts runs on a
@@ -117,8 +110,8 @@ func (c *conn) adminSession(ctx context.Context, nc ssh.NewChannel) {
 // request answers one channel request (RFC 4254 §6) and returns the
 // program it starts, if any. The reply is sent before the program runs,
 // so it reaches the client before any output and the exit status.
-func (a *adminChannel) request(r *ssh.Request) program {
-	var prog program
+func (a *adminChannel) request(r *ssh.Request) adminProgram {
+	var prog adminProgram
 	ok := false
 	switch {
 	case a.started:
@@ -156,7 +149,7 @@ func (a *adminChannel) request(r *ssh.Request) program {
 
 // refusal is the program a shell or subsystem request gets: one line on
 // stderr and status.
-func (a *adminChannel) refusal(kind string, status int, msg string) program {
+func (a *adminChannel) refusal(kind string, status int, msg string) adminProgram {
 	a.refuse(kind, kind+" requested on the admin connection", "")
 	return func(_ context.Context, _, stderr io.Writer) int {
 		fmt.Fprintln(stderr, msg)
@@ -179,7 +172,7 @@ func (a *adminChannel) refuse(kind, reason, msg string) {
 // numbers (DESIGN invariant 8). Each command masks what came from a
 // certificate or the client instead (shown), and the index holds masked
 // text already.
-func (a *adminChannel) run(ctx context.Context, prog program) {
+func (a *adminChannel) run(ctx context.Context, prog adminProgram) {
 	a.end(prog(ctx, a.ch, a.ch.Stderr()))
 }
 

@@ -80,7 +80,7 @@ func shown(s string) string { return listing.Visible(logSafe(s)) }
 
 // command returns the program an exec request for line runs: the built-in
 // command it names, with its audit record.
-func (a *adminChannel) command(line string) program {
+func (a *adminChannel) command(line string) adminProgram {
 	return func(ctx context.Context, stdout, stderr io.Writer) int {
 		long := len(line) > maxCommandLine
 		if long {

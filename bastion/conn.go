@@ -43,23 +43,32 @@ type conn struct {
 	lastActive atomic.Int64  // unix nanos of the last channel data
 	chanSeq    atomic.Uint32 // numbers session channels: recording IDs are SESSION-N
 
-	mu       sync.Mutex // guards channels, sc, up, ended
+	// ctx is the connection's context, the parent of its channels'; its
+	// cause says why the connection ended and, when it is a userError,
+	// what every open channel shows its user. cancel is first-wins.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	mu       sync.Mutex // guards channels, drained, sc, up
 	channels map[ssh.Channel]struct{}
+	drained  chan struct{} // closed when channels becomes empty, if not nil
 	sc       *ssh.ServerConn
 	up       *ssh.Client
-	ended    string // why the bastion ended the connection, if it did
 
 	wg sync.WaitGroup // channel goroutines
 }
 
-func (s *Server) newConn(nc net.Conn) *conn {
+func (s *Server) newConn(base context.Context, nc net.Conn) *conn {
 	id := ulid.Make().String()
+	ctx, cancel := context.WithCancelCause(base)
 	return &conn{
 		s:        s,
 		id:       id,
 		nc:       nc,
 		remote:   nc.RemoteAddr(),
 		log:      s.log.With("session", id, "client", nc.RemoteAddr().String()),
+		ctx:      ctx,
+		cancel:   cancel,
 		channels: make(map[ssh.Channel]struct{}),
 	}
 }
@@ -166,6 +175,9 @@ func (c *conn) authorize(cm ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Perm
 	return perms, nil
 }
 
+// serve runs the connection: handshake, target dial, channels, teardown.
+// Its context ending (terminate, Server.Close, the Serve context) closes
+// the transport it has reached; serve waits for every goroutine it starts.
 func (c *conn) serve() {
 	defer c.nc.Close()
 	defer func() {
@@ -173,29 +185,18 @@ func (c *conn) serve() {
 			c.log.Error("connection handler panicked", "panic", r)
 		}
 	}()
+	var watch sync.WaitGroup
+	defer watch.Wait()
+	defer c.cancel(errors.New("client disconnected")) // first cause wins
+	watch.Go(func() {
+		<-c.ctx.Done()
+		c.closeTransport()
+	})
 	start := time.Now()
-	c.nc.SetDeadline(start.Add(c.s.cfg.HandshakeTimeout))
-	sc, chans, reqs, err := ssh.NewServerConn(c.nc, c.s.serverConfig(c))
-	if err != nil {
-		reason := strings.Join(c.refusals, "; ")
-		if reason == "" {
-			if c.offered == 0 {
-				reason = "no certificate offered"
-			} else {
-				reason = "handshake: " + err.Error()
-			}
-		}
-		attrs := []any{"allowed", false, "user_name", logSafe(c.user), "reason", logSafe(reason)}
-		if c.identity.Name() != "" {
-			attrs = append(attrs, "principals", logSafeAll(c.identity.Principals), "key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial)
-		}
-		audit.Record(c.log, audit.Connect, attrs...)
+	sc, chans, reqs, ok := c.handshake()
+	if !ok {
 		return
 	}
-	c.nc.SetDeadline(time.Time{})
-	c.mu.Lock()
-	c.sc = sc
-	c.mu.Unlock()
 	defer sc.Close()
 	if c.admin {
 		c.serveAdmin(sc, chans, reqs, start)
@@ -206,11 +207,7 @@ func (c *conn) serve() {
 	c.log = c.log.With("user", logSafe(c.identity.Name()), "target", g.Target.Name, "login", logSafe(g.Login))
 	audit.Record(c.log, audit.Connect, "allowed", true, "principals", logSafeAll(c.identity.Principals), "groups", logSafeAll(c.identity.Groups),
 		"key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial, "rule", g.Rule, "port_forwarding", g.PortForwarding)
-
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	now := time.Now().UnixNano()
-	c.lastActive.Store(now)
+	c.touch()
 
 	up, err := c.dial()
 	if err != nil {
@@ -226,68 +223,77 @@ func (c *conn) serve() {
 	defer up.Close()
 	c.mu.Lock()
 	c.up = up
-	ended := c.ended
 	c.mu.Unlock()
-	if ended != "" { // terminated while dialing
+	if c.ctx.Err() != nil { // ended while dialing: the watcher saw no up
 		up.Close()
 	}
 	c.log.Info("upstream connected", "address", g.Target.Address)
+	c.proxy(sc, up, chans, reqs)
+	audit.Record(c.log, audit.Disconnect, "duration_ms", time.Since(start).Milliseconds(), "reason", context.Cause(c.ctx).Error())
+}
 
+// handshake runs the client's key exchange and authentication, bounded by
+// HandshakeTimeout, and audits a refusal.
+func (c *conn) handshake() (*ssh.ServerConn, <-chan ssh.NewChannel, <-chan *ssh.Request, bool) {
+	c.nc.SetDeadline(time.Now().Add(c.s.cfg.HandshakeTimeout))
+	sc, chans, reqs, err := ssh.NewServerConn(c.nc, c.s.serverConfig(c))
+	if err != nil {
+		reason := strings.Join(c.refusals, "; ")
+		if reason == "" {
+			if c.offered == 0 {
+				reason = "no certificate offered"
+			} else {
+				reason = "handshake: " + err.Error()
+			}
+		}
+		attrs := []any{"allowed", false, "user_name", logSafe(c.user), "reason", logSafe(reason)}
+		if c.identity.Name() != "" {
+			attrs = append(attrs, "principals", logSafeAll(c.identity.Principals), "key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial)
+		}
+		audit.Record(c.log, audit.Connect, attrs...)
+		return nil, nil, nil, false
+	}
+	c.nc.SetDeadline(time.Time{})
+	c.mu.Lock()
+	c.sc = sc
+	c.mu.Unlock()
+	if c.ctx.Err() != nil { // ended during the handshake
+		sc.Close()
+	}
+	return sc, chans, reqs, true
+}
+
+// proxy serves the channels of an authorised connection until the client
+// leaves, and waits for every goroutine it started.
+func (c *conn) proxy(sc *ssh.ServerConn, up *ssh.Client, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 	rt := c.proxyRoute(up)
 	var wg sync.WaitGroup
 	wg.Go(func() { c.serveRequests(rt, reqs) })
 	wg.Go(func() {
 		err := up.Wait()
-		cancel(fmt.Errorf("target closed the connection: %v", err))
+		c.cancel(fmt.Errorf("target closed the connection: %v", err))
 		// Session channels now deliver what the target sent, a notice
 		// and their teardown; wait for that, but not for a client that
 		// stopped reading.
-		deadline := time.Now().Add(5 * time.Second)
-		for c.openChannels() > 0 && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
+		c.waitChannels(5 * time.Second)
 		sc.Close()
 	})
-	wg.Go(func() { c.monitor(ctx, sc) })
+	wg.Go(func() { c.monitor(c.ctx, sc) })
 	for nc := range chans {
 		c.open(rt, nc)
 	}
-	cancel(errors.New("client disconnected"))
+	c.cancel(errors.New("client disconnected"))
 	up.Close()
 	c.wg.Wait()
 	wg.Wait()
-	reason := context.Cause(ctx).Error()
-	c.mu.Lock()
-	if c.ended != "" {
-		reason = c.ended
-	}
-	c.mu.Unlock()
-	audit.Record(c.log, audit.Disconnect, "duration_ms", time.Since(start).Milliseconds(), "reason", reason)
 }
 
-// refuseAll answers every channel of a connection whose target cannot be
-// reached with msg (OpenSSH prints the reason of a failed channel open),
-// and closes it after the first, or after a minute if there is none.
-func (c *conn) refuseAll(sc *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, msg string) {
-	go ssh.DiscardRequests(reqs)
-	t := time.AfterFunc(time.Minute, func() { sc.Close() })
-	defer t.Stop()
-	for nc := range chans {
-		nc.Reject(ssh.ConnectionFailed, msg)
-		// Give the client a moment to read the reason before the close.
-		time.AfterFunc(100*time.Millisecond, func() { sc.Close() })
-	}
-}
-
-// terminate ends the connection for a reason each open session channel
-// shows its user. It closes the upstream connection: every session channel
-// then sends what it has, the notice, and its teardown (see session), and
-// the client connection closes after them.
-func (c *conn) terminate(why string) {
+// closeTransport closes the furthest leg the connection reached: the
+// upstream connection (its session channels then send what they have, the
+// notice and their teardown, and the client connection closes after them:
+// see proxy), else the client's SSH connection, else the TCP connection.
+func (c *conn) closeTransport() {
 	c.mu.Lock()
-	if c.ended == "" {
-		c.ended = why
-	}
 	up, sc := c.up, c.sc
 	c.mu.Unlock()
 	switch {
@@ -300,21 +306,60 @@ func (c *conn) terminate(why string) {
 	}
 }
 
+// refuseAll answers every channel of a connection whose target cannot be
+// reached with msg (OpenSSH prints the reason of a failed channel open),
+// and closes it shortly after the first, or after a minute if there is
+// none. The connection's context ending closes it too (closeTransport).
+func (c *conn) refuseAll(sc *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, msg string) {
+	var wg sync.WaitGroup
+	defer wg.Wait() // reqs closes with the connection
+	wg.Go(func() { ssh.DiscardRequests(reqs) })
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case nc, ok := <-chans:
+			if !ok {
+				return
+			}
+			nc.Reject(ssh.ConnectionFailed, msg)
+			// Give the client a moment to read the reason before
+			// the close.
+			t.Reset(100 * time.Millisecond)
+		case <-t.C:
+			sc.Close() // chans closes next
+		}
+	}
+}
+
+// terminate ends the connection with cause; each open session channel
+// shows its user the cause's UserMessage. The first cause wins.
+func (c *conn) terminate(cause error) { c.cancel(cause) }
+
 // notice is the line a session channel shows when it ends without an exit
 // status from the target.
 func (c *conn) notice() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ended != "" {
-		return c.ended
-	}
-	return "postern: the connection to " + c.grant.Target.Name + " was lost"
+	return userMessage(context.Cause(c.ctx), "postern: the connection to "+c.grant.Target.Name+" was lost")
 }
 
-func (c *conn) openChannels() int {
+// waitChannels waits until no channel is open, or for d.
+func (c *conn) waitChannels(d time.Duration) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.channels)
+	if len(c.channels) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	if c.drained == nil {
+		c.drained = make(chan struct{})
+	}
+	drained := c.drained
+	c.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-drained:
+	case <-t.C:
+	}
 }
 
 // goSafe runs f on a goroutine owned by c.wg; a panic ends that channel,
@@ -324,69 +369,12 @@ func (c *conn) goSafe(f func()) {
 		defer func() {
 			if r := recover(); r != nil {
 				c.log.Error("channel handler panicked", "panic", r)
-				c.terminate("postern: internal error")
+				c.terminate(endCause("postern: internal error"))
 			}
 		}()
 		f()
 	})
 }
-
-// monitor sends keepalives and enforces the idle timeout until ctx ends.
-func (c *conn) monitor(ctx context.Context, sc *ssh.ServerConn) {
-	cfg := c.s.cfg
-	if cfg.KeepAliveInterval == 0 && cfg.IdleTimeout == 0 {
-		return
-	}
-	tick := time.Second
-	if cfg.KeepAliveInterval > 0 {
-		tick = min(tick, cfg.KeepAliveInterval)
-	}
-	if cfg.IdleTimeout > 0 {
-		tick = min(tick, max(cfg.IdleTimeout/4, 10*time.Millisecond))
-	}
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	// A probe's SendRequest blocks until the reply and returns when the
-	// connection closes; monitor waits for it, and every path out of
-	// monitor follows or causes the close.
-	var probes sync.WaitGroup
-	defer probes.Wait()
-	var probing atomic.Bool
-	var lastProbe time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			if cfg.IdleTimeout > 0 && now.Sub(time.Unix(0, c.lastActive.Load())) >= cfg.IdleTimeout {
-				c.log.Info("idle timeout", "idle_timeout", cfg.IdleTimeout.String())
-				c.terminate(fmt.Sprintf("postern: connection idle for %s; closing", cfg.IdleTimeout))
-				return
-			}
-			if cfg.KeepAliveInterval == 0 {
-				continue
-			}
-			// One probe is in flight at a time; one unanswered for
-			// KeepAliveMax intervals means that many were missed.
-			if probing.Load() && now.Sub(lastProbe) > cfg.KeepAliveInterval*time.Duration(cfg.KeepAliveMax) {
-				c.log.Info("keepalive timeout", "missed", cfg.KeepAliveMax)
-				c.terminate("postern: client stopped answering keepalives")
-				return
-			}
-			if now.Sub(lastProbe) >= cfg.KeepAliveInterval && probing.CompareAndSwap(false, true) {
-				lastProbe = now
-				probes.Go(func() {
-					defer probing.Store(false)
-					if _, _, err := sc.SendRequest("keepalive@openssh.com", true, nil); err == nil {
-						c.log.Debug("keepalive answered")
-					}
-				})
-			}
-		}
-	}
-}
-
-func (c *conn) touch() { c.lastActive.Store(time.Now().UnixNano()) }
 
 func (c *conn) track(ch ssh.Channel) {
 	c.mu.Lock()
@@ -397,6 +385,10 @@ func (c *conn) track(ch ssh.Channel) {
 func (c *conn) untrack(ch ssh.Channel) {
 	c.mu.Lock()
 	delete(c.channels, ch)
+	if len(c.channels) == 0 && c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
 	c.mu.Unlock()
 }
 

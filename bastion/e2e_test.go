@@ -6,6 +6,7 @@ package bastion
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -149,7 +150,7 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 		return err
 	}
 	h.port = l.Addr().(*net.TCPAddr).Port
-	go h.srv.Serve(l)
+	go h.srv.Serve(context.Background(), l)
 	h.knownHosts = filepath.Join(h.dir, "bastion_known_hosts")
 	line := fmt.Sprintf("[127.0.0.1]:%d %s", h.port, ssh.MarshalAuthorizedKey(h.auth.HostKey.PublicKey()))
 	if err := os.WriteFile(h.knownHosts, []byte(line), 0o644); err != nil {
@@ -565,7 +566,7 @@ func (h *harness) extraServer(t testing.TB, cfg Config) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(l)
+	go srv.Serve(context.Background(), l)
 	t.Cleanup(func() {
 		srv.Close()
 		if t.Failed() {

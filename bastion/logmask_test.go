@@ -7,6 +7,7 @@ package bastion
 // sshd.
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -81,7 +82,7 @@ func newMaskRig(t *testing.T, targets []Target) *maskRig {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(l) }()
+	go func() { done <- srv.Serve(context.Background(), l) }()
 	t.Cleanup(func() {
 		srv.Close()
 		<-done

@@ -94,7 +94,7 @@ func forwardRefusal(cert *ssh.Certificate) *refusal {
 // permit, or that the bastion never grants: failure to the client, one line
 // on the channel's stderr saying why, an audit record. It reports whether
 // it refused r; if not, r is left for sessionRequest.
-func (c *conn) refuseRequest(r *ssh.Request, st *chanState) bool {
+func (c *conn) refuseRequest(r *ssh.Request, st *channel) bool {
 	ref := requestRefusal(c.cert, r.Type)
 	if ref == nil {
 		return false
@@ -114,7 +114,7 @@ func (c *conn) refuseRequest(r *ssh.Request, st *chanState) bool {
 	// a session channel) makes it take the line in before the failure
 	// arrives.
 	st.ch.SendRequest("keepalive@openssh.com", true, nil)
-	r.Reply(false, nil)
+	st.reply(r, false)
 	return true
 }
 

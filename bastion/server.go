@@ -4,6 +4,16 @@
 // session's channels, seeing every byte. The reserved user name AdminUser
 // routes to the admin connection instead: built-in commands run on the
 // bastion, no target (route.go, admin.go, admincmd.go).
+//
+// Contexts flow from Serve to each connection and each channel, and are
+// cancelled with a cause (userError) whose message is what the client is
+// told. A session channel (session.go) starts at most one program, at one
+// gate (startProgram, program.go), which chooses its pipeline once: the
+// terminal (stream.go: an input stage that can hold, a masked output stage
+// whose strict stream observers include the recording, recording.go) or a
+// transfer mode that parses sftp, scp or rsync both ways (transfer.go).
+// The reply to the request that started a program reaches the client
+// before the program's output, exit status, EOF and CLOSE.
 package bastion
 
 import (
@@ -110,6 +120,10 @@ type Server struct {
 
 	wg sync.WaitGroup // one per Serve loop and per connection
 
+	// wrapChannel, if set (tests only), wraps each session channel the
+	// bastion accepts, to see the frames it sends the client in order.
+	wrapChannel func(ssh.Channel) ssh.Channel
+
 	mu        sync.Mutex // guards listeners, conns, closed
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
@@ -176,8 +190,12 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Serve accepts connections on l until Shutdown or Close, which make it
-// return ErrServerClosed. Serve closes l.
-func (s *Server) Serve(l net.Listener) error {
+// return ErrServerClosed, or until ctx is done, which makes it return ctx's
+// cause. ctx is the parent of every connection's context: cancelling it
+// ends the connections accepted here at once, each channel showing the
+// cause's UserMessage (see userError). To drain sessions instead, call
+// Shutdown before cancelling ctx. Serve closes l.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -194,6 +212,18 @@ func (s *Server) Serve(l net.Listener) error {
 		s.mu.Unlock()
 		l.Close()
 	}()
+	// ctx ending closes l, which ends Accept; the watcher is waited for.
+	var watch sync.WaitGroup
+	stop := make(chan struct{})
+	watch.Go(func() {
+		select {
+		case <-ctx.Done():
+			l.Close()
+		case <-stop:
+		}
+	})
+	defer watch.Wait()
+	defer close(stop)
 
 	var backoff time.Duration
 	for {
@@ -202,22 +232,31 @@ func (s *Server) Serve(l net.Listener) error {
 			if s.isClosed() {
 				return ErrServerClosed
 			}
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
 			var ne net.Error
 			// Running out of file descriptors is transient: back off
 			// rather than stop serving everyone.
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
-				time.Sleep(backoff)
+				t := time.NewTimer(backoff)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+				}
 				continue
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
 		backoff = 0
-		c := s.newConn(nc)
+		c := s.newConn(ctx, nc)
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
+			c.cancel(ErrServerClosed)
 			nc.Close()
 			return ErrServerClosed
 		}
@@ -247,13 +286,15 @@ func (s *Server) isClosed() bool {
 // close connections.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeListeners()
+	// The waiter ends when the connections do, which the select
+	// guarantees by closing them if ctx ends first.
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		s.closeConns("postern: the bastion is shutting down")
+		s.closeConns(errShutdown)
 		<-done
 		return ctx.Err()
 	}
@@ -262,7 +303,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close closes the listeners and every connection, and waits for them.
 func (s *Server) Close() error {
 	s.closeListeners()
-	s.closeConns("postern: the bastion is shutting down")
+	s.closeConns(errShutdown)
 	s.wg.Wait()
 	return nil
 }
@@ -276,7 +317,8 @@ func (s *Server) closeListeners() {
 	}
 }
 
-func (s *Server) closeConns(why string) {
+// closeConns ends every connection with cause, which its channels show.
+func (s *Server) closeConns(cause error) {
 	s.mu.Lock()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
@@ -284,7 +326,7 @@ func (s *Server) closeConns(why string) {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.terminate(why)
+		c.terminate(cause)
 	}
 }
 

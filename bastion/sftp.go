@@ -213,19 +213,7 @@ func (a *sftpStream) clientPacket(pkt []byte) ([]byte, error) {
 	typ := pkt[4]
 	r := &wire{b: pkt[5:], ok: true}
 	if !a.inited {
-		if typ != fxpInit {
-			return nil, protocolError("sftp", "the client's first packet is not INIT")
-		}
-		r.u32() // version; extension pairs may follow
-		for r.ok && len(r.b) > 0 {
-			r.bytes()
-			r.bytes()
-		}
-		if !r.done() {
-			return nil, protocolError("sftp", "malformed INIT")
-		}
-		a.inited = true
-		return nil, nil
+		return nil, a.clientInit(typ, r)
 	}
 	id := r.u32()
 	if _, dup := a.pending[id]; dup {
@@ -243,6 +231,39 @@ func (a *sftpStream) clientPacket(pkt []byte) ([]byte, error) {
 		}
 		return f
 	}
+	if err := a.parseRequest(typ, r, q, handle); err != nil {
+		return nil, err
+	}
+	if !r.done() {
+		return nil, protocolError("sftp", "malformed request of type "+itoa(int(typ)))
+	}
+	a.pending[id] = q
+	if typ == fxpRead {
+		q.file.reads++
+	}
+	return nil, nil
+}
+
+// clientInit checks the client's first packet, which must be INIT.
+func (a *sftpStream) clientInit(typ byte, r *wire) error {
+	if typ != fxpInit {
+		return protocolError("sftp", "the client's first packet is not INIT")
+	}
+	r.u32() // version; extension pairs may follow
+	for r.ok && len(r.b) > 0 {
+		r.bytes()
+		r.bytes()
+	}
+	if !r.done() {
+		return protocolError("sftp", "malformed INIT")
+	}
+	a.inited = true
+	return nil
+}
+
+// parseRequest reads a request of type typ into q; r.ok turns false if it
+// is malformed.
+func (a *sftpStream) parseRequest(typ byte, r *wire, q *sftpReq, handle func() *sftpFile) error {
 	switch typ {
 	case fxpOpen:
 		q.path = r.str()
@@ -289,20 +310,11 @@ func (a *sftpStream) clientPacket(pkt []byte) ([]byte, error) {
 		q.op = map[byte]string{fxpRename: "rename", fxpSymlink: "symlink"}[typ]
 		q.path, q.to = r.str(), r.str()
 	case fxpExtended:
-		if err := a.extended(r, q, handle); err != nil {
-			return nil, err
-		}
+		return a.extended(r, q, handle)
 	default:
-		return nil, protocolError("sftp", "unknown request type "+itoa(int(typ)))
+		return protocolError("sftp", "unknown request type "+itoa(int(typ)))
 	}
-	if !r.done() {
-		return nil, protocolError("sftp", "malformed request of type "+itoa(int(typ)))
-	}
-	a.pending[id] = q
-	if typ == fxpRead {
-		q.file.reads++
-	}
-	return nil, nil
+	return nil
 }
 
 // extended parses the extension requests OpenSSH's sftp-server offers;

@@ -33,19 +33,7 @@ func (a *sftpStream) serverReply(pkt []byte) ([]byte, error) {
 	typ := pkt[4]
 	r := &wire{b: pkt[5:], ok: true}
 	if !a.version {
-		if typ != fxpVersion {
-			return nil, protocolError("sftp", "the server's first packet is not VERSION")
-		}
-		r.u32()
-		for r.ok && len(r.b) > 0 {
-			a.env.maskText(r.bytes()) // extension name
-			a.env.maskText(r.bytes()) // and data
-		}
-		if !r.done() {
-			return nil, protocolError("sftp", "malformed VERSION")
-		}
-		a.version = true
-		return nil, nil
+		return nil, a.serverVersion(typ, r)
 	}
 	id := r.u32()
 	q := a.pending[id]
@@ -70,21 +58,8 @@ func (a *sftpStream) serverReply(pkt []byte) ([]byte, error) {
 			a.status(q, code, msg)
 		}
 	case fxpHandle:
-		h := r.bytes()
-		if q.typ != fxpOpen && q.typ != fxpOpendir || len(h) > sftpMaxHandle {
-			return nil, protocolError("sftp", "unexpected HANDLE")
-		}
-		if _, dup := a.handles[string(h)]; dup || len(a.handles) >= sftpMaxPending {
-			return nil, protocolError("sftp", "handle reused or too many handles")
-		}
-		// A handle goes back to the target as it came, so it cannot be
-		// masked: one that holds a card number is refused.
-		if _, n := mask.Mask(nil, h, mask.ModeFull); n > 0 {
-			return nil, protocolError("sftp", "a handle that holds a card number")
-		}
-		if r.ok {
-			a.opened(q.file)
-			a.handles[string(h)] = q.file
+		if err := a.handleReply(r, q); err != nil {
+			return nil, err
 		}
 	case fxpData:
 		data := r.bytes()
@@ -120,6 +95,44 @@ func (a *sftpStream) serverReply(pkt []byte) ([]byte, error) {
 		return nil, protocolError("sftp", "malformed reply of type "+itoa(int(typ)))
 	}
 	return repl, nil
+}
+
+// serverVersion checks the server's first packet, which must be VERSION.
+func (a *sftpStream) serverVersion(typ byte, r *wire) error {
+	if typ != fxpVersion {
+		return protocolError("sftp", "the server's first packet is not VERSION")
+	}
+	r.u32()
+	for r.ok && len(r.b) > 0 {
+		a.env.maskText(r.bytes()) // extension name
+		a.env.maskText(r.bytes()) // and data
+	}
+	if !r.done() {
+		return protocolError("sftp", "malformed VERSION")
+	}
+	a.version = true
+	return nil
+}
+
+// handleReply checks a HANDLE reply to q and keeps the handle.
+func (a *sftpStream) handleReply(r *wire, q *sftpReq) error {
+	h := r.bytes()
+	if q.typ != fxpOpen && q.typ != fxpOpendir || len(h) > sftpMaxHandle {
+		return protocolError("sftp", "unexpected HANDLE")
+	}
+	if _, dup := a.handles[string(h)]; dup || len(a.handles) >= sftpMaxPending {
+		return protocolError("sftp", "handle reused or too many handles")
+	}
+	// A handle goes back to the target as it came, so it cannot be
+	// masked: one that holds a card number is refused.
+	if _, n := mask.Mask(nil, h, mask.ModeFull); n > 0 {
+		return protocolError("sftp", "a handle that holds a card number")
+	}
+	if r.ok {
+		a.opened(q.file)
+		a.handles[string(h)] = q.file
+	}
+	return nil
 }
 
 // namesReply reports whether a NAME reply may answer q.

@@ -20,11 +20,12 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/recorder"
-	"golang.org/x/crypto/ssh"
 )
 
 // childCommand is the hidden subcommand that runs one bastion in its own
@@ -98,7 +99,7 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer srv.Close()
-	wg.Go(func() { serveErr <- srv.Serve(l) })
+	wg.Go(func() { serveErr <- srv.Serve(context.WithoutCancel(ctx), l) })
 
 	// The reader ends when the parent closes stdin (or exits); done
 	// lets it stop sending if this function returned first.

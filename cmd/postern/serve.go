@@ -125,7 +125,8 @@ func adminSocket(ctx context.Context, dir string, store recorder.Store, log *slo
 // then drains sessions for up to 30 seconds.
 func serveUntilDone(ctx context.Context, srv *bastion.Server, l net.Listener, log *slog.Logger) error {
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
+	// Not ctx itself: a signal drains sessions (Shutdown) rather than cut them.
+	go func() { errc <- srv.Serve(context.WithoutCancel(ctx), l) }()
 	select {
 	case err := <-errc:
 		srv.Close()

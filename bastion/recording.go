@@ -1,0 +1,240 @@
+package bastion
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/postern/postern/internal/audit"
+	"github.com/postern/postern/recorder"
+)
+
+// Recording configures session recording. A nil Config.Recording disables
+// it (tests and tools only: serve always records).
+type Recording struct {
+	// Store is the session index and audit chain, and where recordings
+	// go (named by recorder.RecordingName).
+	Store recorder.Store
+	// Input also records what the user types. Off by default: passwords
+	// typed at no-echo prompts would be stored.
+	Input bool
+	// ContinueOnFailure keeps a session going, unrecorded, when its
+	// recording cannot be written. Off by default: fail closed.
+	ContinueOnFailure bool
+}
+
+// recording is one session channel's recording and its index entry. Every
+// use of the recorder by the bastion is here. A nil *recording is
+// recording off: its methods do nothing and return nil, so callers need no
+// checks. Its methods are safe for concurrent use.
+//
+// A write error ends the channel (the returned cause, whose UserMessage
+// says so) unless the operator chose to continue, when the recording
+// stops and the session goes on unrecorded, sealed as interrupted.
+type recording struct {
+	cfg   *Recording
+	log   *slog.Logger
+	n     uint32 // the channel's number, for the audit trail
+	input bool   // typed input is recorded
+
+	mu      sync.Mutex // guards the fields below
+	w       *recorder.Writer
+	meta    recorder.Session
+	begun   bool  // the index has the session (Begin succeeded): it must be sealed
+	stopped bool  // recording stopped early (on_failure: continue)
+	err     error // the cause after a write failed (fail closed); writes then fail
+}
+
+// openRecording begins the index entry and the cast file of a channel's
+// program. It runs before the program's request reaches the target, so no
+// output can precede it. With recording off it returns nil, nil. On error
+// the program is refused (the error is a cause with a user message); the
+// returned recording, if not nil, must still be finished, so that the
+// index and chain agree.
+func openRecording(st *channel, kind, command string) (*recording, error) {
+	c := st.c
+	cfg := c.s.cfg.Recording
+	if cfg == nil {
+		return nil, nil
+	}
+	r := &recording{cfg: cfg, log: c.log, n: st.n, input: cfg.Input}
+	now := time.Now().UTC()
+	id := c.id + "-" + strconv.Itoa(int(st.n))
+	rel := recorder.RecordingName(id, now)
+	pty := st.ptyState()
+	// Names come from certificates and the client: masked like logs,
+	// so that not even a PAN-shaped login or key ID is stored whole.
+	identity, login, term := logSafe(c.identity.Name()), logSafe(c.grant.Login), logSafe(pty.term)
+	r.meta = recorder.Session{
+		ID: id, Session: c.id, Identity: identity, Principals: logSafeAll(c.identity.Principals),
+		KeyID: logSafe(c.identity.KeyID), Serial: c.identity.Serial, Client: c.remote.String(),
+		Target: c.grant.Target.Name, Login: login, Kind: kind, Command: command,
+		Start: now, Path: rel,
+	}
+	// The index and the file are begun and sealed on a context of their
+	// own: a client that leaves mid-way must not leave an entry unsealed.
+	ctx := context.WithoutCancel(st.ctx)
+	err := cfg.Store.Begin(ctx, r.meta)
+	if err == nil {
+		r.begun = true
+		env := map[string]string{}
+		if term != "" {
+			env["TERM"] = term
+		}
+		r.w, err = recorder.NewRecording(ctx, cfg.Store, rel, recorder.Header{
+			Width: pty.cols, Height: pty.rows, Timestamp: now.Unix(), Env: env,
+			Title: fmt.Sprintf("%s → %s@%s", identity, login, c.grant.Target.Name),
+			Postern: &recorder.Meta{
+				ID: id, Session: c.id, Identity: identity, Login: login,
+				Target: c.grant.Target.Name, Client: c.remote.String(), Command: command,
+			},
+		})
+		if err == nil && command != "" {
+			err = r.w.Marker("exec: " + command)
+		}
+	}
+	if err != nil {
+		audit.Record(c.log, audit.RecordingFailed, "channel", st.n, "reason", err.Error(), "continue", cfg.ContinueOnFailure)
+		if r.w != nil {
+			r.w.Close()
+			r.w = nil
+		}
+		if cfg.ContinueOnFailure {
+			r.stopped = true
+			return r, nil
+		}
+		return r, endCauseErr("postern: the session cannot be recorded, so it was refused", err)
+	}
+	audit.Record(c.log, audit.RecordingStart, "channel", st.n, "recording", id, "path", rel, "kind", kind)
+	return r, nil
+}
+
+// recordsInput reports whether typed input goes into the recording.
+func (r *recording) recordsInput() bool { return r != nil && r.input }
+
+// output records p (already masked) before it goes to the client: a byte
+// the recording could not take is never shown (fail closed).
+func (r *recording) output(p []byte) error {
+	return r.write(func(w *recorder.Writer) error { return w.Output(p) })
+}
+
+// inputBytes records typed input (already masked).
+func (r *recording) inputBytes(p []byte) error {
+	return r.write(func(w *recorder.Writer) error { return w.Input(p) })
+}
+
+func (r *recording) resize(cols, rows int) error {
+	return r.write(func(w *recorder.Writer) error { return w.Resize(cols, rows) })
+}
+
+func (r *recording) marker(text string) error {
+	return r.write(func(w *recorder.Writer) error { return w.Marker(text) })
+}
+
+// write runs f on the cast writer, if recording runs.
+func (r *recording) write(f func(*recorder.Writer) error) error {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	if r.w == nil {
+		return nil
+	}
+	if err := f(r.w); err != nil {
+		return r.failLocked(err)
+	}
+	return nil
+}
+
+// failLocked handles a write error: unless the operator chose to continue,
+// the channel ends with the returned cause.
+func (r *recording) failLocked(err error) error {
+	audit.Record(r.log, audit.RecordingFailed, "channel", r.n, "reason", err.Error(), "continue", r.cfg.ContinueOnFailure)
+	if r.cfg.ContinueOnFailure {
+		r.w.Close()
+		r.w = nil
+		r.stopped = true
+		return nil
+	}
+	r.err = endCauseErr("postern: recording failed ("+err.Error()+"); the session was ended", err)
+	return r.err
+}
+
+// addTransfer keeps a transfer record in the index entry and, if mark,
+// marks it in the recording.
+func (r *recording) addTransfer(kind string, t recorder.Transfer, mark bool) error {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	if len(r.meta.Transfers) < recorder.MaxTransfers {
+		r.meta.Transfers = append(r.meta.Transfers, t)
+	} else {
+		r.meta.TransfersOmitted++
+	}
+	r.mu.Unlock()
+	if !mark {
+		return nil
+	}
+	return r.marker(transferMarker(kind, t))
+}
+
+// finish closes the recording with a final marker and seals it in the
+// index and audit chain.
+func (r *recording) finish(exitStatus *int, exitSignal string, bytesIn, bytesOut, maskedPANs int64) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.begun {
+		return
+	}
+	end := time.Now().UTC()
+	m := r.meta
+	m.End, m.ExitStatus, m.ExitSignal = &end, exitStatus, exitSignal
+	m.BytesIn, m.BytesOut, m.MaskedPANs = bytesIn, bytesOut, maskedPANs
+	event := audit.RecordingEnd
+	if r.w == nil {
+		// The recording failed or never opened: seal what exists as
+		// interrupted so the index and chain agree.
+		event = audit.RecordingSealed
+		m.Status = recorder.StatusInterrupted
+		if sum, size, err := recorder.Digest(context.Background(), r.cfg.Store, m.Path); err == nil {
+			m.SHA256, m.Size = sum, size
+		}
+	} else {
+		switch {
+		case exitStatus != nil:
+			r.w.Marker("exit status " + strconv.Itoa(*exitStatus))
+		case exitSignal != "":
+			r.w.Marker("exit signal " + exitSignal)
+		}
+		digest, size, err := r.w.Close()
+		r.w = nil
+		m.SHA256, m.Size = hex.EncodeToString(digest[:]), size
+		m.Status = recorder.StatusClosed
+		if err != nil {
+			audit.Record(r.log, audit.RecordingFailed, "channel", r.n, "reason", err.Error())
+		}
+		if err != nil || r.stopped || r.err != nil {
+			m.Status = recorder.StatusInterrupted
+		}
+	}
+	head, err := r.cfg.Store.Finish(context.Background(), m)
+	if err != nil {
+		audit.Record(r.log, audit.RecordingFailed, "channel", r.n, "reason", "seal: "+err.Error())
+		return
+	}
+	// The chain head in a log shipped off the bastion is what lets
+	// verify --anchor detect a chain cut short or rewritten later.
+	audit.Record(r.log, event, "channel", r.n, "recording", m.ID, "status", m.Status, "sha256", m.SHA256, "size", m.Size, "chain_head", head.String())
+}

@@ -1,0 +1,306 @@
+package bastion
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"sync"
+
+	"github.com/postern/postern/mask"
+)
+
+// outStage is the terminal output stage of one stream (stdout or stderr):
+// target → masker → the strict masked stream's observers, in order → the
+// client. One masker serves both sides: the observers (the recording, and
+// later an approval line tracker) get its strict output, judged without a
+// deadline, so that a number echoed digit by digit is still judged whole
+// before it is stored; the client gets the same bytes right after, through
+// the masker's preview, which also releases a held tail after a short
+// deadline so the user's typing echoes at once. An observer's error ends
+// the write, so a byte an observer could not take is never shown. One pump
+// writes to it.
+type outStage struct {
+	client    io.Writer   // the client's stream, behind the gate
+	observers []io.Writer // the strict masked stream's observers, in order
+	m         *mask.Writer
+}
+
+// newOutStage builds the stage for the client stream raw of st.
+func newOutStage(st *channel, raw io.Writer, observers ...io.Writer) *outStage {
+	o := &outStage{client: gate{st, raw}, observers: observers}
+	if mode, ok := st.c.maskMode(); ok {
+		if len(observers) > 0 {
+			o.m = mask.NewWriter(observerSink{o}, mask.Config{Mode: mode, Preview: o.client})
+		} else {
+			o.m = mask.NewWriter(o.client, mask.Config{Mode: mode})
+		}
+	}
+	return o
+}
+
+func (o *outStage) Write(p []byte) (int, error) {
+	if o.m != nil {
+		// Observed (recorded), then shown.
+		return o.m.Write(p)
+	}
+	// Masking off: observed as sent, then shown.
+	if err := o.observe(p); err != nil {
+		return 0, err
+	}
+	return o.client.Write(p)
+}
+
+// observe hands p to every observer in order; the first error stops it.
+func (o *outStage) observe(p []byte) error {
+	for _, w := range o.observers {
+		if _, err := w.Write(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// observerSink is the masker's strict output: the observers.
+type observerSink struct{ o *outStage }
+
+func (s observerSink) Write(p []byte) (int, error) {
+	if err := s.o.observe(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// close releases the held tail: to the observers, then to the client,
+// which the gate drops if the channel failed meanwhile.
+func (o *outStage) close() {
+	if o.m != nil {
+		o.m.Close()
+	}
+}
+
+// masked is how many PANs this stage masked.
+func (o *outStage) masked() int64 {
+	if o == nil || o.m == nil {
+		return 0
+	}
+	return o.m.Count()
+}
+
+// gate passes writes to the client until the channel fails; after that it
+// drops them, so that a tail a masker releases late is never shown
+// unrecorded, and a transfer stops at its first fault.
+type gate struct {
+	st *channel
+	w  io.Writer
+}
+
+func (g gate) Write(p []byte) (int, error) {
+	if err := g.st.failure(); err != nil {
+		return 0, err
+	}
+	return g.w.Write(p)
+}
+
+// recordOutput is the recording as an observer of the masked stream; its
+// failure ends the channel. After the channel failed it takes nothing: the
+// recording ends where the client's view does, with the notice.
+type recordOutput struct{ st *channel }
+
+func (r recordOutput) Write(p []byte) (int, error) {
+	if err := r.st.failure(); err != nil {
+		return 0, err
+	}
+	if err := r.st.rec.output(p); err != nil {
+		r.st.fail(err)
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// maxHeld caps what the input stage keeps while it holds: a client that
+// types past it waits (its window fills) until the hold ends.
+const maxHeld = 64 << 10
+
+// inputStage is the terminal's input stage: client → target. It passes
+// bytes on unchanged and, when input recording is on, a masked copy into
+// the recording. It can hold: from the byte where holdAt says so (Enter,
+// for approvals), what the client sends is kept, in order, while the stage
+// goes on reading, so that the pump still sees what comes next (Ctrl-C);
+// release passes the held bytes on, discard drops them. One pump writes
+// to it; hold, release and discard may be called from other goroutines.
+type inputStage struct {
+	ctx context.Context // the channel's: a write waiting for room ends with it
+	dst io.Writer       // the target's stdin
+	rec io.Writer       // nil unless input is recorded (masked, then recorded)
+	m   *mask.Writer    // the recording's masker, nil without
+
+	// holdAt, if set, returns where in p to start holding (-1: nowhere).
+	// It is called with mu held, while not holding, and must not call
+	// the stage.
+	holdAt func(p []byte) int
+
+	passMu sync.Mutex // orders writes to dst: release's held bytes before what follows
+
+	mu      sync.Mutex // guards the fields below; never held across dst writes
+	holding bool
+	held    bytes.Buffer
+	room    chan struct{} // closed when a hold ends
+}
+
+func newInputStage(st *channel, dst io.Writer) *inputStage {
+	in := &inputStage{ctx: st.ctx, dst: dst, room: make(chan struct{})}
+	if st.rec.recordsInput() {
+		var sink io.Writer = recordInput{st}
+		if mode, ok := st.c.maskMode(); ok {
+			// No deadline: keystrokes arrive one by one.
+			in.m = mask.NewWriter(sink, mask.Config{Mode: mode, Deadline: -1})
+			sink = in.m
+		}
+		in.rec = sink
+	}
+	return in
+}
+
+// recordInput is the recording as the sink of typed input.
+type recordInput struct{ st *channel }
+
+func (r recordInput) Write(p []byte) (int, error) {
+	if err := r.st.rec.inputBytes(p); err != nil {
+		r.st.fail(err)
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (in *inputStage) Write(p []byte) (int, error) {
+	if in.rec != nil {
+		// Recorded as typed, held or not.
+		if _, err := in.rec.Write(p); err != nil {
+			return 0, err
+		}
+	}
+	pass, err := in.admit(p)
+	if err != nil {
+		return 0, err
+	}
+	if len(pass) > 0 {
+		in.passMu.Lock()
+		_, err := in.dst.Write(pass)
+		in.passMu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// admit returns the part of p to pass on now and keeps the rest while the
+// stage holds. Past maxHeld it waits for the hold to end.
+func (in *inputStage) admit(p []byte) ([]byte, error) {
+	for {
+		in.mu.Lock()
+		if !in.holding {
+			i := -1
+			if in.holdAt != nil {
+				i = in.holdAt(p)
+			}
+			if i < 0 || i >= len(p) {
+				in.mu.Unlock()
+				return p, nil
+			}
+			in.holding = true
+			in.held.Write(p[i:])
+			in.mu.Unlock()
+			return p[:i], nil
+		}
+		if in.held.Len()+len(p) <= maxHeld {
+			in.held.Write(p)
+			in.mu.Unlock()
+			return nil, nil
+		}
+		room := in.room
+		in.mu.Unlock()
+		select {
+		case <-room:
+		case <-in.ctx.Done():
+			return nil, context.Cause(in.ctx)
+		}
+	}
+}
+
+// hold makes the stage keep what comes next instead of passing it on.
+func (in *inputStage) hold() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.holding = true
+}
+
+// release passes the held bytes on, in order, and ends the hold: what
+// the client sends after reaches the target after them.
+func (in *inputStage) release() error {
+	in.passMu.Lock()
+	defer in.passMu.Unlock()
+	in.mu.Lock()
+	held := bytes.Clone(in.held.Bytes())
+	in.endHoldLocked()
+	in.mu.Unlock()
+	if len(held) == 0 {
+		return nil
+	}
+	_, err := in.dst.Write(held)
+	return err
+}
+
+// discard drops the held bytes and ends the hold; it returns how many.
+func (in *inputStage) discard() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	n := in.held.Len()
+	in.endHoldLocked()
+	return n
+}
+
+func (in *inputStage) endHoldLocked() {
+	in.held.Reset()
+	in.holding = false
+	close(in.room)
+	in.room = make(chan struct{})
+}
+
+// close releases the recording masker's held tail into the recording.
+func (in *inputStage) close() {
+	if in.m != nil {
+		in.m.Close()
+	}
+}
+
+// terminal is the mode of a shell or exec: stdout takes the masked output
+// stage, stdin the input stage.
+type terminal struct {
+	out *outStage
+	in  *inputStage
+}
+
+func (t terminal) input(p []byte) (int, error)  { return t.in.Write(p) }
+func (t terminal) output(p []byte) (int, error) { return t.out.Write(p) }
+func (t terminal) outputDone()                  { t.out.close() }
+func (t terminal) end()                         { t.in.close() }
+func (t terminal) masked() int64                { return t.out.masked() }
+
+// startTerminal opens the recording and builds the terminal pipeline.
+func (st *channel) startTerminal(kind, command string) error {
+	rec, err := openRecording(st, kind, command)
+	st.rec = rec
+	if err != nil {
+		st.fail(err)
+		return err
+	}
+	var observers []io.Writer
+	if rec != nil {
+		observers = append(observers, recordOutput{st})
+	}
+	st.stderr = newOutStage(st, st.ch.Stderr(), observers...)
+	st.input = newInputStage(st, st.uch)
+	st.mode = terminal{out: newOutStage(st, st.ch, observers...), in: st.input}
+	return nil
+}
