@@ -414,6 +414,22 @@ func TestAttackAdminInvisibleJoinersShowCardNumber(t *testing.T) {
 	}
 }
 
+// TestAttackAdminSessionsOnFreshIndex (robustness, not a way through): on
+// a running bastion that has recorded no session yet, an admin's sessions
+// fails with "the session index cannot be read; see the bastion's log",
+// and the log says "no session index at ... (has the bastion run with this
+// data directory?)" about the bastion that is running. An empty index is
+// an empty listing.
+func TestAttackAdminSessionsOnFreshIndex(t *testing.T) {
+	t.Parallel()
+	a := newAdminEnv(t)
+	client := a.dialGo(t, a.carol, AdminUser)
+	out, stderr, st := attackAdminRun(t, client, "sessions --json")
+	if st != 0 || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("sessions --json on a fresh index: status %d stdout %q stderr %q; want 0 and []", st, out, stderr)
+	}
+}
+
 // ===========================================================================
 // Part 2: defences that held (regression tests)
 // ===========================================================================
