@@ -759,3 +759,35 @@ func TestAttackAdminHeldExecCloseRace(t *testing.T) {
 		t.Fatal("a handler panicked")
 	}
 }
+
+// TestAttackAdminHeldIdleTimeout: an admin connection that does nothing
+// (ssh -N postern@bastion, or channels left open) is ended by the idle
+// timeout like a proxied one, with its disconnect record.
+func TestAttackAdminHeldIdleTimeout(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	b := h.extraServer(t, Config{Policy: h.policy, IdleTimeout: 300 * time.Millisecond})
+	a := &adminEnv{harness: b}
+	client := a.dialGo(t, h.alice, AdminUser)
+	ch, reqs, err := client.OpenChannel("session", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ssh.DiscardRequests(reqs)
+	defer ch.Close()
+	done := make(chan error, 1)
+	go func() { done <- client.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("an idle admin connection was not ended by the 300ms idle timeout")
+	}
+	testenv.WaitFor(t, 10*time.Second, func() bool {
+		for _, m := range attackAdminRecords(b.logs.String(), "disconnect") {
+			if strings.Contains(attackAdminStr(m, "reason"), "idle") {
+				return true
+			}
+		}
+		return false
+	})
+}
