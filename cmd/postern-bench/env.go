@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -20,9 +17,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/postern/postern/certs"
-	"github.com/postern/postern/internal/testenv"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/sshdproc"
 )
 
 // defaultLogin is the account the benchmark logs in as on the target. It is
@@ -64,7 +62,7 @@ type env struct {
 	scpBin  string   // with the sftp phase
 	devNull *os.File // bulk download output
 
-	target, relay *testenv.SSHDInstance
+	target, relay *sshdproc.Instance
 	benchCA       ssh.Signer // signs the certificates the target and relay accept for direct use
 	direct        ssh.Signer // presents a benchCA certificate for o.login
 
@@ -120,7 +118,7 @@ func newEnv(ctx context.Context, o *options, log io.Writer) (_ *env, err error) 
 	if e.devNull, err = os.OpenFile(os.DevNull, os.O_WRONLY, 0); err != nil {
 		return nil, err
 	}
-	if e.benchCA, err = newSigner(); err != nil {
+	if e.benchCA, err = sshdproc.NewSigner(); err != nil {
 		return nil, err
 	}
 
@@ -148,10 +146,10 @@ func newEnv(ctx context.Context, o *options, log io.Writer) (_ *env, err error) 
 	// the harness's 100:30:200 stays: concurrency dials at most
 	// dialParallelism connections at once, each making one upstream.
 	limits := []string{"MaxSessions " + strconv.Itoa(maxConcurrency+50), "UseDNS no"}
-	if e.target, err = testenv.StartSSHD(testenv.SSHDOptions{TrustedUserCAKeys: trusted, Extra: limits}); err != nil {
+	if e.target, err = sshdproc.Start(sshdproc.Options{TrustedUserCAKeys: trusted, Extra: limits}); err != nil {
 		return nil, fmt.Errorf("start target sshd: %w", err)
 	}
-	if e.relay, err = testenv.StartSSHD(testenv.SSHDOptions{
+	if e.relay, err = sshdproc.Start(sshdproc.Options{
 		TrustedUserCAKeys: []ssh.PublicKey{e.benchCA.PublicKey()},
 		Extra:             append([]string{"AllowTcpForwarding yes"}, limits...),
 	}); err != nil {
@@ -240,7 +238,7 @@ func newEnv(ctx context.Context, o *options, log io.Writer) (_ *env, err error) 
 // (unless -keep). It is safe to call more than once.
 func (e *env) Close() error {
 	errs := []error{e.stopBastions()}
-	for _, s := range []*testenv.SSHDInstance{e.target, e.relay} {
+	for _, s := range []*sshdproc.Instance{e.target, e.relay} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}
@@ -271,57 +269,28 @@ func (e *env) stopBastions() error {
 }
 
 // ensureUser creates the login on the target machine if it is missing and
-// it is the default one. Its password field is "*" rather than useradd's
-// "!": sshd without PAM refuses locked accounts even for certificates.
+// it is the default one, with bash as its shell (see defaultLogin).
 func ensureUser(name string) error {
-	if _, err := user.Lookup(name); err == nil {
-		return nil
-	}
-	if name != defaultLogin {
+	if _, err := user.Lookup(name); err != nil && name != defaultLogin {
 		return fmt.Errorf("login %q does not exist on this machine", name)
 	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("login %q is missing and creating it needs root (or pass -login with an existing account)", name)
-	}
-	out, err := exec.Command("useradd", "-m", "-s", "/bin/bash", "-p", "*", name).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("useradd %s: %v: %s", name, err, out)
+	if err := sshdproc.EnsureUser(name, "/bin/bash"); err != nil {
+		return fmt.Errorf("%w (or pass -login with an existing account)", err)
 	}
 	return nil
-}
-
-// newSigner returns a fresh in-memory ed25519 signer.
-func newSigner() (ssh.Signer, error) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	return ssh.NewSignerFromKey(priv)
 }
 
 // newCertKey writes a fresh ed25519 key to dir/name (0600) and the
 // certificate sign returns for it to dir/name-cert.pub, and returns a
 // signer that presents the certificate.
 func newCertKey(dir, name string, sign func(ssh.PublicKey) (*ssh.Certificate, error)) (ssh.Signer, error) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
+	signer, path, err := sshdproc.WriteKey(dir, name)
 	if err != nil {
 		return nil, err
 	}
 	cert, err := sign(signer.PublicKey())
 	if err != nil {
 		return nil, fmt.Errorf("certificate for key %s: %w", name, err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		return nil, err
 	}
 	if err := os.WriteFile(path+"-cert.pub", ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
 		return nil, err
@@ -331,22 +300,15 @@ func newCertKey(dir, name string, sign func(ssh.PublicKey) (*ssh.Certificate, er
 
 // signUser signs a day-long user certificate for login with ca.
 func signUser(ca ssh.Signer, pub ssh.PublicKey, login string) (*ssh.Certificate, error) {
-	now := time.Now()
-	cert := &ssh.Certificate{
-		Key:             pub,
-		CertType:        ssh.UserCert,
-		KeyId:           "postern-bench",
-		ValidPrincipals: []string{login},
-		ValidAfter:      uint64(now.Add(-time.Minute).Unix()),
-		ValidBefore:     uint64(now.Add(24 * time.Hour).Unix()),
-		Permissions:     ssh.Permissions{Extensions: map[string]string{"permit-pty": "", "permit-port-forwarding": ""}},
-	}
-	return cert, cert.SignCert(rand.Reader, ca)
+	return sshdproc.SignUserCert(ca, pub, sshdproc.UserCert{
+		Principals: []string{login}, KeyID: "postern-bench", TTL: 24 * time.Hour,
+		Extensions: map[string]string{"permit-pty": "", "permit-port-forwarding": ""},
+	})
 }
 
 // bastionYAML is a Postern config with the one target t1 (the target sshd,
 // host key pinned) and one rule letting principal "bench" log in as login.
-func bastionYAML(dataDir string, target *testenv.SSHDInstance, login string, masking bool, ciphers []string) []byte {
+func bastionYAML(dataDir string, target *sshdproc.Instance, login string, masking bool, ciphers []string) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# written by postern-bench\nlisten: \"127.0.0.1:0\"\ndata_dir: %q\nlog_level: info\n", dataDir)
 	if len(ciphers) > 0 {
