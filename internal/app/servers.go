@@ -1,0 +1,52 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+
+	"github.com/postern/postern/bastion"
+)
+
+// sshServer is the bastion on its listener.
+type sshServer struct {
+	srv *bastion.Server
+	l   net.Listener
+	log *slog.Logger
+}
+
+// Serve serves SSH on l until Shutdown.
+func (s *sshServer) Serve(context.Context) error {
+	// When bastion.Server.Serve takes a context (issue 12, part 1), it
+	// gets this one: cancelled only after the drain.
+	if err := s.srv.Serve(s.l); !errors.Is(err, bastion.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops accepting and lets sessions end until ctx is done, then
+// closes the rest. Closing sessions at the deadline is how a drain ends,
+// not a failure: it is logged.
+func (s *sshServer) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	s.l.Close() // in case Serve never ran
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("drain deadline passed; closed the sessions left")
+	} else if err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// WithoutDrain makes a Server of a server that cannot drain (the demo's
+// target): Serve calls serve, Shutdown calls close at once. Because the
+// App shuts such servers down after the bastion has drained, the sessions
+// that reach them through the bastion have ended by then.
+func WithoutDrain(serve, close func() error) Server { return undrained{serve, close} }
+
+type undrained struct{ serve, close func() error }
+
+func (u undrained) Serve(context.Context) error    { return u.serve() }
+func (u undrained) Shutdown(context.Context) error { return u.close() }
