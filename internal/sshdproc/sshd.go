@@ -3,7 +3,7 @@ package sshdproc
 import (
 	"bufio"
 	"bytes"
-		"fmt"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -12,7 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-		"time"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
