@@ -143,7 +143,7 @@ func New(cfg Config) (_ *App, err error) {
 		return nil, fmt.Errorf("listen on %s: %w", s.Listen, err)
 	}
 	a.addr = l.Addr()
-	a.servers = append([]named{{"ssh", &sshServer{srv: a.Bastion, l: l}}}, extra...)
+	a.servers = append([]named{{"ssh", &sshServer{srv: a.Bastion, l: l, log: log}}}, extra...)
 	// The admin socket (issue 12, part 4) joins here, after the bastion
 	// so that it answers while sessions drain:
 	//	a.servers = slices.Insert(a.servers, 1, named{"admin socket", adminServer})
