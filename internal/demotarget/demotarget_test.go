@@ -2,7 +2,6 @@ package demotarget_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
@@ -10,44 +9,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/postern/postern/internal/demotarget"
-	"github.com/postern/postern/internal/testenv"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
-)
 
-// certSigner returns a client signer with a fresh key and a user
-// certificate from ca for principals, valid now, with permit-pty; edit
-// changes the certificate before it is signed.
-func certSigner(t testing.TB, ca ssh.Signer, principals []string, edit func(*ssh.Certificate)) ssh.Signer {
-	t.Helper()
-	key := testenv.NewSigner(t)
-	now := time.Now()
-	cert := &ssh.Certificate{
-		Key:             key.PublicKey(),
-		CertType:        ssh.UserCert,
-		KeyId:           "test",
-		ValidPrincipals: principals,
-		ValidAfter:      uint64(now.Add(-time.Minute).Unix()),
-		ValidBefore:     uint64(now.Add(5 * time.Minute).Unix()),
-		Permissions:     ssh.Permissions{Extensions: map[string]string{"permit-pty": ""}},
-	}
-	if edit != nil {
-		edit(cert)
-	}
-	if err := cert.SignCert(rand.Reader, ca); err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewCertSigner(cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+	"github.com/postern/postern/internal/demotarget"
+	"github.com/postern/postern/internal/testenv"
+)
 
 type target struct {
 	srv  *demotarget.Server
@@ -103,7 +73,7 @@ func (tg *target) dial(t *testing.T, user string, signer ssh.Signer) (*ssh.Clien
 // session logs in as "demo" with a valid certificate and opens a session.
 func (tg *target) session(t *testing.T) *ssh.Session {
 	t.Helper()
-	c, err := tg.dial(t, "demo", certSigner(t, tg.ca, []string{"demo"}, nil))
+	c, err := tg.dial(t, "demo", testenv.CertSigner(t, tg.ca, []string{"demo"}, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,24 +191,6 @@ func TestPtyExec(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects a session's output for polling.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestPtyShellWindowChange(t *testing.T) {
 	t.Parallel()
 	tg := start(t, nil)
@@ -250,7 +202,7 @@ func TestPtyShellWindowChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
+	var out testenv.Buffer
 	s.Stdout = &out
 	if err := s.Shell(); err != nil {
 		t.Fatal(err)
@@ -286,7 +238,7 @@ func TestPtyShellWindowChange(t *testing.T) {
 func TestPtyNeedsPermitPty(t *testing.T) {
 	t.Parallel()
 	tg := start(t, nil)
-	c, err := tg.dial(t, "demo", certSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) { c.Extensions = nil }))
+	c, err := tg.dial(t, "demo", testenv.CertSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) { c.Extensions = nil }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,21 +261,21 @@ func TestAuthRefused(t *testing.T) {
 		user   string
 		signer ssh.Signer
 	}{
-		{"other CA", "demo", certSigner(t, otherCA, []string{"demo"}, nil)},
+		{"other CA", "demo", testenv.CertSigner(t, otherCA, []string{"demo"}, nil)},
 		{"plain key", "demo", testenv.NewSigner(t)},
-		{"wrong principal", "demo", certSigner(t, tg.ca, []string{"root"}, nil)},
-		{"login not allowed", "guest", certSigner(t, tg.ca, []string{"guest"}, nil)},
-		{"expired", "demo", certSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
+		{"wrong principal", "demo", testenv.CertSigner(t, tg.ca, []string{"root"}, nil)},
+		{"login not allowed", "guest", testenv.CertSigner(t, tg.ca, []string{"guest"}, nil)},
+		{"expired", "demo", testenv.CertSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
 			c.ValidBefore = uint64(time.Now().Add(-time.Minute).Unix())
 		})},
-		{"not yet valid", "demo", certSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
+		{"not yet valid", "demo", testenv.CertSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
 			c.ValidAfter = uint64(time.Now().Add(time.Hour).Unix())
 		})},
-		{"host certificate", "demo", certSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) { c.CertType = ssh.HostCert })},
-		{"source-address", "demo", certSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
+		{"host certificate", "demo", testenv.CertSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) { c.CertType = ssh.HostCert })},
+		{"source-address", "demo", testenv.CertSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
 			c.CriticalOptions = map[string]string{"source-address": "192.0.2.0/24"}
 		})},
-		{"unknown critical option", "demo", certSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
+		{"unknown critical option", "demo", testenv.CertSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
 			c.CriticalOptions = map[string]string{"force-command": "true"}
 		})},
 	}
@@ -337,7 +289,7 @@ func TestAuthRefused(t *testing.T) {
 	}
 	t.Run("accepted", func(t *testing.T) {
 		t.Parallel()
-		signer := certSigner(t, tg.ca, []string{"root"}, func(c *ssh.Certificate) {
+		signer := testenv.CertSigner(t, tg.ca, []string{"root"}, func(c *ssh.Certificate) {
 			c.CriticalOptions = map[string]string{"source-address": "127.0.0.1/32"}
 		})
 		if _, err := tg.dial(t, "root", signer); err != nil {
@@ -351,7 +303,7 @@ func TestAuthRefused(t *testing.T) {
 func TestSubsystemRefused(t *testing.T) {
 	t.Parallel()
 	tg := start(t, nil)
-	c, err := tg.dial(t, "demo", certSigner(t, tg.ca, []string{"demo"}, nil))
+	c, err := tg.dial(t, "demo", testenv.CertSigner(t, tg.ca, []string{"demo"}, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +337,7 @@ func TestSubsystemRefused(t *testing.T) {
 func TestForwardingRefused(t *testing.T) {
 	t.Parallel()
 	tg := start(t, nil)
-	c, err := tg.dial(t, "demo", certSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
+	c, err := tg.dial(t, "demo", testenv.CertSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
 		c.Extensions = map[string]string{"permit-port-forwarding": "", "permit-agent-forwarding": ""}
 	}))
 	if err != nil {
@@ -421,7 +373,7 @@ func TestCloseEndsSessions(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		var out lockedBuffer
+		var out testenv.Buffer
 		s.Stdout = &out
 		if err := s.Start("echo started; sleep 600"); err != nil {
 			t.Fatal(err)
