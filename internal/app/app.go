@@ -145,8 +145,9 @@ func New(cfg Config) (_ *App, err error) {
 	a.addr = l.Addr()
 	a.servers = append([]named{{"ssh", &sshServer{srv: a.Bastion, l: l, log: log}}}, extra...)
 	// The admin socket (issue 12, part 4) joins here, after the bastion
-	// so that it answers while sessions drain:
-	//	a.servers = slices.Insert(a.servers, 1, named{"admin socket", adminServer})
+	// so that it answers while sessions drain, e.g.:
+	//	srv := UntilCancel(func(ctx context.Context) error { return adminsock.Serve(ctx, l, a.Store) })
+	//	a.servers = slices.Insert(a.servers, 1, named{"admin socket", srv})
 	log.Info("postern listening", "addr", a.addr.String(), "data_dir", s.DataDir,
 		"host_key", ssh.FingerprintSHA256(a.Auth.HostKey.PublicKey()), "targets", len(s.Policy.Targets))
 	return a, nil

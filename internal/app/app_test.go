@@ -245,3 +245,36 @@ func TestNewUndoes(t *testing.T) {
 	}
 	l.Close()
 }
+
+// TestUntilCancel: Shutdown cancels the serve function's context and
+// waits for it; after Shutdown, Serve does not start it at all.
+func TestUntilCancel(t *testing.T) {
+	t.Parallel()
+	type key struct{}
+	started := make(chan context.Context, 1)
+	s := app.UntilCancel(func(ctx context.Context) error {
+		started <- ctx
+		<-ctx.Done()
+		return nil
+	})
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(context.WithValue(context.Background(), key{}, "v")) }()
+	ctx := <-started
+	if ctx.Value(key{}) != "v" {
+		t.Fatal("serve's context lost Serve's values")
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil || ctx.Err() == nil {
+		t.Fatalf("Serve after Shutdown: %v, context %v", err, ctx.Err())
+	}
+
+	never := app.UntilCancel(func(context.Context) error { t.Error("serve ran after Shutdown"); return nil })
+	if err := never.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := never.Serve(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

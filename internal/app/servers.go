@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 
 	"github.com/postern/postern/bastion"
 )
@@ -50,3 +51,53 @@ type undrained struct{ serve, close func() error }
 
 func (u undrained) Serve(context.Context) error    { return u.serve() }
 func (u undrained) Shutdown(context.Context) error { return u.close() }
+
+// UntilCancel makes a Server of a serve function that runs until its
+// context is done (as adminsock.Serve does, draining on its own): Shutdown
+// cancels that context and waits for serve to return, or for its own ctx.
+// The context serve gets carries Serve's values.
+func UntilCancel(serve func(ctx context.Context) error) Server {
+	return &untilCancel{serve: serve, done: make(chan struct{})}
+}
+
+type untilCancel struct {
+	serve func(context.Context) error
+	done  chan struct{} // closed when serve returned
+
+	mu      sync.Mutex // guards cancel, stopped and started
+	cancel  context.CancelFunc
+	stopped bool
+	started bool
+}
+
+func (u *untilCancel) Serve(ctx context.Context) error {
+	u.mu.Lock()
+	if u.stopped || u.started {
+		u.mu.Unlock()
+		return nil
+	}
+	u.started = true
+	ctx, u.cancel = context.WithCancel(ctx)
+	u.mu.Unlock()
+	defer close(u.done)
+	return u.serve(ctx)
+}
+
+func (u *untilCancel) Shutdown(ctx context.Context) error {
+	u.mu.Lock()
+	u.stopped = true
+	started := u.started
+	if u.cancel != nil {
+		u.cancel()
+	}
+	u.mu.Unlock()
+	if !started {
+		return nil
+	}
+	select {
+	case <-u.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
