@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/postern/postern/internal/sshdproc"
 	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/recorder"
 )
@@ -302,7 +303,7 @@ func TestAttackSFTPFakeServerVersionLeaksPAN(t *testing.T) {
 	// Our own bash login on the target and a bastion that allows it, so
 	// that this ~/.bashrc does not race other tests' hooks.
 	const login = "posternatk"
-	if err := ensureUserShell(login, "/bin/bash"); err != nil {
+	if err := sshdproc.EnsureUser(login, "/bin/bash"); err != nil {
 		t.Fatal(err)
 	}
 	pol := h.policy

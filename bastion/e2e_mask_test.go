@@ -31,46 +31,6 @@ grouped 4111 1111 1111 1111 and 5105-1051-0510-5100
 not a card: 4111111111111112 order-id 20261125123456780 uuid 123e4567-e89b-12d3-a456-426614174000
 `
 
-// panLike finds digit runs (optionally grouped by spaces or dashes) that
-// stand alone: not inside a longer number or a word.
-var panLike = regexp.MustCompile(`(?:^|[^0-9A-Za-z_])(\d(?:[ -]?\d)*)`)
-
-// fullPANs returns every Luhn-valid 13-19 digit number (contiguous or
-// grouped) in s that stands alone, as the issue defines a PAN: what must
-// never leave the bastion.
-func fullPANs(s string) []string {
-	var out []string
-	for _, m := range panLike.FindAllStringSubmatchIndex(s, -1) {
-		run := s[m[2]:m[3]]
-		if m[3] < len(s) {
-			if c := s[m[3]]; c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '_' {
-				continue // part of an identifier
-			}
-		}
-		digits := strings.NewReplacer(" ", "", "-", "").Replace(strings.TrimRight(run, " -"))
-		if len(digits) >= 13 && len(digits) <= 19 && luhn(digits) {
-			out = append(out, digits)
-		}
-	}
-	return out
-}
-
-func luhn(d string) bool {
-	sum, double := 0, false
-	for i := len(d) - 1; i >= 0; i-- {
-		n := int(d[i] - '0')
-		if double {
-			n *= 2
-			if n > 9 {
-				n -= 9
-			}
-		}
-		sum += n
-		double = !double
-	}
-	return sum%10 == 0
-}
-
 func checkMasked(t *testing.T, what, got string) {
 	t.Helper()
 	for _, p := range testPANs {
@@ -81,7 +41,7 @@ func checkMasked(t *testing.T, what, got string) {
 	// Precisely: no full PAN in the cleaned text. The non-card numbers
 	// (Luhn-invalid, 17-digit id, UUID) pass unchanged.
 	clean := regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`).ReplaceAllString(got, "")
-	if pans := fullPANs(clean); len(pans) > 0 {
+	if pans := testenv.PANs(clean); len(pans) > 0 {
 		t.Errorf("%s: full PANs left: %v", what, pans)
 	}
 	for _, keep := range []string{"4111111111111112", "20261125123456780", "123e4567-e89b-12d3-a456-426614174000"} {
@@ -124,7 +84,7 @@ func TestMaskingExecStdoutStderr(t *testing.T) {
 		checkMasked(t, "client "+tt.name, got)
 		s, text, raw := h.recordingOf(t, h.store, func(s recorder.Session) bool { return s.Command == tt.cmd })
 		checkMasked(t, "recording "+tt.name, text)
-		if pans := fullPANs(raw); len(pans) > 0 {
+		if pans := testenv.PANs(raw); len(pans) > 0 {
 			t.Errorf("recording file of %s holds full PANs: %v", tt.name, pans)
 		}
 		if s.MaskedPANs < int64(len(testPANs)) {
@@ -187,11 +147,11 @@ insert into cards values (1, 'Ada', '4111111111111111'), (2, 'Bob', '55555555555
 			t.Errorf("psql output lacks %q:\n%s", want, got)
 		}
 	}
-	if pans := fullPANs(got); len(pans) > 0 {
+	if pans := testenv.PANs(got); len(pans) > 0 {
 		t.Errorf("psql output holds full PANs %v", pans)
 	}
 	_, text, _ := h.recordingOf(t, h.store, func(s recorder.Session) bool { return s.Command == query })
-	if pans := fullPANs(text); len(pans) > 0 || !strings.Contains(text, "411111******1111") {
+	if pans := testenv.PANs(text); len(pans) > 0 || !strings.Contains(text, "411111******1111") {
 		t.Errorf("psql recording: full PANs %v\n%s", pans, text)
 	}
 }

@@ -14,8 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,6 +24,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/sshdproc"
 	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/recorder"
 )
@@ -91,10 +90,10 @@ func env(t testing.TB) *harness {
 const testUser = "posterne2e"
 
 func (h *harness) start(t testing.TB, sshBin string) error {
-	if err := ensureUser(testUser); err != nil {
+	if err := sshdproc.EnsureUser(testUser, "/bin/sh"); err != nil {
 		return err
 	}
-	if err := ensureUserShell(hookUser, "/bin/bash"); err != nil {
+	if err := sshdproc.EnsureUser(hookUser, "/bin/bash"); err != nil {
 		return err
 	}
 	var err error
@@ -161,23 +160,6 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 	h.fileAllow = h.userKey(t, "fileallow", certs.UserCertRequest{Principals: []string{"fileallow"}, TTL: time.Hour})
 	h.rsyncer = h.userKey(t, "rsyncer", certs.UserCertRequest{Principals: []string{"rsyncer"}, TTL: time.Hour})
 	h.rsyncMask = h.userKey(t, "rsyncmask", certs.UserCertRequest{Principals: []string{"rsyncmask"}, TTL: time.Hour})
-	return nil
-}
-
-// ensureUser creates a local account for the target to log in as. Its
-// password field is "*" (no password) rather than useradd's "!" (locked):
-// sshd without PAM refuses locked accounts even for certificates.
-func ensureUser(name string) error { return ensureUserShell(name, "/bin/sh") }
-
-// ensureUserShell is ensureUser with the given login shell.
-func ensureUserShell(name, shell string) error {
-	if _, err := user.Lookup(name); err == nil {
-		return nil
-	}
-	out, err := exec.Command("useradd", "-m", "-s", shell, "-p", "*", name).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("useradd %s (tests run as root, see TESTING.md): %v: %s", name, err, out)
-	}
 	return nil
 }
 

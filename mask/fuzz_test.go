@@ -5,6 +5,8 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/postern/postern/internal/testenv"
 )
 
 // FuzzMask holds Mask and the Writer to the reference matcher:
@@ -41,7 +43,7 @@ func FuzzMask(f *testing.F) {
 			if want := refMask(in, mode); !bytes.Equal(got, want) {
 				t.Fatalf("%v: differs from reference\n in: %q\ngot: %q\nref: %q", mode, in, got, want)
 			}
-			if pans := refPANs(got, true); len(pans) > 0 {
+			if pans := testenv.RefPANs(got, true); len(pans) > 0 {
 				t.Fatalf("%v: PAN at %v survives in %q", mode, pans[0], got)
 			}
 			if mode != modes[h.Sum64()%3] {

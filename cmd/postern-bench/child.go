@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -22,10 +21,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/postern/postern/bastion"
-	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/app"
 	"github.com/postern/postern/internal/config"
-	"github.com/postern/postern/recorder"
 )
 
 // childCommand is the hidden subcommand that runs one bastion in its own
@@ -33,12 +30,13 @@ import (
 //
 //	postern-bench bastion-child --config FILE [--no-record] [--cpuprofile FILE]
 //
-// It serves the config's targets on the config's listen address and
+// It builds the bastion with internal/app, as `postern serve` does, serves
+// the config's targets on the config's listen address and
 // speaks a line protocol with the parent: it prints "ready ADDR" once
 // listening, then answers each "stats" line on stdin with "ok GOROUTINES
 // RSS_BYTES", and "gc" the same way after a garbage collection that returns
-// freed memory to the OS. At the end of stdin it closes the bastion and
-// exits.
+// freed memory to the OS. At the end of stdin it drains the bastion (for
+// at most childDrain), closes it and exits.
 const childCommand = "bastion-child"
 
 // runChild is the bastion-child subcommand.
@@ -55,51 +53,28 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	auth, err := certs.Open(cfg.DataDir)
+	// Built as `postern serve` builds it; a nil store turns recording off.
+	a, err := app.New(app.Config{Settings: cfg, Log: app.NewLogger(stderr, cfg.LogLevel), NoRecord: *noRecord, Drain: childDrain})
 	if err != nil {
 		return err
-	}
-	// A nil store turns recording off.
-	var store recorder.Store
-	if !*noRecord {
-		local, err := recorder.OpenStore(cfg.DataDir, recorder.Options{Key: auth.AuditKey})
-		if err != nil {
-			return err
-		}
-		defer local.Close()
-		store = local
-	}
-	srv, err := bastion.New(cfg.Bastion(auth, store, log))
-	if err != nil {
-		return err
-	}
-	l, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	if *profile != "" {
-		f, err := os.Create(*profile)
+		stopProfile, err := startProfile(*profile)
 		if err != nil {
-			l.Close()
-			return fmt.Errorf("create CPU profile: %w", err)
+			a.Close()
+			return err
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			l.Close()
-			f.Close()
-			return fmt.Errorf("start CPU profile: %w", err)
-		}
-		defer func() {
-			pprof.StopCPUProfile()
-			f.Close()
-		}()
+		defer stopProfile()
 	}
 
-	serveErr := make(chan error, 1)
+	// Run drains and closes the bastion once runCtx ends: when this
+	// function returns, before the profile stops.
+	runCtx, stop := context.WithCancel(ctx)
+	runErr := make(chan error, 1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer srv.Close()
-	wg.Go(func() { serveErr <- srv.Serve(context.WithoutCancel(ctx), l) })
+	defer stop()
+	wg.Go(func() { runErr <- a.Run(runCtx) })
 
 	// The reader ends when the parent closes stdin (or exits); done
 	// lets it stop sending if this function returned first.
@@ -118,12 +93,12 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 	}()
 
-	if _, err := fmt.Fprintf(stdout, "ready %s\n", l.Addr()); err != nil {
+	if _, err := fmt.Fprintf(stdout, "ready %s\n", a.Addr()); err != nil {
 		return err
 	}
 	for {
 		select {
-		case err := <-serveErr:
+		case err := <-runErr:
 			return fmt.Errorf("serve: %w", err)
 		case <-ctx.Done():
 			return nil
@@ -143,6 +118,27 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			}
 		}
 	}
+}
+
+// childDrain bounds how long a child lets sessions end when told to stop
+// (within the parent's closeTimeout, so that the profile gets written).
+const childDrain = 10 * time.Second
+
+// startProfile starts a CPU profile into path; the function it returns
+// stops it and closes the file.
+func startProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // vmRSS returns this process's resident set size in bytes, from

@@ -122,23 +122,11 @@ func (e *env) concurrencyPath(ctx context.Context, path string, n, reps int, win
 
 	var figs []Figure
 	if b != nil {
-		idle, err := b.stats(ctx, false)
+		f, err := e.idleFigures(ctx, b, path, n, base, len(clients))
 		if err != nil {
 			return nil, err
 		}
-		idleGC, err := b.stats(ctx, true)
-		if err != nil {
-			return nil, err
-		}
-		// Raw: what the process holds with the sessions open, garbage
-		// of their setup included. After GC: what they keep.
-		k := float64(len(clients))
-		figs = append(figs,
-			newFigure(figConcRSS, path, cipherAES, n, "KiB", "lower", []float64{float64(idle.rss-base.rss) / k / 1024}, 0),
-			newFigure(figConcRSSGC, path, cipherAES, n, "KiB", "lower", []float64{float64(idleGC.rss-base.rss) / k / 1024}, 0),
-			newFigure(figConcGoroutines, path, cipherAES, n, "goroutines", "lower", []float64{float64(idleGC.goroutines-base.goroutines) / k}, 0))
-		e.progress("concurrency %s: bastion RSS %.1f MiB idle -> %.1f MiB with %d sessions (%.1f MiB after GC), goroutines %d -> %d",
-			path, mib(base.rss), mib(idle.rss), len(clients), mib(idleGC.rss), base.goroutines, idleGC.goroutines)
+		figs = f
 	}
 
 	var rates, p50s, p99s, errCounts, peaks []float64
@@ -156,12 +144,7 @@ func (e *env) concurrencyPath(ctx context.Context, path string, n, reps int, win
 			e.notes = append(e.notes, fmt.Sprintf("%d concurrent sessions on %s, window %d: %d errors, first: %s",
 				n, path, rep+1, w.errors.n, strings.Join(w.errors.first, "; ")))
 		}
-		slices.Sort(w.latencies)
-		p50, p99 := 0.0, 0.0
-		if len(w.latencies) > 0 {
-			p50, p99 = percentile(w.latencies, 50), percentile(w.latencies, 99)
-		}
-		rate := float64(len(w.latencies)) / w.elapsed.Seconds()
+		rate, p50, p99 := w.summary()
 		total += len(w.latencies)
 		rates, p50s, p99s = append(rates, rate), append(p50s, p50), append(p99s, p99)
 		errCounts = append(errCounts, float64(w.errors.n))
@@ -189,6 +172,29 @@ func (e *env) concurrencyPath(ctx context.Context, path string, n, reps int, win
 			newFigure(figConcLeftoverGor, path, cipherAES, n, "goroutines", "lower", []float64{float64(left)}, 0))
 	}
 	return figs, nil
+}
+
+// idleFigures measures bastion b's memory and goroutines per idle session
+// with k sessions open, against base (taken before they opened).
+func (e *env) idleFigures(ctx context.Context, b *bastionProc, path string, n int, base childStats, k int) ([]Figure, error) {
+	idle, err := b.stats(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	idleGC, err := b.stats(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	// Raw: what the process holds with the sessions open, garbage of
+	// their setup included. After GC: what they keep.
+	kf := float64(k)
+	e.progress("concurrency %s: bastion RSS %.1f MiB idle -> %.1f MiB with %d sessions (%.1f MiB after GC), goroutines %d -> %d",
+		path, mib(base.rss), mib(idle.rss), k, mib(idleGC.rss), base.goroutines, idleGC.goroutines)
+	return []Figure{
+		newFigure(figConcRSS, path, cipherAES, n, "KiB", "lower", []float64{float64(idle.rss-base.rss) / kf / 1024}, 0),
+		newFigure(figConcRSSGC, path, cipherAES, n, "KiB", "lower", []float64{float64(idleGC.rss-base.rss) / kf / 1024}, 0),
+		newFigure(figConcGoroutines, path, cipherAES, n, "goroutines", "lower", []float64{float64(idleGC.goroutines-base.goroutines) / kf}, 0),
+	}, nil
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
@@ -290,6 +296,16 @@ type window struct {
 	errors         errorLog
 	elapsed        time.Duration
 	peakGoroutines int
+}
+
+// summary returns the window's commands per second and the median and
+// 99th percentile of its latencies (sorting them).
+func (w *window) summary() (rate, p50, p99 float64) {
+	slices.Sort(w.latencies)
+	if len(w.latencies) > 0 {
+		p50, p99 = percentile(w.latencies, 50), percentile(w.latencies, 99)
+	}
+	return float64(len(w.latencies)) / w.elapsed.Seconds(), p50, p99
 }
 
 // runWindow has every client run `exec true` sessions back to back for

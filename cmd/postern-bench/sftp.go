@@ -239,23 +239,33 @@ func (e *env) download(ctx context.Context, fig, path string, f remoteFile, pid 
 	if err := checkHops(hops, cipherAES, e.o.kex); err != nil {
 		return transferResult{}, err
 	}
-	fi, err := os.Stat(local)
-	if err != nil {
-		return transferResult{}, fmt.Errorf("downloaded file: %w", err)
-	}
-	if fi.Size() != f.size {
-		return transferResult{}, fmt.Errorf("downloaded %d bytes, want %d", fi.Size(), f.size)
-	}
-	if hash {
-		sum, err := fileSHA256(local)
-		if err != nil {
-			return transferResult{}, err
-		}
-		if sum != f.sha256 {
-			return transferResult{}, fmt.Errorf("downloaded file has SHA-256 %s, the target's has %s", sum, f.sha256)
-		}
+	if err := checkDownload(local, f, hash); err != nil {
+		return transferResult{}, err
 	}
 	return newTransferResult(f.size, end.Sub(start), cpu0, cpu1, pid != 0), nil
+}
+
+// checkDownload checks that the file local has f's size and, if hash, its
+// SHA-256.
+func checkDownload(local string, f remoteFile, hash bool) error {
+	fi, err := os.Stat(local)
+	if err != nil {
+		return fmt.Errorf("downloaded file: %w", err)
+	}
+	if fi.Size() != f.size {
+		return fmt.Errorf("downloaded %d bytes, want %d", fi.Size(), f.size)
+	}
+	if !hash {
+		return nil
+	}
+	sum, err := fileSHA256(local)
+	if err != nil {
+		return err
+	}
+	if sum != f.sha256 {
+		return fmt.Errorf("downloaded file has SHA-256 %s, the target's has %s", sum, f.sha256)
+	}
+	return nil
 }
 
 // fileSHA256 returns the hex SHA-256 of the file at path.

@@ -110,7 +110,7 @@ func TestAdminCommandsSameWithAndWithoutServer(t *testing.T) {
 	// A second instance on the same data directory stops before it
 	// changes anything.
 	r := admin(t, work, "demo", "--listen", "127.0.0.1:0")
-	if r.ExitCode != 1 || !strings.Contains(string(r.Stderr), "in use by another process") {
+	if r.ExitCode != 1 || !strings.Contains(string(r.Stderr), "in use by another postern") {
 		t.Fatalf("second demo on a data directory in use: exit %d: %s", r.ExitCode, r.Stderr)
 	}
 	first, _ := caSign(t, work, "bob") // through the socket

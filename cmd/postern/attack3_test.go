@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postern/postern/recorder"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/postern/postern/recorder"
 )
 
 // hostileName is an index path component that, printed raw, writes the

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/app"
 	"github.com/postern/postern/internal/audit"
 	"github.com/postern/postern/internal/listing"
 	"github.com/postern/postern/recorder"
@@ -133,7 +134,7 @@ func issue(ctx context.Context, d string, pub ssh.PublicKey, comment string, f s
 	if err != nil {
 		return nil, err
 	}
-	audit.Record(newLogger(stderr, slog.LevelInfo), audit.CertIssued,
+	audit.Record(app.NewLogger(stderr, slog.LevelInfo), audit.CertIssued,
 		"identity", f.principals[0], "key_id", id, "principals", []string(f.principals), "groups", []string(f.groups),
 		"serial", cert.Serial, "key", rec.Key, "valid_after", rec.ValidAfter, "valid_before", rec.ValidBefore,
 		"issued_by", rec.IssuedBy, "data_dir", d)

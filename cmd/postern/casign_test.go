@@ -7,8 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/postern/postern/internal/testenv"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/internal/testenv"
 )
 
 // ca sign grants a terminal and forwarding unless told not to, and never

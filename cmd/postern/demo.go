@@ -18,6 +18,8 @@ import (
 
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/app"
+	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/demotarget"
 )
 
@@ -42,20 +44,41 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+	log := app.NewLogger(stderr, slog.LevelInfo)
+	var targetAddr string
+	a, err := app.New(app.Config{
+		Settings: &config.Config{Listen: *listen, DataDir: dir, IdleTimeout: time.Hour, KeepAliveInterval: 30 * time.Second},
+		Log:      log,
+		Extra: func(auth *certs.Authority, s *config.Config) ([]app.Server, error) {
+			target, err := startDemoTarget(auth, s, log)
+			if err != nil {
+				return nil, err
+			}
+			targetAddr = target.Addr()
+			return []app.Server{app.WithoutDrain(target.Serve, target.Close)}, nil
+		},
+	})
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s is in use (another postern demo?); pick another with --listen 127.0.0.1:2223", *listen)
 	}
-	log := newLogger(stderr, slog.LevelInfo)
-	auth, err := certs.Open(dir)
 	if err != nil {
 		return err
 	}
+	if err := writeDemoClient(a, dir, stdout, targetAddr); err != nil {
+		a.Close()
+		return err
+	}
+	return a.Run(ctx)
+}
 
-	// The demo target: an SSH server in this process that trusts the
-	// upstream CA, on loopback only.
-	targetKey, err := certs.LoadOrCreateKey(filepath.Join(dir, "demo_target_ed25519"), "postern demo target")
+// startDemoTarget starts the demo target: an SSH server in this process
+// that trusts the upstream CA, on loopback only. It adds the target and
+// the rule that lets the demo user in to s's policy. The caller owns the
+// server (the App runs and closes it).
+func startDemoTarget(auth *certs.Authority, s *config.Config, log *slog.Logger) (*demotarget.Server, error) {
+	targetKey, err := certs.LoadOrCreateKey(filepath.Join(s.DataDir, "demo_target_ed25519"), "postern demo target")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	target, err := demotarget.New(demotarget.Config{
 		Addr:      "127.0.0.1:0",
@@ -65,81 +88,51 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Log:       log.With("component", "demo-target"),
 	})
 	if err != nil {
-		return fmt.Errorf("start demo target: %w", err)
+		return nil, fmt.Errorf("start demo target: %w", err)
 	}
-	defer target.Close()
-	go target.Serve()
+	s.Policy = bastion.Policy{
+		Targets: []bastion.Target{{
+			Name: demoTarget, Address: target.Addr(), HostKey: targetKey.PublicKey(),
+			Labels: map[string]string{"env": "demo"}, Logins: []string{demoLogin}, DefaultLogin: demoLogin,
+		}},
+		Rules: []bastion.Rule{{
+			Name: "demo", Principals: []string{demoPrincipal}, Targets: []string{demoTarget},
+			Logins: []string{demoLogin},
+		}},
+	}
+	return target, nil
+}
 
-	store, err := openStore(ctx, auth, dir, log)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	stopAdmin, err := adminSocket(ctx, dir, store, log)
-	if err != nil {
-		return err
-	}
-	defer stopAdmin()
-	srv, err := bastion.New(bastion.Config{
-		Recording: &bastion.Recording{Store: store},
-		Policy: bastion.Policy{
-			Targets: []bastion.Target{{
-				Name: demoTarget, Address: target.Addr(), HostKey: targetKey.PublicKey(),
-				Labels: map[string]string{"env": "demo"}, Logins: []string{demoLogin}, DefaultLogin: demoLogin,
-			}},
-			Rules: []bastion.Rule{{
-				Name: "demo", Principals: []string{demoPrincipal}, Targets: []string{demoTarget},
-				Logins: []string{demoLogin},
-			}},
-		},
-		Authority:         auth,
-		IdleTimeout:       time.Hour,
-		KeepAliveInterval: 30 * time.Second,
-		Log:               log,
-	})
-	if err != nil {
-		return err
-	}
-	l, err := net.Listen("tcp", *listen)
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("%s is in use (another postern demo?); pick another with --listen 127.0.0.1:2223", *listen)
-		}
-		return fmt.Errorf("listen on %s: %w", *listen, err)
-	}
-	addr := l.Addr().(*net.TCPAddr)
-
-	// The user's key and a fresh certificate for it, and a known_hosts
-	// file that pins the bastion's host key: the printed commands verify
-	// the bastion like any production user would.
+// writeDemoClient writes the demo user's key and a fresh certificate for
+// it, and a known_hosts file that pins the bastion's host key, so that the
+// printed commands verify the bastion like any production user would; then
+// prints them.
+func writeDemoClient(a *app.App, dir string, stdout io.Writer, targetAddr string) error {
+	addr := a.Addr().(*net.TCPAddr)
 	keyPath := filepath.Join(dir, "id_ed25519")
 	userKey, err := certs.LoadOrCreateKey(keyPath, "postern demo user")
 	if err != nil {
-		l.Close()
 		return err
 	}
-	cert, err := auth.SignUser(userKey.PublicKey(), certs.UserCertRequest{
+	cert, err := a.Auth.SignUser(userKey.PublicKey(), certs.UserCertRequest{
 		Principals: []string{demoPrincipal}, TTL: 12 * time.Hour, KeyID: "postern demo user",
 	})
 	if err != nil {
-		l.Close()
 		return err
 	}
 	if err := os.WriteFile(keyPath+"-cert.pub", ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
-		l.Close()
 		return err
 	}
 	khPath := filepath.Join(dir, "known_hosts")
 	host := addr.IP.String()
-	kh := "[" + host + "]:" + strconv.Itoa(addr.Port) + " " + string(ssh.MarshalAuthorizedKey(auth.HostKey.PublicKey()))
+	kh := "[" + host + "]:" + strconv.Itoa(addr.Port) + " " + string(ssh.MarshalAuthorizedKey(a.Auth.HostKey.PublicKey()))
 	if err := os.WriteFile(khPath, []byte(kh), 0o644); err != nil {
-		l.Close()
 		return err
 	}
 
 	base := fmt.Sprintf("ssh -p %d -i %s -o IdentitiesOnly=yes -o UserKnownHostsFile=%s %s@%s@%s",
 		addr.Port, shellQuote(keyPath), shellQuote(khPath), demoLogin, demoTarget, host)
-	fmt.Fprintf(stdout, `Postern demo is running (state in %s).
+	_, err = fmt.Fprintf(stdout, `Postern demo is running (state in %s).
 The bastion listens on %s; the demo target is an SSH server in this process on %s.
 
 Open a shell through the bastion:
@@ -157,10 +150,9 @@ Every session is recorded. In this directory (%s):
   postern verify         check nothing was tampered with
 
 Ctrl-C stops the demo.
-`, dir, addr, target.Addr(), base, base,
+`, dir, addr, targetAddr, base, base,
 		strings.Replace(base, demoLogin+"@"+demoTarget+"@", bastion.AdminUser+"@", 1)+" whoami", filepath.Dir(dir))
-
-	return serveUntilDone(ctx, srv, l, log)
+	return err
 }
 
 // shellQuote quotes s for a POSIX shell if it needs it.

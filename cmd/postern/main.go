@@ -7,12 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/postern/postern/mask"
 )
 
 const usage = `postern: an SSH bastion that records, masks and approves
@@ -168,10 +165,4 @@ func noArgs(fs *flag.FlagSet) error {
 		return usagef("%s: unexpected argument %q: flags go before it, and the command takes no others (see 'postern %s --help')", fs.Name(), fs.Arg(0), fs.Name())
 	}
 	return nil
-}
-
-// newLogger is the program's logger: JSON, and no line can hold a card
-// number (mask.Handler), whichever package logs it.
-func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(mask.NewHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})))
 }

@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postern/postern/internal/testenv"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/internal/testenv"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {

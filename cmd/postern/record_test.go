@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/recorder"
-	"golang.org/x/sys/unix"
 )
 
 type listed struct {

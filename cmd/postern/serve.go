@@ -7,20 +7,15 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
-	"github.com/postern/postern/internal/adminsock"
+	"github.com/postern/postern/internal/app"
 	"github.com/postern/postern/internal/config"
-	"github.com/postern/postern/recorder"
 )
 
 // demoDir is where `postern demo` keeps its state, relative to the
@@ -43,104 +38,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := newLogger(stderr, cfg.LogLevel)
-	auth, err := certs.Open(cfg.DataDir)
+	a, err := app.New(app.Config{Settings: cfg, Log: app.NewLogger(stderr, cfg.LogLevel)})
 	if err != nil {
 		return err
 	}
-	store, err := openStore(ctx, auth, cfg.DataDir, log)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	stopAdmin, err := adminSocket(ctx, cfg.DataDir, store, log)
-	if err != nil {
-		return err
-	}
-	defer stopAdmin()
-	srv, err := bastion.New(cfg.Bastion(auth, store, log))
-	if err != nil {
-		return err
-	}
-	l, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
-	log.Info("postern listening", "addr", l.Addr().String(), "data_dir", cfg.DataDir,
-		"host_key", ssh.FingerprintSHA256(auth.HostKey.PublicKey()), "targets", len(cfg.Policy.Targets))
-	return serveUntilDone(ctx, srv, l, log)
-}
-
-// openStore opens the session index for the server's life (the caller
-// closes it) and seals sessions a previous run left active: the bastion
-// died during them. While it is open, no other process can open the index:
-// a second server on the same data directory stops here, having changed
-// nothing.
-func openStore(ctx context.Context, auth *certs.Authority, dir string, log *slog.Logger) (*recorder.Local, error) {
-	store, err := recorder.OpenStore(dir, recorder.Options{Key: auth.AuditKey})
-	if err != nil {
-		return nil, err
-	}
-	ids, err := store.MarkInterrupted(ctx)
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
-	for _, id := range ids {
-		log.Warn("audit", "audit", true, "event", "recording_interrupted", "recording", id,
-			"reason", "the bastion stopped during the session; its recording holds what was written until then")
-	}
-	// Each start logs where the chain stands, an anchor for verify even
-	// when no session has ended since.
-	head, err := store.Head(ctx)
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
-	if head != nil {
-		log.Info("audit", "audit", true, "event", "chain_head", "chain_head", head.String())
-	}
-	return store, nil
-}
-
-// adminSocket serves store on dir's admin socket (see internal/adminsock)
-// until ctx is done or stop is called; stop waits for it to end.
-func adminSocket(ctx context.Context, dir string, store recorder.Store, log *slog.Logger) (stop func(), err error) {
-	l, err := adminsock.Listen(dir)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := adminsock.Serve(ctx, l, store); err != nil {
-			log.Error("admin socket stopped", "err", err.Error())
-		}
-	}()
-	return func() { cancel(); <-done }, nil
-}
-
-// serveUntilDone runs srv on l until ctx is cancelled (SIGINT/SIGTERM),
-// then drains sessions for up to 30 seconds.
-func serveUntilDone(ctx context.Context, srv *bastion.Server, l net.Listener, log *slog.Logger) error {
-	errc := make(chan error, 1)
-	// Not ctx itself: a signal drains sessions (Shutdown) rather than cut them.
-	go func() { errc <- srv.Serve(context.WithoutCancel(ctx), l) }()
-	select {
-	case err := <-errc:
-		srv.Close()
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down; draining sessions", "deadline", "30s")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv.Shutdown(sctx)
-	if err := <-errc; !errors.Is(err, bastion.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return a.Run(ctx)
 }
 
 // dataDir resolves the data directory of an admin command: --data-dir,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,26 +21,12 @@ func sealRecording(t *testing.T, store *testStore, id, text string) {
 	sealRecordingAt(t, store, id, text, time.Now())
 }
 
+// sealRecordingAt is sealRecording, ended at end (see sealSession).
 func sealRecordingAt(t *testing.T, store *testStore, id, text string, end time.Time) {
 	t.Helper()
 	rel := filepath.Join("recordings", "2026", "11", "25", id+".cast")
-	rec := recorder.Session{ID: id, Session: id, Identity: "alice", Target: "db01", Login: "root", Kind: "exec", Start: end.Add(-time.Minute), Path: rel}
-	if err := store.Begin(rec); err != nil {
-		t.Fatal(err)
-	}
-	w, err := recorder.Create(filepath.Join(store.Dir(), rel), recorder.Header{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Output([]byte(text))
-	digest, size, err := w.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec.End, rec.SHA256, rec.Size = &end, hex.EncodeToString(digest[:]), size
-	if _, err := store.Finish(rec); err != nil {
-		t.Fatal(err)
-	}
+	rec := recorder.Session{ID: id, Identity: "alice", Target: "db01", Login: "root", Path: rel}
+	sealSession(t, store, rec, filepath.Join(store.Dir(), rel), text, end)
 }
 
 // sealedDir makes (or completes) the keys of data directory dir and seals

@@ -2,7 +2,6 @@ package demotarget_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
@@ -10,44 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/postern/postern/internal/demotarget"
 	"github.com/postern/postern/internal/testenv"
-	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/agent"
 )
-
-// certSigner returns a client signer with a fresh key and a user
-// certificate from ca for principals, valid now, with permit-pty; edit
-// changes the certificate before it is signed.
-func certSigner(t testing.TB, ca ssh.Signer, principals []string, edit func(*ssh.Certificate)) ssh.Signer {
-	t.Helper()
-	key := testenv.NewSigner(t)
-	now := time.Now()
-	cert := &ssh.Certificate{
-		Key:             key.PublicKey(),
-		CertType:        ssh.UserCert,
-		KeyId:           "test",
-		ValidPrincipals: principals,
-		ValidAfter:      uint64(now.Add(-time.Minute).Unix()),
-		ValidBefore:     uint64(now.Add(5 * time.Minute).Unix()),
-		Permissions:     ssh.Permissions{Extensions: map[string]string{"permit-pty": ""}},
-	}
-	if edit != nil {
-		edit(cert)
-	}
-	if err := cert.SignCert(rand.Reader, ca); err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewCertSigner(cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 type target struct {
 	srv  *demotarget.Server
@@ -103,7 +72,7 @@ func (tg *target) dial(t *testing.T, user string, signer ssh.Signer) (*ssh.Clien
 // session logs in as "demo" with a valid certificate and opens a session.
 func (tg *target) session(t *testing.T) *ssh.Session {
 	t.Helper()
-	c, err := tg.dial(t, "demo", certSigner(t, tg.ca, []string{"demo"}, nil))
+	c, err := tg.dial(t, "demo", testenv.CertSigner(t, tg.ca, []string{"demo"}, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,24 +190,6 @@ func TestPtyExec(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects a session's output for polling.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestPtyShellWindowChange(t *testing.T) {
 	t.Parallel()
 	tg := start(t, nil)
@@ -250,7 +201,7 @@ func TestPtyShellWindowChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
+	var out testenv.Buffer
 	s.Stdout = &out
 	if err := s.Shell(); err != nil {
 		t.Fatal(err)
@@ -286,7 +237,7 @@ func TestPtyShellWindowChange(t *testing.T) {
 func TestPtyNeedsPermitPty(t *testing.T) {
 	t.Parallel()
 	tg := start(t, nil)
-	c, err := tg.dial(t, "demo", certSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) { c.Extensions = nil }))
+	c, err := tg.dial(t, "demo", testenv.CertSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) { c.Extensions = nil }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,115 +248,6 @@ func TestPtyNeedsPermitPty(t *testing.T) {
 	defer s.Close()
 	if err := s.RequestPty("xterm", 40, 100, ssh.TerminalModes{}); err == nil {
 		t.Fatal("pty granted to a certificate without permit-pty")
-	}
-}
-
-func TestAuthRefused(t *testing.T) {
-	t.Parallel()
-	tg := start(t, func(c *demotarget.Config) { c.Logins = []string{"demo", "root"} })
-	otherCA := testenv.NewSigner(t)
-	tests := []struct {
-		name   string
-		user   string
-		signer ssh.Signer
-	}{
-		{"other CA", "demo", certSigner(t, otherCA, []string{"demo"}, nil)},
-		{"plain key", "demo", testenv.NewSigner(t)},
-		{"wrong principal", "demo", certSigner(t, tg.ca, []string{"root"}, nil)},
-		{"login not allowed", "guest", certSigner(t, tg.ca, []string{"guest"}, nil)},
-		{"expired", "demo", certSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
-			c.ValidBefore = uint64(time.Now().Add(-time.Minute).Unix())
-		})},
-		{"not yet valid", "demo", certSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
-			c.ValidAfter = uint64(time.Now().Add(time.Hour).Unix())
-		})},
-		{"host certificate", "demo", certSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) { c.CertType = ssh.HostCert })},
-		{"source-address", "demo", certSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
-			c.CriticalOptions = map[string]string{"source-address": "192.0.2.0/24"}
-		})},
-		{"unknown critical option", "demo", certSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
-			c.CriticalOptions = map[string]string{"force-command": "true"}
-		})},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			if _, err := tg.dial(t, tt.user, tt.signer); err == nil {
-				t.Fatal("login accepted")
-			}
-		})
-	}
-	t.Run("accepted", func(t *testing.T) {
-		t.Parallel()
-		signer := certSigner(t, tg.ca, []string{"root"}, func(c *ssh.Certificate) {
-			c.CriticalOptions = map[string]string{"source-address": "127.0.0.1/32"}
-		})
-		if _, err := tg.dial(t, "root", signer); err != nil {
-			t.Fatal(err)
-		}
-	})
-}
-
-// TestSubsystemRefused uses a raw channel: x/crypto's Session cannot wait
-// for a subsystem.
-func TestSubsystemRefused(t *testing.T) {
-	t.Parallel()
-	tg := start(t, nil)
-	c, err := tg.dial(t, "demo", certSigner(t, tg.ca, []string{"demo"}, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, reqs, err := c.OpenChannel("session", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ch.Close()
-	if ok, err := ch.SendRequest("subsystem", true, ssh.Marshal(struct{ Name string }{"sftp"})); !ok || err != nil {
-		t.Fatalf("subsystem request: %v, %v", ok, err)
-	}
-	stderr, err := io.ReadAll(ch.Stderr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(stderr) != "sftp is not available on the demo target\n" {
-		t.Errorf("stderr %q", stderr)
-	}
-	var status []uint32
-	for r := range reqs { // until the server's CLOSE
-		var msg struct{ Status uint32 }
-		if r.Type == "exit-status" && ssh.Unmarshal(r.Payload, &msg) == nil {
-			status = append(status, msg.Status)
-		}
-	}
-	if len(status) != 1 || status[0] != 1 {
-		t.Fatalf("exit statuses %v, want [1]", status)
-	}
-}
-
-func TestForwardingRefused(t *testing.T) {
-	t.Parallel()
-	tg := start(t, nil)
-	c, err := tg.dial(t, "demo", certSigner(t, tg.ca, []string{"demo"}, func(c *ssh.Certificate) {
-		c.Extensions = map[string]string{"permit-port-forwarding": "", "permit-agent-forwarding": ""}
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if conn, err := c.Dial("tcp", tg.srv.Addr()); err == nil {
-		conn.Close()
-		t.Error("local port forwarding allowed")
-	}
-	if ln, err := c.Listen("tcp", "127.0.0.1:0"); err == nil {
-		ln.Close()
-		t.Error("remote port forwarding allowed")
-	}
-	s, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := agent.RequestAgentForwarding(s); err == nil {
-		t.Error("agent forwarding allowed")
 	}
 }
 
@@ -421,7 +263,7 @@ func TestCloseEndsSessions(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		var out lockedBuffer
+		var out testenv.Buffer
 		s.Stdout = &out
 		if err := s.Start("echo started; sleep 600"); err != nil {
 			t.Fatal(err)

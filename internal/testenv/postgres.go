@@ -23,12 +23,12 @@ type PostgresInstance struct {
 	SocketDir string // unix socket directory (psql -h)
 	Port      int    // TCP port on 127.0.0.1 and the socket's port
 	cmd       *exec.Cmd
-	logs      *logBuffer
+	logs      *Buffer
 	done      chan struct{}
 }
 
 // Logs returns the server's log so far.
-func (p *PostgresInstance) Logs() string { return p.logs.since(0) }
+func (p *PostgresInstance) Logs() string { return p.logs.String() }
 
 // Postgres starts a cluster made with initdb (trust auth, superuser
 // "postgres") as the postgres OS user, which initdb requires when tests run
@@ -57,7 +57,7 @@ func Postgres(t testing.TB) *PostgresInstance {
 	}
 	os.Chmod(dir, 0o755)
 	os.Chown(dir, uid, gid)
-	p := &PostgresInstance{Dir: dir, SocketDir: dir, Port: FreePort(t), logs: &logBuffer{}, done: make(chan struct{})}
+	p := &PostgresInstance{Dir: dir, SocketDir: dir, Port: FreePort(t), logs: &Buffer{Max: 8 << 20}, done: make(chan struct{})}
 	t.Cleanup(func() {
 		p.stop()
 		if t.Failed() {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,13 +35,27 @@ func RunOnPTY(t testing.TB, dir string, keys func(tty *os.File, wait func(s stri
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
-	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 100})
+	// The terminal's modes are read before the program starts: read after,
+	// they could already be the program's own (raw mode), and a program
+	// that never restored them would pass.
+	tty, tts, err := pty.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tty.Close()
+	if err := pty.Setsize(tty, &pty.Winsize{Rows: 30, Cols: 100}); err != nil {
+		tts.Close()
+		t.Fatal(err)
+	}
 	var res PTYResult
 	res.Before, _ = unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tts, tts, tts
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	err = cmd.Start()
+	tts.Close() // the program holds its own copy
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := &Buffer{}
 	done := make(chan struct{})
 	go func() { io.Copy(out, tty); close(done) }() // ends with EIO when the program exits

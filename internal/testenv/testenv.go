@@ -1,7 +1,10 @@
 // Package testenv is the harness for end-to-end tests that run real
-// programs: OpenSSH's sshd, ssh, scp and sftp. It starts processes in
-// fresh temporary directories on loopback, registers their cleanup with the
-// test, and prints their logs when a test fails.
+// programs: OpenSSH's sshd, ssh, scp and sftp, PostgreSQL. It starts
+// processes in fresh temporary directories on loopback, registers their
+// cleanup with the test, and prints their logs when a test fails. It holds
+// the helpers tests share (keys, certificates, a locked buffer, the
+// reference PAN matcher); what the benchmark needs too lives in
+// internal/sshdproc, without the testing.TB.
 //
 // Only tests import testenv. A binary that is missing skips the test locally
 // and fails it in CI (see InCI).
@@ -10,36 +13,28 @@ package testenv
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/internal/sshdproc"
 )
 
 // InCI reports whether the CI environment variable is set to a non-empty
 // value. In CI a missing binary fails the test instead of skipping it.
 func InCI() bool { return os.Getenv("CI") != "" }
 
-// searchDirs are looked at after PATH, because sshd and its helpers live in
-// sbin and libexec directories that a test's PATH often lacks.
-var searchDirs = []string{"/usr/sbin", "/usr/lib/openssh"}
-
 // Require returns the absolute path of the program name, searching PATH and
 // then /usr/sbin and /usr/lib/openssh. If it is missing, Require skips the
 // test, or fails it when InCI.
 func Require(t testing.TB, name string) string {
 	t.Helper()
-	p, err := lookPath(name)
+	p, err := sshdproc.LookPath(name)
 	if err == nil {
 		return p
 	}
@@ -50,39 +45,16 @@ func Require(t testing.TB, name string) string {
 	return ""
 }
 
-// lookPath is Require without the testing.TB.
-func lookPath(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return filepath.Abs(p)
-	}
-	for _, dir := range searchDirs {
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", errors.New("program " + name + " not found in PATH, " + searchDirs[0] + " or " + searchDirs[1])
-}
-
 // FreePort returns a TCP port on 127.0.0.1 that was free when asked. Another
 // process may take it before the caller binds it; StartSSHD retries for that
 // reason.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	p, err := freePort()
+	p, err := sshdproc.FreePort()
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	return p
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // NewKey generates an ed25519 key pair in dir: dir/name holds the OpenSSH
@@ -90,23 +62,8 @@ func freePort() (int, error) {
 // returns the signer and the private key's path.
 func NewKey(t testing.TB, dir, name string) (ssh.Signer, string) {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	signer, path, err := sshdproc.WriteKey(dir, name)
 	if err != nil {
-		t.Fatalf("testenv: generate key: %v", err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatalf("testenv: signer from key: %v", err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatalf("testenv: marshal private key: %v", err)
-	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	if err := os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o644); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	return signer, path
@@ -117,20 +74,28 @@ func NewKey(t testing.TB, dir, name string) (ssh.Signer, string) {
 // permit-pty extension (the others OpenSSH knows are left out).
 func SignUserCert(t testing.TB, ca ssh.Signer, pub ssh.PublicKey, principals ...string) *ssh.Certificate {
 	t.Helper()
-	now := time.Now()
-	cert := &ssh.Certificate{
-		Key:             pub,
-		CertType:        ssh.UserCert,
-		KeyId:           "testenv",
-		ValidPrincipals: principals,
-		ValidAfter:      uint64(now.Add(-time.Minute).Unix()),
-		ValidBefore:     uint64(now.Add(5 * time.Minute).Unix()),
-		Permissions:     ssh.Permissions{Extensions: map[string]string{"permit-pty": ""}},
-	}
-	if err := cert.SignCert(rand.Reader, ca); err != nil {
-		t.Fatalf("testenv: sign certificate: %v", err)
+	cert, err := sshdproc.SignUserCert(ca, pub, sshdproc.UserCert{Principals: principals})
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
 	}
 	return cert
+}
+
+// CertSigner returns a client signer with a fresh key and a user
+// certificate from ca for principals, as SignUserCert makes it; edit, if
+// not nil, changes the certificate before it is signed.
+func CertSigner(t testing.TB, ca ssh.Signer, principals []string, edit func(*ssh.Certificate)) ssh.Signer {
+	t.Helper()
+	key := NewSigner(t)
+	cert, err := sshdproc.SignUserCert(ca, key.PublicKey(), sshdproc.UserCert{Principals: principals, Edit: edit})
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	s, err := ssh.NewCertSigner(cert, key)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return s
 }
 
 // WriteCert writes cert to path in authorized_keys format. OpenSSH's client
@@ -235,36 +200,15 @@ func WaitFor(t testing.TB, timeout time.Duration, cond func() bool) {
 	}
 }
 
-// Buffer is a bytes.Buffer that is safe for one writer goroutine (a
-// server's logger, a pty copier) and a reader polling it. The zero value
-// is ready to use.
-type Buffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-// Write appends p.
-func (s *Buffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// String returns everything written so far.
-func (s *Buffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// Buffer is safe for a writer goroutine (a server's logger, a pty copier)
+// and a reader polling it; the zero value keeps everything. See
+// sshdproc.Buffer.
+type Buffer = sshdproc.Buffer
 
 // NewSigner returns a fresh in-memory ed25519 signer (a CA or host key).
 func NewSigner(t testing.TB) ssh.Signer {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
+	s, err := sshdproc.NewSigner()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postern/postern/internal/testenv"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/internal/testenv"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }

@@ -1,0 +1,231 @@
+// Package app assembles Postern from a config and runs it. `postern
+// serve`, `postern demo` and the benchmark's bastion children all build
+// the bastion with New, so what is measured and demonstrated is what is
+// deployed.
+//
+// New goes in a fixed order: the data directory's lock first (so that a
+// second instance on the same directory changes nothing), then the CA
+// keys, the servers the caller adds (the demo's target), the session index
+// (which seals what a previous run left active), the bastion and its
+// listener. Run serves until its context ends (SIGINT or SIGTERM), then
+// stops accepting, drains everything under one deadline, closes what is
+// left, and releases the lock last.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/bastion"
+	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/adminsock"
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/recorder"
+)
+
+// DefaultDrain is how long Run lets sessions finish after it is told to
+// stop, when Config.Drain is zero.
+const DefaultDrain = 30 * time.Second
+
+// Config is what New builds from. Settings is required; the zero value of
+// every other field is documented.
+type Config struct {
+	// Settings is the parsed config: listen address, data directory,
+	// policy, timeouts, recording, ciphers. New may add to its policy
+	// through Extra.
+	Settings *config.Config
+	// Log receives the bastion's log and audit records; nil discards
+	// them. NewLogger makes the one serve uses.
+	Log *slog.Logger
+	// NoRecord turns session recording off: no index is opened. Only the
+	// benchmark's postern-plain and postern-norec bastions use it.
+	NoRecord bool
+	// Drain bounds how long Run waits for sessions to end once its
+	// context is done, before it closes them; 0 means DefaultDrain.
+	Drain time.Duration
+	// Extra, if set, runs once the data directory is locked and its keys
+	// are open, before the bastion is built. It may add targets and rules
+	// to settings and returns servers that run beside the bastion (the
+	// demo's target). The App owns them from then on: they are shut down
+	// after the bastion has drained, and also if New fails later.
+	Extra func(auth *certs.Authority, settings *config.Config) ([]Server, error)
+}
+
+// Server is one of the servers an App runs. Serve runs until Shutdown
+// (and then returns nil) or until it fails; its context carries values
+// and is cancelled only after every Shutdown has returned. Shutdown stops
+// accepting, waits until what is in flight ends or ctx is done, then
+// closes what is left, and returns once Serve's work has ended.
+type Server interface {
+	Serve(ctx context.Context) error
+	Shutdown(ctx context.Context) error
+}
+
+// App is an assembled bastion. Run it, or Close it if it will not run.
+// Its exported fields are set by New and must not be changed.
+type App struct {
+	Auth    *certs.Authority
+	Store   *recorder.Local // nil with NoRecord
+	Bastion *bastion.Server
+
+	log     *slog.Logger
+	drain   time.Duration
+	addr    net.Addr
+	lock    *DirLock
+	servers []named // in shutdown order: the bastion first
+
+	stopping atomic.Bool // set when the end begins
+	once     sync.Once   // guards the end: shutdown, store, lock
+	closeErr error
+}
+
+// named is a server and what to call it in errors.
+type named struct {
+	name string
+	Server
+}
+
+// New assembles the bastion cfg describes and makes it listen; see the
+// package comment for the order. A data directory held by another
+// instance gives an *InUseError and changes nothing. On an error, New
+// undoes what it did.
+func New(cfg Config) (_ *App, err error) {
+	s := cfg.Settings
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	lock, err := Lock(s.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{lock: lock, log: log, drain: cfg.Drain}
+	if a.drain <= 0 {
+		a.drain = DefaultDrain
+	}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if a.Auth, err = certs.Open(s.DataDir); err != nil {
+		return nil, err
+	}
+	var extra []named
+	if cfg.Extra != nil {
+		srvs, err := cfg.Extra(a.Auth, s)
+		for i, srv := range srvs {
+			extra = append(extra, named{fmt.Sprintf("server %d", i+1), srv})
+		}
+		a.servers = extra // closed if New fails from here on
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !cfg.NoRecord {
+		if a.Store, err = openStore(context.Background(), a.Auth, s.DataDir, log); err != nil {
+			return nil, err
+		}
+	}
+	var store recorder.Store // a nil interface, not a nil *Local, turns recording off
+	if a.Store != nil {
+		store = a.Store
+	}
+	if a.Bastion, err = bastion.New(s.Bastion(a.Auth, store, log)); err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", s.Listen)
+	if err != nil {
+		a.Bastion.Close()
+		return nil, fmt.Errorf("listen on %s: %w", s.Listen, err)
+	}
+	a.addr = l.Addr()
+	a.servers = append([]named{{"ssh", &sshServer{srv: a.Bastion, l: l, log: log}}}, extra...)
+	if store != nil {
+		// The admin socket comes right after the bastion, so that it
+		// still answers admin commands while sessions drain.
+		sl, err := adminsock.Listen(s.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		srv := UntilCancel(func(ctx context.Context) error { return adminsock.Serve(ctx, sl, store) })
+		a.servers = slices.Insert(a.servers, 1, named{"admin socket", srv})
+	}
+	log.Info("postern listening", "addr", a.addr.String(), "data_dir", s.DataDir,
+		"host_key", ssh.FingerprintSHA256(a.Auth.HostKey.PublicKey()), "targets", len(s.Policy.Targets))
+	return a, nil
+}
+
+// Addr is the address the bastion listens on.
+func (a *App) Addr() net.Addr { return a.addr }
+
+// Run serves until ctx is done or a server fails. Then it stops every
+// server from accepting and drains them in order (the bastion's sessions
+// first, then the servers Extra added) under one deadline, closes what is
+// left, closes the index and releases the data directory's lock. It
+// returns the failure that stopped it, or nil after ctx. Call it once.
+func (a *App) Run(ctx context.Context) error {
+	base, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	errc := make(chan error, len(a.servers))
+	var wg sync.WaitGroup
+	for _, s := range a.servers {
+		wg.Go(func() {
+			err := s.Serve(base)
+			if err == nil && !a.stopping.Load() {
+				err = errors.New("stopped on its own")
+			}
+			if err != nil {
+				err = fmt.Errorf("%s: %w", s.name, err)
+			}
+			errc <- err
+		})
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down; draining sessions", "deadline", a.drain.String())
+	case err = <-errc:
+		a.log.Error("shutting down", "err", err)
+	}
+	closeErr := a.end(context.WithoutCancel(ctx))
+	cancel(errors.New("postern: the bastion stopped"))
+	wg.Wait()
+	return errors.Join(err, closeErr)
+}
+
+// Close ends an App that is not running: it closes every server at once,
+// the index and the lock. Run does this itself. It is idempotent.
+func (a *App) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return a.end(ctx)
+}
+
+// end shuts the servers down in order under one drain deadline that
+// starts now, then closes the index and releases the lock. Only the
+// first call does anything; the others return its result.
+func (a *App) end(parent context.Context) error {
+	a.once.Do(func() {
+		a.stopping.Store(true)
+		ctx, cancel := context.WithTimeout(parent, a.drain)
+		defer cancel()
+		var errs []error
+		for _, s := range a.servers {
+			if err := s.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("shut down %s: %w", s.name, err))
+			}
+		}
+		errs = append(errs, closeStore(a.Store), a.lock.Close())
+		a.closeErr = errors.Join(errs...)
+	})
+	return a.closeErr
+}

@@ -1,0 +1,49 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/audit"
+	"github.com/postern/postern/recorder"
+)
+
+// openStore opens the session index of data directory dir and seals the
+// sessions a previous run left active: the bastion died during them. The
+// caller holds the directory's lock, so no running bastion's live session
+// is among them.
+func openStore(ctx context.Context, auth *certs.Authority, dir string, log *slog.Logger) (*recorder.Local, error) {
+	store, err := recorder.OpenStore(dir, recorder.Options{Key: auth.AuditKey})
+	if err != nil {
+		return nil, err
+	}
+	ids, err := store.MarkInterrupted(ctx)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	for _, id := range ids {
+		audit.Record(log, audit.RecordingInterrupted, "recording", id,
+			"reason", "the bastion stopped during the session; its recording holds what was written until then")
+	}
+	// Each start records where the chain stands, an anchor for verify
+	// even when no session has ended since.
+	head, err := store.Head(ctx)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if head != nil {
+		audit.Record(log, audit.ChainHead, "chain_head", head.String())
+	}
+	return store, nil
+}
+
+// closeStore closes the index (nil: recording off).
+func closeStore(s *recorder.Local) error {
+	if s == nil {
+		return nil
+	}
+	return s.Close()
+}
