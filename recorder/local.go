@@ -46,9 +46,10 @@ type Options struct {
 // owns it, and admin commands reach it through the admin socket. It is safe
 // for concurrent use.
 type Local struct {
-	dir string
-	db  *bolt.DB
-	key ed25519.PrivateKey
+	dir   string
+	db    *bolt.DB
+	key   ed25519.PrivateKey
+	group *groupCommit // session starts and ends
 }
 
 var _ Store = (*Local)(nil)
@@ -85,7 +86,7 @@ func OpenStore(dataDir string, o Options) (*Local, error) {
 			return nil, fmt.Errorf("open session index %s: %w", path, err)
 		}
 	}
-	return &Local{dir: dataDir, db: db, key: o.Key}, nil
+	return &Local{dir: dataDir, db: db, key: o.Key, group: &groupCommit{db: db}}, nil
 }
 
 // Close closes the index. Writers opened by Create are not affected.
@@ -100,6 +101,15 @@ func (s *Local) PublicKey() ed25519.PublicKey {
 		return nil
 	}
 	return s.key.Public().(ed25519.PublicKey)
+}
+
+// batch runs fn in a write transaction shared with the other batch calls
+// made at the same moment (see groupCommit).
+func (s *Local) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.group.run(fn)
 }
 
 // update runs fn in a write transaction. A context already done stops it
@@ -121,7 +131,7 @@ func (s *Local) view(ctx context.Context, fn func(*bolt.Tx) error) error {
 // Begin implements Index.
 func (s *Local) Begin(ctx context.Context, rec Session) error {
 	rec.Status = StatusActive
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.batch(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSessions)
 		if b.Get([]byte(rec.ID)) != nil {
 			return fmt.Errorf("session %s already in the index", rec.ID)
@@ -140,7 +150,7 @@ func (s *Local) Finish(ctx context.Context, rec Session) (ChainHead, error) {
 		rec.Status = StatusClosed
 	}
 	var head ChainHead
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
 		var err error
 		head, err = s.seal(tx, rec)
 		return err

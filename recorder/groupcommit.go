@@ -1,0 +1,107 @@
+package recorder
+
+import (
+	"slices"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// groupCommit runs the write transactions of concurrent callers together:
+// one commit, and one fsync, for every call that arrived while the
+// previous commit was running. A call made when nothing is committing
+// commits at once, so a lone session start waits for no timer (bbolt's
+// DB.Batch waits MaxBatchDelay for company, and, once a batch has
+// started, opens a new one per timer tick rather than per commit).
+//
+// Session starts and ends are the bastion's hot writes. Committed one by
+// one, their fsyncs queue behind the index's single writer, and at a few
+// hundred concurrent sessions that queue, not the CPU, limits how fast
+// sessions start. The zero value is not usable: set db. It is safe for
+// concurrent use.
+type groupCommit struct {
+	db *bolt.DB
+
+	mu      sync.Mutex // guards queue and leading
+	queue   []*commitCall
+	leading bool // a caller is committing; calls queue for the next group
+}
+
+// commitCall is one caller's transaction function and its result.
+type commitCall struct {
+	fn   func(*bolt.Tx) error
+	err  error
+	wake chan struct{} // closed when err is set, or when the call is made leader
+	lead bool          // the call must commit the next group (set before wake closes)
+}
+
+// run runs fn in a write transaction shared with the calls queued beside
+// it. fn may run more than once (a group that fails is retried without
+// the failing call, which then runs alone for its own result), so it must
+// only change the transaction.
+func (g *groupCommit) run(fn func(*bolt.Tx) error) error {
+	c := &commitCall{fn: fn, wake: make(chan struct{})}
+	g.mu.Lock()
+	g.queue = append(g.queue, c)
+	if g.leading {
+		g.mu.Unlock()
+		<-c.wake
+		if !c.lead {
+			return c.err
+		}
+		g.mu.Lock()
+	}
+	g.leading = true
+	group := g.queue
+	g.queue = nil
+	g.mu.Unlock()
+
+	g.commit(group, c)
+
+	// Leadership passes to the oldest waiter, so no caller commits for
+	// others for longer than one group.
+	g.mu.Lock()
+	if len(g.queue) > 0 {
+		next := g.queue[0]
+		next.lead = true
+		close(next.wake)
+	} else {
+		g.leading = false
+	}
+	g.mu.Unlock()
+	return c.err
+}
+
+// commit runs group's functions in one transaction and hands each call
+// its result; leader (a member, which is not waiting) is not woken.
+func (g *groupCommit) commit(group []*commitCall, leader *commitCall) {
+	finish := func(c *commitCall, err error) {
+		c.err = err
+		if c != leader {
+			close(c.wake)
+		}
+	}
+	for len(group) > 0 {
+		failed := -1
+		err := g.db.Update(func(tx *bolt.Tx) error {
+			for i, c := range group {
+				if err := c.fn(tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed < 0 {
+			for _, c := range group {
+				finish(c, err)
+			}
+			return
+		}
+		// Rolled back: the failing call runs alone, for its own
+		// result; the others try again together.
+		f := group[failed]
+		finish(f, g.db.Update(f.fn))
+		group = slices.Delete(group, failed, failed+1)
+	}
+}
