@@ -279,6 +279,38 @@ func newStoreAt(t *testing.T, dir string) (*Local, string) {
 	return st, dir
 }
 
+// TestAttackStoreCertRecordUnderOddKey: HOLE (README: verify checks
+// "every issued certificate's record"). Snapshot copies only the
+// certificate records whose key is 8 bytes long; Issued lists every record
+// in the bucket. An insider who can write postern.db (no audit key) adds a
+// record under a 9-byte key: `postern ca issued` shows a certificate that
+// was never issued (here a second serial 1, for root, "issued by alice"),
+// and verify, which never sees it, reports nothing. Every record in the
+// bucket must reach verify, and one under a key that is not a serial be
+// reported.
+func TestAttackStoreCertRecordUnderOddKey(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	if _, err := s.IssueCert(t.Context(), IssuedCert{KeyID: "bob", Principals: []string{"bob"}, IssuedBy: "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.update(t.Context(), func(tx *bolt.Tx) error {
+		data, _ := json.Marshal(IssuedCert{Serial: 1, KeyID: "root-key", Principals: []string{"root"}, IssuedBy: "alice"})
+		return tx.Bucket(bucketCerts).Put(append(seqKey(1), 0), data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _ := s.Issued(t.Context())
+	rep, err := VerifyStore(t.Context(), s, VerifyOptions{Key: s.PublicKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) == 0 {
+		t.Fatalf("a forged certificate record under a 9-byte key: ca issued lists %d certificates (%+v), verify reports nothing", len(list), list)
+	}
+}
+
 // ---------------------------------------------------------------------
 // Defences that held (pass now; keep as regression tests).
 // ---------------------------------------------------------------------
