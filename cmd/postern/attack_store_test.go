@@ -173,6 +173,42 @@ func TestAttackStoreReaderBlocksServeStart(t *testing.T) {
 	t.Fatalf("the bastion did not start while `postern play` replays a recording: %s", logs.String())
 }
 
+// TestAttackStoreCASignRecordRawControls: HOLE (invariant 7; README: text
+// "from a certificate or the command line is shown with ... control
+// characters escaped"). The public key a user hands the admin to sign
+// carries a comment of the user's choosing, which ca sign puts in the key
+// ID. The cert_issued record ca sign writes to the admin's terminal is
+// slog JSON, which escapes C0 controls only: a C1 CSI (U+009B), DEL and a
+// right-to-left override (U+202E) from the comment reach the terminal as
+// they are, so the user's key can act on the admin's terminal and make the
+// audit record read differently from what it holds ("gnp.exe" shown as
+// "exe.png"). `ca issued` escapes the same text.
+func TestAttackStoreCASignRecordRawControls(t *testing.T) {
+	t.Parallel()
+	work := t.TempDir()
+	data := filepath.Join(work, demoDir)
+	if _, err := certs.Open(data); err != nil {
+		t.Fatal(err)
+	}
+	_, key := testenv.NewKey(t, work, "user")
+	line, _ := os.ReadFile(key + ".pub")
+	fields := strings.Fields(string(line))
+	hostile := fields[0] + " " + fields[1] + " x\u009b31mEVIL\u202egnp.exe\x7f\n"
+	os.WriteFile(key+".pub", []byte(hostile), 0o644)
+	r := cli(t, work, nil, "ca", "sign", "--principal", "bob", "--ttl", "1h", "--out", "-", key+".pub")
+	if r.ExitCode != 0 {
+		t.Fatalf("ca sign: %d %s", r.ExitCode, r.Stderr)
+	}
+	for _, bad := range []string{"\u009b", "\u202e", "\x7f"} {
+		if strings.Contains(string(r.Stderr), bad) {
+			t.Errorf("ca sign's audit record on the admin's terminal holds %q from the key's comment: %q", bad, r.Stderr)
+		}
+	}
+	if out := cli(t, work, nil, "ca", "issued").Stdout; bytes.ContainsAny(out, "\u009b\u202e\x7f") {
+		t.Errorf("ca issued prints raw controls: %q", out)
+	}
+}
+
 // ---------------------------------------------------------------------
 // Defences that held (pass now; keep as regression tests).
 // ---------------------------------------------------------------------
