@@ -326,6 +326,36 @@ func TestAttackStoreSlowClientsDoNotBlock(t *testing.T) {
 	}
 }
 
+// TestAttackStorePlantedLinksNotFollowed: a symbolic link planted at
+// admin.sock or at the temporary admin.sock.new, pointing at a file
+// outside the data directory, is replaced or removed as a link: the file
+// it points to is neither unlinked nor changed, by Listen or by Close.
+func TestAttackStorePlantedLinksNotFollowed(t *testing.T) {
+	t.Parallel()
+	dir, outside := t.TempDir(), t.TempDir()
+	victims := []string{filepath.Join(outside, "victim1"), filepath.Join(outside, "victim2")}
+	for _, v := range victims {
+		if err := os.WriteFile(v, []byte("precious"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Symlink(victims[0], adminsock.Path(dir))
+	os.Symlink(victims[1], adminsock.Path(dir)+".new")
+	l, err := adminsock.Listen(dir)
+	if err != nil {
+		t.Fatalf("Listen over planted links: %v", err)
+	}
+	if fi, err := os.Lstat(adminsock.Path(dir)); err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin.sock after Listen: %v %v", fi, err)
+	}
+	l.Close()
+	for _, v := range victims {
+		if b, err := os.ReadFile(v); err != nil || string(b) != "precious" {
+			t.Fatalf("file a planted link pointed at: %q %v", b, err)
+		}
+	}
+}
+
 // ---------------------------------------------------------------------
 // Helpers: the attacker as another uid, a real process (this test binary).
 // ---------------------------------------------------------------------
