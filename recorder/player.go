@@ -49,16 +49,13 @@ const (
 // delivers key presses (see the Key constants); Play returns when the
 // recording ends, on KeyQuit or when ctx is done.
 func Play(ctx context.Context, r *Reader, w io.Writer, opt PlayOptions, keys <-chan byte) error {
-	speed := opt.Speed
-	if speed <= 0 {
-		speed = 1
+	p := &player{speed: opt.Speed, keys: keys, timer: time.NewTimer(time.Hour)}
+	if p.speed <= 0 {
+		p.speed = 1
 	}
+	defer p.timer.Stop()
 	from := opt.From.Seconds()
-	paused := false
-	step := false
 	last := 0.0 // recording time of the last frame shown
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
 	for {
 		ev, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -70,68 +67,13 @@ func Play(ctx context.Context, r *Reader, w io.Writer, opt PlayOptions, keys <-c
 		if ev.Kind != "o" {
 			continue
 		}
-		if ev.Time <= from {
-			last = ev.Time
-			if _, err := io.WriteString(w, ev.Data); err != nil {
+		if ev.Time > from {
+			delay := ev.Time - last
+			if opt.IdleLimit > 0 && delay > opt.IdleLimit.Seconds() {
+				delay = opt.IdleLimit.Seconds()
+			}
+			if quit, err := p.wait(ctx, delay); quit || err != nil {
 				return err
-			}
-			continue
-		}
-		delay := ev.Time - last
-		if opt.IdleLimit > 0 && delay > opt.IdleLimit.Seconds() {
-			delay = opt.IdleLimit.Seconds()
-		}
-		wait := time.Duration(delay / speed * float64(time.Second))
-		deadline := time.Now().Add(wait)
-		for {
-			if step {
-				step = false
-				break
-			}
-			if !paused {
-				remaining := time.Until(deadline)
-				if remaining <= 0 {
-					break
-				}
-				timer.Reset(remaining)
-			}
-			var timerC <-chan time.Time
-			if !paused {
-				timerC = timer.C
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-timerC:
-				continue
-			case k, ok := <-keys:
-				if !ok {
-					keys = nil
-					continue
-				}
-				switch k {
-				case KeyQuit, 3: // q or Ctrl-C in raw mode
-					return nil
-				case KeyPause:
-					paused = !paused
-					if !paused {
-						deadline = time.Now()
-					}
-				case KeyStep:
-					if paused {
-						step = true
-					}
-				case KeyFaster:
-					speed *= 2
-				case KeySlower:
-					speed /= 2
-				}
-			}
-			if !timer.Stop() {
-				select {
-				case <-timer.C:
-				default:
-				}
 			}
 		}
 		last = ev.Time
@@ -139,6 +81,78 @@ func Play(ctx context.Context, r *Reader, w io.Writer, opt PlayOptions, keys <-c
 			return err
 		}
 	}
+}
+
+// player is Play's state between frames: the speed and pause the keys
+// change, and the timer it waits on.
+type player struct {
+	speed  float64
+	paused bool
+	step   bool // show the next frame now (a step while paused)
+	keys   <-chan byte
+	timer  *time.Timer
+}
+
+// wait waits delay seconds of recording time at the current speed, less
+// while keys speed it up, indefinitely while paused, and not at all for
+// a step. It reports quit on KeyQuit or Ctrl-C, and ctx's error.
+func (p *player) wait(ctx context.Context, delay float64) (quit bool, err error) {
+	deadline := time.Now().Add(time.Duration(delay / p.speed * float64(time.Second)))
+	for {
+		if p.step {
+			p.step = false
+			return false, nil
+		}
+		var timerC <-chan time.Time
+		if !p.paused {
+			remaining := time.Until(deadline)
+			if remaining <= 0 {
+				return false, nil
+			}
+			p.timer.Reset(remaining)
+			timerC = p.timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return true, ctx.Err()
+		case <-timerC:
+			continue
+		case k, ok := <-p.keys:
+			if !ok {
+				p.keys = nil
+			} else if p.key(k, &deadline) {
+				return true, nil
+			}
+		}
+		if !p.timer.Stop() {
+			select {
+			case <-p.timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// key applies one key press; it reports whether playback must stop.
+func (p *player) key(k byte, deadline *time.Time) (quit bool) {
+	switch k {
+	case KeyQuit, 3: // q or Ctrl-C in raw mode
+		return true
+	case KeyPause:
+		p.paused = !p.paused
+		if !p.paused {
+			*deadline = time.Now()
+		}
+	case KeyStep:
+		if p.paused {
+			p.step = true
+		}
+	case KeyFaster:
+		p.speed *= 2
+	case KeySlower:
+		p.speed /= 2
+	}
+	return false
 }
 
 // Hit is one match of Grep.

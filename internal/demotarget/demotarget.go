@@ -87,32 +87,15 @@ func New(cfg Config) (*Server, error) {
 	if err := checkLoopback(addr); err != nil {
 		return nil, fmt.Errorf("demotarget: config: %w", err)
 	}
-	shell := cfg.Shell
-	if shell == "" {
-		shell = os.Getenv("SHELL")
-		if !filepath.IsAbs(shell) {
-			shell = "/bin/sh"
-		}
-	}
-	if !filepath.IsAbs(shell) {
-		return nil, fmt.Errorf("demotarget: config: Shell %q is not an absolute path", shell)
+	shell, err := shellOf(cfg.Shell)
+	if err != nil {
+		return nil, err
 	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		home = "/"
-	}
-	path := os.Getenv("PATH")
-	if path == "" {
-		path = "/usr/local/bin:/usr/bin:/bin"
-	}
-	osUser := os.Getenv("USER")
-	if osUser == "" {
-		osUser = fmt.Sprintf("uid %d", os.Getuid())
-	}
+	home, path, osUser := environment()
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -156,6 +139,39 @@ func New(cfg Config) (*Server, error) {
 		SubsystemHandlers: map[string]gliderssh.SubsystemHandler{"default": s.handleSubsystem},
 	}
 	return s, nil
+}
+
+// shellOf is the shell commands run with: shell, else $SHELL if absolute,
+// else /bin/sh.
+func shellOf(shell string) (string, error) {
+	if shell == "" {
+		shell = os.Getenv("SHELL")
+		if !filepath.IsAbs(shell) {
+			shell = "/bin/sh"
+		}
+	}
+	if !filepath.IsAbs(shell) {
+		return "", fmt.Errorf("demotarget: config: Shell %q is not an absolute path", shell)
+	}
+	return shell, nil
+}
+
+// environment is the home directory, PATH and user name the demo's
+// commands run with: this process's own, with defaults.
+func environment() (home, path, osUser string) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		home = "/"
+	}
+	path = os.Getenv("PATH")
+	if path == "" {
+		path = "/usr/local/bin:/usr/bin:/bin"
+	}
+	osUser = os.Getenv("USER")
+	if osUser == "" {
+		osUser = fmt.Sprintf("uid %d", os.Getuid())
+	}
+	return home, path, osUser
 }
 
 // checkLoopback accepts host:port whose host is a loopback IP or
