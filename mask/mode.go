@@ -1,0 +1,45 @@
+package mask
+
+import "fmt"
+
+// Mode says which digits of a PAN are replaced by '*'.
+type Mode int
+
+const (
+	// ModeFirst6Last4 keeps the first six and the last four digits
+	// (411111******1111), the most PCI DSS 3.3 allows to display. It is the
+	// zero value.
+	ModeFirst6Last4 Mode = iota
+	// ModeLast4 keeps only the last four digits (************1111).
+	ModeLast4
+	// ModeFull replaces every digit (****************). Any Mode value not
+	// listed here behaves like ModeFull.
+	ModeFull
+)
+
+// String returns the name ParseMode accepts.
+func (m Mode) String() string {
+	switch m {
+	case ModeFirst6Last4:
+		return "first6last4"
+	case ModeLast4:
+		return "last4"
+	case ModeFull:
+		return "full"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// ParseMode returns the Mode named s: "first6last4" (or ""), "last4" or
+// "full".
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "", "first6last4":
+		return ModeFirst6Last4, nil
+	case "last4":
+		return ModeLast4, nil
+	case "full":
+		return ModeFull, nil
+	}
+	return 0, fmt.Errorf("mask: unknown mode %q (want first6last4, last4 or full)", s)
+}
