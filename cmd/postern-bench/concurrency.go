@@ -64,9 +64,10 @@ func (e *env) concTarget(path string) concTarget {
 		cfg.HostKeyCallback = ssh.FixedHostKey(e.target.HostKey)
 		return concTarget{addr: e.target.Addr, cfg: cfg}
 	}
-	b := e.bastions[bastionFull]
+	name := e.bastionOf(e.aes, path)
+	b := e.bastions[name]
 	cfg.User = e.o.login + "@" + targetName
-	cfg.Auth = []ssh.AuthMethod{ssh.PublicKeys(e.users[bastionFull])}
+	cfg.Auth = []ssh.AuthMethod{ssh.PublicKeys(e.users[name])}
 	cfg.HostKeyCallback = ssh.FixedHostKey(b.hostKey)
 	return concTarget{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port)), cfg: cfg, bastion: b}
 }

@@ -60,7 +60,7 @@ var (
 	bulkPaths    = []string{pathDirect, pathJump, pathPlain, pathNoRec, pathPostern}
 	connectPaths = []string{pathDirect, pathJump, pathPlain, pathPostern}
 	echoPaths    = []string{pathDirect, pathJump, pathPlain, pathPostern}
-	concPaths    = []string{pathDirect, pathPostern}
+	concPaths    = []string{pathDirect, pathPlain, pathPostern}
 )
 
 // The ciphers compared. The primary one is forced on every path and leg;

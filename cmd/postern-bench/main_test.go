@@ -88,7 +88,7 @@ func TestSmoke(t *testing.T) {
 	present := func(Figure) bool { return true }
 	zero := func(f Figure) bool { return f.Max == 0 }
 	four := []string{pathDirect, pathJump, pathPlain, pathPostern}
-	both := []string{pathDirect, pathPostern}
+	conc := []string{pathDirect, pathPlain, pathPostern}
 	bulk := []string{pathDirect, pathJump, pathPlain, pathNoRec, pathPostern}
 	wants := []want{
 		{figDownload, cipherAES, bulk, 0, positive},
@@ -100,17 +100,17 @@ func TestSmoke(t *testing.T) {
 		{figEchoP99, cipherAES, four, 0, positive},
 		{figEchoDigitP50, cipherAES, four, 0, positive},
 		{figEchoDigitP99, cipherAES, four, 0, positive},
-		{figConcRate, cipherAES, both, 5, positive},
-		{figConcP50, cipherAES, both, 5, positive},
-		{figConcP99, cipherAES, both, 5, positive},
-		{figConcErrors, cipherAES, both, 5, zero},
+		{figConcRate, cipherAES, conc, 5, positive},
+		{figConcP50, cipherAES, conc, 5, positive},
+		{figConcP99, cipherAES, conc, 5, positive},
+		{figConcErrors, cipherAES, conc, 5, zero},
 		// RSS differences of a small N are within the noise and may
 		// be negative; they only have to be there.
-		{figConcRSS, cipherAES, []string{pathPostern}, 5, present},
-		{figConcRSSGC, cipherAES, []string{pathPostern}, 5, present},
-		{figConcGoroutines, cipherAES, []string{pathPostern}, 5, positive},
-		{figConcPeakGor, cipherAES, []string{pathPostern}, 5, positive},
-		{figConcLeftoverGor, cipherAES, []string{pathPostern}, 5, present},
+		{figConcRSS, cipherAES, []string{pathPlain, pathPostern}, 5, present},
+		{figConcRSSGC, cipherAES, []string{pathPlain, pathPostern}, 5, present},
+		{figConcGoroutines, cipherAES, []string{pathPlain, pathPostern}, 5, positive},
+		{figConcPeakGor, cipherAES, []string{pathPlain, pathPostern}, 5, positive},
+		{figConcLeftoverGor, cipherAES, []string{pathPlain, pathPostern}, 5, present},
 	}
 	// CPU figures: a 1 MiB transfer may take less than one clock tick, so
 	// they only have to be in range.
@@ -274,7 +274,10 @@ func TestGoals(t *testing.T) {
 		{Name: figConnect, Path: pathPostern, Cipher: cipherAES, Median: 240},
 		{Name: figConcErrors, Path: pathPostern, Cipher: cipherAES, Sessions: 200, Max: 1},
 		{Name: figConcRSS, Path: pathPostern, Cipher: cipherAES, Sessions: 200, Median: 170},
+		{Name: figConcRate, Path: pathDirect, Cipher: cipherAES, Sessions: 200, Median: 800},
+		{Name: figConcRate, Path: pathPostern, Cipher: cipherAES, Sessions: 200, Median: 780},
 	}}
+	addRatios(r.Figures)
 	got := map[string]Goal{}
 	for _, g := range goals(r) {
 		got[g.Name] = g
@@ -288,6 +291,7 @@ func TestGoals(t *testing.T) {
 		"connect: postern / jump":                                  {0.8, true},
 		"concurrency N=200: errors":                                {1, false},
 		"concurrency N=200: bastion RSS per idle session":          {170, true},
+		"concurrency N=200: commands/s postern / direct":           {0.975, true},
 	}
 	if len(got) != len(want) {
 		t.Errorf("goals %+v, want %d (no upload or echo figures, so no such goals)", got, len(want))
