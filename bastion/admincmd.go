@@ -171,11 +171,13 @@ func cutMasked(masked string, n int) string {
 }
 
 // maskedRuns returns the runs of ASCII digits in line that masking (masked
-// is logSafe(line), of the same length) starred any digit of; nil if none.
+// is logSafe(line), of the same length) starred any digit of, each once,
+// longest first; nil if none.
 func maskedRuns(line, masked string) []string {
 	if line == masked {
 		return nil
 	}
+	seen := map[string]bool{}
 	var runs []string
 	for i := 0; i < len(line); {
 		if !isDigit(line[i]) {
@@ -186,11 +188,13 @@ func maskedRuns(line, masked string) []string {
 		for ; j < len(line) && isDigit(line[j]); j++ {
 			hit = hit || masked[j] == '*'
 		}
-		if hit && !slices.Contains(runs, line[i:j]) {
-			runs = append(runs, line[i:j])
+		if r := line[i:j]; hit && !seen[r] {
+			seen[r] = true
+			runs = append(runs, r)
 		}
 		i = j
 	}
+	slices.SortStableFunc(runs, func(a, b string) int { return len(b) - len(a) })
 	return runs
 }
 
@@ -199,7 +203,9 @@ func maskedRuns(line, masked string) []string {
 // number that the whole line masks.
 func hideRuns(msg string, runs []string) string {
 	for _, r := range runs {
-		msg = strings.ReplaceAll(msg, r, strings.Repeat("*", len(r)))
+		if strings.Contains(msg, r) {
+			msg = strings.ReplaceAll(msg, r, strings.Repeat("*", len(r)))
+		}
 	}
 	return msg
 }
