@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -46,17 +48,39 @@ func (c *conn) serveAdmin(sc *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs 
 }
 
 // adminRoute is the admin connection's route: session channels run
-// built-in commands; a forward gets a clear refusal instead of "unknown
-// channel type". ctx ends with the connection.
+// built-in commands, at most maxAdminChannels at a time; a forward gets a
+// clear refusal instead of "unknown channel type". ctx ends with the
+// connection.
 func (c *conn) adminRoute(ctx context.Context) *route {
+	// open counts the session channels being served; each handler
+	// goroutine adds itself and removes itself when it returns.
+	var open atomic.Int32
 	return &route{
 		name: "admin",
 		channels: map[string]channelHandler{
-			"session":      func(nc ssh.NewChannel) { c.adminSession(ctx, nc) },
+			"session": func(nc ssh.NewChannel) {
+				defer open.Add(-1)
+				if open.Add(1) > maxAdminChannels {
+					c.log.Warn("admin channel refused", "reason", "too many open channels", "limit", maxAdminChannels)
+					nc.Reject(ssh.ResourceShortage, adminChannelsMessage)
+					return
+				}
+				c.adminSession(ctx, nc)
+			},
 			"direct-tcpip": c.adminForward,
 		},
 	}
 }
+
+// maxAdminChannels caps the session channels open at once on one admin
+// connection, as sshd's MaxSessions (10 by default) does: each costs
+// goroutines and channel buffers, and no command needs more than one.
+const maxAdminChannels = 10
+
+// adminChannelsMessage is the reason a client is given for a session
+// channel over maxAdminChannels (RFC 4254 §5.1: resource shortage).
+var adminChannelsMessage = "postern: too many open channels on this admin connection (at most " +
+	strconv.Itoa(maxAdminChannels) + "); close one and try again"
 
 // adminForwardMessage is what ssh -L or -W through the admin connection
 // shows.
@@ -93,10 +117,15 @@ func (c *conn) adminSession(ctx context.Context, nc ssh.NewChannel) {
 	}
 	c.track(ch)
 	defer c.untrack(ch)
-	defer ch.Close()
 	ctx, cancel := context.WithCancelCause(ctx)
 	a := &adminChannel{c: c, ch: ch, n: c.chanSeq.Add(1)}
-	var run sync.WaitGroup
+	// No command reads input, but what the client sends must be read
+	// all the same: x/crypto buffers a channel's input up to its window
+	// (2 MiB) and opens the window again only as it is read, so unread
+	// input would stay parked on the bastion for as long as the client
+	// likes. It is discarded until the channel closes.
+	var run, drain sync.WaitGroup
+	drain.Go(func() { io.Copy(io.Discard, ch) })
 	for r := range reqs {
 		c.touch()
 		if prog := a.request(r); prog != nil {
@@ -105,6 +134,8 @@ func (c *conn) adminSession(ctx context.Context, nc ssh.NewChannel) {
 	}
 	cancel(errors.New("client closed the channel"))
 	run.Wait()
+	ch.Close() // ends the drain, if the client's CLOSE has not
+	drain.Wait()
 }
 
 // request answers one channel request (RFC 4254 §6) and returns the
@@ -135,8 +166,14 @@ func (a *adminChannel) request(r *ssh.Request) adminProgram {
 		prog, ok = a.refusal("subsystem", 1, "postern: the admin connection has no subsystems; run a command: ssh "+AdminUser+"@bastion help"), true
 	default:
 		// pty-req (no command needs a terminal; OpenSSH says "PTY
-		// allocation request failed" and goes on), env, and the rest.
-		a.c.log.Debug("admin channel request refused", "channel", a.n, "request", logSafe(r.Type))
+		// allocation request failed" and goes on), agent and X11
+		// forwarding are refused with an audit record and a line, as
+		// on the proxy route (permit.go); env and the rest quietly.
+		if ref := adminRequestRefusal(a.c.cert, r.Type); ref != nil {
+			a.c.refuseSessionRequest(r.Type, ref, a.ch, a.n)
+		} else {
+			a.c.log.Debug("admin channel request refused", "channel", a.n, "request", logSafe(r.Type))
+		}
 	}
 	if prog != nil {
 		a.started = true

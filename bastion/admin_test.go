@@ -164,20 +164,20 @@ func TestAdminConnection(t *testing.T) {
 		for line := range strings.Lines(a.logs.String()) {
 			var m map[string]any
 			if json.Unmarshal([]byte(line), &m) == nil && m["event"] == "admin_command" {
-				got[m["user"].(string)+" "+m["command"].(string)+" "+m["args"].(string)] = m
+				got[m["user"].(string)+" "+m["command_line"].(string)] = m
 			}
 		}
 		return len(got) == 9
 	})
 	for key, want := range map[string][]any{
-		"alice whoami ":         {true, "", 0.0},
+		"alice whoami":          {true, "", 0.0},
 		"carol sessions --json": {true, "", 0.0},
 		"alice sessions --json": {false, "not an admin", 1.0},
-		"carol frobnicate ":     {false, "unknown command", 1.0},
-		"carol whoami --bogus":  {true, "usage: whoami: flag provided but not defined: -bogus", 2.0},
-		"carol sessions extra":  {true, "usage: sessions: unexpected argument", 2.0},
+		"carol frobnicate":      {false, "unknown command", 1.0},
+		"carol whoami --bogus":  {false, "usage: whoami: flag provided but not defined: -bogus", 2.0},
+		"carol sessions extra":  {false, "usage: sessions: unexpected argument", 2.0},
 		"carol whoami --json":   {true, "", 0.0},
-		"carol whoami " + strings.Repeat("x", maxCommandLine-len("whoami ")): {true, "usage: the command line is longer", 2.0},
+		"carol whoami " + strings.Repeat("x", maxCommandLine-len("whoami ")): {false, "usage: the command line is longer", 2.0},
 	} {
 		m := got[key]
 		if m == nil || m["allowed"] != want[0] || !strings.HasPrefix(m["reason"].(string), want[1].(string)) || m["exit_status"] != want[2] {
@@ -292,5 +292,34 @@ func TestAdminConnectionWire(t *testing.T) {
 	out, err := io.ReadAll(ch)
 	if err != nil || !strings.Contains(string(out), "whoami [--json]") || !strings.Contains(string(out), "(admins only)") {
 		t.Fatalf("help printed %q (%v)", out, err)
+	}
+}
+
+// TestAdminCommandLineMasking: the audit record's command line is masked
+// whole and then cut at a UTF-8 boundary, and a cut never leaves a card
+// number; messages that quote one word hide the digits the line masks.
+func TestAdminCommandLineMasking(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"whoami 4111 1111 1111 1111", 100, "whoami **** **** **** ****"},
+		{"x 41111111111111111", 18, "x ****************"}, // 17 digits are none; the first 16 are one
+		{"é4111111111111111", 1, ""},                      // never half a character
+		{"éé", 3, "é"},
+	} {
+		if got := cutMasked(logSafe(tt.in), tt.n); got != tt.want {
+			t.Errorf("cutMasked(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+	line := "whoami --json=4111 1111 1111 1111 12"
+	runs := maskedRuns(line, logSafe(line))
+	if msg := hideRuns(`invalid value "4111" and "1111" for 12`, runs); msg != `invalid value "****" and "****" for 12` {
+		t.Errorf("hideRuns: %q (runs %q)", msg, runs)
+	}
+	if runs := maskedRuns("whoami 12345", "whoami 12345"); runs != nil {
+		t.Errorf("maskedRuns of a line without a card number: %q", runs)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 
@@ -79,27 +81,14 @@ const maxCommandLine = 1024
 func shown(s string) string { return listing.Visible(logSafe(s)) }
 
 // command returns the program an exec request for line runs: the built-in
-// command it names, with its audit record.
+// command it names, with its audit record. The command and the identity's
+// right to it are checked first, then the line; allowed=true in the record
+// means the command ran.
 func (a *adminChannel) command(line string) adminProgram {
 	return func(ctx context.Context, stdout, stderr io.Writer) int {
-		long := len(line) > maxCommandLine
-		if long {
-			// The audit record and the message stay one short line.
-			line = line[:maxCommandLine]
-		}
-		args := strings.Fields(line)
-		name := ""
-		if len(args) > 0 {
-			name, args = args[0], args[1:]
-		}
 		c := a.c
-		x := &adminExec{ctx: ctx, c: c, stdout: stdout, admin: c.s.isAdmin(c.identity), name: name}
-		var err error
-		if long {
-			err = usagef("the command line is longer than %d bytes", maxCommandLine)
-		} else {
-			err = x.dispatch(args)
-		}
+		x := &adminExec{ctx: ctx, c: c, stdout: stdout, admin: c.s.isAdmin(c.identity), name: firstField(line)}
+		ran, err := x.dispatch(line)
 		status, reason := 0, ""
 		var ue *usageError
 		var re *refusedError
@@ -112,32 +101,116 @@ func (a *adminChannel) command(line string) adminProgram {
 		default:
 			status, reason = 1, err.Error()
 		}
+		// The line is masked whole, then cut: a card number typed in
+		// groups spans several words, and one across the cut loses
+		// only its check digit. Messages quote words of the line one
+		// at a time, so the digits masking hid are hidden there too.
+		masked := logSafe(line)
+		secret := maskedRuns(line, masked)
 		if err != nil {
-			fmt.Fprintf(stderr, "postern: %s\n", err)
+			fmt.Fprintf(stderr, "postern: %s\n", hideRuns(err.Error(), secret))
 		}
-		audit.Record(c.log, audit.Admin, "channel", a.n, "command", logSafe(name), "args", logSafe(strings.Join(args, " ")),
-			"allowed", re == nil, "reason", logSafe(reason), "exit_status", status)
+		recorded := cutMasked(masked, maxCommandLine)
+		attrs := []any{"channel", a.n, "command", firstField(recorded), "command_line", recorded,
+			"allowed", ran, "reason", logSafe(hideRuns(reason, secret)), "exit_status", status}
+		if len(line) > maxCommandLine {
+			attrs = append(attrs, "command_line_bytes", len(line))
+		}
+		audit.Record(c.log, audit.Admin, attrs...)
 		return status
 	}
 }
 
-// dispatch finds x's command and runs it, if the identity may.
-func (x *adminExec) dispatch(args []string) error {
+// dispatch finds x's command and runs it with the arguments in line, if
+// the identity may and line is not too long. It reports whether the
+// command ran: a refusal or a usage error means it did not.
+func (x *adminExec) dispatch(line string) (ran bool, err error) {
 	if x.name == "" {
-		return usagef("no command given; run: ssh %s@bastion help", AdminUser)
+		return false, usagef("no command given; run: ssh %s@bastion help", AdminUser)
 	}
 	cmd, ok := adminCommands[x.name]
 	if !ok {
-		return &refusedError{msg: fmt.Sprintf("unknown command %q; run: ssh %s@bastion help", shown(x.name), AdminUser), reason: "unknown command"}
+		name := shown(cutMasked(logSafe(x.name), maxCommandLine))
+		return false, &refusedError{msg: fmt.Sprintf("unknown command %q; run: ssh %s@bastion help", name, AdminUser), reason: "unknown command"}
 	}
 	if cmd.adminOnly && !x.admin {
-		return &refusedError{
+		return false, &refusedError{
 			msg:    fmt.Sprintf("%s is for the bastion's admins, and %s is not one", x.name, shown(x.c.identity.Name())),
 			reason: "not an admin",
 		}
 	}
-	return cmd.run(x, args)
+	if len(line) > maxCommandLine {
+		// The message stays one short line.
+		return false, usagef("the command line is longer than %d bytes", maxCommandLine)
+	}
+	err = cmd.run(x, strings.Fields(line)[1:])
+	var ue *usageError
+	return !errors.As(err, &ue), err
 }
+
+// firstField is the first word of s, as strings.Fields splits it.
+func firstField(s string) string {
+	s = strings.TrimLeftFunc(s, unicode.IsSpace)
+	if i := strings.IndexFunc(s, unicode.IsSpace); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// cutMasked cuts masked, a logSafe result, to at most n bytes at a UTF-8
+// boundary, and masks the cut text again: a prefix can hold a card number
+// the whole did not (17 digits cut after the 16th).
+func cutMasked(masked string, n int) string {
+	if len(masked) <= n {
+		return masked
+	}
+	for n > 0 && !utf8.RuneStart(masked[n]) {
+		n--
+	}
+	return logSafe(masked[:n])
+}
+
+// maskedRuns returns the runs of ASCII digits in line that masking (masked
+// is logSafe(line), of the same length) starred any digit of, each once,
+// longest first; nil if none.
+func maskedRuns(line, masked string) []string {
+	if line == masked {
+		return nil
+	}
+	seen := map[string]bool{}
+	var runs []string
+	for i := 0; i < len(line); {
+		if !isDigit(line[i]) {
+			i++
+			continue
+		}
+		j, hit := i, false
+		for ; j < len(line) && isDigit(line[j]); j++ {
+			hit = hit || masked[j] == '*'
+		}
+		if r := line[i:j]; hit && !seen[r] {
+			seen[r] = true
+			runs = append(runs, r)
+		}
+		i = j
+	}
+	slices.SortStableFunc(runs, func(a, b string) int { return len(b) - len(a) })
+	return runs
+}
+
+// hideRuns stars every occurrence of runs in msg: a message that quotes
+// one word of a command line would otherwise show the digits of a card
+// number that the whole line masks.
+func hideRuns(msg string, runs []string) string {
+	for _, r := range runs {
+		if strings.Contains(msg, r) {
+			msg = strings.ReplaceAll(msg, r, strings.Repeat("*", len(r)))
+		}
+	}
+	return msg
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // flags returns a flag set for x's command that reports errors as usage
 // errors instead of printing them.

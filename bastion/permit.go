@@ -99,12 +99,7 @@ func (c *conn) refuseRequest(r *ssh.Request, st *channel) bool {
 	if ref == nil {
 		return false
 	}
-	audit.Record(c.log, audit.SessionRequest, "channel", st.n, "request", r.Type, "allowed", false, "reason", ref.Reason)
-	// The line goes out before the reply, so that OpenSSH prints it
-	// next to its own "PTY allocation request failed". No program has
-	// started yet in the usual order, so it cannot land inside the
-	// target's output; "\r\n" because the client's terminal may be raw.
-	st.ch.Stderr().Write([]byte(ref.UserMessage() + "\r\n"))
+	c.refuseSessionRequest(r.Type, ref, st.ch, st.n)
 	if !r.WantReply {
 		return true
 	}
@@ -116,6 +111,31 @@ func (c *conn) refuseRequest(r *ssh.Request, st *channel) bool {
 	st.ch.SendRequest("keepalive@openssh.com", true, nil)
 	st.reply(r, false)
 	return true
+}
+
+// refuseSessionRequest writes the audit record of a session request of
+// type typ refused on channel n for ref's reason, and shows the user
+// ref's line on ch's stderr. The caller sends the reply, after the line,
+// so that OpenSSH prints it next to its own "PTY allocation request
+// failed". No program has started yet in the usual order, so it cannot
+// land inside a program's output; "\r\n" because the client's terminal
+// may be raw.
+func (c *conn) refuseSessionRequest(typ string, ref *refusal, ch ssh.Channel, n uint32) {
+	audit.Record(c.log, audit.SessionRequest, "channel", n, "request", typ, "allowed", false, "reason", ref.Reason)
+	ch.Stderr().Write([]byte(ref.UserMessage() + "\r\n"))
+}
+
+// adminRequestRefusal is requestRefusal for a session channel of the admin
+// connection, which never offers a terminal: nil for the requests it
+// refuses without a record (env, window-change and the like).
+func adminRequestRefusal(cert *ssh.Certificate, typ string) *refusal {
+	if typ == "pty-req" {
+		return &refusal{
+			Reason:  "the admin connection has no terminal",
+			Message: "postern: no terminal: the admin connection runs its commands without one",
+		}
+	}
+	return requestRefusal(cert, typ)
 }
 
 // refuseForward rejects a direct-tcpip channel that the certificate does

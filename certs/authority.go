@@ -159,6 +159,8 @@ type UserCertRequest struct {
 	// Principals are the identity's names; at least one is required.
 	Principals []string
 	// Groups, if any, are carried in the groups@postern extension.
+	// Principals and groups must be names without commas, white space
+	// or control characters (checkName).
 	Groups []string
 	// TTL is the validity from now; it must be positive.
 	TTL time.Duration
@@ -181,7 +183,9 @@ type UserCertRequest struct {
 	NoPortForwarding bool
 }
 
-// GroupsExtension carries an identity's groups, comma separated.
+// GroupsExtension carries an identity's groups, comma separated; SignUser
+// refuses a group name with a comma, and Checker.Check a list with an
+// empty name.
 const GroupsExtension = "groups@postern"
 
 // Backdate is how far before issue time a certificate becomes valid, to
@@ -195,6 +199,16 @@ func (a *Authority) SignUser(pub ssh.PublicKey, req UserCertRequest) (*ssh.Certi
 	}
 	if len(req.Principals) == 0 {
 		return nil, errors.New("sign user key: at least one principal is required")
+	}
+	for _, names := range []struct {
+		kind string
+		list []string
+	}{{"principal", req.Principals}, {"group", req.Groups}} {
+		for _, n := range names.list {
+			if err := checkName(names.kind, n); err != nil {
+				return nil, fmt.Errorf("sign user key: %w", err)
+			}
+		}
 	}
 	if req.TTL <= 0 {
 		return nil, fmt.Errorf("sign user key: ttl must be positive, got %s", req.TTL)

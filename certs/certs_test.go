@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +124,15 @@ func TestCheck(t *testing.T) {
 		{"source-address mismatch", sign(a.UserCA, func(c *ssh.Certificate) { c.CriticalOptions["source-address"] = "10.0.0.0/8" }), local, "from this address"},
 		{"source-address garbage", sign(a.UserCA, func(c *ssh.Certificate) { c.CriticalOptions["source-address"] = "nonsense" }), local, "from this address"},
 		{"tampered", tampered, local, "not valid"},
+		{"groups", sign(a.UserCA, func(c *ssh.Certificate) { c.Extensions[GroupsExtension] = "dba,ops" }), local, ""},
+	}
+	for _, list := range []string{"dba,,ops", ",dba", "dba,", ",", ""} {
+		tests = append(tests, struct {
+			name   string
+			key    ssh.PublicKey
+			remote net.Addr
+			want   string
+		}{"groups " + strconv.Quote(list), sign(a.UserCA, func(c *ssh.Certificate) { c.Extensions[GroupsExtension] = list }), local, "extension is malformed"})
 	}
 	checker := Checker{CA: a.UserCA.PublicKey(), Clock: func() time.Time { return now }}
 	for _, tt := range tests {
@@ -194,6 +204,44 @@ func TestSignUserAndMintUpstream(t *testing.T) {
 	_, up2, _ := a.MintUpstream(UpstreamRequest{Login: "postgres"})
 	if string(up2.Key.Marshal()) == string(up.Key.Marshal()) {
 		t.Fatal("two sessions got the same upstream key")
+	}
+}
+
+// TestSignUserRefusesNames: a principal or group name that would be read
+// back as another (a comma splits it in two) or that could act on a
+// terminal is refused at issue, with an error that says which and why.
+func TestSignUserRefusesNames(t *testing.T) {
+	t.Parallel()
+	a, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := testenv.NewSigner(t).PublicKey()
+	for _, tt := range []struct {
+		principals, groups []string
+		want               string
+	}{
+		{[]string{"dave"}, []string{"contractors,auditors"}, `group "contractors,auditors" contains a comma`},
+		{[]string{"dave,root"}, nil, `principal "dave,root" contains a comma`},
+		{[]string{"dave"}, []string{"dev", ""}, "group name is empty"},
+		{[]string{""}, nil, "principal name is empty"},
+		{[]string{"dave"}, []string{"dev ops"}, "white space"},
+		{[]string{"dave"}, []string{"dev\u00a0ops"}, "white space"},
+		{[]string{"dave\n"}, nil, "white space"},
+		{[]string{"dave"}, []string{"dev\x00"}, "control or format character U+0000"},
+		{[]string{"dave\u202e"}, nil, "control or format character U+202E"},
+		{[]string{"dave"}, []string{"dev\x1b[2J"}, "control or format character U+001B"},
+		{[]string{"dave"}, []string{"dev\xff"}, "not UTF-8"},
+	} {
+		_, err := a.SignUser(user, UserCertRequest{Principals: tt.principals, Groups: tt.groups, TTL: time.Hour, KeyID: "k"})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("SignUser(principals %q, groups %q) = %v; want an error with %q", tt.principals, tt.groups, err, tt.want)
+		}
+	}
+	// Names as IdPs and admins write them still pass.
+	cert, err := a.SignUser(user, UserCertRequest{Principals: []string{"dave", "d.o'neil@example.com"}, Groups: []string{"auditors", "team-ü_2", "group:x"}, TTL: time.Hour, KeyID: "k"})
+	if err != nil || strings.Join(Groups(cert), "|") != "auditors|team-ü_2|group:x" {
+		t.Fatalf("plain names: %v, groups %q", err, Groups(cert))
 	}
 }
 

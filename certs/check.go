@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -99,6 +101,12 @@ func (c *Checker) Check(key ssh.PublicKey, remote net.Addr) (*ssh.Certificate, e
 				"certificate serial %d has unsupported critical option %q", cert.Serial, opt)
 		}
 	}
+	if list, ok := cert.Extensions[GroupsExtension]; ok {
+		if err := checkGroupList(list); err != nil {
+			return nil, refuse("certificate's "+GroupsExtension+" extension is malformed (an empty group name); get a new one",
+				"certificate serial %d: %v", cert.Serial, err)
+		}
+	}
 	if src, ok := cert.CriticalOptions["source-address"]; ok {
 		if err := checkSource(src, remote); err != nil {
 			return nil, refuse("certificate may not be used from this address",
@@ -125,13 +133,55 @@ func (c *Checker) Check(key ssh.PublicKey, remote net.Addr) (*ssh.Certificate, e
 	return cert, nil
 }
 
-// Groups returns the groups carried in cert's groups@postern extension.
+// Groups returns the groups carried in cert's groups@postern extension,
+// split at its commas. Check refuses a certificate whose list holds an
+// empty name; names are taken as they are otherwise (whatever a CA other
+// than SignUser wrote: callers escape them before showing them).
 func Groups(cert *ssh.Certificate) []string {
 	v, ok := cert.Extensions[GroupsExtension]
 	if !ok || v == "" {
 		return nil
 	}
 	return strings.Split(v, ",")
+}
+
+// checkGroupList reports whether list, a groups@postern extension, is a
+// comma-separated list of names with no empty one: "a,,b", ",a", "a," and
+// "" are refused rather than read as fewer groups, since a CA that wrote
+// one did not write what it meant.
+func checkGroupList(list string) error {
+	for i, g := range strings.Split(list, ",") {
+		if g == "" {
+			return fmt.Errorf("%s %q: group %d is empty", GroupsExtension, list, i+1)
+		}
+	}
+	return nil
+}
+
+// checkName reports whether name may be a principal or a group name (kind
+// says which) in a certificate SignUser issues: not empty, UTF-8, and
+// without commas (groups@postern is a comma-separated list, and OpenSSH
+// splits principal lists on commas: "contractors,auditors" would come back
+// as two groups), white space or control and format characters (which
+// make a name read as another, or act on a terminal).
+func checkName(kind, name string) error {
+	if name == "" {
+		return fmt.Errorf("%s name is empty", kind)
+	}
+	if !utf8.ValidString(name) {
+		return fmt.Errorf("%s %q is not UTF-8", kind, name)
+	}
+	for _, r := range name {
+		switch {
+		case r == ',':
+			return fmt.Errorf("%s %q contains a comma, which separates names in a certificate; use one name per %s", kind, name, kind)
+		case unicode.IsSpace(r):
+			return fmt.Errorf("%s %q contains white space", kind, name)
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
+			return fmt.Errorf("%s %q contains the control or format character %U", kind, name, r)
+		}
+	}
+	return nil
 }
 
 func validSourceAddress(list string) error {

@@ -12,8 +12,10 @@ import (
 // It judges src twice: as a terminal would show it (like Mask, escape
 // sequences transparent), and as plain text in which every control (C0,
 // DEL, and C1 as raw bytes or in UTF-8) is one space and characters that
-// show as nothing (Unicode format characters: zero-width spaces and
-// joiners, word joiner, soft hyphen, BOM) are left out. Digits masked by
+// show as nothing are left out: Unicode format characters (zero-width
+// spaces and joiners, word joiner, soft hyphen, BOM) and the rest of the
+// default-ignorable characters (combining grapheme joiner, variation
+// selectors, Hangul fillers; see invisible). Digits masked by
 // either are masked. The second judgement matters because stored text is
 // read by people and programs that do not interpret escape sequences: the
 // digits of "ESC [ 4111111111111111 m" are invisible on a terminal but
@@ -25,9 +27,10 @@ func MaskText(dst, src []byte, mode Mode) ([]byte, int) {
 		return dst, n
 	}
 	// The plain view: controls become one space each, characters that
-	// show as nothing (U+200B, U+2060, U+FEFF, the soft hyphen and the
-	// like) are left out, so digits they separate stand together as a
-	// reader of the stored text sees them. at maps it back to src.
+	// show as nothing (U+200B, U+2060, U+FEFF, U+034F, U+FE00, the soft
+	// hyphen and the like) are left out, so digits they separate stand
+	// together as a reader of the stored text sees them. at maps it back
+	// to src.
 	plain := make([]byte, 0, len(src))
 	at := make([]int, 0, len(src))
 	for i := 0; i < len(src); {
@@ -37,7 +40,7 @@ func MaskText(dst, src []byte, mode Mode) ([]byte, int) {
 			plain, at = append(plain, ' '), append(at, i)
 		case r >= 0x80 && r < 0xa0:
 			plain, at = append(plain, ' '), append(at, i) // C1 in UTF-8
-		case size > 1 && unicode.Is(unicode.Cf, r):
+		case size > 1 && invisible(r):
 		default:
 			for k := range size {
 				plain, at = append(plain, src[i+k]), append(at, i+k)
@@ -67,4 +70,21 @@ func hasControl(b []byte) bool {
 		}
 	}
 	return false
+}
+
+// invisible reports whether r is drawn as nothing by text viewers, which
+// Unicode calls default-ignorable (DerivedCoreProperties.txt,
+// Default_Ignorable_Code_Point): the format characters (Cf), and besides
+// them U+034F COMBINING GRAPHEME JOINER, the Hangul fillers (U+115F,
+// U+1160, U+3164, U+FFA0), U+17B4 and U+17B5, the variation selectors
+// (U+180B to U+180D, U+180F, U+FE00 to U+FE0F, U+E0100 to U+E01EF) and the
+// code points Unicode reserves as ignorable (U+2065, U+FFF0 to U+FFF8,
+// U+E0000 to U+E0FFF). All of Cf counts, including the few format
+// characters Unicode leaves out of the property (the interlinear
+// annotation marks, Egyptian hieroglyph format controls, prepended
+// concatenation marks), as before: leaving one out can only join digits,
+// which fails closed. No character of the set is white space, so none is
+// a separator.
+func invisible(r rune) bool {
+	return r >= 0xad && unicode.In(r, unicode.Cf, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
 }

@@ -25,10 +25,13 @@ func TestMaskText(t *testing.T) {
 }
 
 // FuzzMaskText: same length, a superset of Mask's masking, and nothing a
-// plain reading (controls as spaces) would call a PAN is left.
+// plain reading (controls as spaces, invisible characters left out: the
+// written-out reference refPlain) would call a PAN is left.
 func FuzzMaskText(f *testing.F) {
 	f.Add([]byte("echo \x1b[4111111111111111;1m"))
 	f.Add([]byte("\xc2\x9b4111 1111 1111 1111"))
+	f.Add([]byte("4111\u034f1111\ufe001111\U000e01001111 \u3164"))
+	f.Add([]byte("1\ufe0f\u20e3 4111\u200b 1111\u17b4 1111\uffa0 1111"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		got, _ := MaskText(nil, in, ModeFull)
 		if len(got) != len(in) {
@@ -50,6 +53,9 @@ func FuzzMaskText(f *testing.F) {
 			if _, n := Mask(nil, plain, ModeFull); n > 0 {
 				t.Fatalf("a PAN left in %q", got)
 			}
+		}
+		if _, n := Mask(nil, refPlain(got), ModeFull); n > 0 {
+			t.Fatalf("a PAN left in the plain view of %+q", got)
 		}
 	})
 }

@@ -13,18 +13,20 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
 // Visible returns s fit for a line of human output: every character that
 // could act on a terminal or break a table (C0 and C1 controls, DEL,
 // Unicode format characters such as bidirectional overrides, line and
-// paragraph separators) and every byte that is not UTF-8 is written as an
-// escape: \n, \r, \t, \x1b and \xff for bytes, \u009b and \u202e for
-// characters. A backslash becomes \\, so an escape in the output always
-// means the character, never the same text in the data. Everything from
-// the index, a recording or a certificate goes through it before the CLI
-// or the admin connection shows it.
+// paragraph separators), every character a terminal draws as nothing
+// (hidden), and every byte that is not UTF-8 is written as an escape: \n,
+// \r, \t, \x1b and \xff for bytes, \u009b and \u202e for characters,
+// \U000e0100 beyond U+FFFF. A backslash becomes \\, so an escape in the
+// output always means the character, never the same text in the data.
+// Everything from the index, a recording or a certificate goes through it
+// before the CLI or the admin connection shows it.
 func Visible(s string) string {
 	i := 0
 	for i < len(s) {
@@ -56,6 +58,8 @@ func Visible(s string) string {
 			b = append(b, `\t`...)
 		case r < 0x80:
 			b = appendHex(b, `\x`, uint64(r), 2)
+		case r > 0xffff:
+			b = appendHex(b, `\U`, uint64(r), 8)
 		default:
 			b = appendHex(b, `\u`, uint64(r), 4)
 		}
@@ -89,7 +93,19 @@ func needsEscape(r rune, size int) bool {
 	case r < 0xa0:
 		return false
 	}
-	return unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
+	return hidden(r)
+}
+
+// hidden reports whether r, beyond Latin-1's controls, must be escaped:
+// format characters (Cf: bidirectional overrides, zero-width spaces and
+// joiners), line and paragraph separators, and the rest of Unicode's
+// default-ignorable characters (U+034F COMBINING GRAPHEME JOINER, the
+// variation selectors, the Hangul fillers, U+17B4, U+17B5 and the code
+// points reserved as ignorable), which a terminal draws as nothing: digits
+// joined by them would read as one number, a card number the masker does
+// not see as one.
+func hidden(r rune) bool {
+	return unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
 }
 
 func appendHex(b []byte, prefix string, v uint64, width int) []byte {
@@ -131,12 +147,19 @@ func WriteJSON(w io.Writer, v any) error {
 			out = appendHex(lazy(out, data, i), `\u`, uint64(data[i+1]), 4)
 			i++
 		case c >= 0xc0:
-			// Format characters (bidirectional overrides and the like)
-			// and line separators reorder or break what a terminal
-			// shows: \u escapes, as for C1.
+			// Format characters (bidirectional overrides and the like),
+			// line separators and characters drawn as nothing reorder,
+			// break or hide what a terminal shows: \u escapes, as for
+			// C1, and a UTF-16 surrogate pair beyond U+FFFF (RFC 8259
+			// §7).
 			r, size := utf8.DecodeRune(data[i:])
-			if size > 1 && unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
-				out = appendHex(lazy(out, data, i), `\u`, uint64(r), 4)
+			if size > 1 && hidden(r) {
+				out = lazy(out, data, i)
+				if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+					out = appendHex(appendHex(out, `\u`, uint64(r1), 4), `\u`, uint64(r2), 4)
+				} else {
+					out = appendHex(out, `\u`, uint64(r), 4)
+				}
 				i += size - 1
 			} else if out != nil {
 				out = append(out, data[i:i+size]...)
