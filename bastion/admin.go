@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"golang.org/x/crypto/ssh"
 
@@ -253,6 +254,10 @@ func CheckAdmin(entry string) error {
 		return fmt.Errorf("%q: wildcards are not allowed; name each admin principal, or group:NAME", entry)
 	case strings.TrimSpace(name) != name:
 		return fmt.Errorf("%q has leading or trailing spaces", entry)
+	case strings.ContainsFunc(name, func(r rune) bool { return r == ',' || unicode.IsSpace(r) || unicode.IsControl(r) }):
+		// Certificates carry no such name (ca sign refuses them), so
+		// the entry could never match: a typo for two entries.
+		return fmt.Errorf("%q holds a comma, a space or a control character; give each admin its own entry", entry)
 	}
 	return nil
 }

@@ -37,6 +37,7 @@ func TestAdminEntries(t *testing.T) {
 	t.Parallel()
 	for entry, ok := range map[string]bool{
 		"alice": true, "group:security": true, "": false, "*": false, "group:": false, "group:*": false, "ali*": false, " alice": false,
+		"group:a,b": false, "al ice": false, "alice\x00": false,
 	} {
 		if err := CheckAdmin(entry); (err == nil) != ok {
 			t.Errorf("CheckAdmin(%q) = %v, want ok %v", entry, err, ok)
