@@ -7,7 +7,8 @@
 // second instance on the same directory changes nothing), then the CA
 // keys, the servers the caller adds (the demo's target), the session index
 // (which seals what a previous run left active), the bastion and its
-// listener. Run serves until its context ends (SIGINT or SIGTERM), then
+// listener, and the admin socket through which admin commands on the host
+// reach the index while the server owns it. Run serves until its context ends (SIGINT or SIGTERM), then
 // stops accepting, drains everything under one deadline, closes what is
 // left, and releases the lock last.
 package app
