@@ -149,8 +149,7 @@ func newFlags(name, synopsis string, stdout io.Writer) *flag.FlagSet {
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		fs.Usage()
-		return err
+		return err // Parse has printed the usage
 	}
 	if err != nil {
 		return usagef("%s: %v (see 'postern %s --help')", fs.Name(), err, fs.Name())

@@ -55,6 +55,9 @@ func TestUsageAndExitCodes(t *testing.T) {
 			t.Errorf("postern %v: exit %d, stdout %q, stderr %q; want exit %d, %q in stdout, %q in stderr",
 				tt.args, code, out, errs, tt.code, tt.out, tt.err)
 		}
+		if n := strings.Count(out, "Usage:"); n > 1 {
+			t.Errorf("postern %v: the usage printed %d times", tt.args, n)
+		}
 	}
 }
 
