@@ -100,4 +100,3 @@ func (s *Server) prune(r *http.Request, ids []string) (pruneResp, error) {
 	}
 	return pruneResp{Pruned: pruned, Head: head}, nil
 }
-
