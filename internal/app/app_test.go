@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -281,5 +282,26 @@ func TestUntilCancel(t *testing.T) {
 	}
 	if err := never.Serve(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNewRefusesLooseDataDir: a data directory that group or others may
+// write is refused, with the directory and the fix named, and nothing is
+// created in it.
+func TestNewRefusesLooseDataDir(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	_, err := app.New(app.Config{Settings: &config.Config{Listen: "127.0.0.1:0", DataDir: dir}})
+	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "chmod 700") {
+		t.Fatalf("New on a group-writable data directory: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("New changed a data directory it refused: %v", entries)
 	}
 }
