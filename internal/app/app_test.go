@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -303,5 +304,43 @@ func TestNewRefusesLooseDataDir(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("New changed a data directory it refused: %v", entries)
+	}
+}
+
+// TestLockHolder: the process holding a data directory's lock is found
+// from the lock file, and only while it holds it.
+func TestLockHolder(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	if _, ok := app.LockHolder(dir); ok {
+		t.Fatal("a holder before any lock")
+	}
+	l, err := app.Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid, ok := app.LockHolder(dir); !ok || pid != os.Getpid() {
+		t.Fatalf("holder while locked: %d %v, want %d", pid, ok, os.Getpid())
+	}
+	l.Close()
+	if pid, ok := app.LockHolder(dir); ok {
+		t.Fatalf("holder %d after the lock was released", pid)
+	}
+}
+
+// TestLoggerEscapesTerminalControls: DEL, C1 and bidi controls in a log
+// value are written as \u escapes, and the line still decodes to the same
+// text.
+func TestLoggerEscapesTerminalControls(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	value := "x\u009b31mEVIL\u202egnp.exe\x7f é"
+	app.NewLogger(&b, 0).Info("audit", "key_id", value)
+	if strings.ContainsAny(b.String(), "\u009b\u202e\x7f") || !strings.Contains(b.String(), "é") {
+		t.Fatalf("log line %q", b.String())
+	}
+	var line map[string]any
+	if err := json.Unmarshal([]byte(b.String()), &line); err != nil || line["key_id"] != value {
+		t.Fatalf("log line %q decodes to %v (%v)", b.String(), line["key_id"], err)
 	}
 }
