@@ -39,7 +39,8 @@ func CheckDir(dir string) error {
 // LockHolder returns the process that holds data directory dir's lock,
 // and whether one does: the process whose ID the lock file holds, if it
 // still has that file open (an App keeps it open exactly as long as it
-// holds the lock). It reads /proc: elsewhere it reports no holder.
+// holds the lock; if its open files cannot be read, the lock file's word
+// is taken). It reads /proc: elsewhere it reports no holder.
 func LockHolder(dir string) (pid int, ok bool) {
 	path := filepath.Join(dir, LockFile)
 	pid = holder(path)
@@ -52,8 +53,13 @@ func LockHolder(dir string) (pid int, ok bool) {
 	}
 	fds := filepath.Join("/proc", strconv.Itoa(pid), "fd")
 	entries, err := os.ReadDir(fds)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false // no such process: a stale lock file
+	}
 	if err != nil {
-		return 0, false
+		// A live process whose files cannot be checked: take the lock
+		// file's word, so that only that process is trusted.
+		return pid, true
 	}
 	for _, e := range entries {
 		if fi, err := os.Stat(filepath.Join(fds, e.Name())); err == nil && os.SameFile(fi, lock) {
