@@ -45,35 +45,6 @@ func (a adminFlags) open(ctx context.Context, write bool) (st recorder.Store, di
 	return st, d, close, err
 }
 
-// openData opens data directory d's store. The rule: a socket that
-// accepts connections is a running server, which owns the data; no socket,
-// or one nothing accepts on (left by a server that died), means none runs,
-// and the files are opened directly. Writing needs the audit key, which a
-// server has; without one it is read from the CA, which must exist either
-// way (same outcome with and without a server).
-func openData(ctx context.Context, d string, write bool) (recorder.Store, func(), error) {
-	var key ed25519.PrivateKey
-	if write {
-		auth, err := openExisting(d)
-		if err != nil {
-			return nil, nil, err
-		}
-		key = auth.AuditKey
-	}
-	c, err := adminsock.Dial(ctx, d)
-	if err == nil {
-		return c, func() { c.Close() }, nil
-	}
-	if !errors.Is(err, adminsock.ErrNoServer) {
-		return nil, nil, err
-	}
-	local, err := recorder.OpenStore(d, recorder.Options{Key: key, ReadOnly: !write})
-	if err != nil {
-		return nil, nil, err
-	}
-	return local, func() { local.Close() }, nil
-}
-
 // parseTime accepts RFC 3339, a date (YYYY-MM-DD, local time), or a
 // duration meaning that long ago ("24h").
 func parseTime(s string, now time.Time) (time.Time, error) {
@@ -137,7 +108,10 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer closeStore()
-	rep, err := recorder.VerifyStore(ctx, store, opts)
+	// Only the index comes from the server: the recordings are read
+	// from the data directory itself, so that what is checked is what is
+	// on disk, whoever answers on the socket.
+	rep, err := recorder.VerifyStore(ctx, localFiles(store, d), opts)
 	if err != nil {
 		return err
 	}
@@ -239,7 +213,7 @@ func cmdRecordings(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fs := newFlags("recordings prune", "recordings prune [--older-than-days N] [--dry-run]", stdout)
 	af := addAdminFlags(fs)
-	days := fs.Int("older-than-days", 0, "delete recordings of sessions that ended more than `N` days ago (default: the config's recording.retention_days, else 365)")
+	days := fs.Int("older-than-days", 0, "delete recordings of sessions that ended more than `N` days ago (default and minimum: the config's\nrecording.retention_days, else 365)")
 	dry := fs.Bool("dry-run", false, "list what would be deleted, delete nothing.\nEither way a session whose index path leads outside DATA_DIR/recordings is\nreported and left alone, file and index entry, and the exit code is 1")
 	asJSON := fs.Bool("json", false, "print what was deleted as JSON")
 	if err := parseFlags(fs, args[1:]); err != nil {
@@ -248,19 +222,26 @@ func cmdRecordings(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := noArgs(fs); err != nil {
 		return err
 	}
+	// The configured retention is a floor: the server applies its own
+	// to prunes through the socket, and this command, run without one,
+	// must not go below it either.
+	retention := int(adminsock.DefaultRetention / (24 * time.Hour))
+	if *af.cfg != "" {
+		cfg, err := config.Load(*af.cfg)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		retention = cfg.Recording.RetentionDays
+	}
 	n := *days
 	if n == 0 {
-		n = 365
-		if *af.cfg != "" {
-			cfg, err := config.Load(*af.cfg)
-			if err != nil {
-				return fmt.Errorf("config: %w", err)
-			}
-			n = cfg.Recording.RetentionDays
-		}
+		n = retention
 	}
 	if n < 1 {
 		return usagef("recordings prune: --older-than-days must be at least 1")
+	}
+	if n < retention {
+		return usagef("recordings prune: --older-than-days %d is below the configured retention (recording.retention_days %d): recordings are kept at least that long; lower retention_days in the config to prune earlier", n, retention)
 	}
 	store, _, closeStore, err := af.open(ctx, true)
 	if err != nil {

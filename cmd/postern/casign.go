@@ -94,7 +94,9 @@ func cmdCASign(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // issue signs pub as f asks, with a serial from data directory d's
 // register of issued certificates (through the running server when there
-// is one), and writes the issue's audit record to stderr.
+// is one, which then names who issued it from the socket's peer), and
+// writes the issue's audit record, with the chain head after it, to
+// stderr.
 func issue(ctx context.Context, d string, pub ssh.PublicKey, comment string, f signFlags, stderr io.Writer) (*ssh.Certificate, error) {
 	auth, err := openExisting(d)
 	if err != nil {
@@ -134,10 +136,20 @@ func issue(ctx context.Context, d string, pub ssh.PublicKey, comment string, f s
 	if err != nil {
 		return nil, err
 	}
-	audit.Record(app.NewLogger(stderr, slog.LevelInfo), audit.CertIssued,
-		"identity", f.principals[0], "key_id", id, "principals", []string(f.principals), "groups", []string(f.groups),
+	attrs := []any{"identity", f.principals[0], "key_id", id, "principals", []string(f.principals), "groups", []string(f.groups),
 		"serial", cert.Serial, "key", rec.Key, "valid_after", rec.ValidAfter, "valid_before", rec.ValidBefore,
-		"issued_by", rec.IssuedBy, "data_dir", d)
+		"issued_by", rec.IssuedBy, "data_dir", d}
+	// The head after the issue covers it: an anchor for verify, so the
+	// issue cannot be cut from the end of the chain unnoticed. (A server
+	// logs the same record with it.)
+	head, err := store.Head(ctx)
+	if err == nil && head != nil {
+		attrs = append(attrs, "chain_head", head.String())
+	}
+	audit.Record(app.NewLogger(stderr, slog.LevelInfo), audit.CertIssued, attrs...)
+	if err != nil {
+		fmt.Fprintf(stderr, "postern: warning: certificate %d issued, but the chain head after it is unknown: %s\n", cert.Serial, visible(err.Error()))
+	}
 	return cert, nil
 }
 

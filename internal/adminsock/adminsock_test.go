@@ -29,6 +29,12 @@ type server struct {
 
 func serve(t *testing.T) *server {
 	t.Helper()
+	return serveRetention(t, 0)
+}
+
+// serveRetention is serve with the server's retention (0: the default).
+func serveRetention(t *testing.T, retention time.Duration) *server {
+	t.Helper()
 	dir := t.TempDir()
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -38,13 +44,17 @@ func serve(t *testing.T) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := adminsock.Listen(dir)
+	srv, err := adminsock.New(adminsock.Config{Store: st, Retention: retention})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := srv.Listen(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- adminsock.Serve(ctx, l, st) }()
+	go func() { done <- srv.Serve(ctx, l) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -140,7 +150,9 @@ func TestSocketModeAndStaleFile(t *testing.T) {
 // *recorder.PathError) and their text.
 func TestClientMatchesStore(t *testing.T) {
 	t.Parallel()
-	s := serve(t)
+	// A retention of a nanosecond: the sessions below, just ended, may
+	// be pruned through the socket.
+	s := serveRetention(t, time.Nanosecond)
 	ctx := t.Context()
 	for _, id := range []string{"01A-1", "01B-1"} {
 		if err := session(ctx, s.store, id); err != nil {

@@ -18,14 +18,24 @@ import (
 
 // Client is a recorder.Store served by a running postern through its admin
 // socket. Recording sessions (Begin, Finish, MarkInterrupted, Create) is
-// the server's alone: those methods return ErrNotServed. It is safe for
-// concurrent use; Close releases its connections.
+// the server's alone: those methods return ErrNotServed. Every call but
+// Open has an overall deadline (CallTimeout) and a cap on its answer
+// (MaxAnswer): a server that stalls or trickles cannot hang a command. It
+// is safe for concurrent use; Close releases its connections.
 type Client struct {
 	path string
+	peer Peer
 	http *http.Client
 }
 
 var _ recorder.Store = (*Client)(nil)
+
+// CallTimeout bounds each call but Open, from request to decoded answer.
+const CallTimeout = 90 * time.Second
+
+// MaxAnswer caps the size of an answer but Open's (a snapshot of a large
+// index is the biggest).
+const MaxAnswer = 1 << 30
 
 // ErrNotServed is the Client's error for operations the admin socket does
 // not offer.
@@ -35,25 +45,52 @@ var ErrNotServed = errors.New("not offered over the admin socket: only the serve
 // stale socket: when there is no socket file, or nothing accepts
 // connections on it (its server died), Dial returns an error matching
 // ErrNoServer and the caller may open the data directory itself. A socket
-// that accepts is a running server, and the data directory is its.
+// that accepts is a running server, and the data directory is its, but
+// only if it is the data directory owner's: the socket file, the index
+// (postern.db, if present) and the process that accepts (SO_PEERCRED)
+// must belong to the user who owns the data directory, else Dial returns
+// an *UntrustedError and sends nothing. Every later connection must reach
+// the same process.
 func Dial(ctx context.Context, dataDir string) (*Client, error) {
 	p := Path(dataDir)
-	if err := probe(p); err != nil {
+	owner, err := checkOwner(dataDir, p)
+	if err != nil {
 		return nil, err
 	}
+	peer, err := probe(p)
+	if err != nil {
+		return nil, err
+	}
+	if peer.UID != owner {
+		return nil, &UntrustedError{Path: p, Reason: fmt.Sprintf("it is served by uid %d (pid %d), the data directory is owned by uid %d", peer.UID, peer.PID, owner)}
+	}
+	c := &Client{path: p, peer: peer}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", p)
+			conn, err := d.DialContext(ctx, "unix", p)
+			if err != nil {
+				return nil, err
+			}
+			if got, err := peerCred(conn); err != nil || got != peer {
+				conn.Close()
+				return nil, &UntrustedError{Path: p, Reason: fmt.Sprintf("another process (%+v) answers than the one Dial checked (%+v)", got, peer)}
+			}
+			return conn, nil
 		},
 		MaxIdleConns: 4,
 		// A server that accepts but does not answer must not hang the
 		// command forever; a recording's body may then stream for as
 		// long as it takes.
-		ResponseHeaderTimeout: 2 * time.Minute,
+		ResponseHeaderTimeout: time.Minute,
 	}
-	return &Client{path: p, http: &http.Client{Transport: tr}}, nil
+	c.http = &http.Client{Transport: tr}
+	return c, nil
 }
+
+// Peer is the process serving the socket, as the kernel reported it when
+// Dial connected.
+func (c *Client) Peer() Peer { return c.peer }
 
 // Close releases the client's idle connections.
 func (c *Client) Close() error {
@@ -61,12 +98,15 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// call posts in as JSON to /v1/op and decodes the answer into out.
+// call posts in as JSON to /v1/op and decodes the answer into out, within
+// CallTimeout and MaxAnswer.
 func (c *Client) call(ctx context.Context, op string, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://postern/v1/"+op, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -83,7 +123,14 @@ func (c *Client) call(ctx context.Context, op string, in, out any) error {
 	if out == nil {
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	lr := &io.LimitedReader{R: resp.Body, N: MaxAnswer}
+	if err := json.NewDecoder(lr).Decode(out); err != nil {
+		if lr.N <= 0 {
+			return fmt.Errorf("admin socket %s: %s: the answer is over %d bytes", c.path, op, MaxAnswer)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("admin socket %s: %s: no complete answer within %s", c.path, op, CallTimeout)
+		}
 		return fmt.Errorf("admin socket %s: %s: %w", c.path, op, err)
 	}
 	return nil

@@ -14,14 +14,11 @@ import (
 // list of session IDs.
 const maxRequest = 16 << 20
 
-// Handler serves st's operations: POST /v1/OP with a JSON body and a JSON
-// answer, and GET /v1/open?name=NAME streaming a recording. An error is a
-// non-2xx status with a JSON wireError, which the Client turns back into
-// the error the store returned.
-func Handler(st recorder.Store) http.Handler {
-	mux := http.NewServeMux()
+// routes registers the store's operations on s.mux.
+func (s *Server) routes() {
+	st := s.cfg.Store
 	rpc := func(op string, fn func(r *http.Request, dec *json.Decoder) (any, error)) {
-		mux.HandleFunc("POST /v1/"+op, func(w http.ResponseWriter, r *http.Request) {
+		s.mux.HandleFunc("POST /v1/"+op, func(w http.ResponseWriter, r *http.Request) {
 			dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequest))
 			out, err := fn(r, dec)
 			if err != nil {
@@ -51,8 +48,7 @@ func Handler(st recorder.Store) http.Handler {
 		if err := dec.Decode(&q); err != nil {
 			return nil, badRequest(err)
 		}
-		pruned, head, err := st.Prune(r.Context(), q.IDs)
-		return pruneResp{Pruned: pruned, Head: head}, err
+		return s.prune(r, q.IDs)
 	})
 	rpc("head", func(r *http.Request, _ *json.Decoder) (any, error) { return st.Head(r.Context()) })
 	rpc("snapshot", func(r *http.Request, _ *json.Decoder) (any, error) { return st.Snapshot(r.Context()) })
@@ -61,7 +57,7 @@ func Handler(st recorder.Store) http.Handler {
 		if err := dec.Decode(&c); err != nil {
 			return nil, badRequest(err)
 		}
-		return st.IssueCert(r.Context(), c)
+		return s.issue(r, c)
 	})
 	rpc("issued", func(r *http.Request, _ *json.Decoder) (any, error) { return st.Issued(r.Context()) })
 	rpc("files", func(r *http.Request, _ *json.Decoder) (any, error) { return st.Files(r.Context()) })
@@ -79,7 +75,7 @@ func Handler(st recorder.Store) http.Handler {
 		}
 		return struct{}{}, st.Remove(r.Context(), q.Name)
 	})
-	mux.HandleFunc("GET /v1/open", func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc("GET /v1/open", func(w http.ResponseWriter, r *http.Request) {
 		f, err := st.Open(r.Context(), r.URL.Query().Get("name"))
 		if err != nil {
 			writeError(w, err)
@@ -89,7 +85,6 @@ func Handler(st recorder.Store) http.Handler {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		io.Copy(w, f) // a failure mid-way shows as a short body
 	})
-	return mux
 }
 
 type nameReq struct {

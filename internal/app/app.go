@@ -105,6 +105,9 @@ func New(cfg Config) (_ *App, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := CheckDir(s.DataDir); err != nil {
+		return nil, err
+	}
 	lock, err := Lock(s.DataDir)
 	if err != nil {
 		return nil, err
@@ -154,11 +157,18 @@ func New(cfg Config) (_ *App, err error) {
 	if store != nil {
 		// The admin socket comes right after the bastion, so that it
 		// still answers admin commands while sessions drain.
-		sl, err := adminsock.Listen(s.DataDir)
+		// The server applies its own retention to prunes asked through
+		// the socket, and logs what is done through it.
+		asrv, err := adminsock.New(adminsock.Config{Store: store, Log: log,
+			Retention: time.Duration(s.Recording.RetentionDays) * 24 * time.Hour})
 		if err != nil {
 			return nil, err
 		}
-		srv := UntilCancel(func(ctx context.Context) error { return adminsock.Serve(ctx, sl, store) })
+		sl, err := asrv.Listen(s.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		srv := UntilCancel(func(ctx context.Context) error { return asrv.Serve(ctx, sl) })
 		a.servers = slices.Insert(a.servers, 1, named{"admin socket", srv})
 	}
 	log.Info("postern listening", "addr", a.addr.String(), "data_dir", s.DataDir,

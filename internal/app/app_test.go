@@ -2,9 +2,11 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -281,5 +283,64 @@ func TestUntilCancel(t *testing.T) {
 	}
 	if err := never.Serve(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNewRefusesLooseDataDir: a data directory that group or others may
+// write is refused, with the directory and the fix named, and nothing is
+// created in it.
+func TestNewRefusesLooseDataDir(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	_, err := app.New(app.Config{Settings: &config.Config{Listen: "127.0.0.1:0", DataDir: dir}})
+	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "chmod 700") {
+		t.Fatalf("New on a group-writable data directory: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("New changed a data directory it refused: %v", entries)
+	}
+}
+
+// TestLockHolder: the process holding a data directory's lock is found
+// from the lock file, and only while it holds it.
+func TestLockHolder(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	if _, ok := app.LockHolder(dir); ok {
+		t.Fatal("a holder before any lock")
+	}
+	l, err := app.Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid, ok := app.LockHolder(dir); !ok || pid != os.Getpid() {
+		t.Fatalf("holder while locked: %d %v, want %d", pid, ok, os.Getpid())
+	}
+	l.Close()
+	if pid, ok := app.LockHolder(dir); ok {
+		t.Fatalf("holder %d after the lock was released", pid)
+	}
+}
+
+// TestLoggerEscapesTerminalControls: DEL, C1 and bidi controls in a log
+// value are written as \u escapes, and the line still decodes to the same
+// text.
+func TestLoggerEscapesTerminalControls(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	value := "x\u009b31mEVIL\u202egnp.exe\x7f é"
+	app.NewLogger(&b, 0).Info("audit", "key_id", value)
+	if strings.ContainsAny(b.String(), "\u009b\u202e\x7f") || !strings.Contains(b.String(), "é") {
+		t.Fatalf("log line %q", b.String())
+	}
+	var line map[string]any
+	if err := json.Unmarshal([]byte(b.String()), &line); err != nil || line["key_id"] != value {
+		t.Fatalf("log line %q decodes to %v (%v)", b.String(), line["key_id"], err)
 	}
 }
