@@ -39,6 +39,9 @@ type Options struct {
 	Timeout time.Duration
 	// Log receives what MarkInterrupted leaves alone; nil discards.
 	Log *slog.Logger
+	// Now stamps chain entries (the time prune judges age by); nil
+	// means time.Now. Tests set it to seal sessions in the past.
+	Now func() time.Time
 }
 
 // Local is the default Store: the index and audit chain in
@@ -53,6 +56,7 @@ type Local struct {
 	key   ed25519.PrivateKey
 	group *groupCommit // session starts and ends
 	log   *slog.Logger
+	now   func() time.Time
 }
 
 var _ Store = (*Local)(nil)
@@ -92,7 +96,10 @@ func OpenStore(dataDir string, o Options) (*Local, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Local{dir: dataDir, db: db, key: o.Key, group: &groupCommit{db: db}, log: o.Log}, nil
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Local{dir: dataDir, db: db, key: o.Key, group: &groupCommit{db: db}, log: o.Log, now: o.Now}, nil
 }
 
 // Close closes the index. Writers opened by Create are not affected.
@@ -191,7 +198,7 @@ func (s *Local) appendChain(tx *bolt.Tx, e ChainEntry) (ChainHead, error) {
 	if k != nil {
 		lastSeq = binary.BigEndian.Uint64(k)
 	}
-	key, val, head, err := nextEntry(last, lastSeq, e, s.key, time.Now())
+	key, val, head, err := nextEntry(last, lastSeq, e, s.key, s.now())
 	if err != nil {
 		return ChainHead{}, err
 	}

@@ -339,8 +339,17 @@ func (v *verifier) certificates() {
 }
 
 // unsealed checks index entries the chain does not seal: in progress, as
-// their begin entry says, or evidence of an edit.
+// their begin entry says, or evidence of an edit; and sessions begun and
+// neither sealed nor pruned, whose index entry must still be there.
 func (v *verifier) unsealed(referenced map[string]bool) {
+	for _, id := range slices.Sorted(maps.Keys(v.begun)) {
+		_, sealed := v.sealed[id]
+		if _, ok := v.snap.Sessions[id]; !ok && !sealed {
+			e := v.begun[id]
+			referenced[e.Path] = true
+			v.add(Problem{Path: e.Path, ID: id, Reason: "index entry deleted", Detail: "begun and never sealed"})
+		}
+	}
 	for _, id := range slices.Sorted(maps.Keys(v.snap.Sessions)) {
 		raw := v.snap.Sessions[id]
 		if _, ok := v.sealed[id]; ok {
