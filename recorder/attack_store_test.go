@@ -343,12 +343,17 @@ func TestAttackStoreTamperingCaught(t *testing.T) {
 		{"certificate record edited", func(t *testing.T, s *Local, a, b Session) {
 			s.update(t.Context(), func(tx *bolt.Tx) error {
 				bk := tx.Bucket(bucketCerts)
-				v := bytes.Replace(bk.Get(seqKey(1)), []byte("mallory"), []byte("alice"), 1)
-				return bk.Put(seqKey(1), v)
+				k, v := bk.Cursor().First() // the one certificate (serials are random)
+				v = bytes.Replace(v, []byte("mallory"), []byte("alice"), 1)
+				return bk.Put(bytes.Clone(k), v)
 			})
 		}, "certificate record edited"},
 		{"certificate record deleted", func(t *testing.T, s *Local, a, b Session) {
-			s.update(t.Context(), func(tx *bolt.Tx) error { return tx.Bucket(bucketCerts).Delete(seqKey(1)) })
+			s.update(t.Context(), func(tx *bolt.Tx) error {
+				bk := tx.Bucket(bucketCerts)
+				k, _ := bk.Cursor().First() // the one certificate (serials are random)
+				return bk.Delete(bytes.Clone(k))
+			})
 		}, "certificate record deleted"},
 		{"certificate record added", func(t *testing.T, s *Local, a, b Session) {
 			s.update(t.Context(), func(tx *bolt.Tx) error {

@@ -16,6 +16,10 @@ import (
 
 // Chain entry kinds.
 const (
+	// KindBegin seals a session's index entry as Begin stored it
+	// (status active): evidence that the bastion started the session.
+	// Chains written before this kind existed have none (see Verify).
+	KindBegin       = "begin"
 	KindRecording   = "recording"
 	KindPrune       = "prune"
 	KindCertificate = "certificate"
@@ -27,7 +31,7 @@ const (
 type ChainEntry struct {
 	Seq       uint64    `json:"seq"`
 	Time      time.Time `json:"time"`
-	Kind      string    `json:"kind"` // KindRecording, KindPrune or KindCertificate
+	Kind      string    `json:"kind"` // KindBegin, KindRecording, KindPrune or KindCertificate
 	Recording string    `json:"recording,omitempty"`
 	Path      string    `json:"path,omitempty"`
 	SHA256    string    `json:"sha256,omitempty"` // of the recording file
@@ -116,3 +120,27 @@ func recordDigest(data []byte) string {
 
 // formatSerial is the Snapshot.Certs key of serial.
 func formatSerial(serial uint64) string { return strconv.FormatUint(serial, 10) }
+
+// certKeyName is the Snapshot.Certs key of a record stored under key k: its
+// decimal serial for an 8-byte key, and for any other key (which no serial
+// is) "key " and its hex, which no serial can be mistaken for.
+func certKeyName(k []byte) string {
+	if len(k) == 8 {
+		return formatSerial(binary.BigEndian.Uint64(k))
+	}
+	return "key " + hex.EncodeToString(k)
+}
+
+// verifyEntry reports whether raw, a stored chain entry, is signed with
+// pub; it returns the entry decoded.
+func verifyEntry(pub ed25519.PublicKey, raw []byte) (ChainEntry, bool) {
+	var e ChainEntry
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return e, false
+	}
+	sig, _ := base64.StdEncoding.DecodeString(e.Sig)
+	unsigned := e
+	unsigned.Sig = ""
+	data, err := json.Marshal(unsigned)
+	return e, err == nil && ed25519.Verify(pub, data, sig)
+}

@@ -9,9 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -27,8 +27,8 @@ var (
 // Options configures OpenStore. The zero value opens the index for reading
 // and writing, creating it if needed, without an audit key.
 type Options struct {
-	// Key signs audit chain entries; without it Finish, MarkInterrupted,
-	// Prune and IssueCert fail.
+	// Key signs audit chain entries; without it Begin, Finish,
+	// MarkInterrupted, Prune and IssueCert fail.
 	Key ed25519.PrivateKey
 	// ReadOnly opens an existing index for reading only (admin commands
 	// that change nothing). Other processes may read it at the same time;
@@ -37,6 +37,11 @@ type Options struct {
 	// Timeout bounds the wait for another process's lock on the index;
 	// zero means 2 seconds.
 	Timeout time.Duration
+	// Log receives what MarkInterrupted leaves alone; nil discards.
+	Log *slog.Logger
+	// Now stamps chain entries (the time prune judges age by); nil
+	// means time.Now. Tests set it to seal sessions in the past.
+	Now func() time.Time
 }
 
 // Local is the default Store: the index and audit chain in
@@ -50,6 +55,8 @@ type Local struct {
 	db    *bolt.DB
 	key   ed25519.PrivateKey
 	group *groupCommit // session starts and ends
+	log   *slog.Logger
+	now   func() time.Time
 }
 
 var _ Store = (*Local)(nil)
@@ -86,7 +93,13 @@ func OpenStore(dataDir string, o Options) (*Local, error) {
 			return nil, fmt.Errorf("open session index %s: %w", path, err)
 		}
 	}
-	return &Local{dir: dataDir, db: db, key: o.Key, group: &groupCommit{db: db}}, nil
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Local{dir: dataDir, db: db, key: o.Key, group: &groupCommit{db: db}, log: o.Log, now: o.Now}, nil
 }
 
 // Close closes the index. Writers opened by Create are not affected.
@@ -128,19 +141,25 @@ func (s *Local) view(ctx context.Context, fn func(*bolt.Tx) error) error {
 	return s.db.View(fn)
 }
 
-// Begin implements Index.
+// Begin implements Index: the entry is stored and sealed by a KindBegin
+// chain entry in one transaction, so an active entry without one is not
+// the bastion's.
 func (s *Local) Begin(ctx context.Context, rec Session) error {
 	rec.Status = StatusActive
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
 	return s.batch(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSessions)
 		if b.Get([]byte(rec.ID)) != nil {
 			return fmt.Errorf("session %s already in the index", rec.ID)
 		}
-		data, err := json.Marshal(rec)
-		if err != nil {
+		if err := b.Put([]byte(rec.ID), data); err != nil {
 			return err
 		}
-		return b.Put([]byte(rec.ID), data)
+		_, err := s.appendChain(tx, ChainEntry{Kind: KindBegin, Recording: rec.ID, Path: rec.Path, Record: recordDigest(data)})
+		return err
 	})
 }
 
@@ -179,7 +198,7 @@ func (s *Local) appendChain(tx *bolt.Tx, e ChainEntry) (ChainHead, error) {
 	if k != nil {
 		lastSeq = binary.BigEndian.Uint64(k)
 	}
-	key, val, head, err := nextEntry(last, lastSeq, e, s.key, time.Now())
+	key, val, head, err := nextEntry(last, lastSeq, e, s.key, s.now())
 	if err != nil {
 		return ChainHead{}, err
 	}
@@ -203,32 +222,6 @@ func (s *Local) Head(ctx context.Context) (*ChainHead, error) {
 		return nil
 	})
 	return head, err
-}
-
-// MarkInterrupted implements Index: the file of each session holds a valid
-// prefix, and its digest as found is what the chain records.
-func (s *Local) MarkInterrupted(ctx context.Context) ([]string, error) {
-	var ids []string
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		active, err := sessions(tx, Filter{Active: true})
-		if err != nil {
-			return err
-		}
-		for _, rec := range active {
-			rec.Status = StatusInterrupted
-			if path, err := s.RecordingFile(rec.Path); err == nil {
-				if sum, size, err := fileDigest(path); err == nil {
-					rec.SHA256, rec.Size = sum, size
-				}
-			}
-			if _, err := s.seal(tx, rec); err != nil {
-				return err
-			}
-			ids = append(ids, rec.ID)
-		}
-		return nil
-	})
-	return ids, err
 }
 
 // Get implements Index.
@@ -334,61 +327,11 @@ func (s *Local) Snapshot(ctx context.Context) (*Snapshot, error) {
 		if err := copyBucket(bucketSessions, func(k, v []byte) { snap.Sessions[string(k)] = v }); err != nil {
 			return err
 		}
-		if err := copyBucket(bucketCerts, func(k, v []byte) {
-			if len(k) == 8 {
-				snap.Certs[formatSerial(binary.BigEndian.Uint64(k))] = v
-			}
-		}); err != nil {
+		// Every key, a serial or not: verify reports the others.
+		if err := copyBucket(bucketCerts, func(k, v []byte) { snap.Certs[certKeyName(k)] = v }); err != nil {
 			return err
 		}
 		return copyBucket(bucketChain, func(k, v []byte) { snap.Chain = append(snap.Chain, RawEntry{Key: k, Value: v}) })
 	})
 	return snap, err
-}
-
-// IssueCert implements Index: serials come from the bucket's sequence,
-// which bbolt never hands out twice.
-func (s *Local) IssueCert(ctx context.Context, c IssuedCert) (IssuedCert, error) {
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCerts)
-		serial, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		c.Serial = serial
-		data, err := json.Marshal(c)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(seqKey(serial), data); err != nil {
-			return err
-		}
-		_, err = s.appendChain(tx, ChainEntry{Kind: KindCertificate, Serial: serial, Record: recordDigest(data)})
-		return err
-	})
-	if err != nil {
-		return IssuedCert{}, fmt.Errorf("record issued certificate: %w", err)
-	}
-	return c, nil
-}
-
-// Issued implements Index.
-func (s *Local) Issued(ctx context.Context) ([]IssuedCert, error) {
-	var out []IssuedCert
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCerts)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			var c IssuedCert
-			if err := json.Unmarshal(v, &c); err != nil {
-				return fmt.Errorf("issued certificate %x: %w", k, err)
-			}
-			out = append(out, c)
-			return nil
-		})
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Serial < out[j].Serial })
-	return out, err
 }

@@ -101,14 +101,15 @@ func (s *Local) RecordingFile(rel string) (string, error) {
 	return full, nil
 }
 
-// RefusedError is Prune's report of the sessions it left alone because
-// RecordingFile refused their index path.
+// RefusedError is Prune's report on the sessions it left alone, and why:
+// RecordingFile refused their index path, or the index entry is not what
+// the audit chain seals.
 type RefusedError struct {
 	Refused []Problem
 }
 
 func (e *RefusedError) Error() string {
-	return fmt.Sprintf("%d recordings not pruned: their index path is refused", len(e.Refused))
+	return fmt.Sprintf("%d recordings left alone: index path refused, or index entry not as sealed in the audit chain", len(e.Refused))
 }
 
 // pathProblem is the Problem for an index path RecordingFile did not

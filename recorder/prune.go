@@ -2,9 +2,13 @@ package recorder
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -16,24 +20,55 @@ func Prunable(s Session, cutoff time.Time) bool {
 }
 
 // PruneCandidates returns the sessions of st that Prune would delete at
-// cutoff, and a *RefusedError for those it would leave alone because their
-// recording's name is refused (nil when none is).
+// cutoff, and a *RefusedError for those it would leave alone (nil when
+// none is).
+//
+// Age is judged by the chain, not by the index: a session is old enough
+// when the newest chain entry sealing it (its end, or its interruption)
+// was written before cutoff, and only an index entry that is the record
+// that entry seals is deleted. Anyone who can write postern.db can
+// back-date an entry; such an entry is left alone and reported, so
+// retention never erases the evidence of an edit. When st has a public
+// key (PublicKey, as Local does) the seal's signature is checked too.
+// Refused too: an entry whose recording name Check refuses.
 func PruneCandidates(ctx context.Context, st Store, cutoff time.Time) ([]Session, error) {
-	all, err := st.List(ctx, Filter{Until: cutoff})
+	snap, err := st.Snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
+	var pub ed25519.PublicKey
+	if k, ok := st.(interface{ PublicKey() ed25519.PublicKey }); ok {
+		pub = k.PublicKey()
+	}
+	seals := recordingSeals(snap.Chain, pub)
 	var out []Session
 	var refused []Problem
-	for _, s := range all {
-		if !Prunable(s, cutoff) {
+	for _, id := range slices.Sorted(maps.Keys(snap.Sessions)) {
+		raw := snap.Sessions[id]
+		var s Session
+		if err := json.Unmarshal(raw, &s); err != nil {
+			refused = append(refused, Problem{ID: id, Reason: "unreadable", Detail: err.Error()})
 			continue
 		}
-		if err := st.Check(ctx, s.Path); err != nil {
-			refused = append(refused, pathProblem(s.ID, s.Path, err))
+		seal, sealed := seals[id]
+		old := sealed && seal.Time.Before(cutoff)
+		if s.Status == StatusActive || !old && !Prunable(s, cutoff) {
 			continue
 		}
-		out = append(out, s)
+		switch {
+		case !sealed:
+			refused = append(refused, Problem{Path: s.Path, ID: id, Reason: "index entry not sealed in the audit chain"})
+		case seal.Record != recordDigest(raw):
+			refused = append(refused, Problem{Path: s.Path, ID: id, Reason: "index entry edited", Detail: "does not match its seal"})
+		case !old:
+			// Sealed as it stands, and younger than the cutoff.
+		default:
+			if err := st.Check(ctx, s.Path); err != nil {
+				refused = append(refused, pathProblem(id, s.Path, err))
+				continue
+			}
+			out = append(out, s)
+		}
 	}
 	if len(refused) > 0 {
 		return out, &RefusedError{Refused: refused}
@@ -41,14 +76,42 @@ func PruneCandidates(ctx context.Context, st Store, cutoff time.Time) ([]Session
 	return out, nil
 }
 
+// recordingSeals returns the newest seal of each session chain still has
+// (one a later prune entry removes is gone), entries with a bad signature
+// left out when pub is set.
+func recordingSeals(chain []RawEntry, pub ed25519.PublicKey) map[string]ChainEntry {
+	seals := map[string]ChainEntry{}
+	for _, ent := range chain {
+		var e ChainEntry
+		if json.Unmarshal(ent.Value, &e) != nil {
+			continue
+		}
+		switch e.Kind {
+		case KindRecording:
+			if pub != nil {
+				if _, ok := verifyEntry(pub, ent.Value); !ok {
+					continue
+				}
+			}
+			seals[e.Recording] = e
+		case KindPrune:
+			for _, id := range e.Pruned {
+				delete(seals, id)
+			}
+		}
+	}
+	return seals
+}
+
 // Prune deletes the recordings and index entries of sessions that ended
 // before cutoff, and records what it deleted in the audit chain. It returns
 // the chain entry it appended, nil when nothing was old enough.
 //
-// A session whose recording name Check refuses is not pruned: neither its
-// file nor its index entry is touched, and Prune returns, with what it did
-// prune, a *RefusedError naming it. Such an entry is evidence that the
-// index was edited; deleting it under cover of retention would erase that.
+// A session whose index entry does not match its seal, or whose recording
+// name Check refuses, is not pruned: neither its file nor its index entry
+// is touched, and Prune returns, with what it did prune, a *RefusedError
+// naming it. Such an entry is evidence that the index was edited; deleting
+// it under cover of retention would erase that.
 func Prune(ctx context.Context, st Store, cutoff time.Time) ([]Session, *ChainHead, error) {
 	cands, rerr := PruneCandidates(ctx, st, cutoff)
 	var refused *RefusedError

@@ -274,7 +274,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			record(t, s, "01A-1", "nothing to see\r\n")
 			rec := record(t, s, "01B-1", "the secret output\r\n")
 			rep, err := VerifyStore(t.Context(), s, VerifyOptions{Key: s.PublicKey()})
-			if err != nil || len(rep.Problems) != 0 || rep.Recordings != 2 || rep.ChainEntries != 2 {
+			if err != nil || len(rep.Problems) != 0 || rep.Recordings != 2 || rep.ChainEntries != 4 { // each: begin and seal
 				t.Fatalf("untouched store: %+v %v", rep, err)
 			}
 			tt.do(t, s, rec)
@@ -345,7 +345,7 @@ func TestVerifyAnchorsAndKey(t *testing.T) {
 	record(t, s, "01B-1", "two\r\n")
 	key := VerifyOptions{Key: s.PublicKey()}
 	rep, err := VerifyStore(t.Context(), s, key)
-	if err != nil || len(rep.Problems) != 0 || rep.Head == nil || rep.Head.Seq != 1 {
+	if err != nil || len(rep.Problems) != 0 || rep.Head == nil || rep.Head.Seq != 3 {
 		t.Fatalf("clean: %+v %v", rep, err)
 	}
 	head := *rep.Head
@@ -361,12 +361,12 @@ func TestVerifyAnchorsAndKey(t *testing.T) {
 		t.Fatalf("anchor on the wrong entry: %+v %v", rep, err)
 	}
 	other, _, _ := ed25519.GenerateKey(rand.Reader)
-	if rep, _ := VerifyStore(t.Context(), s, VerifyOptions{Key: other}); len(rep.Problems) != 2 || rep.Problems[0].Reason != "bad signature" {
+	if rep, _ := VerifyStore(t.Context(), s, VerifyOptions{Key: other}); len(rep.Problems) != 4 || rep.Problems[0].Reason != "bad signature" {
 		t.Fatalf("another key: %v", rep.Problems)
 	}
 	// The chain grows: the old head still anchors it.
 	record(t, s, "01C-1", "three\r\n")
-	if rep, _ := VerifyStore(t.Context(), s, VerifyOptions{Key: key.Key, Anchors: []ChainHead{head}}); len(rep.Problems) != 0 || rep.Head.Seq != 2 {
+	if rep, _ := VerifyStore(t.Context(), s, VerifyOptions{Key: key.Key, Anchors: []ChainHead{head}}); len(rep.Problems) != 0 || rep.Head.Seq != 5 {
 		t.Fatalf("grown chain: %+v", rep)
 	}
 	// The last entry moved to another key, its value untouched.
@@ -387,19 +387,19 @@ func TestVerifyAnchorsAndKey(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	move(2, 1000)
+	move(5, 1000)
 	if rep, _ := VerifyStore(t.Context(), s, key); len(rep.Problems) != 1 || rep.Problems[0].Reason != "chain out of sequence" {
 		t.Fatalf("entry under the wrong key: %v", rep.Problems)
 	}
-	move(1000, 2)
-	// Cut back to one entry, index and file included.
+	move(1000, 5)
+	// Cut back to one session (its begin and seal), index and file included.
 	err = s.update(t.Context(), func(tx *bolt.Tx) error {
 		for _, id := range []string{"01B-1", "01C-1"} {
 			tx.Bucket(bucketSessions).Delete([]byte(id))
 			os.Remove(filepath.Join(dir, "recordings", "2026", "11", "25", id+".cast"))
 		}
 		c := tx.Bucket(bucketChain).Cursor()
-		for k, _ := c.Last(); len(k) == 8 && k[7] > 0; k, _ = c.Last() {
+		for k, _ := c.Last(); len(k) == 8 && k[7] > 1; k, _ = c.Last() {
 			if err := c.Delete(); err != nil {
 				return err
 			}
@@ -413,7 +413,7 @@ func TestVerifyAnchorsAndKey(t *testing.T) {
 		t.Fatalf("a consistent cut passes without an anchor, by design: %v", rep.Problems)
 	}
 	rep, _ = VerifyStore(t.Context(), s, VerifyOptions{Key: key.Key, Anchors: []ChainHead{head}})
-	if len(rep.Problems) != 1 || rep.Problems[0].Reason != "chain truncated" || rep.Problems[0].ID != "chain entry 1" {
+	if len(rep.Problems) != 1 || rep.Problems[0].Reason != "chain truncated" || rep.Problems[0].ID != "chain entry 3" {
 		t.Fatalf("cut chain with its anchor: %v", rep.Problems)
 	}
 	for _, bad := range []string{"", "1", "x:" + head.SHA256, "1:abc", "-1:" + head.SHA256} {

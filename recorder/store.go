@@ -71,8 +71,9 @@ var ErrNotFound = errors.New("no such session")
 // takes a context for the backends that talk to a server (a remote index,
 // the admin socket).
 type Index interface {
-	// Begin records a session as active; an ID already present is an
-	// error.
+	// Begin records a session as active and seals the entry as stored
+	// in the audit chain (KindBegin), in one transaction; an ID already
+	// present is an error.
 	Begin(ctx context.Context, rec Session) error
 	// Finish stores the final record (with digest, size, end) and
 	// appends its seal to the audit chain, in one transaction. It
@@ -84,7 +85,9 @@ type Index interface {
 	List(ctx context.Context, f Filter) ([]Session, error)
 	// MarkInterrupted seals every session still marked active, which
 	// after a restart means the bastion died during it, with the digest
-	// of its recording as found. It returns their IDs.
+	// of its recording as found. It returns their IDs. An active entry
+	// that its begin entry does not seal as it stands is left alone (the
+	// implementation logs it; verify reports it).
 	MarkInterrupted(ctx context.Context) ([]string, error)
 	// Prune deletes the index entries of the sessions ids that have
 	// ended (active ones and unknown IDs are skipped) and records the
@@ -97,11 +100,12 @@ type Index interface {
 	Head(ctx context.Context) (*ChainHead, error)
 	// Snapshot returns the index and chain as of one instant.
 	Snapshot(ctx context.Context) (*Snapshot, error)
-	// IssueCert allocates the next certificate serial, records c under
-	// it and seals the record in the audit chain, in one transaction; a
-	// serial is never handed out twice. It returns c with Serial set.
+	// IssueCert allocates a certificate serial, records c under it and
+	// seals the record in the audit chain, in one transaction; a serial
+	// is never handed out twice, even after an older index is restored.
+	// It returns c with Serial set.
 	IssueCert(ctx context.Context, c IssuedCert) (IssuedCert, error)
-	// Issued lists the certificates issued, by serial.
+	// Issued lists the certificates issued, in order of issue.
 	Issued(ctx context.Context) ([]IssuedCert, error)
 }
 
@@ -148,7 +152,9 @@ type Snapshot struct {
 	Sessions map[string][]byte `json:"sessions"`
 	// Chain holds the audit chain's entries in key order.
 	Chain []RawEntry `json:"chain"`
-	// Certs holds each issued-certificate record by decimal serial.
+	// Certs holds every record of the register of issued certificates:
+	// by decimal serial, or, stored under a key that is no serial, by
+	// "key " and the key in hex.
 	Certs map[string][]byte `json:"certs"`
 }
 

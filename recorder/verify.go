@@ -1,9 +1,9 @@
 package recorder
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -71,7 +71,55 @@ func VerifyStore(ctx context.Context, st Store, o VerifyOptions) (Report, error)
 	if err != nil {
 		return Report{Problems: []Problem{}}, err
 	}
-	return Verify(ctx, snap, files, st, o)
+	rep, err := Verify(ctx, snap, files, st, o)
+	if err != nil || !slices.ContainsFunc(rep.Problems, func(p Problem) bool { return p.Reason == "deleted" }) {
+		return rep, err
+	}
+	// Reading the files takes a while: a prune may have deleted one
+	// since the snapshot. If the chain as it stands now extends the
+	// snapshot's, and a prune entry it gained (linked and signed)
+	// deletes that session, its file is gone as the chain says.
+	later, err := st.Snapshot(ctx)
+	if err != nil {
+		return rep, err
+	}
+	gone := prunedSince(snap.Chain, later.Chain, o.Key)
+	rep.Problems = slices.DeleteFunc(rep.Problems, func(p Problem) bool { return p.Reason == "deleted" && gone[p.ID] })
+	return rep, nil
+}
+
+// prunedSince returns the sessions pruned by entries of later that follow
+// the entries of earlier, when later begins with earlier unchanged; it
+// stops at the first entry that does not link to the one before or is not
+// signed with pub.
+func prunedSince(earlier, later []RawEntry, pub ed25519.PublicKey) map[string]bool {
+	gone := map[string]bool{}
+	if len(later) < len(earlier) {
+		return gone
+	}
+	for i, ent := range earlier {
+		if !bytes.Equal(ent.Key, later[i].Key) || !bytes.Equal(ent.Value, later[i].Value) {
+			return gone
+		}
+	}
+	prev := ""
+	if n := len(earlier); n > 0 {
+		prev = recordDigest(earlier[n-1].Value)
+	}
+	for i, ent := range later[len(earlier):] {
+		e, ok := verifyEntry(pub, ent.Value)
+		seq := uint64(len(earlier) + i)
+		if !ok || e.Prev != prev || e.Seq != seq || !bytes.Equal(ent.Key, seqKey(seq)) {
+			break
+		}
+		prev = recordDigest(ent.Value)
+		if e.Kind == KindPrune {
+			for _, id := range e.Pruned {
+				gone[id] = true
+			}
+		}
+	}
+	return gone
 }
 
 // Verify checks the audit chain's links and signatures, every sealed
@@ -84,7 +132,7 @@ func Verify(ctx context.Context, snap *Snapshot, files []string, blobs Blobs, o 
 	if len(o.Key) != ed25519.PublicKeySize {
 		return rep, errors.New("verify needs the audit public key")
 	}
-	v := &verifier{ctx: ctx, snap: snap, blobs: blobs, rep: &rep,
+	v := &verifier{ctx: ctx, snap: snap, blobs: blobs, rep: &rep, begun: map[string]ChainEntry{},
 		sealed: map[string]ChainEntry{}, pruned: map[string]bool{}, certs: map[uint64]ChainEntry{}}
 	v.chain(o.Key)
 	v.anchors(o.Anchors)
@@ -102,10 +150,20 @@ type verifier struct {
 	snap   *Snapshot
 	blobs  Blobs
 	rep    *Report
+	begun  map[string]ChainEntry // begin entry per session
 	sealed map[string]ChainEntry // latest seal per recording
 	pruned map[string]bool
-	certs  map[uint64]ChainEntry // seal per certificate serial
+	certs  map[uint64]ChainEntry // latest seal per certificate serial
+	// anyBegin and anyRecording say whether the chain (so far, while
+	// chain runs) has a begin entry and a recording seal: a chain with
+	// seals and no begin entry was written before Begin sealed.
+	anyBegin, anyRecording bool
 }
+
+// legacy reports a chain written before Begin sealed the entries it
+// stores: recordings sealed, none begun. Its active entries are taken as
+// in progress, unchecked, as they were then.
+func (v *verifier) legacy() bool { return !v.anyBegin && v.anyRecording }
 
 func (v *verifier) add(p Problem) { v.rep.Problems = append(v.rep.Problems, p) }
 
@@ -127,37 +185,61 @@ func (v *verifier) chain(pub ed25519.PublicKey) {
 			v.add(Problem{ID: id, Reason: "chain broken", Detail: "does not link to the previous entry"})
 		}
 		prevHash = recordDigest(raw)
-		sig, _ := base64.StdEncoding.DecodeString(e.Sig)
-		e2 := e
-		e2.Sig = ""
-		unsigned, _ := json.Marshal(e2)
-		if !ed25519.Verify(pub, unsigned, sig) {
+		if _, ok := verifyEntry(pub, raw); !ok {
 			v.add(Problem{ID: id, Reason: "bad signature", Detail: "entry edited or not signed by this bastion's audit key"})
 		}
-		switch e.Kind {
-		case KindRecording:
-			// A session is sealed once, when it ends (or at the next
-			// start, if the bastion died). A second seal re-signs a
-			// recording after the fact: with the audit key, someone
-			// could seal an edited file anew.
-			if first, ok := v.sealed[e.Recording]; ok {
-				v.add(Problem{Path: e.Path, ID: e.Recording, Reason: "sealed twice", Detail: fmt.Sprintf("chain entries %d and %d", first.Seq, e.Seq)})
-			}
-			v.sealed[e.Recording] = e
-			delete(v.pruned, e.Recording)
-		case KindPrune:
-			for _, r := range e.Pruned {
-				v.pruned[r] = true
-				delete(v.sealed, r)
-			}
-		case KindCertificate:
-			v.certs[e.Serial] = e
-		}
+		v.entry(e)
 	}
 	v.rep.ChainEntries = len(v.snap.Chain)
 	if n := len(v.snap.Chain); n > 0 {
 		h := headOf(uint64(n-1), v.snap.Chain[n-1].Value)
 		v.rep.Head = &h
+	}
+}
+
+// entry collects what chain entry e seals, and reports a second seal of
+// the same thing.
+func (v *verifier) entry(e ChainEntry) {
+	switch e.Kind {
+	case KindBegin:
+		// A session begins once, before it is sealed.
+		if first, ok := v.begun[e.Recording]; ok {
+			v.add(Problem{Path: e.Path, ID: e.Recording, Reason: "begun twice", Detail: fmt.Sprintf("chain entries %d and %d", first.Seq, e.Seq)})
+		} else if seal, ok := v.sealed[e.Recording]; ok {
+			v.add(Problem{Path: e.Path, ID: e.Recording, Reason: "begun after its seal", Detail: fmt.Sprintf("chain entries %d and %d", seal.Seq, e.Seq)})
+		}
+		v.begun[e.Recording] = e
+		v.anyBegin = true
+	case KindRecording:
+		// A session is sealed once, when it ends (or at the next
+		// start, if the bastion died). A second seal re-signs a
+		// recording after the fact: with the audit key, someone
+		// could seal an edited file anew.
+		if first, ok := v.sealed[e.Recording]; ok {
+			v.add(Problem{Path: e.Path, ID: e.Recording, Reason: "sealed twice", Detail: fmt.Sprintf("chain entries %d and %d", first.Seq, e.Seq)})
+		}
+		// Once a chain has begin entries, every session the
+		// bastion seals was begun: MarkInterrupted seals no
+		// other.
+		if _, ok := v.begun[e.Recording]; !ok && v.anyBegin {
+			v.add(Problem{Path: e.Path, ID: e.Recording, Reason: "sealed without a begin entry", Detail: fmt.Sprintf("chain entry %d", e.Seq)})
+		}
+		v.sealed[e.Recording] = e
+		v.anyRecording = true
+		delete(v.pruned, e.Recording)
+	case KindPrune:
+		for _, r := range e.Pruned {
+			v.pruned[r] = true
+			delete(v.sealed, r)
+			delete(v.begun, r)
+		}
+	case KindCertificate:
+		// A certificate is issued, and sealed, once: a second
+		// seal re-signs an edited record after the fact.
+		if first, ok := v.certs[e.Serial]; ok {
+			v.add(Problem{ID: "certificate " + formatSerial(e.Serial), Reason: "sealed twice", Detail: fmt.Sprintf("chain entries %d and %d", first.Seq, e.Seq)})
+		}
+		v.certs[e.Serial] = e
 	}
 }
 
@@ -246,15 +328,28 @@ func (v *verifier) certificates() {
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(v.snap.Certs)) {
-		if n, err := strconv.ParseUint(k, 10, 64); err != nil || v.certs[n].Record == "" {
+		n, err := strconv.ParseUint(k, 10, 64)
+		switch {
+		case err != nil || formatSerial(n) != k:
+			v.add(Problem{ID: "certificate " + k, Reason: "certificate record under a key that is not a serial"})
+		case v.certs[n].Record == "":
 			v.add(Problem{ID: "certificate " + k, Reason: "certificate record not sealed in the audit chain"})
 		}
 	}
 }
 
-// unsealed checks index entries the chain does not seal: in progress, or
-// evidence of an edit.
+// unsealed checks index entries the chain does not seal: in progress, as
+// their begin entry says, or evidence of an edit; and sessions begun and
+// neither sealed nor pruned, whose index entry must still be there.
 func (v *verifier) unsealed(referenced map[string]bool) {
+	for _, id := range slices.Sorted(maps.Keys(v.begun)) {
+		_, sealed := v.sealed[id]
+		if _, ok := v.snap.Sessions[id]; !ok && !sealed {
+			e := v.begun[id]
+			referenced[e.Path] = true
+			v.add(Problem{Path: e.Path, ID: id, Reason: "index entry deleted", Detail: "begun and never sealed"})
+		}
+	}
 	for _, id := range slices.Sorted(maps.Keys(v.snap.Sessions)) {
 		raw := v.snap.Sessions[id]
 		if _, ok := v.sealed[id]; ok {
@@ -262,14 +357,26 @@ func (v *verifier) unsealed(referenced map[string]bool) {
 		}
 		var rec Session
 		json.Unmarshal(raw, &rec)
-		referenced[rec.Path] = true
 		if err := v.blobs.Check(v.ctx, rec.Path); err != nil {
 			v.add(pathProblem(id, rec.Path, err)) // what play and prune would refuse
 		}
-		if rec.Status == StatusActive {
-			continue // in progress (or interrupted, until the bastion restarts)
+		if rec.Status != StatusActive {
+			referenced[rec.Path] = true
+			v.add(Problem{Path: rec.Path, ID: id, Reason: "index entry not sealed in the audit chain"})
+			continue
 		}
-		v.add(Problem{Path: rec.Path, ID: id, Reason: "index entry not sealed in the audit chain"})
+		// In progress (or interrupted, until the bastion restarts),
+		// if the bastion began it: otherwise its file is no
+		// session's, and is reported as added too.
+		begin, begun := v.begun[id]
+		if !begun && !v.legacy() {
+			v.add(Problem{Path: rec.Path, ID: id, Reason: "index entry not begun in the audit chain"})
+			continue
+		}
+		referenced[rec.Path] = true
+		if begun && begin.Record != recordDigest(raw) {
+			v.add(Problem{Path: rec.Path, ID: id, Reason: "index entry edited", Detail: "differs from its begin entry"})
+		}
 	}
 }
 

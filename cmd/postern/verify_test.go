@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -66,7 +67,7 @@ func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
 	os.WriteFile(pinned, r.Stdout, 0o644)
 	r = admin(t, work, "verify", "--data-dir", data)
 	m := headLine.FindSubmatch(r.Stdout)
-	if r.ExitCode != 0 || m == nil || !strings.HasPrefix(string(m[1]), "2:") || !strings.Contains(string(r.Stderr), "--audit-key") {
+	if r.ExitCode != 0 || m == nil || !strings.HasPrefix(string(m[1]), "5:") || !strings.Contains(string(r.Stderr), "--audit-key") {
 		t.Fatalf("clean verify: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
 	anchor := string(m[1])
@@ -146,7 +147,7 @@ func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
 		t.Fatalf("the cut chain should pass without an anchor (that is why anchors exist): %d %s", r.ExitCode, r.Stdout)
 	}
 	r = admin(t, work, "verify", "--data-dir", cut, "--anchor", anchor)
-	if r.ExitCode != 1 || !strings.Contains(string(r.Stdout), "chain entry 2: chain truncated") || !strings.Contains(string(r.Stdout), "chain head (not verified): 1:") {
+	if r.ExitCode != 1 || !strings.Contains(string(r.Stdout), "chain entry 5: chain truncated") || !strings.Contains(string(r.Stdout), "chain head (not verified): 3:") {
 		t.Fatalf("verify --anchor on a cut chain: %d %s", r.ExitCode, r.Stdout)
 	}
 
@@ -165,11 +166,11 @@ func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
 		t.Fatalf("the forged directory vouches for itself: %d %s", r.ExitCode, r.Stdout)
 	}
 	r = admin(t, work, "verify", "--data-dir", forged, "--audit-key", pinned)
-	if r.ExitCode != 1 || strings.Count(string(r.Stdout), "bad signature") != 3 {
+	if r.ExitCode != 1 || strings.Count(string(r.Stdout), "bad signature") != 6 {
 		t.Fatalf("verify with the pinned key: %d %s", r.ExitCode, r.Stdout)
 	}
 	r = admin(t, work, "verify", "--data-dir", forged, "--anchor", anchor)
-	if r.ExitCode != 1 || !strings.Contains(string(r.Stdout), "chain entry 2: chain rewritten") {
+	if r.ExitCode != 1 || !strings.Contains(string(r.Stdout), "chain entry 5: chain rewritten") {
 		t.Fatalf("verify --anchor on a rewritten chain: %d %s", r.ExitCode, r.Stdout)
 	}
 	if r := admin(t, work, "verify", "--data-dir", forged, "--anchor", anchor, "--json"); r.ExitCode != 1 || !strings.Contains(string(r.Stdout), `"head_verified": false`) {
@@ -178,7 +179,7 @@ func TestVerifyPinnedKeyAndAnchors(t *testing.T) {
 	// A prune is a chain entry too, and says where the chain now stands.
 	sealRecordingAt(t, store, "00Z-1", "last year\r\n", time.Now().AddDate(-1, 0, -1))
 	r = admin(t, work, "recordings", "prune", "--data-dir", data, "--json")
-	pm := regexp.MustCompile(`chain head: (4:[0-9a-f]{64})`).FindSubmatch(r.Stderr)
+	pm := regexp.MustCompile(`chain head: (8:[0-9a-f]{64})`).FindSubmatch(r.Stderr)
 	if r.ExitCode != 0 || pm == nil || !strings.Contains(string(r.Stdout), `"id": "00Z-1"`) {
 		t.Fatalf("prune: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
@@ -214,7 +215,8 @@ func copyTree(t *testing.T, from, to string) {
 }
 
 // dropLastSeal removes a session's recording, its index entry and the
-// chain's last entry, as someone with write access to the data would.
+// chain's last two entries (its begin and seal), as someone with write
+// access to the data would.
 func dropLastSeal(t *testing.T, s *testStore, id string) {
 	t.Helper()
 	rec, err := s.Get(id)
@@ -231,8 +233,14 @@ func dropLastSeal(t *testing.T, s *testStore, id string) {
 		if err := tx.Bucket([]byte("sessions")).Delete([]byte(id)); err != nil {
 			return err
 		}
-		k, _ := tx.Bucket([]byte("chain")).Cursor().Last()
-		return tx.Bucket([]byte("chain")).Delete(k)
+		// The session's begin and seal, the newest two entries.
+		for range 2 {
+			k, _ := tx.Bucket([]byte("chain")).Cursor().Last()
+			if err := tx.Bucket([]byte("chain")).Delete(bytes.Clone(k)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -14,7 +14,7 @@ import (
 // caller holds the directory's lock, so no running bastion's live session
 // is among them.
 func openStore(ctx context.Context, auth *certs.Authority, dir string, log *slog.Logger) (*recorder.Local, error) {
-	store, err := recorder.OpenStore(dir, recorder.Options{Key: auth.AuditKey})
+	store, err := recorder.OpenStore(dir, recorder.Options{Key: auth.AuditKey, Log: log})
 	if err != nil {
 		return nil, err
 	}
