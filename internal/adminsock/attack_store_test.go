@@ -489,3 +489,33 @@ func TestAttackStoreHelper(t *testing.T) {
 		io.Copy(io.Discard, os.Stdin)
 	}
 }
+
+// TestPruneJudgedBySeal: the server judges a prune asked through the
+// socket by the time of each session's seal in the chain, not by the
+// index's own End: an entry re-sealed with an End two years back (what an
+// insider with the index could write) is kept, since its seal is recent.
+func TestPruneJudgedBySeal(t *testing.T) {
+	t.Parallel()
+	s := serve(t)
+	ctx := t.Context()
+	if err := session(ctx, s.store, "01B-1"); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.store.Get(ctx, "01B-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().AddDate(-2, 0, 0)
+	rec.Start, rec.End = old.Add(-time.Minute), &old
+	if _, err := s.store.Finish(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, s.dir)
+	pruned, head, err := c.Prune(ctx, []string{"01B-1"})
+	if len(pruned) != 0 || head != nil {
+		t.Fatalf("the socket pruned a session sealed a moment ago whose index says it ended in %d (pruned %d, head %v, err %v)", old.Year(), len(pruned), head, err)
+	}
+	if _, err := s.store.Get(ctx, "01B-1"); err != nil {
+		t.Fatalf("the session is gone: %v", err)
+	}
+}

@@ -66,25 +66,30 @@ func first(s []string) string {
 func (s *Server) prune(r *http.Request, ids []string) (pruneResp, error) {
 	ctx := r.Context()
 	cutoff := s.cfg.Now().Add(-s.cfg.Retention)
+	// What may go is judged here, as a prune on the host would judge it:
+	// by the time of each session's seal in the chain and only for an
+	// entry that matches its seal, never by the editable index alone.
+	cands, err := recorder.PruneCandidates(ctx, s.cfg.Store, cutoff)
+	var refused *recorder.RefusedError
+	if err != nil && !errors.As(err, &refused) {
+		return pruneResp{}, err
+	}
+	may := make(map[string]bool, len(cands))
+	for _, c := range cands {
+		may[c.ID] = true
+	}
 	var allowed []string
 	kept := 0
 	for _, id := range ids {
-		rec, err := s.cfg.Store.Get(ctx, id)
-		if errors.Is(err, recorder.ErrNotFound) {
-			continue // Prune skips unknown IDs too
-		}
-		if err != nil {
-			return pruneResp{}, err
-		}
-		if !recorder.Prunable(rec, cutoff) {
+		if may[id] {
+			allowed = append(allowed, id)
+		} else {
 			kept++
-			continue
 		}
-		allowed = append(allowed, id)
 	}
 	peer, _ := peerOf(r)
 	if kept > 0 {
-		s.log.Warn("prune through the admin socket: sessions within the retention period left alone",
+		s.log.Warn("prune through the admin socket: sessions the retention period (or their seal) keeps left alone",
 			"kept", kept, "retention_days", int(s.cfg.Retention.Hours()/24), "peer_uid", peer.UID, "peer_pid", peer.PID)
 	}
 	if len(allowed) == 0 {
