@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 
@@ -33,6 +34,7 @@ type commitCall struct {
 	err  error
 	wake chan struct{} // closed when err is set, or when the call is made leader
 	lead bool          // the call must commit the next group (set before wake closes)
+	done bool          // err is set (the leader's commit only)
 }
 
 // run runs fn in a write transaction shared with the calls queued beside
@@ -56,31 +58,46 @@ func (g *groupCommit) run(fn func(*bolt.Tx) error) error {
 	g.queue = nil
 	g.mu.Unlock()
 
+	defer g.handOff() // even if a transaction function panics
 	g.commit(group, c)
+	return c.err
+}
 
-	// Leadership passes to the oldest waiter, so no caller commits for
-	// others for longer than one group.
+// handOff passes leadership to the oldest waiter, so that no caller
+// commits for others for longer than one group, or ends it.
+func (g *groupCommit) handOff() {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	if len(g.queue) > 0 {
 		next := g.queue[0]
 		next.lead = true
 		close(next.wake)
-	} else {
-		g.leading = false
+		return
 	}
-	g.mu.Unlock()
-	return c.err
+	g.leading = false
 }
 
 // commit runs group's functions in one transaction and hands each call
 // its result; leader (a member, which is not waiting) is not woken.
 func (g *groupCommit) commit(group []*commitCall, leader *commitCall) {
 	finish := func(c *commitCall, err error) {
-		c.err = err
+		c.err, c.done = err, true
 		if c != leader {
 			close(c.wake)
 		}
 	}
+	// A panicking transaction function must not leave the others waiting
+	// for ever: they fail, and the panic goes on up the leader's stack.
+	defer func() {
+		if r := recover(); r != nil {
+			for _, c := range group {
+				if !c.done {
+					finish(c, fmt.Errorf("index write: panic in a transaction: %v", r))
+				}
+			}
+			panic(r)
+		}
+	}()
 	for len(group) > 0 {
 		failed := -1
 		err := g.db.Update(func(tx *bolt.Tx) error {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -61,5 +62,37 @@ func TestGroupCommit(t *testing.T) {
 	defer g.mu.Unlock()
 	if g.leading || len(g.queue) != 0 {
 		t.Fatalf("after the last call: leading %v, %d queued", g.leading, len(g.queue))
+	}
+}
+
+// TestGroupCommitPanic: a transaction function that panics fails the
+// calls that shared its group, and the next call still commits: the group
+// commit is not left with a leader that will never come back.
+func TestGroupCommitPanic(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "g.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	g := &groupCommit{db: db}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the panic did not reach the caller")
+			}
+		}()
+		g.run(func(*bolt.Tx) error { panic("boom") })
+	}()
+	done := make(chan error, 1)
+	go func() {
+		done <- g.run(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists([]byte("b")); return err })
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the call after a panic: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call after a panic never committed")
 	}
 }
