@@ -3,12 +3,10 @@ package recorder
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
-	"math/bits"
 	"os"
 	"strconv"
 	"sync"
@@ -343,99 +341,4 @@ func (w *Writer) Close() (digest [32]byte, size int64, err error) {
 	}
 	copy(digest[:], w.sum.Sum(nil))
 	return digest, w.written, err
-}
-
-// incompleteTail returns the length of a trailing UTF-8 sequence in b that
-// is a valid prefix of a longer character, or 0.
-func incompleteTail(b []byte) int {
-	for i := 1; i <= 3 && i <= len(b); i++ {
-		c := b[len(b)-i]
-		if c < 0x80 {
-			return 0
-		}
-		if c >= 0xC0 { // a leading byte
-			need := 2
-			switch {
-			case c >= 0xF0:
-				need = 4
-			case c >= 0xE0:
-				need = 3
-			}
-			if need > i {
-				return i
-			}
-			return 0
-		}
-	}
-	return 0
-}
-
-const hexDigits = "0123456789abcdef"
-
-// special8 returns the high bit of each byte of v that may need escaping
-// or UTF-8 decoding: below 0x20, '"', '\\', or 0x80 and above. Borrows
-// can mark bytes above a marked one, never below, so the lowest mark is
-// exact; a zero result means all eight bytes are plain.
-func special8(v uint64) uint64 {
-	const lo = 0x0101010101010101
-	const hi = 0x8080808080808080
-	less20 := (v - 0x20*lo) &^ v
-	q := v ^ (0x22 * lo)
-	quote := (q - lo) &^ q
-	b := v ^ (0x5c * lo)
-	backslash := (b - lo) &^ b
-	return (v | less20 | quote | backslash) & hi
-}
-
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes
-// U+FFFD, as encoding/json does; it does not allocate beyond b's growth.
-func appendJSONString(b []byte, s []byte) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		// Eight bytes at a time: most terminal output needs no
-		// escaping, and a word that does says where.
-		if i+8 <= len(s) {
-			m := special8(binary.LittleEndian.Uint64(s[i:]))
-			if m == 0 {
-				i += 8
-				continue
-			}
-			i += bits.TrailingZeros64(m) >> 3
-		}
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
