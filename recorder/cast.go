@@ -64,7 +64,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2*chunkSize); ret
 // the Writer's own hashes the encoded chunks and writes them to the sink,
 // so a session's data path does not wait for SHA-256 or the disk unless
 // queueLen chunks are already waiting. A write error is returned by the
-// next call and by Close.
+// next call, by Flush and by Close.
 type Writer struct {
 	now   func() time.Time
 	start time.Time
@@ -76,8 +76,9 @@ type Writer struct {
 	carry  [2][utf8.UTFMax]byte // incomplete UTF-8 held for the next event: [0] output, [1] input
 	ncarry [2]int
 
-	q    chan *[]byte
-	done chan struct{} // closed when run has returned
+	q       chan *[]byte  // chunks for run, in order; nil asks run to signal flushed
+	flushed chan struct{} // run sends on it when it reaches a nil in q
+	done    chan struct{} // closed when run has returned
 
 	errMu sync.Mutex // guards err; run takes it, never mu
 	err   error
@@ -123,7 +124,7 @@ func Create(path string, h Header) (*Writer, error) {
 // On an error the sink is closed.
 func NewWriter(sink Sink, h Header) (*Writer, error) {
 	w := &Writer{sink: sink, sum: sha256.New(), start: time.Now(), now: time.Now,
-		q: make(chan *[]byte, queueLen), done: make(chan struct{})}
+		q: make(chan *[]byte, queueLen), flushed: make(chan struct{}), done: make(chan struct{})}
 	h.Version = 2
 	if h.Timestamp == 0 {
 		h.Timestamp = w.start.Unix()
@@ -256,6 +257,22 @@ func (w *Writer) handOff() {
 	w.cur = nil
 }
 
+// Flush hands the buffered events to the sink, waits until they are
+// written and returns the first write error: once it returns nil, every
+// event recorded before the call is in the sink (written, not synced).
+// Bytes held back as incomplete UTF-8 stay held. Calls wait meanwhile.
+func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.errLocked(); err != nil {
+		return err
+	}
+	w.handOff()
+	w.q <- nil
+	<-w.flushed
+	return w.Err()
+}
+
 func (w *Writer) timedFlush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -269,6 +286,10 @@ func (w *Writer) timedFlush() {
 func (w *Writer) run() {
 	defer close(w.done)
 	for bp := range w.q {
+		if bp == nil { // Flush waits for this
+			w.flushed <- struct{}{}
+			continue
+		}
 		if w.Err() == nil {
 			n, err := w.sink.Write(*bp)
 			// Digest and size describe the file as it is, also
