@@ -135,6 +135,15 @@ func (r *recording) marker(text string) error {
 	return r.write(func(w *recorder.Writer) error { return w.Marker(text) })
 }
 
+// flush puts what was recorded so far into the recording's sink and
+// returns the cause if it could not: the cast writer buffers up to a
+// second of output and reports a write error only on a later call, so
+// without it a short program's output could be shown, its exit status
+// sent, and the failure known only at finish, after the client left.
+func (r *recording) flush() error {
+	return r.write(func(w *recorder.Writer) error { return w.Flush() })
+}
+
 // write runs f on the cast writer, if recording runs.
 func (r *recording) write(f func(*recorder.Writer) error) error {
 	if r == nil {

@@ -188,6 +188,12 @@ func (st *channel) teardown(exits []*ssh.Request) {
 		<-st.ready
 	}
 	end := []any{"channel", st.n}
+	// The output is all in the recording's buffer (recorded before it
+	// was sent); the exit status vouches that it is in the recording, so
+	// it is written out first, and a failure ends the channel instead.
+	if err := st.rec.flush(); err != nil {
+		st.fail(err)
+	}
 	failed := st.failure()
 	var exitStatus *int
 	var exitSignal string
