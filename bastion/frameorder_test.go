@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/postern/postern/internal/testenv"
+	"github.com/postern/postern/recorder"
 )
 
 // frames records, in order, the frames the bastion sends the client on one
@@ -134,18 +135,22 @@ func TestWireOrderReplyBeforeExit(t *testing.T) {
 		name   string
 		broken bool // the recording cannot be created
 		full   bool // the recording's disk fills while the program runs
+		last   bool // the recording's disk fails when a short exec ends
 		req    string
 		arg    string
 		stdin  []byte
 		want   []string
 	}{
-		{"exec", false, false, "exec", "echo wire-order", nil, []string{"reply", "data", "exit-status", "eof", "close"}},
-		{"exec exits at once", false, false, "exec", "exit 7", nil, []string{"reply", "exit-status", "eof", "close"}},
-		{"exec killed at once", false, false, "exec", "kill -9 $$", nil, []string{"reply", "exit-signal", "eof", "close"}},
-		{"shell", false, false, "shell", "", []byte("echo from-shell; exit 3\n"), []string{"reply", "data", "exit-status", "eof", "close"}},
-		{"subsystem", false, false, "subsystem", "sftp", sftpInit(), []string{"reply", "data", "exit-status", "eof", "close"}},
-		{"recording cannot start", true, false, "exec", "echo never", nil, []string{"reply", "stderr", "eof", "close"}},
-		{"recording fails midway", false, true, "exec", "head -c 3000000 /dev/zero | base64", nil, []string{"reply", "data", "stderr", "eof", "close"}},
+		{"exec", false, false, false, "exec", "echo wire-order", nil, []string{"reply", "data", "exit-status", "eof", "close"}},
+		{"exec exits at once", false, false, false, "exec", "exit 7", nil, []string{"reply", "exit-status", "eof", "close"}},
+		{"exec killed at once", false, false, false, "exec", "kill -9 $$", nil, []string{"reply", "exit-signal", "eof", "close"}},
+		{"shell", false, false, false, "shell", "", []byte("echo from-shell; exit 3\n"), []string{"reply", "data", "exit-status", "eof", "close"}},
+		{"subsystem", false, false, false, "subsystem", "sftp", sftpInit(), []string{"reply", "data", "exit-status", "eof", "close"}},
+		{"recording cannot start", true, false, false, "exec", "echo never", nil, []string{"reply", "stderr", "eof", "close"}},
+		{"recording fails midway", false, true, false, "exec", "head -c 3000000 /dev/zero | base64", nil, []string{"reply", "data", "stderr", "eof", "close"}},
+		// The output is shown before the failing write (it sits in the
+		// cast writer's buffer), but no exit status follows it.
+		{"recording fails at exit", false, false, true, "exec", attack3Command, nil, []string{"reply", "data", "stderr", "eof", "close"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -163,7 +168,12 @@ func TestWireOrderReplyBeforeExit(t *testing.T) {
 				got <- f
 				return frameChan{ch, f}
 			}
-			cfg := Config{Policy: h.policy, Recording: &Recording{Store: openStore(t, dir, h.auth.AuditKey)}}
+			local := openStore(t, dir, h.auth.AuditKey)
+			var store recorder.Store = local
+			if tc.last {
+				store = &attack3FailingBlobs{Local: local}
+			}
+			cfg := Config{Policy: h.policy, Recording: &Recording{Store: store}}
 			b := h.serveWith(t, context.Background(), cfg, wrap)
 			client := b.dialGo(t, h.alice, "root@t1")
 			ch, reqs, err := client.OpenChannel("session", nil)
