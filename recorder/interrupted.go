@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -22,6 +24,11 @@ import (
 // entries of a chain written before Begin sealed: whether a chain is of the
 // old format cannot be told from the chain, which anyone who can write
 // postern.db can cut back or edit.
+//
+// A begun session whose recording cannot be read (the bastion creates it
+// right after Begin, so one missing at restart was most likely deleted
+// while the bastion was down) is sealed with the reason in the seal's Lost,
+// which verify reports for as long as the seal is kept.
 func (s *Local) MarkInterrupted(ctx context.Context) ([]string, error) {
 	var ids []string
 	var refused []Problem
@@ -38,10 +45,16 @@ func (s *Local) MarkInterrupted(ctx context.Context) ([]string, error) {
 				continue
 			}
 			rec.Status = StatusInterrupted
+			lost := ""
 			if sum, size, err := s.digestRecording(rec.Path); err == nil {
 				rec.SHA256, rec.Size = sum, size
+			} else {
+				lost = "recording unreadable when the bastion restarted after an interruption: " + err.Error()
+				if errors.Is(err, fs.ErrNotExist) {
+					lost = "recording missing when the bastion restarted after an interruption"
+				}
 			}
-			if _, err := s.seal(tx, rec); err != nil {
+			if _, err := s.seal(tx, rec, lost); err != nil {
 				return err
 			}
 			ids = append(ids, rec.ID)

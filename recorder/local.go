@@ -171,13 +171,15 @@ func (s *Local) Finish(ctx context.Context, rec Session) (ChainHead, error) {
 	var head ChainHead
 	err := s.batch(ctx, func(tx *bolt.Tx) error {
 		var err error
-		head, err = s.seal(tx, rec)
+		head, err = s.seal(tx, rec, "")
 		return err
 	})
 	return head, err
 }
 
-func (s *Local) seal(tx *bolt.Tx, rec Session) (ChainHead, error) {
+// seal stores rec and appends its KindRecording entry; lost, when set, says
+// why the recording could not be digested (see ChainEntry.Lost).
+func (s *Local) seal(tx *bolt.Tx, rec Session, lost string) (ChainHead, error) {
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return ChainHead{}, err
@@ -187,7 +189,7 @@ func (s *Local) seal(tx *bolt.Tx, rec Session) (ChainHead, error) {
 	}
 	return s.appendChain(tx, ChainEntry{
 		Kind: KindRecording, Recording: rec.ID, Path: rec.Path, SHA256: rec.SHA256, Size: rec.Size,
-		Record: recordDigest(data),
+		Record: recordDigest(data), Lost: lost,
 	})
 }
 

@@ -286,6 +286,10 @@ func (v *verifier) recordings() map[string]bool {
 // could name any file.
 func (v *verifier) file(id string, e ChainEntry) {
 	digest, size, err := Digest(v.ctx, v.blobs, e.Path)
+	if e.Lost != "" {
+		// Signed, so it stays reported as long as the seal is kept.
+		v.add(Problem{Path: e.Path, ID: id, Reason: "recording lost", Detail: e.Lost})
+	}
 	var pe *PathError
 	switch {
 	case errors.As(err, &pe):
