@@ -204,11 +204,16 @@ func (v *verifier) entry(e ChainEntry, signed bool) {
 		} else if seal, ok := v.sealed[e.Recording]; ok {
 			v.add(Problem{Path: e.Path, ID: e.Recording, Reason: "begun after its seal", Detail: fmt.Sprintf("chain entries %d and %d", seal.Seq, e.Seq)})
 		}
+		if !signed {
+			// Reported as a bad signature, and begins
+			// nothing, as for MarkInterrupted: anyone can
+			// write (or edit the kind of) an entry, and the
+			// old format must not be claimed, or denied, by
+			// the chain's editable parts.
+			break
+		}
 		v.begun[e.Recording] = e
-		// Only a signed one: anyone can write (or edit the kind
-		// of) an entry, and the old format must not be
-		// claimed, or denied, by the chain's editable parts.
-		v.anyBegin = v.anyBegin || signed
+		v.anyBegin = true
 	case KindRecording:
 		// A session is sealed once, when it ends (or at the next
 		// start, if the bastion died). A second seal re-signs a
