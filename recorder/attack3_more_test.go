@@ -3,8 +3,10 @@ package recorder
 // Attack round 3 on the begin entries, prune by seal, the second snapshot
 // of verify and the group commit.
 //
-// The first part holds tests that FAIL on the code as it stands: each is a
-// way through, with what a fix must make true. The second part holds
+// The first part holds tests that failed on the code as it stood: each is a
+// way through, with what a fix must make true, kept as a regression test
+// now that it is fixed. (The recording rewritten while the bastion is down
+// is a known limit, documented, without a test.) The second part holds
 // defences that held, kept as regression tests.
 
 import (
@@ -28,7 +30,7 @@ import (
 )
 
 // ---------------------------------------------------------------------
-// Ways through (fail now).
+// Ways through (fixed).
 // ---------------------------------------------------------------------
 
 // attack3Reopen simulates a bastion killed (no Finish) and started again:
