@@ -39,8 +39,14 @@ type ChainEntry struct {
 	Record    string    `json:"record,omitempty"` // SHA-256 of the index record as stored
 	Pruned    []string  `json:"pruned,omitempty"` // recording IDs deleted by retention
 	Serial    uint64    `json:"serial,omitempty"` // of an issued certificate
-	Prev      string    `json:"prev"`
-	Sig       string    `json:"sig"`
+	// Lost says why a KindRecording seal has no digest although the
+	// bastion began the session (its recording was missing or
+	// unreadable when MarkInterrupted sealed it). Verify reports every
+	// seal with one: a begun session's recording does not go missing
+	// in the ordinary course.
+	Lost string `json:"lost,omitempty"`
+	Prev string `json:"prev"`
+	Sig  string `json:"sig"`
 }
 
 // ChainHead names one entry of the audit chain by its sequence number and

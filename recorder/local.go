@@ -171,13 +171,15 @@ func (s *Local) Finish(ctx context.Context, rec Session) (ChainHead, error) {
 	var head ChainHead
 	err := s.batch(ctx, func(tx *bolt.Tx) error {
 		var err error
-		head, err = s.seal(tx, rec)
+		head, err = s.seal(tx, rec, "")
 		return err
 	})
 	return head, err
 }
 
-func (s *Local) seal(tx *bolt.Tx, rec Session) (ChainHead, error) {
+// seal stores rec and appends its KindRecording entry; lost, when set, says
+// why the recording could not be digested (see ChainEntry.Lost).
+func (s *Local) seal(tx *bolt.Tx, rec Session, lost string) (ChainHead, error) {
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return ChainHead{}, err
@@ -187,16 +189,15 @@ func (s *Local) seal(tx *bolt.Tx, rec Session) (ChainHead, error) {
 	}
 	return s.appendChain(tx, ChainEntry{
 		Kind: KindRecording, Recording: rec.ID, Path: rec.Path, SHA256: rec.SHA256, Size: rec.Size,
-		Record: recordDigest(data),
+		Record: recordDigest(data), Lost: lost,
 	})
 }
 
 func (s *Local) appendChain(tx *bolt.Tx, e ChainEntry) (ChainHead, error) {
 	b := tx.Bucket(bucketChain)
-	k, last := b.Cursor().Last()
-	var lastSeq uint64
-	if k != nil {
-		lastSeq = binary.BigEndian.Uint64(k)
+	lastSeq, last, err := newestEntry(b)
+	if err != nil {
+		return ChainHead{}, err
 	}
 	key, val, head, err := nextEntry(last, lastSeq, e, s.key, s.now())
 	if err != nil {
@@ -213,15 +214,30 @@ func (s *Local) Head(ctx context.Context) (*ChainHead, error) {
 		if b == nil {
 			return nil
 		}
-		k, v := b.Cursor().Last()
-		if k == nil {
-			return nil
+		seq, v, err := newestEntry(b)
+		if err != nil || v == nil {
+			return err
 		}
-		h := headOf(binary.BigEndian.Uint64(k), v)
+		h := headOf(seq, v)
 		head = &h
 		return nil
 	})
 	return head, err
+}
+
+// newestEntry returns the sequence number and value of the newest entry of
+// chain bucket b, a nil value when it is empty. A newest key that is not
+// an 8-byte sequence number (an edited or torn index) is an error, not a
+// guess: the chain cannot be extended or named until it is repaired.
+func newestEntry(b *bolt.Bucket) (seq uint64, val []byte, err error) {
+	k, v := b.Cursor().Last()
+	if k == nil {
+		return 0, nil, nil
+	}
+	if len(k) != 8 {
+		return 0, nil, fmt.Errorf("audit chain corrupt: its newest key is %x (%d bytes), not an 8-byte sequence number; run 'postern verify'", k, len(k))
+	}
+	return binary.BigEndian.Uint64(k), v, nil
 }
 
 // Get implements Index.

@@ -361,7 +361,10 @@ func TestVerifyAnchorsAndKey(t *testing.T) {
 		t.Fatalf("anchor on the wrong entry: %+v %v", rep, err)
 	}
 	other, _, _ := ed25519.GenerateKey(rand.Reader)
-	if rep, _ := VerifyStore(t.Context(), s, VerifyOptions{Key: other}); len(rep.Problems) != 4 || rep.Problems[0].Reason != "bad signature" {
+	// Every entry's signature is bad, and then no begin entry vouches
+	// for either session: both are named too.
+	if rep, _ := VerifyStore(t.Context(), s, VerifyOptions{Key: other}); len(rep.Problems) != 6 || rep.Problems[0].Reason != "bad signature" || rep.Problems[3].Reason != "bad signature" ||
+		rep.Problems[4].Reason != "sealed without a begin entry" || rep.Problems[5].Reason != "sealed without a begin entry" {
 		t.Fatalf("another key: %v", rep.Problems)
 	}
 	// The chain grows: the old head still anchors it.

@@ -85,9 +85,11 @@ type Index interface {
 	List(ctx context.Context, f Filter) ([]Session, error)
 	// MarkInterrupted seals every session still marked active, which
 	// after a restart means the bastion died during it, with the digest
-	// of its recording as found. It returns their IDs. An active entry
-	// that its begin entry does not seal as it stands is left alone (the
-	// implementation logs it; verify reports it).
+	// of its recording as found (or, when there is none to read, with
+	// why in the seal's Lost, which verify always reports). It returns
+	// their IDs. An active entry that its begin entry does not seal as
+	// it stands, or that the chain has sealed or pruned since, is left
+	// alone (the implementation logs it; verify reports it).
 	MarkInterrupted(ctx context.Context) ([]string, error)
 	// Prune deletes the index entries of the sessions ids that have
 	// ended (active ones and unknown IDs are skipped) and records the

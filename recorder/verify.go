@@ -154,16 +154,11 @@ type verifier struct {
 	sealed map[string]ChainEntry // latest seal per recording
 	pruned map[string]bool
 	certs  map[uint64]ChainEntry // latest seal per certificate serial
-	// anyBegin and anyRecording say whether the chain (so far, while
-	// chain runs) has a begin entry and a recording seal: a chain with
-	// seals and no begin entry was written before Begin sealed.
-	anyBegin, anyRecording bool
+	// anyBegin says whether the chain so far (while chain runs) has a
+	// begin entry signed with the key: the seals before the first were
+	// written before Begin sealed, and need none.
+	anyBegin bool
 }
-
-// legacy reports a chain written before Begin sealed the entries it
-// stores: recordings sealed, none begun. Its active entries are taken as
-// in progress, unchecked, as they were then.
-func (v *verifier) legacy() bool { return !v.anyBegin && v.anyRecording }
 
 func (v *verifier) add(p Problem) { v.rep.Problems = append(v.rep.Problems, p) }
 
@@ -185,10 +180,11 @@ func (v *verifier) chain(pub ed25519.PublicKey) {
 			v.add(Problem{ID: id, Reason: "chain broken", Detail: "does not link to the previous entry"})
 		}
 		prevHash = recordDigest(raw)
-		if _, ok := verifyEntry(pub, raw); !ok {
+		_, signed := verifyEntry(pub, raw)
+		if !signed {
 			v.add(Problem{ID: id, Reason: "bad signature", Detail: "entry edited or not signed by this bastion's audit key"})
 		}
-		v.entry(e)
+		v.entry(e, signed)
 	}
 	v.rep.ChainEntries = len(v.snap.Chain)
 	if n := len(v.snap.Chain); n > 0 {
@@ -198,8 +194,8 @@ func (v *verifier) chain(pub ed25519.PublicKey) {
 }
 
 // entry collects what chain entry e seals, and reports a second seal of
-// the same thing.
-func (v *verifier) entry(e ChainEntry) {
+// the same thing; signed says whether e's signature verifies.
+func (v *verifier) entry(e ChainEntry, signed bool) {
 	switch e.Kind {
 	case KindBegin:
 		// A session begins once, before it is sealed.
@@ -207,6 +203,14 @@ func (v *verifier) entry(e ChainEntry) {
 			v.add(Problem{Path: e.Path, ID: e.Recording, Reason: "begun twice", Detail: fmt.Sprintf("chain entries %d and %d", first.Seq, e.Seq)})
 		} else if seal, ok := v.sealed[e.Recording]; ok {
 			v.add(Problem{Path: e.Path, ID: e.Recording, Reason: "begun after its seal", Detail: fmt.Sprintf("chain entries %d and %d", seal.Seq, e.Seq)})
+		}
+		if !signed {
+			// Reported as a bad signature, and begins
+			// nothing, as for MarkInterrupted: anyone can
+			// write (or edit the kind of) an entry, and the
+			// old format must not be claimed, or denied, by
+			// the chain's editable parts.
+			break
 		}
 		v.begun[e.Recording] = e
 		v.anyBegin = true
@@ -220,12 +224,12 @@ func (v *verifier) entry(e ChainEntry) {
 		}
 		// Once a chain has begin entries, every session the
 		// bastion seals was begun: MarkInterrupted seals no
-		// other.
-		if _, ok := v.begun[e.Recording]; !ok && v.anyBegin {
+		// other. A seal from before is old data, taken as such
+		// only when signed.
+		if _, ok := v.begun[e.Recording]; !ok && (v.anyBegin || !signed) {
 			v.add(Problem{Path: e.Path, ID: e.Recording, Reason: "sealed without a begin entry", Detail: fmt.Sprintf("chain entry %d", e.Seq)})
 		}
 		v.sealed[e.Recording] = e
-		v.anyRecording = true
 		delete(v.pruned, e.Recording)
 	case KindPrune:
 		for _, r := range e.Pruned {
@@ -287,6 +291,10 @@ func (v *verifier) recordings() map[string]bool {
 // could name any file.
 func (v *verifier) file(id string, e ChainEntry) {
 	digest, size, err := Digest(v.ctx, v.blobs, e.Path)
+	if e.Lost != "" {
+		// Signed, so it stays reported as long as the seal is kept.
+		v.add(Problem{Path: e.Path, ID: id, Reason: "recording lost", Detail: e.Lost})
+	}
 	var pe *PathError
 	switch {
 	case errors.As(err, &pe):
@@ -367,14 +375,16 @@ func (v *verifier) unsealed(referenced map[string]bool) {
 		}
 		// In progress (or interrupted, until the bastion restarts),
 		// if the bastion began it: otherwise its file is no
-		// session's, and is reported as added too.
+		// session's, and is reported as added too. Even in a chain
+		// of the old format, which MarkInterrupted does not seal
+		// either: whether a chain is old cannot be told from it.
 		begin, begun := v.begun[id]
-		if !begun && !v.legacy() {
+		if !begun {
 			v.add(Problem{Path: rec.Path, ID: id, Reason: "index entry not begun in the audit chain"})
 			continue
 		}
 		referenced[rec.Path] = true
-		if begun && begin.Record != recordDigest(raw) {
+		if begin.Record != recordDigest(raw) {
 			v.add(Problem{Path: rec.Path, ID: id, Reason: "index entry edited", Detail: "differs from its begin entry"})
 		}
 	}
