@@ -107,6 +107,14 @@ func TestAdminCommandsSameWithAndWithoutServer(t *testing.T) {
 	if _, err := os.Stat(sock); err != nil {
 		t.Fatalf("demo runs without an admin socket: %v", err)
 	}
+	// The client has its exit status before the bastion seals the
+	// session (the seal follows the channel's close): wait for both
+	// seals, so that the listings below do not depend on when they run.
+	testenv.WaitFor(t, 30*time.Second, func() bool {
+		var active []recorder.Session
+		r := admin(t, work, "sessions", "--active", "--json")
+		return r.ExitCode == 0 && json.Unmarshal([]byte(r.Stdout), &active) == nil && len(active) == 0
+	})
 	// A second instance on the same data directory stops before it
 	// changes anything.
 	r := admin(t, work, "demo", "--listen", "127.0.0.1:0")
