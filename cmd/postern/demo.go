@@ -19,8 +19,10 @@ import (
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/app"
+	"github.com/postern/postern/internal/audit"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/demotarget"
+	"github.com/postern/postern/recorder"
 )
 
 // The demo's names: the user's principal, the target and the login.
@@ -64,7 +66,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if err := writeDemoClient(a, dir, stdout, targetAddr); err != nil {
+	if err := writeDemoClient(ctx, a, dir, stdout, log, targetAddr); err != nil {
 		a.Close()
 		return err
 	}
@@ -107,16 +109,14 @@ func startDemoTarget(auth *certs.Authority, s *config.Config, log *slog.Logger) 
 // it, and a known_hosts file that pins the bastion's host key, so that the
 // printed commands verify the bastion like any production user would; then
 // prints them.
-func writeDemoClient(a *app.App, dir string, stdout io.Writer, targetAddr string) error {
+func writeDemoClient(ctx context.Context, a *app.App, dir string, stdout io.Writer, log *slog.Logger, targetAddr string) error {
 	addr := a.Addr().(*net.TCPAddr)
 	keyPath := filepath.Join(dir, "id_ed25519")
 	userKey, err := certs.LoadOrCreateKey(keyPath, "postern demo user")
 	if err != nil {
 		return err
 	}
-	cert, err := a.Auth.SignUser(userKey.PublicKey(), certs.UserCertRequest{
-		Principals: []string{demoPrincipal}, TTL: 12 * time.Hour, KeyID: "postern demo user",
-	})
+	cert, err := issueDemoCert(ctx, a, userKey.PublicKey(), log)
 	if err != nil {
 		return err
 	}
@@ -153,6 +153,36 @@ Ctrl-C stops the demo.
 `, dir, addr, targetAddr, base, base,
 		strings.Replace(base, demoLogin+"@"+demoTarget+"@", bastion.AdminUser+"@", 1)+" whoami", filepath.Dir(dir))
 	return err
+}
+
+// issueDemoCert signs the demo user's certificate like `ca sign` does:
+// with a serial from the index's register of issued certificates, sealed
+// in the audit chain, and an audit record (invariant 4: every certificate
+// issued has one).
+func issueDemoCert(ctx context.Context, a *app.App, pub ssh.PublicKey, log *slog.Logger) (*ssh.Certificate, error) {
+	const ttl, keyID = 12 * time.Hour, "postern demo user"
+	now := time.Now()
+	rec, err := a.Store.IssueCert(ctx, recorder.IssuedCert{
+		KeyID: keyID, Principals: []string{demoPrincipal}, Key: ssh.FingerprintSHA256(pub),
+		ValidAfter: time.Unix(now.Add(-certs.Backdate).Unix(), 0).UTC(), ValidBefore: time.Unix(now.Add(ttl).Unix(), 0).UTC(),
+		IssuedAt: now.UTC(), IssuedBy: "postern demo",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("register the demo user's certificate: %w", err)
+	}
+	cert, err := a.Auth.SignUser(pub, certs.UserCertRequest{
+		Principals: []string{demoPrincipal}, TTL: ttl, KeyID: keyID, Now: now, Serial: rec.Serial,
+	})
+	if err != nil {
+		return nil, err
+	}
+	attrs := []any{"identity", demoPrincipal, "key_id", keyID, "principals", []string{demoPrincipal},
+		"serial", cert.Serial, "key", rec.Key, "valid_after", rec.ValidAfter, "valid_before", rec.ValidBefore, "issued_by", rec.IssuedBy}
+	if head, err := a.Store.Head(ctx); err == nil && head != nil {
+		attrs = append(attrs, "chain_head", head.String())
+	}
+	audit.Record(log, audit.CertIssued, attrs...)
+	return cert, nil
 }
 
 // shellQuote quotes s for a POSIX shell if it needs it.

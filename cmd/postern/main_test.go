@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/postern/postern/internal/testenv"
+	"github.com/postern/postern/recorder"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -262,5 +264,23 @@ func TestDemo(t *testing.T) {
 	// Admin commands run in the demo's directory act on its state.
 	if r := admin(t, work, "ca", "show"); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "upstream CA") {
 		t.Fatalf("ca show in the demo dir: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	// The certificate the demo signed its user is in the register of
+	// issued certificates, under its serial, like one from ca sign.
+	certFile, err := os.ReadFile(filepath.Join(work, "postern-demo", "id_ed25519-cert.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var issued []recorder.IssuedCert
+	r = admin(t, work, "ca", "issued", "--json")
+	if err := json.Unmarshal(r.Stdout, &issued); err != nil || len(issued) != 1 || issued[0].Serial != pub.(*ssh.Certificate).Serial {
+		t.Fatalf("ca issued after the demo signed serial %d: %v %s %s", pub.(*ssh.Certificate).Serial, err, r.Stdout, r.Stderr)
+	}
+	if !strings.Contains(d.logs.String(), `"event":"cert_issued"`) {
+		t.Fatalf("no cert_issued record in the demo's log:\n%s", d.logs.String())
 	}
 }
