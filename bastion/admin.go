@@ -62,7 +62,8 @@ func (c *conn) adminRoute(ctx context.Context) *route {
 			"session": func(nc ssh.NewChannel) {
 				defer open.Add(-1)
 				if open.Add(1) > maxAdminChannels {
-					c.log.Warn("admin channel refused", "reason", "too many open channels", "limit", maxAdminChannels)
+					audit.Record(c.log, audit.ChannelRefused, "route", "admin", "channel_type", "session",
+						"reason", "too many open channels", "limit", maxAdminChannels)
 					nc.Reject(ssh.ResourceShortage, adminChannelsMessage)
 					return
 				}

@@ -199,6 +199,10 @@ func TestAttackAdminChannelFlood(t *testing.T) {
 	if refused == 0 {
 		t.Fatalf("a non-admin held %d idle session channels open on one admin connection; none was refused (no per-connection limit)", accepted)
 	}
+	// Each refusal is a decision, with its audit record.
+	if got := len(attackAdminRecords(a.logs.String(), "channel_refused")); got != refused {
+		t.Fatalf("%d channels refused, %d channel_refused audit records", refused, got)
+	}
 }
 
 // TestAttackAdminLongLineAuditedAllowed: a non-admin runs sessions with a

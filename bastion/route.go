@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/internal/audit"
 )
 
 // AdminUser is the reserved SSH user name of the admin connection:
@@ -77,7 +79,7 @@ func (c *conn) proxyRoute(up *ssh.Client) *route {
 func (c *conn) open(rt *route, nc ssh.NewChannel) {
 	h := rt.channels[nc.ChannelType()]
 	if h == nil {
-		c.log.Info("channel refused", "route", rt.name, "channel_type", logSafe(nc.ChannelType()))
+		audit.Record(c.log, audit.ChannelRefused, "route", rt.name, "channel_type", logSafe(nc.ChannelType()), "reason", "channel type not supported")
 		nc.Reject(ssh.UnknownChannelType, "postern: channel type "+strconv.Quote(logSafe(nc.ChannelType()))+" is not supported")
 		return
 	}

@@ -35,6 +35,9 @@ const (
 	Forward Event = "forward"
 	// Admin: a built-in command run on an admin connection.
 	Admin Event = "admin_command"
+	// ChannelRefused: a channel the connection's route has no handler
+	// for, or one over a limit, refused at open.
+	ChannelRefused Event = "channel_refused"
 )
 
 // Session channel events.
