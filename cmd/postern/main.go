@@ -132,24 +132,43 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 }
 
 // newFlags makes a FlagSet whose errors and help go where the CLI contract
-// says: --help to stdout (exit 0), bad flags to stderr (exit 2).
+// says: --help to stdout (exit 0), bad flags to stderr (exit 2). The flag
+// package calls Usage for both, so Usage prints nothing; parseFlags prints
+// the usage for --help only, and run reports a bad flag on stderr.
 func newFlags(name, synopsis string, stdout io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
-		fmt.Fprintf(stdout, "Usage: postern %s\n\nFlags:\n", synopsis)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
+	fs.SetOutput(helpOutput{stdout: stdout, synopsis: synopsis})
+	fs.Usage = func() {}
 	return fs
+}
+
+// helpOutput is a FlagSet's output: it discards what the flag package
+// writes (parseFlags reports errors itself) and keeps where --help goes.
+type helpOutput struct {
+	stdout   io.Writer
+	synopsis string
+}
+
+func (helpOutput) Write(p []byte) (int, error) { return len(p), nil }
+
+// printHelp prints fs's usage and flags on the stdout newFlags was given.
+func printHelp(fs *flag.FlagSet) {
+	h, ok := fs.Output().(helpOutput)
+	if !ok {
+		return
+	}
+	fmt.Fprintf(h.stdout, "Usage: postern %s\n\nFlags:\n", h.synopsis)
+	fs.SetOutput(h.stdout)
+	fs.PrintDefaults()
+	fs.SetOutput(h)
 }
 
 // parseFlags parses args, mapping flag errors to usage errors.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		return err // Parse has printed the usage
+		printHelp(fs)
+		return err
 	}
 	if err != nil {
 		return usagef("%s: %v (see 'postern %s --help')", fs.Name(), err, fs.Name())
