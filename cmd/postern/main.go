@@ -176,6 +176,28 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseArgs parses args with flags anywhere among the positional
+// arguments (`ca sign KEY.pub --principal bob`), as the flag package does
+// not: it stops at the first positional argument, so it is parsed again
+// after each one. "--" ends the flags: everything after it is positional.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for rest := args; ; {
+		if err := parseFlags(fs, rest); err != nil {
+			return nil, err
+		}
+		left := fs.Args()
+		if used := len(rest) - len(left); used > 0 && rest[used-1] == "--" {
+			return append(pos, left...), nil
+		}
+		if len(left) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, left[0])
+		rest = left[1:]
+	}
+}
+
 // noArgs refuses positional arguments for a command that takes none: flag
 // parsing stops at the first one, so any flags after it would be ignored.
 func noArgs(fs *flag.FlagSet) error {
