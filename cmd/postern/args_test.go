@@ -78,3 +78,23 @@ func TestCASignFlagsAfterKey(t *testing.T) {
 		t.Fatalf("two keys: exit %d: %s", code, errs)
 	}
 }
+
+// play --cat prints the whole recording: a start given with --from or
+// --from-match is refused, not silently ignored.
+func TestPlayCatRefusesFrom(t *testing.T) {
+	t.Parallel()
+	path := writeHostileCast(t, t.TempDir())
+	for _, args := range [][]string{
+		{"play", "--cat", "--from", "2s", path},
+		{"play", path, "--cat", "--from-match", "red"},
+		{"play", "--cat", "--raw", "--from", "1s", path},
+	} {
+		code, out, errs := runCLI(t, args...)
+		if code != 2 || out != "" || !strings.Contains(errs, "not --cat") {
+			t.Errorf("postern %q: exit %d, stdout %q, stderr %q; want exit 2 and the refusal", args, code, out, errs)
+		}
+	}
+	if code, out, errs := runCLI(t, "play", "--cat", path); code != 0 || !strings.Contains(out, "the-end") {
+		t.Fatalf("play --cat: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}

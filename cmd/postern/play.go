@@ -35,6 +35,11 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 	if *speed <= 0 {
 		return usagef("play: --speed must be positive")
 	}
+	if *cat && (*from != 0 || *fromMatch != "") {
+		// --cat prints the whole recording; ignoring a start the
+		// operator asked for would show more than they expect.
+		return usagef("play: --from and --from-match go with a replay, not --cat, which prints the whole recording")
+	}
 	if *raw && !*cat {
 		return usagef("play: --raw goes with --cat only: a replay is for a terminal, and the recording must not reach one unfiltered")
 	}
