@@ -129,7 +129,9 @@ func TestDemoRecordings(t *testing.T) {
 	if startHead == nil {
 		t.Fatalf("no chain_head in the restart's log:\n%s", restarted.logs.String())
 	}
-	if r := admin(t, work, "verify", "--anchor", startHead[1]); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "chain head: "+startHead[1]) {
+	// (The head has moved on since: the demo then issued its user's
+	// certificate, a record in the chain.)
+	if r := admin(t, work, "verify", "--anchor", startHead[1]); r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "0 problems") {
 		t.Fatalf("verify --anchor %s: %d %s %s", startHead[1], r.ExitCode, r.Stdout, r.Stderr)
 	}
 
