@@ -19,7 +19,8 @@ Usage:
   postern demo [--listen ADDR]     run a bastion and a demo target on loopback,
                                    state in ./postern-demo, and print ssh commands
   postern ca init [flags]          create the CA keys in the data directory
-  postern ca show [flags]          print the CA public keys (for targets' TrustedUserCAKeys)
+  postern ca show [flags]          print the CA public keys and the host key's known_hosts
+                                   line (--upstream: targets' TrustedUserCAKeys line alone)
   postern ca sign [flags] KEY.pub  issue a user certificate (bootstrap, break-glass);
                                    its serial and an audit record are kept
   postern ca issued [--json]       list the certificates issued, by serial
