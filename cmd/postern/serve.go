@@ -95,7 +95,7 @@ func cmdCAInit(args []string, stdout, stderr io.Writer) error {
 	return cmdCAShow(args, stdout, stderr)
 }
 
-func cmdConfigCheck(args []string, stdout, _ io.Writer) error {
+func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("config check", "config check --config FILE", stdout)
 	cfgPath := fs.String("config", "", "YAML config `file`")
 	if err := parseFlags(fs, args); err != nil {
@@ -108,8 +108,18 @@ func cmdConfigCheck(args []string, stdout, _ io.Writer) error {
 		return usagef("config check: --config FILE is required")
 	}
 	cfg, err := config.Load(*cfgPath)
+	if all, ok := err.(interface{ Unwrap() []error }); ok {
+		// Every problem, one a line, so that one run finds them all.
+		for _, e := range all.Unwrap() {
+			fmt.Fprintf(stderr, "postern: config: %s\n", visibleText(e.Error()))
+		}
+		return fmt.Errorf("config: %s: %d problems", *cfgPath, len(all.Unwrap()))
+	}
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "postern: warning: %s\n", visibleText(w))
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d targets, %d rules, data_dir %s\n", *cfgPath, len(cfg.Policy.Targets), len(cfg.Policy.Rules), cfg.DataDir)
 	return nil
