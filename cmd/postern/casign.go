@@ -43,13 +43,15 @@ func cmdCASign(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	f.out = fs.String("out", "", "write the certificate to `file` (default: KEY-cert.pub beside KEY.pub; - for stdout).\nThe serial comes from the data directory's register of issued certificates\n(see 'postern ca issued'); an audit record of the issue goes to stderr")
 	f.dir = fs.String("data-dir", "", "bastion data `dir`ectory")
 	f.cfg = fs.String("config", "", "bastion config `file` (its data_dir is used)")
-	if err := parseFlags(fs, args); err != nil {
+	// Flags may follow the key: `ca sign KEY.pub --principal bob`.
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
 	if len(f.principals) == 0 {
 		return usagef("ca sign: --principal is required")
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return usagef("ca sign: give exactly one public key file (KEY.pub)")
 	}
 	if *f.ttl <= 0 {
@@ -62,7 +64,7 @@ func cmdCASign(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	keyPath := fs.Arg(0)
+	keyPath := pos[0]
 	data, err := os.ReadFile(keyPath)
 	if err != nil {
 		return fmt.Errorf("read public key: %w", err)

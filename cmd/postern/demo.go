@@ -42,6 +42,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if fs.NArg() > 0 {
 		return usagef("demo: unexpected argument %q", fs.Arg(0))
 	}
+	if err := loopbackOnly(*listen); err != nil {
+		return err
+	}
 	dir, err := filepath.Abs(*dirFlag)
 	if err != nil {
 		return err
@@ -144,14 +147,19 @@ Run one command:
 Ask the bastion itself who you are (the admin connection, user postern):
 %s
 
-Every session is recorded. In this directory (%s):
-  postern sessions       list them
-  postern play ID        replay one
-  postern verify         check nothing was tampered with
+Copy a file with scp -O (plain scp uses sftp, which the demo target lacks):
+%[9]s
+
+Every session is recorded. In this directory (%[7]s):
+  %[8]s sessions       list them
+  %[8]s play ID        replay one
+  %[8]s verify         check nothing was tampered with
 
 Ctrl-C stops the demo.
 `, dir, addr, targetAddr, base, base,
-		strings.Replace(base, demoLogin+"@"+demoTarget+"@", bastion.AdminUser+"@", 1)+" whoami", filepath.Dir(dir))
+		strings.Replace(base, demoLogin+"@"+demoTarget+"@", bastion.AdminUser+"@", 1)+" whoami", filepath.Dir(dir), invokedName(os.Args[0]),
+		fmt.Sprintf("scp -O -P %d -i %s -o IdentitiesOnly=yes -o UserKnownHostsFile=%s FILE %s@%s@%s:",
+			addr.Port, shellQuote(keyPath), shellQuote(khPath), demoLogin, demoTarget, host))
 	return err
 }
 
@@ -183,6 +191,29 @@ func issueDemoCert(ctx context.Context, a *app.App, pub ssh.PublicKey, log *slog
 	}
 	audit.Record(log, audit.CertIssued, attrs...)
 	return cert, nil
+}
+
+// loopbackOnly refuses a demo listen address other than loopback: the
+// demo target runs every command as the user who started the demo, with a
+// certificate anyone can read in the state directory.
+func loopbackOnly(listen string) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return usagef("demo: --listen %q: %v", listen, err)
+	}
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return usagef("demo: --listen %s is not a loopback address: the demo runs commands as the user who started it, so it listens on loopback only (127.0.0.1, ::1 or localhost); 'postern serve --config FILE' serves others", listen)
+}
+
+// invokedName is how the printed commands name this binary: as it was
+// invoked when that was a path (./bin/postern), else postern (on PATH).
+func invokedName(arg0 string) string {
+	if strings.ContainsRune(arg0, '/') {
+		return shellQuote(arg0)
+	}
+	return "postern"
 }
 
 // shellQuote quotes s for a POSIX shell if it needs it.

@@ -19,7 +19,8 @@ Usage:
   postern demo [--listen ADDR]     run a bastion and a demo target on loopback,
                                    state in ./postern-demo, and print ssh commands
   postern ca init [flags]          create the CA keys in the data directory
-  postern ca show [flags]          print the CA public keys (for targets' TrustedUserCAKeys)
+  postern ca show [flags]          print the CA public keys and the host key's known_hosts
+                                   line (--upstream: targets' TrustedUserCAKeys line alone)
   postern ca sign [flags] KEY.pub  issue a user certificate (bootstrap, break-glass);
                                    its serial and an audit record are kept
   postern ca issued [--json]       list the certificates issued, by serial
@@ -132,29 +133,70 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 }
 
 // newFlags makes a FlagSet whose errors and help go where the CLI contract
-// says: --help to stdout (exit 0), bad flags to stderr (exit 2).
+// says: --help to stdout (exit 0), bad flags to stderr (exit 2). The flag
+// package calls Usage for both, so Usage prints nothing; parseFlags prints
+// the usage for --help only, and run reports a bad flag on stderr.
 func newFlags(name, synopsis string, stdout io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
-		fmt.Fprintf(stdout, "Usage: postern %s\n\nFlags:\n", synopsis)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
+	fs.SetOutput(helpOutput{stdout: stdout, synopsis: synopsis})
+	fs.Usage = func() {}
 	return fs
+}
+
+// helpOutput is a FlagSet's output: it discards what the flag package
+// writes (parseFlags reports errors itself) and keeps where --help goes.
+type helpOutput struct {
+	stdout   io.Writer
+	synopsis string
+}
+
+func (helpOutput) Write(p []byte) (int, error) { return len(p), nil }
+
+// printHelp prints fs's usage and flags on the stdout newFlags was given.
+func printHelp(fs *flag.FlagSet) {
+	h, ok := fs.Output().(helpOutput)
+	if !ok {
+		return
+	}
+	fmt.Fprintf(h.stdout, "Usage: postern %s\n\nFlags:\n", h.synopsis)
+	fs.SetOutput(h.stdout)
+	fs.PrintDefaults()
+	fs.SetOutput(h)
 }
 
 // parseFlags parses args, mapping flag errors to usage errors.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		return err // Parse has printed the usage
+		printHelp(fs)
+		return err
 	}
 	if err != nil {
 		return usagef("%s: %v (see 'postern %s --help')", fs.Name(), err, fs.Name())
 	}
 	return nil
+}
+
+// parseArgs parses args with flags anywhere among the positional
+// arguments (`ca sign KEY.pub --principal bob`), as the flag package does
+// not: it stops at the first positional argument, so it is parsed again
+// after each one. "--" ends the flags: everything after it is positional.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for rest := args; ; {
+		if err := parseFlags(fs, rest); err != nil {
+			return nil, err
+		}
+		left := fs.Args()
+		if used := len(rest) - len(left); used > 0 && rest[used-1] == "--" {
+			return append(pos, left...), nil
+		}
+		if len(left) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, left[0])
+		rest = left[1:]
+	}
 }
 
 // noArgs refuses positional arguments for a command that takes none: flag

@@ -156,6 +156,7 @@ func binary(t *testing.T) string {
 type demoProc struct {
 	cmd  *exec.Cmd
 	cmds []string // the printed ssh commands
+	text []string // every line printed, up to "Ctrl-C stops the demo."
 	logs *testenv.Buffer
 	done chan struct{}
 }
@@ -197,17 +198,18 @@ func startDemo(t *testing.T, work string) *demoProc {
 		close(lines)
 	}()
 	timeout := time.After(time.Minute)
-	for len(d.cmds) < 3 {
+	for len(d.text) == 0 || !strings.HasPrefix(d.text[len(d.text)-1], "Ctrl-C") {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				t.Fatalf("demo exited before printing three ssh commands: %v", d.cmds)
+				t.Fatalf("demo exited before printing its text: %q", d.text)
 			}
+			d.text = append(d.text, l)
 			if strings.HasPrefix(l, "ssh ") {
 				d.cmds = append(d.cmds, l)
 			}
 		case <-timeout:
-			t.Fatal("demo printed no ssh command within a minute")
+			t.Fatalf("demo printed no full text within a minute: %q", d.text)
 		}
 	}
 	go func() {

@@ -25,22 +25,20 @@ func cmdPlay(ctx context.Context, args []string, stdin io.Reader, stdout, _ io.W
 	cat := fs.Bool("cat", false, "print the output without timing, like asciinema cat, less what would act on\na terminal (see --raw)")
 	raw := fs.Bool("raw", false, "with --cat: print the output exactly as recorded, including the terminal\nqueries, clipboard writes (OSC 52), DCS and other strings that are cut\notherwise. For a file or a pipe to a program, never for a terminal: those\nsequences would make it answer, or change its clipboard")
 	// Flags may follow the ID: `postern play ID --cat`.
-	var pos []string
-	for rest := args; ; {
-		if err := parseFlags(fs, rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(pos) != 1 {
 		return usagef("play: give one session ID or .cast file (see 'postern sessions')")
 	}
 	if *speed <= 0 {
 		return usagef("play: --speed must be positive")
+	}
+	if *cat && (*from != 0 || *fromMatch != "") {
+		// --cat prints the whole recording; ignoring a start the
+		// operator asked for would show more than they expect.
+		return usagef("play: --from and --from-match go with a replay, not --cat, which prints the whole recording")
 	}
 	if *raw && !*cat {
 		return usagef("play: --raw goes with --cat only: a replay is for a terminal, and the recording must not reach one unfiltered")

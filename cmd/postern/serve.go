@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,8 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/app"
@@ -93,54 +90,12 @@ func cmdCAInit(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stderr, "postern: CA keys ready in %s\n", filepath.Join(d, "ca"))
-	return cmdCAShow([]string{"--data-dir", d}, stdout, stderr)
+	// The same flags: with --config, ca show knows the listen address
+	// for the known_hosts line.
+	return cmdCAShow(args, stdout, stderr)
 }
 
-func cmdCAShow(args []string, stdout, _ io.Writer) error {
-	fs := newFlags("ca show", "ca show [--audit] [--data-dir DIR | --config FILE]", stdout)
-	dir := fs.String("data-dir", "", "bastion data `dir`ectory")
-	cfgPath := fs.String("config", "", "bastion config `file`")
-	auditOnly := fs.Bool("audit", false, "print only the audit public key, for 'postern verify --audit-key'")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := noArgs(fs); err != nil {
-		return err
-	}
-	d, err := dataDir(*dir, *cfgPath)
-	if err != nil {
-		return err
-	}
-	// Read-only: a missing key is an error here, never replaced by a new
-	// one that someone would then trust or pin.
-	if _, err := os.Stat(filepath.Join(d, "ca", certs.UserCAFile)); errors.Is(err, iofs.ErrNotExist) && !*auditOnly {
-		return fmt.Errorf("no user CA in %s: create it with 'postern ca init' (or start the bastion once)", d)
-	}
-	keys := []struct{ file, what, comment string }{
-		{certs.UserCAFile, "user CA", "user CA (users' certificates are signed by it)"},
-		{certs.UpstreamCAFile, "upstream CA", "upstream CA: put in targets' TrustedUserCAKeys file"},
-		{certs.HostKeyFile, "host key", "bastion host key: users' known_hosts"},
-		{certs.AuditKeyFile, "audit key", "audit key: keep a copy off the bastion for 'postern verify --audit-key' (ca show --audit prints it alone)"},
-	}
-	if *auditOnly {
-		keys = keys[3:]
-	}
-	var out bytes.Buffer
-	for _, k := range keys {
-		pk, _, err := certs.ReadPublicKey(d, k.file, k.what)
-		if err != nil {
-			return err
-		}
-		if !*auditOnly {
-			fmt.Fprintf(&out, "# %s\n", k.comment)
-		}
-		out.Write(ssh.MarshalAuthorizedKey(pk))
-	}
-	_, err = stdout.Write(out.Bytes())
-	return err
-}
-
-func cmdConfigCheck(args []string, stdout, _ io.Writer) error {
+func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("config check", "config check --config FILE", stdout)
 	cfgPath := fs.String("config", "", "YAML config `file`")
 	if err := parseFlags(fs, args); err != nil {
@@ -153,8 +108,18 @@ func cmdConfigCheck(args []string, stdout, _ io.Writer) error {
 		return usagef("config check: --config FILE is required")
 	}
 	cfg, err := config.Load(*cfgPath)
+	if all, ok := err.(interface{ Unwrap() []error }); ok {
+		// Every problem, one a line, so that one run finds them all.
+		for _, e := range all.Unwrap() {
+			fmt.Fprintf(stderr, "postern: config: %s\n", visibleText(e.Error()))
+		}
+		return fmt.Errorf("config: %s: %d problems", *cfgPath, len(all.Unwrap()))
+	}
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "postern: warning: %s\n", visibleText(w))
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d targets, %d rules, data_dir %s\n", *cfgPath, len(cfg.Policy.Targets), len(cfg.Policy.Rules), cfg.DataDir)
 	return nil

@@ -80,42 +80,10 @@ type Config struct {
 	// principal, or group:NAME for a group of the certificate's
 	// groups@postern extension. Default none.
 	Admins []string
-}
-
-// Error is a problem with a config file: a YAML syntax error, or a key that
-// is unknown, missing, of the wrong type or with an invalid value.
-type Error struct {
-	// File is the config file name as given to Load or Parse.
-	File string
-	// Line is the 1-based line of the offending key or value, or of the
-	// enclosing mapping when a required key is missing. Parse always sets
-	// it; for syntax errors it is yaml.v3's line, corrected where yaml.v3
-	// is known to be off by one.
-	Line int
-	// Key is the path of the offending key, like "targets[1].host_key"
-	// (list indexes count from 0). It is empty for syntax errors and for
-	// problems with the file as a whole.
-	Key string
-	// Msg says what is wrong.
-	Msg string
-}
-
-// Error returns "FILE:LINE: KEY: MSG", leaving out ":LINE" when Line is 0
-// and "KEY: " when Key is empty.
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		b.WriteByte(':')
-		b.WriteString(strconv.Itoa(e.Line))
-	}
-	b.WriteString(": ")
-	if e.Key != "" {
-		b.WriteString(e.Key)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
+	// Warnings are problems that do not stop the bastion but are likely
+	// mistakes, like a rule that matches no target; each reads
+	// "FILE:LINE: KEY: MSG", like an Error. Nil when there are none.
+	Warnings []string
 }
 
 // Load reads and parses the config file at path. A file that cannot be read
@@ -132,7 +100,9 @@ func Load(path string) (*Config, error) {
 // Parse parses and validates config data. name is the file the data came
 // from: it is used in errors, and relative data_dir and known_hosts paths
 // are resolved against its directory. Every problem in the data is
-// reported as an *Error.
+// reported as an *Error; when there are several, the error joins them
+// all (errors.Join: errors.As finds the first, and its Unwrap() []error
+// lists each *Error in the order checked).
 func Parse(name string, data []byte) (*Config, error) {
 	dir, err := filepath.Abs(filepath.Dir(name))
 	if err != nil {
@@ -147,18 +117,17 @@ func Parse(name string, data []byte) (*Config, error) {
 }
 
 // parser turns a YAML node tree into a Config. It holds no state besides
-// where the file is, so its methods can be read in any order.
+// where the file is and the warnings found, so its methods can be read in
+// any order.
 type parser struct {
-	file string // for errors
-	dir  string // absolute; relative paths in the file are resolved against it
+	file     string // for errors
+	dir      string // absolute; relative paths in the file are resolved against it
+	warnings []string
 }
 
-// errorf returns an *Error at line for key.
-func (p *parser) errorf(line int, key, format string, args ...any) error {
-	return &Error{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)}
-}
-
-// config checks the top-level mapping and everything below it.
+// config checks the top-level mapping and everything below it. It goes
+// on past a bad section, so that one run reports every problem: the
+// errors, in the order checked, are joined (see Parse).
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
 		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "targets", "rules", "admins")
@@ -175,53 +144,59 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 		LogLevel:          slog.LevelInfo,
 		Recording:         Recording{RetentionDays: defaultRetentionDays},
 	}
+	var errs []error
+	check := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if f := m.get("listen"); f.set() {
-		if c.Listen, err = p.str(f, checkListen); err != nil {
-			return nil, err
-		}
+		c.Listen, err = p.str(f, checkListen)
+		check(err)
 	}
-	if c.DataDir, err = p.dataDir(m.get("data_dir")); err != nil {
-		return nil, err
-	}
-	if c.IdleTimeout, err = p.duration(m.get("idle_timeout"), c.IdleTimeout); err != nil {
-		return nil, err
-	}
-	if err := p.keepAlive(m.get("keepalive"), c); err != nil {
-		return nil, err
-	}
+	c.DataDir, err = p.dataDir(m.get("data_dir"))
+	check(err)
+	c.IdleTimeout, err = p.duration(m.get("idle_timeout"), c.IdleTimeout)
+	check(err)
+	check(p.keepAlive(m.get("keepalive"), c))
 	if f := m.get("env_allow"); f.set() {
-		if c.EnvAllow, err = p.strList(f, checkEnvPattern); err != nil {
-			return nil, err
-		}
+		c.EnvAllow, err = p.strList(f, checkEnvPattern)
+		check(err)
 	}
 	if f := m.get("log_level"); f.set() {
-		if c.LogLevel, err = p.logLevel(f); err != nil {
-			return nil, err
-		}
+		c.LogLevel, err = p.logLevel(f)
+		check(err)
 	}
-	if f := m.get("ciphers"); f.set() {
-		if c.Ciphers, err = p.strList(f, checkCipher); err != nil {
-			return nil, err
-		}
-		if len(c.Ciphers) == 0 {
-			return nil, p.errorf(f.val.Line, f.path, "must name at least one cipher; leave ciphers out for the default %v", bastion.DefaultCiphers)
-		}
-	}
-	if err := p.recording(m.get("recording"), &c.Recording); err != nil {
-		return nil, err
-	}
-	if c.Policy.Targets, err = p.targets(m.get("targets")); err != nil {
-		return nil, err
-	}
-	if c.Policy.Rules, err = p.rules(m.get("rules"), c.Policy.Targets); err != nil {
-		return nil, err
-	}
+	check(p.ciphers(m.get("ciphers"), c))
+	check(p.recording(m.get("recording"), &c.Recording))
+	c.Policy.Targets, err = p.targets(m.get("targets"))
+	check(err)
+	c.Policy.Rules, err = p.rules(m.get("rules"), c.Policy.Targets)
+	check(err)
 	if f := m.get("admins"); f.set() {
-		if c.Admins, err = p.strList(f, bastion.CheckAdmin); err != nil {
-			return nil, err
-		}
+		c.Admins, err = p.strList(f, bastion.CheckAdmin)
+		check(err)
 	}
+	if len(errs) > 0 {
+		return nil, joinErrors(errs)
+	}
+	c.Warnings = p.warnings
 	return c, nil
+}
+
+// ciphers reads the ciphers list into c.
+func (p *parser) ciphers(f field, c *Config) error {
+	if !f.set() {
+		return nil
+	}
+	var err error
+	if c.Ciphers, err = p.strList(f, checkCipher); err != nil {
+		return err
+	}
+	if len(c.Ciphers) == 0 {
+		return p.errorf(f.val.Line, f.path, "must name at least one cipher; leave ciphers out for the default %v", bastion.DefaultCiphers)
+	}
+	return nil
 }
 
 // checkListen accepts host:port with an optional host and a numeric port;

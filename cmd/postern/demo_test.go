@@ -1,0 +1,78 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/testenv"
+)
+
+// The demo runs commands as the user who started it: it refuses to
+// listen anywhere but loopback, before it creates anything.
+func TestDemoLoopbackOnly(t *testing.T) {
+	t.Parallel()
+	for _, addr := range []string{"0.0.0.0:2222", "[::]:2222", ":2222", "192.0.2.1:2222", "example.com:22"} {
+		dir := filepath.Join(t.TempDir(), "state")
+		code, out, errs := runCLI(t, "demo", "--data-dir", dir, "--listen", addr)
+		if code != 2 || out != "" || !strings.Contains(errs, "not a loopback address") {
+			t.Errorf("demo --listen %s: exit %d, stdout %q, stderr %q; want exit 2 and the refusal", addr, code, out, errs)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("demo --listen %s created %s", addr, dir)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:2222", "[::1]:0", "localhost:0", "127.0.0.2:0"} {
+		if err := loopbackOnly(addr); err != nil {
+			t.Errorf("loopbackOnly(%s): %v", addr, err)
+		}
+	}
+}
+
+func TestInvokedName(t *testing.T) {
+	t.Parallel()
+	for arg0, want := range map[string]string{
+		"postern": "postern", "./bin/postern": "./bin/postern", "/usr/local/bin/postern": "/usr/local/bin/postern",
+		"/tmp/a b/postern": "'/tmp/a b/postern'",
+	} {
+		if got := invokedName(arg0); got != want {
+			t.Errorf("invokedName(%q) = %q, want %q", arg0, got, want)
+		}
+	}
+}
+
+// The demo's text names the binary as it was run, and its scp command
+// (scp -O: the demo target has no sftp) copies a file as printed.
+func TestDemoHints(t *testing.T) {
+	t.Parallel()
+	scp := testenv.Require(t, "scp")
+	work := t.TempDir()
+	d := startDemo(t, work)
+	text := strings.Join(d.text, "\n")
+	if !strings.Contains(text, "\n  "+binary(t)+" sessions ") {
+		t.Errorf("the demo's text does not name the binary %s:\n%s", binary(t), text)
+	}
+	var cmd string
+	for _, l := range d.text {
+		if strings.HasPrefix(l, "scp -O ") {
+			cmd = l
+		}
+	}
+	if cmd == "" || !strings.HasSuffix(cmd, " FILE demo@demo@127.0.0.1:") {
+		t.Fatalf("no scp -O command in the demo's text:\n%s", text)
+	}
+	src, dst := filepath.Join(work, "src.txt"), filepath.Join(work, "copied.txt")
+	if err := os.WriteFile(src, []byte("copied through the bastion\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd = strings.Replace(cmd, "scp ", shellQuote(scp)+" -o BatchMode=yes ", 1)
+	cmd = strings.Replace(cmd, " FILE ", " "+shellQuote(src)+" ", 1) + shellQuote(dst)
+	if r := testenv.Cmd(t, time.Minute, nil, "sh", "-c", cmd); r.ExitCode != 0 {
+		t.Fatalf("%s\nexit %d stdout %q stderr %q", cmd, r.ExitCode, r.Stdout, r.Stderr)
+	}
+	if b, err := os.ReadFile(dst); err != nil || string(b) != "copied through the bastion\n" {
+		t.Fatalf("copied file: %q, %v", b, err)
+	}
+}
