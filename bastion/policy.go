@@ -271,6 +271,9 @@ func (r *Rule) matchesIdentity(id Identity) bool {
 	return false
 }
 
+// MatchesTarget reports whether r's targets or target labels select t.
+func (r *Rule) MatchesTarget(t *Target) bool { return r.matchesTarget(t) }
+
 func (r *Rule) matchesTarget(t *Target) bool {
 	for k, v := range r.TargetLabels {
 		if t.Labels[k] != v {

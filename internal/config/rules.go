@@ -166,28 +166,12 @@ func targetPattern(targets []bastion.Target) func(string) error {
 	}
 }
 
-// matchesAny reports whether rule r selects one of targets, as the
-// bastion's policy does: every target_labels entry matches, and so does
-// one targets pattern, if there are any.
+// matchesAny reports whether rule r selects one of targets, with the
+// bastion policy's own matching.
 func matchesAny(r *bastion.Rule, targets []bastion.Target) bool {
 	for i := range targets {
-		t := &targets[i]
-		labels := true
-		for k, v := range r.TargetLabels {
-			if t.Labels[k] != v {
-				labels = false
-			}
-		}
-		if !labels {
-			continue
-		}
-		if len(r.Targets) == 0 {
-			return true // target_labels alone (the rule has one or the other)
-		}
-		for _, pat := range r.Targets {
-			if ok, _ := path.Match(pat, t.Name); ok {
-				return true
-			}
+		if r.MatchesTarget(&targets[i]) {
+			return true
 		}
 	}
 	return false
