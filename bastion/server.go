@@ -352,7 +352,10 @@ func (s *Server) serverConfig(c *conn) *ssh.ServerConfig {
 		// once every key has failed; see conn.lastResort.
 		KeyboardInteractiveCallback: c.lastResort,
 		PublicKeyAuthAlgorithms:     userAuthAlgorithms,
-		Config:                      s.sshConfig(),
+		// Called on the handshake goroutine once key exchange is done,
+		// so that a refusal can say which stage failed.
+		PreAuthConnCallback: func(ssh.ServerPreAuthConn) { c.kexDone = true },
+		Config:              s.sshConfig(),
 	}
 	cfg.AddHostKey(s.cfg.Authority.HostKey)
 	return cfg
