@@ -138,6 +138,11 @@ func TestAuditRecordsHaveUniqueKeys(t *testing.T) {
 		ch.Close()
 	}
 	c.Close()
+	ac := h.dialGo(t, h.alice, AdminUser)
+	if ch, _, err := ac.OpenChannel("auditkeys@example.com", nil); err == nil {
+		ch.Close()
+	}
+	ac.Close()
 
 	want := []string{"connect", "disconnect", "upstream", "forward", "session_request", "program_refused",
 		"recording_start", "recording_end", "transfer_start", "scp_file", "sftp_file", "sftp_op",
