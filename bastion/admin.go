@@ -62,7 +62,7 @@ func (c *conn) adminRoute(ctx context.Context) *route {
 			"session": func(nc ssh.NewChannel) {
 				defer open.Add(-1)
 				if open.Add(1) > maxAdminChannels {
-					audit.Record(c.log, audit.ChannelRefused, "route", "admin", "channel_type", "session",
+					audit.Record(c.log, audit.ChannelRefused, "channel_type", "session", // c.log has the route
 						"reason", "too many open channels", "limit", maxAdminChannels)
 					nc.Reject(ssh.ResourceShortage, adminChannelsMessage)
 					return

@@ -33,6 +33,7 @@ type conn struct {
 	user         string   // SSH user name asked for
 	refusals     []string // why keys or the user were refused, distinct, in order
 	offered      int      // keys offered
+	kexDone      bool     // key exchange completed: authentication began
 	bannered     []string // messages already shown
 	plainRefused string   // message for a refused plain key, not yet shown
 	identity     Identity
@@ -238,15 +239,10 @@ func (c *conn) handshake() (*ssh.ServerConn, <-chan ssh.NewChannel, <-chan *ssh.
 	c.nc.SetDeadline(time.Now().Add(c.s.cfg.HandshakeTimeout))
 	sc, chans, reqs, err := ssh.NewServerConn(c.nc, c.s.serverConfig(c))
 	if err != nil {
-		reason := strings.Join(c.refusals, "; ")
-		if reason == "" {
-			if c.offered == 0 {
-				reason = "no certificate offered"
-			} else {
-				reason = "handshake: " + err.Error()
-			}
+		attrs := []any{"allowed", false, "user_name", logSafe(c.user), "reason", logSafe(c.handshakeReason(err))}
+		if ae := (*ssh.AlgorithmNegotiationError)(nil); errors.As(err, &ae) {
+			attrs = append(attrs, "client_algorithms", logSafeAll(ae.RequestedAlgorithms))
 		}
-		attrs := []any{"allowed", false, "user_name", logSafe(c.user), "reason", logSafe(reason)}
 		if c.identity.Name() != "" {
 			attrs = append(attrs, "principals", logSafeAll(c.identity.Principals), "key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial)
 		}
@@ -261,6 +257,21 @@ func (c *conn) handshake() (*ssh.ServerConn, <-chan ssh.NewChannel, <-chan *ssh.
 		sc.Close()
 	}
 	return sc, chans, reqs, true
+}
+
+// handshakeReason says why NewServerConn failed with err. Before key
+// exchange completes no key can have been offered, so what x/crypto says
+// (no common algorithm, the client closed the connection) is the reason.
+func (c *conn) handshakeReason(err error) string {
+	switch {
+	case !c.kexDone:
+		return "key exchange failed: " + err.Error()
+	case len(c.refusals) > 0:
+		return strings.Join(c.refusals, "; ")
+	case c.offered == 0:
+		return "no certificate offered"
+	}
+	return "handshake: " + err.Error()
 }
 
 // proxy serves the channels of an authorised connection until the client

@@ -30,6 +30,14 @@ import (
 
 func TestMain(m *testing.M) {
 	code := testenv.Run(m)
+	// Every line the shared bastion logged during the run, each audit
+	// record kind the suite produced included, has unique keys.
+	if shared.logs != nil {
+		if err := checkLogKeys(shared.logs.String()); err != nil {
+			fmt.Fprintf(os.Stderr, "bastion log lines with a duplicate key:\n%v\n", err)
+			code = max(code, 1)
+		}
+	}
 	if shared.dir != "" {
 		os.RemoveAll(shared.dir)
 	}

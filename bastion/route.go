@@ -79,7 +79,11 @@ func (c *conn) proxyRoute(up *ssh.Client) *route {
 func (c *conn) open(rt *route, nc ssh.NewChannel) {
 	h := rt.channels[nc.ChannelType()]
 	if h == nil {
-		audit.Record(c.log, audit.ChannelRefused, "route", rt.name, "channel_type", logSafe(nc.ChannelType()), "reason", "channel type not supported")
+		attrs := []any{"channel_type", logSafe(nc.ChannelType()), "reason", "channel type not supported"}
+		if !c.admin { // an admin connection's logger already says "route"
+			attrs = append(attrs, "route", rt.name)
+		}
+		audit.Record(c.log, audit.ChannelRefused, attrs...)
 		nc.Reject(ssh.UnknownChannelType, "postern: channel type "+strconv.Quote(logSafe(nc.ChannelType()))+" is not supported")
 		return
 	}

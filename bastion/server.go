@@ -100,6 +100,18 @@ var (
 	}
 )
 
+// userAuthAlgorithms are the signature algorithms a user may authenticate
+// with, and what server-sig-algs advertises (RFC 8308 section 3.1):
+// x/crypto's defaults without ssh-rsa, whose signatures use SHA-1 (OpenSSH
+// refuses them by default since 8.8). RSA keys and certificates still work
+// with rsa-sha2-256/512 (RFC 8332); a certificate's algorithm is judged by
+// the signature it carries, so ssh-rsa-cert-v01 is refused with ssh-rsa.
+var userAuthAlgorithms = []string{
+	ssh.KeyAlgoED25519, ssh.KeyAlgoSKED25519,
+	ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521, ssh.KeyAlgoSKECDSA256,
+	ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256,
+}
+
 // sshConfig is the algorithm policy both legs use.
 func (s *Server) sshConfig() ssh.Config {
 	return ssh.Config{Ciphers: s.cfg.Ciphers, KeyExchanges: keyExchanges, MACs: macs}
@@ -339,7 +351,11 @@ func (s *Server) serverConfig(c *conn) *ssh.ServerConfig {
 		// Offered only so that the reason for a refusal can be shown
 		// once every key has failed; see conn.lastResort.
 		KeyboardInteractiveCallback: c.lastResort,
-		Config:                      s.sshConfig(),
+		PublicKeyAuthAlgorithms:     userAuthAlgorithms,
+		// Called on the handshake goroutine once key exchange is done,
+		// so that a refusal can say which stage failed.
+		PreAuthConnCallback: func(ssh.ServerPreAuthConn) { c.kexDone = true },
+		Config:              s.sshConfig(),
 	}
 	cfg.AddHostKey(s.cfg.Authority.HostKey)
 	return cfg
