@@ -46,6 +46,16 @@ type Report struct {
 	// away from the bastion and pass it back as an anchor later.
 	Head     *ChainHead `json:"head"`
 	Problems []Problem  `json:"problems"`
+	// Active are the recordings begun in the chain and not sealed yet:
+	// still being written, or interrupted until the bastion's next
+	// start seals them. Not problems, but not verified either.
+	Active []Active `json:"active"`
+}
+
+// Active names a recording that Verify found begun and not yet sealed.
+type Active struct {
+	ID   string `json:"id"`
+	Path string `json:"path"`
 }
 
 // VerifyOptions says what Verify checks the data against.
@@ -65,11 +75,11 @@ type VerifyOptions struct {
 func VerifyStore(ctx context.Context, st Store, o VerifyOptions) (Report, error) {
 	files, err := st.Files(ctx)
 	if err != nil {
-		return Report{Problems: []Problem{}}, err
+		return Report{Problems: []Problem{}, Active: []Active{}}, err
 	}
 	snap, err := st.Snapshot(ctx)
 	if err != nil {
-		return Report{Problems: []Problem{}}, err
+		return Report{Problems: []Problem{}, Active: []Active{}}, err
 	}
 	rep, err := Verify(ctx, snap, files, st, o)
 	if err != nil || !slices.ContainsFunc(rep.Problems, func(p Problem) bool { return p.Reason == "deleted" }) {
@@ -128,7 +138,7 @@ func prunedSince(earlier, later []RawEntry, pub ed25519.PublicKey) map[string]bo
 // before snap) for ones nobody sealed. It only reads: blobs opens the
 // recordings, and no private key is needed.
 func Verify(ctx context.Context, snap *Snapshot, files []string, blobs Blobs, o VerifyOptions) (Report, error) {
-	rep := Report{Problems: []Problem{}}
+	rep := Report{Problems: []Problem{}, Active: []Active{}}
 	if len(o.Key) != ed25519.PublicKeySize {
 		return rep, errors.New("verify needs the audit public key")
 	}
@@ -386,7 +396,9 @@ func (v *verifier) unsealed(referenced map[string]bool) {
 		referenced[rec.Path] = true
 		if begin.Record != recordDigest(raw) {
 			v.add(Problem{Path: rec.Path, ID: id, Reason: "index entry edited", Detail: "differs from its begin entry"})
+			continue
 		}
+		v.rep.Active = append(v.rep.Active, Active{ID: id, Path: rec.Path})
 	}
 }
 

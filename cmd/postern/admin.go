@@ -143,6 +143,19 @@ func printVerify(stdout, stderr io.Writer, rep recorder.Report, opts recorder.Ve
 		fmt.Fprintf(stdout, "FAIL %s\n", visible(p.String()))
 	}
 	fmt.Fprintf(stdout, "%d recordings, %d audit chain entries checked: %d problems\n", rep.Recordings, rep.ChainEntries, len(rep.Problems))
+	if n := len(rep.Active); n > 0 {
+		// Not problems, and not checked: no seal to check them
+		// against until the session ends.
+		noun := "recordings"
+		if n == 1 {
+			noun = "recording"
+		}
+		fmt.Fprintf(stdout, "%d %s still being written (active), checked once sealed:", n, noun)
+		for _, a := range rep.Active {
+			fmt.Fprintf(stdout, " %s", visible(a.ID))
+		}
+		fmt.Fprintln(stdout)
+	}
 	fmt.Fprintf(stdout, "audit key: %s (%s)\n", auditKeyFingerprint(opts.Key), keySource)
 	switch {
 	case rep.Head != nil && len(rep.Problems) > 0:
