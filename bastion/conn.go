@@ -36,6 +36,7 @@ type conn struct {
 	kexDone      bool     // key exchange completed: authentication began
 	bannered     []string // messages already shown
 	plainRefused string   // message for a refused plain key, not yet shown
+	certOffered  bool     // a certificate was offered: plainRefused is not the reason
 	identity     Identity
 	grant        *Grant
 	cert         *ssh.Certificate
@@ -79,6 +80,9 @@ func (s *Server) newConn(base context.Context, nc net.Conn) *conn {
 func (c *conn) checkKey(cm ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 	c.offered++
 	c.user = cm.User()
+	if _, isCert := key.(*ssh.Certificate); isCert {
+		c.certOffered = true
+	}
 	cert, err := c.s.checker.Check(key, cm.RemoteAddr())
 	if err != nil {
 		var ce *certs.CheckError
@@ -131,10 +135,12 @@ func (c *conn) banner(err error, msg string) error {
 
 // lastResort is the keyboard-interactive callback. OpenSSH clients try it
 // after every key failed, which makes it the place to say why plain keys
-// were refused. It never authenticates anyone.
+// were refused: unless a certificate was offered, whose own refusal (if
+// any) was shown already and is the one that matters. It never
+// authenticates anyone.
 func (c *conn) lastResort(ssh.ConnMetadata, ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
 	err := errors.New("keyboard-interactive is not accepted")
-	if c.plainRefused != "" {
+	if c.plainRefused != "" && !c.certOffered {
 		return nil, c.banner(err, c.plainRefused)
 	}
 	if c.offered == 0 {

@@ -216,6 +216,12 @@ func (p *Policy) Decide(id Identity, user string) (*Grant, error) {
 		return nil, deny("postern: bad user name; connect as LOGIN@TARGET@bastion", "parse user: %v", err)
 	}
 	t := p.Target(name)
+	if t == nil && login == "" {
+		// Most likely a login without a target (ssh -p PORT
+		// root@bastion): say how to name one.
+		return nil, deny(fmt.Sprintf("postern: unknown target %q; connect as LOGIN@TARGET@bastion (%s@TARGET@bastion if %q is the login)", name, name, name),
+			"unknown target %q", name)
+	}
 	if t == nil {
 		return nil, deny(fmt.Sprintf("postern: unknown target %q", name), "unknown target %q", name)
 	}
