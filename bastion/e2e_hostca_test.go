@@ -1,12 +1,8 @@
 package bastion
 
 import (
-	"crypto/rand"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -19,31 +15,8 @@ import (
 func TestHostCATarget(t *testing.T) {
 	t.Parallel()
 	h := env(t)
-	keygen := testenv.Require(t, "ssh-keygen")
-	dir := t.TempDir()
-	hostKey := filepath.Join(dir, "host_ecdsa")
-	if r := testenv.Cmd(t, time.Minute, nil, keygen, "-q", "-t", "ecdsa", "-N", "", "-f", hostKey); r.ExitCode != 0 {
-		t.Fatalf("ssh-keygen: %s", r.Stderr)
-	}
-	pubData, err := os.ReadFile(hostKey + ".pub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _, _, _, err := ssh.ParseAuthorizedKey(pubData)
-	if err != nil {
-		t.Fatal(err)
-	}
 	hostCA, wrongCA := testenv.NewSigner(t), testenv.NewSigner(t)
-	cert := &ssh.Certificate{
-		Key: pub, CertType: ssh.HostCert, ValidPrincipals: []string{"127.0.0.1"},
-		ValidAfter: uint64(time.Now().Add(-time.Hour).Unix()), ValidBefore: uint64(time.Now().Add(time.Hour).Unix()),
-	}
-	if err := cert.SignCert(rand.Reader, hostCA); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(hostKey+"-cert.pub", ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	hostKey, _ := certifiedHostKey(t, t.TempDir(), hostCA)
 	sshd := testenv.SSHD(t, testenv.SSHDOptions{
 		TrustedUserCAKeys: []ssh.PublicKey{h.auth.UpstreamCA.PublicKey()},
 		Extra:             []string{"HostKey " + hostKey, "HostCertificate " + hostKey + "-cert.pub"},

@@ -2,9 +2,13 @@ package bastion
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,8 +55,15 @@ func (c *conn) dial() (*ssh.Client, error) {
 	if err != nil {
 		return nil, &upstreamError{msg: "postern: internal error; the session was not started", err: err}
 	}
-	hostKeyCallback, algos, err := hostKeyChecker(t)
+	c.log.Debug("dialing target", "address", t.Address, "upstream_serial", cert.Serial)
+	d := net.Dialer{Timeout: c.s.cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	nc, err := d.Dial("tcp", t.Address)
 	if err != nil {
+		return nil, &upstreamError{msg: "postern: cannot connect to target " + t.Name, err: err}
+	}
+	hostKeyCallback, algos, err := hostKeyChecker(t, nc.RemoteAddr())
+	if err != nil {
+		nc.Close()
 		return nil, &upstreamError{msg: "postern: target " + t.Name + " is misconfigured on the bastion", err: err}
 	}
 	cfg := &ssh.ClientConfig{
@@ -63,12 +74,6 @@ func (c *conn) dial() (*ssh.Client, error) {
 		ClientVersion:     "SSH-2.0-Postern",
 		Timeout:           c.s.cfg.DialTimeout,
 		Config:            c.s.sshConfig(),
-	}
-	c.log.Debug("dialing target", "address", t.Address, "upstream_serial", cert.Serial)
-	d := net.Dialer{Timeout: c.s.cfg.DialTimeout, KeepAlive: 30 * time.Second}
-	nc, err := d.Dial("tcp", t.Address)
-	if err != nil {
-		return nil, &upstreamError{msg: "postern: cannot connect to target " + t.Name, err: err}
 	}
 	nc.SetDeadline(time.Now().Add(c.s.cfg.DialTimeout))
 	uc, chans, reqs, err := ssh.NewClientConn(nc, t.Address, cfg)
@@ -92,8 +97,16 @@ func (c *conn) dial() (*ssh.Client, error) {
 
 // hostKeyChecker returns the callback that verifies t's host key, and the
 // host key algorithms to ask for so that the target presents the kind of
-// key the check can verify.
-func hostKeyChecker(t *Target) (ssh.HostKeyCallback, []string, error) {
+// key the check can verify. remote is the target's address as dialed.
+//
+// A target that can only be verified by plain keys (a pinned key, or
+// known_hosts without an @cert-authority line for it) asks for plain
+// algorithms only, those of its known keys first, as OpenSSH orders them:
+// an sshd with a HostCertificate would otherwise present the certificate,
+// which no authority vouches for. Asking for other plain algorithms too
+// makes a target without the known key's type fail the host key check (a
+// refusal that names the host key) instead of the key exchange.
+func hostKeyChecker(t *Target, remote net.Addr) (ssh.HostKeyCallback, []string, error) {
 	wrap := func(cb ssh.HostKeyCallback) ssh.HostKeyCallback {
 		return func(host string, remote net.Addr, key ssh.PublicKey) error {
 			if err := cb(host, remote, key); err != nil {
@@ -110,7 +123,7 @@ func hostKeyChecker(t *Target) (ssh.HostKeyCallback, []string, error) {
 				return fmt.Errorf("does not match pinned key %s", ssh.FingerprintSHA256(t.HostKey))
 			}
 			return nil
-		}), algorithmsFor(t.HostKey.Type()), nil
+		}), plainAlgorithms([]ssh.PublicKey{t.HostKey}), nil
 	case t.HostCA != nil:
 		want := t.HostCA.Marshal()
 		checker := &ssh.CertChecker{
@@ -120,13 +133,83 @@ func hostKeyChecker(t *Target) (ssh.HostKeyCallback, []string, error) {
 		}
 		return wrap(checker.CheckHostKey), certAlgorithms, nil
 	case t.KnownHostsFile != "":
-		cb, err := knownhosts.New(t.KnownHostsFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("load known_hosts %s: %w", t.KnownHostsFile, err)
-		}
-		return wrap(cb), nil, nil
+		return knownHostsChecker(t, remote, wrap)
 	}
 	return nil, nil, errors.New("no host key verification configured")
+}
+
+// knownHostsChecker is hostKeyChecker for t.KnownHostsFile. x/crypto's
+// knownhosts does not say which keys or authorities it holds for a host, so
+// its callback is asked: a throwaway key is refused with the host's plain
+// keys listed (KeyError.Want); an unsigned certificate naming a CA from the
+// file as its signer fails the certificate's own checks if the CA is an
+// authority for the host, and as an unknown authority otherwise. A failed
+// probe only costs the certificate algorithms: the callback still checks
+// every key the target presents.
+func knownHostsChecker(t *Target, remote net.Addr, wrap func(ssh.HostKeyCallback) ssh.HostKeyCallback) (ssh.HostKeyCallback, []string, error) {
+	data, err := os.ReadFile(t.KnownHostsFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load known_hosts %s: %w", t.KnownHostsFile, err)
+	}
+	cb, err := knownhosts.New(t.KnownHostsFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load known_hosts %s: %w", t.KnownHostsFile, err)
+	}
+	probe, err := throwawayKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	var keyErr *knownhosts.KeyError
+	if err := cb(t.Address, remote, probe); !errors.As(err, &keyErr) {
+		return nil, nil, fmt.Errorf("probe known_hosts %s: %v", t.KnownHostsFile, err)
+	}
+	known := make([]ssh.PublicKey, len(keyErr.Want))
+	for i, k := range keyErr.Want {
+		known[i] = k.Key
+	}
+	// Without principals the check ends before the (absent) signature is
+	// verified, with another error than the one for an unknown authority.
+	probeCert := func(ca ssh.PublicKey) string {
+		return fmt.Sprint(cb(t.Address, remote, &ssh.Certificate{Key: probe, CertType: ssh.HostCert, SignatureKey: ca}))
+	}
+	unknownCA := probeCert(probe)
+	for _, ca := range knownCAs(data) {
+		if probeCert(ca) != unknownCA {
+			return wrap(cb), slices.Concat(certAlgorithms, plainAlgorithms(known)), nil
+		}
+	}
+	return wrap(cb), plainAlgorithms(known), nil
+}
+
+// knownCAs returns the keys of data's @cert-authority lines.
+func knownCAs(data []byte) []ssh.PublicKey {
+	var cas []ssh.PublicKey
+	for len(data) > 0 {
+		marker, _, key, _, rest, err := ssh.ParseKnownHosts(data)
+		if err != nil {
+			// ParseKnownHosts gives up on the rest at a bad line; skip it,
+			// as knownhosts.New does.
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				break
+			}
+			data = data[i+1:]
+			continue
+		}
+		if marker == "cert-authority" {
+			cas = append(cas, key)
+		}
+		data = rest
+	}
+	return cas
+}
+
+func throwawayKey() (ssh.PublicKey, error) {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate probe key: %w", err)
+	}
+	return ssh.NewPublicKey(pub)
 }
 
 var certAlgorithms = []string{
@@ -134,9 +217,28 @@ var certAlgorithms = []string{
 	ssh.CertAlgoECDSA521v01, ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01,
 }
 
-func algorithmsFor(keyType string) []string {
-	if keyType == ssh.KeyAlgoRSA {
-		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256}
+// plainAlgorithms returns the plain (non-certificate) host key algorithms
+// x/crypto supports, those that verify one of known first.
+func plainAlgorithms(known []ssh.PublicKey) []string {
+	var first, rest []string
+	for _, algo := range ssh.SupportedAlgorithms().HostKeys {
+		if strings.Contains(algo, "-cert-v01@") {
+			continue
+		}
+		if slices.ContainsFunc(known, func(k ssh.PublicKey) bool { return verifiesWith(k.Type(), algo) }) {
+			first = append(first, algo)
+		} else {
+			rest = append(rest, algo)
+		}
 	}
-	return []string{keyType}
+	return append(first, rest...)
+}
+
+// verifiesWith reports whether a key of keyType signs with algo: RSA keys
+// sign as rsa-sha2-256/512 (RFC 8332), other keys under their own name.
+func verifiesWith(keyType, algo string) bool {
+	if keyType == ssh.KeyAlgoRSA {
+		return algo == ssh.KeyAlgoRSASHA256 || algo == ssh.KeyAlgoRSASHA512
+	}
+	return algo == keyType
 }
