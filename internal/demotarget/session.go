@@ -154,7 +154,7 @@ func (s *Server) handleSubsystem(sess gliderssh.Session) {
 }
 
 // finish ends the session channel in the order RFC 4254 sections 5.3 and
-// 6.10 allow and STYLE.md asks for: exit-status (or exit-signal), EOF,
+// 6.10 allow and OpenSSH uses: exit-status (or exit-signal), EOF,
 // CLOSE. Session.Exit is not used because it skips EOF; the Exit(0) that
 // gliderlabs calls after the handler returns finds the channel closed and
 // sends nothing.
