@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -162,19 +161,7 @@ func TestInteractiveIsRecorded(t *testing.T) {
 func TestRecordingFailureEndsSession(t *testing.T) {
 	t.Parallel()
 	h := env(t)
-	testenv.Require(t, "mount")
-	dir := t.TempDir()
-	recs := filepath.Join(dir, "recordings")
-	if err := os.Mkdir(recs, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", recs, "tmpfs", 0, "size=1m"); err != nil {
-		if testenv.InCI() {
-			t.Fatalf("mount a small tmpfs (tests run as root): %v", err)
-		}
-		t.Skipf("cannot mount tmpfs here: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(recs, syscall.MNT_DETACH) })
+	dir := smallDisk(t)
 	store := openStore(t, dir, h.auth.AuditKey)
 	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}})
 

@@ -287,19 +287,31 @@ func (t terminal) outputDone()                  { t.out.close() }
 func (t terminal) end()                         { t.in.close() }
 func (t terminal) masked() int64                { return t.out.masked() }
 
-// startTerminal opens the recording and builds the terminal pipeline.
-func (st *channel) startTerminal(kind, command string) error {
+// startRecording opens the channel's recording (none with recording off)
+// and its stderr stage, and returns the observers of the strict masked
+// output stream that every pipeline's output stage gets. On an error the
+// channel has failed with it.
+func (st *channel) startRecording(kind, command string) ([]io.Writer, error) {
 	rec, err := openRecording(st, kind, command)
 	st.rec = rec
 	if err != nil {
 		st.fail(err)
-		return err
+		return nil, err
 	}
 	var observers []io.Writer
 	if rec != nil {
 		observers = append(observers, recordOutput{st})
 	}
 	st.stderr = newOutStage(st, st.ch.Stderr(), observers...)
+	return observers, nil
+}
+
+// startTerminal opens the recording and builds the terminal pipeline.
+func (st *channel) startTerminal(kind, command string) error {
+	observers, err := st.startRecording(kind, command)
+	if err != nil {
+		return err
+	}
 	st.input = newInputStage(st, st.uch)
 	st.mode = terminal{out: newOutStage(st, st.ch, observers...), in: st.input}
 	return nil

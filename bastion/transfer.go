@@ -203,17 +203,9 @@ func (st *channel) startTransfer(kind, command string, x func(*transferEnv) (tra
 		return st.refuse(err.Error())
 	}
 	audit.Record(c.log, audit.TransferStart, "channel", st.n, "kind", kind, "command", logSafe(command), "file_pans", env.filePANsName())
-	rec, err := openRecording(st, kind, command)
-	st.rec = rec
-	if err != nil {
-		st.fail(err)
+	if _, err := st.startRecording(kind, command); err != nil {
 		return err
 	}
-	var observers []io.Writer
-	if rec != nil {
-		observers = append(observers, recordOutput{st})
-	}
-	st.stderr = newOutStage(st, st.ch.Stderr(), observers...)
 	st.mode = transferMode{st: st, x: t, dst: st.uch, user: gate{st, st.ch}}
 	return nil
 }
