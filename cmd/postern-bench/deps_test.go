@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/postern/postern/internal/testenv"
 )
 
 // TestNoTestingLinked: the benchmark and the postern binary link neither
@@ -12,10 +14,7 @@ import (
 // internal/sshdproc), so shipped binaries carry no test code.
 func TestNoTestingLinked(t *testing.T) {
 	t.Parallel()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command")
-	}
+	goBin := testenv.Require(t, "go")
 	out, err := exec.Command(goBin, "list", "-deps", ".", "../postern").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps: %v\n%s", err, out)

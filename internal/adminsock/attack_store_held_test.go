@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/adminsock"
+	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/recorder"
 )
 
@@ -27,9 +28,7 @@ import (
 // to the temporary name it is bound under with the usual umask.
 func TestAttackStoreOtherUserCannotConnect(t *testing.T) {
 	t.Parallel()
-	if os.Getuid() != 0 {
-		t.Skip("needs root to run the attacker as another uid")
-	}
+	testenv.RequireRoot(t, "running the attacker as another uid")
 	dir := looseDir(t)
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	st, err := recorder.OpenStore(dir, recorder.Options{Key: key})

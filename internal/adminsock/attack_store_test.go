@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/adminsock"
+	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/recorder"
 )
 
@@ -91,9 +92,7 @@ func TestAttackStorePruneIgnoresRetention(t *testing.T) {
 // serve should refuse a data directory others can write).
 func TestAttackStorePlantedSocketOtherUser(t *testing.T) {
 	t.Parallel()
-	if os.Getuid() != 0 {
-		t.Skip("needs root to run the attacker as another uid")
-	}
+	testenv.RequireRoot(t, "running the attacker as another uid")
 	dir := looseDir(t)
 	fake := startAs(t, 65534, "serve-fake", dir)
 	defer fake.stop()

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/postern/postern/internal/app"
+	"github.com/postern/postern/internal/testenv"
 )
 
 // TestCheckDirEvidenceDirectories: below a sound data directory, a
@@ -88,9 +89,7 @@ func TestCheckDirEvidenceDirectories(t *testing.T) {
 	})
 	t.Run("owner", func(t *testing.T) {
 		t.Parallel()
-		if os.Geteuid() != 0 {
-			t.Skip("changing a file's owner needs root")
-		}
+		testenv.RequireRoot(t, "changing a file's owner")
 		for _, sub := range []string{"recordings/2026/11", "ca", "ca/audit_ed25519"} {
 			dir := sound(t)
 			p := filepath.Join(dir, sub)

@@ -45,6 +45,19 @@ func Require(t testing.TB, name string) string {
 	return ""
 }
 
+// RequireRoot skips a test that needs root (why says for what) when not
+// run as root, and fails it in CI, which runs as root.
+func RequireRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if InCI() {
+		t.Fatalf("testenv: %s needs root (required in CI)", why)
+	}
+	t.Skipf("testenv: %s needs root", why)
+}
+
 // FreePort returns a TCP port on 127.0.0.1 that was free when asked. Another
 // process may take it before the caller binds it; StartSSHD retries for that
 // reason.
