@@ -19,8 +19,9 @@ import (
 	"github.com/postern/postern/internal/testenv"
 )
 
-// serveWith starts a bastion like extraServer, served under ctx, with
-// wrap (if not nil) as its session channel wrapper.
+// serveWith starts a bastion of its own with cfg (the harness's CA, a log
+// of its own), served under ctx, with wrap (if not nil) as its session
+// channel wrapper; cleanup closes it and waits for Serve to return.
 func (h *harness) serveWith(t testing.TB, ctx context.Context, cfg Config, wrap func(ssh.Channel) ssh.Channel) *harness {
 	t.Helper()
 	b := *h

@@ -364,33 +364,7 @@ func TestSessionIDOnEveryLineAndUpstreamKeyID(t *testing.T) {
 // returns a harness whose port, knownHosts and logs are the new server's.
 func (h *harness) extraServer(t testing.TB, cfg Config) *harness {
 	t.Helper()
-	b := *h
-	b.logs = &testenv.Buffer{}
-	cfg.Authority = h.auth
-	cfg.Log = slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(context.Background(), l)
-	t.Cleanup(func() {
-		srv.Close()
-		if t.Failed() {
-			t.Logf("extra bastion log:\n%s", b.logs.String())
-		}
-	})
-	b.srv = srv
-	b.port = l.Addr().(*net.TCPAddr).Port
-	b.knownHosts = filepath.Join(t.TempDir(), "bastion_known_hosts")
-	line := fmt.Sprintf("[127.0.0.1]:%d %s", b.port, ssh.MarshalAuthorizedKey(h.auth.HostKey.PublicKey()))
-	if err := os.WriteFile(b.knownHosts, []byte(line), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return &b
+	return h.serveWith(t, context.Background(), cfg, nil)
 }
 
 // uniqueMarker returns prefix and a unique suffix that is not a long digit
