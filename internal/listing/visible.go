@@ -127,16 +127,24 @@ func Clip(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
-// WriteJSON writes v as indented JSON. encoding/json escapes C0 controls
-// and U+2028/U+2029 but writes DEL and the C1 controls (U+0080 to U+009F)
-// as they are, and a terminal that shows the document would obey them:
-// they are escaped too. Outside strings a JSON document is ASCII, so the
-// bytes replaced can only be inside one.
+// WriteJSON writes v as indented JSON, escaped by EscapeJSON.
 func WriteJSON(w io.Writer, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
+	_, err = w.Write(append(EscapeJSON(data), '\n'))
+	return err
+}
+
+// EscapeJSON returns the JSON text data with every character a terminal
+// would act on or hide written as a \u escape, which decodes to the same
+// text: encoding/json (and log/slog) escape C0 controls and U+2028/U+2029
+// but write DEL, the C1 controls (U+0080 to U+009F, a CSI among them) and
+// format or default-ignorable characters as they are. Outside strings JSON
+// is ASCII, so the bytes replaced can only be inside one. It returns data
+// itself when nothing needs escaping.
+func EscapeJSON(data []byte) []byte {
 	var out []byte
 	for i := 0; i < len(data); i++ {
 		c := data[i]
@@ -170,10 +178,9 @@ func WriteJSON(w io.Writer, v any) error {
 		}
 	}
 	if out == nil {
-		out = data
+		return data
 	}
-	_, err = w.Write(append(out, '\n'))
-	return err
+	return out
 }
 
 // lazy starts the rewritten copy of data at its first change, at i.
