@@ -95,9 +95,19 @@ func attackAdminDial(t *testing.T, a *adminEnv, user string, cert *ssh.Certifica
 // returns stdout, stderr and the exit status (-1 if there was none).
 func attackAdminRun(t *testing.T, client *ssh.Client, command string) (string, string, int) {
 	t.Helper()
-	sess, err := client.NewSession()
+	stdout, stderr, status, err := attackAdminExec(client, command)
 	if err != nil {
 		t.Fatalf("new session: %v", err)
+	}
+	return stdout, stderr, status
+}
+
+// attackAdminExec runs command on a new session of client: its output and
+// exit status (-1 without one), or the error that refused the session.
+func attackAdminExec(client *ssh.Client, command string) (string, string, int, error) {
+	sess, err := client.NewSession()
+	if err != nil {
+		return "", "", -1, err
 	}
 	defer sess.Close()
 	var stdout, stderr bytes.Buffer
@@ -112,7 +122,7 @@ func attackAdminRun(t *testing.T, client *ssh.Client, command string) (string, s
 	default:
 		status = -1
 	}
-	return stdout.String(), stderr.String(), status
+	return stdout.String(), stderr.String(), status, nil
 }
 
 // attackAdminRecords returns the audit records of event in logs.
