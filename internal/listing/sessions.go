@@ -1,6 +1,7 @@
 package listing
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strconv"
@@ -29,8 +30,14 @@ func Rows(list []recorder.Session) []Row {
 // Sessions writes rows as the table `postern sessions` prints: one line per
 // session, its search hits and transferred files indented below it. Every
 // cell from the index or a recording is made visible first.
+//
+// The session lines are laid out as one table, so their columns line up
+// however many lines sit between them; the lines under a session are laid
+// out among themselves. (One tabwriter for both would end every column at
+// each indented line, and rows would lose their alignment.)
 func Sessions(w io.Writer, rows []Row) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTART\tUSER\tTARGET\tLOGIN\tKIND\tSTATUS\tEXIT\tDURATION\tCOMMAND")
 	for _, r := range rows {
 		exit := "-"
@@ -48,12 +55,28 @@ func Sessions(w io.Writer, rows []Row) error {
 		// break the table's rows.
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", Visible(r.ID), r.Start.Local().Format("2006-01-02 15:04:05"),
 			Visible(r.Identity), Visible(r.Target), Visible(r.Login), Visible(r.Kind), Visible(r.Status), Visible(exit), dur, Clip(r.Command, 40))
-		for _, h := range r.Hits {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", offset(h.Time), Visible(h.Kind), Clip(h.Text, 100))
-		}
-		transferLines(tw, r.Session)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	lines := bytes.SplitAfter(table.Bytes(), []byte("\n"))
+	if _, err := w.Write(lines[0]); err != nil {
+		return err
+	}
+	for i, r := range rows {
+		if _, err := w.Write(lines[i+1]); err != nil {
+			return err
+		}
+		under := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, h := range r.Hits {
+			fmt.Fprintf(under, "  %s\t%s\t%s\n", offset(h.Time), Visible(h.Kind), Clip(h.Text, 100))
+		}
+		transferLines(under, r.Session)
+		if err := under.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SessionsJSON writes rows as the JSON document `postern sessions --json`

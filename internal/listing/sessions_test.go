@@ -46,3 +46,38 @@ func TestSessionsTableEscapesAndLists(t *testing.T) {
 		t.Fatalf("raw bidi or C1 in JSON: %q", out.Bytes())
 	}
 }
+
+// Hits and transferred files listed under a session must not break the
+// alignment of the session rows: every row's TARGET starts where the
+// header's does.
+func TestSessionsTableRowsAlignAcrossHits(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	rows := []Row{
+		{Session: recorder.Session{ID: "01J-1", Identity: "al", Target: "tgt-a", Login: "root", Kind: "shell", Status: "sealed", Start: start},
+			Hits: []recorder.Hit{{Time: 1, Kind: "o", Text: "first hit"}, {Time: 2, Kind: "i", Text: "second"}}},
+		{Session: recorder.Session{ID: "01J-2", Identity: "bartholomew@example.com", Target: "tgt-b", Login: "root", Kind: "exec", Status: "sealed", Start: start,
+			Transfers: []recorder.Transfer{{Op: "upload", Path: "/tmp/x", Bytes: 3, Outcome: "ok"}}},
+			Hits: []recorder.Hit{{Time: 3, Kind: "o", Text: "third"}}},
+		{Session: recorder.Session{ID: "01J-3", Identity: "c", Target: "tgt-c", Login: "root", Kind: "exec", Status: "sealed", Start: start}},
+	}
+	var out bytes.Buffer
+	if err := Sessions(&out, rows); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	col := strings.Index(lines[0], "TARGET")
+	seen := 0
+	for _, l := range lines[1:] {
+		if !strings.HasPrefix(l, "01J-") {
+			continue
+		}
+		seen++
+		if i := strings.Index(l, "tgt-"); i != col {
+			t.Errorf("target at column %d, header at %d:\n%s", i, col, out.String())
+		}
+	}
+	if seen != 3 || !strings.Contains(out.String(), "  +1s") || !strings.Contains(out.String(), "/tmp/x") {
+		t.Fatalf("want 3 session rows with their hits and files:\n%s", out.String())
+	}
+}
