@@ -196,3 +196,32 @@ func TestPlayKeys(t *testing.T) {
 		t.Fatal("terminal left in raw mode")
 	}
 }
+
+// TestPlayQuitInAlternateScreen: q pressed while the recorded program has
+// the alternate screen up (vim, less, top) with the cursor hidden and
+// colours set leaves the terminal on the main screen with the cursor shown.
+func TestPlayQuitInAlternateScreen(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "alt.cast")
+	cast := `{"version": 2, "width": 80, "height": 24}` + "\n" +
+		`[0.1, "o", "\u001b[?1049h\u001b[?25l\u001b[7mvim-screen\r\n"]` + "\n" +
+		`[60.0, "o", "\u001b[0m\u001b[?25h\u001b[?1049lnever\r\n"]` + "\n"
+	os.WriteFile(path, []byte(cast), 0o600)
+	pr := testenv.RunOnPTY(t, dir, func(tty *os.File, wait func(string)) {
+		wait("vim-screen")
+		tty.Write([]byte("q"))
+	}, binary(t), "play", path)
+	if pr.ExitCode != 0 || bytes.Contains(pr.Output, []byte("never")) {
+		t.Fatalf("play exited %d: %q", pr.ExitCode, pr.Output)
+	}
+	_, after, ok := bytes.Cut(pr.Output, []byte("vim-screen"))
+	if !ok {
+		t.Fatalf("no frame: %q", pr.Output)
+	}
+	for _, want := range []string{"\x1b[?1049l", "\x1b[?25h", "\x1b[0m"} {
+		if !bytes.Contains(after, []byte(want)) {
+			t.Errorf("after q the output lacks %q: %q", want, after)
+		}
+	}
+}
