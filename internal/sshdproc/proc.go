@@ -50,7 +50,7 @@ func FreePort() (int, error) {
 // it exists. Its password field is "*" (no password) rather than useradd's
 // "!" (locked): sshd without PAM refuses locked accounts even for
 // certificates. Creating it needs root (tests and the benchmark run as
-// root, see TESTING.md).
+// root).
 func EnsureUser(name, shell string) error {
 	if _, err := user.Lookup(name); err == nil {
 		return nil

@@ -157,7 +157,8 @@ func start(sshd, keygen, dir string, opts Options) (*Instance, error) {
 	return nil, lastErr
 }
 
-// sshdConfig renders sshd_config as TESTING.md describes.
+// sshdConfig renders a private sshd_config for a loopback test server:
+// its own port, host key, PID file and user CA, no PAM, no passwords.
 func sshdConfig(dir string, port int, hostKey, caFile string, extra []string) []byte {
 	var top, match []string
 	for i, l := range extra {
