@@ -10,10 +10,12 @@ import (
 	"time"
 )
 
-// Store keeps requests across restarts (the bastion's index). Save must be
-// durable when it returns: a command runs only after its approval is.
+// Store keeps requests across restarts (the bastion's index, which seals
+// each change in the audit chain). SaveRequest stores r as it stands after
+// event (Change.Event) and must be durable when it returns: a command runs
+// only after its approval is.
 type Store interface {
-	SaveRequest(ctx context.Context, r Request) error
+	SaveRequest(ctx context.Context, event string, r Request) error
 	Requests(ctx context.Context) ([]Request, error)
 }
 
@@ -298,7 +300,7 @@ func (b *Broker) finish(ctx context.Context, r *Request, state string, d *Decisi
 
 // save makes c durable, audits it and tells the subscribers. b.mu is held.
 func (b *Broker) save(ctx context.Context, c Change) error {
-	if err := b.cfg.Store.SaveRequest(ctx, c.Request); err != nil {
+	if err := b.cfg.Store.SaveRequest(ctx, c.Event, c.Request); err != nil {
 		return fmt.Errorf("save approval request %s: %w", c.Request.ID, err)
 	}
 	if b.cfg.Audit != nil {

@@ -20,7 +20,7 @@ type memStore struct {
 
 func newMemStore() *memStore { return &memStore{reqs: map[string]Request{}} }
 
-func (m *memStore) SaveRequest(_ context.Context, r Request) error {
+func (m *memStore) SaveRequest(_ context.Context, _ string, r Request) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {

@@ -347,6 +347,9 @@ func (s *Local) Snapshot(ctx context.Context) (*Snapshot, error) {
 		if err := copyBucket(bucketCerts, func(k, v []byte) { snap.Certs[certKeyName(k)] = v }); err != nil {
 			return err
 		}
+		if err := snapshotApprovals(tx, snap); err != nil {
+			return err
+		}
 		return copyBucket(bucketChain, func(k, v []byte) { snap.Chain = append(snap.Chain, RawEntry{Key: k, Value: v}) })
 	})
 	return snap, err

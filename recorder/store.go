@@ -158,6 +158,9 @@ type Snapshot struct {
 	// by decimal serial, or, stored under a key that is no serial, by
 	// "key " and the key in hex.
 	Certs map[string][]byte `json:"certs"`
+	// Approvals holds each approval request's record by ID; nil when the
+	// index has none.
+	Approvals map[string][]byte `json:"approvals,omitempty"`
 }
 
 // RawEntry is one stored chain entry: its key (the big-endian sequence

@@ -42,6 +42,8 @@ func (p Problem) String() string {
 type Report struct {
 	ChainEntries int `json:"chain_entries"`
 	Recordings   int `json:"recordings"`
+	// Approvals counts the approval requests sealed in the chain.
+	Approvals int `json:"approvals"`
 	// Head is the newest chain entry, nil for an empty chain: record it
 	// away from the bastion and pass it back as an anchor later.
 	Head     *ChainHead `json:"head"`
@@ -134,7 +136,7 @@ func prunedSince(earlier, later []RawEntry, pub ed25519.PublicKey) map[string]bo
 
 // Verify checks the audit chain's links and signatures, every sealed
 // recording against its digest and index record, every issued
-// certificate's record, and the recordings named in files (a listing taken
+// certificate's record, every approval request's record, and the recordings named in files (a listing taken
 // before snap) for ones nobody sealed. It only reads: blobs opens the
 // recordings, and no private key is needed.
 func Verify(ctx context.Context, snap *Snapshot, files []string, blobs Blobs, o VerifyOptions) (Report, error) {
@@ -143,11 +145,12 @@ func Verify(ctx context.Context, snap *Snapshot, files []string, blobs Blobs, o 
 		return rep, errors.New("verify needs the audit public key")
 	}
 	v := &verifier{ctx: ctx, snap: snap, blobs: blobs, rep: &rep, begun: map[string]ChainEntry{},
-		sealed: map[string]ChainEntry{}, pruned: map[string]bool{}, certs: map[uint64]ChainEntry{}}
+		sealed: map[string]ChainEntry{}, pruned: map[string]bool{}, certs: map[uint64]ChainEntry{}, requests: map[string]ChainEntry{}}
 	v.chain(o.Key)
 	v.anchors(o.Anchors)
 	referenced := v.recordings()
 	v.certificates()
+	v.approvals()
 	v.unsealed(referenced)
 	v.added(files, referenced)
 	sort.SliceStable(rep.Problems, func(i, j int) bool { return rep.Problems[i].Path < rep.Problems[j].Path })
@@ -164,6 +167,8 @@ type verifier struct {
 	sealed map[string]ChainEntry // latest seal per recording
 	pruned map[string]bool
 	certs  map[uint64]ChainEntry // latest seal per certificate serial
+	// requests holds the newest signed seal per approval request.
+	requests map[string]ChainEntry
 	// anyBegin says whether the chain so far (while chain runs) has a
 	// begin entry signed with the key: the seals before the first were
 	// written before Begin sealed, and need none.
@@ -254,6 +259,12 @@ func (v *verifier) entry(e ChainEntry, signed bool) {
 			v.add(Problem{ID: "certificate " + formatSerial(e.Serial), Reason: "sealed twice", Detail: fmt.Sprintf("chain entries %d and %d", first.Seq, e.Seq)})
 		}
 		v.certs[e.Serial] = e
+	case KindApproval:
+		// Sealed at every change; the newest signed seal is the one
+		// the record must match. An unsigned one seals nothing.
+		if signed {
+			v.requests[e.Request] = e
+		}
 	}
 }
 
