@@ -45,8 +45,8 @@ type adminExec struct {
 	name   string    // the command's name, for messages
 }
 
-// adminCommands maps a command's name to it. The approval commands
-// (approvals, approve, deny) belong here too.
+// adminCommands maps a command's name to it; the approval commands are in
+// adminapprove.go.
 var adminCommands map[string]adminCommand
 
 func init() {
@@ -56,6 +56,7 @@ func init() {
 		"whoami":   {usage: "whoami [--json]", summary: "show your identity, principals, groups and certificate", run: runWhoami},
 		"sessions": {usage: "sessions [--json] [--active] [--user U] [--target T]", summary: "list recorded sessions, as postern sessions does on the bastion", adminOnly: true, run: runSessions},
 	}
+	addApprovalCommands()
 }
 
 // usageError is a command line the command cannot run: exit status 2.

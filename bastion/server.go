@@ -29,6 +29,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/postern/postern/approval"
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/mask"
 )
@@ -66,6 +67,11 @@ type Config struct {
 	// Ciphers are the SSH ciphers the bastion offers its clients and asks
 	// of its targets, in order of preference. Nil means DefaultCiphers.
 	Ciphers []string
+	// Approvals holds approval requests and their decisions; the admin
+	// connection's approvals, show, approve and deny commands use it.
+	// Nil: this bastion holds nothing for approval, and those commands
+	// say so.
+	Approvals *approval.Broker
 	// Admins may run the admin connection's admin-only commands
 	// (sessions): an entry NAME matches a certificate principal,
 	// "group:NAME" a group of its groups@postern extension (see

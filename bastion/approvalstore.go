@@ -1,0 +1,58 @@
+package bastion
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+
+	"github.com/postern/postern/approval"
+	"github.com/postern/postern/recorder"
+)
+
+// ApprovalStore keeps approval requests in the session index, each change
+// sealed in the audit chain. log receives a warning for a stored record
+// that cannot be read (verify reports it as edited or unsealed).
+func ApprovalStore(idx recorder.ApprovalIndex, log *slog.Logger) approval.Store {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return approvalStore{idx: idx, log: log}
+}
+
+type approvalStore struct {
+	idx recorder.ApprovalIndex
+	log *slog.Logger
+}
+
+func (s approvalStore) SaveRequest(ctx context.Context, event string, r approval.Request) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	head, err := s.idx.SaveApproval(ctx, r.ID, event, data)
+	if err != nil {
+		return err
+	}
+	s.log.Debug("approval request sealed", "request", r.ID, "event", event, "chain_head", head.String())
+	return nil
+}
+
+// Requests skips a record that does not decode, or names another ID than
+// the one it is stored under, rather than refusing to start: nothing in it can be trusted, and it is
+// not approved by being skipped.
+func (s approvalStore) Requests(ctx context.Context) ([]approval.Request, error) {
+	recs, err := s.idx.Approvals(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]approval.Request, 0, len(recs))
+	for _, rec := range recs {
+		var r approval.Request
+		if err := json.Unmarshal(rec.Data, &r); err != nil || r.ID != rec.ID || !approval.ValidID(r.ID) {
+			s.log.Warn("approval request record unreadable; ignored (postern verify reports edits)", "err", err)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
