@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/postern/postern/approval"
 	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/recorder"
 )
 
@@ -20,12 +23,15 @@ type approvalEnv struct {
 	*adminEnv
 	broker          *approval.Broker
 	bob, dave, erin string
+	auditLog        *testenv.Buffer // the broker's audit records
 }
 
 func newApprovalEnv(t *testing.T) *approvalEnv {
 	h := env(t)
 	store := openStore(t, t.TempDir(), h.auth.AuditKey)
-	broker, err := approval.NewBroker(t.Context(), approval.BrokerConfig{Store: ApprovalStore(store, nil)})
+	auditLog := &testenv.Buffer{}
+	broker, err := approval.NewBroker(t.Context(), approval.BrokerConfig{Store: ApprovalStore(store, nil),
+		Audit: ApprovalAudit(slog.New(slog.NewJSONHandler(auditLog, nil)))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +41,7 @@ func newApprovalEnv(t *testing.T) *approvalEnv {
 		return b.userKey(t, name, certs.UserCertRequest{Principals: []string{name}, Groups: groups, TTL: time.Hour, KeyID: name})
 	}
 	e := &approvalEnv{adminEnv: &adminEnv{harness: b, store: store, carol: key("carol", "auditors")}, broker: broker,
-		bob: key("bob", "approvers"), dave: key("dave", "dev", "approvers"), erin: key("erin", "dev")}
+		bob: key("bob", "approvers"), dave: key("dave", "dev", "approvers"), erin: key("erin", "dev"), auditLog: auditLog}
 	return e
 }
 
@@ -111,6 +117,21 @@ func TestAdminApprovals(t *testing.T) {
 	run(e.dave, 0, "request "+r2.ID+" denied", "deny", r2.ID, "--reason", "not during the freeze")
 	if w, err := e.broker.Wait(t.Context(), r2.ID); err != nil || w.State != approval.StateDenied || w.Decisions[0].Reason != "not during the freeze" {
 		t.Fatalf("denied request: %+v %v", w, err)
+	}
+
+	// Every change is an audit record, with who decided and why.
+	if err := checkLogKeys(e.auditLog.String()); err != nil {
+		t.Fatal(err)
+	}
+	var changes []string
+	for line := range strings.Lines(e.auditLog.String()) {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["event"] == "approval" && m["request"] == r.ID {
+			changes = append(changes, fmt.Sprint(m["change"], ":", m["by"], ":", m["reason"]))
+		}
+	}
+	if got := strings.Join(changes, " "); got != "requested:<nil>:<nil> decision:bob:ticket CHG-42 approved:dave:" {
+		t.Fatalf("audit records of %s: %s", r.ID, got)
 	}
 
 	// Every change is sealed: verify checks both requests.

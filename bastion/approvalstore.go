@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/postern/postern/approval"
+	"github.com/postern/postern/internal/audit"
 	"github.com/postern/postern/recorder"
 )
 
@@ -55,4 +56,25 @@ func (s approvalStore) Requests(ctx context.Context) ([]approval.Request, error)
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// ApprovalAudit returns the Broker's audit hook: one audit record per
+// change to a request (the index seals the change itself).
+func ApprovalAudit(log *slog.Logger) func(context.Context, approval.Change) error {
+	return func(_ context.Context, c approval.Change) error {
+		r := c.Request
+		attrs := []any{"change", c.Event, "request", r.ID, "kind", r.Kind, "state", r.State, "requester", logSafe(r.Requester),
+			"target", logSafe(r.Target), "login", logSafe(r.Login), "rule", logSafe(r.Rule), "approvals_required", r.Required}
+		if r.Session != "" {
+			attrs = append(attrs, "session", r.Session)
+		}
+		if r.Line != "" {
+			attrs = append(attrs, "command_line", logSafe(r.Line))
+		}
+		if d := c.Decision; d != nil {
+			attrs = append(attrs, "by", logSafe(d.By), "approve", d.Approve, "reason", logSafe(d.Reason))
+		}
+		audit.Record(log, audit.Approval, attrs...)
+		return nil
+	}
 }

@@ -3,6 +3,7 @@ package recorder
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -30,8 +31,17 @@ type ApprovalIndex interface {
 	// for event (what changed) to the audit chain. It returns the
 	// chain's new head.
 	SaveApproval(ctx context.Context, id, event string, record []byte) (ChainHead, error)
-	// Approvals returns every request's record, ordered by ID.
-	Approvals(ctx context.Context) ([][]byte, error)
+	// Approvals returns the requests' records, ordered by ID: only those
+	// that the newest chain entry for their ID seals as stored, so that
+	// a record written around the bastion (a forged grant) is never
+	// acted on. The others are logged, and verify reports them.
+	Approvals(ctx context.Context) ([]ApprovalRecord, error)
+}
+
+// ApprovalRecord is an approval request's record as stored under its ID.
+type ApprovalRecord struct {
+	ID   string
+	Data []byte
 }
 
 var _ ApprovalIndex = (*Local)(nil)
@@ -59,20 +69,49 @@ func (s *Local) SaveApproval(ctx context.Context, id, event string, record []byt
 	return head, nil
 }
 
-// Approvals implements ApprovalIndex.
-func (s *Local) Approvals(ctx context.Context) ([][]byte, error) {
-	var out [][]byte
+// Approvals implements ApprovalIndex. It reads the whole chain for the
+// seals: a cost paid once, when the bastion starts.
+func (s *Local) Approvals(ctx context.Context) ([]ApprovalRecord, error) {
+	var out []ApprovalRecord
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketApprovals)
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(func(_, v []byte) error {
-			out = append(out, bytes.Clone(v))
+		seals, err := s.approvalSeals(tx)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if seal, ok := seals[string(k)]; !ok || seal != recordDigest(v) {
+				s.log.Warn("approval request record not sealed as stored: ignored (postern verify reports it)", "request", string(bytes.ToValidUTF8(k, []byte("?"))))
+				return nil
+			}
+			out = append(out, ApprovalRecord{ID: string(k), Data: bytes.Clone(v)})
 			return nil
 		})
 	})
 	return out, err
+}
+
+// approvalSeals returns the record digest of the newest approval entry per
+// request ID among the chain entries signed with the store's key.
+func (s *Local) approvalSeals(tx *bolt.Tx) (map[string]string, error) {
+	seals := map[string]string{}
+	pub := s.PublicKey()
+	if pub == nil {
+		return nil, errors.New("no audit key: cannot check approval requests against the audit chain")
+	}
+	err := tx.Bucket(bucketChain).ForEach(func(_, v []byte) error {
+		if !bytes.Contains(v, []byte(`"kind":"approval"`)) {
+			return nil // not one: skip the signature check
+		}
+		if e, ok := verifyEntry(pub, v); ok && e.Kind == KindApproval {
+			seals[e.Request] = e.Record
+		}
+		return nil
+	})
+	return seals, err
 }
 
 // snapshotApprovals copies the approval records into snap.

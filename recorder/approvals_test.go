@@ -44,10 +44,21 @@ func TestApprovalsSealedAndVerified(t *testing.T) {
 				}
 			}
 			recs, err := s.Approvals(t.Context())
-			if err != nil || len(recs) != 2 || !bytes.Equal(recs[0], []byte(`{"state":"approved"}`)) {
+			if err != nil || len(recs) != 2 || recs[0].ID != "req1" || !bytes.Equal(recs[0].Data, []byte(`{"state":"approved"}`)) {
 				t.Fatalf("approvals %q %v", recs, err)
 			}
 			tt.do(t, s)
+			// What the bastion would act on: only records sealed as
+			// stored.
+			recs, err = s.Approvals(t.Context())
+			if want := map[string]int{"none": 2, "rolled back": 1, "deleted": 1, "forged": 2}[tt.name]; err != nil || len(recs) != want {
+				t.Fatalf("after tampering, Approvals gives %d records (%v), want %d", len(recs), err, want)
+			}
+			for _, r := range recs {
+				if r.ID == "req9" || r.ID == "req1" && tt.name == "rolled back" {
+					t.Fatalf("tampered record %s returned", r.ID)
+				}
+			}
 			rep, err := VerifyStore(t.Context(), s, VerifyOptions{Key: s.PublicKey()})
 			if err != nil || rep.Approvals != 2 || rep.ChainEntries != 3 {
 				t.Fatalf("report %+v %v", rep, err)

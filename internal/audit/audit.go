@@ -69,6 +69,15 @@ const (
 	CertIssued Event = "cert_issued"
 )
 
+// Approval events.
+const (
+	// Approval: an approval request changed: change says how (requested,
+	// decision, approved, denied, expired, cancelled, abandoned), with the
+	// request's ID, requester, target, rule and, for a decision, who and
+	// why. Each is also sealed in the audit chain.
+	Approval Event = "approval"
+)
+
 // TransferFile is the event for one file a transfer of kind ("sftp",
 // "scp", "rsync") moved or listed; TransferOp for any other operation
 // (rename, remove, mkdir, ...).
