@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,23 +19,26 @@ import (
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/sshdproc"
 	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/recorder"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
 
-// dest is what every client connects as: login root on target t1, through
-// the bastion on loopback (the port is given separately).
+// dest is what every client connects as: login posternclients on target
+// t1, through the bastion on loopback (the port is given separately). The
+// login's shell is /bin/sh, so an exec costs what the bastion adds, not
+// what this machine's root dotfiles run at every start of bash.
 const (
-	login  = "root"
+	login  = "posternclients"
 	target = "t1"
 	dest   = login + "@" + target + "@127.0.0.1"
 )
 
 // env is one Postern bastion in the test binary, configured from YAML as
 // an operator writes it, in front of a real OpenSSH sshd (target t1, login
-// root, the target's default masking of card numbers). Its cleanup is
+// posternclients, the target's default masking of card numbers). Its cleanup is
 // registered with the test that started it.
 type env struct {
 	dir        string // the test's temporary directory
@@ -54,7 +58,10 @@ type env struct {
 // line), and makes a key with an alice certificate.
 func start(t testing.TB, extraYAML string) *env {
 	t.Helper()
-	testenv.RequireRoot(t, "logging in to the target as root")
+	testenv.RequireRoot(t, "creating the target login")
+	if err := sshdproc.EnsureUser(login, "/bin/sh"); err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	auth, err := certs.Open(filepath.Join(dir, "ca-data"))
 	if err != nil {
@@ -124,7 +131,7 @@ func (e *env) serve(t testing.TB, extraYAML string) *env {
 }
 
 // yaml is the bastion's config file: one target, the sshd, reachable by
-// principal alice as root, with the defaults for everything else (AES-GCM
+// principal alice as the login, with the defaults for everything else (AES-GCM
 // only, card numbers masked, sftp and scp granted), plus extraYAML.
 func (e *env) yaml(dataDir string) string {
 	hostKey := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(e.sshd.HostKey)))
@@ -196,4 +203,26 @@ func writeFile(t testing.TB, dir, name, data string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// remoteDir returns a new temporary directory that the target login owns:
+// the target is this machine, so the test reads what clients put there.
+func remoteDir(t testing.TB) string {
+	t.Helper()
+	// Not t.TempDir, whose parent only root may enter.
+	dir, err := os.MkdirTemp("", "postern-clients-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	u, err := user.Lookup(login)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -38,7 +38,7 @@ func TestPuTTY(t *testing.T) {
 		t.Fatalf("plink: exit %d stdout %q stderr %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
 
-	local, remote := t.TempDir(), t.TempDir() // the target is this machine
+	local, remote := t.TempDir(), remoteDir(t)
 	const content = "through postern with pscp and psftp\n"
 	src := writeFile(t, local, "src.txt", content)
 	// pscp speaks SFTP by default and SCP with -scp; both ways each.
