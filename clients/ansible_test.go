@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,28 +33,8 @@ func TestAnsible(t *testing.T) {
 	tmp := t.TempDir()
 	remote := remoteDir(t)
 	src := writeFile(t, tmp, "copied.txt", "copied by ansible through postern\n")
-	inventory := writeFile(t, tmp, "inventory", fmt.Sprintf(
-		"%s ansible_host=127.0.0.1 ansible_port=%d ansible_ssh_private_key_file=%s ansible_python_interpreter=/usr/bin/python3 "+
-			"ansible_ssh_common_args='-F /dev/null -o User=%s@%s -o CertificateFile=%s-cert.pub -o IdentitiesOnly=yes "+
-			"-o UserKnownHostsFile=%s -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes'\n",
-		target, e.port, e.key, login, target, e.key, e.knownHosts))
-	// Nothing of Ansible's lands in this machine's home directories: its
-	// config, local and remote temporary files, and ssh control sockets
-	// are all in the test's directories.
-	cpDir := filepath.Join(tmp, "cp")
-	vars := []string{
-		"HOME=" + tmp,
-		"ANSIBLE_CONFIG=" + writeFile(t, tmp, "ansible.cfg", ""),
-		"ANSIBLE_LOCAL_TEMP=" + filepath.Join(tmp, "local"),
-		"ANSIBLE_REMOTE_TEMP=" + filepath.Join(remote, "ansible-tmp"),
-		"ANSIBLE_SSH_CONTROL_PATH_DIR=" + cpDir,
-		"ANSIBLE_HOST_KEY_CHECKING=True",
-		"ANSIBLE_NOCOLOR=1",
-		"ANSIBLE_RETRY_FILES_ENABLED=False",
-	}
-	// Ansible's ssh keeps a master connection for 60 s (ControlPersist);
-	// end it with the test.
-	t.Cleanup(func() { stopMasters(t, cpDir) })
+	inventory := ansibleInventory(t, e, tmp, "ansible_ssh_common_args='-o User="+login+"@"+target+" ")
+	vars := ansibleVars(t, tmp, filepath.Join(remote, "ansible-tmp"))
 
 	type job struct {
 		args []string
@@ -68,7 +49,7 @@ func TestAnsible(t *testing.T) {
 	}
 	start := time.Now()
 	results := runParallel(t, 4, 5*time.Minute, len(jobs), func(i int) (string, []string) {
-		return "env", append(append([]string{}, vars...), append([]string{ansible, "all", "-i", inventory}, jobs[i].args...)...)
+		return "env", slices.Concat(vars, []string{ansible, "all", "-i", inventory}, jobs[i].args)
 	})
 	failed := 0
 	for i, r := range results {
@@ -83,6 +64,60 @@ func TestAnsible(t *testing.T) {
 	if failed > 0 {
 		t.Errorf("%d of %d Ansible runs failed with masking on", failed, len(jobs))
 	}
+}
+
+// The login in ansible_user instead: Ansible expands its remote temporary
+// directory ~/.ansible/tmp as ~LOGIN@TARGET/.ansible/tmp, which no shell
+// can expand, and every run fails before the module runs.
+func TestAnsibleUserWithAt(t *testing.T) {
+	t.Parallel()
+	e := start(t, "")
+	ansible := testenv.Require(t, "ansible")
+	tmp := t.TempDir()
+	inventory := ansibleInventory(t, e, tmp, "ansible_user="+login+"@"+target+" ansible_ssh_common_args='")
+	r := run(t, 2*time.Minute, ansibleVars(t, tmp, ""), ansible, "all", "-i", inventory, "-m", "ping")
+	want := "echo ~" + login + "@" + target + "/.ansible/tmp"
+	if r.ExitCode == 0 || !strings.Contains(string(r.Stdout), "Failed to create temporary directory") || !strings.Contains(string(r.Stdout), want) {
+		t.Fatalf("ansible_user=%s@%s: exit %d stdout %s stderr %s; want the temporary directory %q to fail", login, target, r.ExitCode, r.Stdout, r.Stderr, want)
+	}
+}
+
+// ansibleInventory writes an inventory in dir for target t1 behind e's
+// bastion and returns its path. who is the part that names the login:
+// it ends inside ansible_ssh_common_args' opening quote, which
+// the other ssh options follow.
+func ansibleInventory(t testing.TB, e *env, dir, who string) string {
+	t.Helper()
+	return writeFile(t, dir, "inventory", fmt.Sprintf(
+		"%s ansible_host=127.0.0.1 ansible_port=%d ansible_ssh_private_key_file=%s ansible_python_interpreter=/usr/bin/python3 "+
+			"%s-F /dev/null -o CertificateFile=%s-cert.pub -o IdentitiesOnly=yes "+
+			"-o UserKnownHostsFile=%s -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes'\n",
+		target, e.port, e.key, who, e.key, e.knownHosts))
+}
+
+// ansibleVars is the environment that keeps Ansible's files in the test's
+// directories, not this machine's home directories: config, local
+// temporary files and ssh control sockets in tmp, remote temporary files
+// in remoteTemp ("" leaves Ansible's default, ~/.ansible/tmp). Ansible's
+// ssh keeps a master connection for 60 s (ControlPersist); it is ended
+// with the test.
+func ansibleVars(t testing.TB, tmp, remoteTemp string) []string {
+	t.Helper()
+	cpDir := filepath.Join(tmp, "cp")
+	t.Cleanup(func() { stopMasters(t, cpDir) })
+	vars := []string{
+		"HOME=" + tmp,
+		"ANSIBLE_CONFIG=" + writeFile(t, tmp, "ansible.cfg", ""),
+		"ANSIBLE_LOCAL_TEMP=" + filepath.Join(tmp, "local"),
+		"ANSIBLE_SSH_CONTROL_PATH_DIR=" + cpDir,
+		"ANSIBLE_HOST_KEY_CHECKING=True",
+		"ANSIBLE_NOCOLOR=1",
+		"ANSIBLE_RETRY_FILES_ENABLED=False",
+	}
+	if remoteTemp != "" {
+		vars = append(vars, "ANSIBLE_REMOTE_TEMP="+remoteTemp)
+	}
+	return vars
 }
 
 // runParallel runs n commands, at most workers at once, each bounded by
