@@ -66,6 +66,10 @@ func TestAnsible(t *testing.T) {
 	}
 }
 
+// ansibleUserRefused is how Ansible fails with the login in ansible_user
+// (README.md quotes it).
+const ansibleUserRefused = "Failed to create temporary directory"
+
 // The login in ansible_user instead: Ansible expands its remote temporary
 // directory ~/.ansible/tmp as ~LOGIN@TARGET/.ansible/tmp, which no shell
 // can expand, and every run fails before the module runs.
@@ -77,7 +81,7 @@ func TestAnsibleUserWithAt(t *testing.T) {
 	inventory := ansibleInventory(t, e, tmp, "ansible_user="+login+"@"+target+" ansible_ssh_common_args='")
 	r := run(t, 2*time.Minute, ansibleVars(t, tmp, ""), ansible, "all", "-i", inventory, "-m", "ping")
 	want := "echo ~" + login + "@" + target + "/.ansible/tmp"
-	if r.ExitCode == 0 || !strings.Contains(string(r.Stdout), "Failed to create temporary directory") || !strings.Contains(string(r.Stdout), want) {
+	if r.ExitCode == 0 || !strings.Contains(string(r.Stdout), ansibleUserRefused) || !strings.Contains(string(r.Stdout), want) {
 		t.Fatalf("ansible_user=%s@%s: exit %d stdout %s stderr %s; want the temporary directory %q to fail", login, target, r.ExitCode, r.Stdout, r.Stderr, want)
 	}
 }

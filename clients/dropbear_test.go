@@ -11,6 +11,13 @@ import (
 	"github.com/postern/postern/internal/testenv"
 )
 
+// What dbclient says when it is refused at key exchange, and for having
+// no certificate (README.md quotes both).
+const (
+	dropbearKex    = "No matching algo enc c->s"
+	dropbearNoCert = "postern: a certificate is required"
+)
+
 // Dropbear's dbclient (dropbear-bin 2022.83) has neither AES-GCM nor
 // OpenSSH certificates: a default bastion refuses it at key exchange, and
 // one with AES-CTR refuses its plain key; both times dbclient exits with
@@ -36,8 +43,8 @@ func TestDropbear(t *testing.T) {
 		stderr string // what dbclient says
 		reason string // in the bastion's connect audit record
 	}{
-		{"default ciphers", e, "No matching algo enc c->s", "key exchange failed: "},
-		{"AES-CTR added", ctr, "postern: a certificate is required", "plain public key SHA256:"},
+		{"default ciphers", e, dropbearKex, "key exchange failed: "},
+		{"AES-CTR added", ctr, dropbearNoCert, "plain public key SHA256:"},
 	} {
 		// dbclient looks the host up in known_hosts without the port.
 		kh := "127.0.0.1 " + strings.SplitN(string(mustRead(t, tt.b.knownHosts)), " ", 2)[1]

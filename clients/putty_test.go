@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,14 +42,15 @@ func TestPuTTY(t *testing.T) {
 	local, remote := t.TempDir(), remoteDir(t)
 	const content = "through postern with pscp and psftp\n"
 	src := writeFile(t, local, "src.txt", content)
-	// pscp speaks SFTP by default and SCP with -scp; both ways each.
-	for _, proto := range []string{"-sftp", "-scp"} {
+	// pscp picks SFTP by itself, or is told -sftp or -scp; both ways each.
+	for _, proto := range []string{"", "-sftp", "-scp"} {
 		up := filepath.Join(remote, "up"+proto+".txt")
 		down := filepath.Join(local, "down"+proto+".txt")
-		if r := putty(pscp, proto, src, dest+":"+up); r.ExitCode != 0 {
+		flags := strings.Fields(proto)
+		if r := putty(pscp, append(flags, src, dest+":"+up)...); r.ExitCode != 0 {
 			t.Fatalf("pscp %s upload: exit %d stdout %s stderr %s", proto, r.ExitCode, r.Stdout, r.Stderr)
 		}
-		if r := putty(pscp, proto, dest+":"+up, down); r.ExitCode != 0 {
+		if r := putty(pscp, append(flags, dest+":"+up, down)...); r.ExitCode != 0 {
 			t.Fatalf("pscp %s download: exit %d stdout %s stderr %s", proto, r.ExitCode, r.Stdout, r.Stderr)
 		}
 		for _, p := range []string{up, down} {
