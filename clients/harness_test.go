@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,10 +37,14 @@ const (
 	dest   = login + "@" + target + "@127.0.0.1"
 )
 
+// ensureLogin creates the target login once: parallel tests running
+// useradd at the same time would race on /etc/passwd.
+var ensureLogin = sync.OnceValue(func() error { return sshdproc.EnsureUser(login, "/bin/sh") })
+
 // env is one Postern bastion in the test binary, configured from YAML as
 // an operator writes it, in front of a real OpenSSH sshd (target t1, login
-// posternclients, the target's default masking of card numbers). Its cleanup is
-// registered with the test that started it.
+// posternclients, the target's default masking of card numbers). Its
+// cleanup is registered with the test that started it.
 type env struct {
 	dir        string // the test's temporary directory
 	auth       *certs.Authority
@@ -59,7 +64,7 @@ type env struct {
 func start(t testing.TB, extraYAML string) *env {
 	t.Helper()
 	testenv.RequireRoot(t, "creating the target login")
-	if err := sshdproc.EnsureUser(login, "/bin/sh"); err != nil {
+	if err := ensureLogin(); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
