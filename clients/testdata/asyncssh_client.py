@@ -98,7 +98,7 @@ def parse_args():
     p.add_argument("--remote-dir", required=True)
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--per", type=int, default=25)
-    p.add_argument("--sequential", type=int, default=1000)
+    p.add_argument("--sequential", type=int, default=500)
     p.add_argument("--timeout", type=float, default=120)
     return p.parse_args()
 
