@@ -11,8 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -274,7 +276,8 @@ func TestRsyncTree1000Files(t *testing.T) {
 }
 
 // OpenSSH connection sharing: one master connection through the bastion,
-// several sessions multiplexed over it as channels.
+// ten sessions at once multiplexed over it as channels, each with its own
+// output and exit status.
 func TestControlMasterSharesOneConnection(t *testing.T) {
 	t.Parallel()
 	h := env(t)
@@ -289,10 +292,31 @@ func TestControlMasterSharesOneConnection(t *testing.T) {
 		t.Fatalf("master: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command(h.sshBin, append(base, "-O", "exit", "root@t1@127.0.0.1")...).Run() })
-	for i := range 3 {
-		r := testenv.Cmd(t, time.Minute, nil, h.sshBin, append(base, "root@t1@127.0.0.1", fmt.Sprintf("echo mux-%d; exit %d", i, i+1))...)
+	const sessions = 10
+	var (
+		wg      sync.WaitGroup
+		results [sessions]testenv.Result
+	)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	for i := range sessions {
+		wg.Go(func() {
+			cmd := exec.CommandContext(ctx, h.sshBin, slices.Concat(base, []string{"root@t1@127.0.0.1", fmt.Sprintf("echo mux-%d; exit %d", i, i+1)})...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			code := -1 // did not start, or killed
+			if err := cmd.Run(); err != nil && cmd.ProcessState == nil {
+				fmt.Fprintf(&stderr, "run ssh: %v", err)
+			} else {
+				code = cmd.ProcessState.ExitCode()
+			}
+			results[i] = testenv.Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: code}
+		})
+	}
+	wg.Wait()
+	for i, r := range results {
 		if string(r.Stdout) != fmt.Sprintf("mux-%d\n", i) || r.ExitCode != i+1 {
-			t.Fatalf("multiplexed session %d: stdout %q exit %d stderr %s", i, r.Stdout, r.ExitCode, r.Stderr)
+			t.Errorf("multiplexed session %d: stdout %q exit %d stderr %s", i, r.Stdout, r.ExitCode, r.Stderr)
 		}
 	}
 	if n := strings.Count(h.logs.String(), `"key_id":"`+keyID+`"`); n != 1 {

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Postern's tests need: a real OpenSSH server
-# and client, rsync, and asciinema. Safe to run again: it installs only what
-# is missing. Needs root (or sudo) when something is missing.
+# and client, rsync, asciinema, PostgreSQL, and the third-party SSH clients
+# the client matrix (clients/) runs against the bastion: PuTTY's tools,
+# AsyncSSH, paramiko, Ansible, git and Dropbear's dbclient. Safe to run
+# again: it installs only what is missing. Needs root (or sudo) when
+# something is missing.
 set -euo pipefail
-pkgs=(openssh-server openssh-client openssh-sftp-server rsync asciinema postgresql-15 postgresql-client-15)
+pkgs=(openssh-server openssh-client openssh-sftp-server rsync asciinema postgresql-15 postgresql-client-15
+	putty-tools python3-asyncssh python3-paramiko ansible-core git dropbear-bin)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
