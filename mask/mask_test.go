@@ -54,8 +54,15 @@ func loadCorpus(t testing.TB) []corpusCase {
 // and closes it, checking the hold cap after every Write.
 func stream(t testing.TB, in []byte, cuts []int, mode Mode) []byte {
 	t.Helper()
+	return streamWith(t, in, cuts, Config{Mode: mode})
+}
+
+// streamWith is stream with cfg (its Deadline is set to -1).
+func streamWith(t testing.TB, in []byte, cuts []int, cfg Config) []byte {
+	t.Helper()
 	var out bytes.Buffer
-	w := NewWriter(&out, Config{Mode: mode, Deadline: -1})
+	cfg.Deadline = -1
+	w := NewWriter(&out, cfg)
 	prev := 0
 	for _, c := range append(cuts, len(in)) {
 		if n, err := w.Write(in[prev:c]); n != c-prev || err != nil {
@@ -88,6 +95,15 @@ func TestCorpus(t *testing.T) {
 				}
 				if got := stream(t, []byte(c.In), nil, mode); string(got) != want {
 					t.Errorf("Writer %v\n in: %q\ngot: %q\nwant %q", mode, c.In, got, want)
+				}
+				// The broader rule masks every PAN the default does, and
+				// what its reference finds.
+				wantLuhn := string(refMaskDetect([]byte(c.In), mode, DetectLuhn))
+				if c.Want != "" && wantLuhn != want {
+					t.Errorf("reference luhn %v\n in: %q\ngot: %q\nwant %q", mode, c.In, wantLuhn, want)
+				}
+				if got, _ := DetectLuhn.Mask(nil, []byte(c.In), mode); string(got) != wantLuhn {
+					t.Errorf("Mask luhn %v\n in: %q\ngot: %q\nwant %q", mode, c.In, got, wantLuhn)
 				}
 			}
 		})
