@@ -25,18 +25,18 @@
 //     (";4111...=") needs no exception.
 //   - A candidate is a PAN if it passes the Luhn check and, with
 //     DetectBrands (the default), if it is a card number a payment brand
-//     issues, written as cards print them:
-//     its first six digits fall in an issuer (IIN) range of a brand that
-//     issues numbers of its length (Visa 4, 13–19 digits; Mastercard 51–55
-//     and 2221–2720, 16; American Express 34 and 37, 15; Discover, Diners
-//     Club, JCB, UnionPay, Maestro, Mir, RuPay, Troy, UATP and the others
-//     listed, with their sources, in brands.go), and, if it has more than
-//     one group, its group lengths are one of the groupings cards are
-//     printed with: 4-4-4-N (N from 1 to 7), 4-4-4-4-N (N from 1 to 3),
-//     4-4-5, 4-6-N (N from 4 to 9) and 6-13. A candidate in one group
-//     needs no grouping. So epoch milliseconds ("1796149455125" starts
-//     with 1, where only 15-digit UATP numbers are issued), order numbers
-//     under prefixes no brand uses, and dash-joined IDs
+//     issues, written as cards print them. Its first six digits fall in
+//     an issuer (IIN) range of a brand that issues numbers of its length
+//     (Visa 4, 13–19 digits; Mastercard 51–55 and 2221–2720, 16; American
+//     Express 34 and 37, 15; Discover, Diners Club, JCB, UnionPay,
+//     Maestro, Mir, RuPay, Troy, UATP and the others listed, with their
+//     sources, in brands.go). And if it has more than one group, its group
+//     lengths (of visible digits: "4111\x1b[K1111 1111 1111" is 8-4-4) are
+//     a grouping cards are printed with: 4-4-4-N (N from 1 to 7),
+//     4-4-4-4-N (N from 1 to 3), 4-4-5, 4-6-N (N from 4 to 9) or 6-13. A
+//     candidate in one group needs no grouping. So epoch milliseconds
+//     ("1796149455125": under 17 brands issue only 15 digits), order
+//     numbers under prefixes no brand uses, and dash-joined IDs
 //     ("ansible-tmp-1796149455.1285965-32464-540584239609", groups 5-12)
 //     pass unchanged, while "4111 1111 1111 1111", "3782-822463-10005" and
 //     "4111111111111111" are masked. The price: a real PAN written in a

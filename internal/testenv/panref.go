@@ -66,7 +66,7 @@ func refEscape(b []byte) (n, payFrom, payTo int) {
 }
 
 // RefPANs returns the PANs in b as lists of digit positions: numbers a
-// payment brand issues (refIssued) passing the Luhn check, contiguous or
+// payment brand issues (RefIssued) passing the Luhn check, contiguous or
 // in groups split by one kind of separator (space or dash) in a grouping
 // cards are printed with (refPrinted), escape sequences between them
 // ignored, not inside a longer number or a word (with starWord, '*' counts
