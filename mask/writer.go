@@ -135,8 +135,8 @@ func (w *Writer) Write(p []byte) (int, error) {
 // Flush releases a held tail now, judging it as if the stream ended here:
 // a held candidate that is a card number is masked, anything else (fewer
 // than 13 digits, a failed Luhn check, a number no brand issues, an
-// unfinished escape sequence) is written unchanged. What is written after Flush is judged as
-// a new stream.
+// unfinished escape sequence) is written unchanged. What is written after
+// Flush is judged as a new stream.
 func (w *Writer) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
