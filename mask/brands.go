@@ -148,13 +148,43 @@ func flatten(bs []brand) ([]int32, []lengthSet) {
 	return start, ls
 }
 
+// iinQuick[p] holds the lengths issued under the four-digit prefix p when
+// all its six-digit prefixes share them, and mixed when they do not (then
+// issued searches iinStart): one load instead of a search for nearly every
+// prefix.
+var iinQuick = func() (q [10000]lengthSet) {
+	j := 0
+	for p := range int32(10000) {
+		lo, hi := p*100, p*100+99
+		for j+1 < len(iinStart) && iinStart[j+1] <= lo {
+			j++
+		}
+		q[p] = iinLengths[j]
+		if j+1 < len(iinStart) && iinStart[j+1] <= hi {
+			q[p] = mixed
+		}
+	}
+	return q
+}()
+
+// mixed marks an iinQuick entry whose six-digit prefixes differ; no length
+// uses its bit.
+const mixed lengthSet = 1 << 31
+
 // issued reports whether a brand issues n-digit numbers that start with
 // the digit values d[0:6].
 func issued(d []uint8, n int) bool {
-	v := int32(0)
-	for _, x := range d[:6] {
-		v = v*10 + int32(x)
+	d = d[:6]
+	p := uint32(d[0])*1000 + uint32(d[1])*100 + uint32(d[2])*10 + uint32(d[3])
+	l := iinQuick[p%10000]
+	if l == mixed {
+		l = search(int32(p*100 + uint32(d[4])*10 + uint32(d[5])))
 	}
+	return l>>n&1 != 0
+}
+
+// search returns the lengths issued under the six-digit prefix v.
+func search(v int32) lengthSet {
 	// The last start at or below v.
 	lo, hi := 0, len(iinStart)
 	for hi-lo > 1 {
@@ -165,7 +195,7 @@ func issued(d []uint8, n int) bool {
 			hi = m
 		}
 	}
-	return iinLengths[lo]>>n&1 != 0
+	return iinLengths[lo]
 }
 
 // The groupings a number written in several groups must follow, as the
@@ -202,8 +232,8 @@ var groupings = func() (keys []uint32) {
 // maxGroups is the most groups a grouping has.
 const maxGroups = 5
 
-// shapeKey encodes group lengths the way judge builds them, from the last
-// group back: five bits each, the first group lowest.
+// shapeKey encodes group lengths the way scanner.card builds them, from
+// the last group back: five bits each, the first group lowest.
 func shapeKey(groups []int) uint32 {
 	var k uint32
 	for i := len(groups) - 1; i >= 0; i-- {
