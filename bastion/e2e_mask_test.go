@@ -11,6 +11,7 @@ import (
 
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/testenv"
+	"github.com/postern/postern/mask"
 	"github.com/postern/postern/recorder"
 )
 
@@ -173,6 +174,24 @@ func TestMaskingOffTarget(t *testing.T) {
 	r = b.ssh(t, h.alice, "root@t1", nil, "echo 4111111111111111")
 	if string(r.Stdout) != "************1111\n" {
 		t.Fatalf("masking last4: %q", r.Stdout)
+	}
+}
+
+// Config.Detect reaches the terminal path: by default a Luhn-valid epoch
+// millisecond timestamp and an Ansible temp dir pass unchanged while a PAN
+// is masked; with mask.DetectLuhn all three are masked.
+func TestMaskingDetect(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	const line = "1796149455125 4111111111111111 ansible-tmp-1796149455.1285965-32464-540584239609"
+	r := h.ssh(t, h.alice, "root@t1", nil, "echo "+line)
+	if want := "1796149455125 411111******1111 ansible-tmp-1796149455.1285965-32464-540584239609\n"; string(r.Stdout) != want {
+		t.Errorf("detect brands: %q, want %q", r.Stdout, want)
+	}
+	b := h.extraServer(t, Config{Policy: h.policy, Detect: mask.DetectLuhn})
+	r = b.ssh(t, h.alice, "root@t1", nil, "echo "+line)
+	if want := "179614***5125 411111******1111 ansible-tmp-1796149455.1285965-32464-5*******9609\n"; string(r.Stdout) != want {
+		t.Errorf("detect luhn: %q, want %q", r.Stdout, want)
 	}
 }
 

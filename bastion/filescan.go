@@ -15,7 +15,7 @@ func (e *transferEnv) newScan() *fileScan {
 	if !e.masking || e.filePANs != FilePANsMask {
 		m = mask.ModeFull
 	}
-	return &fileScan{policy: e.filePANs, mode: m, next: -1}
+	return &fileScan{policy: e.filePANs, mode: m, detect: e.detect, next: -1}
 }
 
 // outcome is a downloaded file's record outcome under the env's policy.
@@ -53,6 +53,7 @@ const scanOverlap = mask.MaxHold
 type fileScan struct {
 	policy  string
 	mode    mask.Mode
+	detect  mask.Detect
 	next    int64  // file offset just past the previous chunk; -1: none yet
 	tail    []byte // the previous chunk's last bytes, as received
 	tailN   int    // card numbers within tail alone
@@ -84,7 +85,7 @@ func (f *fileScan) chunk(off int64, p, live []byte) (withhold bool) {
 	defer scanBufs.Put(bp)
 	buf := append(append((*bp)[:0], tail...), p...)
 	*bp = buf
-	n := mask.MaskInPlace(buf, f.mode)
+	n := f.detect.MaskInPlace(buf, f.mode)
 	// What decides is where digits were masked, not how many numbers the
 	// joint text holds: a number in the tail alone can vanish when the
 	// next digits join it, while a new one appears in p.
@@ -127,7 +128,7 @@ func (f *fileScan) chunk(off int64, p, live []byte) (withhold bool) {
 // setTail keeps t (a copy) as the overlap judged with the next chunk.
 func (f *fileScan) setTail(t []byte) {
 	f.tail = append(f.tail[:0:0], t...)
-	f.tailN = mask.MaskInPlace(append([]byte(nil), f.tail...), f.mode)
+	f.tailN = f.detect.MaskInPlace(append([]byte(nil), f.tail...), f.mode)
 }
 
 // changed reports whether masking turned a digit of orig into '*' in got.
@@ -154,7 +155,7 @@ func (f *fileScan) stream(out, p []byte) ([]byte, bool) {
 		return append(out, p...), false
 	}
 	if f.w == nil {
-		f.w = mask.NewWriter(&f.held, mask.Config{Mode: f.mode, Deadline: -1})
+		f.w = mask.NewWriter(&f.held, mask.Config{Mode: f.mode, Detect: f.detect, Deadline: -1})
 	}
 	f.held.Reset()
 	before := f.w.Count()

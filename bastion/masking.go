@@ -15,10 +15,13 @@ func (c *conn) maskMode() (mask.Mode, bool) {
 	return m, true
 }
 
-// maskText masks PANs in a string that goes into the index, a recording
-// or a log (an exec command line, for instance).
-func maskText(s string, mode mask.Mode) string {
-	out, n := mask.MaskText(nil, []byte(s), mode)
+// maskDetect is how the bastion detects card numbers outside log lines.
+func (c *conn) maskDetect() mask.Detect { return c.s.cfg.Detect }
+
+// maskText masks PANs, as d detects them, in a string that goes into the
+// index, a recording or a log (an exec command line, for instance).
+func maskText(s string, mode mask.Mode, d mask.Detect) string {
+	out, n := d.MaskText(nil, []byte(s), mode)
 	if n == 0 {
 		return s
 	}
@@ -27,7 +30,7 @@ func maskText(s string, mode mask.Mode) string {
 
 // logSafe masks every digit of any PAN in s: log lines never hold one,
 // whatever the target's masking mode.
-func logSafe(s string) string { return maskText(s, mask.ModeFull) }
+func logSafe(s string) string { return maskText(s, mask.ModeFull, mask.DetectBrands) }
 
 // logSafeAll is logSafe for each element; it copies only if it changes one.
 func logSafeAll(list []string) []string {

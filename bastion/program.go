@@ -232,7 +232,7 @@ func (st *channel) choosePipeline(p program) error {
 	// What is stored of the command line is masked like output.
 	shown := p.command
 	if mode, ok := st.c.maskMode(); ok {
-		shown = maskText(shown, mode)
+		shown = maskText(shown, mode, st.c.maskDetect())
 	}
 	switch p.kind {
 	case "scp":

@@ -36,7 +36,7 @@ type rsyncTransfer struct {
 var errRsyncCompressed = errors.New("compressed rsync (-z) cannot be scanned for card numbers; run rsync without -z")
 
 func newRsyncTransfer(env *transferEnv, command string) (transfer, error) {
-	t := &rsyncTransfer{env: env, scan: env.newScan(), text: &fileScan{policy: FilePANsMask, mode: env.mode, next: -1}}
+	t := &rsyncTransfer{env: env, scan: env.newScan(), text: &fileScan{policy: FilePANsMask, mode: env.mode, detect: env.detect, next: -1}}
 	if t.scan.policy == FilePANsMask {
 		// rsync checks every file's checksum and discards a changed
 		// copy: masking cannot deliver one, so it blocks instead.

@@ -78,6 +78,11 @@ type Config struct {
 	// CheckAdmin). Every authenticated user may open the admin
 	// connection and run whoami and help. Nil means no admins.
 	Admins []string
+	// Detect says which numbers masking treats as card numbers, in
+	// session output and input, recordings and transfers. The zero value
+	// is mask.DetectBrands. Log lines are masked with mask.DetectBrands
+	// whatever it says.
+	Detect mask.Detect
 	// Log receives structured logs and audit records, with every PAN
 	// in their text masked; nil discards.
 	Log *slog.Logger

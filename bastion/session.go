@@ -259,7 +259,7 @@ func (st *channel) sendExits(exits []*ssh.Request, end []any) (*int, string, []a
 			// payload passes unread.
 			sig.Signal, sig.Lang = logSafe(sig.Signal), logSafe(sig.Lang)
 			if mode, ok := st.c.maskMode(); ok {
-				sig.Message = maskText(sig.Message, mode)
+				sig.Message = maskText(sig.Message, mode, st.c.maskDetect())
 			}
 			r.Payload = ssh.Marshal(&sig)
 			exitSignal = sig.Signal

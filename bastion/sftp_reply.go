@@ -125,7 +125,7 @@ func (a *sftpStream) handleReply(r *wire, q *sftpReq) error {
 	}
 	// A handle goes back to the target as it came, so it cannot be
 	// masked: one that holds a card number is refused.
-	if _, n := mask.Mask(nil, h, mask.ModeFull); n > 0 {
+	if _, n := a.env.detect.Mask(nil, h, mask.ModeFull); n > 0 {
 		return protocolError("sftp", "a handle that holds a card number")
 	}
 	if r.ok {

@@ -30,9 +30,9 @@ func newOutStage(st *channel, raw io.Writer, observers ...io.Writer) *outStage {
 	o := &outStage{client: gate{st, raw}, observers: observers}
 	if mode, ok := st.c.maskMode(); ok {
 		if len(observers) > 0 {
-			o.m = mask.NewWriter(observerSink{o}, mask.Config{Mode: mode, Preview: o.client})
+			o.m = mask.NewWriter(observerSink{o}, mask.Config{Mode: mode, Detect: st.c.maskDetect(), Preview: o.client})
 		} else {
-			o.m = mask.NewWriter(o.client, mask.Config{Mode: mode})
+			o.m = mask.NewWriter(o.client, mask.Config{Mode: mode, Detect: st.c.maskDetect()})
 		}
 	}
 	return o
@@ -153,7 +153,7 @@ func newInputStage(st *channel, dst io.Writer) *inputStage {
 		var sink io.Writer = recordInput{st}
 		if mode, ok := st.c.maskMode(); ok {
 			// No deadline: keystrokes arrive one by one.
-			in.m = mask.NewWriter(sink, mask.Config{Mode: mode, Deadline: -1})
+			in.m = mask.NewWriter(sink, mask.Config{Mode: mode, Detect: st.c.maskDetect(), Deadline: -1})
 			sink = in.m
 		}
 		in.rec = sink

@@ -57,9 +57,10 @@ func protocolError(kind, what string) *transferError {
 // A nil function does nothing (unit tests, fuzzing).
 type transferEnv struct {
 	kind     string
-	masking  bool      // human-readable text is masked (the target's masking is not off)
-	mode     mask.Mode // how
-	filePANs string    // the rule's FilePANs
+	masking  bool        // human-readable text is masked (the target's masking is not off)
+	mode     mask.Mode   // how
+	detect   mask.Detect // which numbers are card numbers
+	filePANs string      // the rule's FilePANs
 	record   func(recorder.Transfer)
 	show     func(text []byte) // text a person reads: recorded as output (already masked)
 	notice   func(msg string)  // one line for the user's stderr, also recorded
@@ -68,7 +69,7 @@ type transferEnv struct {
 // maskText masks PANs in protocol text in place (same length).
 func (e *transferEnv) maskText(p []byte) {
 	if e.masking {
-		mask.MaskInPlace(p, e.mode)
+		e.detect.MaskInPlace(p, e.mode)
 	}
 }
 
@@ -193,7 +194,7 @@ func (st *channel) startTransfer(kind, command string, x func(*transferEnv) (tra
 	}
 	mode, masking := c.maskMode()
 	env := &transferEnv{
-		kind: kind, masking: masking, mode: mode, filePANs: c.grant.FilePANs,
+		kind: kind, masking: masking, mode: mode, detect: c.maskDetect(), filePANs: c.grant.FilePANs,
 		record: func(t recorder.Transfer) { st.addTransfer(kind, t) },
 		show:   func(text []byte) { st.show(text) },
 		notice: st.notify,

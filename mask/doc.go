@@ -13,25 +13,43 @@
 //     sequence of groups joined by exactly one separator each, a space or a
 //     '-' ("4111 1111", "4111-1111"; two spaces or any other byte end the
 //     run).
-//   - A PAN is any sequence of consecutive groups of one run, joined by the
-//     same separator throughout, with 13 to 19 digits in all, that passes
-//     the Luhn check, whose first digit does not follow a word byte and
-//     whose last digit does not precede one. Word bytes are ASCII letters,
-//     digits and '_'. So a PAN is never part of a longer digit string (a
-//     group of 20 digits holds none), of a hex string or identifier
-//     ("id=4111...1111x", "deadbeef4111..."), and a plain run of 12 digits
-//     or fewer is never looked at. The one exception: the 'B' of a track 1
-//     format code "%B" does not count as a word byte, so "%B4111...^" is
-//     masked; track 2 (";4111...=") needs no exception.
+//   - A candidate is any sequence of consecutive groups of one run, joined
+//     by the same separator throughout, with 13 to 19 digits in all, whose
+//     first digit does not follow a word byte and whose last digit does not
+//     precede one. Word bytes are ASCII letters, digits and '_'. So a PAN
+//     is never part of a longer digit string (a group of 20 digits holds
+//     none), of a hex string or identifier ("id=4111...1111x",
+//     "deadbeef4111..."), and a plain run of 12 digits or fewer is never
+//     looked at. The one exception: the 'B' of a track 1 format code "%B"
+//     does not count as a word byte, so "%B4111...^" is masked; track 2
+//     (";4111...=") needs no exception.
+//   - A candidate is a PAN if it passes the Luhn check and, with
+//     DetectBrands (the default), if it is a card number a payment brand
+//     issues, written as cards print them. Its first six digits fall in
+//     an issuer (IIN) range of a brand that issues numbers of its length
+//     (Visa 4, 13–19 digits; Mastercard 51–55 and 2221–2720, 16; American
+//     Express 34 and 37, 15; Discover, Diners Club, JCB, UnionPay,
+//     Maestro, Mir, RuPay, Troy, UATP and the others listed, with their
+//     sources, in brands.go). And if it has more than one group, its group
+//     lengths (of visible digits: "4111\x1b[K1111 1111 1111" is 8-4-4) are
+//     a grouping cards are printed with: 4-4-4-N (N from 1 to 7),
+//     4-4-4-4-N (N from 1 to 3), 4-4-5, 4-6-N (N from 4 to 9) or 6-13. A
+//     candidate in one group needs no grouping. So epoch milliseconds
+//     ("1796149455125": under 17 brands issue only 15 digits), order
+//     numbers under prefixes no brand uses, and dash-joined IDs
+//     ("ansible-tmp-1796149455.1285965-32464-540584239609", groups 5-12)
+//     pass unchanged, while "4111 1111 1111 1111", "3782-822463-10005" and
+//     "4111111111111111" are masked. The price: a real PAN written in a
+//     grouping no card is printed with ("4111-111111111111") passes.
+//     With DetectLuhn the candidate only has to pass the Luhn check: any
+//     number of 13 to 19 digits, in any groups, including about one in
+//     ten timestamps and long IDs, which fails closed at the cost of
+//     rewriting them.
 //   - Every PAN found is masked: in ModeFirst6Last4 all its digits but the
 //     first six and last four become '*', in ModeLast4 all but the last
 //     four, in ModeFull all. Overlapping PANs in one run are all masked.
 //     Nothing else changes: separators, escape sequences, UTF-8 and all
 //     other bytes keep their place, and the output has the input's length.
-//   - No issuer (IIN) check is made: any 13–19 digit number that passes the
-//     Luhn check is masked, so about one in ten such numbers that are not
-//     PANs (epoch milliseconds, long IDs) is masked too. That is deliberate:
-//     masking fails closed.
 //
 // # Escape sequences
 //
@@ -67,9 +85,8 @@
 // come for Config.Deadline (20 ms by default), a timer calls Flush, so the
 // echo of a typed digit appears without waiting for the next key. Flush (and
 // Close) judge the held tail as if the stream ended there, then start over:
-// a held candidate of 13 to 19 digits that passes the Luhn check is masked
-// (the digits that may follow are not waited for), anything else is written
-// unchanged, and what comes after is judged as a new stream. The trade-off:
+// a held candidate that is a PAN is masked (the digits that may follow are
+// not waited for), anything else is written unchanged, and what comes after is judged as a new stream. The trade-off:
 // a PAN whose digits arrive more than a deadline apart (typed by hand, or
 // split by a stalled upstream) is judged in pieces, and pieces shorter than
 // 13 digits pass unmasked. With Deadline < 0 there is no timer and the

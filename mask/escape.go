@@ -99,7 +99,7 @@ func (s *scanner) payload(b []byte, from, to int) {
 	if to-from < minDigits {
 		return
 	}
-	sub := scanner{mode: s.mode}
+	sub := scanner{mode: s.mode, detect: s.detect}
 	if s.out == nil { // read-only and nothing masked yet: look first
 		sub.ro = true // and no src: hide only records that it was called
 		sub.scan(b[from:to], 0, true)
@@ -107,7 +107,7 @@ func (s *scanner) payload(b []byte, from, to int) {
 			return
 		}
 		s.out = append(s.spare, s.src...)
-		sub = scanner{mode: s.mode}
+		sub = scanner{mode: s.mode, detect: s.detect}
 	}
 	sub.scan(s.out[from:to], 0, true)
 	s.count += sub.count

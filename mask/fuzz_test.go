@@ -5,11 +5,10 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"testing"
-
-	"github.com/postern/postern/internal/testenv"
 )
 
-// FuzzMask holds Mask and the Writer to the reference matcher:
+// FuzzMask holds Mask and the Writer, under both detections, to the
+// reference matcher:
 //   - the output has the input's length, and every byte that changed was a
 //     digit that became '*';
 //   - the output is what the reference gives, so every PAN the reference
@@ -18,7 +17,8 @@ import (
 //     byte, so that the kept first six or last four digits of a masked PAN
 //     do not join their neighbours into a new one);
 //   - a Writer fed the input in pieces cut at points derived from the input
-//     (in one of the modes, also derived from it) writes the same, and never holds more than MaxHold bytes.
+//     (in one of the modes and detections, also derived from it) writes the
+//     same, and never holds more than MaxHold bytes.
 func FuzzMask(f *testing.F) {
 	for _, c := range loadCorpus(f) {
 		f.Add([]byte(c.In))
@@ -30,27 +30,30 @@ func FuzzMask(f *testing.F) {
 		h.Write(in)
 		rng := rand.New(rand.NewPCG(h.Sum64(), 0))
 		cuts := randomCuts(rng, len(in))
-		for _, mode := range modes {
-			got, _ := Mask(nil, in, mode)
-			if len(got) != len(in) {
-				t.Fatalf("%v: length %d, want %d", mode, len(got), len(in))
-			}
-			for i := range in {
-				if got[i] != in[i] && (got[i] != '*' || in[i] < '0' || in[i] > '9') {
-					t.Fatalf("%v: byte %d changed from %q to %q", mode, i, in[i], got[i])
+		streamed := h.Sum64() % 6 // one streamed mode and detection per input keeps the fuzzer fast
+		for i, d := range []Detect{DetectBrands, DetectLuhn} {
+			for j, mode := range modes {
+				got, _ := d.Mask(nil, in, mode)
+				if len(got) != len(in) {
+					t.Fatalf("%v %v: length %d, want %d", d, mode, len(got), len(in))
 				}
-			}
-			if want := refMask(in, mode); !bytes.Equal(got, want) {
-				t.Fatalf("%v: differs from reference\n in: %q\ngot: %q\nref: %q", mode, in, got, want)
-			}
-			if pans := testenv.RefPANs(got, true); len(pans) > 0 {
-				t.Fatalf("%v: PAN at %v survives in %q", mode, pans[0], got)
-			}
-			if mode != modes[h.Sum64()%3] {
-				continue // one streamed mode per input keeps the fuzzer fast
-			}
-			if s := stream(t, in, cuts, mode); !bytes.Equal(s, got) {
-				t.Fatalf("%v: cuts %v change the output\n in: %q\ngot: %q\nwant %q", mode, cuts, in, s, got)
+				for i := range in {
+					if got[i] != in[i] && (got[i] != '*' || in[i] < '0' || in[i] > '9') {
+						t.Fatalf("%v %v: byte %d changed from %q to %q", d, mode, i, in[i], got[i])
+					}
+				}
+				if want := refMaskDetect(in, mode, d); !bytes.Equal(got, want) {
+					t.Fatalf("%v %v: differs from reference\n in: %q\ngot: %q\nref: %q", d, mode, in, got, want)
+				}
+				if pans := refPANs(got, true, d); len(pans) > 0 {
+					t.Fatalf("%v %v: PAN at %v survives in %q", d, mode, pans[0], got)
+				}
+				if uint64(i*3+j) != streamed {
+					continue
+				}
+				if s := streamWith(t, in, cuts, Config{Mode: mode, Detect: d}); !bytes.Equal(s, got) {
+					t.Fatalf("%v %v: cuts %v change the output\n in: %q\ngot: %q\nwant %q", d, mode, cuts, in, s, got)
+				}
 			}
 		}
 	})

@@ -43,3 +43,42 @@ func ParseMode(s string) (Mode, error) {
 	}
 	return 0, fmt.Errorf("mask: unknown mode %q (want first6last4, last4 or full)", s)
 }
+
+// Detect says which numbers are card numbers (see the package
+// documentation, Detection).
+type Detect int
+
+const (
+	// DetectBrands masks a number only if a payment brand issues numbers
+	// of its prefix and length, it is written in one group or in a
+	// grouping cards are printed with, and it passes the Luhn check. It is
+	// the zero value.
+	DetectBrands Detect = iota
+	// DetectLuhn masks every number of 13 to 19 digits, in one group or
+	// any groups, that passes the Luhn check: the broader rule, which also
+	// masks about one in ten timestamps and long IDs. Any Detect value not
+	// listed here behaves like DetectLuhn.
+	DetectLuhn
+)
+
+// String returns the name ParseDetect accepts.
+func (d Detect) String() string {
+	switch d {
+	case DetectBrands:
+		return "brands"
+	case DetectLuhn:
+		return "luhn"
+	}
+	return fmt.Sprintf("Detect(%d)", int(d))
+}
+
+// ParseDetect returns the Detect named s: "brands" (or "") or "luhn".
+func ParseDetect(s string) (Detect, error) {
+	switch s {
+	case "", "brands":
+		return DetectBrands, nil
+	case "luhn":
+		return DetectLuhn, nil
+	}
+	return 0, fmt.Errorf("mask: unknown detection %q (want brands or luhn)", s)
+}

@@ -70,8 +70,9 @@ type group struct{ first, n int }
 // keeps the state of the live candidate: the digit groups that may still
 // belong to a PAN, at most maxDigits digits in all. It never allocates.
 type scanner struct {
-	mode  Mode
-	count int64 // PANs masked
+	mode   Mode
+	detect Detect
+	count  int64 // PANs masked
 	// Masks are written to out, which is the scanned buffer itself unless
 	// ro is set: then the buffer is the caller's (a Writer's input), and
 	// out stays nil until the first mask, when it becomes a copy of src
@@ -335,7 +336,9 @@ func (s *scanner) afterSep(b []byte, i int) int {
 
 // judge masks every PAN that ends with the last live group, which has just
 // ended on a non-word byte: each run of consecutive live groups, ending with
-// the last, of 13 to 19 digits that passes the Luhn check.
+// the last, of 13 to 19 digits that passes the Luhn check and, unless
+// s.detect says otherwise, is a number a brand issues, in a grouping cards
+// are printed with.
 func (s *scanner) judge(b []byte) {
 	sum, k := 0, 0
 	for g := s.ng - 1; g >= 0; g-- {
@@ -348,10 +351,33 @@ func (s *scanner) judge(b []byte) {
 			sum += int(v)
 			k++
 		}
-		if k >= minDigits && sum%10 == 0 {
+		if k >= minDigits && sum%10 == 0 && s.card(g, k) {
 			s.hide(first)
 		}
 	}
+}
+
+// card reports whether the Luhn-valid candidate made of live groups g to
+// the last, k digits in all, is a card number. It is off the hot path:
+// only a tenth of the candidates pass the Luhn check.
+func (s *scanner) card(g, k int) bool {
+	if s.detect != DetectBrands {
+		return true
+	}
+	if n := s.ng - g; n > 1 {
+		if n > maxGroups {
+			return false
+		}
+		var shape uint32 // as shapeKey encodes it
+		for i := s.ng - 1; i >= g; i-- {
+			shape = shape<<5 | uint32(s.gs[i].n)
+		}
+		if !printed(shape) {
+			return false
+		}
+	}
+	first := s.gs[g].first
+	return issued(s.dv[first:first+6], k)
 }
 
 // hide masks the PAN made of live digits first to s.nd.
@@ -392,20 +418,29 @@ func (s *scanner) brk(b []byte) {
 // Mask appends src to dst with every PAN masked as mode says, and returns
 // the extended buffer and the number of PANs masked. It judges src as a
 // whole stream: the same as writing src to a Writer and closing it.
+// It detects card numbers as DetectBrands says; Detect.Mask chooses.
 func Mask(dst, src []byte, mode Mode) ([]byte, int) {
-	start := len(dst)
-	dst = append(dst, src...)
-	var s scanner
-	s.mode = mode
-	s.scan(dst[start:], 0, true)
-	return dst, int(s.count)
+	return DetectBrands.Mask(dst, src, mode)
 }
 
 // MaskInPlace masks every PAN in b in place, judging b as a whole stream
-// like Mask, and returns the number of PANs masked.
+// like Mask, and returns the number of PANs masked. It detects card numbers
+// as DetectBrands says; Detect.MaskInPlace chooses.
 func MaskInPlace(b []byte, mode Mode) int {
-	var s scanner
-	s.mode = mode
+	return DetectBrands.MaskInPlace(b, mode)
+}
+
+// Mask is the package's Mask with the card numbers d detects.
+func (d Detect) Mask(dst, src []byte, mode Mode) ([]byte, int) {
+	start := len(dst)
+	dst = append(dst, src...)
+	return dst, d.MaskInPlace(dst[start:], mode)
+}
+
+// MaskInPlace is the package's MaskInPlace with the card numbers d
+// detects.
+func (d Detect) MaskInPlace(b []byte, mode Mode) int {
+	s := scanner{mode: mode, detect: d}
 	s.scan(b, 0, true)
 	return int(s.count)
 }

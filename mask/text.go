@@ -20,9 +20,16 @@ import (
 // read by people and programs that do not interpret escape sequences: the
 // digits of "ESC [ 4111111111111111 m" are invisible on a terminal but
 // stand together in a JSON log line, where ESC is written as \u001b.
+//
+// It detects card numbers as DetectBrands says; Detect.MaskText chooses.
 func MaskText(dst, src []byte, mode Mode) ([]byte, int) {
+	return DetectBrands.MaskText(dst, src, mode)
+}
+
+// MaskText is the package's MaskText with the card numbers d detects.
+func (d Detect) MaskText(dst, src []byte, mode Mode) ([]byte, int) {
 	start := len(dst)
-	dst, n := Mask(dst, src, mode)
+	dst, n := d.Mask(dst, src, mode)
 	if !hasControl(src) {
 		return dst, n
 	}
@@ -48,7 +55,7 @@ func MaskText(dst, src []byte, mode Mode) ([]byte, int) {
 		}
 		i += size
 	}
-	m := MaskInPlace(plain, mode)
+	m := d.MaskInPlace(plain, mode)
 	if m == 0 {
 		return dst, n
 	}

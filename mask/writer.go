@@ -20,11 +20,14 @@ const DefaultDeadline = 20 * time.Millisecond
 // keeps: a large Write is handled in pieces of this size.
 const chunkSize = 32 << 10
 
-// Config configures a Writer. The zero value keeps the first six and last
-// four digits and releases a held tail after DefaultDeadline.
+// Config configures a Writer. The zero value masks the numbers payment
+// brands issue, keeps their first six and last four digits and releases a
+// held tail after DefaultDeadline.
 type Config struct {
 	// Mode says which digits are masked. Zero is ModeFirst6Last4.
 	Mode Mode
+	// Detect says which numbers are card numbers. Zero is DetectBrands.
+	Detect Detect
 	// Deadline is how long a held-back tail may wait for the next Write
 	// before it is released as if the stream ended there. Zero means
 	// DefaultDeadline; a negative value disables the timer, leaving the
@@ -81,7 +84,7 @@ func NewWriter(w io.Writer, cfg Config) *Writer {
 		d = DefaultDeadline
 	}
 	mw := &Writer{w: w, deadline: d, preview: cfg.Preview}
-	mw.sc.mode = cfg.Mode
+	mw.sc.mode, mw.sc.detect = cfg.Mode, cfg.Detect
 	return mw
 }
 
@@ -130,10 +133,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 }
 
 // Flush releases a held tail now, judging it as if the stream ended here:
-// a held candidate of 13 to 19 digits that passes the Luhn check is masked,
-// anything else (fewer digits, a failed Luhn check, an unfinished escape
-// sequence) is written unchanged. What is written after Flush is judged as
-// a new stream.
+// a held candidate that is a card number is masked, anything else (fewer
+// than 13 digits, a failed Luhn check, a number no brand issues, an
+// unfinished escape sequence) is written unchanged. What is written after
+// Flush is judged as a new stream.
 func (w *Writer) Flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -25,6 +25,7 @@ import (
 
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
+	"github.com/postern/postern/mask"
 	"github.com/postern/postern/recorder"
 )
 
@@ -63,6 +64,9 @@ type Config struct {
 	KeepAliveMax int
 	// Recording controls session recording; it is always on.
 	Recording Recording
+	// Detect says which numbers masking treats as card numbers
+	// (masking.detect). Default mask.DetectBrands.
+	Detect mask.Detect
 	// EnvAllow lists the environment variables a client may pass to a
 	// target; an entry ending in '*' matches names with that prefix.
 	// Default ["LANG", "LC_*"]; an explicit empty list allows none.
@@ -130,7 +134,7 @@ type parser struct {
 // errors, in the order checked, are joined (see Parse).
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
-		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "targets", "rules", "admins")
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins")
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +173,7 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	}
 	check(p.ciphers(m.get("ciphers"), c))
 	check(p.recording(m.get("recording"), &c.Recording))
+	check(p.masking(m.get("masking"), &c.Detect))
 	c.Policy.Targets, err = p.targets(m.get("targets"))
 	check(err)
 	c.Policy.Rules, err = p.rules(m.get("rules"), c.Policy.Targets)
@@ -320,6 +325,33 @@ func (p *parser) recording(f field, r *Recording) error {
 	return nil
 }
 
+// masking reads the masking mapping: how card numbers are detected. (How
+// they are masked is each target's masking key.)
+func (p *parser) masking(f field, d *mask.Detect) error {
+	if !f.set() {
+		return nil
+	}
+	m, err := p.mapping(f.val, f.path, "detect")
+	if err != nil {
+		return err
+	}
+	if f := m.get("detect"); f.set() {
+		s, err := p.str(f, nil)
+		if err != nil {
+			return err
+		}
+		switch s {
+		case "brands":
+			*d = mask.DetectBrands
+		case "luhn":
+			*d = mask.DetectLuhn
+		default:
+			return p.errorf(f.line(), f.path, "must be brands (numbers payment brands issue, written as cards print them; the default) or luhn (any 13 to 19 digits that pass the Luhn check), got %q", s)
+		}
+	}
+	return nil
+}
+
 // checkEnvPattern accepts an environment variable name, optionally ending
 // in '*'.
 func checkEnvPattern(s string) error {
@@ -361,6 +393,7 @@ func (c *Config) Bastion(auth *certs.Authority, store recorder.Store, log *slog.
 		EnvAllow:          c.EnvAllow,
 		Ciphers:           c.Ciphers,
 		Admins:            c.Admins,
+		Detect:            c.Detect,
 		Log:               log,
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/mask"
 )
 
 // minimal is a valid config with only the required keys.
@@ -31,7 +32,8 @@ func TestParseDefaults(t *testing.T) {
 	}
 	if c.Path != "postern.yaml" || c.Listen != ":2222" || c.DataDir != "/var/lib/postern" ||
 		c.IdleTimeout != 30*time.Minute || c.KeepAliveInterval != 30*time.Second || c.KeepAliveMax != 3 ||
-		!reflect.DeepEqual(c.EnvAllow, []string{"LANG", "LC_*"}) || c.LogLevel != slog.LevelInfo || c.Ciphers != nil {
+		!reflect.DeepEqual(c.EnvAllow, []string{"LANG", "LC_*"}) || c.LogLevel != slog.LevelInfo || c.Ciphers != nil ||
+		c.Detect != mask.DetectBrands {
 		t.Errorf("defaults: got %+v", c)
 	}
 }
@@ -55,6 +57,10 @@ func TestParseValues(t *testing.T) {
 			func(c *config.Config) bool {
 				return c.IdleTimeout == 30*time.Minute && c.KeepAliveInterval == 30*time.Second
 			}},
+		{"detect luhn", "masking:\n  detect: luhn\n",
+			func(c *config.Config) bool { return c.Detect == mask.DetectLuhn }},
+		{"detect brands", "masking: {detect: brands}\n",
+			func(c *config.Config) bool { return c.Detect == mask.DetectBrands }},
 		{"empty env_allow", "env_allow: []\n",
 			func(c *config.Config) bool { return c.EnvAllow != nil && len(c.EnvAllow) == 0 }},
 		{"env_allow", "env_allow: [TZ, LC_*, _X1]\n",

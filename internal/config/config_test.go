@@ -188,6 +188,7 @@ var badConfigs = []struct {
 	{"bad-keepalive-max.yaml", 5, "keepalive.max_missed", "must be at least 1"},
 	{"bad-log-level.yaml", 3, "log_level", `unknown level "verbose"`},
 	{"bad-recording-on-failure.yaml", 3, "recording.on_failure", `must be close`},
+	{"bad-masking-detect.yaml", 3, "masking.detect", `must be brands`},
 	{"bad-masking.yaml", 6, "targets[0].masking", `not a masking mode`},
 	{"bad-env-allow.yaml", 5, "env_allow[1]", `"LC-*" is not an environment variable name`},
 	{"bad-cipher.yaml", 5, "ciphers[1]", `"arcfour" is not a supported cipher; use some of aes128-gcm@openssh.com`},

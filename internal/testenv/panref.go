@@ -65,20 +65,31 @@ func refEscape(b []byte) (n, payFrom, payTo int) {
 	return 0, 0, 0
 }
 
-// RefPANs returns the PANs in b as lists of digit positions: 13 to 19
-// digits passing the Luhn check, contiguous or in groups split by one kind
-// of separator (space or dash), escape sequences between them ignored,
-// not inside a longer number or a word (with starWord, '*' counts as a
-// word byte, so a masked number's digits are not found again). Payloads
-// of string escapes are searched on their own.
+// RefPANs returns the PANs in b as lists of digit positions: numbers a
+// payment brand issues (RefIssued) passing the Luhn check, contiguous or
+// in groups split by one kind of separator (space or dash) in a grouping
+// cards are printed with (refPrinted), escape sequences between them
+// ignored, not inside a longer number or a word (with starWord, '*' counts
+// as a word byte, so a masked number's digits are not found again).
+// Payloads of string escapes are searched on their own.
 func RefPANs(b []byte, starWord bool) [][]int {
-	toks, pans := refTokens(b, starWord)
-	return append(pans, refGroups(b, toks, starWord)...)
+	return refPANs(b, starWord, false)
+}
+
+// RefPANsLuhn is RefPANs under the broader rule (mask.DetectLuhn): any 13
+// to 19 digits passing the Luhn check, in any groups.
+func RefPANsLuhn(b []byte, starWord bool) [][]int {
+	return refPANs(b, starWord, true)
+}
+
+func refPANs(b []byte, starWord, luhn bool) [][]int {
+	toks, pans := refTokens(b, starWord, luhn)
+	return append(pans, refGroups(b, toks, starWord, luhn)...)
 }
 
 // refTokens lists the visible bytes of b, and the PANs found in the
 // payloads of its string escapes.
-func refTokens(b []byte, starWord bool) (toks []refTok, pans [][]int) {
+func refTokens(b []byte, starWord, luhn bool) (toks []refTok, pans [][]int) {
 	gap := 0
 	for i := 0; i < len(b); {
 		if b[i] != 0x1b {
@@ -95,7 +106,7 @@ func refTokens(b []byte, starWord bool) (toks []refTok, pans [][]int) {
 			continue
 		}
 		if to > from {
-			for _, p := range RefPANs(b[i+from:i+to], starWord) {
+			for _, p := range refPANs(b[i+from:i+to], starWord, luhn) {
 				for k := range p {
 					p[k] += i + from
 				}
@@ -113,7 +124,7 @@ func refTokens(b []byte, starWord bool) (toks []refTok, pans [][]int) {
 }
 
 // refGroups finds the PANs among toks, the visible bytes of b.
-func refGroups(b []byte, toks []refTok, starWord bool) (pans [][]int) {
+func refGroups(b []byte, toks []refTok, starWord, luhn bool) (pans [][]int) {
 	isDigit := func(t refTok) bool { return t.pos >= 0 && t.c >= '0' && t.c <= '9' }
 	type grp struct{ from, to int } // toks[from:to]
 	var gs []grp
@@ -138,7 +149,7 @@ func refGroups(b []byte, toks []refTok, starWord bool) (pans [][]int) {
 			continue
 		}
 		var sep byte
-		var digits []int
+		var digits, lens []int
 		for z := a; z < len(gs); z++ {
 			if z > a {
 				prev := gs[z-1]
@@ -154,15 +165,34 @@ func refGroups(b []byte, toks []refTok, starWord bool) (pans [][]int) {
 			for k := gs[z].from; k < gs[z].to; k++ {
 				digits = append(digits, toks[k].pos)
 			}
+			lens = append(lens, gs[z].to-gs[z].from)
 			if len(digits) > 19 {
 				break
 			}
-			if len(digits) >= 13 && !word(gs[z].to) && RefLuhn(b, digits) {
+			if !word(gs[z].to) && RefIsPAN(b, digits, lens, luhn) {
 				pans = append(pans, append([]int(nil), digits...))
 			}
 		}
 	}
 	return pans
+}
+
+// RefIsPAN reports whether the digits of b at positions pos, written in
+// groups of the lengths lens (one group: contiguous), are a card number:
+// 13 to 19 digits that pass the Luhn check and, unless luhn is set, that a
+// brand issues, in a grouping cards are printed with.
+func RefIsPAN(b []byte, pos, lens []int, luhn bool) bool {
+	if len(pos) < 13 || len(pos) > 19 || !RefLuhn(b, pos) {
+		return false
+	}
+	if luhn {
+		return true
+	}
+	digits := make([]byte, len(pos))
+	for i, p := range pos {
+		digits[i] = b[p]
+	}
+	return (len(lens) == 1 || refPrinted(lens)) && RefIssued(string(digits))
 }
 
 // RefLuhn reports whether the digits of b at positions pos pass the Luhn
