@@ -1,3 +1,145 @@
-// Package approval will hold flagged commands until an authorised approver
-// decides. Not implemented yet.
+// Package approval decides which command lines the bastion runs, holds for
+// a human's approval, or refuses. It is pure: it parses and judges lines;
+// holding them, asking approvers and recording decisions belong to its
+// callers.
+//
+// # Rules
+//
+// A Policy is an ordered list of rules. A rule has a name, a Match (which
+// commands), a Scope (which connections), and an Action: Allow, Approve
+// (hold until Required distinct people of the Approvers groups approve,
+// refused after Timeout) or Deny. Check validates a policy and names the
+// rule in every error.
+//
+// A Match is one of:
+//
+//   - Commands: base names (rm, not /bin/rm), compared exactly; with Args,
+//     a regular expression (Go RE2, unanchored) that must also match the
+//     arguments joined by single spaces after quote removal.
+//   - Regex: a regular expression (Go RE2, unanchored) on a command's
+//     normalised text (below).
+//   - neither: every command, including the ones that cannot be judged.
+//
+// A Scope selects connections by target name (path.Match globs; one must
+// match), target labels (all must be equal), requesters (certificate
+// principals, or group:NAME; one must match) and logins (one must equal).
+// An empty field selects everything, so the zero Scope is every
+// connection.
+//
+// # Decisions
+//
+// Decide splits a line into its commands (below). Each command gets the
+// first rule, in policy order, that is in scope and matches it; a command
+// no rule matches is allowed. The line gets the most restrictive action of
+// its commands: Deny over Approve over Allow. So a line is allowed only
+// when every command in it is allowed, and "ls; rm x" is held when rm is.
+// The Decision names the rule behind its action (the first command's, among
+// those with that action), says why, and lists the commands with the rule
+// each got. A line with no commands (empty, a comment, x=1) is allowed.
+//
+// An allowlist posture is two rules: allow the harmless commands (ls, cat,
+// …), then approve with an empty Match. Every other command, and every
+// part of a line that cannot be judged, is then held.
+//
+// # Commands of a line
+//
+// The line is parsed as bash (mvdan.cc/sh/v3/syntax). Every simple command
+// is found wherever it stands: in lists (; && || &), pipelines, subshells,
+// { } blocks, $(…) and backquotes, <(…) and >(…), if/while/until/for/case
+// bodies and conditions, function bodies, coproc, arithmetic, [[ ]],
+// assignment values (x=$(rm y)), declare/export/local/readonly values,
+// parameter expansions (${x:-$(rm y)}), redirection targets and unquoted
+// here-documents. declare, export, local, readonly, typeset and let count
+// as commands of that name.
+//
+// A command's name is its first word after quote removal ('r'm, "rm", \rm
+// and r\m are rm), cut to its base name (/bin/rm is rm). Its arguments are
+// the other words after quote removal; a word with an expansion is kept as
+// written and makes the arguments unknown. A rule with Args matches a
+// command with unknown arguments if it denies or approves, and does not if
+// it allows: it fails closed.
+//
+// The normalised text of a command is its base name and arguments joined
+// by single spaces: "r"m  -rf '/tmp/x' is "rm -rf /tmp/x". Regex rules see
+// each command's text separately, so chaining cannot hide a command from
+// them; they also see an expansion as written ($x), and cannot see through
+// it: prefer Commands and Args.
+//
+// # Wrappers
+//
+// A wrapper counts as a command itself (rules can match sudo) and so does
+// the command it runs, after the wrapper's options:
+//
+//   - sudo (options, NAME=value words; -s or -i alone is the command sh,
+//     -e is sudoedit), doas (-s alone is sh)
+//   - env (options, NAME=value words; -S STRING is parsed as shell code)
+//   - command (not with -v or -V, which only look the name up), builtin,
+//     exec, nice, nohup, setsid, timeout (and its duration), time (the
+//     keyword, and /usr/bin/time with its options), stdbuf, ionice (not
+//     with -p, -P or -u), chroot DIR (alone, the command sh), busybox
+//   - xargs (its command gets more arguments from its input, so its
+//     arguments are unknown; with no command, echo)
+//   - find -exec, -execdir, -ok and -okdir: the command up to ; or +, its
+//     arguments unknown
+//   - flock FILE COMMAND, and flock FILE -c CODE
+//   - runuser -u USER COMMAND
+//
+// These run a string as shell code, which is parsed in turn, up to 8
+// levels deep: sh, bash, dash, zsh, ksh, mksh, ash, rbash, yash, posh,
+// fish, csh and tcsh with -c (in any option cluster: -lc, -ec); eval (its
+// arguments joined by spaces); su, runuser and script with -c or
+// --command; watch (its arguments joined by spaces; with -x a command);
+// trap CODE; alias NAME=CODE; and values assigned to PROMPT_COMMAND.
+//
+// A quoted string that holds $( or a backquote is parsed as shell code too
+// (ignored if it does not parse): it may be run later (eval "$x", PS1, or
+// bash's arithmetic on a[$(cmd)]). So echo '$(rm x)' is held under a rule
+// on rm.
+//
+// A shell without -c runs a script file or reads commands from its input:
+// that cannot be judged from the line, so the shell itself is the command
+// (list the shells in a rule to hold echo rm x | sh, bash script.sh or
+// sh < file). A here-document or here-string on a shell's input is parsed
+// as the code it is. source and . are commands like any other.
+//
+// # Lines that cannot be judged
+//
+// These parts of a line cannot be judged, and are matched by the first
+// rule in scope that matches every command or that denies or approves
+// (Allow rules with Commands or Regex never match them); the reason says
+// why:
+//
+//   - a command name that is not literal: $x, "$x", ${x}, $(…), `…`, a glob
+//     (r*, r[m]), a brace expansion ({rm,x}), a leading ~, $'…' with an
+//     escape, $"…", an extended glob
+//   - a non-literal word where a wrapper's options or command stand (sudo
+//     $opt rm), a non-literal sh -c, eval, su -c, trap, alias or
+//     PROMPT_COMMAND code, a non-literal find argument (it could be -exec)
+//   - a line that does not parse, or is unfinished: an open quote, a
+//     trailing backslash, an open if/while/for, an unterminated
+//     here-document, a trailing && or |
+//   - history expansion in interactive bash: a ! followed by anything but
+//     a space, =, ( or " outside single quotes, or a line starting with ^
+//     (quick substitution); fc without -l, which reruns earlier lines
+//   - more than MaxLine (64 KiB) bytes, shell code nested more than 8
+//     deep, more than 1 MiB of shell code parsed in all, more than 1024
+//     commands, or more than 32 wrappers around one command
+//
+// # What rules cannot see
+//
+// Matching is by name on one line. It does not see what a command does
+// with its input or files (python -c, perl -e, awk's system(), vi's :!,
+// git's aliases, make, a script), nor state earlier lines left behind: a
+// PATH entry, an alias or function defined earlier (their definitions are
+// judged when typed), hash -p, enable -f, a copy of rm under another
+// name, or a variable assembled in pieces and evaluated later. Rules on
+// interpreters and shells (python, perl, sh, bash, …) and an allowlist
+// posture narrow this; recordings show what ran.
+//
+// # Access
+//
+// A rule with Access AccessRequest holds connections, not commands: a
+// Subject in its scope needs an approved grant to connect (NeedsGrant),
+// approved as the rule's Approvers, Required and Timeout say. Such a rule
+// takes action Approve and no Match; Decide skips it.
 package approval

@@ -1,0 +1,319 @@
+package approval
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// Bounds on the work one line may cause. Past them the line is not judged:
+// a command says why, and Decide holds it like any command it cannot judge.
+const (
+	MaxLine     = 64 << 10 // bytes in a line
+	maxDepth    = 8        // strings parsed as shell inside strings (sh -c "sh -c '…'")
+	maxCommands = 1024     // commands found in one line
+	maxParsed   = 1 << 20  // bytes parsed in all, counting nested strings
+	maxShown    = 80       // bytes of a word quoted in a reason
+)
+
+// Command is one simple command found on a line, after quote removal and
+// after unwrapping wrappers (see the package documentation).
+type Command struct {
+	// Name is the base name of the command (rm for '/bin/r'm), or "" when
+	// Unjudged is set.
+	Name string
+	// Args are the arguments after quote removal; a word with an
+	// expansion ($x, $(…), globs) is kept as written.
+	Args []string
+	// ArgsKnown is false when an argument has an expansion, or when more
+	// arguments are added when it runs (xargs, find -exec).
+	ArgsKnown bool
+	// Unjudged says why this part of the line cannot be judged (a
+	// non-literal command name, a line that does not parse, …); "" when
+	// Name is set.
+	Unjudged string
+	// Rule is the name of the rule Decide matched to the command, "" when
+	// none did; Action is that rule's action, Allow when none did.
+	Rule   string
+	Action Action
+}
+
+// Text is the command's normalised text: the name and the arguments joined
+// by single spaces. An unjudged command's text is "".
+func (c *Command) Text() string {
+	if c.Name == "" {
+		return ""
+	}
+	if len(c.Args) == 0 {
+		return c.Name
+	}
+	return c.Name + " " + strings.Join(c.Args, " ")
+}
+
+// Normalise returns the commands of line, one normalised text per line, as
+// Decide sees them; an unjudged part reads "? " and the reason.
+func Normalise(line string) string {
+	var b strings.Builder
+	for i, c := range Commands(line) {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		if c.Unjudged != "" {
+			b.WriteString("? " + c.Unjudged)
+		} else {
+			b.WriteString(c.Text())
+		}
+	}
+	return b.String()
+}
+
+// Commands returns the commands of line in the order found: each command
+// before the commands in its arguments, a wrapper before what it runs.
+func Commands(line string) []Command {
+	a := &analyser{budget: maxParsed, code: map[*syntax.Word]bool{}, printer: syntax.NewPrinter(syntax.SingleLine(true))}
+	if len(line) > MaxLine {
+		a.unjudged("line too long (%d bytes; at most %d are judged)", len(line), MaxLine)
+		return a.cmds
+	}
+	if strings.HasPrefix(line, "^") {
+		// Bash's quick substitution (^old^new) reruns the last line.
+		a.unjudged("history substitution (a line starting with ^)")
+	}
+	a.source(line, 0, true)
+	return a.cmds
+}
+
+// analyser collects the commands of one line. It is used once.
+type analyser struct {
+	cmds    []Command
+	budget  int                   // bytes that may still be parsed
+	full    bool                  // maxCommands reached: stop
+	code    map[*syntax.Word]bool // words already analysed as shell code
+	printer *syntax.Printer
+}
+
+// add records c, unless the line already has too many commands.
+func (a *analyser) add(c Command) {
+	if a.full {
+		return
+	}
+	if len(a.cmds) == maxCommands {
+		a.full = true
+		c = Command{Unjudged: fmt.Sprintf("more than %d commands", maxCommands)}
+	}
+	a.cmds = append(a.cmds, c)
+}
+
+// unjudged records a part of the line that cannot be judged.
+func (a *analyser) unjudged(format string, args ...any) {
+	a.add(Command{Unjudged: fmt.Sprintf(format, args...)})
+}
+
+// source analyses src as shell code at nesting depth. strict says whether
+// a parse error makes the code unjudged (the line, sh -c strings) or is
+// ignored (a quoted string that merely looks like code).
+func (a *analyser) source(src string, depth int, strict bool) (parsed bool) {
+	switch {
+	case a.full:
+		return true
+	case depth > maxDepth:
+		a.unjudged("shell code nested more than %d deep", maxDepth)
+		return true
+	case len(src) > a.budget:
+		a.unjudged("too much nested shell code to judge")
+		return true
+	}
+	a.budget -= len(src)
+	f, err := syntax.NewParser(syntax.Variant(syntax.LangBash)).Parse(strings.NewReader(src), "")
+	switch {
+	case err == nil:
+	case !strict:
+		return false
+	case syntax.IsIncomplete(err):
+		a.unjudged("unfinished line (%s): an open quote, a continuation or a missing keyword", show(err.Error()))
+		return true
+	default:
+		a.unjudged("does not parse as shell: %s", show(err.Error()))
+		return true
+	}
+	syntax.Walk(f, func(n syntax.Node) bool {
+		if a.full {
+			return false
+		}
+		switch n := n.(type) {
+		case *syntax.Stmt:
+			if c, ok := n.Cmd.(*syntax.CallExpr); ok {
+				a.assigns(c.Assigns, depth)
+				a.call(a.words(c.Args), n, depth, false)
+			}
+		case *syntax.DeclClause:
+			a.decl(n, depth)
+		case *syntax.LetClause:
+			a.add(Command{Name: "let"})
+		case *syntax.Word:
+			a.embedded(n, depth)
+		case *syntax.Lit:
+			if depth == 0 && historyExpansion(n.Value) {
+				a.unjudged("history expansion (%s)", show(n.Value))
+			}
+			if continued(n.Value) {
+				a.unjudged("unfinished line (a continuation: it ends in a backslash)")
+			}
+		}
+		return true
+	})
+	return true
+}
+
+// continued reports whether an unquoted literal ends in a backslash that
+// escapes nothing: the end of the line, which the shell continues on the
+// next.
+func continued(lit string) bool {
+	n := len(lit) - len(strings.TrimRight(lit, `\`))
+	return n%2 == 1
+}
+
+// decl records declare, export, local, readonly, typeset and nameref as
+// commands of that name.
+func (a *analyser) decl(d *syntax.DeclClause, depth int) {
+	c := Command{Name: d.Variant.Value, ArgsKnown: true}
+	for _, as := range d.Args {
+		var b strings.Builder
+		if err := a.printer.Print(&b, as); err != nil {
+			c.ArgsKnown = false
+		}
+		if as.Value != nil && !a.word(as.Value).lit || as.Array != nil || as.Index != nil {
+			c.ArgsKnown = false
+		}
+		c.Args = append(c.Args, b.String())
+	}
+	a.add(c)
+	a.assigns(d.Args, depth)
+}
+
+// codeVars are variables whose value bash runs as shell code.
+var codeVars = map[string]bool{"PROMPT_COMMAND": true}
+
+// assigns analyses the values of assignments to codeVars.
+func (a *analyser) assigns(as []*syntax.Assign, depth int) {
+	for _, as := range as {
+		if as.Name == nil || !codeVars[as.Name.Value] {
+			continue
+		}
+		if as.Array != nil {
+			for _, e := range as.Array.Elems {
+				if e.Value != nil {
+					a.code[e.Value] = true
+					a.codeWord(a.word(e.Value), as.Name.Value, depth)
+				}
+			}
+		}
+		if as.Value != nil {
+			a.code[as.Value] = true
+			a.codeWord(a.word(as.Value), as.Name.Value, depth)
+		}
+	}
+}
+
+// codeWord analyses w as shell code run by what.
+func (a *analyser) codeWord(w word, what string, depth int) {
+	if !w.known() {
+		a.unjudged("non-literal shell code for %s: %s", what, show(w.text))
+		return
+	}
+	a.source(w.text, depth+1, true)
+}
+
+// embedded analyses a quoted string that holds command substitution syntax
+// as shell code: it may be run later (eval "$x", arithmetic on a[$(…)],
+// PS1), and holding it is cheaper than missing it. Parse errors are
+// ignored: such a string is most likely text.
+func (a *analyser) embedded(w *syntax.Word, depth int) {
+	if a.code[w] {
+		return
+	}
+	var b strings.Builder
+	for _, p := range w.Parts {
+		switch p := p.(type) {
+		case *syntax.Lit:
+			var shape strings.Builder
+			unescape(p.Value, &b, &shape)
+		case *syntax.SglQuoted:
+			b.WriteString(p.Value)
+		case *syntax.DblQuoted:
+			for _, q := range p.Parts {
+				if l, ok := q.(*syntax.Lit); ok {
+					b.WriteString(unescapeDouble(l.Value))
+				}
+			}
+		}
+		b.WriteByte(' ')
+	}
+	s := b.String()
+	if !strings.Contains(s, "$(") && !strings.Contains(s, "`") || a.source(s, depth+1, false) {
+		return
+	}
+	// Not code as a whole (a[$(cmd)] is an arithmetic subscript): try
+	// from each substitution on.
+	for range maxEmbedded {
+		i := strings.IndexAny(s, "$`")
+		if i < 0 {
+			return
+		}
+		if s[i] == '`' || strings.HasPrefix(s[i:], "$(") {
+			a.source(s[i:], depth+1, false)
+		}
+		s = s[i+1:]
+	}
+}
+
+// maxEmbedded bounds the substitutions tried in a string that is not code
+// as a whole.
+const maxEmbedded = 8
+
+// historyExpansion reports whether an unquoted or double-quoted literal has
+// a '!' that interactive bash would expand from its history before parsing
+// (!!, !-2, !rm, !#): what runs is then not what was typed.
+func historyExpansion(lit string) bool {
+	for i := 0; i < len(lit); i++ {
+		switch lit[i] {
+		case '\\':
+			i++
+		case '!':
+			if i+1 < len(lit) && !strings.ContainsRune(" \t\n=(\"", rune(lit[i+1])) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// show quotes s for a reason: control and invisible characters escaped,
+// cut to maxShown bytes.
+func show(s string) string {
+	cut := len(s) > maxShown
+	if cut {
+		s = strings.ToValidUTF8(s[:maxShown], "")
+	}
+	var b strings.Builder
+	b.WriteByte('`')
+	for _, r := range s {
+		switch {
+		case r == '`':
+			b.WriteString(`\x60`)
+		case unicode.IsGraphic(r):
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+	}
+	b.WriteByte('`')
+	if cut {
+		b.WriteString("…")
+	}
+	return b.String()
+}

@@ -1,0 +1,229 @@
+package approval
+
+import (
+	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// maxWrappers bounds how many wrappers one command may be wrapped in.
+const maxWrappers = 32
+
+// call records the simple command ws (with the redirections of st), then
+// what each wrapper in it runs: sudo rm x is the commands sudo and rm.
+// partial says that arguments are added when it runs.
+func (a *analyser) call(ws []word, st *syntax.Stmt, depth int, partial bool) {
+	for range maxWrappers {
+		if len(ws) == 0 || a.full {
+			return
+		}
+		if !ws[0].known() {
+			a.unjudged("non-literal command name %s", show(ws[0].text))
+			return
+		}
+		name := baseName(ws[0].text)
+		if name == "" {
+			a.unjudged("command name %s is a directory", show(ws[0].text))
+			return
+		}
+		a.add(Command{Name: name, Args: texts(ws[1:]), ArgsKnown: !partial && allKnown(ws[1:])})
+		inner, more := a.inner(name, ws[1:], st, depth)
+		ws, partial = inner, partial || more
+	}
+	if len(ws) > 0 {
+		a.unjudged("more than %d wrappers", maxWrappers)
+	}
+}
+
+// shells run their -c string, a script file, or commands read on stdin.
+var shells = map[string]bool{
+	"sh": true, "bash": true, "dash": true, "zsh": true, "ksh": true, "mksh": true, "ash": true,
+	"rbash": true, "yash": true, "posh": true, "fish": true, "csh": true, "tcsh": true,
+}
+
+// inner returns the command that the command name (with args) runs in
+// turn, if it is a wrapper, and whether arguments are added to it when it
+// runs. Wrappers that run a string as shell code analyse it here and
+// return nothing.
+func (a *analyser) inner(name string, args []word, st *syntax.Stmt, depth int) ([]word, bool) {
+	if shells[name] {
+		a.shell(name, args, st, depth)
+		return nil, false
+	}
+	switch name {
+	case "sudo", "doas":
+		return a.sudo(name, args)
+	case "env":
+		return a.env(args, depth)
+	case "command":
+		opts, rest := a.options(name, args, optSpec{})
+		if _, lookup := has(opts, "-v", "-V"); lookup {
+			return nil, false // only says what the name is
+		}
+		return rest, false
+	case "builtin", "busybox":
+		return args, false
+	case "nohup", "setsid":
+		_, rest := a.options(name, args, optSpec{})
+		return rest, false
+	case "exec":
+		_, rest := a.options(name, args, optSpec{short: "a"})
+		return rest, false
+	case "nice":
+		_, rest := a.options(name, args, optSpec{short: "n", long: []string{"--adjustment"}, digits: true})
+		return rest, false
+	case "timeout":
+		_, rest := a.options(name, args, optSpec{short: "sk", long: []string{"--signal", "--kill-after"}})
+		return skip(rest, 1), false // the duration
+	case "time":
+		_, rest := a.options(name, args, optSpec{short: "fo", long: []string{"--format", "--output"}})
+		return rest, false
+	case "stdbuf":
+		_, rest := a.options(name, args, optSpec{short: "ioe", long: []string{"--input", "--output", "--error"}})
+		return rest, false
+	case "ionice":
+		opts, rest := a.options(name, args, optSpec{short: "cnpPu", long: []string{"--class", "--classdata", "--pid", "--pgid", "--uid"}})
+		if _, ids := has(opts, "-p", "-P", "-u", "--pid", "--pgid", "--uid"); ids {
+			return nil, false // changes running processes
+		}
+		return rest, false
+	case "chroot":
+		_, rest := a.options(name, args, optSpec{long: []string{"--userspec", "--groups"}})
+		return orShell(rest, 1), false
+	case "xargs":
+		return a.xargs(args)
+	case "find":
+		a.find(args, st, depth)
+		return nil, false
+	case "watch":
+		return a.watch(args, depth)
+	case "su", "runuser", "script":
+		return a.su(name, args, depth)
+	case "flock":
+		return a.flock(args, depth)
+	case "eval":
+		a.eval(args, depth)
+		return nil, false
+	case "trap":
+		a.trap(args, depth)
+		return nil, false
+	case "alias":
+		a.alias(args, depth)
+		return nil, false
+	case "fc":
+		if opts, _ := a.options(name, args, optSpec{short: "e"}); !hasAny(opts, "-l") {
+			a.unjudged("fc reruns earlier lines, which cannot be judged here")
+		}
+		return nil, false
+	}
+	return nil, false
+}
+
+// options is the package function options; a word that cannot be judged
+// where an option or the command stands makes the rest unjudged.
+func (a *analyser) options(name string, args []word, spec optSpec) ([]opt, []word) {
+	opts, rest, bad := options(args, spec)
+	if bad != nil {
+		a.unjudged("non-literal word %s after %s", show(bad.text), name)
+		return opts, nil
+	}
+	return opts, rest
+}
+
+func hasAny(opts []opt, names ...string) bool {
+	_, ok := has(opts, names...)
+	return ok
+}
+
+// skip returns ws without its first n words.
+func skip(ws []word, n int) []word {
+	if len(ws) < n {
+		return nil
+	}
+	return ws[n:]
+}
+
+// orShell returns ws after its first n words, or the command sh when
+// nothing follows them (chroot DIR starts a shell).
+func orShell(ws []word, n int) []word {
+	if len(ws) > n {
+		return ws[n:]
+	}
+	if len(ws) == n {
+		return []word{{text: "sh", lit: true}}
+	}
+	return nil
+}
+
+// sudo unwraps sudo and doas. -s and -i (doas -s) with no command start a
+// shell: the command sh. -e (sudoedit) edits files: the command sudoedit.
+// Other option-only forms (-l, -v, -k) run nothing.
+func (a *analyser) sudo(name string, args []word) ([]word, bool) {
+	spec := optSpec{short: "CDgpRrtTUuc", long: []string{"--close-from", "--chdir", "--group", "--prompt",
+		"--chroot", "--role", "--type", "--command-timeout", "--other-user", "--user", "--login-class", "--host"}}
+	if name == "doas" {
+		spec = optSpec{short: "uC"}
+	}
+	opts, rest := a.options(name, args, spec)
+	for len(rest) > 0 && rest[0].known() && isAssignment(rest[0].text) {
+		rest = rest[1:] // sudo VAR=value cmd
+	}
+	switch {
+	case hasAny(opts, "-e", "--edit"):
+		return []word{{text: "sudoedit", lit: true}}, false
+	case len(rest) > 0:
+		return rest, false
+	case hasAny(opts, "-s", "-i", "--shell", "--login"):
+		return []word{{text: "sh", lit: true}}, false
+	}
+	return nil, false
+}
+
+// isAssignment reports whether s is NAME=value.
+func isAssignment(s string) bool {
+	name, _, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return false
+	}
+	for i, c := range name {
+		if c != '_' && !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// env unwraps env: options, NAME=value words, then the command. -S STRING
+// (--split-string) is split into words like shell code: it is analysed as
+// shell code, followed by the rest of the words.
+func (a *analyser) env(args []word, depth int) ([]word, bool) {
+	opts, rest := a.options("env", args, optSpec{short: "uCSP", long: []string{"--unset", "--chdir", "--split-string"}})
+	for len(rest) > 0 && rest[0].known() && isAssignment(rest[0].text) {
+		rest = rest[1:]
+	}
+	if s, split := has(opts, "-S", "--split-string"); split {
+		var b strings.Builder
+		b.WriteString(s)
+		for _, w := range rest {
+			q, err := syntax.Quote(w.text, syntax.LangBash)
+			if err != nil || !w.known() {
+				q = w.text
+			}
+			b.WriteString(" " + q)
+		}
+		a.source(b.String(), depth+1, true)
+		return nil, false
+	}
+	return rest, false
+}
+
+// xargs unwraps xargs; its command gets arguments from its input, echo by
+// default.
+func (a *analyser) xargs(args []word) ([]word, bool) {
+	_, rest := a.options("xargs", args, optSpec{short: "adEILnPs", optional: "eil",
+		long: []string{"--arg-file", "--delimiter", "--max-args", "--max-lines", "--max-procs", "--max-chars", "--process-slot-var"}})
+	if len(rest) == 0 && allKnown(args) {
+		return []word{{text: "echo", lit: true}}, true
+	}
+	return rest, true
+}
