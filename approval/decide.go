@@ -54,16 +54,28 @@ func (p *Policy) Decide(s *Subject, line string) Decision {
 }
 
 // first returns the first of rules that matches c, or nil. A command that
-// cannot be judged is matched by the first rule that matches every command
-// or that denies or holds commands: it fails closed.
+// cannot be judged could be any command: it gets the first rule that
+// matches every command; failing that, it is held by the first approve
+// rule, or failing that refused by the first deny rule: it fails closed.
 func first(rules []*Rule, c *Command) *Rule {
-	for _, r := range rules {
-		if c.Unjudged != "" {
-			if r.Match.All() || r.action() != Allow {
+	if c.Unjudged != "" {
+		var approve, deny *Rule
+		for _, r := range rules {
+			switch {
+			case r.Match.All():
 				return r
+			case r.action() == Approve && approve == nil:
+				approve = r
+			case r.action() == Deny && deny == nil:
+				deny = r
 			}
-			continue
 		}
+		if approve != nil {
+			return approve
+		}
+		return deny
+	}
+	for _, r := range rules {
 		if r.Match.matches(c, r.action() != Allow) {
 			return r
 		}

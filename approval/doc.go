@@ -104,10 +104,11 @@
 //
 // # Lines that cannot be judged
 //
-// These parts of a line cannot be judged, and are matched by the first
-// rule in scope that matches every command or that denies or approves
-// (Allow rules with Commands or Regex never match them); the reason says
-// why:
+// These parts of a line cannot be judged: they could be any command. Such
+// a part gets the first rule in scope that matches every command; failing
+// that, it is held by the first Approve rule in scope, or failing that
+// refused by the first Deny rule; with neither it is allowed. Allow rules
+// with Commands or Regex never match it. The reason says why:
 //
 //   - a command name that is not literal: $x, "$x", ${x}, $(…), `…`, a glob
 //     (r*, r[m]), a brace expansion ({rm,x}), a leading ~, $'…' with an
