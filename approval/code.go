@@ -23,6 +23,12 @@ func (a *analyser) shell(name string, args []word, st *syntax.Stmt, depth int) {
 		}
 		return
 	}
+	a.stdin(name, st, depth)
+}
+
+// stdin analyses a here-document or here-string on the standard input of
+// a shell, or of source and . (source /dev/stdin <<< CODE), as shell code.
+func (a *analyser) stdin(name string, st *syntax.Stmt, depth int) {
 	if st == nil {
 		return
 	}
@@ -176,6 +182,29 @@ func (a *analyser) alias(args []word, depth int) {
 		}
 		if _, v, ok := strings.Cut(w.text, "="); ok {
 			a.source(v, depth+1, true)
+		}
+	}
+}
+
+// sg GROUP [-c] CODE runs CODE as shell code.
+func (a *analyser) sg(args []word, depth int) {
+	if len(args) > 1 && args[1].text == "-c" {
+		args = args[1:]
+	}
+	if len(args) > 1 {
+		a.codeWord(args[1], "sg", depth)
+	}
+}
+
+// hash -p PATH NAME makes NAME run PATH: PATH's base name is recorded as a
+// command (its arguments come later).
+func (a *analyser) hash(args []word) {
+	opts, _ := a.options("hash", args, optSpec{short: "pt"})
+	if path, ok := has(opts, "-p"); ok {
+		if base := baseName(path); base != "" && !strings.ContainsAny(path, "$`*?[{~") {
+			a.add(Command{Name: base})
+		} else {
+			a.unjudged("hash -p %s", show(path))
 		}
 	}
 }

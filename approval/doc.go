@@ -76,7 +76,9 @@
 //   - command (not with -v or -V, which only look the name up), builtin,
 //     exec, nice, nohup, setsid, timeout (and its duration), time (the
 //     keyword, and /usr/bin/time with its options), stdbuf, ionice (not
-//     with -p, -P or -u), chroot DIR (alone, the command sh), busybox
+//     with -p, -P or -u), taskset MASK and chrt PRIORITY (not with -p),
+//     pkexec, unbuffer, catchsegv, chroot DIR (alone, the command sh),
+//     busybox
 //   - xargs (its command gets more arguments from its input, so its
 //     arguments are unknown; with no command, echo)
 //   - find -exec, -execdir, -ok and -okdir: the command up to ; or +, its
@@ -88,19 +90,28 @@
 // levels deep: sh, bash, dash, zsh, ksh, mksh, ash, rbash, yash, posh,
 // fish, csh and tcsh with -c (in any option cluster: -lc, -ec); eval (its
 // arguments joined by spaces); su, runuser and script with -c or
-// --command; watch (its arguments joined by spaces; with -x a command);
-// trap CODE; alias NAME=CODE; and values assigned to PROMPT_COMMAND.
+// --command; sg GROUP [-c] CODE; watch (its arguments joined by spaces;
+// with -x a command); trap CODE; alias NAME=CODE; and values assigned to
+// PROMPT_COMMAND, BASH_ALIASES and BASH_CMDS (whose values are the paths
+// names run: BASH_CMDS[ls]=/bin/rm is the command rm). hash -p PATH NAME
+// is the command hash and the base name of PATH.
 //
-// A quoted string that holds $( or a backquote is parsed as shell code too
-// (ignored if it does not parse): it may be run later (eval "$x", PS1, or
-// bash's arithmetic on a[$(cmd)]). So echo '$(rm x)' is held under a rule
-// on rm.
+// A quoted string that holds $( or a backquote is parsed as shell code too,
+// from its start or else from each substitution in it: it may be run later
+// (eval "$x", PS1, or bash's arithmetic on a[$(cmd)]). The commands found
+// count, so echo '$(rm x)' is held under a rule on rm; what cannot be
+// judged in it does not (the string is text until something runs it, and
+// that is judged then).
 //
 // A shell without -c runs a script file or reads commands from its input:
 // that cannot be judged from the line, so the shell itself is the command
 // (list the shells in a rule to hold echo rm x | sh, bash script.sh or
-// sh < file). A here-document or here-string on a shell's input is parsed
-// as the code it is. source and . are commands like any other.
+// sh < file). A here-document or here-string on the input of a shell, of
+// source or of . is parsed as the code it is; otherwise source and . are
+// commands like any other.
+//
+// Redirections are not commands: > /etc/passwd is matched by no rule,
+// though the commands in its words ($(…)) are found.
 //
 // # Lines that cannot be judged
 //

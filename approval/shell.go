@@ -92,6 +92,7 @@ type analyser struct {
 	budget  int                   // bytes that may still be parsed
 	full    bool                  // maxCommands reached: stop
 	code    map[*syntax.Word]bool // words already analysed as shell code
+	quiet   int                   // > 0 inside a string that only looks like code
 	printer *syntax.Printer
 }
 
@@ -107,9 +108,13 @@ func (a *analyser) add(c Command) {
 	a.cmds = append(a.cmds, c)
 }
 
-// unjudged records a part of the line that cannot be judged.
+// unjudged records a part of the line that cannot be judged. Inside a
+// string that only looks like code it records nothing: the string is text
+// unless it is run later, and running it is judged then ($x, eval "$x").
 func (a *analyser) unjudged(format string, args ...any) {
-	a.add(Command{Unjudged: fmt.Sprintf(format, args...)})
+	if a.quiet == 0 {
+		a.add(Command{Unjudged: fmt.Sprintf(format, args...)})
+	}
 }
 
 // source analyses src as shell code at nesting depth. strict says whether
@@ -195,7 +200,9 @@ func (a *analyser) decl(d *syntax.DeclClause, depth int) {
 }
 
 // codeVars are variables whose value bash runs as shell code.
-var codeVars = map[string]bool{"PROMPT_COMMAND": true}
+// BASH_CMDS and BASH_ALIASES are bash's command hash and aliases: a value
+// there is the path or the code that a name runs, analysed as code.
+var codeVars = map[string]bool{"PROMPT_COMMAND": true, "BASH_CMDS": true, "BASH_ALIASES": true}
 
 // assigns analyses the values of assignments to codeVars.
 func (a *analyser) assigns(as []*syntax.Assign, depth int) {
@@ -253,7 +260,12 @@ func (a *analyser) embedded(w *syntax.Word, depth int) {
 		b.WriteByte(' ')
 	}
 	s := b.String()
-	if !strings.Contains(s, "$(") && !strings.Contains(s, "`") || a.source(s, depth+1, false) {
+	if !strings.Contains(s, "$(") && !strings.Contains(s, "`") {
+		return
+	}
+	a.quiet++
+	defer func() { a.quiet-- }()
+	if a.source(s, depth+1, false) {
 		return
 	}
 	// Not code as a whole (a[$(cmd)] is an arithmetic subscript): try

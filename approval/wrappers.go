@@ -41,6 +41,33 @@ var shells = map[string]bool{
 	"rbash": true, "yash": true, "posh": true, "fish": true, "csh": true, "tcsh": true,
 }
 
+// plain are wrappers that run the command after their options and a fixed
+// number of other words. stop lists options with which they run no
+// command.
+var plain = map[string]struct {
+	spec optSpec
+	skip int
+	stop []string
+}{
+	"command":   {stop: []string{"-v", "-V"}}, // -v and -V only say what a name is
+	"builtin":   {},
+	"busybox":   {},
+	"nohup":     {},
+	"setsid":    {},
+	"unbuffer":  {},
+	"catchsegv": {},
+	"exec":      {spec: optSpec{short: "a"}},
+	"nice":      {spec: optSpec{short: "n", long: []string{"--adjustment"}, digits: true}},
+	"timeout":   {spec: optSpec{short: "sk", long: []string{"--signal", "--kill-after"}}, skip: 1},
+	"time":      {spec: optSpec{short: "fo", long: []string{"--format", "--output"}}},
+	"stdbuf":    {spec: optSpec{short: "ioe", long: []string{"--input", "--output", "--error"}}},
+	"ionice": {spec: optSpec{short: "cnpPu", long: []string{"--class", "--classdata", "--pid", "--pgid", "--uid"}},
+		stop: []string{"-p", "-P", "-u", "--pid", "--pgid", "--uid"}},
+	"taskset": {spec: optSpec{}, skip: 1, stop: []string{"-p", "--pid"}},
+	"chrt":    {spec: optSpec{short: "T", long: []string{"--sched-runtime", "--sched-period", "--sched-deadline"}}, skip: 1, stop: []string{"-p", "--pid"}},
+	"pkexec":  {spec: optSpec{long: []string{"--user"}}},
+}
+
 // inner returns the command that the command name (with args) runs in
 // turn, if it is a wrapper, and whether arguments are added to it when it
 // runs. Wrappers that run a string as shell code analyse it here and
@@ -50,43 +77,18 @@ func (a *analyser) inner(name string, args []word, st *syntax.Stmt, depth int) (
 		a.shell(name, args, st, depth)
 		return nil, false
 	}
+	if w, ok := plain[name]; ok {
+		opts, rest := a.options(name, args, w.spec)
+		if hasAny(opts, w.stop...) {
+			return nil, false
+		}
+		return skip(rest, w.skip), false
+	}
 	switch name {
 	case "sudo", "doas":
 		return a.sudo(name, args)
 	case "env":
 		return a.env(args, depth)
-	case "command":
-		opts, rest := a.options(name, args, optSpec{})
-		if _, lookup := has(opts, "-v", "-V"); lookup {
-			return nil, false // only says what the name is
-		}
-		return rest, false
-	case "builtin", "busybox":
-		return args, false
-	case "nohup", "setsid":
-		_, rest := a.options(name, args, optSpec{})
-		return rest, false
-	case "exec":
-		_, rest := a.options(name, args, optSpec{short: "a"})
-		return rest, false
-	case "nice":
-		_, rest := a.options(name, args, optSpec{short: "n", long: []string{"--adjustment"}, digits: true})
-		return rest, false
-	case "timeout":
-		_, rest := a.options(name, args, optSpec{short: "sk", long: []string{"--signal", "--kill-after"}})
-		return skip(rest, 1), false // the duration
-	case "time":
-		_, rest := a.options(name, args, optSpec{short: "fo", long: []string{"--format", "--output"}})
-		return rest, false
-	case "stdbuf":
-		_, rest := a.options(name, args, optSpec{short: "ioe", long: []string{"--input", "--output", "--error"}})
-		return rest, false
-	case "ionice":
-		opts, rest := a.options(name, args, optSpec{short: "cnpPu", long: []string{"--class", "--classdata", "--pid", "--pgid", "--uid"}})
-		if _, ids := has(opts, "-p", "-P", "-u", "--pid", "--pgid", "--uid"); ids {
-			return nil, false // changes running processes
-		}
-		return rest, false
 	case "chroot":
 		_, rest := a.options(name, args, optSpec{long: []string{"--userspec", "--groups"}})
 		return orShell(rest, 1), false
@@ -94,27 +96,28 @@ func (a *analyser) inner(name string, args []word, st *syntax.Stmt, depth int) (
 		return a.xargs(args)
 	case "find":
 		a.find(args, st, depth)
-		return nil, false
 	case "watch":
 		return a.watch(args, depth)
 	case "su", "runuser", "script":
 		return a.su(name, args, depth)
+	case "sg":
+		a.sg(args, depth)
 	case "flock":
 		return a.flock(args, depth)
 	case "eval":
 		a.eval(args, depth)
-		return nil, false
 	case "trap":
 		a.trap(args, depth)
-		return nil, false
 	case "alias":
 		a.alias(args, depth)
-		return nil, false
+	case "hash":
+		a.hash(args)
+	case "source", ".":
+		a.stdin(name, st, depth)
 	case "fc":
 		if opts, _ := a.options(name, args, optSpec{short: "e"}); !hasAny(opts, "-l") {
 			a.unjudged("fc reruns earlier lines, which cannot be judged here")
 		}
-		return nil, false
 	}
 	return nil, false
 }
