@@ -208,3 +208,36 @@ func (a *analyser) hash(args []word) {
 		}
 	}
 }
+
+// callbacks are builtins with an option whose value is shell code run
+// later: mapfile -C CODE, complete -C CODE, bind -x 'KEYS: CODE'.
+var callbacks = map[string]struct {
+	spec   optSpec
+	option string
+}{
+	"mapfile":   {optSpec{short: "dnOsuCc"}, "-C"},
+	"readarray": {optSpec{short: "dnOsuCc"}, "-C"},
+	"complete":  {optSpec{short: "oAGWFCXPS"}, "-C"},
+	"compgen":   {optSpec{short: "oAGWFCXPS"}, "-C"},
+	"bind":      {optSpec{short: "mfqurx"}, "-x"},
+}
+
+// callback analyses the shell code of a callbacks option.
+func (a *analyser) callback(name string, args []word, depth int) {
+	cb := callbacks[name]
+	opts, _, _ := options(args, cb.spec)
+	for _, o := range opts {
+		if o.name != cb.option {
+			continue
+		}
+		code := o.val
+		if name == "bind" {
+			_, code, _ = strings.Cut(code, ":")
+		}
+		if strings.ContainsAny(code, "$`") {
+			a.unjudged("%s %s with expansions: %s", name, cb.option, show(code))
+			continue
+		}
+		a.source(code, depth+1, true)
+	}
+}

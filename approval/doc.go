@@ -94,7 +94,9 @@
 // with -x a command); trap CODE; alias NAME=CODE; and values assigned to
 // PROMPT_COMMAND, BASH_ALIASES and BASH_CMDS (whose values are the paths
 // names run: BASH_CMDS[ls]=/bin/rm is the command rm). hash -p PATH NAME
-// is the command hash and the base name of PATH.
+// is the command hash and the base name of PATH. The callbacks of
+// mapfile and readarray -C, complete and compgen -C, and bind -x are
+// parsed as shell code too.
 //
 // A quoted string that holds $( or a backquote is parsed as shell code too,
 // from its start or else from each substitution in it: it may be run later
@@ -133,6 +135,7 @@
 //   - history expansion in interactive bash: a ! followed by anything but
 //     a space, =, ( or " outside single quotes, or a line starting with ^
 //     (quick substitution); fc without -l, which reruns earlier lines
+//   - a NUL byte (bash -c would stop there; the parser reads on)
 //   - more than MaxLine (64 KiB) bytes, shell code nested more than 8
 //     deep, more than 1 MiB of shell code parsed in all, more than 1024
 //     commands, or more than 32 wrappers around one command
@@ -141,10 +144,14 @@
 //
 // Matching is by name on one line. It does not see what a command does
 // with its input or files (python -c, perl -e, awk's system(), vi's :!,
-// git's aliases, make, a script), nor state earlier lines left behind: a
-// PATH entry, an alias or function defined earlier (their definitions are
-// judged when typed), hash -p, enable -f, a copy of rm under another
-// name, or a variable assembled in pieces and evaluated later. Rules on
+// git's aliases, make, a script, find -delete, ssh HOST CMD), nor state
+// left behind by earlier lines or by the target's own shell startup files:
+// a PATH entry, an alias or function (their definitions are judged when
+// typed on a line), enable -f, a copy of rm under another name, or a
+// variable assembled in pieces and evaluated later. Wrappers not listed
+// above (strace, nsenter, unshare, systemd-run, tmux, screen, at, …) are
+// commands like any other: their command is not found. zsh's r reruns
+// the last line. Rules on
 // interpreters and shells (python, perl, sh, bash, …) and an allowlist
 // posture narrow this; recordings show what ran.
 //

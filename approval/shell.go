@@ -78,6 +78,11 @@ func Commands(line string) []Command {
 		a.unjudged("line too long (%d bytes; at most %d are judged)", len(line), MaxLine)
 		return a.cmds
 	}
+	if strings.IndexByte(line, 0) >= 0 {
+		// bash -c stops at a NUL and readline does not insert one;
+		// the parser would read on.
+		a.unjudged("a NUL byte in the line")
+	}
 	if strings.HasPrefix(line, "^") {
 		// Bash's quick substitution (^old^new) reruns the last line.
 		a.unjudged("history substitution (a line starting with ^)")

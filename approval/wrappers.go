@@ -112,6 +112,8 @@ func (a *analyser) inner(name string, args []word, st *syntax.Stmt, depth int) (
 		a.alias(args, depth)
 	case "hash":
 		a.hash(args)
+	case "mapfile", "readarray", "complete", "compgen", "bind":
+		a.callback(name, args, depth)
 	case "source", ".":
 		a.stdin(name, st, depth)
 	case "fc":
