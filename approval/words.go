@@ -180,6 +180,9 @@ func options(args []word, spec optSpec) (opts []opt, rest []word, bad *word) {
 	i := 0
 	for ; i < len(args); i++ {
 		w := args[i]
+		if !w.known() && isAssignment(w.text) {
+			break // env A=$x: an assignment whatever $x holds
+		}
 		if !w.known() {
 			return opts, args[i:], &args[i]
 		}

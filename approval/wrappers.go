@@ -167,10 +167,10 @@ func (a *analyser) sudo(name string, args []word) ([]word, bool) {
 	spec := optSpec{short: "CDgpRrtTUuc", long: []string{"--close-from", "--chdir", "--group", "--prompt",
 		"--chroot", "--role", "--type", "--command-timeout", "--other-user", "--user", "--login-class", "--host"}}
 	if name == "doas" {
-		spec = optSpec{short: "uC"}
+		spec = optSpec{short: "auC"}
 	}
 	opts, rest := a.options(name, args, spec)
-	for len(rest) > 0 && rest[0].known() && isAssignment(rest[0].text) {
+	for len(rest) > 0 && isAssignment(rest[0].text) {
 		rest = rest[1:] // sudo VAR=value cmd
 	}
 	switch {
@@ -203,8 +203,8 @@ func isAssignment(s string) bool {
 // shell code, followed by the rest of the words.
 func (a *analyser) env(args []word, depth int) ([]word, bool) {
 	opts, rest := a.options("env", args, optSpec{short: "uCSP", long: []string{"--unset", "--chdir", "--split-string"}})
-	for len(rest) > 0 && rest[0].known() && isAssignment(rest[0].text) {
-		rest = rest[1:]
+	for len(rest) > 0 && isAssignment(rest[0].text) {
+		rest = rest[1:] // a name written literally, then '=': whatever follows
 	}
 	if s, split := has(opts, "-S", "--split-string"); split {
 		var b strings.Builder
