@@ -12,7 +12,8 @@ type Decision struct {
 	Action Action
 	// Rule is the rule behind Action (the first command's, among the
 	// commands with that action); nil when no rule matched. It points
-	// into the Policy.
+	// into the Policy. When commands are held by different rules, the
+	// others are in Commands (a workflow may ask each rule's approvers).
 	Rule *Rule
 	// Reason says why, for the requester and the approvers: which
 	// command matched which rule, or why the line cannot be judged.
@@ -25,8 +26,11 @@ type Decision struct {
 // Decide decides line, typed or sent by s. Each command of the line (see
 // Commands) gets the first rule in scope that matches it; the line gets
 // the most restrictive of those. Decide is deterministic and safe for
-// concurrent use.
+// concurrent use. A nil s is a Subject with no fields set.
 func (p *Policy) Decide(s *Subject, line string) Decision {
+	if s == nil {
+		s = &Subject{}
+	}
 	var rules []*Rule // in scope, in order
 	for i := range p.Rules {
 		if r := &p.Rules[i]; r.Access != AccessRequest && r.Scope.In(s) {

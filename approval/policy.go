@@ -254,6 +254,9 @@ func (r *Rule) problems() []string {
 // nil when s may connect without a grant. Its Approvers, Required and
 // Timeout govern the grant request.
 func (p *Policy) NeedsGrant(s *Subject) *Rule {
+	if s == nil {
+		s = &Subject{}
+	}
 	for i := range p.Rules {
 		if r := &p.Rules[i]; r.Access == AccessRequest && r.Scope.In(s) {
 			return r

@@ -83,6 +83,9 @@ func Commands(line string) []Command {
 		// the parser would read on.
 		a.unjudged("a NUL byte in the line")
 	}
+	if historyExpansion(line) {
+		a.unjudged("history expansion (a ! that interactive bash replaces with an earlier line)")
+	}
 	if strings.HasPrefix(line, "^") {
 		// Bash's quick substitution (^old^new) reruns the last line.
 		a.unjudged("history substitution (a line starting with ^)")
@@ -166,9 +169,6 @@ func (a *analyser) source(src string, depth int, strict bool) (parsed bool) {
 		case *syntax.Word:
 			a.embedded(n, depth)
 		case *syntax.Lit:
-			if depth == 0 && historyExpansion(n.Value) {
-				a.unjudged("history expansion (%s)", show(n.Value))
-			}
 			if continued(n.Value) {
 				a.unjudged("unfinished line (a continuation: it ends in a backslash)")
 			}
@@ -291,16 +291,32 @@ func (a *analyser) embedded(w *syntax.Word, depth int) {
 // as a whole.
 const maxEmbedded = 8
 
-// historyExpansion reports whether an unquoted or double-quoted literal has
-// a '!' that interactive bash would expand from its history before parsing
-// (!!, !-2, !rm, !#): what runs is then not what was typed.
-func historyExpansion(lit string) bool {
-	for i := 0; i < len(lit); i++ {
-		switch lit[i] {
-		case '\\':
+// historyExpansion reports whether interactive bash would expand a '!' in
+// line from its history before parsing it (!!, !-2, !rm, !#): what runs
+// is then not what was typed. It scans as bash's history expansion does:
+// single quotes (outside double quotes) and backslashes protect; a '!'
+// before a blank, '=' or '(', at the end, before '"' inside double quotes,
+// or in $! and ${!x} is not expanded.
+func historyExpansion(line string) bool {
+	double := false
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; {
+		case c == '\\':
 			i++
-		case '!':
-			if i+1 < len(lit) && !strings.ContainsRune(" \t\n=(\"", rune(lit[i+1])) {
+		case c == '\'' && !double:
+			j := strings.IndexByte(line[i+1:], '\'')
+			if j < 0 {
+				return false
+			}
+			i += j + 1
+		case c == '"':
+			double = !double
+		case c == '!' && i+1 < len(line):
+			next := line[i+1]
+			switch {
+			case strings.IndexByte(" \t\r\n=(", next) >= 0, double && next == '"':
+			case i > 0 && line[i-1] == '$', i > 1 && line[i-2:i] == "${":
+			default:
 				return true
 			}
 		}
