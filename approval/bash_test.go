@@ -1,0 +1,123 @@
+package approval
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var bashRandom = flag.Int("bash-random", 0, "TestAgainstBash also runs this many random lines (seeded, so reproducible)")
+
+// randomLines returns n lines made of tokens that run nothing but the rm
+// stub and harmless programs: no &, no function definitions.
+func randomLines(n int) []string {
+	tokens := []string{"rm", "rm", "r", "m", "'r'm", `\rm`, `r\m`, "''", `""`, "x", "ls", "echo", "true", "eval", "env", "env A=1",
+		"command", "exec", "xargs", "nice", "timeout 1", "sh -c", "bash -c", "time",
+		" ", " ", " ", " ", ";", "&&", "||", "|", "$(", ")", "`", "'", "'", `"`, `"`, `\`, "$", "=", "{", "}", "\n", "<<<", "a=", "$a", "-"}
+	r := rand.New(rand.NewPCG(14, 14))
+	out := make([]string, n)
+	for i := range out {
+		var b strings.Builder
+		for range 2 + r.IntN(10) {
+			b.WriteString(tokens[r.IntN(len(tokens))])
+		}
+		out[i] = b.String()
+	}
+	return out
+}
+
+// TestAgainstBash runs generated lines with the real bash, with a stub rm
+// first on PATH that leaves a mark, and checks that every line that made
+// bash run rm is held: bash is the oracle for what a line runs. It also
+// checks that the lines of notHeld run no rm.
+func TestAgainstBash(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	if testing.Short() {
+		t.Skip("runs bash for each of several hundred lines")
+	}
+	names := []string{"rm", `\rm`, `'rm'`, `"rm"`, `r''m`, `r\m`, `$'rm'`, `r$'\x6d'`, `{rm,x}`, `/x/../rm`, `./rm`}
+	wrappers := []string{"", "env ", "env A=1 ", "env -i ", "nice -n 5 ", "nice -5 ", "nohup ", "timeout 5 ", "timeout -k 1 5 ",
+		"command ", "command -p ", "exec ", "exec -a foo ", "eval ", "time ", "time -p ", "stdbuf -o0 ", "setsid -w ",
+		"xargs ", "xargs -n 1 ", "env -S ", "builtin command ", "command eval ", "sh -c ", "bash -c ", "dash -c ",
+		"find . -maxdepth 0 -exec ", "bash -e -c ", "bash -lc "}
+	contexts := []string{"%s x", "ls; %s x", "true && %s x", "false || %s x", "(%s x)", "{ %s x; }", "echo $(%s x)",
+		"x=$(%s x)", "echo | %s x", "if true; then %s x; fi", "for i in 1; do %s x; done", "f() { %s x; }; f",
+		"echo `%s x`", "cat <(%s x)", "case a in a) %s x;; esac", "! %s x", "%s x &", "a=( $(%s x) )", "echo ${u:-$(%s x)}",
+		"(( $(%s x) ))", "[[ -n $(%s x) ]]", "while %s x; do break; done", "coproc %s x"}
+	var lines []string
+	for _, n := range names {
+		for _, c := range contexts {
+			lines = append(lines, fmt.Sprintf(c, n))
+		}
+	}
+	for _, w := range wrappers {
+		for _, n := range names {
+			lines = append(lines, w+n+" x")
+		}
+		for _, c := range contexts[1:] {
+			lines = append(lines, fmt.Sprintf(c, w+"rm"))
+		}
+		// Wrapped code as one quoted string.
+		lines = append(lines, w+"'rm x'", w+`"ls; rm x"`)
+	}
+	lines = append(lines, randomLines(*bashRandom)...)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	work := filepath.Join(dir, "work")
+	mark := filepath.Join(dir, "mark")
+	for _, d := range []string{bin, work, filepath.Join(work, "x")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stub := "#!/bin/sh\necho ran >> " + mark + "\n"
+	for _, p := range []string{filepath.Join(bin, "rm"), filepath.Join(work, "rm")} {
+		if err := os.WriteFile(p, []byte(stub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ran := func(line string) bool {
+		os.Remove(mark)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bash, "-c", line)
+		cmd.Dir = work
+		cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "HOME=" + dir}
+		// Wait waits for the pipe to close: background jobs (rm x &)
+		// hold it until they end, so their mark is not left for the
+		// next line.
+		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		cmd.WaitDelay = 10 * time.Second
+		_ = cmd.Run()
+		_, err := os.Stat(mark)
+		return err == nil
+	}
+	s := &Subject{}
+	checked := 0
+	for _, line := range lines {
+		if !ran(line) {
+			continue
+		}
+		checked++
+		if d := rmPolicy.Decide(s, line); d.Action == Allow {
+			t.Errorf("bash ran rm for %q, but it is allowed; commands %+v", line, d.Commands)
+		}
+	}
+	for _, line := range notHeld {
+		if !strings.Contains(line, "\x00") && ran(line) {
+			t.Errorf("notHeld line %q runs rm", line)
+		}
+	}
+	t.Logf("%d of %d lines ran rm in bash; all held", checked, len(lines))
+}
