@@ -170,7 +170,7 @@ func (a *analyser) sudo(name string, args []word) ([]word, bool) {
 		spec = optSpec{short: "auC"}
 	}
 	opts, rest := a.options(name, args, spec)
-	for len(rest) > 0 && isAssignment(rest[0].text) {
+	for len(rest) > 0 && setsVar(rest[0]) {
 		rest = rest[1:] // sudo VAR=value cmd
 	}
 	switch {
@@ -182,6 +182,17 @@ func (a *analyser) sudo(name string, args []word) ([]word, bool) {
 		return []word{{text: "sh", lit: true}}, false
 	}
 	return nil, false
+}
+
+// setsVar reports whether env or sudo take w, before their command, as a
+// variable to set: any word with a '=' after its first character (GNU env
+// sets even -x=1), or a non-literal word that starts with a literal NAME=
+// (A=$x), whatever it expands to.
+func setsVar(w word) bool {
+	if w.known() {
+		return strings.IndexByte(w.text, '=') > 0
+	}
+	return isAssignment(w.text)
 }
 
 // isAssignment reports whether s is NAME=value.
@@ -203,8 +214,8 @@ func isAssignment(s string) bool {
 // shell code, followed by the rest of the words.
 func (a *analyser) env(args []word, depth int) ([]word, bool) {
 	opts, rest := a.options("env", args, optSpec{short: "uCSP", long: []string{"--unset", "--chdir", "--split-string"}})
-	for len(rest) > 0 && isAssignment(rest[0].text) {
-		rest = rest[1:] // a name written literally, then '=': whatever follows
+	for len(rest) > 0 && setsVar(rest[0]) {
+		rest = rest[1:]
 	}
 	if s, split := has(opts, "-S", "--split-string"); split {
 		var b strings.Builder
