@@ -171,6 +171,7 @@ type optSpec struct {
 	long     []string // long options that take a value (after = or as next word)
 	digits   bool     // -N is an option (nice -5)
 	plus     bool     // +o is an option too (shells)
+	split    []string // options after which parsing stops (env -S: its value is parsed first)
 }
 
 // options splits args into the wrapper's options and the rest. bad is set
@@ -201,13 +202,14 @@ func options(args []word, spec optSpec) (opts []opt, rest []word, bad *word) {
 				val = args[i].text
 			}
 			opts = append(opts, opt{name, val})
-			continue
-		}
-		if spec.digits && strings.Trim(s[1:], "0123456789") == "" {
+		} else if spec.digits && strings.Trim(s[1:], "0123456789") == "" {
 			opts = append(opts, opt{s, ""})
-			continue
+		} else {
+			i = shortOptions(args, i, spec, &opts)
 		}
-		i = shortOptions(args, i, spec, &opts)
+		if contains(spec.split, opts[len(opts)-1].name) {
+			return opts, args[i+1:], nil
+		}
 	}
 	return opts, args[i:], nil
 }

@@ -209,28 +209,89 @@ func isAssignment(s string) bool {
 	return true
 }
 
-// env unwraps env: options, NAME=value words, then the command. -S STRING
-// (--split-string) is split into words like shell code: it is analysed as
-// shell code, followed by the rest of the words.
+// env unwraps env: options, NAME=value words, then the command. The value
+// of -S (--split-string) is split into words that take its place, options
+// included, as GNU env does.
 func (a *analyser) env(args []word, depth int) ([]word, bool) {
-	opts, rest := a.options("env", args, optSpec{short: "uCSP", long: []string{"--unset", "--chdir", "--split-string"}})
-	for len(rest) > 0 && setsVar(rest[0]) {
-		rest = rest[1:]
-	}
-	if s, split := has(opts, "-S", "--split-string"); split {
-		var b strings.Builder
-		b.WriteString(s)
-		for _, w := range rest {
-			q, err := syntax.Quote(w.text, syntax.LangBash)
-			if err != nil || !w.known() {
-				q = w.text
+	spec := optSpec{short: "uCSP", long: []string{"--unset", "--chdir", "--split-string"}, split: []string{"-S", "--split-string"}}
+	for range maxSplits {
+		opts, rest := a.options("env", args, spec)
+		s, split := has(opts, spec.split...)
+		if !split {
+			for len(rest) > 0 && setsVar(rest[0]) {
+				rest = rest[1:]
 			}
-			b.WriteString(" " + q)
+			return rest, false
 		}
-		a.source(b.String(), depth+1, true)
+		words, ok := splitString(s)
+		if !ok {
+			a.unjudged("env -S string %s with a $ or an open quote", show(s))
+			return nil, false
+		}
+		args = append(words, rest...)
+	}
+	a.unjudged("env -S more than %d times", maxSplits)
+	return nil, false
+}
+
+// maxSplits bounds the env -S strings split for one command.
+const maxSplits = 8
+
+// splitString splits an env -S string into words as GNU env does: at
+// unquoted blanks, with '…' and "…" quoting; \_ is a blank (a space
+// inside quotes), \c ends the string. It refuses what it does not model: a
+// $ (env expands ${VAR}), a # starting a word (a comment), an unknown
+// escape, an open quote.
+func splitString(s string) ([]word, bool) {
+	var words []word
+	var b strings.Builder
+	in, quote := false, byte(0)
+	end := func() {
+		if in {
+			words = append(words, word{text: b.String(), lit: true})
+			b.Reset()
+		}
+		in = false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '$' && quote != '\'', c == '#' && !in:
+			return nil, false
+		case quote != 0 && c == quote:
+			quote = 0
+		case quote == 0 && (c == '\'' || c == '"'):
+			quote, in = c, true
+		case c == '\\' && i+1 < len(s):
+			i++
+			switch e := s[i]; {
+			case e == 'c' && quote == 0:
+				end()
+				return words, true
+			case e == '_' && quote == 0:
+				end()
+			case e == '_':
+				b.WriteByte(' ')
+			case strings.IndexByte(`\'"$# `, e) >= 0:
+				b.WriteByte(e)
+				in = true
+			default:
+				return nil, false
+			}
+		case c == '\\':
+			return nil, false
+		case quote == 0 && strings.IndexByte(" \t\n\v\f\r", c) >= 0:
+			end()
+		default:
+			b.WriteByte(c)
+			in = true
+		}
+	}
+	if quote != 0 {
 		return nil, false
 	}
-	return rest, false
+	end()
+	return words, true
 }
 
 // xargs unwraps xargs; its command gets arguments from its input, echo by
