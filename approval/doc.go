@@ -70,9 +70,10 @@
 // A wrapper counts as a command itself (rules can match sudo) and so does
 // the command it runs, after the wrapper's options:
 //
-//   - sudo (options, NAME=value words; -s or -i alone is the command sh,
-//     -e is sudoedit), doas (-s alone is sh)
-//   - env (options, NAME=value words; -S STRING is parsed as shell code)
+//   - sudo (options, then words with a =, which set variables; -s or -i
+//     alone is the command sh, -e is sudoedit), doas (-s alone is sh)
+//   - env (options, then words with a =; the string of -S is split into
+//     words that take its place, options included, as GNU env does)
 //   - command (not with -v or -V, which only look the name up), builtin,
 //     exec, nice, nohup, setsid, timeout (and its duration), time (the
 //     keyword, and /usr/bin/time with its options), stdbuf, ionice (not
@@ -128,7 +129,8 @@
 //     escape, $"…", an extended glob
 //   - a non-literal word where a wrapper's options or command stand (sudo
 //     $opt rm), a non-literal sh -c, eval, su -c, trap, alias or
-//     PROMPT_COMMAND code, a non-literal find argument (it could be -exec)
+//     PROMPT_COMMAND code, a non-literal find argument (it could be
+//     -exec), an env -S string with a $, a comment or an unknown escape
 //   - a line that does not parse, or is unfinished: an open quote, a
 //     trailing backslash, an open if/while/for, an unterminated
 //     here-document, a trailing && or |
@@ -151,9 +153,8 @@
 // variable assembled in pieces and evaluated later. Wrappers not listed
 // above (strace, nsenter, unshare, systemd-run, tmux, screen, at, …) are
 // commands like any other: their command is not found. zsh's r reruns
-// the last line. Rules on
-// interpreters and shells (python, perl, sh, bash, …) and an allowlist
-// posture narrow this; recordings show what ran.
+// the last line. Rules on interpreters and shells (python, perl, sh, bash,
+// …) and an allowlist posture narrow this; recordings show what ran.
 //
 // # Access
 //
