@@ -149,7 +149,7 @@ func (a *analyser) flock(args []word, depth int) ([]word, bool) {
 		a.codeWord(rest[2], "flock -c", depth)
 		return nil, false
 	}
-	return skip(rest, 1), false
+	return a.skip("flock", rest, 1), false
 }
 
 // eval runs its arguments joined by spaces as shell code.

@@ -76,7 +76,7 @@
 //     words that take its place, options included, as GNU env does)
 //   - command (not with -v or -V, which only look the name up), builtin,
 //     exec, nice, nohup, setsid, timeout (and its duration), time (the
-//     keyword, and /usr/bin/time with its options), stdbuf, ionice (not
+//     keyword, with -p and --, and /usr/bin/time), stdbuf, ionice (not
 //     with -p, -P or -u), taskset MASK and chrt PRIORITY (not with -p),
 //     pkexec, unbuffer, catchsegv, chroot DIR (alone, the command sh),
 //     busybox
@@ -128,7 +128,11 @@
 //     (r*, r[m]), a brace expansion ({rm,x}), a leading ~, $'…' with an
 //     escape, $"…", an extended glob
 //   - a non-literal word where a wrapper's options or command stand (sudo
-//     $opt rm), a non-literal sh -c, eval, su -c, trap, alias or
+//     $opt rm, sudo "$opt" rm: it could be an option), or a word that may
+//     become several (an unquoted $x, a glob, a brace expansion, "$@") as
+//     an option's value or before the command (nice -n $n ls), since the
+//     words after it would move; a non-literal sh -c, eval, su -c, trap,
+//     alias or
 //     PROMPT_COMMAND code, a non-literal find argument (it could be
 //     -exec), an env -S string with a $, a comment or an unknown escape
 //   - a line that does not parse, or is unfinished: an open quote, a

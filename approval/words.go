@@ -17,10 +17,17 @@ type word struct {
 	// pattern is true when an unquoted part would still change: a glob
 	// (* ? [), a brace expansion ({a,b}) or a leading tilde.
 	pattern bool
+	// single is true when the word surely stays one word: no pattern, no
+	// expansion outside double quotes (word splitting), no "$@".
+	single bool
 }
 
 // known reports whether the word is exactly its text when the shell runs.
 func (w word) known() bool { return w.lit && !w.pattern }
+
+// one reports whether the word surely stays one word when the shell runs;
+// only then do the words after it keep their places.
+func (w word) one() bool { return w.known() || w.single }
 
 // words returns ws after quote removal.
 func (a *analyser) words(ws []*syntax.Word) []word {
@@ -36,6 +43,7 @@ func (a *analyser) words(ws []*syntax.Word) []word {
 func (a *analyser) word(w *syntax.Word) word {
 	var b, shape strings.Builder // shape: unquoted characters, others as 0
 	out := word{lit: true}
+	split := false // an expansion outside double quotes, or "$@"
 	for _, p := range w.Parts {
 		switch p := p.(type) {
 		case *syntax.Lit:
@@ -57,23 +65,30 @@ func (a *analyser) word(w *syntax.Word) word {
 					b.WriteString(unescapeDouble(l.Value))
 				} else {
 					out.lit = false
+					split = split || a.print(q, "@") // "$@", "${a[@]}"
 				}
 			}
 			shape.WriteByte(0)
 		default:
-			out.lit = false
+			out.lit, split = false, true
 		}
 	}
 	if !out.lit {
 		var s strings.Builder
-		if a.printer.Print(&s, w) == nil {
-			return word{text: s.String()}
+		if a.printer.Print(&s, w) != nil {
+			return word{text: "?"}
 		}
-		return word{text: "?"}
+		return word{text: s.String(), single: !split && !pattern(shape.String(), "")}
 	}
 	out.text = b.String()
 	out.pattern = pattern(shape.String(), out.text)
 	return out
+}
+
+// print reports whether node, as written, holds sub.
+func (a *analyser) print(node syntax.Node, sub string) bool {
+	var s strings.Builder
+	return a.printer.Print(&s, node) != nil || strings.Contains(s.String(), sub)
 }
 
 // pattern reports whether a word with these unquoted characters (shape)
@@ -181,8 +196,8 @@ func options(args []word, spec optSpec) (opts []opt, rest []word, bad *word) {
 	i := 0
 	for ; i < len(args); i++ {
 		w := args[i]
-		if !w.known() && isAssignment(w.text) {
-			break // env A=$x: an assignment whatever $x holds
+		if !w.known() && w.single && isAssignment(w.text) {
+			break // env A="$x": an assignment whatever $x holds
 		}
 		if !w.known() {
 			return opts, args[i:], &args[i]
@@ -199,13 +214,16 @@ func options(args []word, spec optSpec) (opts []opt, rest []word, bad *word) {
 			name, val, eq := strings.Cut(s, "=")
 			if !eq && contains(spec.long, name) && i+1 < len(args) {
 				i++
+				if !args[i].one() {
+					return opts, args[i:], &args[i]
+				}
 				val = args[i].text
 			}
 			opts = append(opts, opt{name, val})
 		} else if spec.digits && strings.Trim(s[1:], "0123456789") == "" {
 			opts = append(opts, opt{s, ""})
-		} else {
-			i = shortOptions(args, i, spec, &opts)
+		} else if i = shortOptions(args, i, spec, &opts); !args[i].one() {
+			return opts, args[i:], &args[i] // an option's value that may split
 		}
 		if contains(spec.split, opts[len(opts)-1].name) {
 			return opts, args[i+1:], nil

@@ -50,6 +50,7 @@ var plain = map[string]struct {
 	stop []string
 }{
 	"command":   {stop: []string{"-v", "-V"}}, // -v and -V only say what a name is
+	"--":        {},                           // time -- CMD: the keyword takes -- too
 	"builtin":   {},
 	"busybox":   {},
 	"nohup":     {},
@@ -82,7 +83,7 @@ func (a *analyser) inner(name string, args []word, st *syntax.Stmt, depth int) (
 		if hasAny(opts, w.stop...) {
 			return nil, false
 		}
-		return skip(rest, w.skip), false
+		return a.skip(name, rest, w.skip), false
 	}
 	switch name {
 	case "sudo", "doas":
@@ -91,7 +92,7 @@ func (a *analyser) inner(name string, args []word, st *syntax.Stmt, depth int) (
 		return a.env(args, depth)
 	case "chroot":
 		_, rest := a.options(name, args, optSpec{long: []string{"--userspec", "--groups"}})
-		return orShell(rest, 1), false
+		return orShell(a.skip(name, rest, 0), 1), false
 	case "xargs":
 		return a.xargs(args)
 	case "find":
@@ -140,10 +141,18 @@ func hasAny(opts []opt, names ...string) bool {
 	return ok
 }
 
-// skip returns ws without its first n words.
-func skip(ws []word, n int) []word {
+// skip returns ws without its first n words (timeout's duration). The
+// words after them keep their places only if each stays one word, so
+// otherwise the command is unjudged and skip returns nil.
+func (a *analyser) skip(name string, ws []word, n int) []word {
 	if len(ws) < n {
 		return nil
+	}
+	for _, w := range ws[:min(n+1, len(ws))] {
+		if !w.one() {
+			a.unjudged("non-literal word %s after %s", show(w.text), name)
+			return nil
+		}
 	}
 	return ws[n:]
 }
@@ -187,12 +196,12 @@ func (a *analyser) sudo(name string, args []word) ([]word, bool) {
 // setsVar reports whether env or sudo take w, before their command, as a
 // variable to set: any word with a '=' after its first character (GNU env
 // sets even -x=1), or a non-literal word that starts with a literal NAME=
-// (A=$x), whatever it expands to.
+// that stays one word (A="$x"), whatever it expands to.
 func setsVar(w word) bool {
 	if w.known() {
 		return strings.IndexByte(w.text, '=') > 0
 	}
-	return isAssignment(w.text)
+	return w.single && isAssignment(w.text)
 }
 
 // isAssignment reports whether s is NAME=value.
