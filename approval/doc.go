@@ -131,10 +131,10 @@
 //     $opt rm, sudo "$opt" rm: it could be an option), or a word that may
 //     become several (an unquoted $x, a glob, a brace expansion, "$@") as
 //     an option's value or before the command (nice -n $n ls), since the
-//     words after it would move; a non-literal sh -c, eval, su -c, trap,
-//     alias or
-//     PROMPT_COMMAND code, a non-literal find argument (it could be
-//     -exec), an env -S string with a $, a comment or an unknown escape
+//     words after it would move
+//   - non-literal sh -c, eval, su -c, trap, alias or PROMPT_COMMAND code,
+//     a non-literal find argument (it could be -exec), an env -S string
+//     with a $, a comment or an unknown escape
 //   - a line that does not parse, or is unfinished: an open quote, a
 //     trailing backslash, an open if/while/for, an unterminated
 //     here-document, a trailing && or |
