@@ -15,7 +15,10 @@ import (
 	"time"
 )
 
-var bashRandom = flag.Int("bash-random", 0, "TestAgainstBash also runs this many random lines (seeded, so reproducible)")
+var (
+	bashRandom = flag.Int("bash-random", 0, "TestAgainstBash also runs this many random lines")
+	bashSeed   = flag.Uint64("bash-seed", 14, "seed of the random lines of -bash-random")
+)
 
 // randomLines returns n lines made of tokens that run nothing but the rm
 // stub and harmless programs: no &, no function definitions.
@@ -23,7 +26,7 @@ func randomLines(n int) []string {
 	tokens := []string{"rm", "rm", "r", "m", "'r'm", `\rm`, `r\m`, "''", `""`, "x", "ls", "echo", "true", "eval", "env", "env A=1",
 		"command", "exec", "xargs", "nice", "timeout 1", "sh -c", "bash -c", "time",
 		" ", " ", " ", " ", ";", "&&", "||", "|", "$(", ")", "`", "'", "'", `"`, `"`, `\`, "$", "=", "{", "}", "\n", "<<<", "a=", "$a", "-"}
-	r := rand.New(rand.NewPCG(14, 14))
+	r := rand.New(rand.NewPCG(*bashSeed, 14))
 	out := make([]string, n)
 	for i := range out {
 		var b strings.Builder
@@ -51,6 +54,13 @@ var wrapperWords = map[string][]string{
 	"find":    {".", "-maxdepth", "0", "-exec", "-execdir", ";", "+", "{}", "-name", "x", "-o", "-print"},
 	"eval":    {"--", "'rm x'", "ls;", "echo"},
 	"builtin": {"--", "command", "eval", "exec"},
+	"su":      {"-c", "-", "root", "-l", "-m", "-s", "/bin/sh", "--command", "-lc", "-p", "--", "--command=rm"},
+	"runuser": {"-u", "root", "--", "-c", "-l", "-s", "/bin/sh", "-", "-m"},
+	"flock":   {"l", "-c", "-n", "-w", "1", "-s", "-x", "--", "-o"},
+	"taskset": {"1", "-c", "0", "-a", "--"}, // not -p: it changes running processes
+	"chrt":    {"-o", "0", "-b", "--", "-m"},
+	"ionice":  {"-c", "3", "-n", "7", "-t", "-c3", "--"},
+	"sg":      {"root", "-c", "-"},
 }
 
 // randomWrapped returns n lines of a wrapper, random words its options may
@@ -62,7 +72,7 @@ func randomWrapped(n int) []string {
 	}
 	slices.Sort(names)
 	tails := []string{"rm x", "'rm x'", "'ls; rm x'", "x rm", "rm", "\\; rm x"}
-	r := rand.New(rand.NewPCG(14, 15))
+	r := rand.New(rand.NewPCG(*bashSeed, 15))
 	out := make([]string, n)
 	for i := range out {
 		name := names[r.IntN(len(names))]

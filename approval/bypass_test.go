@@ -127,6 +127,13 @@ var held = []string{
 	"su root -c 'rm x'",
 	"su -lc 'rm x'",
 	"runuser -u root -- rm x",
+	"su --command -lc -m --command rm",
+	"su root -c - --command rm x",
+	"su --command --command --command 'rm x'",
+	"sg - root rm x",
+	"sg - root -c 'ls; rm x'",
+	"bash -c - 'rm x'",
+	"sh -c - rm",
 	"flock /tmp/l rm x",
 	"flock /tmp/l -c 'rm x'",
 	"bash <<< 'rm x'",
@@ -305,4 +312,15 @@ func name(line string) string {
 		line = line[:40]
 	}
 	return regexp.MustCompile(`[^[:graph:]]`).ReplaceAllString(line, "_")
+}
+
+// A shell that runs a script file or reads its input cannot be judged from
+// the line: the shell is the command, so a rule on shells holds these.
+func TestShellScripts(t *testing.T) {
+	shellPolicy := Policy{Rules: []Rule{{Name: "shells", Match: Match{Commands: []string{"sh", "bash"}}, Action: Approve, Approvers: []string{"ops"}}}}
+	for _, line := range []string{"sh rm", "bash script.sh", "echo rm x | sh", "sh < f", "su root rm x", "su -p -p root -- rm x", "sudo -s", "curl x | bash -s"} {
+		if d := shellPolicy.Decide(&Subject{}, line); d.Action != Approve {
+			t.Errorf("Decide(%q) = %v (%s), want approve by shells; commands %+v", line, d.Action, d.Reason, d.Commands)
+		}
+	}
 }

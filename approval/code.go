@@ -16,7 +16,7 @@ import (
 // the command (already recorded), and a here-document or here-string on
 // its stdin is analysed as the code it is.
 func (a *analyser) shell(name string, args []word, st *syntax.Stmt, depth int) {
-	opts, rest := a.options(name, args, optSpec{short: "oO", long: []string{"--rcfile", "--init-file"}, plus: true})
+	opts, rest := a.options(name, args, optSpec{short: "oO", long: []string{"--rcfile", "--init-file"}, plus: true, dashEnds: true})
 	if hasAny(opts, "-c", "--command") {
 		if len(rest) > 0 {
 			a.codeWord(rest[0], name+" -c", depth)
@@ -86,63 +86,72 @@ func (a *analyser) watch(args []word, depth int) ([]word, bool) {
 	return nil, false
 }
 
-// su analyses the -c (--command) code of su, runuser and script, wherever
-// it stands (GNU getopt permutes their arguments). runuser -u USER without
-// -c runs the command after its options. Without either they start a
-// shell; the command recorded is su, runuser or script itself.
+// suOptions are the options of su, runuser and script; GNU getopt
+// permutes them, so they may stand anywhere before --.
+var suOptions = map[string]optSpec{
+	"su": {short: "cgGsw", long: []string{"--command", "--session-command", "--group", "--supp-group", "--shell",
+		"--whitelist-environment"}},
+	"runuser": {short: "cgGswu", long: []string{"--command", "--session-command", "--group", "--supp-group", "--shell",
+		"--whitelist-environment", "--user"}},
+	"script": {short: "cEIOBTm", long: []string{"--command", "--echo", "--log-in", "--log-out", "--log-io",
+		"--log-timing", "--logging-format", "--output-limit"}},
+}
+
+// su analyses the -c (--command) code of su, runuser and script (the last
+// one given wins, as in getopt). Without it, su and runuser pass the
+// arguments after the user to the user's shell, analysed as the command
+// sh with them; runuser -u USER runs its arguments as the command.
 func (a *analyser) su(name string, args []word, depth int) ([]word, bool) {
-	for i := 0; i < len(args); i++ {
-		s := args[i].text
-		var code *word
-		switch {
-		case !args[i].known():
-			// Could be -c when it runs.
-			a.unjudged("non-literal word %s after %s", show(s), name)
-			return nil, false
-		case s == "-c" || s == "--command" || s == "--session-command":
-			if i+1 < len(args) {
-				code = &args[i+1]
-			}
-		case strings.HasPrefix(s, "--command=") || strings.HasPrefix(s, "--session-command="):
-			_, v, _ := strings.Cut(s, "=")
-			code = &word{text: v, lit: true}
-		case len(s) > 2 && s[0] == '-' && s[1] != '-':
-			code = clusterC(s, args, i)
-		}
-		if code != nil {
-			a.codeWord(*code, name+" -c", depth)
-			return nil, false
-		}
+	opts, pos, bad := permuted(args, suOptions[name])
+	if bad != nil {
+		a.unjudged("non-literal word %s after %s", show(bad.text), name)
+		return nil, false
 	}
-	if name == "runuser" {
-		if opts, rest := a.options(name, args, optSpec{short: "ugGsw", long: []string{"--user", "--group", "--supp-group", "--shell"}}); hasAny(opts, "-u", "--user") {
-			return rest, false
+	code := last(opts, "-c", "--command", "--session-command")
+	switch {
+	case code != nil:
+		a.codeWord(word{text: code.val, lit: code.known}, name+" -c", depth)
+	case name == "script":
+	case name == "runuser" && hasAny(opts, "-u", "--user"):
+		return pos, false
+	default:
+		for len(pos) > 0 && pos[0].text == "-" {
+			pos = pos[1:] // su - USER: a login shell
+		}
+		if len(pos) > 1 {
+			return append([]word{{text: "sh", lit: true}}, pos[1:]...), false
 		}
 	}
 	return nil, false
 }
 
-// clusterC returns the value of -c in the short option cluster args[i]
-// (su -lc 'cmd'), or nil. Options that take a value end the cluster.
-func clusterC(s string, args []word, i int) *word {
-	for j := 1; j < len(s); j++ {
+// permuted reads GNU getopt options that may stand anywhere before "--",
+// and returns them and the other words. bad is a word that is not known
+// where an option may stand, or an option's value that may split.
+func permuted(args []word, spec optSpec) (opts []opt, pos []word, bad *word) {
+	for i := 0; i < len(args); i++ {
+		w := args[i]
 		switch {
-		case strings.IndexByte("gGsuwEIOBTm", s[j]) >= 0:
-			return nil
-		case s[j] == 'c' && j+1 < len(s):
-			return &word{text: s[j+1:], lit: true}
-		case s[j] == 'c' && i+1 < len(args):
-			return &args[i+1]
+		case !w.known():
+			return nil, nil, &args[i]
+		case w.text == "--":
+			return opts, append(pos, args[i+1:]...), nil
+		case len(w.text) < 2 || w.text[0] != '-':
+			pos = append(pos, w)
+			continue
+		}
+		if i, bad = option(args, i, spec, &opts); bad != nil {
+			return nil, nil, bad
 		}
 	}
-	return nil
+	return opts, pos, nil
 }
 
 // flock FILE -c CODE runs CODE as shell code; flock FILE CMD runs CMD.
 func (a *analyser) flock(args []word, depth int) ([]word, bool) {
 	opts, rest := a.options("flock", args, optSpec{short: "wEc", long: []string{"--timeout", "--conflict-exit-code", "--command"}})
-	if code, ok := has(opts, "-c", "--command"); ok {
-		a.source(code, depth+1, true)
+	if o := last(opts, "-c", "--command"); o != nil {
+		a.codeWord(word{text: o.val, lit: o.known}, "flock -c", depth)
 		return nil, false
 	}
 	if len(rest) >= 3 && (rest[1].text == "-c" || rest[1].text == "--command") {
@@ -186,13 +195,22 @@ func (a *analyser) alias(args []word, depth int) {
 	}
 }
 
-// sg GROUP [-c] CODE runs CODE as shell code.
+// sg [-] GROUP [-c] CODE runs CODE as shell code (its words joined by
+// spaces).
 func (a *analyser) sg(args []word, depth int) {
-	if len(args) > 1 && args[1].text == "-c" {
+	if len(args) > 0 && args[0].text == "-" {
 		args = args[1:]
 	}
-	if len(args) > 1 {
-		a.codeWord(args[1], "sg", depth)
+	if len(args) < 2 {
+		return
+	}
+	if rest := args[1:]; !args[0].one() || !allKnown(rest) {
+		a.unjudged("non-literal word after sg")
+	} else {
+		if rest[0].text == "-c" {
+			rest = rest[1:]
+		}
+		a.source(strings.Join(texts(rest), " "), depth+1, true)
 	}
 }
 
@@ -225,7 +243,10 @@ var callbacks = map[string]struct {
 // callback analyses the shell code of a callbacks option.
 func (a *analyser) callback(name string, args []word, depth int) {
 	cb := callbacks[name]
-	opts, _, _ := options(args, cb.spec)
+	opts, _, bad := options(args, cb.spec)
+	if bad != nil {
+		a.unjudged("non-literal word %s after %s", show(bad.text), name)
+	}
 	for _, o := range opts {
 		if o.name != cb.option {
 			continue
@@ -234,10 +255,6 @@ func (a *analyser) callback(name string, args []word, depth int) {
 		if name == "bind" {
 			_, code, _ = strings.Cut(code, ":")
 		}
-		if strings.ContainsAny(code, "$`") {
-			a.unjudged("%s %s with expansions: %s", name, cb.option, show(code))
-			continue
-		}
-		a.source(code, depth+1, true)
+		a.codeWord(word{text: code, lit: o.known}, name+" "+cb.option, depth)
 	}
 }

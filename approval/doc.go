@@ -85,13 +85,17 @@
 //   - find -exec, -execdir, -ok and -okdir: the command up to ; or +, its
 //     arguments unknown
 //   - flock FILE COMMAND, and flock FILE -c CODE
-//   - runuser -u USER COMMAND
+//   - runuser -u USER COMMAND (without -c)
 //
 // These run a string as shell code, which is parsed in turn, up to 8
 // levels deep: sh, bash, dash, zsh, ksh, mksh, ash, rbash, yash, posh,
-// fish, csh and tcsh with -c (in any option cluster: -lc, -ec); eval (its
+// fish, csh and tcsh with -c (in any option cluster: -lc, -ec; a lone -
+// ends their options, like --); eval (its
 // arguments joined by spaces); su, runuser and script with -c or
-// --command; sg GROUP [-c] CODE; watch (its arguments joined by spaces;
+// --command (options may stand anywhere before --, and the last -c wins;
+// without one, su and runuser pass the words after the user to the user's
+// shell, the command sh with those words); sg [-] GROUP [-c] CODE (its
+// words joined by spaces); watch (its arguments joined by spaces;
 // with -x a command); trap CODE; alias NAME=CODE; and values assigned to
 // PROMPT_COMMAND, BASH_ALIASES and BASH_CMDS (whose values are the paths
 // names run: BASH_CMDS[ls]=/bin/rm is the command rm). hash -p PATH NAME

@@ -175,8 +175,12 @@ func baseName(s string) string {
 }
 
 // opt is one option of a wrapper's command line: "-u" or "--user", and
-// its value if it takes one.
-type opt struct{ name, val string }
+// its value if it takes one; known is false when the value was a word that
+// is not known.
+type opt struct {
+	name, val string
+	known     bool
+}
 
 // optSpec describes a wrapper's options, getopt style: options end at "--"
 // or at the first word that does not start with '-'.
@@ -186,12 +190,14 @@ type optSpec struct {
 	long     []string // long options that take a value (after = or as next word)
 	digits   bool     // -N is an option (nice -5)
 	plus     bool     // +o is an option too (shells)
+	dashEnds bool     // a lone - ends the options, like -- (shells)
 	split    []string // options after which parsing stops (env -S: its value is parsed first)
 }
 
 // options splits args into the wrapper's options and the rest. bad is set
-// when a word where an option or the command may stand is not known: then
-// the command cannot be found.
+// when a word where an option or the command may stand is not known, or
+// an option's value may become several words: then the command cannot be
+// found.
 func options(args []word, spec optSpec) (opts []opt, rest []word, bad *word) {
 	i := 0
 	for ; i < len(args); i++ {
@@ -203,33 +209,46 @@ func options(args []word, spec optSpec) (opts []opt, rest []word, bad *word) {
 			return opts, args[i:], &args[i]
 		}
 		s := w.text
-		if s == "--" {
+		if s == "--" || spec.dashEnds && s == "-" {
 			i++
 			break
 		}
 		if len(s) < 2 || s[0] != '-' && !(spec.plus && s[0] == '+') {
 			break
 		}
-		if strings.HasPrefix(s, "--") {
-			name, val, eq := strings.Cut(s, "=")
-			if !eq && contains(spec.long, name) && i+1 < len(args) {
-				i++
-				if !args[i].one() {
-					return opts, args[i:], &args[i]
-				}
-				val = args[i].text
-			}
-			opts = append(opts, opt{name, val})
-		} else if spec.digits && strings.Trim(s[1:], "0123456789") == "" {
-			opts = append(opts, opt{s, ""})
-		} else if i = shortOptions(args, i, spec, &opts); !args[i].one() {
-			return opts, args[i:], &args[i] // an option's value that may split
+		if i, bad = option(args, i, spec, &opts); bad != nil {
+			return opts, args[i:], bad
 		}
 		if contains(spec.split, opts[len(opts)-1].name) {
 			return opts, args[i+1:], nil
 		}
 	}
 	return opts, args[i:], nil
+}
+
+// option reads the option word args[i] (a long option, or a cluster of
+// short ones) and its value into opts, and returns the index of the last
+// word it used; bad is a value that may become several words.
+func option(args []word, i int, spec optSpec, opts *[]opt) (int, *word) {
+	s := args[i].text
+	switch {
+	case strings.HasPrefix(s, "--"):
+		name, val, eq := strings.Cut(s, "=")
+		o := opt{name: name, val: val, known: true}
+		if !eq && contains(spec.long, name) && i+1 < len(args) {
+			i++
+			o.val, o.known = args[i].text, args[i].known()
+		}
+		*opts = append(*opts, o)
+	case spec.digits && strings.Trim(s[1:], "0123456789") == "":
+		*opts = append(*opts, opt{name: s, known: true})
+	default:
+		i = shortOptions(args, i, spec, opts)
+	}
+	if !args[i].one() {
+		return i, &args[i]
+	}
+	return i, nil
 }
 
 // shortOptions reads the cluster of short options at args[i] (like -lc or
@@ -240,18 +259,18 @@ func shortOptions(args []word, i int, spec optSpec, opts *[]opt) int {
 		name := string(s[0]) + string(s[j])
 		switch {
 		case strings.IndexByte(spec.short, s[j]) >= 0:
-			val := s[j+1:]
-			if val == "" && i+1 < len(args) {
+			o := opt{name: name, val: s[j+1:], known: true}
+			if o.val == "" && i+1 < len(args) {
 				i++
-				val = args[i].text
+				o.val, o.known = args[i].text, args[i].known()
 			}
-			*opts = append(*opts, opt{name, val})
+			*opts = append(*opts, o)
 			return i
 		case strings.IndexByte(spec.optional, s[j]) >= 0:
-			*opts = append(*opts, opt{name, s[j+1:]})
+			*opts = append(*opts, opt{name: name, val: s[j+1:], known: true})
 			return i
 		}
-		*opts = append(*opts, opt{name, ""})
+		*opts = append(*opts, opt{name: name, known: true})
 	}
 	return i
 }
@@ -265,13 +284,21 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// has reports whether opts has one of names, and the value of the last.
-func has(opts []opt, names ...string) (string, bool) {
-	val, found := "", false
-	for _, o := range opts {
-		if contains(names, o.name) {
-			val, found = o.val, true
+// last returns the last of opts named one of names (getopt: the last one
+// given wins), or nil.
+func last(opts []opt, names ...string) *opt {
+	for i := len(opts) - 1; i >= 0; i-- {
+		if contains(names, opts[i].name) {
+			return &opts[i]
 		}
 	}
-	return val, found
+	return nil
+}
+
+// has reports whether opts has one of names, and the value of the last.
+func has(opts []opt, names ...string) (string, bool) {
+	if o := last(opts, names...); o != nil {
+		return o.val, true
+	}
+	return "", false
 }
