@@ -98,64 +98,9 @@ func TestAgainstBash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs bash for each of several hundred lines")
 	}
-	names := []string{"rm", `\rm`, `'rm'`, `"rm"`, `r''m`, `r\m`, `$'rm'`, `r$'\x6d'`, `{rm,x}`, `/x/../rm`, `./rm`}
-	wrappers := []string{"", "env ", "env A=1 ", "env -i ", "nice -n 5 ", "nice -5 ", "nohup ", "timeout 5 ", "timeout -k 1 5 ",
-		"command ", "command -p ", "exec ", "exec -a foo ", "eval ", "time ", "time -p ", "stdbuf -o0 ", "setsid -w ",
-		"xargs ", "xargs -n 1 ", "env -S ", "builtin command ", "command eval ", "sh -c ", "bash -c ", "dash -c ",
-		"find . -maxdepth 0 -exec ", "bash -e -c ", "bash -lc "}
-	contexts := []string{"%s x", "ls; %s x", "true && %s x", "false || %s x", "(%s x)", "{ %s x; }", "echo $(%s x)",
-		"x=$(%s x)", "echo | %s x", "if true; then %s x; fi", "for i in 1; do %s x; done", "f() { %s x; }; f",
-		"echo `%s x`", "cat <(%s x)", "case a in a) %s x;; esac", "! %s x", "%s x &", "a=( $(%s x) )", "echo ${u:-$(%s x)}",
-		"(( $(%s x) ))", "[[ -n $(%s x) ]]", "while %s x; do break; done", "coproc %s x"}
-	var lines []string
-	for _, n := range names {
-		for _, c := range contexts {
-			lines = append(lines, fmt.Sprintf(c, n))
-		}
-	}
-	for _, w := range wrappers {
-		for _, n := range names {
-			lines = append(lines, w+n+" x")
-		}
-		for _, c := range contexts[1:] {
-			lines = append(lines, fmt.Sprintf(c, w+"rm"))
-		}
-		// Wrapped code as one quoted string.
-		lines = append(lines, w+"'rm x'", w+`"ls; rm x"`)
-	}
-	lines = append(lines, randomLines(*bashRandom/2)...)
+	lines := append(bashLines(), randomLines(*bashRandom/2)...)
 	lines = append(lines, randomWrapped(*bashRandom/2)...)
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	work := filepath.Join(dir, "work")
-	mark := filepath.Join(dir, "mark")
-	for _, d := range []string{bin, work, filepath.Join(work, "x")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stub := "#!/bin/sh\necho ran >> " + mark + "\n"
-	for _, p := range []string{filepath.Join(bin, "rm"), filepath.Join(work, "rm")} {
-		if err := os.WriteFile(p, []byte(stub), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ran := func(line string) bool {
-		os.Remove(mark)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bash, "-c", line)
-		cmd.Dir = work
-		cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "HOME=" + dir}
-		// Wait waits for the pipe to close: background jobs (rm x &)
-		// hold it until they end, so their mark is not left for the
-		// next line.
-		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-		cmd.WaitDelay = 10 * time.Second
-		_ = cmd.Run()
-		_, err := os.Stat(mark)
-		return err == nil
-	}
+	ran := bashSandbox(t, bash)
 	s := &Subject{}
 	checked, scripts := 0, 0
 	for _, line := range lines {
@@ -180,6 +125,74 @@ func TestAgainstBash(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d lines ran rm in bash; all held but %d that run it as a shell script", checked, len(lines), scripts)
+}
+
+// bashLines returns every name spelling in every context, and every
+// wrapper with every spelling and in every context.
+func bashLines() []string {
+	names := []string{"rm", `\rm`, `'rm'`, `"rm"`, `r''m`, `r\m`, `$'rm'`, `r$'\x6d'`, `{rm,x}`, `/x/../rm`, `./rm`}
+	wrappers := []string{"", "env ", "env A=1 ", "env -i ", "nice -n 5 ", "nice -5 ", "nohup ", "timeout 5 ", "timeout -k 1 5 ",
+		"command ", "command -p ", "exec ", "exec -a foo ", "eval ", "time ", "time -p ", "stdbuf -o0 ", "setsid -w ",
+		"xargs ", "xargs -n 1 ", "env -S ", "builtin command ", "command eval ", "sh -c ", "bash -c ", "dash -c ",
+		"find . -maxdepth 0 -exec ", "bash -e -c ", "bash -lc ", "su -c ", "runuser -u root -- ", "flock l ", "sg root "}
+	contexts := []string{"%s x", "ls; %s x", "true && %s x", "false || %s x", "(%s x)", "{ %s x; }", "echo $(%s x)",
+		"x=$(%s x)", "echo | %s x", "if true; then %s x; fi", "for i in 1; do %s x; done", "f() { %s x; }; f",
+		"echo `%s x`", "cat <(%s x)", "case a in a) %s x;; esac", "! %s x", "%s x &", "a=( $(%s x) )", "echo ${u:-$(%s x)}",
+		"(( $(%s x) ))", "[[ -n $(%s x) ]]", "while %s x; do break; done", "coproc %s x"}
+	var lines []string
+	for _, n := range names {
+		for _, c := range contexts {
+			lines = append(lines, fmt.Sprintf(c, n))
+		}
+	}
+	for _, w := range wrappers {
+		for _, n := range names {
+			lines = append(lines, w+n+" x")
+		}
+		for _, c := range contexts[1:] {
+			lines = append(lines, fmt.Sprintf(c, w+"rm"))
+		}
+		// Wrapped code as one quoted string.
+		lines = append(lines, w+"'rm x'", w+`"ls; rm x"`)
+	}
+	return lines
+}
+
+// bashSandbox returns a function that runs a line with bash in a
+// temporary directory, with a stub rm first on PATH (and in the working
+// directory, for ./rm), and reports whether the stub ran.
+func bashSandbox(t *testing.T, bash string) func(line string) bool {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	work := filepath.Join(dir, "work")
+	mark := filepath.Join(dir, "mark")
+	for _, d := range []string{bin, work, filepath.Join(work, "x")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stub := "#!/bin/sh\necho ran >> " + mark + "\n"
+	for _, p := range []string{filepath.Join(bin, "rm"), filepath.Join(work, "rm")} {
+		if err := os.WriteFile(p, []byte(stub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func(line string) bool {
+		os.Remove(mark)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bash, "-c", line)
+		cmd.Dir = work
+		cmd.Env = []string{"PATH=" + bin + ":/usr/bin:/bin", "HOME=" + dir}
+		// Wait waits for the pipe to close: background jobs (rm x &)
+		// hold it until they end, so their mark is not left for the
+		// next line.
+		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		cmd.WaitDelay = 10 * time.Second
+		_ = cmd.Run()
+		_, err := os.Stat(mark)
+		return err == nil
+	}
 }
 
 // readsScript reports whether c is a shell without -c that has an

@@ -134,6 +134,8 @@ var held = []string{
 	"sg - root -c 'ls; rm x'",
 	"bash -c - 'rm x'",
 	"sh -c - rm",
+	"su --command - root rm",
+	"su -c -x root 'rm x'",
 	"flock /tmp/l rm x",
 	"flock /tmp/l -c 'rm x'",
 	"bash <<< 'rm x'",

@@ -97,10 +97,10 @@ var suOptions = map[string]optSpec{
 		"--log-timing", "--logging-format", "--output-limit"}},
 }
 
-// su analyses the -c (--command) code of su, runuser and script (the last
-// one given wins, as in getopt). Without it, su and runuser pass the
-// arguments after the user to the user's shell, analysed as the command
-// sh with them; runuser -u USER runs its arguments as the command.
+// su unwraps su and runuser: they run the user's shell with -c CODE (the
+// last -c given wins, as in getopt) and the words after the user, so the
+// command is sh with those; runuser -u USER without -c runs its words as
+// the command. script -c CODE runs CODE.
 func (a *analyser) su(name string, args []word, depth int) ([]word, bool) {
 	opts, pos, bad := permuted(args, suOptions[name])
 	if bad != nil {
@@ -109,20 +109,27 @@ func (a *analyser) su(name string, args []word, depth int) ([]word, bool) {
 	}
 	code := last(opts, "-c", "--command", "--session-command")
 	switch {
-	case code != nil:
-		a.codeWord(word{text: code.val, lit: code.known}, name+" -c", depth)
 	case name == "script":
-	case name == "runuser" && hasAny(opts, "-u", "--user"):
+		if code != nil {
+			a.codeWord(word{text: code.val, lit: code.known}, name+" -c", depth)
+		}
+		return nil, false
+	case name == "runuser" && code == nil && hasAny(opts, "-u", "--user"):
 		return pos, false
-	default:
-		for len(pos) > 0 && pos[0].text == "-" {
-			pos = pos[1:] // su - USER: a login shell
-		}
-		if len(pos) > 1 {
-			return append([]word{{text: "sh", lit: true}}, pos[1:]...), false
-		}
 	}
-	return nil, false
+	for len(pos) > 0 && pos[0].text == "-" {
+		pos = pos[1:] // su - USER: a login shell
+	}
+	// The user's shell runs as SHELL [-c CODE] WORDS…, so CODE may
+	// itself be an option of the shell (su -c - root rm runs rm).
+	sh := []word{{text: "sh", lit: true}}
+	if code != nil {
+		sh = append(sh, word{text: "-c", lit: true}, word{text: code.val, lit: code.known, single: true})
+	}
+	if code == nil && len(pos) < 2 {
+		return nil, false
+	}
+	return append(sh, skip(pos, 1)...), false
 }
 
 // permuted reads GNU getopt options that may stand anywhere before "--",

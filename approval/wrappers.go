@@ -145,14 +145,19 @@ func hasAny(opts []opt, names ...string) bool {
 // words after them keep their places only if each stays one word, so
 // otherwise the command is unjudged and skip returns nil.
 func (a *analyser) skip(name string, ws []word, n int) []word {
-	if len(ws) < n {
-		return nil
-	}
 	for _, w := range ws[:min(n+1, len(ws))] {
 		if !w.one() {
 			a.unjudged("non-literal word %s after %s", show(w.text), name)
 			return nil
 		}
+	}
+	return skip(ws, n)
+}
+
+// skip returns ws without its first n words.
+func skip(ws []word, n int) []word {
+	if len(ws) < n {
+		return nil
 	}
 	return ws[n:]
 }
