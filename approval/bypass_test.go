@@ -66,6 +66,8 @@ var held = []string{
 	"chroot $d ls",
 	"env A=1sh -ca= 'r'm",
 	"env -S -S'rm x' -- x rm",
+	"env 'BASH_FUNC_ls%%=() { rm x; }' bash -c ls",
+	"env 'f=() { rm x; }' bash -c f",
 	"env -S'-i rm' x",
 	"env -S'A=1 \\r\\m' x",
 	"env -S'${X}' x",

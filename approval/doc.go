@@ -99,7 +99,9 @@
 // with -x a command); trap CODE; alias NAME=CODE; and values assigned to
 // PROMPT_COMMAND, BASH_ALIASES and BASH_CMDS (whose values are the paths
 // names run: BASH_CMDS[ls]=/bin/rm is the command rm). hash -p PATH NAME
-// is the command hash and the base name of PATH. The callbacks of
+// is the command hash and the base name of PATH. A variable that env or
+// sudo set and bash imports as a function (BASH_FUNC_ls%%='() { … }') is
+// parsed as that function's code. The callbacks of
 // mapfile and readarray -C, complete and compgen -C, and bind -x are
 // parsed as shell code too.
 //
@@ -157,7 +159,8 @@
 // git's aliases, make, a script, find -delete, ssh HOST CMD), nor state
 // left behind by earlier lines or by the target's own shell startup files:
 // a PATH entry, an alias or function (their definitions are judged when
-// typed on a line), enable -f, a copy of rm under another name, or a
+// typed on a line), BASH_ENV or ENV naming a file a shell reads first,
+// enable -f, a copy of rm under another name, or a
 // variable assembled in pieces and evaluated later. Wrappers not listed
 // above (strace, nsenter, unshare, systemd-run, tmux, screen, at, …) are
 // commands like any other: their command is not found. zsh's r reruns

@@ -87,7 +87,7 @@ func (a *analyser) inner(name string, args []word, st *syntax.Stmt, depth int) (
 	}
 	switch name {
 	case "sudo", "doas":
-		return a.sudo(name, args)
+		return a.sudo(name, args, depth)
 	case "env":
 		return a.env(args, depth)
 	case "chroot":
@@ -177,16 +177,14 @@ func orShell(ws []word, n int) []word {
 // sudo unwraps sudo and doas. -s and -i (doas -s) with no command start a
 // shell: the command sh. -e (sudoedit) edits files: the command sudoedit.
 // Other option-only forms (-l, -v, -k) run nothing.
-func (a *analyser) sudo(name string, args []word) ([]word, bool) {
+func (a *analyser) sudo(name string, args []word, depth int) ([]word, bool) {
 	spec := optSpec{short: "CDgpRrtTUuc", long: []string{"--close-from", "--chdir", "--group", "--prompt",
 		"--chroot", "--role", "--type", "--command-timeout", "--other-user", "--user", "--login-class", "--host"}}
 	if name == "doas" {
 		spec = optSpec{short: "auC"}
 	}
 	opts, rest := a.options(name, args, spec)
-	for len(rest) > 0 && setsVar(rest[0]) {
-		rest = rest[1:] // sudo VAR=value cmd
-	}
+	rest = a.vars(rest, depth) // sudo VAR=value cmd
 	switch {
 	case hasAny(opts, "-e", "--edit"):
 		return []word{{text: "sudoedit", lit: true}}, false
@@ -196,6 +194,24 @@ func (a *analyser) sudo(name string, args []word) ([]word, bool) {
 		return []word{{text: "sh", lit: true}}, false
 	}
 	return nil, false
+}
+
+// vars returns ws after the variables that env or sudo set before their
+// command. A variable that bash imports as a function (BASH_FUNC_ls%%=,
+// or a value starting with "()") is analysed as that function's code.
+func (a *analyser) vars(ws []word, depth int) []word {
+	for len(ws) > 0 && setsVar(ws[0]) {
+		name, val, _ := strings.Cut(ws[0].text, "=")
+		if strings.HasPrefix(name, "BASH_FUNC_") || strings.HasPrefix(strings.TrimLeft(val, " \t"), "(") {
+			if ws[0].known() {
+				a.source("f"+val, depth+1, true)
+			} else {
+				a.unjudged("non-literal exported function %s", show(ws[0].text))
+			}
+		}
+		ws = ws[1:]
+	}
+	return ws
 }
 
 // setsVar reports whether env or sudo take w, before their command, as a
@@ -232,10 +248,7 @@ func (a *analyser) env(args []word, depth int) ([]word, bool) {
 		opts, rest := a.options("env", args, spec)
 		s, split := has(opts, spec.split...)
 		if !split {
-			for len(rest) > 0 && setsVar(rest[0]) {
-				rest = rest[1:]
-			}
-			return rest, false
+			return a.vars(rest, depth), false
 		}
 		words, ok := splitString(s)
 		if !ok {
