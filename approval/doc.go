@@ -141,6 +141,12 @@
 //   - non-literal sh -c, eval, su -c, trap, alias or PROMPT_COMMAND code,
 //     a non-literal find argument (it could be -exec), an env -S string
 //     with a $, a comment or an unknown escape
+//   - arithmetic ((( )), $(( )), let, for ((…)), [[ -eq ]], array
+//     subscripts, ${x:n}) that reads a variable the line has not set to a
+//     literal number before (x=5; echo $((x+1)) is fine): bash evaluates
+//     the variable's value as an expression in turn, and a[$(cmd)] in it
+//     runs cmd, so c='a[$(rm x)]' assembled on earlier lines and (( c ))
+//     would run rm
 //   - a line that does not parse, or is unfinished: an open quote, a
 //     trailing backslash, an open if/while/for, an unterminated
 //     here-document, a trailing && or |
@@ -160,8 +166,9 @@
 // left behind by earlier lines or by the target's own shell startup files:
 // a PATH entry, an alias or function (their definitions are judged when
 // typed on a line), BASH_ENV or ENV naming a file a shell reads first,
-// enable -f, a copy of rm under another name, or a
-// variable assembled in pieces and evaluated later. Wrappers not listed
+// enable -f, a copy of rm under another name, or a variable assembled in
+// pieces and evaluated later (eval "$x" and arithmetic are held; a
+// declare -i variable assigned on a later line is not). Wrappers not listed
 // above (strace, nsenter, unshare, systemd-run, tmux, screen, at, …) are
 // commands like any other: their command is not found. zsh's r reruns
 // the last line. Rules on interpreters and shells (python, perl, sh, bash,

@@ -152,6 +152,7 @@ func (a *analyser) source(src string, depth int, strict bool) (parsed bool) {
 		a.unjudged("does not parse as shell: %s", show(err.Error()))
 		return true
 	}
+	a.arithmetic(f)
 	syntax.Walk(f, func(n syntax.Node) bool {
 		if a.full {
 			return false
