@@ -2,6 +2,7 @@ package approval
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -167,6 +168,12 @@ func (a *analyser) source(src string, depth int, strict bool) (parsed bool) {
 			a.decl(n, depth)
 		case *syntax.LetClause:
 			a.add(Command{Name: "let"})
+		case *syntax.ParamExp:
+			if n.Excl && n.Names == 0 && !keys(n) {
+				// ${!r} expands the variable r names, subscript
+				// (evaluated as arithmetic) included.
+				a.unjudged("indirect expansion %s", show("${!"+n.Param.Value+"}"))
+			}
 		case *syntax.Word:
 			a.embedded(n, depth)
 		case *syntax.Lit:
@@ -177,6 +184,12 @@ func (a *analyser) source(src string, depth int, strict bool) (parsed bool) {
 		return true
 	})
 	return true
+}
+
+// keys reports whether p is ${!a[@]} or ${!a[*]}: the keys of an array.
+func keys(p *syntax.ParamExp) bool {
+	w, ok := p.Index.(*syntax.Word)
+	return ok && (w.Lit() == "@" || w.Lit() == "*")
 }
 
 // continued reports whether an unquoted literal ends in a backslash that
@@ -203,6 +216,11 @@ func (a *analyser) decl(d *syntax.DeclClause, depth int) {
 	}
 	a.add(c)
 	a.assigns(d.Args, depth)
+	if !c.ArgsKnown && slices.ContainsFunc(c.Args, func(s string) bool { return strings.HasPrefix(s, "-") && strings.Contains(s, "n") }) {
+		// declare -n r=$x makes r a name for whatever $x names,
+		// subscripts (evaluated as arithmetic) included.
+		a.unjudged("%s -n with a non-literal name", d.Variant.Value)
+	}
 }
 
 // codeVars are variables whose value bash runs as shell code.
