@@ -153,3 +153,23 @@ func isArithTest(op syntax.BinTestOperator) bool {
 	}
 	return false
 }
+
+// varNames holds a command that takes a variable name from a word that is
+// not known (read "$n", printf -v "$n", unset "$n", test -v "$n"): bash
+// evaluates a subscript in the name as arithmetic.
+func (a *analyser) varNames(name string, args []word) {
+	bad := func(w string) { a.unjudged("%s with a non-literal variable name %s", name, show(w)) }
+	if name == "read" {
+		opts, names, b := options(args, optSpec{short: "adinNptu"})
+		if o := last(opts, "-a"); b != nil || o != nil && !o.known || !allKnown(names) {
+			bad(strings.Join(texts(args), " "))
+		}
+		return
+	}
+	for i, w := range args {
+		if !w.known() && (name == "unset" || i > 0 && args[i-1].text == "-v") {
+			bad(w.text)
+			return
+		}
+	}
+}

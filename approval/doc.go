@@ -147,9 +147,10 @@
 //     the variable's value as an expression in turn, and a[$(cmd)] in it
 //     runs cmd, so c='a[$(rm x)]' assembled on earlier lines and (( c ))
 //     would run rm
-//   - an indirect expansion ${!r} (not ${!prefix*} or ${!a[@]}), and
-//     declare -n with a non-literal name: the name r holds may carry a
-//     subscript, evaluated the same way
+//   - an indirect expansion ${!r} (not ${!prefix*} or ${!a[@]}), declare
+//     -n with a non-literal name, and a non-literal variable name given to
+//     read, printf -v, unset, test -v, [[ -v ]] or declare: the name may
+//     carry a subscript, evaluated the same way
 //   - a line that does not parse, or is unfinished: an open quote, a
 //     trailing backslash, an open if/while/for, an unterminated
 //     here-document, a trailing && or |

@@ -168,6 +168,10 @@ func (a *analyser) source(src string, depth int, strict bool) (parsed bool) {
 			a.decl(n, depth)
 		case *syntax.LetClause:
 			a.add(Command{Name: "let"})
+		case *syntax.UnaryTest:
+			if w, ok := n.X.(*syntax.Word); ok && (n.Op == syntax.TsVarSet || n.Op == syntax.TsRefVar) && !a.word(w).known() {
+				a.unjudged("[[ -v ]] with a non-literal variable name %s", show(a.word(w).text))
+			}
 		case *syntax.ParamExp:
 			if n.Excl && n.Names == 0 && !keys(n) {
 				// ${!r} expands the variable r names, subscript
@@ -216,9 +220,16 @@ func (a *analyser) decl(d *syntax.DeclClause, depth int) {
 	}
 	a.add(c)
 	a.assigns(d.Args, depth)
+	for _, as := range d.Args {
+		// declare "$n=1" sets the variable $n names, and declare -n
+		// r=$x makes r a name for whatever $x names: a subscript in
+		// the name is evaluated as arithmetic.
+		if as.Naked && as.Value != nil && !a.word(as.Value).known() {
+			a.unjudged("%s with a non-literal variable name", d.Variant.Value)
+			return
+		}
+	}
 	if !c.ArgsKnown && slices.ContainsFunc(c.Args, func(s string) bool { return strings.HasPrefix(s, "-") && strings.Contains(s, "n") }) {
-		// declare -n r=$x makes r a name for whatever $x names,
-		// subscripts (evaluated as arithmetic) included.
 		a.unjudged("%s -n with a non-literal name", d.Variant.Value)
 	}
 }

@@ -115,6 +115,8 @@ func (a *analyser) inner(name string, args []word, st *syntax.Stmt, depth int) (
 		a.hash(args)
 	case "mapfile", "readarray", "complete", "compgen", "bind":
 		a.callback(name, args, depth)
+	case "read", "printf", "unset", "test", "[":
+		a.varNames(name, args)
 	case "source", ".":
 		a.stdin(name, st, depth)
 	case "fc":
