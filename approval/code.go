@@ -255,6 +255,11 @@ func (a *analyser) callback(name string, args []word, depth int) {
 		a.unjudged("non-literal word %s after %s", show(bad.text), name)
 	}
 	for _, o := range opts {
+		if o.name == "-W" && !o.known {
+			// complete and compgen expand the word list, command
+			// substitutions included.
+			a.unjudged("%s -W with a non-literal word list", name)
+		}
 		if o.name != cb.option {
 			continue
 		}

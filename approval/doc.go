@@ -151,6 +151,9 @@
 //     -n with a non-literal name, and a non-literal variable name given to
 //     read, printf -v, unset, test -v, [[ -v ]] or declare: the name may
 //     carry a subscript, evaluated the same way
+//   - prompt expansion ${x@P}, a non-literal value for PS0 to PS4, and a
+//     non-literal complete or compgen -W word list: bash expands these,
+//     command substitutions included
 //   - a line that does not parse, or is unfinished: an open quote, a
 //     trailing backslash, an open if/while/for, an unterminated
 //     here-document, a trailing && or |

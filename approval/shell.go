@@ -173,11 +173,7 @@ func (a *analyser) source(src string, depth int, strict bool) (parsed bool) {
 				a.unjudged("[[ -v ]] with a non-literal variable name %s", show(a.word(w).text))
 			}
 		case *syntax.ParamExp:
-			if n.Excl && n.Names == 0 && !keys(n) {
-				// ${!r} expands the variable r names, subscript
-				// (evaluated as arithmetic) included.
-				a.unjudged("indirect expansion %s", show("${!"+n.Param.Value+"}"))
-			}
+			a.paramExp(n)
 		case *syntax.Word:
 			a.embedded(n, depth)
 		case *syntax.Lit:
@@ -188,6 +184,21 @@ func (a *analyser) source(src string, depth int, strict bool) (parsed bool) {
 		return true
 	})
 	return true
+}
+
+// paramExp holds expansions that run what a variable holds: ${!r}
+// expands the variable r names, subscript (evaluated as arithmetic)
+// included; ${x@P} expands x as a prompt, command substitutions included.
+func (a *analyser) paramExp(p *syntax.ParamExp) {
+	if p.Param == nil {
+		return
+	}
+	if p.Excl && p.Names == 0 && !keys(p) {
+		a.unjudged("indirect expansion %s", show("${!"+p.Param.Value+"}"))
+	}
+	if p.Exp != nil && p.Exp.Op == syntax.OtherParamOps && p.Exp.Word != nil && strings.Contains(p.Exp.Word.Lit(), "P") {
+		a.unjudged("prompt expansion %s", show("${"+p.Param.Value+"@P}"))
+	}
 }
 
 // keys reports whether p is ${!a[@]} or ${!a[*]}: the keys of an array.
@@ -239,9 +250,17 @@ func (a *analyser) decl(d *syntax.DeclClause, depth int) {
 // there is the path or the code that a name runs, analysed as code.
 var codeVars = map[string]bool{"PROMPT_COMMAND": true, "BASH_CMDS": true, "BASH_ALIASES": true}
 
-// assigns analyses the values of assignments to codeVars.
+// promptVars are variables whose value bash expands as a prompt, command
+// substitutions included; a literal value is checked by embedded.
+var promptVars = map[string]bool{"PS0": true, "PS1": true, "PS2": true, "PS3": true, "PS4": true}
+
+// assigns analyses the values of assignments to codeVars, and holds a
+// non-literal value for promptVars.
 func (a *analyser) assigns(as []*syntax.Assign, depth int) {
 	for _, as := range as {
+		if as.Name != nil && promptVars[as.Name.Value] && as.Value != nil && !a.word(as.Value).known() {
+			a.unjudged("%s set to a non-literal value: it is expanded as a prompt", as.Name.Value)
+		}
 		if as.Name == nil || !codeVars[as.Name.Value] {
 			continue
 		}
