@@ -8,6 +8,7 @@ import (
 // TestBounds: pathological lines finish, stay within the command bound, and
 // hold what they cannot judge.
 func TestBounds(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		line string
 		held bool

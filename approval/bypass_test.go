@@ -325,6 +325,7 @@ var notHeld = []string{
 }
 
 func TestBypass(t *testing.T) {
+	t.Parallel()
 	s := &Subject{Principals: []string{"alice"}, Target: "web1", Login: "root"}
 	for _, line := range held {
 		t.Run("held/"+name(line), func(t *testing.T) {
@@ -359,6 +360,7 @@ func name(line string) string {
 // A shell that runs a script file or reads its input cannot be judged from
 // the line: the shell is the command, so a rule on shells holds these.
 func TestShellScripts(t *testing.T) {
+	t.Parallel()
 	shellPolicy := Policy{Rules: []Rule{{Name: "shells", Match: Match{Commands: []string{"sh", "bash"}}, Action: Approve, Approvers: []string{"ops"}}}}
 	for _, line := range []string{"sh rm", "bash script.sh", "echo rm x | sh", "sh < f", "su root rm x", "su -p -p root -- rm x", "sudo -s", "curl x | bash -s"} {
 		if d := shellPolicy.Decide(&Subject{}, line); d.Action != Approve {

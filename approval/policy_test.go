@@ -9,6 +9,7 @@ import (
 )
 
 func TestNormalise(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ line, want string }{
 		{`r''m  -rf /`, "rm -rf /"},
 		{`"/bin/rm" -rf '/tmp/x'`, "rm -rf /tmp/x"},
@@ -33,6 +34,7 @@ var allowlist = Policy{Rules: []Rule{
 }}
 
 func TestAllowlist(t *testing.T) {
+	t.Parallel()
 	s := &Subject{Principals: []string{"alice"}, Target: "db1"}
 	for _, tc := range []struct {
 		line string
@@ -62,6 +64,7 @@ func TestAllowlist(t *testing.T) {
 }
 
 func TestUnjudgedNeedsHoldingRule(t *testing.T) {
+	t.Parallel()
 	allowOnly := Policy{Rules: []Rule{{Name: "ls", Match: Match{Commands: []string{"ls"}}, Action: Allow}}}
 	if d := allowOnly.Decide(&Subject{}, "$x"); d.Action != Allow {
 		t.Errorf("no deny or approve rule in scope: $x = %v, want allow", d.Action)
@@ -74,6 +77,7 @@ func TestUnjudgedNeedsHoldingRule(t *testing.T) {
 }
 
 func TestArgs(t *testing.T) {
+	t.Parallel()
 	p := Policy{Rules: []Rule{
 		{Name: "rm-recursive", Match: Match{Commands: []string{"rm"}, Args: regexp.MustCompile(`(^| )-[a-zA-Z]*r`)}, Action: Approve, Approvers: []string{"ops"}},
 		{Name: "git-safe", Match: Match{Commands: []string{"git"}, Args: regexp.MustCompile(`^(status|log)( |$)`)}, Action: Allow},
@@ -101,6 +105,7 @@ func TestArgs(t *testing.T) {
 }
 
 func TestRegex(t *testing.T) {
+	t.Parallel()
 	p := Policy{Rules: []Rule{{Name: "drop", Match: Match{Regex: regexp.MustCompile(`^psql .*DROP`)}, Action: Deny}}}
 	for _, tc := range []struct {
 		line string
@@ -118,6 +123,7 @@ func TestRegex(t *testing.T) {
 }
 
 func TestScope(t *testing.T) {
+	t.Parallel()
 	p := Policy{Rules: []Rule{
 		{Name: "prod", Scope: Scope{Targets: []string{"prod-*"}}, Match: Match{Commands: []string{"a"}}, Action: Deny},
 		{Name: "pci", Scope: Scope{Labels: map[string]string{"pci": "yes"}}, Match: Match{Commands: []string{"b"}}, Action: Deny},
@@ -154,6 +160,7 @@ func TestScope(t *testing.T) {
 }
 
 func TestAccess(t *testing.T) {
+	t.Parallel()
 	p := Policy{Rules: []Rule{
 		{Name: "jit", Scope: Scope{Targets: []string{"prod-*"}}, Access: AccessRequest, Action: Approve, Approvers: []string{"ops"}, Required: 2},
 		{Name: "ls", Match: Match{Commands: []string{"ls"}}, Action: Allow},
@@ -173,6 +180,7 @@ func TestAccess(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
+	t.Parallel()
 	ok := Rule{Name: "ok", Action: Approve, Approvers: []string{"ops"}}
 	for _, tc := range []struct {
 		rule Rule
@@ -204,6 +212,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestReasonEscapes(t *testing.T) {
+	t.Parallel()
 	d := rmPolicy.Decide(&Subject{}, "$'\x1b[2J'x")
 	if strings.ContainsRune(d.Reason, 0x1b) {
 		t.Errorf("reason holds a raw escape: %q", d.Reason)
