@@ -17,7 +17,7 @@ import (
 // its stdin is analysed as the code it is.
 func (a *analyser) shell(name string, args []word, st *syntax.Stmt, depth int) {
 	opts, rest := a.options(name, args, optSpec{short: "oO", long: []string{"--rcfile", "--init-file"}, plus: true, dashEnds: true})
-	if hasAny(opts, "-c", "--command") {
+	if hasOpt(opts, "-c", "--command") {
 		if len(rest) > 0 {
 			a.codeWord(rest[0], name+" -c", depth)
 		}
@@ -75,7 +75,7 @@ func (a *analyser) find(args []word, st *syntax.Stmt, depth int) {
 // (--exec) as a command.
 func (a *analyser) watch(args []word, depth int) ([]word, bool) {
 	opts, rest := a.options("watch", args, optSpec{short: "nqs", long: []string{"--interval"}})
-	if hasAny(opts, "-x", "--exec") || len(rest) == 0 {
+	if hasOpt(opts, "-x", "--exec") || len(rest) == 0 {
 		return rest, false
 	}
 	if !allKnown(rest) {
@@ -114,7 +114,7 @@ func (a *analyser) su(name string, args []word, depth int) ([]word, bool) {
 			a.codeWord(word{text: code.val, lit: code.known}, name+" -c", depth)
 		}
 		return nil, false
-	case name == "runuser" && code == nil && hasAny(opts, "-u", "--user"):
+	case name == "runuser" && code == nil && hasOpt(opts, "-u", "--user"):
 		return pos, false
 	}
 	for len(pos) > 0 && pos[0].text == "-" {
@@ -183,7 +183,7 @@ func (a *analyser) eval(args []word, depth int) {
 // trap CODE SIGNAL… runs CODE later.
 func (a *analyser) trap(args []word, depth int) {
 	opts, rest := a.options("trap", args, optSpec{})
-	if hasAny(opts, "-p", "-l") || len(rest) < 2 || rest[0].known() && (rest[0].text == "-" || rest[0].text == "") {
+	if hasOpt(opts, "-p", "-l") || len(rest) < 2 || rest[0].known() && (rest[0].text == "-" || rest[0].text == "") {
 		return
 	}
 	a.codeWord(rest[0], "trap", depth)

@@ -5,8 +5,8 @@ import (
 	"strings"
 )
 
-// Decision is what a Policy decides about one line.
-type Decision struct {
+// Verdict is what a Policy decides about one line.
+type Verdict struct {
 	// Action is the most restrictive action among the line's commands:
 	// Deny over Approve over Allow. Allow when no rule matched.
 	Action Action
@@ -27,7 +27,7 @@ type Decision struct {
 // Commands) gets the first rule in scope that matches it; the line gets
 // the most restrictive of those. Decide is deterministic and safe for
 // concurrent use. A nil s is a Subject with no fields set.
-func (p *Policy) Decide(s *Subject, line string) Decision {
+func (p *Policy) Decide(s *Subject, line string) Verdict {
 	if s == nil {
 		s = &Subject{}
 	}
@@ -38,7 +38,7 @@ func (p *Policy) Decide(s *Subject, line string) Decision {
 		}
 	}
 	cmds := Commands(line)
-	d := Decision{Action: Allow, Commands: cmds, Reason: "no rule matches"}
+	d := Verdict{Action: Allow, Commands: cmds, Reason: "no rule matches"}
 	if len(cmds) == 0 {
 		d.Reason = "no commands"
 	}

@@ -33,7 +33,7 @@
 // no rule matches is allowed. The line gets the most restrictive action of
 // its commands: Deny over Approve over Allow. So a line is allowed only
 // when every command in it is allowed, and "ls; rm x" is held when rm is.
-// The Decision names the rule behind its action (the first command's, among
+// The Verdict names the rule behind its action (the first command's, among
 // those with that action), says why, and lists the commands with the rule
 // each got. A line with no commands (empty, a comment, x=1) is allowed.
 //

@@ -80,7 +80,7 @@ func (a *analyser) inner(name string, args []word, st *syntax.Stmt, depth int) (
 	}
 	if w, ok := plain[name]; ok {
 		opts, rest := a.options(name, args, w.spec)
-		if hasAny(opts, w.stop...) {
+		if hasOpt(opts, w.stop...) {
 			return nil, false
 		}
 		return a.skip(name, rest, w.skip), false
@@ -120,7 +120,7 @@ func (a *analyser) inner(name string, args []word, st *syntax.Stmt, depth int) (
 	case "source", ".":
 		a.stdin(name, st, depth)
 	case "fc":
-		if opts, _ := a.options(name, args, optSpec{short: "e"}); !hasAny(opts, "-l") {
+		if opts, _ := a.options(name, args, optSpec{short: "e"}); !hasOpt(opts, "-l") {
 			a.unjudged("fc reruns earlier lines, which cannot be judged here")
 		}
 	}
@@ -138,7 +138,7 @@ func (a *analyser) options(name string, args []word, spec optSpec) ([]opt, []wor
 	return opts, rest
 }
 
-func hasAny(opts []opt, names ...string) bool {
+func hasOpt(opts []opt, names ...string) bool {
 	_, ok := has(opts, names...)
 	return ok
 }
@@ -188,11 +188,11 @@ func (a *analyser) sudo(name string, args []word, depth int) ([]word, bool) {
 	opts, rest := a.options(name, args, spec)
 	rest = a.vars(rest, depth) // sudo VAR=value cmd
 	switch {
-	case hasAny(opts, "-e", "--edit"):
+	case hasOpt(opts, "-e", "--edit"):
 		return []word{{text: "sudoedit", lit: true}}, false
 	case len(rest) > 0:
 		return rest, false
-	case hasAny(opts, "-s", "-i", "--shell", "--login"):
+	case hasOpt(opts, "-s", "-i", "--shell", "--login"):
 		return []word{{text: "sh", lit: true}}, false
 	}
 	return nil, false
