@@ -25,7 +25,8 @@ var (
 func randomLines(n int) []string {
 	tokens := []string{"rm", "rm", "r", "m", "'r'm", `\rm`, `r\m`, "''", `""`, "x", "ls", "echo", "true", "eval", "env", "env A=1",
 		"command", "exec", "xargs", "nice", "timeout 1", "sh -c", "bash -c", "time",
-		" ", " ", " ", " ", ";", "&&", "||", "|", "$(", ")", "`", "'", "'", `"`, `"`, `\`, "$", "=", "{", "}", "\n", "<<<", "a=", "$a", "-"}
+		" ", " ", " ", " ", ";", "&&", "||", "|", "$(", ")", "`", "'", "'", `"`, `"`, `\`, "$", "=", "{", "}", "\n", "<<<", "a=", "$a", "-",
+		"${a:-rm}", `"$@"`, "r?", "[m]", "((", "))", "a[", "]", "${!", "${a@P}", "read", "printf -v", "declare", "$((", "let"}
 	r := rand.New(rand.NewPCG(*bashSeed, 14))
 	out := make([]string, n)
 	for i := range out {
@@ -196,8 +197,11 @@ func bashSandbox(t *testing.T, bash string) func(line string) bool {
 }
 
 // readsScript reports whether c is a shell without -c that has an
-// argument: it runs a script file.
+// argument, or source or . with one: it runs a script file.
 func readsScript(c Command) bool {
+	if c.Name == "." || c.Name == "source" {
+		return len(c.Args) > 0 // . rm sources the stub
+	}
 	if !shells[c.Name] {
 		return false
 	}

@@ -121,12 +121,16 @@ func (a *analyser) su(name string, args []word, depth int) ([]word, bool) {
 		pos = pos[1:] // su - USER: a login shell
 	}
 	// The user's shell runs as SHELL [-c CODE] WORDS…, so CODE may
-	// itself be an option of the shell (su -c - root rm runs rm).
+	// itself be an option of the shell (su -c - root rm runs rm). -s
+	// names the shell: su -s /bin/rm runs rm.
 	sh := []word{{text: "sh", lit: true}}
+	if o := last(opts, "-s", "--shell"); o != nil {
+		sh[0] = word{text: o.val, lit: o.known, single: true}
+	}
 	if code != nil {
 		sh = append(sh, word{text: "-c", lit: true}, word{text: code.val, lit: code.known, single: true})
 	}
-	if code == nil && len(pos) < 2 {
+	if code == nil && len(pos) < 2 && sh[0].text == "sh" {
 		return nil, false
 	}
 	return append(sh, skip(pos, 1)...), false

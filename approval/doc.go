@@ -94,7 +94,8 @@
 // arguments joined by spaces); su, runuser and script with -c or
 // --command (options may stand anywhere before --, and the last -c wins;
 // without one, su and runuser pass the words after the user to the user's
-// shell, the command sh with those words); sg [-] GROUP [-c] CODE (its
+// shell: the command sh, or the shell -s names, with those words); sg [-]
+// GROUP [-c] CODE (its
 // words joined by spaces); watch (its arguments joined by spaces;
 // with -x a command); trap CODE; alias NAME=CODE; and values assigned to
 // PROMPT_COMMAND, BASH_ALIASES and BASH_CMDS (whose values are the paths
@@ -173,6 +174,8 @@
 // left behind by earlier lines or by the target's own shell startup files:
 // a PATH entry, an alias or function (their definitions are judged when
 // typed on a line), BASH_ENV or ENV naming a file a shell reads first,
+// SHELL naming the program that sudo -s, chroot, flock -c or script run
+// (sudo -s is the command sh whatever SHELL holds),
 // enable -f, a copy of rm under another name, or a variable assembled in
 // pieces and evaluated later (eval "$x" and arithmetic are held; a
 // declare -i variable assigned on a later line is not). Wrappers not listed
