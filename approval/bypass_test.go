@@ -233,6 +233,7 @@ var held = []string{
 	"ls; r\\\nm x",
 	"rm\\\n x",
 	"~/rm x",
+	"=rm x",
 	"@(rm) x",
 	"sh -c \"$x\"",
 	"eval \"$x\"",

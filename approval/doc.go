@@ -132,8 +132,8 @@
 // with Commands or Regex never match it. The reason says why:
 //
 //   - a command name that is not literal: $x, "$x", ${x}, $(…), `…`, a glob
-//     (r*, r[m]), a brace expansion ({rm,x}), a leading ~, $'…' with an
-//     escape, $"…", an extended glob
+//     (r*, r[m]), a brace expansion ({rm,x}), a leading ~ or = (zsh's =rm
+//     is the path of rm), $'…' with an escape, $"…", an extended glob
 //   - a non-literal word where a wrapper's options or command stand (sudo
 //     $opt rm, sudo "$opt" rm: it could be an option), or a word that may
 //     become several (an unquoted $x, a glob, a brace expansion, "$@") as
@@ -181,7 +181,9 @@
 // declare -i variable assigned on a later line is not). Wrappers not listed
 // above (strace, nsenter, unshare, systemd-run, tmux, screen, at, …) are
 // commands like any other: their command is not found. zsh's r reruns
-// the last line. Rules on interpreters and shells (python, perl, sh, bash,
+// the last line. Every line is parsed as bash: on a target whose shell is
+// zsh, fish or csh, their own expansions are not modelled (zsh's glob
+// qualifiers run code: *(e:'rm x':)). Rules on interpreters and shells (python, perl, sh, bash,
 // …) and an allowlist posture narrow this; recordings show what ran.
 //
 // # Access

@@ -93,9 +93,10 @@ func (a *analyser) print(node syntax.Node, sub string) bool {
 
 // pattern reports whether a word with these unquoted characters (shape)
 // and this text would still change: a glob (* ? or [ with a later ]), a
-// brace expansion ({a,b} or {1..3}) or a leading tilde.
+// brace expansion ({a,b} or {1..3}), a leading tilde, or a leading = (zsh).
 func pattern(shape, text string) bool {
-	if strings.ContainsAny(shape, "*?") || strings.HasPrefix(shape, "~") {
+	// zsh expands =cmd to the path of cmd: =rm runs rm.
+	if strings.ContainsAny(shape, "*?") || strings.HasPrefix(shape, "~") || strings.HasPrefix(shape, "=") {
 		return true
 	}
 	if i := strings.IndexByte(shape, '['); i >= 0 && (strings.IndexByte(shape[i:], ']') > 0 || strings.IndexByte(text, ']') > 0) {
