@@ -32,6 +32,7 @@ fuzz:
 	bash scripts/fuzz.sh mask FuzzPreview $(SHORTFUZZ)
 	bash scripts/fuzz.sh mask FuzzMaskText $(SHORTFUZZ)
 	bash scripts/fuzz.sh internal/config FuzzParse $(SHORTFUZZ)
+	bash scripts/fuzz.sh approval FuzzDecide $(SHORTFUZZ)
 	bash scripts/fuzz.sh recorder FuzzParseEvent $(SHORTFUZZ)
 	bash scripts/fuzz.sh recorder FuzzJSONString $(SHORTFUZZ)
 	bash scripts/fuzz.sh recorder FuzzReader $(SHORTFUZZ)

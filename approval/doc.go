@@ -1,3 +1,195 @@
-// Package approval will hold flagged commands until an authorised approver
-// decides. Not implemented yet.
+// Package approval decides which command lines the bastion runs, holds for
+// a human's approval, or refuses. It is pure: it parses and judges lines;
+// holding them, asking approvers and recording decisions belong to its
+// callers.
+//
+// # Rules
+//
+// A Policy is an ordered list of rules. A rule has a name, a Match (which
+// commands), a Scope (which connections), and an Action: Allow, Approve
+// (hold until Required distinct people of the Approvers groups approve,
+// refused after Timeout) or Deny. Check validates a policy and names the
+// rule in every error.
+//
+// A Match is one of:
+//
+//   - Commands: base names (rm, not /bin/rm), compared exactly; with Args,
+//     a regular expression (Go RE2, unanchored) that must also match the
+//     arguments joined by single spaces after quote removal.
+//   - Regex: a regular expression (Go RE2, unanchored) on a command's
+//     normalised text (below).
+//   - neither: every command, including the ones that cannot be judged.
+//
+// A Scope selects connections by target name (path.Match globs; one must
+// match), target labels (all must be equal), requesters (certificate
+// principals, or group:NAME; one must match) and logins (one must equal).
+// An empty field selects everything, so the zero Scope is every
+// connection.
+//
+// # Decisions
+//
+// Decide splits a line into its commands (below). Each command gets the
+// first rule, in policy order, that is in scope and matches it; a command
+// no rule matches is allowed. The line gets the most restrictive action of
+// its commands: Deny over Approve over Allow. So a line is allowed only
+// when every command in it is allowed, and "ls; rm x" is held when rm is.
+// The Verdict names the rule behind its action (the first command's, among
+// those with that action), says why, and lists the commands with the rule
+// each got. A line with no commands (empty, a comment, x=1) is allowed.
+//
+// An allowlist posture is two rules: allow the harmless commands (ls, cat,
+// …), then approve with an empty Match. Every other command, and every
+// part of a line that cannot be judged, is then held.
+//
+// # Commands of a line
+//
+// The line is parsed as bash (mvdan.cc/sh/v3/syntax). Every simple command
+// is found wherever it stands: in lists (; && || &), pipelines, subshells,
+// { } blocks, $(…) and backquotes, <(…) and >(…), if/while/until/for/case
+// bodies and conditions, function bodies, coproc, arithmetic, [[ ]],
+// assignment values (x=$(rm y)), declare/export/local/readonly values,
+// parameter expansions (${x:-$(rm y)}), redirection targets and unquoted
+// here-documents. declare, export, local, readonly, typeset and let count
+// as commands of that name.
+//
+// A command's name is its first word after quote removal ('r'm, "rm", \rm
+// and r\m are rm), cut to its base name (/bin/rm is rm). Its arguments are
+// the other words after quote removal; a word with an expansion is kept as
+// written and makes the arguments unknown. A rule with Args matches a
+// command with unknown arguments if it denies or approves, and does not if
+// it allows: it fails closed.
+//
+// The normalised text of a command is its base name and arguments joined
+// by single spaces: "r"m  -rf '/tmp/x' is "rm -rf /tmp/x". Regex rules see
+// each command's text separately, so chaining cannot hide a command from
+// them; they also see an expansion as written ($x), and cannot see through
+// it: prefer Commands and Args.
+//
+// # Wrappers
+//
+// A wrapper counts as a command itself (rules can match sudo) and so does
+// the command it runs, after the wrapper's options:
+//
+//   - sudo (options, then words with a =, which set variables; -s or -i
+//     alone is the command sh, -e is sudoedit), doas (-s alone is sh)
+//   - env (options, then words with a =; the string of -S is split into
+//     words that take its place, options included, as GNU env does)
+//   - command (not with -v or -V, which only look the name up), builtin,
+//     exec, nice, nohup, setsid, timeout (and its duration), time (the
+//     keyword, with -p and --, and /usr/bin/time), stdbuf, ionice (not
+//     with -p, -P or -u), taskset MASK and chrt PRIORITY (not with -p),
+//     pkexec, unbuffer, catchsegv, chroot DIR (alone, the command sh),
+//     busybox
+//   - xargs (its command gets more arguments from its input, so its
+//     arguments are unknown; with no command, echo)
+//   - find -exec, -execdir, -ok and -okdir: the command up to ; or +, its
+//     arguments unknown
+//   - flock FILE COMMAND, and flock FILE -c CODE
+//   - runuser -u USER COMMAND (without -c)
+//
+// These run a string as shell code, which is parsed in turn, up to 8
+// levels deep: sh, bash, dash, zsh, ksh, mksh, ash, rbash, yash, posh,
+// fish, csh and tcsh with -c (in any option cluster: -lc, -ec; a lone -
+// ends their options, like --); eval (its
+// arguments joined by spaces); su, runuser and script with -c or
+// --command (options may stand anywhere before --, and the last -c wins;
+// without one, su and runuser pass the words after the user to the user's
+// shell: the command sh, or the shell -s names, with those words); sg [-]
+// GROUP [-c] CODE (its
+// words joined by spaces); watch (its arguments joined by spaces;
+// with -x a command); trap CODE; alias NAME=CODE; and values assigned to
+// PROMPT_COMMAND, BASH_ALIASES and BASH_CMDS (whose values are the paths
+// names run: BASH_CMDS[ls]=/bin/rm is the command rm). hash -p PATH NAME
+// is the command hash and the base name of PATH. A variable that env or
+// sudo set and bash imports as a function (BASH_FUNC_ls%%='() { … }') is
+// parsed as that function's code. The callbacks of
+// mapfile and readarray -C, complete and compgen -C, and bind -x are
+// parsed as shell code too.
+//
+// A quoted string that holds $( or a backquote is parsed as shell code too,
+// from its start or else from each substitution in it: it may be run later
+// (eval "$x", PS1, or bash's arithmetic on a[$(cmd)]). The commands found
+// count, so echo '$(rm x)' is held under a rule on rm; what cannot be
+// judged in it does not (the string is text until something runs it, and
+// that is judged then).
+//
+// A shell without -c runs a script file or reads commands from its input:
+// that cannot be judged from the line, so the shell itself is the command
+// (list the shells in a rule to hold echo rm x | sh, bash script.sh or
+// sh < file). A here-document or here-string on the input of a shell, of
+// source or of . is parsed as the code it is; otherwise source and . are
+// commands like any other.
+//
+// Redirections are not commands: > /etc/passwd is matched by no rule,
+// though the commands in its words ($(…)) are found.
+//
+// # Lines that cannot be judged
+//
+// These parts of a line cannot be judged: they could be any command. Such
+// a part gets the first rule in scope that matches every command; failing
+// that, it is held by the first Approve rule in scope, or failing that
+// refused by the first Deny rule; with neither it is allowed. Allow rules
+// with Commands or Regex never match it. The reason says why:
+//
+//   - a command name that is not literal: $x, "$x", ${x}, $(…), `…`, a glob
+//     (r*, r[m]), a brace expansion ({rm,x}), a leading ~ or = (zsh's =rm
+//     is the path of rm), $'…' with an escape, $"…", an extended glob
+//   - a non-literal word where a wrapper's options or command stand (sudo
+//     $opt rm, sudo "$opt" rm: it could be an option), or a word that may
+//     become several (an unquoted $x, a glob, a brace expansion, "$@") as
+//     an option's value or before the command (nice -n $n ls), since the
+//     words after it would move
+//   - non-literal sh -c, eval, su -c, trap, alias or PROMPT_COMMAND code,
+//     a non-literal find argument (it could be -exec), an env -S string
+//     with a $, a comment or an unknown escape
+//   - arithmetic ((( )), $(( )), let, for ((…)), [[ -eq ]], array
+//     subscripts, ${x:n}) that reads a variable the line has not set to a
+//     literal number before (x=5; echo $((x+1)) is fine): bash evaluates
+//     the variable's value as an expression in turn, and a[$(cmd)] in it
+//     runs cmd, so c='a[$(rm x)]' assembled on earlier lines and (( c ))
+//     would run rm
+//   - an indirect expansion ${!r} (not ${!prefix*} or ${!a[@]}), declare
+//     -n with a non-literal name, and a non-literal variable name given to
+//     read, printf -v, unset, test -v, [[ -v ]] or declare: the name may
+//     carry a subscript, evaluated the same way
+//   - prompt expansion ${x@P}, a non-literal value for PS0 to PS4, and a
+//     non-literal complete or compgen -W word list: bash expands these,
+//     command substitutions included
+//   - a line that does not parse, or is unfinished: an open quote, a
+//     trailing backslash, an open if/while/for, an unterminated
+//     here-document, a trailing && or |
+//   - history expansion in interactive bash: a ! followed by anything but
+//     a space, =, ( or " outside single quotes, or a line starting with ^
+//     (quick substitution); fc without -l, which reruns earlier lines
+//   - a NUL byte (bash -c would stop there; the parser reads on)
+//   - more than MaxLine (64 KiB) bytes, shell code nested more than 8
+//     deep, more than 1 MiB of shell code parsed in all, more than 1024
+//     commands, or more than 32 wrappers around one command
+//
+// # What rules cannot see
+//
+// Matching is by name on one line. It does not see what a command does
+// with its input or files (python -c, perl -e, awk's system(), vi's :!,
+// git's aliases, make, a script, find -delete, ssh HOST CMD), nor state
+// left behind by earlier lines or by the target's own shell startup files:
+// a PATH entry, an alias or function (their definitions are judged when
+// typed on a line), BASH_ENV or ENV naming a file a shell reads first,
+// SHELL naming the program that sudo -s, chroot, flock -c or script run
+// (sudo -s is the command sh whatever SHELL holds),
+// enable -f, a copy of rm under another name, or a variable assembled in
+// pieces and evaluated later (eval "$x" and arithmetic are held; a
+// declare -i variable assigned on a later line is not). Wrappers not listed
+// above (strace, nsenter, unshare, systemd-run, tmux, screen, at, …) are
+// commands like any other: their command is not found. zsh's r reruns
+// the last line. Every line is parsed as bash: on a target whose shell is
+// zsh, fish or csh, their own expansions are not modelled (zsh's glob
+// qualifiers run code: *(e:'rm x':)). Rules on interpreters and shells (python, perl, sh, bash,
+// …) and an allowlist posture narrow this; recordings show what ran.
+//
+// # Access
+//
+// A rule with Access AccessRequest holds connections, not commands: a
+// Subject in its scope needs an approved grant to connect (NeedsGrant),
+// approved as the rule's Approvers, Required and Timeout say. Such a rule
+// takes action Approve and no Match; Decide skips it.
 package approval

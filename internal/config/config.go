@@ -23,6 +23,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/postern/postern/approval"
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/mask"
@@ -84,6 +85,10 @@ type Config struct {
 	// principal, or group:NAME for a group of the certificate's
 	// groups@postern extension. Default none.
 	Admins []string
+	// Approvals are the approval rules (approvals:) in file order. They
+	// are checked, not enforced yet: Bastion does not pass them on, and
+	// a config that has some gets a warning saying so. Default none.
+	Approvals approval.Policy
 	// Warnings are problems that do not stop the bastion but are likely
 	// mistakes, like a rule that matches no target; each reads
 	// "FILE:LINE: KEY: MSG", like an Error. Nil when there are none.
@@ -134,7 +139,7 @@ type parser struct {
 // errors, in the order checked, are joined (see Parse).
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
-		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins")
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals")
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +187,8 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 		c.Admins, err = p.strList(f, bastion.CheckAdmin)
 		check(err)
 	}
+	c.Approvals, err = p.approvals(m.get("approvals"), c.Policy.Targets)
+	check(err)
 	if len(errs) > 0 {
 		return nil, joinErrors(errs)
 	}
