@@ -71,6 +71,10 @@ func (st *channel) filterRequest(r *ssh.Request) ([]byte, bool) {
 	case "env":
 		// RFC 4254 §6.4: string name, string value.
 		var env struct{ Name, Value string }
+		if ssh.Unmarshal(r.Payload, &env) == nil && env.Name == ReasonEnv {
+			st.setReason(env.Value) // for the bastion, not the target
+			return nil, false
+		}
 		if ssh.Unmarshal(r.Payload, &env) == nil && c.envAllowed(env.Name) {
 			return ssh.Marshal(&env), true
 		}
@@ -143,7 +147,12 @@ func (st *channel) startProgram(r *ssh.Request) {
 		st.reply(r, false)
 		return
 	}
-	defer st.setReady() // after the reply: input and output may flow
+	held := false
+	defer func() {
+		if !held {
+			st.setReady() // after the reply: input and output may flow
+		}
+	}()
 	p, err := parseProgram(r)
 	if err == nil {
 		// The command goes into the recording and the index, not
@@ -155,6 +164,10 @@ func (st *channel) startProgram(r *ssh.Request) {
 	}
 	if err != nil {
 		st.refuseProgram(r)
+		return
+	}
+	if st.gate(r, p) {
+		held = true // the gate closes ready when the channel may go on
 		return
 	}
 	// A start request always asks the target for a reply, whatever the

@@ -131,6 +131,16 @@ func (r *recording) resize(cols, rows int) error {
 	return r.write(func(w *recorder.Writer) error { return w.Resize(cols, rows) })
 }
 
+// id is the session's ID, "" with recording off.
+func (r *recording) id() string {
+	if r == nil {
+		return ""
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.meta.ID
+}
+
 func (r *recording) marker(text string) error {
 	return r.write(func(w *recorder.Writer) error { return w.Marker(text) })
 }

@@ -67,6 +67,10 @@ type Config struct {
 	// Ciphers are the SSH ciphers the bastion offers its clients and asks
 	// of its targets, in order of preference. Nil means DefaultCiphers.
 	Ciphers []string
+	// ApprovalRules decide exec command lines before they reach the
+	// target: allow, deny (exit 126) or hold for approval in Approvals.
+	// Nil or empty: every command runs.
+	ApprovalRules *approval.Policy
 	// Approvals holds approval requests and their decisions; the admin
 	// connection's approvals, show, approve and deny commands use it.
 	// Nil: this bastion holds nothing for approval, and those commands

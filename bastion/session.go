@@ -55,6 +55,11 @@ type channel struct {
 	mu     sync.Mutex // guards the fields below
 	pty    ptyState
 	failed error // the channel's own end cause (recording, transfer, refusal)
+	// ownExit is the exit status the bastion gives a command it did not
+	// run (approval refused); sent when the target sent none.
+	ownExit *int
+	// reasonText is the requester's POSTERN_REASON, logSafe'd.
+	reasonText string
 }
 
 // ptyState is the client's terminal as its pty-req and window-change
@@ -200,6 +205,9 @@ func (st *channel) teardown(exits []*ssh.Request) {
 	if failed == nil { // after a failure the target's status is not the session's
 		exitStatus, exitSignal, end = st.sendExits(exits, end)
 	}
+	if exitStatus == nil && exitSignal == "" && failed == nil {
+		exitStatus, end = st.sendOwnExit(end)
+	}
 	if exitStatus == nil && exitSignal == "" {
 		// The target went away, the bastion ended the session, or
 		// recording failed: say so, after all output, instead of a
@@ -268,6 +276,18 @@ func (st *channel) sendExits(exits []*ssh.Request, end []any) (*int, string, []a
 		st.ch.SendRequest(r.Type, false, r.Payload)
 	}
 	return exitStatus, exitSignal, end
+}
+
+// sendOwnExit sends the exit status the bastion chose (ownExit), if any.
+func (st *channel) sendOwnExit(end []any) (*int, []any) {
+	st.mu.Lock()
+	code := st.ownExit
+	st.mu.Unlock()
+	if code == nil {
+		return nil, end
+	}
+	st.ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, uint32(*code)))
+	return code, append(end, "exit_status", *code)
 }
 
 // fail ends the channel with cause, first cause wins: output stops at the

@@ -1,0 +1,206 @@
+package bastion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/approval"
+	"github.com/postern/postern/internal/audit"
+	"github.com/postern/postern/mask"
+)
+
+// The approval gate for exec channels. startProgram asks the rules about an
+// exec's command line before it reaches the target: allowed, it runs at
+// once; denied, the user is told why and the channel exits 126 without the
+// target seeing anything; held, the user is told the request's ID and the
+// channel waits, still handling its other requests (window changes,
+// signals), until approvers decide, the request expires, or the client
+// leaves (which cancels it).
+
+// ExitRefused is the exit status of a command the rules refused, denied
+// approval, or whose approval expired: the shell's "found but could not be
+// run".
+const ExitRefused = 126
+
+// ReasonEnv is the environment variable through which a requester gives
+// the reason for a held command: ssh -o SetEnv=POSTERN_REASON=….
+const ReasonEnv = "POSTERN_REASON"
+
+// maxReason caps the reason a requester sends.
+const maxReason = 500
+
+// errClientLeft cancels a request whose requester closed the channel.
+var errClientLeft = errors.New("the client closed the channel while the command was held")
+
+// subject is the connection as the approval rules see it.
+func (c *conn) subject() *approval.Subject {
+	t := c.grant.Target
+	return &approval.Subject{Principals: c.identity.Principals, Groups: c.identity.Groups, Target: t.Name, Labels: t.Labels, Login: c.grant.Login}
+}
+
+// gate applies the approval rules to p before it starts. It reports
+// whether it took the program over (refused or held); then it, not
+// startProgram, closes ready when the channel may go on.
+func (st *channel) gate(r *ssh.Request, p program) bool {
+	c := st.c
+	rules := c.s.cfg.ApprovalRules
+	// Shells are judged line by line as the user types (not yet: see the
+	// README), and an sftp subsystem has no command line.
+	if rules == nil || len(rules.Rules) == 0 || p.kind == "shell" || p.kind == "sftp" {
+		return false
+	}
+	v := rules.Decide(c.subject(), p.command)
+	switch v.Action {
+	case approval.Allow:
+		return false
+	case approval.Approve:
+		if c.s.cfg.Approvals != nil {
+			st.hold(r, p, v)
+			return true
+		}
+		// Rules ask for approval but nothing can hold: fail closed.
+		v.Reason += "; this bastion cannot hold commands for approval"
+	}
+	msg := fmt.Sprintf("postern: refused by rule %s: %s", ruleName(v.Rule), v.Reason)
+	st.rec.marker(logSafe(msg))
+	audit.Record(c.log, audit.ProgramRefused, "channel", st.n, "rule", logSafe(ruleName(v.Rule)), "reason", logSafe(v.Reason))
+	st.reply(r, true)
+	st.endRefused(msg)
+	st.setReady()
+	return true
+}
+
+func ruleName(r *approval.Rule) string {
+	if r == nil {
+		return "(none)"
+	}
+	return r.Name
+}
+
+// endRefused ends a channel whose command did not run: msg on stderr, then
+// exit status ExitRefused once the target's side closes.
+func (st *channel) endRefused(msg string) {
+	st.ch.Stderr().Write([]byte(logSafe(msg) + "\r\n"))
+	st.noticeSent.Store(true)
+	st.mu.Lock()
+	code := ExitRefused
+	st.ownExit = &code
+	st.mu.Unlock()
+	st.uch.Close()
+}
+
+// hold submits p's command for approval, tells the user, and waits in a
+// goroutine of the connection's for the decision.
+func (st *channel) hold(r *ssh.Request, p program, v approval.Verdict) {
+	c := st.c
+	b := c.s.cfg.Approvals
+	rule := v.Rule
+	req, err := b.Submit(st.ctx, approval.Request{
+		Kind: approval.KindCommand, Requester: c.identity.Name(), RequesterPrincipals: c.identity.Principals,
+		Target: c.grant.Target.Name, Login: c.grant.Login, Session: st.rec.id(), Line: st.storedCommand(p.command),
+		Reason: st.reason(), Why: logSafe(v.Reason), Rule: rule.Name, Approvers: rule.Approvers, Required: rule.Approvals(),
+		Expires: time.Now().Add(rule.Wait()),
+	})
+	if err != nil {
+		msg := userMessage(err, "")
+		if msg == "" {
+			c.log.Error("approval request not recorded", "err", err)
+			msg = "the request for approval could not be recorded"
+		}
+		st.reply(r, true)
+		st.endRefused("postern: not run: " + msg)
+		st.setReady()
+		return
+	}
+	st.rec.marker(fmt.Sprintf("approval requested: %s, rule %s", req.ID, rule.Name))
+	st.reply(r, true)
+	st.ch.Stderr().Write([]byte(fmt.Sprintf("postern: held for approval (request %s, rule %s, expires in %s): %s\r\n",
+		req.ID, logSafe(rule.Name), rule.Wait().Round(time.Second), logSafe(v.Reason))))
+	c.goSafe(func() {
+		defer st.setReady()
+		st.awaitDecision(r, p, req.ID)
+	})
+}
+
+// awaitDecision waits for request id and runs p if it is approved. The
+// wait ends, cancelling the request, when the channel ends.
+func (st *channel) awaitDecision(r *ssh.Request, p program, id string) {
+	c := st.c
+	ctx, cancel := context.WithCancelCause(st.ctx)
+	defer cancel(nil)
+	watch := make(chan struct{})
+	defer close(watch)
+	c.goSafe(func() {
+		select {
+		case <-st.done:
+			cancel(errClientLeft)
+		case <-watch:
+		}
+	})
+	w, err := c.s.cfg.Approvals.Wait(ctx, id)
+	if err != nil && w.State != approval.StateCancelled {
+		c.log.Error("approval wait failed", "request", id, "err", err)
+	}
+	if w.State != approval.StateApproved {
+		msg := fmt.Sprintf("postern: request %s %s%s; the command did not run", id, w.State, decisionText(w))
+		st.rec.marker(logSafe(msg))
+		st.endRefused(msg)
+		return
+	}
+	st.rec.marker(fmt.Sprintf("approval granted: %s%s", id, decisionText(w)))
+	st.ch.Stderr().Write([]byte(logSafe(fmt.Sprintf("postern: request %s approved%s; running", id, decisionText(w))) + "\r\n"))
+	ok, err := st.uch.SendRequest(r.Type, true, p.payload)
+	if !ok || err != nil {
+		c.log.Info("target refused the session's program", "request", r.Type, "channel", st.n)
+		st.endRefused("postern: the target refused to run the approved command")
+	}
+}
+
+// decisionText says who decided w and why, for the user: " by bob: ok".
+func decisionText(w approval.Request) string {
+	if len(w.Decisions) == 0 {
+		return ""
+	}
+	s := " by "
+	for i, d := range w.Decisions {
+		if i > 0 {
+			s += " and "
+		}
+		s += d.By
+	}
+	if d := w.Decisions[len(w.Decisions)-1]; d.Reason != "" {
+		s += ": " + d.Reason
+	}
+	return s
+}
+
+// storedCommand is command as the index and approvers see it: masked as
+// the target's output is, and fully where its masking is off (invariant 1
+// covers the index whatever a target's setting).
+func (st *channel) storedCommand(command string) string {
+	mode, ok := st.c.maskMode()
+	if !ok {
+		mode = mask.ModeFull
+	}
+	return maskText(command, mode, st.c.maskDetect())
+}
+
+// setReason keeps the requester's reason for a held command.
+func (st *channel) setReason(s string) {
+	if len(s) > maxReason {
+		s = s[:maxReason]
+	}
+	st.mu.Lock()
+	st.reasonText = logSafe(s)
+	st.mu.Unlock()
+}
+
+func (st *channel) reason() string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.reasonText
+}
