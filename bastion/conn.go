@@ -179,7 +179,30 @@ func (c *conn) authorize(cm ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Perm
 		return nil, c.banner(err, de.UserMessage())
 	}
 	c.identity, c.grant, c.cert = id, grant, cert
+	if err := c.needsGrant(); err != nil {
+		c.refuse(err.Reason)
+		return nil, c.banner(err, err.UserMessage())
+	}
 	return perms, nil
+}
+
+// needsGrant refuses a connection that a just-in-time access rule covers:
+// such access needs an approved grant, which this version cannot request
+// yet, so the rule fails closed instead of letting the connection in.
+func (c *conn) needsGrant() *DenyError {
+	rules := c.s.cfg.ApprovalRules
+	if rules == nil {
+		return nil
+	}
+	r := rules.NeedsGrant(c.subject())
+	if r == nil {
+		return nil
+	}
+	return &DenyError{
+		Message: fmt.Sprintf("postern: access to %s as %s needs an approved request (rule %s), and this bastion cannot take access requests yet",
+			c.grant.Target.Name, logSafe(c.grant.Login), logSafe(r.Name)),
+		Reason: "access rule " + r.Name + " needs a grant",
+	}
 }
 
 // serve runs the connection: handshake, target dial, channels, teardown.

@@ -26,6 +26,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/postern/postern/approval"
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/adminsock"
@@ -144,7 +145,16 @@ func New(cfg Config) (_ *App, err error) {
 	if a.Store != nil {
 		store = a.Store
 	}
-	if a.Bastion, err = bastion.New(s.Bastion(a.Auth, store, log)); err != nil {
+	bc := s.Bastion(a.Auth, store, log)
+	if a.Store != nil {
+		// Requests and decisions live in the index, sealed in the chain.
+		bc.Approvals, err = approval.NewBroker(context.Background(), approval.BrokerConfig{
+			Store: bastion.ApprovalStore(a.Store, log), Audit: bastion.ApprovalAudit(log)})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if a.Bastion, err = bastion.New(bc); err != nil {
 		return nil, err
 	}
 	l, err := net.Listen("tcp", s.Listen)

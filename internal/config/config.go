@@ -400,6 +400,7 @@ func (c *Config) Bastion(auth *certs.Authority, store recorder.Store, log *slog.
 		EnvAllow:          c.EnvAllow,
 		Ciphers:           c.Ciphers,
 		Admins:            c.Admins,
+		ApprovalRules:     &c.Approvals,
 		Detect:            c.Detect,
 		Log:               log,
 	}
