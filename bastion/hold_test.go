@@ -38,6 +38,7 @@ func newHoldEnv(t *testing.T) *holdEnv {
 		{Name: "no-shred", Match: approval.Match{Commands: []string{"shred"}}, Action: approval.Deny},
 		{Name: "touch-needs-approval", Match: approval.Match{Commands: []string{"touch"}}, Action: approval.Approve, Approvers: []string{"approvers"}},
 		{Name: "mkdir-quick", Match: approval.Match{Commands: []string{"mkdir"}}, Action: approval.Approve, Approvers: []string{"approvers"}, Timeout: time.Second},
+		{Name: "viakh-by-request", Scope: approval.Scope{Targets: []string{"viakh"}}, Access: approval.AccessRequest, Action: approval.Approve, Approvers: []string{"approvers"}},
 	}}
 	if err := rules.Check(); err != nil {
 		t.Fatal(err)
@@ -167,5 +168,20 @@ func TestExecDenyRuleAndUnflagged(t *testing.T) {
 	r = e.ssh(t, e.alice, "root@t1", nil, "echo unflagged")
 	if r.ExitCode != 0 || string(r.Stdout) != "unflagged\n" || strings.Contains(string(r.Stderr), "postern:") {
 		t.Fatalf("unflagged: exit %d stdout %q stderr %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+}
+
+// An access: request rule cannot be satisfied yet: the connections it
+// covers are refused with one line saying why, the others go on.
+func TestAccessRequestRuleFailsClosed(t *testing.T) {
+	t.Parallel()
+	e := newHoldEnv(t)
+	r := e.ssh(t, e.alice, "root@viakh", nil, "echo in")
+	if r.ExitCode != 255 || strings.Contains(string(r.Stdout), "in") ||
+		!strings.Contains(string(r.Stderr), "postern: access to viakh as root needs an approved request (rule viakh-by-request)") {
+		t.Fatalf("exit %d stdout %q stderr %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	if r := e.ssh(t, e.alice, "root@t1", nil, "echo in"); r.ExitCode != 0 {
+		t.Fatalf("t1: exit %d stderr %s", r.ExitCode, r.Stderr)
 	}
 }
