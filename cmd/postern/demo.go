@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/postern/postern/approval"
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/app"
@@ -25,12 +26,23 @@ import (
 	"github.com/postern/postern/recorder"
 )
 
-// The demo's names: the user's principal, the target and the login.
+// The demo's names: the user's principal, the target and the login; the
+// approver's principal and group; the file the held command removes.
 const (
 	demoPrincipal = "demo"
 	demoTarget    = "demo"
 	demoLogin     = "demo"
+	demoApprover  = "approver"
+	demoApprovers = "approvers"
+	demoHeldFile  = "held-demo-file"
 )
+
+// demoApprovals is the demo's approval policy: every rm waits for one
+// member of the group approvers.
+var demoApprovals = approval.Policy{Rules: []approval.Rule{{
+	Name: "rm-needs-approval", Match: approval.Match{Commands: []string{"rm"}},
+	Action: approval.Approve, Approvers: []string{demoApprovers},
+}}}
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", "demo [--listen 127.0.0.1:2222]", stdout)
@@ -52,7 +64,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	log := app.NewLogger(stderr, slog.LevelInfo)
 	var targetAddr string
 	a, err := app.New(app.Config{
-		Settings: &config.Config{Listen: *listen, DataDir: dir, IdleTimeout: time.Hour, KeepAliveInterval: 30 * time.Second},
+		Settings: &config.Config{Listen: *listen, DataDir: dir, IdleTimeout: time.Hour, KeepAliveInterval: 30 * time.Second,
+			Approvals: demoApprovals},
 		Log:      log,
 		Extra: func(auth *certs.Authority, s *config.Config) ([]app.Server, error) {
 			target, err := startDemoTarget(auth, s, log)
@@ -108,22 +121,18 @@ func startDemoTarget(auth *certs.Authority, s *config.Config, log *slog.Logger) 
 	return target, nil
 }
 
-// writeDemoClient writes the demo user's key and a fresh certificate for
-// it, and a known_hosts file that pins the bastion's host key, so that the
-// printed commands verify the bastion like any production user would; then
-// prints them.
+// writeDemoClient writes the demo user's and the demo approver's keys and
+// fresh certificates for them, and a known_hosts file that pins the
+// bastion's host key, so that the printed commands verify the bastion like
+// any production user would; then prints them.
 func writeDemoClient(ctx context.Context, a *app.App, dir string, stdout io.Writer, log *slog.Logger, targetAddr string) error {
 	addr := a.Addr().(*net.TCPAddr)
 	keyPath := filepath.Join(dir, "id_ed25519")
-	userKey, err := certs.LoadOrCreateKey(keyPath, "postern demo user")
-	if err != nil {
+	if err := writeDemoKey(ctx, a, keyPath, "postern demo user", []string{demoPrincipal}, nil, log); err != nil {
 		return err
 	}
-	cert, err := issueDemoCert(ctx, a, userKey.PublicKey(), log)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(keyPath+"-cert.pub", ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
+	approverKey := filepath.Join(dir, "approver_ed25519")
+	if err := writeDemoKey(ctx, a, approverKey, "postern demo approver", []string{demoApprover}, []string{demoApprovers}, log); err != nil {
 		return err
 	}
 	khPath := filepath.Join(dir, "known_hosts")
@@ -132,10 +141,16 @@ func writeDemoClient(ctx context.Context, a *app.App, dir string, stdout io.Writ
 	if err := os.WriteFile(khPath, []byte(kh), 0o644); err != nil {
 		return err
 	}
-
-	base := fmt.Sprintf("ssh -p %d -i %s -o IdentitiesOnly=yes -o UserKnownHostsFile=%s %s@%s@%s",
-		addr.Port, shellQuote(keyPath), shellQuote(khPath), demoLogin, demoTarget, host)
-	_, err = fmt.Fprintf(stdout, `Postern demo is running (state in %s).
+	// Something for the held rm to remove once approved.
+	if err := os.WriteFile(filepath.Join(dir, demoHeldFile), []byte("remove me once approved\n"), 0o644); err != nil {
+		return err
+	}
+	opts := func(key string) string {
+		return fmt.Sprintf("-p %d -i %s -o IdentitiesOnly=yes -o UserKnownHostsFile=%s", addr.Port, shellQuote(key), shellQuote(khPath))
+	}
+	base := fmt.Sprintf("ssh %s %s@%s@%s", opts(keyPath), demoLogin, demoTarget, host)
+	admin := fmt.Sprintf("ssh %s %s@%s", opts(approverKey), bastion.AdminUser, host)
+	_, err := fmt.Fprintf(stdout, `Postern demo is running (state in %s).
 The bastion listens on %s; the demo target is an SSH server in this process on %s.
 
 Open a shell through the bastion:
@@ -147,44 +162,66 @@ Run one command:
 Ask the bastion itself who you are (the admin connection, user postern):
 %s
 
-Copy a file with scp -O (plain scp uses sftp, which the demo target lacks):
-%[9]s
+The demo's policy holds every rm until an approver says yes. Run one:
+%s 'rm -v %s'
+and, in another terminal, see the request and decide it as the demo approver:
+%s approvals
+%s approve ID
+%s deny ID --reason not now
 
-Every session is recorded. In this directory (%[7]s):
-  %[8]s sessions       list them
-  %[8]s play ID        replay one
-  %[8]s verify         check nothing was tampered with
+Copy a file with scp -O (plain scp uses sftp, which the demo target lacks):
+%s
+
+Every session is recorded. In this directory (%s):
+  %[14]s sessions       list them
+  %[14]s play ID        replay one
+  %[14]s verify         check nothing was tampered with
 
 Ctrl-C stops the demo.
 `, dir, addr, targetAddr, base, base,
-		strings.Replace(base, demoLogin+"@"+demoTarget+"@", bastion.AdminUser+"@", 1)+" whoami", filepath.Dir(dir), invokedName(os.Args[0]),
-		fmt.Sprintf("scp -O -P %d -i %s -o IdentitiesOnly=yes -o UserKnownHostsFile=%s FILE %s@%s@%s:",
-			addr.Port, shellQuote(keyPath), shellQuote(khPath), demoLogin, demoTarget, host))
+		strings.Replace(base, demoLogin+"@"+demoTarget+"@", bastion.AdminUser+"@", 1)+" whoami",
+		base, shellQuote(filepath.Join(dir, demoHeldFile)), admin, admin, admin,
+		fmt.Sprintf("scp -O %s FILE %s@%s@%s:", strings.Replace(opts(keyPath), "-p ", "-P ", 1), demoLogin, demoTarget, host),
+		filepath.Dir(dir), invokedName(os.Args[0]))
 	return err
+}
+
+// writeDemoKey makes (or reuses) the key at keyPath and writes a fresh
+// certificate for it beside it.
+func writeDemoKey(ctx context.Context, a *app.App, keyPath, keyID string, principals, groups []string, log *slog.Logger) error {
+	key, err := certs.LoadOrCreateKey(keyPath, keyID)
+	if err != nil {
+		return err
+	}
+	cert, err := issueDemoCert(ctx, a, key.PublicKey(), keyID, principals, groups, log)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(keyPath+"-cert.pub", ssh.MarshalAuthorizedKey(cert), 0o644)
 }
 
 // issueDemoCert signs the demo user's certificate like `ca sign` does:
 // with a serial from the index's register of issued certificates, sealed
 // in the audit chain, and an audit record (invariant 4: every certificate
 // issued has one).
-func issueDemoCert(ctx context.Context, a *app.App, pub ssh.PublicKey, log *slog.Logger) (*ssh.Certificate, error) {
-	const ttl, keyID = 12 * time.Hour, "postern demo user"
+func issueDemoCert(ctx context.Context, a *app.App, pub ssh.PublicKey, keyID string, principals, groups []string, log *slog.Logger) (*ssh.Certificate, error) {
+	const ttl = 12 * time.Hour
 	now := time.Now()
 	rec, err := a.Store.IssueCert(ctx, recorder.IssuedCert{
-		KeyID: keyID, Principals: []string{demoPrincipal}, Key: ssh.FingerprintSHA256(pub),
+		KeyID: keyID, Principals: principals, Groups: groups, Key: ssh.FingerprintSHA256(pub),
 		ValidAfter: time.Unix(now.Add(-certs.Backdate).Unix(), 0).UTC(), ValidBefore: time.Unix(now.Add(ttl).Unix(), 0).UTC(),
 		IssuedAt: now.UTC(), IssuedBy: "postern demo",
 	})
 	if err != nil {
-		return nil, fmt.Errorf("register the demo user's certificate: %w", err)
+		return nil, fmt.Errorf("register the certificate of the %s: %w", keyID, err)
 	}
 	cert, err := a.Auth.SignUser(pub, certs.UserCertRequest{
-		Principals: []string{demoPrincipal}, TTL: ttl, KeyID: keyID, Now: now, Serial: rec.Serial,
+		Principals: principals, Groups: groups, TTL: ttl, KeyID: keyID, Now: now, Serial: rec.Serial,
 	})
 	if err != nil {
 		return nil, err
 	}
-	attrs := []any{"identity", demoPrincipal, "key_id", keyID, "principals", []string{demoPrincipal},
+	attrs := []any{"identity", principals[0], "key_id", keyID, "principals", principals, "groups", groups,
 		"serial", cert.Serial, "key", rec.Key, "valid_after", rec.ValidAfter, "valid_before", rec.ValidBefore, "issued_by", rec.IssuedBy}
 	if head, err := a.Store.Head(ctx); err == nil && head != nil {
 		attrs = append(attrs, "chain_head", head.String())

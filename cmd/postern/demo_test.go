@@ -76,3 +76,57 @@ func TestDemoHints(t *testing.T) {
 		t.Fatalf("copied file: %q, %v", b, err)
 	}
 }
+
+// TestDemoApprovals walks through the demo's approval commands as the
+// README does, exactly as printed: the held rm waits; the approver lists
+// it, approves it, and it runs; held again and denied, it never runs.
+func TestDemoApprovals(t *testing.T) {
+	t.Parallel()
+	testenv.Require(t, "ssh")
+	work := t.TempDir()
+	d := startDemo(t, work)
+	if len(d.cmds) != 7 || !strings.Contains(d.cmds[3], "'rm -v ") || !strings.HasSuffix(d.cmds[4], "postern@127.0.0.1 approvals") ||
+		!strings.HasSuffix(d.cmds[5], " approve ID") || !strings.HasSuffix(d.cmds[6], " deny ID --reason not now") {
+		t.Fatalf("the demo's ssh commands:\n%s", strings.Join(d.cmds, "\n"))
+	}
+	held := filepath.Join(work, "postern-demo", "held-demo-file")
+	decide := func(decision string) (string, int) {
+		t.Helper()
+		type result struct {
+			out  string
+			code int
+		}
+		done := make(chan result, 1)
+		go func() {
+			r := testenv.Cmd(t, time.Minute, nil, "sh", "-c", d.cmds[3])
+			done <- result{string(r.Stdout) + string(r.Stderr), r.ExitCode}
+		}()
+		var id string
+		testenv.WaitFor(t, 30*time.Second, func() bool {
+			r := testenv.Cmd(t, time.Minute, nil, "sh", "-c", d.cmds[4])
+			for _, l := range strings.Split(string(r.Stdout), "\n") {
+				if f := strings.Fields(l); len(f) > 1 && f[1] == "pending" {
+					id = f[0]
+				}
+			}
+			return id != ""
+		})
+		if r := testenv.Cmd(t, time.Minute, nil, "sh", "-c", strings.Replace(decision, " ID", " "+id, 1)); r.ExitCode != 0 {
+			t.Fatalf("%s: exit %d %s %s", decision, r.ExitCode, r.Stdout, r.Stderr)
+		}
+		res := <-done
+		return res.out, res.code
+	}
+	out, code := decide(d.cmds[5])
+	if _, err := os.Stat(held); code != 0 || err == nil || !strings.Contains(out, "held for approval") || !strings.Contains(out, "approved by approver; running") {
+		t.Fatalf("approved: exit %d, file removed: %v\n%s", code, err != nil, out)
+	}
+	os.WriteFile(held, []byte("x"), 0o644)
+	out, code = decide(d.cmds[6])
+	if _, err := os.Stat(held); code != 126 || err != nil || !strings.Contains(out, "denied by approver: not now; the command did not run") {
+		t.Fatalf("denied: exit %d, file kept: %v\n%s", code, err == nil, out)
+	}
+	if r := admin(t, work, "verify"); r.ExitCode != 0 {
+		t.Fatalf("verify after the walk-through: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+}
