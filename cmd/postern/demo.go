@@ -66,7 +66,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	a, err := app.New(app.Config{
 		Settings: &config.Config{Listen: *listen, DataDir: dir, IdleTimeout: time.Hour, KeepAliveInterval: 30 * time.Second,
 			Approvals: demoApprovals},
-		Log:      log,
+		Log: log,
 		Extra: func(auth *certs.Authority, s *config.Config) ([]app.Server, error) {
 			target, err := startDemoTarget(auth, s, log)
 			if err != nil {
