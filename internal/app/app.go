@@ -146,13 +146,8 @@ func New(cfg Config) (_ *App, err error) {
 		store = a.Store
 	}
 	bc := s.Bastion(a.Auth, store, log)
-	if a.Store != nil {
-		// Requests and decisions live in the index, sealed in the chain.
-		bc.Approvals, err = approval.NewBroker(context.Background(), approval.BrokerConfig{
-			Store: bastion.ApprovalStore(a.Store, log), Audit: bastion.ApprovalAudit(log)})
-		if err != nil {
-			return nil, err
-		}
+	if bc.Approvals, err = newBroker(a.Store, log); err != nil {
+		return nil, err
 	}
 	if a.Bastion, err = bastion.New(bc); err != nil {
 		return nil, err
@@ -249,4 +244,14 @@ func (a *App) end(parent context.Context) error {
 		a.closeErr = errors.Join(errs...)
 	})
 	return a.closeErr
+}
+
+// newBroker returns the approval broker on st's index, where requests and
+// decisions are kept, sealed in the audit chain; nil without an index.
+func newBroker(st *recorder.Local, log *slog.Logger) (*approval.Broker, error) {
+	if st == nil {
+		return nil, nil
+	}
+	return approval.NewBroker(context.Background(), approval.BrokerConfig{
+		Store: bastion.ApprovalStore(st, log), Audit: bastion.ApprovalAudit(log)})
 }
