@@ -345,13 +345,18 @@ func (b *Broker) List(ctx context.Context, all bool) []Request {
 			out = append(out, r.clone())
 		}
 	}
-	slices.SortFunc(out, func(x, y Request) int {
+	Sort(out)
+	return out
+}
+
+// Sort orders requests oldest first (by creation, then ID).
+func Sort(list []Request) {
+	slices.SortFunc(list, func(x, y Request) int {
 		if c := x.Created.Compare(y.Created); c != 0 {
 			return c
 		}
 		return strings.Compare(x.ID, y.ID)
 	})
-	return out
 }
 
 // Subscribe returns a channel that receives every change from now on, and

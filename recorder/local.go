@@ -42,6 +42,10 @@ type Options struct {
 	// Now stamps chain entries (the time prune judges age by); nil
 	// means time.Now. Tests set it to seal sessions in the past.
 	Now func() time.Time
+	// AuditPublicKey checks chain signatures when there is no Key (a
+	// read-only reader): Approvals returns only what it seals. With Key,
+	// Key's public half is used.
+	AuditPublicKey ed25519.PublicKey
 }
 
 // Local is the default Store: the index and audit chain in
@@ -54,7 +58,8 @@ type Local struct {
 	dir   string
 	db    *bolt.DB
 	key   ed25519.PrivateKey
-	group *groupCommit // session starts and ends
+	pub   ed25519.PublicKey // checks signatures without key (read-only)
+	group *groupCommit      // session starts and ends
 	log   *slog.Logger
 	now   func() time.Time
 }
@@ -99,7 +104,7 @@ func OpenStore(dataDir string, o Options) (*Local, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Local{dir: dataDir, db: db, key: o.Key, group: &groupCommit{db: db}, log: o.Log, now: o.Now}, nil
+	return &Local{dir: dataDir, db: db, key: o.Key, pub: o.AuditPublicKey, group: &groupCommit{db: db}, log: o.Log, now: o.Now}, nil
 }
 
 // Close closes the index. Writers opened by Create are not affected.
@@ -108,10 +113,11 @@ func (s *Local) Close() error { return s.db.Close() }
 // Dir is the data directory.
 func (s *Local) Dir() string { return s.dir }
 
-// PublicKey is the public half of the store's audit key, nil without one.
+// PublicKey is the public half of the store's audit key (or
+// Options.AuditPublicKey without one), nil without either.
 func (s *Local) PublicKey() ed25519.PublicKey {
 	if s.key == nil {
-		return nil
+		return s.pub
 	}
 	return s.key.Public().(ed25519.PublicKey)
 }

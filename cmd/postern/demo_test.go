@@ -1,12 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/postern/postern/approval"
 	"github.com/postern/postern/internal/testenv"
 )
 
@@ -128,5 +131,28 @@ func TestDemoApprovals(t *testing.T) {
 	}
 	if r := admin(t, work, "verify"); r.ExitCode != 0 {
 		t.Fatalf("verify after the walk-through: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	// The history, from the running demo (admin socket) and, once it has
+	// stopped, from the data directory: the same both ways.
+	history := func() string {
+		t.Helper()
+		r := admin(t, work, "approvals", "--all", "--json")
+		var list []approval.Request
+		if err := json.Unmarshal(r.Stdout, &list); err != nil || r.ExitCode != 0 || len(list) != 2 {
+			t.Fatalf("approvals --all --json: exit %d %v\n%s%s", r.ExitCode, err, r.Stdout, r.Stderr)
+		}
+		if list[0].State != approval.StateApproved || list[1].State != approval.StateDenied || list[1].Decisions[0].Reason != "not now" {
+			t.Fatalf("history %+v", list)
+		}
+		if r := admin(t, work, "approvals"); r.ExitCode != 0 || strings.Count(string(r.Stdout), "\n") != 1 {
+			t.Fatalf("approvals (pending only): exit %d\n%s%s", r.ExitCode, r.Stdout, r.Stderr)
+		}
+		return string(r.Stdout)
+	}
+	served := history()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	<-d.done
+	if direct := history(); direct != served {
+		t.Fatalf("approvals --all --json differs without the server:\n%s\nwith it:\n%s", direct, served)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/adminsock"
 	"github.com/postern/postern/internal/app"
 	"github.com/postern/postern/recorder"
@@ -98,6 +99,22 @@ type directStore struct {
 }
 
 var _ recorder.Store = directStore{}
+
+// Approvals returns the approval requests' records that the audit chain
+// seals as stored, checked with the audit public key in the data
+// directory's CA.
+func (s directStore) Approvals(ctx context.Context) ([]recorder.ApprovalRecord, error) {
+	pub, _, err := certs.AuditPublicKey(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	l, err := recorder.OpenStore(s.dir, recorder.Options{ReadOnly: true, AuditPublicKey: pub})
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	return l.Approvals(ctx)
+}
 
 // with runs fn on the index, open for reading, and closes it.
 func (s directStore) with(fn func(*recorder.Local) error) error {

@@ -29,6 +29,8 @@ Usage:
   postern play [flags] ID|FILE     replay a session (--speed, --idle-limit, --from,
                                    --from-match REGEX, --cat, --cat --raw); keys: space
                                    pause, . step, + faster, - slower, q quit
+  postern approvals [--all]        list approval requests waiting (--all: the history, --json);
+                                   approvers decide with 'ssh postern@BASTION approve ID'
   postern verify                   check recordings, index and audit chain for tampering
   postern recordings prune         delete recordings past retention (--dry-run)
   postern config check --config FILE
@@ -117,6 +119,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return usagef("ca: unknown subcommand %q: use init, sign, show or issued", rest[0])
 	case "sessions":
 		return cmdSessions(ctx, rest, stdout, stderr)
+	case "approvals":
+		return cmdApprovals(ctx, rest, stdout, stderr)
 	case "play":
 		return cmdPlay(ctx, rest, stdin, stdout, stderr)
 	case "verify":

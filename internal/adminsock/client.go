@@ -229,6 +229,14 @@ func (c *Client) Issued(ctx context.Context) ([]recorder.IssuedCert, error) {
 	return out, err
 }
 
+// Approvals returns the approval requests' records as the server's index
+// holds them (only those the audit chain seals as stored).
+func (c *Client) Approvals(ctx context.Context) ([]recorder.ApprovalRecord, error) {
+	var out []recorder.ApprovalRecord
+	err := c.call(ctx, "approvals", struct{}{}, &out)
+	return out, err
+}
+
 // Create is not served: ErrNotServed.
 func (c *Client) Create(context.Context, string) (recorder.Sink, error) { return nil, ErrNotServed }
 

@@ -60,6 +60,13 @@ func (s *Server) routes() {
 		return s.issue(r, c)
 	})
 	rpc("issued", func(r *http.Request, _ *json.Decoder) (any, error) { return st.Issued(r.Context()) })
+	rpc("approvals", func(r *http.Request, _ *json.Decoder) (any, error) {
+		ai, ok := st.(recorder.ApprovalIndex)
+		if !ok {
+			return nil, errors.New("this index keeps no approval requests")
+		}
+		return ai.Approvals(r.Context())
+	})
 	rpc("files", func(r *http.Request, _ *json.Decoder) (any, error) { return st.Files(r.Context()) })
 	rpc("check", func(r *http.Request, dec *json.Decoder) (any, error) {
 		var q nameReq
