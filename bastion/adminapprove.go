@@ -26,6 +26,7 @@ func addApprovalCommands() {
 		"show":      {usage: "show ID [--json]", summary: "show an approval request in full", run: runShowRequest},
 		"approve":   {usage: "approve ID [--reason TEXT...]", summary: "approve a request (the words after --reason are the reason)", run: runDecide(true)},
 		"deny":      {usage: "deny ID --reason TEXT...", summary: "deny a request, saying why", run: runDecide(false)},
+		"request":   {usage: "request TARGET [--login L] --for 1h --reason TEXT...", summary: "ask for just-in-time access to a target", run: runRequestAccess},
 	} {
 		adminCommands[name] = cmd
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/postern/postern/approval"
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/audit"
 )
@@ -39,8 +40,11 @@ type conn struct {
 	certOffered  bool     // a certificate was offered: plainRefused is not the reason
 	identity     Identity
 	grant        *Grant
-	cert         *ssh.Certificate
-	admin        bool // user name AdminUser: an admin connection, no grant
+	// access is the approved access request a just-in-time rule needed
+	// for this connection, nil when none was needed.
+	access *approval.Request
+	cert   *ssh.Certificate
+	admin  bool // user name AdminUser: an admin connection, no grant
 
 	lastActive atomic.Int64  // unix nanos of the last channel data
 	chanSeq    atomic.Uint32 // numbers session channels: recording IDs are SESSION-N
@@ -186,25 +190,6 @@ func (c *conn) authorize(cm ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Perm
 	return perms, nil
 }
 
-// needsGrant refuses a connection that a just-in-time access rule covers:
-// such access needs an approved grant, which this version cannot request
-// yet, so the rule fails closed instead of letting the connection in.
-func (c *conn) needsGrant() *DenyError {
-	rules := c.s.cfg.ApprovalRules
-	if rules == nil {
-		return nil
-	}
-	r := rules.NeedsGrant(c.subject())
-	if r == nil {
-		return nil
-	}
-	return &DenyError{
-		Message: fmt.Sprintf("postern: access to %s as %s needs an approved request (rule %s), and this bastion cannot take access requests yet",
-			c.grant.Target.Name, logSafe(c.grant.Login), logSafe(r.Name)),
-		Reason: "access rule " + r.Name + " needs a grant",
-	}
-}
-
 // serve runs the connection: handshake, target dial, channels, teardown.
 // Its context ending (terminate, Server.Close, the Serve context) closes
 // the transport it has reached; serve waits for every goroutine it starts.
@@ -258,6 +243,9 @@ func (c *conn) serve() {
 		up.Close()
 	}
 	c.log.Info("upstream connected", "address", g.Target.Address)
+	if c.access != nil {
+		defer c.endAtGrant()()
+	}
 	c.proxy(sc, up, chans, reqs)
 	audit.Record(c.log, audit.Disconnect, "duration_ms", time.Since(start).Milliseconds(), "reason", context.Cause(c.ctx).Error())
 }

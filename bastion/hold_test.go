@@ -171,17 +171,55 @@ func TestExecDenyRuleAndUnflagged(t *testing.T) {
 	}
 }
 
-// An access: request rule cannot be satisfied yet: the connections it
-// covers are refused with one line saying why, the others go on.
+// An access: request rule refuses the connections it covers without an
+// approved grant, with one line saying how to ask; the others go on.
 func TestAccessRequestRuleFailsClosed(t *testing.T) {
 	t.Parallel()
 	e := newHoldEnv(t)
 	r := e.ssh(t, e.alice, "root@viakh", nil, "echo in")
 	if r.ExitCode != 255 || strings.Contains(string(r.Stdout), "in") ||
-		!strings.Contains(string(r.Stderr), "postern: access to viakh as root needs an approved request (rule viakh-by-request)") {
+		!strings.Contains(string(r.Stderr), "postern: access to viakh as root needs an approved request (rule viakh-by-request); ask with: ssh postern@bastion request viakh --login root --for 1h --reason WHY") {
 		t.Fatalf("exit %d stdout %q stderr %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
 	if r := e.ssh(t, e.alice, "root@t1", nil, "echo in"); r.ExitCode != 0 {
 		t.Fatalf("t1: exit %d stderr %s", r.ExitCode, r.Stderr)
+	}
+}
+
+// Just-in-time access: asked for over the admin connection, approved by
+// an approver, it lets the requester in for its window; when the window
+// ends the open session is closed with a notice.
+func TestJustInTimeAccess(t *testing.T) {
+	t.Parallel()
+	e := newHoldEnv(t)
+	admin := func(args ...string) testenv.Result { return e.ssh(t, e.alice, AdminUser, nil, args...) }
+	if r := admin("request", "viakh", "--login", "root", "--for", "2s"); r.ExitCode != 2 || !strings.Contains(string(r.Stderr), "say why with --reason") {
+		t.Fatalf("no reason: exit %d %s", r.ExitCode, r.Stderr)
+	}
+	if r := admin("request", "t1", "--for", "1h", "--reason", "x"); r.ExitCode != 1 || !strings.Contains(string(r.Stderr), "needs no request") {
+		t.Fatalf("no rule: exit %d %s", r.ExitCode, r.Stderr)
+	}
+	r := admin("request", "viakh", "--login", "root", "--for", "3s", "--reason", "deploy", "CHG-9")
+	if r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "access to viakh as root for 3s, waiting for approval by group approvers (rule viakh-by-request") {
+		t.Fatalf("request: exit %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	req := e.pending(t)
+	if req.Kind != approval.KindAccess || req.Reason != "deploy CHG-9" || req.For != 3*time.Second {
+		t.Fatalf("request %+v", req)
+	}
+	if r := e.ssh(t, e.alice, "root@viakh", nil, "echo in"); r.ExitCode != 255 {
+		t.Fatalf("connected before approval: exit %d %s", r.ExitCode, r.Stdout)
+	}
+	if _, err := e.broker.Decide(t.Context(), req.ID, bob, true, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	// In, for the window: a session still open when it ends is closed
+	// with a notice.
+	r = e.ssh(t, e.alice, "root@viakh", nil, "echo in; sleep 60")
+	if !strings.HasPrefix(string(r.Stdout), "in\n") || !strings.Contains(string(r.Stderr), "postern: your access to viakh (request "+req.ID+") ended at ") {
+		t.Fatalf("on the grant: exit %d stdout %q stderr %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	if r := e.ssh(t, e.alice, "root@viakh", nil, "echo in"); r.ExitCode != 255 {
+		t.Fatalf("connected after the grant ended: exit %d %s", r.ExitCode, r.Stdout)
 	}
 }
