@@ -146,7 +146,12 @@ func New(cfg Config) (_ *App, err error) {
 		store = a.Store
 	}
 	bc := s.Bastion(a.Auth, store, log)
-	if bc.Approvals, err = newBroker(a.Store, log); err != nil {
+	var webhook *approval.Webhook
+	if s.ApprovalWebhook != "" {
+		webhook = approval.NewWebhook(s.ApprovalWebhook, 0, log.With("component", "approval-webhook"))
+		extra = append(extra, named{"approval webhook", UntilCancel(webhook.Run)})
+	}
+	if bc.Approvals, err = newBroker(a.Store, webhook, log); err != nil {
 		return nil, err
 	}
 	if a.Bastion, err = bastion.New(bc); err != nil {
@@ -247,11 +252,19 @@ func (a *App) end(parent context.Context) error {
 }
 
 // newBroker returns the approval broker on st's index, where requests and
-// decisions are kept, sealed in the audit chain; nil without an index.
-func newBroker(st *recorder.Local, log *slog.Logger) (*approval.Broker, error) {
+// decisions are kept, sealed in the audit chain; nil without an index. New
+// requests also go to webhook, if not nil.
+func newBroker(st *recorder.Local, webhook *approval.Webhook, log *slog.Logger) (*approval.Broker, error) {
 	if st == nil {
 		return nil, nil
 	}
+	auditChange := bastion.ApprovalAudit(log)
 	return approval.NewBroker(context.Background(), approval.BrokerConfig{
-		Store: bastion.ApprovalStore(st, log), Audit: bastion.ApprovalAudit(log)})
+		Store: bastion.ApprovalStore(st, log),
+		Audit: func(ctx context.Context, c approval.Change) error {
+			if webhook != nil {
+				webhook.Notify(c)
+			}
+			return auditChange(ctx, c)
+		}})
 }

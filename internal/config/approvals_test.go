@@ -168,3 +168,17 @@ func TestApprovalsREADME(t *testing.T) {
 		t.Errorf("README example has %d rules, want 6", n)
 	}
 }
+
+func TestApprovalWebhook(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse("a.yaml", []byte(minimal+"approval_webhook: https://hooks.example.com/T1/B2\n"))
+	if err != nil || c.ApprovalWebhook != "https://hooks.example.com/T1/B2" {
+		t.Fatalf("%v %+v", err, c)
+	}
+	for _, bad := range []string{"ftp://x/", "hooks.example.com", "https://", "[::1"} {
+		_, err := config.Parse("a.yaml", []byte(minimal+"approval_webhook: '"+bad+"'\n"))
+		if err == nil || !strings.Contains(err.Error(), "approval_webhook") || !strings.Contains(err.Error(), "is not an http:// or https:// URL") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,10 +86,12 @@ type Config struct {
 	// principal, or group:NAME for a group of the certificate's
 	// groups@postern extension. Default none.
 	Admins []string
-	// Approvals are the approval rules (approvals:) in file order. They
-	// are checked, not enforced yet: Bastion does not pass them on, and
-	// a config that has some gets a warning saying so. Default none.
+	// Approvals are the approval rules (approvals:) in file order: they
+	// decide exec commands and just-in-time access. Default none.
 	Approvals approval.Policy
+	// ApprovalWebhook, if set, is an http(s) URL each new approval
+	// request is posted to (approval_webhook:).
+	ApprovalWebhook string
 	// Warnings are problems that do not stop the bastion but are likely
 	// mistakes, like a rule that matches no target; each reads
 	// "FILE:LINE: KEY: MSG", like an Error. Nil when there are none.
@@ -139,7 +142,7 @@ type parser struct {
 // errors, in the order checked, are joined (see Parse).
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
-		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals")
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook")
 	if err != nil {
 		return nil, err
 	}
@@ -189,6 +192,10 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	}
 	c.Approvals, err = p.approvals(m.get("approvals"), c.Policy.Targets)
 	check(err)
+	if f := m.get("approval_webhook"); f.set() {
+		c.ApprovalWebhook, err = p.str(f, checkWebhook)
+		check(err)
+	}
 	if len(errs) > 0 {
 		return nil, joinErrors(errs)
 	}
@@ -355,6 +362,15 @@ func (p *parser) masking(f field, d *mask.Detect) error {
 		default:
 			return p.errorf(f.line(), f.path, "must be brands (numbers payment brands issue, written as cards print them; the default) or luhn (any 13 to 19 digits that pass the Luhn check), got %q", s)
 		}
+	}
+	return nil
+}
+
+// checkWebhook accepts an http or https URL with a host.
+func checkWebhook(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http:// or https:// URL", s)
 	}
 	return nil
 }
