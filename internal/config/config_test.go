@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/postern/postern/approval"
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/internal/config"
 )
@@ -38,6 +39,16 @@ func TestLoadExample(t *testing.T) {
 	}
 	got := *c
 	got.Policy = bastion.Policy{}
+	// The approval rules: their names and actions; their parsing has its
+	// own tests. The warning says shells are not judged.
+	var names []string
+	for _, r := range got.Approvals.Rules {
+		names = append(names, r.Name+":"+r.Action.String())
+	}
+	if strings.Join(names, " ") != "no-shutdown:deny recursive-rm:approve" || len(got.Warnings) != 1 {
+		t.Errorf("approvals %v, warnings %q", names, got.Warnings)
+	}
+	got.Approvals, got.Warnings = approval.Policy{}, nil
 	want := config.Config{
 		Path:              path,
 		Listen:            "127.0.0.1:2222",
