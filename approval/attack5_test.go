@@ -53,3 +53,36 @@ func TestAttack5SubmitBoundsLine(t *testing.T) {
 		t.Errorf("a request with a %d-byte line was accepted (MaxLine is %d)", 250<<10, MaxLine)
 	}
 }
+
+// chrt's SCHED_DEADLINE options -P (--sched-period) and -D
+// (--sched-deadline) take a value like -T, but only -T is known to: the
+// value is taken for the priority and the command is missed. As root
+// (login root is the usual case here) `chrt -P 10000000 -T 1000000 -d 0
+// rm x` runs rm unheld; checked against util-linux chrt 2.38.
+func TestAttack5ChrtDeadlineOptionsHideTheCommand(t *testing.T) {
+	for _, line := range []string{
+		"chrt -P 10000000 -T 1000000 -d 0 rm x",
+		"chrt -D 10000000 -T 1000000 -d 0 rm x",
+		"chrt -T 1000000 -P 10000000 -d 0 rm x",
+	} {
+		if v := rmPolicy.Decide(&Subject{}, line); v.Action != Approve {
+			t.Errorf("%q: %s, %s", line, v.Action, v.Reason)
+		}
+	}
+}
+
+// fish runs code given as --command=CODE, and -C CODE / --init-command
+// CODE before anything else; the doc lists fish among the shells whose
+// code is parsed, but only -c and --command CODE (separate word) are.
+func TestAttack5FishCommandForms(t *testing.T) {
+	for _, line := range []string{
+		"fish --command='rm x'",
+		"fish -C 'rm x' -c ls",
+		"fish --init-command='rm x' -c ls",
+		"fish --init-command 'rm x'",
+	} {
+		if v := rmPolicy.Decide(&Subject{}, line); v.Action != Approve {
+			t.Errorf("%q: %s, %s", line, v.Action, v.Reason)
+		}
+	}
+}
