@@ -65,7 +65,7 @@ var plain = map[string]struct {
 	"ionice": {spec: optSpec{short: "cnpPu", long: []string{"--class", "--classdata", "--pid", "--pgid", "--uid"}},
 		stop: []string{"-p", "-P", "-u", "--pid", "--pgid", "--uid"}},
 	"taskset": {spec: optSpec{}, skip: 1, stop: []string{"-p", "--pid"}},
-	"chrt":    {spec: optSpec{short: "T", long: []string{"--sched-runtime", "--sched-period", "--sched-deadline"}}, skip: 1, stop: []string{"-p", "--pid"}},
+	"chrt":    {spec: optSpec{short: "TPD", long: []string{"--sched-runtime", "--sched-period", "--sched-deadline"}}, skip: 1, stop: []string{"-p", "--pid"}},
 	"pkexec":  {spec: optSpec{long: []string{"--user"}}},
 }
 
