@@ -86,3 +86,22 @@ func TestAttack5FishCommandForms(t *testing.T) {
 		}
 	}
 }
+
+// watch --equexit takes a value (like -q), and xargs --max-lines takes one
+// only attached (--max-lines=N, like -l): read the other way round, the
+// value of the first is taken for the code (`2 rm x`, command 2), and the
+// command after the second for its value (xargs with no command, echo).
+// Both run rm unheld (checked with procps-ng watch 4.0.2 and GNU xargs
+// 4.9: echo /tmp/zz | xargs --max-lines touch creates /tmp/zz).
+func TestAttack5WatchAndXargsLongOptions(t *testing.T) {
+	for _, line := range []string{
+		"watch --equexit 2 rm x",
+		"watch --equexit 2 -n 1 rm x",
+		"echo x | xargs --max-lines rm",
+		"xargs --max-lines -0 rm",
+	} {
+		if v := rmPolicy.Decide(&Subject{}, line); v.Action != Approve {
+			t.Errorf("%q: %s, %s", line, v.Action, v.Reason)
+		}
+	}
+}
