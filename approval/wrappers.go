@@ -327,7 +327,7 @@ func splitString(s string) ([]word, bool) {
 // default.
 func (a *analyser) xargs(args []word) ([]word, bool) {
 	_, rest := a.options("xargs", args, optSpec{short: "adEILnPs", optional: "eil",
-		long: []string{"--arg-file", "--delimiter", "--max-args", "--max-lines", "--max-procs", "--max-chars", "--process-slot-var"}})
+		long: []string{"--arg-file", "--delimiter", "--max-args", "--max-procs", "--max-chars", "--process-slot-var"}})
 	if len(rest) == 0 && allKnown(args) {
 		return []word{{text: "echo", lit: true}}, true
 	}
