@@ -105,3 +105,34 @@ func TestAttack5WatchAndXargsLongOptions(t *testing.T) {
 		}
 	}
 }
+
+// The requester is recognised by any principal they share with an
+// approver, but the two people of a two-person rule only by display name
+// (the first principal). One person holding two certificates whose first
+// principals differ (bob, and a cert listing bob@corp first; or an admin
+// cert bob-admin that also lists bob) is two approvers. Decision keeps
+// only the name, so the Broker cannot tell.
+func TestAttack5TwoPersonRuleSamePersonTwoCertificates(t *testing.T) {
+	f := newFixture(t)
+	r := f.submit(t, KindCommand, 2, time.Hour)
+	first := Approver{Name: "bob", Principals: []string{"bob", "bob@corp"}, Groups: []string{"approvers"}}
+	second := Approver{Name: "bob@corp", Principals: []string{"bob@corp", "bob"}, Groups: []string{"approvers"}}
+	if _, err := f.b.Decide(context.Background(), r.ID, first, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := f.b.Decide(context.Background(), r.ID, second, true, ""); err == nil {
+		t.Fatalf("one person approved a two-person request twice: %s, decisions %+v", d.State, d.Decisions)
+	}
+}
+
+// sudo takes the word after a lone -h as the remote host (parse_args:
+// "If we see a non-option after the -h flag, treat as remote host"), and
+// runs the command after it; the sudoers plugin matches its rules against
+// that host. The analyser reads -h as help and the host as the command.
+func TestAttack5SudoHostOption(t *testing.T) {
+	for _, line := range []string{"sudo -h localhost rm x", "sudo -u root -h localhost rm x"} {
+		if v := rmPolicy.Decide(&Subject{}, line); v.Action != Approve {
+			t.Errorf("%q: %s, %s", line, v.Action, v.Reason)
+		}
+	}
+}
