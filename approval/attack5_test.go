@@ -136,3 +136,27 @@ func TestAttack5SudoHostOption(t *testing.T) {
 		}
 	}
 }
+
+// A shell option that takes a value but is not known to (only -o, -O,
+// --rcfile and --init-file are) ends the options early: its value reads
+// as the script, -c is never seen, the shell is the command and rm is not
+// found. fish's getopt string is "+hPilNnvc:C:p:d:f:D:o:" (-p profile, -d
+// debug categories, -f features, -D stack frames, -o debug output), zsh
+// takes --emulate MODE, mksh -T TTY, yash --profile FILE. A fail-closed
+// reading would treat a later -c (or a cluster with c) as unjudged.
+func TestAttack5ShellValueOptionsHideC(t *testing.T) {
+	for _, line := range []string{
+		"fish -d proc -c 'rm x'",
+		"fish --debug proc -c 'rm x'",
+		"fish -f x -c 'rm x'",
+		"fish -p /dev/null -c 'rm x'",
+		"fish -o /dev/null -c 'rm x'",
+		"zsh --emulate sh -c 'rm x'",
+		"mksh -T - -c 'rm x'",
+		"yash --profile f -c 'rm x'",
+	} {
+		if v := rmPolicy.Decide(&Subject{}, line); v.Action != Approve {
+			t.Errorf("%q: %s, %s", line, v.Action, v.Reason)
+		}
+	}
+}
