@@ -160,3 +160,27 @@ func TestAttack5ShellValueOptionsHideC(t *testing.T) {
 		}
 	}
 }
+
+// A variable with the integer attribute (declare/typeset/local -i)
+// evaluates every value assigned to it as an arithmetic expression, and
+// a[$(cmd)] in that expression runs cmd. The value can be assembled where
+// the line shows no $( at all (printf's \x24 is $), so the command is
+// invisible. The doc holds arithmetic on non-literal values as unjudged,
+// and only gives up on a declare -i variable assigned "on a later line";
+// these are all on one line. Each runs touch in bash 5.2.15:
+// bash -c "declare -i x=\$(printf 'a[\\x24(touch /tmp/ai1)]')".
+func TestAttack5IntegerAttributeEvaluatesValue(t *testing.T) {
+	for _, line := range []string{
+		`declare -i x=$(printf 'a[\x24(rm y)]')`,
+		`typeset -i x=$(printf 'a[\x24(rm y)]')`,
+		`f() { local -i x=$(printf 'a[\x24(rm y)]'); }; f`,
+		`declare -i x; x=$(printf 'a[\x24(rm y)]')`,
+		`declare -i x; x+=$(printf 'a[\x24(rm y)]')`,
+		`declare -i x; read x < <(printf 'a[\x24(rm y)]')`,
+		`declare -i x; printf -v x 'a[\x24(rm y)]'`,
+	} {
+		if v := rmPolicy.Decide(&Subject{}, line); v.Action != Approve {
+			t.Errorf("%q: %s, %s", line, v.Action, v.Reason)
+		}
+	}
+}
