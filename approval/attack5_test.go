@@ -184,3 +184,21 @@ func TestAttack5IntegerAttributeEvaluatesValue(t *testing.T) {
 		}
 	}
 }
+
+// The [index]= of a compound array assignment is arithmetic like any
+// other subscript: a non-literal one evaluates the command's output as an
+// expression, and a[$(cmd)] in it runs cmd. a[$x]=1 and ${a[$x]} are held,
+// the compound forms are not. Each ran touch in bash 5.2.15:
+// bash -c "a=([\$(printf 'a[\\x24(touch /tmp/q1)]')]=1)".
+func TestAttack5CompoundArrayIndex(t *testing.T) {
+	for _, line := range []string{
+		`a=([$(printf 'a[\x24(rm y)]')]=1)`,
+		`a+=([$(printf 'a[\x24(rm y)]')]=1)`,
+		`declare -a a=([$(printf 'a[\x24(rm y)]')]=1)`,
+		`x=$(cat f); a=([$x]=1)`,
+	} {
+		if v := rmPolicy.Decide(&Subject{}, line); v.Action != Approve {
+			t.Errorf("%q: %s, %s", line, v.Action, v.Reason)
+		}
+	}
+}
