@@ -202,3 +202,23 @@ func TestAttack5CompoundArrayIndex(t *testing.T) {
 		}
 	}
 }
+
+// bash evaluates what is assigned to OPTIND, RANDOM, SRANDOM and HISTCMD
+// as arithmetic (no declare -i needed), by assignment, read or printf -v:
+// a[$(cmd)] in the value runs cmd. Each ran touch in bash 5.2.15, e.g.
+// bash -c "OPTIND=\$(printf 'a[\\x24(touch /tmp/o1)]')" and
+// bash -c "read OPTIND < <(printf 'a[\\x24(touch /tmp/o2)]')".
+func TestAttack5ArithmeticShellVariables(t *testing.T) {
+	for _, line := range []string{
+		`OPTIND=$(printf 'a[\x24(rm y)]')`,
+		`RANDOM=$(printf 'a[\x24(rm y)]')`,
+		`SRANDOM=$(cat f)`,
+		`HISTCMD=$(cat f)`,
+		`read OPTIND < <(printf 'a[\x24(rm y)]')`,
+		`printf -v RANDOM %s "$(cat f)"`,
+	} {
+		if v := rmPolicy.Decide(&Subject{}, line); v.Action != Approve {
+			t.Errorf("%q: %s, %s", line, v.Action, v.Reason)
+		}
+	}
+}
