@@ -74,7 +74,7 @@ func (a *analyser) find(args []word, st *syntax.Stmt, depth int) {
 // watch runs its arguments joined by spaces as shell code, or with -x
 // (--exec) as a command.
 func (a *analyser) watch(args []word, depth int) ([]word, bool) {
-	opts, rest := a.options("watch", args, optSpec{short: "nqs", long: []string{"--interval"}})
+	opts, rest := a.options("watch", args, optSpec{short: "nqs", long: []string{"--interval", "--equexit"}})
 	if hasOpt(opts, "-x", "--exec") || len(rest) == 0 {
 		return rest, false
 	}

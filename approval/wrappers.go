@@ -65,7 +65,7 @@ var plain = map[string]struct {
 	"ionice": {spec: optSpec{short: "cnpPu", long: []string{"--class", "--classdata", "--pid", "--pgid", "--uid"}},
 		stop: []string{"-p", "-P", "-u", "--pid", "--pgid", "--uid"}},
 	"taskset": {spec: optSpec{}, skip: 1, stop: []string{"-p", "--pid"}},
-	"chrt":    {spec: optSpec{short: "T", long: []string{"--sched-runtime", "--sched-period", "--sched-deadline"}}, skip: 1, stop: []string{"-p", "--pid"}},
+	"chrt":    {spec: optSpec{short: "TPD", long: []string{"--sched-runtime", "--sched-period", "--sched-deadline"}}, skip: 1, stop: []string{"-p", "--pid"}},
 	"pkexec":  {spec: optSpec{long: []string{"--user"}}},
 }
 
@@ -327,7 +327,7 @@ func splitString(s string) ([]word, bool) {
 // default.
 func (a *analyser) xargs(args []word) ([]word, bool) {
 	_, rest := a.options("xargs", args, optSpec{short: "adEILnPs", optional: "eil",
-		long: []string{"--arg-file", "--delimiter", "--max-args", "--max-lines", "--max-procs", "--max-chars", "--process-slot-var"}})
+		long: []string{"--arg-file", "--delimiter", "--max-args", "--max-procs", "--max-chars", "--process-slot-var"}})
 	if len(rest) == 0 && allKnown(args) {
 		return []word{{text: "echo", lit: true}}, true
 	}

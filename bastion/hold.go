@@ -10,6 +10,7 @@ import (
 
 	"github.com/postern/postern/approval"
 	"github.com/postern/postern/internal/audit"
+	"github.com/postern/postern/internal/listing"
 	"github.com/postern/postern/mask"
 )
 
@@ -161,6 +162,8 @@ func (st *channel) awaitDecision(r *ssh.Request, p program, id string) {
 }
 
 // decisionText says who decided w and why, for the user: " by bob: ok".
+// The approver's words go to the requester's terminal: made visible, so
+// that they cannot act on it or forge a line of the bastion's.
 func decisionText(w approval.Request) string {
 	if len(w.Decisions) == 0 {
 		return ""
@@ -170,10 +173,10 @@ func decisionText(w approval.Request) string {
 		if i > 0 {
 			s += " and "
 		}
-		s += d.By
+		s += listing.Visible(d.By)
 	}
 	if d := w.Decisions[len(w.Decisions)-1]; d.Reason != "" {
-		s += ": " + d.Reason
+		s += ": " + listing.Visible(d.Reason)
 	}
 	return s
 }
