@@ -61,7 +61,8 @@ type Broker struct {
 // NewBroker opens a Broker on cfg.Store. Command requests that were
 // pending when the bastion last stopped belong to sessions that are gone:
 // they become abandoned, never approved. Pending access requests stay
-// pending until they expire.
+// pending until they expire. Only what is still live (pending requests,
+// running grants) is loaded: decided requests stay in the Store.
 func NewBroker(ctx context.Context, cfg BrokerConfig) (*Broker, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("approval: broker needs a store")
@@ -76,17 +77,23 @@ func NewBroker(ctx context.Context, cfg BrokerConfig) (*Broker, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	now := cfg.Now()
 	for _, r := range list {
 		r := r.clone()
-		b.reqs[r.ID] = &r
-		b.done[r.ID] = make(chan struct{})
-		if r.State != StatePending {
-			close(b.done[r.ID])
-			continue
-		}
-		if r.Kind == KindCommand {
+		switch {
+		case r.State == StatePending && r.Kind == KindCommand:
+			// Its session is gone: saved as abandoned, not kept.
+			b.done[r.ID] = make(chan struct{})
 			if err := b.finish(ctx, &r, StateAbandoned, nil); err != nil {
 				return nil, err
+			}
+			delete(b.done, r.ID)
+		case r.State == StatePending, r.GrantUntil != nil && now.Before(*r.GrantUntil):
+			// Still live: an access request waiting, a grant running.
+			b.reqs[r.ID] = &r
+			b.done[r.ID] = make(chan struct{})
+			if r.State != StatePending {
+				close(b.done[r.ID])
 			}
 		}
 	}
@@ -102,6 +109,14 @@ func (b *Broker) Submit(ctx context.Context, r Request) (Request, error) {
 	}
 	if len(r.Approvers) == 0 {
 		return Request{}, errors.New("approval: a request needs approver groups")
+	}
+	// A line too long to judge is too long to show an approver: refused,
+	// not stored (memory, index and audit records stay bounded).
+	if len(r.Line) > MaxLine {
+		return Request{}, refused("the command line is %d bytes, more than the %d an approver can be asked about", len(r.Line), MaxLine)
+	}
+	if len(r.Reason) > maxReasonBytes {
+		r.Reason = r.Reason[:maxReasonBytes]
 	}
 	r = r.clone()
 	r.Required = max(r.Required, 1)
@@ -134,29 +149,39 @@ const (
 	// MaxPendingPerRequester caps one requester's pending requests: each
 	// is a goroutine waiting and a line in every approver's list.
 	MaxPendingPerRequester = 20
-	// keepDecided is how long a decided request stays in memory (and in
-	// List) once the Broker holds more than keepMax.
-	keepDecided = time.Hour
-	keepMax     = 4096
+	// keepMax bounds the requests the Broker keeps in memory (and
+	// List shows): past it, the oldest decided ones are forgotten.
+	keepMax = 4096
+	// maxReasonBytes caps a requester's reason.
+	maxReasonBytes = 1024
 )
 
 // makeRoom refuses a request from requester when it has too many pending,
-// and forgets decided requests the Broker no longer needs when it holds
-// many. b.mu is held.
+// and forgets the oldest decided requests (not an access grant still
+// running) while the Broker holds more than keepMax. The Store keeps
+// them all. b.mu is held.
 func (b *Broker) makeRoom(requester string) error {
 	now, pending := b.cfg.Now(), 0
-	for id, r := range b.reqs {
-		if r.State == StatePending && r.Requester == requester && now.Before(r.Expires) {
-			pending++
-		}
-		if len(b.reqs) > keepMax && r.State != StatePending && now.Sub(*r.Decided) > keepDecided &&
-			(r.GrantUntil == nil || !now.Before(*r.GrantUntil)) {
-			delete(b.reqs, id)
-			delete(b.done, id)
+	var decided []*Request
+	for _, r := range b.reqs {
+		switch {
+		case r.State == StatePending:
+			if r.Requester == requester && now.Before(r.Expires) {
+				pending++
+			}
+		case r.GrantUntil == nil || !now.Before(*r.GrantUntil):
+			decided = append(decided, r)
 		}
 	}
 	if pending >= MaxPendingPerRequester {
 		return refused("you have %d requests waiting for approval; wait for them or cancel one", pending)
+	}
+	if extra := len(b.reqs) + 1 - keepMax; extra > 0 && len(decided) > 0 {
+		slices.SortFunc(decided, func(x, y *Request) int { return x.Decided.Compare(*y.Decided) })
+		for _, r := range decided[:min(extra, len(decided))] {
+			delete(b.reqs, r.ID)
+			delete(b.done, r.ID)
+		}
 	}
 	return nil
 }
@@ -171,6 +196,8 @@ func (b *Broker) Wait(ctx context.Context, id string) (Request, error) {
 		b.mu.Unlock()
 		return Request{}, ErrNotFound
 	}
+	// r, not the map, from here on: once decided, the request may be
+	// forgotten (makeRoom) before this waiter reads it.
 	done, expires := b.done[id], r.Expires
 	b.mu.Unlock()
 
@@ -182,22 +209,20 @@ func (b *Broker) Wait(ctx context.Context, id string) (Request, error) {
 	case <-ctx.Done():
 		// Cancel with a context of its own: ctx is already done, and the
 		// cancellation must still be saved and audited.
-		cr, err := b.settle(context.WithoutCancel(ctx), id, StateCancelled)
+		cr, err := b.settle(context.WithoutCancel(ctx), r, StateCancelled)
 		if err != nil {
 			return cr, err
 		}
 		return cr, context.Cause(ctx)
 	}
-	return b.settle(ctx, id, StateExpired)
+	return b.settle(ctx, r, StateExpired)
 }
 
-// settle returns request id, first moving it from pending to state if it
-// is still pending and either state is StateCancelled or its deadline has
-// passed.
-func (b *Broker) settle(ctx context.Context, id, state string) (Request, error) {
+// settle returns r, first moving it from pending to state if it is still
+// pending and either state is StateCancelled or its deadline has passed.
+func (b *Broker) settle(ctx context.Context, r *Request, state string) (Request, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	r := b.reqs[id]
 	if r.State == StatePending && (state == StateCancelled || !b.cfg.Now().Before(r.Expires)) {
 		if err := b.finish(ctx, r, state, nil); err != nil {
 			return r.clone(), err
@@ -222,7 +247,7 @@ func (b *Broker) Decide(ctx context.Context, id string, who Approver, approve bo
 	if err := b.mayDecide(r, who, approve); err != nil {
 		return r.clone(), err
 	}
-	d := Decision{By: who.Name, Approve: approve, Reason: reason, At: b.cfg.Now()}
+	d := Decision{By: who.Name, Principals: slices.Clone(who.Principals), Approve: approve, Reason: reason, At: b.cfg.Now()}
 	if !approve || r.approvals()+1 >= r.Required {
 		state := StateApproved
 		if !approve {
@@ -259,7 +284,7 @@ func (b *Broker) mayDecide(r *Request, who Approver, approve bool) error {
 	}
 	if approve {
 		for _, d := range r.Decisions {
-			if d.By == who.Name {
+			if d.By == who.Name || hasAny(d.Principals, who.Principals) {
 				return refused("you already approved request %s; rule %s needs %d different approvers", r.ID, r.Rule, r.Required)
 			}
 		}

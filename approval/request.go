@@ -75,10 +75,13 @@ type Request struct {
 
 // Decision is one approver's yes or no.
 type Decision struct {
-	By      string    `json:"by"`
-	Approve bool      `json:"approve"`
-	Reason  string    `json:"reason,omitempty"`
-	At      time.Time `json:"at"`
+	By string `json:"by"`
+	// Principals are all the principals of the approver's certificate:
+	// one person with two certificates is still one approver.
+	Principals []string  `json:"principals,omitempty"`
+	Approve    bool      `json:"approve"`
+	Reason     string    `json:"reason,omitempty"`
+	At         time.Time `json:"at"`
 }
 
 // Approver is who decides: the display name, every principal of the
