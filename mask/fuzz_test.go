@@ -17,6 +17,7 @@ import (
 //   - the reference finds no PAN in the output (with '*' counted as a word
 //     byte, so that the kept first six or last four digits of a masked PAN
 //     do not join their neighbours into a new one);
+//   - all of this for terminal output and for typed input (Config.Input);
 //   - a Writer fed the input in pieces cut at points derived from the input
 //     (in one of the modes, also derived from it) writes the same, and never holds more than MaxHold bytes.
 func FuzzMask(f *testing.F) {
@@ -30,27 +31,29 @@ func FuzzMask(f *testing.F) {
 		h.Write(in)
 		rng := rand.New(rand.NewPCG(h.Sum64(), 0))
 		cuts := randomCuts(rng, len(in))
-		for _, mode := range modes {
-			got, _ := Mask(nil, in, mode)
-			if len(got) != len(in) {
-				t.Fatalf("%v: length %d, want %d", mode, len(got), len(in))
-			}
-			for i := range in {
-				if got[i] != in[i] && (got[i] != '*' || in[i] < '0' || in[i] > '9') {
-					t.Fatalf("%v: byte %d changed from %q to %q", mode, i, in[i], got[i])
+		for _, input := range []bool{false, true} {
+			for _, mode := range modes {
+				got, _ := maskStream(nil, in, mode, input)
+				if len(got) != len(in) {
+					t.Fatalf("%v: length %d, want %d", mode, len(got), len(in))
 				}
-			}
-			if want := refMask(in, mode); !bytes.Equal(got, want) {
-				t.Fatalf("%v: differs from reference\n in: %q\ngot: %q\nref: %q", mode, in, got, want)
-			}
-			if pans := testenv.RefPANs(got, true); len(pans) > 0 {
-				t.Fatalf("%v: PAN at %v survives in %q", mode, pans[0], got)
-			}
-			if mode != modes[h.Sum64()%3] {
-				continue // one streamed mode per input keeps the fuzzer fast
-			}
-			if s := stream(t, in, cuts, mode); !bytes.Equal(s, got) {
-				t.Fatalf("%v: cuts %v change the output\n in: %q\ngot: %q\nwant %q", mode, cuts, in, s, got)
+				for i := range in {
+					if got[i] != in[i] && (got[i] != '*' || in[i] < '0' || in[i] > '9') {
+						t.Fatalf("%v: byte %d changed from %q to %q", mode, i, in[i], got[i])
+					}
+				}
+				if want := refMaskStream(in, mode, input); !bytes.Equal(got, want) {
+					t.Fatalf("%v (input %v): differs from reference\n in: %q\ngot: %q\nref: %q", mode, input, in, got, want)
+				}
+				if pans := testenv.RefJudge(got, true, input).PANs; len(pans) > 0 {
+					t.Fatalf("%v (input %v): PAN at %v survives in %q", mode, input, pans[0], got)
+				}
+				if mode != modes[h.Sum64()%3] || input != (h.Sum64()>>8&1 == 1) {
+					continue // one streamed mode per input keeps the fuzzer fast
+				}
+				if s := streamAs(t, in, cuts, mode, input); !bytes.Equal(s, got) {
+					t.Fatalf("%v (input %v): cuts %v change the output\n in: %q\ngot: %q\nwant %q", mode, input, cuts, in, s, got)
+				}
 			}
 		}
 	})

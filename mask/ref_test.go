@@ -2,10 +2,15 @@ package mask
 
 import "github.com/postern/postern/internal/testenv"
 
-// refMask masks src the reference way.
-func refMask(src []byte, mode Mode) []byte {
+// refMask masks src, terminal output, the reference way.
+func refMask(src []byte, mode Mode) []byte { return refMaskStream(src, mode, false) }
+
+// refMaskStream masks src, output or typed input, the reference way:
+// every PAN as mode says, and the digits forced by the hold bound whole.
+func refMaskStream(src []byte, mode Mode, input bool) []byte {
 	out := append([]byte(nil), src...)
-	for _, p := range testenv.RefPANs(src, false) {
+	res := testenv.RefJudge(src, false, input)
+	for _, p := range res.PANs {
 		lo, hi := 0, len(p)
 		switch mode {
 		case ModeFirst6Last4:
@@ -16,6 +21,9 @@ func refMask(src []byte, mode Mode) []byte {
 		for _, q := range p[lo:hi] {
 			out[q] = '*'
 		}
+	}
+	for _, q := range res.Forced {
+		out[q] = '*'
 	}
 	return out
 }
