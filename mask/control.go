@@ -60,9 +60,15 @@ func (s *scanner) erase(b []byte) {
 // lies holdLimit bytes or more before i, the byte about to be consumed.
 func (s *scanner) hold(i int) {
 	if s.nd > s.nf && i-s.dp[s.nf] >= holdLimit {
-		s.force(&s.cand)
+		s.forceLive()
 	}
 }
+
+// forceLive forces the live candidate; it is rare, and kept out of line so
+// that hold inlines.
+//
+//go:noinline
+func (s *scanner) forceLive() { s.force(&s.cand) }
 
 // force masks every live digit of c not yet masked, whatever the mode:
 // they may still become part of a PAN, and can no longer be held.

@@ -195,39 +195,6 @@ func TestFlushPolicy(t *testing.T) {
 	}
 }
 
-// TestHoldCap feeds a candidate whose one digit waits as long as the hold
-// bound allows, then an escape sequence of the longest length held whole,
-// one byte per Write: the Writer holds up to MaxHold bytes, never more,
-// and the digit is masked (forced) when the sequence ends.
-func TestHoldCap(t *testing.T) {
-	t.Parallel()
-	in := []byte("1")
-	in = append(in, bytes.Repeat([]byte{0}, holdLimit-1)...)
-	in = append(in, "\x1b]0;"+strings.Repeat("x", maxEscape-5)+"\x07"...)
-	in = append(in, " 1111\r\n"...)
-	var out bytes.Buffer
-	w := NewWriter(&out, Config{Deadline: -1})
-	maxHeld := 0
-	for i := range in {
-		w.Write(in[i : i+1])
-		maxHeld = max(maxHeld, len(w.buf))
-	}
-	w.Close()
-	if maxHeld > MaxHold {
-		t.Errorf("held %d bytes, cap %d", maxHeld, MaxHold)
-	}
-	if maxHeld < MaxHold-2 {
-		t.Errorf("held at most %d bytes: test does not reach the cap %d", maxHeld, MaxHold)
-	}
-	want, _ := Mask(nil, in, 0)
-	if !bytes.Equal(out.Bytes(), want) {
-		t.Errorf("output differs from Mask")
-	}
-	if want[0] != '*' || !bytes.HasSuffix(want, []byte(" 1111\r\n")) {
-		t.Errorf("the waiting digit is not masked, or more is: %q...%q", want[:2], want[len(want)-8:])
-	}
-}
-
 // chanSink passes each write to a channel.
 type chanSink chan []byte
 

@@ -21,55 +21,6 @@ const (
 	holdLimit = MaxHold - maxEscape
 )
 
-const (
-	escByte = 0x1b
-	bsByte  = 0x08 // BS: erases the byte before it
-	delByte = 0x7f // DEL: ignored in output, erases in input
-)
-
-// Byte classes.
-const (
-	cDigit = 1 << iota
-	cSep   // ' ' or '-': may join the digit groups of one PAN
-	cWord  // [0-9A-Za-z_]: a PAN never touches one
-	cStop  // digit or ESC: where the fast skip stops
-	cSlow  // ESC, an ignored control, BS or DEL: a digit run next to one takes the slow path
-	cIgn   // a control a terminal shows nothing for (DEL in output only)
-)
-
-var class = func() (t [256]uint8) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = cDigit | cWord | cStop
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] |= cWord
-		t[c-'a'+'A'] |= cWord
-	}
-	t['_'] = cWord
-	t[' '] = cSep
-	t['-'] = cSep
-	for c := range 0x20 {
-		if ignorable(byte(c)) {
-			t[c] = cIgn | cSlow
-		}
-	}
-	t[delByte] = cIgn | cSlow
-	t[bsByte] = cSlow
-	t[escByte] = cStop | cSlow
-	return t
-}()
-
-// ignorable reports whether the C0 control c moves nothing on a terminal:
-// all but BS (erase), HT, LF, VT, FF and CR (they move the cursor) and
-// CAN, SUB and ESC (they end or start escape sequences).
-func ignorable(c byte) bool {
-	switch c {
-	case bsByte, '\t', '\n', '\v', '\f', '\r', 0x18, 0x1a, escByte:
-		return false
-	}
-	return c < 0x20
-}
-
 // luhnDouble[d] is the Luhn value of digit d in a doubled position.
 var luhnDouble = [10]uint8{0, 2, 4, 6, 8, 1, 3, 5, 7, 9}
 
@@ -487,31 +438,4 @@ func (s *scanner) brk(b []byte) {
 		s.st, s.ng, s.nd, s.nf = stText, 0, 0, 0
 	}
 	s.prev, s.prev2 = 0, 0
-}
-
-// Mask appends src to dst with every PAN masked as mode says, and returns
-// the extended buffer and the number of PANs masked. It judges src as a
-// whole stream of terminal output: the same as writing src to a Writer
-// and closing it.
-func Mask(dst, src []byte, mode Mode) ([]byte, int) {
-	return maskStream(dst, src, mode, false)
-}
-
-// maskStream is Mask for terminal output (input false) or typed input.
-func maskStream(dst, src []byte, mode Mode, input bool) ([]byte, int) {
-	start := len(dst)
-	dst = append(dst, src...)
-	var s scanner
-	s.mode, s.input = mode, input
-	s.scan(dst[start:], 0, true)
-	return dst, int(s.count)
-}
-
-// MaskInPlace masks every PAN in b in place, judging b as a whole stream
-// like Mask, and returns the number of PANs masked.
-func MaskInPlace(b []byte, mode Mode) int {
-	var s scanner
-	s.mode = mode
-	s.scan(b, 0, true)
-	return int(s.count)
 }
