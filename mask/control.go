@@ -1,5 +1,7 @@
 package mask
 
+import "math"
+
 // The scanner's handling of what a terminal shows as nothing or takes
 // back: ignored controls, erases (BS, and DEL in typed input), the hold
 // bound that masks a candidate that waits too long, and the track 2
@@ -62,6 +64,14 @@ func (s *scanner) hold(i int) {
 	if s.nd > s.nf && i-s.dp[s.nf] >= holdLimit {
 		s.forceLive()
 	}
+}
+
+// holdAt is the position from which hold masks the live candidate.
+func (s *scanner) holdAt() int {
+	if s.nd > s.nf {
+		return s.dp[s.nf] + holdLimit
+	}
+	return math.MaxInt
 }
 
 // forceLive forces the live candidate; it is rare, and kept out of line so

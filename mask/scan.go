@@ -91,7 +91,16 @@ func (s *scanner) scan(b []byte, i int, final bool) int {
 		for i < len(b) {
 			switch s.esc {
 			case escNone:
-				i = s.step(b, i)
+				switch s.st {
+				case stText:
+					i = s.text(b, i)
+				case stGroup:
+					i = s.group(b, i)
+				case stSep:
+					i = s.afterSep(b, i)
+				default:
+					i = s.expiry(b, i)
+				}
 			case escPay, escPayEsc:
 				i = s.pay(b, i)
 			default:
@@ -212,7 +221,18 @@ outer:
 		break
 	}
 	if j > start {
-		s.look(b, start, j)
+		// The last two bytes before j are the visible ones, unless
+		// controls are among them (rare): then look finds them.
+		if c1 := b[j-1]; c1 >= 0x20 && c1 != delByte && (j-2 < start || b[j-2] >= 0x20 && b[j-2] != delByte) {
+			if j-2 >= start {
+				s.prev2 = b[j-2]
+			} else {
+				s.prev2 = s.prev
+			}
+			s.prev = c1
+		} else {
+			s.look(b, start, j)
+		}
 	}
 	if j == n {
 		return j
@@ -264,10 +284,25 @@ func (s *scanner) look(b []byte, start, j int) {
 
 // group consumes the digits of the current group and what ends it.
 func (s *scanner) group(b []byte, i int) int {
-	j := i
+	// The hold bound is checked where it may apply: at is where the
+	// first unmasked digit would have waited too long. A digit added in
+	// this loop cannot wait that long within it, and a drop only moves
+	// that digit later, so at is never late.
+	j, at := i, s.holdAt()
 	for j < len(b) && b[j]-'0' <= 9 {
-		s.hold(j)
-		s.digit(b[j], j)
+		if j >= at {
+			s.hold(j)
+			at = s.holdAt()
+		}
+		if s.curDead || s.curN == maxDigits || s.nd == maxDigits {
+			s.digit(b[j], j)
+		} else { // digit, its common case written out
+			s.curN++
+			s.dv[s.nd] = b[j] - '0'
+			s.dp[s.nd] = j
+			s.nd++
+			s.gs[s.ng-1].n++
+		}
 		j++
 	}
 	if j > i {
