@@ -197,3 +197,54 @@ func TestTrack2(t *testing.T) {
 		}
 	}
 }
+
+// TestTerminalRandom holds the scanner and the Writer to the reference on
+// streams built from what the terminal rules are about, at the lengths
+// the fuzzer rarely reaches: long escape sequences (committed ones,
+// strings with digits inside), long runs of ignored controls that reach
+// the hold bound, erases and track 2 dates between digit groups.
+func TestTerminalRandom(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(13, 2))
+	pick := func(s ...string) string { return s[rng.IntN(len(s))] }
+	n := 300
+	if testing.Short() {
+		n = 50
+	}
+	for range n {
+		var b strings.Builder
+		for b.Len() < 200+rng.IntN(6000) {
+			switch rng.IntN(12) {
+			case 0, 1, 2:
+				b.WriteString(pick("4111", "1111", "5555", "4444", "3782", "82246310005", "4111111111111111", "5", "0", "12"))
+			case 3:
+				b.WriteString(pick(" ", "-", "  ", "x", "D", "d", "=", ";", "%B", "\r\n", "\x18"))
+			case 4:
+				b.WriteString(strings.Repeat(pick("\x1b[0m", "\x1b[38;5;208m", "\x00", "\x07", "\x7f", "\x0e\x0f"), 1+rng.IntN(rng.IntN(600)+1)))
+			case 5:
+				b.WriteString("\x1b]" + pick("0;", "8;;") + strings.Repeat(pick("a", "1", " 4111", "/"), rng.IntN(120)) + pick("\x07", "\x1b\\", "\x1b[m", "\x18", "", "\x1b"))
+			case 6:
+				b.WriteString("\x1b[" + strings.Repeat(pick("1;", "38;5;2", "?"), rng.IntN(50)) + pick("m", "K", "\x00", "", "x"))
+			case 7:
+				b.WriteString(strings.Repeat(pick("\b", "\x7f"), 1+rng.IntN(3)))
+			case 8:
+				b.WriteString(pick("2512", "2513", "251", "2501201"))
+			case 9:
+				b.WriteString(strings.Repeat("\x00", holdLimit-rng.IntN(80)))
+			default:
+				b.WriteString(pick("a", "\x1b", "P", "\\", "?", "B"))
+			}
+		}
+		in := b.String()
+		for _, input := range []bool{false, true} {
+			mode := modes[rng.IntN(3)]
+			got, _ := maskStream(nil, []byte(in), mode, input)
+			if ref := refMaskStream([]byte(in), mode, input); !bytes.Equal(got, ref) {
+				t.Fatalf("%v (input %v): differs from the reference\n in: %q\ngot: %q\nref: %q", mode, input, in, got, ref)
+			}
+			if s := streamAs(t, []byte(in), randomCuts(rng, len(in)), mode, input); !bytes.Equal(s, got) {
+				t.Fatalf("%v (input %v): the Writer differs from Mask\n in: %q", mode, input, in)
+			}
+		}
+	}
+}
