@@ -5,9 +5,8 @@ package mask
 
 // judge masks every PAN that ends with the last live group, which has just
 // ended on a non-word byte: each run of consecutive live groups, ending with
-// the last, of 13 to 19 digits that passes the Luhn check and, unless
-// s.detect says otherwise, is a number a brand issues, in a grouping cards
-// are printed with.
+// the last, of 13 to 19 digits that passes the Luhn check and that card
+// accepts.
 func (s *scanner) judge(b []byte) {
 	sum, k := 0, 0
 	for g := s.ng - 1; g >= 0; g-- {
@@ -27,13 +26,22 @@ func (s *scanner) judge(b []byte) {
 }
 
 // card reports whether the Luhn-valid candidate made of live groups g to
-// the last, k digits in all, is a card number. It is off the hot path:
-// only a tenth of the candidates pass the Luhn check.
+// the last, k digits in all, is a card number under s.detect: for
+// DetectBrands, one a brand issues, written in a grouping cards are
+// printed with, and if in one group, not after digits and a dash. It is
+// off the hot path: only a tenth of the candidates pass the Luhn check.
 func (s *scanner) card(g, k int) bool {
 	if s.detect != DetectBrands {
 		return true
 	}
-	if n := s.ng - g; n > 1 {
+	switch n := s.ng - g; {
+	case n == 1 && s.gs[g].dashed:
+		// One group after digits and a dash: the tail of a dash-joined
+		// ID (ansible-tmp-1796508318.0950022-32551-159562470313253),
+		// whatever the digits before it. The flag is the group's own:
+		// the group before may have left the live groups (drop).
+		return false
+	case n > 1:
 		if n > maxGroups {
 			return false
 		}

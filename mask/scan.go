@@ -33,7 +33,12 @@ const (
 )
 
 // group is a run of digits dv[first:first+n].
-type group struct{ first, n int }
+// dashed is set when the group follows a '-' that follows a digit: alone,
+// it is the tail of a dash-joined ID (see card).
+type group struct {
+	first, n int
+	dashed   bool
+}
 
 // cand is the state of one judged stream: the run being read and its live
 // candidate, the digit groups that may still belong to a PAN (at most
@@ -408,7 +413,7 @@ func (s *scanner) afterSep(b []byte, i int) int {
 	}
 	s.chainSep = s.sep
 	s.st, s.curN, s.curDead, s.curSepd = stGroup, 0, false, true
-	s.gs[s.ng] = group{first: s.nd}
+	s.gs[s.ng] = group{first: s.nd, dashed: s.sep == '-'}
 	s.ng++
 	return i
 }

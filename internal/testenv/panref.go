@@ -45,11 +45,12 @@ type RefResult struct {
 // RefPANs returns the PANs in b, terminal output, as lists of digit
 // positions: numbers a payment brand issues (RefIssued) passing the Luhn
 // check, contiguous or in groups split by one kind of separator (space or
-// dash) in a grouping cards are printed with (refPrinted), escape
-// sequences and ignored controls between them ignored, erases applied, not
-// inside a longer number or a word (with starWord, '*' counts as a word
-// byte, so a masked number's digits are not found again). Payloads of
-// string escapes are searched on their own.
+// dash) in a grouping cards are printed with (refPrinted), but not one
+// group joined by a dash to digits before it; escape sequences and ignored
+// controls between them ignored, erases applied, not inside a longer
+// number or a word (with starWord, '*' counts as a word byte, so a masked
+// number's digits are not found again). Payloads of string escapes are
+// searched on their own.
 func RefPANs(b []byte, starWord bool) [][]int {
 	return RefJudge(b, RefOpts{StarWord: starWord}).PANs
 }
@@ -128,8 +129,8 @@ const (
 )
 
 // refRun walks the tokens of one stream. Its candidate is groups: the
-// live groups of the run being read, as digit positions, oldest first, at
-// most 19 digits in all.
+// live groups of the run being read, oldest first, at most 19 digits in
+// all.
 type refRun struct {
 	b        []byte
 	starWord bool
@@ -138,7 +139,7 @@ type refRun struct {
 
 	st            int
 	prev, prev2   byte // the last two visible bytes; 0 after a break
-	groups        [][]int
+	groups        []refDigits
 	forced        int  // digits of groups (in order) masked already
 	cur           int  // digits of the current group, live or not
 	curDead       bool // the current group is not in groups
@@ -148,10 +149,18 @@ type refRun struct {
 	track, month  int
 }
 
+// refDigits is a digit group: its digit positions, and the separator
+// that joined it to the digit group before it (lead; 0 if it starts a
+// run).
+type refDigits struct {
+	pos  []int
+	lead byte
+}
+
 func (r *refRun) digits() []int {
 	var d []int
 	for _, g := range r.groups {
-		d = append(d, g...)
+		d = append(d, g.pos...)
 	}
 	return d
 }
@@ -226,7 +235,7 @@ func (r *refRun) startGroup() {
 	r.st, r.cur, r.curDead, r.curSepd = refGroup, 0, !live, false
 	r.groups, r.forced = nil, 0
 	if live {
-		r.groups, r.firstSepd = [][]int{nil}, false
+		r.groups, r.firstSepd = []refDigits{{}}, false
 	}
 }
 
@@ -243,11 +252,12 @@ func (r *refRun) digit(pos int) {
 	if len(r.digits()) == 19 {
 		r.drop()
 	}
-	r.groups[len(r.groups)-1] = append(r.groups[len(r.groups)-1], pos)
+	g := &r.groups[len(r.groups)-1]
+	g.pos = append(g.pos, pos)
 }
 
 func (r *refRun) drop() {
-	r.forced = max(r.forced-len(r.groups[0]), 0)
+	r.forced = max(r.forced-len(r.groups[0].pos), 0)
 	r.groups = r.groups[1:]
 	r.firstSepd = true
 }
@@ -282,7 +292,7 @@ func (r *refRun) join() {
 	}
 	r.chainSep = r.sep
 	r.st, r.cur, r.curDead, r.curSepd = refGroup, 0, false, true
-	r.groups = append(r.groups, nil)
+	r.groups = append(r.groups, refDigits{lead: r.sep})
 }
 
 // end ends the run.
@@ -294,25 +304,30 @@ func (r *refRun) end() {
 func (r *refRun) judge() {
 	var digits, lens []int
 	for g := len(r.groups) - 1; g >= 0; g-- {
-		digits = append(append([]int(nil), r.groups[g]...), digits...)
-		lens = append([]int{len(r.groups[g])}, lens...)
-		if refIsPAN(r.b, digits, lens, r.luhn) {
+		digits = append(append([]int(nil), r.groups[g].pos...), digits...)
+		lens = append([]int{len(r.groups[g].pos)}, lens...)
+		if refIsPAN(r.b, digits, lens, r.groups[g].lead, r.luhn) {
 			r.res.PANs = append(r.res.PANs, digits)
 		}
 	}
 }
 
 // refIsPAN is the PAN decision: whether the digits of b at positions pos,
-// written in groups of the lengths lens (one group: contiguous), are a
-// card number. That is 13 to 19 digits that pass the Luhn check and,
-// unless luhn is set, that a brand issues, in a grouping cards are printed
-// with.
-func refIsPAN(b []byte, pos, lens []int, luhn bool) bool {
+// written in groups of the lengths lens (one group: contiguous), the first
+// joined by lead to a digit group before it (0 if none), are a card
+// number. That is 13 to 19 digits that pass the Luhn check and, unless
+// luhn is set, that a brand issues, in a grouping cards are printed with,
+// and not one group after digits and a dash (the tail of a dash-joined
+// ID).
+func refIsPAN(b []byte, pos, lens []int, lead byte, luhn bool) bool {
 	if len(pos) < 13 || len(pos) > 19 || !RefLuhn(b, pos) {
 		return false
 	}
 	if luhn {
 		return true
+	}
+	if len(lens) == 1 && lead == '-' {
+		return false
 	}
 	digits := make([]byte, len(pos))
 	for i, p := range pos {
@@ -332,7 +347,7 @@ func (r *refRun) erase() {
 		r.cur--
 		if !r.curDead {
 			g := &r.groups[len(r.groups)-1]
-			*g = (*g)[:len(*g)-1]
+			g.pos = g.pos[:len(g.pos)-1]
 			r.forced = min(r.forced, len(r.digits()))
 		}
 		if r.cur > 0 {
@@ -347,7 +362,7 @@ func (r *refRun) erase() {
 		}
 	case refSep:
 		if n := len(r.groups); n > 0 {
-			r.st, r.cur, r.curDead = refGroup, len(r.groups[n-1]), false
+			r.st, r.cur, r.curDead = refGroup, len(r.groups[n-1].pos), false
 			r.curSepd = n > 1 || r.firstSepd
 			return
 		}
