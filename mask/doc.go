@@ -61,14 +61,15 @@
 //     passes the Luhn check (in "ansible-tmp-1796508318.0950022-32551-
 //     159562470313253" a UATP number follows "32551-"). The group before
 //     may be any digits, even ones that cannot be part of a PAN ("x1-",
-//     a group of 20); the dash is the visible byte before the group once
-//     erases are applied, and the transparent bytes around it do not
-//     count. Only what comes before matters: a PAN followed by a dash or
-//     a space and more digits ("4111111111111111-123",
-//     "4111111111111111 123", a card number then a CVV) is masked, and a
-//     candidate of several groups after a dash-joined number keeps the
-//     grouping rule ("32551-4111-1111-1111-1111" masks its last four
-//     groups). So epoch milliseconds ("1796149455125": under 17 brands
+//     a group of 20). The dash and those digits are the visible bytes
+//     before the group as erases leave them, transparent bytes around
+//     them not counted; a break between them and the group (an erase that
+//     is one, say) ends the run, so the group is judged afresh. Only what
+//     comes before matters: a PAN followed by a dash or a space and more
+//     digits ("4111111111111111-123", "4111111111111111 123", a card
+//     number then a CVV) is masked, and a candidate of several groups
+//     after a dash-joined number keeps the grouping rule
+//     ("32551-4111-1111-1111-1111" masks its last four groups). So epoch milliseconds ("1796149455125": under 17 brands
 //     issue only 15 digits), order numbers under prefixes no brand uses,
 //     and dash-joined IDs ("ansible-tmp-1796149455.1285965-32464-
 //     540584239609", groups 5-12) pass unchanged, while "4111 1111 1111
