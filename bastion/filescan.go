@@ -37,8 +37,10 @@ var scanBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // scanOverlap is how many bytes of a file's previous chunk are judged again
 // with the next one, so that a card number split between two chunks is
-// found: the most a number can span, escape sequences between its digits
-// included (mask.MaxHold).
+// found: the masker's hold bound (mask.MaxHold). A stream masker masks the
+// digits of a number that spans more (invisible bytes between its digits)
+// before it ends; judged in chunks, such a number's first digits are seen
+// only if they lie within the overlap.
 const scanOverlap = mask.MaxHold
 
 // fileScan judges one downloaded file's bytes for card numbers as they

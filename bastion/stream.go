@@ -152,8 +152,9 @@ func newInputStage(st *channel, dst io.Writer) *inputStage {
 	if st.rec.recordsInput() {
 		var sink io.Writer = recordInput{st}
 		if mode, ok := st.c.maskMode(); ok {
-			// No deadline: keystrokes arrive one by one.
-			in.m = mask.NewWriter(sink, mask.Config{Mode: mode, Detect: st.c.maskDetect(), Deadline: -1})
+			// No deadline: keystrokes arrive one by one. Input: DEL is
+			// the erase key, so a corrected number is judged as typed.
+			in.m = mask.NewWriter(sink, mask.Config{Mode: mode, Detect: st.c.maskDetect(), Deadline: -1, Input: true})
 			sink = in.m
 		}
 		in.rec = sink

@@ -1,16 +1,28 @@
 package mask
 
 // The scanner's escape-sequence states: a terminal shows nothing for an
-// escape sequence, so one between digit groups does not end a candidate
-// (up to maxGap bytes of them), and the text payload of a string escape
-// is judged on its own.
+// escape sequence, so one between digit groups does not end a candidate,
+// and the text payload of a string escape is judged on its own. A sequence
+// is held whole while it is at most maxEscape bytes long, so that one that
+// turns out broken can be read as text; past that it is committed: it is
+// a sequence to its end, whatever comes, and a string's payload is judged
+// as it passes.
+
+// Escape sequence parser states.
+const (
+	escNone   uint8 = iota
+	escStart        // after ESC
+	escCSI          // ESC [ parameters and intermediates
+	escNF           // ESC and intermediates (0x20-0x2F)
+	escStr          // OSC, DCS, SOS, PM or APC payload, held
+	escStrEsc       // ESC inside a held string: only ST (ESC \) may follow
+	escPay          // the payload of a committed string, judged as it passes
+	escPayEsc       // ESC inside a committed string
+)
 
 // startEscape begins an escape sequence at b[i] (ESC).
 func (s *scanner) startEscape(b []byte, i int) int {
-	s.esc, s.escAt, s.escLen = escStart, i, 1
-	if s.gap+1 > maxGap {
-		s.brk(b)
-	}
+	s.esc, s.escAt, s.escLen, s.escLong = escStart, i, 1, false
 	return i + 1
 }
 
@@ -40,7 +52,7 @@ func (s *scanner) escape(b []byte, i int) int {
 			case c >= 0x40 && c <= 0x7e:
 				s.esc = escNone
 			default:
-				return s.broken(b)
+				return s.disallowed(b, i)
 			}
 		case escNF:
 			switch {
@@ -48,7 +60,7 @@ func (s *scanner) escape(b []byte, i int) int {
 			case c >= 0x30 && c <= 0x7e:
 				s.esc = escNone
 			default:
-				return s.broken(b)
+				return s.disallowed(b, i)
 			}
 		case escStr:
 			switch c {
@@ -66,40 +78,73 @@ func (s *scanner) escape(b []byte, i int) int {
 			s.esc, term = escNone, 2
 		}
 		if s.esc == escNone {
+			s.hold(i)
+			s.escLong = false
 			if term > 0 {
 				s.payload(b, s.escAt+2, i+1-term)
 			}
-			s.gap += s.escLen
-			if s.gap > maxGap {
-				s.brk(b)
-			}
 			return i + 1
 		}
-		if s.escLen >= maxEscape {
-			return s.broken(b)
+		if !s.escLong && s.escLen >= maxEscape {
+			if s.esc == escStr || s.esc == escStrEsc {
+				// Judge the payload as it passes, from its start.
+				s.esc, s.escLong = escPay, true
+				s.saved, s.cand = s.cand, cand{}
+				return s.escAt + 2
+			}
+			s.escLong = true
 		}
-		if s.gap+s.escLen > maxGap {
-			s.brk(b)
+		if s.escLong {
+			s.hold(i)
 		}
 	}
+	return i
+}
+
+// disallowed handles b[i], a byte the grammar of the sequence in progress
+// does not allow: a held sequence is broken; a committed one ends before
+// it, and b[i] is read as if no sequence had been.
+func (s *scanner) disallowed(b []byte, i int) int {
+	if !s.escLong {
+		return s.broken(b)
+	}
+	s.esc, s.escLong = escNone, false
 	return i
 }
 
 // broken handles an escape sequence that is malformed, too long or
 // unterminated: its ESC is a break and the bytes after it are text.
 func (s *scanner) broken(b []byte) int {
-	s.esc = escNone
+	s.esc, s.escLong = escNone, false
 	s.brk(b)
 	return s.escAt + 1
 }
 
-// payload masks PANs in the text b[from:to] of a string escape (an OSC
-// window title, say), judged on its own.
+// unterminated ends the escape sequence in progress at the end of the
+// stream, and returns where reading goes on.
+func (s *scanner) unterminated(b []byte) int {
+	switch {
+	case s.esc == escPay:
+		s.endPay(b)
+		return len(b)
+	case s.esc == escPayEsc:
+		// The string ended before its last byte, a lone ESC.
+		s.endPay(b)
+		return s.broken(b)
+	case s.escLong:
+		s.esc, s.escLong = escNone, false
+		return len(b)
+	}
+	return s.broken(b)
+}
+
+// payload masks PANs in the text b[from:to] of a held string escape (an
+// OSC window title, say), judged on its own.
 func (s *scanner) payload(b []byte, from, to int) {
 	if to-from < minDigits {
 		return
 	}
-	sub := scanner{mode: s.mode, detect: s.detect}
+	sub := scanner{mode: s.mode, detect: s.detect, input: s.input}
 	if s.out == nil { // read-only and nothing masked yet: look first
 		sub.ro = true // and no src: hide only records that it was called
 		sub.scan(b[from:to], 0, true)
@@ -107,10 +152,67 @@ func (s *scanner) payload(b []byte, from, to int) {
 			return
 		}
 		s.out = append(s.spare, s.src...)
-		sub = scanner{mode: s.mode, detect: s.detect}
+		sub = scanner{mode: s.mode, detect: s.detect, input: s.input}
 	}
 	sub.scan(s.out[from:to], 0, true)
 	s.count += sub.count
+}
+
+// pay consumes bytes of a committed string: its payload is judged as a
+// stream of its own (the outer stream's state waits in saved) up to the
+// terminator.
+func (s *scanner) pay(b []byte, i int) int {
+	if s.esc == escPayEsc {
+		if b[i] == '\\' { // ST
+			s.holdSaved(i)
+			s.endPay(b)
+			return i + 1
+		}
+		// The string ended before the ESC, which starts a sequence.
+		s.endPay(b)
+		s.esc, s.escLen = escStart, 1
+		return i
+	}
+	t := i
+	for t < len(b) && b[t] != 0x07 && b[t] != escByte && b[t] != 0x18 && b[t] != 0x1a {
+		t++
+	}
+	if t > i {
+		s.holdSaved(t - 1)
+		for p := b[:t]; i < t; {
+			i = s.step(p, i)
+		}
+	}
+	if t == len(b) {
+		return t
+	}
+	switch b[t] {
+	case 0x07:
+		s.holdSaved(t)
+		s.endPay(b)
+		return t + 1
+	case escByte:
+		s.esc, s.escAt = escPayEsc, t
+		return t + 1
+	}
+	s.endPay(b) // CAN or SUB: the string ends before it
+	return t
+}
+
+// holdSaved applies the hold bound to the outer stream's candidate while
+// a committed string passes: i is a byte of the string.
+func (s *scanner) holdSaved(i int) {
+	if sv := &s.saved; sv.nd > sv.nf && i-sv.dp[sv.nf] >= holdLimit {
+		s.force(sv)
+	}
+}
+
+// endPay ends a committed string: its payload ends as a stream does, and
+// the outer stream's state returns.
+func (s *scanner) endPay(b []byte) {
+	s.brk(b)
+	s.cand = s.saved
+	s.esc, s.escLong = escNone, false
 }
 
 const (

@@ -176,40 +176,6 @@ func TestFlushPolicy(t *testing.T) {
 	}
 }
 
-// TestHoldCap feeds the longest candidate that stays live, with the most
-// escape bytes allowed in every gap, one byte per Write.
-func TestHoldCap(t *testing.T) {
-	t.Parallel()
-	esc := "\x1b]0;" + strings.Repeat("x", 59) + "\x07" // 64 bytes
-	var in []byte
-	for i := range 19 {
-		if i > 0 {
-			in = append(in, ' ')
-			in = append(in, esc...)
-		}
-		in = append(in, '1')
-		in = append(in, esc...)
-	}
-	in = append(in, "\r\n"...)
-	var out bytes.Buffer
-	w := NewWriter(&out, Config{Deadline: -1})
-	maxHeld := 0
-	for i := range in {
-		w.Write(in[i : i+1])
-		maxHeld = max(maxHeld, len(w.buf))
-	}
-	w.Close()
-	if maxHeld > MaxHold {
-		t.Errorf("held %d bytes, cap %d", maxHeld, MaxHold)
-	}
-	if maxHeld < MaxHold-70 {
-		t.Errorf("held at most %d bytes: test does not reach the cap %d", maxHeld, MaxHold)
-	}
-	if want, _ := Mask(nil, in, 0); !bytes.Equal(out.Bytes(), want) {
-		t.Errorf("output differs from Mask")
-	}
-}
-
 // chanSink passes each write to a channel.
 type chanSink chan []byte
 

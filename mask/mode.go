@@ -50,9 +50,9 @@ type Detect int
 
 const (
 	// DetectBrands masks a number only if a payment brand issues numbers
-	// of its prefix and length, it is written in one group or in a
-	// grouping cards are printed with, and it passes the Luhn check. It is
-	// the zero value.
+	// of its prefix and length, it is written in one group that does not
+	// follow digits and a dash or in a grouping cards are printed with,
+	// and it passes the Luhn check. It is the zero value.
 	DetectBrands Detect = iota
 	// DetectLuhn masks every number of 13 to 19 digits, in one group or
 	// any groups, that passes the Luhn check: the broader rule, which also

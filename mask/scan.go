@@ -9,39 +9,17 @@ import (
 const (
 	minDigits = 13 // shortest PAN
 	maxDigits = 19 // longest PAN
-	maxEscape = 64 // longest escape sequence that is transparent, ESC to final byte
-	maxGap    = 64 // most escape bytes between two visible bytes that keep a candidate whole
+	maxEscape = 64 // longest escape sequence held whole; a longer one is committed
 
-	// MaxHold is the most bytes a Writer holds back: a candidate of 19
-	// digits and 18 separators, each of these 37 visible bytes followed by
-	// up to 64 bytes of escape sequences.
-	MaxHold = (2*maxDigits - 1) * (1 + maxGap)
+	// MaxHold is the most bytes a Writer holds back: a candidate's first
+	// digit not yet masked is never more than holdLimit bytes back, and
+	// an unfinished escape sequence after it adds at most maxEscape.
+	MaxHold = 4096
+
+	// holdLimit is how far back a candidate's first unmasked digit may
+	// lie before the candidate is masked without waiting for its end.
+	holdLimit = MaxHold - maxEscape
 )
-
-const escByte = 0x1b
-
-// Byte classes.
-const (
-	cDigit = 1 << iota
-	cSep   // ' ' or '-': may join the digit groups of one PAN
-	cWord  // [0-9A-Za-z_]: a PAN never touches one
-	cStop  // digit or ESC: where the fast skip stops
-)
-
-var class = func() (t [256]uint8) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = cDigit | cWord | cStop
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] |= cWord
-		t[c-'a'+'A'] |= cWord
-	}
-	t['_'] = cWord
-	t[' '] = cSep
-	t['-'] = cSep
-	t[escByte] = cStop
-	return t
-}()
 
 // luhnDouble[d] is the Luhn value of digit d in a doubled position.
 var luhnDouble = [10]uint8{0, 2, 4, 6, 8, 1, 3, 5, 7, 9}
@@ -51,27 +29,45 @@ const (
 	stText  uint8 = iota // not in a digit run
 	stGroup              // in a group of digits
 	stSep                // after a group and one separator
+	stTrack              // after a candidate and a track 2 'D': reading the expiry
 )
 
-// Escape sequence parser states.
-const (
-	escNone   uint8 = iota
-	escStart        // after ESC
-	escCSI          // ESC [ parameters and intermediates
-	escNF           // ESC and intermediates (0x20-0x2F)
-	escStr          // OSC, DCS, SOS, PM or APC payload
-	escStrEsc       // ESC inside a string: only ST (ESC \) may follow
-)
+// group is a run of digits dv[first:first+n].
+// dashed is set when the group follows a '-' that follows a digit: alone,
+// it is the tail of a dash-joined ID (see card).
+type group struct {
+	first, n int
+	dashed   bool
+}
 
-// group is a run of digits s.dv[first:first+n].
-type group struct{ first, n int }
+// cand is the state of one judged stream: the run being read and its live
+// candidate, the digit groups that may still belong to a PAN (at most
+// maxDigits digits in all). The payload of a long string escape is judged
+// with a second one.
+type cand struct {
+	st          uint8
+	prev, prev2 byte // last two visible bytes; 0 after a break
+	chainSep    byte // separator joining the live groups
+	sep         byte // stSep: the separator just read
+	curDead     bool // the current group cannot be part of a PAN
+	curSepd     bool // the current group follows a separator
+	firstSepd   bool // gs[0] follows a separator
+	curN        int  // digits of the current group
+	track       int  // stTrack: digits read after the 'D'
+	month       int  // stTrack: the expiry month's tens
+
+	ng, nd, nf int              // live groups, digits, digits masked early (forced)
+	gs         [maxDigits]group // live groups, oldest first; the last may be current
+	dv         [maxDigits]uint8 // digit values
+	dp         [maxDigits]int   // digit positions in the buffer
+}
 
 // scanner finds and masks PANs in a buffer it is handed piece by piece. It
-// keeps the state of the live candidate: the digit groups that may still
-// belong to a PAN, at most maxDigits digits in all. It never allocates.
+// never allocates.
 type scanner struct {
 	mode   Mode
 	detect Detect
+	input  bool  // DEL erases (typed input) rather than being ignored
 	count  int64 // PANs masked
 	// Masks are written to out, which is the scanned buffer itself unless
 	// ro is set: then the buffer is the caller's (a Writer's input), and
@@ -80,21 +76,13 @@ type scanner struct {
 	ro              bool
 	out, src, spare []byte
 
-	st          uint8
-	prev, prev2 byte // last two visible bytes; 0 after a break
-	chainSep    byte // separator joining the live groups
-	curN        int  // digits of the current group
-	curDead     bool // the current group cannot be part of a PAN
-	gap         int  // escape bytes since the last visible byte or break
+	cand
+	saved cand // the outer stream's state while a long string's payload is judged
 
-	esc    uint8 // escape parser state
-	escAt  int   // position of the ESC in the buffer
-	escLen int
-
-	ng, nd int              // live groups and their digits
-	gs     [maxDigits]group // live groups, oldest first; the last may be current
-	dv     [maxDigits]uint8 // digit values
-	dp     [maxDigits]int   // digit positions in the buffer
+	esc     uint8 // escape parser state
+	escLong bool  // the sequence in progress is committed (past maxEscape)
+	escAt   int   // position of the ESC in the buffer
+	escLen  int
 }
 
 // scan consumes b[i:] and returns how many bytes of b are final: masked
@@ -107,44 +95,71 @@ func (s *scanner) scan(b []byte, i int, final bool) int {
 	}
 	for {
 		for i < len(b) {
-			if s.esc != escNone {
-				i = s.escape(b, i)
-				continue
-			}
-			switch s.st {
-			case stText:
-				i = s.text(b, i)
-			case stGroup:
-				i = s.group(b, i)
+			switch s.esc {
+			case escNone:
+				switch s.st {
+				case stText:
+					i = s.text(b, i)
+				case stGroup:
+					i = s.group(b, i)
+				case stSep:
+					i = s.afterSep(b, i)
+				default:
+					i = s.expiry(b, i)
+				}
+			case escPay, escPayEsc:
+				i = s.pay(b, i)
 			default:
-				i = s.afterSep(b, i)
+				i = s.escape(b, i)
 			}
 		}
 		if !final {
 			break
 		}
 		if s.esc != escNone {
-			// An unterminated escape at the end of the stream is not one.
-			i = s.broken(b)
+			i = s.unterminated(b)
 			continue
 		}
 		s.brk(b)
 		break
 	}
 	lim := len(b)
-	if s.esc != escNone {
-		lim = s.escAt
+	switch {
+	case s.esc == escNone || s.esc == escPay:
+	case s.esc == escPayEsc || !s.escLong:
+		lim = s.escAt // a held sequence, or an ESC that may start one
 	}
-	if s.nd > 0 && s.dp[0] < lim {
-		lim = s.dp[0]
+	if s.nd > s.nf {
+		lim = min(lim, s.dp[s.nf])
+	}
+	if s.esc == escPay || s.esc == escPayEsc {
+		if sv := &s.saved; sv.nd > sv.nf {
+			lim = min(lim, sv.dp[sv.nf])
+		}
 	}
 	return lim
+}
+
+// step consumes the byte at b[i] (and maybe more) outside escape sequences.
+func (s *scanner) step(b []byte, i int) int {
+	switch s.st {
+	case stText:
+		return s.text(b, i)
+	case stGroup:
+		return s.group(b, i)
+	case stSep:
+		return s.afterSep(b, i)
+	}
+	return s.expiry(b, i)
 }
 
 // shift tells s that the first k bytes of its buffer were removed.
 func (s *scanner) shift(k int) {
 	for d := range s.nd {
 		s.dp[d] -= k
+	}
+	for d := range s.saved.nd {
+		s.saved.dp[d] -= k
 	}
 	s.escAt -= k
 }
@@ -181,7 +196,8 @@ outer:
 			break
 		}
 		// A digit: pass over its run if it has fewer than 13 digits and
-		// ends here, on a visible byte (runEnd, written out).
+		// ends here, on a visible byte (runEnd, written out). A run next
+		// to ESC, an ignored control or an erase takes the slow path.
 		k, d := j, 0
 	run:
 		for {
@@ -194,14 +210,14 @@ outer:
 				break run // long, or its end is not known yet
 			}
 			switch c := b[k]; {
-			case c == escByte:
+			case class[c]&cSlow != 0:
 				break run
 			case class[c]&cSep != 0:
 				switch c2 := b[k+1]; {
 				case c2-'0' <= 9:
 					k++
 					continue
-				case c2 == escByte:
+				case class[c2]&cSlow != 0:
 					break run
 				}
 			}
@@ -211,13 +227,18 @@ outer:
 		break
 	}
 	if j > start {
-		s.gap = 0
-		if j-2 >= start {
-			s.prev2 = b[j-2]
+		// The last two bytes before j are the visible ones, unless
+		// controls are among them (rare): then look finds them.
+		if c1 := b[j-1]; c1 >= 0x20 && c1 != delByte && (j-2 < start || b[j-2] >= 0x20 && b[j-2] != delByte) {
+			if j-2 >= start {
+				s.prev2 = b[j-2]
+			} else {
+				s.prev2 = s.prev
+			}
+			s.prev = c1
 		} else {
-			s.prev2 = s.prev
+			s.look(b, start, j)
 		}
-		s.prev = b[j-1]
 	}
 	if j == n {
 		return j
@@ -227,35 +248,83 @@ outer:
 	}
 	// A track 1 PAN follows the format code: %B4111...
 	live := class[s.prev]&cWord == 0 || (s.prev == 'B' && s.prev2 == '%')
-	s.st, s.curN, s.curDead = stGroup, 0, !live
-	s.ng, s.nd = 0, 0
+	s.st, s.curN, s.curDead, s.curSepd = stGroup, 0, !live, false
+	s.ng, s.nd, s.nf = 0, 0, 0
 	if live {
 		s.gs[0] = group{}
-		s.ng = 1
+		s.ng, s.firstSepd = 1, false
 	}
 	return j
 }
 
+// look sets prev and prev2 to the last two visible bytes of b[start:j]
+// (with the state's for what lies before start): ignored controls are
+// passed over, and an erase there erases what is unknown, so it is a
+// break.
+func (s *scanner) look(b []byte, start, j int) {
+	got := 0
+	var v [2]byte
+	for k := j - 1; k >= start && got < 2; k-- {
+		c := b[k]
+		if class[c]&cIgn != 0 && (c != delByte || !s.input) {
+			continue
+		}
+		if c == bsByte || c == delByte {
+			for ; got < 2; got++ {
+				v[got] = 0
+			}
+			break
+		}
+		v[got] = c
+		got++
+	}
+	switch got {
+	case 0:
+		return
+	case 1:
+		s.prev2, s.prev = s.prev, v[0]
+		return
+	}
+	s.prev, s.prev2 = v[0], v[1]
+}
+
 // group consumes the digits of the current group and what ends it.
 func (s *scanner) group(b []byte, i int) int {
-	j := i
+	// The hold bound is checked where it may apply: at is where the
+	// first unmasked digit would have waited too long. A digit added in
+	// this loop cannot wait that long within it, and a drop only moves
+	// that digit later, so at is never late.
+	j, at := i, s.holdAt()
 	for j < len(b) && b[j]-'0' <= 9 {
-		s.digit(b[j], j)
+		if j >= at {
+			s.hold(j)
+			at = s.holdAt()
+		}
+		if s.curDead || s.curN == maxDigits || s.nd == maxDigits {
+			s.digit(b[j], j)
+		} else { // digit, its common case written out
+			s.curN++
+			s.dv[s.nd] = b[j] - '0'
+			s.dp[s.nd] = j
+			s.nd++
+			s.gs[s.ng-1].n++
+		}
 		j++
 	}
 	if j > i {
-		s.prev2, s.prev, s.gap = '0', b[j-1], 0
+		s.prev2, s.prev = '0', '0'
 	}
 	if j == len(b) {
 		return j
 	}
 	c := b[j]
-	if c == escByte {
-		return s.startEscape(b, j)
+	if class[c]&cSlow != 0 {
+		return s.control(b, j)
 	}
+	s.hold(j)
 	s.endGroup(b, c)
-	if s.st == stSep {
-		s.prev2, s.prev, s.gap = s.prev, c, 0
+	if s.st != stText {
+		s.prev2, s.prev = s.prev, c
 		return j + 1
 	}
 	return j // text() consumes c
@@ -270,7 +339,7 @@ func (s *scanner) digit(c byte, pos int) {
 	if s.curN > maxDigits {
 		// Part of a longer number: never a PAN, nor are the groups before it.
 		s.curDead = true
-		s.ng, s.nd = 0, 0
+		s.ng, s.nd, s.nf = 0, 0, 0
 		return
 	}
 	if s.nd == maxDigits {
@@ -288,159 +357,76 @@ func (s *scanner) drop() {
 	copy(s.dv[:], s.dv[k:s.nd])
 	copy(s.dp[:], s.dp[k:s.nd])
 	s.nd -= k
+	s.nf = max(s.nf-k, 0)
 	copy(s.gs[:], s.gs[1:s.ng])
 	s.ng--
 	for g := range s.ng {
 		s.gs[g].first -= k
 	}
+	s.firstSepd = true
 }
 
 // endGroup ends the current group at the visible byte c (0 for a break):
 // it judges the candidates that end here, then either waits for the next
-// group after the separator c or ends the run.
+// group after the separator c, or for the expiry after a track 2 'D', or
+// ends the run.
 func (s *scanner) endGroup(b []byte, c byte) {
-	if !s.curDead && class[c]&cWord == 0 && s.nd >= minDigits {
-		s.judge(b)
-	}
-	if class[c]&cSep == 0 {
-		s.st, s.ng, s.nd = stText, 0, 0
-		return
-	}
-	s.st = stSep
-	if s.ng > 1 && c != s.chainSep {
-		for s.ng > 1 {
-			s.drop()
+	if !s.curDead && s.nd >= minDigits {
+		switch {
+		case class[c]&cWord == 0:
+			s.judge(b)
+		case c == 'D' || c == 'd':
+			s.st, s.track = stTrack, 0
+			return
 		}
 	}
-	s.chainSep = c
-	for s.nd >= maxDigits {
-		s.drop()
+	if class[c]&cSep == 0 {
+		s.st, s.ng, s.nd, s.nf = stText, 0, 0, 0
+		return
 	}
+	s.st, s.sep = stSep, c
 }
 
 // afterSep joins a group that follows the separator or ends the run.
 func (s *scanner) afterSep(b []byte, i int) int {
 	c := b[i]
-	switch {
-	case c-'0' <= 9:
-		s.st, s.curN, s.curDead = stGroup, 0, false
-		s.gs[s.ng] = group{first: s.nd}
-		s.ng++
-		return i
-	case c == escByte:
-		return s.startEscape(b, i)
+	if class[c]&cSlow != 0 {
+		return s.control(b, i)
 	}
-	s.st, s.ng, s.nd = stText, 0, 0
-	return i // text() consumes c
-}
-
-// judge masks every PAN that ends with the last live group, which has just
-// ended on a non-word byte: each run of consecutive live groups, ending with
-// the last, of 13 to 19 digits that passes the Luhn check and, unless
-// s.detect says otherwise, is a number a brand issues, in a grouping cards
-// are printed with.
-func (s *scanner) judge(b []byte) {
-	sum, k := 0, 0
-	for g := s.ng - 1; g >= 0; g-- {
-		first := s.gs[g].first
-		for d := first + s.gs[g].n - 1; d >= first; d-- {
-			v := s.dv[d]
-			if k&1 == 1 {
-				v = luhnDouble[v]
-			}
-			sum += int(v)
-			k++
-		}
-		if k >= minDigits && sum%10 == 0 && s.card(g, k) {
-			s.hide(first)
+	s.hold(i)
+	if c-'0' > 9 {
+		s.st, s.ng, s.nd, s.nf = stText, 0, 0, 0
+		return i // text() consumes c
+	}
+	// The groups before a change of separator, and those that would
+	// make the candidate longer than 19 digits, leave it now.
+	if s.ng > 1 && s.sep != s.chainSep {
+		for s.ng > 1 {
+			s.drop()
 		}
 	}
-}
-
-// card reports whether the Luhn-valid candidate made of live groups g to
-// the last, k digits in all, is a card number. It is off the hot path:
-// only a tenth of the candidates pass the Luhn check.
-func (s *scanner) card(g, k int) bool {
-	if s.detect != DetectBrands {
-		return true
+	for s.nd >= maxDigits {
+		s.drop()
 	}
-	if n := s.ng - g; n > 1 {
-		if n > maxGroups {
-			return false
-		}
-		var shape uint32 // as shapeKey encodes it
-		for i := s.ng - 1; i >= g; i-- {
-			shape = shape<<5 | uint32(s.gs[i].n)
-		}
-		if !printed(shape) {
-			return false
-		}
+	if s.ng == 0 {
+		s.firstSepd = true
 	}
-	first := s.gs[g].first
-	return issued(s.dv[first:first+6], k)
-}
-
-// hide masks the PAN made of live digits first to s.nd.
-func (s *scanner) hide(first int) {
-	if s.out == nil {
-		if s.src == nil {
-			s.count++
-			return
-		}
-		s.out = append(s.spare, s.src...)
-	}
-	lo, hi := first, s.nd
-	switch s.mode {
-	case ModeFirst6Last4:
-		lo, hi = lo+6, hi-4
-	case ModeLast4:
-		hi -= 4
-	}
-	for d := lo; d < hi; d++ {
-		s.out[s.dp[d]] = '*'
-	}
-	s.count++
+	s.chainSep = s.sep
+	s.st, s.curN, s.curDead, s.curSepd = stGroup, 0, false, true
+	s.gs[s.ng] = group{first: s.nd, dashed: s.sep == '-'}
+	s.ng++
+	return i
 }
 
 // brk is a break: a point that ends any candidate and that no PAN touches.
-// An over-long gap of escapes, a broken escape and the end of the stream
-// are breaks.
+// A broken escape, an erase with nothing known to erase and the end of
+// the stream are breaks.
 func (s *scanner) brk(b []byte) {
 	switch s.st {
 	case stGroup:
 		s.endGroup(b, 0)
-	case stSep:
-		s.st, s.ng, s.nd = stText, 0, 0
+	case stSep, stTrack:
+		s.st, s.ng, s.nd, s.nf = stText, 0, 0, 0
 	}
-	s.prev, s.prev2, s.gap = 0, 0, 0
-}
-
-// Mask appends src to dst with every PAN masked as mode says, and returns
-// the extended buffer and the number of PANs masked. It judges src as a
-// whole stream: the same as writing src to a Writer and closing it.
-// It detects card numbers as DetectBrands says; Detect.Mask chooses.
-func Mask(dst, src []byte, mode Mode) ([]byte, int) {
-	return DetectBrands.Mask(dst, src, mode)
-}
-
-// MaskInPlace masks every PAN in b in place, judging b as a whole stream
-// like Mask, and returns the number of PANs masked. It detects card numbers
-// as DetectBrands says; Detect.MaskInPlace chooses.
-func MaskInPlace(b []byte, mode Mode) int {
-	return DetectBrands.MaskInPlace(b, mode)
-}
-
-// Mask is the package's Mask with the card numbers d detects.
-func (d Detect) Mask(dst, src []byte, mode Mode) ([]byte, int) {
-	start := len(dst)
-	dst = append(dst, src...)
-	return dst, d.MaskInPlace(dst[start:], mode)
-}
-
-// MaskInPlace is the package's MaskInPlace with the card numbers d
-// detects.
-func (d Detect) MaskInPlace(b []byte, mode Mode) int {
-	s := scanner{mode: mode, detect: d}
-	s.scan(b, 0, true)
-	return int(s.count)
+	s.prev, s.prev2 = 0, 0
 }

@@ -33,6 +33,10 @@ type Config struct {
 	// DefaultDeadline; a negative value disables the timer, leaving the
 	// release to Flush and Close.
 	Deadline time.Duration
+	// Input says the stream is typed input (keystrokes) rather than
+	// terminal output: DEL erases the byte before it, as BS does,
+	// instead of being ignored. The zero value judges terminal output.
+	Input bool
 	// Preview, if set, receives every byte the underlying writer does,
 	// right after it, except that a tail held back for Deadline goes to
 	// Preview at once, judged as if the stream ended there, while the
@@ -84,7 +88,7 @@ func NewWriter(w io.Writer, cfg Config) *Writer {
 		d = DefaultDeadline
 	}
 	mw := &Writer{w: w, deadline: d, preview: cfg.Preview}
-	mw.sc.mode, mw.sc.detect = cfg.Mode, cfg.Detect
+	mw.sc.mode, mw.sc.detect, mw.sc.input = cfg.Mode, cfg.Detect, cfg.Input
 	return mw
 }
 

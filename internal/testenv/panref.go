@@ -1,198 +1,383 @@
 package testenv
 
-// The reference PAN matcher, written for clarity, not speed: it lists the
-// visible bytes of the whole input (escape sequences removed, breaks
-// marked), finds the digit groups, and tries every sequence of groups.
-// The mask package's tests hold its streaming scanner to it; end-to-end
-// tests use it to prove no card number left the bastion.
+// The reference PAN matcher, written for clarity, not speed: it turns the
+// whole input into tokens as a terminal shows them (visible bytes; escape
+// sequences and ignored controls, which show nothing; erases; breaks),
+// then walks them with lists instead of the scanner's fixed arrays, fast
+// paths and buffer handling. The mask package's tests hold its streaming
+// scanner to it; end-to-end tests use it to prove no card number left the
+// bastion.
 
-const refMaxEsc = 64 // longest transparent escape; also the gap budget
+const (
+	refMaxEsc             = 64        // longest escape sequence held whole
+	refHoldLimit          = 4096 - 64 // how far back a candidate's first unmasked digit may lie
+	refBS, refDEL, refESC = 0x08, 0x7f, 0x1b
+)
 
-// refTok is a visible byte of the input, or a break (pos < 0).
+// Token kinds.
+const (
+	tokVis   = iota // a visible byte
+	tokQuiet        // an escape sequence or an ignored control
+	tokErase        // BS, or DEL in typed input
+	tokBreak        // the ESC of a broken escape sequence
+)
+
 type refTok struct {
-	pos int
-	c   byte
+	kind      int
+	pos, last int // first and last byte
+	c         byte
 }
 
 func refIsWord(c byte, starWord bool) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || starWord && c == '*'
 }
 
-// refEscape parses the escape sequence at the start of b. It returns its
-// length, or 0 if b does not start with a valid sequence of at most
-// refMaxEsc bytes, and for a string sequence the payload bounds.
-func refEscape(b []byte) (n, payFrom, payTo int) {
-	if len(b) < 2 {
-		return 0, 0, 0
-	}
-	c := b[1]
-	switch {
-	case c == '[':
-		for i := 2; i < len(b) && i < refMaxEsc; i++ {
-			switch x := b[i]; {
-			case x >= 0x40 && x <= 0x7e:
-				return i + 1, 0, 0
-			case x < 0x20 || x > 0x3f:
-				return 0, 0, 0
-			}
-		}
-	case c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_':
-		for i := 2; i < len(b) && i < refMaxEsc; i++ {
-			switch b[i] {
-			case 0x07:
-				return i + 1, 2, i
-			case 0x1b:
-				if i+1 < len(b) && i+1 < refMaxEsc && b[i+1] == '\\' {
-					return i + 2, 2, i
-				}
-				return 0, 0, 0
-			case 0x18, 0x1a:
-				return 0, 0, 0
-			}
-		}
-	case c >= 0x20 && c <= 0x2f:
-		for i := 2; i < len(b) && i < refMaxEsc; i++ {
-			switch x := b[i]; {
-			case x >= 0x30 && x <= 0x7e:
-				return i + 1, 0, 0
-			case x < 0x20 || x > 0x2f:
-				return 0, 0, 0
-			}
-		}
-	case c >= 0x30 && c <= 0x7e:
-		return 2, 0, 0
-	}
-	return 0, 0, 0
+func refIsDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// RefResult is what the reference finds in a stream: the PANs, as lists
+// of digit positions, and the digits masked whole because a candidate
+// waited too long (Forced).
+type RefResult struct {
+	PANs   [][]int
+	Forced []int
 }
 
-// RefPANs returns the PANs in b as lists of digit positions: numbers a
-// payment brand issues (RefIssued) passing the Luhn check, contiguous or
-// in groups split by one kind of separator (space or dash) in a grouping
-// cards are printed with (refPrinted), escape sequences between them
-// ignored, not inside a longer number or a word (with starWord, '*' counts
-// as a word byte, so a masked number's digits are not found again).
-// Payloads of string escapes are searched on their own.
+// RefPANs returns the PANs in b, terminal output, as lists of digit
+// positions: numbers a payment brand issues (RefIssued) passing the Luhn
+// check, contiguous or in groups split by one kind of separator (space or
+// dash) in a grouping cards are printed with (refPrinted), but not one
+// group joined by a dash to digits before it; escape sequences and ignored
+// controls between them ignored, erases applied, not inside a longer
+// number or a word (with starWord, '*' counts as a word byte, so a masked
+// number's digits are not found again). Payloads of string escapes are
+// searched on their own.
 func RefPANs(b []byte, starWord bool) [][]int {
-	return refPANs(b, starWord, false)
+	return RefJudge(b, RefOpts{StarWord: starWord}).PANs
 }
 
 // RefPANsLuhn is RefPANs under the broader rule (mask.DetectLuhn): any 13
 // to 19 digits passing the Luhn check, in any groups.
 func RefPANsLuhn(b []byte, starWord bool) [][]int {
-	return refPANs(b, starWord, true)
+	return RefJudge(b, RefOpts{StarWord: starWord, Luhn: true}).PANs
 }
 
-func refPANs(b []byte, starWord, luhn bool) [][]int {
-	toks, pans := refTokens(b, starWord, luhn)
-	return append(pans, refGroups(b, toks, starWord, luhn)...)
+// RefInputPANs is RefPANs for typed input, where DEL erases as BS does.
+func RefInputPANs(b []byte, starWord bool) [][]int {
+	return RefJudge(b, RefOpts{StarWord: starWord, Input: true}).PANs
 }
 
-// refTokens lists the visible bytes of b, and the PANs found in the
-// payloads of its string escapes.
-func refTokens(b []byte, starWord, luhn bool) (toks []refTok, pans [][]int) {
-	gap := 0
+// RefOpts says how RefJudge reads a stream. The zero value judges
+// terminal output under the default rule (mask.DetectBrands).
+type RefOpts struct {
+	StarWord bool // '*' is a word byte, so a masked number is not found again
+	Input    bool // typed input (mask.Config.Input): DEL erases as BS does
+	Luhn     bool // the broader rule, mask.DetectLuhn
+}
+
+// RefJudge judges b as the mask package documents, read as o says.
+func RefJudge(b []byte, o RefOpts) RefResult {
+	var res RefResult
+	var toks []refTok
 	for i := 0; i < len(b); {
-		if b[i] != 0x1b {
-			toks = append(toks, refTok{i, b[i]})
-			gap = 0
-			i++
-			continue
-		}
-		n, from, to := refEscape(b[i:])
-		if n == 0 { // not an escape: ESC is a break, what follows is text
-			toks = append(toks, refTok{-1, 0})
-			gap = 0
-			i++
-			continue
-		}
-		if to > from {
-			for _, p := range refPANs(b[i+from:i+to], starWord, luhn) {
-				for k := range p {
-					p[k] += i + from
-				}
-				pans = append(pans, p)
+		c := b[i]
+		switch {
+		case c == refESC:
+			n, from, to := refEscape(b[i:])
+			if n == 0 { // not an escape: ESC is a break, what follows is text
+				toks = append(toks, refTok{kind: tokBreak, pos: i, last: i})
+				i++
+				continue
 			}
+			if to > from {
+				sub := RefJudge(b[i+from:i+to], o)
+				for _, p := range sub.PANs {
+					for k := range p {
+						p[k] += i + from
+					}
+					res.PANs = append(res.PANs, p)
+				}
+				for _, p := range sub.Forced {
+					res.Forced = append(res.Forced, p+i+from)
+				}
+			}
+			toks = append(toks, refTok{kind: tokQuiet, pos: i, last: i + n - 1})
+			i += n
+			continue
+		case c == refBS || c == refDEL && o.Input:
+			toks = append(toks, refTok{kind: tokErase, pos: i, last: i})
+		case refIgnored(c):
+			toks = append(toks, refTok{kind: tokQuiet, pos: i, last: i})
+		default:
+			toks = append(toks, refTok{kind: tokVis, pos: i, last: i, c: c})
 		}
-		gap += n
-		if gap > refMaxEsc {
-			toks = append(toks, refTok{-1, 0})
-			gap = 0
-		}
-		i += n
+		i++
 	}
-	return toks, pans
+	r := refRun{b: b, starWord: o.StarWord, luhn: o.Luhn, res: &res}
+	for _, t := range toks {
+		r.tok(t)
+	}
+	r.brk()
+	return res
 }
 
-// refGroups finds the PANs among toks, the visible bytes of b.
-func refGroups(b []byte, toks []refTok, starWord, luhn bool) (pans [][]int) {
-	isDigit := func(t refTok) bool { return t.pos >= 0 && t.c >= '0' && t.c <= '9' }
-	type grp struct{ from, to int } // toks[from:to]
-	var gs []grp
-	for i := 0; i < len(toks); {
-		if !isDigit(toks[i]) {
-			i++
-			continue
-		}
-		j := i
-		for j < len(toks) && isDigit(toks[j]) {
-			j++
-		}
-		gs = append(gs, grp{i, j})
-		i = j
-	}
-	word := func(k int) bool { // is toks[k] a word byte?
-		return k >= 0 && k < len(toks) && toks[k].pos >= 0 && refIsWord(toks[k].c, starWord)
-	}
-	for a := range gs {
-		f := gs[a].from
-		if word(f-1) && !(toks[f-1].c == 'B' && f >= 2 && toks[f-2].pos >= 0 && toks[f-2].c == '%') {
-			continue
-		}
-		var sep byte
-		var digits, lens []int
-		for z := a; z < len(gs); z++ {
-			if z > a {
-				prev := gs[z-1]
-				if gs[z].from != prev.to+1 {
-					break
-				}
-				s := toks[prev.to]
-				if s.pos < 0 || s.c != ' ' && s.c != '-' || sep != 0 && s.c != sep {
-					break
-				}
-				sep = s.c
-			}
-			for k := gs[z].from; k < gs[z].to; k++ {
-				digits = append(digits, toks[k].pos)
-			}
-			lens = append(lens, gs[z].to-gs[z].from)
-			if len(digits) > 19 {
-				break
-			}
-			if !word(gs[z].to) && RefIsPAN(b, digits, lens, luhn) {
-				pans = append(pans, append([]int(nil), digits...))
-			}
-		}
-	}
-	return pans
+// Run states.
+const (
+	refText  = iota // not in a digit run
+	refGroup        // in a group of digits
+	refSep          // after a group and one separator
+	refTrack        // after a candidate and a track 2 'D'
+)
+
+// refRun walks the tokens of one stream. Its candidate is groups: the
+// live groups of the run being read, oldest first, at most 19 digits in
+// all.
+type refRun struct {
+	b        []byte
+	starWord bool
+	luhn     bool
+	res      *RefResult
+
+	st            int
+	prev, prev2   byte // the last two visible bytes; 0 after a break
+	groups        []refDigits
+	forced        int  // digits of groups (in order) masked already
+	cur           int  // digits of the current group, live or not
+	curDead       bool // the current group is not in groups
+	curSepd       bool // the current group follows a separator
+	firstSepd     bool // groups[0] follows a separator
+	chainSep, sep byte
+	track, month  int
 }
 
-// RefIsPAN reports whether the digits of b at positions pos, written in
-// groups of the lengths lens (one group: contiguous), are a card number:
-// 13 to 19 digits that pass the Luhn check and, unless luhn is set, that a
-// brand issues, in a grouping cards are printed with.
-func RefIsPAN(b []byte, pos, lens []int, luhn bool) bool {
+// refDigits is a digit group: its digit positions, and the separator
+// that joined it to the digit group before it (lead; 0 if it starts a
+// run).
+type refDigits struct {
+	pos  []int
+	lead byte
+}
+
+func (r *refRun) digits() []int {
+	var d []int
+	for _, g := range r.groups {
+		d = append(d, g.pos...)
+	}
+	return d
+}
+
+func (r *refRun) word(c byte) bool { return c != 0 && refIsWord(c, r.starWord) }
+
+func (r *refRun) tok(t refTok) {
+	if t.kind != tokBreak {
+		// The hold bound: a candidate whose first unmasked digit lies
+		// too far back is masked whole before the token is taken.
+		if d := r.digits(); len(d) > r.forced && t.last-d[r.forced] >= refHoldLimit {
+			r.res.Forced = append(r.res.Forced, d[r.forced:]...)
+			r.forced = len(d)
+		}
+	}
+	switch t.kind {
+	case tokBreak:
+		r.brk()
+	case tokErase:
+		r.erase()
+	case tokVis:
+		r.visible(t.pos, t.c)
+	}
+}
+
+func (r *refRun) visible(pos int, c byte) {
+	isDigit := refIsDigit(c)
+	switch r.st {
+	case refText:
+		if isDigit {
+			r.startGroup()
+		}
+	case refGroup:
+		if !isDigit {
+			r.endGroup(c)
+		}
+	case refSep:
+		if isDigit {
+			r.join()
+		} else {
+			r.end()
+		}
+	case refTrack:
+		if !isDigit {
+			r.end()
+			break
+		}
+		r.track++
+		switch r.track {
+		case 3:
+			r.month = 10 * int(c-'0')
+		case 4:
+			if m := r.month + int(c-'0'); m >= 1 && m <= 12 {
+				r.judge()
+			}
+			r.end()
+			r.st, r.cur, r.curDead, r.curSepd = refGroup, 4, true, false // digits after a word byte
+		}
+		r.prev2, r.prev = r.prev, c
+		return
+	}
+	if isDigit && r.st == refGroup {
+		r.digit(pos)
+	}
+	r.prev2, r.prev = r.prev, c
+}
+
+// startGroup starts a run at a digit: live unless it follows a word byte
+// (but a track 1 "%B" counts as none).
+func (r *refRun) startGroup() {
+	live := !r.word(r.prev) || r.prev == 'B' && r.prev2 == '%'
+	r.st, r.cur, r.curDead, r.curSepd = refGroup, 0, !live, false
+	r.groups, r.forced = nil, 0
+	if live {
+		r.groups, r.firstSepd = []refDigits{{}}, false
+	}
+}
+
+func (r *refRun) digit(pos int) {
+	r.cur++
+	if r.curDead {
+		return
+	}
+	if r.cur > 19 { // part of a longer number: never a PAN
+		r.curDead = true
+		r.groups, r.forced = nil, 0
+		return
+	}
+	if len(r.digits()) == 19 {
+		r.drop()
+	}
+	g := &r.groups[len(r.groups)-1]
+	g.pos = append(g.pos, pos)
+}
+
+func (r *refRun) drop() {
+	r.forced = max(r.forced-len(r.groups[0].pos), 0)
+	r.groups = r.groups[1:]
+	r.firstSepd = true
+}
+
+func (r *refRun) endGroup(c byte) {
+	if !r.curDead && len(r.digits()) >= 13 {
+		switch {
+		case !r.word(c):
+			r.judge()
+		case c == 'D' || c == 'd':
+			r.st, r.track = refTrack, 0
+			return
+		}
+	}
+	if c != ' ' && c != '-' {
+		r.end()
+		return
+	}
+	r.st, r.sep = refSep, c
+}
+
+// join starts a group after a separator.
+func (r *refRun) join() {
+	for len(r.groups) > 1 && r.sep != r.chainSep {
+		r.drop()
+	}
+	for len(r.digits()) >= 19 {
+		r.drop()
+	}
+	if len(r.groups) == 0 {
+		r.firstSepd = true
+	}
+	r.chainSep = r.sep
+	r.st, r.cur, r.curDead, r.curSepd = refGroup, 0, false, true
+	r.groups = append(r.groups, refDigits{lead: r.sep})
+}
+
+// end ends the run.
+func (r *refRun) end() {
+	r.st, r.groups, r.forced = refText, nil, 0
+}
+
+// judge records every PAN that ends with the last live group.
+func (r *refRun) judge() {
+	var digits, lens []int
+	for g := len(r.groups) - 1; g >= 0; g-- {
+		digits = append(append([]int(nil), r.groups[g].pos...), digits...)
+		lens = append([]int{len(r.groups[g].pos)}, lens...)
+		if refIsPAN(r.b, digits, lens, r.groups[g].lead, r.luhn) {
+			r.res.PANs = append(r.res.PANs, digits)
+		}
+	}
+}
+
+// refIsPAN is the PAN decision: whether the digits of b at positions pos,
+// written in groups of the lengths lens (one group: contiguous), the first
+// joined by lead to a digit group before it (0 if none), are a card
+// number. That is 13 to 19 digits that pass the Luhn check and, unless
+// luhn is set, that a brand issues, in a grouping cards are printed with,
+// and not one group after digits and a dash (the tail of a dash-joined
+// ID).
+func refIsPAN(b []byte, pos, lens []int, lead byte, luhn bool) bool {
 	if len(pos) < 13 || len(pos) > 19 || !RefLuhn(b, pos) {
 		return false
 	}
 	if luhn {
 		return true
 	}
+	if len(lens) == 1 && lead == '-' {
+		return false
+	}
 	digits := make([]byte, len(pos))
 	for i, p := range pos {
 		digits[i] = b[p]
 	}
 	return (len(lens) == 1 || refPrinted(lens)) && RefIssued(string(digits))
+}
+
+// erase takes back a digit of the current group or the separator after
+// the last live group; anything else erased is unknown: a break.
+func (r *refRun) erase() {
+	switch r.st {
+	case refGroup:
+		if !r.curDead && len(r.digits()) >= 13 {
+			r.judge()
+		}
+		r.cur--
+		if !r.curDead {
+			g := &r.groups[len(r.groups)-1]
+			g.pos = g.pos[:len(g.pos)-1]
+			r.forced = min(r.forced, len(r.digits()))
+		}
+		if r.cur > 0 {
+			return
+		}
+		if !r.curDead {
+			r.groups = r.groups[:len(r.groups)-1]
+		}
+		if r.curSepd && len(r.groups) > 0 {
+			r.st, r.sep = refSep, r.chainSep
+			return
+		}
+	case refSep:
+		if n := len(r.groups); n > 0 {
+			r.st, r.cur, r.curDead = refGroup, len(r.groups[n-1].pos), false
+			r.curSepd = n > 1 || r.firstSepd
+			return
+		}
+	}
+	r.end()
+	r.prev, r.prev2 = 0, 0
+}
+
+// brk ends the run where no PAN touches it.
+func (r *refRun) brk() {
+	if r.st == refGroup {
+		r.endGroup(0)
+	}
+	r.end()
+	r.prev, r.prev2 = 0, 0
 }
 
 // RefLuhn reports whether the digits of b at positions pos pass the Luhn
@@ -212,11 +397,16 @@ func RefLuhn(b []byte, pos []int) bool {
 	return sum%10 == 0
 }
 
-// PANs returns the digits of every card number in s, as RefPANs finds
-// them: what must never leave the bastion.
-func PANs(s string) []string {
+// PANs returns the digits of every card number in s, terminal output, as
+// RefPANs finds them: what must never leave the bastion.
+func PANs(s string) []string { return refStrings(s, RefPANs([]byte(s), false)) }
+
+// InputPANs is PANs for typed input.
+func InputPANs(s string) []string { return refStrings(s, RefInputPANs([]byte(s), false)) }
+
+func refStrings(s string, pans [][]int) []string {
 	var out []string
-	for _, p := range RefPANs([]byte(s), false) {
+	for _, p := range pans {
 		d := make([]byte, len(p))
 		for i, k := range p {
 			d[i] = s[k]

@@ -1,0 +1,111 @@
+package bastion
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/testenv"
+	"github.com/postern/postern/recorder"
+)
+
+// A card number typed with one correction (a wrong last digit, then the
+// erase key) reads as the card number on the screen and in the keys, so
+// it is masked in the echo the client sees, in the recorded output, in
+// the recorded input ("i" events, where DEL erases) and in what
+// `postern sessions --grep` finds.
+func TestMaskingTypedCorrection(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	dir := t.TempDir()
+	store := openStore(t, dir, h.auth.AuditKey)
+	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store, Input: true}})
+	tty, out, wait := b.ptySSH(t, h.alice, "root@t1", 40, 200)
+	marker := uniqueMarker("typed")
+	// The session is up (and ssh's terminal raw, so DEL reaches the
+	// target as typed) once the first command's output comes back.
+	tty.Write([]byte("echo " + marker + "-$((1+1))\n"))
+	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), marker+"-2") })
+	const pan, typed = "4111111111111111", "41111111111111112\x7f"
+	tty.Write([]byte(": " + typed + "; echo " + marker + "-$((2+2))\n"))
+	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), marker+"-4") })
+	tty.Write([]byte("exit\n"))
+	wait()
+
+	seen := out.String()
+	if strings.Contains(seen, pan) || len(testenv.PANs(seen)) > 0 {
+		t.Errorf("the client's screen shows the number: %q", seen)
+	}
+	if !strings.Contains(seen, "411111******1111") {
+		t.Errorf("the echo of the typed number is not masked as it was typed: %q", seen)
+	}
+
+	s := h.findRecording(t, store, func(s recorder.Session) bool { return s.Kind == "shell" })
+	path := filepath.Join(dir, s.Path)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), pan) {
+		t.Errorf("the recording file holds the number:\n%s", raw)
+	}
+	var output, input strings.Builder
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := recorder.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch ev.Kind {
+		case "o":
+			output.WriteString(ev.Data)
+		case "i":
+			input.WriteString(ev.Data)
+		}
+	}
+	if pans := testenv.PANs(output.String()); len(pans) > 0 {
+		t.Errorf("recorded output holds %v: %q", pans, output.String())
+	}
+	if pans := testenv.InputPANs(input.String()); len(pans) > 0 || !strings.Contains(input.String(), "411111******11112\x7f") {
+		t.Errorf("recorded input holds %v, or the typed number is not masked: %q", pans, input.String())
+	}
+
+	// sessions --grep searches the recording line by line.
+	f.Seek(0, io.SeekStart)
+	r, err = recorder.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits, err := recorder.Grep(r, regexp.MustCompile(`1111|\*\*\*\*`), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hits) == 0 {
+		t.Error("sessions --grep finds no line with the typed number")
+	}
+	for _, hit := range hits {
+		pans := testenv.PANs(hit.Text)
+		if hit.Kind == "i" {
+			pans = testenv.InputPANs(hit.Text)
+		}
+		if strings.Contains(hit.Text, pan) || len(pans) > 0 {
+			t.Errorf("sessions --grep shows the number: %+v", hit)
+		}
+	}
+}
