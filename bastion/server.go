@@ -67,6 +67,10 @@ type Config struct {
 	// Ciphers are the SSH ciphers the bastion offers its clients and asks
 	// of its targets, in order of preference. Nil means DefaultCiphers.
 	Ciphers []string
+	// HostNames are the names users connect to the bastion by: the
+	// principals of the host certificate it presents when the Authority
+	// has a host CA. Without them it presents none.
+	HostNames []string
 	// ApprovalRules decide exec command lines before they reach the
 	// target: allow, deny (exit 126) or hold for approval in Approvals.
 	// Nil or empty: every command runs.
@@ -155,6 +159,10 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	closed    bool
+
+	hostCertMu sync.Mutex // guards hostCert
+	hostCert   *ssh.Certificate
+	hostSigner ssh.Signer // hostCert with the host key
 }
 
 // New validates cfg and returns a Server.
@@ -373,5 +381,36 @@ func (s *Server) serverConfig(c *conn) *ssh.ServerConfig {
 		Config:              s.sshConfig(),
 	}
 	cfg.AddHostKey(s.cfg.Authority.HostKey)
+	if hs := s.hostCertSigner(); hs != nil {
+		// A distinct algorithm: clients that trust the bastion's host
+		// CA ask for it; those that pinned the key ask for the key.
+		cfg.AddHostKey(hs)
+	}
 	return cfg
+}
+
+// renewHostCert is how long before its end the host certificate is
+// signed anew.
+const renewHostCert = 30 * 24 * time.Hour
+
+// hostCertSigner returns the host key with a certificate from the host
+// CA, signed again when it nears its end; nil without a host CA (or, after
+// a logged failure to sign, until the next connection tries again).
+func (s *Server) hostCertSigner() ssh.Signer {
+	a := s.cfg.Authority
+	if a.HostCA == nil || len(s.cfg.HostNames) == 0 {
+		return nil
+	}
+	s.hostCertMu.Lock()
+	defer s.hostCertMu.Unlock()
+	now := time.Now()
+	if s.hostCert == nil || now.Add(renewHostCert).After(time.Unix(int64(s.hostCert.ValidBefore), 0)) {
+		signer, cert, err := a.HostCertSigner(now, s.cfg.HostNames)
+		if err != nil {
+			s.log.Error("host certificate not signed", "err", err)
+			return s.hostSigner
+		}
+		s.hostCert, s.hostSigner = cert, signer
+	}
+	return s.hostSigner
 }

@@ -27,7 +27,13 @@ const (
 	UpstreamCAFile = "upstream_ca"
 	HostKeyFile    = "host_ed25519"
 	AuditKeyFile   = "audit_ed25519"
+	// HostCAFile is the optional host CA (ca init --host-ca).
+	HostCAFile = "host_ca"
 )
+
+// HostCertTTL is how long a host certificate the bastion signs itself
+// lasts; it signs a fresh one well before that (HostCertSigner).
+const HostCertTTL = 365 * 24 * time.Hour
 
 // MaxUpstreamTTL caps the validity of a certificate minted for a target.
 const MaxUpstreamTTL = 5 * time.Minute
@@ -46,6 +52,11 @@ type Authority struct {
 	HostKey ssh.Signer
 	// AuditKey signs the audit chain that seals recordings.
 	AuditKey ed25519.PrivateKey
+	// HostCA, if not nil (ca init --host-ca created it), signs a host
+	// certificate for HostKey, which the bastion presents beside the
+	// plain key: users may trust the bastion with an @cert-authority
+	// line for the CA instead of pinning the key.
+	HostCA ssh.Signer
 }
 
 // Open loads the keys in dataDir/ca, generating any that are missing
@@ -84,7 +95,40 @@ func Open(dataDir string) (*Authority, error) {
 		return nil, fmt.Errorf("key %s is %T, want ed25519", auditPath, raw)
 	}
 	a.AuditKey = *k
+	hostCA := filepath.Join(dir, HostCAFile)
+	if _, err := os.Stat(hostCA); err == nil {
+		if a.HostCA, err = loadOrCreate(hostCA, "postern host CA"); err != nil {
+			return nil, err
+		}
+	}
 	return a, nil
+}
+
+// InitHostCA creates dataDir's host CA if there is none, and returns it.
+func InitHostCA(dataDir string) (ssh.Signer, error) {
+	return loadOrCreate(filepath.Join(dataDir, "ca", HostCAFile), "postern host CA")
+}
+
+// HostCertSigner returns HostKey with a host certificate from HostCA for
+// names (the host names users connect to: OpenSSH checks the one typed
+// against them, without wildcards), valid from a minute before now for
+// HostCertTTL.
+func (a *Authority) HostCertSigner(now time.Time, names []string) (ssh.Signer, *ssh.Certificate, error) {
+	if a.HostCA == nil {
+		return nil, nil, errors.New("no host CA: create one with 'postern ca init --host-ca'")
+	}
+	if len(names) == 0 {
+		return nil, nil, errors.New("no host names for the host certificate")
+	}
+	cert := &ssh.Certificate{
+		Key: a.HostKey.PublicKey(), Serial: randomSerial(), CertType: ssh.HostCert, KeyId: "postern host key", ValidPrincipals: names,
+		ValidAfter: uint64(now.Add(-Backdate).Unix()), ValidBefore: uint64(now.Add(HostCertTTL).Unix()),
+	}
+	if err := cert.SignCert(rand.Reader, a.HostCA); err != nil {
+		return nil, nil, fmt.Errorf("sign host certificate: %w", err)
+	}
+	s, err := ssh.NewCertSigner(cert, a.HostKey)
+	return s, cert, err
 }
 
 // LoadOrCreateKey loads the ed25519 private key at path, or generates it

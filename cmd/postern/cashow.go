@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -78,6 +79,9 @@ func cmdCAShow(args []string, stdout, _ io.Writer) error {
 				fmt.Fprintf(&out, "# %s\n", note)
 			}
 			fmt.Fprintln(&out, line)
+			if err := hostCALine(&out, d, listen); err != nil {
+				return err
+			}
 			continue
 		}
 		out.Write(ssh.MarshalAuthorizedKey(pk))
@@ -110,4 +114,33 @@ func knownHostsLine(listen string, pk ssh.PublicKey) (line, note string) {
 		note = "the bastion listens on every address: replace * with the name users connect to"
 	}
 	return knownhosts.Line([]string{knownhosts.Normalize(net.JoinHostPort(host, port))}, pk), note
+}
+
+// hostCALine prints the @cert-authority known_hosts line for d's host CA,
+// or how to create one.
+func hostCALine(out *bytes.Buffer, d, listen string) error {
+	pk, _, err := certs.ReadPublicKey(d, certs.HostCAFile, "host CA")
+	if err != nil {
+		if _, statErr := os.Stat(filepath.Join(d, "ca", certs.HostCAFile)); errors.Is(statErr, iofs.ErrNotExist) {
+			fmt.Fprintln(out, "# no host CA: 'postern ca init --host-ca' creates one, so that users trust the bastion with an @cert-authority line")
+			return nil
+		}
+		return err
+	}
+	// Never a wildcard: the host certificate names no host, so the
+	// line's pattern is all that limits what the CA vouches for.
+	pattern := "HOST"
+	if host, port, err := net.SplitHostPort(listen); err == nil && port != "" {
+		if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+			pattern = knownhosts.Normalize(net.JoinHostPort(host, port))
+		} else {
+			pattern = knownhosts.Normalize(net.JoinHostPort("HOST", port))
+		}
+	}
+	fmt.Fprintln(out, "# host CA: or trust the bastion's host certificate with this line instead of the key")
+	if strings.Contains(pattern, "HOST") {
+		fmt.Fprintln(out, "# replace HOST with the name users connect to (never *: the CA would vouch for every host)")
+	}
+	fmt.Fprintf(out, "@cert-authority %s %s", pattern, ssh.MarshalAuthorizedKey(pk))
+	return nil
 }

@@ -92,3 +92,26 @@ func TestCAShowKnownHostsLine(t *testing.T) {
 		t.Fatalf("ca show --upstream --audit: exit %d, %s", code, errs)
 	}
 }
+
+// ca init --host-ca makes a host CA; ca show then prints the
+// @cert-authority line for it, for the listen address (never a wildcard:
+// HOST to replace when the address is unknown). Without one, ca show says
+// how to make one.
+func TestCAShowHostCALine(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := writeShowConfig(t, dir, "127.0.0.1:2299")
+	code, out, errs := runCLI(t, "ca", "init", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "# no host CA: 'postern ca init --host-ca' creates one") || strings.Contains(out, "\n@cert-authority") {
+		t.Fatalf("ca init without --host-ca: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = runCLI(t, "ca", "init", "--host-ca", "--config", cfg)
+	caPub, _, err := certs.ReadPublicKey(filepath.Join(dir, "data"), certs.HostCAFile, "host CA")
+	if err != nil || code != 0 || !strings.Contains(out, "\n@cert-authority [127.0.0.1]:2299 "+strings.TrimSpace(string(ssh.MarshalAuthorizedKey(caPub)))+"\n") {
+		t.Fatalf("ca init --host-ca: %v exit %d, stdout %q, stderr %q", err, code, out, errs)
+	}
+	code, out, _ = runCLI(t, "ca", "show", "--data-dir", filepath.Join(dir, "data"))
+	if code != 0 || !strings.Contains(out, "\n@cert-authority HOST ssh-ed25519 ") || strings.Contains(out, "@cert-authority *") {
+		t.Fatalf("ca show without an address: exit %d, stdout %q", code, out)
+	}
+}

@@ -73,9 +73,10 @@ func openExisting(d string) (*certs.Authority, error) {
 }
 
 func cmdCAInit(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("ca init", "ca init [--data-dir DIR | --config FILE]", stdout)
+	fs := newFlags("ca init", "ca init [--host-ca] [--data-dir DIR | --config FILE]", stdout)
 	dir := fs.String("data-dir", "", "bastion data `dir`ectory")
 	cfgPath := fs.String("config", "", "bastion config `file`")
+	hostCA := fs.Bool("host-ca", false, "also create a host CA: the bastion then presents a host certificate, and\nusers may trust it with an @cert-authority line (ca show prints it)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -89,10 +90,19 @@ func cmdCAInit(args []string, stdout, stderr io.Writer) error {
 	if _, err := certs.Open(d); err != nil {
 		return err
 	}
+	if *hostCA {
+		if _, err := certs.InitHostCA(d); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(stderr, "postern: CA keys ready in %s\n", filepath.Join(d, "ca"))
-	// The same flags: with --config, ca show knows the listen address
-	// for the known_hosts line.
-	return cmdCAShow(args, stdout, stderr)
+	// With --config, ca show knows the listen address for the
+	// known_hosts lines.
+	show := []string{"--data-dir", d}
+	if *cfgPath != "" {
+		show = []string{"--config", *cfgPath}
+	}
+	return cmdCAShow(show, stdout, stderr)
 }
 
 func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {

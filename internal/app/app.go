@@ -146,6 +146,9 @@ func New(cfg Config) (_ *App, err error) {
 		store = a.Store
 	}
 	bc := s.Bastion(a.Auth, store, log)
+	if a.Auth.HostCA != nil && len(bc.HostNames) == 0 {
+		log.Warn("the data directory has a host CA but the config names no host_names (and listens on every address): the bastion presents no host certificate")
+	}
 	var webhook *approval.Webhook
 	if s.ApprovalWebhook != "" {
 		webhook = approval.NewWebhook(s.ApprovalWebhook, 0, log.With("component", "approval-webhook"))

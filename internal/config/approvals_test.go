@@ -182,3 +182,21 @@ func TestApprovalWebhook(t *testing.T) {
 		}
 	}
 }
+
+func TestHostNames(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse("a.yaml", []byte(minimal+"host_names: [bastion.example.com, 10.0.0.2]\n"))
+	if err != nil || strings.Join(c.Bastion(nil, nil, nil).HostNames, ",") != "bastion.example.com,10.0.0.2" {
+		t.Fatalf("%v %+v", err, c)
+	}
+	if _, err := config.Parse("a.yaml", []byte(minimal+"host_names: ['a b']\n")); err == nil || !strings.Contains(err.Error(), "host_names") {
+		t.Fatalf("a name with a space: %v", err)
+	}
+	// Default: the listen address's host, unless it is every address.
+	for listen, want := range map[string]string{"127.0.0.1:2222": "127.0.0.1", "bastion.internal:22": "bastion.internal", ":2222": "", "0.0.0.0:2222": ""} {
+		c, err := config.Parse("a.yaml", []byte(minimal+"listen: "+listen+"\n"))
+		if err != nil || strings.Join(c.Bastion(nil, nil, nil).HostNames, ",") != want {
+			t.Errorf("listen %s: %v %q", listen, err, c.Bastion(nil, nil, nil).HostNames)
+		}
+	}
+}

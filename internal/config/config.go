@@ -89,6 +89,10 @@ type Config struct {
 	// Approvals are the approval rules (approvals:) in file order: they
 	// decide exec commands and just-in-time access. Default none.
 	Approvals approval.Policy
+	// HostNames are the names users connect to the bastion by
+	// (host_names:), the principals of its host certificate when it has
+	// a host CA. Default: the listen address's host, if it names one.
+	HostNames []string
 	// ApprovalWebhook, if set, is an http(s) URL each new approval
 	// request is posted to (approval_webhook:).
 	ApprovalWebhook string
@@ -142,7 +146,7 @@ type parser struct {
 // errors, in the order checked, are joined (see Parse).
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
-		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook")
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names")
 	if err != nil {
 		return nil, err
 	}
@@ -192,6 +196,10 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	}
 	c.Approvals, err = p.approvals(m.get("approvals"), c.Policy.Targets)
 	check(err)
+	if f := m.get("host_names"); f.set() {
+		c.HostNames, err = p.strList(f, checkHostName)
+		check(err)
+	}
 	if f := m.get("approval_webhook"); f.set() {
 		c.ApprovalWebhook, err = p.str(f, checkWebhook)
 		check(err)
@@ -366,6 +374,31 @@ func (p *parser) masking(f field, d *mask.Detect) error {
 	return nil
 }
 
+// checkHostName accepts a host name or address as users type it.
+func checkHostName(s string) error {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_:", r)) {
+			return fmt.Errorf("%q is not a host name or address", s)
+		}
+	}
+	if s == "" {
+		return fmt.Errorf("empty host name")
+	}
+	return nil
+}
+
+// hostNames is HostNames, or the listen address's host when it names one.
+func (c *Config) hostNames() []string {
+	if len(c.HostNames) > 0 {
+		return c.HostNames
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if ip := net.ParseIP(host); err != nil || host == "" || ip != nil && ip.IsUnspecified() {
+		return nil
+	}
+	return []string{host}
+}
+
 // checkWebhook accepts an http or https URL with a host.
 func checkWebhook(s string) error {
 	u, err := url.Parse(s)
@@ -417,6 +450,7 @@ func (c *Config) Bastion(auth *certs.Authority, store recorder.Store, log *slog.
 		Ciphers:           c.Ciphers,
 		Admins:            c.Admins,
 		ApprovalRules:     &c.Approvals,
+		HostNames:         c.hostNames(),
 		Detect:            c.Detect,
 		Log:               log,
 	}
