@@ -146,15 +146,7 @@ func New(cfg Config) (_ *App, err error) {
 		store = a.Store
 	}
 	bc := s.Bastion(a.Auth, store, log)
-	if a.Auth.HostCA != nil && len(bc.HostNames) == 0 {
-		log.Warn("the data directory has a host CA but the config names no host_names (and listens on every address): the bastion presents no host certificate")
-	}
-	var webhook *approval.Webhook
-	if s.ApprovalWebhook != "" {
-		webhook = approval.NewWebhook(s.ApprovalWebhook, 0, log.With("component", "approval-webhook"))
-		extra = append(extra, named{"approval webhook", UntilCancel(webhook.Run)})
-	}
-	if bc.Approvals, err = newBroker(a.Store, webhook, log); err != nil {
+	if extra, err = a.approvals(s, &bc, extra); err != nil {
 		return nil, err
 	}
 	if a.Bastion, err = bastion.New(bc); err != nil {
@@ -270,4 +262,21 @@ func newBroker(st *recorder.Local, webhook *approval.Webhook, log *slog.Logger) 
 			}
 			return auditChange(ctx, c)
 		}})
+}
+
+// approvals gives bc its approval broker, with the webhook s configures
+// added to servers, and warns of a host CA without host names.
+func (a *App) approvals(s *config.Config, bc *bastion.Config, servers []named) ([]named, error) {
+	log := a.log
+	if a.Auth.HostCA != nil && len(bc.HostNames) == 0 {
+		log.Warn("the data directory has a host CA but the config names no host_names (and listens on every address): the bastion presents no host certificate")
+	}
+	var webhook *approval.Webhook
+	if s.ApprovalWebhook != "" {
+		webhook = approval.NewWebhook(s.ApprovalWebhook, 0, log.With("component", "approval-webhook"))
+		servers = append(servers, named{"approval webhook", UntilCancel(webhook.Run)})
+	}
+	var err error
+	bc.Approvals, err = newBroker(a.Store, webhook, log)
+	return servers, err
 }
