@@ -31,7 +31,6 @@ const (
 	HostCAFile = "host_ca"
 )
 
-
 // MaxUpstreamTTL caps the validity of a certificate minted for a target.
 const MaxUpstreamTTL = 5 * time.Minute
 
