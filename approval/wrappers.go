@@ -115,8 +115,14 @@ func (a *analyser) inner(name string, args []word, st *syntax.Stmt, depth int) (
 		a.hash(args)
 	case "mapfile", "readarray", "complete", "compgen", "bind":
 		a.callback(name, args, depth)
+		a.inputVars(name, args)
 	case "read", "printf", "unset", "test", "[":
 		a.varNames(name, args)
+		a.inputVars(name, args)
+	case "getopts":
+		a.inputVars(name, args)
+	case "declare", "typeset", "local", "export", "readonly":
+		a.declWords(args)
 	case "source", ".":
 		a.stdin(name, st, depth)
 	case "fc":
