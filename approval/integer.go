@@ -177,15 +177,32 @@ func (a *analyser) assigned(as *syntax.Assign) {
 		return
 	}
 	if as.Value != nil {
-		a.setVar(as.Name.Value, a.word(as.Value))
+		a.setVar(as.Name.Value, a.value(as.Value))
 	}
 	if as.Array != nil {
 		for _, e := range as.Array.Elems {
 			if e.Value != nil {
-				a.setVar(as.Name.Value, a.word(e.Value))
+				a.setVar(as.Name.Value, a.value(e.Value))
 			}
 		}
 	}
+}
+
+// value returns w after quote removal; a word that is only $((…)) is a
+// number whatever it computes (the arithmetic in it is judged as such).
+func (a *analyser) value(w *syntax.Word) word {
+	p := w.Parts
+	if len(p) == 1 {
+		if q, ok := p[0].(*syntax.DblQuoted); ok && !q.Dollar {
+			p = q.Parts
+		}
+	}
+	if len(p) == 1 {
+		if _, ok := p[0].(*syntax.ArithmExp); ok {
+			return word{text: "0", lit: true}
+		}
+	}
+	return a.word(w)
 }
 
 // loopVar records the values a for or select loop assigns to its variable:
@@ -199,7 +216,7 @@ func (a *analyser) loopVar(f *syntax.ForClause) {
 		a.setVar(wi.Name.Value, input)
 	}
 	for _, w := range wi.Items {
-		a.setVar(wi.Name.Value, a.word(w))
+		a.setVar(wi.Name.Value, a.value(w))
 	}
 }
 
