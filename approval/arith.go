@@ -44,7 +44,7 @@ func (a *analyser) arithmetic(f *syntax.File) {
 		switch n := n.(type) {
 		case *syntax.DeclClause:
 			for _, as := range n.Args {
-				assoc[as] = strings.Contains(declFlags(n.Args), "A")
+				assoc[as] = strings.Contains(a.declFlags(n.Args), "A")
 			}
 		case *syntax.Assign:
 			if n.Name != nil {

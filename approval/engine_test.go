@@ -31,6 +31,11 @@ func TestIntegerAndShellOptionForms(t *testing.T) {
 		`MAILCHECK=$(cat f)`,
 		`(( x = $(cat f) ))`,
 		`m=([$(cat f)]=1)`,
+		`declare -i "x"; x=$(cat f)`,
+		`declare "-i" x; x=$(cat f)`,
+		`declare -i x\=1; x=$(cat f)`,
+		`declare 'OPTIND=y'`,
+		`declare "-n" r=$a$b; echo $r`,
 	} {
 		if v := rmPolicy.Decide(&Subject{}, line); v.Action != Approve {
 			t.Errorf("%q: %s, %s", line, v.Action, v.Reason)
@@ -41,6 +46,8 @@ func TestIntegerAndShellOptionForms(t *testing.T) {
 		"declare -i n=$((5+1))",
 		"declare -ai a=(1 2)",
 		"declare -A m=([$k]=1)",
+		`declare "-A" m=([k]=1)`,
+		"declare -i 'n=5'",
 		"a=([0]=x [1]=y)",
 		"OPTIND=1",
 		"read -r OPTARG",

@@ -71,16 +71,50 @@ func (a *analyser) declared(flags, name string, value *word) {
 	}
 }
 
-// declFlags returns the options of a declaration (words starting with '-'),
-// joined.
-func declFlags(args []*syntax.Assign) string {
+// declFlags returns the options of a declaration (words starting with '-'
+// after quote removal), joined.
+func (a *analyser) declFlags(args []*syntax.Assign) string {
 	var b strings.Builder
 	for _, as := range args {
-		if as.Naked && as.Name == nil && as.Value != nil && strings.HasPrefix(as.Value.Lit(), "-") {
-			b.WriteString(as.Value.Lit())
+		if as.Naked && as.Name == nil && as.Value != nil {
+			if w := a.word(as.Value); w.known() && strings.HasPrefix(w.text, "-") {
+				b.WriteString(w.text)
+			}
 		}
 	}
 	return b.String()
+}
+
+// declArgs records the names a declaration declares and the values it
+// assigns. A quoted or escaped word is a name too ("x", 'x=1', x\=1:
+// declare splits at the = itself); a non-literal one is held by decl.
+func (a *analyser) declArgs(args []*syntax.Assign) {
+	flags := a.declFlags(args)
+	for _, as := range args {
+		switch {
+		case as.Name != nil:
+			var v *word
+			if as.Value != nil {
+				w := a.value(as.Value)
+				v = &w
+			}
+			a.declared(flags, as.Name.Value, v)
+		case as.Naked && as.Value != nil:
+			w := a.word(as.Value)
+			if !w.known() || strings.HasPrefix(w.text, "-") || strings.HasPrefix(w.text, "+") {
+				continue
+			}
+			name, val, ok := strings.Cut(w.text, "=")
+			name = strings.TrimSuffix(name, "+")
+			if !ok {
+				a.declared(flags, name, nil)
+				continue
+			}
+			v := word{text: val, lit: true}
+			a.declared(flags, name, &v)
+			a.setVar(name, v)
+		}
+	}
 }
 
 // declWords handles declare, typeset, local, export and readonly run as

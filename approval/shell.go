@@ -2,7 +2,6 @@ package approval
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -241,17 +240,7 @@ func (a *analyser) decl(d *syntax.DeclClause, depth int) {
 		c.Args = append(c.Args, b.String())
 	}
 	a.add(c)
-	flags := declFlags(d.Args)
-	for _, as := range d.Args {
-		if as.Name != nil {
-			var v *word
-			if as.Value != nil {
-				w := a.word(as.Value)
-				v = &w
-			}
-			a.declared(flags, as.Name.Value, v)
-		}
-	}
+	a.declArgs(d.Args)
 	a.assigns(d.Args, depth)
 	for _, as := range d.Args {
 		// declare "$n=1" sets the variable $n names, and declare -n
@@ -262,7 +251,7 @@ func (a *analyser) decl(d *syntax.DeclClause, depth int) {
 			return
 		}
 	}
-	if !c.ArgsKnown && slices.ContainsFunc(c.Args, func(s string) bool { return strings.HasPrefix(s, "-") && strings.Contains(s, "n") }) {
+	if !c.ArgsKnown && strings.Contains(a.declFlags(d.Args), "n") {
 		a.unjudged("%s -n with a non-literal name", d.Variant.Value)
 	}
 }
