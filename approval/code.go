@@ -25,7 +25,7 @@ func (a *analyser) shell(name string, args []word, st *syntax.Stmt, depth int) {
 		return
 	}
 	opts, rest := a.options(name, args, shellSpec(name))
-	if hasOpt(opts, "-c", "+c") {
+	if hasOpt(opts, "-c", "+c") || name == "yash" && slices.ContainsFunc(opts, yashCmdline) {
 		if len(rest) > 0 {
 			a.codeWord(rest[0], name+" -c", depth)
 		}
@@ -53,6 +53,26 @@ func shellSpec(name string) optSpec {
 		spec.long = []string{"--profile", "--rcfile"}
 	}
 	return spec
+}
+
+// yashCmdline reports whether o is yash's --cmdline (-c): its long option
+// names may be abbreviated and only their letters and digits count, and
+// -o takes them too.
+func yashCmdline(o opt) bool {
+	s := o.name
+	if s == "-o" || s == "+o" {
+		s = o.val
+	}
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r - 'A' + 'a'
+		}
+		return -1
+	}, s)
+	return len(s) >= 2 && strings.HasPrefix("cmdline", s)
 }
 
 // cCluster reports whether w is a cluster of short options with c in it.

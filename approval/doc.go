@@ -97,7 +97,8 @@
 // a cluster goes on after it: bash -oc pipefail CODE; a lone - ends their
 // options, like --); fish with -c, -C, --command or --init-command (each
 // one's value is code, attached, after = or as the next word; a long
-// option may be any unique prefix, as getopt_long allows); eval (its
+// option may be any unique prefix, as getopt_long allows); yash's
+// --cmdline, abbreviated or not (--cmd, -o cmdline), is its -c; eval (its
 // arguments joined by spaces); su, runuser and script with -c or
 // --command (options may stand anywhere before --, and the last -c wins;
 // without one, su and runuser pass the words after the user to the user's
@@ -173,8 +174,9 @@
 //     bash 5.2 evaluates too. Values are those of x=, x+=, x[i]=, each
 //     element of x=(…), declare and the other declaration builtins (also
 //     run as builtin declare …), ${x:=…} and ${x=…}, for and select
-//     loops, and, never known, read, printf -v, mapfile, readarray and
-//     getopts (its variable and OPTARG). A non-literal word given to a
+//     loops, and, never known, read (REPLY without a name), printf -v,
+//     mapfile, readarray, getopts (its variable and OPTARG) and select
+//     (REPLY). A non-literal word given to a
 //     declaration builtin run as a command (builtin declare $a) is
 //     unjudged too
 //   - an indirect expansion ${!r} (not ${!prefix*} or ${!a[@]}), declare

@@ -249,6 +249,9 @@ func (a *analyser) loopVar(f *syntax.ForClause) {
 	if !wi.InPos.IsValid() {
 		a.setVar(wi.Name.Value, input)
 	}
+	if f.Select {
+		a.setVar("REPLY", input) // the line typed
+	}
 	for _, w := range wi.Items {
 		a.setVar(wi.Name.Value, a.value(w))
 	}
@@ -262,7 +265,7 @@ func (a *analyser) inputVars(name string, args []word) {
 	switch name {
 	case "read":
 		opts, rest, _ := options(args, optSpec{short: "adinNptu"})
-		names = texts(rest)
+		names = append(texts(rest), "REPLY")
 		if o := last(opts, "-a"); o != nil {
 			names = append(names, o.val)
 		}
