@@ -39,13 +39,23 @@ func (a *analyser) arithmetic(f *syntax.File) {
 		}
 	}
 	var uses []arithUse
+	assoc := map[*syntax.Assign]bool{} // in a declare -A: [key]= is a string
 	syntax.Walk(f, func(n syntax.Node) bool {
 		switch n := n.(type) {
+		case *syntax.DeclClause:
+			for _, as := range n.Args {
+				assoc[as] = strings.Contains(a.declFlags(n.Args), "A")
+			}
 		case *syntax.Assign:
 			if n.Name != nil {
 				set(n.Name.Value, n.Pos().Offset(), n.Index == nil && n.Array == nil && n.Value != nil && isDigits(n.Value.Lit()))
 			}
 			uses = arithUses(uses, n.Index)
+			if n.Array != nil && !assoc[n] {
+				for _, e := range n.Array.Elems {
+					uses = arithUses(uses, e.Index) // a=([i]=v)
+				}
+			}
 		case *syntax.BinaryArithm:
 			if name := ident(n.X); name != "" && isAssignOp(n.Op) {
 				set(name, n.Pos().Offset(), n.Op == syntax.Assgn && isNumber(n.Y))
@@ -99,6 +109,11 @@ func arithUses(uses []arithUse, nodes ...syntax.Node) []arithUse {
 				if n.Param != nil {
 					uses = append(uses, arithUse{n.Param.Value, n.Pos().Offset()})
 				}
+			case *syntax.CmdSubst:
+				// Its output is evaluated in turn; the commands
+				// in it are found elsewhere.
+				uses = append(uses, arithUse{"$(…)", n.Pos().Offset()})
+				return false
 			}
 			return true
 		})

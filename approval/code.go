@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"slices"
 	"strings"
 
 	"mvdan.cc/sh/v3/syntax"
@@ -10,20 +11,150 @@ import (
 // (sh -c, eval, su -c, watch, trap, alias) or run other commands from
 // their arguments (find -exec, flock).
 
-// shell analyses a shell's command line. With -c its first argument is
-// shell code, analysed here. Without it the shell runs a script file or
-// reads commands from stdin, which cannot be judged: the shell itself is
-// the command (already recorded), and a here-document or here-string on
-// its stdin is analysed as the code it is.
+// shell analyses a shell's command line. With -c (or +c, in any cluster)
+// its first argument is shell code, analysed here. Without it the shell
+// runs a script file or reads commands from stdin, which cannot be judged:
+// the shell itself is the command (already recorded), and a here-document
+// or here-string on its stdin is analysed as the code it is. An option
+// that takes a value the analyser does not know ends the options early; so
+// when options stood before the end and a later word is a cluster with c,
+// the -c may have been missed, and the shell's code is unjudged.
 func (a *analyser) shell(name string, args []word, st *syntax.Stmt, depth int) {
-	opts, rest := a.options(name, args, optSpec{short: "oO", long: []string{"--rcfile", "--init-file"}, plus: true, dashEnds: true})
-	if hasOpt(opts, "-c", "--command") {
+	if name == "fish" {
+		a.fish(args, st, depth)
+		return
+	}
+	opts, rest := a.options(name, args, shellSpec(name))
+	if hasOpt(opts, "-c", "+c") || name == "yash" && slices.ContainsFunc(opts, yashCmdline) {
 		if len(rest) > 0 {
 			a.codeWord(rest[0], name+" -c", depth)
 		}
 		return
 	}
+	if len(rest) < len(args) && slices.ContainsFunc(rest, cCluster) {
+		a.unjudged("%s with an option this analyser does not know before a -c", name)
+		return
+	}
 	a.stdin(name, st, depth)
+}
+
+// shellSpec returns the options of a shell that take a value: always the
+// next word, the cluster going on (bash -oc pipefail CODE).
+func shellSpec(name string) optSpec {
+	spec := optSpec{short: "o", plus: true, dashEnds: true, nextWord: true}
+	switch name {
+	case "bash", "rbash", "sh":
+		spec.short, spec.long = "oO", []string{"--rcfile", "--init-file"}
+	case "ksh", "mksh":
+		spec.short = "oT"
+	case "zsh":
+		spec.long = []string{"--emulate"}
+	case "yash":
+		spec.long = []string{"--profile", "--rcfile"}
+	}
+	return spec
+}
+
+// yashCmdline reports whether o is yash's --cmdline (-c): its long option
+// names may be abbreviated and only their letters and digits count, and
+// -o takes them too.
+func yashCmdline(o opt) bool {
+	s := o.name
+	if s == "-o" || s == "+o" {
+		s = o.val
+	}
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r - 'A' + 'a'
+		}
+		return -1
+	}, s)
+	return len(s) >= 2 && strings.HasPrefix("cmdline", s)
+}
+
+// cCluster reports whether w is a cluster of short options with c in it.
+func cCluster(w word) bool {
+	s := w.text
+	return len(s) > 1 && (s[0] == '-' || s[0] == '+') && s[1] != '-' && strings.Contains(s, "c")
+}
+
+// fishLong are fish's long options, and whether each takes a value; any
+// unique prefix of one is that option (getopt_long).
+var fishLong = map[string]bool{
+	"--command": true, "--init-command": true, "--features": true, "--debug": true, "--debug-output": true,
+	"--debug-stack-frames": true, "--profile": true, "--profile-startup": true, "--interactive": false,
+	"--login": false, "--no-execute": false, "--print-rusage-self": false, "--print-debug-categories": false,
+	"--private": false, "--help": false, "--version": false, "--no-config": false,
+}
+
+// fish analyses fish's command line (getopt_long "+hPilNnvc:C:p:d:f:D:o:"):
+// the value of every -c and -C (--command, --init-command) is code, given
+// attached or as the next word. Without -c fish reads a script or stdin.
+func (a *analyser) fish(args []word, st *syntax.Stmt, depth int) {
+	batch := false
+	for i := 0; i < len(args); i++ {
+		if !args[i].known() {
+			a.unjudged("non-literal word %s after fish", show(args[i].text))
+			return
+		}
+		s := args[i].text
+		if s == "--" || len(s) < 2 || s[0] != '-' {
+			break
+		}
+		var code, takes bool
+		var val string
+		if strings.HasPrefix(s, "--") {
+			name, v, eq := strings.Cut(s, "=")
+			full, ok := fishOption(name)
+			if !ok {
+				a.unjudged("fish option %s is unknown or ambiguous", show(name))
+				return
+			}
+			code, val, takes = full == "--command" || full == "--init-command", v, fishLong[full] && !eq
+			batch = batch || full == "--command"
+		} else {
+			j := strings.IndexAny(s[1:], "cCpdfDo") + 1
+			if j == 0 {
+				continue
+			}
+			code, val, takes = s[j] == 'c' || s[j] == 'C', s[j+1:], j+1 == len(s)
+			batch = batch || s[j] == 'c'
+		}
+		if takes && i+1 < len(args) {
+			i++
+			if val = args[i].text; !args[i].known() && code {
+				a.unjudged("non-literal shell code for fish: %s", show(val))
+				return
+			}
+		}
+		if code {
+			a.source(val, depth+1, true)
+		}
+	}
+	if !batch {
+		a.stdin("fish", st, depth)
+	}
+}
+
+// fishOption returns the fish long option that name is, or a unique
+// prefix of.
+func fishOption(name string) (string, bool) {
+	if _, ok := fishLong[name]; ok {
+		return name, true
+	}
+	found := ""
+	for full := range fishLong {
+		if strings.HasPrefix(full, name) {
+			if found != "" {
+				return "", false
+			}
+			found = full
+		}
+	}
+	return found, found != ""
 }
 
 // stdin analyses a here-document or here-string on the standard input of

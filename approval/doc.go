@@ -71,7 +71,9 @@
 // the command it runs, after the wrapper's options:
 //
 //   - sudo (options, then words with a =, which set variables; -s or -i
-//     alone is the command sh, -e is sudoedit), doas (-s alone is sh)
+//     alone is the command sh, -e is sudoedit; -h takes an attached host,
+//     or the next word as the host unless it starts with -, as sudo
+//     does), doas (-s alone is sh)
 //   - env (options, then words with a =; the string of -S is split into
 //     words that take its place, options included, as GNU env does)
 //   - command (not with -v or -V, which only look the name up), builtin,
@@ -89,8 +91,14 @@
 //
 // These run a string as shell code, which is parsed in turn, up to 8
 // levels deep: sh, bash, dash, zsh, ksh, mksh, ash, rbash, yash, posh,
-// fish, csh and tcsh with -c (in any option cluster: -lc, -ec; a lone -
-// ends their options, like --); eval (its
+// csh and tcsh with -c or +c (in any option cluster: -lc, -ec; the value
+// of -o, and of bash's -O, --rcfile and --init-file, ksh's and mksh's -T,
+// zsh's --emulate and yash's --profile and --rcfile, is the next word, and
+// a cluster goes on after it: bash -oc pipefail CODE; a lone - ends their
+// options, like --); fish with -c, -C, --command or --init-command (each
+// one's value is code, attached, after = or as the next word; a long
+// option may be any unique prefix, as getopt_long allows); yash's
+// --cmdline, abbreviated or not (--cmd, -o cmdline), is its -c; eval (its
 // arguments joined by spaces); su, runuser and script with -c or
 // --command (options may stand anywhere before --, and the last -c wins;
 // without one, su and runuser pass the words after the user to the user's
@@ -139,15 +147,38 @@
 //     become several (an unquoted $x, a glob, a brace expansion, "$@") as
 //     an option's value or before the command (nice -n $n ls), since the
 //     words after it would move
+//   - a shell without -c whose options stopped at a word (the value of an
+//     option not known above, or a script) after at least one option,
+//     when a later word is an option cluster with c in it (sh -Q x -c
+//     CODE): the -c may be the shell's; a fish long option that is not
+//     known or is ambiguous
 //   - non-literal sh -c, eval, su -c, trap, alias or PROMPT_COMMAND code,
 //     a non-literal find argument (it could be -exec), an env -S string
 //     with a $, a comment or an unknown escape
 //   - arithmetic ((( )), $(( )), let, for ((…)), [[ -eq ]], array
-//     subscripts, ${x:n}) that reads a variable the line has not set to a
-//     literal number before (x=5; echo $((x+1)) is fine): bash evaluates
-//     the variable's value as an expression in turn, and a[$(cmd)] in it
-//     runs cmd, so c='a[$(rm x)]' assembled on earlier lines and (( c ))
-//     would run rm
+//     subscripts, the [index]= of a compound assignment a=(…), a+=(…) or
+//     declare -a a=(…) (not in a declare -A, where it is a string),
+//     ${x:n}) that reads a variable the line has not set to a literal
+//     number before (x=5; echo $((x+1)) is fine), or holds a command
+//     substitution: bash evaluates the variable's value (or the output)
+//     as an expression in turn, and a[$(cmd)] in it runs cmd, so
+//     c='a[$(rm x)]' assembled on earlier lines and (( c )) would run rm
+//   - a value assigned to an integer variable that is not a literal
+//     number (one where every name-like run of characters starts with a
+//     digit, as in 5, -3, 0x1f or 2#101: no variable, no $, ` or [).
+//     Integer variables are those declared with -i by declare, typeset or
+//     local anywhere on the line, nested code included (bash evaluates
+//     what a function assigns when it runs, not where it is written), a
+//     nameref declared on the line that may lead to one, and OPTIND,
+//     RANDOM, SRANDOM, HISTCMD, SECONDS, BASHPID and MAILCHECK, which
+//     bash 5.2 evaluates too. Values are those of x=, x+=, x[i]=, each
+//     element of x=(…), declare and the other declaration builtins (also
+//     run as builtin declare …), ${x:=…} and ${x=…}, for and select
+//     loops, and, never known, read (REPLY without a name), printf -v,
+//     mapfile, readarray, getopts (its variable and OPTARG) and select
+//     (REPLY). A non-literal word given to a
+//     declaration builtin run as a command (builtin declare $a) is
+//     unjudged too
 //   - an indirect expansion ${!r} (not ${!prefix*} or ${!a[@]}), declare
 //     -n with a non-literal name, and a non-literal variable name given to
 //     read, printf -v, unset, test -v, [[ -v ]] or declare: the name may
@@ -178,7 +209,8 @@
 // (sudo -s is the command sh whatever SHELL holds),
 // enable -f, a copy of rm under another name, or a variable assembled in
 // pieces and evaluated later (eval "$x" and arithmetic are held; a
-// declare -i variable assigned on a later line is not). Wrappers not listed
+// variable declared -i, or a nameref, on an earlier line and assigned on
+// this one is not). Wrappers not listed
 // above (strace, nsenter, unshare, systemd-run, tmux, screen, at, …) are
 // commands like any other: their command is not found. zsh's r reruns
 // the last line. Every line is parsed as bash: on a target whose shell is

@@ -2,7 +2,6 @@ package approval
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -92,6 +91,7 @@ func Commands(line string) []Command {
 		a.unjudged("history substitution (a line starting with ^)")
 	}
 	a.source(line, 0, true)
+	a.checkIntegers()
 	return a.cmds
 }
 
@@ -103,6 +103,7 @@ type analyser struct {
 	code    map[*syntax.Word]bool // words already analysed as shell code
 	quiet   int                   // > 0 inside a string that only looks like code
 	printer *syntax.Printer
+	ints    integers // integer variables and what is assigned to them
 }
 
 // add records c, unless the line already has too many commands.
@@ -168,6 +169,8 @@ func (a *analyser) source(src string, depth int, strict bool) (parsed bool) {
 			a.decl(n, depth)
 		case *syntax.LetClause:
 			a.add(Command{Name: "let"})
+		case *syntax.ForClause:
+			a.loopVar(n)
 		case *syntax.UnaryTest:
 			if w, ok := n.X.(*syntax.Word); ok && (n.Op == syntax.TsVarSet || n.Op == syntax.TsRefVar) && !a.word(w).known() {
 				a.unjudged("[[ -v ]] with a non-literal variable name %s", show(a.word(w).text))
@@ -195,6 +198,13 @@ func (a *analyser) paramExp(p *syntax.ParamExp) {
 	}
 	if p.Excl && p.Names == 0 && !keys(p) {
 		a.unjudged("indirect expansion %s", show("${!"+p.Param.Value+"}"))
+	}
+	if p.Exp != nil && (p.Exp.Op == syntax.AssignUnset || p.Exp.Op == syntax.AssignUnsetOrNull) {
+		v := word{lit: true}
+		if p.Exp.Word != nil {
+			v = a.word(p.Exp.Word)
+		}
+		a.setVar(p.Param.Value, v) // ${x:=v}
 	}
 	if p.Exp != nil && p.Exp.Op == syntax.OtherParamOps && p.Exp.Word != nil && strings.Contains(p.Exp.Word.Lit(), "P") {
 		a.unjudged("prompt expansion %s", show("${"+p.Param.Value+"@P}"))
@@ -230,6 +240,7 @@ func (a *analyser) decl(d *syntax.DeclClause, depth int) {
 		c.Args = append(c.Args, b.String())
 	}
 	a.add(c)
+	a.declArgs(d.Args)
 	a.assigns(d.Args, depth)
 	for _, as := range d.Args {
 		// declare "$n=1" sets the variable $n names, and declare -n
@@ -240,7 +251,7 @@ func (a *analyser) decl(d *syntax.DeclClause, depth int) {
 			return
 		}
 	}
-	if !c.ArgsKnown && slices.ContainsFunc(c.Args, func(s string) bool { return strings.HasPrefix(s, "-") && strings.Contains(s, "n") }) {
+	if !c.ArgsKnown && strings.Contains(a.declFlags(d.Args), "n") {
 		a.unjudged("%s -n with a non-literal name", d.Variant.Value)
 	}
 }
@@ -258,6 +269,7 @@ var promptVars = map[string]bool{"PS0": true, "PS1": true, "PS2": true, "PS3": t
 // non-literal value for promptVars.
 func (a *analyser) assigns(as []*syntax.Assign, depth int) {
 	for _, as := range as {
+		a.assigned(as)
 		if as.Name != nil && promptVars[as.Name.Value] && as.Value != nil && !a.word(as.Value).known() {
 			a.unjudged("%s set to a non-literal value: it is expanded as a prompt", as.Name.Value)
 		}

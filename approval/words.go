@@ -193,6 +193,13 @@ type optSpec struct {
 	plus     bool     // +o is an option too (shells)
 	dashEnds bool     // a lone - ends the options, like -- (shells)
 	split    []string // options after which parsing stops (env -S: its value is parsed first)
+	// nextWord: a value of short is always the next word, and the
+	// cluster goes on (bash -oc pipefail CODE: -o, then -c).
+	nextWord bool
+	// unlessDash are short options whose value is attached, or the next
+	// word unless that starts with '-' (sudo -h HOST, -hHOST; -h alone
+	// is help).
+	unlessDash string
 }
 
 // options splits args into the wrapper's options and the rest. bad is set
@@ -259,6 +266,25 @@ func shortOptions(args []word, i int, spec optSpec, opts *[]opt) int {
 	for j := 1; j < len(s); j++ {
 		name := string(s[0]) + string(s[j])
 		switch {
+		case spec.nextWord && strings.IndexByte(spec.short, s[j]) >= 0:
+			o := opt{name: name, known: true}
+			if i+1 < len(args) {
+				i++
+				o.val, o.known = args[i].text, args[i].known()
+			}
+			*opts = append(*opts, o)
+			if !args[i].one() {
+				return i // option reports it
+			}
+			continue
+		case strings.IndexByte(spec.unlessDash, s[j]) >= 0:
+			o := opt{name: name, val: s[j+1:], known: true}
+			if o.val == "" && i+1 < len(args) && !strings.HasPrefix(args[i+1].text, "-") {
+				i++
+				o.val, o.known = args[i].text, args[i].known()
+			}
+			*opts = append(*opts, o)
+			return i
 		case strings.IndexByte(spec.short, s[j]) >= 0:
 			o := opt{name: name, val: s[j+1:], known: true}
 			if o.val == "" && i+1 < len(args) {

@@ -115,8 +115,14 @@ func (a *analyser) inner(name string, args []word, st *syntax.Stmt, depth int) (
 		a.hash(args)
 	case "mapfile", "readarray", "complete", "compgen", "bind":
 		a.callback(name, args, depth)
+		a.inputVars(name, args)
 	case "read", "printf", "unset", "test", "[":
 		a.varNames(name, args)
+		a.inputVars(name, args)
+	case "getopts":
+		a.inputVars(name, args)
+	case "declare", "typeset", "local", "export", "readonly":
+		a.declWords(args)
 	case "source", ".":
 		a.stdin(name, st, depth)
 	case "fc":
@@ -176,12 +182,15 @@ func orShell(ws []word, n int) []word {
 	return nil
 }
 
-// sudo unwraps sudo and doas. -s and -i (doas -s) with no command start a
-// shell: the command sh. -e (sudoedit) edits files: the command sudoedit.
+// sudo unwraps sudo and doas. sudo -h takes an attached host (-hHOST) or
+// the next word as the host unless it starts with '-' (parse_args in
+// sudo's source); -h alone is help. -s and -i (doas -s) with no command
+// start a shell: the command sh. -e (sudoedit) edits files: the command sudoedit.
 // Other option-only forms (-l, -v, -k) run nothing.
 func (a *analyser) sudo(name string, args []word, depth int) ([]word, bool) {
 	spec := optSpec{short: "CDgpRrtTUuc", long: []string{"--close-from", "--chdir", "--group", "--prompt",
-		"--chroot", "--role", "--type", "--command-timeout", "--other-user", "--user", "--login-class", "--host"}}
+		"--chroot", "--role", "--type", "--command-timeout", "--other-user", "--user", "--login-class", "--host"},
+		unlessDash: "h"}
 	if name == "doas" {
 		spec = optSpec{short: "auC"}
 	}
