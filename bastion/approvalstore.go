@@ -71,6 +71,12 @@ func ApprovalAudit(log *slog.Logger) func(context.Context, approval.Change) erro
 		if r.Line != "" {
 			attrs = append(attrs, "command_line", logSafe(r.Line))
 		}
+		if c.Event == "requested" {
+			attrs = append(attrs, "request_reason", logSafe(r.Reason), "why", logSafe(r.Why))
+			if r.Kind == approval.KindAccess {
+				attrs = append(attrs, "for", r.For.String())
+			}
+		}
 		if d := c.Decision; d != nil {
 			attrs = append(attrs, "by", logSafe(d.By), "approve", d.Approve, "reason", logSafe(d.Reason))
 		}
