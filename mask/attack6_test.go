@@ -134,7 +134,7 @@ func TestAttack6OverlongGroupErased(t *testing.T) {
 // of grep -n (-A, -B, -C): grep writes "LINE-" before a context line and
 // "LINE:" before a match, so a card number alone on a line next to a match
 // shows in clear. Ordinary, not hostile: "grep -n -A1 '^Card:' orders.txt".
-func TestAttack6GrepContextLineNumbers(t *testing.T) {
+func TestAttack6GrepNumberedLines(t *testing.T) {
 	t.Parallel()
 	attack6Expect(t, false, []attack6Case{
 		{"grep -n -A1", "12:Card:\n13-4111111111111111\n", "13-4111111111111111"},
