@@ -14,6 +14,10 @@ func (s *scanner) control(b []byte, i int) int {
 	if c == escByte {
 		return s.startEscape(b, i)
 	}
+	if kills(c, s.input) {
+		s.brk(b)
+		return i + 1
+	}
 	s.hold(i)
 	if c == bsByte || c == delByte && s.input {
 		s.erase(b)

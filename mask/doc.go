@@ -17,6 +17,9 @@
 //     sequences;
 //   - an erase: BS (0x08), and in typed input (Config.Input) DEL too,
 //     the key that erases;
+//   - in typed input, ETX (^C) and NAK (^U), which drop the line being
+//     typed: a break (see Escape sequences), not an ignored control, so
+//     digits typed before them never join those typed after;
 //   - visible: every other byte.
 //
 // Escape sequences and ignored controls are transparent: a number may run

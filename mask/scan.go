@@ -260,16 +260,16 @@ outer:
 // look sets prev and prev2 to the last two visible bytes of b[start:j]
 // (with the state's for what lies before start): ignored controls are
 // passed over, and an erase there erases what is unknown, so it is a
-// break.
+// break, as is a typed ^C or ^U (kills).
 func (s *scanner) look(b []byte, start, j int) {
 	got := 0
 	var v [2]byte
 	for k := j - 1; k >= start && got < 2; k-- {
 		c := b[k]
-		if class[c]&cIgn != 0 && (c != delByte || !s.input) {
+		if class[c]&cIgn != 0 && (c != delByte || !s.input) && !kills(c, s.input) {
 			continue
 		}
-		if c == bsByte || c == delByte {
+		if c == bsByte || c == delByte || kills(c, s.input) {
 			for ; got < 2; got++ {
 				v[got] = 0
 			}

@@ -103,6 +103,8 @@ func RefJudge(b []byte, o RefOpts) RefResult {
 			toks = append(toks, refTok{kind: tokQuiet, pos: i, last: i + n - 1})
 			i += n
 			continue
+		case o.Input && (c == 0x03 || c == 0x15): // ^C, ^U: the typed line is dropped
+			toks = append(toks, refTok{kind: tokBreak, pos: i, last: i})
 		case c == refBS || c == refDEL && o.Input:
 			toks = append(toks, refTok{kind: tokErase, pos: i, last: i})
 		case refIgnored(c):
