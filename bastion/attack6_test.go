@@ -140,3 +140,23 @@ func TestAttack6E2EStdoutStderrSplit(t *testing.T) {
 		t.Errorf("the client's terminal shows %q then %q: 4111 1111 1111 1111", r.Stdout, r.Stderr)
 	}
 }
+
+// ESC CAN (a sequence aborted at once, which shows nothing) between the
+// halves of a number: the masker makes the ESC a break, the terminal and
+// the recording's replay show the number whole.
+func TestAttack6E2EBrokenEscapeBetweenHalves(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	cmd := `printf '41111111\033\03011111111\n5555 5555 \033[\0305555 4444\n'`
+	r := h.ssh(t, h.alice, "root@t1", nil, cmd)
+	shown := strings.NewReplacer("\x1b[\x18", "", "\x1b\x18", "").Replace(string(r.Stdout))
+	for _, pan := range []string{"4111111111111111", "5555 5555 5555 4444"} {
+		if strings.Contains(shown, pan) {
+			t.Errorf("the client's terminal shows %s: %q", pan, r.Stdout)
+		}
+	}
+	_, text, _ := h.recordingOf(t, h.store, func(s recorder.Session) bool { return s.Command == cmd })
+	if shown := strings.NewReplacer("\x1b[\x18", "", "\x1b\x18", "").Replace(text); strings.Contains(shown, "4111111111111111") {
+		t.Errorf("the recording replays as %q", shown)
+	}
+}
