@@ -275,6 +275,11 @@ func candidateEnd(data []byte) bool {
 		// UTF-16LE text) hide nothing either.
 		data = trimIgnored(data)
 		n := len(data)
+		if n > 0 && data[n-1] == 0x08 {
+			// An erase reopens what it takes back: whatever comes next
+			// may continue a number before it.
+			return true
+		}
 		digit := func(b []byte) bool { return len(b) > 0 && b[len(b)-1] >= '0' && b[len(b)-1] <= '9' }
 		if digit(data) || (n >= 2 && (data[n-1] == ' ' || data[n-1] == '-') && digit(trimIgnored(data[:n-1]))) {
 			return true
