@@ -57,13 +57,13 @@ func TestAttack6SFTPUTF16SplitNumberNotHeld(t *testing.T) {
 
 // A reply whose data ends in an erase (BS) is not held either, but what
 // follows may continue the number the erase reopened: "4111111111111\b"
-// then "111" is the card number 4111111111111111 to the detector, and its
+// then "1111" is the card number 4111111111111111 to the detector, and its
 // first 12 digits went out in the first reply.
 func TestAttack6SFTPEraseAtReadEnd(t *testing.T) {
 	t.Parallel()
 	a := newSFTPStream(&transferEnv{masking: true, filePANs: FilePANsMask})
 	sftpSetup(t, a, "/f")
-	first, second := "card 4111111111112\b", "111 exp\n"
+	first, second := "card 4111111111112\b", "1111 exp\n"
 	a.fromClient(sftpPacket(fxpRead, uint32(2), "h1", uint64(0), uint32(len(first))))
 	a.fromClient(sftpPacket(fxpRead, uint32(3), "h1", uint64(len(first)), uint32(len(second))))
 	out1, _ := a.fromServer(sftpPacket(fxpData, uint32(2), first))
