@@ -140,3 +140,22 @@ func TestAttack6FalsePositives(t *testing.T) {
 		})
 	}
 }
+
+// A number followed at once by a string sequence of more than 4 KiB (an
+// inline image: sixel DCS, kitty's APC, iTerm2's OSC 1337; an OSC 8 link to
+// a long URL) waits as a live candidate for whatever visible byte comes
+// after, and the hold bound masks its digits whole: "Page 12" above a
+// sixel image shows "Page **". The doc names the cost as 4 KiB of
+// invisible bytes inside a number; here they only follow one.
+func TestAttack6FalsePositiveImageAfterNumber(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{
+		"Page 12\x1bPq#0;2;0;0;0" + strings.Repeat("~-", 3000) + "\x1b\\ done\n",
+		"Figure 3\x1b_Gf=100,a=T;" + strings.Repeat("iVBORw0KGgo", 500) + "\x1b\\\n",
+		"size 4096\x1b]8;;file:///" + strings.Repeat("a", 5000) + "\x1b\\name\x1b]8;;\x1b\\\n",
+	} {
+		if out, _ := Mask(nil, []byte(s), ModeFull); string(out) != s {
+			t.Errorf("%.30q... becomes %.30q...", s, out)
+		}
+	}
+}
