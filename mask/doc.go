@@ -50,36 +50,41 @@
 //     an issuer (IIN) range of a brand that issues numbers of its length
 //     (Visa 4, 13–19 digits; Mastercard 51–55 and 2221–2720, 16; American
 //     Express 34 and 37, 15; Discover, Diners Club, JCB, UnionPay,
-//     Maestro, Mir, RuPay, Troy, UATP and the others listed, with their
-//     sources, in brands.go). If it has more than one group, its group
-//     lengths (of visible digits: "4111\x1b[K1111 1111 1111" and
+//     Maestro, Mir, RuPay, Troy and the others listed, with their
+//     sources, in brands.go; not UATP, an airline network whose prefix 1
+//     any 15-digit number starting with 1 has). If it has more than one
+//     group, its group lengths (of visible digits: "4111\x1b[K1111 1111 1111" and
 //     "4111\x001111 1111 1111" are 8-4-4) are a grouping cards are printed
 //     with: 4-4-4-N (N from 1 to 7), 4-4-4-4-N (N from 1 to 3), 4-4-5,
 //     4-6-N (N from 4 to 9) or 6-13. If it has one group, that group does
-//     not follow another digit group joined to it by '-': a single group
-//     of 13 to 19 digits after digits and a dash is the tail of a
-//     dash-joined ID, not a card number. Ansible names its temporary
-//     directories ansible-tmp-<time>-<pid>-<random>, the random part up
-//     to 15 digits, and now and then that part has a brand's prefix and
-//     passes the Luhn check (in "ansible-tmp-1796508318.0950022-32551-
-//     159562470313253" a UATP number follows "32551-"). The group before
-//     may be any digits, even ones that cannot be part of a PAN ("x1-",
-//     a group of 20). The dash and those digits are the visible bytes
-//     before the group as erases leave them, transparent bytes around
-//     them not counted; a break between them and the group (an erase that
-//     is one, say) ends the run, so the group is judged afresh. Only what
-//     comes before matters: a PAN followed by a dash or a space and more
-//     digits ("4111111111111111-123", "4111111111111111 123", a card
-//     number then a CVV) is masked, and a candidate of several groups
-//     after a dash-joined number keeps the grouping rule
-//     ("32551-4111-1111-1111-1111" masks its last four groups). So epoch milliseconds ("1796149455125": under 17 brands
-//     issue only 15 digits), order numbers under prefixes no brand uses,
+//     not follow two digit groups each followed by a '-' ("D-D-"): a single
+//     group of 13 to 19 digits after digits, a dash, digits and a dash is
+//     the tail of a dash-joined ID, not a card number. Ansible names its
+//     temporary directories ansible-tmp-<time>-<pid>-<random>, the random
+//     part up to 15 digits, and now and then that part has a brand's
+//     prefix and passes the Luhn check (in "ansible-tmp-1796508318.0950022-
+//     32551-36123456789013" a Diners Club number follows "0950022-32551-").
+//     The groups before may be any digits, even ones that cannot be part
+//     of a PAN ("x1-2-", a group of 20). The dashes and those digits are
+//     the visible bytes before the group as erases leave them, transparent
+//     bytes around them not counted; a break among them ends the run, so
+//     the group is judged afresh. One group and a dash before are not
+//     enough: grep -n writes "13-" before a context line, so
+//     "13-4111111111111111" is masked, and so is "txt-41-4111111111111111"
+//     (the '41' follows a letter). Only what comes before matters: a PAN
+//     followed by a dash or a space and more digits
+//     ("4111111111111111-123", "4111111111111111 123", a card number then a
+//     CVV) is masked, and a candidate of several groups after a
+//     dash-joined number keeps the grouping rule
+//     ("1-32551-4111-1111-1111-1111" masks its last four groups). So
+//     epoch milliseconds ("1796149455125": no brand issues numbers under
+//     17), order numbers under prefixes no brand uses,
 //     and dash-joined IDs ("ansible-tmp-1796149455.1285965-32464-
 //     540584239609", groups 5-12) pass unchanged, while "4111 1111 1111
 //     1111", "3782-822463-10005" and "4111111111111111" are masked. The
 //     price: a real PAN written in a grouping no card is printed with
 //     ("4111-111111111111"), or as the tail of a dash-joined number
-//     ("1234-4111111111111111"), passes. With DetectLuhn the candidate
+//     ("12-1234-4111111111111111"), passes. With DetectLuhn the candidate
 //     only has to pass the Luhn check: any number of 13 to 19 digits, in
 //     any groups and after anything, including about one in ten timestamps
 //     and long IDs, which fails closed at the cost of rewriting them.
