@@ -13,8 +13,8 @@
 //     EOT, ENQ, ACK, BEL, SO, SI, DLE, DC1 to DC4, NAK, SYN, ETB, EM, FS,
 //     GS, RS and US (0x00-0x07, 0x0E-0x17, 0x19, 0x1C-0x1F), and DEL
 //     (0x7F) in terminal output. Not ignored: BS (an erase), HT, LF, VT, FF
-//     and CR, which move the cursor, and CAN and SUB, which end escape
-//     sequences;
+//     and CR, which move the cursor, and CAN and SUB, which abort escape
+//     sequences (outside one they are visible);
 //   - an erase: BS (0x08), and in typed input (Config.Input) DEL too,
 //     the key that erases;
 //   - in typed input, ETX (^C) and NAK (^U), which drop the line being
@@ -138,16 +138,29 @@
 // of a string sequence (an OSC window title holding a typed command, say)
 // is itself judged as a separate stream and masked in place.
 //
+// Inside a sequence, as in the DEC parser of xterm, VTE and tmux, CAN or
+// SUB aborts it and is part of it: the sequence ends there and shows
+// nothing, so "41111111\x1b\x1811111111" is one PAN. An ESC aborts the
+// sequence before it and starts the next ("\x1b\x1b[m", "\x1b[\x1b[m");
+// in a string, an ESC not followed by '\' ends the string there (its text
+// is judged) and starts the next sequence. An ignored control after the
+// ESC or inside an nF or CSI sequence is executed and the sequence goes
+// on ("\x1b[31\am").
+//
 //   - A sequence of at most 64 bytes is held whole until it ends. One
-//     broken by a byte its grammar does not allow, or unterminated at the
-//     end of the stream, is not a sequence: its ESC is a break and the
-//     bytes after it are visible text (so a PAN in a malformed title is
-//     still masked).
+//     broken by any other byte its grammar does not allow (BS, HT, LF, VT,
+//     FF, CR, or a byte of 0x80 or more, inside an ESC, nF or CSI
+//     sequence), or unterminated at the end of the stream, is not a
+//     sequence: its ESC is a break and the bytes after it are visible text
+//     (so a PAN in a malformed title is still masked). Terminals execute
+//     the controls among these and go on with the sequence; the masker
+//     does not, so digits on either side of "\x1b[\b" or "\x1b[\r" are
+//     judged apart (as with cursor movement, it does not model the
+//     screen).
 //   - A sequence still unfinished at its 64th byte is committed: it is a
 //     sequence to its end, a string's text is judged as it passes, and a
 //     byte its grammar does not allow ends it before that byte (which is
-//     then read as usual; an ESC in a string not followed by '\' starts
-//     the next sequence), as does the end of the stream.
+//     then read as usual), as does the end of the stream.
 //
 // A break ends any run, and counts as neither word byte nor separator: the
 // digits before it are judged as if the stream ended there, and a group

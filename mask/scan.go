@@ -85,6 +85,7 @@ type scanner struct {
 	escLong bool  // the sequence in progress is committed (past maxEscape)
 	escAt   int   // position of the ESC in the buffer
 	escLen  int
+	escFrom int // where a string sequence's payload starts
 }
 
 // scan consumes b[i:] and returns how many bytes of b are final: masked
@@ -164,6 +165,7 @@ func (s *scanner) shift(k int) {
 		s.saved.dp[d] -= k
 	}
 	s.escAt -= k
+	s.escFrom -= k
 }
 
 // text skips bytes that are neither digits nor ESC, and short digit runs,

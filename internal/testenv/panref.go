@@ -82,7 +82,7 @@ func RefJudge(b []byte, o RefOpts) RefResult {
 		c := b[i]
 		switch {
 		case c == refESC:
-			n, from, to := refEscape(b[i:])
+			n, from, to := refEscape(b[i:], o.Input)
 			if n == 0 { // not an escape: ESC is a break, what follows is text
 				toks = append(toks, refTok{kind: tokBreak, pos: i, last: i})
 				i++
