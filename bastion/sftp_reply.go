@@ -267,12 +267,21 @@ func (a *sftpStream) concernsHeld(pkt []byte) bool {
 
 // candidateEnd reports whether data ends as a card number may begin: in a
 // digit, or a digit and one separator, each maybe followed by escape
-// sequences (whole or cut off), which the detector does not see.
+// sequences (whole or cut off) or ignored controls, which the detector
+// does not see.
 func candidateEnd(data []byte) bool {
 	for range 4 { // a few sequences in a row; more is not a number's gap
+		// Controls the detector passes over (NUL after every character of
+		// UTF-16LE text) hide nothing either.
+		data = trimIgnored(data)
 		n := len(data)
-		digit := func(i int) bool { return i >= 0 && data[i] >= '0' && data[i] <= '9' }
-		if digit(n-1) || (n >= 2 && (data[n-1] == ' ' || data[n-1] == '-') && digit(n-2)) {
+		if n > 0 && data[n-1] == 0x08 {
+			// An erase reopens what it takes back: whatever comes next
+			// may continue a number before it.
+			return true
+		}
+		digit := func(b []byte) bool { return len(b) > 0 && b[len(b)-1] >= '0' && b[len(b)-1] <= '9' }
+		if digit(data) || (n >= 2 && (data[n-1] == ' ' || data[n-1] == '-') && digit(trimIgnored(data[:n-1]))) {
 			return true
 		}
 		// An escape sequence at the end: judge what comes before it.
@@ -316,4 +325,19 @@ func (a *sftpStream) scanOf(p string) *fileScan {
 // tell queues the user's notice about f's scan, if there is one.
 func (a *sftpStream) tell(f *sftpFile) {
 	a.rep.notice(f.scan.userNotice("sftp", logSafe(f.path)))
+}
+
+// trimIgnored cuts off the controls at the end of b that the detector
+// passes over (mask's ignored controls: C0 but BS, HT, LF, VT, FF, CR,
+// CAN, SUB and ESC; and DEL).
+func trimIgnored(b []byte) []byte {
+	for len(b) > 0 {
+		switch c := b[len(b)-1]; {
+		case c == 0x7f, c < 0x20 && c != 0x08 && (c < 0x09 || c > 0x0d) && c != 0x18 && c != 0x1a && c != 0x1b:
+			b = b[:len(b)-1]
+		default:
+			return b
+		}
+	}
+	return b
 }

@@ -88,7 +88,6 @@ var brands = []brand{
 	{"Mastercard", []iin{pfxs(51, 55), pfxs(2221, 2720)}, only(16)},
 	{"Troy", []iin{pfx(65), pfx(9792)}, only(16)},
 	{"Visa", []iin{pfx(4)}, lengths(13, 19)}, // 13, 16 and 19; V Pay any of 13 to 19
-	{"UATP", []iin{pfx(1)}, only(15)},
 	{"Verve", []iin{pfxs(506099, 506198), pfxs(650002, 650027), pfxs(507865, 507964)}, only(16, 18, 19)},
 	{"LankaPay", []iin{pfx(357111)}, only(16)},
 	{"UzCard", []iin{pfx(8600), pfx(5614)}, only(16)},

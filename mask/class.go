@@ -7,7 +7,14 @@ const (
 	escByte = 0x1b
 	bsByte  = 0x08 // BS: erases the byte before it
 	delByte = 0x7f // DEL: ignored in output, erases in input
+	etxByte = 0x03 // ^C: ignored in output, drops the line in input
+	nakByte = 0x15 // ^U: ignored in output, kills the line in input
 )
+
+// kills reports whether c, typed (input), drops the line being typed:
+// ^C (interrupt) and ^U (the tty's and every line editor's kill-line key).
+// What was typed before it is gone, so it is a break.
+func kills(c byte, input bool) bool { return input && (c == etxByte || c == nakByte) }
 
 // Byte classes.
 const (

@@ -14,6 +14,10 @@ func (s *scanner) control(b []byte, i int) int {
 	if c == escByte {
 		return s.startEscape(b, i)
 	}
+	if kills(c, s.input) {
+		s.brk(b)
+		return i + 1
+	}
 	s.hold(i)
 	if c == bsByte || c == delByte && s.input {
 		s.erase(b)
@@ -44,12 +48,12 @@ func (s *scanner) erase(b []byte) {
 			s.ng--
 		}
 		if s.curSepd && s.ng > 0 {
-			s.st, s.sep = stSep, s.chainSep
+			s.st, s.sep, s.curDash = stSep, s.chainSep, s.gs[s.ng-1].dashed
 			return
 		}
 	case stSep:
 		if s.ng > 0 {
-			s.st, s.curN, s.curDead = stGroup, s.gs[s.ng-1].n, false
+			s.st, s.curN, s.curDead, s.curDash = stGroup, s.gs[s.ng-1].n, false, s.gs[s.ng-1].dashed
 			s.curSepd = s.ng > 1 || s.firstSepd
 			return
 		}
@@ -114,7 +118,7 @@ func (s *scanner) expiry(b []byte, i int) int {
 			s.judge(b)
 		}
 		// The digits after the 'D' are a group that follows a word byte.
-		s.st, s.curN, s.curDead, s.curSepd = stGroup, 4, true, false
+		s.st, s.curN, s.curDead, s.curSepd, s.curDash = stGroup, 4, true, false, false
 		s.ng, s.nd, s.nf = 0, 0, 0
 		s.prev2, s.prev = '0', '0'
 	}

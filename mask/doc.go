@@ -13,10 +13,13 @@
 //     EOT, ENQ, ACK, BEL, SO, SI, DLE, DC1 to DC4, NAK, SYN, ETB, EM, FS,
 //     GS, RS and US (0x00-0x07, 0x0E-0x17, 0x19, 0x1C-0x1F), and DEL
 //     (0x7F) in terminal output. Not ignored: BS (an erase), HT, LF, VT, FF
-//     and CR, which move the cursor, and CAN and SUB, which end escape
-//     sequences;
+//     and CR, which move the cursor, and CAN and SUB, which abort escape
+//     sequences (outside one they are visible);
 //   - an erase: BS (0x08), and in typed input (Config.Input) DEL too,
 //     the key that erases;
+//   - in typed input, ETX (^C) and NAK (^U), which drop the line being
+//     typed: a break (see Escape sequences), not an ignored control, so
+//     digits typed before them never join those typed after;
 //   - visible: every other byte.
 //
 // Escape sequences and ignored controls are transparent: a number may run
@@ -47,36 +50,41 @@
 //     an issuer (IIN) range of a brand that issues numbers of its length
 //     (Visa 4, 13–19 digits; Mastercard 51–55 and 2221–2720, 16; American
 //     Express 34 and 37, 15; Discover, Diners Club, JCB, UnionPay,
-//     Maestro, Mir, RuPay, Troy, UATP and the others listed, with their
-//     sources, in brands.go). If it has more than one group, its group
-//     lengths (of visible digits: "4111\x1b[K1111 1111 1111" and
+//     Maestro, Mir, RuPay, Troy and the others listed, with their
+//     sources, in brands.go; not UATP, an airline network whose prefix 1
+//     any 15-digit number starting with 1 has). If it has more than one
+//     group, its group lengths (of visible digits: "4111\x1b[K1111 1111 1111" and
 //     "4111\x001111 1111 1111" are 8-4-4) are a grouping cards are printed
 //     with: 4-4-4-N (N from 1 to 7), 4-4-4-4-N (N from 1 to 3), 4-4-5,
 //     4-6-N (N from 4 to 9) or 6-13. If it has one group, that group does
-//     not follow another digit group joined to it by '-': a single group
-//     of 13 to 19 digits after digits and a dash is the tail of a
-//     dash-joined ID, not a card number. Ansible names its temporary
-//     directories ansible-tmp-<time>-<pid>-<random>, the random part up
-//     to 15 digits, and now and then that part has a brand's prefix and
-//     passes the Luhn check (in "ansible-tmp-1796508318.0950022-32551-
-//     159562470313253" a UATP number follows "32551-"). The group before
-//     may be any digits, even ones that cannot be part of a PAN ("x1-",
-//     a group of 20). The dash and those digits are the visible bytes
-//     before the group as erases leave them, transparent bytes around
-//     them not counted; a break between them and the group (an erase that
-//     is one, say) ends the run, so the group is judged afresh. Only what
-//     comes before matters: a PAN followed by a dash or a space and more
-//     digits ("4111111111111111-123", "4111111111111111 123", a card
-//     number then a CVV) is masked, and a candidate of several groups
-//     after a dash-joined number keeps the grouping rule
-//     ("32551-4111-1111-1111-1111" masks its last four groups). So epoch milliseconds ("1796149455125": under 17 brands
-//     issue only 15 digits), order numbers under prefixes no brand uses,
+//     not follow two digit groups each followed by a '-' ("D-D-"): a single
+//     group of 13 to 19 digits after digits, a dash, digits and a dash is
+//     the tail of a dash-joined ID, not a card number. Ansible names its
+//     temporary directories ansible-tmp-<time>-<pid>-<random>, the random
+//     part up to 15 digits, and now and then that part has a brand's
+//     prefix and passes the Luhn check (in "ansible-tmp-1796508318.0950022-
+//     32551-36123456789013" a Diners Club number follows "0950022-32551-").
+//     The groups before may be any digits, even ones that cannot be part
+//     of a PAN ("x1-2-", a group of 20). The dashes and those digits are
+//     the visible bytes before the group as erases leave them, transparent
+//     bytes around them not counted; a break among them ends the run, so
+//     the group is judged afresh. One group and a dash before are not
+//     enough: grep -n writes "13-" before a context line, so
+//     "13-4111111111111111" is masked, and so is "txt-41-4111111111111111"
+//     (the '41' follows a letter). Only what comes before matters: a PAN
+//     followed by a dash or a space and more digits
+//     ("4111111111111111-123", "4111111111111111 123", a card number then a
+//     CVV) is masked, and a candidate of several groups after a
+//     dash-joined number keeps the grouping rule
+//     ("1-32551-4111-1111-1111-1111" masks its last four groups). So
+//     epoch milliseconds ("1796149455125": no brand issues numbers under
+//     17), order numbers under prefixes no brand uses,
 //     and dash-joined IDs ("ansible-tmp-1796149455.1285965-32464-
 //     540584239609", groups 5-12) pass unchanged, while "4111 1111 1111
 //     1111", "3782-822463-10005" and "4111111111111111" are masked. The
 //     price: a real PAN written in a grouping no card is printed with
 //     ("4111-111111111111"), or as the tail of a dash-joined number
-//     ("1234-4111111111111111"), passes. With DetectLuhn the candidate
+//     ("12-1234-4111111111111111"), passes. With DetectLuhn the candidate
 //     only has to pass the Luhn check: any number of 13 to 19 digits, in
 //     any groups and after anything, including about one in ten timestamps
 //     and long IDs, which fails closed at the cost of rewriting them.
@@ -130,16 +138,29 @@
 // of a string sequence (an OSC window title holding a typed command, say)
 // is itself judged as a separate stream and masked in place.
 //
+// Inside a sequence, as in the DEC parser of xterm, VTE and tmux, CAN or
+// SUB aborts it and is part of it: the sequence ends there and shows
+// nothing, so "41111111\x1b\x1811111111" is one PAN. An ESC aborts the
+// sequence before it and starts the next ("\x1b\x1b[m", "\x1b[\x1b[m");
+// in a string, an ESC not followed by '\' ends the string there (its text
+// is judged) and starts the next sequence. An ignored control after the
+// ESC or inside an nF or CSI sequence is executed and the sequence goes
+// on ("\x1b[31\am").
+//
 //   - A sequence of at most 64 bytes is held whole until it ends. One
-//     broken by a byte its grammar does not allow, or unterminated at the
-//     end of the stream, is not a sequence: its ESC is a break and the
-//     bytes after it are visible text (so a PAN in a malformed title is
-//     still masked).
+//     broken by any other byte its grammar does not allow (BS, HT, LF, VT,
+//     FF, CR, or a byte of 0x80 or more, inside an ESC, nF or CSI
+//     sequence), or unterminated at the end of the stream, is not a
+//     sequence: its ESC is a break and the bytes after it are visible text
+//     (so a PAN in a malformed title is still masked). Terminals execute
+//     the controls among these and go on with the sequence; the masker
+//     does not, so digits on either side of "\x1b[\b" or "\x1b[\r" are
+//     judged apart (as with cursor movement, it does not model the
+//     screen).
 //   - A sequence still unfinished at its 64th byte is committed: it is a
 //     sequence to its end, a string's text is judged as it passes, and a
 //     byte its grammar does not allow ends it before that byte (which is
-//     then read as usual; an ESC in a string not followed by '\' starts
-//     the next sequence), as does the end of the stream.
+//     then read as usual), as does the end of the stream.
 //
 // A break ends any run, and counts as neither word byte nor separator: the
 // digits before it are judged as if the stream ended there, and a group

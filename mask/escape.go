@@ -26,6 +26,14 @@ func (s *scanner) startEscape(b []byte, i int) int {
 	return i + 1
 }
 
+// inSeq reports whether the control c, inside an escape sequence, is
+// executed and leaves the sequence going on, as in the DEC parser of
+// xterm, VTE and tmux: an ignored control (in typed input, not DEL, ^C or
+// ^U).
+func (s *scanner) inSeq(c byte) bool {
+	return class[c]&cIgn != 0 && (c != delByte || !s.input) && !kills(c, s.input)
+}
+
 // escape consumes bytes of the escape sequence in progress.
 func (s *scanner) escape(b []byte, i int) int {
 	for ; i < len(b); i++ {
@@ -33,47 +41,63 @@ func (s *scanner) escape(b []byte, i int) int {
 		s.escLen++
 		term := 0 // length of a string terminator
 		switch s.esc {
-		case escStart:
+		case escStart, escCSI, escNF:
 			switch {
-			case c == '[':
-				s.esc = escCSI
-			case c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_':
-				s.esc = escStr
-			case c >= 0x20 && c <= 0x2f:
-				s.esc = escNF
-			case c >= 0x30 && c <= 0x7e:
+			case c == 0x18 || c == 0x1a: // CAN, SUB: aborted, shows nothing
 				s.esc = escNone
+			case c == escByte: // aborted; this ESC starts the next
+				s.restart(i)
+				continue
+			case s.inSeq(c): // executed; the sequence goes on
 			default:
-				return s.broken(b)
-			}
-		case escCSI:
-			switch {
-			case c >= 0x20 && c <= 0x3f:
-			case c >= 0x40 && c <= 0x7e:
-				s.esc = escNone
-			default:
-				return s.disallowed(b, i)
-			}
-		case escNF:
-			switch {
-			case c >= 0x20 && c <= 0x2f:
-			case c >= 0x30 && c <= 0x7e:
-				s.esc = escNone
-			default:
-				return s.disallowed(b, i)
+				switch s.esc {
+				case escStart:
+					switch {
+					case c == '[':
+						s.esc = escCSI
+					case c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_':
+						s.esc, s.escFrom = escStr, i+1
+					case c >= 0x20 && c <= 0x2f:
+						s.esc = escNF
+					case c >= 0x30 && c <= 0x7e:
+						s.esc = escNone
+					default:
+						return s.disallowed(b, i)
+					}
+				case escCSI:
+					switch {
+					case c >= 0x20 && c <= 0x3f:
+					case c >= 0x40 && c <= 0x7e:
+						s.esc = escNone
+					default:
+						return s.disallowed(b, i)
+					}
+				default: // escNF
+					switch {
+					case c >= 0x20 && c <= 0x2f:
+					case c >= 0x30 && c <= 0x7e:
+						s.esc = escNone
+					default:
+						return s.disallowed(b, i)
+					}
+				}
 			}
 		case escStr:
 			switch c {
-			case 0x07:
+			case 0x07, 0x18, 0x1a: // BEL ends it; CAN and SUB abort it
 				s.esc, term = escNone, 1
 			case escByte:
 				s.esc = escStrEsc
-			case 0x18, 0x1a:
-				return s.broken(b)
 			}
 		case escStrEsc:
 			if c != '\\' {
-				return s.broken(b)
+				// The string ended before the ESC, which starts the
+				// next sequence; c is read again in it.
+				s.hold(i - 2)
+				s.payload(b, s.escFrom, i-1)
+				s.esc, s.escAt, s.escLen = escStart, i-1, 1
+				i--
+				continue
 			}
 			s.esc, term = escNone, 2
 		}
@@ -81,7 +105,7 @@ func (s *scanner) escape(b []byte, i int) int {
 			s.hold(i)
 			s.escLong = false
 			if term > 0 {
-				s.payload(b, s.escAt+2, i+1-term)
+				s.payload(b, s.escFrom, i+1-term)
 			}
 			return i + 1
 		}
@@ -90,7 +114,7 @@ func (s *scanner) escape(b []byte, i int) int {
 				// Judge the payload as it passes, from its start.
 				s.esc, s.escLong = escPay, true
 				s.saved, s.cand = s.cand, cand{}
-				return s.escAt + 2
+				return s.escFrom
 			}
 			s.escLong = true
 		}
@@ -99,6 +123,13 @@ func (s *scanner) escape(b []byte, i int) int {
 		}
 	}
 	return i
+}
+
+// restart ends the sequence in progress before the ESC at b[i], which
+// aborts it and starts the next.
+func (s *scanner) restart(i int) {
+	s.hold(i - 1)
+	s.esc, s.escAt, s.escLen, s.escLong = escStart, i, 1, false
 }
 
 // disallowed handles b[i], a byte the grammar of the sequence in progress
@@ -195,8 +226,9 @@ func (s *scanner) pay(b []byte, i int) int {
 		s.esc, s.escAt = escPayEsc, t
 		return t + 1
 	}
-	s.endPay(b) // CAN or SUB: the string ends before it
-	return t
+	s.holdSaved(t) // CAN or SUB aborts the string and is part of it
+	s.endPay(b)
+	return t + 1
 }
 
 // holdSaved applies the hold bound to the outer stream's candidate while

@@ -93,12 +93,12 @@ func dashJoined(rng *rand.Rand, num string) string {
 
 // ansibleBrands are the prefixes and lengths of issued numbers that
 // Ansible's random part, random.randint(0, 2**48), can take: at most
-// 281474976710656, so 15 digits only under UATP's 1.
+// 281474976710656, so at most 14 digits: no brand issues 15 digits under
+// 1 or 2 (UATP, prefix 1, is not a payment brand the package knows).
 var ansibleBrands = []struct {
 	prefix string
 	n      int
 }{
-	{"1", 15}, {"1", 15}, {"1", 15}, {"1", 15}, // UATP: 15 digits are most randint values
 	{"30", 14}, {"36", 14}, {"38", 14}, {"39", 14}, // Diners Club
 	{"62", 14}, {"81", 14}, // UnionPay
 	{"4", 13}, {"4", 14}, // Visa

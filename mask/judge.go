@@ -28,18 +28,20 @@ func (s *scanner) judge(b []byte) {
 // card reports whether the Luhn-valid candidate made of live groups g to
 // the last, k digits in all, is a card number under s.detect: for
 // DetectBrands, one a brand issues, written in a grouping cards are
-// printed with, and if in one group, not after digits and a dash. It is
-// off the hot path: only a tenth of the candidates pass the Luhn check.
+// printed with, and if in one group, not after two digit groups each
+// followed by a dash. It is off the hot path: only a tenth of the
+// candidates pass the Luhn check.
 func (s *scanner) card(g, k int) bool {
 	if s.detect != DetectBrands {
 		return true
 	}
 	switch n := s.ng - g; {
-	case n == 1 && s.gs[g].dashed:
-		// One group after digits and a dash: the tail of a dash-joined
-		// ID (ansible-tmp-1796508318.0950022-32551-159562470313253),
-		// whatever the digits before it. The flag is the group's own:
-		// the group before may have left the live groups (drop).
+	case n == 1 && s.gs[g].tail:
+		// One group after digits, a dash, digits and a dash: the tail
+		// of a dash-joined ID (ansible-tmp-1796508318.0950022-32551-
+		// 36123456789013), whatever the digits before it. The flag is
+		// the group's own: the groups before may have left the live
+		// groups (drop), or never been in them (dead).
 		return false
 	case n > 1:
 		if n > maxGroups {

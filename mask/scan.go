@@ -33,11 +33,12 @@ const (
 )
 
 // group is a run of digits dv[first:first+n].
-// dashed is set when the group follows a '-' that follows a digit: alone,
-// it is the tail of a dash-joined ID (see card).
+// dashed is set when the group follows a '-' that follows a digit, and tail
+// when it follows a '-' that follows a dashed group: alone, such a group is
+// the tail of a dash-joined ID (see card).
 type group struct {
-	first, n int
-	dashed   bool
+	first, n     int
+	dashed, tail bool
 }
 
 // cand is the state of one judged stream: the run being read and its live
@@ -51,6 +52,7 @@ type cand struct {
 	sep         byte // stSep: the separator just read
 	curDead     bool // the current group cannot be part of a PAN
 	curSepd     bool // the current group follows a separator
+	curDash     bool // the current group follows a '-' that follows a digit
 	firstSepd   bool // gs[0] follows a separator
 	curN        int  // digits of the current group
 	track       int  // stTrack: digits read after the 'D'
@@ -83,6 +85,7 @@ type scanner struct {
 	escLong bool  // the sequence in progress is committed (past maxEscape)
 	escAt   int   // position of the ESC in the buffer
 	escLen  int
+	escFrom int // where a string sequence's payload starts
 }
 
 // scan consumes b[i:] and returns how many bytes of b are final: masked
@@ -162,6 +165,7 @@ func (s *scanner) shift(k int) {
 		s.saved.dp[d] -= k
 	}
 	s.escAt -= k
+	s.escFrom -= k
 }
 
 // text skips bytes that are neither digits nor ESC, and short digit runs,
@@ -248,7 +252,7 @@ outer:
 	}
 	// A track 1 PAN follows the format code: %B4111...
 	live := class[s.prev]&cWord == 0 || (s.prev == 'B' && s.prev2 == '%')
-	s.st, s.curN, s.curDead, s.curSepd = stGroup, 0, !live, false
+	s.st, s.curN, s.curDead, s.curSepd, s.curDash = stGroup, 0, !live, false, false
 	s.ng, s.nd, s.nf = 0, 0, 0
 	if live {
 		s.gs[0] = group{}
@@ -260,16 +264,16 @@ outer:
 // look sets prev and prev2 to the last two visible bytes of b[start:j]
 // (with the state's for what lies before start): ignored controls are
 // passed over, and an erase there erases what is unknown, so it is a
-// break.
+// break, as is a typed ^C or ^U (kills).
 func (s *scanner) look(b []byte, start, j int) {
 	got := 0
 	var v [2]byte
 	for k := j - 1; k >= start && got < 2; k-- {
 		c := b[k]
-		if class[c]&cIgn != 0 && (c != delByte || !s.input) {
+		if class[c]&cIgn != 0 && (c != delByte || !s.input) && !kills(c, s.input) {
 			continue
 		}
-		if c == bsByte || c == delByte {
+		if c == bsByte || c == delByte || kills(c, s.input) {
 			for ; got < 2; got++ {
 				v[got] = 0
 			}
@@ -412,8 +416,10 @@ func (s *scanner) afterSep(b []byte, i int) int {
 		s.firstSepd = true
 	}
 	s.chainSep = s.sep
-	s.st, s.curN, s.curDead, s.curSepd = stGroup, 0, false, true
-	s.gs[s.ng] = group{first: s.nd, dashed: s.sep == '-'}
+	// The group before is the current one until now, live or not.
+	dash := s.sep == '-'
+	s.gs[s.ng] = group{first: s.nd, dashed: dash, tail: dash && s.curDash}
+	s.st, s.curN, s.curDead, s.curSepd, s.curDash = stGroup, 0, false, true, dash
 	s.ng++
 	return i
 }

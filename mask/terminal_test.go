@@ -80,8 +80,11 @@ func TestLongEscapes(t *testing.T) {
 		{"41\x1b[" + strings.Repeat("1;", 100) + "m11 1111 1111 1111", "**\x1b[" + strings.Repeat("1;", 100) + "m** **** **** 1111"},
 		// A long window title is judged on its own, as it passes.
 		{"\x1b]0;" + strings.Repeat("x", 100) + " 378282246310005\a", "\x1b]0;" + strings.Repeat("x", 100) + " ***********0005\a"},
-		// A committed string ends before a byte it does not allow.
-		{"4111 \x1b]0;" + strings.Repeat("y", 80) + "\x181111 1111 1111", "4111 \x1b]0;" + strings.Repeat("y", 80) + "\x181111 1111 1111"},
+		// CAN aborts a committed string and is part of it: it shows
+		// nothing, and the number runs through it.
+		{"4111 \x1b]0;" + strings.Repeat("y", 80) + "\x181111 1111 1111", "**** \x1b]0;" + strings.Repeat("y", 80) + "\x18**** **** 1111"},
+		// A committed sequence ends before a byte it does not allow.
+		{"4111 \x1b[" + strings.Repeat("1;", 40) + "\t1111 1111 1111", "4111 \x1b[" + strings.Repeat("1;", 40) + "\t1111 1111 1111"},
 	} {
 		if got := judgeAll(t, tc.in, ModeLast4, false); got != tc.want {
 			t.Errorf("%q:\n got %q\nwant %q", tc.in, got, tc.want)

@@ -46,7 +46,7 @@ type RefResult struct {
 // positions: numbers a payment brand issues (RefIssued) passing the Luhn
 // check, contiguous or in groups split by one kind of separator (space or
 // dash) in a grouping cards are printed with (refPrinted), but not one
-// group joined by a dash to digits before it; escape sequences and ignored
+// group after D-D (digits, a dash, digits, a dash); escape sequences and ignored
 // controls between them ignored, erases applied, not inside a longer
 // number or a word (with starWord, '*' counts as a word byte, so a masked
 // number's digits are not found again). Payloads of string escapes are
@@ -82,7 +82,7 @@ func RefJudge(b []byte, o RefOpts) RefResult {
 		c := b[i]
 		switch {
 		case c == refESC:
-			n, from, to := refEscape(b[i:])
+			n, from, to := refEscape(b[i:], o.Input)
 			if n == 0 { // not an escape: ESC is a break, what follows is text
 				toks = append(toks, refTok{kind: tokBreak, pos: i, last: i})
 				i++
@@ -103,6 +103,8 @@ func RefJudge(b []byte, o RefOpts) RefResult {
 			toks = append(toks, refTok{kind: tokQuiet, pos: i, last: i + n - 1})
 			i += n
 			continue
+		case o.Input && (c == 0x03 || c == 0x15): // ^C, ^U: the typed line is dropped
+			toks = append(toks, refTok{kind: tokBreak, pos: i, last: i})
 		case c == refBS || c == refDEL && o.Input:
 			toks = append(toks, refTok{kind: tokErase, pos: i, last: i})
 		case refIgnored(c):
@@ -144,17 +146,18 @@ type refRun struct {
 	cur           int  // digits of the current group, live or not
 	curDead       bool // the current group is not in groups
 	curSepd       bool // the current group follows a separator
+	curDash       bool // the current group follows a '-' that follows a digit
 	firstSepd     bool // groups[0] follows a separator
 	chainSep, sep byte
 	track, month  int
 }
 
-// refDigits is a digit group: its digit positions, and the separator
-// that joined it to the digit group before it (lead; 0 if it starts a
-// run).
+// refDigits is a digit group: its digit positions, whether a '-' joined
+// it to the digit group before it (dashed), and whether that group was
+// itself dashed (tail: it follows D-D).
 type refDigits struct {
-	pos  []int
-	lead byte
+	pos          []int
+	dashed, tail bool
 }
 
 func (r *refRun) digits() []int {
@@ -217,7 +220,7 @@ func (r *refRun) visible(pos int, c byte) {
 				r.judge()
 			}
 			r.end()
-			r.st, r.cur, r.curDead, r.curSepd = refGroup, 4, true, false // digits after a word byte
+			r.st, r.cur, r.curDead, r.curSepd, r.curDash = refGroup, 4, true, false, false // digits after a word byte
 		}
 		r.prev2, r.prev = r.prev, c
 		return
@@ -232,7 +235,7 @@ func (r *refRun) visible(pos int, c byte) {
 // (but a track 1 "%B" counts as none).
 func (r *refRun) startGroup() {
 	live := !r.word(r.prev) || r.prev == 'B' && r.prev2 == '%'
-	r.st, r.cur, r.curDead, r.curSepd = refGroup, 0, !live, false
+	r.st, r.cur, r.curDead, r.curSepd, r.curDash = refGroup, 0, !live, false, false
 	r.groups, r.forced = nil, 0
 	if live {
 		r.groups, r.firstSepd = []refDigits{{}}, false
@@ -291,8 +294,9 @@ func (r *refRun) join() {
 		r.firstSepd = true
 	}
 	r.chainSep = r.sep
-	r.st, r.cur, r.curDead, r.curSepd = refGroup, 0, false, true
-	r.groups = append(r.groups, refDigits{lead: r.sep})
+	dash := r.sep == '-'
+	r.groups = append(r.groups, refDigits{dashed: dash, tail: dash && r.curDash})
+	r.st, r.cur, r.curDead, r.curSepd, r.curDash = refGroup, 0, false, true, dash
 }
 
 // end ends the run.
@@ -306,7 +310,7 @@ func (r *refRun) judge() {
 	for g := len(r.groups) - 1; g >= 0; g-- {
 		digits = append(append([]int(nil), r.groups[g].pos...), digits...)
 		lens = append([]int{len(r.groups[g].pos)}, lens...)
-		if refIsPAN(r.b, digits, lens, r.groups[g].lead, r.luhn) {
+		if refIsPAN(r.b, digits, lens, r.groups[g].tail, r.luhn) {
 			r.res.PANs = append(r.res.PANs, digits)
 		}
 	}
@@ -314,19 +318,18 @@ func (r *refRun) judge() {
 
 // refIsPAN is the PAN decision: whether the digits of b at positions pos,
 // written in groups of the lengths lens (one group: contiguous), the first
-// joined by lead to a digit group before it (0 if none), are a card
-// number. That is 13 to 19 digits that pass the Luhn check and, unless
-// luhn is set, that a brand issues, in a grouping cards are printed with,
-// and not one group after digits and a dash (the tail of a dash-joined
-// ID).
-func refIsPAN(b []byte, pos, lens []int, lead byte, luhn bool) bool {
+// following D-D (tail: a digit group, a '-', a digit group and a '-'), are
+// a card number. That is 13 to 19 digits that pass the Luhn check and,
+// unless luhn is set, that a brand issues, in a grouping cards are printed
+// with, and not one group after D-D (the tail of a dash-joined ID).
+func refIsPAN(b []byte, pos, lens []int, tail bool, luhn bool) bool {
 	if len(pos) < 13 || len(pos) > 19 || !RefLuhn(b, pos) {
 		return false
 	}
 	if luhn {
 		return true
 	}
-	if len(lens) == 1 && lead == '-' {
+	if len(lens) == 1 && tail {
 		return false
 	}
 	digits := make([]byte, len(pos))
@@ -357,12 +360,12 @@ func (r *refRun) erase() {
 			r.groups = r.groups[:len(r.groups)-1]
 		}
 		if r.curSepd && len(r.groups) > 0 {
-			r.st, r.sep = refSep, r.chainSep
+			r.st, r.sep, r.curDash = refSep, r.chainSep, r.groups[len(r.groups)-1].dashed
 			return
 		}
 	case refSep:
 		if n := len(r.groups); n > 0 {
-			r.st, r.cur, r.curDead = refGroup, len(r.groups[n-1].pos), false
+			r.st, r.cur, r.curDead, r.curDash = refGroup, len(r.groups[n-1].pos), false, r.groups[n-1].dashed
 			r.curSepd = n > 1 || r.firstSepd
 			return
 		}
