@@ -49,38 +49,8 @@ func (s *scanner) escape(b []byte, i int) int {
 				s.restart(i)
 				continue
 			case s.inSeq(c): // executed; the sequence goes on
-			default:
-				switch s.esc {
-				case escStart:
-					switch {
-					case c == '[':
-						s.esc = escCSI
-					case c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_':
-						s.esc, s.escFrom = escStr, i+1
-					case c >= 0x20 && c <= 0x2f:
-						s.esc = escNF
-					case c >= 0x30 && c <= 0x7e:
-						s.esc = escNone
-					default:
-						return s.disallowed(b, i)
-					}
-				case escCSI:
-					switch {
-					case c >= 0x20 && c <= 0x3f:
-					case c >= 0x40 && c <= 0x7e:
-						s.esc = escNone
-					default:
-						return s.disallowed(b, i)
-					}
-				default: // escNF
-					switch {
-					case c >= 0x20 && c <= 0x2f:
-					case c >= 0x30 && c <= 0x7e:
-						s.esc = escNone
-					default:
-						return s.disallowed(b, i)
-					}
-				}
+			case !s.seqByte(c, i):
+				return s.disallowed(b, i)
 			}
 		case escStr:
 			switch c {
@@ -123,6 +93,43 @@ func (s *scanner) escape(b []byte, i int) int {
 		}
 	}
 	return i
+}
+
+// seqByte moves an ESC, CSI or nF sequence on by its byte c at i, and
+// reports whether its grammar allows c there.
+func (s *scanner) seqByte(c byte, i int) bool {
+	switch s.esc {
+	case escStart:
+		switch {
+		case c == '[':
+			s.esc = escCSI
+		case c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_':
+			s.esc, s.escFrom = escStr, i+1
+		case c >= 0x20 && c <= 0x2f:
+			s.esc = escNF
+		case c >= 0x30 && c <= 0x7e:
+			s.esc = escNone
+		default:
+			return false
+		}
+	case escCSI:
+		switch {
+		case c >= 0x20 && c <= 0x3f:
+		case c >= 0x40 && c <= 0x7e:
+			s.esc = escNone
+		default:
+			return false
+		}
+	default: // escNF
+		switch {
+		case c >= 0x20 && c <= 0x2f:
+		case c >= 0x30 && c <= 0x7e:
+			s.esc = escNone
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // restart ends the sequence in progress before the ESC at b[i], which
