@@ -1,8 +1,6 @@
 package bastion
 
 import (
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,50 +8,6 @@ import (
 
 	"github.com/postern/postern/recorder"
 )
-
-// attack6Shown is what a terminal draws for s as far as these tests need:
-// the zero-width characters they use are drawn as nothing.
-func attack6Shown(s string) string {
-	return strings.NewReplacer("\u200b", "", "\u2060", "", "\ufeff", "").Replace(s)
-}
-
-// attack6Recording returns the output and typed input of the recording
-// that match selects.
-func attack6Recording(t *testing.T, h *harness, store *recorder.Local, dir string, match func(recorder.Session) bool) (out, in, raw string) {
-	t.Helper()
-	s := h.findRecording(t, store, match)
-	path := filepath.Join(dir, s.Path)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := recorder.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var o, i strings.Builder
-	for {
-		ev, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch ev.Kind {
-		case "o":
-			o.WriteString(ev.Data)
-		case "i":
-			i.WriteString(ev.Data)
-		}
-	}
-	return o.String(), i.String(), string(b)
-}
 
 // grep's context lines put "LINE-" before the line, and the dash-tail
 // exception takes a number after digits and a dash for an ID's tail: an
