@@ -37,6 +37,7 @@ type Tracker struct {
 	keys      typed
 	begun     bool   // the line's first key came, and prompt was read
 	prompt    string // the logical line before the cursor at the line's first key
+	before    string // the unfinished lines the shell has (Continue)
 	bracketed bool   // the program enabled bracketed paste
 	entered   time.Time
 	last      time.Time // when output last came
@@ -141,18 +142,30 @@ func (t *Tracker) Keys(p []byte) int {
 			t.entered = time.Now()
 			return i
 		}
-		if b == 0x03 && !t.keys.paste { // Ctrl-C abandons the line
+		if b == 0x03 && !t.keys.paste { // Ctrl-C abandons the line(s)
 			t.begun = false
+			t.before = ""
 		}
 	}
 	return -1
 }
 
-// Reset starts a new line: the bastion dropped the last one (and asked
-// the shell to abandon it).
+// Reset forgets the lines the shell has: the last one was judged, or
+// dropped (and the shell asked to abandon it). Call it before the Enter
+// passes.
 func (t *Tracker) Reset() {
 	t.mu.Lock()
 	t.begun = false
+	t.before = ""
+	t.mu.Unlock()
+}
+
+// Continue notes that the shell has the unfinished lines text and asks
+// for more: the next line is judged with them. Call it before the Enter
+// passes.
+func (t *Tracker) Continue(text string) {
+	t.mu.Lock()
+	t.before = text
 	t.mu.Unlock()
 }
 
@@ -252,6 +265,9 @@ type Line struct {
 	Pasted bool
 	// FullScreen: a full-screen program runs; nothing is judged.
 	FullScreen bool
+	// Before holds the unfinished lines the shell already has (see
+	// LineVerdict.Unfinished), judged with this one.
+	Before string
 }
 
 // Settle bounds, after an Enter: how long Line waits for the echo of the
@@ -305,7 +321,7 @@ var searchMarks = []string{"reverse-i-search)`", "i-search)`"}
 
 // viewLocked reads both views of the current line.
 func (t *Tracker) viewLocked() Line {
-	l := Line{Typed: strings.TrimRight(string(t.keys.text), " "), Exact: t.keys.exact, Pasted: t.keys.pasted}
+	l := Line{Typed: strings.TrimRight(string(t.keys.text), " "), Exact: t.keys.exact, Pasted: t.keys.pasted, Before: t.before}
 	if t.term.IsAltScreen() {
 		l.FullScreen = true
 		return l
@@ -333,17 +349,29 @@ func (t *Tracker) viewLocked() Line {
 	return l
 }
 
+// LineVerdict is what DecideLine decides about the line an Enter sends.
+type LineVerdict struct {
+	Verdict
+	// Line is the view judged (with the lines before it), for approvers;
+	// "(not shown)" when no view could be trusted.
+	Line string
+	// Unfinished: every view is an unfinished line (an open quote or
+	// construct, a trailing backslash or operator, a here-document): the
+	// shell asks for more and runs nothing yet. Line is what it has, to
+	// be judged whole with the lines that finish it (Line.Before).
+	Unfinished bool
+}
+
 // DecideLine decides the line an Enter sends from the views in l, failing
 // closed: each view that can be trusted is decided (the screen when its
 // prompt was found and it shows the line, the keys when exact), and the
-// most restrictive verdict wins; it returns the verdict and the view it
-// judged, to show approvers. When neither view can be trusted, the line
-// cannot be judged. A line typed blind (echo off) is judged from its keys,
-// but only rules that name commands hold or refuse it: it is most often a
-// password, which a catch-all rule must not send to approvers.
-func (p *Policy) DecideLine(s *Subject, l Line) (Verdict, string) {
+// most restrictive verdict wins. When neither view can be trusted, the
+// line cannot be judged. A line typed blind (echo off) is judged from its
+// keys, but only rules that name commands hold or refuse it: it is most
+// often a password, which a catch-all rule must not send to approvers.
+func (p *Policy) DecideLine(s *Subject, l Line) LineVerdict {
 	if l.FullScreen {
-		return Verdict{Action: Allow, Reason: "a full-screen program"}, ""
+		return LineVerdict{Verdict: Verdict{Action: Allow, Reason: "a full-screen program"}}
 	}
 	var views []string
 	if l.ScreenOK && !l.Hidden && !(l.Pasted && l.Exact) {
@@ -355,20 +383,34 @@ func (p *Policy) DecideLine(s *Subject, l Line) (Verdict, string) {
 	}
 	if len(views) == 0 {
 		v := p.decide(s, []Command{{Unjudged: "a line the terminal does not show whole (edited before its prompt was seen, or with echo off)"}})
-		return v, "(not shown)"
+		return LineVerdict{Verdict: v, Line: "(not shown)"}
 	}
-	best, shown := Verdict{Action: Allow, Reason: "no rule matches"}, ""
+	if l.Before != "" {
+		for i := range views {
+			views[i] = l.Before + "\n" + views[i]
+		}
+	}
+	if !l.Hidden && len(views[0]) <= MaxLine && Unfinished(views[0]) {
+		same := true
+		for _, v := range views[1:] {
+			same = same && v == views[0]
+		}
+		if same {
+			return LineVerdict{Verdict: Verdict{Action: Allow, Reason: "unfinished line"}, Line: views[0], Unfinished: true}
+		}
+	}
+	best := LineVerdict{Verdict: Verdict{Action: Allow, Reason: "no rule matches"}}
 	for i, line := range views {
 		v := p.Decide(s, line)
 		if l.Hidden && v.Rule != nil && v.Rule.Match.All() {
 			continue
 		}
 		if i == 0 || v.Action > best.Action {
-			best, shown = v, line
+			best = LineVerdict{Verdict: v, Line: line}
 		}
 	}
 	if l.Hidden && best.Action == Allow {
-		shown = ""
+		best.Line = ""
 	}
-	return best, shown
+	return best
 }

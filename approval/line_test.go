@@ -139,6 +139,22 @@ func TestTrackerSettles(t *testing.T) {
 	}
 }
 
+func TestUnfinished(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		s    string
+		want bool
+	}{
+		{"for i in 1 2; do", true}, {"echo 'a", true}, {"touch x \\", true}, {"touch x # \\", false},
+		{"touch x &&", true}, {"cat <<EOF", true}, {"cat <<EOF\nhi\nEOF", false}, {"echo a\\\\", false},
+		{"ls", false}, {"", false}, {"touch x; if true; then", true}, {"echo \"$(", true},
+	} {
+		if got := Unfinished(c.s); got != c.want {
+			t.Errorf("Unfinished(%q) = %v", c.s, got)
+		}
+	}
+}
+
 func TestDecideLine(t *testing.T) {
 	t.Parallel()
 	p := &Policy{Rules: []Rule{
@@ -147,23 +163,27 @@ func TestDecideLine(t *testing.T) {
 		{Name: "rest", Action: Approve},
 	}}
 	for _, c := range []struct {
-		name   string
-		line   Line
-		action Action
-		shown  string
+		name       string
+		line       Line
+		action     Action
+		shown      string
+		unfinished bool
 	}{
-		{"screen", Line{Screen: []string{"rm x"}, ScreenOK: true}, Deny, "rm x"},
-		{"keys disagree", Line{Screen: []string{"ls"}, ScreenOK: true, Typed: "rm x", Exact: true}, Deny, "rm x"},
-		{"both allowed", Line{Screen: []string{"ls"}, ScreenOK: true, Typed: "ls", Exact: true}, Allow, "ls"},
-		{"neither", Line{Typed: "l", Exact: false}, Approve, "(not shown)"},
-		{"password", Line{Screen: []string{""}, ScreenOK: true, Hidden: true, Typed: "hunter2", Exact: true}, Allow, ""},
-		{"blind rm", Line{Screen: []string{""}, ScreenOK: true, Hidden: true, Typed: "rm x", Exact: true}, Deny, "rm x"},
-		{"empty", Line{Screen: []string{""}, ScreenOK: true, Exact: true}, Allow, ""},
-		{"full screen", Line{FullScreen: true}, Allow, ""},
+		{"screen", Line{Screen: []string{"rm x"}, ScreenOK: true}, Deny, "rm x", false},
+		{"keys disagree", Line{Screen: []string{"ls"}, ScreenOK: true, Typed: "rm x", Exact: true}, Deny, "rm x", false},
+		{"both allowed", Line{Screen: []string{"ls"}, ScreenOK: true, Typed: "ls", Exact: true}, Allow, "ls", false},
+		{"neither", Line{Typed: "l", Exact: false}, Approve, "(not shown)", false},
+		{"password", Line{Screen: []string{""}, ScreenOK: true, Hidden: true, Typed: "hunter2", Exact: true}, Allow, "", false},
+		{"blind rm", Line{Screen: []string{""}, ScreenOK: true, Hidden: true, Typed: "rm x", Exact: true}, Deny, "rm x", false},
+		{"empty", Line{Screen: []string{""}, ScreenOK: true, Exact: true}, Allow, "", false},
+		{"full screen", Line{FullScreen: true}, Allow, "", false},
+		{"unfinished", Line{Screen: []string{"for f in *; do"}, ScreenOK: true, Typed: "for f in *; do", Exact: true}, Allow, "for f in *; do", true},
+		{"finished", Line{Before: "for f in *; do", Screen: []string{"rm $f; done"}, ScreenOK: true}, Deny, "for f in *; do\nrm $f; done", false},
+		{"views differ", Line{Screen: []string{"echo 'a"}, ScreenOK: true, Typed: "echo 'b", Exact: true}, Approve, "echo 'a", false},
 	} {
-		v, shown := p.DecideLine(nil, c.line)
-		if v.Action != c.action || shown != c.shown {
-			t.Errorf("%s: %v %q (%s), want %v %q", c.name, v.Action, shown, v.Reason, c.action, c.shown)
+		v := p.DecideLine(nil, c.line)
+		if v.Action != c.action || v.Line != c.shown || v.Unfinished != c.unfinished {
+			t.Errorf("%s: %v %q unfinished %v (%s), want %v %q", c.name, v.Action, v.Line, v.Unfinished, v.Reason, c.action, c.shown)
 		}
 	}
 	if !p.Judges(nil) || (&Policy{Rules: []Rule{{Name: "ls", Match: Match{Commands: []string{"ls"}}, Action: Allow}}}).Judges(nil) {
