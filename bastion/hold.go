@@ -48,8 +48,8 @@ func (c *conn) subject() *approval.Subject {
 func (st *channel) gate(r *ssh.Request, p program) bool {
 	c := st.c
 	rules := c.s.cfg.ApprovalRules
-	// Shells are judged line by line as the user types (not yet: see the
-	// README), and an sftp subsystem has no command line.
+	// A shell has no command line: its lines are judged as they are
+	// typed (shellhold.go); an sftp subsystem has none either.
 	if rules == nil || len(rules.Rules) == 0 || p.kind == "shell" || p.kind == "sftp" {
 		return false
 	}
