@@ -45,7 +45,7 @@ func (p *parser) approvals(f field, targets []bastion.Target) (approval.Policy, 
 		return approval.Policy{}, joinErrors(errs)
 	}
 	if len(pol.Rules) > 0 {
-		p.warnf(f.line(), f.path, "approval rules judge exec commands only: interactive shells are not judged yet, and access: request rules refuse the connections they cover")
+		p.warnf(f.line(), f.path, "approval rules judge exec commands and the lines typed in shells, but not input to full-screen programs (vim, less) nor what scripts and interpreters run; access: request rules refuse the connections they cover")
 	}
 	return pol, nil
 }
