@@ -39,6 +39,7 @@ type Tracker struct {
 	prompt    string // the logical line before the cursor at the line's first key
 	before    string // the unfinished lines the shell has (Continue)
 	bracketed bool   // the program enabled bracketed paste
+	pending   []byte // output the emulator has not parsed yet (lazy.go)
 	entered   time.Time
 	last      time.Time // when output last came
 	closed    bool
@@ -83,7 +84,7 @@ func (t *Tracker) setMode(m ansi.Mode, on bool) {
 func (t *Tracker) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	if !t.closed {
-		t.term.Write(p)
+		t.queue(p)
 		t.last = time.Now()
 	}
 	t.mu.Unlock()
@@ -102,6 +103,7 @@ func (t *Tracker) Resize(cols, rows int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.closed {
+		t.catchUp()
 		t.term.Resize(cols, rows)
 	}
 }
@@ -129,6 +131,7 @@ func (t *Tracker) Close() error {
 func (t *Tracker) Keys(p []byte) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.catchUp()
 	if t.term.IsAltScreen() {
 		t.begun = false
 		return -1
@@ -321,6 +324,7 @@ var searchMarks = []string{"reverse-i-search)`", "i-search)`"}
 
 // viewLocked reads both views of the current line.
 func (t *Tracker) viewLocked() Line {
+	t.catchUp()
 	l := Line{Typed: strings.TrimRight(string(t.keys.text), " "), Exact: t.keys.exact, Pasted: t.keys.pasted, Before: t.before}
 	if t.term.IsAltScreen() {
 		l.FullScreen = true

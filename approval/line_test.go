@@ -2,6 +2,7 @@ package approval
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -188,5 +189,58 @@ func TestDecideLine(t *testing.T) {
 	}
 	if !p.Judges(nil) || (&Policy{Rules: []Rule{{Name: "ls", Match: Match{Commands: []string{"ls"}}, Action: Allow}}}).Judges(nil) {
 		t.Error("Judges")
+	}
+}
+
+// BenchmarkTrackerEnter is the bastion's work at Enter on a plainly typed
+// line: the echo read, the line found, both views judged.
+func BenchmarkTrackerEnter(b *testing.B) {
+	p := &Policy{Rules: []Rule{{Name: "touch", Match: Match{Commands: []string{"touch"}}, Action: Approve, Approvers: []string{"ops"}}}}
+	tr := NewTracker(100, 24)
+	defer tr.Close()
+	line := "ls -l /var/log | grep -c syslog"
+	for b.Loop() {
+		tr.Write([]byte("\r\nuser@host:~$ "))
+		tr.Keys([]byte(line))
+		tr.Write([]byte(line))
+		tr.Keys([]byte("\r"))
+		if v := p.DecideLine(nil, tr.Line(b.Context(), MaxSettle)); v.Action != Allow || v.Line != line {
+			b.Fatalf("%+v", v)
+		}
+	}
+}
+
+// BenchmarkTrackerOutput is the tracker's cost on output: lines of text
+// that scroll the screen (cat of a log).
+func BenchmarkTrackerOutput(b *testing.B) {
+	tr := NewTracker(100, 24)
+	defer tr.Close()
+	chunk := []byte(strings.Repeat(strings.Repeat("x", 79)+"\r\n", 400))
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		tr.Write(chunk)
+	}
+}
+
+// Output past the pending cap is folded: the screen still ends with the
+// newest output, and a mode set in the folded part still counts.
+func TestTrackerFoldsOutput(t *testing.T) {
+	t.Parallel()
+	s := newSession(t, 80, 24)
+	s.out("\x1b[?1049h")                                                 // a full-screen program starts
+	s.out(strings.Repeat("\x1b[31mred line of output\x1b[0m\r\n", 5000)) // and draws a lot
+	s.out("\x1b[?1049l" + strings.Repeat("more\r\n", 3000))              // it ends; more output
+	s.out("$ ")
+	s.keys("ls")
+	s.out("ls")
+	if i := s.keys("\r"); i != 0 {
+		t.Fatalf("Enter at %d: the alternate screen's end was lost in the fold", i)
+	}
+	if l := s.line(); !l.ScreenOK || !slices.Equal(l.Screen, []string{"ls"}) {
+		t.Fatalf("line %+v", l)
+	}
+	s.out(strings.Repeat("x\r\n", 10000) + "\x1b[?1049h" + strings.Repeat("y\r\n", 10000))
+	if i := s.keys("\r"); i != -1 {
+		t.Fatal("keys judged in a full-screen program that started in the folded output")
 	}
 }

@@ -49,21 +49,11 @@ func ensureBashUser(t testing.TB) {
 // newShellEnv is a holdEnv whose alice may log in as bashUser, with rules
 // that hold touch, refuse cp, and allow everything else; dir is writable
 // by bashUser.
-func newShellEnv(t *testing.T) *holdEnv {
+func newShellEnv(t testing.TB) *holdEnv {
 	t.Helper()
 	ensureBashUser(t)
 	h := env(t)
-	policy := Policy{Rules: slices.Clone(h.policy.Rules), Targets: slices.Clone(h.policy.Targets)}
-	for i := range policy.Targets {
-		if policy.Targets[i].Name == "t1" {
-			policy.Targets[i].Logins = append(slices.Clone(policy.Targets[i].Logins), bashUser)
-		}
-	}
-	for i := range policy.Rules {
-		if policy.Rules[i].Name == "alice" {
-			policy.Rules[i].Logins = append(slices.Clone(policy.Rules[i].Logins), bashUser)
-		}
-	}
+	policy := shellPolicy(h)
 	store := openStore(t, t.TempDir(), h.auth.AuditKey)
 	broker, err := approval.NewBroker(t.Context(), approval.BrokerConfig{Store: ApprovalStore(store, nil), Audit: ApprovalAudit(slog.New(slog.DiscardHandler))})
 	if err != nil {
@@ -86,6 +76,22 @@ func newShellEnv(t *testing.T) *holdEnv {
 	}
 	b := h.extraServer(t, Config{Policy: policy, Recording: &Recording{Store: store}, ApprovalRules: rules, Approvals: broker})
 	return &holdEnv{harness: b, broker: broker, dir: dir}
+}
+
+// shellPolicy is h's policy with bashUser as a login of t1 for alice.
+func shellPolicy(h *harness) Policy {
+	policy := Policy{Rules: slices.Clone(h.policy.Rules), Targets: slices.Clone(h.policy.Targets)}
+	for i := range policy.Targets {
+		if policy.Targets[i].Name == "t1" {
+			policy.Targets[i].Logins = append(slices.Clone(policy.Targets[i].Logins), bashUser)
+		}
+	}
+	for i := range policy.Rules {
+		if policy.Rules[i].Name == "alice" {
+			policy.Rules[i].Logins = append(slices.Clone(policy.Rules[i].Logins), bashUser)
+		}
+	}
+	return policy
 }
 
 // term is an interactive ssh session on a pty: keys in, screen text out.
