@@ -168,6 +168,7 @@ func TestShellLineHeld(t *testing.T) {
 		{"up", "history -s 'touch " + marker("up") + "'\r", "\x1b[A\r", "touch " + marker("up")},
 		{"ctrl-r", "history -s 'touch " + marker("search") + "'; history -s 'echo other'\r", "\x12search\r", "touch " + marker("search")},
 		{"tab", "", "tou\t" + marker("tab") + "\r", "touch " + marker("tab")},
+		{"paste", "", "\x1b[200~echo pasted\ntouch " + marker("paste") + "\x1b[201~\r", "echo pasted\ntouch " + marker("paste")},
 		{"continued", "for f in " + marker("loop") + "; do\r", "touch $f; done\r", "for f in " + marker("loop") + "; do\ntouch $f; done"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
