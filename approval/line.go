@@ -51,9 +51,7 @@ type Tracker struct {
 // NewTracker returns a Tracker for a terminal of cols × rows (80 × 24 when
 // either is not positive).
 func NewTracker(cols, rows int) *Tracker {
-	if cols <= 0 || rows <= 0 {
-		cols, rows = 80, 24
-	}
+	cols, rows = trackedSize(cols, rows)
 	t := &Tracker{term: vt.NewEmulator(cols, rows), wrote: make(chan struct{}, 1), drained: make(chan struct{})}
 	t.keys.reset()
 	// Lines scrolled off are not needed: no scrollback to keep or trim.
@@ -95,11 +93,29 @@ func (t *Tracker) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Terminal sizes the emulator keeps at most: the client chooses the
+// size, and the emulator allocates every cell of two screens.
+const (
+	maxCols = 512
+	maxRows = 200
+)
+
+// trackedSize is the emulator's size for a terminal of cols × rows: 80 ×
+// 24 when either is not positive, capped at maxCols × maxRows (a line on a
+// wider terminal then wraps differently and is read from the keys).
+func trackedSize(cols, rows int) (int, int) {
+	if cols <= 0 || rows <= 0 {
+		return 80, 24
+	}
+	return min(cols, maxCols), min(rows, maxRows)
+}
+
 // Resize follows a window change.
 func (t *Tracker) Resize(cols, rows int) {
 	if cols <= 0 || rows <= 0 {
 		return
 	}
+	cols, rows = trackedSize(cols, rows)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.closed {
@@ -282,8 +298,9 @@ const (
 )
 
 // Line returns the line the last Enter sends, once the screen settled:
-// at once when it shows the keys typed, or after output was quiet for a
-// few milliseconds, and at most after bound (or when ctx ends).
+// when it shows the keys typed (plain typing), or after output was quiet
+// for a few milliseconds (editing keys), and at most after bound (or when
+// ctx ends).
 func (t *Tracker) Line(ctx context.Context, bound time.Duration) Line {
 	deadline := time.NewTimer(bound)
 	defer deadline.Stop()
@@ -294,8 +311,15 @@ func (t *Tracker) Line(ctx context.Context, bound time.Duration) Line {
 		l := t.viewLocked()
 		wait := quietFor - time.Since(later(t.last, t.entered))
 		t.mu.Unlock()
-		if l.FullScreen || l.Exact && l.ScreenOK && contains(l.Screen, l.Typed) || wait <= 0 {
+		// Keys typed plainly: until the screen shows them (fail closed
+		// at the bound: the views differ and both are judged). Keys
+		// whose effect is unknown: until output is quiet.
+		settled := l.Exact && l.ScreenOK && contains(l.Screen, l.Typed) || !l.Exact && wait <= 0
+		if l.FullScreen || settled {
 			return l
+		}
+		if l.Exact {
+			wait = bound
 		}
 		quiet.Reset(wait)
 		select {

@@ -53,6 +53,13 @@ type channel struct {
 
 	bytesIn, bytesOut atomic.Int64
 
+	// outMu and errMu order the writes to the client's stdout and stderr
+	// streams when more than one goroutine writes (the output pump and
+	// the line gate's notices): x/crypto reuses one packet buffer per
+	// stream, so concurrent writes would mix their bytes. Each is held
+	// for one write only.
+	outMu, errMu sync.Mutex
+
 	mu     sync.Mutex // guards the fields below
 	pty    ptyState
 	failed error // the channel's own end cause (recording, transfer, refusal)

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/postern/postern/approval"
+	"github.com/postern/postern/internal/audit"
 )
 
 // The approval gate for lines typed into a terminal channel. With a pty,
@@ -237,6 +238,7 @@ func (g *lineGate) apply(v approval.Verdict, shown string, n int) {
 		// Rules ask for approval but nothing can hold: fail closed.
 		v.Reason += "; this bastion cannot hold commands for approval"
 	}
+	audit.Record(st.c.log, audit.LineRefused, "channel", st.n, "rule", logSafe(ruleName(v.Rule)), "reason", logSafe(v.Reason))
 	g.refuse(fmt.Sprintf("postern: refused by rule %s: %s", ruleName(v.Rule), v.Reason))
 }
 
@@ -319,9 +321,9 @@ func (g *lineGate) refuse(msg string) {
 func (g *lineGate) notify(msg string) {
 	msg = logSafe(msg)
 	if g.t == nil {
-		g.st.ch.Stderr().Write([]byte(msg + "\n"))
+		g.st.clientErr().Write([]byte(msg + "\n"))
 		return
 	}
 	g.st.rec.marker(msg)
-	g.st.ch.Write([]byte("\r\n" + msg + "\r\n"))
+	g.st.clientOut().Write([]byte("\r\n" + msg + "\r\n"))
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -96,11 +97,12 @@ func shellPolicy(h *harness) Policy {
 
 // term is an interactive ssh session on a pty: keys in, screen text out.
 type term struct {
-	t    *testing.T
-	tty  *os.File
-	out  *testenv.Buffer
-	seen int // how far expect has read out
-	wait func() error
+	t     *testing.T
+	tty   *os.File
+	out   *testenv.Buffer
+	seen  int // how far expect has read out
+	syncs int
+	wait  func() error
 }
 
 func (e *holdEnv) shell(t *testing.T) *term {
@@ -121,18 +123,58 @@ func (tm *term) send(s string) {
 // expect waits for s in what the terminal printed after the last expect.
 func (tm *term) expect(s string) {
 	tm.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	if !tm.within(s, 20*time.Second) {
+		tm.t.Logf("goroutines of the bastion:\n%s", bastionStacks())
+		tm.t.Fatalf("waited for %q; terminal shows:\n%q", s, tm.out.String()[max(0, tm.seen-600):])
+	}
+}
+
+// within reports whether the terminal printed s within d.
+func (tm *term) within(s string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
 	for {
 		all := tm.out.String()
 		if i := strings.Index(all[tm.seen:], s); i >= 0 {
 			tm.seen += i + len(s)
-			return
+			return true
 		}
 		if time.Now().After(deadline) {
-			tm.t.Fatalf("waited for %q; terminal shows:\n%q", s, all[max(0, tm.seen-600):])
+			return false
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// sync waits until the shell reads keys again and shows a fresh prompt:
+// bash may drop keys that come while it handles the Ctrl-C the bastion
+// sent, and readline redraws a line with its prompt before it runs it. A
+// line of the no-op command : with a unique word is typed (again, if its
+// echo does not come) and run.
+func (tm *term) sync() {
+	tm.t.Helper()
+	for i := 0; ; i++ {
+		word := "sync" + strconv.Itoa(tm.syncs) + "x" + strconv.Itoa(i)
+		tm.send(" : " + word)
+		if tm.within(word, time.Second) {
+			tm.send("\r")
+			tm.expect(shellPrompt)
+			tm.syncs++
+			return
+		}
+		if i == 20 {
+			tm.t.Logf("goroutines of the bastion:\n%s", bastionStacks())
+			tm.t.Fatalf("the shell does not read keys; terminal shows:\n%q", tm.out.String()[max(0, tm.seen-600):])
+		}
+	}
+}
+
+// enter types keys, which end with Enter: the rest first, then, once the
+// terminal shows echo, the Enter.
+func (tm *term) enter(keys, echo string) {
+	tm.t.Helper()
+	tm.send(strings.TrimSuffix(keys, "\r"))
+	tm.expect(echo)
+	tm.send("\r")
 }
 
 // exit ends the shell and waits for ssh.
@@ -163,7 +205,7 @@ func TestShellLineHeld(t *testing.T) {
 	marker := func(name string) string { return filepath.Join(e.dir, name) }
 	for _, c := range []struct {
 		name, setup, keys, line string
-	}{
+	}{ // keys end with Enter, sent once the rest shows (as a person types)
 		{"typed", "", "touch " + marker("typed") + "\r", "touch " + marker("typed")},
 		{"up", "history -s 'touch " + marker("up") + "'\r", "\x1b[A\r", "touch " + marker("up")},
 		{"ctrl-r", "history -s 'touch " + marker("search") + "'; history -s 'echo other'\r", "\x12search\r", "touch " + marker("search")},
@@ -172,15 +214,15 @@ func TestShellLineHeld(t *testing.T) {
 		{"continued", "for f in " + marker("loop") + "; do\r", "touch $f; done\r", "for f in " + marker("loop") + "; do\ntouch $f; done"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			switch {
-			case strings.HasSuffix(c.setup, "do\r"):
-				tm.send(c.setup)
+			switch setup := strings.TrimSuffix(c.setup, "\r"); {
+			case strings.HasSuffix(setup, "do"):
+				tm.enter(c.setup, setup[len(setup)-4:])
 				tm.expect("> ") // PS2: the shell asks for more
 			case c.setup != "":
-				tm.send(c.setup)
+				tm.enter(c.setup, setup[len(setup)-4:])
 				tm.expect(shellPrompt)
 			}
-			tm.send(c.keys)
+			tm.enter(c.keys, c.line[strings.LastIndexAny(c.line, "/ ")+1:])
 			r := e.heldLine(t, tm, c.line)
 			file := marker(c.name)
 			if c.name == "continued" {
@@ -195,10 +237,10 @@ func TestShellLineHeld(t *testing.T) {
 				t.Fatal(err)
 			}
 			tm.expect("postern: request " + r.ID + " approved by bob: ok; running")
-			tm.expect(shellPrompt)
-			if !exists(file) {
-				t.Fatal("the approved line did not run")
-			}
+			// Readline may redraw the line with its prompt before it
+			// runs it (after Ctrl-R): wait for the file, then a prompt.
+			testenv.WaitFor(t, 20*time.Second, func() bool { return exists(file) })
+			tm.sync()
 		})
 	}
 	tm.exit()
@@ -211,30 +253,30 @@ func TestShellLineRefused(t *testing.T) {
 	e := newShellEnv(t)
 	tm := e.shell(t)
 	denied := filepath.Join(e.dir, "denied")
-	tm.send("touch " + denied + "\r")
+	tm.enter("touch "+denied+"\r", denied)
 	r := e.heldLine(t, tm, "touch "+denied)
 	if _, err := e.broker.Decide(t.Context(), r.ID, bob, false, "not today"); err != nil {
 		t.Fatal(err)
 	}
 	tm.expect("postern: request " + r.ID + " denied by bob: not today; the command did not run")
-	tm.expect(shellPrompt)
+	tm.sync()
 
 	copied := filepath.Join(e.dir, "copied")
-	tm.send("cp /etc/hostname " + copied + "\r")
+	tm.enter("cp /etc/hostname "+copied+"\r", copied)
 	tm.expect("postern: refused by rule no-cp")
-	tm.expect(shellPrompt)
+	tm.sync()
 
 	cancelled := filepath.Join(e.dir, "cancelled")
-	tm.send("touch " + cancelled + "\r")
+	tm.enter("touch "+cancelled+"\r", cancelled)
 	r = e.heldLine(t, tm, "touch "+cancelled)
 	tm.send("\x03")
 	tm.expect("postern: request " + r.ID + " cancelled with Ctrl-C; the command did not run")
 	if g, _ := e.broker.Get(t.Context(), r.ID); g.State != approval.StateCancelled {
 		t.Fatalf("request after Ctrl-C: %s", g.State)
 	}
-	tm.expect(shellPrompt)
+	tm.sync()
 
-	tm.send("echo still-$((6*7))\r")
+	tm.enter("echo still-$((6*7))\r", "7))")
 	tm.expect("still-42")
 	tm.exit()
 	for _, m := range []string{denied, copied, cancelled} {
@@ -250,7 +292,7 @@ func TestShellUnflagged(t *testing.T) {
 	t.Parallel()
 	e := newShellEnv(t)
 	tm := e.shell(t)
-	tm.send("echo $((6*7))\r")
+	tm.enter("echo $((6*7))\r", "7))")
 	tm.expect("42")
 	tm.expect(shellPrompt)
 	tm.exit()
@@ -319,10 +361,10 @@ func TestExecPTYLinesJudged(t *testing.T) {
 	e := newShellEnv(t)
 	tty, out, wait := e.ptySSH(t, e.alice, bashUser+"@t1", 24, 100, "bash")
 	tm := &term{t: t, tty: tty, out: out, wait: wait}
-	tm.send("PS1='exec''pty$ '\r")
+	tm.enter("PS1='exec''pty$ '\r", "$ '")
 	tm.expect("execpty$ ")
 	marker := filepath.Join(e.dir, "execpty")
-	tm.send("touch " + marker + "\r")
+	tm.enter("touch "+marker+"\r", marker)
 	r := e.heldLine(t, tm, "touch "+marker)
 	if _, err := e.broker.Decide(t.Context(), r.ID, bob, false, ""); err != nil {
 		t.Fatal(err)
@@ -333,4 +375,17 @@ func TestExecPTYLinesJudged(t *testing.T) {
 	if exists(marker) {
 		t.Fatal("the denied line ran")
 	}
+}
+
+// bastionStacks is the stacks of the goroutines in the bastion's code, to
+// tell a stuck pipeline from a stuck shell.
+func bastionStacks() string {
+	buf := make([]byte, 8<<20)
+	var out strings.Builder
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "postern/bastion.(*") || strings.Contains(g, "postern/approval.(*") {
+			out.WriteString(g + "\n\n")
+		}
+	}
+	return out.String()
 }

@@ -101,6 +101,22 @@ func (g gate) Write(p []byte) (int, error) {
 	return g.w.Write(p)
 }
 
+// lockedStream is one of the client's streams, written by one writer at a
+// time (channel.outMu, errMu).
+type lockedStream struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedStream) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (st *channel) clientOut() io.Writer { return lockedStream{&st.outMu, st.ch} }
+func (st *channel) clientErr() io.Writer { return lockedStream{&st.errMu, st.ch.Stderr()} }
+
 // recordOutput is the recording as an observer of the masked stream; its
 // failure ends the channel. After the channel failed it takes nothing: the
 // recording ends where the client's view does, with the notice.
@@ -352,7 +368,7 @@ func (st *channel) startRecording(kind, command string) ([]io.Writer, error) {
 	if rec != nil {
 		observers = append(observers, recordOutput{st})
 	}
-	st.stderr = newOutStage(st, st.ch.Stderr(), observers...)
+	st.stderr = newOutStage(st, st.clientErr(), observers...)
 	return observers, nil
 }
 
@@ -364,6 +380,6 @@ func (st *channel) startTerminal(kind, command string) error {
 	}
 	st.input = newInputStage(st, st.uch)
 	st.lines = st.newLineGate(st.input)
-	st.mode = terminal{out: newOutStage(st, st.ch, st.lines.observers(observers)...), in: st.input, lines: st.lines}
+	st.mode = terminal{out: newOutStage(st, st.clientOut(), st.lines.observers(observers)...), in: st.input, lines: st.lines}
 	return nil
 }
