@@ -28,6 +28,11 @@ type Verdict struct {
 // the most restrictive of those. Decide is deterministic and safe for
 // concurrent use. A nil s is a Subject with no fields set.
 func (p *Policy) Decide(s *Subject, line string) Verdict {
+	return p.decide(s, Commands(line))
+}
+
+// decide decides a line made of cmds.
+func (p *Policy) decide(s *Subject, cmds []Command) Verdict {
 	if s == nil {
 		s = &Subject{}
 	}
@@ -37,7 +42,6 @@ func (p *Policy) Decide(s *Subject, line string) Verdict {
 			rules = append(rules, r)
 		}
 	}
-	cmds := Commands(line)
 	d := Verdict{Action: Allow, Commands: cmds, Reason: "no rule matches"}
 	if len(cmds) == 0 {
 		d.Reason = "no commands"

@@ -218,6 +218,33 @@
 // qualifiers run code: *(e:'rm x':)). Rules on interpreters and shells (python, perl, sh, bash,
 // …) and an allowlist posture narrow this; recordings show what ran.
 //
+// # Terminal lines
+//
+// A Tracker finds the line an interactive shell is about to run when the
+// user presses Enter, however it was produced (typed, recalled with Up or
+// Ctrl-R, completed with Tab, edited). It is fed the terminal's output as
+// the user sees it, through a terminal emulator (charmbracelet/x/vt), and
+// the keys the user sends. At a line's first key, the text before the
+// cursor is the prompt; at Enter, the screen's view of the line is the
+// logical line at the cursor (soft-wrapped rows joined) after that prompt,
+// or after the "': " of readline's reverse-i-search display. The keys'
+// view replays them as a line editor would and is exact while only plain
+// typing, Backspace, Ctrl-U, Ctrl-W and bracketed paste were used. Line
+// waits, at most MaxSettle, until the screen shows the keys typed (or,
+// when it cannot compare, until output was quiet for a few milliseconds).
+// DecideLine judges every view that can be trusted and keeps the most
+// restrictive verdict; when none can be (the prompt is gone and an editing
+// key was used), the line cannot be judged. A line typed blind (echo off:
+// a password prompt, or stty -echo) is judged from its keys, by rules that
+// name commands only. An unfinished line (Unfinished) passes, to be judged
+// whole with the lines that finish it. Keys for a full-screen program (the
+// alternate screen) are not read.
+//
+// What the screen shows is what the target printed: a background job
+// writing to the terminal between the recall of a line and Enter can make
+// the screen show another line than the one the shell runs; the keys'
+// view only catches this when they were typed plainly.
+//
 // # Access
 //
 // A rule with Access AccessRequest holds connections, not commands: a

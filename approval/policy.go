@@ -265,6 +265,24 @@ func (p *Policy) NeedsGrant(s *Subject) *Rule {
 	return nil
 }
 
+// Judges reports whether a line s sends could be held or refused: some
+// command rule in scope for s approves or denies. When none does, every
+// line is allowed and need not be read.
+func (p *Policy) Judges(s *Subject) bool {
+	if p == nil {
+		return false
+	}
+	if s == nil {
+		s = &Subject{}
+	}
+	for i := range p.Rules {
+		if r := &p.Rules[i]; r.Access != AccessRequest && r.action() != Allow && r.Scope.In(s) {
+			return true
+		}
+	}
+	return false
+}
+
 // Approvals returns how many distinct people must approve under r (1 or 2).
 func (r *Rule) Approvals() int { return max(1, min(r.Required, 2)) }
 

@@ -220,6 +220,33 @@ func keys(p *syntax.ParamExp) bool {
 // continued reports whether an unquoted literal ends in a backslash that
 // escapes nothing: the end of the line, which the shell continues on the
 // next.
+// Unfinished reports whether a shell reading line would ask for more
+// before it runs anything: an open quote or construct, a trailing
+// backslash or operator (&&, |), an unterminated here-document.
+func Unfinished(line string) bool {
+	// The Enter that ends the line is a newline: after it, a
+	// here-document's body starts.
+	parse := func(src string) (*syntax.File, error) {
+		return syntax.NewParser(syntax.Variant(syntax.LangBash)).Parse(strings.NewReader(src), "")
+	}
+	if _, err := parse(line + "\n"); err != nil {
+		return syntax.IsIncomplete(err)
+	}
+	f, err := parse(line)
+	if err != nil {
+		return false
+	}
+	// A word that ends in an odd backslash (not one in a comment).
+	more := false
+	syntax.Walk(f, func(n syntax.Node) bool {
+		if l, ok := n.(*syntax.Lit); ok && continued(l.Value) {
+			more = true
+		}
+		return !more
+	})
+	return more
+}
+
 func continued(lit string) bool {
 	n := len(lit) - len(strings.TrimRight(lit, `\`))
 	return n%2 == 1

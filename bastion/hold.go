@@ -49,8 +49,8 @@ func (c *conn) subject() *approval.Subject {
 func (st *channel) gate(r *ssh.Request, p program) bool {
 	c := st.c
 	rules := c.s.cfg.ApprovalRules
-	// Shells are judged line by line as the user types (not yet: see the
-	// README), and an sftp subsystem has no command line.
+	// A shell has no command line: its lines are judged as they are
+	// typed (shellhold.go); an sftp subsystem has none either.
 	if rules == nil || len(rules.Rules) == 0 || p.kind == "shell" || p.kind == "sftp" {
 		return false
 	}
@@ -98,33 +98,52 @@ func (st *channel) endRefused(msg string) {
 // goroutine of the connection's for the decision.
 func (st *channel) hold(r *ssh.Request, p program, v approval.Verdict) {
 	c := st.c
-	b := c.s.cfg.Approvals
-	rule := v.Rule
-	req, err := b.Submit(st.ctx, approval.Request{
-		Kind: approval.KindCommand, Requester: c.identity.Name(), RequesterPrincipals: c.identity.Principals,
-		Target: c.grant.Target.Name, Login: c.grant.Login, Session: st.rec.id(), Line: st.storedCommand(p.command),
-		Reason: st.reason(), Why: logSafe(v.Reason), Rule: rule.Name, Approvers: rule.Approvers, Required: rule.Approvals(),
-		Expires: time.Now().Add(rule.Wait()),
-	})
+	req, err := st.submit(p.command, v)
 	if err != nil {
-		msg := userMessage(err, "")
-		if msg == "" {
-			c.log.Error("approval request not recorded", "err", err)
-			msg = "the request for approval could not be recorded"
-		}
 		st.reply(r, true)
-		st.endRefused("postern: not run: " + msg)
+		st.endRefused("postern: not run: " + st.submitFailed(err))
 		st.setReady()
 		return
 	}
-	st.rec.marker(fmt.Sprintf("approval requested: %s, rule %s", req.ID, rule.Name))
 	st.reply(r, true)
-	st.ch.Stderr().Write([]byte(fmt.Sprintf("postern: held for approval (request %s, rule %s, expires in %s): %s\r\n",
-		req.ID, logSafe(rule.Name), rule.Wait().Round(time.Second), logSafe(v.Reason))))
+	st.ch.Stderr().Write([]byte(heldNotice(req, v) + "\r\n"))
 	c.goSafe(func() {
 		defer st.setReady()
 		st.awaitDecision(r, p, req.ID)
 	})
+}
+
+// submit asks the approvers of v's rule about line (an exec's command or
+// a line typed in a shell) and notes the request in the recording.
+func (st *channel) submit(line string, v approval.Verdict) (approval.Request, error) {
+	c := st.c
+	rule := v.Rule
+	req, err := c.s.cfg.Approvals.Submit(st.ctx, approval.Request{
+		Kind: approval.KindCommand, Requester: c.identity.Name(), RequesterPrincipals: c.identity.Principals,
+		Target: c.grant.Target.Name, Login: c.grant.Login, Session: st.rec.id(), Line: st.storedCommand(line),
+		Reason: st.reason(), Why: logSafe(v.Reason), Rule: rule.Name, Approvers: rule.Approvers, Required: rule.Approvals(),
+		Expires: time.Now().Add(rule.Wait()),
+	})
+	if err == nil {
+		st.rec.marker(fmt.Sprintf("approval requested: %s, rule %s", req.ID, rule.Name))
+	}
+	return req, err
+}
+
+// submitFailed is what the user is told when submit failed.
+func (st *channel) submitFailed(err error) string {
+	msg := userMessage(err, "")
+	if msg == "" {
+		st.c.log.Error("approval request not recorded", "err", err)
+		msg = "the request for approval could not be recorded"
+	}
+	return msg
+}
+
+// heldNotice tells the user that req holds their command, and why.
+func heldNotice(req approval.Request, v approval.Verdict) string {
+	return fmt.Sprintf("postern: held for approval (request %s, rule %s, expires in %s): %s",
+		req.ID, logSafe(v.Rule.Name), v.Rule.Wait().Round(time.Second), logSafe(v.Reason))
 }
 
 // awaitDecision waits for request id and runs p if it is approved. The

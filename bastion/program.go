@@ -215,7 +215,7 @@ func (st *channel) reply(r *ssh.Request, ok bool) {
 func (st *channel) setPty(term string, cols, rows int) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.pty = ptyState{term: term, cols: cols, rows: rows}
+	st.pty = ptyState{requested: true, term: term, cols: cols, rows: rows}
 }
 
 // resize notes a window change and records it once the program runs. It
@@ -225,6 +225,9 @@ func (st *channel) resize(cols, rows int) {
 	st.mu.Lock()
 	st.pty.cols, st.pty.rows = cols, rows
 	st.mu.Unlock()
+	if st.lines != nil && st.lines.t != nil {
+		st.lines.t.Resize(cols, rows)
+	}
 	if err := st.rec.resize(cols, rows); err != nil {
 		st.fail(err)
 	}

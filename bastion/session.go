@@ -38,6 +38,7 @@ type channel struct {
 	stderr *outStage   // the target's stderr: always the terminal path
 	rec    *recording  // nil when recording is off
 	input  *inputStage // the terminal's input stage; nil in transfer mode
+	lines  *lineGate   // judges typed lines; nil when nothing needs judging
 
 	// ready is closed once the request that starts the program (shell,
 	// exec or subsystem) has been handled and its reply relayed, and done
@@ -52,12 +53,22 @@ type channel struct {
 
 	bytesIn, bytesOut atomic.Int64
 
+	// outMu and errMu order the writes to the client's stdout and stderr
+	// streams when more than one goroutine writes (the output pump and
+	// the line gate's notices): x/crypto reuses one packet buffer per
+	// stream, so concurrent writes would mix their bytes. Each is held
+	// for one write only.
+	outMu, errMu sync.Mutex
+
 	mu     sync.Mutex // guards the fields below
 	pty    ptyState
 	failed error // the channel's own end cause (recording, transfer, refusal)
 	// ownExit is the exit status the bastion gives a command it did not
 	// run (approval refused); sent when the target sent none.
 	ownExit *int
+	// overrideExit: ownExit replaces the target's exit status (a shell
+	// whose input was cut at a refused line).
+	overrideExit bool
 	// reasonText is the requester's POSTERN_REASON, logSafe'd.
 	reasonText string
 }
@@ -65,6 +76,7 @@ type channel struct {
 // ptyState is the client's terminal as its pty-req and window-change
 // requests describe it (RFC 4254 §6.2, §6.7).
 type ptyState struct {
+	requested  bool
 	term       string
 	cols, rows int
 }
@@ -134,6 +146,9 @@ func (st *channel) startPumps(creqs <-chan *ssh.Request) *sync.WaitGroup {
 	// stdin: the client's EOF reaches the target as EOF.
 	c.goSafe(func() {
 		c.pump(inPort{st}, st.ch)
+		if st.isReady() {
+			st.lines.atEOF() // a last line without a newline is judged too
+		}
 		uch.CloseWrite()
 	})
 	// The client's requests go to the target in order. When the client
@@ -202,7 +217,10 @@ func (st *channel) teardown(exits []*ssh.Request) {
 	failed := st.failure()
 	var exitStatus *int
 	var exitSignal string
-	if failed == nil { // after a failure the target's status is not the session's
+	st.mu.Lock()
+	override := st.overrideExit
+	st.mu.Unlock()
+	if failed == nil && !override { // after a failure the target's status is not the session's
 		exitStatus, exitSignal, end = st.sendExits(exits, end)
 	}
 	if exitStatus == nil && exitSignal == "" && failed == nil {

@@ -12,7 +12,7 @@ import (
 // outStage is the terminal output stage of one stream (stdout or stderr):
 // target → masker → the strict masked stream's observers, in order → the
 // client. One masker serves both sides: the observers (the recording, and
-// later an approval line tracker) get its strict output, judged without a
+// the approval line tracker of a shell) get its strict output, judged without a
 // deadline, so that a number echoed digit by digit is still judged whole
 // before it is stored; the client gets the same bytes right after, through
 // the masker's preview, which also releases a held tail after a short
@@ -101,6 +101,22 @@ func (g gate) Write(p []byte) (int, error) {
 	return g.w.Write(p)
 }
 
+// lockedStream is one of the client's streams, written by one writer at a
+// time (channel.outMu, errMu).
+type lockedStream struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedStream) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (st *channel) clientOut() io.Writer { return lockedStream{&st.outMu, st.ch} }
+func (st *channel) clientErr() io.Writer { return lockedStream{&st.errMu, st.ch.Stderr()} }
+
 // recordOutput is the recording as an observer of the masked stream; its
 // failure ends the channel. After the channel failed it takes nothing: the
 // recording ends where the client's view does, with the notice.
@@ -138,13 +154,18 @@ type inputStage struct {
 	// It is called with mu held, while not holding, and must not call
 	// the stage.
 	holdAt func(p []byte) int
+	// onHeld, if set, sees what the client sends while the stage holds,
+	// before it is kept (or waits for room), and how much is held. It is
+	// called with mu held and must not call the stage.
+	onHeld func(p []byte, held int)
 
 	passMu sync.Mutex // orders writes to dst: release's held bytes before what follows
 
-	mu      sync.Mutex // guards the fields below; never held across dst writes
-	holding bool
-	held    bytes.Buffer
-	room    chan struct{} // closed when a hold ends
+	mu       sync.Mutex // guards the fields below; never held across dst writes
+	holding  bool
+	dropping bool // everything is dropped from now on (stop)
+	held     bytes.Buffer
+	room     chan struct{} // closed when a hold ends
 }
 
 func newInputStage(st *channel, dst io.Writer) *inputStage {
@@ -200,6 +221,10 @@ func (in *inputStage) Write(p []byte) (int, error) {
 func (in *inputStage) admit(p []byte) ([]byte, error) {
 	for {
 		in.mu.Lock()
+		if in.dropping {
+			in.mu.Unlock()
+			return nil, nil
+		}
 		if !in.holding {
 			i := -1
 			if in.holdAt != nil {
@@ -213,6 +238,9 @@ func (in *inputStage) admit(p []byte) ([]byte, error) {
 			in.held.Write(p[i:])
 			in.mu.Unlock()
 			return p[:i], nil
+		}
+		if in.onHeld != nil {
+			in.onHeld(p, in.held.Len())
 		}
 		if in.held.Len()+len(p) <= maxHeld {
 			in.held.Write(p)
@@ -237,13 +265,26 @@ func (in *inputStage) hold() {
 }
 
 // release passes the held bytes on, in order, and ends the hold: what
-// the client sends after reaches the target after them.
-func (in *inputStage) release() error {
+// the client sends after reaches the target after them. The first held
+// byte (the Enter the hold began at) passes; the bytes after it are
+// admitted again, so that holdAt may hold at a second Enter among them.
+func (in *inputStage) release() error { return in.releaseThrough(1) }
+
+// releaseThrough is release with the first n held bytes passed as they are.
+func (in *inputStage) releaseThrough(n int) error {
 	in.passMu.Lock()
 	defer in.passMu.Unlock()
 	in.mu.Lock()
 	held := bytes.Clone(in.held.Bytes())
 	in.endHoldLocked()
+	n = min(n, len(held))
+	if in.holdAt != nil && n < len(held) {
+		if i := in.holdAt(held[n:]); i >= 0 && n+i < len(held) {
+			in.holding = true
+			in.held.Write(held[n+i:])
+			held = held[:n+i]
+		}
+	}
 	in.mu.Unlock()
 	if len(held) == 0 {
 		return nil
@@ -261,6 +302,30 @@ func (in *inputStage) discard() int {
 	return n
 }
 
+// peek returns a copy of the held bytes.
+func (in *inputStage) peek() []byte {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return bytes.Clone(in.held.Bytes())
+}
+
+// stop drops the held bytes and everything after: nothing more passes.
+func (in *inputStage) stop() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.endHoldLocked()
+	in.dropping = true
+}
+
+// replace drops the held bytes, ends the hold, and sends p in their place.
+func (in *inputStage) replace(p []byte) error {
+	in.passMu.Lock()
+	defer in.passMu.Unlock()
+	in.discard()
+	_, err := in.dst.Write(p)
+	return err
+}
+
 func (in *inputStage) endHoldLocked() {
 	in.held.Reset()
 	in.holding = false
@@ -276,16 +341,17 @@ func (in *inputStage) close() {
 }
 
 // terminal is the mode of a shell or exec: stdout takes the masked output
-// stage, stdin the input stage.
+// stage, stdin the input stage; lines, if not nil, judges what is typed.
 type terminal struct {
-	out *outStage
-	in  *inputStage
+	out   *outStage
+	in    *inputStage
+	lines *lineGate
 }
 
 func (t terminal) input(p []byte) (int, error)  { return t.in.Write(p) }
 func (t terminal) output(p []byte) (int, error) { return t.out.Write(p) }
 func (t terminal) outputDone()                  { t.out.close() }
-func (t terminal) end()                         { t.in.close() }
+func (t terminal) end()                         { t.in.close(); t.lines.close() }
 func (t terminal) masked() int64                { return t.out.masked() }
 
 // startRecording opens the channel's recording (none with recording off)
@@ -303,7 +369,7 @@ func (st *channel) startRecording(kind, command string) ([]io.Writer, error) {
 	if rec != nil {
 		observers = append(observers, recordOutput{st})
 	}
-	st.stderr = newOutStage(st, st.ch.Stderr(), observers...)
+	st.stderr = newOutStage(st, st.clientErr(), observers...)
 	return observers, nil
 }
 
@@ -314,6 +380,7 @@ func (st *channel) startTerminal(kind, command string) error {
 		return err
 	}
 	st.input = newInputStage(st, st.uch)
-	st.mode = terminal{out: newOutStage(st, st.ch, observers...), in: st.input}
+	st.lines = st.newLineGate(st.input)
+	st.mode = terminal{out: newOutStage(st, st.clientOut(), st.lines.observers(observers)...), in: st.input, lines: st.lines}
 	return nil
 }

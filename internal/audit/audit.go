@@ -42,9 +42,12 @@ const (
 
 // Session channel events.
 const (
-	SessionRequest  Event = "session_request"
-	SessionEnd      Event = "session_end"
-	ProgramRefused  Event = "program_refused"
+	SessionRequest Event = "session_request"
+	SessionEnd     Event = "session_end"
+	ProgramRefused Event = "program_refused"
+	// LineRefused: a line typed into a terminal that a deny rule refused
+	// (or an approve rule, when nothing can hold it).
+	LineRefused     Event = "line_refused"
 	RecordingStart  Event = "recording_start"
 	RecordingEnd    Event = "recording_end"
 	RecordingSealed Event = "recording_sealed"

@@ -45,7 +45,7 @@ func (p *parser) approvals(f field, targets []bastion.Target) (approval.Policy, 
 		return approval.Policy{}, joinErrors(errs)
 	}
 	if len(pol.Rules) > 0 {
-		p.warnf(f.line(), f.path, "approval rules judge exec commands and access requests: the lines typed in interactive shells are not judged yet")
+		p.warnf(f.line(), f.path, "approval rules judge exec commands, the lines typed in shells and access requests, but not input to full-screen programs (vim, less) nor what scripts and interpreters run")
 	}
 	return pol, nil
 }

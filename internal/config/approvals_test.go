@@ -72,8 +72,8 @@ func TestApprovals(t *testing.T) {
 	if d := c.Approvals.Decide(s, "ls; rm -rf /tmp/x"); d.Action != approval.Approve || d.Rule.Name != "rm" {
 		t.Errorf("rm -rf: %v %v", d.Action, d.Reason)
 	}
-	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "interactive shells are not judged yet") {
-		t.Errorf("warnings %q, want one saying shells are not judged yet", c.Warnings)
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "not input to full-screen programs") {
+		t.Errorf("warnings %q, want one saying what approval rules do not see", c.Warnings)
 	}
 	if c, err := config.Parse("a.yaml", []byte(minimal)); err != nil || len(c.Approvals.Rules) != 0 || len(c.Warnings) != 0 {
 		t.Errorf("no approvals: %v, %+v", err, c)

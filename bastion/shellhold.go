@@ -1,0 +1,329 @@
+package bastion
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/postern/postern/approval"
+	"github.com/postern/postern/internal/audit"
+)
+
+// The approval gate for lines typed into a terminal channel. With a pty,
+// the line is the one the shell is about to run when the user presses
+// Enter, whatever produced it (typing, history, completion, editing): an
+// approval.Tracker reads it from the masked output and the keys. The
+// input stage holds from the Enter while the gate's goroutine judges the
+// line: allowed, the Enter passes at once; held, the user is told the
+// request's ID and may keep typing or press Ctrl-C to cancel; approved,
+// the Enter passes; refused, denied, expired or cancelled, the held keys
+// are dropped, the shell is sent Ctrl-C to abandon the line, and the user
+// is told why. A shell without a pty reads its input line by line (no
+// echo, no editing): each line is held whole until judged, and a refused
+// line ends the channel, as a script must not go on without it.
+
+// lineGate judges the lines of one terminal channel. Its goroutine (run)
+// ends with the channel's context; close stops its tracker.
+type lineGate struct {
+	st    *channel
+	in    *inputStage
+	rules *approval.Policy
+	t     *approval.Tracker // nil without a pty
+	judge chan struct{}     // a line waits to be judged; capacity 1
+
+	before  string        // unfinished lines the shell has (no pty); only run uses it
+	stopped atomic.Bool   // a line was refused: no more input passes (no pty)
+	eof     atomic.Bool   // the client's input ended (no pty)
+	eofDone chan struct{} // closed once the input after the last newline was judged
+	eofOnce sync.Once
+
+	mu     sync.Mutex              // guards the fields below
+	cancel context.CancelCauseFunc // ends the wait for a held line's request; nil when none
+	ctrlC  bool                    // Ctrl-C came while the line was held
+}
+
+// errLineCancelled cancels a request whose requester pressed Ctrl-C.
+var errLineCancelled = errors.New("the requester cancelled the line with Ctrl-C")
+
+// newLineGate returns the gate for st's terminal input stage in, or nil
+// when nothing typed needs judging: no rule in scope for the connection
+// approves or denies, or the channel is an exec without a pty (its
+// command was judged before it started).
+func (st *channel) newLineGate(in *inputStage) *lineGate {
+	rules := st.c.s.cfg.ApprovalRules
+	if !rules.Judges(st.c.subject()) {
+		return nil
+	}
+	pty := st.ptyState()
+	g := &lineGate{st: st, in: in, rules: rules, judge: make(chan struct{}, 1), eofDone: make(chan struct{})}
+	switch {
+	case pty.requested:
+		g.t = approval.NewTracker(pty.cols, pty.rows)
+		in.holdAt = g.enterAt
+	case st.kind == "shell":
+		in.holdAt = g.lineAt
+	default:
+		return nil
+	}
+	in.onHeld = g.held
+	st.c.goSafe(g.run)
+	return g
+}
+
+// observers adds the tracker, if any, to the observers of the masked
+// output: it sees what the user sees.
+func (g *lineGate) observers(list []io.Writer) []io.Writer {
+	if g == nil || g.t == nil {
+		return list
+	}
+	return append(list[:len(list):len(list)], g.t)
+}
+
+func (g *lineGate) signal() {
+	select {
+	case g.judge <- struct{}{}:
+	default:
+	}
+}
+
+// enterAt is holdAt with a pty: hold from the Enter that ends a line.
+func (g *lineGate) enterAt(p []byte) int {
+	i := g.t.Keys(p)
+	if i >= 0 {
+		g.signal()
+	}
+	return i
+}
+
+// lineAt is holdAt without a pty: hold every line whole, from its first
+// byte, and judge it once its newline came.
+func (g *lineGate) lineAt(p []byte) int {
+	if len(p) == 0 {
+		return -1
+	}
+	if bytes.IndexByte(p, '\n') >= 0 {
+		g.signal()
+	}
+	return 0
+}
+
+// held sees the bytes the client sends while a line is held.
+func (g *lineGate) held(p []byte, n int) {
+	if g.t != nil {
+		if bytes.IndexByte(p, 0x03) >= 0 {
+			g.mu.Lock()
+			g.ctrlC = true
+			if g.cancel != nil {
+				g.cancel(errLineCancelled)
+			}
+			g.mu.Unlock()
+		}
+		return
+	}
+	if bytes.IndexByte(p, '\n') >= 0 || n+len(p) > maxHeld {
+		g.signal()
+	}
+}
+
+// atEOF judges what the client sent after its last newline, once its
+// input ended, before the target is told (no pty). It returns when that
+// was passed on or refused, or the channel ended.
+func (g *lineGate) atEOF() {
+	if g == nil || g.t != nil {
+		return
+	}
+	g.eof.Store(true)
+	g.signal()
+	select {
+	case <-g.eofDone:
+	case <-g.st.ctx.Done():
+	}
+}
+
+func (g *lineGate) close() {
+	if g != nil && g.t != nil {
+		g.t.Close()
+	}
+}
+
+func (g *lineGate) run() {
+	for {
+		select {
+		case <-g.st.ctx.Done():
+			return
+		case <-g.judge:
+		}
+		if g.t != nil {
+			g.judgeEnter()
+		} else {
+			g.judgeLine()
+		}
+	}
+}
+
+// judgeEnter judges the line a held Enter sends.
+func (g *lineGate) judgeEnter() {
+	st := g.st
+	g.mu.Lock()
+	g.ctrlC = false
+	g.mu.Unlock()
+	l := g.t.Line(st.ctx, approval.MaxSettle)
+	v := g.rules.DecideLine(st.c.subject(), l)
+	if v.Unfinished {
+		// The shell asks for more and runs nothing yet: the Enter
+		// passes, and the next line is judged with this one.
+		g.t.Continue(v.Line)
+		g.in.releaseThrough(1)
+		return
+	}
+	g.t.Reset()
+	g.apply(v.Verdict, v.Line, 1)
+}
+
+// judgeLine judges the first held line of a shell without a pty.
+func (g *lineGate) judgeLine() {
+	held := g.in.peek()
+	if g.stopped.Load() {
+		g.eofOnce.Do(func() { close(g.eofDone) })
+		return
+	}
+	i := bytes.IndexByte(held, '\n')
+	n := i + 1
+	if i < 0 {
+		if len(held) == 0 && g.eof.Load() {
+			g.eofOnce.Do(func() { close(g.eofDone) })
+			return
+		}
+		if len(held) < maxHeld && !g.eof.Load() {
+			return // not a whole line yet
+		}
+		i, n = len(held), len(held)
+	}
+	line := strings.TrimSuffix(string(held[:i]), "\r")
+	if g.before != "" {
+		line = g.before + "\n" + line
+	}
+	g.before = ""
+	if i < len(held) && len(line) <= approval.MaxLine && approval.Unfinished(line) {
+		// The shell reads on before it runs anything: judged whole
+		// with the lines that finish it.
+		g.before = line
+		g.in.releaseThrough(n)
+		return
+	}
+	g.apply(g.rules.Decide(g.st.c.subject(), line), line, n)
+	if g.eof.Load() {
+		g.signal() // until all that came before the end is judged
+	}
+}
+
+// apply carries out verdict v on the held line shown, whose first n held
+// bytes pass when it may run.
+func (g *lineGate) apply(v approval.Verdict, shown string, n int) {
+	st := g.st
+	switch v.Action {
+	case approval.Allow:
+		g.in.releaseThrough(n)
+		return
+	case approval.Approve:
+		if st.c.s.cfg.Approvals != nil {
+			g.hold(v, shown, n)
+			return
+		}
+		// Rules ask for approval but nothing can hold: fail closed.
+		v.Reason += "; this bastion cannot hold commands for approval"
+	}
+	audit.Record(st.c.log, audit.LineRefused, "channel", st.n, "rule", logSafe(ruleName(v.Rule)), "reason", logSafe(v.Reason))
+	g.refuse(fmt.Sprintf("postern: refused by rule %s: %s", ruleName(v.Rule), v.Reason))
+}
+
+// hold asks for approval of the held line and waits for the decision,
+// while the input stage keeps reading (Ctrl-C cancels).
+func (g *lineGate) hold(v approval.Verdict, shown string, n int) {
+	st := g.st
+	req, err := st.submit(shown, v)
+	if err != nil {
+		g.refuse("postern: not run: " + st.submitFailed(err))
+		return
+	}
+	hint := ""
+	if g.t != nil {
+		hint = " (Ctrl-C cancels)"
+	}
+	g.notify(heldNotice(req, v) + hint)
+	w, err := g.wait(req.ID)
+	if st.ctx.Err() != nil {
+		return // the channel ended: nothing passes
+	}
+	if w.State == approval.StateApproved {
+		st.rec.marker(fmt.Sprintf("approval granted: %s%s", req.ID, decisionText(w)))
+		g.notify(fmt.Sprintf("postern: request %s approved%s; running", req.ID, decisionText(w)))
+		g.in.releaseThrough(n)
+		return
+	}
+	why := w.State + decisionText(w)
+	if errors.Is(err, errLineCancelled) {
+		why = "cancelled with Ctrl-C"
+	} else if err != nil && w.State != approval.StateCancelled {
+		st.c.log.Error("approval wait failed", "request", req.ID, "err", err)
+	}
+	g.refuse(fmt.Sprintf("postern: request %s %s; the command did not run", req.ID, why))
+}
+
+// wait waits for request id to be decided, until Ctrl-C or the channel's
+// end cancels it.
+func (g *lineGate) wait(id string) (approval.Request, error) {
+	ctx, cancel := context.WithCancelCause(g.st.ctx)
+	defer cancel(nil)
+	g.mu.Lock()
+	g.cancel = cancel
+	if g.ctrlC {
+		cancel(errLineCancelled)
+	}
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.cancel = nil
+		g.mu.Unlock()
+	}()
+	return g.st.c.s.cfg.Approvals.Wait(ctx, id)
+}
+
+// refuse drops the held line and tells the user why. With a pty the shell
+// is sent Ctrl-C to abandon the line it has; without one the channel ends.
+func (g *lineGate) refuse(msg string) {
+	st := g.st
+	if g.t == nil {
+		g.stopped.Store(true)
+		g.in.stop()
+		st.rec.marker(logSafe(msg))
+		g.notify(msg)
+		// The lines before it run; the shell then reads the end of
+		// its input, and the session ends with ExitRefused.
+		st.mu.Lock()
+		code := ExitRefused
+		st.ownExit, st.overrideExit = &code, true
+		st.mu.Unlock()
+		st.uch.CloseWrite()
+		return
+	}
+	g.notify(msg)
+	g.t.Reset()
+	g.in.replace([]byte{0x03})
+}
+
+// notify tells the user msg on a line of its own, and records it.
+func (g *lineGate) notify(msg string) {
+	msg = logSafe(msg)
+	if g.t == nil {
+		g.st.clientErr().Write([]byte(msg + "\n"))
+		return
+	}
+	g.st.rec.marker(msg)
+	g.st.clientOut().Write([]byte("\r\n" + msg + "\r\n"))
+}
