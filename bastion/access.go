@@ -102,7 +102,10 @@ func runRequestAccess(x *adminExec, args []string) error {
 		return &refusedError{msg: userMessage(err, "postern: access denied"), reason: "policy denies the target"}
 	}
 	sub := &approval.Subject{Principals: c.identity.Principals, Groups: c.identity.Groups, Target: g.Target.Name, Labels: g.Target.Labels, Login: g.Login}
-	rule := c.s.cfg.ApprovalRules.NeedsGrant(sub)
+	var rule *approval.Rule
+	if rules := c.s.cfg.ApprovalRules; rules != nil {
+		rule = rules.NeedsGrant(sub)
+	}
 	if rule == nil {
 		return &refusedError{msg: fmt.Sprintf("%s as %s needs no request: connect directly", g.Target.Name, shown(g.Login)), reason: "no access rule"}
 	}

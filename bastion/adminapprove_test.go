@@ -170,3 +170,14 @@ func TestAdminApprovalsWatch(t *testing.T) {
 		}
 	}
 }
+
+// A bastion with a broker but no approval rules: request says no request
+// is needed (and does not fail on the missing rules).
+func TestRequestWithoutRules(t *testing.T) {
+	t.Parallel()
+	e := newApprovalEnv(t)
+	r := e.admin(t, e.alice, nil, "request", "t1", "--for", "1h", "--reason", "x")
+	if r.ExitCode != 1 || !strings.Contains(string(r.Stderr), "needs no request: connect directly") {
+		t.Fatalf("exit %d stderr %s", r.ExitCode, r.Stderr)
+	}
+}
