@@ -29,22 +29,29 @@ type holdEnv struct {
 func newHoldEnv(t *testing.T) *holdEnv {
 	t.Helper()
 	h := env(t)
-	store := openStore(t, t.TempDir(), h.auth.AuditKey)
-	broker, err := approval.NewBroker(t.Context(), approval.BrokerConfig{Store: ApprovalStore(store, nil), Audit: ApprovalAudit(slog.New(slog.DiscardHandler))})
-	if err != nil {
-		t.Fatal(err)
-	}
 	rules := &approval.Policy{Rules: []approval.Rule{
 		{Name: "no-shred", Match: approval.Match{Commands: []string{"shred"}}, Action: approval.Deny},
 		{Name: "touch-needs-approval", Match: approval.Match{Commands: []string{"touch"}}, Action: approval.Approve, Approvers: []string{"approvers"}},
 		{Name: "mkdir-quick", Match: approval.Match{Commands: []string{"mkdir"}}, Action: approval.Approve, Approvers: []string{"approvers"}, Timeout: time.Second},
 		{Name: "viakh-by-request", Scope: approval.Scope{Targets: []string{"viakh"}}, Access: approval.AccessRequest, Action: approval.Approve, Approvers: []string{"approvers"}},
 	}}
+	b, broker := approvalServer(t, h, h.policy, rules)
+	return &holdEnv{harness: b, broker: broker, dir: t.TempDir()}
+}
+
+// approvalServer starts a bastion for policy whose rules (checked first)
+// hold commands in a broker on its own index.
+func approvalServer(t testing.TB, h *harness, policy Policy, rules *approval.Policy) (*harness, *approval.Broker) {
+	t.Helper()
 	if err := rules.Check(); err != nil {
 		t.Fatal(err)
 	}
-	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}, ApprovalRules: rules, Approvals: broker})
-	return &holdEnv{harness: b, broker: broker, dir: t.TempDir()}
+	store := openStore(t, t.TempDir(), h.auth.AuditKey)
+	broker, err := approval.NewBroker(t.Context(), approval.BrokerConfig{Store: ApprovalStore(store, nil), Audit: ApprovalAudit(slog.New(slog.DiscardHandler))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.extraServer(t, Config{Policy: policy, Recording: &Recording{Store: store}, ApprovalRules: rules, Approvals: broker}), broker
 }
 
 // start runs ssh with command in the background; wait returns its result.

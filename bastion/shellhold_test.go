@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,18 +54,10 @@ func newShellEnv(t testing.TB) *holdEnv {
 	ensureBashUser(t)
 	h := env(t)
 	policy := shellPolicy(h)
-	store := openStore(t, t.TempDir(), h.auth.AuditKey)
-	broker, err := approval.NewBroker(t.Context(), approval.BrokerConfig{Store: ApprovalStore(store, nil), Audit: ApprovalAudit(slog.New(slog.DiscardHandler))})
-	if err != nil {
-		t.Fatal(err)
-	}
 	rules := &approval.Policy{Rules: []approval.Rule{
 		{Name: "no-cp", Match: approval.Match{Commands: []string{"cp"}}, Action: approval.Deny},
 		{Name: "touch-needs-approval", Match: approval.Match{Commands: []string{"touch"}}, Action: approval.Approve, Approvers: []string{"approvers"}},
 	}}
-	if err := rules.Check(); err != nil {
-		t.Fatal(err)
-	}
 	dir, err := os.MkdirTemp("", "postern-shellhold-")
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +66,7 @@ func newShellEnv(t testing.TB) *holdEnv {
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	b := h.extraServer(t, Config{Policy: policy, Recording: &Recording{Store: store}, ApprovalRules: rules, Approvals: broker})
+	b, broker := approvalServer(t, h, policy, rules)
 	return &holdEnv{harness: b, broker: broker, dir: dir}
 }
 
