@@ -18,7 +18,7 @@ import (
 // "Host *". ProxyJump starts a second ssh with the same -F file, so the
 // relay hop gets the same Ciphers and KexAlgorithms (command-line -o
 // options would not reach it).
-func clientConfigText(cipher, kex, login, keys, knownHosts string, targetPort, relayPort, plainPort, norecPort, posternPort int, posternKey string) []byte {
+func clientConfigText(cipher, kex, login, keys, knownHosts string, targetPort, relayPort, plainPort, norecPort, rulesPort, posternPort int, posternKey string) []byte {
 	var b bytes.Buffer
 	host := func(alias string, port int, user, key string, extra ...string) {
 		fmt.Fprintf(&b, "Host %s\n  Port %d\n  User %s\n  IdentityFile %s\n  CertificateFile %s-cert.pub\n", alias, port, user, filepath.Join(keys, key), filepath.Join(keys, key))
@@ -33,6 +33,9 @@ func clientConfigText(cipher, kex, login, keys, knownHosts string, targetPort, r
 	host(pathPlain, plainPort, login+"@"+targetName, bastionPlain)
 	if norecPort != 0 {
 		host(pathNoRec, norecPort, login+"@"+targetName, bastionNoRec)
+	}
+	if rulesPort != 0 {
+		host(pathRules, rulesPort, login+"@"+targetName, bastionRules)
 	}
 	host(pathPostern, posternPort, login+"@"+targetName, posternKey)
 	fmt.Fprintf(&b, `Host *

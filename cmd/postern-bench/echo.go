@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"io"
 	"os/exec"
 	"slices"
 	"syscall"
@@ -110,9 +110,9 @@ func (e *env) echoRound(ctx context.Context, samples int) (map[string][]float64,
 type echoSession struct {
 	path   string
 	cmd    *exec.Cmd
-	tty    *os.File      // the pseudo-terminal's master side
-	chunks chan chunk    // what the reader read; closed when it ends
-	done   chan struct{} // closed by Close: the reader stops sending
+	tty    io.ReadWriteCloser // the pseudo-terminal's master side (shell: ssh's pipes)
+	chunks chan chunk         // what the reader read; closed when it ends
+	done   chan struct{}      // closed by Close: the reader stops sending
 }
 
 // chunk is one read from the terminal and when it returned.
@@ -164,7 +164,7 @@ func (e *env) startEcho(ctx context.Context, path string) (*echoSession, error) 
 // closed) or Close.
 func (s *echoSession) read() {
 	defer close(s.chunks)
-	buf := make([]byte, 4096)
+	buf := make([]byte, 32<<10)
 	for {
 		n, err := s.tty.Read(buf)
 		if n > 0 {

@@ -45,6 +45,7 @@ const (
 	bastionNoRec   = "postern-norec"  // masking on, recording off
 	bastionFull    = "postern"        // recording and masking (first6last4) on
 	bastionChacha  = "postern-chacha" // as postern, offering only chacha20-poly1305
+	bastionRules   = "postern-rules"  // as postern, with an approval rule in scope
 	uploadFileName = "upload.bin"
 )
 
@@ -117,6 +118,9 @@ func newEnv(ctx context.Context, o *options, log io.Writer) (_ *env, err error) 
 	}
 	if o.phases["chacha"] {
 		names = append(names, bastionChacha)
+	}
+	if o.phases["shell"] {
+		names = append(names, bastionRules)
 	}
 	auths := make(map[string]*certs.Authority)
 	trusted := []ssh.PublicKey{e.benchCA.PublicKey()}
@@ -217,7 +221,7 @@ func (e *env) startBastion(ctx context.Context, name string, a *certs.Authority,
 	if name == bastionChacha {
 		ciphers = []string{cipherChacha}
 	}
-	if err := os.WriteFile(cfg, bastionYAML(filepath.Join(dir, "data"), e.target, e.o.login, name != bastionPlain, ciphers), 0o644); err != nil {
+	if err := os.WriteFile(cfg, bastionYAML(filepath.Join(dir, "data"), e.target, e.o.login, name != bastionPlain, name == bastionRules, ciphers), 0o644); err != nil {
 		return 0, err
 	}
 	profile := ""
@@ -261,7 +265,7 @@ func (e *env) writeClientConfigs(keys string, ports map[string]int) error {
 		if c.cipher == cipherChacha && !e.o.phases["chacha"] {
 			continue
 		}
-		text := clientConfigText(c.cipher, e.o.kex, e.o.login, keys, kh, e.target.Port, e.relay.Port, ports[bastionPlain], ports[bastionNoRec], ports[c.bastion], c.bastion)
+		text := clientConfigText(c.cipher, e.o.kex, e.o.login, keys, kh, e.target.Port, e.relay.Port, ports[bastionPlain], ports[bastionNoRec], ports[bastionRules], ports[c.bastion], c.bastion)
 		if err := os.WriteFile(c.file, text, 0o644); err != nil {
 			return err
 		}
@@ -342,8 +346,9 @@ func signUser(ca ssh.Signer, pub ssh.PublicKey, login string) (*ssh.Certificate,
 }
 
 // bastionYAML is a Postern config with the one target t1 (the target sshd,
-// host key pinned) and one rule letting principal "bench" log in as login.
-func bastionYAML(dataDir string, target *sshdproc.Instance, login string, masking bool, ciphers []string) []byte {
+// host key pinned) and one rule letting principal "bench" log in as login;
+// with rules, also an approval rule holding any rm for group ops.
+func bastionYAML(dataDir string, target *sshdproc.Instance, login string, masking, rules bool, ciphers []string) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# written by postern-bench\nlisten: \"127.0.0.1:0\"\ndata_dir: %q\nlog_level: info\n", dataDir)
 	if len(ciphers) > 0 {
@@ -355,6 +360,9 @@ func bastionYAML(dataDir string, target *sshdproc.Instance, login string, maskin
 		b.WriteString("    masking: off\n")
 	}
 	fmt.Fprintf(&b, "rules:\n  - name: bench\n    principals: [%s]\n    targets: [%s]\n    logins: [%s]\n", bastionPrincipal, targetName, login)
+	if rules {
+		b.WriteString("approvals:\n  - name: bench-rm\n    match: {commands: [rm]}\n    action: approve\n    approvers: [ops]\n")
+	}
 	return b.Bytes()
 }
 

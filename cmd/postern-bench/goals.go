@@ -66,7 +66,7 @@ func goals(r *Report) []Goal {
 			out = append(out, Goal{Name: fmt.Sprintf("concurrency N=%d: bastion RSS per idle session", n), Want: "<= 256", Got: m.Median, Unit: "KiB", Met: m.Median <= 256})
 		}
 	}
-	return out
+	return append(out, shellGoals(r)...)
 }
 
 // printGoals writes the goals as a table.

@@ -71,7 +71,7 @@ const (
 )
 
 // Phases, in the order they run.
-var allPhases = []string{"bulk", "sftp", "chacha", "connect", "echo", "concurrency"}
+var allPhases = []string{"bulk", "sftp", "chacha", "connect", "echo", "shell", "concurrency"}
 
 // options are the command-line settings.
 type options struct {
@@ -85,6 +85,9 @@ type options struct {
 	conc         []int
 	concDuration time.Duration
 	concReps     int
+	shellLines   int
+	shellReps    int
+	shellCatSize int64
 	phases       map[string]bool
 	kex          string
 	login        string
@@ -105,6 +108,7 @@ and Postern bastions as child processes, and compares five paths:
   postern-plain  through Postern, recording and masking off
   postern-norec  through Postern, masking on, recording off (bulk, sftp)
   postern        through Postern, recording and masking (first6last4) on
+  postern-rules  as postern, with an approval rule in scope (shell phase)
 
 The client forces aes128-gcm@openssh.com on every connection, the relay hop
 and both of Postern's legs included. The chacha phase repeats the bulk
@@ -113,7 +117,11 @@ says ciphers: [chacha20-poly1305@openssh.com]. The sftp phase downloads a
 file of -size random bytes, made in a temporary directory on the target,
 with the OpenSSH sftp client in batch mode (sftp -b, get) and with legacy
 scp (scp -O, scp -f on the target) on direct, postern-norec and postern;
-each download's size, and once per path its SHA-256, is checked.
+each download's size, and once per path its SHA-256, is checked. The shell
+phase types into bash on the target through postern and postern-rules in
+turns (keystroke echo; Enter on an unflagged line until the next prompt) and
+times cat of a -shell-cat-size text file: what judging each line at Enter
+costs an interactive session.
 
 Every figure is min/median/max over repetitions plus the median's ratio to
 the direct path of the same run. With -baseline FILE, the sftp and scp
@@ -128,7 +136,8 @@ target login.
 A tiny run (about 20 s):
   postern-bench -size 1MiB -reps 1 -chacha-reps 1 -connects 3 \
     -echo-samples 10 -echo-reps 1 -concurrency 5 \
-    -concurrency-duration 1s -concurrency-reps 1
+    -concurrency-duration 1s -concurrency-reps 1 \
+    -shell-lines 5 -shell-reps 1 -shell-cat-size 1MiB
 
 Flags:
 `
@@ -154,6 +163,14 @@ func parseOptions(args []string, stdout, stderr io.Writer) (*options, error) {
 	fs.StringVar(&concList, "concurrency", concList, "comma-separated `counts` of concurrent sessions")
 	fs.DurationVar(&o.concDuration, "concurrency-duration", 5*time.Second, "length of each command-loop window")
 	fs.IntVar(&o.concReps, "concurrency-reps", 3, "command-loop windows per concurrency count")
+	fs.IntVar(&o.shellLines, "shell-lines", 100, "lines typed per shell session (each gives 10 echo samples and one Enter)")
+	fs.IntVar(&o.shellReps, "shell-reps", 3, "shell sessions per path (each gives a p50 and a p99, and one cat)")
+	o.shellCatSize = 256 << 20
+	fs.Func("shell-cat-size", "`size` of the file the shell phase cats (default 256MiB)", func(s string) error {
+		n, err := parseSize(s)
+		o.shellCatSize = n
+		return err
+	})
 	phases := strings.Join(allPhases, ",")
 	fs.StringVar(&phases, "phases", phases, "comma-separated `phases` to run: "+strings.Join(allPhases, ", "))
 	fs.StringVar(&o.kex, "kex", "curve25519-sha256", "key exchange the OpenSSH client must use on every connection (\"\" for its default: sntrup761x25519 with sshd, curve25519 with Postern, which lacks sntrup761)")
@@ -178,11 +195,12 @@ func parseOptions(args []string, stdout, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if o.size <= 0 {
-		return nil, errors.New("-size must be positive")
+	if o.size <= 0 || o.shellCatSize <= 0 {
+		return nil, errors.New("-size and -shell-cat-size must be positive")
 	}
 	for name, v := range map[string]int{"-reps": o.reps, "-chacha-reps": o.chachaReps, "-connects": o.connects,
-		"-echo-samples": o.echoSamples, "-echo-reps": o.echoReps, "-concurrency-reps": o.concReps} {
+		"-echo-samples": o.echoSamples, "-echo-reps": o.echoReps, "-concurrency-reps": o.concReps,
+		"-shell-lines": o.shellLines, "-shell-reps": o.shellReps} {
 		if v < 1 || v > 100000 {
 			return nil, fmt.Errorf("%s must be from 1 to 100000", name)
 		}
@@ -319,6 +337,7 @@ func bench(ctx context.Context, o *options, log io.Writer) (*Report, error) {
 			BulkBytes: o.size, BulkReps: o.reps, ChachaReps: o.chachaReps, Connects: o.connects,
 			EchoSamples: o.echoSamples, EchoReps: o.echoReps, Concurrency: o.conc,
 			ConcDuration: o.concDuration.String(), ConcReps: o.concReps, Kex: o.kex, Login: o.login,
+			ShellLines: o.shellLines, ShellReps: o.shellReps, ShellCatBytes: o.shellCatSize,
 			PrimaryCipher: cipherAES, SecondaryCipher: cipherChacha,
 		},
 	}
@@ -360,6 +379,13 @@ func bench(ctx context.Context, o *options, log io.Writer) (*Report, error) {
 	}
 	if o.phases["echo"] {
 		figs, err := e.echo(ctx, o.echoReps, o.echoSamples)
+		if err != nil {
+			return nil, err
+		}
+		r.Figures = append(r.Figures, figs...)
+	}
+	if o.phases["shell"] {
+		figs, err := e.shell(ctx, o.shellReps, o.shellLines, o.shellCatSize)
 		if err != nil {
 			return nil, err
 		}

@@ -49,11 +49,12 @@ func TestSmoke(t *testing.T) {
 		"-out", out, "-size", "1MiB", "-reps", "1", "-chacha-reps", "1", "-connects", "3",
 		"-echo-samples", "5", "-echo-reps", "1", "-concurrency", "5",
 		"-concurrency-duration", "1s", "-concurrency-reps", "1",
+		"-shell-lines", "3", "-shell-reps", "2", "-shell-cat-size", "1MiB",
 	}, strings.NewReader(""), &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.Bytes(), stderr.Bytes())
 	}
-	for _, s := range []string{"Bulk throughput", "sftp and scp downloads", "Connection setup", "Keystroke echo", "Concurrency", "Negotiated"} {
+	for _, s := range []string{"Bulk throughput", "sftp and scp downloads", "Connection setup", "Keystroke echo", "Shell with an approval rule", "Concurrency", "Negotiated"} {
 		if !strings.Contains(stdout.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, stdout.Bytes())
 		}
@@ -73,9 +74,10 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("negotiated: %d entries, want 8 (5 paths with AES-GCM, 3 with chacha20)", len(r.Negotiated))
 	}
 	// Every goal of the issues is judged: bulk both ways, recording's
-	// cost, connection setup, echo, and errors and RSS for each N.
-	if len(r.Goals) != 5+2*len(r.Params.Concurrency) {
-		t.Errorf("goals: %+v, want %d", r.Goals, 5+2*len(r.Params.Concurrency))
+	// cost, connection setup, echo, the shell's three, and errors and
+	// RSS for each N.
+	if len(r.Goals) != 8+2*len(r.Params.Concurrency) {
+		t.Errorf("goals: %+v, want %d", r.Goals, 8+2*len(r.Params.Concurrency))
 	}
 
 	type want struct {
@@ -111,6 +113,11 @@ func TestSmoke(t *testing.T) {
 		{figConcGoroutines, cipherAES, []string{pathPlain, pathPostern}, 5, positive},
 		{figConcPeakGor, cipherAES, []string{pathPlain, pathPostern}, 5, positive},
 		{figConcLeftoverGor, cipherAES, []string{pathPlain, pathPostern}, 5, present},
+		{figShellEchoP50, cipherAES, shellPaths, 0, positive},
+		{figShellEchoP99, cipherAES, shellPaths, 0, positive},
+		{figShellEnterP50, cipherAES, shellPaths, 0, positive},
+		{figShellEnterP99, cipherAES, shellPaths, 0, positive},
+		{figShellCat, cipherAES, shellPaths, 0, positive},
 	}
 	// CPU figures: a 1 MiB transfer may take less than one clock tick, so
 	// they only have to be in range.
@@ -276,6 +283,12 @@ func TestGoals(t *testing.T) {
 		{Name: figConcRSS, Path: pathPostern, Cipher: cipherAES, Sessions: 200, Median: 170},
 		{Name: figConcRate, Path: pathDirect, Cipher: cipherAES, Sessions: 200, Median: 800},
 		{Name: figConcRate, Path: pathPostern, Cipher: cipherAES, Sessions: 200, Median: 780},
+		{Name: figShellEchoP99, Path: pathPostern, Cipher: cipherAES, Median: 400},
+		{Name: figShellEchoP99, Path: pathRules, Cipher: cipherAES, Median: 1500},
+		{Name: figShellEnterP99, Path: pathPostern, Cipher: cipherAES, Median: 500},
+		{Name: figShellEnterP99, Path: pathRules, Cipher: cipherAES, Median: 2400},
+		{Name: figShellCat, Path: pathPostern, Cipher: cipherAES, Median: 100},
+		{Name: figShellCat, Path: pathRules, Cipher: cipherAES, Median: 79},
 	}}
 	addRatios(r.Figures)
 	got := map[string]Goal{}
@@ -292,6 +305,9 @@ func TestGoals(t *testing.T) {
 		"concurrency N=200: errors":                                {1, false},
 		"concurrency N=200: bastion RSS per idle session":          {170, true},
 		"concurrency N=200: commands/s postern / direct":           {0.975, true},
+		"shell echo p99: rule in scope - none":                     {1100, false},
+		"shell Enter p99 (unflagged line): rule in scope - none":   {1900, true},
+		"shell cat: rule in scope / none":                          {0.79, false},
 	}
 	if len(got) != len(want) {
 		t.Errorf("goals %+v, want %d (no upload or echo figures, so no such goals)", got, len(want))

@@ -125,6 +125,9 @@ type Params struct {
 	Concurrency     []int    `json:"concurrency"`
 	ConcDuration    string   `json:"concurrency_duration"`
 	ConcReps        int      `json:"concurrency_reps"`
+	ShellLines      int      `json:"shell_lines,omitempty"`
+	ShellReps       int      `json:"shell_reps,omitempty"`
+	ShellCatBytes   int64    `json:"shell_cat_bytes,omitempty"`
 	Kex             string   `json:"kex,omitempty"`
 	Login           string   `json:"target_login"`
 	Phases          []string `json:"phases"`

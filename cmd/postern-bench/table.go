@@ -25,6 +25,9 @@ func printTable(w io.Writer, r *Report) {
 	if hasFigure(r.Figures, figEchoP50, "") {
 		printEcho(w, r)
 	}
+	if hasFigure(r.Figures, figShellCat, "") {
+		printShell(w, r)
+	}
 	if hasFigure(r.Figures, figConcRate, "") {
 		printConcurrency(w, r)
 	}
@@ -133,6 +136,25 @@ func printEcho(w io.Writer, r *Report) {
 		if ok50 {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", path, cell(f50, ok50, 0), ratio(f50, ok50), cell(f99, ok99, 0), ratio(f99, ok99))
 		}
+	}
+	tw.Flush()
+}
+
+// printShell writes the shell phase's table: each path's figures and, on
+// postern-rules, the difference from postern.
+func printShell(w io.Writer, r *Report) {
+	p := r.Params
+	fmt.Fprintf(w, "\nShell with an approval rule in scope (bash on the target; %d lines of %d letters × %d sessions per path; cat of %s)\n",
+		p.ShellLines, shellLetters, p.ShellReps, sizeString(p.ShellCatBytes))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "path\techo p50 µs\techo p99 µs\tEnter p50 µs\tEnter p99 µs\tcat MB/s\t")
+	for _, path := range shellPaths {
+		var cells []string
+		for _, fig := range []string{figShellEchoP50, figShellEchoP99, figShellEnterP50, figShellEnterP99, figShellCat} {
+			f, ok := find(r.Figures, fig, path, p.PrimaryCipher, 0)
+			cells = append(cells, cell(f, ok, 1))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t\n", path, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
 }

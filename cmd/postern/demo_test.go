@@ -93,7 +93,9 @@ func TestDemoApprovals(t *testing.T) {
 		t.Fatalf("the demo's ssh commands:\n%s", strings.Join(d.cmds, "\n"))
 	}
 	held := filepath.Join(work, "postern-demo", "held-demo-file")
-	decide := func(decision string) (string, int) {
+	// decide runs the held rm and, once it is pending, each decision
+	// command: all but the last must be refused (exit 1, a message).
+	decide := func(decisions ...string) (string, int) {
 		t.Helper()
 		type result struct {
 			out  string
@@ -114,8 +116,11 @@ func TestDemoApprovals(t *testing.T) {
 			}
 			return id != ""
 		})
-		if r := testenv.Cmd(t, time.Minute, nil, "sh", "-c", strings.Replace(decision, " ID", " "+id, 1)); r.ExitCode != 0 {
-			t.Fatalf("%s: exit %d %s %s", decision, r.ExitCode, r.Stdout, r.Stderr)
+		for i, decision := range decisions {
+			r := testenv.Cmd(t, time.Minute, nil, "sh", "-c", strings.Replace(decision, " ID", " "+id, 1))
+			if last := i == len(decisions)-1; last && r.ExitCode != 0 || !last && (r.ExitCode != 1 || len(r.Stderr) == 0) {
+				t.Fatalf("%s: exit %d %s %s", decision, r.ExitCode, r.Stdout, r.Stderr)
+			}
 		}
 		res := <-done
 		return res.out, res.code
@@ -129,6 +134,15 @@ func TestDemoApprovals(t *testing.T) {
 	if _, err := os.Stat(held); code != 126 || err != nil || !strings.Contains(out, "denied by approver: not now; the command did not run") {
 		t.Fatalf("denied: exit %d, file kept: %v\n%s", code, err == nil, out)
 	}
+	// The CLI wrapper decides as whoever runs it: in the demo's
+	// directory the demo approver, unless -i names another key (the
+	// demo user's, who may not decide).
+	os.WriteFile(held, []byte("x"), 0o644)
+	cli := "cd " + shellQuote(work) + " && " + shellQuote(binary(t))
+	out, code = decide(cli+" approve ID -i postern-demo/id_ed25519", cli+" approve ID --reason looks fine")
+	if _, err := os.Stat(held); code != 0 || err == nil || !strings.Contains(out, "approved by approver") {
+		t.Fatalf("approved with postern approve: exit %d, file removed: %v\n%s", code, err != nil, out)
+	}
 	if r := admin(t, work, "verify"); r.ExitCode != 0 {
 		t.Fatalf("verify after the walk-through: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
@@ -138,10 +152,11 @@ func TestDemoApprovals(t *testing.T) {
 		t.Helper()
 		r := admin(t, work, "approvals", "--all", "--json")
 		var list []approval.Request
-		if err := json.Unmarshal(r.Stdout, &list); err != nil || r.ExitCode != 0 || len(list) != 2 {
+		if err := json.Unmarshal(r.Stdout, &list); err != nil || r.ExitCode != 0 || len(list) != 3 {
 			t.Fatalf("approvals --all --json: exit %d %v\n%s%s", r.ExitCode, err, r.Stdout, r.Stderr)
 		}
-		if list[0].State != approval.StateApproved || list[1].State != approval.StateDenied || list[1].Decisions[0].Reason != "not now" {
+		if list[0].State != approval.StateApproved || list[1].State != approval.StateDenied || list[1].Decisions[0].Reason != "not now" ||
+			list[2].State != approval.StateApproved || list[2].Decisions[0].Reason != "looks fine" {
 			t.Fatalf("history %+v", list)
 		}
 		if r := admin(t, work, "approvals"); r.ExitCode != 0 || strings.Count(string(r.Stdout), "\n") != 1 {

@@ -29,8 +29,9 @@ Usage:
   postern play [flags] ID|FILE     replay a session (--speed, --idle-limit, --from,
                                    --from-match REGEX, --cat, --cat --raw); keys: space
                                    pause, . step, + faster, - slower, q quit
-  postern approvals [--all]        list approval requests waiting (--all: the history, --json);
-                                   approvers decide with 'ssh postern@BASTION approve ID'
+  postern approvals [--all]        list approval requests waiting (--all: the history, --json)
+  postern approve ID [--reason R]  decide a request as yourself, over ssh to the bastion
+  postern deny ID --reason R       (--bastion HOST[:PORT]; ssh postern@BASTION approve ID)
   postern verify                   check recordings, index and audit chain for tampering
   postern recordings prune         delete recordings past retention (--dry-run)
   postern config check --config FILE
@@ -68,9 +69,12 @@ func usagef(format string, args ...any) error {
 // run is main without the process: testable.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	err := dispatch(ctx, args, stdin, stdout, stderr)
+	var code exitCode
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &code): // its message is shown already
+		return int(code)
 	case errors.As(err, new(*usageError)):
 		fmt.Fprintf(stderr, "postern: %s\n", visibleText(err.Error()))
 		return 2
@@ -121,6 +125,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdSessions(ctx, rest, stdout, stderr)
 	case "approvals":
 		return cmdApprovals(ctx, rest, stdout, stderr)
+	case "approve", "deny":
+		return cmdDecide(cmd == "approve")(ctx, rest, stdin, stdout, stderr)
 	case "play":
 		return cmdPlay(ctx, rest, stdin, stdout, stderr)
 	case "verify":
