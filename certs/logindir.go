@@ -114,7 +114,8 @@ type LoginState struct {
 type LoginDir struct{ Path string }
 
 // OpenLoginDir creates path (0700) if needed and refuses one that group
-// or others may use: it holds a private key.
+// or others may write (as OpenSSH's StrictModes does for ~/.ssh): whoever
+// can write it can replace the key ssh uses.
 func OpenLoginDir(path string) (*LoginDir, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -127,8 +128,11 @@ func OpenLoginDir(path string) (*LoginDir, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s is open to group or others (mode %#o): it holds a private key; run chmod 700 %s", abs, st.Mode().Perm(), abs)
+	if !st.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", abs)
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("%s is writable by group or others (mode %#o): they could replace the key ssh uses; run chmod 700 %s", abs, st.Mode().Perm(), abs)
 	}
 	return &LoginDir{Path: abs}, nil
 }
@@ -175,6 +179,9 @@ func (d *LoginDir) Certificate(st *LoginState) (*ssh.Certificate, error) {
 func TimeLeft(cert *ssh.Certificate, now time.Time) time.Duration {
 	return certTime(cert.ValidBefore).Sub(now)
 }
+
+// CertValidBefore is the end of cert's validity.
+func CertValidBefore(cert *ssh.Certificate) time.Time { return certTime(cert.ValidBefore) }
 
 // Saved is what SaveLogin writes: the outcome of a login.
 type Saved struct {

@@ -150,6 +150,12 @@ func TestLoginDirRefusesOpenDirectoryAndBadPaths(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := OpenLoginDir(dir); err != nil {
+		t.Fatalf("a 0755 directory: %v", err)
+	}
+	if err := os.Chmod(dir, 0o775); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := OpenLoginDir(dir); err == nil || !strings.Contains(err.Error(), "chmod 700") {
 		t.Fatalf("err %v", err)
 	}
