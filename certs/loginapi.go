@@ -86,26 +86,27 @@ type API struct {
 	HTTPClient *http.Client
 }
 
-// ParseAPIURL checks a bastion API URL as a user gives it and returns it
-// without a trailing slash. Plain http is allowed only to a loopback
-// address: the ID token must not travel in clear.
+// ParseAPIURL checks a bastion API URL as a user gives it (or an issuer
+// URL as a bastion announces it) and returns it without a trailing slash.
+// Plain http is allowed only to a loopback address: the ID token must not
+// travel in clear.
 func ParseAPIURL(s string) (string, error) {
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" || u.Opaque != "" {
-		return "", fmt.Errorf("bastion URL %q: want https://HOST[:PORT]", s)
+		return "", fmt.Errorf("URL %q: want https://HOST[:PORT]", s)
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return "", fmt.Errorf("bastion URL %q: a query, fragment or user name does not belong in it", s)
+		return "", fmt.Errorf("URL %q: a query, fragment or user name does not belong in it", s)
 	}
 	switch u.Scheme {
 	case "https":
 	case "http":
 		host := u.Hostname()
 		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return "", fmt.Errorf("bastion URL %q: plain http only to a loopback address (the ID token would travel unencrypted): use https://", s)
+			return "", fmt.Errorf("URL %q: plain http only to a loopback address (the ID token would travel unencrypted): use https://", s)
 		}
 	default:
-		return "", fmt.Errorf("bastion URL %q: want https://HOST[:PORT]", s)
+		return "", fmt.Errorf("URL %q: want https://HOST[:PORT]", s)
 	}
 	return strings.TrimSuffix(u.String(), "/"), nil
 }
@@ -136,7 +137,11 @@ func (a *API) do(ctx context.Context, method, path string, body, out any) error 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := a.client().Do(req)
+	// A redirect is not followed: it could take the ID token elsewhere,
+	// even to plain http.
+	c := *a.client()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := c.Do(req)
 	if err != nil {
 		return fmt.Errorf("reach the bastion: %w", err)
 	}
@@ -191,8 +196,10 @@ func (a *API) LoginInfo(ctx context.Context) (*LoginInfo, error) {
 }
 
 func (i *LoginInfo) check() error {
-	if u, err := url.Parse(i.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("issuer %q is not an http(s) URL", i.Issuer)
+	if _, err := ParseAPIURL(i.Issuer); err != nil {
+		// The same rule as for the bastion: the sign-in must not travel
+		// in clear.
+		return fmt.Errorf("issuer: %w", err)
 	}
 	if i.ClientID == "" {
 		return errors.New("client_id is empty")

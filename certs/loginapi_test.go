@@ -85,6 +85,8 @@ func TestLoginInfoRefusesBadAnswers(t *testing.T) {
 		{"revoked marker", 200, nil, strings.Replace(good, `@cert-authority`, `@revoked`, 1), "marker @revoked"},
 		{"bad key line", 200, nil, strings.Replace(good, `"@cert-authority *`, `"@cert-authority * junk`, 1), "known_hosts line"},
 		{"issuer", 200, nil, strings.Replace(good, `https://idp.example.com`, `javascript:alert(1)`, 1), "issuer"},
+		{"plain http issuer", 200, nil, strings.Replace(good, `https://idp.example.com`, `http://idp.example.com`, 1), "issuer: URL \"http://idp.example.com\": plain http only to a loopback address"},
+		{"redirect", 307, map[string]string{"Location": "http://elsewhere.example.com/v1/login"}, ``, "answered 307 Temporary Redirect without an error message"},
 		{"ttl", 200, nil, strings.Replace(good, `"8h0m0s"`, `"forever"`, 1), "ttl \"forever\""},
 	}
 	for _, tt := range tests {

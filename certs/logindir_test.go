@@ -249,3 +249,29 @@ func TestAgentLifetimeAndRemove(t *testing.T) {
 		t.Fatalf("after remove: %q; want only the other key's entries", l)
 	}
 }
+
+// README.md's "Logging in" shows the ssh_config login writes.
+func TestREADMEShowsTheSSHConfig(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &LoginDir{Path: "/home/u/.postern"}
+	st := &LoginState{URL: "https://bastion.example.com:8443", KeyFile: d.file(LoginKeyFile),
+		CertFile: d.file(LoginKeyFile + "-cert.pub"), SSHHost: "bastion.example.com", SSHPort: 2222}
+	cfg, err := sshConfig(st, d.file(KnownHostsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, _ := strings.Cut(string(cfg), "\n") // without the comment line
+	var indented strings.Builder
+	for _, line := range strings.SplitAfter(strings.ReplaceAll(block, d.Path, "~/.postern"), "\n") {
+		if line != "" {
+			indented.WriteString("   " + line)
+		}
+	}
+	if !strings.Contains(string(readme), "```\n"+indented.String()+"   ```\n") {
+		t.Fatalf("README.md does not show the ssh_config as written:\n%s", indented.String())
+	}
+}
