@@ -14,8 +14,11 @@ import (
 // ErrNoAgent says SSH_AUTH_SOCK is not set.
 var ErrNoAgent = errors.New("no ssh-agent: SSH_AUTH_SOCK is not set")
 
-// Agent is a connection to a running ssh-agent. Close it when done; it is
-// not safe for concurrent use.
+// agentTimeout bounds a whole conversation with the agent.
+const agentTimeout = 30 * time.Second
+
+// Agent is a connection to a running ssh-agent, good for agentTimeout.
+// Close it when done; it is not safe for concurrent use.
 type Agent struct {
 	conn net.Conn
 	ag   agent.ExtendedAgent
@@ -31,6 +34,9 @@ func DialAgent(sock string) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reach ssh-agent at %s: %w", sock, err)
 	}
+	// An agent that hangs (one waiting for a confirmation nobody gives)
+	// must not hang the command.
+	c.SetDeadline(time.Now().Add(agentTimeout))
 	return &Agent{conn: c, ag: agent.NewClient(c)}, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,7 +38,7 @@ type OIDCFlow struct {
 	Issuer string
 	// ClientID is the public client registered for Postern.
 	ClientID string
-	// Scopes to ask for; nil means just "openid".
+	// Scopes to ask for; "openid" is added if missing.
 	Scopes []string
 	// HTTPClient talks to the provider; nil means a client with a
 	// 30-second timeout per request.
@@ -136,8 +137,10 @@ func (f *OIDCFlow) discover(ctx context.Context) (*providerMeta, error) {
 
 func (f *OIDCFlow) config(m *providerMeta, redirect string) *oauth2.Config {
 	scopes := f.Scopes
-	if len(scopes) == 0 {
-		scopes = []string{"openid"}
+	if !slices.Contains(scopes, "openid") {
+		// Without it there is no ID token (OpenID Connect Core 1.0,
+		// section 3.1.2.1).
+		scopes = append([]string{"openid"}, scopes...)
 	}
 	return &oauth2.Config{
 		ClientID: f.ClientID,

@@ -130,6 +130,7 @@ func TestAuthCodeFlow(t *testing.T) {
 	w := newPromptWatcher()
 	opened := make(chan string, 1)
 	f := newFlow(p, w)
+	f.Scopes = []string{"email", "groups"} // openid is added
 	f.OpenBrowser = func(_ context.Context, u string) error { opened <- u; return nil }
 	res := startFlow(f.AuthCode)
 	authURL := w.waitURL(t)
@@ -139,7 +140,7 @@ func TestAuthCodeFlow(t *testing.T) {
 	u, _ := url.Parse(authURL)
 	q := u.Query()
 	redirect, _ := url.Parse(q.Get("redirect_uri"))
-	if q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" || q.Get("nonce") == "" ||
+	if q.Get("scope") != "openid email groups" || q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" || q.Get("nonce") == "" ||
 		len(q.Get("state")) < 40 || redirect.Hostname() != "127.0.0.1" || redirect.Path != "/callback" || redirect.Port() == "" {
 		t.Fatalf("authorization URL %s lacks PKCE, nonce, state or a loopback redirect", authURL)
 	}
