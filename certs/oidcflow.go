@@ -54,6 +54,8 @@ type OIDCFlow struct {
 	// reported on Prompt and the flow waits for the URL to be opened by
 	// hand. It must return when ctx ends.
 	OpenBrowser func(ctx context.Context, url string) error
+
+	promptMu sync.Mutex // serialises writes to Prompt (the opener's goroutine writes too)
 }
 
 // IDToken is what a flow obtained.
@@ -93,6 +95,8 @@ func (f *OIDCFlow) client() *http.Client {
 }
 
 func (f *OIDCFlow) prompt(format string, args ...any) {
+	f.promptMu.Lock()
+	defer f.promptMu.Unlock()
 	if f.Prompt != nil {
 		fmt.Fprintf(f.Prompt, format, args...)
 	}

@@ -290,6 +290,12 @@ func TestDeviceFlow(t *testing.T) {
 	if r.err == nil || !strings.Contains(r.err.Error(), "login not finished within 1.5s") {
 		t.Fatalf("device timeout: err %v", r.err)
 	}
+	// The provider's code expires first: the user is told so.
+	short := testenv.OIDC(t, testenv.OIDCOptions{DeviceLifetime: 2 * time.Second})
+	r = waitFlow(t, startFlow(newFlow(short, newPromptWatcher()).Device))
+	if r.err == nil || !strings.Contains(r.err.Error(), "the user code expired") {
+		t.Fatalf("expired device code: err %v", r.err)
+	}
 }
 
 // Discovery must name the issuer asked for (OpenID Connect Discovery

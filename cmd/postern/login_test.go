@@ -243,3 +243,39 @@ func TestLoginUsage(t *testing.T) {
 		t.Fatalf("~/.postern: %v %v", st, err)
 	}
 }
+
+// Without --no-browser, login hands the URL to xdg-open (here a script
+// standing in for the desktop's opener) and prints it as well.
+func TestLoginOpensBrowser(t *testing.T) {
+	t.Setenv("SSH_AUTH_SOCK", "")
+	bin := t.TempDir()
+	opened := filepath.Join(bin, "opened")
+	script := "#!/bin/sh\nprintf '%s' \"$1\" > " + opened + ".tmp && mv " + opened + ".tmp " + opened + "\n"
+	if err := os.WriteFile(filepath.Join(bin, "xdg-open"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	p := testenv.OIDC(t, testenv.OIDCOptions{})
+	api, reqs := refusingAPI(t, p, http.StatusForbidden, nil, `{"error":"no"}`)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"login", "--dir", t.TempDir(), api}, strings.NewReader(""), &stdout, &stderr)
+	}()
+	var u []byte
+	testenv.WaitFor(t, 30*time.Second, func() bool {
+		u, _ = os.ReadFile(opened)
+		return len(u) > 0
+	})
+	if _, _, err := p.Browse(ctx, string(u), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-done; code != 1 || !strings.Contains(stderr.String(), string(u)) {
+		t.Fatalf("exit %d; the URL opened was not printed too:\n%s", code, stderr.String())
+	}
+	if req := <-reqs; req.IDToken == "" {
+		t.Fatal("no ID token reached the bastion")
+	}
+}
