@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -66,7 +67,7 @@ func cmdStatus(_ context.Context, args []string, stdout, _ io.Writer) error {
 		ValidAfter: time.Unix(int64(cert.ValidAfter), 0).UTC(), ValidBefore: certs.CertValidBefore(cert).UTC(),
 		SecondsLeft: int64(certs.TimeLeft(cert, now) / time.Second),
 		Certificate: st.CertFile, Key: st.KeyFile, AgentOnly: st.AgentOnly,
-		SSHConfig: d.Path + "/" + certs.SSHConfigFile, SSHHost: st.SSHHost, SSHPort: st.SSHPort,
+		SSHConfig: filepath.Join(d.Path, certs.SSHConfigFile), SSHHost: st.SSHHost, SSHPort: st.SSHPort,
 	}
 	if g := cert.Extensions[certs.GroupsExtension]; g != "" {
 		s.Groups = strings.Split(g, ",")
