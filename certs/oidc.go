@@ -254,7 +254,7 @@ type sigResultKey struct{}
 // VerifySignature implements oidc.KeySet for the verifier made by
 // discover.
 func (o *OIDC) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, o.algs)
+	jws, err := jose.ParseSignedCompact(raw, o.algs)
 	if err == nil && len(jws.Signatures) != 1 {
 		err = errors.New("not exactly one signature")
 	}
