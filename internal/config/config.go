@@ -95,6 +95,8 @@ type Config struct {
 	// ApprovalWebhook, if set, is an http(s) URL each new approval
 	// request is posted to (approval_webhook:).
 	ApprovalWebhook string
+	// Login, if set, is the login API (login:). Nil: none.
+	Login *Login
 	// Warnings are problems that do not stop the bastion but are likely
 	// mistakes, like a rule that matches no target; each reads
 	// "FILE:LINE: KEY: MSG", like an Error. Nil when there are none.
@@ -145,7 +147,7 @@ type parser struct {
 // errors, in the order checked, are joined (see Parse).
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
-		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names")
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names", "login")
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +205,8 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 		c.ApprovalWebhook, err = p.str(f, checkWebhook)
 		check(err)
 	}
+	c.Login, err = p.login(m.get("login"))
+	check(err)
 	if len(errs) > 0 {
 		return nil, joinErrors(errs)
 	}
