@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -206,4 +207,79 @@ func TestServeWithoutLogin(t *testing.T) {
 	default:
 	}
 	s.stop(t)
+}
+
+// The login section examples/postern.yaml documents (commented out, since
+// it names TLS files) is a valid config once uncommented: `config check`
+// accepts it with TLS files in place and says the login API is on.
+func TestExampleLoginSection(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("../../examples/postern.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cert, key, _ := testenv.WriteTLSCert(t, dir)
+	var out []string
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case line == "# login:":
+			in = true
+			out = append(out, "login:")
+		case in && strings.HasPrefix(line, "#   "):
+			line = strings.TrimPrefix(line, "# ")
+			line = strings.Replace(line, "/etc/postern/tls/fullchain.pem", cert, 1)
+			line = strings.Replace(line, "/etc/postern/tls/privkey.pem", key, 1)
+			out = append(out, line)
+		default:
+			in = false
+			out = append(out, line)
+		}
+	}
+	if !slices.Contains(out, "login:") {
+		t.Fatal("examples/postern.yaml has no commented login section")
+	}
+	kh, err := os.ReadFile("../../examples/known_hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "known_hosts"), kh, 0o644)
+	cfg := filepath.Join(dir, "postern.yaml")
+	os.WriteFile(cfg, []byte(strings.Join(out, "\n")), 0o600)
+	r := admin(t, dir, "config", "check", "--config", cfg)
+	if r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "ok: 3 targets, 3 rules") ||
+		!strings.Contains(string(r.Stdout), "login API on :8443 (issuer https://login.example.com/realms/staff)") {
+		t.Fatalf("config check: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+}
+
+// README.md's "OIDC login" shows a login section: with TLS files in
+// place, `config check` accepts it.
+func TestREADMELoginSection(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "### OIDC login")
+	_, rest, ok2 := strings.Cut(rest, "```yaml\n")
+	block, _, ok3 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !ok3 || !strings.HasPrefix(block, "login:\n") {
+		t.Fatalf("README.md has no login block under OIDC login:\n%.200s", rest)
+	}
+	dir := t.TempDir()
+	cert, key, _ := testenv.WriteTLSCert(t, dir)
+	block = strings.NewReplacer("/etc/postern/tls/fullchain.pem", cert, "/etc/postern/tls/privkey.pem", key).Replace(block)
+	cfg := filepath.Join(dir, "postern.yaml")
+	os.WriteFile(cfg, []byte(`data_dir: ./data
+targets:
+  - {name: t, address: 10.0.0.5, host_key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOnigi76UqoOA+UfXN6ZK07Ul0lF7mlmM95oYIUnJ84i"}
+rules:
+  - {name: r, principals: [a], targets: ["*"], logins: ["*"]}
+`+block), 0o600)
+	r := admin(t, dir, "config", "check", "--config", cfg)
+	if r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "login API on :8443") {
+		t.Fatalf("config check: %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
 }
