@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -214,5 +215,57 @@ func TestIssueCertificate(t *testing.T) {
 	json.Unmarshal(rep.raw, &times)
 	if rep.status != http.StatusOK || times.ValidBefore.Sub(times.ValidAfter) != 8*time.Hour+certs.Backdate {
 		t.Fatalf("default TTL: %d %s", rep.status, rep.raw)
+	}
+}
+
+// Concurrent requests each get a certificate with a serial of its own,
+// every one recorded and sealed.
+func TestConcurrentIssues(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	const n = 16
+	serials := make(chan uint64, n)
+	errs := make(chan string, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			_, pub := pubKey(t)
+			b, _ := json.Marshal(map[string]any{"id_token": r.p.Token("alice@example.com"), "public_key": pub})
+			resp, err := http.Post(r.url+"/v1/certificates", "application/json", bytes.NewReader(b))
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			var out struct{ Serial uint64 }
+			if json.NewDecoder(resp.Body).Decode(&out) != nil || resp.StatusCode != http.StatusOK {
+				errs <- resp.Status
+				return
+			}
+			serials <- out.Serial
+		})
+	}
+	wg.Wait()
+	close(errs)
+	close(serials)
+	for e := range errs {
+		t.Fatal(e)
+	}
+	seen := map[uint64]bool{}
+	for s := range serials {
+		seen[s] = true
+	}
+	issued, err := r.store.Issued(t.Context())
+	if len(seen) != n || err != nil || len(issued) != n {
+		t.Fatalf("%d distinct serials, %d issued (%v)", len(seen), len(issued), err)
+	}
+	for _, c := range issued {
+		if !seen[c.Serial] {
+			t.Fatalf("register has serial %d, not answered", c.Serial)
+		}
+	}
+	rep, err := recorder.VerifyStore(t.Context(), r.store, recorder.VerifyOptions{Key: r.store.PublicKey()})
+	if err != nil || len(rep.Problems) != 0 || rep.ChainEntries != n {
+		t.Fatalf("verify %+v %v", rep, err)
 	}
 }

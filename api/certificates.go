@@ -232,6 +232,7 @@ func (a *API) ttl(s string) (time.Duration, *refusal) {
 // record seals a refusal in the audit chain and logs it. A refusal that
 // cannot be sealed is still a refusal: the failure is logged.
 func (a *API) record(r *http.Request, client netip.Addr, ref *refusal) {
+	ref.reason = clip(ref.reason)
 	rec, head, err := a.cfg.Register.RefuseCert(r.Context(), recorder.CertRefusal{
 		Time: a.cfg.Now().UTC(), Client: client.String(), Identity: ref.identity, Key: ref.key, TTL: ref.ttl,
 		Status: ref.status, Reason: ref.reason, Via: issuedBy,
@@ -273,7 +274,18 @@ func clientAddr(r *http.Request) netip.Addr {
 		host = r.RemoteAddr
 	}
 	addr, _ := netip.ParseAddr(host)
-	return addr.Unmap()
+	return addr.Unmap().WithZone("")
+}
+
+// maxReason caps a refusal's reason as recorded: a provider's error may
+// quote its answer.
+const maxReason = 512
+
+func clip(s string) string {
+	if len(s) <= maxReason {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxReason], "") + "…"
 }
 
 func nonNil(s []string) []string {

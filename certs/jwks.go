@@ -52,7 +52,7 @@ type keySet struct {
 	refresh time.Duration
 	now     func() time.Time
 
-	mu       sync.Mutex // guards keys, fetched and inflight
+	mu       sync.Mutex // guards keys, fetched, inflight and fetchErr
 	keys     []jose.JSONWebKey
 	fetched  time.Time     // last fetch attempt, successful or not
 	inflight chan struct{} // closed when the running fetch ends; nil when none runs
@@ -115,24 +115,33 @@ func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 		}
 		return keys, err
 	}
-	wait := k.inflight
-	if wait == nil {
-		wait = make(chan struct{})
-		k.inflight = wait
-		k.fetched = k.now()
-		// The fetch belongs to the key set, not to this request: a
-		// client that goes away does not fail the others waiting.
-		go k.run(context.WithoutCancel(ctx), wait)
+	if wait := k.inflight; wait != nil {
+		k.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return k.keys, k.fetchErr
 	}
+	done := make(chan struct{})
+	k.inflight, k.fetched = done, k.now()
 	k.mu.Unlock()
-	select {
-	case <-wait:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	// This caller fetches for all who wait meanwhile, and sees it
+	// through even if its own client goes away; the HTTP client's
+	// timeout bounds it.
+	keys, err := k.get(context.WithoutCancel(ctx))
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.keys, k.fetchErr
+	if err == nil {
+		k.keys = keys
+	}
+	k.fetchErr = err
+	k.inflight = nil
+	close(done)
+	return k.keys, err
 }
 
 // cappedTransport reads at most maxOIDCResponse bytes of each answer, for
@@ -171,19 +180,6 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 }
 
 func (b *cappedBody) Close() error { return b.rc.Close() }
-
-// run fetches the keys and closes done. The client's timeout bounds it.
-func (k *keySet) run(ctx context.Context, done chan struct{}) {
-	keys, err := k.get(ctx)
-	k.mu.Lock()
-	if err == nil {
-		k.keys = keys
-	}
-	k.fetchErr = err
-	k.inflight = nil
-	k.mu.Unlock()
-	close(done)
-}
 
 // get reads the key set at k.url, keeping the asymmetric public keys
 // meant for signatures and skipping what it does not understand (RFC 7517

@@ -218,6 +218,9 @@ func (o *OIDC) Discover(ctx context.Context) error {
 	}
 	o.tried = now
 	o.lastErr = o.discover(ctx)
+	if ctx.Err() != nil {
+		o.tried = time.Time{} // given up on, not failed: the next call tries again
+	}
 	return o.lastErr
 }
 
@@ -301,7 +304,10 @@ func (o *OIDC) Verify(ctx context.Context, raw, nonce string) (*OIDCLogin, error
 	if err := checkAlg(alg); err != nil {
 		return nil, err
 	}
-	if err := o.Discover(ctx); err != nil {
+	// Discovery serves every request after this one: it is seen
+	// through even if this client goes away (the HTTP client's timeout
+	// bounds it).
+	if err := o.Discover(context.WithoutCancel(ctx)); err != nil {
 		return nil, &LoginError{Kind: ProviderUnavailable, Reason: err.Error(),
 			Message: "the identity provider cannot be reached to check the token; try again later, or tell an admin if it persists"}
 	}

@@ -172,25 +172,32 @@ func New(cfg Config) (_ *App, err error) {
 		a.servers = slices.Insert(a.servers, 1, named{"login API", a.login})
 	}
 	if store != nil {
-		// The admin socket comes right after the bastion, so that it
-		// still answers admin commands while sessions drain.
-		// The server applies its own retention to prunes asked through
-		// the socket, and logs what is done through it.
-		asrv, err := adminsock.New(adminsock.Config{Store: store, Log: log,
-			Retention: time.Duration(s.Recording.RetentionDays) * 24 * time.Hour})
-		if err != nil {
+		if err := a.adminSocket(s, store, log); err != nil {
 			return nil, err
 		}
-		sl, err := asrv.Listen(s.DataDir)
-		if err != nil {
-			return nil, err
-		}
-		srv := UntilCancel(func(ctx context.Context) error { return asrv.Serve(ctx, sl) })
-		a.servers = slices.Insert(a.servers, 1, named{"admin socket", srv})
 	}
 	log.Info("postern listening", "addr", a.addr.String(), "data_dir", s.DataDir,
 		"host_key", ssh.FingerprintSHA256(a.Auth.HostKey.PublicKey()), "targets", len(s.Policy.Targets))
 	return a, nil
+}
+
+// adminSocket makes the admin socket listen, on store. It comes right
+// after the bastion, so that it still answers admin commands while
+// sessions drain. The server applies its own retention to prunes asked
+// through the socket, and logs what is done through it.
+func (a *App) adminSocket(s *config.Config, store recorder.Store, log *slog.Logger) error {
+	asrv, err := adminsock.New(adminsock.Config{Store: store, Log: log,
+		Retention: time.Duration(s.Recording.RetentionDays) * 24 * time.Hour})
+	if err != nil {
+		return err
+	}
+	sl, err := asrv.Listen(s.DataDir)
+	if err != nil {
+		return err
+	}
+	srv := UntilCancel(func(ctx context.Context) error { return asrv.Serve(ctx, sl) })
+	a.servers = slices.Insert(a.servers, 1, named{"admin socket", srv})
+	return nil
 }
 
 // Addr is the address the bastion listens on.
