@@ -182,11 +182,26 @@ func NewOIDC(cfg OIDCConfig) (*OIDC, error) {
 		tr = http.DefaultTransport
 	}
 	client.Transport = cappedTransport{tr}
+	if client.CheckRedirect == nil {
+		client.CheckRedirect = noDowngrade
+	}
 	o := &OIDC{cfg: cfg, client: &client, disc: make(chan struct{}, 1), ready: make(chan struct{})}
 	for _, a := range OIDCSigningAlgs {
 		o.algs = append(o.algs, jose.SignatureAlgorithm(a))
 	}
 	return o, nil
+}
+
+// noDowngrade follows at most 10 redirects (as net/http does), none from
+// https to anything else.
+func noDowngrade(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return fmt.Errorf("redirect from https to %s refused", req.URL.Scheme)
+	}
+	return nil
 }
 
 // Issuer is the provider's issuer URL.
@@ -234,6 +249,10 @@ func (o *OIDC) discover(ctx context.Context) error {
 	}
 	if err := p.Claims(&doc); err != nil || doc.JWKS == "" {
 		return &providerError{fmt.Errorf("discover %s: no jwks_uri in the discovery document", o.cfg.Issuer)}
+	}
+	// Keys over plain HTTP from an https issuer could be anyone's.
+	if strings.HasPrefix(o.cfg.Issuer, "https://") && !strings.HasPrefix(doc.JWKS, "https://") {
+		return &providerError{fmt.Errorf("discover %s: jwks_uri %q is not https", o.cfg.Issuer, doc.JWKS)}
 	}
 	o.keys = &keySet{url: doc.JWKS, client: o.client, refresh: o.cfg.KeyRefresh, now: o.cfg.Now}
 	// go-oidc checks the algorithm and parses the claims; the key set

@@ -223,3 +223,35 @@ func TestOIDCProviderUnavailable(t *testing.T) {
 		})
 	}
 }
+
+// An https provider's keys are fetched over https only: a discovery
+// document naming an http jwks_uri, or a redirect to http, is refused.
+func TestOIDCNoDowngrade(t *testing.T) {
+	t.Parallel()
+	plain := testenv.NewTokenIssuer(t, "postern")
+	var srvURL string
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/http-keys/.well-known/openid-configuration":
+			w.Write([]byte(`{"issuer":"` + srvURL + `/http-keys","jwks_uri":"` + plain.URL + `/keys"}`))
+		case "/redirect/.well-known/openid-configuration":
+			http.Redirect(w, r, plain.URL+"/.well-known/openid-configuration", http.StatusFound)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(tlsSrv.Close)
+	srvURL = tlsSrv.URL
+	for _, tt := range []struct{ path, msg string }{
+		{"/http-keys", "is not https"},
+		{"/redirect", "redirect from https to http refused"},
+	} {
+		o, err := NewOIDC(OIDCConfig{Issuer: tlsSrv.URL + tt.path, ClientID: "postern", Client: tlsSrv.Client()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Discover(t.Context()); err == nil || !strings.Contains(err.Error(), tt.msg) {
+			t.Fatalf("%s: %v, want %q", tt.path, err, tt.msg)
+		}
+	}
+}
