@@ -88,8 +88,8 @@ type Config struct {
 	HostCert bool
 
 	// MaxFailures failed requests from one address within
-	// FailureWindow refuse that address until the window ends. 0 means
-	// DefaultMaxFailures and DefaultFailureWindow. Clients bounds the
+	// FailureWindow refuse that address until the window ends; 0 means
+	// DefaultMaxFailures, and DefaultFailureWindow. Clients bounds the
 	// addresses tracked (least recently seen forgotten first); 0 means
 	// DefaultClients.
 	MaxFailures   int
@@ -128,8 +128,11 @@ func New(cfg Config) (*API, error) {
 	if cfg.MaxTTL < cfg.TTL || cfg.MaxTTL > MaxTTL {
 		return nil, errors.New("api: MaxTTL must be at least TTL and at most 7 days")
 	}
-	if cfg.MaxFailures <= 0 || cfg.FailureWindow <= 0 {
-		cfg.MaxFailures, cfg.FailureWindow = DefaultMaxFailures, DefaultFailureWindow
+	if cfg.MaxFailures <= 0 {
+		cfg.MaxFailures = DefaultMaxFailures
+	}
+	if cfg.FailureWindow <= 0 {
+		cfg.FailureWindow = DefaultFailureWindow
 	}
 	if cfg.Clients <= 0 {
 		cfg.Clients = DefaultClients

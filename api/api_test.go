@@ -37,7 +37,7 @@ type rig struct {
 
 func (r *rig) now() time.Time { return time.Now().Add(time.Duration(r.offset.Load())) }
 
-func newRig(t *testing.T, edit func(*api.Config)) *rig {
+func newRig(t testing.TB, edit func(*api.Config)) *rig {
 	t.Helper()
 	dir := t.TempDir()
 	r := &rig{logs: &testenv.Buffer{}, p: testenv.NewTokenIssuer(t, "postern-cli")}
@@ -97,7 +97,7 @@ type reply struct {
 	raw    []byte
 }
 
-func (r *rig) do(t *testing.T, method, path string, body io.Reader) reply {
+func (r *rig) do(t testing.TB, method, path string, body io.Reader) reply {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, r.url+path, body)
 	if err != nil {
@@ -114,14 +114,14 @@ func (r *rig) do(t *testing.T, method, path string, body io.Reader) reply {
 	return rep
 }
 
-func (r *rig) post(t *testing.T, req map[string]any) reply {
+func (r *rig) post(t testing.TB, req map[string]any) reply {
 	t.Helper()
 	b, _ := json.Marshal(req)
 	return r.do(t, http.MethodPost, "/v1/certificates", bytes.NewReader(b))
 }
 
 // pubKey is a fresh ed25519 public key in authorized_keys form.
-func pubKey(t *testing.T) (ssh.Signer, string) {
+func pubKey(t testing.TB) (ssh.Signer, string) {
 	s := testenv.NewSigner(t)
 	return s, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.PublicKey()))) + " alice@laptop"
 }

@@ -37,7 +37,7 @@ func tampered(token string, claims map[string]any) string {
 func TestRefusals(t *testing.T) {
 	t.Parallel()
 	// More failures than the default limit allows (TestRateLimit).
-	r := newRig(t, func(c *api.Config) { c.MaxFailures, c.FailureWindow = 100, time.Minute })
+	r := newRig(t, func(c *api.Config) { c.MaxFailures = 100 })
 	_, pub := pubKey(t)
 	valid := func(edit func(map[string]any)) string {
 		c := r.p.Claims("alice@example.com")
