@@ -207,6 +207,10 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	}
 	c.Login, err = p.login(m.get("login"))
 	check(err)
+	if c.Login != nil && len(c.hostNames()) == 0 {
+		f := m.get("login")
+		p.warnf(f.key.Line, f.path, "neither host_names nor listen names the bastion's host: GET /v1/login announces the host each request was sent to; set host_names to the name users reach the bastion by")
+	}
 	if len(errs) > 0 {
 		return nil, joinErrors(errs)
 	}

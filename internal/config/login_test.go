@@ -36,6 +36,11 @@ func TestLoginDefaults(t *testing.T) {
 	if c, err := config.Parse("postern.yaml", []byte(minimal)); err != nil || c.Login != nil {
 		t.Fatalf("without login: %+v %v", c, err)
 	}
+	// minimal listens on every address and names no host: /v1/login
+	// can only announce the host a request was sent to.
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "login: neither host_names nor listen names the bastion's host") {
+		t.Fatalf("warnings %q", c.Warnings)
+	}
 }
 
 func TestLoginValues(t *testing.T) {
