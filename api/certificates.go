@@ -91,9 +91,13 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 		return nil, ref
 	}
 	fp := ssh.FingerprintSHA256(pub)
+	asked := "" // the TTL asked for, as the bastion writes it
+	if req.TTL != "" {
+		asked = ttl.String()
+	}
 	login, err := a.cfg.OIDC.Verify(r.Context(), req.IDToken, req.Nonce)
 	if err != nil {
-		ref := &refusal{status: http.StatusUnauthorized, reason: err.Error(), message: err.Error(), key: fp, ttl: req.TTL}
+		ref := &refusal{status: http.StatusUnauthorized, reason: err.Error(), message: err.Error(), key: fp, ttl: asked}
 		var le *certs.LoginError
 		if errors.As(err, &le) {
 			ref.message, ref.identity = le.UserMessage(), le.Identity
@@ -114,7 +118,7 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 		creq.SourceAddress = client.String()
 	}
 	refuse := func(status int, reason, msg string) *refusal {
-		return &refusal{status: status, reason: reason, message: msg, identity: login.Identity, key: fp, ttl: req.TTL}
+		return &refusal{status: status, reason: reason, message: msg, identity: login.Identity, key: fp, ttl: asked}
 	}
 	// A request the CA refuses must not take a serial: try it first.
 	if _, err := a.cfg.Authority.SignUser(pub, creq); err != nil {
@@ -177,7 +181,7 @@ func (a *API) parse(r *http.Request, w http.ResponseWriter) (*certRequest, ssh.P
 	}
 	ttl, ref := a.ttl(req.TTL)
 	if ref != nil {
-		ref.key, ref.ttl = ssh.FingerprintSHA256(pub), req.TTL
+		ref.key = ssh.FingerprintSHA256(pub)
 		return nil, nil, 0, ref
 	}
 	return &req, pub, ttl, nil
@@ -223,7 +227,7 @@ func (a *API) ttl(s string) (time.Duration, *refusal) {
 	case d <= 0:
 		return 0, &refusal{status: http.StatusBadRequest, reason: "ttl not positive", message: "ttl must be positive, like \"1h\""}
 	case d > a.cfg.MaxTTL:
-		return 0, &refusal{status: http.StatusBadRequest, reason: fmt.Sprintf("ttl %s above max_ttl %s", d, a.cfg.MaxTTL),
+		return 0, &refusal{status: http.StatusBadRequest, ttl: d.String(), reason: fmt.Sprintf("ttl %s above max_ttl %s", d, a.cfg.MaxTTL),
 			message: fmt.Sprintf("ttl %s is longer than this bastion issues (at most %s); ask for less, or leave ttl out for %s", d, a.cfg.MaxTTL, a.cfg.TTL)}
 	}
 	return d, nil

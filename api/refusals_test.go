@@ -103,6 +103,14 @@ func TestRefusals(t *testing.T) {
 			if got.Status != tt.status || got.Client != "127.0.0.1" || got.Identity != tt.identity || got.Reason == "" || got.Via != "login" {
 				t.Fatalf("refusal record %+v", got)
 			}
+			// The record holds the TTL as the bastion reads it, never
+			// the request's text.
+			if want := map[string]string{"TTL above max_ttl": "13h0m0s"}[tt.name]; got.TTL != want {
+				t.Fatalf("refusal record's ttl %q, want %q", got.TTL, want)
+			}
+			if tt.status == 401 && !strings.HasPrefix(got.Key, "SHA256:") {
+				t.Fatalf("refusal record names no key: %+v", got)
+			}
 			if !strings.Contains(r.logs.String(), `"refusal":"`+got.ID+`"`) {
 				t.Fatalf("refusal %s not in the audit log", got.ID)
 			}

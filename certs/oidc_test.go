@@ -113,6 +113,8 @@ func TestOIDCVerifyRefuses(t *testing.T) {
 		{"nbf future", edit(func(c map[string]any) { c["nbf"] = now.Add(10 * time.Minute).Unix() }), "", TokenRefused, "not valid yet", true},
 		{"nonce differs", edit(func(c map[string]any) { c["nonce"] = "a" }), "b", TokenRefused, "nonce", true},
 		{"nonce missing", p.Token("alice@example.com"), "b", TokenRefused, "nonce", true},
+		{"no sub", edit(func(c map[string]any) { delete(c, "sub") }), "", TokenRefused, "subject (sub)", true},
+		{"sub with control", edit(func(c map[string]any) { c["sub"] = "a\x1bb" }), "", TokenRefused, "subject (sub)", true},
 		{"email not verified", edit(func(c map[string]any) { c["email_verified"] = false }), "", IdentityRefused, "not verified", true},
 		{"email_verified absent", edit(func(c map[string]any) { delete(c, "email_verified") }), "", IdentityRefused, "not verified", true},
 		{"identity missing", edit(func(c map[string]any) { delete(c, "email") }), "", IdentityRefused, `no "email" claim`, false},

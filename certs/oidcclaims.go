@@ -103,6 +103,12 @@ func (o *OIDC) mapClaims(tok *oidc.IDToken, claims map[string]json.RawMessage) (
 		return nil, identityRefused("email not verified",
 			"the provider has not verified this account's email address (email_verified is not true); verify it with the provider, then log in again")
 	}
+	// OpenID Connect Core 2: sub is required, at most 255 ASCII
+	// characters.
+	if tok.Subject == "" || len(tok.Subject) > 255 || !printableASCII(tok.Subject) {
+		return nil, tokenRefused("subject (sub) missing or malformed",
+			"the ID token's subject (sub) is missing or not up to 255 printable ASCII characters; check the provider")
+	}
 	login := &OIDCLogin{Identity: ident, Subject: tok.Subject, Principals: []string{ident}}
 	if c := o.cfg.PrincipalsClaim; c != "" {
 		names, err := nameList(claims, c, "principal", maxPrincipals)
@@ -125,6 +131,15 @@ func (o *OIDC) mapClaims(tok *oidc.IDToken, claims map[string]json.RawMessage) (
 		}
 	}
 	return login, nil
+}
+
+func printableASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func identityRefused(reason, msg string) *LoginError {
