@@ -26,10 +26,7 @@ func (o *OIDC) checkToken(tok *oidc.IDToken, claims map[string]json.RawMessage, 
 		return tokenRefused("token issued to another audience",
 			fmt.Sprintf("the ID token was issued to another client, not to %q; log in with the client ID this bastion announces (GET /v1/login)", o.cfg.ClientID))
 	}
-	// OpenID Connect Core 3.1.3.7: with several audiences, or an azp
-	// at all, the authorized party must be this client.
-	var azp string
-	if raw, ok := claims["azp"]; ok && json.Unmarshal(raw, &azp) != nil || len(tok.Audience) > 1 && azp == "" || azp != "" && azp != o.cfg.ClientID {
+	if !o.authorizedParty(tok, claims) {
 		return tokenRefused("token's authorized party (azp) is another client",
 			fmt.Sprintf("the ID token was issued for another client (authorized party), not for %q; log in with the client ID this bastion announces", o.cfg.ClientID))
 	}
@@ -57,6 +54,18 @@ func (o *OIDC) checkToken(tok *oidc.IDToken, claims map[string]json.RawMessage, 
 			"the ID token's nonce does not match the nonce sent with it; log in again")
 	}
 	return nil
+}
+
+// authorizedParty applies OpenID Connect Core 3.1.3.7: with several
+// audiences, or an azp claim at all, the authorized party (azp) must be
+// this client.
+func (o *OIDC) authorizedParty(tok *oidc.IDToken, claims map[string]json.RawMessage) bool {
+	raw, ok := claims["azp"]
+	if !ok {
+		return len(tok.Audience) == 1
+	}
+	var azp string
+	return json.Unmarshal(raw, &azp) == nil && azp == o.cfg.ClientID
 }
 
 // numericDate reads a JSON NumericDate (seconds, possibly fractional).
