@@ -45,14 +45,21 @@ var demoApprovals = approval.Policy{Rules: []approval.Rule{{
 }}}
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", "demo [--listen 127.0.0.1:2222]", stdout)
+	fs := newFlags("demo", "demo [--listen 127.0.0.1:2222] [--oidc-issuer URL --oidc-client-id ID]", stdout)
 	listen := fs.String("listen", "127.0.0.1:2222", "bastion listen `address` (loopback)")
 	dirFlag := fs.String("data-dir", demoDir, "state `dir`ectory")
+	issuer := fs.String("oidc-issuer", "", "try login with your OpenID provider: its issuer `URL`; the demo then runs its login API\nand prints a 'postern login' line. Every identity the provider vouches for (a verified\nemail) may reach the demo target")
+	clientID := fs.String("oidc-client-id", "", "the public `client` registered at the provider for the demo (no secret; redirect URI\nhttp://127.0.0.1/callback on any port, and the device grant if you want --device)")
+	loginListen := fs.String("login-listen", "127.0.0.1:0", "the login API's `address` (loopback, plain HTTP) with --oidc-issuer")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("demo: unexpected argument %q", fs.Arg(0))
+	}
+	login, err := demoLoginSection(*issuer, *clientID, *loginListen)
+	if err != nil {
+		return err
 	}
 	if err := loopbackOnly(*listen); err != nil {
 		return err
@@ -65,7 +72,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var targetAddr string
 	a, err := app.New(app.Config{
 		Settings: &config.Config{Listen: *listen, DataDir: dir, IdleTimeout: time.Hour, KeepAliveInterval: 30 * time.Second,
-			Approvals: demoApprovals},
+			Approvals: demoApprovals, Login: login},
 		Log: log,
 		Extra: func(auth *certs.Authority, s *config.Config) ([]app.Server, error) {
 			target, err := startDemoTarget(auth, s, log)
@@ -82,7 +89,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if err := writeDemoClient(ctx, a, dir, stdout, log, targetAddr); err != nil {
+	if err := writeDemoClient(ctx, a, dir, stdout, log, targetAddr, login); err != nil {
 		a.Close()
 		return err
 	}
@@ -118,6 +125,11 @@ func startDemoTarget(auth *certs.Authority, s *config.Config, log *slog.Logger) 
 			Logins: []string{demoLogin},
 		}},
 	}
+	if s.Login != nil { // whoever the provider vouches for
+		s.Policy.Rules = append(s.Policy.Rules, bastion.Rule{
+			Name: "demo-login", Principals: []string{"*"}, Targets: []string{demoTarget}, Logins: []string{demoLogin},
+		})
+	}
 	return target, nil
 }
 
@@ -125,7 +137,7 @@ func startDemoTarget(auth *certs.Authority, s *config.Config, log *slog.Logger) 
 // fresh certificates for them, and a known_hosts file that pins the
 // bastion's host key, so that the printed commands verify the bastion like
 // any production user would; then prints them.
-func writeDemoClient(ctx context.Context, a *app.App, dir string, stdout io.Writer, log *slog.Logger, targetAddr string) error {
+func writeDemoClient(ctx context.Context, a *app.App, dir string, stdout io.Writer, log *slog.Logger, targetAddr string, login *config.Login) error {
 	addr := a.Addr().(*net.TCPAddr)
 	keyPath := filepath.Join(dir, "id_ed25519")
 	if err := writeDemoKey(ctx, a, keyPath, "postern demo user", []string{demoPrincipal}, nil, log); err != nil {
@@ -177,13 +189,49 @@ Every session is recorded. In this directory (%s):
   %[14]s play ID        replay one
   %[14]s verify         check nothing was tampered with
 
-Ctrl-C stops the demo.
+%sCtrl-C stops the demo.
 `, dir, addr, targetAddr, base, base,
 		strings.Replace(base, demoLogin+"@"+demoTarget+"@", bastion.AdminUser+"@", 1)+" whoami",
 		base, shellQuote(filepath.Join(dir, demoHeldFile)), admin, admin, admin,
 		fmt.Sprintf("scp -O %s FILE %s@%s@%s:", strings.Replace(opts(keyPath), "-p ", "-P ", 1), demoLogin, demoTarget, host),
-		filepath.Dir(dir), invokedName(os.Args[0]))
+		filepath.Dir(dir), invokedName(os.Args[0]), demoLoginText(a.LoginURL(), login, host))
 	return err
+}
+
+// demoLoginSection is the demo's login section with --oidc-issuer: the API on
+// loopback, plain HTTP; nil without it.
+func demoLoginSection(issuer, clientID, listen string) (*config.Login, error) {
+	if issuer == "" && clientID == "" {
+		return nil, nil
+	}
+	if issuer == "" || clientID == "" {
+		return nil, usagef("demo: --oidc-issuer and --oidc-client-id go together")
+	}
+	if err := config.CheckIssuer(issuer); err != nil {
+		return nil, usagef("demo: --oidc-issuer: %v", err)
+	}
+	if err := config.CheckClientID(clientID); err != nil {
+		return nil, usagef("demo: --oidc-client-id: %v", err)
+	}
+	if err := loopbackOnly(listen); err != nil {
+		return nil, usagef("demo: --login-listen: %v", err)
+	}
+	l := config.NewLogin()
+	l.Listen, l.PlainHTTP, l.Issuer, l.ClientID, l.Device = listen, true, issuer, clientID, true
+	return l, nil
+}
+
+// demoLoginText is what the demo prints about login, if it runs the API.
+func demoLoginText(u string, login *config.Login, host string) string {
+	if u == "" || login == nil {
+		return ""
+	}
+	return fmt.Sprintf(`Log in with your OpenID provider (%s) for a certificate of your own
+(--device for the device grant), then connect with it:
+%s login %s
+ssh -F ~/.postern/ssh_config %s@%s@%s
+
+`, login.Issuer, invokedName(os.Args[0]), u, demoLogin, demoTarget, host)
 }
 
 // writeDemoKey makes (or reuses) the key at keyPath and writes a fresh

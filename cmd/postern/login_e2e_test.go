@@ -74,3 +74,36 @@ func TestLoginEndToEnd(t *testing.T) {
 	}
 	ls.stop(t)
 }
+
+// TestDemoOIDC: `postern demo --oidc-issuer URL --oidc-client-id ID` runs
+// the login API, and its printed `postern login` and ssh lines, run as
+// printed, take a user of the provider to the demo target.
+func TestDemoOIDC(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("SSH_AUTH_SOCK", "")
+	p := testenv.OIDC(t, testenv.OIDCOptions{})
+	d := startDemo(t, t.TempDir(), "--oidc-issuer", p.Issuer, "--oidc-client-id", p.ClientID)
+	var loginURL string
+	for _, l := range d.text {
+		if f := strings.Fields(l); len(f) == 3 && f[1] == "login" && strings.HasPrefix(f[2], "http://127.0.0.1:") {
+			loginURL = f[2]
+		}
+	}
+	last := d.cmds[len(d.cmds)-1]
+	if loginURL == "" || !strings.HasPrefix(last, "ssh -F ~/.postern/ssh_config demo@demo@") {
+		t.Fatalf("the demo prints no login line, or no ssh line after it:\n%s", strings.Join(d.text, "\n"))
+	}
+	if code, out, errs := runLogin(t, loginURL, p, "alice"); code != 0 {
+		t.Fatalf("login: exit %d\n%s%s", code, out, errs)
+	}
+	r := testenv.Cmd(t, time.Minute, nil, "sh", "-c", last+" -o BatchMode=yes 'echo hello from $(hostname)'")
+	if r.ExitCode != 0 || !strings.HasPrefix(string(r.Stdout), "hello from ") {
+		t.Fatalf("%s: exit %d %q %q", last, r.ExitCode, r.Stdout, r.Stderr)
+	}
+	// Half the flags, or a bad issuer: bad usage.
+	for _, args := range [][]string{{"--oidc-issuer", p.Issuer}, {"--oidc-client-id", "x"}, {"--oidc-issuer", "http://idp.example.com", "--oidc-client-id", "x"}} {
+		if r := admin(t, t.TempDir(), append([]string{"demo", "--listen", "127.0.0.1:0"}, args...)...); r.ExitCode != 2 || !strings.Contains(string(r.Stderr), "--oidc-") {
+			t.Errorf("demo %v: exit %d %s", args, r.ExitCode, r.Stderr)
+		}
+	}
+}

@@ -164,10 +164,10 @@ type demoProc struct {
 
 // startDemo runs `postern demo` in work and waits for its two ssh
 // commands. It is stopped (SIGTERM, then kill) at the end of the test.
-func startDemo(t *testing.T, work string) *demoProc {
+func startDemo(t *testing.T, work string, extra ...string) *demoProc {
 	t.Helper()
 	d := &demoProc{logs: &testenv.Buffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(binary(t), "demo", "--listen", "127.0.0.1:0")
+	d.cmd = exec.Command(binary(t), append([]string{"demo", "--listen", "127.0.0.1:0"}, extra...)...)
 	d.cmd.Dir = work
 	d.cmd.Stderr = d.logs
 	stdout, err := d.cmd.StdoutPipe()

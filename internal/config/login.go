@@ -82,8 +82,7 @@ func (p *parser) login(f field) (*Login, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Login{Scopes: slices.Clone(defaultScopes), IdentityClaim: "email", GroupsClaim: "groups",
-		TTL: defaultLoginTTL, Extensions: slices.Clone(loginExtensions)}
+	l := NewLogin()
 	var errs []error
 	check := func(err error) {
 		if err != nil {
@@ -212,6 +211,20 @@ func (p *parser) loginTTL(m mapping, l *Login) error {
 	}
 	return nil
 }
+
+// NewLogin returns a login section with the defaults a config file gets
+// (MaxTTL = TTL), for callers that build one themselves (the demo).
+func NewLogin() *Login {
+	return &Login{Scopes: slices.Clone(defaultScopes), IdentityClaim: "email", GroupsClaim: "groups",
+		TTL: defaultLoginTTL, MaxTTL: defaultLoginTTL, Extensions: slices.Clone(loginExtensions)}
+}
+
+// CheckIssuer is the login section's check of an issuer URL, for callers
+// that build a Login themselves (the demo).
+func CheckIssuer(s string) error { return checkIssuer(s) }
+
+// CheckClientID is the login section's check of a client ID.
+func CheckClientID(s string) error { return checkToken("client ID")(s) }
 
 // checkIssuer accepts an https URL, or an http one on loopback (a local
 // provider, for tests), without query or fragment.
