@@ -23,6 +23,7 @@ const (
 	KindRecording   = "recording"
 	KindPrune       = "prune"
 	KindCertificate = "certificate"
+	// KindCertRefused (refusals.go) seals a refused certificate request.
 )
 
 // ChainEntry is one link of the audit chain. Each entry names the hash of
@@ -31,7 +32,7 @@ const (
 type ChainEntry struct {
 	Seq       uint64    `json:"seq"`
 	Time      time.Time `json:"time"`
-	Kind      string    `json:"kind"` // KindBegin, KindRecording, KindPrune, KindCertificate or KindApproval
+	Kind      string    `json:"kind"` // KindBegin, KindRecording, KindPrune, KindCertificate, KindApproval or KindCertRefused
 	Recording string    `json:"recording,omitempty"`
 	Path      string    `json:"path,omitempty"`
 	SHA256    string    `json:"sha256,omitempty"` // of the recording file
@@ -41,6 +42,7 @@ type ChainEntry struct {
 	Serial    uint64    `json:"serial,omitempty"`  // of an issued certificate
 	Request   string    `json:"request,omitempty"` // approval request ID (KindApproval)
 	Event     string    `json:"event,omitempty"`   // what changed in it: requested, approved, ...
+	Refusal   string    `json:"refusal,omitempty"` // refused certificate request ID (KindCertRefused)
 	// Lost says why a KindRecording seal has no digest although the
 	// bastion began the session (its recording was missing or
 	// unreadable when MarkInterrupted sealed it). Verify reports every

@@ -161,6 +161,9 @@ type Snapshot struct {
 	// Approvals holds each approval request's record by ID; nil when the
 	// index has none.
 	Approvals map[string][]byte `json:"approvals,omitempty"`
+	// Refusals holds each refused certificate request's record by ID;
+	// nil when the index has none.
+	Refusals map[string][]byte `json:"refusals,omitempty"`
 }
 
 // RawEntry is one stored chain entry: its key (the big-endian sequence
@@ -181,6 +184,11 @@ type IssuedCert struct {
 	ValidBefore time.Time `json:"valid_before"`
 	IssuedAt    time.Time `json:"issued_at"`
 	IssuedBy    string    `json:"issued_by"` // who ran ca sign (OS user), or the issuing component
+	// Subject is the OpenID provider's subject (sub claim) of a login's
+	// identity: stable where an email address may be reassigned.
+	Subject string `json:"subject,omitempty"`
+	// Client is the address a login's request came from.
+	Client string `json:"client,omitempty"`
 }
 
 // Filter selects sessions in List. Zero fields match everything.

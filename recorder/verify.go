@@ -44,6 +44,9 @@ type Report struct {
 	Recordings   int `json:"recordings"`
 	// Approvals counts the approval requests sealed in the chain.
 	Approvals int `json:"approvals"`
+	// Refusals counts the refused certificate requests sealed in the
+	// chain.
+	Refusals int `json:"refusals"`
 	// Head is the newest chain entry, nil for an empty chain: record it
 	// away from the bastion and pass it back as an anchor later.
 	Head     *ChainHead `json:"head"`
@@ -136,8 +139,9 @@ func prunedSince(earlier, later []RawEntry, pub ed25519.PublicKey) map[string]bo
 
 // Verify checks the audit chain's links and signatures, every sealed
 // recording against its digest and index record, every issued
-// certificate's record, every approval request's record, and the recordings named in files (a listing taken
-// before snap) for ones nobody sealed. It only reads: blobs opens the
+// certificate's record, every approval request's record, every refused
+// certificate request's record, and the recordings named in files (a
+// listing taken before snap) for ones nobody sealed. It only reads: blobs opens the
 // recordings, and no private key is needed.
 func Verify(ctx context.Context, snap *Snapshot, files []string, blobs Blobs, o VerifyOptions) (Report, error) {
 	rep := Report{Problems: []Problem{}, Active: []Active{}}
@@ -145,12 +149,13 @@ func Verify(ctx context.Context, snap *Snapshot, files []string, blobs Blobs, o 
 		return rep, errors.New("verify needs the audit public key")
 	}
 	v := &verifier{ctx: ctx, snap: snap, blobs: blobs, rep: &rep, begun: map[string]ChainEntry{},
-		sealed: map[string]ChainEntry{}, pruned: map[string]bool{}, certs: map[uint64]ChainEntry{}, requests: map[string]ChainEntry{}}
+		sealed: map[string]ChainEntry{}, pruned: map[string]bool{}, certs: map[uint64]ChainEntry{}, requests: map[string]ChainEntry{}, refused: map[string]ChainEntry{}}
 	v.chain(o.Key)
 	v.anchors(o.Anchors)
 	referenced := v.recordings()
 	v.certificates()
 	v.approvals()
+	v.refusals()
 	v.unsealed(referenced)
 	v.added(files, referenced)
 	sort.SliceStable(rep.Problems, func(i, j int) bool { return rep.Problems[i].Path < rep.Problems[j].Path })
@@ -169,6 +174,8 @@ type verifier struct {
 	certs  map[uint64]ChainEntry // latest seal per certificate serial
 	// requests holds the newest signed seal per approval request.
 	requests map[string]ChainEntry
+	// refused holds the seal per refused certificate request.
+	refused map[string]ChainEntry
 	// anyBegin says whether the chain so far (while chain runs) has a
 	// begin entry signed with the key: the seals before the first were
 	// written before Begin sealed, and need none.
@@ -265,6 +272,12 @@ func (v *verifier) entry(e ChainEntry, signed bool) {
 		if signed {
 			v.requests[e.Request] = e
 		}
+	case KindCertRefused:
+		// A refusal is sealed once, when it happens.
+		if first, ok := v.refused[e.Refusal]; ok {
+			v.add(Problem{ID: "refusal " + e.Refusal, Reason: "sealed twice", Detail: fmt.Sprintf("chain entries %d and %d", first.Seq, e.Seq)})
+		}
+		v.refused[e.Refusal] = e
 	}
 }
 

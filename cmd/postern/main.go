@@ -15,6 +15,12 @@ import (
 const usage = `postern: an SSH bastion that records, masks and approves
 
 Usage:
+  postern login [URL]              sign in with the bastion's OpenID provider and get a
+                                   short-lived SSH certificate (--device, --no-browser,
+                                   --key FILE, --agent-only, --ttl); then
+                                   ssh -F ~/.postern/ssh_config LOGIN@TARGET@HOST
+  postern status [--json]          the certificate login obtained and its time left
+  postern logout                   remove the certificate, key and ssh-agent entries
   postern serve --config FILE      run the bastion
   postern demo [--listen ADDR]     run a bastion and a demo target on loopback,
                                    state in ./postern-demo, and print ssh commands
@@ -99,6 +105,12 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	case "version", "--version":
 		fmt.Fprintf(stdout, "postern %s\n", version)
 		return nil
+	case "login":
+		return cmdLogin(ctx, rest, stdout, stderr)
+	case "status":
+		return cmdStatus(ctx, rest, stdout, stderr)
+	case "logout":
+		return cmdLogout(ctx, rest, stdout, stderr)
 	case "serve":
 		return cmdServe(ctx, rest, stdout, stderr)
 	case "demo":

@@ -131,7 +131,11 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(stderr, "postern: warning: %s\n", visibleText(w))
 	}
-	fmt.Fprintf(stdout, "%s: ok: %d targets, %d rules, data_dir %s\n", *cfgPath, len(cfg.Policy.Targets), len(cfg.Policy.Rules), cfg.DataDir)
+	login := ""
+	if l := cfg.Login; l != nil {
+		login = fmt.Sprintf(", login API on %s (issuer %s)", l.Listen, visibleText(l.Issuer))
+	}
+	fmt.Fprintf(stdout, "%s: ok: %d targets, %d rules, data_dir %s%s\n", *cfgPath, len(cfg.Policy.Targets), len(cfg.Policy.Rules), cfg.DataDir, login)
 	return nil
 }
 

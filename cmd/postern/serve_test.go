@@ -29,7 +29,8 @@ type serveProc struct {
 	sshBin          string
 	key, knownHosts string // alice's key (with certificate) and the bastion's pinned host key
 	logs            *testenv.Buffer
-	done            chan error // gets Wait's result
+	done            chan error  // gets Wait's result
+	loginURLs       chan string // gets the login API's URL, when it listens
 }
 
 // startServe follows the README's "Running a bastion": create the CA,
@@ -96,13 +97,17 @@ func (s *serveProc) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	addrs := make(chan string, 1)
+	s.loginURLs = make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			s.logs.Write(append(sc.Bytes(), '\n'))
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "postern listening" {
+			var line struct{ Msg, Addr, URL string }
+			switch json.Unmarshal(sc.Bytes(), &line); line.Msg {
+			case "postern listening":
 				addrs <- line.Addr
+			case "login API listening":
+				s.loginURLs <- line.URL
 			}
 		}
 		s.done <- s.cmd.Wait()

@@ -7,7 +7,8 @@
 // second instance on the same directory changes nothing), then the CA
 // keys, the servers the caller adds (the demo's target), the session index
 // (which seals what a previous run left active), the bastion and its
-// listener, and the admin socket through which admin commands on the host
+// listener, the login API's listener (when the config has a login
+// section), and the admin socket through which admin commands on the host
 // reach the index while the server owns it. Run serves until its context ends (SIGINT or SIGTERM), then
 // stops accepting, drains everything under one deadline, closes what is
 // left, and releases the lock last.
@@ -26,6 +27,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/postern/postern/api"
 	"github.com/postern/postern/approval"
 	"github.com/postern/postern/bastion"
 	"github.com/postern/postern/certs"
@@ -82,6 +84,7 @@ type App struct {
 	log     *slog.Logger
 	drain   time.Duration
 	addr    net.Addr
+	login   *api.Server // nil without a login section
 	lock    *DirLock
 	servers []named // in shutdown order: the bastion first
 
@@ -159,26 +162,42 @@ func New(cfg Config) (_ *App, err error) {
 	}
 	a.addr = l.Addr()
 	a.servers = append([]named{{"ssh", &sshServer{srv: a.Bastion, l: l, log: log}}}, extra...)
+	// The login API listens before the admin socket, which nothing
+	// after it may fail; it is shut down after the bastion and the
+	// admin socket.
+	if a.login, err = a.loginServer(s, &bc, log); err != nil {
+		return nil, err
+	}
+	if a.login != nil {
+		a.servers = slices.Insert(a.servers, 1, named{"login API", a.login})
+	}
 	if store != nil {
-		// The admin socket comes right after the bastion, so that it
-		// still answers admin commands while sessions drain.
-		// The server applies its own retention to prunes asked through
-		// the socket, and logs what is done through it.
-		asrv, err := adminsock.New(adminsock.Config{Store: store, Log: log,
-			Retention: time.Duration(s.Recording.RetentionDays) * 24 * time.Hour})
-		if err != nil {
+		if err := a.adminSocket(s, store, log); err != nil {
 			return nil, err
 		}
-		sl, err := asrv.Listen(s.DataDir)
-		if err != nil {
-			return nil, err
-		}
-		srv := UntilCancel(func(ctx context.Context) error { return asrv.Serve(ctx, sl) })
-		a.servers = slices.Insert(a.servers, 1, named{"admin socket", srv})
 	}
 	log.Info("postern listening", "addr", a.addr.String(), "data_dir", s.DataDir,
 		"host_key", ssh.FingerprintSHA256(a.Auth.HostKey.PublicKey()), "targets", len(s.Policy.Targets))
 	return a, nil
+}
+
+// adminSocket makes the admin socket listen, on store. It comes right
+// after the bastion, so that it still answers admin commands while
+// sessions drain. The server applies its own retention to prunes asked
+// through the socket, and logs what is done through it.
+func (a *App) adminSocket(s *config.Config, store recorder.Store, log *slog.Logger) error {
+	asrv, err := adminsock.New(adminsock.Config{Store: store, Log: log,
+		Retention: time.Duration(s.Recording.RetentionDays) * 24 * time.Hour})
+	if err != nil {
+		return err
+	}
+	sl, err := asrv.Listen(s.DataDir)
+	if err != nil {
+		return err
+	}
+	srv := UntilCancel(func(ctx context.Context) error { return asrv.Serve(ctx, sl) })
+	a.servers = slices.Insert(a.servers, 1, named{"admin socket", srv})
+	return nil
 }
 
 // Addr is the address the bastion listens on.

@@ -70,6 +70,10 @@ const (
 	// CertIssued: a user certificate was signed (identity, principals,
 	// serial, validity, who ran it).
 	CertIssued Event = "cert_issued"
+	// CertRefused: a certificate request (a login) was refused: the
+	// client's address, the identity when the token named one, the
+	// HTTP status and why. Each is also sealed in the audit chain.
+	CertRefused Event = "cert_refused"
 )
 
 // Approval events.

@@ -95,6 +95,8 @@ type Config struct {
 	// ApprovalWebhook, if set, is an http(s) URL each new approval
 	// request is posted to (approval_webhook:).
 	ApprovalWebhook string
+	// Login, if set, is the login API (login:). Nil: none.
+	Login *Login
 	// Warnings are problems that do not stop the bastion but are likely
 	// mistakes, like a rule that matches no target; each reads
 	// "FILE:LINE: KEY: MSG", like an Error. Nil when there are none.
@@ -145,7 +147,7 @@ type parser struct {
 // errors, in the order checked, are joined (see Parse).
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
-		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names")
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names", "login")
 	if err != nil {
 		return nil, err
 	}
@@ -202,6 +204,12 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	if f := m.get("approval_webhook"); f.set() {
 		c.ApprovalWebhook, err = p.str(f, checkWebhook)
 		check(err)
+	}
+	c.Login, err = p.login(m.get("login"))
+	check(err)
+	if c.Login != nil && len(c.hostNames()) == 0 {
+		f := m.get("login")
+		p.warnf(f.key.Line, f.path, "neither host_names nor listen names the bastion's host: GET /v1/login announces the host each request was sent to; set host_names to the name users reach the bastion by")
 	}
 	if len(errs) > 0 {
 		return nil, joinErrors(errs)

@@ -1,0 +1,300 @@
+package api
+
+import (
+	"bytes"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/audit"
+	"github.com/postern/postern/recorder"
+)
+
+// certRequest is POST /v1/certificates' body.
+type certRequest struct {
+	IDToken   string `json:"id_token"`
+	PublicKey string `json:"public_key"`
+	TTL       string `json:"ttl,omitempty"`
+	Nonce     string `json:"nonce,omitempty"`
+}
+
+// certResponse is its answer.
+type certResponse struct {
+	Certificate string    `json:"certificate"`
+	Identity    string    `json:"identity"`
+	Principals  []string  `json:"principals"`
+	Groups      []string  `json:"groups"`
+	Serial      uint64    `json:"serial"`
+	ValidAfter  time.Time `json:"valid_after"`
+	ValidBefore time.Time `json:"valid_before"`
+}
+
+// issuedBy names the API in the register of issued certificates.
+const issuedBy = "login"
+
+// refusal is a refused request: status and message for the requester,
+// reason for the audit trail, and what was known of the request.
+type refusal struct {
+	status   int
+	reason   string
+	message  string
+	identity string
+	key      string // fingerprint
+	ttl      string
+}
+
+// certificates serves POST /v1/certificates.
+func (a *API) certificates(w http.ResponseWriter, r *http.Request) {
+	now := a.cfg.Now()
+	client := clientAddr(r)
+	if wait, first, ok := a.limit.blocked(client, now); ok {
+		secs := int((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		ref := &refusal{status: http.StatusTooManyRequests,
+			reason:  fmt.Sprintf("rate limited: %d failed requests within %s", a.cfg.MaxFailures, a.cfg.FailureWindow),
+			message: fmt.Sprintf("too many failed requests from your address; try again in %d seconds", secs)}
+		if first {
+			// Later requests in this window are refused without
+			// a record each (the limiter says so).
+			a.record(r, client, ref)
+		}
+		writeError(w, ref.status, ref.message)
+		return
+	}
+	resp, ref := a.issue(r, w, client, now)
+	if ref != nil {
+		if ref.status < 500 {
+			a.limit.fail(client, now)
+		}
+		a.record(r, client, ref)
+		writeError(w, ref.status, ref.message)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// issue checks the request and issues the certificate, or says why not.
+func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, now time.Time) (*certResponse, *refusal) {
+	req, pub, ttl, ref := a.parse(r, w)
+	if ref != nil {
+		return nil, ref
+	}
+	fp := ssh.FingerprintSHA256(pub)
+	asked := "" // the TTL asked for, as the bastion writes it
+	if req.TTL != "" {
+		asked = ttl.String()
+	}
+	login, err := a.cfg.OIDC.Verify(r.Context(), req.IDToken, req.Nonce)
+	if err != nil {
+		ref := &refusal{status: http.StatusUnauthorized, reason: err.Error(), message: err.Error(), key: fp, ttl: asked}
+		var le *certs.LoginError
+		if errors.As(err, &le) {
+			ref.message, ref.identity = le.UserMessage(), le.Identity
+			switch le.Kind {
+			case certs.IdentityRefused:
+				ref.status = http.StatusForbidden
+			case certs.ProviderUnavailable:
+				ref.status = http.StatusServiceUnavailable
+			}
+		}
+		return nil, ref
+	}
+	creq := certs.UserCertRequest{
+		Principals: login.Principals, Groups: login.Groups, TTL: ttl, KeyID: login.Identity, Now: now,
+		NoPTY: a.cfg.NoPTY, NoPortForwarding: a.cfg.NoPortForwarding,
+	}
+	if a.cfg.SourceAddress {
+		creq.SourceAddress = client.String()
+	}
+	refuse := func(status int, reason, msg string) *refusal {
+		return &refusal{status: status, reason: reason, message: msg, identity: login.Identity, key: fp, ttl: asked}
+	}
+	// A request the CA refuses must not take a serial: try it first.
+	if _, err := a.cfg.Authority.SignUser(pub, creq); err != nil {
+		return nil, refuse(http.StatusForbidden, err.Error(), "the certificate cannot be issued for these names; ask an admin")
+	}
+	rec, err := a.cfg.Register.IssueCert(r.Context(), recorder.IssuedCert{
+		KeyID: login.Identity, Principals: login.Principals, Groups: login.Groups, Key: fp,
+		ValidAfter:  time.Unix(now.Add(-certs.Backdate).Unix(), 0).UTC(),
+		ValidBefore: time.Unix(now.Add(ttl).Unix(), 0).UTC(),
+		IssuedAt:    now.UTC(), IssuedBy: issuedBy + " (" + a.cfg.Issuer + ")",
+		Subject: login.Subject, Client: client.String(),
+	})
+	if err != nil {
+		a.log.Error("record issued certificate", "err", err)
+		return nil, refuse(http.StatusInternalServerError, "register of issued certificates failed: "+err.Error(),
+			"the bastion could not record the certificate, so it issued none; try again later, or tell an admin")
+	}
+	creq.Serial = rec.Serial
+	cert, err := a.cfg.Authority.SignUser(pub, creq)
+	if err != nil {
+		a.log.Error("sign certificate", "serial", rec.Serial, "err", err)
+		return nil, refuse(http.StatusInternalServerError, "signing failed after the serial was recorded: "+err.Error(),
+			"the bastion could not sign the certificate; tell an admin")
+	}
+	a.issued(r, client, rec, cert)
+	return &certResponse{
+		Certificate: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(cert))),
+		Identity:    login.Identity, Principals: login.Principals, Groups: nonNil(login.Groups), Serial: cert.Serial,
+		ValidAfter: time.Unix(int64(cert.ValidAfter), 0).UTC(), ValidBefore: time.Unix(int64(cert.ValidBefore), 0).UTC(),
+	}, nil
+}
+
+// parse reads and checks the request body, the key and the TTL.
+func (a *API) parse(r *http.Request, w http.ResponseWriter) (*certRequest, ssh.PublicKey, time.Duration, *refusal) {
+	bad := func(reason, msg string) *refusal {
+		return &refusal{status: http.StatusBadRequest, reason: reason, message: msg}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, nil, 0, &refusal{status: http.StatusRequestEntityTooLarge, reason: "request body too large",
+			message: fmt.Sprintf("the request body is larger than %d bytes; send only id_token, public_key, ttl and nonce", MaxBody)}
+	case err != nil:
+		return nil, nil, 0, bad("request body unreadable", "the request body could not be read; send it again")
+	}
+	var req certRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || dec.More() {
+		return nil, nil, 0, bad("request is not the expected JSON object",
+			`the request body must be one JSON object with "id_token" and "public_key" (and optionally "ttl" and "nonce"), and no other fields`)
+	}
+	if req.IDToken == "" || req.PublicKey == "" {
+		return nil, nil, 0, bad("id_token or public_key missing", `the request needs both "id_token" and "public_key"`)
+	}
+	pub, ref := parseKey(req.PublicKey)
+	if ref != nil {
+		return nil, nil, 0, ref
+	}
+	ttl, ref := a.ttl(req.TTL)
+	if ref != nil {
+		ref.key = ssh.FingerprintSHA256(pub)
+		return nil, nil, 0, ref
+	}
+	return &req, pub, ttl, nil
+}
+
+// parseKey reads the one public key to certify, in authorized_keys form.
+func parseKey(s string) (ssh.PublicKey, *refusal) {
+	bad := func(reason, msg string) (ssh.PublicKey, *refusal) {
+		return nil, &refusal{status: http.StatusBadRequest, reason: reason, message: msg}
+	}
+	pub, _, opts, rest, err := ssh.ParseAuthorizedKey([]byte(s))
+	switch {
+	case err != nil:
+		return bad("public_key malformed", `public_key is not an OpenSSH public key: send one line as in KEY.pub, like "ssh-ed25519 AAAA... comment"`)
+	case len(opts) > 0 || len(bytes.TrimSpace(rest)) > 0:
+		return bad("public_key has options or more than one key", "public_key must be exactly one key, without options, as in KEY.pub")
+	}
+	if _, ok := pub.(*ssh.Certificate); ok {
+		return bad("public_key is a certificate", "public_key is a certificate; send the plain public key (KEY.pub, not KEY-cert.pub)")
+	}
+	switch pub.Type() {
+	case "ssh-dss": // ssh.KeyAlgoDSA, deprecated: OpenSSH no longer accepts DSA
+		return bad("public_key is DSA", "DSA keys are not accepted; use an ed25519 key (ssh-keygen -t ed25519)")
+	case ssh.KeyAlgoRSA:
+		if k, ok := pub.(ssh.CryptoPublicKey).CryptoPublicKey().(*rsa.PublicKey); ok && k.N.BitLen() < 2048 {
+			return bad("public_key is RSA shorter than 2048 bits", "RSA keys shorter than 2048 bits are not accepted; use an ed25519 key (ssh-keygen -t ed25519)")
+		}
+	}
+	return pub, nil
+}
+
+// ttl reads the TTL asked for: the default when empty, refused above
+// MaxTTL.
+func (a *API) ttl(s string) (time.Duration, *refusal) {
+	if s == "" {
+		return a.cfg.TTL, nil
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return 0, &refusal{status: http.StatusBadRequest, reason: "ttl malformed",
+			message: `ttl is not a duration; use a number with a unit, like "1h" or "30m"`}
+	case d <= 0:
+		return 0, &refusal{status: http.StatusBadRequest, reason: "ttl not positive", message: "ttl must be positive, like \"1h\""}
+	case d > a.cfg.MaxTTL:
+		return 0, &refusal{status: http.StatusBadRequest, ttl: d.String(), reason: fmt.Sprintf("ttl %s above max_ttl %s", d, a.cfg.MaxTTL),
+			message: fmt.Sprintf("ttl %s is longer than this bastion issues (at most %s); ask for less, or leave ttl out for %s", d, a.cfg.MaxTTL, a.cfg.TTL)}
+	}
+	return d, nil
+}
+
+// record seals a refusal in the audit chain and logs it. A refusal that
+// cannot be sealed is still a refusal: the failure is logged.
+func (a *API) record(r *http.Request, client netip.Addr, ref *refusal) {
+	ref.reason = clip(ref.reason)
+	rec, head, err := a.cfg.Register.RefuseCert(r.Context(), recorder.CertRefusal{
+		Time: a.cfg.Now().UTC(), Client: client.String(), Identity: ref.identity, Key: ref.key, TTL: ref.ttl,
+		Status: ref.status, Reason: ref.reason, Via: issuedBy,
+	})
+	attrs := []any{"client", client.String(), "status", ref.status, "reason", ref.reason}
+	if ref.identity != "" {
+		attrs = append(attrs, "identity", ref.identity)
+	}
+	if ref.key != "" {
+		attrs = append(attrs, "key", ref.key)
+	}
+	if err != nil {
+		a.log.Error("refused certificate request not sealed in the audit chain", append(attrs, "err", err)...)
+	} else {
+		attrs = append(attrs, "refusal", rec.ID, "chain_head", head.String())
+	}
+	audit.Record(a.log, audit.CertRefused, attrs...)
+}
+
+// issued logs the audit record of an issue (sealed by IssueCert).
+func (a *API) issued(r *http.Request, client netip.Addr, rec recorder.IssuedCert, cert *ssh.Certificate) {
+	attrs := []any{"identity", rec.KeyID, "key_id", rec.KeyID, "principals", rec.Principals, "groups", rec.Groups,
+		"serial", cert.Serial, "key", rec.Key, "valid_after", rec.ValidAfter, "valid_before", rec.ValidBefore,
+		"issued_by", rec.IssuedBy, "subject", rec.Subject, "client", client.String()}
+	if src, ok := cert.CriticalOptions["source-address"]; ok {
+		attrs = append(attrs, "source_address", src)
+	}
+	if head, err := a.cfg.Register.Head(r.Context()); err == nil && head != nil {
+		attrs = append(attrs, "chain_head", head.String())
+	}
+	audit.Record(a.log, audit.CertIssued, attrs...)
+}
+
+// clientAddr is the requester's address: the connection's peer. Headers
+// such as X-Forwarded-For are not trusted.
+func clientAddr(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	addr, _ := netip.ParseAddr(host)
+	return addr.Unmap().WithZone("")
+}
+
+// maxReason caps a refusal's reason as recorded: a provider's error may
+// quote its answer.
+const maxReason = 512
+
+func clip(s string) string {
+	if len(s) <= maxReason {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxReason], "") + "…"
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

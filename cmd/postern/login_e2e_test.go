@@ -1,0 +1,76 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/testenv"
+)
+
+// TestLoginEndToEnd is issue 15's path as a user walks it: a real OpenID
+// provider (zitadel's), `postern serve` with its login API, `postern
+// login` signing in through the browser (played by the test) and through
+// the device grant, then plain OpenSSH through the bastion to a real sshd
+// with nothing but the files login wrote; status, and logout emptying the
+// agent. Not parallel: the login commands read SSH_AUTH_SOCK and HOME.
+func TestLoginEndToEnd(t *testing.T) {
+	sock := testenv.SSHAgent(t)
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	t.Setenv("HOME", t.TempDir())
+	p := testenv.OIDC(t, testenv.OIDCOptions{})
+	ls := startLoginServe(t, p.Issuer, p.ClientID, "  scopes: [openid, email, profile, groups]\n  device: true\n  ttl: 2h\n")
+	sshVia := func(dir string) testenv.Result {
+		t.Helper()
+		return testenv.Cmd(t, time.Minute, nil, ls.sshBin, "-F", filepath.Join(dir, "ssh_config"), "-o", "BatchMode=yes",
+			"web01@127.0.0.1", "id -un; echo via-sso")
+	}
+	for _, flow := range [][]string{nil, {"--device"}} {
+		dir := filepath.Join(t.TempDir(), "postern")
+		code, out, errs := runLogin(t, ls.loginURL, p, "alice", append(flow, "--dir", dir)...)
+		if code != 0 {
+			t.Fatalf("login %v: exit %d\n%s%s", flow, code, out, errs)
+		}
+		if r := sshVia(dir); r.ExitCode != 0 || string(r.Stdout) != ls.login+"\nvia-sso\n" {
+			t.Fatalf("ssh after login %v: exit %d %q %q", flow, r.ExitCode, r.Stdout, r.Stderr)
+		}
+		st := admin(t, ls.dir, "status", "--dir", dir, "--json")
+		var status struct {
+			Identity string   `json:"identity"`
+			Groups   []string `json:"groups"`
+			Serial   uint64   `json:"serial"`
+		}
+		if err := json.Unmarshal(st.Stdout, &status); err != nil || st.ExitCode != 0 || status.Identity != "alice@example.com" ||
+			strings.Join(status.Groups, ",") != "dev,approvers" || status.Serial == 0 {
+			t.Fatalf("status --json: exit %d %v %s %s", st.ExitCode, err, st.Stdout, st.Stderr)
+		}
+		if keys := testenv.AgentList(t, sock); len(keys) != 2 || !strings.HasSuffix(keys[0], "(ED25519-CERT)") {
+			t.Fatalf("agent after login: %q", keys)
+		}
+		if code := run(t.Context(), []string{"logout", "--dir", dir}, strings.NewReader(""), &testenv.Buffer{}, &testenv.Buffer{}); code != 0 {
+			t.Fatalf("logout: exit %d", code)
+		}
+		if keys := testenv.AgentList(t, sock); len(keys) != 0 {
+			t.Fatalf("agent after logout: %q", keys)
+		}
+		if r := sshVia(dir); r.ExitCode == 0 {
+			t.Fatal("ssh still works after logout")
+		}
+	}
+	// bob's email is not verified: the bastion refuses, and login says
+	// so in one line and writes nothing.
+	dir := filepath.Join(t.TempDir(), "postern")
+	code, _, errs := runLogin(t, ls.loginURL, p, "bob", "--dir", dir)
+	if code != 1 || !strings.Contains(errs, "email") || !strings.Contains(errs, "403") {
+		t.Fatalf("bob: exit %d\n%s", code, errs)
+	}
+	if st := admin(t, ls.dir, "status", "--dir", dir); st.ExitCode != 1 {
+		t.Fatalf("status after a refused login: exit %d %s", st.ExitCode, st.Stdout)
+	}
+	if logs := ls.logs.String(); strings.Count(logs, `"event":"cert_issued"`) != 2 || !strings.Contains(logs, `"event":"cert_refused"`) {
+		t.Fatalf("audit records: want 2 cert_issued and a cert_refused:\n%s", logs)
+	}
+	ls.stop(t)
+}
