@@ -20,11 +20,20 @@ import (
 // after every signature that fails, so each forged or tampered token sent
 // to the bastion would make it call the provider, and it reads the answer
 // whole. keySet fetches at most once per refresh interval, whatever
-// arrives, and reads at most maxOIDCResponse bytes.
+// arrives, plus at most newKIDFetches times per minute for a key ID it has
+// not fetched for yet (a provider that rotates just after a fetch), and
+// reads at most maxOIDCResponse bytes.
 
 // maxOIDCResponse caps what the bastion reads of the provider's discovery
 // document and key set.
 const maxOIDCResponse = 1 << 20
+
+// newKIDFetches bounds the fetches a minute made early, within the
+// refresh interval, for key IDs not yet looked for.
+const newKIDFetches = 4
+
+// maxTriedKIDs bounds the key IDs a keySet remembers having fetched for.
+const maxTriedKIDs = 64
 
 // minRSABits is the smallest RSA key accepted from a key set.
 const minRSABits = 2048
@@ -57,6 +66,8 @@ type keySet struct {
 	fetched  time.Time     // last fetch attempt, successful or not
 	inflight chan struct{} // closed when the running fetch ends; nil when none runs
 	fetchErr error         // of the last fetch, set before inflight is closed
+	tried    map[string]bool // key IDs fetched for since the keys last changed
+	early    []time.Time     // fetches made early for a new key ID, within the last minute
 }
 
 // verify checks the signature of jws (already parsed with the accepted
@@ -70,7 +81,7 @@ func (k *keySet) verify(ctx context.Context, jws *jose.JSONWebSignature) ([]byte
 	if p, ok := verifyWith(jws, keys, h); ok {
 		return p, nil
 	}
-	keys, err := k.fetch(ctx)
+	keys, err := k.fetch(ctx, h.KeyID)
 	if err != nil {
 		return nil, err
 	}
@@ -103,11 +114,12 @@ func verifyWith(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, h jose.Heade
 }
 
 // fetch returns the keys after fetching them again, unless a fetch was
-// attempted within the refresh interval: then the keys as they are. A
-// fetch already running is waited for, not repeated.
-func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
+// attempted within the refresh interval and kid is not a new key ID the
+// minute's early fetches allow: then the keys as they are. A fetch already
+// running is waited for, not repeated.
+func (k *keySet) fetch(ctx context.Context, kid string) ([]jose.JSONWebKey, error) {
 	k.mu.Lock()
-	if k.inflight == nil && !k.fetched.IsZero() && k.now().Sub(k.fetched) < k.refresh {
+	if k.inflight == nil && !k.fetched.IsZero() && k.now().Sub(k.fetched) < k.refresh && !k.earlyFetch(kid) {
 		keys, err := k.keys, k.fetchErr
 		k.mu.Unlock()
 		if len(keys) > 0 {
@@ -138,10 +150,35 @@ func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 	if err == nil {
 		k.keys = keys
 	}
+	if k.tried == nil || len(k.tried) >= maxTriedKIDs {
+		k.tried = make(map[string]bool)
+	}
+	k.tried[kid] = true
 	k.fetchErr = err
 	k.inflight = nil
 	close(done)
 	return k.keys, err
+}
+
+// earlyFetch says whether a fetch within the refresh interval may be made
+// for kid, and counts it. mu is held.
+func (k *keySet) earlyFetch(kid string) bool {
+	if kid == "" || k.tried[kid] {
+		return false
+	}
+	now := k.now()
+	recent := k.early[:0]
+	for _, t := range k.early {
+		if now.Sub(t) < time.Minute {
+			recent = append(recent, t)
+		}
+	}
+	k.early = recent
+	if len(k.early) >= newKIDFetches {
+		return false
+	}
+	k.early = append(k.early, now)
+	return true
 }
 
 // cappedTransport reads at most maxOIDCResponse bytes of each answer, for

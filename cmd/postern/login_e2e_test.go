@@ -59,6 +59,12 @@ func TestLoginEndToEnd(t *testing.T) {
 			t.Fatal("ssh still works after logout")
 		}
 	}
+	// The provider rotates its signing key, dropping the old one: the
+	// bastion fetches the new key set and issues.
+	p.RotateKey(true)
+	if code, out, errs := runLogin(t, ls.loginURL, p, "alice", "--dir", filepath.Join(t.TempDir(), "postern")); code != 0 {
+		t.Fatalf("login after the provider's key rotation: exit %d\n%s%s", code, out, errs)
+	}
 	// bob's email is not verified: the bastion refuses, and login says
 	// so in one line and writes nothing.
 	dir := filepath.Join(t.TempDir(), "postern")
@@ -69,8 +75,8 @@ func TestLoginEndToEnd(t *testing.T) {
 	if st := admin(t, ls.dir, "status", "--dir", dir); st.ExitCode != 1 {
 		t.Fatalf("status after a refused login: exit %d %s", st.ExitCode, st.Stdout)
 	}
-	if logs := ls.logs.String(); strings.Count(logs, `"event":"cert_issued"`) != 2 || !strings.Contains(logs, `"event":"cert_refused"`) {
-		t.Fatalf("audit records: want 2 cert_issued and a cert_refused:\n%s", logs)
+	if logs := ls.logs.String(); strings.Count(logs, `"event":"cert_issued"`) != 3 || !strings.Contains(logs, `"event":"cert_refused"`) {
+		t.Fatalf("audit records: want 3 cert_issued and a cert_refused:\n%s", logs)
 	}
 	ls.stop(t)
 }
