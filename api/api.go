@@ -65,6 +65,10 @@ type Config struct {
 	ClientID string
 	Scopes   []string
 	Device   bool
+	// RedirectPort and PublicClientSecret are announced when set (see
+	// config.Login).
+	RedirectPort       int
+	PublicClientSecret string
 
 	// TTL is a certificate's validity when the request names none;
 	// MaxTTL the longest a request may ask for (0: TTL). At most MaxTTL.

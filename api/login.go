@@ -24,6 +24,11 @@ type loginInfo struct {
 	KnownHosts []string `json:"known_hosts"`
 	TTL        string   `json:"ttl"`
 	MaxTTL     string   `json:"max_ttl"`
+	// RedirectPort is the loopback port for the provider's redirect
+	// when the provider needs a fixed one; ClientSecret the installed
+	// app's secret a provider demands although it cannot be kept.
+	RedirectPort int    `json:"redirect_port,omitempty"`
+	ClientSecret string `json:"client_secret,omitempty"`
 }
 
 // login serves GET /v1/login.
@@ -55,6 +60,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		Issuer: a.cfg.Issuer, ClientID: a.cfg.ClientID, Scopes: scopes, Device: a.cfg.Device,
 		SSHHost: names[0], SSHPort: a.cfg.SSHPort, KnownHosts: lines,
 		TTL: a.cfg.TTL.String(), MaxTTL: a.cfg.MaxTTL.String(),
+		RedirectPort: a.cfg.RedirectPort, ClientSecret: a.cfg.PublicClientSecret,
 	})
 }
 

@@ -67,6 +67,7 @@ func LoginAndIssue(ctx context.Context, apiURL string, opts LoginOptions) (*Logi
 	}
 	flow := &OIDCFlow{
 		Issuer: info.Issuer, ClientID: info.ClientID, Scopes: info.Scopes,
+		ClientSecret: info.ClientSecret, RedirectPort: info.RedirectPort,
 		HTTPClient: opts.HTTPClient, Timeout: opts.Timeout, Prompt: opts.Prompt,
 		OpenBrowser: opts.OpenBrowser,
 	}

@@ -37,6 +37,12 @@ type LoginInfo struct {
 	// may ask for (Go durations, "8h0m0s").
 	TTL    string `json:"ttl"`
 	MaxTTL string `json:"max_ttl"`
+	// RedirectPort, if not 0, is the loopback port to take the
+	// provider's redirect on (a provider that matches it exactly).
+	RedirectPort int `json:"redirect_port"`
+	// ClientSecret is an installed app's secret the provider demands at
+	// its token endpoint although it cannot be kept secret (Google).
+	ClientSecret string `json:"client_secret"`
 }
 
 // CertificateRequest is the body of POST /v1/certificates.
@@ -203,6 +209,12 @@ func (i *LoginInfo) check() error {
 	}
 	if i.ClientID == "" {
 		return errors.New("client_id is empty")
+	}
+	if i.RedirectPort != 0 && (i.RedirectPort < 1024 || i.RedirectPort > 65535) {
+		return fmt.Errorf("redirect_port %d is not a port from 1024 to 65535", i.RedirectPort)
+	}
+	if strings.IndexFunc(i.ClientSecret, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		return errors.New("client_secret holds white space or a control character")
 	}
 	if !validHostName(i.SSHHost) {
 		return fmt.Errorf("ssh_host %q is not a host name", i.SSHHost)

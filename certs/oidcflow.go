@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,13 @@ type OIDCFlow struct {
 	Issuer string
 	// ClientID is the public client registered for Postern.
 	ClientID string
+	// ClientSecret is sent to the token endpoint when set: the secret of
+	// an installed app, which some providers demand though it cannot
+	// be kept (Google).
+	ClientSecret string
+	// RedirectPort is the loopback port of the redirect; 0 means a
+	// random one (RFC 8252), for providers that match any port.
+	RedirectPort int
 	// Scopes to ask for; "openid" is added if missing.
 	Scopes []string
 	// HTTPClient talks to the provider; nil means a client with a
@@ -147,7 +155,8 @@ func (f *OIDCFlow) config(m *providerMeta, redirect string) *oauth2.Config {
 		scopes = append([]string{"openid"}, scopes...)
 	}
 	return &oauth2.Config{
-		ClientID: f.ClientID,
+		ClientID:     f.ClientID,
+		ClientSecret: f.ClientSecret,
 		Endpoint: oauth2.Endpoint{AuthURL: m.AuthURL, TokenURL: m.TokenURL, DeviceAuthURL: m.DeviceAuthURL,
 			// A public client sends its ID in the form, never as Basic auth.
 			AuthStyle: oauth2.AuthStyleInParams},
@@ -177,9 +186,9 @@ func (f *OIDCFlow) AuthCode(ctx context.Context) (*IDToken, error) {
 	if err != nil {
 		return nil, explain(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(f.RedirectPort)))
 	if err != nil {
-		return nil, fmt.Errorf("listen for the login's redirect on 127.0.0.1: %w", err)
+		return nil, fmt.Errorf("listen for the login's redirect on 127.0.0.1 (port %d; 0 is any): %w", f.RedirectPort, err)
 	}
 	cb := &callback{
 		conf:     f.config(meta, fmt.Sprintf("http://%s/callback", ln.Addr())),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -322,4 +323,41 @@ func get(t *testing.T, u string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(body)
+}
+
+// A provider that matches redirect URIs with their port, and one that
+// demands an installed app's secret at its token endpoint: the flow takes
+// the redirect on the port it is given and sends the secret; without the
+// secret the provider refuses the exchange.
+func TestAuthCodeFlowFixedPortAndSecret(t *testing.T) {
+	t.Parallel()
+	p := testenv.OIDC(t, testenv.OIDCOptions{SecretClients: map[string]string{"desktop": "not-so-secret"}})
+	// A port free a moment ago: the flow listens on it again at once.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	for _, secret := range []string{"not-so-secret", ""} {
+		w := newPromptWatcher()
+		f := newFlow(p, w)
+		f.ClientID, f.ClientSecret, f.RedirectPort = "desktop", secret, port
+		res := startFlow(f.AuthCode)
+		authURL := w.waitURL(t)
+		u, _ := url.Parse(authURL)
+		if redirect, _ := url.Parse(u.Query().Get("redirect_uri")); redirect.Port() != fmt.Sprint(port) {
+			t.Fatalf("redirect %s, want port %d", redirect, port)
+		}
+		if _, _, err := p.Browse(context.Background(), authURL, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		r := waitFlow(t, res)
+		if secret != "" && (r.err != nil || claims(t, r.tok.Raw)["aud"] == nil) {
+			t.Fatalf("with the secret: %v", r.err)
+		}
+		if secret == "" && r.err == nil {
+			t.Fatal("the provider gave a token without the client's secret")
+		}
+	}
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -112,4 +114,31 @@ func TestDemoOIDC(t *testing.T) {
 			t.Errorf("demo %v: exit %d %s", args, r.ExitCode, r.Stderr)
 		}
 	}
+}
+
+// TestLoginFixedPortAndSecret: a provider that matches the redirect's
+// port (Okta) and one that demands an installed app's secret (Google),
+// configured on the bastion with redirect_port and public_client_secret:
+// login takes the redirect on that port, sends the secret, and gets a
+// certificate.
+func TestLoginFixedPortAndSecret(t *testing.T) {
+	t.Setenv("SSH_AUTH_SOCK", "")
+	p := testenv.OIDC(t, testenv.OIDCOptions{SecretClients: map[string]string{"desktop": "not-so-secret"}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	ls := startLoginServe(t, p.Issuer, "desktop", fmt.Sprintf("  redirect_port: %d\n  public_client_secret: not-so-secret\n", port))
+	dir := filepath.Join(t.TempDir(), "postern")
+	code, out, errs := runLogin(t, ls.loginURL, p, "alice", "--dir", dir)
+	if code != 0 || !strings.Contains(errs, fmt.Sprintf("redirect_uri=http%%3A%%2F%%2F127.0.0.1%%3A%d%%2Fcallback", port)) {
+		t.Fatalf("login: exit %d\n%s%s", code, out, errs)
+	}
+	r := testenv.Cmd(t, time.Minute, nil, ls.sshBin, "-F", filepath.Join(dir, "ssh_config"), "-o", "BatchMode=yes", "web01@127.0.0.1", "echo via-desktop")
+	if r.ExitCode != 0 || string(r.Stdout) != "via-desktop\n" {
+		t.Fatalf("ssh: exit %d %q %q", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	ls.stop(t)
 }

@@ -66,11 +66,21 @@ type Login struct {
 	Extensions []string
 	// Device says the client should offer the device grant (RFC 8628).
 	Device bool
+	// RedirectPort, if not 0, is the loopback port clients take the
+	// provider's redirect on, for providers that match redirect URIs
+	// with their port (Okta). 0: a random port (RFC 8252).
+	RedirectPort int
+	// PublicClientSecret is announced to clients and sent by them to the
+	// provider's token endpoint, for providers that demand the secret of
+	// an installed app although it cannot be kept (Google). Anyone may
+	// read it from GET /v1/login: it must not be a confidential client's.
+	PublicClientSecret string
 }
 
 // loginKeys are the keys of the login section.
 var loginKeys = []string{"listen", "tls_cert", "tls_key", "plain_http", "issuer", "client_id", "scopes",
-	"identity_claim", "groups_claim", "principals_claim", "ttl", "max_ttl", "source_address", "extensions", "device"}
+	"identity_claim", "groups_claim", "principals_claim", "ttl", "max_ttl", "source_address", "extensions", "device",
+	"redirect_port", "public_client_secret"}
 
 // login reads the login section; nil when it is absent. It reports every
 // problem in the section.
@@ -122,6 +132,17 @@ func (p *parser) login(f field) (*Login, error) {
 	}
 	if f := m.get("extensions"); f.set() {
 		l.Extensions, err = p.strList(f, checkExtension)
+		check(err)
+	}
+	if f := m.get("redirect_port"); f.set() {
+		l.RedirectPort, err = p.integer(f)
+		if err == nil && (l.RedirectPort < 1024 || l.RedirectPort > 65535) {
+			err = p.errorf(f.line(), f.path, "must be a port from 1024 to 65535 (users' machines listen on it without privileges), got %d", l.RedirectPort)
+		}
+		check(err)
+	}
+	if f := m.get("public_client_secret"); f.set() {
+		l.PublicClientSecret, err = p.str(f, checkToken("client secret"))
 		check(err)
 	}
 	if len(errs) > 0 {

@@ -91,6 +91,8 @@ func TestLoginProblems(t *testing.T) {
 			[]string{"2 login.plain_http: give tls_cert and tls_key, or plain_http: true, not both"}},
 		{"no TLS", "  listen: \":8443\"\n  issuer: https://idp.example.com\n  client_id: c\n",
 			[]string{"1 login.tls_cert: required: the PEM certificate"}},
+		{"redirect port and secret", "  listen: \"127.0.0.1:8080\"\n  plain_http: true\n  issuer: https://idp.example.com\n  client_id: c\n  redirect_port: 80\n  public_client_secret: \"a b\"\n",
+			[]string{"5 login.redirect_port: must be a port from 1024 to 65535", "6 login.public_client_secret: client secret \"a b\" contains white space"}},
 		{"TLS unreadable", "  listen: \":8443\"\n  tls_cert: nosuch.pem\n  tls_key: key.pem\n  issuer: https://idp.example.com\n  client_id: c\n",
 			[]string{"2 login.tls_cert: cannot load the TLS certificate"}},
 		{"many", `  listen: "127.0.0.1:8080"

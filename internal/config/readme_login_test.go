@@ -17,10 +17,11 @@ import (
 func TestREADMEProviderExamples(t *testing.T) {
 	t.Parallel()
 	want := map[string]string{ // provider heading: identity_claim
-		"Keycloak":           "email",
-		"Okta":               "preferred_username",
-		"Microsoft Entra ID": "preferred_username",
-		"Dex":                "email",
+		"Keycloak":                           "email",
+		"Okta":                               "preferred_username",
+		"Microsoft Entra ID":                 "preferred_username",
+		"Google (Workspace, Cloud Identity)": "email",
+		"Dex":                                "email",
 	}
 	examples := readmeLoginExamples(t)
 	if len(examples) != len(want) {
@@ -45,6 +46,12 @@ func TestREADMEProviderExamples(t *testing.T) {
 			t.Errorf("README.md shows a login example under %q, which this test does not know", provider)
 		case c.Login.IdentityClaim != id:
 			t.Errorf("%s: identity_claim %q, the README's text relies on %q", provider, c.Login.IdentityClaim, id)
+		case provider == "Okta" && c.Login.RedirectPort == 0:
+			t.Errorf("Okta: the example sets no redirect_port; Okta matches the redirect's port")
+		case strings.HasPrefix(provider, "Google"):
+			if c.Login.Device || c.Login.PublicClientSecret == "" {
+				t.Errorf("Google: the example must send the Desktop app's secret and leave the device grant off (its tokens are another client's)")
+			}
 		case !c.Login.Device:
 			t.Errorf("%s: the example does not turn the device grant on", provider)
 		}

@@ -40,6 +40,11 @@ type OIDCOptions struct {
 	// OIDCProvider.ClientID. Empty means "postern" and "other-app" (for
 	// tokens with the wrong audience).
 	ClientIDs []string
+	// SecretClients are clients, by ID, that must send their secret
+	// (the map's value) to the token endpoint in the form
+	// (client_secret_post), as providers demand of installed apps that
+	// cannot keep one (Google); otherwise as ClientIDs.
+	SecretClients map[string]string
 	// Users replace the default users.
 	Users []OIDCUser
 	// IDTokenLifetime is the validity of ID tokens; zero means one hour.
@@ -98,6 +103,7 @@ func StartOIDC(opts OIDCOptions) (*OIDCProvider, error) {
 	config := &op.Config{
 		CryptoKey:      sha256.Sum256([]byte(randomID())),
 		CodeMethodS256: true,
+		AuthMethodPost: true, // for SecretClients
 		DeviceAuthorization: op.DeviceAuthorizationConfig{
 			Lifetime:     devLife,
 			PollInterval: time.Second,
@@ -153,6 +159,9 @@ func newOIDCStore(opts OIDCOptions) (*oidcStore, error) {
 	}
 	for _, id := range ids {
 		s.clients[id] = &oidcClient{id: id}
+	}
+	for id, secret := range opts.SecretClients {
+		s.clients[id] = &oidcClient{id: id, secret: secret}
 	}
 	s.clientIDs = ids
 	return s, nil
@@ -267,6 +276,7 @@ func (p *OIDCProvider) deviceSubmit(w http.ResponseWriter, r *http.Request) {
 // the device grant, loopback redirects.
 type oidcClient struct {
 	id       string
+	secret   string // sent to the token endpoint when not empty
 	lifetime time.Duration // ID token lifetime, copied from the store
 }
 
@@ -279,7 +289,12 @@ func (c *oidcClient) RedirectURIs() []string {
 }
 func (c *oidcClient) PostLogoutRedirectURIs() []string    { return nil }
 func (c *oidcClient) ApplicationType() op.ApplicationType { return op.ApplicationTypeNative }
-func (c *oidcClient) AuthMethod() oidc.AuthMethod         { return oidc.AuthMethodNone }
+func (c *oidcClient) AuthMethod() oidc.AuthMethod {
+	if c.secret != "" {
+		return oidc.AuthMethodPost
+	}
+	return oidc.AuthMethodNone
+}
 func (c *oidcClient) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"slices"
@@ -264,10 +265,15 @@ func (s *oidcStore) GetClientByClientID(_ context.Context, id string) (op.Client
 	return &cc, nil
 }
 
-// AuthorizeClientIDSecret is reached only for confidential clients; the
-// harness has public ones alone.
-func (s *oidcStore) AuthorizeClientIDSecret(context.Context, string, string) error {
-	return errors.New("no client has a secret")
+// AuthorizeClientIDSecret checks the secret of a client that has one.
+func (s *oidcStore) AuthorizeClientIDSecret(_ context.Context, id, secret string) error {
+	s.mu.Lock()
+	c := s.clients[id]
+	s.mu.Unlock()
+	if c == nil || c.secret == "" || subtle.ConstantTimeCompare([]byte(c.secret), []byte(secret)) != 1 {
+		return errors.New("wrong client secret")
+	}
+	return nil
 }
 
 // SetUserinfoFromScopes is deprecated in op; SetUserinfoFromRequest does it.
