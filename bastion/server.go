@@ -91,6 +91,9 @@ type Config struct {
 	// is mask.DetectBrands. Log lines are masked with mask.DetectBrands
 	// whatever it says.
 	Detect mask.Detect
+	// maskDeadline replaces mask.DefaultDeadline for the terminal's
+	// output, in tests that must not depend on timing; zero: the default.
+	maskDeadline time.Duration
 	// Log receives structured logs and audit records, with every PAN
 	// in their text masked; nil discards.
 	Log *slog.Logger

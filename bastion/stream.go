@@ -23,22 +23,33 @@ type outStage struct {
 	client    io.Writer   // the client's stream, behind the gate
 	observers []io.Writer // the strict masked stream's observers, in order
 	m         *mask.Writer
+	echo      *typedEcho // follows the echo of typed keys; nil: none
 }
 
-// newOutStage builds the stage for the client stream raw of st.
-func newOutStage(st *channel, raw io.Writer, observers ...io.Writer) *outStage {
+// newOutStage builds the stage for the client stream raw of st. With
+// echo, a held tail that is only the echo of the user's keys is shown at
+// once (typedEcho).
+func newOutStage(st *channel, raw io.Writer, echo *typedEcho, observers ...io.Writer) *outStage {
 	o := &outStage{client: gate{st, raw}, observers: observers}
 	if mode, ok := st.c.maskMode(); ok {
+		cfg := mask.Config{Mode: mode, Detect: st.c.maskDetect(), Deadline: st.c.s.cfg.maskDeadline}
+		if echo != nil {
+			o.echo, cfg.Echo = echo, echo.echoed
+		}
 		if len(observers) > 0 {
-			o.m = mask.NewWriter(observerSink{o}, mask.Config{Mode: mode, Detect: st.c.maskDetect(), Preview: o.client})
+			cfg.Preview = o.client
+			o.m = mask.NewWriter(observerSink{o}, cfg)
 		} else {
-			o.m = mask.NewWriter(o.client, mask.Config{Mode: mode, Detect: st.c.maskDetect()})
+			o.m = mask.NewWriter(o.client, cfg)
 		}
 	}
 	return o
 }
 
 func (o *outStage) Write(p []byte) (int, error) {
+	if o.echo != nil {
+		o.echo.saw(p)
+	}
 	if o.m != nil {
 		// Observed (recorded), then shown.
 		return o.m.Write(p)
@@ -145,10 +156,11 @@ const maxHeld = 64 << 10
 // release passes the held bytes on, discard drops them. One pump writes
 // to it; hold, release and discard may be called from other goroutines.
 type inputStage struct {
-	ctx context.Context // the channel's: a write waiting for room ends with it
-	dst io.Writer       // the target's stdin
-	rec io.Writer       // nil unless input is recorded (masked, then recorded)
-	m   *mask.Writer    // the recording's masker, nil without
+	ctx  context.Context // the channel's: a write waiting for room ends with it
+	dst  io.Writer       // the target's stdin
+	rec  io.Writer       // nil unless input is recorded (masked, then recorded)
+	m    *mask.Writer    // the recording's masker, nil without
+	echo *typedEcho      // what was passed on, for the output stage's echo release
 
 	// holdAt, if set, returns where in p to start holding (-1: nowhere).
 	// It is called with mu held, while not holding, and must not call
@@ -169,7 +181,7 @@ type inputStage struct {
 }
 
 func newInputStage(st *channel, dst io.Writer) *inputStage {
-	in := &inputStage{ctx: st.ctx, dst: dst, room: make(chan struct{})}
+	in := &inputStage{ctx: st.ctx, dst: dst, room: make(chan struct{}), echo: &typedEcho{}}
 	if st.rec.recordsInput() {
 		var sink io.Writer = recordInput{st}
 		if mode, ok := st.c.maskMode(); ok {
@@ -206,6 +218,7 @@ func (in *inputStage) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	if len(pass) > 0 {
+		in.echo.typed(pass)
 		in.passMu.Lock()
 		_, err := in.dst.Write(pass)
 		in.passMu.Unlock()
@@ -369,7 +382,7 @@ func (st *channel) startRecording(kind, command string) ([]io.Writer, error) {
 	if rec != nil {
 		observers = append(observers, recordOutput{st})
 	}
-	st.stderr = newOutStage(st, st.clientErr(), observers...)
+	st.stderr = newOutStage(st, st.clientErr(), nil, observers...)
 	return observers, nil
 }
 
@@ -381,6 +394,6 @@ func (st *channel) startTerminal(kind, command string) error {
 	}
 	st.input = newInputStage(st, st.uch)
 	st.lines = st.newLineGate(st.input)
-	st.mode = terminal{out: newOutStage(st, st.clientOut(), st.lines.observers(observers)...), in: st.input, lines: st.lines}
+	st.mode = terminal{out: newOutStage(st, st.clientOut(), st.input.echo, st.lines.observers(observers)...), in: st.input, lines: st.lines}
 	return nil
 }

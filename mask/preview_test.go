@@ -13,8 +13,9 @@ import (
 )
 
 // previewStream feeds in to a Writer with a Preview in pieces, releasing
-// the held tail early after the pieces rng picks, and checks what the two
-// outputs must be:
+// the held tail early after the pieces rng picks (by calling release, or
+// by Config.Echo saying the tail is the user's echo), and checks what the
+// two outputs must be:
 //   - the underlying writer gets exactly Mask(in): early releases do not
 //     change the strict copy;
 //   - Preview gets as many bytes, and the same bytes, except in released
@@ -24,33 +25,41 @@ import (
 func previewStream(t testing.TB, in []byte, cuts []int, mode Mode, rng *rand.Rand) {
 	t.Helper()
 	var main, prev bytes.Buffer
-	w := NewWriter(&main, Config{Mode: mode, Deadline: -1, Preview: &prev})
+	echo, asked := false, false
+	w := NewWriter(&main, Config{Mode: mode, Deadline: -1, Preview: &prev,
+		Echo: func(tail []byte) bool { asked = true; return echo }})
 	type span struct{ from, to int }
 	var released []span
 	last := 0
 	for _, c := range append(cuts, len(in)) {
+		from := prev.Len()
+		how := rng.IntN(4)
+		echo, asked = how == 1, false
 		if n, err := w.Write(in[last:c]); n != c-last || err != nil {
 			t.Fatalf("Write = %d, %v", n, err)
 		}
 		last = c
-		if rng.IntN(3) == 0 {
-			from := prev.Len()
+		switch {
+		case how == 0:
 			w.mu.Lock()
 			err := w.release()
 			w.mu.Unlock()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if prev.Len() != c {
-				t.Fatalf("after a release at %d preview has %d bytes", c, prev.Len())
+		case how == 1 && asked:
+		default:
+			continue
+		}
+		if prev.Len() != c {
+			t.Fatalf("after a release at %d preview has %d bytes", c, prev.Len())
+		}
+		if from < c {
+			want, _ := Mask(nil, in[:c], mode)
+			if got := prev.Bytes()[from:c]; !bytes.Equal(got, want[from:c]) {
+				t.Fatalf("%v: released [%d,%d) = %q, want %q (in %q)", mode, from, c, got, want[from:c], in)
 			}
-			if from < c {
-				want, _ := Mask(nil, in[:c], mode)
-				if got := prev.Bytes()[from:c]; !bytes.Equal(got, want[from:c]) {
-					t.Fatalf("%v: released [%d,%d) = %q, want %q (in %q)", mode, from, c, got, want[from:c], in)
-				}
-				released = append(released, span{from, c})
-			}
+			released = append(released, span{from, c})
 		}
 	}
 	if err := w.Close(); err != nil {
@@ -178,4 +187,34 @@ func (f *failingAfter) Write(p []byte) (int, error) {
 	}
 	f.ok -= len(p)
 	return len(p), nil
+}
+
+// Echo releases the tail it is shown at once, before Write returns and
+// long before the deadline, only when it says so; what it refuses waits.
+// Without a Preview the release is a flush.
+func TestEchoRelease(t *testing.T) {
+	t.Parallel()
+	typed := []byte("4111")
+	echo := func(tail []byte) bool { return bytes.HasPrefix(typed, tail) }
+	var main, prev bytes.Buffer
+	w := NewWriter(&main, Config{Deadline: time.Hour, Preview: &prev, Echo: echo})
+	w.Write([]byte("card 4"))
+	if prev.String() != "card 4" || main.String() != "card " {
+		t.Fatalf("typed 4: preview %q, strict %q", prev.String(), main.String())
+	}
+	w.Write([]byte("111111111111111")) // not typed: held for the deadline
+	if prev.String() != "card 4" || !w.Pending() {
+		t.Fatalf("the target's digits: preview %q", prev.String())
+	}
+	w.Close()
+	if want := "card 411111******1111"; main.String() != want || prev.String() != want {
+		t.Fatalf("closed: strict %q, preview %q, want %q", main.String(), prev.String(), want)
+	}
+	var only bytes.Buffer
+	w = NewWriter(&only, Config{Deadline: time.Hour, Echo: echo})
+	w.Write([]byte("id 41"))
+	if only.String() != "id 41" || w.Pending() {
+		t.Fatalf("without a preview: %q", only.String())
+	}
+	w.Close()
 }

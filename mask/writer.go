@@ -45,6 +45,15 @@ type Config struct {
 	// serves a strict copy (a recording) and a prompt one (the terminal),
 	// which differ only in tails released early.
 	Preview io.Writer
+	// Echo, if set, is asked when a Write ends with a held tail that the
+	// early copy (Preview, or without one the underlying writer) lacks:
+	// if it says those bytes are the echo of what the user just typed,
+	// they are released at once, as at the deadline, instead of after
+	// it. The user knows what they typed, so their typing echoes without
+	// the deadline's delay; with Preview, the underlying writer still
+	// gets the tail judged whole. Echo is called with the Writer's lock
+	// held and must not call the Writer.
+	Echo func(tail []byte) bool
 }
 
 // Writer masks PANs in what is written to it and writes the result to the
@@ -66,6 +75,7 @@ type Writer struct {
 	timers   sync.WaitGroup // armed or running deadline callbacks; Close waits
 
 	preview io.Writer // nil: a deadline flushes instead
+	echo    func(tail []byte) bool
 
 	mu     sync.Mutex // guards the fields below and serializes writes to w
 	sc     scanner
@@ -87,7 +97,7 @@ func NewWriter(w io.Writer, cfg Config) *Writer {
 	if d == 0 {
 		d = DefaultDeadline
 	}
-	mw := &Writer{w: w, deadline: d, preview: cfg.Preview}
+	mw := &Writer{w: w, deadline: d, preview: cfg.Preview, echo: cfg.Echo}
 	mw.sc.mode, mw.sc.detect, mw.sc.input = cfg.Mode, cfg.Detect, cfg.Input
 	return mw
 }
@@ -125,7 +135,18 @@ func (w *Writer) Write(p []byte) (int, error) {
 		}
 		n += len(c)
 	}
-	if len(w.buf) > 0 && w.deadline > 0 {
+	if w.echo != nil && len(w.buf) > w.ahead && w.echo(w.buf[w.ahead:]) {
+		var err error
+		if w.preview != nil {
+			err = w.release()
+		} else {
+			err = w.flush()
+		}
+		if err != nil && w.err != nil {
+			return n, w.err
+		}
+	}
+	if len(w.buf) > w.ahead && w.deadline > 0 {
 		w.last = time.Now()
 		if !w.armed {
 			w.arm(w.deadline)

@@ -1,0 +1,83 @@
+package bastion
+
+import (
+	"sync"
+	"time"
+)
+
+// typedEcho follows the echo of what the user types, for the output
+// stage's masker (mask.Config.Echo): a held tail made only of the echo of
+// the user's keys is shown at once rather than after the masker's
+// deadline, so a digit typed after a space echoes as fast as a letter.
+// The user knows what they typed; output they did not type keeps the
+// deadline, and the recording's copy is judged whole either way.
+//
+// The output is walked against the keys in the order typed: an output
+// byte equal to the oldest key not yet echoed is its echo; a key that is
+// not a digit and did not come back as itself (Enter, an arrow, Ctrl-U)
+// is dropped; a digit waits for its echo, so digits typed with echo off
+// keep everything after them from counting as echo until they expire.
+// Each key is echoed once. So a number is shown at once only as the user
+// typed it, digit by digit in that order; the target printing the same
+// digits later is output, not echo.
+type typedEcho struct {
+	mu   sync.Mutex
+	keys []byte    // typed and not yet echoed, at most maxTyped bytes
+	at   time.Time // when the last keys were typed
+	run  int       // how many of the last output bytes were echo
+}
+
+const (
+	// maxTyped bounds what typedEcho keeps: a line's worth of keys.
+	maxTyped = 256
+	// echoWindow is how long typed keys may wait for their echo.
+	echoWindow = time.Second
+)
+
+// typed adds keys the client sent on to the target. A nil typedEcho
+// keeps nothing.
+func (e *typedEcho) typed(p []byte) {
+	if e == nil || len(p) == 0 {
+		return
+	}
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if now.Sub(e.at) > echoWindow {
+		e.keys = e.keys[:0]
+	}
+	e.keys = append(e.keys, p...)
+	if over := len(e.keys) - maxTyped; over > 0 {
+		e.keys = e.keys[:copy(e.keys, e.keys[over:])]
+	}
+	e.at = now
+}
+
+// saw follows output p, which the output stage is about to mask.
+func (e *typedEcho) saw(p []byte) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.keys) > 0 && time.Since(e.at) > echoWindow {
+		e.keys = e.keys[:0]
+	}
+	k := 0 // keys used
+	for _, b := range p {
+		for k < len(e.keys) && e.keys[k] != b && !isDigit(e.keys[k]) {
+			k++
+		}
+		if k < len(e.keys) && e.keys[k] == b {
+			k++
+			e.run++
+		} else {
+			e.run = 0
+		}
+	}
+	e.keys = e.keys[:copy(e.keys, e.keys[k:])]
+}
+
+// echoed reports whether the tail of the output seen so far is all echo.
+func (e *typedEcho) echoed(tail []byte) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(tail) > 0 && len(tail) <= e.run
+}
