@@ -74,10 +74,11 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("negotiated: %d entries, want 8 (5 paths with AES-GCM, 3 with chacha20)", len(r.Negotiated))
 	}
 	// Every goal of the issues is judged: bulk both ways, recording's
-	// cost, connection setup, echo, the shell's three, and errors and
+	// cost, connection setup, echo of letters and digits, the shell's
+	// three, and errors and
 	// RSS for each N.
-	if len(r.Goals) != 8+2*len(r.Params.Concurrency) {
-		t.Errorf("goals: %+v, want %d", r.Goals, 8+2*len(r.Params.Concurrency))
+	if len(r.Goals) != 9+2*len(r.Params.Concurrency) {
+		t.Errorf("goals: %+v, want %d", r.Goals, 9+2*len(r.Params.Concurrency))
 	}
 
 	type want struct {

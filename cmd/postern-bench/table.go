@@ -127,7 +127,7 @@ func printEcho(w io.Writer, r *Report) {
 			cell(f99, ok99, 0), ratio(f99, ok99), f99.Median-d99.Median)
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "\nKeystroke echo of a digit, µs (after a space, so it may begin a card number: Postern's masker holds it up to 20 ms)")
+	fmt.Fprintln(w, "\nKeystroke echo of a digit, µs (after a space, so it may begin a card number; Postern shows the echo of typed keys at once, other output may be held up to 20 ms)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "path\tp50\t×d\tp99\t×d\t")
 	for _, path := range echoPaths {
