@@ -221,7 +221,7 @@ func (s *shellSession) typeLine(ctx context.Context, i int) ([]float64, float64,
 	}
 	d, err := s.run(ctx, "", echoTimeout)
 	if err != nil {
-		return nil, 0, fmt.Errorf("Enter: %w", err)
+		return nil, 0, fmt.Errorf("enter: %w", err)
 	}
 	return echo, float64(d.Nanoseconds()) / 1000, nil
 }
