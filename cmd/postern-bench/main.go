@@ -195,23 +195,31 @@ func parseOptions(args []string, stdout, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if err := o.check(concList, phases); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// check validates o's flags and reads the concurrency counts and phases.
+func (o *options) check(concList, phases string) error {
 	if o.size <= 0 || o.shellCatSize <= 0 {
-		return nil, errors.New("-size and -shell-cat-size must be positive")
+		return errors.New("-size and -shell-cat-size must be positive")
 	}
 	for name, v := range map[string]int{"-reps": o.reps, "-chacha-reps": o.chachaReps, "-connects": o.connects,
 		"-echo-samples": o.echoSamples, "-echo-reps": o.echoReps, "-concurrency-reps": o.concReps,
 		"-shell-lines": o.shellLines, "-shell-reps": o.shellReps} {
 		if v < 1 || v > 100000 {
-			return nil, fmt.Errorf("%s must be from 1 to 100000", name)
+			return fmt.Errorf("%s must be from 1 to 100000", name)
 		}
 	}
 	if o.concDuration <= 0 || o.concDuration > time.Hour {
-		return nil, errors.New("-concurrency-duration must be positive and at most 1h")
+		return errors.New("-concurrency-duration must be positive and at most 1h")
 	}
 	for _, s := range strings.Split(concList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 || n > maxConcurrency {
-			return nil, fmt.Errorf("-concurrency: %q is not a count from 1 to %d", s, maxConcurrency)
+			return fmt.Errorf("-concurrency: %q is not a count from 1 to %d", s, maxConcurrency)
 		}
 		o.conc = append(o.conc, n)
 	}
@@ -226,11 +234,11 @@ func parseOptions(args []string, stdout, stderr io.Writer) (*options, error) {
 			known = known || p == s
 		}
 		if !known {
-			return nil, fmt.Errorf("-phases: unknown phase %q (have %s)", s, strings.Join(allPhases, ", "))
+			return fmt.Errorf("-phases: unknown phase %q (have %s)", s, strings.Join(allPhases, ", "))
 		}
 		o.phases[s] = true
 	}
-	return o, nil
+	return nil
 }
 
 // parseSize reads a byte count with an optional KiB, MiB or GiB suffix.
@@ -349,57 +357,11 @@ func bench(ctx context.Context, o *options, log io.Writer) (*Report, error) {
 	if r.Negotiated, err = e.checkPaths(ctx); err != nil {
 		return nil, err
 	}
-	if o.phases["bulk"] {
-		figs, err := e.bulk(ctx, e.aes, o.reps)
-		if err != nil {
-			return nil, err
-		}
-		r.Figures = append(r.Figures, figs...)
+	figs, err := e.runPhases(ctx, o)
+	if err != nil {
+		return nil, err
 	}
-	if o.phases["sftp"] {
-		figs, err := e.sftp(ctx, o.reps)
-		if err != nil {
-			return nil, err
-		}
-		r.Figures = append(r.Figures, figs...)
-	}
-	if o.phases["chacha"] {
-		figs, err := e.bulk(ctx, e.chacha, o.chachaReps)
-		if err != nil {
-			return nil, err
-		}
-		r.Figures = append(r.Figures, figs...)
-	}
-	if o.phases["connect"] {
-		figs, err := e.connect(ctx, o.connects)
-		if err != nil {
-			return nil, err
-		}
-		r.Figures = append(r.Figures, figs...)
-	}
-	if o.phases["echo"] {
-		figs, err := e.echo(ctx, o.echoReps, o.echoSamples)
-		if err != nil {
-			return nil, err
-		}
-		r.Figures = append(r.Figures, figs...)
-	}
-	if o.phases["shell"] {
-		figs, err := e.shell(ctx, o.shellReps, o.shellLines, o.shellCatSize)
-		if err != nil {
-			return nil, err
-		}
-		r.Figures = append(r.Figures, figs...)
-	}
-	if o.phases["concurrency"] {
-		for _, n := range o.conc {
-			figs, err := e.concurrency(ctx, n, o.concReps, o.concDuration)
-			if err != nil {
-				return nil, err
-			}
-			r.Figures = append(r.Figures, figs...)
-		}
-	}
+	r.Figures = figs
 	addRatios(r.Figures)
 	r.Notes = e.notes
 	if err := e.stopBastions(); err != nil {
@@ -408,4 +370,62 @@ func bench(ctx context.Context, o *options, log io.Writer) (*Report, error) {
 	r.Profiles = e.profiles
 	r.Machine.Duration = time.Since(start).Round(time.Second).String()
 	return r, nil
+}
+
+// runPhases runs the phases o asks for, in order, and returns their
+// figures.
+func (e *env) runPhases(ctx context.Context, o *options) ([]Figure, error) {
+	var all []Figure
+	if o.phases["bulk"] {
+		figs, err := e.bulk(ctx, e.aes, o.reps)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, figs...)
+	}
+	if o.phases["sftp"] {
+		figs, err := e.sftp(ctx, o.reps)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, figs...)
+	}
+	if o.phases["chacha"] {
+		figs, err := e.bulk(ctx, e.chacha, o.chachaReps)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, figs...)
+	}
+	if o.phases["connect"] {
+		figs, err := e.connect(ctx, o.connects)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, figs...)
+	}
+	if o.phases["echo"] {
+		figs, err := e.echo(ctx, o.echoReps, o.echoSamples)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, figs...)
+	}
+	if o.phases["shell"] {
+		figs, err := e.shell(ctx, o.shellReps, o.shellLines, o.shellCatSize)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, figs...)
+	}
+	if o.phases["concurrency"] {
+		for _, n := range o.conc {
+			figs, err := e.concurrency(ctx, n, o.concReps, o.concDuration)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, figs...)
+		}
+	}
+	return all, nil
 }
