@@ -71,6 +71,7 @@ func (s *session) fromClient(ctx context.Context, wg *sync.WaitGroup) error {
 			s.fail(err)
 			return
 		}
+		s.ended("server")
 		s.client.CloseWrite()
 	})
 	if err := c.authenticate(); err != nil {

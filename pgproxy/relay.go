@@ -97,6 +97,9 @@ type Stats struct {
 	Statements, Errors int64
 	// User and Database are from the startup message, masked.
 	User, Database string
+	// Ended says which side ended the connection first: "client" or
+	// "server"; "" when the relay stopped it (Run's error says why).
+	Ended string
 }
 
 // ProtocolError ends a connection whose traffic did not parse as the
@@ -149,13 +152,14 @@ func (r *Relay) Run(ctx context.Context, client, server Conn) (Stats, error) {
 			s.fail(err)
 			return
 		}
+		s.ended("client")
 		server.CloseWrite()
 	})
 	wg.Wait()
 	st := Stats{ToServer: s.toServer.Load(), ToClient: s.toClient.Load(), MaskedPANs: s.m.count.Load(),
 		Statements: s.statements.Load(), Errors: s.errors.Load()}
 	s.mu.Lock()
-	st.User, st.Database = s.user, s.database
+	st.User, st.Database, st.Ended = s.user, s.database, s.end
 	err := s.err
 	s.mu.Unlock()
 	return st, err
@@ -193,6 +197,16 @@ type session struct {
 	err            error      // first failure
 	failed         bool
 	user, database string
+	end            string // the side that ended first
+}
+
+// ended records that side ended its direction, if it was the first.
+func (s *session) ended(side string) {
+	s.mu.Lock()
+	if s.end == "" && !s.failed {
+		s.end = side
+	}
+	s.mu.Unlock()
 }
 
 // authDone on authc: authentication is over, the client may go on.

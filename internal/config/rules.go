@@ -55,7 +55,7 @@ func (p *parser) rules(f field, targets []bastion.Target) ([]bastion.Rule, error
 func (p *parser) rule(n *yaml.Node, at string, targets []bastion.Target) (bastion.Rule, error) {
 	var r bastion.Rule
 	m, err := p.mapping(n, at,
-		"name", "principals", "groups", "targets", "target_labels", "logins", "default_login", "port_forwarding", "transfers", "file_pans")
+		"name", "principals", "groups", "targets", "target_labels", "logins", "default_login", "forwards", "port_forwarding", "transfers", "file_pans")
 	if err != nil {
 		return r, err
 	}
@@ -106,7 +106,12 @@ func (p *parser) rule(n *yaml.Node, at string, targets []bastion.Target) (bastio
 		}
 	}
 	if f := m.get("port_forwarding"); f.set() {
-		if r.PortForwarding, err = p.boolean(f); err != nil {
+		if err := p.portForwarding(f); err != nil {
+			return r, err
+		}
+	}
+	if f := m.get("forwards"); f.set() {
+		if err := p.ruleForwards(f, &r, targets); err != nil {
 			return r, err
 		}
 	}
