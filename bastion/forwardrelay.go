@@ -185,7 +185,10 @@ func (p *pgRecorder) Result(r pgproxy.Result) {
 		line = fmt.Sprintf("suspended after %d rows", r.Rows)
 	default:
 		line = r.Tag
-		if r.Rows > 0 {
+		switch {
+		case r.Rows == 1:
+			line += ", 1 row"
+		case r.Rows > 1:
 			line += fmt.Sprintf(", %d rows", r.Rows)
 		}
 	}
