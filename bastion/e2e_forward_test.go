@@ -90,7 +90,7 @@ func TestForwardTCPToHTTPServerAudited(t *testing.T) {
 		s.BytesIn < int64(len("GET / HTTP/1.1")) || s.BytesOut < int64(len(body)) || s.End == nil || s.Identity != "fwd" || s.SHA256 == "" {
 		t.Fatalf("index entry %+v forward %+v", s, f)
 	}
-	if s.Command != "localhost:"+strconv.Itoa(port)+" tcp" {
+	if s.Command != strconv.Itoa(port)+"/tcp" {
 		t.Fatalf("command %q", s.Command)
 	}
 	// The recording says what it was, and that it holds no traffic.

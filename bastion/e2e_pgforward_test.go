@@ -138,7 +138,7 @@ func TestPostgresForwardAcceptance(t *testing.T) {
 		})
 		f := s.Forward
 		if s.Kind != recorder.KindPostgres || f.Database != "postgres" || f.DBUser != "postgres" || f.Statements == 0 || s.Identity != "fwd" ||
-			!strings.HasSuffix(s.Command, "postgres db=postgres user=postgres") {
+			s.Command != strconv.Itoa(r.pg.Port)+"/postgres db=postgres user=postgres" {
 			t.Fatalf("%q: index entry %+v, forward %+v", want, s, f)
 		}
 		if !seen[s.ID] {

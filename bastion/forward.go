@@ -161,9 +161,11 @@ func (f *forward) kind() string {
 	return recorder.KindForward
 }
 
-// command is what the index shows in its command column.
+// command is what the index shows in its command column: PORT/PROTOCOL
+// (the host is always the target's loopback), and a postgres forward's
+// database and user.
 func (f *forward) command() string {
-	s := fmt.Sprintf("%s:%d %s", logSafe(f.req.Host), f.req.Port, f.decl.Protocol)
+	s := fmt.Sprintf("%d/%s", f.req.Port, f.decl.Protocol)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.pg.database != "" || f.pg.user != "" {
@@ -202,7 +204,7 @@ func (f *forward) begin() error {
 		Postern: &recorder.Meta{ID: f.id, Session: c.id, Identity: identity, Login: logSafe(c.grant.Login),
 			Target: c.grant.Target.Name, Client: c.remote.String(), Command: f.command()},
 	}
-	first := fmt.Sprintf("forward %s from %s", f.command(), fw.Originator)
+	first := fmt.Sprintf("forward to %s:%d (%s) from %s", fw.Host, fw.Port, fw.Protocol, fw.Originator)
 	if f.decl.Protocol == ForwardTCP {
 		first += ": opaque, its bytes are counted, not recorded or masked"
 	}

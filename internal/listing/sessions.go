@@ -97,7 +97,7 @@ func forwardLine(w io.Writer, s recorder.Session) {
 	}
 	line := fmt.Sprintf("  forward\t%s:%d %s from %s\t%d bytes to target, %d to client", Visible(f.Host), f.Port, Visible(f.Protocol),
 		Visible(f.Originator), s.BytesIn, s.BytesOut)
-	if f.Protocol == "postgres" {
+	if f.Protocol == "postgres" && (f.Database != "" || f.Statements > 0) {
 		line += fmt.Sprintf("\tdatabase %s, user %s: %d statements, %d errors, %d card numbers masked",
 			Visible(f.Database), Visible(f.DBUser), f.Statements, f.Errors, s.MaskedPANs)
 	}
