@@ -27,7 +27,7 @@ type forwardRig struct {
 
 // newForwardRig starts a bastion whose target db declares decl; principal
 // "fwd" may forward the ports grant lists, "nofwd" none.
-func newForwardRig(t *testing.T, decl []Forward, grant []int) *forwardRig {
+func newForwardRig(t testing.TB, decl []Forward, grant []int) *forwardRig {
 	t.Helper()
 	h := env(t)
 	dir := t.TempDir()
@@ -44,7 +44,7 @@ func newForwardRig(t *testing.T, decl []Forward, grant []int) *forwardRig {
 }
 
 // key returns a key with a certificate for principal.
-func (r *forwardRig) key(t *testing.T, principal string) string {
+func (r *forwardRig) key(t testing.TB, principal string) string {
 	t.Helper()
 	return r.userKey(t, principal+"-"+uniqueMarker(""), certs.UserCertRequest{Principals: []string{principal}, TTL: time.Hour, KeyID: principal + "@forward-test"})
 }

@@ -258,7 +258,7 @@ func TestPermitAgentAndX11Refused(t *testing.T) {
 // localForward runs `ssh -N -L 127.0.0.1:PORT:dest` through the bastion
 // until the test ends, and returns the local address once it accepts
 // connections, and ssh's stderr.
-func (h *harness) localForward(t *testing.T, key, user, dest string) (string, *testenv.Buffer) {
+func (h *harness) localForward(t testing.TB, key, user, dest string) (string, *testenv.Buffer) {
 	t.Helper()
 	local := net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePort(t)))
 	args := append(h.opts(key), "-p", strconv.Itoa(h.port), "-N", "-o", "ExitOnForwardFailure=yes", "-L", local+":"+dest, user+"@127.0.0.1")

@@ -1,6 +1,7 @@
 package pgproxy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,8 +14,13 @@ import (
 )
 
 // flushSize is how much re-encoded output a direction gathers before it
-// writes, even when more input is waiting.
-const flushSize = 64 << 10
+// writes, even when more input is waiting; readSize is how much input it
+// reads at once (pgproto3 reads 8 KiB at a time: a bulk result would be
+// passed on in as many small writes).
+const (
+	flushSize = 128 << 10
+	readSize  = 256 << 10
+)
 
 // maxNamed caps the prepared statements and portals whose texts and
 // parameters the relay keeps for its records; past it, the oldest are
@@ -58,7 +64,7 @@ type clientSide struct {
 // ended the connection.
 func (s *session) fromClient(ctx context.Context, wg *sync.WaitGroup) error {
 	c := &clientSide{s: s, src: &eofReader{r: s.client}, stmts: map[string]string{}, portals: map[string]portal{}}
-	c.be = pgproto3.NewBackend(&flusher{r: c.src, flush: c.flush}, io.Discard)
+	c.be = pgproto3.NewBackend(bufio.NewReaderSize(&flusher{r: c.src, flush: c.flush}, readSize), io.Discard)
 	c.be.SetMaxBodyLen(s.cfg.MaxMessage)
 	started, err := c.startup()
 	if err != nil || !started {

@@ -1,6 +1,7 @@
 package pgproxy
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,8 @@ type serverSide struct {
 	lastEnd time.Time   // when the last result was reported
 	copyOut bool        // between CopyOutResponse and CopyDone
 	copyBin *copyBinary // a binary COPY's parser, nil for text and CSV
+	head    op          // the queue's head, when hasHead
+	hasHead bool
 }
 
 // fromServer reads the server's messages, masks them, keeps them in step
@@ -28,7 +31,7 @@ type serverSide struct {
 // means the server ended the connection.
 func (s *session) fromServer() error {
 	v := &serverSide{s: s, src: &eofReader{r: s.server}, authing: true}
-	v.fe = pgproto3.NewFrontend(&flusher{r: v.src, flush: v.flush}, io.Discard)
+	v.fe = pgproto3.NewFrontend(bufio.NewReaderSize(&flusher{r: v.src, flush: v.flush}, readSize), io.Discard)
 	v.fe.SetMaxBodyLen(s.cfg.MaxMessage)
 	for {
 		msg, err := v.fe.Receive()

@@ -17,21 +17,43 @@ func errOutOfStep(msg string, head op, ok bool) error {
 	return fmt.Errorf("%s while a %q request awaits its reply", msg, head.kind)
 }
 
+// peek returns the request at the head of the queue. The head stays the
+// head until the server's reader pops it, so it is kept here: looking at
+// it for each row takes no lock.
+func (v *serverSide) peek() (op, bool) {
+	if !v.hasHead {
+		v.head, v.hasHead = v.s.q.peek()
+	}
+	return v.head, v.hasHead
+}
+
+// pop removes the head.
+func (v *serverSide) pop() {
+	v.s.q.pop()
+	v.hasHead = false
+}
+
+// skipToSync drops the requests the server skips after an error.
+func (v *serverSide) skipToSync() {
+	v.s.q.skipToSync()
+	v.hasHead = false
+}
+
 // expect checks that the head is a kind request, and pops it if pop.
 func (v *serverSide) expect(kind byte, pop bool) error {
-	head, ok := v.s.q.peek()
+	head, ok := v.peek()
 	if !ok || head.kind != kind {
 		return errOutOfStep(fmt.Sprintf("reply to %q", kind), head, ok)
 	}
 	if pop {
-		v.s.q.pop()
+		v.pop()
 	}
 	return nil
 }
 
 // inStatement checks that a statement (a Query or Execute) is running.
 func (v *serverSide) inStatement() error {
-	head, ok := v.s.q.peek()
+	head, ok := v.peek()
 	if !ok || head.kind != 'Q' && head.kind != 'E' {
 		return errOutOfStep("statement reply", head, ok)
 	}
@@ -65,10 +87,10 @@ func (v *serverSide) copyData(p []byte) error {
 // rowDescription follows a RowDescription: the answer to a Describe, or
 // the start of a simple Query's result set.
 func (v *serverSide) rowDescription() error {
-	head, ok := v.s.q.peek()
+	head, ok := v.peek()
 	switch {
 	case ok && head.kind == 'D':
-		v.s.q.pop()
+		v.pop()
 	case ok && head.kind == 'Q':
 	default:
 		return errOutOfStep("RowDescription", head, ok)
@@ -80,13 +102,13 @@ func (v *serverSide) rowDescription() error {
 // request of kind simple or ext, and an ext one is popped (a Query's ends
 // with ReadyForQuery).
 func (v *serverSide) result(r Result, simple, ext byte) error {
-	head, ok := v.s.q.peek()
+	head, ok := v.peek()
 	if !ok || head.kind != simple && head.kind != ext {
 		return errOutOfStep("command result", head, ok)
 	}
 	v.report(r, head)
 	if head.kind == ext && ext == 'E' {
-		v.s.q.pop()
+		v.pop()
 	}
 	return nil
 }
@@ -116,11 +138,11 @@ func (v *serverSide) readyForQuery() error {
 		}
 		return nil
 	}
-	head, ok := v.s.q.peek()
+	head, ok := v.peek()
 	if !ok || head.kind != 'Q' && head.kind != 'S' && head.kind != 'F' {
 		return errOutOfStep("ReadyForQuery", head, ok)
 	}
-	v.s.q.pop()
+	v.pop()
 	v.copyOut, v.rows = false, 0
 	return nil
 }
@@ -147,7 +169,7 @@ func (v *serverSide) errorResponse(e *pgproto3.ErrorResponse) error {
 		v.report(r, op{})
 		return nil
 	}
-	head, ok := s.q.peek()
+	head, ok := v.peek()
 	v.copyOut = false
 	switch {
 	case !ok || head.kind == 'S':
@@ -163,7 +185,7 @@ func (v *serverSide) errorResponse(e *pgproto3.ErrorResponse) error {
 			head.seq = st.Seq
 		}
 		v.report(r, head)
-		s.q.skipToSync()
+		v.skipToSync()
 	}
 	return nil
 }
