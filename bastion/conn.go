@@ -61,6 +61,8 @@ type conn struct {
 	sc       *ssh.ServerConn
 	up       *ssh.Client
 
+	remotes remoteForwards // listeners on the target (ssh -R)
+
 	wg sync.WaitGroup // channel goroutines
 }
 

@@ -2,9 +2,11 @@ package bastion
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -164,5 +166,84 @@ func TestForwardRefusals(t *testing.T) {
 	list, err := r.store.List(t.Context(), recorder.Filter{})
 	if err != nil || len(list) != 0 {
 		t.Fatalf("refused forwards were indexed: %+v %v", list, err)
+	}
+}
+
+// Remote forwarding (ssh -R) is refused unless the rule allows the port;
+// where it does, the target listens on its loopback and each connection
+// reaches the client's side, opaque, indexed and counted like a tcp forward.
+func TestRemoteForward(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	echo, err := serveTCP(func(c net.Conn) { io.Copy(c, c) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	dir := t.TempDir()
+	store := openStore(t, dir, h.auth.AuditKey)
+	pol := Policy{
+		Targets: []Target{{Name: "db", Address: h.sshd.Addr, HostKey: h.sshd.HostKey, Logins: []string{"root"}}},
+		Rules: []Rule{
+			{Name: "rfwd", Principals: []string{"rfwd"}, Targets: []string{"db"}, Logins: []string{"root"}, RemoteForwards: []int{port}},
+			{Name: "other", Principals: []string{"other"}, Targets: []string{"db"}, Logins: []string{"root"}, RemoteForwards: []int{port + 1}},
+			{Name: "none", Principals: []string{"none"}, Targets: []string{"db"}, Logins: []string{"root"}, Forwards: []int{AnyDeclaredPort}},
+		},
+	}
+	r := &forwardRig{harness: h.extraServer(t, Config{Policy: pol, Recording: &Recording{Store: store}}), store: store, dir: dir}
+	spec := fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%d", port, echo)
+	for _, tt := range []struct{ principal, reason string }{
+		{"none", "remote forwarding not granted"},
+		{"other", "remote port not granted by rule other"},
+	} {
+		res := testenv.Cmd(t, time.Minute, nil, r.sshBin, append(r.opts(r.key(t, tt.principal)), "-p", strconv.Itoa(r.port), "-N",
+			"-o", "ExitOnForwardFailure=yes", "-R", spec, "root@db@127.0.0.1")...)
+		if res.ExitCode == 0 || !strings.Contains(string(res.Stderr), "remote port forwarding failed") {
+			t.Fatalf("%s: ssh -R: exit %d stderr %q; want the forward refused", tt.principal, res.ExitCode, res.Stderr)
+		}
+		testenv.WaitFor(t, 10*time.Second, func() bool {
+			for _, m := range r.audits(tt.principal+"@forward-test", "forward") {
+				if m["direction"] == "remote" && m["allowed"] == false && m["reason"] == tt.reason {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	cmd := exec.CommandContext(t.Context(), r.sshBin, append(r.opts(r.key(t, "rfwd")), "-p", strconv.Itoa(r.port), "-N",
+		"-o", "ExitOnForwardFailure=yes", "-R", spec, "root@db@127.0.0.1")...)
+	stderr := &testenv.Buffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { <-exited })
+	var c net.Conn
+	testenv.WaitFor(t, 20*time.Second, func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("ssh -R exited: %s", stderr.String())
+		default:
+		}
+		c, err = net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		return err == nil
+	})
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	const msg = "through the target to the client\n"
+	if _, err := io.WriteString(c, msg); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+		t.Fatalf("echo %q %v; ssh: %s", got, err, stderr.String())
+	}
+	c.Close()
+	s := r.forward(t, port, func(s recorder.Session) bool { return s.BytesOut > 0 })
+	if !s.Forward.Remote || s.Forward.Protocol != "tcp" || s.BytesOut != int64(len(msg)) || s.BytesIn != int64(len(msg)) ||
+		s.Command != fmt.Sprintf("remote %d/tcp", port) || s.Identity != "rfwd" {
+		t.Fatalf("index entry %+v %+v", s, s.Forward)
 	}
 }

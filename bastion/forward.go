@@ -29,14 +29,15 @@ type fwdRequest struct {
 // forward is one forwarded connection (ssh -L): its declaration, its
 // index entry and recording, and what it carried.
 type forward struct {
-	c     *conn
-	n     uint32 // numbered with the connection's session channels
-	id    string // the index entry's ID
-	req   fwdRequest
-	decl  *Forward
-	log   *slog.Logger
-	rec   *recording
-	start time.Time
+	c      *conn
+	n      uint32 // numbered with the connection's session channels
+	id     string // the index entry's ID
+	req    fwdRequest
+	decl   *Forward
+	remote bool // ssh -R: the target accepted the connection
+	log    *slog.Logger
+	rec    *recording
+	start  time.Time
 
 	toTarget, toClient atomic.Int64
 
@@ -102,7 +103,7 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 	case ForwardPostgres:
 		f.relayPostgres(ch, uch)
 	default:
-		f.relayTCP(ch, uch)
+		f.relayTCP(ch, uch, true)
 	}
 	ch.Close()
 	uch.Close()
@@ -166,6 +167,9 @@ func (f *forward) kind() string {
 // database and user.
 func (f *forward) command() string {
 	s := fmt.Sprintf("%d/%s", f.req.Port, f.decl.Protocol)
+	if f.remote {
+		s = "remote " + s
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.pg.database != "" || f.pg.user != "" {
@@ -181,7 +185,7 @@ func (f *forward) describe() recorder.Forward {
 	return recorder.Forward{
 		Host: logSafe(f.req.Host), Port: f.req.Port, Protocol: f.decl.Protocol,
 		Originator:  logSafe(net.JoinHostPort(f.req.OriginHost, strconv.Itoa(int(f.req.OriginPort)))),
-		CloseReason: f.reason, Database: f.pg.database, DBUser: f.pg.user,
+		CloseReason: f.reason, Remote: f.remote, Database: f.pg.database, DBUser: f.pg.user,
 		Statements: f.pg.statements, Errors: f.pg.errors,
 	}
 }
@@ -205,6 +209,9 @@ func (f *forward) begin() error {
 			Target: c.grant.Target.Name, Client: c.remote.String(), Command: f.command()},
 	}
 	first := fmt.Sprintf("forward to %s:%d (%s) from %s", fw.Host, fw.Port, fw.Protocol, fw.Originator)
+	if f.remote {
+		first = fmt.Sprintf("remote forward: %s connected to %s:%d on the target", fw.Originator, fw.Host, fw.Port)
+	}
 	if f.decl.Protocol == ForwardTCP {
 		first += ": opaque, its bytes are counted, not recorded or masked"
 	}

@@ -29,13 +29,20 @@ func (c counter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// relayTCP copies both ways, opaque, counting the bytes. The target's
+// relayTCP copies both ways between the client's channel ch and the
+// target's side uch, opaque, counting the bytes. With guard, the target's
 // output is watched for an SSH version string (sshGuard): an SSH server
 // behind a declared port would carry a session the bastion cannot see.
-func (f *forward) relayTCP(ch, uch ssh.Channel) {
+func (f *forward) relayTCP(ch ssh.Channel, uch halfConn, guard bool) {
 	c := f.c
 	var wg sync.WaitGroup
 	wg.Go(func() {
+		if !guard {
+			c.pump(counter{ch, &f.toClient}, uch)
+			f.setReason("target closed")
+			ch.CloseWrite()
+			return
+		}
 		guard := newSSHGuard(counter{ch, &f.toClient})
 		c.pump(guard, uch)
 		if guard.match == len("SSH-") {

@@ -92,6 +92,11 @@ type Rule struct {
 	// (ssh -L); AnyDeclaredPort grants all of them. Nil grants none. SSH
 	// ports are refused regardless.
 	Forwards []int
+	// RemoteForwards are the ports on the target's loopback the rule
+	// lets its identities listen on (ssh -R), each connection relayed
+	// to the client opaque, like a tcp forward; AnyDeclaredPort (0)
+	// allows any port, and lets the target choose one. Nil allows none.
+	RemoteForwards []int
 	// Transfers lists the file-transfer protocols the rule grants:
 	// "sftp", "scp", "rsync". Nil grants DefaultTransfers. Each is parsed
 	// strictly; a channel that only claims to be a transfer is never
@@ -154,12 +159,14 @@ type Policy struct {
 
 // Grant is the outcome of a successful Policy.Decide.
 type Grant struct {
-	Target    *Target
-	Login     string
-	Rule      string
-	Forwards  []int    // the rule's Forwards: ports granted, or AnyDeclaredPort
-	Transfers []string // granted transfer protocols; nil means DefaultTransfers
-	FilePANs  string   // FilePANs* of the rule; "" means block
+	Target   *Target
+	Login    string
+	Rule     string
+	Forwards []int // the rule's Forwards: ports granted, or AnyDeclaredPort
+	// RemoteForwards is the rule's: ports the user may listen on.
+	RemoteForwards []int
+	Transfers      []string // granted transfer protocols; nil means DefaultTransfers
+	FilePANs       string   // FilePANs* of the rule; "" means block
 }
 
 // forwarding reports whether the grant lets the user forward to any port.
@@ -188,6 +195,23 @@ func (g *Grant) Forward(port uint32) (*Forward, *DenyError) {
 			Message: fmt.Sprintf("postern: you may not forward port %d of %s (rule %s grants %s)", port, t.Name, g.Rule, grantedPorts(g.Forwards))}
 	}
 	return decl, nil
+}
+
+// RemoteForward says why the grant does not let the user listen on port
+// of the target (ssh -R), or nil if it does. Port 0 asks the target to
+// choose one: only a grant of any port allows it.
+func (g *Grant) RemoteForward(port uint32) *DenyError {
+	switch {
+	case len(g.RemoteForwards) == 0:
+		return &DenyError{Reason: "remote forwarding not granted",
+			Message: "postern: remote forwarding (ssh -R) is not allowed for you on " + g.Target.Name}
+	case slices.Contains(g.RemoteForwards, AnyDeclaredPort):
+		return nil
+	case port == 0 || !slices.Contains(g.RemoteForwards, int(port)):
+		return &DenyError{Reason: "remote port not granted by rule " + g.Rule,
+			Message: fmt.Sprintf("postern: you may not listen on port %d of %s (rule %s grants %s)", port, g.Target.Name, g.Rule, grantedPorts(g.RemoteForwards))}
+	}
+	return nil
 }
 
 // declaredPorts lists t's forwards for a message: "5432 (postgres), 8080
@@ -331,7 +355,7 @@ func (p *Policy) Decide(id Identity, user string) (*Grant, error) {
 		if !allowed(r.Logins, l) || (len(t.Logins) > 0 && !slices.Contains(t.Logins, l)) {
 			continue
 		}
-		return &Grant{Target: t, Login: l, Rule: r.Name, Forwards: r.Forwards,
+		return &Grant{Target: t, Login: l, Rule: r.Name, Forwards: r.Forwards, RemoteForwards: r.RemoteForwards,
 			Transfers: r.Transfers, FilePANs: r.FilePANs}, nil
 	}
 	if !matched {

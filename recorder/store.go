@@ -71,6 +71,10 @@ type Forward struct {
 	// CloseReason says how the connection ended: "client closed",
 	// "target closed", or why the bastion ended it.
 	CloseReason string `json:"close_reason,omitempty"`
+	// Remote is set for a remote forward (ssh -R): the connection came
+	// from Originator on the target to Port, which the target listens
+	// on for the client.
+	Remote bool `json:"remote,omitempty"`
 	// Database and DBUser are from a postgres forward's startup
 	// message; Statements and Errors count what it ran.
 	Database   string `json:"database,omitempty"`

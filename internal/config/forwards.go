@@ -65,31 +65,33 @@ func (p *parser) targetForwards(f field, t *bastion.Target) error {
 
 // ruleForwards reads a rule's forwards: ports, or "*" for every port its
 // targets declare. A port that none of the rule's targets declares is a
-// warning: it grants nothing.
-func (p *parser) ruleForwards(f field, r *bastion.Rule, targets []bastion.Target) error {
-	items, err := p.items(f, `a list of ports, like [5432, 8080], or ["*"] for every port the targets declare`)
+// warning: it grants nothing. With targets nil, it reads remote_forwards:
+// ports on the target, declared nowhere, or "*" for any.
+func (p *parser) ruleForwards(f field, r *bastion.Rule, targets []bastion.Target) ([]int, error) {
+	var ports []int
+	items, err := p.items(f, `a list of ports, like [5432, 8080], or ["*"]`)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for i, n := range items {
 		at := index(f.path, i)
 		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" && n.Value == "*" {
-			r.Forwards = append(r.Forwards, bastion.AnyDeclaredPort)
+			ports = append(ports, bastion.AnyDeclaredPort)
 			continue
 		}
 		port, err := p.integer(field{path: at, parent: f.val, val: n})
 		if err != nil {
-			return p.errorf(n.Line, at, `rule %q: must be a port number or "*", got %s`, r.Name, describe(n))
+			return nil, p.errorf(n.Line, at, `rule %q: must be a port number or "*", got %s`, r.Name, describe(n))
 		}
 		if port < 1 || port > 65535 {
-			return p.errorf(n.Line, at, "rule %q: port %d is not a number from 1 to 65535", r.Name, port)
+			return nil, p.errorf(n.Line, at, "rule %q: port %d is not a number from 1 to 65535", r.Name, port)
 		}
-		if !declaredBy(r, targets, port) {
+		if targets != nil && !declaredBy(r, targets, port) {
 			p.warnf(n.Line, at, "rule %q: none of its targets declares port %d under forward: it grants nothing", r.Name, port)
 		}
-		r.Forwards = append(r.Forwards, port)
+		ports = append(ports, port)
 	}
-	return nil
+	return ports, nil
 }
 
 // declaredBy reports whether a target r matches declares port.

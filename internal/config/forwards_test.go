@@ -27,6 +27,7 @@ rules:
     targets: [db01]
     logins: [root]
     forwards: ["*"]
+    remote_forwards: [9000]
   - name: old
     principals: [old]
     targets: [db01]
@@ -64,6 +65,13 @@ func TestForwardsParsedAndGranted(t *testing.T) {
 		{"sre", "root@db01", 5432, "postgres"},
 		{"sre", "root@db01", 5433, "port not declared for forwarding"},
 		{"old", "root@db01", 5432, "port forwarding not granted"},
+	}
+	sre, err := c.Policy.Decide(bastion.Identity{Principals: []string{"sre"}}, "root@db01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sre.RemoteForward(9000) != nil || sre.RemoteForward(9001) == nil || sre.RemoteForward(0) == nil {
+		t.Errorf("remote forwards %v: want 9000 only", sre.RemoteForwards)
 	}
 	for _, tt := range tests {
 		g, err := c.Policy.Decide(bastion.Identity{Principals: []string{tt.principal}}, tt.user)

@@ -55,7 +55,7 @@ func (p *parser) rules(f field, targets []bastion.Target) ([]bastion.Rule, error
 func (p *parser) rule(n *yaml.Node, at string, targets []bastion.Target) (bastion.Rule, error) {
 	var r bastion.Rule
 	m, err := p.mapping(n, at,
-		"name", "principals", "groups", "targets", "target_labels", "logins", "default_login", "forwards", "port_forwarding", "transfers", "file_pans")
+		"name", "principals", "groups", "targets", "target_labels", "logins", "default_login", "forwards", "remote_forwards", "port_forwarding", "transfers", "file_pans")
 	if err != nil {
 		return r, err
 	}
@@ -111,7 +111,12 @@ func (p *parser) rule(n *yaml.Node, at string, targets []bastion.Target) (bastio
 		}
 	}
 	if f := m.get("forwards"); f.set() {
-		if err := p.ruleForwards(f, &r, targets); err != nil {
+		if r.Forwards, err = p.ruleForwards(f, &r, orNone(targets)); err != nil {
+			return r, err
+		}
+	}
+	if f := m.get("remote_forwards"); f.set() {
+		if r.RemoteForwards, err = p.ruleForwards(f, &r, nil); err != nil {
 			return r, err
 		}
 	}
@@ -127,6 +132,15 @@ func (p *parser) rule(n *yaml.Node, at string, targets []bastion.Target) (bastio
 		}
 	}
 	return r, nil
+}
+
+// orNone is targets, or an empty list for nil (a bad targets list): a
+// rule's forwards are then checked against no declaration.
+func orNone(targets []bastion.Target) []bastion.Target {
+	if targets == nil {
+		return []bastion.Target{}
+	}
+	return targets
 }
 
 // oneOf returns a check that accepts only the listed words.
