@@ -44,6 +44,7 @@ fuzz:
 	bash scripts/fuzz.sh bastion FuzzSCPStream $(SHORTFUZZ)
 	bash scripts/fuzz.sh bastion FuzzRsyncStream $(SHORTFUZZ)
 	bash scripts/fuzz.sh pgproxy FuzzRelay $(SHORTFUZZ)
+	bash scripts/fuzz.sh pgproxy FuzzMayHoldPAN $(SHORTFUZZ)
 
 demo: build
 	./$(BIN) demo

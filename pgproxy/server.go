@@ -94,25 +94,16 @@ func (v *serverSide) auth(t uint32) error {
 // message masks msg in place and follows it in the queue.
 func (v *serverSide) message(msg pgproto3.BackendMessage) error {
 	m := v.s.m
-	switch msg := msg.(type) {
-	case *pgproto3.AuthenticationOk:
-		return v.auth(authDone)
-	case *pgproto3.AuthenticationCleartextPassword:
-		return v.auth(pgproto3.AuthTypeCleartextPassword)
-	case *pgproto3.AuthenticationMD5Password:
-		return v.auth(pgproto3.AuthTypeMD5Password)
-	case *pgproto3.AuthenticationSASL:
-		return v.auth(pgproto3.AuthTypeSASL)
-	case *pgproto3.AuthenticationSASLContinue:
-		return v.auth(pgproto3.AuthTypeSASLContinue)
-	case *pgproto3.AuthenticationGSS:
-		return v.auth(pgproto3.AuthTypeGSS)
-	case *pgproto3.AuthenticationGSSContinue:
-		return v.auth(pgproto3.AuthTypeGSSCont)
-	case *pgproto3.AuthenticationSASLFinal:
-		if !v.authing {
-			return errors.New("authentication message after authentication")
+	if t, ok := authRequest(msg); ok {
+		if t == pgproto3.AuthTypeSASLFinal { // the client does not answer it
+			if !v.authing {
+				return errors.New("authentication message after authentication")
+			}
+			return nil
 		}
+		return v.auth(t)
+	}
+	switch msg := msg.(type) {
 	case *pgproto3.DataRow:
 		for _, val := range msg.Values {
 			m.value(val)
@@ -178,6 +169,30 @@ func (v *serverSide) message(msg pgproto3.BackendMessage) error {
 		return fmt.Errorf("unexpected %T", msg)
 	}
 	return nil
+}
+
+// authRequest returns the type of an authentication message (authDone
+// for AuthenticationOk), ok false for other messages.
+func authRequest(msg pgproto3.BackendMessage) (uint32, bool) {
+	switch msg.(type) {
+	case *pgproto3.AuthenticationOk:
+		return authDone, true
+	case *pgproto3.AuthenticationCleartextPassword:
+		return pgproto3.AuthTypeCleartextPassword, true
+	case *pgproto3.AuthenticationMD5Password:
+		return pgproto3.AuthTypeMD5Password, true
+	case *pgproto3.AuthenticationSASL:
+		return pgproto3.AuthTypeSASL, true
+	case *pgproto3.AuthenticationSASLContinue:
+		return pgproto3.AuthTypeSASLContinue, true
+	case *pgproto3.AuthenticationSASLFinal:
+		return pgproto3.AuthTypeSASLFinal, true
+	case *pgproto3.AuthenticationGSS:
+		return pgproto3.AuthTypeGSS, true
+	case *pgproto3.AuthenticationGSSContinue:
+		return pgproto3.AuthTypeGSSCont, true
+	}
+	return 0, false
 }
 
 // maskNotice masks every text field of an ErrorResponse or NoticeResponse

@@ -94,6 +94,31 @@ func (p *parser) ruleForwards(f field, r *bastion.Rule, targets []bastion.Target
 	return ports, nil
 }
 
+// ruleForwardKeys reads a rule's forwards, remote_forwards and the
+// obsolete port_forwarding.
+func (p *parser) ruleForwardKeys(m mapping, r *bastion.Rule, targets []bastion.Target) error {
+	var err error
+	if f := m.get("port_forwarding"); f.set() {
+		if err := p.portForwarding(f); err != nil {
+			return err
+		}
+	}
+	if f := m.get("forwards"); f.set() {
+		if targets == nil {
+			targets = []bastion.Target{} // a bad targets list: no port is declared
+		}
+		if r.Forwards, err = p.ruleForwards(f, r, targets); err != nil {
+			return err
+		}
+	}
+	if f := m.get("remote_forwards"); f.set() {
+		if r.RemoteForwards, err = p.ruleForwards(f, r, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // declaredBy reports whether a target r matches declares port.
 func declaredBy(r *bastion.Rule, targets []bastion.Target, port int) bool {
 	for i := range targets {

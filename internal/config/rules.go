@@ -105,20 +105,8 @@ func (p *parser) rule(n *yaml.Node, at string, targets []bastion.Target) (bastio
 			return r, p.errorf(f.line(), f.path, "%q is not in logins %v", r.DefaultLogin, r.Logins)
 		}
 	}
-	if f := m.get("port_forwarding"); f.set() {
-		if err := p.portForwarding(f); err != nil {
-			return r, err
-		}
-	}
-	if f := m.get("forwards"); f.set() {
-		if r.Forwards, err = p.ruleForwards(f, &r, orNone(targets)); err != nil {
-			return r, err
-		}
-	}
-	if f := m.get("remote_forwards"); f.set() {
-		if r.RemoteForwards, err = p.ruleForwards(f, &r, nil); err != nil {
-			return r, err
-		}
+	if err := p.ruleForwardKeys(m, &r, targets); err != nil {
+		return r, err
 	}
 	if f := m.get("transfers"); f.set() {
 		// An empty list is allowed: it grants no file transfer.
@@ -132,15 +120,6 @@ func (p *parser) rule(n *yaml.Node, at string, targets []bastion.Target) (bastio
 		}
 	}
 	return r, nil
-}
-
-// orNone is targets, or an empty list for nil (a bad targets list): a
-// rule's forwards are then checked against no declaration.
-func orNone(targets []bastion.Target) []bastion.Target {
-	if targets == nil {
-		return []bastion.Target{}
-	}
-	return targets
 }
 
 // oneOf returns a check that accepts only the listed words.
