@@ -255,3 +255,61 @@ func TestLargeResultSameChecksum(t *testing.T) {
 		t.Fatalf("observer: %+v", rs)
 	}
 }
+
+// COPY FROM STDIN (psql and pgx's binary CopyFrom), a notice quoting a
+// card number, and a query cancelled from a second connection (a
+// CancelRequest through the relay) all pass and are recorded.
+func TestCopyInNoticeAndCancel(t *testing.T) {
+	t.Parallel()
+	psql := testenv.Require(t, "psql")
+	pg := cardsDB(t)
+	addr, ev, _ := relayTo(t, pg.Addr(), pgproxy.Config{})
+	r := testenv.Cmd(t, time.Minute, strings.NewReader("10\t"+testPAN+"\tcopied\t\t1\n11\tx\ty\t\t2\n\\.\n"), psql,
+		"-X", "-v", "ON_ERROR_STOP=1", "-d", dsn(addr, ""), "-c", "COPY cards FROM STDIN")
+	if r.ExitCode != 0 || !strings.Contains(string(r.Stdout), "COPY 2") {
+		t.Fatalf("COPY FROM STDIN: exit %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	r = testenv.Cmd(t, time.Minute, nil, psql, "-X", "-d", dsn(addr, ""), "-c", "DO $$ BEGIN RAISE NOTICE 'card %', '"+testPAN+"'; END $$")
+	if r.ExitCode != 0 || !strings.Contains(string(r.Stderr), "NOTICE:  card "+maskedPAN) || strings.Contains(string(r.Stderr), testPAN) {
+		t.Fatalf("notice: exit %d stderr %q", r.ExitCode, r.Stderr)
+	}
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, dsn(addr, "sslmode=disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	n, err := conn.CopyFrom(ctx, pgx.Identifier{"cards"}, []string{"id", "pan"}, pgx.CopyFromRows([][]any{{20, testPAN}, {21, "y"}}))
+	if err != nil || n != 2 {
+		t.Fatalf("CopyFrom: %d %v", n, err)
+	}
+	if got := strings.TrimSpace(pg.SQL(t, "SELECT count(*) FROM cards WHERE pan = '"+testPAN+"'")); got != "3" {
+		t.Fatalf("%s rows hold the card number after the copies, want 3 (the client's data reaches the database unchanged)", got)
+	}
+	// psql sends a CancelRequest on Ctrl-C, on a connection of its own.
+	slept := make(chan error, 1)
+	go func() { _, err := conn.Exec(ctx, "SELECT pg_sleep(60)"); slept <- err }()
+	testenv.WaitFor(t, 20*time.Second, func() bool {
+		return strings.TrimSpace(pg.SQL(t, "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'")) == "1"
+	})
+	if err := conn.PgConn().CancelRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-slept:
+		if err == nil || !strings.Contains(err.Error(), "57014") {
+			t.Fatalf("pg_sleep after the cancel request: %v, want 57014", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the cancel request did not cancel pg_sleep")
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	var cancelled bool
+	for _, s := range ev.startups {
+		cancelled = cancelled || s.Cancel
+	}
+	if !cancelled {
+		t.Fatalf("no cancel request among the startups %+v", ev.startups)
+	}
+}
