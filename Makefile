@@ -43,11 +43,15 @@ fuzz:
 	bash scripts/fuzz.sh bastion FuzzSFTPStream $(SHORTFUZZ)
 	bash scripts/fuzz.sh bastion FuzzSCPStream $(SHORTFUZZ)
 	bash scripts/fuzz.sh bastion FuzzRsyncStream $(SHORTFUZZ)
+	bash scripts/fuzz.sh pgproxy FuzzRelay $(SHORTFUZZ)
+	bash scripts/fuzz.sh pgproxy FuzzMayHoldPAN $(SHORTFUZZ)
 
 demo: build
 	./$(BIN) demo
 
-# The masker's and the recorder's Go benchmarks, then cmd/postern-bench:
+# The masker's, the recorder's and the PostgreSQL relay's Go benchmarks,
+# forwarded PostgreSQL results (direct, tcp and postgres forwards), then
+# cmd/postern-bench:
 # Postern side by side with direct OpenSSH and ssh -J on loopback (table on
 # stdout, figures in bench/results/latest.json). BENCHFLAGS passes flags to
 # it, e.g. BENCHFLAGS='-phases bulk -reps 5' (see bin/postern-bench --help).
@@ -56,7 +60,8 @@ demo: build
 BENCHFLAGS ?=
 BASELINE ?= $(wildcard bench/results/baseline-issue11.json)
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 20m ./mask/ ./recorder/
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 20m ./mask/ ./recorder/ ./pgproxy/
+	$(GO) test -run '^$$' -bench Forward100kRows -benchtime 15x -timeout 20m ./bastion/
 	$(GO) build -o bin/postern-bench ./cmd/postern-bench
 	./bin/postern-bench $(if $(BASELINE),-baseline $(BASELINE)) $(BENCHFLAGS)
 

@@ -95,7 +95,7 @@ func TestAttack3LogMaskEscapeWrappedPAN(t *testing.T) {
 func TestAttack3ForwardSSHBehindPreBannerLine(t *testing.T) {
 	t.Parallel()
 	addr, hostKey := preBannerTarget(t, "Welcome\r\nSSH-2.0-OpenSSH_9.2p1\r\n")
-	r := newMaskRig(t, []Target{{Name: "fake", Address: addr, HostKey: hostKey}})
+	r := newMaskRig(t, []Target{{Name: "fake", Address: addr, HostKey: hostKey, Forwards: []Forward{{Port: 2200, Protocol: ForwardTCP}}}})
 	c, err := r.dial(t, "root@fake")
 	if err != nil {
 		t.Fatal(err)
@@ -106,9 +106,11 @@ func TestAttack3ForwardSSHBehindPreBannerLine(t *testing.T) {
 		OriginHost string
 		OriginPort uint32
 	}
+	// Port 2200 is declared (tcp): the operator's choice, which the
+	// guard still holds to no SSH.
 	ch, reqs, err := c.OpenChannel("direct-tcpip", ssh.Marshal(forward{"localhost", 2200, "127.0.0.1", 1}))
 	if err != nil {
-		return // refused: what the design wants
+		t.Fatalf("declared forward refused: %v", err)
 	}
 	go ssh.DiscardRequests(reqs)
 	defer ch.Close()
@@ -122,6 +124,10 @@ func TestAttack3ForwardSSHBehindPreBannerLine(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("forward neither closed nor ended within 20 s")
 	}
+	// The forward's index entry and last record say why it ended.
+	testenv.WaitFor(t, 10*time.Second, func() bool {
+		return strings.Contains(r.logs.String(), `"event":"forward_end"`) && strings.Contains(r.logs.String(), `"close_reason":"destination speaks SSH"`)
+	})
 }
 
 // preBannerTarget is a target whose direct-tcpip channels send greeting,

@@ -6,10 +6,6 @@ import (
 	"net"
 	"strconv"
 	"sync"
-
-	"golang.org/x/crypto/ssh"
-
-	"github.com/postern/postern/internal/audit"
 )
 
 // Pump buffers: every pump starts with a small one, and one whose reads
@@ -46,89 +42,6 @@ func (c *conn) pump(dst io.Writer, src io.Reader) {
 			bp, pool = largePool.Get().(*[]byte), &largePool
 		}
 	}
-}
-
-const sshJMessage = "postern: ProxyJump (ssh -J) is not supported: postern terminates SSH so it can record and mask the session. Connect with: ssh -p PORT LOGIN@TARGET@BASTION"
-
-// directTCPIP handles a port-forwarding channel (RFC 4254 §7.2). A request
-// for a target's SSH port is what `ssh -J` sends: refused with directions,
-// because a relay would hide the session from the bastion.
-func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
-	var req struct {
-		Host       string
-		Port       uint32
-		OriginHost string
-		OriginPort uint32
-	}
-	if err := ssh.Unmarshal(nc.ExtraData(), &req); err != nil {
-		nc.Reject(ssh.ConnectionFailed, "postern: malformed direct-tcpip request")
-		return
-	}
-	log := c.log.With("forward_host", logSafe(req.Host), "forward_port", req.Port)
-	if c.isSSHPort(req.Host, req.Port) {
-		audit.Record(log, audit.Forward, "allowed", false, "reason", "ssh -J style relay to an SSH port")
-		nc.Reject(ssh.Prohibited, sshJMessage)
-		return
-	}
-	if c.refuseForward(nc, log) { // the certificate and the policy must both allow it
-		return
-	}
-	if !c.grant.PortForwarding {
-		audit.Record(log, audit.Forward, "allowed", false, "reason", "port forwarding not granted")
-		nc.Reject(ssh.Prohibited, "postern: port forwarding is not allowed for you on "+c.grant.Target.Name)
-		return
-	}
-	// Forwarding goes to the target itself: its name or localhost means
-	// the target's loopback; anything else is refused.
-	switch req.Host {
-	case c.grant.Target.Name, "localhost", "127.0.0.1", "::1":
-		req.Host = "localhost"
-		if _, p, err := net.SplitHostPort(c.grant.Target.Address); err == nil && p == strconv.Itoa(int(req.Port)) {
-			audit.Record(log, audit.Forward, "allowed", false, "reason", "forward to the target's own SSH port")
-			nc.Reject(ssh.Prohibited, sshJMessage)
-			return
-		}
-	default:
-		audit.Record(log, audit.Forward, "allowed", false, "reason", "destination is not the target")
-		nc.Reject(ssh.Prohibited, "postern: forwarding is only allowed to ports on "+c.grant.Target.Name+" itself")
-		return
-	}
-	uch, ureqs, err := up.OpenChannel("direct-tcpip", ssh.Marshal(&req))
-	if err != nil {
-		audit.Record(log, audit.Forward, "allowed", true, "ok", false, "reason", logSafe(err.Error()))
-		nc.Reject(ssh.ConnectionFailed, "postern: target could not open the forwarded port")
-		return
-	}
-	// The request discarders end when their channels close, which
-	// every path out of here does before the deferred wait.
-	var reqs sync.WaitGroup
-	defer reqs.Wait()
-	reqs.Go(func() { ssh.DiscardRequests(ureqs) })
-	ch, creqs, err := nc.Accept()
-	if err != nil {
-		uch.Close()
-		return
-	}
-	audit.Record(log, audit.Forward, "allowed", true, "ok", true)
-	reqs.Go(func() { ssh.DiscardRequests(creqs) })
-	c.track(ch)
-	defer c.untrack(ch)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		guard := newSSHGuard(ch)
-		c.pump(guard, uch)
-		if guard.match == len("SSH-") {
-			audit.Record(log, audit.Forward, "allowed", false, "reason", "destination speaks SSH")
-			ch.Close()
-			uch.Close()
-			return
-		}
-		ch.CloseWrite()
-	})
-	wg.Go(func() { c.pump(uch, ch); uch.CloseWrite() })
-	wg.Wait()
-	ch.Close()
-	uch.Close()
 }
 
 // How long a forward's output is watched for an SSH version string: SSH

@@ -61,6 +61,8 @@ type conn struct {
 	sc       *ssh.ServerConn
 	up       *ssh.Client
 
+	remotes remoteForwards // listeners on the target (ssh -R)
+
 	wg sync.WaitGroup // channel goroutines
 }
 
@@ -221,7 +223,7 @@ func (c *conn) serve() {
 	g := c.grant
 	c.log = c.log.With("user", logSafe(c.identity.Name()), "target", g.Target.Name, "login", logSafe(g.Login))
 	audit.Record(c.log, audit.Connect, "allowed", true, "principals", logSafeAll(c.identity.Principals), "groups", logSafeAll(c.identity.Groups),
-		"key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial, "rule", g.Rule, "port_forwarding", g.PortForwarding)
+		"key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial, "rule", g.Rule, "forwards", g.Forwards)
 	c.touch()
 
 	up, err := c.dial()

@@ -255,31 +255,10 @@ func TestPermitAgentAndX11Refused(t *testing.T) {
 	}
 }
 
-// echoListener runs a TCP echo service on the target's loopback (the
-// target is this machine) and returns its port.
-func echoListener(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
 // localForward runs `ssh -N -L 127.0.0.1:PORT:dest` through the bastion
 // until the test ends, and returns the local address once it accepts
 // connections, and ssh's stderr.
-func (h *harness) localForward(t *testing.T, key, user, dest string) (string, *testenv.Buffer) {
+func (h *harness) localForward(t testing.TB, key, user, dest string) (string, *testenv.Buffer) {
 	t.Helper()
 	local := net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePort(t)))
 	args := append(h.opts(key), "-p", strconv.Itoa(h.port), "-N", "-o", "ExitOnForwardFailure=yes", "-L", local+":"+dest, user+"@127.0.0.1")
@@ -311,7 +290,7 @@ func (h *harness) localForward(t *testing.T, key, user, dest string) (string, *t
 func TestPermitPortForwarding(t *testing.T) {
 	t.Parallel()
 	h := env(t)
-	port := echoListener(t)
+	port := strconv.Itoa(h.echoPort)
 	tests := []struct {
 		name, principal string
 		permit          []string

@@ -64,6 +64,10 @@ type harness struct {
 	// rsyncer and rsyncMask: keys for rules that grant rsync (no rule
 	// does by default), blocking and masking card numbers.
 	rsyncer, rsyncMask string
+	// echoPort and bannerPort are tcp forwards t1 declares: an echo
+	// service, and a relay to an SSH server that prints a line first
+	// (RFC 4253 §4.2 allows it).
+	echoPort, bannerPort int
 }
 
 var (
@@ -120,9 +124,19 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 	if err := os.WriteFile(kh, []byte(h.sshd.KnownHostsLine()+"\n"), 0o644); err != nil {
 		return err
 	}
+	if h.echoPort, err = serveTCP(func(c net.Conn) { io.Copy(c, c) }); err != nil {
+		return err
+	}
+	if h.bannerPort, err = serveTCP(func(c net.Conn) {
+		c.Write([]byte("Welcome to a relay\r\nSSH-2.0-OpenSSH_9.2p1 hidden\r\n"))
+		io.Copy(io.Discard, c)
+	}); err != nil {
+		return err
+	}
 	h.policy = Policy{
 		Targets: []Target{
-			{Name: "t1", Address: h.sshd.Addr, HostKey: h.sshd.HostKey, Logins: []string{"root", testUser, hookUser, "nobody"}, DefaultLogin: "root"},
+			{Name: "t1", Address: h.sshd.Addr, HostKey: h.sshd.HostKey, Logins: []string{"root", testUser, hookUser, "nobody"}, DefaultLogin: "root",
+				Forwards: []Forward{{Port: h.echoPort, Protocol: ForwardTCP}, {Port: h.bannerPort, Protocol: ForwardTCP}}},
 			{Name: "viakh", Address: h.sshd.Addr, KnownHostsFile: kh},
 			{Name: "badkey", Address: h.sshd.Addr, HostKey: wrongKey},
 		},
@@ -133,7 +147,7 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 			{Name: "notransfer", Principals: []string{"notransfer"}, Targets: []string{"t1"}, Logins: []string{"root"}, Transfers: []string{}},
 			{Name: "rsyncer", Principals: []string{"rsyncer"}, Targets: []string{"t1"}, Logins: []string{"root"}, Transfers: TransferKinds},
 			{Name: "rsyncmask", Principals: []string{"rsyncmask"}, Targets: []string{"t1"}, Logins: []string{"root"}, Transfers: TransferKinds, FilePANs: FilePANsMask},
-			{Name: "forwarder", Principals: []string{"fwd"}, Targets: []string{"t1"}, Logins: []string{"root"}, PortForwarding: true},
+			{Name: "forwarder", Principals: []string{"fwd"}, Targets: []string{"t1"}, Logins: []string{"root"}, Forwards: []int{AnyDeclaredPort}},
 		},
 	}
 	h.logs = &testenv.Buffer{}
@@ -168,6 +182,25 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 	h.rsyncer = h.userKey(t, "rsyncer", certs.UserCertRequest{Principals: []string{"rsyncer"}, TTL: time.Hour})
 	h.rsyncMask = h.userKey(t, "rsyncmask", certs.UserCertRequest{Principals: []string{"rsyncmask"}, TTL: time.Hour})
 	return nil
+}
+
+// serveTCP runs handle for each connection to a listener on loopback, for
+// the rest of the test binary's life, and returns its port.
+func serveTCP(handle func(net.Conn)) (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); handle(c) }()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // hookUser is a login whose shell is bash, so that its ~/.bashrc runs

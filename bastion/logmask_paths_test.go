@@ -105,7 +105,7 @@ func TestLogMaskPaths(t *testing.T) {
 	addr, hostKey := goTarget(t)
 	hostile := rawTarget(t, "SSH-2.0-Hostile", disconnectPacket(11, "by application: card "+testPAN))
 	r := newMaskRig(t, []Target{
-		{Name: "fake", Address: addr, HostKey: hostKey, Masking: "full"},
+		{Name: "fake", Address: addr, HostKey: hostKey, Masking: "full", Forwards: []Forward{{Port: 5432, Protocol: ForwardTCP}}},
 		{Name: "hostile", Address: hostile, HostKey: testenv.NewSigner(t).PublicKey()},
 	})
 	type forward struct {

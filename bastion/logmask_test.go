@@ -64,7 +64,7 @@ func newMaskRig(t *testing.T, targets []Target) *maskRig {
 	srv, err := New(Config{
 		Policy: Policy{
 			Targets: targets,
-			Rules:   []Rule{{Name: "alice", Principals: []string{"alice"}, Targets: []string{"*"}, Logins: []string{"*"}, PortForwarding: true}},
+			Rules:   []Rule{{Name: "alice", Principals: []string{"alice"}, Targets: []string{"*"}, Logins: []string{"*"}, Forwards: []int{AnyDeclaredPort}}},
 		},
 		Authority: auth,
 		Recording: &Recording{Store: openStore(t, r.dir, auth.AuditKey)},

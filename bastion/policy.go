@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -38,7 +39,37 @@ type Target struct {
 	// "" or "first6last4" (the default), "last4", "full", or "off",
 	// which must be chosen explicitly.
 	Masking string
+	// Forwards are the ports of the target that users may forward to
+	// (ssh -L), each with the protocol the bastion treats it as. A port
+	// not listed is refused, whatever the rules grant. Nil declares none.
+	Forwards []Forward
 }
+
+// Forward is a port of a target that may be forwarded to (a direct-tcpip
+// channel, RFC 4254 §7.2, to the target's own loopback).
+type Forward struct {
+	// Port is the TCP port on the target, 1 to 65535.
+	Port int
+	// Protocol is ForwardTCP or ForwardPostgres.
+	Protocol string
+}
+
+// Forward protocols.
+const (
+	// ForwardTCP passes the bytes through opaque: counted and audited,
+	// neither recorded nor masked.
+	ForwardTCP = "tcp"
+	// ForwardPostgres parses the PostgreSQL wire protocol both ways:
+	// statements are recorded, card numbers in results masked.
+	ForwardPostgres = "postgres"
+)
+
+// ForwardProtocols are the protocols a target's forward may declare.
+var ForwardProtocols = []string{ForwardTCP, ForwardPostgres}
+
+// AnyDeclaredPort in a rule's Forwards grants every port the target
+// declares (written "*" in the config).
+const AnyDeclaredPort = 0
 
 // Rule grants principals or groups access to targets.
 type Rule struct {
@@ -56,9 +87,16 @@ type Rule struct {
 	Logins []string
 	// DefaultLogin is used when the user connects as plain TARGET.
 	DefaultLogin string
-	// PortForwarding allows direct-tcpip channels (ssh -L) through the
-	// target. SSH ports of targets are refused regardless.
-	PortForwarding bool
+	// Forwards are the ports, among those a target declares
+	// (Target.Forwards), that the rule lets its identities forward to
+	// (ssh -L); AnyDeclaredPort grants all of them. Nil grants none. SSH
+	// ports are refused regardless.
+	Forwards []int
+	// RemoteForwards are the ports on the target's loopback the rule
+	// lets its identities listen on (ssh -R), each connection relayed
+	// to the client opaque, like a tcp forward; AnyDeclaredPort (0)
+	// allows any port, and lets the target choose one. Nil allows none.
+	RemoteForwards []int
 	// Transfers lists the file-transfer protocols the rule grants:
 	// "sftp", "scp", "rsync". Nil grants DefaultTransfers. Each is parsed
 	// strictly; a channel that only claims to be a transfer is never
@@ -121,12 +159,84 @@ type Policy struct {
 
 // Grant is the outcome of a successful Policy.Decide.
 type Grant struct {
-	Target         *Target
-	Login          string
-	Rule           string
-	PortForwarding bool
+	Target   *Target
+	Login    string
+	Rule     string
+	Forwards []int // the rule's Forwards: ports granted, or AnyDeclaredPort
+	// RemoteForwards is the rule's: ports the user may listen on.
+	RemoteForwards []int
 	Transfers      []string // granted transfer protocols; nil means DefaultTransfers
 	FilePANs       string   // FilePANs* of the rule; "" means block
+}
+
+// forwarding reports whether the grant lets the user forward to any port.
+func (g *Grant) forwarding() bool { return len(g.Forwards) > 0 }
+
+// Forward returns the target's declaration of port if the grant lets the
+// user forward to it (ssh -L), or why not.
+func (g *Grant) Forward(port uint32) (*Forward, *DenyError) {
+	t := g.Target
+	if !g.forwarding() {
+		return nil, &DenyError{Reason: "port forwarding not granted",
+			Message: "postern: port forwarding is not allowed for you on " + t.Name}
+	}
+	var decl *Forward
+	for i := range t.Forwards {
+		if uint32(t.Forwards[i].Port) == port {
+			decl = &t.Forwards[i]
+		}
+	}
+	if decl == nil {
+		return nil, &DenyError{Reason: "port not declared for forwarding",
+			Message: fmt.Sprintf("postern: port %d of %s is not declared for forwarding (declared: %s); ask the bastion's administrator", port, t.Name, declaredPorts(t))}
+	}
+	if !slices.Contains(g.Forwards, AnyDeclaredPort) && !slices.Contains(g.Forwards, decl.Port) {
+		return nil, &DenyError{Reason: "port not granted by rule " + g.Rule,
+			Message: fmt.Sprintf("postern: you may not forward port %d of %s (rule %s grants %s)", port, t.Name, g.Rule, grantedPorts(g.Forwards))}
+	}
+	return decl, nil
+}
+
+// RemoteForward says why the grant does not let the user listen on port
+// of the target (ssh -R), or nil if it does. Port 0 asks the target to
+// choose one: only a grant of any port allows it.
+func (g *Grant) RemoteForward(port uint32) *DenyError {
+	switch {
+	case len(g.RemoteForwards) == 0:
+		return &DenyError{Reason: "remote forwarding not granted",
+			Message: "postern: remote forwarding (ssh -R) is not allowed for you on " + g.Target.Name}
+	case slices.Contains(g.RemoteForwards, AnyDeclaredPort):
+		return nil
+	case port == 0 || !slices.Contains(g.RemoteForwards, int(port)):
+		return &DenyError{Reason: "remote port not granted by rule " + g.Rule,
+			Message: fmt.Sprintf("postern: you may not listen on port %d of %s (rule %s grants %s)", port, g.Target.Name, g.Rule, grantedPorts(g.RemoteForwards))}
+	}
+	return nil
+}
+
+// declaredPorts lists t's forwards for a message: "5432 (postgres), 8080
+// (tcp)", or "none".
+func declaredPorts(t *Target) string {
+	if len(t.Forwards) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(t.Forwards))
+	for i, f := range t.Forwards {
+		parts[i] = strconv.Itoa(f.Port) + " (" + f.Protocol + ")"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// grantedPorts lists a rule's forwards for a message.
+func grantedPorts(ports []int) string {
+	parts := make([]string, len(ports))
+	for i, p := range ports {
+		parts[i] = strconv.Itoa(p)
+		if p == AnyDeclaredPort {
+			parts[i] = "every declared port"
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // allowsTransfer reports whether the grant permits transfer kind k.
@@ -245,7 +355,7 @@ func (p *Policy) Decide(id Identity, user string) (*Grant, error) {
 		if !allowed(r.Logins, l) || (len(t.Logins) > 0 && !slices.Contains(t.Logins, l)) {
 			continue
 		}
-		return &Grant{Target: t, Login: l, Rule: r.Name, PortForwarding: r.PortForwarding,
+		return &Grant{Target: t, Login: l, Rule: r.Name, Forwards: r.Forwards, RemoteForwards: r.RemoteForwards,
 			Transfers: r.Transfers, FilePANs: r.FilePANs}, nil
 	}
 	if !matched {

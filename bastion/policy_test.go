@@ -43,7 +43,7 @@ func TestDecide(t *testing.T) {
 			{Name: "web01", Labels: map[string]string{"env": "dev"}},
 		},
 		Rules: []Rule{
-			{Name: "dba", Groups: []string{"dba"}, TargetLabels: map[string]string{"env": "prod"}, Logins: []string{"postgres"}, PortForwarding: true},
+			{Name: "dba", Groups: []string{"dba"}, TargetLabels: map[string]string{"env": "prod"}, Logins: []string{"postgres"}, Forwards: []int{5432}},
 			{Name: "alice-web", Principals: []string{"alice"}, Targets: []string{"web*"}, Logins: []string{"*"}, DefaultLogin: "deploy"},
 			{Name: "root-db", Principals: []string{"ops"}, Targets: []string{"db01"}, Logins: []string{"root"}},
 		},

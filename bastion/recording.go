@@ -57,48 +57,65 @@ type recording struct {
 // index and chain agree.
 func openRecording(st *channel, kind, command string) (*recording, error) {
 	c := st.c
-	cfg := c.s.cfg.Recording
-	if cfg == nil {
+	if c.s.cfg.Recording == nil {
 		return nil, nil
 	}
-	r := &recording{cfg: cfg, log: c.log, n: st.n, input: cfg.Input}
 	now := time.Now().UTC()
 	id := c.id + "-" + strconv.Itoa(int(st.n))
-	rel := recorder.RecordingName(id, now)
 	pty := st.ptyState()
 	// Names come from certificates and the client: masked like logs,
 	// so that not even a PAN-shaped login or key ID is stored whole.
 	identity, login, term := logSafe(c.identity.Name()), logSafe(c.grant.Login), logSafe(pty.term)
-	r.meta = recorder.Session{
-		ID: id, Session: c.id, Identity: identity, Principals: logSafeAll(c.identity.Principals),
-		KeyID: logSafe(c.identity.KeyID), Serial: c.identity.Serial, Client: c.remote.String(),
-		Target: c.grant.Target.Name, Login: login, Kind: kind, Command: command,
-		Start: now, Path: rel,
+	meta := c.sessionMeta(id, kind, command, now)
+	env := map[string]string{}
+	if term != "" {
+		env["TERM"] = term
 	}
+	h := recorder.Header{
+		Width: pty.cols, Height: pty.rows, Timestamp: now.Unix(), Env: env,
+		Title: fmt.Sprintf("%s → %s@%s", identity, login, c.grant.Target.Name),
+		Postern: &recorder.Meta{
+			ID: id, Session: c.id, Identity: identity, Login: login,
+			Target: c.grant.Target.Name, Client: c.remote.String(), Command: command,
+		},
+	}
+	first := ""
+	if command != "" {
+		first = "exec: " + command
+	}
+	return c.beginRecording(st.ctx, st.n, meta, h, first)
+}
+
+// sessionMeta is the index entry of channel id of c, of kind, begun at
+// now, with the identity's names masked like logs.
+func (c *conn) sessionMeta(id, kind, command string, now time.Time) recorder.Session {
+	return recorder.Session{
+		ID: id, Session: c.id, Identity: logSafe(c.identity.Name()), Principals: logSafeAll(c.identity.Principals),
+		KeyID: logSafe(c.identity.KeyID), Serial: c.identity.Serial, Client: c.remote.String(),
+		Target: c.grant.Target.Name, Login: logSafe(c.grant.Login), Kind: kind, Command: command,
+		Start: now, Path: recorder.RecordingName(id, now),
+	}
+}
+
+// beginRecording begins meta's index entry and its cast file with header
+// h and, if not empty, a first marker. Recording must be on. Errors are as
+// openRecording's.
+func (c *conn) beginRecording(ctx context.Context, n uint32, meta recorder.Session, h recorder.Header, first string) (*recording, error) {
+	cfg := c.s.cfg.Recording
+	r := &recording{cfg: cfg, log: c.log, n: n, input: cfg.Input, meta: meta}
 	// The index and the file are begun and sealed on a context of their
 	// own: a client that leaves mid-way must not leave an entry unsealed.
-	ctx := context.WithoutCancel(st.ctx)
+	ctx = context.WithoutCancel(ctx)
 	err := cfg.Store.Begin(ctx, r.meta)
 	if err == nil {
 		r.begun = true
-		env := map[string]string{}
-		if term != "" {
-			env["TERM"] = term
-		}
-		r.w, err = recorder.NewRecording(ctx, cfg.Store, rel, recorder.Header{
-			Width: pty.cols, Height: pty.rows, Timestamp: now.Unix(), Env: env,
-			Title: fmt.Sprintf("%s → %s@%s", identity, login, c.grant.Target.Name),
-			Postern: &recorder.Meta{
-				ID: id, Session: c.id, Identity: identity, Login: login,
-				Target: c.grant.Target.Name, Client: c.remote.String(), Command: command,
-			},
-		})
-		if err == nil && command != "" {
-			err = r.w.Marker("exec: " + command)
+		r.w, err = recorder.NewRecording(ctx, cfg.Store, meta.Path, h)
+		if err == nil && first != "" {
+			err = r.w.Marker(first)
 		}
 	}
 	if err != nil {
-		audit.Record(c.log, audit.RecordingFailed, "channel", st.n, "reason", err.Error(), "continue", cfg.ContinueOnFailure)
+		audit.Record(c.log, audit.RecordingFailed, "channel", n, "reason", err.Error(), "continue", cfg.ContinueOnFailure)
 		if r.w != nil {
 			r.w.Close()
 			r.w = nil
@@ -109,7 +126,7 @@ func openRecording(st *channel, kind, command string) (*recording, error) {
 		}
 		return r, endCauseErr("postern: the session cannot be recorded, so it was refused", err)
 	}
-	audit.Record(c.log, audit.RecordingStart, "channel", st.n, "recording", id, "path", rel, "kind", kind)
+	audit.Record(c.log, audit.RecordingStart, "channel", n, "recording", meta.ID, "path", meta.Path, "kind", meta.Kind)
 	return r, nil
 }
 
@@ -204,6 +221,17 @@ func (r *recording) addTransfer(kind string, t recorder.Transfer, mark bool) err
 		return nil
 	}
 	return r.marker(transferMarker(kind, t))
+}
+
+// setForward puts a forward's description and command line into the
+// index entry that finish seals.
+func (r *recording) setForward(f recorder.Forward, command string) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	r.meta.Forward, r.meta.Command = &f, command
+	r.mu.Unlock()
 }
 
 // finish closes the recording with a final marker and seals it in the

@@ -63,13 +63,18 @@ type channelHandler func(nc ssh.NewChannel)
 type requestHandler func(r *ssh.Request) (ok bool, payload []byte)
 
 // proxyRoute is the route of a LOGIN@TARGET connection: session channels
-// and direct-tcpip forwards, each proxied to a channel on up.
+// and direct-tcpip forwards, each proxied to a channel on up, and remote
+// forwards (tcpip-forward) where the grant allows them.
 func (c *conn) proxyRoute(up *ssh.Client) *route {
 	return &route{
 		name: "proxy",
 		channels: map[string]channelHandler{
 			"session":      func(nc ssh.NewChannel) { c.session(nc, up) },
 			"direct-tcpip": func(nc ssh.NewChannel) { c.directTCPIP(nc, up) },
+		},
+		requests: map[string]requestHandler{
+			"tcpip-forward":        func(r *ssh.Request) (bool, []byte) { return c.tcpipForward(up, r) },
+			"cancel-tcpip-forward": c.cancelTCPIPForward,
 		},
 	}
 }
@@ -93,7 +98,7 @@ func (c *conn) open(rt *route, nc ssh.NewChannel) {
 // serveRequests answers the client's global requests until reqs closes,
 // which happens when the connection does. With no handler the answer is
 // failure: OpenSSH takes that for keepalive@openssh.com as a sign of life,
-// and remote forwarding (tcpip-forward) is refused.
+// and remote forwarding (tcpip-forward) is refused where no handler is.
 func (c *conn) serveRequests(rt *route, reqs <-chan *ssh.Request) {
 	for r := range reqs {
 		var ok bool

@@ -50,7 +50,7 @@ func (c *conn) dial() (*ssh.Client, error) {
 	signer, cert, err := c.s.cfg.Authority.MintUpstream(certs.UpstreamRequest{
 		Login:          g.Login,
 		KeyID:          fmt.Sprintf("postern session=%s user=%s serial=%d", c.id, logSafe(c.identity.Name()), c.identity.Serial),
-		PortForwarding: g.PortForwarding && permits(c.cert, permitPortForwarding),
+		PortForwarding: (g.forwarding() || len(g.RemoteForwards) > 0) && permits(c.cert, permitPortForwarding),
 	})
 	if err != nil {
 		return nil, &upstreamError{msg: "postern: internal error; the session was not started", err: err}

@@ -27,7 +27,7 @@ type Session struct {
 	Client     string     `json:"client"`
 	Target     string     `json:"target"`
 	Login      string     `json:"login"`
-	Kind       string     `json:"kind"` // shell, exec, or a transfer: sftp, scp, rsync
+	Kind       string     `json:"kind"` // shell, exec, a transfer (sftp, scp, rsync), or a forward (forward, postgres)
 	Command    string     `json:"command,omitempty"`
 	Start      time.Time  `json:"start"`
 	End        *time.Time `json:"end,omitempty"`
@@ -46,6 +46,41 @@ type Session struct {
 	// recording's markers list them all).
 	Transfers        []Transfer `json:"transfers,omitempty"`
 	TransfersOmitted int64      `json:"transfers_omitted,omitempty"`
+	// Forward describes a forwarded connection (Kind KindForward or
+	// KindPostgres): BytesIn went to the target, BytesOut to the
+	// client.
+	Forward *Forward `json:"forward,omitempty"`
+}
+
+// Kinds of forwarded connections in the index.
+const (
+	// KindForward is an opaque TCP forward: counted, not recorded.
+	KindForward = "forward"
+	// KindPostgres is a forward parsed as the PostgreSQL protocol: its
+	// recording holds the statements and a summary of their results.
+	KindPostgres = "postgres"
+)
+
+// Forward is what the index keeps of one forwarded connection (ssh -L).
+// Strings are masked like log text.
+type Forward struct {
+	Host       string `json:"host"`       // as the client asked for it
+	Port       uint32 `json:"port"`       // on the target
+	Protocol   string `json:"protocol"`   // tcp or postgres
+	Originator string `json:"originator"` // the client's side of the forward, as its SSH client reports it
+	// CloseReason says how the connection ended: "client closed",
+	// "target closed", or why the bastion ended it.
+	CloseReason string `json:"close_reason,omitempty"`
+	// Remote is set for a remote forward (ssh -R): the connection came
+	// from Originator on the target to Port, which the target listens
+	// on for the client.
+	Remote bool `json:"remote,omitempty"`
+	// Database and DBUser are from a postgres forward's startup
+	// message; Statements and Errors count what it ran.
+	Database   string `json:"database,omitempty"`
+	DBUser     string `json:"db_user,omitempty"`
+	Statements int64  `json:"statements,omitempty"`
+	Errors     int64  `json:"errors,omitempty"`
 }
 
 // MaxTransfers caps the transfer records kept in one index entry.

@@ -54,3 +54,42 @@ rules:
 		t.Fatalf("config check, a rule matching nothing: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
+
+// config check reports bad forward declarations naming the target and the
+// field, and the old port_forwarding: true with its replacement.
+func TestConfigCheckForwards(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOnigi76UqoOA+UfXN6ZK07Ul0lF7mlmM95oYIUnJ84i"
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte(`data_dir: ./data
+targets:
+  - name: db01
+    address: 10.0.0.5
+    host_key: "`+key+`"
+    forward:
+      - {port: 5432, protocol: postgres}
+      - {port: 5432, protocol: tcp}
+  - name: web01
+    address: 10.0.0.6
+    host_key: "`+key+`"
+    forward: [{port: 8080, protocol: http}]
+rules:
+  - name: all
+    principals: [alice]
+    targets: ["*"]
+    logins: [root]
+    port_forwarding: true
+`), 0o600)
+	code, out, errs := runCLI(t, "config", "check", "--config", bad)
+	for _, want := range []string{
+		bad + `:8: targets[0].forward[1].port: target "db01": port 5432 is declared twice (first on line 7)`,
+		bad + `:12: targets[1].forward[0].protocol: target "web01": "http" is not one of tcp, postgres`,
+		bad + `:18: rules[0].port_forwarding: port_forwarding was replaced`,
+		"3 problems",
+	} {
+		if code != 1 || out != "" || !strings.Contains(errs, want) {
+			t.Fatalf("config check: exit %d, stdout %q, stderr %q; want %q", code, out, errs, want)
+		}
+	}
+}

@@ -33,6 +33,10 @@ const (
 	Upstream Event = "upstream"
 	// Forward: a direct-tcpip request, allowed or refused.
 	Forward Event = "forward"
+	// ForwardEnd: a forwarded connection ended: bytes each way,
+	// duration, why, and for a postgres forward the database, user and
+	// statement counts.
+	ForwardEnd Event = "forward_end"
 	// Admin: a built-in command run on an admin connection.
 	Admin Event = "admin_command"
 	// ChannelRefused: a channel the connection's route has no handler

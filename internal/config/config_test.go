@@ -69,6 +69,7 @@ func TestLoadExample(t *testing.T) {
 			Name: "db01", Address: "10.0.0.5:22", HostKey: db01Key,
 			Labels: map[string]string{"env": "prod", "role": "db"},
 			Logins: []string{"postgres", "root"}, DefaultLogin: "postgres",
+			Forwards: []bastion.Forward{{Port: 5432, Protocol: "postgres"}},
 		},
 		{
 			Name: "db02", Address: "db02.internal:22", KnownHostsFile: filepath.Join(examples, "known_hosts"),
@@ -77,7 +78,8 @@ func TestLoadExample(t *testing.T) {
 		},
 		{
 			Name: "web01", Address: "10.0.1.10:2222", HostCA: hostCA,
-			Labels: map[string]string{"env": "prod", "role": "web"},
+			Labels:   map[string]string{"env": "prod", "role": "web"},
+			Forwards: []bastion.Forward{{Port: 8080, Protocol: "tcp"}},
 		},
 	}
 	if got := flatten(t, c.Policy.Targets); !reflect.DeepEqual(got, wantTargets) {
@@ -87,7 +89,7 @@ func TestLoadExample(t *testing.T) {
 	wantRules := []bastion.Rule{
 		{
 			Name: "dbas", Groups: []string{"dba"}, Targets: []string{"db*"},
-			Logins: []string{"postgres"}, DefaultLogin: "postgres",
+			Logins: []string{"postgres"}, DefaultLogin: "postgres", Forwards: []int{5432},
 		},
 		{
 			Name: "web-deploy", Principals: []string{"deploy-bot"}, Targets: []string{"web01"},
@@ -96,7 +98,7 @@ func TestLoadExample(t *testing.T) {
 		},
 		{
 			Name: "sre", Principals: []string{"alice", "bob"}, Groups: []string{"sre"},
-			Targets: []string{"*"}, Logins: []string{"*"}, PortForwarding: true,
+			Targets: []string{"*"}, Logins: []string{"*"}, Forwards: []int{bastion.AnyDeclaredPort},
 			Transfers: []string{"sftp", "scp", "rsync"}, FilePANs: "block",
 		},
 	}
@@ -150,6 +152,7 @@ type target struct {
 	Labels          map[string]string
 	Logins          []string
 	DefaultLogin    string
+	Forwards        []bastion.Forward
 }
 
 func flatten(t testing.TB, targets []bastion.Target) []target {
@@ -165,7 +168,7 @@ func flatten(t testing.TB, targets []bastion.Target) []target {
 		out = append(out, target{
 			Name: x.Name, Address: x.Address,
 			HostKey: key(x.HostKey), HostCA: key(x.HostCA), KnownHostsFile: x.KnownHostsFile,
-			Labels: x.Labels, Logins: x.Logins, DefaultLogin: x.DefaultLogin,
+			Labels: x.Labels, Logins: x.Logins, DefaultLogin: x.DefaultLogin, Forwards: x.Forwards,
 		})
 	}
 	return out
@@ -208,6 +211,16 @@ var badConfigs = []struct {
 	{"bad-rule-no-targets.yaml", 8, "rules[0]", "set targets or target_labels"},
 	{"bad-rule-no-logins.yaml", 8, "rules[0].logins", "required"},
 	{"bad-rule-port-forwarding.yaml", 12, "rules[0].port_forwarding", `must be true or false, got the string "yes"`},
+	{"bad-rule-port-forwarding-true.yaml", 13, "rules[0].port_forwarding", `port_forwarding was replaced: each target declares the ports it forwards`},
+	{"bad-rule-forwards.yaml", 16, "rules[0].forwards[1]", `rule "dba": must be a port number or "*", got the string "postgres"`},
+	{"bad-rule-forwards-range.yaml", 16, "rules[0].forwards[0]", `rule "dba": port 0 is not a number from 1 to 65535`},
+	{"bad-forward-port.yaml", 8, "targets[0].forward[0].port", `target "db01": port 70000 is not a number from 1 to 65535`},
+	{"bad-forward-port-type.yaml", 8, "targets[0].forward[0].port", `must be a whole number, got the string "pg"`},
+	{"bad-forward-no-protocol.yaml", 8, "targets[0].forward[0].protocol", `target "db01": required: tcp (opaque`},
+	{"bad-forward-protocol.yaml", 8, "targets[0].forward[0].protocol", `target "db01": "mysql" is not one of tcp, postgres`},
+	{"bad-forward-duplicate.yaml", 9, "targets[0].forward[1].port", `target "db01": port 5432 is declared twice (first on line 8)`},
+	{"bad-forward-ssh-port.yaml", 8, "targets[0].forward[0].port", `target "db01": port 2222 is an SSH port`},
+	{"bad-forward-unknown-key.yaml", 8, "targets[0].forward[0].proto", `unknown key; known keys are port, protocol`},
 	{"bad-no-rules.yaml", 2, "rules", "at least one rule is required"},
 	{"bad-no-targets.yaml", 3, "targets", "at least one target is required"},
 	{"bad-empty.yaml", 1, "", "config is empty"},

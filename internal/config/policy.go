@@ -89,7 +89,7 @@ func nameLine(n *yaml.Node) int {
 func (p *parser) target(n *yaml.Node, at string) (bastion.Target, error) {
 	var t bastion.Target
 	m, err := p.mapping(n, at,
-		"name", "address", "host_key", "known_hosts", "host_ca", "labels", "logins", "default_login", "masking")
+		"name", "address", "host_key", "known_hosts", "host_ca", "labels", "logins", "default_login", "masking", "forward")
 	if err != nil {
 		return t, err
 	}
@@ -125,6 +125,11 @@ func (p *parser) target(n *yaml.Node, at string) (bastion.Target, error) {
 	}
 	if f := m.get("masking"); f.set() {
 		if t.Masking, err = p.str(f, checkMasking); err != nil {
+			return t, err
+		}
+	}
+	if f := m.get("forward"); f.set() {
+		if err := p.targetForwards(f, &t); err != nil {
 			return t, err
 		}
 	}

@@ -55,7 +55,7 @@ func (p *parser) rules(f field, targets []bastion.Target) ([]bastion.Rule, error
 func (p *parser) rule(n *yaml.Node, at string, targets []bastion.Target) (bastion.Rule, error) {
 	var r bastion.Rule
 	m, err := p.mapping(n, at,
-		"name", "principals", "groups", "targets", "target_labels", "logins", "default_login", "port_forwarding", "transfers", "file_pans")
+		"name", "principals", "groups", "targets", "target_labels", "logins", "default_login", "forwards", "remote_forwards", "port_forwarding", "transfers", "file_pans")
 	if err != nil {
 		return r, err
 	}
@@ -105,10 +105,8 @@ func (p *parser) rule(n *yaml.Node, at string, targets []bastion.Target) (bastio
 			return r, p.errorf(f.line(), f.path, "%q is not in logins %v", r.DefaultLogin, r.Logins)
 		}
 	}
-	if f := m.get("port_forwarding"); f.set() {
-		if r.PortForwarding, err = p.boolean(f); err != nil {
-			return r, err
-		}
+	if err := p.ruleForwardKeys(m, &r, targets); err != nil {
+		return r, err
 	}
 	if f := m.get("transfers"); f.set() {
 		// An empty list is allowed: it grants no file transfer.

@@ -72,6 +72,7 @@ func Sessions(w io.Writer, rows []Row) error {
 			fmt.Fprintf(under, "  %s\t%s\t%s\n", offset(h.Time), Visible(h.Kind), Clip(h.Text, 100))
 		}
 		transferLines(under, r.Session)
+		forwardLine(under, r.Session)
 		if err := under.Flush(); err != nil {
 			return err
 		}
@@ -85,6 +86,25 @@ func SessionsJSON(w io.Writer, rows []Row) error { return WriteJSON(w, rows) }
 
 func offset(sec float64) string {
 	return "+" + (time.Duration(sec * float64(time.Second))).Round(time.Millisecond).String()
+}
+
+// forwardLine describes a forwarded connection under its row: where it
+// went, from where, what it carried and why it ended.
+func forwardLine(w io.Writer, s recorder.Session) {
+	f := s.Forward
+	if f == nil {
+		return
+	}
+	line := fmt.Sprintf("  forward\t%s:%d %s from %s\t%d bytes to target, %d to client", Visible(f.Host), f.Port, Visible(f.Protocol),
+		Visible(f.Originator), s.BytesIn, s.BytesOut)
+	if f.Protocol == "postgres" && (f.Database != "" || f.Statements > 0) {
+		line += fmt.Sprintf("\tdatabase %s, user %s: %d statements, %d errors, %d card numbers masked",
+			Visible(f.Database), Visible(f.DBUser), f.Statements, f.Errors, s.MaskedPANs)
+	}
+	if f.CloseReason != "" {
+		line += "\t" + Clip(f.CloseReason, 100)
+	}
+	fmt.Fprintln(w, line)
 }
 
 // shownTransfers is how many file records a session's row lists; --json

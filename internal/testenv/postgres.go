@@ -3,11 +3,13 @@ package testenv
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,11 +32,29 @@ type PostgresInstance struct {
 // Logs returns the server's log so far.
 func (p *PostgresInstance) Logs() string { return p.logs.String() }
 
+// PostgresOptions configures PostgresWith. The zero value is Postgres's
+// cluster: trust authentication everywhere.
+type PostgresOptions struct {
+	// HostAuth is the authentication method for TCP connections
+	// (pg_hba's "host" lines): "" for trust, "scram-sha-256", "md5" or
+	// "password". The unix socket stays trust, for the harness.
+	HostAuth string
+	// Password is set for the superuser "postgres" (stored as HostAuth
+	// asks: md5 or SCRAM), when HostAuth is not trust.
+	Password string
+}
+
 // Postgres starts a cluster made with initdb (trust auth, superuser
 // "postgres") as the postgres OS user, which initdb requires when tests run
 // as root. It is stopped and removed at the end of the test; its log is
 // printed if the test failed.
 func Postgres(t testing.TB) *PostgresInstance {
+	t.Helper()
+	return PostgresWith(t, PostgresOptions{})
+}
+
+// PostgresWith is Postgres with the options o.
+func PostgresWith(t testing.TB, o PostgresOptions) *PostgresInstance {
 	t.Helper()
 	initdb := filepath.Join(PostgresBin, "initdb")
 	if _, err := os.Stat(initdb); err != nil {
@@ -71,7 +91,11 @@ func Postgres(t testing.TB) *PostgresInstance {
 		return c
 	}
 	data := filepath.Join(dir, "data")
-	if out, err := asPostgres(initdb, "-D", data, "--auth=trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C").CombinedOutput(); err != nil {
+	hostAuth := "trust"
+	if o.HostAuth != "" {
+		hostAuth = o.HostAuth
+	}
+	if out, err := asPostgres(initdb, "-D", data, "--auth-local=trust", "--auth-host="+hostAuth, "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C").CombinedOutput(); err != nil {
 		t.Fatalf("testenv: initdb: %v\n%s", err, out)
 	}
 	p.cmd = asPostgres(filepath.Join(PostgresBin, "postgres"), "-D", data, "-k", dir, "-p", strconv.Itoa(p.Port),
@@ -97,8 +121,31 @@ func Postgres(t testing.TB) *PostgresInstance {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if hostAuth != "trust" && o.Password != "" {
+		enc := "scram-sha-256"
+		if hostAuth == "md5" {
+			enc = "md5"
+		}
+		p.SQL(t, "SET password_encryption = '"+enc+"'; ALTER USER postgres PASSWORD '"+strings.ReplaceAll(o.Password, "'", "''")+"'")
+	}
 	return p
 }
+
+// SQL runs sql with psql on the cluster's socket as postgres (unaligned,
+// tuples only, stopping at the first error) and returns what it printed.
+// The test fails if psql does.
+func (p *PostgresInstance) SQL(t testing.TB, sql string) string {
+	t.Helper()
+	psql := Require(t, "psql")
+	r := Cmd(t, 5*time.Minute, strings.NewReader(sql), psql, p.PSQL("-q", "-A", "-t", "-v", "ON_ERROR_STOP=1")...)
+	if r.ExitCode != 0 {
+		t.Fatalf("testenv: psql: exit %d: %s", r.ExitCode, r.Stderr)
+	}
+	return string(r.Stdout)
+}
+
+// Addr is the cluster's TCP address on loopback.
+func (p *PostgresInstance) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port)) }
 
 // PSQL returns the psql arguments that connect to the cluster as postgres.
 func (p *PostgresInstance) PSQL(args ...string) []string {

@@ -1,0 +1,340 @@
+package pgproxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// flushSize is how much re-encoded output a direction gathers before it
+// writes, even when more input is waiting; readSize is how much input it
+// reads at once (pgproto3 reads 8 KiB at a time: a bulk result would be
+// passed on in as many small writes).
+const (
+	flushSize = 128 << 10
+	readSize  = 256 << 10
+)
+
+// maxNamed caps the prepared statements and portals whose texts and
+// parameters the relay keeps for its records; past it, the oldest are
+// forgotten (a later Execute of one is recorded without its text).
+const maxNamed = 4096
+
+// eofReader remembers whether its reader reached the end, so that a
+// decoder's "unexpected EOF" can be told apart from a parse error.
+type eofReader struct {
+	r   io.Reader
+	err error // the reader's error, once it returned one
+}
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.err = err
+	}
+	return n, err
+}
+
+// portal is what the relay keeps of a Bind, for the Execute that runs it.
+type portal struct {
+	stmt   string
+	params []string
+}
+
+// clientSide is the state of the client's reader.
+type clientSide struct {
+	s       *session
+	src     *eofReader
+	be      *pgproto3.Backend
+	out     []byte
+	stmts   map[string]string // prepared statement name → recorded text
+	portals map[string]portal
+}
+
+// fromClient reads the client's messages, records and judges them, and
+// passes them to the server. It starts the server's reader on wg once the
+// startup message has gone to the server. A nil error means the client
+// ended the connection.
+func (s *session) fromClient(ctx context.Context, wg *sync.WaitGroup) error {
+	c := &clientSide{s: s, src: &eofReader{r: s.client}, stmts: map[string]string{}, portals: map[string]portal{}}
+	c.be = pgproto3.NewBackend(bufio.NewReaderSize(&flusher{r: c.src, flush: c.flush}, readSize), io.Discard)
+	c.be.SetMaxBodyLen(s.cfg.MaxMessage)
+	started, err := c.startup()
+	if err != nil || !started {
+		return err
+	}
+	wg.Go(func() {
+		err := s.fromServer()
+		close(s.serverDone)
+		if err != nil {
+			s.fail(err)
+			return
+		}
+		s.ended("server")
+		s.client.CloseWrite()
+	})
+	if err := c.authenticate(); err != nil {
+		return err
+	}
+	for {
+		msg, err := c.be.Receive()
+		if err != nil {
+			return c.readError(err)
+		}
+		if err := c.message(ctx, msg); err != nil {
+			return err
+		}
+		if _, ok := msg.(*pgproto3.Terminate); ok {
+			return c.flush()
+		}
+		if len(c.out) >= flushSize {
+			if err := c.flush(); err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// flush writes what was re-encoded to the server.
+func (c *clientSide) flush() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	err := c.s.writeServer(c.out)
+	c.out = c.out[:0]
+	return err
+}
+
+// readError turns the decoder's error into Run's: nil when the client
+// ended the connection or the relay is stopping, else a *ProtocolError.
+func (c *clientSide) readError(err error) error {
+	if c.src.err != nil || c.s.stopped() {
+		return nil
+	}
+	return &ProtocolError{Side: "client", Err: err}
+}
+
+// startup handles the messages before the startup message: SSLRequest and
+// GSSENCRequest are answered 'N' (at most one of each before the startup
+// message). A CancelRequest is passed on and ends the client's side.
+// started reports whether a startup message went to the server.
+func (c *clientSide) startup() (started bool, err error) {
+	for range 3 {
+		msg, err := c.be.ReceiveStartupMessage()
+		if err != nil {
+			if c.src.err != nil || c.s.stopped() {
+				return false, nil
+			}
+			perr := &ProtocolError{Side: "client", Err: err}
+			c.s.fatal("08P01", perr.UserMessage())
+			return false, perr
+		}
+		switch m := msg.(type) {
+		case *pgproto3.SSLRequest, *pgproto3.GSSEncRequest:
+			// The SSH tunnel encrypts: the client goes on in the
+			// clear (sslmode=prefer and gssencmode=prefer do).
+			if err := c.s.writeClient([]byte{'N'}); err != nil {
+				return false, nil
+			}
+			continue
+		case *pgproto3.CancelRequest:
+			c.s.obs.Startup(Startup{Cancel: true})
+		case *pgproto3.StartupMessage:
+			c.s.startupMessage(m)
+		}
+		if c.out, err = msg.Encode(c.out); err != nil {
+			return false, &ProtocolError{Side: "client", Err: err}
+		}
+		if err := c.flush(); err != nil {
+			return false, nil
+		}
+		_, cancel := msg.(*pgproto3.CancelRequest)
+		return !cancel, nil
+	}
+	perr := &ProtocolError{Side: "client", Err: errors.New("too many encryption requests before the startup message")}
+	c.s.fatal("08P01", perr.UserMessage())
+	return false, perr
+}
+
+// startupMessage records a startup message's user and database.
+func (s *session) startupMessage(m *pgproto3.StartupMessage) {
+	d, mode := s.cfg.Detect, s.cfg.Mode
+	user, _ := recordText(m.Parameters["user"], d, mode, 256)
+	db, _ := recordText(m.Parameters["database"], d, mode, 256)
+	if db == "" {
+		db = user // PostgreSQL's default
+	}
+	app, _ := recordText(m.Parameters["application_name"], d, mode, 256)
+	s.mu.Lock()
+	s.user, s.database = user, db
+	s.mu.Unlock()
+	s.obs.Startup(Startup{User: user, Database: db, Application: app})
+}
+
+// authenticate passes the client's answers to the server's authentication
+// requests, one for each request, until the server's reader says it is
+// over (or has ended).
+func (c *clientSide) authenticate() error {
+	for {
+		var t uint32
+		select {
+		case t = <-c.s.authc:
+		case <-c.s.serverDone:
+			return nil
+		}
+		if t == authDone {
+			return nil
+		}
+		if err := c.be.SetAuthType(t); err != nil {
+			return &ProtocolError{Side: "server", Err: err}
+		}
+		msg, err := c.be.Receive()
+		if err != nil {
+			return c.readError(err)
+		}
+		switch msg.(type) {
+		case *pgproto3.PasswordMessage, *pgproto3.SASLInitialResponse, *pgproto3.SASLResponse, *pgproto3.GSSResponse:
+		default:
+			return &ProtocolError{Side: "client", Err: fmt.Errorf("%T while the server awaits authentication", msg)}
+		}
+		// Passwords and SASL exchanges pass through, never recorded.
+		if c.out, err = msg.Encode(c.out); err != nil {
+			return &ProtocolError{Side: "client", Err: err}
+		}
+		if err := c.flush(); err != nil {
+			return nil
+		}
+	}
+}
+
+// message records, judges and queues one message, and re-encodes it for
+// the server.
+func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) error {
+	s := c.s
+	now := time.Now()
+	var o *op
+	switch m := msg.(type) {
+	case *pgproto3.Query:
+		st := c.statement("simple", "", m.String, nil, now)
+		if err := c.judge(ctx, st); err != nil {
+			return err
+		}
+		o = &op{kind: 'Q', seq: st.Seq, start: now}
+	case *pgproto3.Parse:
+		text, clipped := recordText(m.Query, s.cfg.Detect, s.cfg.Mode, MaxText)
+		remember(c.stmts, m.Name, text)
+		o = &op{kind: 'P', start: now, stmt: &Statement{Protocol: "parse", Name: m.Name, Text: text, Clipped: clipped, At: now}}
+	case *pgproto3.Bind:
+		p := portal{stmt: m.PreparedStatement, params: c.params(m)}
+		remember(c.portals, m.DestinationPortal, p)
+		o = &op{kind: 'B', start: now, stmt: &Statement{Protocol: "bind", Name: m.PreparedStatement, Text: c.stmts[m.PreparedStatement], Params: p.params, At: now}}
+	case *pgproto3.Execute:
+		p := c.portals[m.Portal]
+		st := c.statement("extended", p.stmt, "", p.params, now)
+		if err := c.judge(ctx, st); err != nil {
+			return err
+		}
+		o = &op{kind: 'E', seq: st.Seq, start: now}
+	case *pgproto3.FunctionCall:
+		st := c.statement("function", "", "function call, oid "+strconv.FormatUint(uint64(m.Function), 10), nil, now)
+		if err := c.judge(ctx, st); err != nil {
+			return err
+		}
+		o = &op{kind: 'F', seq: st.Seq, start: now}
+	case *pgproto3.Describe:
+		o = &op{kind: 'D', start: now}
+	case *pgproto3.Close:
+		if m.ObjectType == 'S' {
+			delete(c.stmts, m.Name)
+		} else {
+			delete(c.portals, m.Name)
+		}
+		o = &op{kind: 'C', start: now}
+	case *pgproto3.Sync:
+		o = &op{kind: 'S', start: now}
+	case *pgproto3.Flush, *pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail, *pgproto3.Terminate:
+	default:
+		return &ProtocolError{Side: "client", Err: fmt.Errorf("unexpected %T", msg)}
+	}
+	if o != nil {
+		if err := s.q.push(*o); err != nil {
+			return &ProtocolError{Side: "client", Err: err}
+		}
+	}
+	var err error
+	if c.out, err = msg.Encode(c.out); err != nil {
+		return &ProtocolError{Side: "client", Err: err}
+	}
+	return nil
+}
+
+// statement numbers and reports a statement about to be sent; text is
+// recorded as is when name names no prepared statement, else the
+// statement's recorded text is used.
+func (c *clientSide) statement(protocol, name, text string, params []string, now time.Time) Statement {
+	s := c.s
+	st := Statement{Seq: int(s.seq.Add(1)), Protocol: protocol, Name: name, Params: params, At: now}
+	if protocol == "extended" {
+		st.Text = c.stmts[name]
+	} else {
+		st.Text, st.Clipped = recordText(text, s.cfg.Detect, s.cfg.Mode, MaxText)
+	}
+	s.statements.Add(1)
+	s.obs.Statement(st)
+	return st
+}
+
+// judge asks Config.Judge about st; a refusal ends the connection, and the
+// client is told why.
+func (c *clientSide) judge(ctx context.Context, st Statement) error {
+	if c.s.cfg.Judge == nil {
+		return nil
+	}
+	err := c.s.cfg.Judge(ctx, st)
+	if err == nil {
+		return nil
+	}
+	msg := "postern: the statement was refused"
+	if um, ok := err.(interface{ UserMessage() string }); ok {
+		msg = um.UserMessage()
+	}
+	c.s.fatal("42501", msg)
+	return &JudgeError{Statement: st, Err: err}
+}
+
+// params formats a Bind's parameters for the record.
+func (c *clientSide) params(m *pgproto3.Bind) []string {
+	n := min(len(m.Parameters), MaxParams)
+	out := make([]string, n)
+	for i := range n {
+		binary := false
+		switch len(m.ParameterFormatCodes) {
+		case 0:
+		case 1:
+			binary = m.ParameterFormatCodes[0] == 1
+		default:
+			binary = i < len(m.ParameterFormatCodes) && m.ParameterFormatCodes[i] == 1
+		}
+		out[i] = param(m.Parameters[i], binary, c.s.cfg.Detect, c.s.cfg.Mode)
+	}
+	return out
+}
+
+// remember keeps v under name in m, forgetting another entry when m holds
+// maxNamed.
+func remember[V any](m map[string]V, name string, v V) {
+	if _, ok := m[name]; !ok && len(m) >= maxNamed {
+		for k := range m {
+			delete(m, k)
+			break
+		}
+	}
+	m[name] = v
+}
