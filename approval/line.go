@@ -217,7 +217,7 @@ func (t *Tracker) Continue(text string) {
 }
 
 // Unsure notes that the shell may still have the line: it was dropped
-// (the shell sent Ctrl-C, which it may read as a key), or a key that may
+// (the shell was sent Ctrl-C, which it may read as a key), or a key that may
 // not run it (not EnterPlain) passes. Until a plain Enter passes, lines
 // are read from the screen, after their prompt and after this line's.
 // Call it before the key passes.

@@ -376,3 +376,25 @@ func TestAttack7ShellLimits(t *testing.T) {
 }
 
 var _ = approval.MaxSettle
+
+// The rules engine's view of a line, through a terminal: ways to spell,
+// wrap, defer or assemble a held command on one typed line are each held
+// (or refused), never run.
+func TestAttack7ShellSpellings(t *testing.T) {
+	t.Parallel()
+	e := newShellEnv(t)
+	tm, marker := e.attackShell(t, 200)
+	for _, line := range []string{
+		`\touch MARK`, `command touch MARK`, `'tou'ch MARK`, `$'\x74ouch' MARK`, `/usr/bin/tou?h MARK`,
+		`/usr/bin/{touch,true} MARK`, `x=touch; $x MARK`, `eval "tou""ch MARK"`, `sh -c 'touch MARK'`,
+		`bash <<< 'touch MARK'`, `echo MARK | xargs touch`, `find MARK* -maxdepth 0 -exec touch MARK \;`,
+		`env -i nice timeout 5 touch MARK`, `alias ll='touch MARK'`, `f() { touch MARK; }`,
+		`trap 'touch MARK' DEBUG`, `PROMPT_COMMAND='touch MARK'`, `!tou`, `fc -s tou`,
+	} {
+		line = strings.ReplaceAll(line, "MARK", marker)
+		tm.enter(line+"\r", line[max(0, len(line)-5):])
+		e.stopped(t, tm, marker)
+		notRan(t, tm, marker)
+	}
+	tm.exit()
+}
