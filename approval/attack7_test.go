@@ -77,6 +77,28 @@ func TestAttack7TrackerEraseBeforeLine(t *testing.T) {
 	}
 }
 
+// Keys that come before the program answered the Enter before them (it
+// printed nothing since) find the screen still showing the line before:
+// it is not their prompt. "tou" Enter, unanswered, then Backspace and
+// "ch x": a program that took the Enter as a character erases it, and
+// the screen shows "touch x" after the old line's "$ tou".
+func TestAttack7TrackerUnansweredEnter(t *testing.T) {
+	t.Parallel()
+	s := newSession(t, 80, 24)
+	s.out("$ ")
+	s.keys("tou")
+	s.out("tou")
+	s.keys("\r")
+	s.line()
+	s.tr.Reset()
+	s.keys("\x7fch x\r")
+	s.out("^M\b \b\b \bch x")
+	l := s.line()
+	if v := touchPolicy.DecideLine(nil, l); v.Action != Approve {
+		t.Fatalf("line %+v: %v (%s)", l, v.Action, v.Reason)
+	}
+}
+
 // After an Enter that may not have run the line (one that is not a plain
 // CR or LF), after a refusal (the shell was sent Ctrl-C, which it may not
 // act on) and after Ctrl-C, the shell may still have the line: the next

@@ -225,7 +225,9 @@
 // Ctrl-R, completed with Tab, edited). It is fed the terminal's output as
 // the user sees it, through a terminal emulator (charmbracelet/x/vt), and
 // the keys the user sends. At a line's first key, the text before the
-// cursor is the prompt; at Enter, the screen's view of the line is the
+// cursor is the prompt (once the program printed something after the line
+// before ended: until then the screen shows that line, and the prompt is
+// not known); at Enter, the screen's view of the line is the
 // logical line at the cursor (soft-wrapped rows joined) after that prompt,
 // or after any "': " of readline's reverse-i-search display. The keys'
 // view replays them as a line editor would and is exact while only plain

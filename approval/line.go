@@ -48,6 +48,7 @@ type Tracker struct {
 	unsure    bool   // the shell may still have an earlier line (Unsure)
 	prev      string // then: that line's prompt
 	capped    bool   // the terminal is larger than the emulator: its screen cannot be read
+	answered  bool   // output came since a key that ends a line (or Ctrl-C) passed
 	pending   []byte // output the emulator has not parsed yet (lazy.go)
 	entered   time.Time
 	last      time.Time // when output last came
@@ -95,6 +96,7 @@ func (t *Tracker) Write(p []byte) (int, error) {
 	if !t.closed {
 		t.queue(p)
 		t.last = time.Now()
+		t.answered = true
 	}
 	t.mu.Unlock()
 	select {
@@ -191,6 +193,7 @@ func (t *Tracker) Keys(p []byte) int {
 			t.unsureLocked()
 			t.begun = false
 			t.before = ""
+			t.answered = false
 		}
 	}
 	return -1
@@ -200,6 +203,7 @@ func (t *Tracker) Keys(p []byte) int {
 // ends a judged line passes. Call it before the Enter passes.
 func (t *Tracker) Reset() {
 	t.mu.Lock()
+	t.answered = false
 	t.begun = false
 	t.before = ""
 	t.unsure, t.prev = false, ""
@@ -211,6 +215,7 @@ func (t *Tracker) Reset() {
 // Call it before the Enter passes.
 func (t *Tracker) Continue(text string) {
 	t.mu.Lock()
+	t.answered = false
 	t.before = text
 	t.unsure, t.prev = false, ""
 	t.mu.Unlock()
@@ -223,6 +228,7 @@ func (t *Tracker) Continue(text string) {
 // Call it before the key passes.
 func (t *Tracker) Unsure() {
 	t.mu.Lock()
+	t.answered = false
 	t.unsureLocked()
 	t.begun = false
 	t.before = ""

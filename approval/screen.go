@@ -6,7 +6,10 @@ import "strings"
 // terminal wrapped joined) after the prompt read at the line's first key.
 
 // begin starts a line at its first key: what the screen shows before the
-// cursor is the prompt.
+// cursor is the prompt, once the program answered the key that ended the
+// line before (it printed something since). Before that, the screen still
+// shows the line before, which the program may go on with (an Enter it
+// did not take): the prompt is not known.
 func (t *Tracker) begin() {
 	t.keys.reset()
 	if t.unsure {
@@ -15,7 +18,7 @@ func (t *Tracker) begin() {
 	t.begun = true
 	rows, x := t.logical()
 	t.prompt = ""
-	if len(rows) > 0 {
+	if len(rows) > 0 && t.answered {
 		rows[len(rows)-1] = cut(rows[len(rows)-1], x)
 		t.prompt = strings.Join(rows, "")
 	}

@@ -2,11 +2,14 @@ package bastion
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/postern/postern/approval"
 	"github.com/postern/postern/internal/testenv"
@@ -396,5 +399,115 @@ func TestAttack7ShellSpellings(t *testing.T) {
 		e.stopped(t, tm, marker)
 		notRan(t, tm, marker)
 	}
+	tm.exit()
+}
+
+// Protocol games on one connection: two shells, each judged on its own;
+// a window change and a signal while a line is held, and the client's EOF
+// after it, do not let it run.
+func TestAttack7ShellProtocol(t *testing.T) {
+	t.Parallel()
+	e := newShellEnv(t)
+	client := e.dialGo(t, e.alice, bashUser+"@t1")
+	type shell struct {
+		s   *ssh.Session
+		in  io.WriteCloser
+		out *testenv.Buffer
+	}
+	open := func() shell {
+		s, err := client.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		in, err := s.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := &testenv.Buffer{}
+		s.Stdout, s.Stderr = out, out
+		if err := s.RequestPty("xterm", 24, 100, ssh.TerminalModes{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Shell(); err != nil {
+			t.Fatal(err)
+		}
+		testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), shellPrompt) })
+		return shell{s, in, out}
+	}
+	a, b := open(), open()
+	markers := []string{filepath.Join(e.dir, "a"), filepath.Join(e.dir, "b")}
+	for i, sh := range []shell{a, b} {
+		if _, err := sh.in.Write([]byte("touch " + markers[i])); err != nil {
+			t.Fatal(err)
+		}
+		testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(sh.out.String(), markers[i]) })
+		if _, err := sh.in.Write([]byte("\r")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.WaitFor(t, 20*time.Second, func() bool { return len(e.broker.List(t.Context(), false)) == 2 })
+	if err := b.s.WindowChange(30, 120); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.s.Signal(ssh.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	b.in.Close() // the client's EOF
+	for _, r := range e.broker.List(t.Context(), false) {
+		if _, err := e.broker.Decide(t.Context(), r.ID, bob, false, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.WaitFor(t, 20*time.Second, func() bool {
+		return strings.Contains(a.out.String(), "did not run") && strings.Contains(b.out.String(), "did not run")
+	})
+	// Each shell still runs what it may; the held lines never ran.
+	if _, err := a.in.Write([]byte("echo $((6*7))\r")); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(a.out.String(), "42") })
+	for _, m := range markers {
+		if exists(m) {
+			t.Fatalf("%s was made", m)
+		}
+	}
+}
+
+// Keys typed ahead of the prompt, plainly, are judged as typed.
+func TestAttack7ShellTypeAheadPlain(t *testing.T) {
+	t.Parallel()
+	e := newShellEnv(t)
+	tm, marker := e.attackShell(t, 100)
+	tm.send("sleep 1; echo sl''ept\rtouch " + marker + "\r")
+	tm.expect("slept")
+	e.stopped(t, tm, marker)
+	notRan(t, tm, marker)
+	tm.exit()
+}
+
+// An Enter that does not end the line for the program reading it (CR
+// after stty -icrnl, for dash in cooked mode) followed by Backspace: the
+// Backspace erases the CR and what is typed next continues the line the
+// program has ("tou" … "ch M").
+func TestAttack7ShellEraseBeforeLine(t *testing.T) {
+	t.Parallel()
+	e := newShellEnv(t)
+	tm, marker := e.attackShell(t, 100)
+	tm.run("stty -icrnl")
+	tm.send("dash\n")
+	tm.expect("dash")
+	tm.expect("$ ")
+	tm.enter("tou\r", "tou")
+	tm.send("\x7f")
+	tm.send("ch " + marker)
+	tm.expect(marker)
+	tm.send("\n")
+	e.stopped(t, tm, marker)
+	tm.expect("$ ")
+	tm.send("exit\n")
+	tm.expect(shellPrompt)
+	tm.run("stty icrnl")
+	notRan(t, tm, marker)
 	tm.exit()
 }
