@@ -241,3 +241,20 @@ func TestAttack7TrackerAlternateScreen(t *testing.T) {
 		t.Fatalf("line %+v: %v %q (%s)", l, v.Action, v.Line, v.Reason)
 	}
 }
+
+// Ctrl-D after an unfinished line ends the input: bash runs a
+// here-document or a trailing backslash's line as it stands. Only a plain
+// Enter (or a pasted newline) lets an unfinished line pass unjudged.
+func TestAttack7UnfinishedAtOtherEnter(t *testing.T) {
+	t.Parallel()
+	for _, e := range []Enter{EnterOther, EnterEditor} {
+		l := Line{Before: "touch x <<EOF", Screen: []string{""}, ScreenOK: true, Exact: true, Enter: e}
+		if v := touchPolicy.DecideLine(nil, l); v.Unfinished || v.Action != Approve {
+			t.Errorf("%v: %+v", e, v)
+		}
+	}
+	l := Line{Before: "touch x <<EOF", Screen: []string{""}, ScreenOK: true, Exact: true, Enter: EnterPlain}
+	if v := touchPolicy.DecideLine(nil, l); !v.Unfinished {
+		t.Errorf("plain: %+v", v)
+	}
+}

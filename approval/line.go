@@ -49,6 +49,7 @@ type Tracker struct {
 	prev      string // then: that line's prompt
 	capped    bool   // the terminal is larger than the emulator: its screen cannot be read
 	answered  bool   // output came since a key that ends a line (or Ctrl-C) passed
+	known     string // the last prompt read when it had
 	pending   []byte // output the emulator has not parsed yet (lazy.go)
 	entered   time.Time
 	last      time.Time // when output last came

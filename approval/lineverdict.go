@@ -155,7 +155,10 @@ func (p *Policy) DecideLine(s *Subject, l Line) LineVerdict {
 		v := p.decide(s, []Command{{Unjudged: "a line the terminal does not show whole (edited before its prompt was seen or after a line the shell may still have, or typed with echo off)"}})
 		return LineVerdict{Verdict: v, Line: "(not shown)"}
 	}
-	if !l.Hidden && len(views[0]) <= MaxLine && Unfinished(views[0]) {
+	// Only Enter asks for more: another key (Ctrl-D, the end of input)
+	// may make the shell run what it has.
+	more := l.Enter == 0 || l.Enter == EnterPlain || l.Enter == EnterPaste
+	if more && !l.Hidden && len(views[0]) <= MaxLine && Unfinished(views[0]) {
 		same := true
 		for _, v := range views[1:] {
 			same = same && v == views[0]

@@ -9,19 +9,24 @@ import "strings"
 // cursor is the prompt, once the program answered the key that ended the
 // line before (it printed something since). Before that, the screen still
 // shows the line before, which the program may go on with (an Enter it
-// did not take): the prompt is not known.
+// did not take): the prompt is taken to be the last one read.
 func (t *Tracker) begin() {
 	t.keys.reset()
 	if t.unsure {
 		t.keys.inexact() // the shell may have more than these keys
 	}
 	t.begun = true
+	if !t.answered {
+		t.prompt = t.known
+		return
+	}
 	rows, x := t.logical()
 	t.prompt = ""
-	if len(rows) > 0 && t.answered {
+	if len(rows) > 0 {
 		rows[len(rows)-1] = cut(rows[len(rows)-1], x)
 		t.prompt = strings.Join(rows, "")
 	}
+	t.known = t.prompt
 }
 
 // cut is row's first x cells' text.

@@ -66,9 +66,12 @@ func (e *holdEnv) stopped(t *testing.T, tm *term, marker string) {
 }
 
 // notRan checks, after the shell ran a line of its own since, that marker
-// was never made.
+// was never made. The shell may have kept the refused line (readline
+// does when the Ctrl-C comes after a prefix key such as Ctrl-X): Ctrl-E
+// Ctrl-U empties it first.
 func notRan(t *testing.T, tm *term, marker string) {
 	t.Helper()
+	tm.send("\x05\x15")
 	tm.sync()
 	if exists(marker) {
 		t.Fatal("the held command ran without approval")
@@ -136,9 +139,9 @@ func TestAttack7ShellViEscEnter(t *testing.T) {
 	tm.exit()
 }
 
-// An Enter the shell does not run (quoted with Ctrl-V, or Esc Enter in
-// emacs mode) must not leave the bastion believing the shell has an
-// unfinished line: the line typed next would be judged as the rest of
+// An Enter the shell does not run (quoted with Ctrl-V, Esc Enter in emacs
+// mode, Ctrl-X Enter) must not leave the bastion believing the shell has
+// an unfinished line: the line typed next would be judged as the rest of
 // it ("echo 'x" then "touch M" is one quoted word), while the shell,
 // after Ctrl-U, runs it alone.
 func TestAttack7ShellEnterNotRunDesync(t *testing.T) {
@@ -147,6 +150,13 @@ func TestAttack7ShellEnterNotRunDesync(t *testing.T) {
 	tm, marker := e.attackShell(t, 100)
 	for _, fake := range []string{"\x16\r", "\x1b\r", "\x18\r"} {
 		tm.enter("echo 'x"+fake, "'x")
+		// Such a key on an unfinished line may end the input (Ctrl-D
+		// does): it cannot be judged. Approved, it passes.
+		r := e.pending(t)
+		if _, err := e.broker.Decide(t.Context(), r.ID, bob, true, ""); err != nil {
+			t.Fatal(err)
+		}
+		tm.expect("postern: request " + r.ID + " approved")
 		tm.send("\x15") // Ctrl-U: the shell's line is empty again
 		tm.enter("touch "+marker+"\r", marker)
 		e.stopped(t, tm, marker)
@@ -284,6 +294,43 @@ func touchFile(t *testing.T, path string) {
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The end of input inside a construct the shell has not finished: bash
+// runs a here-document's command, and a line ending in a backslash, as
+// they stand. Without a terminal, the lines of a construct reach the
+// shell only once it is finished, or the input ended and it was judged.
+func TestAttack7NoPTYUnfinishedAtEOF(t *testing.T) {
+	t.Parallel()
+	e := newShellEnv(t)
+	for _, input := range []string{"touch M \\\n", "touch M <<EOF\n", "echo ok\ntouch M <<EOF\nbody\n"} {
+		marker := filepath.Join(e.dir, "eof")
+		_, wait := e.startStdin(t, strings.ReplaceAll(input, "M", marker))
+		r := e.pending(t)
+		if !strings.HasPrefix(r.Line, "touch "+marker) {
+			t.Fatalf("%q: request %+v", input, r)
+		}
+		if _, err := e.broker.Decide(t.Context(), r.ID, bob, false, ""); err != nil {
+			t.Fatal(err)
+		}
+		if stdout, stderr, code := wait(); code != ExitRefused || exists(marker) {
+			t.Fatalf("%q: exit %d, marker %v, stdout %q, stderr %q", input, code, exists(marker), stdout, stderr)
+		}
+	}
+}
+
+// With a terminal, Ctrl-D at the shell's continuation prompt ends its
+// input: bash runs the here-document's command.
+func TestAttack7ShellUnfinishedEOF(t *testing.T) {
+	t.Parallel()
+	e := newShellEnv(t)
+	tm, marker := e.attackShell(t, 100)
+	tm.enter("touch "+marker+" <<EOF\r", "<<EOF")
+	tm.expect("> ")
+	tm.send("\x04")
+	e.stopped(t, tm, marker)
+	notRan(t, tm, marker)
+	tm.exit()
 }
 
 // A shell without a terminal: a line longer than the bastion holds is

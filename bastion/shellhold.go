@@ -36,7 +36,8 @@ type lineGate struct {
 	t     *approval.Tracker // nil without a pty
 	judge chan struct{}     // a line waits to be judged; capacity 1
 
-	before  string        // unfinished lines the shell has (no pty); only run uses it
+	before  string        // the held lines of an unfinished construct (no pty); only run uses it
+	kept    int           // how many held bytes they are
 	long    bool          // a line too long to hold whole was let through: its rest passes (no pty); only run uses it
 	full    atomic.Bool   // the client sent more of a line than the stage holds (no pty)
 	stopped atomic.Bool   // a line was refused: no more input passes (no pty)
@@ -219,45 +220,55 @@ func (g *lineGate) judgeEnter() {
 	g.apply(v.Verdict, v.Line, 1, passed)
 }
 
-// judgeLine judges the first held line of a shell without a pty.
+// judgeLine judges the first held line of a shell without a pty. The
+// lines of a construct the shell has not finished (an open quote, for …
+// do, a trailing backslash, a here-document) stay held until the line
+// that finishes it comes, and are judged whole: the shell gets none of
+// them before, as at the end of its input it would run what it has (a
+// here-document ends there, a trailing backslash is dropped).
 func (g *lineGate) judgeLine() {
 	held := g.in.peek()
-	if g.stopped.Load() {
+	if g.stopped.Load() || len(held) == 0 && g.eof.Load() {
 		g.eofOnce.Do(func() { close(g.eofDone) })
 		return
 	}
-	if len(held) == 0 && g.eof.Load() {
-		g.eofOnce.Do(func() { close(g.eofDone) })
-		return
-	}
-	i := bytes.IndexByte(held, '\n')
-	n := i + 1
 	if g.long {
-		g.passLong(held, i)
+		g.passLong(held, bytes.IndexByte(held, '\n'))
 		return
 	}
+	rest := held[g.kept:]
+	i := bytes.IndexByte(rest, '\n')
 	if i < 0 {
-		if g.full.Load() && !g.eof.Load() {
+		switch {
+		case g.full.Load() && !g.eof.Load():
 			g.judgeLong(held)
 			return
-		}
-		if !g.eof.Load() {
+		case !g.eof.Load():
 			return // not a whole line yet
+		case len(rest) == 0:
+			// The input ended inside a construct: judged as it
+			// stands, as the shell will run it.
+			line := g.before
+			g.before, g.kept = "", 0
+			g.apply(g.rules.Decide(g.st.c.subject(), line), line, len(held), nil)
+			g.signal()
+			return
 		}
-		i, n = len(held), len(held)
+		i = len(rest)
 	}
-	line := strings.TrimSuffix(string(held[:i]), "\r")
+	n := g.kept + min(i+1, len(rest))
+	line := strings.TrimSuffix(string(rest[:i]), "\r")
 	if g.before != "" {
 		line = g.before + "\n" + line
 	}
-	g.before = ""
-	if i < len(held) && len(line) <= approval.MaxLine && approval.Unfinished(line) {
-		// The shell reads on before it runs anything: judged whole
-		// with the lines that finish it.
-		g.before = line
-		g.in.releaseThrough(n)
+	if i < len(rest) && len(line) <= approval.MaxLine && approval.Unfinished(line) {
+		g.before, g.kept = line, n
+		if n < len(held) || g.eof.Load() {
+			g.signal() // more lines came with it, or the input ended
+		}
 		return
 	}
+	g.before, g.kept = "", 0
 	g.apply(g.rules.Decide(g.st.c.subject(), line), line, n, nil)
 	if g.eof.Load() {
 		g.signal() // until all that came before the end is judged
@@ -270,7 +281,7 @@ func (g *lineGate) judgeLine() {
 // the rest of it passes too (passLong).
 func (g *lineGate) judgeLong(held []byte) {
 	g.full.Store(false)
-	g.before = ""
+	g.before, g.kept = "", 0
 	why := fmt.Sprintf("a line longer than %d bytes, which the bastion does not hold whole", maxHeld)
 	shown := string(held[:min(len(held), 1024)]) + "… (cut: " + why + ")"
 	g.apply(g.rules.DecideUnjudged(g.st.c.subject(), why), shown, len(held), func(bool) { g.long = true })
