@@ -425,8 +425,6 @@ func TestAttack7ShellLimits(t *testing.T) {
 	}
 }
 
-var _ = approval.MaxSettle
-
 // The rules engine's view of a line, through a terminal: ways to spell,
 // wrap, defer or assemble a held command on one typed line are each held
 // (or refused), never run.
@@ -555,6 +553,22 @@ func TestAttack7ShellEraseBeforeLine(t *testing.T) {
 	tm.send("exit\n")
 	tm.expect(shellPrompt)
 	tm.run("stty icrnl")
+	notRan(t, tm, marker)
+	tm.exit()
+}
+
+// Ctrl-C sent with the Enter, in one write, cancels the request.
+func TestAttack7ShellCtrlCWithEnter(t *testing.T) {
+	t.Parallel()
+	e := newShellEnv(t)
+	tm, marker := e.attackShell(t, 100)
+	tm.send("touch " + marker)
+	tm.expect(marker)
+	tm.send("\r\x03")
+	tm.expect(" cancelled with Ctrl-C; the command did not run")
+	if all := e.broker.List(t.Context(), true); len(all) != 1 || all[0].State != approval.StateCancelled {
+		t.Fatalf("requests %+v", all)
+	}
 	notRan(t, tm, marker)
 	tm.exit()
 }

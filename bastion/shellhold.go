@@ -109,6 +109,11 @@ func (g *lineGate) signal() {
 func (g *lineGate) enterAt(p []byte) int {
 	i := g.t.Keys(p)
 	if i >= 0 {
+		// A Ctrl-C from now on, even in the same write (held sees
+		// it), cancels this line's request.
+		g.mu.Lock()
+		g.ctrlC = false
+		g.mu.Unlock()
 		g.signal()
 	}
 	return i
@@ -187,9 +192,6 @@ func (g *lineGate) run() {
 // it, approval.Enter) sends.
 func (g *lineGate) judgeEnter() {
 	st := g.st
-	g.mu.Lock()
-	g.ctrlC = false
-	g.mu.Unlock()
 	l := g.t.Line(st.ctx, approval.MaxSettle)
 	v := g.rules.DecideLine(st.c.subject(), l)
 	var passed func(approved bool)
@@ -397,7 +399,7 @@ func (g *lineGate) refuse(msg string) {
 		code := ExitRefused
 		st.ownExit, st.overrideExit = &code, true
 		st.mu.Unlock()
-		st.uch.CloseWrite()
+		g.in.closeWrite(st.uch.CloseWrite)
 		return
 	}
 	g.notify(msg)
