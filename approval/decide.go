@@ -124,3 +124,10 @@ func reason(c *Command, r *Rule) string {
 	}
 	return fmt.Sprintf("%s matches rule %q", show(c.Text()), r.Name)
 }
+
+// DecideUnjudged decides a line its caller could not read whole, for why
+// (a phrase: "a line longer than …"): as a part of a line that cannot be
+// judged is decided (see first).
+func (p *Policy) DecideUnjudged(s *Subject, why string) Verdict {
+	return p.decide(s, []Command{{Unjudged: why}})
+}

@@ -225,25 +225,46 @@
 // Ctrl-R, completed with Tab, edited). It is fed the terminal's output as
 // the user sees it, through a terminal emulator (charmbracelet/x/vt), and
 // the keys the user sends. At a line's first key, the text before the
-// cursor is the prompt; at Enter, the screen's view of the line is the
+// cursor is the prompt (once the program printed something after the line
+// before ended: until then the screen shows that line, and the prompt is
+// not known); at Enter, the screen's view of the line is the
 // logical line at the cursor (soft-wrapped rows joined) after that prompt,
-// or after the "': " of readline's reverse-i-search display. The keys'
+// or after any "': " of readline's reverse-i-search display. The keys'
 // view replays them as a line editor would and is exact while only plain
-// typing, Backspace, Ctrl-U, Ctrl-W and bracketed paste were used. Line
-// waits, at most MaxSettle, until the screen shows the keys typed (or,
-// when it cannot compare, until output was quiet for a few milliseconds).
-// DecideLine judges every view that can be trusted and keeps the most
-// restrictive verdict; when none can be (the prompt is gone and an editing
-// key was used), the line cannot be judged. A line typed blind (echo off:
-// a password prompt, or stty -echo) is judged from its keys, by rules that
-// name commands only. An unfinished line (Unfinished) passes, to be judged
-// whole with the lines that finish it. Keys for a full-screen program (the
-// alternate screen) are not read.
+// typing, Backspace, Ctrl-U, Ctrl-W and bracketed paste were used (and
+// erasing found something typed to erase). Line waits, at most MaxSettle,
+// until the screen shows the keys typed (or, when it cannot compare, until
+// output was quiet for a few milliseconds and the screen shows the keys
+// typed since the last editing key). DecideLine judges every view that
+// can be trusted and keeps the most restrictive verdict; when none can be
+// (the prompt is gone and an editing key was used), the line cannot be
+// judged. A line typed blind (echo off: a password prompt, or stty -echo)
+// is judged from its keys, by rules that name commands only. An unfinished
+// line (Unfinished) passes after a plain Enter, to be judged whole with
+// the lines that finish it. Keys for a full-screen program (the alternate
+// screen) are not read. The screen of a terminal larger than MaxCols ×
+// MaxRows is not read: its program must be told at most that size.
 //
-// What the screen shows is what the target printed: a background job
-// writing to the terminal between the recall of a line and Enter can make
-// the screen show another line than the one the shell runs; the keys'
-// view only catches this when they were typed plainly.
+// A line ends at a key that may run it (Enter): a plain CR or LF; Ctrl-O
+// and Ctrl-D; CR or LF after Esc, inside an escape sequence, after Ctrl-X
+// or after a quoted insert (Ctrl-V, Ctrl-Q); Ctrl-X Ctrl-E and Ctrl-X e,
+// which hand the line to an editor or a keyboard macro, so that what runs
+// cannot be judged; and a newline in a bracketed paste (EnterPaste), which
+// readline keeps in the line and a program that does not know bracketed
+// paste runs: the line so far is judged there and goes on. After a line
+// the shell may still have (Unsure: it was refused and the shell was sent
+// Ctrl-C, which it may read as a key; Ctrl-C; a key that may not have run
+// it; the alternate screen coming on while it was typed) the next lines
+// are read from the screen, after their prompt and after the earlier one,
+// until a plain Enter passes (Reset).
+//
+// What the screen shows is what the target printed, and the line editor
+// is the user's: a background job writing to the terminal, or keys typed
+// ahead while a command runs (which the terminal driver echoes, and
+// readline reads later), can make the screen show another line than the
+// one the shell runs, and key bindings (bind, inputrc, vi mode's v) can
+// make any key run a line. The keys' view only catches the first when
+// they were typed plainly, and nothing here catches the second.
 //
 // # Access
 //

@@ -1,9 +1,7 @@
 package approval
 
 import (
-	"context"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +23,13 @@ import (
 //   - the keys: the typed keys replayed (typed), exact as long as only
 //     plain typing, Backspace, Ctrl-U, Ctrl-W and bracketed paste were used.
 //
+// Besides a plain Enter, the keys that run a line in readline's default
+// bindings end it too (Enter, keys.go), and so does a newline in a
+// bracketed paste. After a line the shell may still have (a refusal, whose
+// Ctrl-C it may ignore; Ctrl-C; an Enter that is not a plain CR or LF) the
+// tracker is unsure: the next line is read from the screen, after its own
+// prompt and after the earlier one, and its keys are not trusted.
+//
 // Full-screen programs (the alternate screen: vim, less, top) are not
 // inspected: Keys finds no Enter while the alternate screen is on.
 
@@ -39,6 +44,12 @@ type Tracker struct {
 	prompt    string // the logical line before the cursor at the line's first key
 	before    string // the unfinished lines the shell has (Continue)
 	bracketed bool   // the program enabled bracketed paste
+	enter     Enter  // how the last key that ended a line was typed
+	unsure    bool   // the shell may still have an earlier line (Unsure)
+	prev      string // then: that line's prompt
+	capped    bool   // the terminal is larger than the emulator: its screen cannot be read
+	answered  bool   // output came since a key that ends a line (or Ctrl-C) passed
+	known     string // the last prompt read when it had
 	pending   []byte // output the emulator has not parsed yet (lazy.go)
 	entered   time.Time
 	last      time.Time // when output last came
@@ -51,8 +62,10 @@ type Tracker struct {
 // NewTracker returns a Tracker for a terminal of cols × rows (80 × 24 when
 // either is not positive).
 func NewTracker(cols, rows int) *Tracker {
+	t := &Tracker{wrote: make(chan struct{}, 1), drained: make(chan struct{})}
+	t.capped = cols > MaxCols || rows > MaxRows
 	cols, rows = trackedSize(cols, rows)
-	t := &Tracker{term: vt.NewEmulator(cols, rows), wrote: make(chan struct{}, 1), drained: make(chan struct{})}
+	t.term = vt.NewEmulator(cols, rows)
 	t.keys.reset()
 	// Lines scrolled off are not needed: no scrollback to keep or trim.
 	t.term.SetScrollbackSize(1)
@@ -84,6 +97,7 @@ func (t *Tracker) Write(p []byte) (int, error) {
 	if !t.closed {
 		t.queue(p)
 		t.last = time.Now()
+		t.answered = true
 	}
 	t.mu.Unlock()
 	select {
@@ -94,20 +108,24 @@ func (t *Tracker) Write(p []byte) (int, error) {
 }
 
 // Terminal sizes the emulator keeps at most: the client chooses the
-// size, and the emulator allocates every cell of two screens.
+// size, and the emulator allocates every cell of two screens. A caller
+// tells the program at most this size (the bastion does), so that it
+// wraps and moves the cursor as on the emulator.
 const (
-	maxCols = 512
-	maxRows = 200
+	MaxCols = 512
+	MaxRows = 200
 )
 
 // trackedSize is the emulator's size for a terminal of cols × rows: 80 ×
-// 24 when either is not positive, capped at maxCols × maxRows (a line on a
-// wider terminal then wraps differently and is read from the keys).
+// 24 when either is not positive, capped at MaxCols × MaxRows. The screen
+// of a larger terminal is not read: the program's cursor movements would
+// land elsewhere on the emulator's (lines are read from the keys, and
+// cannot be judged once they are not exact).
 func trackedSize(cols, rows int) (int, int) {
 	if cols <= 0 || rows <= 0 {
 		return 80, 24
 	}
-	return min(cols, maxCols), min(rows, maxRows)
+	return min(cols, MaxCols), min(rows, MaxRows)
 }
 
 // Resize follows a window change.
@@ -115,10 +133,12 @@ func (t *Tracker) Resize(cols, rows int) {
 	if cols <= 0 || rows <= 0 {
 		return
 	}
+	capped := cols > MaxCols || rows > MaxRows
 	cols, rows = trackedSize(cols, rows)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.closed {
+		t.capped = capped
 		t.catchUp()
 		t.term.Resize(cols, rows)
 	}
@@ -140,15 +160,20 @@ func (t *Tracker) Close() error {
 	return nil
 }
 
-// Keys feeds keys the user sent, up to the first Enter that ends a line to
-// judge, and returns its index in p (-1: none; the bytes after it are not
-// read: feed them again once the Enter was passed on or dropped). Keys for
-// a full-screen program are not read.
+// Keys feeds keys the user sent, up to the first key that may run a line
+// (an Enter, see Enter) and returns its index in p (-1: none; the bytes
+// after it are not read: feed them again once it was passed on or
+// dropped). Keys for a full-screen program are not read.
 func (t *Tracker) Keys(p []byte) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.catchUp()
 	if t.term.IsAltScreen() {
+		if t.begun {
+			// The alternate screen came on while a line was typed:
+			// the shell may still have it when it goes off.
+			t.unsureLocked()
+		}
 		t.begun = false
 		return -1
 	}
@@ -156,289 +181,75 @@ func (t *Tracker) Keys(p []byte) int {
 		if !t.begun {
 			t.begin()
 		}
-		if t.keys.key(b, t.bracketed) {
-			t.begun = false
+		if e := t.keys.key(b, t.bracketed); e != 0 {
+			t.enter = e
+			t.begun = e == EnterPaste // a pasted newline: the line goes on
 			t.entered = time.Now()
 			return i
 		}
-		if b == 0x03 && !t.keys.paste { // Ctrl-C abandons the line(s)
+		if (b == 0x03 || b == 0x1a || b == 0x1c) && !t.keys.paste {
+			// Ctrl-C (and Ctrl-Z, Ctrl-\ for a program that runs)
+			// abandons the line(s), unless the shell reads it as a
+			// key (stty intr undef).
+			t.unsureLocked()
 			t.begun = false
 			t.before = ""
+			t.answered = false
 		}
 	}
 	return -1
 }
 
-// Reset forgets the lines the shell has: the last one was judged, or
-// dropped (and the shell asked to abandon it). Call it before the Enter
-// passes.
+// Reset forgets the lines the shell has: a plain Enter (EnterPlain) that
+// ends a judged line passes. Call it before the Enter passes.
 func (t *Tracker) Reset() {
 	t.mu.Lock()
+	t.answered = false
+	t.begun = false
+	t.before = ""
+	t.unsure, t.prev = false, ""
+	t.mu.Unlock()
+}
+
+// Continue notes that the shell has the unfinished lines text and asks
+// for more: a plain Enter passes, and the next line is judged with them.
+// Call it before the Enter passes.
+func (t *Tracker) Continue(text string) {
+	t.mu.Lock()
+	t.answered = false
+	t.before = text
+	t.unsure, t.prev = false, ""
+	t.mu.Unlock()
+}
+
+// Unsure notes that the shell may still have the line: it was dropped
+// (the shell was sent Ctrl-C, which it may read as a key), or a key that may
+// not run it (not EnterPlain) passes. Until a plain Enter passes, lines
+// are read from the screen, after their prompt and after this line's.
+// Call it before the key passes.
+func (t *Tracker) Unsure() {
+	t.mu.Lock()
+	t.answered = false
+	t.unsureLocked()
 	t.begun = false
 	t.before = ""
 	t.mu.Unlock()
 }
 
-// Continue notes that the shell has the unfinished lines text and asks
-// for more: the next line is judged with them. Call it before the Enter
-// passes.
-func (t *Tracker) Continue(text string) {
+// unsureLocked keeps the prompt of the oldest line the shell may have.
+func (t *Tracker) unsureLocked() {
+	if !t.unsure {
+		t.unsure, t.prev = true, t.prompt
+	}
+}
+
+// Granted notes that the line so far, up to a pasted newline, was
+// approved: the rest of the line is judged without it. Call it before
+// the newline passes.
+func (t *Tracker) Granted() {
 	t.mu.Lock()
-	t.before = text
+	t.keys.text = t.keys.text[:0]
+	t.keys.tail = 0
+	t.before = ""
 	t.mu.Unlock()
-}
-
-// begin starts a line at its first key: what the screen shows before the
-// cursor is the prompt.
-func (t *Tracker) begin() {
-	t.keys.reset()
-	t.begun = true
-	rows, x := t.logical()
-	t.prompt = ""
-	if len(rows) > 0 {
-		rows[len(rows)-1] = cut(rows[len(rows)-1], x)
-		t.prompt = strings.Join(rows, "")
-	}
-}
-
-// cut is row's first x cells' text.
-func cut(row string, x int) string {
-	r := []rune(row)
-	return string(r[:min(x, len(r))])
-}
-
-// logical returns the rows of the logical line at the cursor, each as
-// text with one character per cell, ending with the cursor's row, and the
-// cursor's column. A row continues on the next when its last cell is
-// used: the terminal wrapped it.
-func (t *Tracker) logical() ([]string, int) {
-	pos := t.term.CursorPosition()
-	w, h := t.term.Width(), t.term.Height()
-	if pos.Y < 0 || pos.Y >= h {
-		return nil, 0
-	}
-	top := pos.Y
-	for top > 0 && t.used(w-1, top-1) {
-		top--
-	}
-	var rows []string
-	for y := top; y <= pos.Y; y++ {
-		rows = append(rows, t.row(y, w))
-	}
-	return rows, pos.X
-}
-
-// after is the rest of the logical line below the cursor's row.
-func (t *Tracker) after() string {
-	pos := t.term.CursorPosition()
-	w, h := t.term.Width(), t.term.Height()
-	var b strings.Builder
-	for y := pos.Y; y >= 0 && y < h-1 && t.used(w-1, y); y++ {
-		b.WriteString(t.row(y+1, w))
-	}
-	return b.String()
-}
-
-func (t *Tracker) used(x, y int) bool {
-	c := t.term.CellAt(x, y)
-	return c != nil && c.Content != "" && c.Content != " "
-}
-
-// row is row y's text, one character per cell (a blank cell is a space;
-// the second cell of a wide character adds nothing).
-func (t *Tracker) row(y, w int) string {
-	var b strings.Builder
-	for x := 0; x < w; x++ {
-		c := t.term.CellAt(x, y)
-		switch {
-		case c == nil || c.Content == "" && c.Width == 0 && x > 0 && t.wide(x-1, y):
-		case c.Content == "":
-			b.WriteByte(' ')
-		default:
-			b.WriteString(c.Content)
-		}
-	}
-	return b.String()
-}
-
-func (t *Tracker) wide(x, y int) bool {
-	c := t.term.CellAt(x, y)
-	return c != nil && c.Width > 1
-}
-
-// Line is what a Tracker knows of the line an Enter sends.
-type Line struct {
-	// Screen holds the line as the screen shows it (usually one
-	// candidate; two when a reverse-i-search display is ambiguous), when
-	// ScreenOK: the prompt was found.
-	Screen   []string
-	ScreenOK bool
-	// Typed is the line replayed from the keys; Exact says it is the
-	// line (no editing key whose effect is unknown).
-	Typed string
-	Exact bool
-	// Hidden: keys were typed but the screen shows none of them (echo
-	// off: a password prompt, or a shell after stty -echo).
-	Hidden bool
-	// Pasted: the typed line holds a newline from a bracketed paste.
-	Pasted bool
-	// FullScreen: a full-screen program runs; nothing is judged.
-	FullScreen bool
-	// Before holds the unfinished lines the shell already has (see
-	// LineVerdict.Unfinished), judged with this one.
-	Before string
-}
-
-// Settle bounds, after an Enter: how long Line waits for the echo of the
-// keys typed before it, and how long output must have been quiet when the
-// echo cannot be compared with the keys.
-const (
-	MaxSettle = 50 * time.Millisecond
-	quietFor  = 5 * time.Millisecond
-)
-
-// Line returns the line the last Enter sends, once the screen settled:
-// when it shows the keys typed (plain typing), or after output was quiet
-// for a few milliseconds (editing keys), and at most after bound (or when
-// ctx ends).
-func (t *Tracker) Line(ctx context.Context, bound time.Duration) Line {
-	deadline := time.NewTimer(bound)
-	defer deadline.Stop()
-	quiet := time.NewTimer(quietFor)
-	defer quiet.Stop()
-	for {
-		t.mu.Lock()
-		l := t.viewLocked()
-		wait := quietFor - time.Since(later(t.last, t.entered))
-		t.mu.Unlock()
-		// Keys typed plainly: until the screen shows them (fail closed
-		// at the bound: the views differ and both are judged). Keys
-		// whose effect is unknown: until output is quiet.
-		settled := l.Exact && l.ScreenOK && contains(l.Screen, l.Typed) || !l.Exact && wait <= 0
-		if l.FullScreen || settled {
-			return l
-		}
-		if l.Exact {
-			wait = bound
-		}
-		quiet.Reset(wait)
-		select {
-		case <-t.wrote:
-		case <-quiet.C:
-		case <-deadline.C:
-			t.mu.Lock()
-			defer t.mu.Unlock()
-			return t.viewLocked()
-		case <-ctx.Done():
-			return l
-		}
-	}
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-// Reverse-i-search displays of readline (and their failed forms), which
-// replace the prompt: (reverse-i-search)`text': line.
-var searchMarks = []string{"reverse-i-search)`", "i-search)`"}
-
-// viewLocked reads both views of the current line.
-func (t *Tracker) viewLocked() Line {
-	t.catchUp()
-	l := Line{Typed: strings.TrimRight(string(t.keys.text), " "), Exact: t.keys.exact, Pasted: t.keys.pasted, Before: t.before}
-	if t.term.IsAltScreen() {
-		l.FullScreen = true
-		return l
-	}
-	rows, _ := t.logical()
-	text := strings.TrimRight(strings.Join(rows, "")+t.after(), " ")
-	switch {
-	case t.prompt != "" && strings.HasPrefix(text, t.prompt):
-		l.Screen, l.ScreenOK = []string{strings.TrimRight(text[len(t.prompt):], " ")}, true
-	case t.prompt != "" && text == strings.TrimRight(t.prompt, " "):
-		l.Screen, l.ScreenOK = []string{""}, true // nothing after the prompt
-	default:
-		for _, m := range searchMarks {
-			if i := strings.Index(text, m); i >= 0 {
-				rest := text[i+len(m):]
-				a, b := strings.Index(rest, "': "), strings.LastIndex(rest, "': ")
-				if a >= 0 {
-					l.Screen, l.ScreenOK = []string{rest[a+3:], rest[b+3:]}, true
-				}
-				break
-			}
-		}
-	}
-	l.Hidden = l.ScreenOK && t.keys.keys > 0 && len(t.keys.text) > 0 && strings.TrimSpace(strings.Join(l.Screen, "")) == ""
-	return l
-}
-
-// LineVerdict is what DecideLine decides about the line an Enter sends.
-type LineVerdict struct {
-	Verdict
-	// Line is the view judged (with the lines before it), for approvers;
-	// "(not shown)" when no view could be trusted.
-	Line string
-	// Unfinished: every view is an unfinished line (an open quote or
-	// construct, a trailing backslash or operator, a here-document): the
-	// shell asks for more and runs nothing yet. Line is what it has, to
-	// be judged whole with the lines that finish it (Line.Before).
-	Unfinished bool
-}
-
-// DecideLine decides the line an Enter sends from the views in l, failing
-// closed: each view that can be trusted is decided (the screen when its
-// prompt was found and it shows the line, the keys when exact), and the
-// most restrictive verdict wins. When neither view can be trusted, the
-// line cannot be judged. A line typed blind (echo off) is judged from its
-// keys, but only rules that name commands hold or refuse it: it is most
-// often a password, which a catch-all rule must not send to approvers.
-func (p *Policy) DecideLine(s *Subject, l Line) LineVerdict {
-	if l.FullScreen {
-		return LineVerdict{Verdict: Verdict{Action: Allow, Reason: "a full-screen program"}}
-	}
-	var views []string
-	if l.ScreenOK && !l.Hidden && !(l.Pasted && l.Exact) {
-		// A multi-line paste shows as several rows; its keys are exact.
-		views = append(views, l.Screen...)
-	}
-	if l.Exact {
-		views = append(views, l.Typed)
-	}
-	if len(views) == 0 {
-		v := p.decide(s, []Command{{Unjudged: "a line the terminal does not show whole (edited before its prompt was seen, or with echo off)"}})
-		return LineVerdict{Verdict: v, Line: "(not shown)"}
-	}
-	if l.Before != "" {
-		for i := range views {
-			views[i] = l.Before + "\n" + views[i]
-		}
-	}
-	if !l.Hidden && len(views[0]) <= MaxLine && Unfinished(views[0]) {
-		same := true
-		for _, v := range views[1:] {
-			same = same && v == views[0]
-		}
-		if same {
-			return LineVerdict{Verdict: Verdict{Action: Allow, Reason: "unfinished line"}, Line: views[0], Unfinished: true}
-		}
-	}
-	best := LineVerdict{Verdict: Verdict{Action: Allow, Reason: "no rule matches"}}
-	for i, line := range views {
-		v := p.Decide(s, line)
-		if l.Hidden && v.Rule != nil && v.Rule.Match.All() {
-			continue
-		}
-		if i == 0 || v.Action > best.Action {
-			best = LineVerdict{Verdict: v, Line: line}
-		}
-	}
-	if l.Hidden && best.Action == Allow {
-		best.Line = ""
-	}
-	return best
 }

@@ -58,7 +58,7 @@ func TestTrackerLine(t *testing.T) {
 			s.out("$ ")
 			s.keys("\x12tou")
 			s.out("\r(reverse-i-search)`tou': touch /tmp/y\x1b[K")
-		}, screen: []string{"touch /tmp/y", "touch /tmp/y"}, typed: "tou", exact: false, screenOK: true},
+		}, screen: []string{"touch /tmp/y"}, typed: "tou", exact: false, screenOK: true},
 		{name: "echo off", cols: 80, play: func(s *session) {
 			s.out("Password: ")
 			s.keys("hunter2")
@@ -98,8 +98,10 @@ func TestTrackerLine(t *testing.T) {
 }
 
 // Keys stops at the Enter: the keys after it belong to the next line,
-// fed once the Enter passed. A newline inside a bracketed paste is not an
-// Enter when the program asked for bracketed paste, and is one otherwise.
+// fed once the Enter passed. A newline inside a bracketed paste does not
+// end the line when the program asked for bracketed paste (it is judged
+// there, EnterPaste, as a program that ignores the markers would run the
+// line, and the line goes on), and is an Enter otherwise.
 func TestTrackerKeys(t *testing.T) {
 	t.Parallel()
 	s := newSession(t, 80, 24)
@@ -108,10 +110,17 @@ func TestTrackerKeys(t *testing.T) {
 		t.Fatalf("Enter at %d, want 6", i)
 	}
 	s.out("\x1b[?2004h$ ")
-	if i := s.keys("\x1b[200~echo a\necho b\x1b[201~\r"); i != len("\x1b[200~echo a\necho b\x1b[201~") {
+	paste := "\x1b[200~echo a\necho b\x1b[201~\r"
+	if i := s.keys(paste); i != len("\x1b[200~echo a") {
+		t.Fatalf("pasted newline at %d", i)
+	}
+	if l := s.line(); l.Enter != EnterPaste || !l.Exact || l.Typed != "echo a" {
+		t.Fatalf("line at the pasted newline %+v", l)
+	}
+	if i := s.keys(paste[len("\x1b[200~echo a\n"):]); i != len("echo b\x1b[201~") {
 		t.Fatalf("Enter at %d: the pasted newline ended the line", i)
 	}
-	if l := s.line(); !l.Exact || !l.Pasted || l.Typed != "echo a\necho b" {
+	if l := s.line(); l.Enter != EnterPlain || !l.Exact || !l.Pasted || l.Typed != "echo a\necho b" {
 		t.Fatalf("pasted line %+v", l)
 	}
 	s.out("\x1b[?2004l$ ")
@@ -177,7 +186,9 @@ func TestDecideLine(t *testing.T) {
 		{"password", Line{Screen: []string{""}, ScreenOK: true, Hidden: true, Typed: "hunter2", Exact: true}, Allow, "", false},
 		{"blind rm", Line{Screen: []string{""}, ScreenOK: true, Hidden: true, Typed: "rm x", Exact: true}, Deny, "rm x", false},
 		{"empty", Line{Screen: []string{""}, ScreenOK: true, Exact: true}, Allow, "", false},
-		{"full screen", Line{FullScreen: true}, Allow, "", false},
+		// The alternate screen came on after the Enter: the keys tell.
+		{"full screen", Line{FullScreen: true}, Approve, "(not shown)", false},
+		{"full screen typed", Line{FullScreen: true, Screen: []string{"rm x"}, ScreenOK: true, Typed: "ls", Exact: true}, Allow, "ls", false},
 		{"unfinished", Line{Screen: []string{"for f in *; do"}, ScreenOK: true, Typed: "for f in *; do", Exact: true}, Allow, "for f in *; do", true},
 		{"finished", Line{Before: "for f in *; do", Screen: []string{"rm $f; done"}, ScreenOK: true}, Deny, "for f in *; do\nrm $f; done", false},
 		{"views differ", Line{Screen: []string{"echo 'a"}, ScreenOK: true, Typed: "echo 'b", Exact: true}, Approve, "echo 'a", false},

@@ -44,6 +44,7 @@ func (st *channel) filterRequest(r *ssh.Request) ([]byte, bool) {
 		if ssh.Unmarshal(r.Payload, &pty) != nil {
 			return nil, false
 		}
+		pty.Cols, pty.Rows = st.judgedSize(pty.Cols, pty.Rows)
 		st.setPty(pty.Term, int(pty.Cols), int(pty.Rows))
 		return ssh.Marshal(&pty), true
 	case "window-change":
@@ -52,6 +53,7 @@ func (st *channel) filterRequest(r *ssh.Request) ([]byte, bool) {
 		if ssh.Unmarshal(r.Payload, &wc) != nil {
 			return nil, false
 		}
+		wc.Cols, wc.Rows = st.judgedSize(wc.Cols, wc.Rows)
 		st.resize(int(wc.Cols), int(wc.Rows))
 		return ssh.Marshal(&wc), true
 	case "signal":

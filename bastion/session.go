@@ -148,6 +148,10 @@ func (st *channel) startPumps(creqs <-chan *ssh.Request) *sync.WaitGroup {
 		c.pump(inPort{st}, st.ch)
 		if st.isReady() {
 			st.lines.atEOF() // a last line without a newline is judged too
+			if st.input != nil {
+				st.input.closeWrite(uch.CloseWrite)
+				return
+			}
 		}
 		uch.CloseWrite()
 	})

@@ -36,7 +36,10 @@ type lineGate struct {
 	t     *approval.Tracker // nil without a pty
 	judge chan struct{}     // a line waits to be judged; capacity 1
 
-	before  string        // unfinished lines the shell has (no pty); only run uses it
+	before  string        // the held lines of an unfinished construct (no pty); only run uses it
+	kept    int           // how many held bytes they are
+	long    bool          // a line too long to hold whole was let through: its rest passes (no pty); only run uses it
+	full    atomic.Bool   // the client sent more of a line than the stage holds (no pty)
 	stopped atomic.Bool   // a line was refused: no more input passes (no pty)
 	eof     atomic.Bool   // the client's input ended (no pty)
 	eofDone chan struct{} // closed once the input after the last newline was judged
@@ -75,6 +78,17 @@ func (st *channel) newLineGate(in *inputStage) *lineGate {
 	return g
 }
 
+// judgedSize is the terminal size the target is told: when lines typed on
+// the connection are judged, at most the size the line tracker's emulator
+// follows, so that the program wraps lines and moves the cursor as the
+// emulator does (on a wider terminal its screen could not be read).
+func (st *channel) judgedSize(cols, rows uint32) (uint32, uint32) {
+	if !st.c.s.cfg.ApprovalRules.Judges(st.c.subject()) {
+		return cols, rows
+	}
+	return min(cols, approval.MaxCols), min(rows, approval.MaxRows)
+}
+
 // observers adds the tracker, if any, to the observers of the masked
 // output: it sees what the user sees.
 func (g *lineGate) observers(list []io.Writer) []io.Writer {
@@ -95,6 +109,11 @@ func (g *lineGate) signal() {
 func (g *lineGate) enterAt(p []byte) int {
 	i := g.t.Keys(p)
 	if i >= 0 {
+		// A Ctrl-C from now on, even in the same write (held sees
+		// it), cancels this line's request.
+		g.mu.Lock()
+		g.ctrlC = false
+		g.mu.Unlock()
 		g.signal()
 	}
 	return i
@@ -124,6 +143,9 @@ func (g *lineGate) held(p []byte, n int) {
 			g.mu.Unlock()
 		}
 		return
+	}
+	if n+len(p) > maxHeld {
+		g.full.Store(true)
 	}
 	if bytes.IndexByte(p, '\n') >= 0 || n+len(p) > maxHeld {
 		g.signal()
@@ -166,73 +188,138 @@ func (g *lineGate) run() {
 	}
 }
 
-// judgeEnter judges the line a held Enter sends.
+// judgeEnter judges the line a held Enter (or another key that may run
+// it, approval.Enter) sends.
 func (g *lineGate) judgeEnter() {
 	st := g.st
-	g.mu.Lock()
-	g.ctrlC = false
-	g.mu.Unlock()
 	l := g.t.Line(st.ctx, approval.MaxSettle)
 	v := g.rules.DecideLine(st.c.subject(), l)
-	if v.Unfinished {
-		// The shell asks for more and runs nothing yet: the Enter
-		// passes, and the next line is judged with this one.
-		g.t.Continue(v.Line)
-		g.in.releaseThrough(1)
-		return
+	var passed func(approved bool)
+	switch l.Enter {
+	case approval.EnterPaste:
+		// A newline in a bracketed paste: readline keeps the line,
+		// which goes on; judged again, it is judged without what was
+		// approved.
+		passed = func(approved bool) {
+			if approved {
+				g.t.Granted()
+			}
+		}
+	case approval.EnterPlain:
+		if v.Unfinished {
+			// The shell asks for more and runs nothing yet: the
+			// Enter passes, and the next line is judged with this.
+			g.t.Continue(v.Line)
+			g.in.releaseThrough(1)
+			return
+		}
+		passed = func(bool) { g.t.Reset() }
+	default:
+		// A key that may or may not run the line: the shell may
+		// still have it.
+		passed = func(bool) { g.t.Unsure() }
 	}
-	g.t.Reset()
-	g.apply(v.Verdict, v.Line, 1)
+	g.apply(v.Verdict, v.Line, 1, passed)
 }
 
-// judgeLine judges the first held line of a shell without a pty.
+// judgeLine judges the first held line of a shell without a pty. The
+// lines of a construct the shell has not finished (an open quote, for …
+// do, a trailing backslash, a here-document) stay held until the line
+// that finishes it comes, and are judged whole: the shell gets none of
+// them before, as at the end of its input it would run what it has (a
+// here-document ends there, a trailing backslash is dropped).
 func (g *lineGate) judgeLine() {
 	held := g.in.peek()
-	if g.stopped.Load() {
+	if g.stopped.Load() || len(held) == 0 && g.eof.Load() {
 		g.eofOnce.Do(func() { close(g.eofDone) })
 		return
 	}
-	i := bytes.IndexByte(held, '\n')
-	n := i + 1
+	if g.long {
+		g.passLong(held, bytes.IndexByte(held, '\n'))
+		return
+	}
+	rest := held[g.kept:]
+	i := bytes.IndexByte(rest, '\n')
 	if i < 0 {
-		if len(held) == 0 && g.eof.Load() {
-			g.eofOnce.Do(func() { close(g.eofDone) })
+		switch {
+		case g.full.Load() && !g.eof.Load():
+			g.judgeLong(held)
+			return
+		case !g.eof.Load():
+			return // not a whole line yet
+		case len(rest) == 0:
+			// The input ended inside a construct: judged as it
+			// stands, as the shell will run it.
+			line := g.before
+			g.before, g.kept = "", 0
+			g.apply(g.rules.Decide(g.st.c.subject(), line), line, len(held), nil)
+			g.signal()
 			return
 		}
-		if len(held) < maxHeld && !g.eof.Load() {
-			return // not a whole line yet
-		}
-		i, n = len(held), len(held)
+		i = len(rest)
 	}
-	line := strings.TrimSuffix(string(held[:i]), "\r")
+	n := g.kept + min(i+1, len(rest))
+	line := strings.TrimSuffix(string(rest[:i]), "\r")
 	if g.before != "" {
 		line = g.before + "\n" + line
 	}
-	g.before = ""
-	if i < len(held) && len(line) <= approval.MaxLine && approval.Unfinished(line) {
-		// The shell reads on before it runs anything: judged whole
-		// with the lines that finish it.
-		g.before = line
-		g.in.releaseThrough(n)
+	if i < len(rest) && len(line) <= approval.MaxLine && approval.Unfinished(line) {
+		g.before, g.kept = line, n
+		if n < len(held) || g.eof.Load() {
+			g.signal() // more lines came with it, or the input ended
+		}
 		return
 	}
-	g.apply(g.rules.Decide(g.st.c.subject(), line), line, n)
+	g.before, g.kept = "", 0
+	g.apply(g.rules.Decide(g.st.c.subject(), line), line, n, nil)
 	if g.eof.Load() {
 		g.signal() // until all that came before the end is judged
 	}
 }
 
+// judgeLong decides a line longer than the input stage holds, of which
+// held is the start (no pty): it cannot be judged whole, and judged in
+// pieces a command could straddle them ("…; r" and "m x"). Let through,
+// the rest of it passes too (passLong).
+func (g *lineGate) judgeLong(held []byte) {
+	g.full.Store(false)
+	g.before, g.kept = "", 0
+	why := fmt.Sprintf("a line longer than %d bytes, which the bastion does not hold whole", maxHeld)
+	shown := string(held[:min(len(held), 1024)]) + "… (cut: " + why + ")"
+	g.apply(g.rules.DecideUnjudged(g.st.c.subject(), why), shown, len(held), func(bool) { g.long = true })
+}
+
+// passLong passes the rest of a long line that was let through, up to its
+// newline at i (-1: not come yet), and goes on judging after it.
+func (g *lineGate) passLong(held []byte, i int) {
+	g.full.Store(false)
+	n := len(held)
+	if i >= 0 {
+		n, g.long = i+1, false
+	}
+	if n > 0 {
+		g.in.releaseThrough(n)
+	}
+	if i >= 0 && n < len(held) || g.eof.Load() {
+		g.signal()
+	}
+}
+
 // apply carries out verdict v on the held line shown, whose first n held
-// bytes pass when it may run.
-func (g *lineGate) apply(v approval.Verdict, shown string, n int) {
+// bytes pass when it may run; passed, if not nil, is called first, with
+// whether approvers approved.
+func (g *lineGate) apply(v approval.Verdict, shown string, n int, passed func(approved bool)) {
 	st := g.st
 	switch v.Action {
 	case approval.Allow:
+		if passed != nil {
+			passed(false)
+		}
 		g.in.releaseThrough(n)
 		return
 	case approval.Approve:
 		if st.c.s.cfg.Approvals != nil {
-			g.hold(v, shown, n)
+			g.hold(v, shown, n, passed)
 			return
 		}
 		// Rules ask for approval but nothing can hold: fail closed.
@@ -244,7 +331,7 @@ func (g *lineGate) apply(v approval.Verdict, shown string, n int) {
 
 // hold asks for approval of the held line and waits for the decision,
 // while the input stage keeps reading (Ctrl-C cancels).
-func (g *lineGate) hold(v approval.Verdict, shown string, n int) {
+func (g *lineGate) hold(v approval.Verdict, shown string, n int, passed func(approved bool)) {
 	st := g.st
 	req, err := st.submit(shown, v)
 	if err != nil {
@@ -263,6 +350,9 @@ func (g *lineGate) hold(v approval.Verdict, shown string, n int) {
 	if w.State == approval.StateApproved {
 		st.rec.marker(fmt.Sprintf("approval granted: %s%s", req.ID, decisionText(w)))
 		g.notify(fmt.Sprintf("postern: request %s approved%s; running", req.ID, decisionText(w)))
+		if passed != nil {
+			passed(true)
+		}
 		g.in.releaseThrough(n)
 		return
 	}
@@ -309,11 +399,13 @@ func (g *lineGate) refuse(msg string) {
 		code := ExitRefused
 		st.ownExit, st.overrideExit = &code, true
 		st.mu.Unlock()
-		st.uch.CloseWrite()
+		g.in.closeWrite(st.uch.CloseWrite)
 		return
 	}
 	g.notify(msg)
-	g.t.Reset()
+	// The shell may read the Ctrl-C as a key (stty intr undef) and keep
+	// the line: the tracker reads the next line with it.
+	g.t.Unsure()
 	g.in.replace([]byte{0x03})
 }
 

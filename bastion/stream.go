@@ -172,12 +172,14 @@ type inputStage struct {
 	onHeld func(p []byte, held int)
 
 	passMu sync.Mutex // orders writes to dst: release's held bytes before what follows
+	eof    bool       // the target was sent EOF: nothing more is written; guarded by passMu
 
 	mu       sync.Mutex // guards the fields below; never held across dst writes
 	holding  bool
 	dropping bool // everything is dropped from now on (stop)
 	held     bytes.Buffer
 	room     chan struct{} // closed when a hold ends
+	flight   chan struct{} // closed once the bytes before the hold were written; nil before any
 }
 
 func newInputStage(st *channel, dst io.Writer) *inputStage {
@@ -213,30 +215,36 @@ func (in *inputStage) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	pass, err := in.admit(p)
+	pass, flight, err := in.admit(p)
 	if err != nil {
 		return 0, err
 	}
 	if len(pass) > 0 {
 		in.echo.typed(pass)
 		in.passMu.Lock()
-		_, err := in.dst.Write(pass)
+		err = in.write(pass)
 		in.passMu.Unlock()
-		if err != nil {
-			return 0, err
-		}
+	}
+	if flight != nil {
+		close(flight)
+	}
+	if err != nil {
+		return 0, err
 	}
 	return len(p), nil
 }
 
 // admit returns the part of p to pass on now and keeps the rest while the
-// stage holds. Past maxHeld it waits for the hold to end.
-func (in *inputStage) admit(p []byte) ([]byte, error) {
+// stage holds. Past maxHeld it waits for the hold to end. When a hold
+// begins after bytes to pass, it returns flight too, which the caller
+// closes once they were written: the held bytes must not pass before
+// them (the judge may release them at once).
+func (in *inputStage) admit(p []byte) ([]byte, chan struct{}, error) {
 	for {
 		in.mu.Lock()
 		if in.dropping {
 			in.mu.Unlock()
-			return nil, nil
+			return nil, nil, nil
 		}
 		if !in.holding {
 			i := -1
@@ -245,12 +253,20 @@ func (in *inputStage) admit(p []byte) ([]byte, error) {
 			}
 			if i < 0 || i >= len(p) {
 				in.mu.Unlock()
-				return p, nil
+				return p, nil, nil
 			}
 			in.holding = true
 			in.held.Write(p[i:])
+			if in.onHeld != nil && i+1 < len(p) {
+				in.onHeld(p[i+1:], 1) // sent after the byte the hold began at
+			}
+			var flight chan struct{}
+			if i > 0 {
+				flight = make(chan struct{})
+				in.flight = flight
+			}
 			in.mu.Unlock()
-			return p[:i], nil
+			return p[:i], flight, nil
 		}
 		if in.onHeld != nil {
 			in.onHeld(p, in.held.Len())
@@ -258,14 +274,14 @@ func (in *inputStage) admit(p []byte) ([]byte, error) {
 		if in.held.Len()+len(p) <= maxHeld {
 			in.held.Write(p)
 			in.mu.Unlock()
-			return nil, nil
+			return nil, nil, nil
 		}
 		room := in.room
 		in.mu.Unlock()
 		select {
 		case <-room:
 		case <-in.ctx.Done():
-			return nil, context.Cause(in.ctx)
+			return nil, nil, context.Cause(in.ctx)
 		}
 	}
 }
@@ -285,6 +301,7 @@ func (in *inputStage) release() error { return in.releaseThrough(1) }
 
 // releaseThrough is release with the first n held bytes passed as they are.
 func (in *inputStage) releaseThrough(n int) error {
+	in.passed()
 	in.passMu.Lock()
 	defer in.passMu.Unlock()
 	in.mu.Lock()
@@ -295,15 +312,39 @@ func (in *inputStage) releaseThrough(n int) error {
 		if i := in.holdAt(held[n:]); i >= 0 && n+i < len(held) {
 			in.holding = true
 			in.held.Write(held[n+i:])
+			if in.onHeld != nil && n+i+1 < len(held) {
+				in.onHeld(held[n+i+1:], 1)
+			}
 			held = held[:n+i]
 		}
 	}
 	in.mu.Unlock()
-	if len(held) == 0 {
-		return nil
+	return in.write(held)
+}
+
+// closeWrite sends the target EOF with closeWrite, once: after the bytes
+// being written, and none after it (x/crypto's Write and CloseWrite must
+// not run at once; a released or replaced hold then writes nothing).
+func (in *inputStage) closeWrite(closeWrite func() error) {
+	in.passMu.Lock()
+	defer in.passMu.Unlock()
+	if !in.eof {
+		in.eof = true
+		closeWrite()
 	}
-	_, err := in.dst.Write(held)
-	return err
+}
+
+// passed waits until the bytes passed before the hold began were written.
+func (in *inputStage) passed() {
+	in.mu.Lock()
+	f := in.flight
+	in.mu.Unlock()
+	if f != nil {
+		select {
+		case <-f:
+		case <-in.ctx.Done():
+		}
+	}
 }
 
 // discard drops the held bytes and ends the hold; it returns how many.
@@ -332,9 +373,18 @@ func (in *inputStage) stop() {
 
 // replace drops the held bytes, ends the hold, and sends p in their place.
 func (in *inputStage) replace(p []byte) error {
+	in.passed()
 	in.passMu.Lock()
 	defer in.passMu.Unlock()
 	in.discard()
+	return in.write(p)
+}
+
+// write writes p to the target, with passMu held: nothing after EOF.
+func (in *inputStage) write(p []byte) error {
+	if len(p) == 0 || in.eof {
+		return nil
+	}
 	_, err := in.dst.Write(p)
 	return err
 }
