@@ -161,6 +161,9 @@ type Snapshot struct {
 	// Approvals holds each approval request's record by ID; nil when the
 	// index has none.
 	Approvals map[string][]byte `json:"approvals,omitempty"`
+	// Revocations holds each revocation's record by its key
+	// (Revocation.Key); nil when the index has none.
+	Revocations map[string][]byte `json:"revocations,omitempty"`
 }
 
 // RawEntry is one stored chain entry: its key (the big-endian sequence
