@@ -55,11 +55,14 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	mu       sync.Mutex // guards channels, drained, sc, up
+	mu       sync.Mutex // guards channels, drained, sc, up, liveCert
 	channels map[ssh.Channel]struct{}
 	drained  chan struct{} // closed when channels becomes empty, if not nil
 	sc       *ssh.ServerConn
 	up       *ssh.Client
+	// liveCert is cert once the handshake is done (watchCert), for
+	// Server.Revoke to match.
+	liveCert *ssh.Certificate
 
 	wg sync.WaitGroup // channel goroutines
 }
@@ -213,6 +216,7 @@ func (c *conn) serve() {
 		return
 	}
 	defer sc.Close()
+	defer c.watchCert()()
 	if c.admin {
 		c.serveAdmin(sc, chans, reqs, start)
 		return
@@ -320,6 +324,8 @@ func (c *conn) proxy(sc *ssh.ServerConn, up *ssh.Client, chans <-chan ssh.NewCha
 // upstream connection (its session channels then send what they have, the
 // notice and their teardown, and the client connection closes after them:
 // see proxy), else the client's SSH connection, else the TCP connection.
+// An admin connection's channels show the notice first: serveAdmin closes
+// its SSH connection after them (waitToClose).
 func (c *conn) closeTransport() {
 	c.mu.Lock()
 	up, sc := c.up, c.sc
@@ -327,6 +333,7 @@ func (c *conn) closeTransport() {
 	switch {
 	case up != nil:
 		up.Close()
+	case sc != nil && c.admin: // set before sc, under mu
 	case sc != nil:
 		sc.Close()
 	default:
