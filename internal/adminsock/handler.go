@@ -60,6 +60,14 @@ func (s *Server) routes() {
 		return s.issue(r, c)
 	})
 	rpc("issued", func(r *http.Request, _ *json.Decoder) (any, error) { return st.Issued(r.Context()) })
+	rpc("revoke", func(r *http.Request, dec *json.Decoder) (any, error) {
+		var q recorder.Revocation
+		if err := dec.Decode(&q); err != nil {
+			return nil, badRequest(err)
+		}
+		return s.revoke(r, q)
+	})
+	rpc("revocations", func(r *http.Request, _ *json.Decoder) (any, error) { return s.revocations(r) })
 	rpc("approvals", func(r *http.Request, _ *json.Decoder) (any, error) {
 		ai, ok := st.(recorder.ApprovalIndex)
 		if !ok {

@@ -146,6 +146,9 @@ func New(cfg Config) (_ *App, err error) {
 		store = a.Store
 	}
 	bc := s.Bastion(a.Auth, store, log)
+	if bc.Revocations, err = loadRevocations(context.Background(), a.Store, log); err != nil {
+		return nil, err
+	}
 	if extra, err = a.approvals(s, &bc, extra); err != nil {
 		return nil, err
 	}
@@ -164,8 +167,11 @@ func New(cfg Config) (_ *App, err error) {
 		// still answers admin commands while sessions drain.
 		// The server applies its own retention to prunes asked through
 		// the socket, and logs what is done through it.
+		// Revocations through the socket apply to the running bastion
+		// at once: live connections end, new ones are refused.
 		asrv, err := adminsock.New(adminsock.Config{Store: store, Log: log,
-			Retention: time.Duration(s.Recording.RetentionDays) * 24 * time.Hour})
+			Retention: time.Duration(s.Recording.RetentionDays) * 24 * time.Hour,
+			Revoke:    func(r recorder.Revocation) int { return a.Bastion.Revoke(certRevocation(r)) }})
 		if err != nil {
 			return nil, err
 		}
@@ -177,7 +183,8 @@ func New(cfg Config) (_ *App, err error) {
 		a.servers = slices.Insert(a.servers, 1, named{"admin socket", srv})
 	}
 	log.Info("postern listening", "addr", a.addr.String(), "data_dir", s.DataDir,
-		"host_key", ssh.FingerprintSHA256(a.Auth.HostKey.PublicKey()), "targets", len(s.Policy.Targets))
+		"host_key", ssh.FingerprintSHA256(a.Auth.HostKey.PublicKey()), "targets", len(s.Policy.Targets),
+		"revocations", bc.Revocations.Len())
 	return a, nil
 }
 
