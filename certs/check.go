@@ -86,17 +86,8 @@ func (c *Checker) Check(key ssh.PublicKey, remote net.Addr) (*ssh.Certificate, e
 		skew = DefaultSkew
 	}
 	t := now()
-	after := time.Unix(int64(cert.ValidAfter), 0)
-	if int64(cert.ValidAfter) < 0 || t.Add(skew).Before(after) {
-		return nil, refuse("certificate is not yet valid (valid from "+after.UTC().Format(time.RFC3339)+")",
-			"certificate serial %d not valid until %s", cert.Serial, after.UTC().Format(time.RFC3339))
-	}
-	if cert.ValidBefore != ssh.CertTimeInfinity {
-		before := time.Unix(int64(cert.ValidBefore), 0)
-		if int64(cert.ValidBefore) < 0 || !t.Before(before) {
-			return nil, &CheckError{Message: ExpiredMessage(before),
-				Reason: fmt.Sprintf("certificate serial %d expired at %s", cert.Serial, before.UTC().Format(time.RFC3339))}
-		}
+	if err := checkWindow(cert, t, skew); err != nil {
+		return nil, err
 	}
 	for opt := range cert.CriticalOptions {
 		known := false
@@ -143,6 +134,25 @@ func (c *Checker) Check(key ssh.PublicKey, remote net.Addr) (*ssh.Certificate, e
 			Reason: fmt.Sprintf("certificate serial %d key_id %q revoked (%s): %s", cert.Serial, cert.KeyId, r.What(), r.Reason)}
 	}
 	return cert, nil
+}
+
+// checkWindow refuses cert unless t is inside its validity window: from
+// ValidAfter less skew until ValidBefore.
+func checkWindow(cert *ssh.Certificate, t time.Time, skew time.Duration) *CheckError {
+	after := time.Unix(int64(cert.ValidAfter), 0)
+	if int64(cert.ValidAfter) < 0 || t.Add(skew).Before(after) {
+		return refuse("certificate is not yet valid (valid from "+after.UTC().Format(time.RFC3339)+")",
+			"certificate serial %d not valid until %s", cert.Serial, after.UTC().Format(time.RFC3339))
+	}
+	if cert.ValidBefore == ssh.CertTimeInfinity {
+		return nil
+	}
+	before := time.Unix(int64(cert.ValidBefore), 0)
+	if int64(cert.ValidBefore) < 0 || !t.Before(before) {
+		return &CheckError{Message: ExpiredMessage(before),
+			Reason: fmt.Sprintf("certificate serial %d expired at %s", cert.Serial, before.UTC().Format(time.RFC3339))}
+	}
+	return nil
 }
 
 // Groups returns the groups carried in cert's groups@postern extension,

@@ -2,6 +2,7 @@ package adminsock
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -19,6 +20,18 @@ type RevokeAnswer struct {
 	Ended int `json:"ended"`
 	// Head is the audit chain's head after the revocation.
 	Head *recorder.ChainHead `json:"head,omitempty"`
+}
+
+// revokeRoutes registers revoke and revocations.
+func (s *Server) revokeRoutes() {
+	s.rpc("revoke", func(r *http.Request, dec *json.Decoder) (any, error) {
+		var q recorder.Revocation
+		if err := dec.Decode(&q); err != nil {
+			return nil, badRequest(err)
+		}
+		return s.revoke(r, q)
+	})
+	s.rpc("revocations", func(r *http.Request, _ *json.Decoder) (any, error) { return s.revocations(r) })
 }
 
 // revoke records revocation q for the peer of r and has the running

@@ -165,27 +165,35 @@ func New(cfg Config) (_ *App, err error) {
 	if store != nil {
 		// The admin socket comes right after the bastion, so that it
 		// still answers admin commands while sessions drain.
-		// The server applies its own retention to prunes asked through
-		// the socket, and logs what is done through it.
-		// Revocations through the socket apply to the running bastion
-		// at once: live connections end, new ones are refused.
-		asrv, err := adminsock.New(adminsock.Config{Store: store, Log: log,
-			Retention: time.Duration(s.Recording.RetentionDays) * 24 * time.Hour,
-			Revoke:    func(r recorder.Revocation) int { return a.Bastion.Revoke(certRevocation(r)) }})
+		srv, err := a.adminSocket(s, store)
 		if err != nil {
 			return nil, err
 		}
-		sl, err := asrv.Listen(s.DataDir)
-		if err != nil {
-			return nil, err
-		}
-		srv := UntilCancel(func(ctx context.Context) error { return asrv.Serve(ctx, sl) })
 		a.servers = slices.Insert(a.servers, 1, named{"admin socket", srv})
 	}
 	log.Info("postern listening", "addr", a.addr.String(), "data_dir", s.DataDir,
 		"host_key", ssh.FingerprintSHA256(a.Auth.HostKey.PublicKey()), "targets", len(s.Policy.Targets),
 		"revocations", bc.Revocations.Len())
 	return a, nil
+}
+
+// adminSocket makes the admin socket of s's data directory, serving
+// store. The server applies its own retention to prunes asked through the
+// socket, and logs what is done through it; revocations through it apply
+// to the running bastion at once (live connections end, new ones are
+// refused).
+func (a *App) adminSocket(s *config.Config, store recorder.Store) (Server, error) {
+	asrv, err := adminsock.New(adminsock.Config{Store: store, Log: a.log,
+		Retention: time.Duration(s.Recording.RetentionDays) * 24 * time.Hour,
+		Revoke:    func(r recorder.Revocation) int { return a.Bastion.Revoke(certRevocation(r)) }})
+	if err != nil {
+		return nil, err
+	}
+	sl, err := asrv.Listen(s.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return UntilCancel(func(ctx context.Context) error { return asrv.Serve(ctx, sl) }), nil
 }
 
 // Addr is the address the bastion listens on.
