@@ -29,7 +29,6 @@ import (
 // leaves or the bastion ends it.
 func (c *conn) serveAdmin(sc *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, start time.Time) {
 	id := c.identity
-	c.log = c.log.With("user", logSafe(id.Name()), "route", "admin")
 	audit.Record(c.log, audit.Connect, "allowed", true, "principals", logSafeAll(id.Principals),
 		"groups", logSafeAll(id.Groups), "key_id", logSafe(id.KeyID), "serial", id.Serial, "admin", c.s.isAdmin(id))
 

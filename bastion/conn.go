@@ -216,14 +216,19 @@ func (c *conn) serve() {
 		return
 	}
 	defer sc.Close()
+	g := c.grant
+	if c.admin {
+		c.log = c.log.With("user", logSafe(c.identity.Name()), "route", "admin")
+	} else {
+		c.log = c.log.With("user", logSafe(c.identity.Name()), "target", g.Target.Name, "login", logSafe(g.Login))
+	}
+	// From here on c.log is read by other goroutines (Server.Revoke,
+	// the expiry timer): it is not changed again.
 	defer c.watchCert()()
 	if c.admin {
 		c.serveAdmin(sc, chans, reqs, start)
 		return
 	}
-
-	g := c.grant
-	c.log = c.log.With("user", logSafe(c.identity.Name()), "target", g.Target.Name, "login", logSafe(g.Login))
 	audit.Record(c.log, audit.Connect, "allowed", true, "principals", logSafeAll(c.identity.Principals), "groups", logSafeAll(c.identity.Groups),
 		"key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial, "rule", g.Rule, "port_forwarding", g.PortForwarding)
 	c.touch()

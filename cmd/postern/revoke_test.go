@@ -196,15 +196,17 @@ func TestRevokeLifecycle(t *testing.T) {
 		t.Fatalf("second revoke: exit %d %s %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
 
-	// By identity: every certificate with the key ID, this one and any
-	// later one.
+	// By identity: every certificate with the key ID; ca sign refuses
+	// to issue another.
 	bob, _ := s.sign(t, "bob", "--key-id", "bob@example.com")
 	if r := admin(t, s.dir, "ca", "revoke", "--config", s.cfg, "--identity", "bob@example.com", "--reason", "left"); r.ExitCode != 0 {
 		t.Fatalf("revoke --identity: %s", r.Stderr)
 	}
-	bob2, _ := s.sign(t, "bob", "--key-id", "bob@example.com")
-	for _, key := range []string{bob, bob2} {
-		s.refused(t, key, `postern: certificates with key ID "bob@example.com" were revoked (left); ask an admin`)
+	s.refused(t, bob, `postern: certificates with key ID "bob@example.com" were revoked (left); ask an admin`)
+	_, bob2 := testenv.NewKey(t, s.dir, "bob2")
+	if r := admin(t, s.dir, "ca", "sign", "--config", s.cfg, "--principal", "bob", "--key-id", "bob@example.com", bob2+".pub"); r.ExitCode != 1 ||
+		!strings.Contains(string(r.Stderr), `key ID "bob@example.com" was revoked at`) {
+		t.Fatalf("ca sign for a revoked key ID: exit %d %s", r.ExitCode, r.Stderr)
 	}
 
 	// Carol's certificate expires meanwhile: both her connections end
