@@ -52,13 +52,12 @@ func (c *conn) needsGrant() *DenyError {
 func (c *conn) endAtGrant() func() {
 	g := c.access
 	c.log.Info("connected on an access grant", "request", g.ID, "grant_until", g.GrantUntil)
-	t := time.AfterFunc(time.Until(*g.GrantUntil), func() {
+	return c.endAt(*g.GrantUntil, func() {
 		audit.Record(c.log, audit.Approval, "change", "grant_ended", "request", g.ID, "kind", g.Kind,
 			"requester", logSafe(g.Requester), "target", logSafe(g.Target), "login", logSafe(g.Login))
 		c.terminate(endCause(fmt.Sprintf("postern: your access to %s (request %s) ended at %s",
 			c.grant.Target.Name, g.ID, g.GrantUntil.UTC().Format(time.RFC3339))))
 	})
-	return func() { t.Stop() }
 }
 
 // runRequestAccess is the admin command request: ask for just-in-time

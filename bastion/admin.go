@@ -29,7 +29,6 @@ import (
 // leaves or the bastion ends it.
 func (c *conn) serveAdmin(sc *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, start time.Time) {
 	id := c.identity
-	c.log = c.log.With("user", logSafe(id.Name()), "route", "admin")
 	audit.Record(c.log, audit.Connect, "allowed", true, "principals", logSafeAll(id.Principals),
 		"groups", logSafeAll(id.Groups), "key_id", logSafe(id.KeyID), "serial", id.Serial, "admin", c.s.isAdmin(id))
 
@@ -38,6 +37,7 @@ func (c *conn) serveAdmin(sc *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs 
 	var wg sync.WaitGroup
 	wg.Go(func() { c.serveRequests(rt, reqs) })
 	wg.Go(func() { c.monitor(c.ctx, sc) })
+	wg.Go(func() { c.waitToClose(sc) })
 	for nc := range chans {
 		c.open(rt, nc)
 	}
@@ -210,9 +210,18 @@ func (a *adminChannel) refuse(kind, reason, msg string) {
 // it holds serials and session IDs that a masker could take for card
 // numbers (DESIGN invariant 8). Each command masks what came from a
 // certificate or the client instead (shown), and the index holds masked
-// text already.
+// text already. When the bastion ended the connection (its certificate
+// expired or was revoked, a shutdown), the channel shows why instead of an
+// exit status, as a proxied session does (channel.teardown).
 func (a *adminChannel) run(ctx context.Context, prog adminProgram) {
-	a.end(prog(ctx, a.ch, a.ch.Stderr()))
+	status := prog(ctx, a.ch, a.ch.Stderr())
+	if msg := a.c.endNotice(); msg != "" {
+		fmt.Fprintln(a.ch.Stderr(), msg)
+		a.ch.CloseWrite()
+		a.ch.Close()
+		return
+	}
+	a.end(status)
 }
 
 // end sends the exit status, EOF and CLOSE.

@@ -55,11 +55,14 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	mu       sync.Mutex // guards channels, drained, sc, up
+	mu       sync.Mutex // guards channels, drained, sc, up, liveCert
 	channels map[ssh.Channel]struct{}
 	drained  chan struct{} // closed when channels becomes empty, if not nil
 	sc       *ssh.ServerConn
 	up       *ssh.Client
+	// liveCert is cert once the handshake is done (watchCert), for
+	// Server.Revoke to match.
+	liveCert *ssh.Certificate
 
 	remotes remoteForwards // listeners on the target (ssh -R)
 
@@ -215,13 +218,19 @@ func (c *conn) serve() {
 		return
 	}
 	defer sc.Close()
+	g := c.grant
+	if c.admin {
+		c.log = c.log.With("user", logSafe(c.identity.Name()), "route", "admin")
+	} else {
+		c.log = c.log.With("user", logSafe(c.identity.Name()), "target", g.Target.Name, "login", logSafe(g.Login))
+	}
+	// From here on c.log is read by other goroutines (Server.Revoke,
+	// the expiry timer): it is not changed again.
+	defer c.watchCert()()
 	if c.admin {
 		c.serveAdmin(sc, chans, reqs, start)
 		return
 	}
-
-	g := c.grant
-	c.log = c.log.With("user", logSafe(c.identity.Name()), "target", g.Target.Name, "login", logSafe(g.Login))
 	audit.Record(c.log, audit.Connect, "allowed", true, "principals", logSafeAll(c.identity.Principals), "groups", logSafeAll(c.identity.Groups),
 		"key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial, "rule", g.Rule, "forwards", g.Forwards)
 	c.touch()
@@ -322,6 +331,8 @@ func (c *conn) proxy(sc *ssh.ServerConn, up *ssh.Client, chans <-chan ssh.NewCha
 // upstream connection (its session channels then send what they have, the
 // notice and their teardown, and the client connection closes after them:
 // see proxy), else the client's SSH connection, else the TCP connection.
+// An admin connection's channels show the notice first: serveAdmin closes
+// its SSH connection after them (waitToClose).
 func (c *conn) closeTransport() {
 	c.mu.Lock()
 	up, sc := c.up, c.sc
@@ -329,6 +340,7 @@ func (c *conn) closeTransport() {
 	switch {
 	case up != nil:
 		up.Close()
+	case sc != nil && c.admin: // set before sc, under mu
 	case sc != nil:
 		sc.Close()
 	default:

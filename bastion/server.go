@@ -97,6 +97,10 @@ type Config struct {
 	// Log receives structured logs and audit records, with every PAN
 	// in their text masked; nil discards.
 	Log *slog.Logger
+	// Revocations are the revoked certificates, refused at
+	// authentication; Server.Revoke adds to it and ends the live
+	// connections. Nil means an empty list of the Server's own.
+	Revocations *certs.RevocationList
 }
 
 // DefaultCiphers is the cipher policy when Config.Ciphers is nil: AES-GCM
@@ -151,6 +155,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	checker certs.Checker
+	revoked *certs.RevocationList // the checker's, which Revoke adds to
 
 	wg sync.WaitGroup // one per Serve loop and per connection
 
@@ -218,10 +223,15 @@ func New(cfg Config) (*Server, error) {
 		// no call site has to remember (DESIGN invariant 1).
 		log = slog.New(mask.NewHandler(cfg.Log.Handler()))
 	}
+	revoked := cfg.Revocations
+	if revoked == nil {
+		revoked = &certs.RevocationList{}
+	}
 	return &Server{
 		cfg:       cfg,
 		log:       log,
-		checker:   certs.Checker{CA: cfg.Authority.UserCA.PublicKey()},
+		checker:   certs.Checker{CA: cfg.Authority.UserCA.PublicKey(), Revoked: revoked},
+		revoked:   revoked,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 	}, nil

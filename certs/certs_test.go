@@ -115,7 +115,11 @@ func TestCheck(t *testing.T) {
 		{"upstream CA is not a user CA", sign(a.UpstreamCA, nil), local, "not signed by this bastion"},
 		{"host cert", sign(a.UserCA, func(c *ssh.Certificate) { c.CertType = ssh.HostCert }), local, "not a user certificate"},
 		{"expired", sign(a.UserCA, func(c *ssh.Certificate) { c.ValidBefore = uint64(now.Add(-3 * time.Minute).Unix()) }), local, "expired"},
-		{"expired within skew", sign(a.UserCA, func(c *ssh.Certificate) { c.ValidBefore = uint64(now.Add(-time.Minute).Unix()) }), local, ""},
+		// No skew at the end: the bastion ends a connection at
+		// ValidBefore, so it lets none in from then on.
+		{"expired a second ago", sign(a.UserCA, func(c *ssh.Certificate) { c.ValidBefore = uint64(now.Add(-time.Second).Unix()) }), local, "your certificate expired at 2026-11-25T11:59:59Z; log in again"},
+		{"expires now", sign(a.UserCA, func(c *ssh.Certificate) { c.ValidBefore = uint64(now.Unix()) }), local, "expired"},
+		{"expires in a second", sign(a.UserCA, func(c *ssh.Certificate) { c.ValidBefore = uint64(now.Add(time.Second).Unix()) }), local, ""},
 		{"not yet valid", sign(a.UserCA, func(c *ssh.Certificate) { c.ValidAfter = uint64(now.Add(3 * time.Minute).Unix()) }), local, "not yet valid"},
 		{"not yet valid within skew", sign(a.UserCA, func(c *ssh.Certificate) { c.ValidAfter = uint64(now.Add(time.Minute).Unix()) }), local, ""},
 		{"no principals", unsignedNoPrincipals, local, "no principals"},

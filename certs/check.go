@@ -13,8 +13,11 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// DefaultSkew is the clock difference tolerated at both ends of a
-// certificate's validity window.
+// DefaultSkew is the clock difference tolerated at the start of a
+// certificate's validity window. None is tolerated at its end: the bastion
+// ends a connection when its certificate expires (OpenSSH's sshd refuses
+// at ValidBefore too), and a connection it would end at once must not be
+// let in.
 const DefaultSkew = 2 * time.Minute
 
 // Checker verifies user certificates presented to the bastion.
@@ -22,10 +25,13 @@ const DefaultSkew = 2 * time.Minute
 type Checker struct {
 	// CA is the user CA public key; certificates must be signed by it.
 	CA ssh.PublicKey
-	// Skew is the tolerated clock difference; zero means DefaultSkew.
+	// Skew is the tolerated clock difference at ValidAfter; zero means
+	// DefaultSkew.
 	Skew time.Duration
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
+	// Revoked lists the revoked certificates; nil revokes none.
+	Revoked *RevocationList
 }
 
 // CheckError is a refused certificate. Reason is for the audit log;
@@ -52,8 +58,9 @@ var supportedCriticalOptions = []string{"source-address"}
 // Check verifies key, as presented by a client connecting from remote, and
 // returns the certificate. It refuses plain keys, certificates not signed
 // by the user CA, host certificates, certificates outside their validity
-// window (give or take Skew), without principals, with unknown critical
-// options, or whose source-address does not include remote.
+// window (from ValidAfter less Skew until ValidBefore), without
+// principals, with unknown critical options, whose source-address does not
+// include remote, or that Revoked lists.
 func (c *Checker) Check(key ssh.PublicKey, remote net.Addr) (*ssh.Certificate, error) {
 	cert, ok := key.(*ssh.Certificate)
 	if !ok {
@@ -79,17 +86,8 @@ func (c *Checker) Check(key ssh.PublicKey, remote net.Addr) (*ssh.Certificate, e
 		skew = DefaultSkew
 	}
 	t := now()
-	after := time.Unix(int64(cert.ValidAfter), 0)
-	if int64(cert.ValidAfter) < 0 || t.Add(skew).Before(after) {
-		return nil, refuse("certificate is not yet valid (valid from "+after.UTC().Format(time.RFC3339)+")",
-			"certificate serial %d not valid until %s", cert.Serial, after.UTC().Format(time.RFC3339))
-	}
-	if cert.ValidBefore != ssh.CertTimeInfinity {
-		before := time.Unix(int64(cert.ValidBefore), 0)
-		if int64(cert.ValidBefore) < 0 || !t.Add(-skew).Before(before) {
-			return nil, refuse("certificate expired at "+before.UTC().Format(time.RFC3339)+"; get a new one",
-				"certificate serial %d expired at %s", cert.Serial, before.UTC().Format(time.RFC3339))
-		}
+	if err := checkWindow(cert, t, skew); err != nil {
+		return nil, err
 	}
 	for opt := range cert.CriticalOptions {
 		known := false
@@ -115,7 +113,8 @@ func (c *Checker) Check(key ssh.PublicKey, remote net.Addr) (*ssh.Certificate, e
 	}
 	// The signature check comes last, after every cheap test, and is done
 	// by x/crypto against a clock inside the window we already accepted,
-	// so that it checks exactly the signature (and revocation, none yet).
+	// so that it checks exactly the signature; revocation follows it, so
+	// that only a genuine certificate learns that it was revoked.
 	inWindow := time.Unix(int64(cert.ValidAfter), 0)
 	if t.After(inWindow) {
 		inWindow = t
@@ -130,7 +129,30 @@ func (c *Checker) Check(key ssh.PublicKey, remote net.Addr) (*ssh.Certificate, e
 	if err := verify.CheckCert(cert.ValidPrincipals[0], cert); err != nil {
 		return nil, refuse("certificate is not valid", "certificate serial %d: %v", cert.Serial, err)
 	}
+	if r, ok := c.Revoked.Revoked(cert); ok {
+		return nil, &CheckError{Message: r.UserMessage(),
+			Reason: fmt.Sprintf("certificate serial %d key_id %q revoked (%s): %s", cert.Serial, cert.KeyId, r.What(), r.Reason)}
+	}
 	return cert, nil
+}
+
+// checkWindow refuses cert unless t is inside its validity window: from
+// ValidAfter less skew until ValidBefore.
+func checkWindow(cert *ssh.Certificate, t time.Time, skew time.Duration) *CheckError {
+	after := time.Unix(int64(cert.ValidAfter), 0)
+	if int64(cert.ValidAfter) < 0 || t.Add(skew).Before(after) {
+		return refuse("certificate is not yet valid (valid from "+after.UTC().Format(time.RFC3339)+")",
+			"certificate serial %d not valid until %s", cert.Serial, after.UTC().Format(time.RFC3339))
+	}
+	if cert.ValidBefore == ssh.CertTimeInfinity {
+		return nil
+	}
+	before := time.Unix(int64(cert.ValidBefore), 0)
+	if int64(cert.ValidBefore) < 0 || !t.Before(before) {
+		return &CheckError{Message: ExpiredMessage(before),
+			Reason: fmt.Sprintf("certificate serial %d expired at %s", cert.Serial, before.UTC().Format(time.RFC3339))}
+	}
+	return nil
 }
 
 // Groups returns the groups carried in cert's groups@postern extension,

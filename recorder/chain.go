@@ -32,14 +32,15 @@ const (
 type ChainEntry struct {
 	Seq       uint64    `json:"seq"`
 	Time      time.Time `json:"time"`
-	Kind      string    `json:"kind"` // KindBegin, KindRecording, KindPrune, KindCertificate, KindApproval or KindCertRefused
+	Kind      string    `json:"kind"` // KindBegin, KindRecording, KindPrune, KindCertificate, KindApproval, KindCertRefused or KindRevocation
 	Recording string    `json:"recording,omitempty"`
 	Path      string    `json:"path,omitempty"`
 	SHA256    string    `json:"sha256,omitempty"` // of the recording file
 	Size      int64     `json:"size,omitempty"`
 	Record    string    `json:"record,omitempty"`  // SHA-256 of the index record as stored
 	Pruned    []string  `json:"pruned,omitempty"`  // recording IDs deleted by retention
-	Serial    uint64    `json:"serial,omitempty"`  // of an issued certificate
+	Serial    uint64    `json:"serial,omitempty"`  // of an issued (or revoked) certificate
+	KeyID     string    `json:"key_id,omitempty"`  // whose certificates are revoked (KindRevocation)
 	Request   string    `json:"request,omitempty"` // approval request ID (KindApproval)
 	Event     string    `json:"event,omitempty"`   // what changed in it: requested, approved, ...
 	Refusal   string    `json:"refusal,omitempty"` // refused certificate request ID (KindCertRefused)

@@ -7,7 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
+	"strconv"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -90,4 +93,33 @@ func (s *Local) Issued(ctx context.Context) ([]IssuedCert, error) {
 		return out[i].Serial < out[j].Serial
 	})
 	return out, err
+}
+
+// certificates checks each issued certificate's record against its seal.
+func (v *verifier) certificates() {
+	serials := make([]uint64, 0, len(v.certs))
+	for serial := range v.certs {
+		serials = append(serials, serial)
+	}
+	slices.Sort(serials)
+	for _, serial := range serials {
+		e := v.certs[serial]
+		id := "certificate " + formatSerial(serial)
+		rec, ok := v.snap.Certs[formatSerial(serial)]
+		switch {
+		case !ok:
+			v.add(Problem{ID: id, Reason: "certificate record deleted"})
+		case recordDigest(rec) != e.Record:
+			v.add(Problem{ID: id, Reason: "certificate record edited"})
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(v.snap.Certs)) {
+		n, err := strconv.ParseUint(k, 10, 64)
+		switch {
+		case err != nil || formatSerial(n) != k:
+			v.add(Problem{ID: "certificate " + k, Reason: "certificate record under a key that is not a serial"})
+		case v.certs[n].Record == "":
+			v.add(Problem{ID: "certificate " + k, Reason: "certificate record not sealed in the audit chain"})
+		}
+	}
 }

@@ -359,6 +359,9 @@ func (s *Local) Snapshot(ctx context.Context) (*Snapshot, error) {
 		if err := snapshotRefusals(tx, snap); err != nil {
 			return err
 		}
+		if err := snapshotRevocations(tx, snap); err != nil {
+			return err
+		}
 		return copyBucket(bucketChain, func(k, v []byte) { snap.Chain = append(snap.Chain, RawEntry{Key: k, Value: v}) })
 	})
 	return snap, err

@@ -199,6 +199,9 @@ type Snapshot struct {
 	// Refusals holds each refused certificate request's record by ID;
 	// nil when the index has none.
 	Refusals map[string][]byte `json:"refusals,omitempty"`
+	// Revocations holds each revocation's record by its key
+	// (Revocation.Key); nil when the index has none.
+	Revocations map[string][]byte `json:"revocations,omitempty"`
 }
 
 // RawEntry is one stored chain entry: its key (the big-endian sequence

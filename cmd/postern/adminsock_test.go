@@ -44,6 +44,8 @@ func adminCommands(t *testing.T, work, id string) []adminRun {
 		{"recordings", "prune", "--older-than-days", "3650", "--json"},
 		{"ca", "issued"},
 		{"ca", "issued", "--json"},
+		{"ca", "revoked"},
+		{"ca", "revoked", "--json"},
 	}
 	var out []adminRun
 	for _, args := range cmds {

@@ -125,6 +125,9 @@ func issue(ctx context.Context, d string, pub ssh.PublicKey, comment string, f s
 		return nil, err
 	}
 	defer closeStore()
+	if err := notRevoked(ctx, store, id); err != nil {
+		return nil, err
+	}
 	rec, err := store.IssueCert(ctx, recorder.IssuedCert{
 		KeyID: id, Principals: f.principals, Groups: f.groups, Key: ssh.FingerprintSHA256(pub),
 		ValidAfter: time.Unix(now.Add(-certs.Backdate).Unix(), 0).UTC(), ValidBefore: time.Unix(now.Add(*f.ttl).Unix(), 0).UTC(),
@@ -153,6 +156,26 @@ func issue(ctx context.Context, d string, pub ssh.PublicKey, comment string, f s
 		fmt.Fprintf(stderr, "postern: warning: certificate %d issued, but the chain head after it is unknown: %s\n", cert.Serial, visible(err.Error()))
 	}
 	return cert, nil
+}
+
+// notRevoked refuses key ID id when a revocation covers every certificate
+// with it: the bastion would refuse the certificate.
+func notRevoked(ctx context.Context, store recorder.Store, id string) error {
+	ri, ok := store.(recorder.RevocationIndex)
+	if !ok {
+		return nil
+	}
+	list, err := ri.Revocations(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range list {
+		if r.KeyID == id {
+			return fmt.Errorf("key ID %q was revoked at %s (%s): the bastion would refuse the certificate; nothing was issued",
+				id, r.RevokedAt.UTC().Format(time.RFC3339), r.Reason)
+		}
+	}
+	return nil
 }
 
 // osUser names who runs the command: the OS user, and the user sudo was

@@ -170,3 +170,22 @@ func (directStore) IssueCert(context.Context, recorder.IssuedCert) (recorder.Iss
 func (directStore) Create(context.Context, string) (recorder.Sink, error) { return nil, errReadOnly }
 
 func (directStore) Remove(context.Context, string) error { return errReadOnly }
+
+// Revocations returns the revocations in force, checked against the audit
+// chain with the audit public key in the data directory's CA.
+func (s directStore) Revocations(ctx context.Context) ([]recorder.Revocation, error) {
+	pub, _, err := certs.AuditPublicKey(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	l, err := recorder.OpenStore(s.dir, recorder.Options{ReadOnly: true, AuditPublicKey: pub})
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	return l.Revocations(ctx)
+}
+
+func (directStore) Revoke(context.Context, recorder.Revocation) (recorder.Revocation, bool, error) {
+	return recorder.Revocation{}, false, errReadOnly
+}

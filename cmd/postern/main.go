@@ -30,6 +30,11 @@ Usage:
   postern ca sign [flags] KEY.pub  issue a user certificate (bootstrap, break-glass);
                                    its serial and an audit record are kept
   postern ca issued [--json]       list the certificates issued, by serial
+  postern ca revoke --reason TEXT SERIAL... | --identity KEY_ID
+                                   revoke certificates (as an OpenSSH KRL: by serial, or
+                                   every one with a key ID); a running bastion ends their
+                                   connections at once; never undone
+  postern ca revoked [--json]      list the revocations in force
   postern sessions [flags]         list recorded sessions (--user, --target, --since,
                                    --until, --active, --grep REGEX, --json)
   postern play [flags] ID|FILE     replay a session (--speed, --idle-limit, --from,
@@ -117,13 +122,17 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdDemo(ctx, rest, stdout, stderr)
 	case "ca":
 		if len(rest) == 0 {
-			return usagef("ca: missing subcommand: init, sign, show or issued")
+			return usagef("ca: missing subcommand: init, sign, show, issued, revoke or revoked")
 		}
 		switch rest[0] {
 		case "sign":
 			return cmdCASign(ctx, rest[1:], stdout, stderr)
 		case "issued":
 			return cmdCAIssued(ctx, rest[1:], stdout, stderr)
+		case "revoke":
+			return cmdCARevoke(ctx, rest[1:], stdout, stderr)
+		case "revoked":
+			return cmdCARevoked(ctx, rest[1:], stdout, stderr)
 		case "init":
 			return cmdCAInit(rest[1:], stdout, stderr)
 		case "show":
@@ -132,7 +141,7 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			fmt.Fprint(stdout, usage)
 			return nil
 		}
-		return usagef("ca: unknown subcommand %q: use init, sign, show or issued", rest[0])
+		return usagef("ca: unknown subcommand %q: use init, sign, show, issued, revoke or revoked", rest[0])
 	case "sessions":
 		return cmdSessions(ctx, rest, stdout, stderr)
 	case "approvals":

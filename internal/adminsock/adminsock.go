@@ -17,8 +17,8 @@
 //
 // The socket is read-mostly: it serves what admin commands need (list,
 // get, snapshot, prune within the server's retention, recordings,
-// certificate serials) and refuses recording sessions, which only the
-// server does.
+// certificate serials, revocations, which the running bastion applies at
+// once) and refuses recording sessions, which only the server does.
 package adminsock
 
 import (

@@ -14,21 +14,25 @@ import (
 // list of session IDs.
 const maxRequest = 16 << 20
 
+// rpc registers operation op on s.mux: POST /v1/OP, its JSON body read
+// by fn, fn's answer or error written back as JSON.
+func (s *Server) rpc(op string, fn func(r *http.Request, dec *json.Decoder) (any, error)) {
+	s.mux.HandleFunc("POST /v1/"+op, func(w http.ResponseWriter, r *http.Request) {
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequest))
+		out, err := fn(r, dec)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(out)
+	})
+}
+
 // routes registers the store's operations on s.mux.
 func (s *Server) routes() {
 	st := s.cfg.Store
-	rpc := func(op string, fn func(r *http.Request, dec *json.Decoder) (any, error)) {
-		s.mux.HandleFunc("POST /v1/"+op, func(w http.ResponseWriter, r *http.Request) {
-			dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequest))
-			out, err := fn(r, dec)
-			if err != nil {
-				writeError(w, err)
-				return
-			}
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(out)
-		})
-	}
+	rpc := s.rpc
 	rpc("get", func(r *http.Request, dec *json.Decoder) (any, error) {
 		var q nameReq
 		if err := dec.Decode(&q); err != nil {
@@ -60,6 +64,7 @@ func (s *Server) routes() {
 		return s.issue(r, c)
 	})
 	rpc("issued", func(r *http.Request, _ *json.Decoder) (any, error) { return st.Issued(r.Context()) })
+	s.revokeRoutes()
 	rpc("approvals", func(r *http.Request, _ *json.Decoder) (any, error) {
 		ai, ok := st.(recorder.ApprovalIndex)
 		if !ok {

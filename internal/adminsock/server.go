@@ -30,6 +30,11 @@ type Config struct {
 	Log *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Revoke, if not nil, applies a revocation recorded through the
+	// socket to the running bastion (refuse the certificates it covers,
+	// end their live connections) and returns how many connections it
+	// ended.
+	Revoke func(recorder.Revocation) int
 }
 
 // Server answers admin requests for a store. It is an http.Handler: POST

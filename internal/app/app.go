@@ -149,6 +149,9 @@ func New(cfg Config) (_ *App, err error) {
 		store = a.Store
 	}
 	bc := s.Bastion(a.Auth, store, log)
+	if bc.Revocations, err = loadRevocations(context.Background(), a.Store, log); err != nil {
+		return nil, err
+	}
 	if extra, err = a.approvals(s, &bc, extra); err != nil {
 		return nil, err
 	}
@@ -172,32 +175,37 @@ func New(cfg Config) (_ *App, err error) {
 		a.servers = slices.Insert(a.servers, 1, named{"login API", a.login})
 	}
 	if store != nil {
-		if err := a.adminSocket(s, store, log); err != nil {
+		// The admin socket comes right after the bastion, so that it
+		// still answers admin commands while sessions drain.
+		srv, err := a.adminSocket(s, store)
+		if err != nil {
 			return nil, err
 		}
+		a.servers = slices.Insert(a.servers, 1, named{"admin socket", srv})
 	}
 	log.Info("postern listening", "addr", a.addr.String(), "data_dir", s.DataDir,
-		"host_key", ssh.FingerprintSHA256(a.Auth.HostKey.PublicKey()), "targets", len(s.Policy.Targets))
+		"host_key", ssh.FingerprintSHA256(a.Auth.HostKey.PublicKey()), "targets", len(s.Policy.Targets),
+		"revocations", bc.Revocations.Len())
 	return a, nil
 }
 
-// adminSocket makes the admin socket listen, on store. It comes right
-// after the bastion, so that it still answers admin commands while
-// sessions drain. The server applies its own retention to prunes asked
-// through the socket, and logs what is done through it.
-func (a *App) adminSocket(s *config.Config, store recorder.Store, log *slog.Logger) error {
-	asrv, err := adminsock.New(adminsock.Config{Store: store, Log: log,
-		Retention: time.Duration(s.Recording.RetentionDays) * 24 * time.Hour})
+// adminSocket makes the admin socket of s's data directory, serving
+// store. The server applies its own retention to prunes asked through the
+// socket, and logs what is done through it; revocations through it apply
+// to the running bastion at once (live connections end, new ones are
+// refused).
+func (a *App) adminSocket(s *config.Config, store recorder.Store) (Server, error) {
+	asrv, err := adminsock.New(adminsock.Config{Store: store, Log: a.log,
+		Retention: time.Duration(s.Recording.RetentionDays) * 24 * time.Hour,
+		Revoke:    func(r recorder.Revocation) int { return a.Bastion.Revoke(certRevocation(r)) }})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sl, err := asrv.Listen(s.DataDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	srv := UntilCancel(func(ctx context.Context) error { return asrv.Serve(ctx, sl) })
-	a.servers = slices.Insert(a.servers, 1, named{"admin socket", srv})
-	return nil
+	return UntilCancel(func(ctx context.Context) error { return asrv.Serve(ctx, sl) }), nil
 }
 
 // Addr is the address the bastion listens on.

@@ -47,3 +47,35 @@ func closeStore(s *recorder.Local) error {
 	}
 	return s.Close()
 }
+
+// loadRevocations reads the revocations in force from the index (nil:
+// recording off, none) into the list the bastion checks certificates
+// against, and warns of those whose record is not as the audit chain
+// sealed it: in force all the same.
+func loadRevocations(ctx context.Context, st *recorder.Local, log *slog.Logger) (*certs.RevocationList, error) {
+	list := &certs.RevocationList{}
+	if st == nil {
+		return list, nil
+	}
+	revs, err := st.Revocations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range revs {
+		if r.Note != "" {
+			log.Warn("certificate revocation in force, but its record is not as the audit chain sealed it (postern verify reports it)",
+				"revoked", r.Key(), "note", r.Note)
+		}
+		list.Add(certRevocation(r))
+	}
+	return list, nil
+}
+
+// certRevocation is revocation r as the certificate check uses it.
+func certRevocation(r recorder.Revocation) certs.Revocation {
+	reason := r.Reason
+	if reason == "" {
+		reason = "see postern ca revoked"
+	}
+	return certs.Revocation{Serial: r.Serial, KeyID: r.KeyID, Reason: reason, At: r.RevokedAt}
+}

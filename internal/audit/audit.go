@@ -42,6 +42,10 @@ const (
 	// ChannelRefused: a channel the connection's route has no handler
 	// for, or one over a limit, refused at open.
 	ChannelRefused Event = "channel_refused"
+	// Ended: the bastion ended a live connection on its own; cause says
+	// why (certificate_expired, certificate_revoked) and notice what the
+	// user was told.
+	Ended Event = "connection_ended"
 )
 
 // Session channel events.
@@ -78,6 +82,9 @@ const (
 	// client's address, the identity when the token named one, the
 	// HTTP status and why. Each is also sealed in the audit chain.
 	CertRefused Event = "cert_refused"
+	// CertRevoked: a serial, or a key ID and so every certificate with
+	// it, was revoked (reason, who); new=false when it was already.
+	CertRevoked Event = "cert_revoked"
 )
 
 // Approval events.
