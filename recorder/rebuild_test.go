@@ -94,16 +94,22 @@ func damageAll(t *testing.T, dir string, pattern []byte, off int) int {
 	return n
 }
 
-// TestRebuildTruncated: an index cut in half is refused; the rebuild keeps
-// the damaged file byte for byte, keeps the chain's unbroken beginning (an
-// anchor taken in it still holds), seals the sessions whose seals were lost
-// as found, and verify passes, stating the gaps.
+// TestRebuildTruncated: an index cut short (at the page that first holds
+// the newest anchored entry, which is then lost) is refused; the rebuild
+// keeps the damaged file byte for byte, keeps the chain's unbroken
+// beginning (an anchor taken in it still holds), seals the sessions whose
+// seals were lost as found, and verify passes, stating the gaps.
 func TestRebuildTruncated(t *testing.T) {
 	t.Parallel()
 	ev := newEvidence(t, 12)
 	path := filepath.Join(ev.dir, IndexFile)
-	fi, _ := os.Stat(path)
-	os.Truncate(path, fi.Size()*2/5)
+	last := ev.anchors[len(ev.anchors)-1]
+	data, _ := os.ReadFile(path)
+	cut := bytes.Index(data, fmt.Appendf(nil, `{"seq":%d,`, last.Seq)) / 4096 * 4096
+	if cut <= 0 {
+		t.Fatalf("chain entry %d not found in the file", last.Seq)
+	}
+	os.Truncate(path, int64(cut))
 	damaged, _ := os.ReadFile(path)
 	if _, err := OpenStore(ev.dir, Options{ReadOnly: true}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("open a truncated index: %v", err)
@@ -112,7 +118,7 @@ func TestRebuildTruncated(t *testing.T) {
 	if kept, err := os.ReadFile(filepath.Join(ev.dir, rep.File)); err != nil || !bytes.Equal(kept, damaged) || !strings.HasPrefix(rep.File, "postern.db.corrupt-") {
 		t.Fatalf("damaged index not kept as it was: %s %v", rep.File, err)
 	}
-	if rep.Kept == 0 || rep.Kept > uint64(rep.Newest)+1 {
+	if rep.Kept <= ev.anchors[0].Seq || rep.Kept > last.Seq || rep.Kept > uint64(rep.Newest)+1 {
 		t.Fatalf("report %+v", rep)
 	}
 	if len(ver.Problems) != 0 || len(ver.Rebuilds) != 1 || ver.Rebuilds[0].Kept != rep.Kept || !strings.Contains(ver.Rebuilds[0].String(), rep.File) {
@@ -120,7 +126,6 @@ func TestRebuildTruncated(t *testing.T) {
 	}
 	// An anchor taken after what was kept no longer holds: the auditor
 	// who kept it learns the chain was rebuilt.
-	last := ev.anchors[len(ev.anchors)-1]
 	if v, err := VerifyStore(t.Context(), s, VerifyOptions{Key: s.PublicKey(), Anchors: []ChainHead{last}}); err != nil || len(v.Problems) != 1 || !strings.HasPrefix(v.Problems[0].Reason, "chain ") {
 		t.Fatalf("verify --anchor %s after the rebuild: %v %v", last, v.Problems, err)
 	}
@@ -173,6 +178,10 @@ func TestRebuildCarriesSeals(t *testing.T) {
 	}
 	if issued, err := st.Issued(t.Context()); err != nil || len(issued) != 2 {
 		t.Fatalf("certificates after the rebuild: %v %v", issued, err)
+	}
+	// Retention finds the carried seals: every session can be pruned.
+	if old, err := PruneCandidates(t.Context(), st, time.Now().Add(time.Hour)); err != nil || len(old) != len(ev.ids)+1 {
+		t.Fatalf("prune candidates after the rebuild: %d %v", len(old), err)
 	}
 }
 

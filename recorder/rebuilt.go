@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"fmt"
 	"slices"
@@ -111,12 +112,29 @@ func (v *verifier) rebuilt(pub ed25519.PublicKey, e ChainEntry, signed bool) (Ch
 		if !after {
 			v.add(Problem{ID: id, Reason: "carried without a rebuild", Detail: "no rebuild entry before it"})
 		}
+		if orig.Kind == KindRebuild && signed && ok && orig.Rebuild != nil {
+			// A rebuild of a rebuilt index carries the first one's note.
+			v.rep.Rebuilds = append(v.rep.Rebuilds, Rebuild{Seq: orig.Seq, Time: orig.Time, RebuildNote: *orig.Rebuild})
+		}
 		v.exempt(orig, after && signed && ok)
 		return orig, signed && ok
 	case e.Kind == KindRecording && e.Rebuilt != "":
 		v.exempt(e, after && signed)
 	}
 	return e, signed
+}
+
+// carriedOriginal returns the entry raw carries over when it is a
+// KindCarried entry (its signatures are for the caller to check), and raw
+// itself otherwise.
+func carriedOriginal(raw []byte) []byte {
+	if !bytes.Contains(raw, []byte(`"kind":"carried"`)) {
+		return raw
+	}
+	if e := decodeEntry(raw); e.Kind == KindCarried {
+		return []byte(e.Original)
+	}
+	return raw
 }
 
 // exempt lets seal e stand without a begin entry, when ok.
