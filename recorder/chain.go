@@ -50,8 +50,15 @@ type ChainEntry struct {
 	// seal with one: a begun session's recording does not go missing
 	// in the ordinary course.
 	Lost string `json:"lost,omitempty"`
-	Prev string `json:"prev"`
-	Sig  string `json:"sig"`
+	// Rebuild, Original and Rebuilt are written by an index rebuild
+	// (rebuild.go): what it found and lost (KindRebuild), a damaged
+	// index's entry carried over as stored (KindCarried), and why it
+	// sealed a recording itself (KindRecording).
+	Rebuild  *RebuildNote `json:"rebuild,omitempty"`
+	Original string       `json:"original,omitempty"`
+	Rebuilt  string       `json:"rebuilt,omitempty"`
+	Prev     string       `json:"prev"`
+	Sig      string       `json:"sig"`
 }
 
 // ChainHead names one entry of the audit chain by its sequence number and

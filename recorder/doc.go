@@ -12,4 +12,11 @@
 // A [Writer] writes a recording to the [Sink] that Blobs.Create returns.
 // Appending to the chain and [Verify] are functions of the data they are
 // given (a [Snapshot] and a list of recordings), whatever stores it.
+//
+// A damaged index file never takes the process down: OpenStore walks its
+// pages before bbolt maps it, every transaction runs with memory faults
+// turned into errors, and damage is a [*CorruptError]. [CheckIndex] checks
+// a file in depth; [RebuildIndex] rebuilds one from what survives of it
+// and the recordings, and [Verify] reports what a rebuild could not
+// restore ([Report].Rebuilds).
 package recorder

@@ -100,7 +100,7 @@ func (g *groupCommit) commit(group []*commitCall, leader *commitCall) {
 	}()
 	for len(group) > 0 {
 		failed := -1
-		err := g.db.Update(func(tx *bolt.Tx) error {
+		err := guardedUpdate(g.db, func(tx *bolt.Tx) error {
 			for i, c := range group {
 				if err := c.fn(tx); err != nil {
 					failed = i
@@ -118,7 +118,7 @@ func (g *groupCommit) commit(group []*commitCall, leader *commitCall) {
 		// Rolled back: the failing call runs alone, for its own
 		// result; the others try again together.
 		f := group[failed]
-		finish(f, g.db.Update(f.fn))
+		finish(f, guardedUpdate(g.db, f.fn))
 		group = slices.Delete(group, failed, failed+1)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -62,6 +63,9 @@ type Local struct {
 	group *groupCommit      // session starts and ends
 	log   *slog.Logger
 	now   func() time.Time
+	// broken holds the *CorruptError the index gave, once it gave one:
+	// from then on every read and write fails with it (see healthy).
+	broken atomic.Pointer[CorruptError]
 }
 
 var _ Store = (*Local)(nil)
@@ -77,15 +81,22 @@ func OpenStore(dataDir string, o Options) (*Local, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 2 * time.Second
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, ReadOnly: o.ReadOnly})
+	var db *bolt.DB
+	err := preflight(path, o.Timeout)
+	if err == nil {
+		db, err = openBolt(path, &bolt.Options{Timeout: o.Timeout, ReadOnly: o.ReadOnly})
+	}
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open session index %s: in use by another process (a postern serve or demo with this data directory?)", path)
+	}
+	if errors.Is(err, ErrCorrupt) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open session index %s: %w", path, err)
 	}
 	if !o.ReadOnly {
-		err = db.Update(func(tx *bolt.Tx) error {
+		err = guardedUpdate(db, func(tx *bolt.Tx) error {
 			for _, b := range [][]byte{bucketSessions, bucketChain, bucketCerts} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
@@ -93,6 +104,10 @@ func OpenStore(dataDir string, o Options) (*Local, error) {
 			}
 			return nil
 		})
+		if errors.Is(err, ErrCorrupt) {
+			db.Close()
+			return nil, err
+		}
 		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("open session index %s: %w", path, err)
@@ -125,26 +140,26 @@ func (s *Local) PublicKey() ed25519.PublicKey {
 // batch runs fn in a write transaction shared with the other batch calls
 // made at the same moment (see groupCommit).
 func (s *Local) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
-	if err := ctx.Err(); err != nil {
+	if err := s.healthy(ctx); err != nil {
 		return err
 	}
-	return s.group.run(fn)
+	return s.damaged(s.group.run(fn))
 }
 
 // update runs fn in a write transaction. A context already done stops it
 // before it starts; a transaction, once begun, is not interrupted.
 func (s *Local) update(ctx context.Context, fn func(*bolt.Tx) error) error {
-	if err := ctx.Err(); err != nil {
+	if err := s.healthy(ctx); err != nil {
 		return err
 	}
-	return s.db.Update(fn)
+	return s.damaged(guardedUpdate(s.db, fn))
 }
 
 func (s *Local) view(ctx context.Context, fn func(*bolt.Tx) error) error {
-	if err := ctx.Err(); err != nil {
+	if err := s.healthy(ctx); err != nil {
 		return err
 	}
-	return s.db.View(fn)
+	return s.damaged(guardedView(s.db, fn))
 }
 
 // Begin implements Index: the entry is stored and sealed by a KindBegin

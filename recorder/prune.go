@@ -82,14 +82,15 @@ func PruneCandidates(ctx context.Context, st Store, cutoff time.Time) ([]Session
 func recordingSeals(chain []RawEntry, pub ed25519.PublicKey) map[string]ChainEntry {
 	seals := map[string]ChainEntry{}
 	for _, ent := range chain {
+		val := carriedOriginal(ent.Value)
 		var e ChainEntry
-		if json.Unmarshal(ent.Value, &e) != nil {
+		if json.Unmarshal(val, &e) != nil {
 			continue
 		}
 		switch e.Kind {
 		case KindRecording:
 			if pub != nil {
-				if _, ok := verifyEntry(pub, ent.Value); !ok {
+				if _, ok := verifyEntry(pub, val); !ok {
 					continue
 				}
 			}

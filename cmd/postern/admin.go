@@ -143,6 +143,11 @@ func printVerify(stdout, stderr io.Writer, rep recorder.Report, opts recorder.Ve
 		fmt.Fprintf(stdout, "FAIL %s\n", visible(p.String()))
 	}
 	fmt.Fprintf(stdout, "%d recordings, %d audit chain entries checked: %d problems\n", rep.Recordings, rep.ChainEntries, len(rep.Problems))
+	for _, r := range rep.Rebuilds {
+		// Not problems: gaps the rebuild stated, signed, when it
+		// made the index; evidence that is gone is not hidden.
+		fmt.Fprintf(stdout, "GAP %s\n", visible(r.String()))
+	}
 	if n := len(rep.Active); n > 0 {
 		// Not problems, and not checked: no seal to check them
 		// against until the session ends.

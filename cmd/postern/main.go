@@ -45,6 +45,10 @@ Usage:
   postern deny ID --reason R       (--bastion HOST[:PORT]; ssh postern@BASTION approve ID)
   postern verify                   check recordings, index and audit chain for tampering
   postern recordings prune         delete recordings past retention (--dry-run)
+  postern index check [--json]     check the session index (postern.db) for damage
+  postern index rebuild            rebuild a damaged index from the recordings and what
+                                   survives of the audit chain, keep the damaged file,
+                                   then verify (postern must be stopped; --force, --json)
   postern config check --config FILE
                                    validate a config file and exit
 
@@ -154,6 +158,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdVerify(ctx, rest, stdout, stderr)
 	case "recordings":
 		return cmdRecordings(ctx, rest, stdout, stderr)
+	case "index":
+		return cmdIndex(ctx, rest, stdout, stderr)
 	case "config":
 		if len(rest) == 0 || rest[0] != "check" {
 			return usagef("config: use 'postern config check --config FILE'")

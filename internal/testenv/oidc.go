@@ -276,7 +276,7 @@ func (p *OIDCProvider) deviceSubmit(w http.ResponseWriter, r *http.Request) {
 // the device grant, loopback redirects.
 type oidcClient struct {
 	id       string
-	secret   string // sent to the token endpoint when not empty
+	secret   string        // sent to the token endpoint when not empty
 	lifetime time.Duration // ID token lifetime, copied from the store
 }
 
