@@ -179,6 +179,9 @@ func placeOf(e ChainEntry) (p place, label string, ok bool) {
 		return place{string(bucketApprovals), e.Request}, "approval " + e.Request, true
 	case KindCertRefused:
 		return place{string(bucketRefusals), e.Refusal}, "refusal " + e.Refusal, true
+	case KindRevocation:
+		k := Revocation{Serial: e.Serial, KeyID: e.KeyID}.Key()
+		return place{string(bucketRevocations), k}, "revocation " + k, true
 	}
 	if e.Record != "" {
 		return place{}, fmt.Sprintf("record of chain entry %d (kind %s)", e.Seq, e.Kind), false

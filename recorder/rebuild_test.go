@@ -43,6 +43,9 @@ func newEvidence(t *testing.T, sessions int) *evidence {
 			}
 			s.SaveApproval(t.Context(), "req1", "requested", []byte(`{"id":"req1","state":"pending"}`))
 			s.SaveApproval(t.Context(), "req1", "approved", []byte(`{"id":"req1","state":"approved"}`))
+			if _, _, err := s.Revoke(t.Context(), Revocation{KeyID: "bob", Reason: "left", RevokedAt: time.Now(), RevokedBy: "test"}); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	ev.active = "01EZZ-1"
@@ -196,6 +199,9 @@ func TestRebuildCarriesSeals(t *testing.T) {
 	}
 	if issued, err := st.Issued(t.Context()); err != nil || len(issued) != 2 {
 		t.Fatalf("certificates after the rebuild: %v %v", issued, err)
+	}
+	if revs, err := st.Revocations(t.Context()); err != nil || len(revs) != 1 || revs[0].KeyID != "bob" || revs[0].Note != "" {
+		t.Fatalf("revocations after the rebuild: %+v %v", revs, err)
 	}
 	// Retention finds the carried seals: every session can be pruned.
 	if old, err := PruneCandidates(t.Context(), st, time.Now().Add(time.Hour)); err != nil || len(old) != len(ev.ids)+1 {
