@@ -1,0 +1,75 @@
+package bastion
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/testenv"
+)
+
+// Attack 8: the echo release, by a user who types keys the target does
+// not echo and then has it print a card number they do not know. The
+// masker's deadline is an hour in these tests, so only the echo release
+// can show a held tail early.
+
+// The user turns echo off, types a card's first six digits (its BIN,
+// public) and has the target print the card from a file: the six digits,
+// then the ten others. The six come back as typed and are shown at once;
+// the ten after them must still be judged with them. They were not when
+// the session was neither recorded nor judged by approval rules (no
+// preview: the echo release was a flush, and the masker started over), so
+// the user saw the whole number.
+func TestAttack8TypedBINThenTargetPrintsTheRest(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	const pan, bin = "4539148803436467", "453914"
+	card := filepath.Join(t.TempDir(), "card")
+	if err := os.WriteFile(card, []byte(pan), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The card printed in two writes: its first six digits, then the rest.
+	show := "head -c6 " + card + "; sleep 0.2; tail -c+7 " + card + "; echo"
+	check := func(t *testing.T, seen string) {
+		t.Helper()
+		if strings.Contains(seen, pan) || len(testenv.PANs(seen)) > 0 {
+			t.Errorf("the client saw the card number: %q", seen)
+		}
+		if !strings.Contains(seen, bin+"******6467") {
+			t.Errorf("the card is not shown masked: %q", seen)
+		}
+	}
+	shell := func(t *testing.T, cfg Config) {
+		b := h.extraServer(t, cfg)
+		tty, out, wait := b.ptySSH(t, h.alice, "root@t1", 40, 200)
+		marker := uniqueMarker("bin")
+		tty.Write([]byte("stty -echo; echo " + marker + "-$((1+1)); read -r x; " + show + "; echo " + marker + "-$((3+3))\n"))
+		testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), marker+"-2") })
+		tty.Write([]byte(bin + "\n"))
+		testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), marker+"-6") })
+		tty.Write([]byte("exit\n"))
+		wait()
+		check(t, out.String())
+	}
+	t.Run("shell", func(t *testing.T) {
+		t.Parallel()
+		shell(t, Config{Policy: h.policy, maskDeadline: time.Hour})
+	})
+	t.Run("shell recorded", func(t *testing.T) {
+		t.Parallel()
+		store := openStore(t, t.TempDir(), h.auth.AuditKey)
+		shell(t, Config{Policy: h.policy, maskDeadline: time.Hour, Recording: &Recording{Store: store}})
+	})
+	t.Run("exec", func(t *testing.T) {
+		t.Parallel()
+		// No pty: stdin is what the user types, and nothing echoes it.
+		b := h.extraServer(t, Config{Policy: h.policy, maskDeadline: time.Hour})
+		r := b.ssh(t, h.alice, "root@t1", strings.NewReader(bin+"\n"), "read -r x; "+show)
+		if r.ExitCode != 0 {
+			t.Fatalf("exit %d: %s", r.ExitCode, r.Stderr)
+		}
+		check(t, string(r.Stdout))
+	})
+}
