@@ -73,3 +73,32 @@ func TestAttack8TypedBINThenTargetPrintsTheRest(t *testing.T) {
 		check(t, string(r.Stdout))
 	})
 }
+
+// What the echo release cannot avoid (README, Limits today): the bastion
+// cannot tell the echo of a key from the target printing it, so a user who
+// types a guess with nothing echoing it, then has the target print the
+// number, sees their guess where the number starts with it and the mask
+// where it does not: one guess a print, and no digit they did not type.
+func TestAttack8GuessIsShownAsTyped(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	const pan = "4539148803436467"
+	card := filepath.Join(t.TempDir(), "card")
+	if err := os.WriteFile(card, []byte(pan), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := h.policy
+	p.Targets = append([]Target(nil), p.Targets...)
+	p.Targets[0].Masking = "full"
+	b := h.extraServer(t, Config{Policy: p, maskDeadline: time.Hour})
+	for _, c := range []struct{ guess, want string }{
+		{"4539148", "4539148*********\n"}, // right: shown as typed
+		{"4539140", "****************\n"}, // wrong: masked whole
+	} {
+		show := "read -r x; head -c7 " + card + "; sleep 0.2; tail -c+8 " + card + "; echo"
+		r := b.ssh(t, h.alice, "root@t1", strings.NewReader(c.guess+"\n"), show)
+		if r.ExitCode != 0 || string(r.Stdout) != c.want {
+			t.Errorf("guess %s: exit %d, the client got %q, want %q; stderr %s", c.guess, r.ExitCode, r.Stdout, c.want, r.Stderr)
+		}
+	}
+}
