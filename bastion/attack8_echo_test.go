@@ -102,3 +102,50 @@ func TestAttack8GuessIsShownAsTyped(t *testing.T) {
 		}
 	}
 }
+
+// Keys typed on one channel are not echo on another of the same
+// connection: each channel follows its own keys. Nor is stderr ever
+// taken for echo.
+func TestAttack8OtherChannelsKeysAreNotEcho(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	const pan = "4539148803436467"
+	card := filepath.Join(t.TempDir(), "card")
+	if err := os.WriteFile(card, []byte(pan), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := h.policy
+	p.Targets = append([]Target(nil), p.Targets...)
+	p.Targets[0].Masking = "full"
+	b := h.extraServer(t, Config{Policy: p, maskDeadline: time.Hour})
+	client := b.dialGo(t, h.alice, "root@t1")
+	// Channel A: the BIN typed, read without echo.
+	a, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Stdin = strings.NewReader("453914\n")
+	if out, err := a.Output("read -r x; echo got-$((1+1))"); err != nil || string(out) != "got-2\n" {
+		t.Fatalf("channel A: %q, %v", out, err)
+	}
+	// Channel B, at once: the card, printed BIN first.
+	bs, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := bs.Output("head -c6 " + card + "; sleep 0.2; tail -c+7 " + card + "; echo")
+	if err != nil || string(out) != "****************\n" {
+		t.Fatalf("channel B: %q, %v; want it masked whole", out, err)
+	}
+	// Channel C: the BIN typed, the card printed on stderr.
+	cs, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cs.Stdin, cs.Stderr = strings.NewReader("453914\n"), &stderr
+	err = cs.Run("read -r x; (head -c6 " + card + "; sleep 0.2; tail -c+7 " + card + "; echo) >&2")
+	if err != nil || stderr.String() != "****************\n" {
+		t.Fatalf("channel C: stderr %q, %v; want it masked whole", stderr.String(), err)
+	}
+}
