@@ -149,3 +149,43 @@ func TestAttack8OtherChannelsKeysAreNotEcho(t *testing.T) {
 		t.Fatalf("channel C: stderr %q, %v; want it masked whole", stderr.String(), err)
 	}
 }
+
+// The honest way into the same hole: the user types a file name's first
+// digit and Tab, and bash completes the rest of a card number. The digit
+// is echo and shown at once; the completion is not, and is judged with
+// the digit before it. (Without a preview the release started over and
+// the completed fifteen digits were shown, judged alone.)
+func TestAttack8TabCompletesAfterATypedDigit(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	const pan = "4539148803436467"
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "card-"+pan), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := h.extraServer(t, Config{Policy: h.policy, maskDeadline: time.Hour})
+	tty, out, wait := b.ptySSH(t, h.alice, "root@t1", 40, 200)
+	marker := uniqueMarker("tab")
+	// Readline is reading (not the terminal's own line editing) once
+	// the prompt is shown.
+	tty.Write([]byte("PS1='P''S> '; cd " + dir + "; echo " + marker + "-$((1+1))\n"))
+	testenv.WaitFor(t, 20*time.Second, func() bool {
+		s := out.String()
+		i := strings.LastIndex(s, marker+"-2")
+		return i >= 0 && strings.HasSuffix(s[i:], "PS> ")
+	})
+	tty.Write([]byte("ls card-4"))
+	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.HasSuffix(out.String(), "ls card-4") })
+	tty.Write([]byte("\t"))
+	tty.Write([]byte("\necho " + marker + "-$((2+2))\n"))
+	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(out.String(), marker+"-4") })
+	tty.Write([]byte("exit\n"))
+	wait()
+	seen := out.String()
+	if strings.Contains(seen, pan) || len(testenv.PANs(seen)) > 0 {
+		t.Errorf("the client saw the card number: %q", seen)
+	}
+	if !strings.Contains(seen, "ls card-453914******6467") {
+		t.Errorf("the completed name is not shown masked: %q", seen)
+	}
+}
