@@ -72,6 +72,16 @@ func TestAttack8TypedBINThenTargetPrintsTheRest(t *testing.T) {
 		}
 		check(t, string(r.Stdout))
 	})
+	t.Run("exec one byte a write", func(t *testing.T) {
+		t.Parallel()
+		b := h.extraServer(t, Config{Policy: h.policy, maskDeadline: time.Hour})
+		each := "for i in $(seq 16); do head -c$i " + card + " | tail -c1; sleep 0.02; done; echo"
+		r := b.ssh(t, h.alice, "root@t1", strings.NewReader(bin+"\n"), "read -r x; "+each)
+		if r.ExitCode != 0 {
+			t.Fatalf("exit %d: %s", r.ExitCode, r.Stderr)
+		}
+		check(t, string(r.Stdout))
+	})
 }
 
 // What the echo release cannot avoid (README, Limits today): the bastion
