@@ -191,7 +191,8 @@ func (f *failingAfter) Write(p []byte) (int, error) {
 
 // Echo releases the tail it is shown at once, before Write returns and
 // long before the deadline, only when it says so; what it refuses waits.
-// Without a Preview the release is a flush.
+// Without a Preview the underlying writer gets the release, and nothing
+// is left pending for it.
 func TestEchoRelease(t *testing.T) {
 	t.Parallel()
 	typed := []byte("4111")
