@@ -134,3 +134,30 @@ func TestEchoReleaseKeepsTargetOutputMasked(t *testing.T) {
 		t.Errorf("the number the target printed in two pieces is not masked whole: %q", seen)
 	}
 }
+
+// Keys that reach bash as escape sequences and are never echoed (Delete,
+// Ctrl-Right, End, a paste's markers) do not hold up the echo of what is
+// typed after them: each digit still shows at once, with the masker's
+// deadline at an hour.
+func TestEchoReleaseAfterEditingKeys(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	b := h.extraServer(t, Config{Policy: h.policy, maskDeadline: time.Hour})
+	tty, out, wait := b.ptySSH(t, h.alice, "root@t1", 40, 200)
+	marker := uniqueMarker("keys")
+	tty.Write([]byte("PS1='P''S> '; echo " + marker + "-$((1+1))\n"))
+	testenv.WaitFor(t, 20*time.Second, func() bool {
+		s := out.String()
+		i := strings.LastIndex(s, marker+"-2")
+		return i >= 0 && strings.HasSuffix(s[i:], "PS> ")
+	})
+	// x, Left and Delete (x is gone), Ctrl-Right, End, a pasted 7.
+	tty.Write([]byte("x\x1b[D\x1b[3~\x1b[1;5C\x1b[4~\x1b[200~7\x1b[201~"))
+	for _, k := range ": 4111 1111" {
+		n := strings.Count(out.String(), string(k))
+		tty.Write([]byte(string(k)))
+		testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Count(out.String(), string(k)) > n })
+	}
+	tty.Write([]byte("\x15exit\n"))
+	wait()
+}

@@ -20,12 +20,30 @@ import (
 // Each key is echoed once. So a number is shown at once only as the user
 // typed it, digit by digit in that order; the target printing the same
 // digits later is output, not echo.
+//
+// Keys the terminal sends as escape sequences (arrows, Delete, Home, End,
+// function keys, Alt with a key, the markers around a paste) are left
+// out: a line editor acts on them and never echoes them as themselves,
+// and the digits in them ("\x1b[3~" is Delete) would otherwise wait for
+// an echo that never comes and hold up every key typed after them. Leaving
+// keys out never lets through a byte the user did not type.
 type typedEcho struct {
 	mu   sync.Mutex
 	keys []byte    // typed and not yet echoed, at most maxTyped bytes
 	at   time.Time // when the last keys were typed
 	run  int       // how many of the last output bytes were echo
+	seq  keySeq    // where the keys typed so far left an escape sequence
 }
+
+// keySeq is where typed keys are in an escape sequence.
+type keySeq uint8
+
+const (
+	keyText keySeq = iota // not in a sequence
+	keyESC                // after ESC
+	keyCSI                // in ESC [ ..., until its final byte
+	keySS3                // after ESC O: one more byte
+)
 
 const (
 	// maxTyped bounds what typedEcho keeps: a line's worth of keys.
@@ -44,13 +62,53 @@ func (e *typedEcho) typed(p []byte) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if now.Sub(e.at) > echoWindow {
-		e.keys = e.keys[:0]
+		e.keys, e.seq = e.keys[:0], keyText
 	}
-	e.keys = append(e.keys, p...)
+	for _, b := range p {
+		if !e.inSeq(b) {
+			e.keys = append(e.keys, b)
+		}
+	}
 	if over := len(e.keys) - maxTyped; over > 0 {
 		e.keys = e.keys[:copy(e.keys, e.keys[over:])]
 	}
 	e.at = now
+}
+
+// inSeq reports whether key b is part of an escape sequence (ESC, ESC and
+// one key, CSI as ECMA-48 has it, SS3), and follows the sequence.
+func (e *typedEcho) inSeq(b byte) bool {
+	switch e.seq {
+	case keyESC:
+		switch b {
+		case '[':
+			e.seq = keyCSI
+		case 'O':
+			e.seq = keySS3
+		case 0x1b:
+		default:
+			e.seq = keyText
+		}
+		return true
+	case keyCSI:
+		switch {
+		case b >= 0x20 && b <= 0x3f: // parameters, intermediates
+			return true
+		case b == 0x1b: // the next sequence
+			e.seq = keyESC
+			return true
+		}
+		e.seq = keyText
+		return b >= 0x40 && b <= 0x7e // the final byte; anything else ends it
+	case keySS3:
+		e.seq = keyText
+		return true
+	}
+	if b == 0x1b {
+		e.seq = keyESC
+		return true
+	}
+	return false
 }
 
 // saw follows output p, which the output stage is about to mask.

@@ -36,3 +36,30 @@ func TestTypedEcho(t *testing.T) {
 		t.Fatalf("kept %d keys", len(e.keys))
 	}
 }
+
+// Keys a terminal sends as escape sequences (Delete, Ctrl-arrows, Home
+// and End, function keys, the markers around a paste) come back as
+// editing, never as themselves: their digits must not wait for an echo
+// and hold up the keys typed after them, even split across writes.
+func TestTypedEchoSkipsKeySequences(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ name, keys, out, tail string }{
+		{"delete", "x\x1b[D\x1b[3~ 4", "x\b\x1b[K 4", "4"},
+		{"ctrl-right", "x\x1b[1;5C 4", "x 4", "4"},
+		{"end", "x\x1b[4~ 45", "x 45", "45"},
+		{"f5", "\x1b[15~ 1", " 1", "1"},
+		{"application arrow", "x\x1bOD 4", "x 4", "4"},
+		{"alt-digit", "\x1b3 4", " 4", "4"},
+		{"paste", "\x1b[200~ 1234\x1b[201~ 5", " 1234 5", "5"},
+		{"cut short", "\x1b[1\x1b[3~ 4", " 4", "4"},
+	} {
+		var e typedEcho
+		for i := range len(c.keys) { // one byte a write: sequences split
+			e.typed([]byte{c.keys[i]})
+		}
+		e.saw([]byte(c.out))
+		if !e.echoed([]byte(c.tail)) {
+			t.Errorf("%s: keys %q, output %q: %q is not echo (keys left %q)", c.name, c.keys, c.out, c.tail, e.keys)
+		}
+	}
+}

@@ -200,6 +200,13 @@
 // 13 digits pass unmasked. With Deadline < 0 there is no timer and the
 // caller decides: Pending reports a held tail, Flush releases it.
 //
+// With Config.Preview, a release (at the deadline, or at once for the
+// echo of typed keys, Config.Echo) goes to the early copy only and does
+// not start over: what follows is judged together with the released tail,
+// so only the released bytes themselves can be less masked than in the
+// strict result. Config.Echo without a Preview works the same way, the
+// underlying writer being the early copy.
+//
 // Chunking never matters otherwise: however a stream is split into writes,
 // without a deadline release in between, the output is the same as Mask of
 // the whole stream.

@@ -191,7 +191,8 @@ func (f *failingAfter) Write(p []byte) (int, error) {
 
 // Echo releases the tail it is shown at once, before Write returns and
 // long before the deadline, only when it says so; what it refuses waits.
-// Without a Preview the release is a flush.
+// Without a Preview the underlying writer gets the release, and nothing
+// is left pending for it.
 func TestEchoRelease(t *testing.T) {
 	t.Parallel()
 	typed := []byte("4111")
@@ -217,4 +218,24 @@ func TestEchoRelease(t *testing.T) {
 		t.Fatalf("without a preview: %q", only.String())
 	}
 	w.Close()
+}
+
+// With Echo and no Preview, the caller's writer gets the early copy; its
+// error is the Writer's, and sticky, as without Echo.
+func TestEchoWithoutPreviewWriteError(t *testing.T) {
+	t.Parallel()
+	client := &failingAfter{ok: 8}
+	w := NewWriter(client, Config{Deadline: time.Hour, Echo: func([]byte) bool { return true }})
+	if n, err := w.Write([]byte("card 41")); n != 7 || err != nil {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	if _, err := w.Write([]byte("11 and more")); err == nil {
+		t.Fatal("a write the client refused: no error")
+	}
+	if n, err := w.Write([]byte("x")); n != 0 || err == nil {
+		t.Fatalf("Write after the error = %d, %v; want 0 and the error", n, err)
+	}
+	if err := w.Close(); err == nil {
+		t.Fatal("Close: no error")
+	}
 }

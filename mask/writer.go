@@ -50,9 +50,17 @@ type Config struct {
 	// if it says those bytes are the echo of what the user just typed,
 	// they are released at once, as at the deadline, instead of after
 	// it. The user knows what they typed, so their typing echoes without
-	// the deadline's delay; with Preview, the underlying writer still
-	// gets the tail judged whole. Echo is called with the Writer's lock
-	// held and must not call the Writer.
+	// the deadline's delay. The release never starts the judgement over:
+	// what comes after the tail is judged with it, and only the bytes
+	// released early can differ from the strict result (a card's first
+	// six digits typed with echo off, then printed by the target with
+	// the ten others, show as typed followed by the mask). With Preview,
+	// the underlying writer still gets the tail judged whole; without
+	// one, the underlying writer is the early copy (it is written to as
+	// a Preview would be, and a deadline releases as with one, without
+	// starting over; Flush and Close still do), and the strict copy goes
+	// nowhere. Echo is called with the Writer's lock held and must not
+	// call the Writer.
 	Echo func(tail []byte) bool
 }
 
@@ -76,6 +84,11 @@ type Writer struct {
 
 	preview io.Writer // nil: a deadline flushes instead
 	echo    func(tail []byte) bool
+	// solo: the caller's writer is preview, the early copy, and w
+	// discards the strict one (Echo without Preview): so an echo release
+	// is a release, which keeps judging what follows with the tail, not
+	// a flush, which starts over. An error from preview is then w's.
+	solo bool
 
 	mu     sync.Mutex // guards the fields below and serializes writes to w
 	sc     scanner
@@ -98,6 +111,9 @@ func NewWriter(w io.Writer, cfg Config) *Writer {
 		d = DefaultDeadline
 	}
 	mw := &Writer{w: w, deadline: d, preview: cfg.Preview, echo: cfg.Echo}
+	if cfg.Echo != nil && cfg.Preview == nil {
+		mw.w, mw.preview, mw.solo = io.Discard, w, true
+	}
 	mw.sc.mode, mw.sc.detect, mw.sc.input = cfg.Mode, cfg.Detect, cfg.Input
 	return mw
 }
@@ -136,13 +152,8 @@ func (w *Writer) Write(p []byte) (int, error) {
 		n += len(c)
 	}
 	if w.echo != nil && len(w.buf) > w.ahead && w.echo(w.buf[w.ahead:]) {
-		var err error
-		if w.preview != nil {
-			err = w.release()
-		} else {
-			err = w.flush()
-		}
-		if err != nil && w.err != nil {
+		// Never a flush: the judgement goes on (see solo).
+		if err := w.release(); err != nil && w.err != nil {
 			return n, w.err
 		}
 	}
@@ -169,10 +180,14 @@ func (w *Writer) Flush() error {
 }
 
 // Pending reports whether the Writer holds back bytes that a Flush would
-// release.
+// release (to the underlying writer; with Echo and no Preview, bytes
+// that writer has not had yet).
 func (w *Writer) Pending() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.solo {
+		return len(w.buf) > w.ahead
+	}
 	return len(w.buf) > 0
 }
 
@@ -248,6 +263,9 @@ func (w *Writer) write(p, q []byte) error {
 		return w.err
 	}
 	w.toPreview(q)
+	if w.solo {
+		return w.err // the caller's writer is preview
+	}
 	return nil
 }
 
@@ -260,7 +278,10 @@ func (w *Writer) toPreview(q []byte) {
 	if err == nil && n < len(q) {
 		err = io.ErrShortWrite
 	}
-	if err != nil {
+	if err != nil && w.solo {
+		w.perr = fmt.Errorf("mask: write: %w", err)
+		w.err = w.perr
+	} else if err != nil {
 		w.perr = fmt.Errorf("mask: write preview: %w", err)
 	}
 }
