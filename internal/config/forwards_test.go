@@ -28,6 +28,7 @@ rules:
     logins: [root]
     forwards: ["*"]
     remote_forwards: [9000]
+    agent_forwarding: true
   - name: old
     principals: [old]
     targets: [db01]
@@ -72,6 +73,14 @@ func TestForwardsParsedAndGranted(t *testing.T) {
 	}
 	if sre.RemoteForward(9000) != nil || sre.RemoteForward(9001) == nil || sre.RemoteForward(0) == nil {
 		t.Errorf("remote forwards %v: want 9000 only", sre.RemoteForwards)
+	}
+	// agent_forwarding is off unless a rule turns it on.
+	dba, err := c.Policy.Decide(bastion.Identity{Principals: []string{"dba"}}, "postgres@db01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sre.AgentForwarding || dba.AgentForwarding {
+		t.Errorf("agent forwarding: sre %v, dba %v; want true, false", sre.AgentForwarding, dba.AgentForwarding)
 	}
 	for _, tt := range tests {
 		g, err := c.Policy.Decide(bastion.Identity{Principals: []string{tt.principal}}, tt.user)
