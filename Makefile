@@ -43,6 +43,7 @@ fuzz:
 	bash scripts/fuzz.sh bastion FuzzSFTPStream $(SHORTFUZZ)
 	bash scripts/fuzz.sh bastion FuzzSCPStream $(SHORTFUZZ)
 	bash scripts/fuzz.sh bastion FuzzRsyncStream $(SHORTFUZZ)
+	bash scripts/fuzz.sh bastion FuzzAgentRelay $(SHORTFUZZ)
 	bash scripts/fuzz.sh pgproxy FuzzRelay $(SHORTFUZZ)
 	bash scripts/fuzz.sh pgproxy FuzzMayHoldPAN $(SHORTFUZZ)
 

@@ -77,8 +77,9 @@ type Config struct {
 	// (the source-address critical option).
 	SourceAddress bool
 	// NoPTY and NoPortForwarding leave out permit-pty and
-	// permit-port-forwarding, as for certs.UserCertRequest.
-	NoPTY, NoPortForwarding bool
+	// permit-port-forwarding, AgentForwarding adds
+	// permit-agent-forwarding, as for certs.UserCertRequest.
+	NoPTY, NoPortForwarding, AgentForwarding bool
 
 	// HostNames are the names users reach the bastion's SSH port by;
 	// the first is announced as ssh_host. With none, the host the

@@ -220,6 +220,29 @@ func TestIssueCertificate(t *testing.T) {
 
 // Concurrent requests each get a certificate with a serial of its own,
 // every one recorded and sealed.
+// A login section that lists permit-agent-forwarding has it in every
+// certificate (it is never in one by default: TestIssueCertificate).
+func TestIssueCertificateAgentForwarding(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(c *api.Config) { c.AgentForwarding = true })
+	_, pub := pubKey(t)
+	rep := r.post(t, map[string]any{"id_token": r.p.Sign(r.p.Claims("alice@example.com")), "public_key": pub})
+	if rep.status != http.StatusOK {
+		t.Fatalf("status %d: %s", rep.status, rep.raw)
+	}
+	var got struct{ Certificate string }
+	json.Unmarshal(rep.raw, &got)
+	pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(got.Certificate))
+	if err != nil {
+		t.Fatalf("certificate %q: %v", got.Certificate, err)
+	}
+	for _, ext := range []string{"permit-pty", "permit-port-forwarding", "permit-agent-forwarding"} {
+		if _, ok := pk.(*ssh.Certificate).Extensions[ext]; !ok {
+			t.Fatalf("certificate lacks %s", ext)
+		}
+	}
+}
+
 func TestConcurrentIssues(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, nil)

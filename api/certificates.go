@@ -112,7 +112,7 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 	}
 	creq := certs.UserCertRequest{
 		Principals: login.Principals, Groups: login.Groups, TTL: ttl, KeyID: login.Identity, Now: now,
-		NoPTY: a.cfg.NoPTY, NoPortForwarding: a.cfg.NoPortForwarding,
+		NoPTY: a.cfg.NoPTY, NoPortForwarding: a.cfg.NoPortForwarding, AgentForwarding: a.cfg.AgentForwarding,
 	}
 	if a.cfg.SourceAddress {
 		creq.SourceAddress = client.String()

@@ -64,7 +64,8 @@ type conn struct {
 	// Server.Revoke to match.
 	liveCert *ssh.Certificate
 
-	remotes remoteForwards // listeners on the target (ssh -R)
+	remotes remoteForwards  // listeners on the target (ssh -R)
+	agent   agentForwarding // ssh -A: agentfwd.go
 
 	wg sync.WaitGroup // channel goroutines
 }
@@ -306,6 +307,7 @@ func (c *conn) handshakeReason(err error) string {
 // leaves, and waits for every goroutine it started.
 func (c *conn) proxy(sc *ssh.ServerConn, up *ssh.Client, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 	rt := c.proxyRoute(up)
+	c.serveAgent(up) // agent channels the target opens (ssh -A)
 	var wg sync.WaitGroup
 	wg.Go(func() { c.serveRequests(rt, reqs) })
 	wg.Go(func() {

@@ -115,7 +115,7 @@ func (h *harness) waitAudit(t *testing.T, keyID, event, reason string) {
 		}
 		return false
 	})
-	if found["allowed"] != false || found["user"] != "alice" && found["user"] != "fwd" || found["target"] != "t1" {
+	if found["allowed"] != false || !slices.Contains([]any{"alice", "fwd", "agentfwd"}, found["user"]) || found["target"] != "t1" {
 		t.Fatalf("audit record %v: want allowed false with the connection's user and target", found)
 	}
 }
@@ -187,9 +187,11 @@ func TestPermitPTYInteractiveContinues(t *testing.T) {
 	h.waitAudit(t, keyID, "session_request", "certificate lacks permit-pty")
 }
 
-// Agent and X11 forwarding are never offered (the bastion terminates SSH:
-// a forwarded agent would serve the bastion); the audit record says
-// whether the certificate permitted them anyway.
+// X11 forwarding is never offered (the bastion terminates SSH: it would
+// have to relay the target's windows unseen); the audit record says
+// whether the certificate permitted it anyway. Agent forwarding needs both
+// the certificate's permit-agent-forwarding and the rule's
+// agent_forwarding: each refusal names what was missing.
 func TestPermitAgentAndX11Refused(t *testing.T) {
 	t.Parallel()
 	h := env(t)
@@ -211,24 +213,27 @@ func TestPermitAgentAndX11Refused(t *testing.T) {
 	}()
 	tests := []struct {
 		name, flag string
+		principal  string // alice's rule has no agent_forwarding; agentfwd's has
 		permit     []string
 		want       string // in stderr
-		reason     string // in the audit record
+		reason     string // in the audit record; quoted: exactly
 	}{
-		{"agent, cleared", "-A", nil, "postern: agent forwarding is not supported",
-			"certificate lacks permit-agent-forwarding; agent forwarding is not supported"},
-		{"agent, permitted", "-A", []string{"permit-agent-forwarding"}, "postern: agent forwarding is not supported",
-			`"agent forwarding is not supported"`},
-		{"x11, cleared", "-X", nil, "postern: X11 forwarding is not supported",
+		{"agent, cleared", "-A", "alice", nil, "postern: agent forwarding is not allowed: your certificate lacks permit-agent-forwarding",
+			`"certificate lacks permit-agent-forwarding; agent forwarding not granted by rule alice"`},
+		{"agent, rule lacks it", "-A", "alice", []string{"permit-agent-forwarding"}, "postern: agent forwarding is not allowed for you on t1",
+			`"agent forwarding not granted by rule alice"`},
+		{"agent, certificate lacks it", "-A", "agentfwd", []string{"permit-pty"}, "postern: agent forwarding is not allowed: your certificate lacks permit-agent-forwarding",
+			`"certificate lacks permit-agent-forwarding"`},
+		{"x11, cleared", "-X", "alice", nil, "postern: X11 forwarding is not supported",
 			"certificate lacks permit-X11-forwarding; X11 forwarding is not supported"},
-		{"x11, permitted", "-X", []string{"permit-X11-forwarding"}, "postern: X11 forwarding is not supported",
+		{"x11, permitted", "-X", "alice", []string{"permit-X11-forwarding"}, "postern: X11 forwarding is not supported",
 			`"X11 forwarding is not supported"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			keyID := uniqueMarker("permit-fwd-")
-			key := h.keygenCert(t, keyID, "alice", tt.permit...)
+			key := h.keygenCert(t, keyID, tt.principal, tt.permit...)
 			args := append(append([]string{tt.flag}, h.opts(key)...), "-p", strconv.Itoa(h.port), "root@t1@127.0.0.1", "echo ran")
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()

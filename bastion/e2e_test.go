@@ -148,6 +148,7 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 			{Name: "rsyncer", Principals: []string{"rsyncer"}, Targets: []string{"t1"}, Logins: []string{"root"}, Transfers: TransferKinds},
 			{Name: "rsyncmask", Principals: []string{"rsyncmask"}, Targets: []string{"t1"}, Logins: []string{"root"}, Transfers: TransferKinds, FilePANs: FilePANsMask},
 			{Name: "forwarder", Principals: []string{"fwd"}, Targets: []string{"t1"}, Logins: []string{"root"}, Forwards: []int{AnyDeclaredPort}},
+			{Name: "agentfwd", Principals: []string{"agentfwd"}, Targets: []string{"t1"}, Logins: []string{"root", testUser}, AgentForwarding: true},
 		},
 	}
 	h.logs = &testenv.Buffer{}

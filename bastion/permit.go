@@ -43,10 +43,10 @@ func permits(cert *ssh.Certificate, ext string) bool {
 }
 
 // requestRefusal returns why a session request of type typ is refused for
-// cert, or nil if the certificate does not stand in its way. Only the
-// requests that a certificate extension governs are considered; the rest
-// are for sessionRequest to decide.
-func requestRefusal(cert *ssh.Certificate, typ string) *refusal {
+// cert and grant g (nil on the admin connection), or nil if neither stands
+// in its way. Only the requests that a certificate extension governs are
+// considered; the rest are for sessionRequest to decide.
+func requestRefusal(cert *ssh.Certificate, g *Grant, typ string) *refusal {
 	switch typ {
 	case "pty-req":
 		// sshd answers failure and the session goes on without a
@@ -57,16 +57,8 @@ func requestRefusal(cert *ssh.Certificate, typ string) *refusal {
 				Message: "postern: no terminal: your certificate does not permit one (it lacks " + permitPTY + "); the session continues without a pty",
 			}
 		}
-	case "auth-agent-req@openssh.com":
-		// The bastion terminates SSH, so an agent forwarded to it
-		// would be usable by the bastion, not the target: never
-		// offered. The record says whether the certificate would
-		// have allowed it anyway.
-		reason := "agent forwarding is not supported"
-		if !permits(cert, permitAgent) {
-			reason = "certificate lacks " + permitAgent + "; " + reason
-		}
-		return &refusal{Reason: reason, Message: "postern: agent forwarding is not supported"}
+	case agentRequestType:
+		return agentRefusal(cert, g)
 	case "x11-req":
 		reason := "X11 forwarding is not supported"
 		if !permits(cert, permitX11) {
@@ -75,6 +67,38 @@ func requestRefusal(cert *ssh.Certificate, typ string) *refusal {
 		return &refusal{Reason: reason, Message: "postern: X11 forwarding is not supported"}
 	}
 	return nil
+}
+
+// agentRefusal returns why the user may not forward their agent (ssh -A)
+// to the grant's target, or nil: the certificate must carry
+// permit-agent-forwarding and the grant's rule must set agent_forwarding,
+// as for port forwarding. The record names every reason; the user's line
+// the first. The admin connection (g nil) has no target to forward to.
+func agentRefusal(cert *ssh.Certificate, g *Grant) *refusal {
+	if g == nil {
+		return &refusal{Reason: "the admin connection does not forward agents",
+			Message: "postern: agent forwarding is not offered on the admin connection"}
+	}
+	var ref refusal
+	add := func(reason, msg string) {
+		if ref.Reason != "" {
+			ref.Reason += "; "
+		}
+		ref.Reason += reason
+		if ref.Message == "" {
+			ref.Message = msg
+		}
+	}
+	if !permits(cert, permitAgent) {
+		add("certificate lacks "+permitAgent, "postern: agent forwarding is not allowed: your certificate lacks "+permitAgent)
+	}
+	if !g.AgentForwarding {
+		add("agent forwarding not granted by rule "+g.Rule, "postern: agent forwarding is not allowed for you on "+g.Target.Name)
+	}
+	if ref.Reason == "" {
+		return nil
+	}
+	return &ref
 }
 
 // forwardRefusal returns why a direct-tcpip channel is refused for cert, or
@@ -95,7 +119,7 @@ func forwardRefusal(cert *ssh.Certificate) *refusal {
 // on the channel's stderr saying why, an audit record. It reports whether
 // it refused r; if not, r is left for sessionRequest.
 func (c *conn) refuseRequest(r *ssh.Request, st *channel) bool {
-	ref := requestRefusal(c.cert, r.Type)
+	ref := requestRefusal(c.cert, c.grant, r.Type)
 	if ref == nil {
 		return false
 	}
@@ -135,7 +159,7 @@ func adminRequestRefusal(cert *ssh.Certificate, typ string) *refusal {
 			Message: "postern: no terminal: the admin connection runs its commands without one",
 		}
 	}
-	return requestRefusal(cert, typ)
+	return requestRefusal(cert, nil, typ)
 }
 
 // refuseForward rejects a direct-tcpip channel that the certificate does

@@ -97,6 +97,12 @@ type Rule struct {
 	// to the client opaque, like a tcp forward; AnyDeclaredPort (0)
 	// allows any port, and lets the target choose one. Nil allows none.
 	RemoteForwards []int
+	// AgentForwarding lets its identities forward their SSH agent to
+	// the target (ssh -A), if their certificates carry
+	// permit-agent-forwarding too. Off by default: whoever is root on
+	// the target can use the forwarded agent while the session lasts.
+	// Only listing keys and signing are relayed (agentfwd.go).
+	AgentForwarding bool
 	// Transfers lists the file-transfer protocols the rule grants:
 	// "sftp", "scp", "rsync". Nil grants DefaultTransfers. Each is parsed
 	// strictly; a channel that only claims to be a transfer is never
@@ -165,8 +171,10 @@ type Grant struct {
 	Forwards []int // the rule's Forwards: ports granted, or AnyDeclaredPort
 	// RemoteForwards is the rule's: ports the user may listen on.
 	RemoteForwards []int
-	Transfers      []string // granted transfer protocols; nil means DefaultTransfers
-	FilePANs       string   // FilePANs* of the rule; "" means block
+	// AgentForwarding is the rule's: the user may forward an agent.
+	AgentForwarding bool
+	Transfers       []string // granted transfer protocols; nil means DefaultTransfers
+	FilePANs        string   // FilePANs* of the rule; "" means block
 }
 
 // forwarding reports whether the grant lets the user forward to any port.
@@ -356,7 +364,7 @@ func (p *Policy) Decide(id Identity, user string) (*Grant, error) {
 			continue
 		}
 		return &Grant{Target: t, Login: l, Rule: r.Name, Forwards: r.Forwards, RemoteForwards: r.RemoteForwards,
-			Transfers: r.Transfers, FilePANs: r.FilePANs}, nil
+			AgentForwarding: r.AgentForwarding, Transfers: r.Transfers, FilePANs: r.FilePANs}, nil
 	}
 	if !matched {
 		// Same words as for an unknown target would hide which targets

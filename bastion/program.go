@@ -70,6 +70,9 @@ func (st *channel) filterRequest(r *ssh.Request) ([]byte, bool) {
 			return nil, false
 		}
 		return ssh.Marshal(&b), true
+	case agentRequestType:
+		// Allowed by refuseRequest: agentfwd.go.
+		return st.agentRequest(r)
 	case "env":
 		// RFC 4254 §6.4: string name, string value.
 		var env struct{ Name, Value string }
@@ -83,8 +86,8 @@ func (st *channel) filterRequest(r *ssh.Request) ([]byte, bool) {
 		c.log.Debug("env refused", "name", logSafe(env.Name))
 		return nil, false
 	}
-	// Anything unknown (x11-req and auth-agent-req@openssh.com were
-	// refused by refuseRequest).
+	// Anything unknown (x11-req was refused by refuseRequest, and so was
+	// auth-agent-req@openssh.com unless the user may forward an agent).
 	c.log.Info("session request refused", "request", logSafe(r.Type))
 	return nil, false
 }

@@ -234,6 +234,17 @@ func (r *recording) setForward(f recorder.Forward, command string) {
 	r.mu.Unlock()
 }
 
+// setCommand puts the command line into the index entry that finish
+// seals.
+func (r *recording) setCommand(command string) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	r.meta.Command = command
+	r.mu.Unlock()
+}
+
 // finish closes the recording with a final marker and seals it in the
 // index and audit chain.
 func (r *recording) finish(exitStatus *int, exitSignal string, bytesIn, bytesOut, maskedPANs int64) {

@@ -51,6 +51,8 @@ func (c *conn) dial() (*ssh.Client, error) {
 		Login:          g.Login,
 		KeyID:          fmt.Sprintf("postern session=%s user=%s serial=%d", c.id, logSafe(c.identity.Name()), c.identity.Serial),
 		PortForwarding: (g.forwarding() || len(g.RemoteForwards) > 0) && permits(c.cert, permitPortForwarding),
+		// sshd refuses an agent request from a certificate without it.
+		AgentForwarding: agentRefusal(c.cert, g) == nil,
 	})
 	if err != nil {
 		return nil, &upstreamError{msg: "postern: internal error; the session was not started", err: err}
@@ -89,9 +91,10 @@ func (c *conn) dial() (*ssh.Client, error) {
 		return nil, &upstreamError{msg: "postern: SSH to target " + t.Name + " failed", err: err}
 	}
 	nc.SetDeadline(time.Time{})
-	// The target has no business opening channels to the bastion (agent,
-	// X11, remote forwarding are never requested); with no handlers
-	// registered, the Client rejects them all.
+	// The Client rejects the channels the target opens unless a handler
+	// takes them: forwarded-tcpip for the remote forwards it asked for
+	// (Listen), auth-agent@openssh.com once the user asked for agent
+	// forwarding (conn.serveAgent). X11 is never requested.
 	return ssh.NewClient(uc, chans, reqs), nil
 }
 

@@ -194,6 +194,11 @@ type UserCertRequest struct {
 	// then refuses every forward, whatever the policy grants. The zero
 	// value permits forwarding where the policy grants it.
 	NoPortForwarding bool
+	// AgentForwarding adds permit-agent-forwarding: the bastion then
+	// relays the holder's agent to targets whose rule allows it. Off by
+	// default: whoever is root on the target can use a forwarded agent
+	// while the session lasts.
+	AgentForwarding bool
 }
 
 // GroupsExtension carries an identity's groups, comma separated; SignUser
@@ -252,13 +257,15 @@ func (a *Authority) SignUser(pub ssh.PublicKey, req UserCertRequest) (*ssh.Certi
 			Extensions:      map[string]string{},
 		},
 	}
-	// Agent and X11 forwarding are never granted: the bastion does not
-	// offer them.
+	// X11 forwarding is never granted: the bastion does not offer it.
 	if !req.NoPTY {
 		cert.Extensions["permit-pty"] = ""
 	}
 	if !req.NoPortForwarding {
 		cert.Extensions["permit-port-forwarding"] = ""
+	}
+	if req.AgentForwarding {
+		cert.Extensions["permit-agent-forwarding"] = ""
 	}
 	if req.SourceAddress != "" {
 		// Stored without spaces: OpenSSH and x/crypto split on ','
@@ -283,6 +290,9 @@ type UpstreamRequest struct {
 	KeyID string
 	// PortForwarding adds permit-port-forwarding.
 	PortForwarding bool
+	// AgentForwarding adds permit-agent-forwarding: sshd then accepts
+	// the agent request the bastion relays for the user.
+	AgentForwarding bool
 	// TTL is the validity; zero or more than MaxUpstreamTTL means
 	// MaxUpstreamTTL.
 	TTL time.Duration
@@ -310,6 +320,9 @@ func (a *Authority) MintUpstream(req UpstreamRequest) (ssh.Signer, *ssh.Certific
 	ext := map[string]string{"permit-pty": ""}
 	if req.PortForwarding {
 		ext["permit-port-forwarding"] = ""
+	}
+	if req.AgentForwarding {
+		ext["permit-agent-forwarding"] = ""
 	}
 	cert := &ssh.Certificate{
 		Key:             key.PublicKey(),

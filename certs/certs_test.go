@@ -193,8 +193,23 @@ func TestSignUserAndMintUpstream(t *testing.T) {
 	if len(up.ValidPrincipals) != 1 || up.ValidPrincipals[0] != "postgres" || up.KeyId != "postern session=S user=alice" {
 		t.Fatalf("upstream cert principals %v key id %q", up.ValidPrincipals, up.KeyId)
 	}
-	if _, ok := up.Permissions.Extensions["permit-port-forwarding"]; ok {
-		t.Fatal("port forwarding granted without being asked for")
+	for _, ext := range []string{"permit-port-forwarding", "permit-agent-forwarding"} {
+		if _, ok := up.Permissions.Extensions[ext]; ok {
+			t.Fatalf("%s granted without being asked for", ext)
+		}
+	}
+	if _, ok := cert.Extensions["permit-agent-forwarding"]; ok {
+		t.Fatal("user certificate permits agent forwarding without being asked for")
+	}
+	if agentCert, err := a.SignUser(user.PublicKey(), UserCertRequest{Principals: []string{"alice"}, TTL: time.Hour, AgentForwarding: true}); err != nil {
+		t.Fatal(err)
+	} else if _, ok := agentCert.Extensions["permit-agent-forwarding"]; !ok {
+		t.Fatal("AgentForwarding did not add permit-agent-forwarding")
+	}
+	if _, agentUp, err := a.MintUpstream(UpstreamRequest{Login: "postgres", AgentForwarding: true}); err != nil {
+		t.Fatal(err)
+	} else if _, ok := agentUp.Extensions["permit-agent-forwarding"]; !ok {
+		t.Fatal("upstream AgentForwarding did not add permit-agent-forwarding")
 	}
 	checker := ssh.CertChecker{IsUserAuthority: func(k ssh.PublicKey) bool {
 		return string(k.Marshal()) == string(a.UpstreamCA.PublicKey().Marshal())

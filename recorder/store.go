@@ -27,7 +27,7 @@ type Session struct {
 	Client     string     `json:"client"`
 	Target     string     `json:"target"`
 	Login      string     `json:"login"`
-	Kind       string     `json:"kind"` // shell, exec, a transfer (sftp, scp, rsync), or a forward (forward, postgres)
+	Kind       string     `json:"kind"` // shell, exec, a transfer (sftp, scp, rsync), a forward (forward, postgres), or agent (a forwarded agent used from the target)
 	Command    string     `json:"command,omitempty"`
 	Start      time.Time  `json:"start"`
 	End        *time.Time `json:"end,omitempty"`

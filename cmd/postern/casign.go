@@ -23,11 +23,11 @@ import (
 
 // signFlags are ca sign's flags.
 type signFlags struct {
-	principals, groups listFlag
-	ttl                *time.Duration
-	keyID, source, out *string
-	noPTY, noFwd       *bool
-	dir, cfg           *string
+	principals, groups  listFlag
+	ttl                 *time.Duration
+	keyID, source, out  *string
+	noPTY, noFwd, agent *bool
+	dir, cfg            *string
 }
 
 func cmdCASign(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -39,7 +39,8 @@ func cmdCASign(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	f.keyID = fs.String("key-id", "", "key ID recorded in audit logs (default: principal and key fingerprint)")
 	f.source = fs.String("source-address", "", "restrict use to these comma-separated `addresses or CIDRs`")
 	f.noPTY = fs.Bool("no-pty", false, "leave out permit-pty (granted by default): the bastion refuses the holder a terminal")
-	f.noFwd = fs.Bool("no-port-forwarding", false, "leave out permit-port-forwarding (granted by default): the bastion refuses every forward, whatever the policy grants. Agent and X11 forwarding are never granted")
+	f.noFwd = fs.Bool("no-port-forwarding", false, "leave out permit-port-forwarding (granted by default): the bastion refuses every forward, whatever the policy grants")
+	f.agent = fs.Bool("agent-forwarding", false, "add permit-agent-forwarding (off by default): ssh -A then reaches targets whose rule sets\nagent_forwarding: true. Risky: whoever is root on the target can use the forwarded agent\nwhile the session lasts. X11 forwarding is never granted")
 	f.out = fs.String("out", "", "write the certificate to `file` (default: KEY-cert.pub beside KEY.pub; - for stdout).\nThe serial comes from the data directory's register of issued certificates\n(see 'postern ca issued'); an audit record of the issue goes to stderr")
 	f.dir = fs.String("data-dir", "", "bastion data `dir`ectory")
 	f.cfg = fs.String("config", "", "bastion config `file` (its data_dir is used)")
@@ -114,7 +115,7 @@ func issue(ctx context.Context, d string, pub ssh.PublicKey, comment string, f s
 	now := time.Now()
 	req := certs.UserCertRequest{
 		Principals: f.principals, Groups: f.groups, TTL: *f.ttl, KeyID: id, SourceAddress: *f.source,
-		NoPTY: *f.noPTY, NoPortForwarding: *f.noFwd, Now: now,
+		NoPTY: *f.noPTY, NoPortForwarding: *f.noFwd, AgentForwarding: *f.agent, Now: now,
 	}
 	// A request the CA refuses must not take a serial: try it first.
 	if _, err := auth.SignUser(pub, req); err != nil {

@@ -12,8 +12,8 @@ import (
 	"github.com/postern/postern/internal/testenv"
 )
 
-// ca sign grants a terminal and forwarding unless told not to, and never
-// agent or X11 forwarding.
+// ca sign grants a terminal and forwarding unless told not to, agent
+// forwarding only when told to, and never X11 forwarding.
 func TestCASignPermitFlags(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -31,6 +31,8 @@ func TestCASignPermitFlags(t *testing.T) {
 		{[]string{"--no-port-forwarding"}, []string{"permit-pty"}},
 		{[]string{"--no-pty", "--no-port-forwarding"}, nil},
 		{[]string{"--no-pty=false"}, []string{"permit-port-forwarding", "permit-pty"}},
+		{[]string{"--agent-forwarding"}, []string{"permit-agent-forwarding", "permit-port-forwarding", "permit-pty"}},
+		{[]string{"--agent-forwarding", "--no-pty", "--no-port-forwarding"}, []string{"permit-agent-forwarding"}},
 	}
 	for _, tt := range tests {
 		args := append([]string{"ca", "sign", "--data-dir", data, "--principal", "alice", "--group", "dba", "--out", "-"}, tt.flags...)
@@ -63,7 +65,7 @@ func TestCASignPermitFlags(t *testing.T) {
 		t.Fatalf("a refused ca sign wrote %s", cert)
 	}
 	code, out, _ := runCLI(t, "ca", "sign", "--help")
-	if code != 0 || !strings.Contains(out, "-no-pty") || !strings.Contains(out, "-no-port-forwarding") {
+	if code != 0 || !strings.Contains(out, "-no-pty") || !strings.Contains(out, "-no-port-forwarding") || !strings.Contains(out, "-agent-forwarding") {
 		t.Fatalf("ca sign --help: exit %d, stdout %q lacks the permission flags", code, out)
 	}
 }

@@ -41,6 +41,7 @@ func (a *App) loginServer(s *config.Config, bc *bastion.Config, log *slog.Logger
 		TTL: l.TTL, MaxTTL: l.MaxTTL, SourceAddress: l.SourceAddress,
 		NoPTY:            !slices.Contains(l.Extensions, "permit-pty"),
 		NoPortForwarding: !slices.Contains(l.Extensions, "permit-port-forwarding"),
+		AgentForwarding:  slices.Contains(l.Extensions, "permit-agent-forwarding"),
 		HostNames:        bc.HostNames, SSHPort: port,
 		HostCert: a.Auth.HostCA != nil && len(bc.HostNames) > 0,
 		Log:      log.With("component", "login"),

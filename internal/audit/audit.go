@@ -46,6 +46,16 @@ const (
 	// why (certificate_expired, certificate_revoked) and notice what the
 	// user was told.
 	Ended Event = "connection_ended"
+	// Agent: the target opened a channel to the user's forwarded agent
+	// (ssh -A), allowed or refused and why.
+	Agent Event = "agent"
+	// AgentOp: one request the target made of the forwarded agent: list,
+	// sign (the key's fingerprint and what was signed), session-bind, or
+	// a refused one (add, remove, lock, ...), and the agent's answer.
+	AgentOp Event = "agent_op"
+	// AgentEnd: an agent channel ended: requests relayed and refused,
+	// bytes each way, duration, why.
+	AgentEnd Event = "agent_end"
 )
 
 // Session channel events.

@@ -142,6 +142,7 @@ func TestParseBad(t *testing.T) {
 		{"merge key", "<<: {data_dir: x}\n", 1, "<<", "merge keys are not supported"},
 		{"no ciphers", minimal + "ciphers: []\n", 11, "ciphers", "must name at least one cipher"},
 		{"unknown transfer", minimal + "    transfers: [sftp, ftp]\n", 11, "rules[0].transfers[1]", `"ftp" is not one of sftp, scp, rsync`},
+		{"agent_forwarding not a bool", minimal + "    agent_forwarding: sometimes\n", 11, "rules[0].agent_forwarding", "true or false"},
 		{"bad file_pans", minimal + "    file_pans: warn\n", 11, "rules[0].file_pans", `"warn" is not one of block, mask, allow`},
 		{"max_missed string", minimal + "keepalive: {max_missed: many}\n", 11, "keepalive.max_missed", "must be a whole number"},
 	}

@@ -94,7 +94,7 @@ func TestLoadExample(t *testing.T) {
 		{
 			Name: "web-deploy", Principals: []string{"deploy-bot"}, Targets: []string{"web01"},
 			TargetLabels: map[string]string{"env": "prod"},
-			Logins:       []string{"deploy"}, DefaultLogin: "deploy",
+			Logins:       []string{"deploy"}, DefaultLogin: "deploy", AgentForwarding: true,
 		},
 		{
 			Name: "sre", Principals: []string{"alice", "bob"}, Groups: []string{"sre"},

@@ -94,8 +94,8 @@ func (p *parser) ruleForwards(f field, r *bastion.Rule, targets []bastion.Target
 	return ports, nil
 }
 
-// ruleForwardKeys reads a rule's forwards, remote_forwards and the
-// obsolete port_forwarding.
+// ruleForwardKeys reads a rule's forwards, remote_forwards,
+// agent_forwarding and the obsolete port_forwarding.
 func (p *parser) ruleForwardKeys(m mapping, r *bastion.Rule, targets []bastion.Target) error {
 	var err error
 	if f := m.get("port_forwarding"); f.set() {
@@ -113,6 +113,11 @@ func (p *parser) ruleForwardKeys(m mapping, r *bastion.Rule, targets []bastion.T
 	}
 	if f := m.get("remote_forwards"); f.set() {
 		if r.RemoteForwards, err = p.ruleForwards(f, r, nil); err != nil {
+			return err
+		}
+	}
+	if f := m.get("agent_forwarding"); f.set() {
+		if r.AgentForwarding, err = p.boolean(f); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -28,6 +29,7 @@ rules:
     logins: [root]
     forwards: ["*"]
     remote_forwards: [9000]
+    agent_forwarding: true
   - name: old
     principals: [old]
     targets: [db01]
@@ -73,6 +75,14 @@ func TestForwardsParsedAndGranted(t *testing.T) {
 	if sre.RemoteForward(9000) != nil || sre.RemoteForward(9001) == nil || sre.RemoteForward(0) == nil {
 		t.Errorf("remote forwards %v: want 9000 only", sre.RemoteForwards)
 	}
+	// agent_forwarding is off unless a rule turns it on.
+	dba, err := c.Policy.Decide(bastion.Identity{Principals: []string{"dba"}}, "postgres@db01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sre.AgentForwarding || dba.AgentForwarding {
+		t.Errorf("agent forwarding: sre %v, dba %v; want true, false", sre.AgentForwarding, dba.AgentForwarding)
+	}
 	for _, tt := range tests {
 		g, err := c.Policy.Decide(bastion.Identity{Principals: []string{tt.principal}}, tt.user)
 		if err != nil {
@@ -87,5 +97,31 @@ func TestForwardsParsedAndGranted(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("%s port %d: %q, want %q", tt.principal, tt.port, got, tt.want)
 		}
+	}
+}
+
+// README.md's agent forwarding example is a valid rules section whose
+// rule allows agent forwarding to the targets it names.
+func TestAgentForwardingREADME(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n### Agent forwarding\n")
+	_, rest, ok2 := strings.Cut(section, "```yaml\nrules:\n")
+	block, _, ok3 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README.md has no rules example under Agent forwarding")
+	}
+	data := strings.Replace(forwardsConfig, "  - name: db01\n", "  - name: app01\n    address: 10.0.1.5\n    host_key: \""+db01Key+"\"\n  - name: db01\n", 1)
+	data = strings.Replace(data, "rules:\n", "rules:\n"+block, 1)
+	c, err := config.Parse("readme.yaml", []byte(data))
+	if err != nil {
+		t.Fatalf("README example: %v", err)
+	}
+	g, err := c.Policy.Decide(bastion.Identity{Principals: []string{"carol"}, Groups: []string{"deployers"}}, "deploy@app01")
+	if err != nil || g.Rule != "deploy" || !g.AgentForwarding {
+		t.Fatalf("README rule: grant %+v, %v; want rule deploy with agent forwarding", g, err)
 	}
 }

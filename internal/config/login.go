@@ -22,9 +22,13 @@ const (
 // claim email needs the email scope.
 var defaultScopes = []string{"openid", "email", "profile"}
 
-// loginExtensions are the certificate extensions login may grant: what
-// `ca sign` grants by default. Agent and X11 forwarding never are.
-var loginExtensions = []string{"permit-pty", "permit-port-forwarding"}
+// defaultLoginExtensions are the certificate extensions login grants when
+// the section names none: what `ca sign` grants by default.
+var defaultLoginExtensions = []string{"permit-pty", "permit-port-forwarding"}
+
+// loginExtensions are those login may grant: agent forwarding only when
+// the section names it (as `ca sign --agent-forwarding`); X11 never.
+var loginExtensions = append(slices.Clone(defaultLoginExtensions), "permit-agent-forwarding")
 
 // Login is the login section: an HTTP API (served by `postern serve` on
 // its own listener) that turns an OpenID Connect login into a short-lived
@@ -62,7 +66,8 @@ type Login struct {
 	// SourceAddress binds each certificate to the requester's address.
 	SourceAddress bool
 	// Extensions are granted in each certificate. Default permit-pty
-	// and permit-port-forwarding.
+	// and permit-port-forwarding; permit-agent-forwarding only if
+	// listed.
 	Extensions []string
 	// Device says the client should offer the device grant (RFC 8628).
 	Device bool
@@ -237,7 +242,7 @@ func (p *parser) loginTTL(m mapping, l *Login) error {
 // (MaxTTL = TTL), for callers that build one themselves (the demo).
 func NewLogin() *Login {
 	return &Login{Scopes: slices.Clone(defaultScopes), IdentityClaim: "email", GroupsClaim: "groups",
-		TTL: defaultLoginTTL, MaxTTL: defaultLoginTTL, Extensions: slices.Clone(loginExtensions)}
+		TTL: defaultLoginTTL, MaxTTL: defaultLoginTTL, Extensions: slices.Clone(defaultLoginExtensions)}
 }
 
 // CheckIssuer is the login section's check of an issuer URL, for callers
@@ -286,5 +291,5 @@ func checkExtension(s string) error {
 	if slices.Contains(loginExtensions, s) {
 		return nil
 	}
-	return fmt.Errorf("%q cannot be granted: use some of %s (agent and X11 forwarding never are)", s, strings.Join(loginExtensions, ", "))
+	return fmt.Errorf("%q cannot be granted: use some of %s (X11 forwarding never is)", s, strings.Join(loginExtensions, ", "))
 }

@@ -60,7 +60,7 @@ func TestLoginValues(t *testing.T) {
   ttl: 4h
   max_ttl: 24h
   source_address: true
-  extensions: [permit-pty]
+  extensions: [permit-pty, permit-agent-forwarding]
   device: true
 `))
 	if err != nil {
@@ -69,7 +69,7 @@ func TestLoginValues(t *testing.T) {
 	want := &config.Login{Listen: ":8443", TLSCert: filepath.Join(dir, "cert.pem"), TLSKey: filepath.Join(dir, "key.pem"),
 		Issuer: "https://login.example.com/realms/staff", ClientID: "postern-cli", Scopes: []string{"openid", "email", "profile", "groups"},
 		IdentityClaim: "preferred_username", GroupsClaim: "roles", PrincipalsClaim: "unix_logins", TTL: 4 * time.Hour, MaxTTL: 24 * time.Hour,
-		SourceAddress: true, Extensions: []string{"permit-pty"}, Device: true}
+		SourceAddress: true, Extensions: []string{"permit-pty", "permit-agent-forwarding"}, Device: true}
 	if !reflect.DeepEqual(c.Login, want) {
 		t.Fatalf("login %+v\nwant  %+v", c.Login, want)
 	}
@@ -101,7 +101,7 @@ func TestLoginProblems(t *testing.T) {
   scopes: [email, profile]
   identity_claim: "two words"
   ttl: 200h
-  extensions: [permit-pty, permit-agent-forwarding]
+  extensions: [permit-pty, permit-X11-forwarding]
   device: yes
 `, []string{
 			"3 login.issuer: the issuer must be an https:// URL",
@@ -110,7 +110,7 @@ func TestLoginProblems(t *testing.T) {
 			"5 login.identity_claim: claim name \"two words\" contains white space",
 			"6 login.ttl: must be more than 0 and at most 7 days",
 			"8 login.device: must be true or false",
-			"7 login.extensions[1]: \"permit-agent-forwarding\" cannot be granted",
+			"7 login.extensions[1]: \"permit-X11-forwarding\" cannot be granted",
 		}},
 		{"max_ttl below ttl", "  listen: \"127.0.0.1:8080\"\n  plain_http: true\n  issuer: https://idp.example.com\n  client_id: c\n  ttl: 8h\n  max_ttl: 1h\n",
 			[]string{"6 login.max_ttl: must be at least ttl (8h0m0s)"}},

@@ -55,7 +55,7 @@ func (p *parser) rules(f field, targets []bastion.Target) ([]bastion.Rule, error
 func (p *parser) rule(n *yaml.Node, at string, targets []bastion.Target) (bastion.Rule, error) {
 	var r bastion.Rule
 	m, err := p.mapping(n, at,
-		"name", "principals", "groups", "targets", "target_labels", "logins", "default_login", "forwards", "remote_forwards", "port_forwarding", "transfers", "file_pans")
+		"name", "principals", "groups", "targets", "target_labels", "logins", "default_login", "forwards", "remote_forwards", "port_forwarding", "agent_forwarding", "transfers", "file_pans")
 	if err != nil {
 		return r, err
 	}
