@@ -101,6 +101,10 @@ type Config struct {
 	FailureWindow time.Duration
 	Clients       int
 
+	// Revoked, if set, says whether certificates with key ID id are
+	// revoked (postern ca revoke --identity): such an identity gets none.
+	Revoked func(id string) bool
+
 	// Log receives the audit records; nil discards them.
 	Log *slog.Logger
 	// Now is the clock; nil means time.Now.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -290,5 +291,25 @@ func TestConcurrentIssues(t *testing.T) {
 	rep, err := recorder.VerifyStore(t.Context(), r.store, recorder.VerifyOptions{Key: r.store.PublicKey()})
 	if err != nil || len(rep.Problems) != 0 || rep.ChainEntries != n {
 		t.Fatalf("verify %+v %v", rep, err)
+	}
+}
+
+// An identity revoked for good (ca revoke --identity) gets no new
+// certificate: 403, a refusal record, and another identity still gets one.
+func TestIssueRevokedIdentity(t *testing.T) {
+	t.Parallel()
+	revoked := &certs.RevocationList{}
+	revoked.Add(certs.Revocation{KeyID: "bob@example.com", Reason: "left"})
+	r := newRig(t, func(c *api.Config) { c.Revoked = revoked.KeyIDRevoked })
+	_, pub := pubKey(t)
+	rep := r.post(t, map[string]any{"id_token": r.p.Sign(r.p.Claims("bob@example.com")), "public_key": pub})
+	if rep.status != http.StatusForbidden || !strings.Contains(fmt.Sprint(rep.body["error"]), "revoked") {
+		t.Fatalf("revoked identity: %d %s", rep.status, rep.raw)
+	}
+	if refs := r.refusals(t); len(refs) != 1 || refs[0].Reason != "identity revoked" {
+		t.Fatalf("refusal records %+v", refs)
+	}
+	if rep := r.post(t, map[string]any{"id_token": r.p.Sign(r.p.Claims("alice@example.com")), "public_key": pub}); rep.status != http.StatusOK {
+		t.Fatalf("alice: %d %s", rep.status, rep.raw)
 	}
 }

@@ -120,6 +120,11 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 	refuse := func(status int, reason, msg string) *refusal {
 		return &refusal{status: status, reason: reason, message: msg, identity: login.Identity, key: fp, ttl: asked}
 	}
+	// A key ID revoked for good (ca revoke --identity) gets no new
+	// certificate: the bastion would refuse it anyway.
+	if a.cfg.Revoked != nil && a.cfg.Revoked(login.Identity) {
+		return nil, refuse(http.StatusForbidden, "identity revoked", "certificates for "+login.Identity+" are revoked on this bastion; ask an admin")
+	}
 	// A request the CA refuses must not take a serial: try it first.
 	if _, err := a.cfg.Authority.SignUser(pub, creq); err != nil {
 		return nil, refuse(http.StatusForbidden, err.Error(), "the certificate cannot be issued for these names; ask an admin")

@@ -104,6 +104,18 @@ func (l *RevocationList) Revoked(cert *ssh.Certificate) (Revocation, bool) {
 	return r, ok
 }
 
+// KeyIDRevoked reports whether every certificate with key ID id is
+// revoked.
+func (l *RevocationList) KeyIDRevoked(id string) bool {
+	if l == nil {
+		return false
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	_, ok := l.keyIDs[id]
+	return ok
+}
+
 // Len is the number of revocations in l.
 func (l *RevocationList) Len() int {
 	if l == nil {

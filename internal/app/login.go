@@ -44,6 +44,7 @@ func (a *App) loginServer(s *config.Config, bc *bastion.Config, log *slog.Logger
 		AgentForwarding:  slices.Contains(l.Extensions, "permit-agent-forwarding"),
 		HostNames:        bc.HostNames, SSHPort: port,
 		HostCert: a.Auth.HostCA != nil && len(bc.HostNames) > 0,
+		Revoked:  bc.Revocations.KeyIDRevoked,
 		Log:      log.With("component", "login"),
 	})
 	if err != nil {
