@@ -151,6 +151,7 @@ var lostReasons = map[string]func(Problem) string{
 	"certificate record deleted": func(p Problem) string { return p.ID },
 	"approval record deleted":    func(p Problem) string { return p.ID },
 	"refusal record deleted":     func(p Problem) string { return p.ID },
+	"revocation record deleted":  func(p Problem) string { return p.ID },
 }
 
 // gaps takes out of the problems the records a rebuild found lost: they
