@@ -128,16 +128,9 @@ func New(cfg Config) (_ *App, err error) {
 	if a.Auth, err = certs.Open(s.DataDir); err != nil {
 		return nil, err
 	}
-	var extra []named
-	if cfg.Extra != nil {
-		srvs, err := cfg.Extra(a.Auth, s)
-		for i, srv := range srvs {
-			extra = append(extra, named{fmt.Sprintf("server %d", i+1), srv})
-		}
-		a.servers = extra // closed if New fails from here on
-		if err != nil {
-			return nil, err
-		}
+	extra, err := a.extraServers(cfg)
+	if err != nil {
+		return nil, err
 	}
 	if !cfg.NoRecord {
 		if a.Store, err = openStore(context.Background(), a.Auth, s.DataDir, log); err != nil {
@@ -187,6 +180,21 @@ func New(cfg Config) (_ *App, err error) {
 		"host_key", ssh.FingerprintSHA256(a.Auth.HostKey.PublicKey()), "targets", len(s.Policy.Targets),
 		"revocations", bc.Revocations.Len())
 	return a, nil
+}
+
+// extraServers starts cfg's extra servers (the demo's target). They are
+// closed if New fails from here on.
+func (a *App) extraServers(cfg Config) ([]named, error) {
+	if cfg.Extra == nil {
+		return nil, nil
+	}
+	srvs, err := cfg.Extra(a.Auth, cfg.Settings)
+	var extra []named
+	for i, srv := range srvs {
+		extra = append(extra, named{fmt.Sprintf("server %d", i+1), srv})
+	}
+	a.servers = extra
+	return extra, err
 }
 
 // adminSocket makes the admin socket of s's data directory, serving
