@@ -95,6 +95,10 @@ type Config struct {
 	MaxFailures   int
 	FailureWindow time.Duration
 	Clients       int
+	// UsedTokens bounds the ID tokens remembered as used (each until it
+	// expires): with that many, requests are refused with 503 until one
+	// expires. 0 means DefaultUsedTokens.
+	UsedTokens int
 
 	// Log receives the audit records; nil discards them.
 	Log *slog.Logger
@@ -107,7 +111,11 @@ type API struct {
 	cfg   Config
 	log   *slog.Logger
 	limit *limiter
+	used  *usedTokens
 	mux   *http.ServeMux
+	// started is when New ran, to the second (iat's resolution): a
+	// token issued before may have been used before, unremembered.
+	started time.Time
 }
 
 // New checks cfg and returns the API.
@@ -137,6 +145,9 @@ func New(cfg Config) (*API, error) {
 	if cfg.Clients <= 0 {
 		cfg.Clients = DefaultClients
 	}
+	if cfg.UsedTokens <= 0 {
+		cfg.UsedTokens = DefaultUsedTokens
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -148,7 +159,8 @@ func New(cfg Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &API{cfg: cfg, log: log, limit: lim, mux: http.NewServeMux()}
+	a := &API{cfg: cfg, log: log, limit: lim, used: newUsedTokens(cfg.UsedTokens), mux: http.NewServeMux(),
+		started: cfg.Now().Truncate(time.Second)}
 	a.mux.HandleFunc("/v1/login", only(http.MethodGet, a.login))
 	a.mux.HandleFunc("/v1/certificates", only(http.MethodPost, a.certificates))
 	a.mux.HandleFunc("/healthz", only(http.MethodGet, func(w http.ResponseWriter, _ *http.Request) {

@@ -1,11 +1,16 @@
 package api_test
 
 import (
+	"bytes"
+	"crypto/elliptic"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -184,4 +189,113 @@ func manyNames(n int) []string {
 		out[i] = fmt.Sprintf("g%d", i)
 	}
 	return out
+}
+
+// highS re-encodes an ES256 token's signature as (r, n-s): it verifies
+// just as well (Go's ecdsa accepts both), so a token's text is not its
+// identity.
+func highS(t *testing.T, token string) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil || len(sig) != 64 {
+		t.Fatalf("signature %q: %v", parts[2], err)
+	}
+	s := new(big.Int).SetBytes(sig[32:])
+	s.Sub(elliptic.P256().Params().N, s)
+	s.FillBytes(sig[32:])
+	parts[2] = base64.RawURLEncoding.EncodeToString(sig)
+	return strings.Join(parts, ".")
+}
+
+// An ID token is a bearer credential: whoever replays one (read from a
+// proxy's log, a shared terminal, a crash dump) gets a certificate for a
+// key of their own. The bastion issues one certificate per token, so a
+// token already used is refused, re-encoded or not, and a burst of
+// requests with one token yields one certificate; a token issued before
+// the API started is refused too, since the API cannot know whether it was
+// used before.
+func TestAttackTokenReplay(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(c *api.Config) { c.MaxFailures = 1000 })
+	tok := r.p.Token("alice@example.com")
+	_, pub1 := pubKey(t)
+	if rep := r.post(t, map[string]any{"id_token": tok, "public_key": pub1}); rep.status != http.StatusOK {
+		t.Fatalf("first use: %d %s", rep.status, rep.raw)
+	}
+	_, pub2 := pubKey(t)
+	for name, replay := range map[string]map[string]any{
+		"another key":          {"id_token": tok, "public_key": pub2},
+		"the same key":         {"id_token": tok, "public_key": pub1},
+		"signature re-encoded": {"id_token": highS(t, tok), "public_key": pub2},
+	} {
+		rep := r.post(t, replay)
+		if msg, _ := rep.body["error"].(string); rep.status != http.StatusUnauthorized || !strings.Contains(msg, "already used") {
+			t.Fatalf("replayed for %s: %d %s", name, rep.status, rep.raw)
+		}
+	}
+	// A burst with one fresh token: one certificate.
+	fresh := r.p.Token("alice@example.com")
+	const n = 16
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			_, pub := pubKey(t)
+			b, _ := json.Marshal(map[string]any{"id_token": fresh, "public_key": pub})
+			resp, err := http.Post(r.url+"/v1/certificates", "application/json", bytes.NewReader(b))
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		})
+	}
+	wg.Wait()
+	close(codes)
+	ok := 0
+	for c := range codes {
+		if c == http.StatusOK {
+			ok++
+		}
+	}
+	issued, err := r.store.Issued(t.Context())
+	if ok != 1 || err != nil || len(issued) != 2 {
+		t.Fatalf("%d answers 200 to one token sent %d times; %d certificates issued in all (%v)", ok, n, len(issued), err)
+	}
+	// Issued (signed by the provider) before the API started.
+	c := r.p.Claims("alice@example.com")
+	c["iat"] = time.Now().Add(-10 * time.Minute).Unix()
+	_, pub3 := pubKey(t)
+	rep := r.post(t, map[string]any{"id_token": r.p.Sign(c), "public_key": pub3})
+	if msg, _ := rep.body["error"].(string); rep.status != http.StatusUnauthorized || !strings.Contains(msg, "before the bastion") {
+		t.Fatalf("token from before the start: %d %s", rep.status, rep.raw)
+	}
+}
+
+// The tokens remembered are bounded: past UsedTokens live ones, a request
+// is refused with 503 (never issued unremembered).
+func TestAttackUsedTokensBounded(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(c *api.Config) { c.UsedTokens = 2 })
+	for i := range 3 {
+		_, pub := pubKey(t)
+		rep := r.post(t, map[string]any{"id_token": r.p.Token(fmt.Sprintf("u%d@example.com", i)), "public_key": pub})
+		want := http.StatusOK
+		if i == 2 {
+			want = http.StatusServiceUnavailable
+		}
+		if rep.status != want {
+			t.Fatalf("login %d: %d %s", i, rep.status, rep.raw)
+		}
+	}
+	// Once the first two tokens have expired, there is room again.
+	r.offset.Store(int64(61 * time.Minute))
+	_, pub := pubKey(t)
+	c := r.p.Claims("u3@example.com")
+	c["iat"], c["exp"] = r.now().Unix(), r.now().Add(time.Hour).Unix()
+	if rep := r.post(t, map[string]any{"id_token": r.p.Sign(c), "public_key": pub}); rep.status != http.StatusOK {
+		t.Fatalf("after expiry: %d %s", rep.status, rep.raw)
+	}
 }

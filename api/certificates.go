@@ -110,15 +110,18 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 		}
 		return nil, ref
 	}
+	refuse := func(status int, reason, msg string) *refusal {
+		return &refusal{status: status, reason: reason, message: msg, identity: login.Identity, key: fp, ttl: asked}
+	}
+	if ref := a.once(login, now, refuse); ref != nil {
+		return nil, ref
+	}
 	creq := certs.UserCertRequest{
 		Principals: login.Principals, Groups: login.Groups, TTL: ttl, KeyID: login.Identity, Now: now,
 		NoPTY: a.cfg.NoPTY, NoPortForwarding: a.cfg.NoPortForwarding,
 	}
 	if a.cfg.SourceAddress {
 		creq.SourceAddress = client.String()
-	}
-	refuse := func(status int, reason, msg string) *refusal {
-		return &refusal{status: status, reason: reason, message: msg, identity: login.Identity, key: fp, ttl: asked}
 	}
 	// A request the CA refuses must not take a serial: try it first.
 	if _, err := a.cfg.Authority.SignUser(pub, creq); err != nil {
@@ -149,6 +152,25 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 		Identity:    login.Identity, Principals: login.Principals, Groups: nonNil(login.Groups), Serial: cert.Serial,
 		ValidAfter: time.Unix(int64(cert.ValidAfter), 0).UTC(), ValidBefore: time.Unix(int64(cert.ValidBefore), 0).UTC(),
 	}, nil
+}
+
+// once claims login's token for this request: a token yields one
+// certificate. A token issued before the API started is refused, since
+// its use before the start is not remembered.
+func (a *API) once(login *certs.OIDCLogin, now time.Time, refuse func(int, string, string) *refusal) *refusal {
+	if login.IssuedAt.Before(a.started) {
+		return refuse(http.StatusUnauthorized, "token issued before the login API started",
+			"the ID token was issued before the bastion (re)started, so the bastion cannot tell whether it was used already; log in again")
+	}
+	switch ok, full := a.used.claim(login.Token, login.Until, now); {
+	case full:
+		return refuse(http.StatusServiceUnavailable, fmt.Sprintf("%d ID tokens still valid are remembered as used: no room for another", a.cfg.UsedTokens),
+			"the bastion is issuing more certificates than it can keep track of; try again in a few minutes, or tell an admin")
+	case !ok:
+		return refuse(http.StatusUnauthorized, "token already used for a certificate",
+			"this ID token was already used for a certificate; each sign-in gives one: log in again")
+	}
+	return nil
 }
 
 // parse reads and checks the request body, the key and the TTL.

@@ -2,6 +2,7 @@ package certs
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -92,6 +93,13 @@ type OIDCLogin struct {
 	Principals []string
 	// Groups are the groups claim's names.
 	Groups []string
+	// Token names the token: the SHA-256 of its claims, which its
+	// signature covers (a signature can be re-encoded; the claims
+	// cannot).
+	Token [sha256.Size]byte
+	// IssuedAt is the token's iat; Until is when Verify stops accepting
+	// it (its expiry, or MaxTokenAge after iat if sooner).
+	IssuedAt, Until time.Time
 }
 
 // LoginRefusal says which way a token was refused.
@@ -378,6 +386,12 @@ func (o *OIDC) Verify(ctx context.Context, raw, nonce string) (*OIDCLogin, error
 	if lerr != nil {
 		lerr.Identity = ident
 		return nil, lerr
+	}
+	login.Token = sha256.Sum256(payload)
+	login.IssuedAt = tok.IssuedAt
+	login.Until = tok.Expiry
+	if end := tok.IssuedAt.Add(o.cfg.MaxTokenAge); end.Before(login.Until) {
+		login.Until = end
 	}
 	return login, nil
 }

@@ -90,13 +90,15 @@ func (p *TokenIssuer) Rotate(keep bool) {
 }
 
 // Claims returns the claims of a valid ID token for a verified email
-// address, issued now and valid for an hour; tests edit them.
+// address, issued now and valid for an hour, with a random jti (as real
+// providers make each token differ, with jti, nonce or at_hash); tests
+// edit them.
 func (p *TokenIssuer) Claims(email string) map[string]any {
 	now := time.Now()
 	return map[string]any{
 		"iss": p.URL, "aud": p.ClientID, "sub": "sub-" + email,
 		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-		"email": email, "email_verified": true,
+		"email": email, "email_verified": true, "jti": rand.Text(),
 	}
 }
 
