@@ -95,6 +95,10 @@ type Config struct {
 	MaxFailures   int
 	FailureWindow time.Duration
 	Clients       int
+	// RecordedRefusals bounds the refusals sealed in the audit chain per
+	// FailureWindow, all clients together; past it, refusals are logged
+	// only, until the window ends. 0 means DefaultRecordedRefusals.
+	RecordedRefusals int
 	// UsedTokens bounds the ID tokens remembered as used (each until it
 	// expires): with that many, requests are refused with 503 until one
 	// expires. 0 means DefaultUsedTokens.
@@ -111,6 +115,7 @@ type API struct {
 	cfg   Config
 	log   *slog.Logger
 	limit *limiter
+	seal  *sealBudget
 	used  *usedTokens
 	mux   *http.ServeMux
 	// started is when New ran, to the second (iat's resolution): a
@@ -145,6 +150,9 @@ func New(cfg Config) (*API, error) {
 	if cfg.Clients <= 0 {
 		cfg.Clients = DefaultClients
 	}
+	if cfg.RecordedRefusals <= 0 {
+		cfg.RecordedRefusals = DefaultRecordedRefusals
+	}
 	if cfg.UsedTokens <= 0 {
 		cfg.UsedTokens = DefaultUsedTokens
 	}
@@ -159,7 +167,7 @@ func New(cfg Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &API{cfg: cfg, log: log, limit: lim, used: newUsedTokens(cfg.UsedTokens), mux: http.NewServeMux(),
+	a := &API{cfg: cfg, log: log, limit: lim, seal: &sealBudget{max: cfg.RecordedRefusals, window: cfg.FailureWindow}, used: newUsedTokens(cfg.UsedTokens), mux: http.NewServeMux(),
 		started: cfg.Now().Truncate(time.Second)}
 	a.mux.HandleFunc("/v1/login", only(http.MethodGet, a.login))
 	a.mux.HandleFunc("/v1/certificates", only(http.MethodPost, a.certificates))

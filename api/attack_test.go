@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -297,5 +298,58 @@ func TestAttackUsedTokensBounded(t *testing.T) {
 	c["iat"], c["exp"] = r.now().Unix(), r.now().Add(time.Hour).Unix()
 	if rep := r.post(t, map[string]any{"id_token": r.p.Sign(c), "public_key": pub}); rep.status != http.StatusOK {
 		t.Fatalf("after expiry: %d %s", rep.status, rep.raw)
+	}
+}
+
+// fromAddr is an HTTP client whose connections leave from addr (any of
+// 127.0.0.0/8 on Linux): a client with many addresses, as an attacker with
+// an IPv6 prefix or many machines has.
+func fromAddr(addr string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(addr)}, Timeout: 10 * time.Second}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+}
+
+// An attacker with many addresses sends failing requests from each: every
+// address stays within its own limit, yet the refusals sealed in the
+// audit chain are bounded for all clients together (each still refused,
+// and logged).
+func TestAttackRefusalFloodFromManyAddresses(t *testing.T) {
+	t.Parallel()
+	const budget = 20
+	r := newRig(t, func(c *api.Config) { c.RecordedRefusals = budget })
+	_, pub := pubKey(t)
+	body := mustJSON(map[string]any{"id_token": "not-a-token", "public_key": pub})
+	const addrs = 30
+	refused := 0
+	for i := range addrs {
+		c := fromAddr(fmt.Sprintf("127.0.%d.%d", 1+i/200, 2+i%200))
+		for range api.DefaultMaxFailures + 1 {
+			resp, err := c.Post(r.url+"/v1/certificates", "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusTooManyRequests {
+				refused++
+			}
+		}
+	}
+	if refused != addrs*(api.DefaultMaxFailures+1) {
+		t.Fatalf("%d of %d requests refused", refused, addrs*(api.DefaultMaxFailures+1))
+	}
+	list := r.refusals(t)
+	if len(list) != budget+1 || !strings.Contains(list[budget].Reason, "refusal records suspended") {
+		t.Fatalf("%d refusals sealed from %d failing requests (budget %d); last %+v", len(list), refused, budget, list[len(list)-1])
+	}
+	if n := strings.Count(r.logs.String(), `"event":"cert_refused"`); n != refused {
+		t.Fatalf("%d refusals logged, want %d", n, refused)
+	}
+	// The next window seals again.
+	r.offset.Store(int64(api.DefaultFailureWindow + time.Second))
+	if rep := r.post(t, map[string]any{"id_token": "not-a-token", "public_key": pub}); rep.status != http.StatusUnauthorized {
+		t.Fatalf("next window: %d %s", rep.status, rep.raw)
+	}
+	if list := r.refusals(t); len(list) != budget+2 {
+		t.Fatalf("%d refusals sealed after the window", len(list))
 	}
 }

@@ -259,10 +259,12 @@ func (a *API) ttl(s string) (time.Duration, *refusal) {
 // cannot be sealed is still a refusal: the failure is logged.
 func (a *API) record(r *http.Request, client netip.Addr, ref *refusal) {
 	ref.reason = clip(ref.reason)
-	rec, head, err := a.cfg.Register.RefuseCert(r.Context(), recorder.CertRefusal{
-		Time: a.cfg.Now().UTC(), Client: client.String(), Identity: ref.identity, Key: ref.key, TTL: ref.ttl,
-		Status: ref.status, Reason: ref.reason, Via: issuedBy,
-	})
+	now := a.cfg.Now()
+	seal, last := a.seal.take(now)
+	if last {
+		ref.reason += fmt.Sprintf(" (refusal records suspended: more than %d refusals within %s; until %s, refusals are logged, not sealed)",
+			a.cfg.RecordedRefusals, a.cfg.FailureWindow, a.seal.end().UTC().Format(time.RFC3339))
+	}
 	attrs := []any{"client", client.String(), "status", ref.status, "reason", ref.reason}
 	if ref.identity != "" {
 		attrs = append(attrs, "identity", ref.identity)
@@ -270,6 +272,14 @@ func (a *API) record(r *http.Request, client netip.Addr, ref *refusal) {
 	if ref.key != "" {
 		attrs = append(attrs, "key", ref.key)
 	}
+	if !seal {
+		audit.Record(a.log, audit.CertRefused, append(attrs, "sealed", false)...)
+		return
+	}
+	rec, head, err := a.cfg.Register.RefuseCert(r.Context(), recorder.CertRefusal{
+		Time: now.UTC(), Client: client.String(), Identity: ref.identity, Key: ref.key, TTL: ref.ttl,
+		Status: ref.status, Reason: ref.reason, Via: issuedBy,
+	})
 	if err != nil {
 		a.log.Error("refused certificate request not sealed in the audit chain", append(attrs, "err", err)...)
 	} else {
