@@ -15,10 +15,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode"
 
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/postern/postern/api"
+	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/testenv"
 )
 
@@ -351,5 +353,42 @@ func TestAttackRefusalFloodFromManyAddresses(t *testing.T) {
 	}
 	if list := r.refusals(t); len(list) != budget+2 {
 		t.Fatalf("%d refusals sealed after the window", len(list))
+	}
+}
+
+// A provider's error may quote its answer, which the bastion puts in the
+// refusal's reason: the record holds no control characters (which would
+// act on the terminal of whoever reads it, or forge lines) and is short.
+func TestAttackRefusalReasonFromProvider(t *testing.T) {
+	t.Parallel()
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprintf(w, "\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\r\n{\"event\":\"cert_issued\",\"identity\":\"root\"}\x00\u202e%s", strings.Repeat("A", 100000))
+	}))
+	t.Cleanup(evil.Close)
+	r := newRig(t, func(c *api.Config) {
+		o, err := certs.NewOIDC(certs.OIDCConfig{Issuer: evil.URL, ClientID: c.ClientID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.OIDC, c.Issuer = o, evil.URL
+	})
+	_, pub := pubKey(t)
+	rep := r.post(t, map[string]any{"id_token": r.p.Token("alice@example.com"), "public_key": pub})
+	if rep.status != http.StatusServiceUnavailable {
+		t.Fatalf("status %d: %s", rep.status, rep.raw)
+	}
+	list := r.refusals(t)
+	if len(list) != 1 {
+		t.Fatalf("refusals %+v", list)
+	}
+	reason := list[0].Reason
+	for _, c := range reason {
+		if unicode.IsControl(c) || unicode.Is(unicode.Cf, c) {
+			t.Fatalf("reason holds control character %U: %q", c, reason)
+		}
+	}
+	if len(reason) > 600 || !strings.Contains(reason, "500") {
+		t.Fatalf("reason (%d bytes): %q", len(reason), reason)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 
@@ -317,7 +319,19 @@ func clientAddr(r *http.Request) netip.Addr {
 // quote its answer.
 const maxReason = 512
 
+// clip makes a reason fit the record: at most maxReason bytes, valid
+// UTF-8, and control and format characters (a provider's answer could
+// hold terminal escapes, line breaks or bidi overrides) shown as U+FFFD.
 func clip(s string) string {
+	if len(s) > 2*maxReason {
+		s = s[:2*maxReason] // what is mapped below, at most
+	}
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return utf8.RuneError
+		}
+		return r
+	}, strings.ToValidUTF8(s, ""))
 	if len(s) <= maxReason {
 		return s
 	}
