@@ -2,14 +2,17 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -391,4 +394,80 @@ func TestAttackRefusalReasonFromProvider(t *testing.T) {
 	if len(reason) > 600 || !strings.Contains(reason, "500") {
 		t.Fatalf("reason (%d bytes): %q", len(reason), reason)
 	}
+}
+
+// A client holding connections open without finishing a request
+// (slowloris) is refused connections past its share: each address (IPv6:
+// each /64) may hold MaxConnsPerClient at once, so one host cannot hold
+// the API, or the memory and descriptors the bastion's SSH side shares;
+// other addresses are still served, and the address is again once it lets
+// go.
+func TestAttackSlowlorisConnectionCap(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	a, err := api.New(api.Config{OIDC: mustOIDC(t, r), Authority: r.auth, Register: r.store,
+		Issuer: r.p.URL, ClientID: r.p.ClientID, TTL: time.Hour, SSHPort: 2222})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const perClient = 4
+	srv, err := api.Listen(a, api.ServerConfig{Addr: "127.0.0.1:0", PlainHTTP: true, MaxConnsPerClient: perClient})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(t.Context()) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-served
+	})
+	addr := srv.Addr().String()
+	// perClient connections that send half a request line and stop.
+	var held []net.Conn
+	for range perClient {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n"))
+		held = append(held, c)
+	}
+	// One more from the same address is closed at once, not kept until
+	// the header timeout.
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := extra.Read(make([]byte, 1)); n != 0 || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("connection %d from one address kept open: read %d, %v", perClient+1, n, err)
+	}
+	// Another address is served meanwhile.
+	resp, err := fromAddr("127.0.0.9").Get("http://" + addr + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("another address: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	// Once one held connection is closed, the address is served again.
+	held[0].Close()
+	testenv.WaitFor(t, 10*time.Second, func() bool {
+		resp, err := fromAddr("127.0.0.1").Get("http://" + addr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+func mustOIDC(t *testing.T, r *rig) *certs.OIDC {
+	o, err := certs.NewOIDC(certs.OIDCConfig{Issuer: r.p.URL, ClientID: r.p.ClientID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
