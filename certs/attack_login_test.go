@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -242,4 +244,99 @@ func mustQuote(s string) string {
 		panic(fmt.Sprint(err))
 	}
 	return string(b)
+}
+
+// A login directory another user owns, or one inside a directory others
+// may write (and rename entries of), lets them read or swap the key and
+// the ssh_config ssh trusts: refused. A sticky directory such as /tmp is
+// fine, as OpenSSH judges ~/.ssh.
+func TestAttackLoginDirOwnership(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to make a directory another user owns")
+	}
+	base := t.TempDir()
+	mk := func(path string, mode os.FileMode, uid int) string {
+		t.Helper()
+		if err := os.Mkdir(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil { // past the umask
+			t.Fatal(err)
+		}
+		if err := os.Chown(path, uid, -1); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	const nobody = 65534
+	theirs := mk(filepath.Join(base, "theirs"), 0o700, nobody)
+	if err := os.Symlink(theirs, filepath.Join(base, "link")); err != nil {
+		t.Fatal(err)
+	}
+	open := mk(filepath.Join(base, "open"), 0o777, 0)
+	mk(filepath.Join(open, "mine"), 0o700, 0)
+	theirParent := mk(filepath.Join(base, "their-parent"), 0o755, nobody)
+	mk(filepath.Join(theirParent, "mine"), 0o700, 0)
+	sticky := mk(filepath.Join(base, "sticky"), 0o777|os.ModeSticky, 0)
+	for _, tt := range []struct {
+		dir, err string
+	}{
+		{theirs, "owned by uid 65534"},
+		{filepath.Join(base, "link"), "owned by uid 65534"},
+		{filepath.Join(theirs, "new"), "owned by uid 65534"},
+		{filepath.Join(open, "mine"), "writable by group or others"},
+		{filepath.Join(open, "new"), "writable by group or others"},
+		{filepath.Join(theirParent, "mine"), "owned by uid 65534"},
+		{filepath.Join(sticky, "mine"), ""},
+	} {
+		_, err := OpenLoginDir(tt.dir)
+		if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("OpenLoginDir(%s): %v, want %q", tt.dir, err, tt.err)
+		}
+	}
+}
+
+// Files pre-created as symlinks in the login directory (by the user, or
+// by whatever could write there before it was 0700) are replaced, never
+// written through; logout removes the links, not their targets.
+func TestAttackLoginDirSymlinks(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "postern")
+	d, err := OpenLoginDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{LoginKeyFile, LoginKeyFile + ".pub", LoginKeyFile + "-cert.pub", SSHConfigFile, KnownHostsFile, LoginStateFile} {
+		if err := os.Symlink(victim, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key, err := GenerateLoginKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := d.SaveLogin(loginFixture(t, key, time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, victim); string(got) != "precious\n" {
+		t.Fatalf("written through a symlink: %q", got)
+	}
+	for _, name := range []string{LoginKeyFile, SSHConfigFile, KnownHostsFile, LoginStateFile} {
+		fi, err := os.Lstat(filepath.Join(dir, name))
+		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v", name, fi.Mode(), err)
+		}
+	}
+	if _, err := d.Logout(st); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, victim); string(got) != "precious\n" {
+		t.Fatalf("logout reached the victim: %q", got)
+	}
 }

@@ -114,27 +114,74 @@ type LoginState struct {
 type LoginDir struct{ Path string }
 
 // OpenLoginDir creates path (0700) if needed and refuses one that group
-// or others may write (as OpenSSH's StrictModes does for ~/.ssh): whoever
-// can write it can replace the key ssh uses.
+// or others may write, or that another user owns (as OpenSSH's StrictModes
+// does for ~/.ssh): whoever can write it can replace the key ssh uses, its
+// owner can read it. Each directory above it must belong to the user or
+// root and be writable by no one else, unless sticky (like /tmp): else
+// someone could rename it away and put theirs in its place.
 func OpenLoginDir(path string) (*LoginDir, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
+	if err := checkAbove(filepath.Dir(abs)); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", abs, err)
 	}
-	st, err := os.Stat(abs)
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(real)
 	if err != nil {
 		return nil, err
 	}
 	if !st.IsDir() {
 		return nil, fmt.Errorf("%s is not a directory", abs)
 	}
+	if uid, ok := fileOwner(st); ok && uid != os.Geteuid() {
+		return nil, fmt.Errorf("%s is owned by uid %d, not by you (uid %d): its owner could read or replace the key ssh uses; use a directory of your own", real, uid, os.Geteuid())
+	}
 	if st.Mode().Perm()&0o022 != 0 {
 		return nil, fmt.Errorf("%s is writable by group or others (mode %#o): they could replace the key ssh uses; run chmod 700 %s", abs, st.Mode().Perm(), abs)
 	}
+	if err := checkAbove(filepath.Dir(real)); err != nil {
+		return nil, err
+	}
 	return &LoginDir{Path: abs}, nil
+}
+
+// checkAbove checks dir, the closest that exists of it and its parents,
+// and every directory above (symbolic links resolved): each must belong to
+// the user or root, and be writable by no one else unless sticky.
+func checkAbove(dir string) error {
+	for {
+		if _, err := os.Stat(dir); err == nil || filepath.Dir(dir) == dir {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return err
+	}
+	for p := real; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if uid, ok := fileOwner(st); ok && uid != 0 && uid != os.Geteuid() {
+			return fmt.Errorf("%s, above the login directory, is owned by uid %d: its owner could swap the directory; use one under your home", p, uid)
+		}
+		if st.Mode().Perm()&0o022 != 0 && st.Mode()&os.ModeSticky == 0 {
+			return fmt.Errorf("%s, above the login directory, is writable by group or others (mode %#o) and not sticky: they could swap the directory; use one under your home", p, st.Mode().Perm())
+		}
+		if filepath.Dir(p) == p {
+			return nil
+		}
+	}
 }
 
 func (d *LoginDir) file(name string) string { return filepath.Join(d.Path, name) }
