@@ -340,3 +340,38 @@ func TestAttackLoginDirSymlinks(t *testing.T) {
 		t.Fatalf("logout reached the victim: %q", got)
 	}
 }
+
+// login.json names the files logout removes: one that names a file
+// outside the login directory (edited by hand, or by a tool gone wrong)
+// is refused as damaged, and nothing outside is removed.
+func TestAttackLogoutStaysInItsDirectory(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "postern")
+	d, err := OpenLoginDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "id_ed25519")
+	if err := os.WriteFile(victim, []byte("the user's real key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, state := range []string{
+		`{"url":"https://b.example.com","certificate_file":"` + victim + `","key_file":"` + victim + `"}`,
+		`{"url":"https://b.example.com","certificate_file":"` + filepath.Join(dir, "..", "x-cert.pub") + `","key_file":"` + victim + `"}`,
+		`{"url":"https://b.example.com","certificate_file":"` + filepath.Join(dir, "id_ed25519-cert.pub") + `","key_file":"` + victim + `","generated_key":true}`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, LoginStateFile), []byte(state), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st, err := d.State()
+		if err == nil {
+			_, err = d.Logout(st)
+		}
+		if err == nil || !strings.Contains(err.Error(), "damaged") {
+			t.Fatalf("state %s: %v", state, err)
+		}
+		if _, err := os.Stat(victim); err != nil {
+			t.Fatalf("logout removed a file outside its directory: %v", err)
+		}
+	}
+}

@@ -153,38 +153,24 @@ func OpenLoginDir(path string) (*LoginDir, error) {
 	return &LoginDir{Path: abs}, nil
 }
 
-// checkAbove checks dir, the closest that exists of it and its parents,
-// and every directory above (symbolic links resolved): each must belong to
-// the user or root, and be writable by no one else unless sticky.
-func checkAbove(dir string) error {
-	for {
-		if _, err := os.Stat(dir); err == nil || filepath.Dir(dir) == dir {
-			break
-		}
-		dir = filepath.Dir(dir)
-	}
-	real, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		return err
-	}
-	for p := real; ; p = filepath.Dir(p) {
-		st, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if uid, ok := fileOwner(st); ok && uid != 0 && uid != os.Geteuid() {
-			return fmt.Errorf("%s, above the login directory, is owned by uid %d: its owner could swap the directory; use one under your home", p, uid)
-		}
-		if st.Mode().Perm()&0o022 != 0 && st.Mode()&os.ModeSticky == 0 {
-			return fmt.Errorf("%s, above the login directory, is writable by group or others (mode %#o) and not sticky: they could swap the directory; use one under your home", p, st.Mode().Perm())
-		}
-		if filepath.Dir(p) == p {
-			return nil
-		}
-	}
-}
-
 func (d *LoginDir) file(name string) string { return filepath.Join(d.Path, name) }
+
+// holds reports whether path names a file directly in the directory
+// (however the directory's path is spelt).
+func (d *LoginDir) holds(path string) bool {
+	if !filepath.IsAbs(path) {
+		return false
+	}
+	if filepath.Dir(path) == d.Path {
+		return true
+	}
+	a, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(d.Path)
+	return err == nil && os.SameFile(a, b)
+}
 
 // State reads login.json; a missing file is the zero state.
 func (d *LoginDir) State() (*LoginState, error) {
@@ -197,7 +183,17 @@ func (d *LoginDir) State() (*LoginState, error) {
 		return nil, err
 	}
 	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("%s is damaged (%v): run postern logout, then log in again", d.file(LoginStateFile), err)
+		return nil, fmt.Errorf("%s is damaged (%v): delete it, then log in again", d.file(LoginStateFile), err)
+	}
+	// Logout removes the certificate, and a generated key: they must be
+	// the login's own files, in this directory.
+	ok := st.CertFile == "" || d.holds(st.CertFile) && strings.HasSuffix(st.CertFile, "-cert.pub")
+	if st.Generated {
+		base := filepath.Base(st.KeyFile)
+		ok = ok && d.holds(st.KeyFile) && (base == LoginKeyFile || base == LoginKeyFile+".pub")
+	}
+	if !ok {
+		return nil, fmt.Errorf("%s is damaged (it names files outside %s that login did not write): delete it, then log in again", d.file(LoginStateFile), d.Path)
 	}
 	return &st, nil
 }
@@ -387,39 +383,4 @@ func (d *LoginDir) Logout(st *LoginState) ([]string, error) {
 		}
 	}
 	return removed, d.writeState(&LoginState{URL: st.URL})
-}
-
-func removeIfExists(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", path, err)
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to path with mode 0600 through a temporary
-// file renamed into place: a reader sees the old file or the new one.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing to remove
-	err = f.Chmod(0o600)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
