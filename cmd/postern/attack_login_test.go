@@ -1,6 +1,8 @@
 package main
 
 import (
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,4 +50,35 @@ func TestAttackLogoutKeepsOwnAgentEntries(t *testing.T) {
 	if len(l) != 3 || !strings.Contains(strings.Join(l, "\n"), ownEntry[0]) {
 		t.Fatalf("after a login with a generated key: %q; want the user's key and the new key and certificate", l)
 	}
+}
+
+// Login CSRF by another user of the same machine: the URL handed to the
+// browser is in its command line (/proc/PID/cmdline is world-readable),
+// with the state, the PKCE challenge and the nonce. Another user opens it
+// in their own browser, signs in as themselves, and the provider sends the
+// code to the victim's loopback port: the victim's login completes, with a
+// certificate in the attacker's name. The client cannot tell (inherent to
+// loopback redirects on a shared machine, RFC 8252 section 8.3): it says
+// whose certificate it got and warns when that is not who logged in last
+// time. Not parallel: it sets HOME and SSH_AUTH_SOCK.
+func TestAttackLoginFinishedByAnotherLocalUser(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("SSH_AUTH_SOCK", "")
+	users := append(slices.Clone(testenv.DefaultOIDCUsers),
+		testenv.OIDCUser{Username: "mallory", Password: "pw-mallory", Email: "mallory@example.com", EmailVerified: true})
+	p := testenv.OIDC(t, testenv.OIDCOptions{Users: users})
+	ls := startLoginServe(t, p.Issuer, p.ClientID, "")
+	dir := filepath.Join(t.TempDir(), "postern")
+	if code, out, errs := runLogin(t, ls.loginURL, p, "alice", "--dir", dir); code != 0 || strings.Contains(out, "Warning") {
+		t.Fatalf("alice's login: exit %d\n%s%s", code, out, errs)
+	}
+	// alice logs in again; mallory's browser finishes it.
+	code, out, errs := runLogin(t, ls.loginURL, p, "mallory", "--force", "--dir", dir)
+	if code != 0 || !strings.Contains(out, "as mallory@example.com") {
+		t.Fatalf("the login mallory finished: exit %d\n%s%s", code, out, errs)
+	}
+	if !strings.Contains(out, "Warning: this certificate is for mallory@example.com, but the last login here was alice@example.com") {
+		t.Fatalf("no warning that the identity changed:\n%s", out)
+	}
+	ls.stop(t)
 }

@@ -96,7 +96,8 @@ func cmdLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // when the key lives only there, then the files.
 func finishLogin(d *certs.LoginDir, old *certs.LoginState, res *certs.LoginResult, key *certs.LoginKey, agentOnly bool, sock string, stdout io.Writer) error {
 	cert := res.Issued.Cert
-	if oldPub := stateKey(d, old); oldPub != nil && !bytes.Equal(oldPub.Marshal(), key.Public.Marshal()) {
+	oldCert, _ := d.Certificate(old)
+	if oldCert != nil && !bytes.Equal(oldCert.Key.Marshal(), key.Public.Marshal()) {
 		forgetLogin(sock, d, old) // the earlier login's key is of no more use
 	}
 	agentMsg, agentErr := addToAgent(sock, key, cert, res.URL)
@@ -115,6 +116,14 @@ func finishLogin(d *certs.LoginDir, old *certs.LoginState, res *certs.LoginResul
 		res.URL, visible(cert.KeyId), visible(strings.Join(cert.ValidPrincipals, ", ")), cert.Serial,
 		certs.CertValidBefore(cert).Format(time.DateTime+" MST"), left)
 	fmt.Fprintln(stdout, agentMsg)
+	if oldCert != nil && oldCert.KeyId != cert.KeyId && old.URL == res.URL {
+		// On a machine others use, the URL given to the browser is in
+		// its command line: another user can finish the sign-in as
+		// themselves, and the provider redirects to this login's port.
+		fmt.Fprintf(stdout, "Warning: this certificate is for %s, but the last login here was %s. If you did not sign in as %s, run 'postern logout': "+
+			"on a shared machine another user can finish a sign-in a browser was given (postern login --device avoids that).\n",
+			visible(cert.KeyId), visible(oldCert.KeyId), visible(cert.KeyId))
+	}
 	printConnectHint(stdout, d, st)
 	return nil
 }
