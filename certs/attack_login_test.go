@@ -375,3 +375,48 @@ func TestAttackLogoutStaysInItsDirectory(t *testing.T) {
 		}
 	}
 }
+
+// A redirect must not carry the ID token, the code or the device code
+// elsewhere: the bastion's API is never followed (not even to https), and
+// a provider's https endpoint is not followed to plain http.
+func TestAttackRedirectsDoNotCarrySecrets(t *testing.T) {
+	t.Parallel()
+	var leaked atomic.Int64
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked.Add(1)
+		w.WriteHeader(http.StatusBadRequest)
+	}))
+	t.Cleanup(sink.Close)
+	redirect := func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, sink.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}
+	api := httptest.NewServer(http.HandlerFunc(redirect))
+	t.Cleanup(api.Close)
+	key := testenv.NewSigner(t).PublicKey()
+	if _, err := (&API{URL: api.URL}).Issue(context.Background(), CertificateRequest{IDToken: "secret-token"}, key); err == nil {
+		t.Fatal("a redirect answered the certificate request")
+	}
+	// The provider over TLS; its token endpoint redirects to plain http.
+	var h *hostileProvider
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			redirect(w, r)
+			return
+		}
+		h.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(tlsSrv.Close)
+	h = newHostileProvider(t)
+	h.meta["issuer"] = tlsSrv.URL
+	for _, k := range []string{"authorization_endpoint", "token_endpoint", "device_authorization_endpoint"} {
+		h.meta[k] = strings.Replace(h.meta[k].(string), h.srv.URL, tlsSrv.URL, 1)
+	}
+	h.device["verification_uri"] = tlsSrv.URL + "/verify"
+	f := &OIDCFlow{Issuer: tlsSrv.URL, ClientID: "postern", HTTPClient: tlsSrv.Client(), Timeout: 5 * time.Second}
+	if _, err := f.Device(context.Background()); err == nil {
+		t.Fatal("the device flow ended with a token")
+	}
+	if n := leaked.Load(); n != 0 {
+		t.Fatalf("%d requests followed a redirect to plain http", n)
+	}
+}

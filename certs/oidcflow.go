@@ -88,11 +88,19 @@ func (f *OIDCFlow) bound(ctx context.Context) (context.Context, context.CancelFu
 	return ctx, cancel, explain
 }
 
+// client is HTTPClient (or one with a 30-second timeout) that follows no
+// redirect from https to anything else: a provider's endpoint must not
+// send the code, its verifier or the device code on in clear.
 func (f *OIDCFlow) client() *http.Client {
+	c := &http.Client{Timeout: 30 * time.Second}
 	if f.HTTPClient != nil {
-		return f.HTTPClient
+		c = new(http.Client)
+		*c = *f.HTTPClient
 	}
-	return &http.Client{Timeout: 30 * time.Second}
+	if c.CheckRedirect == nil {
+		c.CheckRedirect = noDowngrade
+	}
+	return c
 }
 
 func (f *OIDCFlow) prompt(format string, args ...any) {
