@@ -63,9 +63,9 @@ type keySet struct {
 
 	mu       sync.Mutex // guards keys, fetched, inflight and fetchErr
 	keys     []jose.JSONWebKey
-	fetched  time.Time     // last fetch attempt, successful or not
-	inflight chan struct{} // closed when the running fetch ends; nil when none runs
-	fetchErr error         // of the last fetch, set before inflight is closed
+	fetched  time.Time       // last fetch attempt, successful or not
+	inflight chan struct{}   // closed when the running fetch ends; nil when none runs
+	fetchErr error           // of the last fetch, set before inflight is closed
 	tried    map[string]bool // key IDs fetched for since the keys last changed
 	early    []time.Time     // fetches made early for a new key ID, within the last minute
 }
