@@ -82,3 +82,41 @@ func TestAttackLoginFinishedByAnotherLocalUser(t *testing.T) {
 	}
 	ls.stop(t)
 }
+
+// The demo's target runs commands as the user who started the demo, and
+// with --oidc-issuer anyone the provider vouches for may reach it: on a
+// shared machine, every other local user with an account there. The demo
+// says so, and --oidc-allow limits it to the names given: a certificate
+// the login API issues to anyone else reaches nothing. Not parallel: it
+// sets HOME.
+func TestAttackDemoOIDCAllow(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("SSH_AUTH_SOCK", "")
+	users := append(slices.Clone(testenv.DefaultOIDCUsers),
+		testenv.OIDCUser{Username: "mallory", Password: "pw-mallory", Email: "mallory@example.com", EmailVerified: true})
+	p := testenv.OIDC(t, testenv.OIDCOptions{Users: users})
+	d := startDemo(t, t.TempDir(), "--oidc-issuer", p.Issuer, "--oidc-client-id", p.ClientID, "--oidc-allow", "alice@example.com")
+	var loginURL string
+	for _, l := range d.text {
+		if f := strings.Fields(l); len(f) == 3 && f[1] == "login" && strings.HasPrefix(f[2], "http://127.0.0.1:") {
+			loginURL = f[2]
+		}
+	}
+	text := strings.Join(d.text, "\n")
+	if loginURL == "" || !strings.Contains(text, "only alice@example.com") {
+		t.Fatalf("the demo's text:\n%s", text)
+	}
+	sshLine := d.cmds[len(d.cmds)-1] + " -o BatchMode=yes 'echo ran as the demo user'"
+	if code, out, errs := runLogin(t, loginURL, p, "mallory"); code != 0 {
+		t.Fatalf("mallory's login: exit %d\n%s%s", code, out, errs)
+	}
+	if r := testenv.Cmd(t, time.Minute, nil, "sh", "-c", sshLine); r.ExitCode == 0 {
+		t.Fatalf("mallory reached the demo target: %q", r.Stdout)
+	}
+	if code, out, errs := runLogin(t, loginURL, p, "alice", "--force"); code != 0 {
+		t.Fatalf("alice's login: exit %d\n%s%s", code, out, errs)
+	}
+	if r := testenv.Cmd(t, time.Minute, nil, "sh", "-c", sshLine); r.ExitCode != 0 {
+		t.Fatalf("alice: exit %d %q %q", r.ExitCode, r.Stdout, r.Stderr)
+	}
+}
