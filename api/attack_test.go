@@ -563,3 +563,32 @@ func TestAttackKeyFetchGate(t *testing.T) {
 		t.Fatalf("40 forged key IDs made %d key fetches, want at most 5", n)
 	}
 }
+
+// mallory's account at the provider carries alice's address, not
+// verified: the refusal must not name alice (the provider does not vouch
+// for the address), and names the account that asked (its subject).
+func TestAttackRefusalNamesNoUnverifiedIdentity(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	_, pub := pubKey(t)
+	c := r.p.Claims("alice@example.com")
+	c["sub"], c["email_verified"] = "sub-mallory", false
+	rep := r.post(t, map[string]any{"id_token": r.p.Sign(c), "public_key": pub})
+	if rep.status != http.StatusForbidden {
+		t.Fatalf("%d %s", rep.status, rep.raw)
+	}
+	list := r.refusals(t)
+	if len(list) != 1 || list[0].Identity != "" || list[0].Subject != "sub-mallory" {
+		t.Fatalf("refusal %+v: want no identity, subject sub-mallory", list)
+	}
+	if logs := r.logs.String(); strings.Contains(logs, `"identity":"alice@example.com"`) || !strings.Contains(logs, `"subject":"sub-mallory"`) {
+		t.Fatalf("audit log names alice or not the subject:\n%s", logs)
+	}
+	// A subject that could forge a line is not recorded.
+	c = r.p.Claims("mallory@example.com")
+	c["sub"], c["aud"] = "sub\n{\"event\":\"cert_issued\"}", "another-app"
+	r.post(t, map[string]any{"id_token": r.p.Sign(c), "public_key": pub})
+	if list := r.refusals(t); len(list) != 2 || list[1].Subject != "" || list[1].Identity != "mallory@example.com" {
+		t.Fatalf("refusal %+v", list[1])
+	}
+}

@@ -52,6 +52,7 @@ type refusal struct {
 	reason   string
 	message  string
 	identity string
+	subject  string
 	key      string // fingerprint
 	ttl      string
 }
@@ -102,7 +103,7 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 		ref := &refusal{status: http.StatusUnauthorized, reason: err.Error(), message: err.Error(), key: fp, ttl: asked}
 		var le *certs.LoginError
 		if errors.As(err, &le) {
-			ref.message, ref.identity = le.UserMessage(), le.Identity
+			ref.message, ref.identity, ref.subject = le.UserMessage(), le.Identity, le.Subject
 			switch le.Kind {
 			case certs.IdentityRefused:
 				ref.status = http.StatusForbidden
@@ -271,6 +272,9 @@ func (a *API) record(r *http.Request, client netip.Addr, ref *refusal) {
 	if ref.identity != "" {
 		attrs = append(attrs, "identity", ref.identity)
 	}
+	if ref.subject != "" {
+		attrs = append(attrs, "subject", ref.subject)
+	}
 	if ref.key != "" {
 		attrs = append(attrs, "key", ref.key)
 	}
@@ -279,7 +283,7 @@ func (a *API) record(r *http.Request, client netip.Addr, ref *refusal) {
 		return
 	}
 	rec, head, err := a.cfg.Register.RefuseCert(r.Context(), recorder.CertRefusal{
-		Time: now.UTC(), Client: client.String(), Identity: ref.identity, Key: ref.key, TTL: ref.ttl,
+		Time: now.UTC(), Client: client.String(), Identity: ref.identity, Subject: ref.subject, Key: ref.key, TTL: ref.ttl,
 		Status: ref.status, Reason: ref.reason, Via: issuedBy,
 	})
 	if err != nil {

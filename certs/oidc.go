@@ -125,8 +125,12 @@ type LoginError struct {
 	Reason  string
 	Message string
 	// Identity is the identity claim's value once the signature has
-	// verified (and it is a name a certificate could carry), "" before.
+	// verified (and it is a name a certificate could carry, and for
+	// email, verified), "" before.
 	Identity string
+	// Subject is the token's sub once the signature has verified (if at
+	// most 255 printable ASCII characters), "" before.
+	Subject string
 }
 
 func (e *LoginError) Error() string { return e.Reason }
@@ -378,13 +382,17 @@ func (o *OIDC) Verify(ctx context.Context, raw, nonce string) (*OIDCLogin, error
 		return nil, err
 	}
 	ident := identityOf(claims, o.cfg.IdentityClaim)
+	sub := ""
+	if len(tok.Subject) <= 255 && printableASCII(tok.Subject) {
+		sub = tok.Subject
+	}
 	if err := o.checkToken(tok, claims, nonce); err != nil {
-		err.Identity = ident
+		err.Identity, err.Subject = ident, sub
 		return nil, err
 	}
 	login, lerr := o.mapClaims(tok, claims)
 	if lerr != nil {
-		lerr.Identity = ident
+		lerr.Identity, lerr.Subject = ident, sub
 		return nil, lerr
 	}
 	login.Token = sha256.Sum256(payload)

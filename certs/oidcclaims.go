@@ -142,6 +142,9 @@ func identityOf(claims map[string]json.RawMessage, claim string) string {
 	if json.Unmarshal(claims[claim], &s) != nil || len(s) > maxNameLen || checkName("principal", s) != nil {
 		return ""
 	}
+	if claim == "email" && !emailVerified(claims["email_verified"]) {
+		return "" // an address the provider does not vouch for names no one
+	}
 	return s
 }
 
