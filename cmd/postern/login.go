@@ -231,15 +231,6 @@ func loginKey(path string) (*certs.LoginKey, error) {
 	return certs.GenerateLoginKey()
 }
 
-// stateKey returns the public key of a saved login, nil if none.
-func stateKey(d *certs.LoginDir, st *certs.LoginState) ssh.PublicKey {
-	cert, err := d.Certificate(st)
-	if err != nil || cert == nil {
-		return nil
-	}
-	return cert.Key
-}
-
 // reuse reports whether the saved login is still good for this request
 // (same URL and key choice, key matching the certificate, more than an
 // hour left) and, if so, says so, making sure the agent has it.
