@@ -100,6 +100,14 @@ type Config struct {
 	MaxFailures   int
 	FailureWindow time.Duration
 	Clients       int
+	// RecordedRefusals bounds the refusals sealed in the audit chain per
+	// FailureWindow, all clients together; past it, refusals are logged
+	// only, until the window ends. 0 means DefaultRecordedRefusals.
+	RecordedRefusals int
+	// UsedTokens bounds the ID tokens remembered as used (each until it
+	// expires): with that many, requests are refused with 503 until one
+	// expires. 0 means DefaultUsedTokens.
+	UsedTokens int
 
 	// Revoked, if set, says whether certificates with key ID id are
 	// revoked (postern ca revoke --identity): such an identity gets none.
@@ -116,7 +124,12 @@ type API struct {
 	cfg   Config
 	log   *slog.Logger
 	limit *limiter
+	seal  *sealBudget
+	used  *usedTokens
 	mux   *http.ServeMux
+	// started is when New ran, to the second (iat's resolution): a
+	// token issued before may have been used before, unremembered.
+	started time.Time
 }
 
 // New checks cfg and returns the API.
@@ -146,6 +159,12 @@ func New(cfg Config) (*API, error) {
 	if cfg.Clients <= 0 {
 		cfg.Clients = DefaultClients
 	}
+	if cfg.RecordedRefusals <= 0 {
+		cfg.RecordedRefusals = DefaultRecordedRefusals
+	}
+	if cfg.UsedTokens <= 0 {
+		cfg.UsedTokens = DefaultUsedTokens
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -157,7 +176,8 @@ func New(cfg Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &API{cfg: cfg, log: log, limit: lim, mux: http.NewServeMux()}
+	a := &API{cfg: cfg, log: log, limit: lim, seal: &sealBudget{max: cfg.RecordedRefusals, window: cfg.FailureWindow}, used: newUsedTokens(cfg.UsedTokens), mux: http.NewServeMux(),
+		started: cfg.Now().Truncate(time.Second)}
 	a.mux.HandleFunc("/v1/login", only(http.MethodGet, a.login))
 	a.mux.HandleFunc("/v1/certificates", only(http.MethodPost, a.certificates))
 	a.mux.HandleFunc("/healthz", only(http.MethodGet, func(w http.ResponseWriter, _ *http.Request) {

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 
@@ -50,6 +52,7 @@ type refusal struct {
 	reason   string
 	message  string
 	identity string
+	subject  string
 	key      string // fingerprint
 	ttl      string
 }
@@ -100,7 +103,7 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 		ref := &refusal{status: http.StatusUnauthorized, reason: err.Error(), message: err.Error(), key: fp, ttl: asked}
 		var le *certs.LoginError
 		if errors.As(err, &le) {
-			ref.message, ref.identity = le.UserMessage(), le.Identity
+			ref.message, ref.identity, ref.subject = le.UserMessage(), le.Identity, le.Subject
 			switch le.Kind {
 			case certs.IdentityRefused:
 				ref.status = http.StatusForbidden
@@ -110,13 +113,6 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 		}
 		return nil, ref
 	}
-	creq := certs.UserCertRequest{
-		Principals: login.Principals, Groups: login.Groups, TTL: ttl, KeyID: login.Identity, Now: now,
-		NoPTY: a.cfg.NoPTY, NoPortForwarding: a.cfg.NoPortForwarding, AgentForwarding: a.cfg.AgentForwarding,
-	}
-	if a.cfg.SourceAddress {
-		creq.SourceAddress = client.String()
-	}
 	refuse := func(status int, reason, msg string) *refusal {
 		return &refusal{status: status, reason: reason, message: msg, identity: login.Identity, key: fp, ttl: asked}
 	}
@@ -124,6 +120,16 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 	// certificate: the bastion would refuse it anyway.
 	if a.cfg.Revoked != nil && a.cfg.Revoked(login.Identity) {
 		return nil, refuse(http.StatusForbidden, "identity revoked", "certificates for "+login.Identity+" are revoked on this bastion; ask an admin")
+	}
+	if ref := a.once(login, now, refuse); ref != nil {
+		return nil, ref
+	}
+	creq := certs.UserCertRequest{
+		Principals: login.Principals, Groups: login.Groups, TTL: ttl, KeyID: login.Identity, Now: now,
+		NoPTY: a.cfg.NoPTY, NoPortForwarding: a.cfg.NoPortForwarding, AgentForwarding: a.cfg.AgentForwarding,
+	}
+	if a.cfg.SourceAddress {
+		creq.SourceAddress = client.String()
 	}
 	// A request the CA refuses must not take a serial: try it first.
 	if _, err := a.cfg.Authority.SignUser(pub, creq); err != nil {
@@ -154,6 +160,25 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 		Identity:    login.Identity, Principals: login.Principals, Groups: nonNil(login.Groups), Serial: cert.Serial,
 		ValidAfter: time.Unix(int64(cert.ValidAfter), 0).UTC(), ValidBefore: time.Unix(int64(cert.ValidBefore), 0).UTC(),
 	}, nil
+}
+
+// once claims login's token for this request: a token yields one
+// certificate. A token issued before the API started is refused, since
+// its use before the start is not remembered.
+func (a *API) once(login *certs.OIDCLogin, now time.Time, refuse func(int, string, string) *refusal) *refusal {
+	if login.IssuedAt.Before(a.started) {
+		return refuse(http.StatusUnauthorized, "token issued before the login API started",
+			"the ID token was issued before the bastion (re)started, so the bastion cannot tell whether it was used already; log in again")
+	}
+	switch ok, full := a.used.claim(login.Token, login.Until, now); {
+	case full:
+		return refuse(http.StatusServiceUnavailable, fmt.Sprintf("%d ID tokens still valid are remembered as used: no room for another", a.cfg.UsedTokens),
+			"the bastion is issuing more certificates than it can keep track of; try again in a few minutes, or tell an admin")
+	case !ok:
+		return refuse(http.StatusUnauthorized, "token already used for a certificate",
+			"this ID token was already used for a certificate; each sign-in gives one: log in again")
+	}
+	return nil
 }
 
 // parse reads and checks the request body, the key and the TTL.
@@ -242,17 +267,30 @@ func (a *API) ttl(s string) (time.Duration, *refusal) {
 // cannot be sealed is still a refusal: the failure is logged.
 func (a *API) record(r *http.Request, client netip.Addr, ref *refusal) {
 	ref.reason = clip(ref.reason)
-	rec, head, err := a.cfg.Register.RefuseCert(r.Context(), recorder.CertRefusal{
-		Time: a.cfg.Now().UTC(), Client: client.String(), Identity: ref.identity, Key: ref.key, TTL: ref.ttl,
-		Status: ref.status, Reason: ref.reason, Via: issuedBy,
-	})
+	now := a.cfg.Now()
+	seal, last := a.seal.take(now)
+	if last {
+		ref.reason += fmt.Sprintf(" (refusal records suspended: more than %d refusals within %s; until %s, refusals are logged, not sealed)",
+			a.cfg.RecordedRefusals, a.cfg.FailureWindow, a.seal.end().UTC().Format(time.RFC3339))
+	}
 	attrs := []any{"client", client.String(), "status", ref.status, "reason", ref.reason}
 	if ref.identity != "" {
 		attrs = append(attrs, "identity", ref.identity)
 	}
+	if ref.subject != "" {
+		attrs = append(attrs, "subject", ref.subject)
+	}
 	if ref.key != "" {
 		attrs = append(attrs, "key", ref.key)
 	}
+	if !seal {
+		audit.Record(a.log, audit.CertRefused, append(attrs, "sealed", false)...)
+		return
+	}
+	rec, head, err := a.cfg.Register.RefuseCert(r.Context(), recorder.CertRefusal{
+		Time: now.UTC(), Client: client.String(), Identity: ref.identity, Subject: ref.subject, Key: ref.key, TTL: ref.ttl,
+		Status: ref.status, Reason: ref.reason, Via: issuedBy,
+	})
 	if err != nil {
 		a.log.Error("refused certificate request not sealed in the audit chain", append(attrs, "err", err)...)
 	} else {
@@ -290,7 +328,19 @@ func clientAddr(r *http.Request) netip.Addr {
 // quote its answer.
 const maxReason = 512
 
+// clip makes a reason fit the record: at most maxReason bytes, valid
+// UTF-8, and control and format characters (a provider's answer could
+// hold terminal escapes, line breaks or bidi overrides) shown as U+FFFD.
 func clip(s string) string {
+	if len(s) > 2*maxReason {
+		s = s[:2*maxReason] // what is mapped below, at most
+	}
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return utf8.RuneError
+		}
+		return r
+	}, strings.ToValidUTF8(s, ""))
 	if len(s) <= maxReason {
 		return s
 	}

@@ -82,3 +82,41 @@ func (l *limiter) fail(addr netip.Addr, now time.Time) {
 	}
 	w.failures++
 }
+
+// DefaultRecordedRefusals is Config.RecordedRefusals' default.
+const DefaultRecordedRefusals = 100
+
+// sealBudget bounds the refusals sealed in the audit chain per window,
+// all clients together: the per-client limit does not bound an attacker
+// with many addresses (an IPv6 prefix holds 2^64 /64s), and each sealed
+// refusal is a durable record. Past the budget, refusals are still made
+// and logged, not sealed, until the window ends. It is safe for
+// concurrent use.
+type sealBudget struct {
+	max    int
+	window time.Duration
+
+	mu    sync.Mutex // guards start and n
+	start time.Time
+	n     int
+}
+
+// take counts a refusal at now. It reports whether to seal it, and
+// whether it is the last sealed in this window (its record says that
+// sealing is suspended).
+func (b *sealBudget) take(now time.Time) (seal, last bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.start.IsZero() || !now.Before(b.start.Add(b.window)) {
+		b.start, b.n = now, 0
+	}
+	b.n++
+	return b.n <= b.max+1, b.n == b.max+1
+}
+
+// end is when the current window ends.
+func (b *sealBudget) end() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.start.Add(b.window)
+}

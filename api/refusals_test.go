@@ -67,7 +67,8 @@ func TestRefusals(t *testing.T) {
 		{"HS256 with the client secret", map[string]any{"id_token": testenv.SignToken([]byte("the-client-secret-of-postern-cli"), "", "HS256", r.p.Claims("alice@example.com")), "public_key": pub},
 			401, "signed with a shared secret", ""},
 		{"email not verified", map[string]any{"id_token": valid(func(c map[string]any) { c["email_verified"] = false }), "public_key": pub},
-			403, "has not verified this account's email address", "alice@example.com"},
+			// An unverified address names no one (TestAttackRefusalNamesNoUnverifiedIdentity).
+			403, "has not verified this account's email address", ""},
 		{"identity claim missing", map[string]any{"id_token": valid(func(c map[string]any) { delete(c, "email") }), "public_key": pub},
 			403, `carries no "email" claim`, ""},
 		{"malformed public key", map[string]any{"id_token": r.p.Token("alice@example.com"), "public_key": "ssh-ed25519 AAAAnotbase64!"},

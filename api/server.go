@@ -33,6 +33,11 @@ type ServerConfig struct {
 	// PlainHTTP serves without TLS; only allowed when the listener is
 	// on a loopback address.
 	PlainHTTP bool
+	// MaxConns bounds the connections held at once, MaxConnsPerClient
+	// those from one address (an IPv6 /64 counts as one); past either, a
+	// new connection is closed at once. 0 means DefaultMaxConns and
+	// DefaultMaxConnsPerClient.
+	MaxConns, MaxConnsPerClient int
 }
 
 // Server is the API on its listener. It implements app.Server.
@@ -66,6 +71,13 @@ func Listen(a *API, cfg ServerConfig) (*Server, error) {
 		l.Close()
 		return nil, fmt.Errorf("login API: plain HTTP on %s, which is not a loopback address: serve TLS (tls_cert, tls_key) or listen on 127.0.0.1", l.Addr())
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxConnsPerClient <= 0 {
+		cfg.MaxConnsPerClient = DefaultMaxConnsPerClient
+	}
+	l = newConnLimit(l, cfg.MaxConns, cfg.MaxConnsPerClient)
 	if tc != nil {
 		l = tls.NewListener(l, tc)
 	}

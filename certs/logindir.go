@@ -114,30 +114,63 @@ type LoginState struct {
 type LoginDir struct{ Path string }
 
 // OpenLoginDir creates path (0700) if needed and refuses one that group
-// or others may write (as OpenSSH's StrictModes does for ~/.ssh): whoever
-// can write it can replace the key ssh uses.
+// or others may write, or that another user owns (as OpenSSH's StrictModes
+// does for ~/.ssh): whoever can write it can replace the key ssh uses, its
+// owner can read it. Each directory above it must belong to the user or
+// root and be writable by no one else, unless sticky (like /tmp): else
+// someone could rename it away and put theirs in its place.
 func OpenLoginDir(path string) (*LoginDir, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
+	if err := checkAbove(filepath.Dir(abs)); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", abs, err)
 	}
-	st, err := os.Stat(abs)
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(real)
 	if err != nil {
 		return nil, err
 	}
 	if !st.IsDir() {
 		return nil, fmt.Errorf("%s is not a directory", abs)
 	}
+	if uid, ok := fileOwner(st); ok && uid != os.Geteuid() {
+		return nil, fmt.Errorf("%s is owned by uid %d, not by you (uid %d): its owner could read or replace the key ssh uses; use a directory of your own", real, uid, os.Geteuid())
+	}
 	if st.Mode().Perm()&0o022 != 0 {
 		return nil, fmt.Errorf("%s is writable by group or others (mode %#o): they could replace the key ssh uses; run chmod 700 %s", abs, st.Mode().Perm(), abs)
+	}
+	if err := checkAbove(filepath.Dir(real)); err != nil {
+		return nil, err
 	}
 	return &LoginDir{Path: abs}, nil
 }
 
 func (d *LoginDir) file(name string) string { return filepath.Join(d.Path, name) }
+
+// holds reports whether path names a file directly in the directory
+// (however the directory's path is spelt).
+func (d *LoginDir) holds(path string) bool {
+	if !filepath.IsAbs(path) {
+		return false
+	}
+	if filepath.Dir(path) == d.Path {
+		return true
+	}
+	a, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(d.Path)
+	return err == nil && os.SameFile(a, b)
+}
 
 // State reads login.json; a missing file is the zero state.
 func (d *LoginDir) State() (*LoginState, error) {
@@ -150,7 +183,17 @@ func (d *LoginDir) State() (*LoginState, error) {
 		return nil, err
 	}
 	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("%s is damaged (%v): run postern logout, then log in again", d.file(LoginStateFile), err)
+		return nil, fmt.Errorf("%s is damaged (%v): delete it, then log in again", d.file(LoginStateFile), err)
+	}
+	// Logout removes the certificate, and a generated key: they must be
+	// the login's own files, in this directory.
+	ok := st.CertFile == "" || d.holds(st.CertFile) && strings.HasSuffix(st.CertFile, "-cert.pub")
+	if st.Generated {
+		base := filepath.Base(st.KeyFile)
+		ok = ok && d.holds(st.KeyFile) && (base == LoginKeyFile || base == LoginKeyFile+".pub")
+	}
+	if !ok {
+		return nil, fmt.Errorf("%s is damaged (it names files outside %s that login did not write): delete it, then log in again", d.file(LoginStateFile), d.Path)
 	}
 	return &st, nil
 }
@@ -340,39 +383,4 @@ func (d *LoginDir) Logout(st *LoginState) ([]string, error) {
 		}
 	}
 	return removed, d.writeState(&LoginState{URL: st.URL})
-}
-
-func removeIfExists(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", path, err)
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to path with mode 0600 through a temporary
-// file renamed into place: a reader sees the old file or the new one.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing to remove
-	err = f.Chmod(0o600)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

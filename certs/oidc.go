@@ -2,6 +2,7 @@ package certs
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -92,6 +93,13 @@ type OIDCLogin struct {
 	Principals []string
 	// Groups are the groups claim's names.
 	Groups []string
+	// Token names the token: the SHA-256 of its claims, which its
+	// signature covers (a signature can be re-encoded; the claims
+	// cannot).
+	Token [sha256.Size]byte
+	// IssuedAt is the token's iat; Until is when Verify stops accepting
+	// it (its expiry, or MaxTokenAge after iat if sooner).
+	IssuedAt, Until time.Time
 }
 
 // LoginRefusal says which way a token was refused.
@@ -117,8 +125,12 @@ type LoginError struct {
 	Reason  string
 	Message string
 	// Identity is the identity claim's value once the signature has
-	// verified (and it is a name a certificate could carry), "" before.
+	// verified (and it is a name a certificate could carry, and for
+	// email, verified), "" before.
 	Identity string
+	// Subject is the token's sub once the signature has verified (if at
+	// most 255 printable ASCII characters), "" before.
+	Subject string
 }
 
 func (e *LoginError) Error() string { return e.Reason }
@@ -293,34 +305,60 @@ func (o *OIDC) VerifySignature(ctx context.Context, raw string) ([]byte, error) 
 }
 
 // header is what the bastion reads of a token before its signature
-// verifies: only to say why it refuses one.
-func header(raw string) (alg string, ok bool) {
+// verifies: the algorithm, to say why it refuses one, and the type. Member
+// names are matched exactly, as go-jose does.
+func header(raw string) (alg, typ string, ok bool) {
 	h, _, found := strings.Cut(raw, ".")
 	if !found || strings.Count(raw, ".") != 2 {
-		return "", false
+		return "", "", false
 	}
 	data, err := base64.RawURLEncoding.DecodeString(h)
 	if err != nil {
-		return "", false
+		return "", "", false
 	}
-	var v struct {
-		Alg string `json:"alg"`
-	}
+	var v map[string]json.RawMessage
 	if json.Unmarshal(data, &v) != nil {
-		return "", false
+		return "", "", false
 	}
-	return v.Alg, true
+	if json.Unmarshal(v["alg"], &alg) != nil {
+		return "", "", false
+	}
+	if t, ok := v["typ"]; ok && json.Unmarshal(t, &typ) != nil {
+		return "", "", false
+	}
+	return alg, typ, true
+}
+
+// checkType refuses a token typed as something other than a plain JWT:
+// an access token (RFC 9068 section 4 types them "at+jwt" so that they
+// cannot pass for ID tokens), a logout token, and the like. ID tokens
+// carry no typ, or "JWT" (RFC 7519 section 5.1; the "application/" prefix
+// may be left out, case does not count).
+func checkType(typ string) *LoginError {
+	t := strings.TrimPrefix(strings.ToLower(typ), "application/")
+	switch {
+	case typ == "" || t == "jwt":
+		return nil
+	case t == "at+jwt":
+		return tokenRefused("token is an access token (typ at+jwt)",
+			"the token sent is an access token, not an ID token: send the id_token the provider returned")
+	}
+	return tokenRefused("token is typed as something other than an ID token (typ header)",
+		"the token sent is typed as something other than an ID token (its typ header): send the id_token the provider returned")
 }
 
 // Verify checks raw, an ID token, and returns who it names. nonce, if not
 // empty, must equal the token's nonce claim. A refusal is a *LoginError.
 func (o *OIDC) Verify(ctx context.Context, raw, nonce string) (*OIDCLogin, error) {
-	alg, ok := header(raw)
+	alg, typ, ok := header(raw)
 	if !ok {
 		return nil, tokenRefused("id_token is not a JWS compact serialization",
 			"id_token is not an ID token (a signed JWT): send the id_token the provider returned, unchanged")
 	}
 	if err := checkAlg(alg); err != nil {
+		return nil, err
+	}
+	if err := checkType(typ); err != nil {
 		return nil, err
 	}
 	// Discovery serves every request after this one: it is seen
@@ -335,19 +373,33 @@ func (o *OIDC) Verify(ctx context.Context, raw, nonce string) (*OIDCLogin, error
 	if err != nil {
 		return nil, signatureRefusal(res.err, err)
 	}
+	var payload json.RawMessage
 	var claims map[string]json.RawMessage
-	if err := tok.Claims(&claims); err != nil {
+	if tok.Claims(&payload) != nil || json.Unmarshal(payload, &claims) != nil {
 		return nil, tokenRefused("claims are not a JSON object", "the ID token's claims are not a JSON object; log in again")
 	}
+	if err := checkClaimNames(payload); err != nil {
+		return nil, err
+	}
 	ident := identityOf(claims, o.cfg.IdentityClaim)
+	sub := ""
+	if len(tok.Subject) <= 255 && printableASCII(tok.Subject) {
+		sub = tok.Subject
+	}
 	if err := o.checkToken(tok, claims, nonce); err != nil {
-		err.Identity = ident
+		err.Identity, err.Subject = ident, sub
 		return nil, err
 	}
 	login, lerr := o.mapClaims(tok, claims)
 	if lerr != nil {
-		lerr.Identity = ident
+		lerr.Identity, lerr.Subject = ident, sub
 		return nil, lerr
+	}
+	login.Token = sha256.Sum256(payload)
+	login.IssuedAt = tok.IssuedAt
+	login.Until = tok.Expiry
+	if end := tok.IssuedAt.Add(o.cfg.MaxTokenAge); end.Before(login.Until) {
+		login.Until = end
 	}
 	return login, nil
 }

@@ -1,12 +1,16 @@
 package certs
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 )
@@ -68,8 +72,58 @@ func (o *OIDC) authorizedParty(tok *oidc.IDToken, claims map[string]json.RawMess
 	return json.Unmarshal(raw, &azp) == nil && azp == o.cfg.ClientID
 }
 
+// checkClaimNames refuses claims that name one claim twice. go-oidc reads
+// iss, sub, aud, exp, iat, nbf and nonce with encoding/json, which matches
+// member names without regard to case (Unicode simple folding: "ſub" is
+// sub) and keeps the last: {"exp": PAST, "EXP": FUTURE} would pass for
+// valid, while the bastion reads other claims by their exact name. A
+// provider that lets users name a claim of their own must not make one
+// that overrides these; and exact duplicates have no one meaning.
+func checkClaimNames(payload []byte) *LoginError {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return tokenRefused("claims are not a JSON object", "the ID token's claims are not a JSON object; log in again")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		name, ok := t.(string)
+		var skip json.RawMessage
+		if err != nil || !ok || dec.Decode(&skip) != nil {
+			return tokenRefused("claims are not a JSON object", "the ID token's claims are not a JSON object; log in again")
+		}
+		k := foldName(name)
+		if seen[k] {
+			return tokenRefused("claims name a claim twice (case folded)",
+				"the ID token holds a claim twice (names that differ only in case count as the same), so it has no one meaning; the bastion refuses it: check the provider's claim mappers")
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
+// foldName maps a name to one representative of its case-folding class:
+// two names are equal under strings.EqualFold (what encoding/json uses to
+// match member names) exactly when their foldName are.
+func foldName(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		m := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			m = min(m, f)
+		}
+		b.WriteRune(m)
+	}
+	return b.String()
+}
+
 // numericDate reads a JSON NumericDate (seconds, possibly fractional).
 func numericDate(raw json.RawMessage) (time.Time, error) {
+	if len(raw) > 0 && raw[0] == '"' {
+		// json.Number would take a quoted number; RFC 7519 section 2
+		// says a number.
+		return time.Time{}, errors.New("NumericDate is a string")
+	}
 	var f json.Number
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return time.Time{}, err
@@ -87,6 +141,9 @@ func identityOf(claims map[string]json.RawMessage, claim string) string {
 	var s string
 	if json.Unmarshal(claims[claim], &s) != nil || len(s) > maxNameLen || checkName("principal", s) != nil {
 		return ""
+	}
+	if claim == "email" && !emailVerified(claims["email_verified"]) {
+		return "" // an address the provider does not vouch for names no one
 	}
 	return s
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -95,11 +96,19 @@ func (f *OIDCFlow) bound(ctx context.Context) (context.Context, context.CancelFu
 	return ctx, cancel, explain
 }
 
+// client is HTTPClient (or one with a 30-second timeout) that follows no
+// redirect from https to anything else: a provider's endpoint must not
+// send the code, its verifier or the device code on in clear.
 func (f *OIDCFlow) client() *http.Client {
+	c := &http.Client{Timeout: 30 * time.Second}
 	if f.HTTPClient != nil {
-		return f.HTTPClient
+		c = new(http.Client)
+		*c = *f.HTTPClient
 	}
-	return &http.Client{Timeout: 30 * time.Second}
+	if c.CheckRedirect == nil {
+		c.CheckRedirect = noDowngrade
+	}
+	return c
 }
 
 func (f *OIDCFlow) prompt(format string, args ...any) {
@@ -144,7 +153,43 @@ func (f *OIDCFlow) discover(ctx context.Context) (*providerMeta, error) {
 	if m.AuthURL == "" || m.TokenURL == "" {
 		return nil, fmt.Errorf("discover the OpenID provider: %s lacks the authorization or token endpoint", u)
 	}
+	// A browser opens the first; the others receive the code with its
+	// PKCE verifier and send back the ID token.
+	for _, e := range [][2]string{{"authorization_endpoint", m.AuthURL}, {"token_endpoint", m.TokenURL},
+		{"device_authorization_endpoint", m.DeviceAuthURL}} {
+		if e[1] == "" {
+			continue // no device grant
+		}
+		if err := secureURL(e[1]); err != nil {
+			return nil, fmt.Errorf("discover the OpenID provider: %s names %s %q: %v", u, e[0], e[1], err)
+		}
+	}
 	return &m, nil
+}
+
+// secureURL accepts an https URL, or an http one to a loopback address,
+// as the bastion's API URL and the issuer must be: what a provider names
+// for the browser to open or the tokens to travel to. url.Parse refuses
+// control characters.
+func secureURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.Host == "" || u.User != nil || u.Opaque != "" {
+		return errors.New("not an https://HOST/... URL")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+			return nil
+		}
+		return errors.New("plain http off loopback: the code and tokens would travel unencrypted")
+	}
+	return fmt.Errorf("scheme %q: want https", u.Scheme)
 }
 
 func (f *OIDCFlow) config(m *providerMeta, redirect string) *oauth2.Config {
@@ -176,8 +221,9 @@ func randomToken() string {
 // on 127.0.0.1 at a random port, prints the authorization URL (and opens
 // it with OpenBrowser), and waits for the browser's redirect to
 // /callback; the code is exchanged there and the browser told the outcome.
-// The first callback decides: one with the wrong state ends the flow with
-// an error, as does a token whose nonce is not the one sent.
+// A callback with another state is refused and the flow waits on; the
+// first with the state sent decides: an error, or a token whose nonce is
+// not the one sent, ends the flow.
 func (f *OIDCFlow) AuthCode(ctx context.Context) (*IDToken, error) {
 	ctx, cancel, explain := f.bound(ctx)
 	defer cancel()
@@ -196,6 +242,9 @@ func (f *OIDCFlow) AuthCode(ctx context.Context) (*IDToken, error) {
 		state:    randomToken(),
 		nonce:    randomToken(),
 		done:     make(chan callbackResult, 1),
+		forged: sync.OnceFunc(func() {
+			f.prompt("Refused a redirect to the callback that did not come from this sign-in (another state); still waiting for yours.\n")
+		}),
 	}
 	authURL := cb.conf.AuthCodeURL(cb.state, oauth2.S256ChallengeOption(cb.verifier),
 		oauth2.SetAuthURLParam("nonce", cb.nonce))
@@ -250,11 +299,24 @@ type callback struct {
 	verifier, state, nonce string
 	once                   sync.Once
 	done                   chan callbackResult // buffered 1; written once
+	// forged tells the user, once, that a callback was refused.
+	forged func()
 }
 
 func (c *callback) handler(ctx context.Context) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /callback", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Cache-Control", "no-store")
+		if subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("state")), []byte(c.state)) != 1 {
+			// RFC 6749, section 10.12: a redirect this flow did not
+			// start (another local user, a web page in the browser).
+			// It is refused and does not end the login: whoever can
+			// reach the port must not be able to cut it short.
+			c.forged()
+			http.Error(w, "This redirect carries another state: it did not come from this login's sign-in, refused.", http.StatusBadRequest)
+			return
+		}
 		first := false
 		c.once.Do(func() {
 			first = true
@@ -278,11 +340,7 @@ func (c *callback) handler(ctx context.Context) http.Handler {
 
 // finish checks a callback and exchanges its code for the tokens.
 func (c *callback) finish(ctx context.Context, r *http.Request) (string, error) {
-	q := r.URL.Query()
-	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(c.state)) != 1 {
-		// RFC 6749, section 10.12: a redirect this flow did not start.
-		return "", errors.New("the redirect to the login's callback carries another state: it did not come from this login's sign-in, refused")
-	}
+	q := r.URL.Query() // the state matched (handler)
 	if e := q.Get("error"); e != "" {
 		return "", fmt.Errorf("the OpenID provider refused the login: %s", oneLine(strings.TrimSpace(e+": "+q.Get("error_description"))))
 	}
@@ -335,55 +393,6 @@ func checkNonce(raw, want string) error {
 		return errors.New("the ID token's nonce is not the one this login sent: refused (replayed or mixed-up token)")
 	}
 	return nil
-}
-
-// Device runs the device authorization grant: it prints the verification
-// URL and the user code, then polls the token endpoint until the user has
-// approved (or denied) the request, it expires, or the flow times out.
-func (f *OIDCFlow) Device(ctx context.Context) (*IDToken, error) {
-	ctx, cancel, explain := f.bound(ctx)
-	defer cancel()
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, f.client())
-	meta, err := f.discover(ctx)
-	if err != nil {
-		return nil, explain(err)
-	}
-	if meta.DeviceAuthURL == "" {
-		return nil, fmt.Errorf("the OpenID provider %s offers no device authorization endpoint: log in without --device", f.Issuer)
-	}
-	conf := f.config(meta, "")
-	da, err := conf.DeviceAuth(ctx)
-	if err != nil {
-		return nil, explain(fmt.Errorf("start the device login: %w", err))
-	}
-	f.prompt("To log in, open\n\n  %s\n\nand enter the code %s\n", da.VerificationURI, da.UserCode)
-	if da.VerificationURIComplete != "" {
-		f.prompt("(or open %s)\n", da.VerificationURIComplete)
-	}
-	f.prompt("Waiting for the sign-in to finish…\n")
-	tok, err := conf.DeviceAccessToken(ctx, da)
-	if err != nil {
-		var re *oauth2.RetrieveError
-		isCode := func(code string) bool { return errors.As(err, &re) && re.ErrorCode == code }
-		switch {
-		case isCode("access_denied"):
-			return nil, errors.New("the login was denied at the OpenID provider")
-		case isCode("expired_token"), expired(da) && !errors.Is(context.Cause(ctx), errLoginTimeout):
-			return nil, errors.New("the user code expired before the sign-in finished: run the command again")
-		}
-		return nil, explain(fmt.Errorf("device login: %w", err))
-	}
-	raw, err := idTokenOf(tok)
-	if err != nil {
-		return nil, err
-	}
-	return &IDToken{Raw: raw}, nil
-}
-
-// expired reports whether the device code's own expiry has passed: oauth2
-// stops polling then with a bare context error.
-func expired(da *oauth2.DeviceAuthResponse) bool {
-	return !da.Expiry.IsZero() && !time.Now().Before(da.Expiry)
 }
 
 // oneLine makes text from a server fit one line of a terminal message:

@@ -35,6 +35,9 @@ type CertRefusal struct {
 	// Identity is who the request's token names, when it was verified
 	// far enough to say (its signature checked); empty otherwise.
 	Identity string `json:"identity,omitempty"`
+	// Subject is the provider's subject (sub) of the account whose
+	// token it was, when its signature verified; empty otherwise.
+	Subject string `json:"subject,omitempty"`
 	// Key is the SHA256 fingerprint of the key to be certified, when it
 	// parsed.
 	Key string `json:"key,omitempty"`

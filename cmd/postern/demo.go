@@ -51,6 +51,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	issuer := fs.String("oidc-issuer", "", "try login with your OpenID provider: its issuer `URL`; the demo then runs its login API\nand prints a 'postern login' line. Every identity the provider vouches for (a verified\nemail) may reach the demo target")
 	clientID := fs.String("oidc-client-id", "", "the public `client` registered at the provider for the demo (no secret; redirect URI\nhttp://127.0.0.1/callback on any port, and the device grant if you want --device)")
 	loginListen := fs.String("login-listen", "127.0.0.1:0", "the login API's `address` (loopback, plain HTTP) with --oidc-issuer")
+	allowFlag := fs.String("oidc-allow", "", "with --oidc-issuer, only these `identities` (comma-separated, e.g. you@example.com) may reach\nthe demo target, which runs commands as you; default: anyone the provider vouches for")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -58,6 +59,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usagef("demo: unexpected argument %q", fs.Arg(0))
 	}
 	login, err := demoLoginSection(*issuer, *clientID, *loginListen)
+	if err != nil {
+		return err
+	}
+	allow, err := demoAllow(*allowFlag, login)
 	if err != nil {
 		return err
 	}
@@ -75,7 +80,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			Approvals: demoApprovals, Login: login},
 		Log: log,
 		Extra: func(auth *certs.Authority, s *config.Config) ([]app.Server, error) {
-			target, err := startDemoTarget(auth, s, log)
+			target, err := startDemoTarget(auth, s, log, allow)
 			if err != nil {
 				return nil, err
 			}
@@ -89,7 +94,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if err := writeDemoClient(ctx, a, dir, stdout, log, targetAddr, login); err != nil {
+	if err := writeDemoClient(ctx, a, dir, stdout, log, targetAddr, login, allow); err != nil {
 		a.Close()
 		return err
 	}
@@ -98,9 +103,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // startDemoTarget starts the demo target: an SSH server in this process
 // that trusts the upstream CA, on loopback only. It adds the target and
-// the rule that lets the demo user in to s's policy. The caller owns the
-// server (the App runs and closes it).
-func startDemoTarget(auth *certs.Authority, s *config.Config, log *slog.Logger) (*demotarget.Server, error) {
+// the rule that lets the demo user in to s's policy, and with login the
+// rule for the identities in allow (everyone, when empty). The caller owns
+// the server (the App runs and closes it).
+func startDemoTarget(auth *certs.Authority, s *config.Config, log *slog.Logger, allow []string) (*demotarget.Server, error) {
 	targetKey, err := certs.LoadOrCreateKey(filepath.Join(s.DataDir, "demo_target_ed25519"), "postern demo target")
 	if err != nil {
 		return nil, err
@@ -125,9 +131,13 @@ func startDemoTarget(auth *certs.Authority, s *config.Config, log *slog.Logger) 
 			Logins: []string{demoLogin},
 		}},
 	}
-	if s.Login != nil { // whoever the provider vouches for
+	if s.Login != nil { // whoever the provider vouches for, or those allowed
+		who := allow
+		if len(who) == 0 {
+			who = []string{"*"}
+		}
 		s.Policy.Rules = append(s.Policy.Rules, bastion.Rule{
-			Name: "demo-login", Principals: []string{"*"}, Targets: []string{demoTarget}, Logins: []string{demoLogin},
+			Name: "demo-login", Principals: who, Targets: []string{demoTarget}, Logins: []string{demoLogin},
 		})
 	}
 	return target, nil
@@ -137,7 +147,7 @@ func startDemoTarget(auth *certs.Authority, s *config.Config, log *slog.Logger) 
 // fresh certificates for them, and a known_hosts file that pins the
 // bastion's host key, so that the printed commands verify the bastion like
 // any production user would; then prints them.
-func writeDemoClient(ctx context.Context, a *app.App, dir string, stdout io.Writer, log *slog.Logger, targetAddr string, login *config.Login) error {
+func writeDemoClient(ctx context.Context, a *app.App, dir string, stdout io.Writer, log *slog.Logger, targetAddr string, login *config.Login, allow []string) error {
 	addr := a.Addr().(*net.TCPAddr)
 	keyPath := filepath.Join(dir, "id_ed25519")
 	if err := writeDemoKey(ctx, a, keyPath, "postern demo user", []string{demoPrincipal}, nil, log); err != nil {
@@ -194,7 +204,7 @@ Every session is recorded. In this directory (%s):
 		strings.Replace(base, demoLogin+"@"+demoTarget+"@", bastion.AdminUser+"@", 1)+" whoami",
 		base, shellQuote(filepath.Join(dir, demoHeldFile)), admin, admin, admin,
 		fmt.Sprintf("scp -O %s FILE %s@%s@%s:", strings.Replace(opts(keyPath), "-p ", "-P ", 1), demoLogin, demoTarget, host),
-		filepath.Dir(dir), invokedName(os.Args[0]), demoLoginText(a.LoginURL(), login, host))
+		filepath.Dir(dir), invokedName(os.Args[0]), demoLoginText(a.LoginURL(), login, host, allow))
 	return err
 }
 
@@ -221,17 +231,43 @@ func demoLoginSection(issuer, clientID, listen string) (*config.Login, error) {
 	return l, nil
 }
 
+// demoAllow reads --oidc-allow: identities, each a name a certificate can
+// carry; only with --oidc-issuer.
+func demoAllow(flag string, login *config.Login) ([]string, error) {
+	if flag == "" {
+		return nil, nil
+	}
+	if login == nil {
+		return nil, usagef("demo: --oidc-allow goes with --oidc-issuer and --oidc-client-id")
+	}
+	var out []string
+	for _, n := range strings.Split(flag, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" || n == "*" || strings.ContainsFunc(n, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			return nil, usagef("demo: --oidc-allow %q: give identities (as the provider's tokens name them), comma-separated, like you@example.com", flag)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
 // demoLoginText is what the demo prints about login, if it runs the API.
-func demoLoginText(u string, login *config.Login, host string) string {
+func demoLoginText(u string, login *config.Login, host string, allow []string) string {
 	if u == "" || login == nil {
 		return ""
+	}
+	who := fmt.Sprintf(`Anyone with an account at %s may use it, including the other users of this machine:
+the demo target runs their commands as you. --oidc-allow you@example.com limits it to you.`, login.Issuer)
+	if len(allow) > 0 {
+		who = "The demo target lets in only " + strings.Join(allow, ", ") + " (--oidc-allow); it runs their commands as you."
 	}
 	return fmt.Sprintf(`Log in with your OpenID provider (%s) for a certificate of your own
 (--device for the device grant), then connect with it:
 %s login %s
 ssh -F ~/.postern/ssh_config %s@%s@%s
+%s
 
-`, login.Issuer, invokedName(os.Args[0]), u, demoLogin, demoTarget, host)
+`, login.Issuer, invokedName(os.Args[0]), u, demoLogin, demoTarget, host, who)
 }
 
 // writeDemoKey makes (or reuses) the key at keyPath and writes a fresh

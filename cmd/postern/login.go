@@ -96,8 +96,9 @@ func cmdLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // when the key lives only there, then the files.
 func finishLogin(d *certs.LoginDir, old *certs.LoginState, res *certs.LoginResult, key *certs.LoginKey, agentOnly bool, sock string, stdout io.Writer) error {
 	cert := res.Issued.Cert
-	if oldPub := stateKey(d, old); oldPub != nil && !bytes.Equal(oldPub.Marshal(), key.Public.Marshal()) {
-		forgetInAgent(sock, oldPub) // the earlier login's key is of no more use
+	oldCert, _ := d.Certificate(old)
+	if oldCert != nil && !bytes.Equal(oldCert.Key.Marshal(), key.Public.Marshal()) {
+		forgetLogin(sock, d, old) // the earlier login's key is of no more use
 	}
 	agentMsg, agentErr := addToAgent(sock, key, cert, res.URL)
 	if agentOnly && agentErr != nil {
@@ -115,6 +116,14 @@ func finishLogin(d *certs.LoginDir, old *certs.LoginState, res *certs.LoginResul
 		res.URL, visible(cert.KeyId), visible(strings.Join(cert.ValidPrincipals, ", ")), cert.Serial,
 		certs.CertValidBefore(cert).Format(time.DateTime+" MST"), left)
 	fmt.Fprintln(stdout, agentMsg)
+	if oldCert != nil && oldCert.KeyId != cert.KeyId && old.URL == res.URL {
+		// On a machine others use, the URL given to the browser is in
+		// its command line: another user can finish the sign-in as
+		// themselves, and the provider redirects to this login's port.
+		fmt.Fprintf(stdout, "Warning: this certificate is for %s, but the last login here was %s. If you did not sign in as %s, run 'postern logout': "+
+			"on a shared machine another user can finish a sign-in a browser was given (postern login --device avoids that).\n",
+			visible(cert.KeyId), visible(oldCert.KeyId), visible(cert.KeyId))
+	}
 	printConnectHint(stdout, d, st)
 	return nil
 }
@@ -140,15 +149,38 @@ func addToAgent(sock string, key *certs.LoginKey, cert *ssh.Certificate, url str
 	return fmt.Sprintf("Key and certificate added to ssh-agent for %s.", life), nil
 }
 
-// forgetInAgent removes pub and its certificates from the agent, if one
-// is reachable; an agent's failure does not stop a login or logout.
-func forgetInAgent(sock string, pub ssh.PublicKey) int {
+// forgetLogin removes what the login st added to the agent, if one is
+// reachable: for a generated key, the key and its certificates; for a
+// --key of the user's own, only the certificates the bastion's CA signed
+// for it (the user's plain key and other CAs' certificates stay). An
+// agent's failure does not stop a login or logout.
+func forgetLogin(sock string, d *certs.LoginDir, st *certs.LoginState) int {
+	cert, _ := d.Certificate(st)
+	var pub ssh.PublicKey
+	switch {
+	case cert != nil && !st.Generated:
+	case cert != nil:
+		pub = cert.Key
+	case st.Generated:
+		key, err := savedKey(st)
+		if err != nil {
+			return 0
+		}
+		pub = key.Public
+	default:
+		return 0 // a --key login whose certificate is gone: its CA is unknown
+	}
 	ag, err := certs.DialAgent(sock)
 	if err != nil {
 		return 0
 	}
 	defer ag.Close()
-	n, _ := ag.Remove(pub)
+	var n int
+	if pub != nil {
+		n, _ = ag.Remove(pub)
+	} else {
+		n, _ = ag.RemoveLogin(cert, false)
+	}
 	return n
 }
 
@@ -197,15 +229,6 @@ func loginKey(path string) (*certs.LoginKey, error) {
 		return certs.LoadLoginKey(path)
 	}
 	return certs.GenerateLoginKey()
-}
-
-// stateKey returns the public key of a saved login, nil if none.
-func stateKey(d *certs.LoginDir, st *certs.LoginState) ssh.PublicKey {
-	cert, err := d.Certificate(st)
-	if err != nil || cert == nil {
-		return nil
-	}
-	return cert.Key
 }
 
 // reuse reports whether the saved login is still good for this request
@@ -272,7 +295,11 @@ func savedKey(st *certs.LoginState) (*certs.LoginKey, error) {
 		}
 		return &certs.LoginKey{Public: pub}, nil
 	}
-	return certs.LoadLoginKey(st.KeyFile)
+	key, err := certs.LoadLoginKey(st.KeyFile)
+	if err == nil && st.Generated {
+		key.Path = "" // the login's own key, not one of the user's
+	}
+	return key, err
 }
 
 // openBrowser opens u with the desktop's opener. It returns once the

@@ -101,6 +101,10 @@ func TestDemoOIDC(t *testing.T) {
 	if loginURL == "" || !strings.HasPrefix(last, "ssh -F ~/.postern/ssh_config demo@demo@") {
 		t.Fatalf("the demo prints no login line, or no ssh line after it:\n%s", strings.Join(d.text, "\n"))
 	}
+	// Without --oidc-allow, it says who may get in (TestAttackDemoOIDCAllow).
+	if text := strings.Join(d.text, "\n"); !strings.Contains(text, "including the other users of this machine") {
+		t.Fatalf("the demo does not say that anyone at the provider gets in:\n%s", text)
+	}
 	if code, out, errs := runLogin(t, loginURL, p, "alice"); code != 0 {
 		t.Fatalf("login: exit %d\n%s%s", code, out, errs)
 	}

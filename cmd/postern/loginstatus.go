@@ -116,7 +116,8 @@ func printStatus(w io.Writer, s loginStatus) error {
 func cmdLogout(_ context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlags("logout", "logout [--dir DIR]\n\n"+
 		"Removes what 'postern login' set up: the certificate, the generated key (a --key\n"+
-		"file is left alone), ssh_config and known_hosts, and the key's ssh-agent entries.\n"+
+		"file is left alone), ssh_config and known_hosts, and the ssh-agent entries login added\n"+
+		"(for a --key file, only the certificates: the key stays in the agent).\n"+
 		"The bastion URL stays remembered.", stdout)
 	dir := fs.String("dir", "", "login `directory` (default ~/.postern)")
 	if err := parseFlags(fs, args); err != nil {
@@ -137,12 +138,7 @@ func cmdLogout(_ context.Context, args []string, stdout, _ io.Writer) error {
 		fmt.Fprintln(stdout, "Not logged in: nothing to remove.")
 		return nil
 	}
-	n := 0
-	if pub := stateKey(d, st); pub != nil {
-		n = forgetInAgent(os.Getenv("SSH_AUTH_SOCK"), pub)
-	} else if key, err := savedKey(st); err == nil {
-		n = forgetInAgent(os.Getenv("SSH_AUTH_SOCK"), key.Public)
-	}
+	n := forgetLogin(os.Getenv("SSH_AUTH_SOCK"), d, st)
 	removed, err := d.Logout(st)
 	if err != nil {
 		return err

@@ -5,7 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/coreos/go-oidc/v3/oidc/oidctest"
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // TokenIssuer is an OpenID provider for tests of ID token verification:
@@ -87,13 +90,15 @@ func (p *TokenIssuer) Rotate(keep bool) {
 }
 
 // Claims returns the claims of a valid ID token for a verified email
-// address, issued now and valid for an hour; tests edit them.
+// address, issued now and valid for an hour, with a random jti (as real
+// providers make each token differ, with jti, nonce or at_hash); tests
+// edit them.
 func (p *TokenIssuer) Claims(email string) map[string]any {
 	now := time.Now()
 	return map[string]any{
 		"iss": p.URL, "aud": p.ClientID, "sub": "sub-" + email,
 		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-		"email": email, "email_verified": true,
+		"email": email, "email_verified": true, "jti": rand.Text(),
 	}
 }
 
@@ -116,4 +121,67 @@ func SignToken(key any, kid, alg string, claims map[string]any) string {
 		panic(err)
 	}
 	return oidctest.SignIDToken(key, kid, alg, string(data))
+}
+
+// SignRaw signs payload, taken as it is (duplicate keys, odd spacing),
+// with the current key, adding headers to the protected header (typ,
+// crit, jwk, jku, ...): tokens a provider could be made to sign.
+func (p *TokenIssuer) SignRaw(payload string, headers map[string]any) string {
+	p.mu.Lock()
+	key, kid := p.key, p.kid
+	p.mu.Unlock()
+	extra := map[jose.HeaderKey]any{"kid": kid}
+	for k, v := range headers {
+		extra[jose.HeaderKey(k)] = v
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, &jose.SignerOptions{ExtraHeaders: extra})
+	if err != nil {
+		panic(err)
+	}
+	jws, err := s.Sign([]byte(payload))
+	if err != nil {
+		panic(err)
+	}
+	out, err := jws.CompactSerialize()
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// SignJSON is SignRaw in the JWS JSON serialization (RFC 7515 section
+// 7.2), which ID tokens never use.
+func (p *TokenIssuer) SignJSON(payload string) string {
+	p.mu.Lock()
+	key, kid := p.key, p.kid
+	p.mu.Unlock()
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, &jose.SignerOptions{ExtraHeaders: map[jose.HeaderKey]any{"kid": kid}})
+	if err != nil {
+		panic(err)
+	}
+	jws, err := s.Sign([]byte(payload))
+	if err != nil {
+		panic(err)
+	}
+	return jws.FullSerialize()
+}
+
+// PublicKeyPEM is the current signing key's public half, PEM-encoded:
+// what an attacker would try as an HMAC secret (alg confusion).
+func (p *TokenIssuer) PublicKeyPEM() []byte {
+	p.mu.Lock()
+	key := p.key
+	p.mu.Unlock()
+	der, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		panic(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// KeyID is the key ID of the current signing key.
+func (p *TokenIssuer) KeyID() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.kid
 }
