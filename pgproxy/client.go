@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,7 +64,7 @@ type clientSide struct {
 // startup message has gone to the server. A nil error means the client
 // ended the connection.
 func (s *session) fromClient(ctx context.Context, wg *sync.WaitGroup) error {
-	c := &clientSide{s: s, src: &eofReader{r: s.client}, stmts: map[string]string{}, portals: map[string]portal{}}
+	c := &clientSide{s: s, src: &eofReader{r: s.cgate}, stmts: map[string]string{}, portals: map[string]portal{}}
 	c.be = pgproto3.NewBackend(bufio.NewReaderSize(&flusher{r: c.src, flush: c.flush}, readSize), io.Discard)
 	c.be.SetMaxBodyLen(s.cfg.MaxMessage)
 	started, err := c.startup()
@@ -99,6 +100,7 @@ func (s *session) fromClient(ctx context.Context, wg *sync.WaitGroup) error {
 				return nil
 			}
 		}
+		s.cgate.handled()
 	}
 }
 
@@ -109,16 +111,27 @@ func (c *clientSide) flush() error {
 	}
 	err := c.s.writeServer(c.out)
 	c.out = c.out[:0]
+	if cap(c.out) > LargeMessage {
+		c.out = nil // a large message's copy is not kept
+	}
 	return err
 }
 
-// readError turns the decoder's error into Run's: nil when the client
-// ended the connection or the relay is stopping, else a *ProtocolError.
+// readError turns the decoder's error into Run's: ErrMemory when the
+// gate refused a message, nil when the client ended the connection or
+// the relay is stopping, else a *ProtocolError. The client is told why
+// the relay ends it.
 func (c *clientSide) readError(err error) error {
+	if errors.Is(c.src.err, ErrMemory) {
+		c.s.fatal("53200", memoryMessage)
+		return ErrMemory
+	}
 	if c.src.err != nil || c.s.stopped() {
 		return nil
 	}
-	return &ProtocolError{Side: "client", Err: err}
+	perr := &ProtocolError{Side: "client", Err: err}
+	c.s.fatal("08P01", perr.UserMessage())
+	return perr
 }
 
 // startup handles the messages before the startup message: SSLRequest and
@@ -129,13 +142,9 @@ func (c *clientSide) startup() (started bool, err error) {
 	for range 3 {
 		msg, err := c.be.ReceiveStartupMessage()
 		if err != nil {
-			if c.src.err != nil || c.s.stopped() {
-				return false, nil
-			}
-			perr := &ProtocolError{Side: "client", Err: err}
-			c.s.fatal("08P01", perr.UserMessage())
-			return false, perr
+			return false, c.readError(err)
 		}
+		c.s.cgate.handled()
 		switch m := msg.(type) {
 		case *pgproto3.SSLRequest, *pgproto3.GSSEncRequest:
 			// The SSH tunnel encrypts: the client goes on in the
@@ -148,6 +157,10 @@ func (c *clientSide) startup() (started bool, err error) {
 			c.s.obs.Startup(Startup{Cancel: true})
 		case *pgproto3.StartupMessage:
 			c.s.startupMessage(m)
+			if replication(m) {
+				c.s.fatal("0A000", replicationMessage)
+				return false, ErrReplication
+			}
 		}
 		if c.out, err = msg.Encode(c.out); err != nil {
 			return false, &ProtocolError{Side: "client", Err: err}
@@ -178,10 +191,28 @@ func (s *session) startupMessage(m *pgproto3.StartupMessage) {
 	s.obs.Startup(Startup{User: user, Database: db, Application: app})
 }
 
+// replication reports whether m asks for a replication connection: a
+// replication parameter that is not false (PostgreSQL reads "database"
+// and the boolean spellings; anything but a plain false is refused).
+func replication(m *pgproto3.StartupMessage) bool {
+	v, ok := m.Parameters["replication"]
+	if !ok {
+		return false
+	}
+	switch strings.ToLower(v) {
+	case "false", "off", "no", "0":
+		return false
+	}
+	return true
+}
+
 // authenticate passes the client's answers to the server's authentication
 // requests, one for each request, until the server's reader says it is
-// over (or has ended).
+// over (or has ended). Answers are capped as PostgreSQL caps them: they
+// come before the server knows who is asking.
 func (c *clientSide) authenticate() error {
+	c.be.SetMaxBodyLen(maxAuthMessage)
+	defer c.be.SetMaxBodyLen(c.s.cfg.MaxMessage)
 	for {
 		var t uint32
 		select {
@@ -199,6 +230,7 @@ func (c *clientSide) authenticate() error {
 		if err != nil {
 			return c.readError(err)
 		}
+		c.s.cgate.handled()
 		switch msg.(type) {
 		case *pgproto3.PasswordMessage, *pgproto3.SASLInitialResponse, *pgproto3.SASLResponse, *pgproto3.GSSResponse:
 		default:

@@ -75,3 +75,29 @@ func digitsOnly(r rune) rune {
 	}
 	return -1
 }
+
+// FuzzMaskBytes holds maskBytes to what a masker may do: keep the length,
+// change only digits, and only to '*', and mask at least every digit the
+// UTF-8 judgement (mask.MaskText) masks, views or not.
+func FuzzMaskBytes(f *testing.F) {
+	f.Add([]byte("\x83J\x81F4111111111111111"), false)
+	f.Add([]byte("4111\xad1111\xad1111\xad1111"), true)
+	f.Add([]byte("card\x816\xa474111111111111111"), false)
+	f.Fuzz(func(t *testing.T, v []byte, legacy bool) {
+		want, _ := mask.MaskText(nil, v, mask.ModeFirst6Last4)
+		got := append([]byte(nil), v...)
+		var scratch []byte
+		maskBytes(got, mask.DetectBrands, mask.ModeFirst6Last4, &scratch, legacy)
+		if len(got) != len(v) {
+			t.Fatalf("%q: length %d, want %d", v, len(got), len(v))
+		}
+		for i := range v {
+			switch {
+			case got[i] != v[i] && (got[i] != '*' || v[i] < '0' || v[i] > '9'):
+				t.Fatalf("%q: byte %d changed to %q", v, i, got[i])
+			case want[i] == '*' && v[i] != '*' && got[i] != '*':
+				t.Fatalf("%q: byte %d is masked by MaskText, not by maskBytes (%q)", v, i, got)
+			}
+		}
+	})
+}
