@@ -61,7 +61,8 @@ type conn struct {
 	sc       *ssh.ServerConn
 	up       *ssh.Client
 
-	remotes remoteForwards // listeners on the target (ssh -R)
+	remotes  remoteForwards // listeners on the target (ssh -R)
+	forwards atomic.Int32   // forwarded connections open (ssh -L and -R), at most maxForwards
 
 	wg sync.WaitGroup // channel goroutines
 }
@@ -297,8 +298,10 @@ func (c *conn) handshakeReason(err error) string {
 // leaves, and waits for every goroutine it started.
 func (c *conn) proxy(sc *ssh.ServerConn, up *ssh.Client, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 	rt := c.proxyRoute(up)
-	var wg sync.WaitGroup
-	wg.Go(func() { c.serveRequests(rt, reqs) })
+	var wg, requests sync.WaitGroup
+	// The request loop starts goroutines on c.wg (remote forwards): it
+	// must be over before c.wg.Wait begins.
+	requests.Go(func() { c.serveRequests(rt, reqs) })
 	wg.Go(func() {
 		err := up.Wait()
 		c.cancel(fmt.Errorf("target closed the connection: %v", err))
@@ -314,6 +317,7 @@ func (c *conn) proxy(sc *ssh.ServerConn, up *ssh.Client, chans <-chan ssh.NewCha
 	}
 	c.cancel(errors.New("client disconnected"))
 	up.Close()
+	requests.Wait() // reqs closed with chans
 	c.wg.Wait()
 	wg.Wait()
 }

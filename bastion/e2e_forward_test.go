@@ -210,7 +210,7 @@ func TestRemoteForward(t *testing.T) {
 			return false
 		})
 	}
-	cmd := exec.CommandContext(t.Context(), r.sshBin, append(r.opts(r.key(t, "rfwd")), "-p", strconv.Itoa(r.port), "-N",
+	cmd := exec.CommandContext(t.Context(), r.sshBin, append(r.opts(r.key(t, "rfwd")), "-v", "-p", strconv.Itoa(r.port), "-N",
 		"-o", "ExitOnForwardFailure=yes", "-R", spec, "root@db@127.0.0.1")...)
 	stderr := &testenv.Buffer{}
 	cmd.Stderr = stderr
@@ -220,16 +220,7 @@ func TestRemoteForward(t *testing.T) {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { <-exited })
-	var c net.Conn
-	testenv.WaitFor(t, 20*time.Second, func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("ssh -R exited: %s", stderr.String())
-		default:
-		}
-		c, err = net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		return err == nil
-	})
+	c := dialRemoteForward(t, stderr, exited, port)
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	const msg = "through the target to the client\n"

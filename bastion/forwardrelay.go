@@ -107,6 +107,13 @@ func (f *forward) relayPostgres(ch, uch ssh.Channel) {
 		f.rec.output([]byte("-- " + pe.UserMessage() + "\r\n"))
 	case errors.As(err, &je):
 		f.setReason("statement refused: " + logSafe(je.Err.Error()))
+	case errors.Is(err, pgproxy.ErrReplication):
+		f.setReason("replication connection refused")
+		audit.Record(f.log, audit.Forward, "allowed", false, "reason", "replication connection")
+		f.rec.output([]byte("-- postern: replication connection refused: the cluster's files would pass unmasked\r\n"))
+	case errors.Is(err, pgproxy.ErrMemory):
+		f.setReason("message larger than the memory free for it")
+		f.log.Warn("postgres forward ended: a message larger than the memory the relays have free", "error", err)
 	case err != nil:
 		f.setReason(logSafe(err.Error()))
 	case st.Ended == "server":
