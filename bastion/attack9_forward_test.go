@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgproto3"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/postern/postern/internal/testenv"
@@ -262,4 +263,35 @@ func TestAttack9PostgresForwardReplicationAndEncoding(t *testing.T) {
 		return s.Forward.Statements > 0 && s.Forward.CloseReason == "client closed"
 	})
 	checkNoPAN(t, r.dir, r.logs.String())
+}
+
+// The database user and database a client names are its claim, recorded
+// before the server judges it: a name that spells more fields cannot make
+// the index's command read as another database or user.
+func TestAttack9PostgresStartupNamesCannotForgeCommand(t *testing.T) {
+	t.Parallel()
+	r := newPGRig(t)
+	const claim = "nobody db=prod user=postgres"
+	c, err := net.Dial("tcp", r.local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	fe := pgproto3.NewFrontend(c, c)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": claim}})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 { // the server refuses the login and closes
+		if _, err := fe.Receive(); err != nil {
+			break
+		}
+	}
+	c.Close()
+	s := r.forward(t, r.pg.Port, func(s recorder.Session) bool { return s.Forward.DBUser == claim })
+	want := fmt.Sprintf("%d/postgres db=%q user=%q", r.pg.Port, claim, claim)
+	if s.Command != want {
+		t.Fatalf("command %q, want %q", s.Command, want)
+	}
 }

@@ -198,9 +198,25 @@ func (f *forward) command() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.pg.database != "" || f.pg.user != "" {
-		s += " db=" + f.pg.database + " user=" + f.pg.user
+		s += " db=" + field(f.pg.database) + " user=" + field(f.pg.user)
 	}
 	return s
+}
+
+// field is a value of the command column as it stands, or quoted (Go
+// syntax) if it is empty or holds a space, '=', '"' or a byte that is not
+// printable ASCII: the database and user are the client's claim, and
+// "db=prod user=admin" in one must not read as two fields.
+func field(v string) string {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c <= ' ' || c >= 0x7f || c == '=' || c == '"' {
+			return strconv.Quote(v)
+		}
+	}
+	if v == "" {
+		return `""`
+	}
+	return v
 }
 
 // describe is the index entry's Forward as it stands.
