@@ -405,3 +405,40 @@ func TestAttack9ProtocolNegotiation(t *testing.T) {
 		t.Fatalf("negotiated %v; the client got %q", negotiated, got)
 	}
 }
+
+// What a statement does must be in its record however the client sends
+// it: a text parameter sent in binary format (the same bytes) and the
+// arguments of a fast-path function call are recorded as text, masked;
+// parameters that are not text stay a size.
+func TestAttack9ParamsCannotHideStatements(t *testing.T) {
+	t.Parallel()
+	pg := testenv.Postgres(t)
+	pg.SQL(t, "CREATE TABLE t (x text); CREATE FUNCTION run(q text) RETURNS int LANGUAGE plpgsql AS $$ BEGIN EXECUTE q; RETURN 1; END $$;")
+	oid := strings.TrimSpace(pg.SQL(t, "SELECT 'run'::regproc::oid"))
+	n, _ := strconv.ParseUint(oid, 10, 32)
+	addr, ev, _ := relayTo(t, pg.Addr(), pgproxy.Config{})
+	r := dialRaw(t, addr, nil)
+	const hidden, called = "INSERT INTO t VALUES ('" + testPAN + "')", "DELETE FROM t"
+	r.send(&pgproto3.Parse{Query: "SELECT run($1)", ParameterOIDs: []uint32{25}},
+		&pgproto3.Bind{ParameterFormatCodes: []int16{1}, Parameters: [][]byte{[]byte(hidden)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	r.until(isReady)
+	r.send(&pgproto3.FunctionCall{Function: uint32(n), ArgFormatCodes: []uint16{0}, Arguments: [][]byte{[]byte(called)}})
+	r.until(isReady)
+	r.send(&pgproto3.Parse{Query: "SELECT $1::int4"}, &pgproto3.Bind{ParameterFormatCodes: []int16{1}, Parameters: [][]byte{{0, 0, 0, 42}}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	r.until(isReady)
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	var got []string
+	for _, s := range ev.statements {
+		got = append(got, s.Text+" "+strings.Join(s.Params, ","))
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{"SELECT run($1) binary 'INSERT INTO t VALUES (''" + maskedPAN + "'')'", "'" + called + "'", "SELECT $1::int4 <binary, 4 bytes>"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("records:\n%s\nlack %q", all, want)
+		}
+	}
+	if strings.Contains(all, testPAN) {
+		t.Errorf("a record holds the card number:\n%s", all)
+	}
+}

@@ -264,7 +264,7 @@ func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) 
 		remember(c.stmts, m.Name, text)
 		o = &op{kind: 'P', start: now, stmt: &Statement{Protocol: "parse", Name: m.Name, Text: text, Clipped: clipped, At: now}}
 	case *pgproto3.Bind:
-		p := portal{stmt: m.PreparedStatement, params: c.params(m)}
+		p := portal{stmt: m.PreparedStatement, params: c.params(m.Parameters, m.ParameterFormatCodes)}
 		remember(c.portals, m.DestinationPortal, p)
 		o = &op{kind: 'B', start: now, stmt: &Statement{Protocol: "bind", Name: m.PreparedStatement, Text: c.stmts[m.PreparedStatement], Params: p.params, At: now}}
 	case *pgproto3.Execute:
@@ -275,7 +275,8 @@ func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) 
 		}
 		o = &op{kind: 'E', seq: st.Seq, start: now}
 	case *pgproto3.FunctionCall:
-		st := c.statement("function", "", "function call, oid "+strconv.FormatUint(uint64(m.Function), 10), nil, now)
+		st := c.statement("function", "", "function call, oid "+strconv.FormatUint(uint64(m.Function), 10),
+			c.params(m.Arguments, argFormats(m.ArgFormatCodes)), now)
 		if err := c.judge(ctx, st); err != nil {
 			return err
 		}
@@ -341,20 +342,31 @@ func (c *clientSide) judge(ctx context.Context, st Statement) error {
 	return &JudgeError{Statement: st, Err: err}
 }
 
-// params formats a Bind's parameters for the record.
-func (c *clientSide) params(m *pgproto3.Bind) []string {
-	n := min(len(m.Parameters), MaxParams)
+// params formats a Bind's parameters, or a FunctionCall's arguments, for
+// the record; formats are their format codes (none: all text; one: for
+// all; else one each).
+func (c *clientSide) params(values [][]byte, formats []int16) []string {
+	n := min(len(values), MaxParams)
 	out := make([]string, n)
 	for i := range n {
 		binary := false
-		switch len(m.ParameterFormatCodes) {
+		switch len(formats) {
 		case 0:
 		case 1:
-			binary = m.ParameterFormatCodes[0] == 1
+			binary = formats[0] == 1
 		default:
-			binary = i < len(m.ParameterFormatCodes) && m.ParameterFormatCodes[i] == 1
+			binary = i < len(formats) && formats[i] == 1
 		}
-		out[i] = param(m.Parameters[i], binary, c.s.cfg.Detect, c.s.cfg.Mode)
+		out[i] = param(values[i], binary, c.s.cfg.Detect, c.s.cfg.Mode)
+	}
+	return out
+}
+
+// argFormats converts a FunctionCall's format codes.
+func argFormats(codes []uint16) []int16 {
+	out := make([]int16, len(codes))
+	for i, c := range codes {
+		out[i] = int16(c)
 	}
 	return out
 }

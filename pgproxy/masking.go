@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/postern/postern/mask"
 )
@@ -187,18 +188,39 @@ func recordText(s string, d mask.Detect, mode mask.Mode, limit int) (text string
 	return s, false
 }
 
-// param formats one Bind parameter for a record.
+// param formats one Bind parameter (or FunctionCall argument) for a
+// record: text format as text; binary format as text too, marked, when
+// its bytes are UTF-8 text (a text type sent in binary format is the
+// same bytes: shown as a size, it would hide the SQL a function runs),
+// else as its size.
 func param(v []byte, binary bool, d mask.Detect, mode mask.Mode) string {
+	prefix := ""
 	switch {
 	case v == nil:
 		return "NULL"
-	case binary:
+	case binary && !looksText(v):
 		return "<binary, " + strconv.Itoa(len(v)) + " bytes>"
+	case binary:
+		prefix = "binary "
 	}
 	s, clipped := recordText(string(v), d, mode, MaxParam)
-	s = "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	s = prefix + "'" + strings.ReplaceAll(s, "'", "''") + "'"
 	if clipped {
 		s += "…"
 	}
 	return s
+}
+
+// looksText reports whether v is UTF-8 text: no invalid sequence, no
+// control but tab, line feed and carriage return, and not empty.
+func looksText(v []byte) bool {
+	if len(v) == 0 || !utf8.Valid(v) {
+		return false
+	}
+	for _, c := range v {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }

@@ -43,9 +43,11 @@ type Statement struct {
 	// whether it was cut).
 	Text    string
 	Clipped bool
-	// Params are the parameters of an Execute's Bind, masked: text
-	// format as text, at most MaxParam bytes each; binary format as
-	// "<binary, N bytes>"; NULL as "NULL". At most MaxParams of them.
+	// Params are the parameters of an Execute's Bind, or a function
+	// call's arguments, masked: text format as text, at most MaxParam
+	// bytes each; binary format as text marked "binary " when its bytes
+	// are UTF-8 text without controls, else as "<binary, N bytes>"; NULL
+	// as "NULL". At most MaxParams of them.
 	Params []string
 	// At is when the relay received it.
 	At time.Time
