@@ -7,15 +7,18 @@ import (
 	"io"
 	"net"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/postern/postern/internal/testenv"
+	"github.com/postern/postern/pgproxy"
 	"github.com/postern/postern/recorder"
 )
 
@@ -293,5 +296,34 @@ func TestAttack9PostgresStartupNamesCannotForgeCommand(t *testing.T) {
 	want := fmt.Sprintf("%d/postgres db=%q user=%q", r.pg.Port, claim, claim)
 	if s.Command != want {
 		t.Fatalf("command %q, want %q", s.Command, want)
+	}
+}
+
+// A statement of nearly MaxText bytes, most of them control characters
+// (each recorded as an escape), is recorded whole and the recording
+// stays readable (recorder.MaxLine); one over MaxText is refused, indexed
+// with its reason.
+func TestAttack9PostgresLongStatementRecorded(t *testing.T) {
+	t.Parallel()
+	r := newPGRig(t)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, r.conninfo(true)+" sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	marker := uniqueMarker("tail-")
+	q := "SELECT length('" + strings.Repeat("\x01", pgproxy.MaxText-100) + "') AS \"" + marker + "\""
+	var n int
+	if err := conn.QueryRow(ctx, q, pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil || n != pgproxy.MaxText-100 {
+		t.Fatalf("long statement: %d %v", n, err)
+	}
+	_, err = conn.Exec(ctx, "SELECT '"+strings.Repeat("y", pgproxy.MaxText)+"'", pgx.QueryExecModeSimpleProtocol)
+	if err == nil || !strings.Contains(err.Error(), "cannot be recorded whole") {
+		t.Fatalf("over MaxText: %v; want it refused", err)
+	}
+	s := r.forward(t, r.pg.Port, func(s recorder.Session) bool { return s.Forward.CloseReason == "statement too long to record" })
+	if text := recordingText(t, filepath.Join(r.dir, s.Path)); !strings.Contains(text, marker) {
+		t.Fatalf("the long statement's end is not in the recording (%d bytes)", len(text))
 	}
 }

@@ -442,3 +442,76 @@ func TestAttack9ParamsCannotHideStatements(t *testing.T) {
 		t.Errorf("a record holds the card number:\n%s", all)
 	}
 }
+
+// A statement cannot hide its text behind padding: a long comment before
+// it is recorded with it; a statement too long to record whole is refused
+// with a FATAL error and ErrTooLong.
+func TestAttack9PaddedStatementRecorded(t *testing.T) {
+	t.Parallel()
+	pg := testenv.Postgres(t)
+	pg.SQL(t, "CREATE TABLE t (x int)")
+	addr, ev, runs := relayTo(t, pg.Addr(), pgproxy.Config{})
+	r := dialRaw(t, addr, nil)
+	padded := "/* " + strings.Repeat("x", 20<<10) + " */ DROP TABLE t"
+	r.send(&pgproto3.Query{String: padded})
+	r.until(isReady)
+	if _, _, ok := ev.find(padded); !ok {
+		t.Errorf("the padded statement is not recorded whole")
+	}
+	r.send(&pgproto3.Query{String: "/* " + strings.Repeat("x", pgproxy.MaxText) + " */ SELECT 1"})
+	var fatal string
+	r.until(func(m pgproto3.BackendMessage) bool {
+		if e, ok := m.(*pgproto3.ErrorResponse); ok {
+			fatal = e.Severity + " " + e.Message
+			return true
+		}
+		return false
+	})
+	if !strings.HasPrefix(fatal, "FATAL postern: a statement over 1 MiB cannot be recorded whole") {
+		t.Errorf("client got %q", fatal)
+	}
+	if res := next(t, runs); !errors.Is(res.err, pgproxy.ErrTooLong) {
+		t.Errorf("relay: %v, want ErrTooLong", res.err)
+	}
+}
+
+// A prepared statement's text cannot be pushed out of the relay's memory
+// before it runs: past the number of named statements and portals the
+// relay keeps, a new one ends the connection rather than making a later
+// Execute unrecordable.
+func TestAttack9NamedStatementsCannotEvict(t *testing.T) {
+	t.Parallel()
+	pg := testenv.Postgres(t)
+	pg.SQL(t, "CREATE TABLE t (x int)")
+	addr, ev, runs := relayTo(t, pg.Addr(), pgproxy.Config{})
+	r := dialRaw(t, addr, nil)
+	r.send(&pgproto3.Parse{Name: "evil", Query: "DROP TABLE t"}, &pgproto3.Sync{})
+	r.until(isReady)
+	var fill []pgproto3.FrontendMessage
+	for i := range 5000 {
+		fill = append(fill, &pgproto3.Parse{Name: "s" + strconv.Itoa(i), Query: "SELECT 1"})
+	}
+	r.send(append(fill, &pgproto3.Sync{})...)
+	ended := false
+	for range 20000 {
+		m, err := r.fe.Receive()
+		if err != nil {
+			ended = true
+			break
+		}
+		if isReady(m) {
+			break
+		}
+	}
+	if !ended {
+		r.send(&pgproto3.Bind{PreparedStatement: "evil"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		r.until(isReady)
+		if _, _, ok := ev.find("DROP TABLE t"); !ok {
+			t.Fatalf("the prepared statement ran, its text not recorded")
+		}
+		return
+	}
+	if res := next(t, runs); !errors.Is(res.err, pgproxy.ErrTooMany) {
+		t.Errorf("relay: %v, want ErrTooMany", res.err)
+	}
+}

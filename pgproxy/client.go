@@ -23,11 +23,6 @@ const (
 	readSize  = 256 << 10
 )
 
-// maxNamed caps the prepared statements and portals whose texts and
-// parameters the relay keeps for its records; past it, the oldest are
-// forgotten (a later Execute of one is recorded without its text).
-const maxNamed = 4096
-
 // eofReader remembers whether its reader reached the end, so that a
 // decoder's "unexpected EOF" can be told apart from a parse error.
 type eofReader struct {
@@ -49,14 +44,23 @@ type portal struct {
 	params []string
 }
 
+// portalSize is what a portal counts against maxNamedBytes.
+func portalSize(p portal) int {
+	n := len(p.stmt)
+	for _, s := range p.params {
+		n += len(s)
+	}
+	return n
+}
+
 // clientSide is the state of the client's reader.
 type clientSide struct {
 	s       *session
 	src     *eofReader
 	be      *pgproto3.Backend
 	out     []byte
-	stmts   map[string]string // prepared statement name → recorded text
-	portals map[string]portal
+	stmts   *named[string] // prepared statement name → recorded text
+	portals *named[portal]
 }
 
 // fromClient reads the client's messages, records and judges them, and
@@ -64,7 +68,7 @@ type clientSide struct {
 // startup message has gone to the server. A nil error means the client
 // ended the connection.
 func (s *session) fromClient(ctx context.Context, wg *sync.WaitGroup) error {
-	c := &clientSide{s: s, src: &eofReader{r: s.cgate}, stmts: map[string]string{}, portals: map[string]portal{}}
+	c := &clientSide{s: s, src: &eofReader{r: s.cgate}, stmts: newNamed(func(s string) int { return len(s) }), portals: newNamed(portalSize)}
 	c.be = pgproto3.NewBackend(bufio.NewReaderSize(&flusher{r: c.src, flush: c.flush}, readSize), io.Discard)
 	c.be.SetMaxBodyLen(s.cfg.MaxMessage)
 	started, err := c.startup()
@@ -254,21 +258,31 @@ func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) 
 	var o *op
 	switch m := msg.(type) {
 	case *pgproto3.Query:
+		if len(m.String) > MaxText {
+			return c.tooLong()
+		}
 		st := c.statement("simple", "", m.String, nil, now)
 		if err := c.judge(ctx, st); err != nil {
 			return err
 		}
 		o = &op{kind: 'Q', seq: st.Seq, start: now}
 	case *pgproto3.Parse:
-		text, clipped := recordText(m.Query, s.cfg.Detect, s.cfg.Mode, MaxText)
-		remember(c.stmts, m.Name, text)
-		o = &op{kind: 'P', start: now, stmt: &Statement{Protocol: "parse", Name: m.Name, Text: text, Clipped: clipped, At: now}}
+		if len(m.Query) > MaxText {
+			return c.tooLong()
+		}
+		text, _ := recordText(m.Query, s.cfg.Detect, s.cfg.Mode, MaxText)
+		if err := c.stmts.put(m.Name, text); err != nil {
+			return c.tooMany()
+		}
+		o = &op{kind: 'P', start: now, stmt: &Statement{Protocol: "parse", Name: m.Name, Text: text, At: now}}
 	case *pgproto3.Bind:
 		p := portal{stmt: m.PreparedStatement, params: c.params(m.Parameters, m.ParameterFormatCodes)}
-		remember(c.portals, m.DestinationPortal, p)
-		o = &op{kind: 'B', start: now, stmt: &Statement{Protocol: "bind", Name: m.PreparedStatement, Text: c.stmts[m.PreparedStatement], Params: p.params, At: now}}
+		if err := c.portals.put(m.DestinationPortal, p); err != nil {
+			return c.tooMany()
+		}
+		o = &op{kind: 'B', start: now, stmt: &Statement{Protocol: "bind", Name: m.PreparedStatement, Text: c.stmts.get(m.PreparedStatement), Params: p.params, At: now}}
 	case *pgproto3.Execute:
-		p := c.portals[m.Portal]
+		p := c.portals.get(m.Portal)
 		st := c.statement("extended", p.stmt, "", p.params, now)
 		if err := c.judge(ctx, st); err != nil {
 			return err
@@ -285,9 +299,9 @@ func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) 
 		o = &op{kind: 'D', start: now}
 	case *pgproto3.Close:
 		if m.ObjectType == 'S' {
-			delete(c.stmts, m.Name)
+			c.stmts.del(m.Name)
 		} else {
-			delete(c.portals, m.Name)
+			c.portals.del(m.Name)
 		}
 		o = &op{kind: 'C', start: now}
 	case *pgproto3.Sync:
@@ -315,13 +329,27 @@ func (c *clientSide) statement(protocol, name, text string, params []string, now
 	s := c.s
 	st := Statement{Seq: int(s.seq.Add(1)), Protocol: protocol, Name: name, Params: params, At: now}
 	if protocol == "extended" {
-		st.Text = c.stmts[name]
+		st.Text = c.stmts.get(name)
 	} else {
-		st.Text, st.Clipped = recordText(text, s.cfg.Detect, s.cfg.Mode, MaxText)
+		st.Text, _ = recordText(text, s.cfg.Detect, s.cfg.Mode, MaxText)
 	}
 	s.statements.Add(1)
 	s.obs.Statement(st)
 	return st
+}
+
+// tooMany refuses a prepared statement or portal past what the relay
+// keeps (see named).
+func (c *clientSide) tooMany() error {
+	c.s.fatal("54000", tooManyMessage)
+	return ErrTooMany
+}
+
+// tooLong refuses a statement longer than MaxText: recorded cut, it
+// could hide what it does after padding.
+func (c *clientSide) tooLong() error {
+	c.s.fatal("54000", tooLongMessage)
+	return ErrTooLong
 }
 
 // judge asks Config.Judge about st; a refusal ends the connection, and the
@@ -369,16 +397,4 @@ func argFormats(codes []uint16) []int16 {
 		out[i] = int16(c)
 	}
 	return out
-}
-
-// remember keeps v under name in m, forgetting another entry when m holds
-// maxNamed.
-func remember[V any](m map[string]V, name string, v V) {
-	if _, ok := m[name]; !ok && len(m) >= maxNamed {
-		for k := range m {
-			delete(m, k)
-			break
-		}
-	}
-	m[name] = v
 }

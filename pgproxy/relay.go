@@ -138,6 +138,15 @@ var ErrReplication = errors.New("pgproxy: replication connections are not relaye
 // its connection.
 const replicationMessage = "postern: replication connections (replication=...) are not relayed through a forward: the cluster's files would pass unmasked"
 
+// ErrTooLong ends a connection that sent a statement (a Query, or a
+// Parse's text) longer than MaxText: it cannot be recorded whole, and
+// recorded cut it could hide a statement after padding.
+var ErrTooLong = errors.New("pgproxy: a statement is longer than can be recorded whole")
+
+// tooLongMessage is what the client is told when ErrTooLong ends its
+// connection.
+const tooLongMessage = "postern: a statement over 1 MiB cannot be recorded whole, so it was refused and the connection closed; send smaller statements (COPY ... FROM STDIN for bulk data)"
+
 // JudgeError ends a connection whose statement Config.Judge refused.
 type JudgeError struct {
 	Statement Statement
