@@ -515,3 +515,35 @@ func TestAttack9NamedStatementsCannotEvict(t *testing.T) {
 		t.Errorf("relay: %v, want ErrTooMany", res.err)
 	}
 }
+
+// A portal runs the statement it was bound to, even after that statement
+// was closed and its name reused: the record names what ran.
+func TestAttack9PortalKeepsItsStatement(t *testing.T) {
+	t.Parallel()
+	pg := testenv.Postgres(t)
+	pg.SQL(t, "CREATE TABLE t (x int)")
+	addr, ev, _ := relayTo(t, pg.Addr(), pgproxy.Config{})
+	r := dialRaw(t, addr, nil)
+	r.send(&pgproto3.Query{String: "BEGIN"})
+	r.until(isReady)
+	r.send(&pgproto3.Parse{Name: "s", Query: "DROP TABLE t"}, &pgproto3.Bind{PreparedStatement: "s", DestinationPortal: "p"},
+		&pgproto3.Close{ObjectType: 'S', Name: "s"}, &pgproto3.Parse{Name: "s", Query: "SELECT 1"},
+		&pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
+	r.until(isReady)
+	r.send(&pgproto3.Query{String: "COMMIT"})
+	r.until(isReady)
+	if got := strings.TrimSpace(pg.SQL(t, "SELECT count(*) FROM pg_class WHERE relname = 't'")); got != "0" {
+		t.Fatalf("the portal did not drop the table (%s): the test does not test what it says", got)
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	for _, s := range ev.statements {
+		if s.Protocol == "extended" {
+			if s.Text != "DROP TABLE t" {
+				t.Fatalf("the Execute is recorded as %q; DROP TABLE t ran", s.Text)
+			}
+			return
+		}
+	}
+	t.Fatal("no Execute recorded")
+}

@@ -38,15 +38,18 @@ func (e *eofReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// portal is what the relay keeps of a Bind, for the Execute that runs it.
+// portal is what the relay keeps of a Bind, for the Execute that runs it:
+// the statement's name and its recorded text as they were at the Bind (a
+// portal runs what it was bound to, even once the statement is closed
+// and its name reused).
 type portal struct {
-	stmt   string
-	params []string
+	stmt, text string
+	params     []string
 }
 
 // portalSize is what a portal counts against maxNamedBytes.
 func portalSize(p portal) int {
-	n := len(p.stmt)
+	n := len(p.stmt) + len(p.text)
 	for _, s := range p.params {
 		n += len(s)
 	}
@@ -276,14 +279,14 @@ func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) 
 		}
 		o = &op{kind: 'P', start: now, stmt: &Statement{Protocol: "parse", Name: m.Name, Text: text, At: now}}
 	case *pgproto3.Bind:
-		p := portal{stmt: m.PreparedStatement, params: c.params(m.Parameters, m.ParameterFormatCodes)}
+		p := portal{stmt: m.PreparedStatement, text: c.stmts.get(m.PreparedStatement), params: c.params(m.Parameters, m.ParameterFormatCodes)}
 		if err := c.portals.put(m.DestinationPortal, p); err != nil {
 			return c.tooMany()
 		}
 		o = &op{kind: 'B', start: now, stmt: &Statement{Protocol: "bind", Name: m.PreparedStatement, Text: c.stmts.get(m.PreparedStatement), Params: p.params, At: now}}
 	case *pgproto3.Execute:
 		p := c.portals.get(m.Portal)
-		st := c.statement("extended", p.stmt, "", p.params, now)
+		st := c.statement("extended", p.stmt, p.text, p.params, now)
 		if err := c.judge(ctx, st); err != nil {
 			return err
 		}
@@ -323,13 +326,13 @@ func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) 
 }
 
 // statement numbers and reports a statement about to be sent; text is
-// recorded as is when name names no prepared statement, else the
-// statement's recorded text is used.
+// recorded masked, or as it is for an extended one (a portal's text,
+// recorded at its Parse).
 func (c *clientSide) statement(protocol, name, text string, params []string, now time.Time) Statement {
 	s := c.s
 	st := Statement{Seq: int(s.seq.Add(1)), Protocol: protocol, Name: name, Params: params, At: now}
 	if protocol == "extended" {
-		st.Text = c.stmts.get(name)
+		st.Text = text
 	} else {
 		st.Text, _ = recordText(text, s.cfg.Detect, s.cfg.Mode, MaxText)
 	}
