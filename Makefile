@@ -46,6 +46,7 @@ fuzz:
 	bash scripts/fuzz.sh bastion FuzzAgentRelay $(SHORTFUZZ)
 	bash scripts/fuzz.sh pgproxy FuzzRelay $(SHORTFUZZ)
 	bash scripts/fuzz.sh pgproxy FuzzMayHoldPAN $(SHORTFUZZ)
+	bash scripts/fuzz.sh pgproxy FuzzMaskBytes $(SHORTFUZZ)
 
 demo: build
 	./$(BIN) demo

@@ -64,8 +64,9 @@ type conn struct {
 	// Server.Revoke to match.
 	liveCert *ssh.Certificate
 
-	remotes remoteForwards  // listeners on the target (ssh -R)
-	agent   agentForwarding // ssh -A: agentfwd.go
+	remotes  remoteForwards  // listeners on the target (ssh -R)
+	forwards atomic.Int32    // forwarded connections open (ssh -L and -R), at most maxForwards
+	agent    agentForwarding // ssh -A: agentfwd.go
 
 	wg sync.WaitGroup // channel goroutines
 }
@@ -308,8 +309,10 @@ func (c *conn) handshakeReason(err error) string {
 func (c *conn) proxy(sc *ssh.ServerConn, up *ssh.Client, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 	rt := c.proxyRoute(up)
 	c.serveAgent(up) // agent channels the target opens (ssh -A)
-	var wg sync.WaitGroup
-	wg.Go(func() { c.serveRequests(rt, reqs) })
+	var wg, requests sync.WaitGroup
+	// The request loop starts goroutines on c.wg (remote forwards): it
+	// must be over before c.wg.Wait begins.
+	requests.Go(func() { c.serveRequests(rt, reqs) })
 	wg.Go(func() {
 		err := up.Wait()
 		c.cancel(fmt.Errorf("target closed the connection: %v", err))
@@ -325,6 +328,7 @@ func (c *conn) proxy(sc *ssh.ServerConn, up *ssh.Client, chans <-chan ssh.NewCha
 	}
 	c.cancel(errors.New("client disconnected"))
 	up.Close()
+	requests.Wait() // reqs closed with chans
 	c.wg.Wait()
 	wg.Wait()
 }

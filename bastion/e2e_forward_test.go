@@ -210,7 +210,7 @@ func TestRemoteForward(t *testing.T) {
 			return false
 		})
 	}
-	cmd := exec.CommandContext(t.Context(), r.sshBin, append(r.opts(r.key(t, "rfwd")), "-p", strconv.Itoa(r.port), "-N",
+	cmd := exec.CommandContext(t.Context(), r.sshBin, append(r.opts(r.key(t, "rfwd")), "-v", "-p", strconv.Itoa(r.port), "-N",
 		"-o", "ExitOnForwardFailure=yes", "-R", spec, "root@db@127.0.0.1")...)
 	stderr := &testenv.Buffer{}
 	cmd.Stderr = stderr
@@ -220,26 +220,7 @@ func TestRemoteForward(t *testing.T) {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { <-exited })
-	// The target listens before x/crypto registers the forward (it does
-	// so once the target's answer is in): a connection in between is
-	// refused. The bastion's audit record comes after both.
-	testenv.WaitFor(t, 20*time.Second, func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("ssh -R exited: %s", stderr.String())
-		default:
-		}
-		for _, m := range r.audits("rfwd@forward-test", "forward") {
-			if m["direction"] == "remote" && m["allowed"] == true && m["bound_port"] != nil {
-				return true
-			}
-		}
-		return false
-	})
-	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialRemoteForward(t, stderr, exited, port)
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	const msg = "through the target to the client\n"

@@ -16,6 +16,25 @@ import (
 	"github.com/postern/postern/recorder"
 )
 
+// maxForwards caps the forwarded connections (ssh -L channels and
+// connections accepted for ssh -R) one SSH connection may hold open at
+// once: each holds buffers and, for postgres, a decoder each way.
+const maxForwards = 64
+
+// forwardsMessage is what the client is told of a forward over
+// maxForwards.
+var forwardsMessage = fmt.Sprintf("postern: more than %d forwarded connections are open on this SSH connection; close some, or open another SSH connection", maxForwards)
+
+// takeForward counts one more open forward, or reports that maxForwards
+// are open; a forward counted must be given back with c.forwards.Add(-1).
+func (c *conn) takeForward() bool {
+	if c.forwards.Add(1) > maxForwards {
+		c.forwards.Add(-1)
+		return false
+	}
+	return true
+}
+
 const sshJMessage = "postern: ProxyJump (ssh -J) is not supported: postern terminates SSH so it can record and mask the session. Connect with: ssh -p PORT LOGIN@TARGET@BASTION"
 
 // fwdRequest is a direct-tcpip channel's payload (RFC 4254 §7.2).
@@ -70,6 +89,12 @@ func (c *conn) directTCPIP(nc ssh.NewChannel, up *ssh.Client) {
 	if decl == nil {
 		return
 	}
+	if !c.takeForward() {
+		audit.Record(log, audit.Forward, "allowed", false, "reason", fmt.Sprintf("more than %d forwards open", maxForwards))
+		nc.Reject(ssh.ResourceShortage, forwardsMessage)
+		return
+	}
+	defer c.forwards.Add(-1)
 	uch, ureqs, err := up.OpenChannel("direct-tcpip", ssh.Marshal(&req))
 	if err != nil {
 		audit.Record(log, audit.Forward, "allowed", true, "ok", false, "protocol", decl.Protocol, "reason", logSafe(err.Error()))
@@ -173,9 +198,25 @@ func (f *forward) command() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.pg.database != "" || f.pg.user != "" {
-		s += " db=" + f.pg.database + " user=" + f.pg.user
+		s += " db=" + field(f.pg.database) + " user=" + field(f.pg.user)
 	}
 	return s
+}
+
+// field is a value of the command column as it stands, or quoted (Go
+// syntax) if it is empty or holds a space, '=', '"' or a byte that is not
+// printable ASCII: the database and user are the client's claim, and
+// "db=prod user=admin" in one must not read as two fields.
+func field(v string) string {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c <= ' ' || c >= 0x7f || c == '=' || c == '"' {
+			return strconv.Quote(v)
+		}
+	}
+	if v == "" {
+		return `""`
+	}
+	return v
 }
 
 // describe is the index entry's Forward as it stands.

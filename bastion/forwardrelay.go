@@ -107,6 +107,16 @@ func (f *forward) relayPostgres(ch, uch ssh.Channel) {
 		f.rec.output([]byte("-- " + pe.UserMessage() + "\r\n"))
 	case errors.As(err, &je):
 		f.setReason("statement refused: " + logSafe(je.Err.Error()))
+	case errors.Is(err, pgproxy.ErrReplication):
+		f.setReason("replication connection refused")
+		audit.Record(f.log, audit.Forward, "allowed", false, "reason", "replication connection")
+		f.rec.output([]byte("-- postern: replication connection refused: the cluster's files would pass unmasked\r\n"))
+	case errors.Is(err, pgproxy.ErrTooLong):
+		f.setReason("statement too long to record")
+		audit.Record(f.log, audit.Forward, "allowed", false, "reason", "statement too long to record")
+	case errors.Is(err, pgproxy.ErrMemory):
+		f.setReason("message larger than the memory free for it")
+		f.log.Warn("postgres forward ended: a message larger than the memory the relays have free", "error", err)
 	case err != nil:
 		f.setReason(logSafe(err.Error()))
 	case st.Ended == "server":
@@ -127,9 +137,19 @@ type pgRecorder struct {
 	prompt atomic.Value // string: "DATABASE=> "
 }
 
+// recordChunk is the most a recording event of a postgres forward holds:
+// a statement of MaxText bytes, escaped, would pass the recording's line
+// cap (recorder.MaxLine) in one event.
+const recordChunk = 128 << 10
+
 func (p *pgRecorder) write(s string) {
-	if err := p.f.rec.output([]byte(s)); err != nil {
-		p.fail(err)
+	for len(s) > 0 {
+		n := min(len(s), recordChunk) // the recording carries a cut UTF-8 sequence over
+		if err := p.f.rec.output([]byte(s[:n])); err != nil {
+			p.fail(err)
+			return
+		}
+		s = s[n:]
 	}
 }
 
@@ -160,9 +180,6 @@ func (p *pgRecorder) Statement(st pgproxy.Statement) {
 		b.WriteString("<prepared statement " + terminalText(st.Name) + ", text not kept>")
 	default:
 		b.WriteString("<unnamed statement, text not kept>")
-	}
-	if st.Clipped {
-		b.WriteString(" …(cut)")
 	}
 	for i, v := range st.Params {
 		sep := ", "

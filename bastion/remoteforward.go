@@ -1,6 +1,7 @@
 package bastion
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -65,16 +66,18 @@ func (r *remoteForwards) set(req remoteRequest, l net.Listener) {
 // to the client as a forwarded-tcpip channel, opaque, counted and indexed
 // like a tcp forward. Refusals are audited; the client learns only that
 // the request failed (a global request has no message), so the reason is
-// logged for the administrator.
-func (c *conn) tcpipForward(up *ssh.Client, r *ssh.Request) (bool, []byte) {
+// logged for the administrator. Connections are relayed only after the
+// reply (after): OpenSSH refuses a forwarded-tcpip channel for a forward
+// it has not yet been told of.
+func (c *conn) tcpipForward(up *ssh.Client, r *ssh.Request) (ok bool, payload []byte, after func()) {
 	var req remoteRequest
 	if err := ssh.Unmarshal(r.Payload, &req); err != nil {
-		return false, nil
+		return false, nil, nil
 	}
 	log := c.log.With("remote_forward_host", logSafe(req.Addr), "remote_forward_port", req.Port)
-	refuse := func(reason string) (bool, []byte) {
+	refuse := func(reason string) (bool, []byte, func()) {
 		audit.Record(log, audit.Forward, "direction", "remote", "allowed", false, "reason", reason)
-		return false, nil
+		return false, nil, nil
 	}
 	if ref := forwardRefusal(c.cert); ref != nil {
 		return refuse(ref.Reason)
@@ -87,31 +90,51 @@ func (c *conn) tcpipForward(up *ssh.Client, r *ssh.Request) (bool, []byte) {
 	default:
 		return refuse("remote forwards listen on the target's loopback only")
 	}
+	if declares(c.grant.Target, req.Port) {
+		// Its service down, a declared port is free: a listener there
+		// would take other users' forwards to it (their passwords, their
+		// queries) to this client.
+		return refuse("remote forward on a port the target declares for forwarding")
+	}
 	if reason := c.remotes.reserve(req); reason != "" {
 		return refuse(reason)
 	}
 	// The target's answer is awaited without the lock: the entry,
 	// reserved, keeps a second request for the same port out.
 	l, err := up.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(req.Port))))
+	if err == nil && declares(c.grant.Target, uint32(l.Addr().(*net.TCPAddr).Port)) {
+		l.Close() // port 0, and the target chose a declared port
+		l, err = nil, errors.New("the port the target chose is declared for forwarding")
+	}
 	c.remotes.set(req, l)
 	if err != nil {
 		return refuse("target refused to listen: " + logSafe(err.Error()))
 	}
 	bound := uint32(l.Addr().(*net.TCPAddr).Port)
 	audit.Record(log, audit.Forward, "direction", "remote", "allowed", true, "bound_port", bound)
-	c.goSafe(func() { c.acceptRemote(l, req, bound, log) })
+	after = func() { c.goSafe(func() { c.acceptRemote(l, req, bound, log) }) }
 	if req.Port == 0 {
-		return true, ssh.Marshal(struct{ Port uint32 }{bound})
+		return true, ssh.Marshal(struct{ Port uint32 }{bound}), after
 	}
-	return true, nil
+	return true, nil, after
+}
+
+// declares reports whether t declares port for forwarding (ssh -L).
+func declares(t *Target, port uint32) bool {
+	for _, f := range t.Forwards {
+		if uint32(f.Port) == port {
+			return true
+		}
+	}
+	return false
 }
 
 // cancelTCPIPForward answers cancel-tcpip-forward: the listener closes;
 // connections already relayed go on.
-func (c *conn) cancelTCPIPForward(r *ssh.Request) (bool, []byte) {
+func (c *conn) cancelTCPIPForward(r *ssh.Request) bool {
 	var req remoteRequest
 	if err := ssh.Unmarshal(r.Payload, &req); err != nil {
-		return false, nil
+		return false
 	}
 	c.remotes.mu.Lock()
 	l := c.remotes.m[req]
@@ -120,10 +143,10 @@ func (c *conn) cancelTCPIPForward(r *ssh.Request) (bool, []byte) {
 	}
 	c.remotes.mu.Unlock()
 	if l == nil {
-		return false, nil
+		return false
 	}
 	l.Close()
-	return true, nil
+	return true
 }
 
 // acceptRemote relays each connection the target accepts on l until l
@@ -153,6 +176,11 @@ func (c *conn) relayRemote(nc net.Conn, req remoteRequest, bound uint32, log *sl
 	if !ok {
 		return
 	}
+	if !c.takeForward() {
+		audit.Record(log, audit.Forward, "direction", "remote", "allowed", false, "reason", fmt.Sprintf("more than %d forwards open", maxForwards))
+		return
+	}
+	defer c.forwards.Add(-1)
 	var origin fwdRequest
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		origin.OriginHost, origin.OriginPort = a.IP.String(), uint32(a.Port)

@@ -59,8 +59,10 @@ type route struct {
 // channelHandler handles one channel the client asked to open.
 type channelHandler func(nc ssh.NewChannel)
 
-// requestHandler answers one global request.
-type requestHandler func(r *ssh.Request) (ok bool, payload []byte)
+// requestHandler answers one global request; after, if not nil, runs
+// once the reply has been sent (what must not reach the client before
+// it, such as the connections of a remote forward).
+type requestHandler func(r *ssh.Request) (ok bool, payload []byte, after func())
 
 // proxyRoute is the route of a LOGIN@TARGET connection: session channels
 // and direct-tcpip forwards, each proxied to a channel on up, and remote
@@ -73,8 +75,10 @@ func (c *conn) proxyRoute(up *ssh.Client) *route {
 			"direct-tcpip": func(nc ssh.NewChannel) { c.directTCPIP(nc, up) },
 		},
 		requests: map[string]requestHandler{
-			"tcpip-forward":        func(r *ssh.Request) (bool, []byte) { return c.tcpipForward(up, r) },
-			"cancel-tcpip-forward": c.cancelTCPIPForward,
+			"tcpip-forward": func(r *ssh.Request) (bool, []byte, func()) { return c.tcpipForward(up, r) },
+			"cancel-tcpip-forward": func(r *ssh.Request) (bool, []byte, func()) {
+				return c.cancelTCPIPForward(r), nil, nil
+			},
 		},
 	}
 }
@@ -103,11 +107,15 @@ func (c *conn) serveRequests(rt *route, reqs <-chan *ssh.Request) {
 	for r := range reqs {
 		var ok bool
 		var payload []byte
+		var after func()
 		if h := rt.requests[r.Type]; h != nil {
-			ok, payload = h(r)
+			ok, payload, after = h(r)
 		}
 		if r.WantReply {
 			r.Reply(ok, payload)
+		}
+		if after != nil {
+			after()
 		}
 	}
 }

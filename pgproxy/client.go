@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,11 +22,6 @@ const (
 	flushSize = 128 << 10
 	readSize  = 256 << 10
 )
-
-// maxNamed caps the prepared statements and portals whose texts and
-// parameters the relay keeps for its records; past it, the oldest are
-// forgotten (a later Execute of one is recorded without its text).
-const maxNamed = 4096
 
 // eofReader remembers whether its reader reached the end, so that a
 // decoder's "unexpected EOF" can be told apart from a parse error.
@@ -42,10 +38,22 @@ func (e *eofReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// portal is what the relay keeps of a Bind, for the Execute that runs it.
+// portal is what the relay keeps of a Bind, for the Execute that runs it:
+// the statement's name and its recorded text as they were at the Bind (a
+// portal runs what it was bound to, even once the statement is closed
+// and its name reused).
 type portal struct {
-	stmt   string
-	params []string
+	stmt, text string
+	params     []string
+}
+
+// portalSize is what a portal counts against maxNamedBytes.
+func portalSize(p portal) int {
+	n := len(p.stmt) + len(p.text)
+	for _, s := range p.params {
+		n += len(s)
+	}
+	return n
 }
 
 // clientSide is the state of the client's reader.
@@ -54,8 +62,8 @@ type clientSide struct {
 	src     *eofReader
 	be      *pgproto3.Backend
 	out     []byte
-	stmts   map[string]string // prepared statement name → recorded text
-	portals map[string]portal
+	stmts   *named[string] // prepared statement name → recorded text
+	portals *named[portal]
 }
 
 // fromClient reads the client's messages, records and judges them, and
@@ -63,7 +71,7 @@ type clientSide struct {
 // startup message has gone to the server. A nil error means the client
 // ended the connection.
 func (s *session) fromClient(ctx context.Context, wg *sync.WaitGroup) error {
-	c := &clientSide{s: s, src: &eofReader{r: s.client}, stmts: map[string]string{}, portals: map[string]portal{}}
+	c := &clientSide{s: s, src: &eofReader{r: s.cgate}, stmts: newNamed(func(s string) int { return len(s) }), portals: newNamed(portalSize)}
 	c.be = pgproto3.NewBackend(bufio.NewReaderSize(&flusher{r: c.src, flush: c.flush}, readSize), io.Discard)
 	c.be.SetMaxBodyLen(s.cfg.MaxMessage)
 	started, err := c.startup()
@@ -99,6 +107,7 @@ func (s *session) fromClient(ctx context.Context, wg *sync.WaitGroup) error {
 				return nil
 			}
 		}
+		s.cgate.handled()
 	}
 }
 
@@ -109,16 +118,27 @@ func (c *clientSide) flush() error {
 	}
 	err := c.s.writeServer(c.out)
 	c.out = c.out[:0]
+	if cap(c.out) > LargeMessage {
+		c.out = nil // a large message's copy is not kept
+	}
 	return err
 }
 
-// readError turns the decoder's error into Run's: nil when the client
-// ended the connection or the relay is stopping, else a *ProtocolError.
+// readError turns the decoder's error into Run's: ErrMemory when the
+// gate refused a message, nil when the client ended the connection or
+// the relay is stopping, else a *ProtocolError. The client is told why
+// the relay ends it.
 func (c *clientSide) readError(err error) error {
+	if errors.Is(c.src.err, ErrMemory) {
+		c.s.fatal("53200", memoryMessage)
+		return ErrMemory
+	}
 	if c.src.err != nil || c.s.stopped() {
 		return nil
 	}
-	return &ProtocolError{Side: "client", Err: err}
+	perr := &ProtocolError{Side: "client", Err: err}
+	c.s.fatal("08P01", perr.UserMessage())
+	return perr
 }
 
 // startup handles the messages before the startup message: SSLRequest and
@@ -129,13 +149,9 @@ func (c *clientSide) startup() (started bool, err error) {
 	for range 3 {
 		msg, err := c.be.ReceiveStartupMessage()
 		if err != nil {
-			if c.src.err != nil || c.s.stopped() {
-				return false, nil
-			}
-			perr := &ProtocolError{Side: "client", Err: err}
-			c.s.fatal("08P01", perr.UserMessage())
-			return false, perr
+			return false, c.readError(err)
 		}
+		c.s.cgate.handled()
 		switch m := msg.(type) {
 		case *pgproto3.SSLRequest, *pgproto3.GSSEncRequest:
 			// The SSH tunnel encrypts: the client goes on in the
@@ -148,6 +164,10 @@ func (c *clientSide) startup() (started bool, err error) {
 			c.s.obs.Startup(Startup{Cancel: true})
 		case *pgproto3.StartupMessage:
 			c.s.startupMessage(m)
+			if replication(m) {
+				c.s.fatal("0A000", replicationMessage)
+				return false, ErrReplication
+			}
 		}
 		if c.out, err = msg.Encode(c.out); err != nil {
 			return false, &ProtocolError{Side: "client", Err: err}
@@ -178,10 +198,28 @@ func (s *session) startupMessage(m *pgproto3.StartupMessage) {
 	s.obs.Startup(Startup{User: user, Database: db, Application: app})
 }
 
+// replication reports whether m asks for a replication connection: a
+// replication parameter that is not false (PostgreSQL reads "database"
+// and the boolean spellings; anything but a plain false is refused).
+func replication(m *pgproto3.StartupMessage) bool {
+	v, ok := m.Parameters["replication"]
+	if !ok {
+		return false
+	}
+	switch strings.ToLower(v) {
+	case "false", "off", "no", "0":
+		return false
+	}
+	return true
+}
+
 // authenticate passes the client's answers to the server's authentication
 // requests, one for each request, until the server's reader says it is
-// over (or has ended).
+// over (or has ended). Answers are capped as PostgreSQL caps them: they
+// come before the server knows who is asking.
 func (c *clientSide) authenticate() error {
+	c.be.SetMaxBodyLen(maxAuthMessage)
+	defer c.be.SetMaxBodyLen(c.s.cfg.MaxMessage)
 	for {
 		var t uint32
 		select {
@@ -199,6 +237,7 @@ func (c *clientSide) authenticate() error {
 		if err != nil {
 			return c.readError(err)
 		}
+		c.s.cgate.handled()
 		switch msg.(type) {
 		case *pgproto3.PasswordMessage, *pgproto3.SASLInitialResponse, *pgproto3.SASLResponse, *pgproto3.GSSResponse:
 		default:
@@ -222,28 +261,39 @@ func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) 
 	var o *op
 	switch m := msg.(type) {
 	case *pgproto3.Query:
+		if len(m.String) > MaxText {
+			return c.tooLong()
+		}
 		st := c.statement("simple", "", m.String, nil, now)
 		if err := c.judge(ctx, st); err != nil {
 			return err
 		}
 		o = &op{kind: 'Q', seq: st.Seq, start: now}
 	case *pgproto3.Parse:
-		text, clipped := recordText(m.Query, s.cfg.Detect, s.cfg.Mode, MaxText)
-		remember(c.stmts, m.Name, text)
-		o = &op{kind: 'P', start: now, stmt: &Statement{Protocol: "parse", Name: m.Name, Text: text, Clipped: clipped, At: now}}
+		if len(m.Query) > MaxText {
+			return c.tooLong()
+		}
+		text, _ := recordText(m.Query, s.cfg.Detect, s.cfg.Mode, MaxText)
+		if err := c.stmts.put(m.Name, text); err != nil {
+			return c.tooMany()
+		}
+		o = &op{kind: 'P', start: now, stmt: &Statement{Protocol: "parse", Name: m.Name, Text: text, At: now}}
 	case *pgproto3.Bind:
-		p := portal{stmt: m.PreparedStatement, params: c.params(m)}
-		remember(c.portals, m.DestinationPortal, p)
-		o = &op{kind: 'B', start: now, stmt: &Statement{Protocol: "bind", Name: m.PreparedStatement, Text: c.stmts[m.PreparedStatement], Params: p.params, At: now}}
+		p := portal{stmt: m.PreparedStatement, text: c.stmts.get(m.PreparedStatement), params: c.params(m.Parameters, m.ParameterFormatCodes)}
+		if err := c.portals.put(m.DestinationPortal, p); err != nil {
+			return c.tooMany()
+		}
+		o = &op{kind: 'B', start: now, stmt: &Statement{Protocol: "bind", Name: m.PreparedStatement, Text: c.stmts.get(m.PreparedStatement), Params: p.params, At: now}}
 	case *pgproto3.Execute:
-		p := c.portals[m.Portal]
-		st := c.statement("extended", p.stmt, "", p.params, now)
+		p := c.portals.get(m.Portal)
+		st := c.statement("extended", p.stmt, p.text, p.params, now)
 		if err := c.judge(ctx, st); err != nil {
 			return err
 		}
 		o = &op{kind: 'E', seq: st.Seq, start: now}
 	case *pgproto3.FunctionCall:
-		st := c.statement("function", "", "function call, oid "+strconv.FormatUint(uint64(m.Function), 10), nil, now)
+		st := c.statement("function", "", "function call, oid "+strconv.FormatUint(uint64(m.Function), 10),
+			c.params(m.Arguments, argFormats(m.ArgFormatCodes)), now)
 		if err := c.judge(ctx, st); err != nil {
 			return err
 		}
@@ -252,9 +302,9 @@ func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) 
 		o = &op{kind: 'D', start: now}
 	case *pgproto3.Close:
 		if m.ObjectType == 'S' {
-			delete(c.stmts, m.Name)
+			c.stmts.del(m.Name)
 		} else {
-			delete(c.portals, m.Name)
+			c.portals.del(m.Name)
 		}
 		o = &op{kind: 'C', start: now}
 	case *pgproto3.Sync:
@@ -276,19 +326,33 @@ func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) 
 }
 
 // statement numbers and reports a statement about to be sent; text is
-// recorded as is when name names no prepared statement, else the
-// statement's recorded text is used.
+// recorded masked, or as it is for an extended one (a portal's text,
+// recorded at its Parse).
 func (c *clientSide) statement(protocol, name, text string, params []string, now time.Time) Statement {
 	s := c.s
 	st := Statement{Seq: int(s.seq.Add(1)), Protocol: protocol, Name: name, Params: params, At: now}
 	if protocol == "extended" {
-		st.Text = c.stmts[name]
+		st.Text = text
 	} else {
-		st.Text, st.Clipped = recordText(text, s.cfg.Detect, s.cfg.Mode, MaxText)
+		st.Text, _ = recordText(text, s.cfg.Detect, s.cfg.Mode, MaxText)
 	}
 	s.statements.Add(1)
 	s.obs.Statement(st)
 	return st
+}
+
+// tooMany refuses a prepared statement or portal past what the relay
+// keeps (see named).
+func (c *clientSide) tooMany() error {
+	c.s.fatal("54000", tooManyMessage)
+	return ErrTooMany
+}
+
+// tooLong refuses a statement longer than MaxText: recorded cut, it
+// could hide what it does after padding.
+func (c *clientSide) tooLong() error {
+	c.s.fatal("54000", tooLongMessage)
+	return ErrTooLong
 }
 
 // judge asks Config.Judge about st; a refusal ends the connection, and the
@@ -309,32 +373,31 @@ func (c *clientSide) judge(ctx context.Context, st Statement) error {
 	return &JudgeError{Statement: st, Err: err}
 }
 
-// params formats a Bind's parameters for the record.
-func (c *clientSide) params(m *pgproto3.Bind) []string {
-	n := min(len(m.Parameters), MaxParams)
+// params formats a Bind's parameters, or a FunctionCall's arguments, for
+// the record; formats are their format codes (none: all text; one: for
+// all; else one each).
+func (c *clientSide) params(values [][]byte, formats []int16) []string {
+	n := min(len(values), MaxParams)
 	out := make([]string, n)
 	for i := range n {
 		binary := false
-		switch len(m.ParameterFormatCodes) {
+		switch len(formats) {
 		case 0:
 		case 1:
-			binary = m.ParameterFormatCodes[0] == 1
+			binary = formats[0] == 1
 		default:
-			binary = i < len(m.ParameterFormatCodes) && m.ParameterFormatCodes[i] == 1
+			binary = i < len(formats) && formats[i] == 1
 		}
-		out[i] = param(m.Parameters[i], binary, c.s.cfg.Detect, c.s.cfg.Mode)
+		out[i] = param(values[i], binary, c.s.cfg.Detect, c.s.cfg.Mode)
 	}
 	return out
 }
 
-// remember keeps v under name in m, forgetting another entry when m holds
-// maxNamed.
-func remember[V any](m map[string]V, name string, v V) {
-	if _, ok := m[name]; !ok && len(m) >= maxNamed {
-		for k := range m {
-			delete(m, k)
-			break
-		}
+// argFormats converts a FunctionCall's format codes.
+func argFormats(codes []uint16) []int16 {
+	out := make([]int16, len(codes))
+	for i, c := range codes {
+		out[i] = int16(c)
 	}
-	m[name] = v
+	return out
 }

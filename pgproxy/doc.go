@@ -17,10 +17,15 @@
 //     CSV and binary), ErrorResponse and NoticeResponse fields, notification
 //     payloads, parameter status values, column names and function call
 //     results. Messages from the client reach the server unchanged.
+//     Values that are not UTF-8, or all values once the client asked for
+//     another encoding, are judged in encoding views too (encoding.go).
 //   - Anything that does not parse as the protocol (an unknown message, a
 //     length out of bounds, a reply that does not follow the requests, a
 //     replication stream) ends the connection with a *ProtocolError: never
-//     passed on unseen.
+//     passed on unseen. So does what the relay will not carry or cannot
+//     record: a replication connection (ErrReplication), a statement over
+//     MaxText (ErrTooLong), more prepared statements or portals than it
+//     keeps (ErrTooMany), a message its Memory has no room for (ErrMemory).
 //
 // The relay keeps the server's replies in step with the client's requests
 // (a queue of what each request awaits, as the protocol orders replies) to
@@ -29,5 +34,7 @@
 //
 // What it does not mask: a card number kept as a number (bigint, numeric)
 // and fetched in binary format, which is eight or more bytes of binary, not
-// digits; and, of course, anything the client sends.
+// digits; one kept as bytea and shown as hex in text format; what SQL
+// computes from a card number (reversed, encoded, split); and, of course,
+// anything the client sends.
 package pgproxy

@@ -1,9 +1,11 @@
 package pgproxy
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/postern/postern/mask"
 )
@@ -26,6 +28,10 @@ type masker struct {
 	detect  mask.Detect
 	count   atomic.Int64 // card numbers masked in what the client got
 	scratch []byte
+	// legacy is set once the server reported a client_encoding other
+	// than UTF8 or SQL_ASCII: every value is judged in the encoding
+	// views too (see encoding.go).
+	legacy bool
 }
 
 func newMasker(cfg Config) *masker {
@@ -85,7 +91,7 @@ func (m *masker) value(v []byte) {
 	if !m.on || !mayHoldPAN(v) {
 		return
 	}
-	m.count.Add(int64(maskBytes(v, m.detect, m.mode, &m.scratch)))
+	m.count.Add(int64(maskBytes(v, m.detect, m.mode, &m.scratch, m.legacy)))
 }
 
 // str returns s with its card numbers masked, the same length.
@@ -93,23 +99,35 @@ func (m *masker) str(s string) string {
 	if !m.on {
 		return s
 	}
-	out, n := maskString(s, m.detect, m.mode)
+	out, n := maskString(s, m.detect, m.mode, m.legacy)
 	m.count.Add(int64(n))
 	return out
 }
 
-// maskBytes masks v in place as stored text (mask.MaskText) and returns
-// how many card numbers it masked; scratch is reused between calls.
-func maskBytes(v []byte, d mask.Detect, mode mask.Mode, scratch *[]byte) int {
+// maskBytes masks v in place as stored text (mask.MaskText), and in the
+// encoding views if it needs them (needViews), and returns how many card
+// numbers it masked; scratch is reused between calls.
+func maskBytes(v []byte, d mask.Detect, mode mask.Mode, scratch *[]byte, legacy bool) int {
+	var orig []byte
+	if needViews(v, legacy) {
+		orig = bytes.Clone(v)
+	}
+	var n int
 	if len(v) > textJudgeMax {
-		return plainMask(v, d, mode, scratch)
-	}
-	out, n := d.MaskText((*scratch)[:0], v, mode)
-	if n > 0 {
-		copy(v, out)
-	}
-	if cap(out) <= textJudgeMax {
+		n = plainMask(v, d, mode, scratch)
+	} else {
+		var out []byte
+		out, n = d.MaskText((*scratch)[:0], v, mode)
+		if n > 0 {
+			copy(v, out)
+		}
 		*scratch = out[:0]
+	}
+	if cap(*scratch) > textJudgeMax {
+		*scratch = nil // a huge value's view is not kept for the next
+	}
+	if orig != nil {
+		n = max(n, maskEncodings(v, orig, d, mode))
 	}
 	return n
 }
@@ -138,17 +156,19 @@ func plainMask(v []byte, d mask.Detect, mode mask.Mode, scratch *[]byte) int {
 	return n
 }
 
-// maskString masks s as stored text and returns it, the same length, and
-// the count.
-func maskString(s string, d mask.Detect, mode mask.Mode) (string, int) {
+// maskString masks s as maskBytes does and returns it, the same length,
+// and the count.
+func maskString(s string, d mask.Detect, mode mask.Mode, legacy bool) (string, int) {
 	if !mayHoldPAN([]byte(s)) {
 		return s, 0
 	}
-	out, n := d.MaskText(nil, []byte(s), mode)
+	b := []byte(s)
+	var scratch []byte
+	n := maskBytes(b, d, mode, &scratch, legacy)
 	if n == 0 {
 		return s, 0
 	}
-	return string(out), n
+	return string(b), n
 }
 
 // recordText is s masked for a record, whatever the relay's masking, and
@@ -157,29 +177,50 @@ func recordText(s string, d mask.Detect, mode mask.Mode, limit int) (text string
 	if len(s) > limit {
 		// Mask the whole before cutting: a cut card number would no
 		// longer be judged one.
-		s, _ = maskString(s, d, mode)
+		s, _ = maskString(s, d, mode, false)
 		cut := limit
 		for cut > 0 && cut < len(s) && s[cut]&0xc0 == 0x80 {
 			cut--
 		}
 		return s[:cut], true
 	}
-	s, _ = maskString(s, d, mode)
+	s, _ = maskString(s, d, mode, false)
 	return s, false
 }
 
-// param formats one Bind parameter for a record.
+// param formats one Bind parameter (or FunctionCall argument) for a
+// record: text format as text; binary format as text too, marked, when
+// its bytes are UTF-8 text (a text type sent in binary format is the
+// same bytes: shown as a size, it would hide the SQL a function runs),
+// else as its size.
 func param(v []byte, binary bool, d mask.Detect, mode mask.Mode) string {
+	prefix := ""
 	switch {
 	case v == nil:
 		return "NULL"
-	case binary:
+	case binary && !looksText(v):
 		return "<binary, " + strconv.Itoa(len(v)) + " bytes>"
+	case binary:
+		prefix = "binary "
 	}
 	s, clipped := recordText(string(v), d, mode, MaxParam)
-	s = "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	s = prefix + "'" + strings.ReplaceAll(s, "'", "''") + "'"
 	if clipped {
 		s += "…"
 	}
 	return s
+}
+
+// looksText reports whether v is UTF-8 text: no invalid sequence, no
+// control but tab, line feed and carriage return, and not empty.
+func looksText(v []byte) bool {
+	if len(v) == 0 || !utf8.Valid(v) {
+		return false
+	}
+	for _, c := range v {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }

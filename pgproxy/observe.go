@@ -39,13 +39,14 @@ type Statement struct {
 	Protocol string
 	// Name is the prepared statement's name; "" for the unnamed one.
 	Name string
-	// Text is the SQL, masked, at most MaxText bytes (Clipped says
-	// whether it was cut).
-	Text    string
-	Clipped bool
-	// Params are the parameters of an Execute's Bind, masked: text
-	// format as text, at most MaxParam bytes each; binary format as
-	// "<binary, N bytes>"; NULL as "NULL". At most MaxParams of them.
+	// Text is the SQL, masked: all of it (a longer statement than
+	// MaxText is refused, ErrTooLong, never recorded cut).
+	Text string
+	// Params are the parameters of an Execute's Bind, or a function
+	// call's arguments, masked: text format as text, at most MaxParam
+	// bytes each; binary format as text marked "binary " when its bytes
+	// are UTF-8 text without controls, else as "<binary, N bytes>"; NULL
+	// as "NULL". At most MaxParams of them.
 	Params []string
 	// At is when the relay received it.
 	At time.Time
@@ -79,7 +80,7 @@ type Error struct {
 
 // Limits on what a Statement carries.
 const (
-	MaxText   = 16 << 10
+	MaxText   = 1 << 20
 	MaxParam  = 256
 	MaxParams = 32
 )

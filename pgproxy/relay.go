@@ -50,6 +50,10 @@ type Config struct {
 	// MaxPending caps the requests awaiting replies; 0 means
 	// DefaultMaxPending.
 	MaxPending int
+	// Memory is what the relays given it may hold at once for messages
+	// over LargeMessage; nil means one Memory of DefaultMemory bytes
+	// that every such Relay of the process shares.
+	Memory *Memory
 }
 
 // Conn is one side of a relayed connection: the client's SSH channel, or
@@ -82,6 +86,9 @@ func New(cfg Config) (*Relay, error) {
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
+	}
+	if cfg.Memory == nil {
+		cfg.Memory = defaultMemory
 	}
 	return &Relay{cfg: cfg}, nil
 }
@@ -121,6 +128,25 @@ func (e *ProtocolError) UserMessage() string {
 	return "postern: the " + e.Side + "'s PostgreSQL messages could not be parsed; the forwarded connection was closed"
 }
 
+// ErrReplication ends a connection whose startup message asks for a
+// replication connection (replication=true or database): BASE_BACKUP
+// would stream the cluster's files (compressed, if asked) as COPY data,
+// beyond what masking can judge.
+var ErrReplication = errors.New("pgproxy: replication connections are not relayed")
+
+// replicationMessage is what the client is told when ErrReplication ends
+// its connection.
+const replicationMessage = "postern: replication connections (replication=...) are not relayed through a forward: the cluster's files would pass unmasked"
+
+// ErrTooLong ends a connection that sent a statement (a Query, or a
+// Parse's text) longer than MaxText: it cannot be recorded whole, and
+// recorded cut it could hide a statement after padding.
+var ErrTooLong = errors.New("pgproxy: a statement is longer than can be recorded whole")
+
+// tooLongMessage is what the client is told when ErrTooLong ends its
+// connection.
+const tooLongMessage = "postern: a statement over 1 MiB cannot be recorded whole, so it was refused and the connection closed; send smaller statements (COPY ... FROM STDIN for bulk data)"
+
 // JudgeError ends a connection whose statement Config.Judge refused.
 type JudgeError struct {
 	Statement Statement
@@ -140,6 +166,8 @@ func (r *Relay) Run(ctx context.Context, client, server Conn) (Stats, error) {
 		authc: make(chan uint32, 1), clientDone: make(chan struct{}), serverDone: make(chan struct{}), stopc: make(chan struct{})}
 	s.q.max = r.cfg.MaxPending
 	s.m = newMasker(r.cfg)
+	s.cgate = newGate(client, r.cfg.Memory, r.cfg.MaxMessage, true)
+	s.sgate = newGate(server, r.cfg.Memory, r.cfg.MaxMessage, false)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(ctx, func() { s.fail(context.Cause(ctx)) })
@@ -156,6 +184,8 @@ func (r *Relay) Run(ctx context.Context, client, server Conn) (Stats, error) {
 		server.CloseWrite()
 	})
 	wg.Wait()
+	s.cgate.release()
+	s.sgate.release()
 	st := Stats{ToServer: s.toServer.Load(), ToClient: s.toClient.Load(), MaskedPANs: s.m.count.Load(),
 		Statements: s.statements.Load(), Errors: s.errors.Load()}
 	s.mu.Lock()
@@ -174,6 +204,7 @@ type session struct {
 	obs            Observer
 	m              *masker
 	q              queue
+	cgate, sgate   *gate // the client's and the server's, each used by its reader
 
 	// authc carries, from the server's reader to the client's, each
 	// authentication request the client must answer (its type), and

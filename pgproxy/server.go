@@ -30,13 +30,17 @@ type serverSide struct {
 // with the client's requests, and passes them to the client. A nil error
 // means the server ended the connection.
 func (s *session) fromServer() error {
-	v := &serverSide{s: s, src: &eofReader{r: s.server}, authing: true}
+	v := &serverSide{s: s, src: &eofReader{r: s.sgate}, authing: true}
 	v.fe = pgproto3.NewFrontend(bufio.NewReaderSize(&flusher{r: v.src, flush: v.flush}, readSize), io.Discard)
 	v.fe.SetMaxBodyLen(s.cfg.MaxMessage)
 	for {
 		msg, err := v.fe.Receive()
 		if err != nil {
 			v.flush()
+			if errors.Is(v.src.err, ErrMemory) {
+				s.fatal("53200", memoryMessage)
+				return ErrMemory
+			}
 			if v.src.err != nil || s.stopped() {
 				return nil
 			}
@@ -54,6 +58,7 @@ func (s *session) fromServer() error {
 				return nil
 			}
 		}
+		s.sgate.handled()
 	}
 }
 
@@ -72,6 +77,9 @@ func (v *serverSide) flush() error {
 	}
 	err := v.s.writeClient(v.out)
 	v.out = v.out[:0]
+	if cap(v.out) > LargeMessage {
+		v.out = nil // a large message's copy is not kept
+	}
 	return err
 }
 
@@ -117,8 +125,8 @@ func (v *serverSide) message(msg pgproto3.BackendMessage) error {
 		maskNotice((*pgproto3.ErrorResponse)(msg), m)
 	case *pgproto3.NotificationResponse:
 		msg.Channel, msg.Payload = m.str(msg.Channel), m.str(msg.Payload)
-	case *pgproto3.ParameterStatus:
-		msg.Value = m.str(msg.Value)
+	case *pgproto3.ParameterStatus, *pgproto3.NegotiateProtocolVersion, *pgproto3.BackendKeyData:
+		return v.status(msg)
 	case *pgproto3.RowDescription:
 		for i := range msg.Fields {
 			m.value(msg.Fields[i].Name)
@@ -159,14 +167,34 @@ func (v *serverSide) message(msg pgproto3.BackendMessage) error {
 			return errors.New("CopyDone outside COPY TO")
 		}
 		v.copyOut = false
-	case *pgproto3.BackendKeyData, *pgproto3.NegotiateProtocolVersion:
-		if v.ready {
-			return fmt.Errorf("%T after startup", msg)
-		}
 	case *pgproto3.CopyBothResponse:
 		return errors.New("CopyBothResponse: replication connections are not relayed")
 	default:
 		return fmt.Errorf("unexpected %T", msg)
+	}
+	return nil
+}
+
+// status masks a message about the connection (not a statement's): a
+// parameter's value, the options NegotiateProtocolVersion names, the
+// cancel key. A change of client_encoding makes the masker judge every
+// value in the encoding views too (see encoding.go).
+func (v *serverSide) status(msg pgproto3.BackendMessage) error {
+	m := v.s.m
+	switch msg := msg.(type) {
+	case *pgproto3.ParameterStatus:
+		if msg.Name == "client_encoding" && msg.Value != "UTF8" && msg.Value != "SQL_ASCII" {
+			m.legacy = true
+		}
+		msg.Name, msg.Value = m.str(msg.Name), m.str(msg.Value)
+		return nil
+	case *pgproto3.NegotiateProtocolVersion:
+		for i, o := range msg.UnrecognizedOptions { // the client's, echoed
+			msg.UnrecognizedOptions[i] = m.str(o)
+		}
+	}
+	if v.ready {
+		return fmt.Errorf("%T after startup", msg)
 	}
 	return nil
 }

@@ -157,7 +157,7 @@ func (v *serverSide) errorResponse(e *pgproto3.ErrorResponse) error {
 		// The client gets the server's text; the record never does.
 		rec := *e
 		rec.UnknownFields = maps.Clone(e.UnknownFields)
-		maskNotice(&rec, &masker{on: true, mode: s.cfg.Mode, detect: s.cfg.Detect})
+		maskNotice(&rec, &masker{on: true, mode: s.cfg.Mode, detect: s.cfg.Detect, legacy: s.m.legacy})
 		e = &rec
 	} else {
 		maskNotice(e, s.m)

@@ -65,9 +65,11 @@ func (p *parser) targetForwards(f field, t *bastion.Target) error {
 
 // ruleForwards reads a rule's forwards: ports, or "*" for every port its
 // targets declare. A port that none of the rule's targets declares is a
-// warning: it grants nothing. With targets nil, it reads remote_forwards:
-// ports on the target, declared nowhere, or "*" for any.
-func (p *parser) ruleForwards(f field, r *bastion.Rule, targets []bastion.Target) ([]int, error) {
+// warning: it grants nothing. With remote, it reads remote_forwards:
+// ports on the target, or "*" for any; a port one of the rule's targets
+// declares is a warning: the bastion never listens there (another user's
+// forward to it would reach this user).
+func (p *parser) ruleForwards(f field, r *bastion.Rule, targets []bastion.Target, remote bool) ([]int, error) {
 	var ports []int
 	items, err := p.items(f, `a list of ports, like [5432, 8080], or ["*"]`)
 	if err != nil {
@@ -86,7 +88,10 @@ func (p *parser) ruleForwards(f field, r *bastion.Rule, targets []bastion.Target
 		if port < 1 || port > 65535 {
 			return nil, p.errorf(n.Line, at, "rule %q: port %d is not a number from 1 to 65535", r.Name, port)
 		}
-		if targets != nil && !declaredBy(r, targets, port) {
+		switch declared := declaredBy(r, targets, port); {
+		case remote && declared:
+			p.warnf(n.Line, at, "rule %q: a target of the rule declares port %d under forward: ssh -R is never granted on it", r.Name, port)
+		case !remote && targets != nil && !declared:
 			p.warnf(n.Line, at, "rule %q: none of its targets declares port %d under forward: it grants nothing", r.Name, port)
 		}
 		ports = append(ports, port)
@@ -107,12 +112,12 @@ func (p *parser) ruleForwardKeys(m mapping, r *bastion.Rule, targets []bastion.T
 		if targets == nil {
 			targets = []bastion.Target{} // a bad targets list: no port is declared
 		}
-		if r.Forwards, err = p.ruleForwards(f, r, targets); err != nil {
+		if r.Forwards, err = p.ruleForwards(f, r, targets, false); err != nil {
 			return err
 		}
 	}
 	if f := m.get("remote_forwards"); f.set() {
-		if r.RemoteForwards, err = p.ruleForwards(f, r, nil); err != nil {
+		if r.RemoteForwards, err = p.ruleForwards(f, r, targets, true); err != nil {
 			return err
 		}
 	}

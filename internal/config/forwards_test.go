@@ -28,7 +28,7 @@ rules:
     targets: [db01]
     logins: [root]
     forwards: ["*"]
-    remote_forwards: [9000]
+    remote_forwards: [9000, 5432]
     agent_forwarding: true
   - name: old
     principals: [old]
@@ -50,7 +50,8 @@ func TestForwardsParsedAndGranted(t *testing.T) {
 		t.Fatalf("target forwards %+v", got)
 	}
 	warnings := strings.Join(c.Warnings, "\n")
-	for _, want := range []string{`rules[0].forwards[1]: rule "dba": none of its targets declares port 9999`, "rules[2].port_forwarding: port_forwarding is obsolete"} {
+	for _, want := range []string{`rules[0].forwards[1]: rule "dba": none of its targets declares port 9999`, "rules[2].port_forwarding: port_forwarding is obsolete",
+		`rules[1].remote_forwards[1]: rule "sre": a target of the rule declares port 5432 under forward: ssh -R is never granted on it`} {
 		if !strings.Contains(warnings, want) {
 			t.Errorf("warnings %q lack %q", warnings, want)
 		}
@@ -73,7 +74,7 @@ func TestForwardsParsedAndGranted(t *testing.T) {
 		t.Fatal(err)
 	}
 	if sre.RemoteForward(9000) != nil || sre.RemoteForward(9001) == nil || sre.RemoteForward(0) == nil {
-		t.Errorf("remote forwards %v: want 9000 only", sre.RemoteForwards)
+		t.Errorf("remote forwards %v: want 9000 and 5432 only", sre.RemoteForwards)
 	}
 	// agent_forwarding is off unless a rule turns it on.
 	dba, err := c.Policy.Decide(bastion.Identity{Principals: []string{"dba"}}, "postgres@db01")
