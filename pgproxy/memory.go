@@ -141,20 +141,25 @@ func (g *gate) follow(b []byte) error {
 		if g.untyped {
 			hlen = 8
 		}
-		k := copy(g.hdr[g.nh:hlen], b)
-		g.nh, b = g.nh+k, b[k:]
-		if g.nh < hlen {
-			return nil
+		var h []byte
+		if g.nh == 0 && len(b) >= hlen { // the usual case: no copy
+			h, b = b[:hlen], b[hlen:]
+		} else {
+			k := copy(g.hdr[g.nh:hlen], b)
+			g.nh, b = g.nh+k, b[k:]
+			if g.nh < hlen {
+				return nil
+			}
+			h, g.nh = g.hdr[:hlen], 0
 		}
-		g.nh = 0
 		var size int64
 		if g.untyped {
-			size = int64(int32(binary.BigEndian.Uint32(g.hdr[:4]))) - 8
-			if code := binary.BigEndian.Uint32(g.hdr[4:8]); code != sslRequestCode && code != gssEncCode {
+			size = int64(int32(binary.BigEndian.Uint32(h[:4]))) - 8
+			if code := binary.BigEndian.Uint32(h[4:8]); code != sslRequestCode && code != gssEncCode {
 				g.untyped = false
 			}
 		} else {
-			size = int64(int32(binary.BigEndian.Uint32(g.hdr[1:5]))) - 4
+			size = int64(int32(binary.BigEndian.Uint32(h[1:5]))) - 4
 		}
 		size = max(size, 0) // the decoder refuses a negative length
 		g.seen++
@@ -174,6 +179,13 @@ func (g *gate) follow(b []byte) error {
 // what the messages handled took is given back.
 func (g *gate) handled() {
 	g.done++
+	if len(g.taken) > 0 && g.taken[0].seq <= g.done { // inlined: one test per message
+		g.giveBack()
+	}
+}
+
+// giveBack gives back what the messages handled took.
+func (g *gate) giveBack() {
 	for len(g.taken) > 0 && g.taken[0].seq <= g.done {
 		g.mem.give(g.taken[0].n)
 		g.taken = g.taken[1:]
