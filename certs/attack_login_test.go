@@ -252,9 +252,7 @@ func mustQuote(s string) string {
 // fine, as OpenSSH judges ~/.ssh.
 func TestAttackLoginDirOwnership(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to make a directory another user owns")
-	}
+	testenv.RequireRoot(t, "to make a directory another user owns")
 	base := t.TempDir()
 	mk := func(path string, mode os.FileMode, uid int) string {
 		t.Helper()
