@@ -172,9 +172,9 @@ func (c *conn) watchDuration(ctx context.Context, start time.Time) {
 		return
 	case <-stop.C:
 	}
-	notice = fmt.Sprintf("postern: this connection reached the bastion's maximum session duration (%s) and was ended", d)
-	c.limitReached(limitDuration, "ended", notice, "max_duration", d.String())
-	c.terminate(endCauseErr(notice, errors.New(limitDuration)))
+	ended := fmt.Sprintf("postern: this connection reached the bastion's maximum session duration (%s) and was ended", d)
+	c.limitReached(limitDuration, "ended", ended, "max_duration", d.String())
+	c.terminate(endCauseErr(ended, errors.New(limitDuration)))
 }
 
 // tell shows the user a line on the channel's stderr, between the
