@@ -67,6 +67,7 @@ type conn struct {
 	remotes  remoteForwards  // listeners on the target (ssh -R)
 	forwards atomic.Int32    // forwarded connections open (ssh -L and -R), at most maxForwards
 	agent    agentForwarding // ssh -A: agentfwd.go
+	live     liveSessions    // open session channels, for notices (limits.go)
 
 	wg sync.WaitGroup // channel goroutines
 }
@@ -226,8 +227,7 @@ func (c *conn) serve() {
 	} else {
 		c.log = c.log.With("user", logSafe(c.identity.Name()), "target", g.Target.Name, "login", logSafe(g.Login))
 	}
-	// From here on c.log is read by other goroutines (Server.Revoke,
-	// the expiry timer): it is not changed again.
+	// c.log is now read by other goroutines (Revoke, timers): fixed.
 	defer c.watchCert()()
 	if c.admin {
 		c.serveAdmin(sc, chans, reqs, start)

@@ -10,8 +10,13 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// monitor sends keepalives and enforces the idle timeout until ctx ends.
+// monitor sends keepalives and enforces the idle timeout and the maximum
+// session duration (limits.go) until ctx ends.
 func (c *conn) monitor(ctx context.Context, sc *ssh.ServerConn) {
+	var limits sync.WaitGroup
+	defer limits.Wait()
+	start := time.Now()
+	limits.Go(func() { c.watchDuration(ctx, start) })
 	cfg := c.s.cfg
 	if cfg.KeepAliveInterval == 0 && cfg.IdleTimeout == 0 {
 		return

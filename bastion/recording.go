@@ -3,6 +3,7 @@ package bastion
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -36,6 +37,7 @@ type Recording struct {
 // says so) unless the operator chose to continue, when the recording
 // stops and the session goes on unrecorded, sealed as interrupted.
 type recording struct {
+	c     *conn
 	cfg   *Recording
 	log   *slog.Logger
 	n     uint32 // the channel's number, for the audit trail
@@ -47,6 +49,8 @@ type recording struct {
 	begun   bool  // the index has the session (Begin succeeded): it must be sealed
 	stopped bool  // recording stopped early (on_failure: continue)
 	err     error // the cause after a write failed (fail closed); writes then fail
+	limited bool  // err is a session limit: the recording holds all the user saw
+	disk    int64 // the recording's size at which the free-disk floor is checked next
 }
 
 // openRecording begins the index entry and the cast file of a channel's
@@ -102,7 +106,10 @@ func (c *conn) sessionMeta(id, kind, command string, now time.Time) recorder.Ses
 // openRecording's.
 func (c *conn) beginRecording(ctx context.Context, n uint32, meta recorder.Session, h recorder.Header, first string) (*recording, error) {
 	cfg := c.s.cfg.Recording
-	r := &recording{cfg: cfg, log: c.log, n: n, input: cfg.Input, meta: meta}
+	r := &recording{c: c, cfg: cfg, log: c.log, n: n, input: cfg.Input, meta: meta, disk: diskCheckEvery}
+	if err := c.refuseBelowDiskFloor(n); err != nil {
+		return r, err
+	}
 	// The index and the file are begun and sealed on a context of their
 	// own: a client that leaves mid-way must not leave an entry unsealed.
 	ctx = context.WithoutCancel(ctx)
@@ -110,6 +117,9 @@ func (c *conn) beginRecording(ctx context.Context, n uint32, meta recorder.Sessi
 	if err == nil {
 		r.begun = true
 		r.w, err = recorder.NewRecording(ctx, cfg.Store, meta.Path, h)
+		if err == nil {
+			r.w.SetLimit(c.s.cfg.Limits.RecordingMaxSize)
+		}
 		if err == nil && first != "" {
 			err = r.w.Marker(first)
 		}
@@ -185,9 +195,13 @@ func (r *recording) write(f func(*recorder.Writer) error) error {
 		return nil
 	}
 	if err := f(r.w); err != nil {
+		if errors.Is(err, recorder.ErrLimit) {
+			size := r.c.s.cfg.Limits.RecordingMaxSize
+			return r.limitLocked(limitRecording, "the recording reached its size limit ("+formatSize(size)+")", "max_bytes", size)
+		}
 		return r.failLocked(err)
 	}
-	return nil
+	return r.checkDiskLocked()
 }
 
 // failLocked handles a write error: unless the operator chose to continue,
@@ -283,7 +297,7 @@ func (r *recording) finish(exitStatus *int, exitSignal string, bytesIn, bytesOut
 		if err != nil {
 			audit.Record(r.log, audit.RecordingFailed, "channel", r.n, "reason", err.Error())
 		}
-		if err != nil || r.stopped || r.err != nil {
+		if err != nil || r.stopped || r.err != nil && !r.limited {
 			m.Status = recorder.StatusInterrupted
 		}
 	}

@@ -64,6 +64,9 @@ type Config struct {
 	// Recording, if not nil, records every shell and exec session
 	// channel and seals it in the audit chain.
 	Recording *Recording
+	// Limits bound each session's duration, recording size and the disk
+	// its recording needs (limits.go). The zero value sets none.
+	Limits SessionLimits
 	// Ciphers are the SSH ciphers the bastion offers its clients and asks
 	// of its targets, in order of preference. Nil means DefaultCiphers.
 	Ciphers []string

@@ -105,6 +105,8 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 		ready: make(chan struct{}), done: make(chan struct{})}
 	c.track(ch)
 	defer c.untrack(ch)
+	c.live.add(st)
+	defer c.live.remove(st)
 	defer cancel(errors.New("channel closed"))
 	defer ch.Close()
 	defer uch.Close()

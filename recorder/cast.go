@@ -75,6 +75,8 @@ type Writer struct {
 	timer  *time.Timer
 	carry  [2][utf8.UTFMax]byte // incomplete UTF-8 held for the next event: [0] output, [1] input
 	ncarry [2]int
+	size   int64 // bytes encoded so far, header included (limit.go)
+	limit  int64 // output, input and resize events stop at this size; 0: none
 
 	q       chan *[]byte  // chunks for run, in order; nil asks run to signal flushed
 	flushed chan struct{} // run sends on it when it reaches a nil in q
@@ -149,6 +151,7 @@ func NewWriter(sink Sink, h Header) (*Writer, error) {
 	}
 	w.sum.Write(hdr)
 	w.written = int64(len(hdr))
+	w.size = w.written
 	go w.run()
 	return w, nil
 }
@@ -204,21 +207,20 @@ func (w *Writer) textEvent(kind byte, p []byte) error {
 	if len(buf) == 0 {
 		return nil
 	}
-	w.encode(kind, buf)
-	return nil
+	return w.encode(kind, buf)
 }
 
 func (w *Writer) event(kind byte, s string) error {
 	if err := w.errLocked(); err != nil {
 		return err
 	}
-	w.encode(kind, []byte(s))
-	return nil
+	return w.encode(kind, []byte(s))
 }
 
 // encode appends one event line to the current chunk and hands the chunk
-// over once it is full.
-func (w *Writer) encode(kind byte, data []byte) {
+// over once it is full. An event other than a marker that would take the
+// recording past its limit is taken back, and ErrLimit returned.
+func (w *Writer) encode(kind byte, data []byte) error {
 	if w.cur == nil {
 		w.cur = bufPool.Get().(*[]byte)
 		*w.cur = (*w.cur)[:0]
@@ -232,6 +234,11 @@ func (w *Writer) encode(kind byte, data []byte) {
 	b = append(b, "\", "...)
 	b = appendJSONString(b, data)
 	b = append(b, "]\n"...)
+	if w.limit > 0 && kind != 'm' && w.size+int64(len(b)-n) > w.limit {
+		*w.cur = b[:n]
+		return ErrLimit
+	}
+	w.size += int64(len(b) - n)
 	*w.cur = b
 	switch {
 	case len(b) >= chunkSize:
@@ -245,6 +252,7 @@ func (w *Writer) encode(kind byte, data []byte) {
 			w.timer.Reset(FlushInterval)
 		}
 	}
+	return nil
 }
 
 // handOff queues the current chunk for run; it waits while queueLen

@@ -40,6 +40,9 @@ type Session struct {
 	SHA256     string     `json:"sha256,omitempty"`
 	Size       int64      `json:"size,omitempty"`
 	Status     string     `json:"status"`
+	// Limit names the session limit that ended the session or stopped
+	// its recording (recording_max_size, min_free_disk), if one did.
+	Limit string `json:"limit,omitempty"`
 	// Transfers are the files and file operations of a transfer
 	// channel (Kind sftp, scp or rsync), in order; at most
 	// MaxTransfers, the rest counted in TransfersOmitted (the

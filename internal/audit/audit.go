@@ -72,6 +72,11 @@ const (
 	RecordingFailed Event = "recording_failed"
 	TransferStart   Event = "transfer_start"
 	TransferStopped Event = "transfer_stopped"
+	// SessionLimit: a session limit was reached (limit names it:
+	// max_session_duration, recording_max_size, min_free_disk) and
+	// action says what the bastion did: refused, ended,
+	// recording_stopped, or warned (the user, before the end).
+	SessionLimit Event = "session_limit"
 )
 
 // Index events, written when the bastion starts.

@@ -65,6 +65,8 @@ type Config struct {
 	KeepAliveMax int
 	// Recording controls session recording; it is always on.
 	Recording Recording
+	// SessionLimits are session_limits: (defaults in sessionlimits.go).
+	SessionLimits bastion.SessionLimits
 	// Detect says which numbers masking treats as card numbers
 	// (masking.detect). Default mask.DetectBrands.
 	Detect mask.Detect
@@ -147,7 +149,7 @@ type parser struct {
 // errors, in the order checked, are joined (see Parse).
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
-		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names", "login")
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names", "login", "session_limits")
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +188,7 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	}
 	check(p.ciphers(m.get("ciphers"), c))
 	check(p.recording(m.get("recording"), &c.Recording))
+	check(p.sessionLimits(m.get("session_limits"), &c.SessionLimits))
 	check(p.masking(m.get("masking"), &c.Detect))
 	c.Policy.Targets, err = p.targets(m.get("targets"))
 	check(err)
@@ -416,6 +419,7 @@ func (c *Config) Bastion(auth *certs.Authority, store recorder.Store, log *slog.
 		Policy:            c.Policy,
 		Authority:         auth,
 		Recording:         rec,
+		Limits:            c.SessionLimits,
 		IdleTimeout:       c.IdleTimeout,
 		KeepAliveInterval: c.KeepAliveInterval,
 		KeepAliveMax:      c.KeepAliveMax,
@@ -427,23 +431,4 @@ func (c *Config) Bastion(auth *certs.Authority, store recorder.Store, log *slog.
 		Detect:            c.Detect,
 		Log:               log,
 	}
-}
-
-// logLevel reads one of the four slog level names.
-func (p *parser) logLevel(f field) (slog.Level, error) {
-	s, err := p.str(f, nil)
-	if err != nil {
-		return 0, err
-	}
-	switch strings.ToLower(s) {
-	case "debug":
-		return slog.LevelDebug, nil
-	case "info":
-		return slog.LevelInfo, nil
-	case "warn":
-		return slog.LevelWarn, nil
-	case "error":
-		return slog.LevelError, nil
-	}
-	return 0, p.errorf(f.line(), f.path, "unknown level %q: use debug, info, warn or error", s)
 }

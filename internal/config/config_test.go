@@ -57,6 +57,7 @@ func TestLoadExample(t *testing.T) {
 		KeepAliveInterval: 30 * time.Second,
 		KeepAliveMax:      3,
 		Recording:         config.Recording{RetentionDays: 365},
+		SessionLimits:     bastion.SessionLimits{MaxDuration: 12 * time.Hour, RecordingMaxSize: 1 << 30, MinFreeDisk: 1 << 30},
 		EnvAllow:          []string{"LANG", "LC_*"},
 		LogLevel:          slog.LevelInfo,
 	}
