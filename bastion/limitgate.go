@@ -151,7 +151,7 @@ func (g *limitGate) login(identity string) *limitRefusal {
 	defer g.mu.Unlock()
 	if g.authed >= g.lim.MaxConns {
 		return &limitRefusal{limit: LimitConns,
-			msg:   fmt.Sprintf("postern: the bastion has %d connections open, its limit; try again later", g.authed),
+			msg:   fmt.Sprintf("postern: the bastion is at its limit of %d open connections; try again later", g.lim.MaxConns),
 			attrs: []any{"open", g.authed, "max", g.lim.MaxConns}}
 	}
 	if n := g.perIdentity[identity]; n >= g.lim.MaxConnsPerIdentity {
@@ -173,12 +173,4 @@ func (g *limitGate) logout(identity string) {
 	if g.perIdentity[identity]--; g.perIdentity[identity] <= 0 {
 		delete(g.perIdentity, identity)
 	}
-}
-
-// counts returns the unauthenticated and authenticated connections held
-// (tests).
-func (g *limitGate) counts() (unauth, authed int) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.unauth, g.authed
 }
