@@ -137,7 +137,7 @@ func (l Limits) withDefaults() (Limits, error) {
 // Check reports whether s is a usable start:rate:full.
 func (s Startups) Check() error {
 	if s.Start < 1 || s.Full < s.Start || s.Rate < 0 || s.Rate > 100 {
-		return fmt.Errorf("max_startups %s: want start:rate:full with 1 <= start <= full and rate a percentage from 0 to 100", s)
+		return fmt.Errorf("max_startups %s is not start:rate:full with 1 <= start <= full and rate a percentage from 0 to 100", s)
 	}
 	return nil
 }

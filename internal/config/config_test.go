@@ -59,6 +59,7 @@ func TestLoadExample(t *testing.T) {
 		Recording:         config.Recording{RetentionDays: 365},
 		EnvAllow:          []string{"LANG", "LC_*"},
 		LogLevel:          slog.LevelInfo,
+		Limits:            config.Limits{HandshakeTimeout: bastion.DefaultHandshakeTimeout, Limits: bastion.DefaultLimits},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config (without policy):\n got %+v\nwant %+v", got, want)
