@@ -86,7 +86,8 @@ type Limits struct {
 // DefaultLimits are the limits a zero Limits field means. Startups and
 // StartupsPerSource leave room for tools that open many connections at
 // once from one host (ansible's forks): a handshake takes milliseconds,
-// so only a flood holds this many open.
+// so only a flood holds this many open. MaxChannels leaves room above
+// maxForwards, the cap on forwarded connections alone.
 var DefaultLimits = Limits{
 	Startups:            Startups{Start: 64, Rate: 30, Full: 256},
 	StartupsPerSource:   32,
@@ -96,7 +97,7 @@ var DefaultLimits = Limits{
 	FailureSources:      10000,
 	MaxConns:            1000,
 	MaxConnsPerIdentity: 64,
-	MaxChannels:         64,
+	MaxChannels:         128,
 }
 
 // withDefaults fills the zero fields of l from DefaultLimits and checks
