@@ -67,7 +67,8 @@ type conn struct {
 	remotes  remoteForwards  // listeners on the target (ssh -R)
 	forwards atomic.Int32    // forwarded connections open (ssh -L and -R), at most maxForwards
 	agent    agentForwarding // ssh -A: agentfwd.go
-	live     liveSessions    // open session channels, for notices (limits.go)
+	live     liveSessions    // open session channels, for notices (sessionlimits.go)
+	lim      connLimits      // places held in the Server's gate: connlimits.go
 
 	wg sync.WaitGroup // channel goroutines
 }
@@ -438,13 +439,4 @@ func (c *conn) untrack(ch ssh.Channel) {
 		c.drained = nil
 	}
 	c.mu.Unlock()
-}
-
-func (c *conn) envAllowed(name string) bool {
-	return slices.ContainsFunc(c.s.cfg.EnvAllow, func(p string) bool {
-		if prefix, ok := strings.CutSuffix(p, "*"); ok {
-			return strings.HasPrefix(name, prefix)
-		}
-		return p == name
-	})
 }

@@ -73,7 +73,7 @@ func TestRecordingCapEndsSession(t *testing.T) {
 	dir := t.TempDir()
 	store := openStore(t, dir, h.auth.AuditKey)
 	const limit = 256 << 10
-	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}, Limits: SessionLimits{RecordingMaxSize: limit}})
+	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}, SessionLimits: SessionLimits{RecordingMaxSize: limit}})
 
 	r := b.ssh(t, h.alice, "root@t1", nil, "echo cap-test; head -c 20000000 /dev/zero; exit 0")
 	notice := "postern: the recording reached its size limit (256KiB); the session was ended"
@@ -114,7 +114,7 @@ func TestRecordingCapStopRecording(t *testing.T) {
 	store := openStore(t, dir, h.auth.AuditKey)
 	const limit = 256 << 10
 	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store},
-		Limits: SessionLimits{RecordingMaxSize: limit, StopRecordingAtLimit: true}})
+		SessionLimits: SessionLimits{RecordingMaxSize: limit, StopRecordingAtLimit: true}})
 
 	r := b.ssh(t, h.alice, "root@t1", nil, "echo stop-test; head -c 2000000 /dev/zero; exit 0")
 	if r.ExitCode != 0 || len(r.Stdout) != len("stop-test\n")+2000000 {
@@ -159,7 +159,7 @@ func TestDiskFloor(t *testing.T) {
 	h := env(t)
 	dir := tmpfsData(t, "8m")
 	store := openStore(t, dir, h.auth.AuditKey)
-	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}, Limits: SessionLimits{MinFreeDisk: 5 << 20}})
+	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}, SessionLimits: SessionLimits{MinFreeDisk: 5 << 20}})
 
 	// 8 MiB free: the session starts; its recording takes the tmpfs
 	// below 5 MiB free, which ends it.
@@ -192,7 +192,7 @@ func TestMaxSessionDuration(t *testing.T) {
 	t.Parallel()
 	h := env(t)
 	store := openStore(t, t.TempDir(), h.auth.AuditKey)
-	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}, Limits: SessionLimits{MaxDuration: 4 * time.Second}})
+	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}, SessionLimits: SessionLimits{MaxDuration: 4 * time.Second}})
 	start := time.Now()
 	s := startSSH(t, b, h.alice, "root@t1", "echo started; sleep 120")
 	s.ended(t, "a session past the maximum duration", "postern: this connection reached the bastion's maximum session duration (4s) and was ended")

@@ -161,7 +161,10 @@ func (h *harness) start(t testing.TB, sshBin string) error {
 		Authority:         h.auth,
 		Recording:         &Recording{Store: h.store},
 		KeepAliveInterval: 5 * time.Second,
-		Log:               slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// The suite refuses many logins from 127.0.0.1 on purpose; the
+		// failed-login limit has tests of its own (limits_test.go).
+		Limits: Limits{AuthFailures: 1 << 20},
+		Log:    slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		return err

@@ -1,229 +1,144 @@
 package bastion
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"sync"
 	"time"
-
-	"github.com/postern/postern/internal/audit"
-	"github.com/postern/postern/recorder"
 )
 
-// SessionLimits bound what one session may take of the bastion. The zero
-// value sets no limit; the config package supplies the defaults serve
-// runs with.
-type SessionLimits struct {
-	// MaxDuration ends a proxied connection this long after it was
-	// authenticated; its users are warned before (durationWarning).
-	// Zero: no limit.
-	MaxDuration time.Duration
-	// RecordingMaxSize caps each recording (one per session channel or
-	// forwarded connection), in bytes. Zero: no cap.
-	RecordingMaxSize int64
-	// StopRecordingAtLimit keeps a session going, unrecorded, when its
-	// recording reaches RecordingMaxSize or the disk its floor. False
-	// (the default, fail closed): the session ends.
-	StopRecordingAtLimit bool
-	// MinFreeDisk is the free space, in bytes, below which new recorded
-	// sessions are refused and running ones end (or stop recording, with
-	// StopRecordingAtLimit). It needs a Recording.Store that is a
-	// recorder.SpaceReporter. Zero: no floor.
-	MinFreeDisk uint64
-}
+// A bastion is the most attacked host of a network: anyone who can reach
+// its port can make it spend memory, descriptors and CPU before proving
+// who they are. Limits bound what a client may hold at each stage:
+//
+//   - before authentication: a connection past Startups (OpenSSH's
+//     MaxStartups, random early drop between Start and Full) or past
+//     StartupsPerSource from its address is closed as soon as it is
+//     accepted, before any key exchange; HandshakeTimeout (Config) bounds
+//     how long one may take to authenticate;
+//   - failed logins: AuthFailures from one address within
+//     AuthFailureWindow close its further connections at accept for
+//     AuthBlock;
+//   - after authentication: MaxConns in total and MaxConnsPerIdentity
+//     per certificate identity, refused with one line the user's ssh
+//     shows; MaxChannels per connection, refused at channel open with
+//     the reason.
+//
+// A source is an IPv4 address or an IPv6 /64 (what one host is usually
+// given). Every refusal goes through Server.refused, which names the limit
+// and writes aggregated audit records (refusals.go).
 
-// Names of the limits, in audit records and recordings' index entries.
+// Limit names: the "limit" attribute of a limit_refused audit record, and
+// the config keys that set them.
 const (
-	limitDuration  = "max_session_duration"
-	limitRecording = "recording_max_size"
-	limitDisk      = "min_free_disk"
+	LimitStartups          = "max_startups"
+	LimitStartupsPerSource = "max_startups_per_source"
+	LimitAuthFailures      = "auth_failures"
+	LimitConns             = "max_connections"
+	LimitConnsPerIdentity  = "max_connections_per_identity"
+	LimitChannels          = "max_channels_per_connection"
 )
 
-// limitReached is where every session limit refuses or ends something:
-// it writes the audit record (event session_limit) naming the limit, what
-// was done (refused, ended, recording_stopped, warned) and what the user
-// was told. It is the one place to count limits reached.
-func (c *conn) limitReached(limit, action, notice string, attrs ...any) {
-	audit.Record(c.log, audit.SessionLimit, append([]any{"limit", limit, "action", action, "notice", notice}, attrs...)...)
+// DefaultHandshakeTimeout is Config.HandshakeTimeout's default: time
+// enough for a user at a slow link to have their agent sign, far less than
+// OpenSSH's two minutes (LoginGraceTime), which let idle connections pile
+// up.
+const DefaultHandshakeTimeout = 30 * time.Second
+
+// Startups is OpenSSH's MaxStartups "start:rate:full" for unauthenticated
+// connections: below Start every connection is accepted; from Start a new
+// one is dropped with probability Rate percent, rising linearly to 100
+// percent at Full, from which every new one is dropped.
+type Startups struct {
+	Start, Rate, Full int
 }
 
-// diskCheckEvery is how much a recording grows between two checks of the
-// free-disk floor: a running session writes at most this much past it.
-const diskCheckEvery = 1 << 20
+func (s Startups) String() string { return fmt.Sprintf("%d:%d:%d", s.Start, s.Rate, s.Full) }
 
-// belowDiskFloor reports whether the recordings' file system has less
-// free space than the floor, and how much it has. A store that cannot
-// say has no floor.
-func (s *Server) belowDiskFloor() (free uint64, below bool) {
-	lim := s.cfg.Limits.MinFreeDisk
-	if lim == 0 || s.cfg.Recording == nil {
-		return 0, false
-	}
-	sr, ok := s.cfg.Recording.Store.(recorder.SpaceReporter)
-	if !ok {
-		return 0, false
-	}
-	free, err := sr.FreeSpace(context.Background())
-	if err != nil {
-		s.log.Warn("free disk space unknown", "err", err.Error())
-		return 0, false
-	}
-	return free, free < lim
+// Limits are the connection limits; see the comment above. A zero field
+// means its value in DefaultLimits. Negative values are refused by New.
+type Limits struct {
+	// Startups caps the connections not yet authenticated.
+	Startups Startups
+	// StartupsPerSource caps the connections not yet authenticated from
+	// one source.
+	StartupsPerSource int
+	// AuthFailures failed logins (connections that ended without
+	// authenticating, after offering something that was refused) from
+	// one source within AuthFailureWindow block that source for
+	// AuthBlock. A certificate the bastion verified but whose holder the
+	// policy refused is not a failure: its holder is known.
+	AuthFailures      int
+	AuthFailureWindow time.Duration
+	AuthBlock         time.Duration
+	// FailureSources is how many sources the failure table remembers,
+	// the least recently failed forgotten first.
+	FailureSources int
+	// MaxConns caps the authenticated connections (proxy and admin)
+	// open at once; MaxConnsPerIdentity those of one identity (the
+	// certificate's first principal).
+	MaxConns            int
+	MaxConnsPerIdentity int
+	// MaxChannels caps the channels (sessions and forwards) one
+	// connection has open at once.
+	MaxChannels int
 }
 
-// refuseBelowDiskFloor is the cause that refuses a new recorded session
-// while the disk is below its floor, or nil.
-func (c *conn) refuseBelowDiskFloor(n uint32) error {
-	free, below := c.s.belowDiskFloor()
-	if !below {
-		return nil
-	}
-	notice := "postern: the bastion's disk is nearly full (" + formatSize(int64(free)) + " free, the floor is " +
-		formatSize(int64(c.s.cfg.Limits.MinFreeDisk)) + "), so new sessions are refused; ask an operator to free space"
-	c.limitReached(limitDisk, "refused", notice, "channel", n, "free_bytes", free, "min_free_disk", c.s.cfg.Limits.MinFreeDisk)
-	return endCause(notice)
+// DefaultLimits are the limits a zero Limits field means. Startups and
+// StartupsPerSource leave room for tools that open many connections at
+// once from one host (ansible's forks): a handshake takes milliseconds,
+// so only a flood holds this many open. MaxChannels leaves room above
+// maxForwards, the cap on forwarded connections alone.
+var DefaultLimits = Limits{
+	Startups:            Startups{Start: 64, Rate: 30, Full: 256},
+	StartupsPerSource:   32,
+	AuthFailures:        10,
+	AuthFailureWindow:   time.Minute,
+	AuthBlock:           2 * time.Minute,
+	FailureSources:      10000,
+	MaxConns:            1000,
+	MaxConnsPerIdentity: 64,
+	MaxChannels:         128,
 }
 
-// formatSize writes n bytes the way the config takes sizes: 1GiB, 512MiB,
-// 1000B.
-func formatSize(n int64) string {
-	for _, u := range []struct {
-		name string
-		size int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if n >= u.size {
-			if n%u.size == 0 {
-				return strconv.FormatInt(n/u.size, 10) + u.name
-			}
-			return strconv.FormatFloat(float64(n)/float64(u.size), 'f', 1, 64) + u.name
+// withDefaults fills the zero fields of l from DefaultLimits and checks
+// the result.
+func (l Limits) withDefaults() (Limits, error) {
+	d := DefaultLimits
+	if l.Startups == (Startups{}) {
+		l.Startups = d.Startups
+	}
+	fill := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
 		}
 	}
-	return strconv.FormatInt(n, 10) + "B"
+	fillDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	fill(&l.StartupsPerSource, d.StartupsPerSource)
+	fill(&l.AuthFailures, d.AuthFailures)
+	fillDur(&l.AuthFailureWindow, d.AuthFailureWindow)
+	fillDur(&l.AuthBlock, d.AuthBlock)
+	fill(&l.FailureSources, d.FailureSources)
+	fill(&l.MaxConns, d.MaxConns)
+	fill(&l.MaxConnsPerIdentity, d.MaxConnsPerIdentity)
+	fill(&l.MaxChannels, d.MaxChannels)
+	if err := l.Startups.Check(); err != nil {
+		return l, err
+	}
+	if l.StartupsPerSource < 0 || l.AuthFailures < 0 || l.FailureSources < 0 || l.MaxConns < 0 ||
+		l.MaxConnsPerIdentity < 0 || l.MaxChannels < 0 || l.AuthFailureWindow < 0 || l.AuthBlock < 0 {
+		return l, errors.New("negative limit")
+	}
+	return l, nil
 }
 
-// liveSessions are a connection's open session channels, for notices that
-// concern them all (durationWarning). The zero value is empty.
-type liveSessions struct {
-	mu  sync.Mutex // guards set
-	set map[*channel]struct{}
-}
-
-func (l *liveSessions) add(st *channel) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.set == nil {
-		l.set = map[*channel]struct{}{}
+// Check reports whether s is a usable start:rate:full.
+func (s Startups) Check() error {
+	if s.Start < 1 || s.Full < s.Start || s.Rate < 0 || s.Rate > 100 {
+		return fmt.Errorf("max_startups %s is not start:rate:full with 1 <= start <= full and rate a percentage from 0 to 100", s)
 	}
-	l.set[st] = struct{}{}
-}
-
-func (l *liveSessions) remove(st *channel) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.set, st)
-}
-
-func (l *liveSessions) all() []*channel {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := make([]*channel, 0, len(l.set))
-	for st := range l.set {
-		out = append(out, st)
-	}
-	return out
-}
-
-// durationWarning is how long before MaxDuration the users are warned: five
-// minutes, or a quarter of a shorter limit.
-func durationWarning(d time.Duration) time.Duration { return min(5*time.Minute, d/4) }
-
-// watchDuration ends the connection MaxDuration after start, warning every
-// open session channel durationWarning before, and returns when ctx ends
-// and every warning it wrote has returned (a write to a client that does
-// not read returns when its channel closes, which the end of ctx brings).
-func (c *conn) watchDuration(ctx context.Context, start time.Time) {
-	d := c.s.cfg.Limits.MaxDuration
-	if d <= 0 {
-		return
-	}
-	end := start.Add(d)
-	lead := durationWarning(d)
-	var tells sync.WaitGroup
-	defer tells.Wait()
-	warn := time.NewTimer(time.Until(end.Add(-lead)))
-	defer warn.Stop()
-	select {
-	case <-ctx.Done():
-		return
-	case <-warn.C:
-	}
-	notice := fmt.Sprintf("postern: this connection reaches the bastion's maximum session duration (%s) in %s, at %s; it will then be ended",
-		d, lead.Round(time.Millisecond), end.UTC().Format(time.RFC3339))
-	c.limitReached(limitDuration, "warned", notice, "max_duration", d.String())
-	for _, st := range c.live.all() {
-		tells.Go(func() { st.tell(notice) })
-	}
-	stop := time.NewTimer(time.Until(end))
-	defer stop.Stop()
-	select {
-	case <-ctx.Done():
-		return
-	case <-stop.C:
-	}
-	ended := fmt.Sprintf("postern: this connection reached the bastion's maximum session duration (%s) and was ended", d)
-	c.limitReached(limitDuration, "ended", ended, "max_duration", d.String())
-	c.terminate(endCauseErr(ended, errors.New(limitDuration)))
-}
-
-// tell shows the user a line on the channel's stderr, between the
-// target's own writes to it. It blocks while the client does not read:
-// run it on a goroutine of the connection's.
-func (st *channel) tell(line string) {
-	if st.ctx.Err() != nil {
-		return
-	}
-	st.clientErr().Write([]byte("\r\n" + line + "\r\n"))
-}
-
-// checkDiskLocked checks the free-disk floor each time the recording has
-// grown by diskCheckEvery, and reaches the limit below it. r.mu is held
-// and r.w is not nil.
-func (r *recording) checkDiskLocked() error {
-	size := r.w.Size()
-	if r.c.s.cfg.Limits.MinFreeDisk == 0 || size < r.disk {
-		return nil
-	}
-	r.disk = size + diskCheckEvery
-	free, below := r.c.s.belowDiskFloor()
-	if !below {
-		return nil
-	}
-	what := "the bastion's free disk space (" + formatSize(int64(free)) + ") is below its floor (" + formatSize(int64(r.c.s.cfg.Limits.MinFreeDisk)) + ")"
-	return r.limitLocked(limitDisk, what, "free_bytes", free, "min_free_disk", r.c.s.cfg.Limits.MinFreeDisk)
-}
-
-// limitLocked handles a session limit its recording reached: a marker
-// saying so ends the recording; then either the recording stops and the
-// session goes on unrecorded (StopRecordingAtLimit, sealed as
-// interrupted), or the session ends with the returned cause (sealed as
-// closed: the recording holds all the user saw). r.mu is held.
-func (r *recording) limitLocked(limit, what string, attrs ...any) error {
-	r.meta.Limit = limit
-	attrs = append(attrs, "channel", r.n, "recording", r.meta.ID)
-	if r.c.s.cfg.Limits.StopRecordingAtLimit {
-		r.w.Marker("postern: " + what + "; recording stopped, the session continues unrecorded")
-		r.w.Close()
-		r.w = nil
-		r.stopped = true
-		r.c.limitReached(limit, "recording_stopped", "", attrs...)
-		return nil
-	}
-	notice := "postern: " + what + "; the session was ended"
-	r.w.Marker(notice)
-	r.limited = true
-	r.err = endCauseErr(notice, errors.New(limit))
-	r.c.limitReached(limit, "ended", notice, attrs...)
-	return r.err
+	return nil
 }

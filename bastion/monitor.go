@@ -11,7 +11,7 @@ import (
 )
 
 // monitor sends keepalives and enforces the idle timeout and the maximum
-// session duration (limits.go) until ctx ends.
+// session duration (sessionlimits.go) until ctx ends.
 func (c *conn) monitor(ctx context.Context, sc *ssh.ServerConn) {
 	var limits sync.WaitGroup
 	defer limits.Wait()

@@ -118,7 +118,7 @@ func (c *conn) beginRecording(ctx context.Context, n uint32, meta recorder.Sessi
 		r.begun = true
 		r.w, err = recorder.NewRecording(ctx, cfg.Store, meta.Path, h)
 		if err == nil {
-			r.w.SetLimit(c.s.cfg.Limits.RecordingMaxSize)
+			r.w.SetLimit(c.s.cfg.SessionLimits.RecordingMaxSize)
 		}
 		if err == nil && first != "" {
 			err = r.w.Marker(first)
@@ -196,7 +196,7 @@ func (r *recording) write(f func(*recorder.Writer) error) error {
 	}
 	if err := f(r.w); err != nil {
 		if errors.Is(err, recorder.ErrLimit) {
-			size := r.c.s.cfg.Limits.RecordingMaxSize
+			size := r.c.s.cfg.SessionLimits.RecordingMaxSize
 			return r.limitLocked(limitRecording, "the recording reached its size limit ("+formatSize(size)+")", "max_bytes", size)
 		}
 		return r.failLocked(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/crypto/ssh"
 
@@ -54,6 +55,9 @@ type route struct {
 	// requests answer the client's global requests (RFC 4254 §4); the
 	// reply is sent for them. Nil or missing means "failure".
 	requests map[string]requestHandler
+	// open counts the channels being served, at most
+	// Limits.MaxChannels.
+	open atomic.Int32
 }
 
 // channelHandler handles one channel the client asked to open.
@@ -96,7 +100,17 @@ func (c *conn) open(rt *route, nc ssh.NewChannel) {
 		nc.Reject(ssh.UnknownChannelType, "postern: channel type "+strconv.Quote(logSafe(nc.ChannelType()))+" is not supported")
 		return
 	}
-	c.goSafe(func() { h(nc) })
+	if max := c.s.cfg.Limits.MaxChannels; rt.open.Add(1) > int32(max) {
+		rt.open.Add(-1)
+		c.s.refused(&limitRefusal{limit: LimitChannels, attrs: []any{"max", max}}, c.lim.src,
+			"client", c.remote.String(), "session", c.id, "identity", logSafe(c.identity.Name()), "channel_type", logSafe(nc.ChannelType()))
+		nc.Reject(ssh.ResourceShortage, fmt.Sprintf("postern: %d channels are already open on this connection, the limit; close one, or open another connection", max))
+		return
+	}
+	c.goSafe(func() {
+		defer rt.open.Add(-1)
+		h(nc)
+	})
 }
 
 // serveRequests answers the client's global requests until reqs closes,

@@ -56,17 +56,21 @@ type Config struct {
 	// trailing '*' is a prefix match). Nil means DefaultEnvAllow.
 	EnvAllow []string
 	// HandshakeTimeout bounds key exchange plus authentication; zero
-	// means 2 minutes (OpenSSH's LoginGraceTime).
+	// means DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// Limits bound the connections and channels clients may hold
+	// (limits.go); zero fields mean DefaultLimits.
+	Limits Limits
 	// DialTimeout bounds connecting and authenticating to a target; zero
 	// means 15 seconds.
 	DialTimeout time.Duration
 	// Recording, if not nil, records every shell and exec session
 	// channel and seals it in the audit chain.
 	Recording *Recording
-	// Limits bound each session's duration, recording size and the disk
-	// its recording needs (limits.go). The zero value sets none.
-	Limits SessionLimits
+	// SessionLimits bound each session's duration, recording size and
+	// the disk its recording needs (sessionlimits.go). The zero value sets
+	// none.
+	SessionLimits SessionLimits
 	// Ciphers are the SSH ciphers the bastion offers its clients and asks
 	// of its targets, in order of preference. Nil means DefaultCiphers.
 	Ciphers []string
@@ -162,6 +166,9 @@ type Server struct {
 
 	wg sync.WaitGroup // one per Serve loop and per connection
 
+	gate     *limitGate  // the Limits' counts
+	limitLog *limitAudit // audit records of refusals by a limit
+
 	// wrapChannel, if set (tests only), wraps each session channel the
 	// bastion accepts, to see the frames it sends the client in order.
 	wrapChannel func(ssh.Channel) ssh.Channel
@@ -188,7 +195,11 @@ func New(cfg Config) (*Server, error) {
 		cfg.EnvAllow = DefaultEnvAllow
 	}
 	if cfg.HandshakeTimeout <= 0 {
-		cfg.HandshakeTimeout = 2 * time.Minute
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	g, err := newGate(&cfg.Limits)
+	if err != nil {
+		return nil, fmt.Errorf("bastion: Config.Limits: %w", err)
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 15 * time.Second
@@ -235,6 +246,8 @@ func New(cfg Config) (*Server, error) {
 		log:       log,
 		checker:   certs.Checker{CA: cfg.Authority.UserCA.PublicKey(), Revoked: revoked},
 		revoked:   revoked,
+		gate:      g,
+		limitLog:  newLimitAudit(log),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 	}, nil
@@ -303,11 +316,17 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			return fmt.Errorf("accept: %w", err)
 		}
 		backoff = 0
+		lim, ok := s.admit(nc)
+		if !ok {
+			continue
+		}
 		c := s.newConn(ctx, nc)
+		c.lim = lim
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			c.cancel(ErrServerClosed)
+			c.endLimits()
 			nc.Close()
 			return ErrServerClosed
 		}
@@ -321,6 +340,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 				delete(s.conns, c)
 				s.mu.Unlock()
 			}()
+			defer c.endLimits()
 			c.serve()
 		}()
 	}
@@ -340,7 +360,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// The waiter ends when the connections do, which the select
 	// guarantees by closing them if ctx ends first.
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() { s.wg.Wait(); s.limitLog.flush(); close(done) }()
 	select {
 	case <-done:
 		return nil
@@ -356,6 +376,7 @@ func (s *Server) Close() error {
 	s.closeListeners()
 	s.closeConns(errShutdown)
 	s.wg.Wait()
+	s.limitLog.flush()
 	return nil
 }
 
@@ -386,7 +407,7 @@ func (s *Server) serverConfig(c *conn) *ssh.ServerConfig {
 		ServerVersion:             "SSH-2.0-Postern",
 		MaxAuthTries:              6,
 		PublicKeyCallback:         c.checkKey,
-		VerifiedPublicKeyCallback: c.authorize,
+		VerifiedPublicKeyCallback: c.authorizeLimited,
 		// Offered only so that the reason for a refusal can be shown
 		// once every key has failed; see conn.lastResort.
 		KeyboardInteractiveCallback: c.lastResort,

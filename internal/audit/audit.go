@@ -56,6 +56,12 @@ const (
 	// AgentEnd: an agent channel ended: requests relayed and refused,
 	// bytes each way, duration, why.
 	AgentEnd Event = "agent_end"
+	// LimitRefused: a connection or channel refused by a limit (limit
+	// names which, source the client's address or IPv6 /64). The first
+	// refusal of a limit and source in a minute is recorded with
+	// count=1; the others are counted and recorded together with
+	// repeated=true, count and since.
+	LimitRefused Event = "limit_refused"
 )
 
 // Session channel events.

@@ -99,6 +99,8 @@ type Config struct {
 	ApprovalWebhook string
 	// Login, if set, is the login API (login:). Nil: none.
 	Login *Login
+	// Limits are the connection limits (limits:, limits.go).
+	Limits Limits
 	// Warnings are problems that do not stop the bastion but are likely
 	// mistakes, like a rule that matches no target; each reads
 	// "FILE:LINE: KEY: MSG", like an Error. Nil when there are none.
@@ -149,7 +151,7 @@ type parser struct {
 // errors, in the order checked, are joined (see Parse).
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
-		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names", "login", "session_limits")
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names", "login", "session_limits", "limits")
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +164,7 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 		EnvAllow:          append([]string(nil), defaultEnvAllow...),
 		LogLevel:          slog.LevelInfo,
 		Recording:         Recording{RetentionDays: defaultRetentionDays},
+		Limits:            defaultLimits(),
 	}
 	var errs []error
 	check := func(err error) {
@@ -210,6 +213,7 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	}
 	c.Login, err = p.login(m.get("login"))
 	check(err)
+	check(p.limits(m.get("limits"), &c.Limits))
 	if c.Login != nil && len(c.hostNames()) == 0 {
 		f := m.get("login")
 		p.warnf(f.key.Line, f.path, "neither host_names nor listen names the bastion's host: GET /v1/login announces the host each request was sent to; set host_names to the name users reach the bastion by")
@@ -419,7 +423,7 @@ func (c *Config) Bastion(auth *certs.Authority, store recorder.Store, log *slog.
 		Policy:            c.Policy,
 		Authority:         auth,
 		Recording:         rec,
-		Limits:            c.SessionLimits,
+		SessionLimits:     c.SessionLimits,
 		IdleTimeout:       c.IdleTimeout,
 		KeepAliveInterval: c.KeepAliveInterval,
 		KeepAliveMax:      c.KeepAliveMax,
@@ -429,6 +433,8 @@ func (c *Config) Bastion(auth *certs.Authority, store recorder.Store, log *slog.
 		ApprovalRules:     &c.Approvals,
 		HostNames:         c.hostNames(),
 		Detect:            c.Detect,
+		HandshakeTimeout:  c.Limits.HandshakeTimeout,
+		Limits:            c.Limits.Limits,
 		Log:               log,
 	}
 }

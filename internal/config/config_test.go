@@ -60,6 +60,7 @@ func TestLoadExample(t *testing.T) {
 		SessionLimits:     bastion.SessionLimits{MaxDuration: 12 * time.Hour, RecordingMaxSize: 1 << 30, MinFreeDisk: 1 << 30},
 		EnvAllow:          []string{"LANG", "LC_*"},
 		LogLevel:          slog.LevelInfo,
+		Limits:            config.Limits{HandshakeTimeout: bastion.DefaultHandshakeTimeout, Limits: bastion.DefaultLimits},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config (without policy):\n got %+v\nwant %+v", got, want)

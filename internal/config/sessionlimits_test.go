@@ -42,7 +42,7 @@ func TestSessionLimits(t *testing.T) {
 			if c.SessionLimits != tt.want {
 				t.Fatalf("limits %+v, want %+v", c.SessionLimits, tt.want)
 			}
-			if got := c.Bastion(nil, nil, nil).Limits; got != tt.want {
+			if got := c.Bastion(nil, nil, nil).SessionLimits; got != tt.want {
 				t.Fatalf("bastion limits %+v, want %+v", got, tt.want)
 			}
 		})

@@ -1,0 +1,82 @@
+package bastion
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// connLimits is the places a connection holds in the Server's gate.
+type connLimits struct {
+	src netip.Prefix
+	// leaveStartup gives back the unauthenticated place (once); set
+	// before the connection's goroutine starts.
+	leaveStartup func()
+	// Set by authorizeLimited on the handshake goroutine, read after
+	// the handshake: identity holds a place when loggedIn.
+	loggedIn  bool
+	identity  string
+	overLimit bool // refused by a connection limit: not a failed login
+}
+
+// admit is the first thing done with an accepted connection, before any
+// byte is read: it takes an unauthenticated place for nc, or closes nc
+// telling why in one line (clients show it only when verbose: no SSH
+// message can be sent before key exchange) and reports false.
+func (s *Server) admit(nc net.Conn) (connLimits, bool) {
+	src := sourceOf(nc.RemoteAddr())
+	if r := s.gate.admit(src, time.Now()); r != nil {
+		s.refused(r, src, "client", nc.RemoteAddr().String())
+		// The socket's buffer is empty: this write does not block, the
+		// deadline is there in case it would.
+		nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		nc.Write([]byte(r.msg + "\r\n"))
+		nc.Close()
+		return connLimits{}, false
+	}
+	return connLimits{src: src, leaveStartup: sync.OnceFunc(func() { s.gate.leaveStartup(src) })}, true
+}
+
+// authorizeLimited is the VerifiedPublicKeyCallback: authorize, then a
+// place among the authenticated connections. Once authenticated, the
+// connection no longer holds an unauthenticated place.
+func (c *conn) authorizeLimited(cm ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, alg string) (*ssh.Permissions, error) {
+	perms, err := c.authorize(cm, key, perms, alg)
+	if err != nil {
+		return nil, err
+	}
+	name := c.identity.Name()
+	if r := c.s.gate.login(name); r != nil {
+		c.lim.overLimit = true
+		c.refuse(r.limit + " reached")
+		c.s.refused(r, c.lim.src, "client", c.remote.String(), "identity", logSafe(name))
+		return nil, c.banner(errors.New(r.limit+" reached"), r.msg)
+	}
+	c.lim.loggedIn, c.lim.identity = true, name
+	c.lim.leaveStartup()
+	return perms, nil
+}
+
+// endLimits gives back the connection's places when it ends, and counts
+// a failed login: a handshake that ended unauthenticated after the client
+// offered something, unless a limit refused it or the bastion verified
+// the certificate (its holder is known; the policy refused them).
+func (c *conn) endLimits() {
+	if c.lim.leaveStartup == nil { // not admitted through Serve
+		return
+	}
+	c.lim.leaveStartup()
+	if c.lim.loggedIn {
+		c.s.gate.logout(c.lim.identity)
+		return
+	}
+	failed := c.kexDone && (c.offered > 0 || len(c.refusals) > 0) && !c.lim.overLimit && c.identity.Name() == ""
+	if failed && c.s.gate.fail(c.lim.src, time.Now()) {
+		c.log.Warn("failed logins from this source reached the limit: its connections are refused for a while",
+			"limit", LimitAuthFailures, "max", c.s.cfg.Limits.AuthFailures, "block", c.s.cfg.Limits.AuthBlock.String())
+	}
+}
