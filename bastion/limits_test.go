@@ -66,6 +66,13 @@ func TestLimitFloodOfIdleConnections(t *testing.T) {
 	const flood = 3000
 	raiseNoFile(t, 3*flood)
 	b := h.extraServer(t, Config{Policy: h.policy})
+	// The same login before the flood: on a loaded machine (the suite
+	// runs packages side by side) it alone can take over 2 s, and the
+	// flood must not be what makes the user wait.
+	if r, _ := b.sshFrom(t, "127.0.0.1", h.alice, "root@t1", "true"); r.ExitCode != 0 {
+		t.Fatalf("login before the flood: exit %d stderr %q", r.ExitCode, r.Stderr)
+	}
+	_, base := b.sshFrom(t, "127.0.0.1", h.alice, "root@t1", "echo", "in")
 
 	conns := make(chan net.Conn, flood)
 	t.Cleanup(func() {
@@ -97,22 +104,25 @@ func TestLimitFloodOfIdleConnections(t *testing.T) {
 	if unauth, _ := b.srv.gate.counts(); unauth > DefaultLimits.StartupsPerSource {
 		t.Fatalf("%d unauthenticated connections held, want at most %d", unauth, DefaultLimits.StartupsPerSource)
 	}
+	// The kernel completes the 3000 handshakes before the bastion accepts
+	// them; wait until it has taken every one from the listen queue (all
+	// but the held ones refused and counted), so what is timed is a login
+	// while the flood is held, not the queue in front of it.
+	refusedLater := flood - DefaultLimits.StartupsPerSource - 1
+	key := limitKey{LimitStartupsPerSource, sourceOf(&net.TCPAddr{IP: net.ParseIP("127.0.0.3")})}
+	testenv.WaitFor(t, 60*time.Second, func() bool { return b.srv.limitLog.repeatedOf(key) == refusedLater })
 	r, took := b.sshFrom(t, "127.0.0.1", h.alice, "root@t1", "echo", "in")
 	if r.ExitCode != 0 || strings.TrimSpace(string(r.Stdout)) != "in" {
 		t.Fatalf("legitimate login during the flood: exit %d stdout %q stderr %q", r.ExitCode, r.Stdout, r.Stderr)
 	}
-	if took > 2*time.Second {
-		t.Fatalf("legitimate login took %v during the flood, want under 2s", took)
+	if limit := max(2*time.Second, 2*base); took > limit {
+		t.Fatalf("legitimate login took %v during the flood (%v before it), want under %v", took, base, limit)
 	}
-	t.Logf("legitimate login took %v with %d idle connections held by the client", took, flood)
+	t.Logf("legitimate login took %v with %d idle connections held by the client (%v before the flood)", took, flood, base)
 	if n := strings.Count(b.logs.String(), `"limit":"max_startups_per_source","source":"127.0.0.3","count":1,`); n != 1 {
 		t.Fatalf("%d first-refusal audit records for the flood, want 1:\n%s", n, b.logs.String())
 	}
-	// The others are counted, and recorded when the server closes (here
-	// once the bastion has refused every one).
-	refusedLater := flood - DefaultLimits.StartupsPerSource - 1
-	key := limitKey{LimitStartupsPerSource, sourceOf(&net.TCPAddr{IP: net.ParseIP("127.0.0.3")})}
-	testenv.WaitFor(t, 10*time.Second, func() bool { return b.srv.limitLog.repeatedOf(key) == refusedLater })
+	// The others were counted; they are recorded when the server closes.
 	b.srv.limitLog.flush()
 	if !strings.Contains(b.logs.String(), `"limit":"max_startups_per_source","source":"127.0.0.3","count":`+strconv.Itoa(refusedLater)+`,"repeated":true`) {
 		t.Fatalf("no aggregated record of the other refusals:\n%s", lastLines(b.logs.String(), 5))
