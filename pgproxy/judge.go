@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"sync"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Judging statements. Config.Judge is asked about each Query, Execute and
@@ -72,6 +74,7 @@ func (c *clientSide) judge(ctx context.Context, st Statement) (string, error) {
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	ctx = context.WithValue(ctx, noticeKey{}, c.s)
 	c.s.cpf.watch(cancel)
 	err := c.s.cfg.Judge(ctx, st)
 	c.s.cpf.decide()
@@ -97,6 +100,24 @@ func (c *clientSide) judge(ctx context.Context, st Statement) (string, error) {
 // maxPrefetch caps what the watch reads ahead of the client's reader
 // (a client that sends on while its statement is held).
 const maxPrefetch = 1 << 20
+
+// noticeKey keys the session in a Judge's context, for Notice.
+type noticeKey struct{}
+
+// Notice sends the client of the statement being judged a NoticeResponse
+// (severity NOTICE) saying msg: a client waiting for its statement's result
+// shows it (psql prints it at once). ctx is the one the Judge was given;
+// with another, Notice does nothing.
+func Notice(ctx context.Context, msg string) {
+	s, ok := ctx.Value(noticeKey{}).(*session)
+	if !ok {
+		return
+	}
+	b, err := (&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000", Message: msg}).Encode(nil)
+	if err == nil {
+		s.writeClient(b) // whole messages only: between two of the server's
+	}
+}
 
 // prefetch is the client's conn as the client's reader reads it, with a
 // watch: while a statement is judged, a goroutine reads the client's next
