@@ -170,9 +170,13 @@ func (r *Relay) Run(ctx context.Context, client, server Conn) (Stats, error) {
 		authc: make(chan uint32, 1), clientDone: make(chan struct{}), serverDone: make(chan struct{}), stopc: make(chan struct{})}
 	s.q.max = r.cfg.MaxPending
 	s.m = newMasker(r.cfg)
-	s.cpf = &prefetch{r: client}
-	s.cpf.init()
-	s.cgate = newGate(s.cpf, r.cfg.Memory, r.cfg.MaxMessage, true)
+	var cr io.Reader = client
+	if r.cfg.Judge != nil { // only a judged statement is watched for
+		s.cpf = &prefetch{r: client}
+		s.cpf.init()
+		cr = s.cpf
+	}
+	s.cgate = newGate(cr, r.cfg.Memory, r.cfg.MaxMessage, true)
 	s.sgate = newGate(server, r.cfg.Memory, r.cfg.MaxMessage, false)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -211,7 +215,7 @@ type session struct {
 	m              *masker
 	q              queue
 	cgate, sgate   *gate     // the client's and the server's, each used by its reader
-	cpf            *prefetch // below cgate: the client's conn, watched while a statement is judged
+	cpf            *prefetch // below cgate with a Judge: the client's conn, watched while a statement is judged
 
 	// authc carries, from the server's reader to the client's, each
 	// authentication request the client must answer (its type), and

@@ -197,6 +197,18 @@ func TestApprovalsREADME(t *testing.T) {
 	if n := len(c.Approvals.Rules); n != 6 {
 		t.Errorf("README example has %d rules, want 6", n)
 	}
+	// The second example: SQL rules.
+	_, rest, ok = strings.Cut(rest, "```yaml\napprovals:\n")
+	block, _, ok2 = strings.Cut(rest, "```")
+	if !ok || !ok2 || !strings.Contains(block, "sql:") {
+		t.Fatal("README has no SQL approvals example")
+	}
+	if c, err = config.Parse("readme.yaml", withApprovals(block)); err != nil || len(c.Approvals.Rules) != 2 || len(c.Approvals.Rules[0].Match.SQL) != 4 {
+		t.Fatalf("README SQL example: %v", err)
+	}
+	if d := c.Approvals.DecideSQL(&approval.Subject{Target: "db-1"}, "delete from public.cards"); d.Action != approval.Approve {
+		t.Errorf("README SQL example: %+v", d)
+	}
 }
 
 func TestApprovalWebhook(t *testing.T) {
