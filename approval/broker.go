@@ -81,7 +81,7 @@ func NewBroker(ctx context.Context, cfg BrokerConfig) (*Broker, error) {
 	for _, r := range list {
 		r := r.clone()
 		switch {
-		case r.State == StatePending && r.Kind == KindCommand:
+		case r.State == StatePending && (r.Kind == KindCommand || r.Kind == KindSQL):
 			// Its session is gone: saved as abandoned, not kept.
 			b.done[r.ID] = make(chan struct{})
 			if err := b.finish(ctx, &r, StateAbandoned, nil); err != nil {
@@ -104,7 +104,7 @@ func NewBroker(ctx context.Context, cfg BrokerConfig) (*Broker, error) {
 // state and times set. r.Expires must be set (the rule's timeout from
 // now); Required defaults to 1.
 func (b *Broker) Submit(ctx context.Context, r Request) (Request, error) {
-	if r.Kind != KindCommand && r.Kind != KindAccess {
+	if r.Kind != KindCommand && r.Kind != KindAccess && r.Kind != KindSQL {
 		return Request{}, fmt.Errorf("approval: unknown request kind %q", r.Kind)
 	}
 	if len(r.Approvers) == 0 {

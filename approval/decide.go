@@ -38,7 +38,7 @@ func (p *Policy) decide(s *Subject, cmds []Command) Verdict {
 	}
 	var rules []*Rule // in scope, in order
 	for i := range p.Rules {
-		if r := &p.Rules[i]; r.Access != AccessRequest && r.Scope.In(s) {
+		if r := &p.Rules[i]; r.Access != AccessRequest && len(r.Match.SQL) == 0 && r.Scope.In(s) {
 			rules = append(rules, r)
 		}
 	}

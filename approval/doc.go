@@ -272,4 +272,17 @@
 // Subject in its scope needs an approved grant to connect (NeedsGrant),
 // approved as the rule's Approvers, Required and Timeout say. Such a rule
 // takes action Approve and no Match; Decide skips it.
+//
+// # SQL rules
+//
+// A rule whose Match has SQL patterns judges the statements of postgres
+// forwards (DecideSQL), never command lines; rules without them never
+// judge statements. SQLCommands splits a SQL text into statements with a
+// lexer that knows comments, literals and quoted identifiers, and each
+// statement into the commands that may run: itself and the statements it
+// carries (in parentheses, after WITH, EXPLAIN, PREPARE … AS, CREATE RULE
+// … DO). A pattern matches a command's normalised text case-insensitively,
+// whole or as its first words, * matching any run. What cannot be read (a
+// DO block, an unterminated literal) fails closed as an unjudged command
+// does. What functions, procedures and triggers run is not seen.
 package approval

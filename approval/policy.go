@@ -93,10 +93,18 @@ type Match struct {
 	// Regex matches a command's normalised text (see Command.Text),
 	// unanchored.
 	Regex *regexp.Regexp
+	// SQL, when set, makes the rule a SQL rule: it judges the statements
+	// of postgres forwards (DecideSQL), never command lines, and rules
+	// without SQL never judge statements. Each entry is a pattern on a
+	// SQL command's normalised text (see SQLCommands): case-insensitive,
+	// * matches any run of characters, and a pattern matches the whole
+	// text or its first words ("DROP" matches "DROP TABLE x"; "*"
+	// matches every statement, also one that cannot be judged).
+	SQL []string
 }
 
 // All reports whether m matches every command.
-func (m *Match) All() bool { return len(m.Commands) == 0 && m.Regex == nil }
+func (m *Match) All() bool { return len(m.Commands) == 0 && m.Regex == nil && len(m.SQL) == 0 }
 
 // Access says whether connecting needs an approved grant.
 type Access int
@@ -213,6 +221,14 @@ func (r *Rule) problems() []string {
 	if len(r.Match.Commands) > 0 && r.Match.Regex != nil {
 		add("match has both commands and regex: use two rules")
 	}
+	if len(r.Match.SQL) > 0 && (len(r.Match.Commands) > 0 || r.Match.Regex != nil || r.Match.Args != nil) {
+		add("match has sql and commands or regex: SQL rules judge statements, not command lines; use two rules")
+	}
+	for _, q := range r.Match.SQL {
+		if strings.TrimSpace(q) == "" {
+			add("sql pattern %q is empty", q)
+		}
+	}
 	if r.Match.Args != nil && len(r.Match.Commands) == 0 {
 		add("match args needs commands")
 	}
@@ -276,7 +292,7 @@ func (p *Policy) Judges(s *Subject) bool {
 		s = &Subject{}
 	}
 	for i := range p.Rules {
-		if r := &p.Rules[i]; r.Access != AccessRequest && r.action() != Allow && r.Scope.In(s) {
+		if r := &p.Rules[i]; r.Access != AccessRequest && len(r.Match.SQL) == 0 && r.action() != Allow && r.Scope.In(s) {
 			return true
 		}
 	}

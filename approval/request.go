@@ -15,6 +15,7 @@ import (
 const (
 	KindCommand = "command" // a command line held before it runs
 	KindAccess  = "access"  // just-in-time access to a target for a while
+	KindSQL     = "sql"     // a SQL statement of a postgres forward, held before it reaches the server
 )
 
 // Request states. Pending is the only state that changes.
@@ -48,6 +49,11 @@ type Request struct {
 	// Line is the command line, as masked as everything else the bastion
 	// stores.
 	Line string `json:"line,omitempty"`
+	// Database and DBUser are the database and the PostgreSQL user a
+	// held SQL statement runs as (KindSQL only; from the client's startup
+	// message, masked).
+	Database string `json:"database,omitempty"`
+	DBUser   string `json:"db_user,omitempty"`
 	// Reason is the requester's, and Why the bastion's: the rule's notice
 	// (why the line could not be judged, say).
 	Reason string `json:"reason,omitempty"`

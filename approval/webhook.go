@@ -94,8 +94,11 @@ func (w *Webhook) post(ctx context.Context, r Request) error {
 // and control characters replaced.
 func webhookText(r Request) string {
 	what := "run `" + r.Line + "`"
-	if r.Kind == KindAccess {
+	switch r.Kind {
+	case KindAccess:
 		what = "access for " + r.For.String()
+	case KindSQL:
+		what = "run `" + r.Line + "` in database " + r.Database + " as " + r.DBUser
 	}
 	s := fmt.Sprintf("postern: %s asks to %s on %s as %s (rule %s, request %s", r.Requester, what, r.Target, r.Login, r.Rule, r.ID)
 	if r.Reason != "" {

@@ -71,6 +71,9 @@ func ApprovalAudit(log *slog.Logger) func(context.Context, approval.Change) erro
 		if r.Line != "" {
 			attrs = append(attrs, "command_line", logSafe(r.Line))
 		}
+		if r.Kind == approval.KindSQL {
+			attrs = append(attrs, "database", logSafe(r.Database), "db_user", logSafe(r.DBUser))
+		}
 		if c.Event == "requested" {
 			attrs = append(attrs, "request_reason", logSafe(r.Reason), "why", logSafe(r.Why))
 			if r.Kind == approval.KindAccess {

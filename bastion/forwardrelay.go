@@ -80,14 +80,15 @@ func (a active) Read(p []byte) (int, error) {
 
 // relayPostgres relays a postgres forward through pgproxy: card numbers
 // in results masked as the target's masking says, statements and results
-// written to the recording.
+// written to the recording, statements judged by the SQL approval rules
+// (pgjudge.go).
 func (f *forward) relayPostgres(ch, uch ssh.Channel) {
 	c := f.c
 	mode, on := c.maskMode()
 	ctx, cancel := context.WithCancelCause(c.ctx)
 	defer cancel(nil)
 	obs := &pgRecorder{f: f, fail: cancel}
-	relay, err := pgproxy.New(pgproxy.Config{Mode: mode, Detect: c.maskDetect(), NoMasking: !on, Observer: obs})
+	relay, err := pgproxy.New(pgproxy.Config{Mode: mode, Detect: c.maskDetect(), NoMasking: !on, Observer: obs, Judge: f.sqlJudge()})
 	if err != nil {
 		f.setReason(err.Error())
 		return

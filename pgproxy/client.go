@@ -265,10 +265,14 @@ func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) 
 			return c.tooLong()
 		}
 		st := c.statement("simple", "", m.String, nil, now)
-		if err := c.judge(ctx, st); err != nil {
+		refused, err := c.judge(ctx, st)
+		if err != nil {
 			return err
 		}
-		o = &op{kind: 'Q', seq: st.Seq, start: now}
+		o = &op{kind: 'Q', seq: st.Seq, start: now, refused: refused}
+		if refused != "" {
+			msg = &pgproto3.Query{String: refusedQuery}
+		}
 	case *pgproto3.Parse:
 		if len(m.Query) > MaxText {
 			return c.tooLong()
@@ -287,17 +291,25 @@ func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) 
 	case *pgproto3.Execute:
 		p := c.portals.get(m.Portal)
 		st := c.statement("extended", p.stmt, p.text, p.params, now)
-		if err := c.judge(ctx, st); err != nil {
+		refused, err := c.judge(ctx, st)
+		if err != nil {
 			return err
 		}
-		o = &op{kind: 'E', seq: st.Seq, start: now}
+		o = &op{kind: 'E', seq: st.Seq, start: now, refused: refused}
+		if refused != "" {
+			msg = &pgproto3.Execute{Portal: refusedPortal()}
+		}
 	case *pgproto3.FunctionCall:
 		st := c.statement("function", "", "function call, oid "+strconv.FormatUint(uint64(m.Function), 10),
 			c.params(m.Arguments, argFormats(m.ArgFormatCodes)), now)
-		if err := c.judge(ctx, st); err != nil {
+		refused, err := c.judge(ctx, st)
+		if err != nil {
 			return err
 		}
-		o = &op{kind: 'F', seq: st.Seq, start: now}
+		o = &op{kind: 'F', seq: st.Seq, start: now, refused: refused}
+		if refused != "" {
+			msg = &pgproto3.FunctionCall{Function: 0} // no function has OID 0
+		}
 	case *pgproto3.Describe:
 		o = &op{kind: 'D', start: now}
 	case *pgproto3.Close:
@@ -353,24 +365,6 @@ func (c *clientSide) tooMany() error {
 func (c *clientSide) tooLong() error {
 	c.s.fatal("54000", tooLongMessage)
 	return ErrTooLong
-}
-
-// judge asks Config.Judge about st; a refusal ends the connection, and the
-// client is told why.
-func (c *clientSide) judge(ctx context.Context, st Statement) error {
-	if c.s.cfg.Judge == nil {
-		return nil
-	}
-	err := c.s.cfg.Judge(ctx, st)
-	if err == nil {
-		return nil
-	}
-	msg := "postern: the statement was refused"
-	if um, ok := err.(interface{ UserMessage() string }); ok {
-		msg = um.UserMessage()
-	}
-	c.s.fatal("42501", msg)
-	return &JudgeError{Statement: st, Err: err}
 }
 
 // params formats a Bind's parameters, or a FunctionCall's arguments, for

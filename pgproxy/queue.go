@@ -19,6 +19,10 @@ type op struct {
 	start time.Time
 	// stmt is what a P or B reports if it fails before an Execute.
 	stmt *Statement
+	// refused, for a Q, E or F that Config.Judge refused, is what the
+	// client is told: the server got a stand-in that fails (see
+	// judge.go), and its ErrorResponse is replaced by this message.
+	refused string
 }
 
 // queue holds the ops sent and not yet answered. The client's reader

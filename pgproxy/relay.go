@@ -38,12 +38,16 @@ type Config struct {
 	// discards them.
 	Observer Observer
 	// Judge decides each statement before it reaches the server: a
-	// simple Query, and an Execute with its prepared statement's text and
-	// parameters. It may block (the client waits). A non-nil error ends
-	// the connection: the client gets a FATAL ErrorResponse saying
+	// simple Query, an Execute with its prepared statement's text and
+	// parameters, a FunctionCall. It may block (a statement held for
+	// approval: the client waits; see judge.go); its context is
+	// cancelled with ErrClientLeft if the client closes its side
+	// meanwhile. A *Denied refuses the statement and the connection goes
+	// on: the client gets an ERROR (SQLSTATE 42501) saying its Message,
+	// as if the server had refused it. Any other error ends the
+	// connection: the client gets a FATAL ErrorResponse saying
 	// UserMessage() if the error has one, and the Relay returns a
-	// *JudgeError. Nil lets everything through. This is where approval
-	// rules for SQL will hold statements.
+	// *JudgeError. Nil lets everything through.
 	Judge func(context.Context, Statement) error
 	// MaxMessage caps a message's body; 0 means DefaultMaxMessage.
 	MaxMessage int
@@ -166,7 +170,13 @@ func (r *Relay) Run(ctx context.Context, client, server Conn) (Stats, error) {
 		authc: make(chan uint32, 1), clientDone: make(chan struct{}), serverDone: make(chan struct{}), stopc: make(chan struct{})}
 	s.q.max = r.cfg.MaxPending
 	s.m = newMasker(r.cfg)
-	s.cgate = newGate(client, r.cfg.Memory, r.cfg.MaxMessage, true)
+	var cr io.Reader = client
+	if r.cfg.Judge != nil { // only a judged statement is watched for
+		s.cpf = &prefetch{r: client}
+		s.cpf.init()
+		cr = s.cpf
+	}
+	s.cgate = newGate(cr, r.cfg.Memory, r.cfg.MaxMessage, true)
 	s.sgate = newGate(server, r.cfg.Memory, r.cfg.MaxMessage, false)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -204,7 +214,8 @@ type session struct {
 	obs            Observer
 	m              *masker
 	q              queue
-	cgate, sgate   *gate // the client's and the server's, each used by its reader
+	cgate, sgate   *gate     // the client's and the server's, each used by its reader
+	cpf            *prefetch // below cgate with a Judge: the client's conn, watched while a statement is judged
 
 	// authc carries, from the server's reader to the client's, each
 	// authentication request the client must answer (its type), and

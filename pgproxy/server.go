@@ -134,7 +134,10 @@ func (v *serverSide) message(msg pgproto3.BackendMessage) error {
 		return v.rowDescription()
 	case *pgproto3.FunctionCallResponse:
 		m.value(msg.Result)
-		return v.expect('F', false)
+		if err := v.expect('F', false); err != nil {
+			return err
+		}
+		return notRefused(v.head)
 	case *pgproto3.ReadyForQuery:
 		return v.readyForQuery()
 	case *pgproto3.CommandComplete:

@@ -57,6 +57,15 @@ func (v *serverSide) inStatement() error {
 	if !ok || head.kind != 'Q' && head.kind != 'E' {
 		return errOutOfStep("statement reply", head, ok)
 	}
+	return notRefused(head)
+}
+
+// notRefused checks that head is not a refused statement: its stand-in
+// fails, and only an ErrorResponse answers it.
+func notRefused(head op) error {
+	if head.refused != "" {
+		return fmt.Errorf("a result to the stand-in of a refused %q request", head.kind)
+	}
 	return nil
 }
 
@@ -92,6 +101,7 @@ func (v *serverSide) rowDescription() error {
 	case ok && head.kind == 'D':
 		v.pop()
 	case ok && head.kind == 'Q':
+		return notRefused(head)
 	default:
 		return errOutOfStep("RowDescription", head, ok)
 	}
@@ -105,6 +115,9 @@ func (v *serverSide) result(r Result, simple, ext byte) error {
 	head, ok := v.peek()
 	if !ok || head.kind != simple && head.kind != ext {
 		return errOutOfStep("command result", head, ok)
+	}
+	if err := notRefused(head); err != nil {
+		return err
 	}
 	v.report(r, head)
 	if head.kind == ext && ext == 'E' {
@@ -153,6 +166,11 @@ func (v *serverSide) readyForQuery() error {
 func (v *serverSide) errorResponse(e *pgproto3.ErrorResponse) error {
 	s := v.s
 	s.errors.Add(1)
+	if head, ok := v.peek(); ok && head.refused != "" && !v.authing {
+		// The stand-in's error: the client is told why its statement
+		// was refused instead.
+		*e = pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: refusedCode, Message: head.refused}
+	}
 	if !s.m.on {
 		// The client gets the server's text; the record never does.
 		rec := *e

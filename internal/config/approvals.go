@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -46,6 +47,9 @@ func (p *parser) approvals(f field, targets []bastion.Target) (approval.Policy, 
 	}
 	if len(pol.Rules) > 0 {
 		p.warnf(f.line(), f.path, "approval rules judge exec commands, the lines typed in shells and access requests, but not input to full-screen programs (vim, less) nor what scripts and interpreters run")
+		if slices.ContainsFunc(pol.Rules, func(r approval.Rule) bool { return len(r.Match.SQL) > 0 }) {
+			p.warnf(f.line(), f.path, "sql rules judge the statements of postgres forwards as written, not what functions, procedures or triggers they call run")
+		}
 	}
 	return pol, nil
 }
@@ -123,11 +127,25 @@ func (p *parser) approvalMatch(f field, m *approval.Match) error {
 	if !f.set() {
 		return nil // every command
 	}
-	mm, err := p.mapping(f.val, f.path, "commands", "args", "regex")
+	mm, err := p.mapping(f.val, f.path, "commands", "args", "regex", "sql")
 	if err != nil {
 		return err
 	}
 	cmds, args, re := mm.get("commands"), mm.get("args"), mm.get("regex")
+	if q := mm.get("sql"); q.set() {
+		for _, o := range []field{cmds, args, re} {
+			if o.set() {
+				return p.errorf(o.line(), o.path, "conflicts with sql: SQL rules judge the statements of postgres forwards, not command lines; write two rules")
+			}
+		}
+		if m.SQL, err = p.strList(q, checkSQLPattern); err != nil {
+			return err
+		}
+		if len(m.SQL) == 0 {
+			return p.errorf(q.line(), q.path, "must name at least one pattern, like [DROP, TRUNCATE]")
+		}
+		return nil
+	}
 	switch {
 	case args.set() && !cmds.set():
 		return p.errorf(args.line(), args.path, "needs commands: args is matched against the arguments of those commands")
@@ -149,6 +167,14 @@ func (p *parser) approvalMatch(f field, m *approval.Match) error {
 	}
 	m.Regex, err = p.regexp(re)
 	return err
+}
+
+// checkSQLPattern accepts a pattern on SQL commands' normalised text.
+func checkSQLPattern(s string) error {
+	if strings.TrimSpace(s) == "" || strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return fmt.Errorf("%q is not a SQL pattern: write the statement's first words, like \"DROP\" or \"DELETE FROM cards*\"", s)
+	}
+	return nil
 }
 
 // checkCommandName accepts a command's base name.

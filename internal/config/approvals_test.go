@@ -114,6 +114,9 @@ func TestApprovalsBad(t *testing.T) {
 		{"scope key", "  - name: r\n    scope: {target: [db01]}\n    action: deny\n", 13, "approvals[0].scope.target", "unknown key"},
 		{"bad access", "  - name: r\n    access: maybe\n    action: deny\n", 13, "approvals[0].access", "not one of open, request"},
 		{"access deny", "  - name: r\n    access: request\n    action: deny\n    approvers: [ops]\n", 12, "approvals[0]", "take action approve and no match"},
+		{"sql and commands", "  - name: r\n    match: {sql: [DROP], commands: [rm]}\n    action: deny\n", 13, "approvals[0].match.commands", "conflicts with sql"},
+		{"sql empty", "  - name: r\n    match: {sql: []}\n    action: deny\n", 13, "approvals[0].match.sql", "at least one pattern"},
+		{"sql blank", "  - name: r\n    match: {sql: ['  ']}\n    action: deny\n", 13, "approvals[0].match.sql[0]", "not a SQL pattern"},
 		{"group approver", "  - name: r\n    action: approve\n    approvers: ['group:ops']\n", 14, "approvals[0].approvers[0]", `write "ops"`},
 	}
 	for _, tt := range tests {
@@ -128,6 +131,33 @@ func TestApprovalsBad(t *testing.T) {
 				t.Errorf("got %d %s: %s; want %d %s: …%s…", p.Line, p.Key, p.Msg, tt.line, tt.key, tt.msg)
 			}
 		})
+	}
+}
+
+func TestApprovalsSQL(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse("a.yaml", withApprovals(`  - name: ddl
+    match: {sql: [DROP, "DELETE FROM cards*"]}
+    scope: {targets: [db01]}
+    action: approve
+    approvers: [ops]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Approvals.Rules[0]
+	if len(r.Match.SQL) != 2 || r.Match.SQL[1] != "DELETE FROM cards*" {
+		t.Fatalf("rule %+v", r)
+	}
+	s := &approval.Subject{Target: "db01"}
+	if d := c.Approvals.DecideSQL(s, "delete from cards where id = 1"); d.Action != approval.Approve {
+		t.Errorf("DELETE: %+v", d)
+	}
+	if d := c.Approvals.Decide(s, "DROP"); d.Action != approval.Allow {
+		t.Errorf("a sql rule judged a command line: %+v", d)
+	}
+	if len(c.Warnings) != 2 || !strings.Contains(c.Warnings[1], "functions") {
+		t.Errorf("warnings %q, want the one about what sql rules do not see", c.Warnings)
 	}
 }
 
@@ -166,6 +196,18 @@ func TestApprovalsREADME(t *testing.T) {
 	}
 	if n := len(c.Approvals.Rules); n != 6 {
 		t.Errorf("README example has %d rules, want 6", n)
+	}
+	// The second example: SQL rules.
+	_, rest, ok = strings.Cut(rest, "```yaml\napprovals:\n")
+	block, _, ok2 = strings.Cut(rest, "```")
+	if !ok || !ok2 || !strings.Contains(block, "sql:") {
+		t.Fatal("README has no SQL approvals example")
+	}
+	if c, err = config.Parse("readme.yaml", withApprovals(block)); err != nil || len(c.Approvals.Rules) != 2 || len(c.Approvals.Rules[0].Match.SQL) != 4 {
+		t.Fatalf("README SQL example: %v", err)
+	}
+	if d := c.Approvals.DecideSQL(&approval.Subject{Target: "db-1"}, "delete from public.cards"); d.Action != approval.Approve {
+		t.Errorf("README SQL example: %+v", d)
 	}
 }
 

@@ -40,12 +40,12 @@ func TestLoadExample(t *testing.T) {
 	got := *c
 	got.Policy = bastion.Policy{}
 	// The approval rules: their names and actions; their parsing has its
-	// own tests. The warning says shells are not judged.
+	// own tests. The warnings say what the rules do not judge.
 	var names []string
 	for _, r := range got.Approvals.Rules {
 		names = append(names, r.Name+":"+r.Action.String())
 	}
-	if strings.Join(names, " ") != "no-shutdown:deny recursive-rm:approve" || len(got.Warnings) != 1 {
+	if strings.Join(names, " ") != "no-shutdown:deny recursive-rm:approve ddl-needs-approval:approve" || len(got.Warnings) != 2 {
 		t.Errorf("approvals %v, warnings %q", names, got.Warnings)
 	}
 	got.Approvals, got.Warnings = approval.Policy{}, nil

@@ -44,9 +44,13 @@ func Approval(w io.Writer, r approval.Request, now time.Time) error {
 	if r.Session != "" {
 		row("session", Visible(r.Session))
 	}
-	if r.Kind == approval.KindAccess {
+	switch r.Kind {
+	case approval.KindAccess:
 		row("for", r.For.String())
-	} else {
+	case approval.KindSQL:
+		row("database", Visible(r.Database)+" as "+Visible(r.DBUser))
+		row("statement", Visible(r.Line))
+	default:
 		row("command", Visible(r.Line))
 	}
 	if r.Why != "" {
@@ -102,8 +106,11 @@ func approvedCount(r approval.Request) int {
 // what is what a request asks for: its command line, or access for a
 // while.
 func what(r approval.Request) string {
-	if r.Kind == approval.KindAccess {
+	switch r.Kind {
+	case approval.KindAccess:
 		return "access for " + r.For.String()
+	case approval.KindSQL:
+		return "sql " + r.Database + " as " + r.DBUser + ": " + r.Line
 	}
 	return r.Line
 }

@@ -1,0 +1,99 @@
+package approval
+
+import "slices"
+
+// DecideSQL decides a SQL text (a simple Query's, or the text of a
+// prepared statement an Execute runs) that s sends through a postgres
+// forward. Only SQL rules (Match.SQL set) judge it. Each of the text's
+// commands (SQLCommands) gets the first SQL rule in scope with a pattern
+// that matches it; a command that cannot be judged gets the first rule
+// with the pattern "*", else the first approve rule, else the first deny
+// rule in scope: it fails closed. The text gets the most restrictive
+// action of its commands, as a command line does; Allow when no SQL rule
+// is in scope or none matched.
+func (p *Policy) DecideSQL(s *Subject, text string) Verdict {
+	return p.decideSQL(s, SQLCommands(text))
+}
+
+// DecideSQLUnjudged decides a request whose SQL cannot be read, for why (a
+// phrase: "a fast-path function call"), as DecideSQL decides a command
+// that cannot be judged.
+func (p *Policy) DecideSQLUnjudged(s *Subject, why string) Verdict {
+	return p.decideSQL(s, []Command{{Unjudged: why}})
+}
+
+// JudgesSQL reports whether a statement s sends could be held or refused:
+// some SQL rule in scope approves or denies. When none does, statements
+// need not be read.
+func (p *Policy) JudgesSQL(s *Subject) bool {
+	if p == nil {
+		return false
+	}
+	if s == nil {
+		s = &Subject{}
+	}
+	for i := range p.Rules {
+		if r := &p.Rules[i]; len(r.Match.SQL) > 0 && r.Access != AccessRequest && r.action() != Allow && r.Scope.In(s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Policy) decideSQL(s *Subject, cmds []Command) Verdict {
+	if s == nil {
+		s = &Subject{}
+	}
+	var rules []*Rule // SQL rules in scope, in order
+	for i := range p.Rules {
+		if r := &p.Rules[i]; len(r.Match.SQL) > 0 && r.Access != AccessRequest && r.Scope.In(s) {
+			rules = append(rules, r)
+		}
+	}
+	d := Verdict{Action: Allow, Commands: cmds, Reason: "no rule matches"}
+	if len(cmds) == 0 {
+		d.Reason = "no statements"
+	}
+	for i := range cmds {
+		c := &cmds[i]
+		r := firstSQL(rules, c)
+		if r == nil {
+			c.Action = Allow
+			continue
+		}
+		c.Rule, c.Action = r.Name, r.action()
+		if c.Action > d.Action || d.Rule == nil {
+			d.Action, d.Rule, d.Reason = c.Action, r, reason(c, r)
+		}
+	}
+	return d
+}
+
+// firstSQL returns the first of rules that matches c, or nil; for a
+// command that cannot be judged, as DecideSQL says.
+func firstSQL(rules []*Rule, c *Command) *Rule {
+	if c.Unjudged != "" {
+		var approve, deny *Rule
+		for _, r := range rules {
+			switch {
+			case slices.Contains(r.Match.SQL, "*"):
+				return r
+			case r.action() == Approve && approve == nil:
+				approve = r
+			case r.action() == Deny && deny == nil:
+				deny = r
+			}
+		}
+		if approve != nil {
+			return approve
+		}
+		return deny
+	}
+	text := c.Text()
+	for _, r := range rules {
+		if slices.ContainsFunc(r.Match.SQL, func(p string) bool { return sqlMatch(p, text) }) {
+			return r
+		}
+	}
+	return nil
+}
