@@ -101,6 +101,9 @@ type Config struct {
 	// authentication; Server.Revoke adds to it and ends the live
 	// connections. Nil means an empty list of the Server's own.
 	Revocations *certs.RevocationList
+	// Metrics receives the bastion's counts (metrics.go); nil counts
+	// nothing.
+	Metrics Metrics
 }
 
 // DefaultCiphers is the cipher policy when Config.Ciphers is nil: AES-GCM
@@ -156,6 +159,7 @@ type Server struct {
 	log     *slog.Logger
 	checker certs.Checker
 	revoked *certs.RevocationList // the checker's, which Revoke adds to
+	metrics Metrics               // never nil
 
 	wg sync.WaitGroup // one per Serve loop and per connection
 
@@ -227,8 +231,13 @@ func New(cfg Config) (*Server, error) {
 	if revoked == nil {
 		revoked = &certs.RevocationList{}
 	}
+	m := cfg.Metrics
+	if m == nil {
+		m = noMetrics{}
+	}
 	return &Server{
 		cfg:       cfg,
+		metrics:   m,
 		log:       log,
 		checker:   certs.Checker{CA: cfg.Authority.UserCA.PublicKey(), Revoked: revoked},
 		revoked:   revoked,
@@ -300,10 +309,12 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			return fmt.Errorf("accept: %w", err)
 		}
 		backoff = 0
+		s.metrics.ConnAccepted()
 		c := s.newConn(ctx, nc)
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
+			s.metrics.ConnRefused(RefusedShutdown)
 			c.cancel(ErrServerClosed)
 			nc.Close()
 			return ErrServerClosed
@@ -319,6 +330,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 				s.mu.Unlock()
 			}()
 			c.serve()
+			if c.authenticated() {
+				s.metrics.SessionEnded()
+			}
 		}()
 	}
 }
