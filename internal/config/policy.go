@@ -13,10 +13,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/postern/postern/bastion"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/postern/postern/bastion"
 )
 
 // targets reads the required, non-empty targets list.
