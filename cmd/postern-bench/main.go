@@ -73,10 +73,6 @@ const (
 // Phases, in the order they run.
 var allPhases = []string{"bulk", "sftp", "chacha", "connect", "echo", "shell", "concurrency", "soak"}
 
-// defaultPhases are those run without -phases: the soak phase runs only
-// when asked for.
-var defaultPhases = allPhases[:len(allPhases)-1]
-
 // options are the command-line settings.
 type options struct {
 	out          string

@@ -29,6 +29,10 @@ const (
 	soakSlack = 5
 )
 
+// defaultPhases are those run without -phases: the soak phase (last in
+// allPhases) runs only when asked for.
+var defaultPhases = allPhases[:len(allPhases)-1]
+
 // Soak figures.
 const (
 	figSoakErrors  = "soak_errors"
