@@ -217,7 +217,7 @@ func (c *conn) serve() {
 		c.closeTransport()
 	})
 	start := time.Now()
-	sc, chans, reqs, ok := c.handshake()
+	sc, chans, reqs, ok := c.timedHandshake()
 	if !ok {
 		return
 	}
@@ -238,7 +238,7 @@ func (c *conn) serve() {
 		"key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial, "rule", g.Rule, "forwards", g.Forwards)
 	c.touch()
 
-	up, err := c.dial()
+	up, err := c.dialCounted()
 	if err != nil {
 		var ue *upstreamError
 		msg := "postern: cannot reach target " + g.Target.Name

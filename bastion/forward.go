@@ -290,6 +290,7 @@ func (f *forward) end(reason string) {
 	f.rec.output(fmt.Appendf(nil, "-- closed (%s): %d bytes to the target, %d to the client\r\n", terminalText(fw.CloseReason), in, out))
 	f.rec.setForward(fw, f.command())
 	f.rec.finish(nil, "", in, out, masked)
+	f.c.s.countForward(in, out, masked)
 	attrs := []any{"protocol", fw.Protocol, "recording", f.id, "bytes_to_target", in, "bytes_to_client", out,
 		"duration_ms", time.Since(f.start).Milliseconds(), "close_reason", fw.CloseReason}
 	if fw.Protocol == ForwardPostgres {

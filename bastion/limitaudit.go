@@ -16,6 +16,10 @@ import (
 // record, aggregated (limitAudit). A counter of refusals per limit
 // belongs here.
 func (s *Server) refused(r *limitRefusal, src netip.Prefix, attrs ...any) {
+	s.metrics.LimitReached(r.limit, "refused")
+	if r.limit != LimitChannels {
+		s.metrics.ConnRefused(r.limit)
+	}
 	s.limitLog.note(time.Now(), r.limit, src, append(attrs, r.attrs...))
 }
 

@@ -2,6 +2,7 @@ package bastion
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -199,7 +200,8 @@ func TestLimitConnections(t *testing.T) {
 	other := h.userKey(t, "limits-other", certs.UserCertRequest{Principals: []string{"filemask"}, TTL: time.Hour})
 	t.Run("per identity", func(t *testing.T) {
 		t.Parallel()
-		b := h.extraServer(t, Config{Policy: h.policy, Limits: Limits{MaxConnsPerIdentity: 2}})
+		m := &limitMetrics{}
+		b := h.extraServer(t, Config{Policy: h.policy, Limits: Limits{MaxConnsPerIdentity: 2}, Metrics: m})
 		first := b.dialGo(t, h.alice, "root@t1")
 		b.dialGo(t, h.alice, "root@t1")
 		r, _ := b.sshFrom(t, "127.0.0.1", h.alice, "root@t1", "true")
@@ -218,6 +220,9 @@ func TestLimitConnections(t *testing.T) {
 		if !strings.Contains(b.logs.String(), `"limit":"max_connections_per_identity"`) ||
 			!strings.Contains(b.logs.String(), `"reason":"max_connections_per_identity reached`) {
 			t.Fatalf("no audit record names the limit:\n%s", b.logs.String())
+		}
+		if got := m.String(); got != "limit max_connections_per_identity refused; conn max_connections_per_identity;" {
+			t.Fatalf("metrics saw %q", got)
 		}
 	})
 	t.Run("total", func(t *testing.T) {
@@ -325,4 +330,33 @@ func (a *limitAudit) repeatedOf(k limitKey) int {
 		return v.repeated
 	}
 	return 0
+}
+
+// limitMetrics is a Metrics that notes the limits reached and connection
+// refusals other than key exchange (the ssh client's own probes).
+type limitMetrics struct {
+	noMetrics
+	mu  sync.Mutex
+	got strings.Builder
+}
+
+func (m *limitMetrics) LimitReached(limit, action string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fmt.Fprintf(&m.got, "limit %s %s; ", limit, action)
+}
+
+func (m *limitMetrics) ConnRefused(reason string) {
+	if reason == RefusedKeyExchange {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fmt.Fprintf(&m.got, "conn %s; ", reason)
+}
+
+func (m *limitMetrics) String() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return strings.TrimSpace(m.got.String())
 }

@@ -37,11 +37,12 @@ type Recording struct {
 // says so) unless the operator chose to continue, when the recording
 // stops and the session goes on unrecorded, sealed as interrupted.
 type recording struct {
-	c     *conn
-	cfg   *Recording
-	log   *slog.Logger
-	n     uint32 // the channel's number, for the audit trail
-	input bool   // typed input is recorded
+	c       *conn
+	cfg     *Recording
+	log     *slog.Logger
+	n       uint32  // the channel's number, for the audit trail
+	input   bool    // typed input is recorded
+	metrics Metrics // the server's: counts write errors
 
 	mu      sync.Mutex // guards the fields below
 	w       *recorder.Writer
@@ -106,7 +107,7 @@ func (c *conn) sessionMeta(id, kind, command string, now time.Time) recorder.Ses
 // openRecording's.
 func (c *conn) beginRecording(ctx context.Context, n uint32, meta recorder.Session, h recorder.Header, first string) (*recording, error) {
 	cfg := c.s.cfg.Recording
-	r := &recording{c: c, cfg: cfg, log: c.log, n: n, input: cfg.Input, meta: meta, disk: diskCheckEvery}
+	r := &recording{c: c, cfg: cfg, log: c.log, n: n, input: cfg.Input, meta: meta, disk: diskCheckEvery, metrics: c.s.metrics}
 	if err := c.refuseBelowDiskFloor(n); err != nil {
 		return r, err
 	}
@@ -125,6 +126,7 @@ func (c *conn) beginRecording(ctx context.Context, n uint32, meta recorder.Sessi
 		}
 	}
 	if err != nil {
+		r.metrics.RecordingError()
 		audit.Record(c.log, audit.RecordingFailed, "channel", n, "reason", err.Error(), "continue", cfg.ContinueOnFailure)
 		if r.w != nil {
 			r.w.Close()
@@ -207,6 +209,7 @@ func (r *recording) write(f func(*recorder.Writer) error) error {
 // failLocked handles a write error: unless the operator chose to continue,
 // the channel ends with the returned cause.
 func (r *recording) failLocked(err error) error {
+	r.metrics.RecordingError()
 	audit.Record(r.log, audit.RecordingFailed, "channel", r.n, "reason", err.Error(), "continue", r.cfg.ContinueOnFailure)
 	if r.cfg.ContinueOnFailure {
 		r.w.Close()
@@ -295,6 +298,7 @@ func (r *recording) finish(exitStatus *int, exitSignal string, bytesIn, bytesOut
 		m.SHA256, m.Size = hex.EncodeToString(digest[:]), size
 		m.Status = recorder.StatusClosed
 		if err != nil {
+			r.metrics.RecordingError()
 			audit.Record(r.log, audit.RecordingFailed, "channel", r.n, "reason", err.Error())
 		}
 		if err != nil || r.stopped || r.err != nil && !r.limited {
@@ -303,6 +307,7 @@ func (r *recording) finish(exitStatus *int, exitSignal string, bytesIn, bytesOut
 	}
 	head, err := r.cfg.Store.Finish(context.Background(), m)
 	if err != nil {
+		r.metrics.RecordingError()
 		audit.Record(r.log, audit.RecordingFailed, "channel", r.n, "reason", "seal: "+err.Error())
 		return
 	}

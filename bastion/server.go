@@ -108,6 +108,9 @@ type Config struct {
 	// authentication; Server.Revoke adds to it and ends the live
 	// connections. Nil means an empty list of the Server's own.
 	Revocations *certs.RevocationList
+	// Metrics receives the bastion's counts (metrics.go); nil counts
+	// nothing.
+	Metrics Metrics
 }
 
 // DefaultCiphers is the cipher policy when Config.Ciphers is nil: AES-GCM
@@ -163,6 +166,7 @@ type Server struct {
 	log     *slog.Logger
 	checker certs.Checker
 	revoked *certs.RevocationList // the checker's, which Revoke adds to
+	metrics Metrics               // never nil
 
 	wg sync.WaitGroup // one per Serve loop and per connection
 
@@ -241,8 +245,13 @@ func New(cfg Config) (*Server, error) {
 	if revoked == nil {
 		revoked = &certs.RevocationList{}
 	}
+	m := cfg.Metrics
+	if m == nil {
+		m = noMetrics{}
+	}
 	return &Server{
 		cfg:       cfg,
+		metrics:   m,
 		log:       log,
 		checker:   certs.Checker{CA: cfg.Authority.UserCA.PublicKey(), Revoked: revoked},
 		revoked:   revoked,
@@ -320,11 +329,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		if !ok {
 			continue
 		}
+		s.metrics.ConnAccepted()
 		c := s.newConn(ctx, nc)
 		c.lim = lim
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
+			s.metrics.ConnRefused(RefusedShutdown)
 			c.cancel(ErrServerClosed)
 			c.endLimits()
 			nc.Close()
@@ -342,6 +353,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			}()
 			defer c.endLimits()
 			c.serve()
+			if c.authenticated() {
+				s.metrics.SessionEnded()
+			}
 		}()
 	}
 }

@@ -257,6 +257,7 @@ func (st *channel) teardown(exits []*ssh.Request) {
 		masked += st.stderr.masked()
 	}
 	st.rec.finish(exitStatus, exitSignal, st.bytesIn.Load(), st.bytesOut.Load(), masked)
+	st.c.s.metrics.PANsMasked(masked)
 	end = append(end, "bytes_in", st.bytesIn.Load(), "bytes_out", st.bytesOut.Load(), "masked_pans", masked)
 	audit.Record(st.c.log, audit.SessionEnd, end...)
 }
@@ -388,6 +389,7 @@ func (o outPort) Write(p []byte) (int, error) {
 		return 0, errNotStarted
 	}
 	o.st.bytesOut.Add(int64(len(p)))
+	o.st.c.s.metrics.Bytes(false, int64(len(p)))
 	return o.st.mode.output(p)
 }
 
@@ -402,6 +404,7 @@ func (o errPort) Write(p []byte) (int, error) {
 		return 0, errNotStarted
 	}
 	o.st.bytesOut.Add(int64(len(p)))
+	o.st.c.s.metrics.Bytes(false, int64(len(p)))
 	return o.st.stderr.Write(p)
 }
 
@@ -417,6 +420,7 @@ func (i inPort) Write(p []byte) (int, error) {
 		return 0, errNotStarted
 	}
 	i.st.bytesIn.Add(int64(len(p)))
+	i.st.c.s.metrics.Bytes(true, int64(len(p)))
 	return i.st.mode.input(p)
 }
 

@@ -46,6 +46,7 @@ const (
 // was done (refused, ended, recording_stopped, warned) and what the user
 // was told. It is the one place to count limits reached.
 func (c *conn) limitReached(limit, action, notice string, attrs ...any) {
+	c.s.metrics.LimitReached(limit, action)
 	audit.Record(c.log, audit.SessionLimit, append([]any{"limit", limit, "action", action, "notice", notice}, attrs...)...)
 }
 

@@ -71,7 +71,7 @@ const (
 )
 
 // Phases, in the order they run.
-var allPhases = []string{"bulk", "sftp", "chacha", "connect", "echo", "shell", "concurrency"}
+var allPhases = []string{"bulk", "sftp", "chacha", "connect", "echo", "shell", "concurrency", "soak"}
 
 // options are the command-line settings.
 type options struct {
@@ -84,6 +84,8 @@ type options struct {
 	echoReps     int
 	conc         []int
 	concDuration time.Duration
+	soakSessions int
+	soakDuration time.Duration
 	concReps     int
 	shellLines   int
 	shellReps    int
@@ -122,6 +124,11 @@ phase types into bash on the target through postern and postern-rules in
 turns (keystroke echo; Enter on an unflagged line until the next prompt) and
 times cat of a -shell-cat-size text file: what judging each line at Enter
 costs an interactive session.
+The soak phase (not run by default) keeps -soak-sessions interactive
+sessions (x/crypto clients, a pty and the login's shell) through postern for
+-soak-duration, each running echo once a second and timing its answer; it
+reports errors, p50/p99 command latency, and the bastion's goroutines and
+RSS before, at peak and after the sessions end (settled, at most 30s).
 
 Every figure is min/median/max over repetitions plus the median's ratio to
 the direct path of the same run. With -baseline FILE, the sftp and scp
@@ -162,6 +169,8 @@ func parseOptions(args []string, stdout, stderr io.Writer) (*options, error) {
 	concList := "50,200"
 	fs.StringVar(&concList, "concurrency", concList, "comma-separated `counts` of concurrent sessions")
 	fs.DurationVar(&o.concDuration, "concurrency-duration", 5*time.Second, "length of each command-loop window")
+	fs.IntVar(&o.soakSessions, "soak-sessions", 20, "interactive sessions the soak phase keeps open")
+	fs.DurationVar(&o.soakDuration, "soak-duration", 30*time.Second, "how long the soak phase's sessions run commands")
 	fs.IntVar(&o.concReps, "concurrency-reps", 3, "command-loop windows per concurrency count")
 	fs.IntVar(&o.shellLines, "shell-lines", 100, "lines typed per shell session (each gives 10 echo samples and one Enter)")
 	fs.IntVar(&o.shellReps, "shell-reps", 3, "shell sessions per path (each gives a p50 and a p99, and one cat)")
@@ -171,7 +180,7 @@ func parseOptions(args []string, stdout, stderr io.Writer) (*options, error) {
 		o.shellCatSize = n
 		return err
 	})
-	phases := strings.Join(allPhases, ",")
+	phases := strings.Join(defaultPhases, ",")
 	fs.StringVar(&phases, "phases", phases, "comma-separated `phases` to run: "+strings.Join(allPhases, ", "))
 	fs.StringVar(&o.kex, "kex", "curve25519-sha256", "key exchange the OpenSSH client must use on every connection (\"\" for its default: sntrup761x25519 with sshd, curve25519 with Postern, which lacks sntrup761)")
 	fs.StringVar(&o.login, "login", defaultLogin, "account on the target sshd; created (useradd) if it is the default and missing")
@@ -215,6 +224,9 @@ func (o *options) check(concList, phases string) error {
 	}
 	if o.concDuration <= 0 || o.concDuration > time.Hour {
 		return errors.New("-concurrency-duration must be positive and at most 1h")
+	}
+	if o.soakSessions < 1 || o.soakSessions > maxConcurrency || o.soakDuration <= 0 || o.soakDuration > time.Hour {
+		return fmt.Errorf("-soak-sessions must be from 1 to %d and -soak-duration positive and at most 1h", maxConcurrency)
 	}
 	for _, s := range strings.Split(concList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -413,6 +425,13 @@ func (e *env) runPhases(ctx context.Context, o *options) ([]Figure, error) {
 	}
 	if o.phases["shell"] {
 		figs, err := e.shell(ctx, o.shellReps, o.shellLines, o.shellCatSize)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, figs...)
+	}
+	if o.phases["soak"] {
+		figs, err := e.soak(ctx, o.soakSessions, o.soakDuration)
 		if err != nil {
 			return nil, err
 		}

@@ -135,6 +135,9 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer) error {
 	if l := cfg.Login; l != nil {
 		login = fmt.Sprintf(", login API on %s (issuer %s)", l.Listen, visibleText(l.Issuer))
 	}
+	if m := cfg.Metrics; m != nil {
+		login += ", metrics on http://" + m.Listen + "/metrics"
+	}
 	fmt.Fprintf(stdout, "%s: ok: %d targets, %d rules, data_dir %s%s\n", *cfgPath, len(cfg.Policy.Targets), len(cfg.Policy.Rules), cfg.DataDir, login)
 	return nil
 }

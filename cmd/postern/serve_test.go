@@ -31,6 +31,7 @@ type serveProc struct {
 	logs            *testenv.Buffer
 	done            chan error  // gets Wait's result
 	loginURLs       chan string // gets the login API's URL, when it listens
+	metricsURLs     chan string // gets the metrics listener's URL, when it listens
 }
 
 // startServe follows the README's "Running a bastion": create the CA,
@@ -98,6 +99,7 @@ func (s *serveProc) start(t *testing.T) {
 	}
 	addrs := make(chan string, 1)
 	s.loginURLs = make(chan string, 1)
+	s.metricsURLs = make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
@@ -108,6 +110,8 @@ func (s *serveProc) start(t *testing.T) {
 				addrs <- line.Addr
 			case "login API listening":
 				s.loginURLs <- line.URL
+			case "metrics listening":
+				s.metricsURLs <- line.URL
 			}
 		}
 		s.done <- s.cmd.Wait()

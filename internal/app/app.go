@@ -33,6 +33,7 @@ import (
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/adminsock"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/metrics"
 	"github.com/postern/postern/recorder"
 )
 
@@ -89,8 +90,13 @@ type App struct {
 	servers []named // in shutdown order: the bastion first
 
 	stopping atomic.Bool // set when the end begins
-	once     sync.Once   // guards the end: shutdown, store, lock
-	closeErr error
+	running  atomic.Bool // set when Run starts the servers
+	draining atomic.Bool // SetDraining
+
+	metrics    *metrics.Metrics // nil without a metrics section
+	metricsSrv *metrics.Server  // nil without a metrics section
+	once       sync.Once        // guards the end: shutdown, store, lock
+	closeErr   error
 }
 
 // named is a server and what to call it in errors.
@@ -142,6 +148,7 @@ func New(cfg Config) (_ *App, err error) {
 		store = a.Store
 	}
 	bc := s.Bastion(a.Auth, store, log)
+	a.newMetrics(s, &bc)
 	if bc.Revocations, err = loadRevocations(context.Background(), a.Store, log); err != nil {
 		return nil, err
 	}
@@ -166,6 +173,14 @@ func New(cfg Config) (_ *App, err error) {
 	}
 	if a.login != nil {
 		a.servers = slices.Insert(a.servers, 1, named{"login API", a.login})
+	}
+	// The metrics listener is shut down last: scrapes and /readyz
+	// answer while sessions drain.
+	if a.metricsSrv, err = a.metricsServer(s, bc.Approvals); err != nil {
+		return nil, err
+	}
+	if a.metricsSrv != nil {
+		a.servers = append(a.servers, named{"metrics", a.metricsSrv})
 	}
 	if store != nil {
 		// The admin socket comes right after the bastion, so that it
@@ -228,6 +243,7 @@ func (a *App) Run(ctx context.Context) error {
 	base, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	errc := make(chan error, len(a.servers))
 	var wg sync.WaitGroup
+	a.running.Store(true)
 	for _, s := range a.servers {
 		wg.Go(func() {
 			err := s.Serve(base)
@@ -283,8 +299,8 @@ func (a *App) end(parent context.Context) error {
 
 // newBroker returns the approval broker on st's index, where requests and
 // decisions are kept, sealed in the audit chain; nil without an index. New
-// requests also go to webhook, if not nil.
-func newBroker(st *recorder.Local, webhook *approval.Webhook, log *slog.Logger) (*approval.Broker, error) {
+// requests also go to webhook, if not nil; every change to observe.
+func newBroker(st *recorder.Local, webhook *approval.Webhook, observe func(approval.Change), log *slog.Logger) (*approval.Broker, error) {
 	if st == nil {
 		return nil, nil
 	}
@@ -295,6 +311,7 @@ func newBroker(st *recorder.Local, webhook *approval.Webhook, log *slog.Logger) 
 			if webhook != nil {
 				webhook.Notify(c)
 			}
+			observe(c)
 			return auditChange(ctx, c)
 		}})
 }
@@ -312,6 +329,6 @@ func (a *App) approvals(s *config.Config, bc *bastion.Config, servers []named) (
 		servers = append(servers, named{"approval webhook", UntilCancel(webhook.Run)})
 	}
 	var err error
-	bc.Approvals, err = newBroker(a.Store, webhook, log)
+	bc.Approvals, err = newBroker(a.Store, webhook, a.approvalDecided, log)
 	return servers, err
 }

@@ -101,6 +101,8 @@ type Config struct {
 	Login *Login
 	// Limits are the connection limits (limits:, limits.go).
 	Limits Limits
+	// Metrics, if set, is the metrics listener (metrics:). Nil: none.
+	Metrics *Metrics
 	// Warnings are problems that do not stop the bastion but are likely
 	// mistakes, like a rule that matches no target; each reads
 	// "FILE:LINE: KEY: MSG", like an Error. Nil when there are none.
@@ -151,7 +153,7 @@ type parser struct {
 // errors, in the order checked, are joined (see Parse).
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
-		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names", "login", "session_limits", "limits")
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names", "login", "session_limits", "limits", "metrics")
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +216,7 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	c.Login, err = p.login(m.get("login"))
 	check(err)
 	check(p.limits(m.get("limits"), &c.Limits))
+	check(p.metrics(m.get("metrics"), c))
 	if c.Login != nil && len(c.hostNames()) == 0 {
 		f := m.get("login")
 		p.warnf(f.key.Line, f.path, "neither host_names nor listen names the bastion's host: GET /v1/login announces the host each request was sent to; set host_names to the name users reach the bastion by")
