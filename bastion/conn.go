@@ -68,6 +68,9 @@ type conn struct {
 	forwards atomic.Int32    // forwarded connections open (ssh -L and -R), at most maxForwards
 	agent    agentForwarding // ssh -A: agentfwd.go
 
+	// decided is the Rules the connection was last judged by (reload.go).
+	decided atomic.Pointer[Rules]
+
 	wg sync.WaitGroup // channel goroutines
 }
 
@@ -179,7 +182,9 @@ func (c *conn) authorize(cm ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Perm
 		c.identity, c.cert, c.admin = id, cert, true
 		return perms, nil
 	}
-	grant, err := c.s.cfg.Policy.Decide(id, cm.User())
+	r := c.s.current()
+	c.decided.Store(r)
+	grant, err := r.Policy.Decide(id, cm.User())
 	if err != nil {
 		var de *DenyError
 		if !errors.As(err, &de) {
@@ -438,13 +443,4 @@ func (c *conn) untrack(ch ssh.Channel) {
 		c.drained = nil
 	}
 	c.mu.Unlock()
-}
-
-func (c *conn) envAllowed(name string) bool {
-	return slices.ContainsFunc(c.s.cfg.EnvAllow, func(p string) bool {
-		if prefix, ok := strings.CutSuffix(p, "*"); ok {
-			return strings.HasPrefix(name, prefix)
-		}
-		return p == name
-	})
 }

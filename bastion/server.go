@@ -24,6 +24,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -156,6 +157,8 @@ type Server struct {
 	log     *slog.Logger
 	checker certs.Checker
 	revoked *certs.RevocationList // the checker's, which Revoke adds to
+	rules   atomic.Pointer[Rules] // in force; SetRules swaps it (reload.go)
+	live    liveChannels          // session channels, for Announce (drain.go)
 
 	wg sync.WaitGroup // one per Serve loop and per connection
 
@@ -204,16 +207,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.IdleTimeout < 0 || cfg.KeepAliveInterval < 0 {
 		return nil, errors.New("bastion: negative timeout")
 	}
-	for _, a := range cfg.Admins {
-		if err := CheckAdmin(a); err != nil {
-			return nil, fmt.Errorf("bastion: Config.Admins: %w", err)
-		}
-	}
-	for i := range cfg.Policy.Targets {
-		t := &cfg.Policy.Targets[i]
-		if t.HostKey == nil && t.KnownHostsFile == "" && t.HostCA == nil {
-			return nil, fmt.Errorf("bastion: target %q has no host key, known_hosts file or host CA", t.Name)
-		}
+	rules := rulesOf(&cfg)
+	if err := checkRules(rules); err != nil {
+		return nil, err
 	}
 	log := slog.New(slog.DiscardHandler)
 	if cfg.Log != nil {
@@ -227,14 +223,16 @@ func New(cfg Config) (*Server, error) {
 	if revoked == nil {
 		revoked = &certs.RevocationList{}
 	}
-	return &Server{
+	s := &Server{
 		cfg:       cfg,
 		log:       log,
 		checker:   certs.Checker{CA: cfg.Authority.UserCA.PublicKey(), Revoked: revoked},
 		revoked:   revoked,
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
-	}, nil
+	}
+	s.rules.Store(rules)
+	return s, nil
 }
 
 // Serve accepts connections on l until Shutdown or Close, which make it
