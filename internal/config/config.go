@@ -97,6 +97,10 @@ type Config struct {
 	ApprovalWebhook string
 	// Login, if set, is the login API (login:). Nil: none.
 	Login *Login
+	// Shutdown is the shutdown section (serve.go).
+	Shutdown Shutdown
+	// Digest is the SHA-256 (hex) of the file's bytes as parsed.
+	Digest string
 	// Warnings are problems that do not stop the bastion but are likely
 	// mistakes, like a rule that matches no target; each reads
 	// "FILE:LINE: KEY: MSG", like an Error. Nil when there are none.
@@ -130,7 +134,11 @@ func Parse(name string, data []byte) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p.config(root)
+	c, err := p.config(root)
+	if c != nil {
+		c.Digest = digest(data)
+	}
+	return c, err
 }
 
 // parser turns a YAML node tree into a Config. It holds no state besides
@@ -147,7 +155,7 @@ type parser struct {
 // errors, in the order checked, are joined (see Parse).
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
-		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names", "login")
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names", "login", "shutdown")
 	if err != nil {
 		return nil, err
 	}
@@ -207,6 +215,7 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	}
 	c.Login, err = p.login(m.get("login"))
 	check(err)
+	check(p.shutdown(m.get("shutdown"), &c.Shutdown))
 	if c.Login != nil && len(c.hostNames()) == 0 {
 		f := m.get("login")
 		p.warnf(f.key.Line, f.path, "neither host_names nor listen names the bastion's host: GET /v1/login announces the host each request was sent to; set host_names to the name users reach the bastion by")
@@ -427,23 +436,4 @@ func (c *Config) Bastion(auth *certs.Authority, store recorder.Store, log *slog.
 		Detect:            c.Detect,
 		Log:               log,
 	}
-}
-
-// logLevel reads one of the four slog level names.
-func (p *parser) logLevel(f field) (slog.Level, error) {
-	s, err := p.str(f, nil)
-	if err != nil {
-		return 0, err
-	}
-	switch strings.ToLower(s) {
-	case "debug":
-		return slog.LevelDebug, nil
-	case "info":
-		return slog.LevelInfo, nil
-	case "warn":
-		return slog.LevelWarn, nil
-	case "error":
-		return slog.LevelError, nil
-	}
-	return 0, p.errorf(f.line(), f.path, "unknown level %q: use debug, info, warn or error", s)
 }
