@@ -38,6 +38,10 @@ func rulesOf(cfg *Config) *Rules {
 	return &Rules{Policy: cfg.Policy, ApprovalRules: cfg.ApprovalRules, Admins: cfg.Admins, Detect: cfg.Detect}
 }
 
+// CheckRules reports what in r a Server cannot run with: SetRules
+// refuses such Rules.
+func CheckRules(r *Rules) error { return checkRules(r) }
+
 // checkRules reports what in r a Server cannot run with.
 func checkRules(r *Rules) error {
 	for _, a := range r.Admins {
