@@ -22,7 +22,9 @@ func TestSIGTERMDrains(t *testing.T) {
 	if !strings.Contains(logs, `"connections":1`) || !strings.Contains(logs, "alice@app01 as "+h.login) {
 		t.Fatalf("the drain log does not name the session it waits for:\n%s", logs)
 	}
-	s.waitFor(t, func() bool { return strings.Contains(s.errb.String(), "the bastion is shutting down; this session will be closed within 5m0s") },
+	s.waitFor(t, func() bool {
+		return strings.Contains(s.errb.String(), "the bastion is shutting down; this session will be closed within 5m0s")
+	},
 		"the shutdown notice on stderr")
 	// New connections are refused while it drains.
 	if r := h.ssh(t, nil, "echo late"); r.ExitCode == 0 {

@@ -91,10 +91,10 @@ type App struct {
 	stopping atomic.Bool // set when the end begins
 	// hurry is done when the drain must end now (Hurry: a second
 	// signal); reload is what Reload needs (reload.go).
-	hurry     context.Context
-	hurryNow  context.CancelFunc
-	reload    reloadState
-	once     sync.Once   // guards the end: shutdown, store, lock
+	hurry    context.Context
+	hurryNow context.CancelFunc
+	reload   reloadState
+	once     sync.Once // guards the end: shutdown, store, lock
 	closeErr error
 }
 
