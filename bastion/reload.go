@@ -58,8 +58,14 @@ func checkRules(r *Rules) error {
 	return nil
 }
 
-// current returns the Rules in force. Read it once per decision.
-func (s *Server) current() *Rules { return s.rules.Load() }
+// current returns the Rules in force. Read it once per decision. A
+// Server not made by New (tests) has its Config's.
+func (s *Server) current() *Rules {
+	if r := s.rules.Load(); r != nil {
+		return r
+	}
+	return rulesOf(&s.cfg)
+}
 
 // SetRules makes r the Rules of every decision from now on, then judges
 // each live proxy connection again under r and ends those it no longer
