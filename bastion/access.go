@@ -22,7 +22,7 @@ const maxGrant = 24 * time.Hour
 // needsGrant finds the approved grant a just-in-time access rule asks for
 // this connection, or refuses it with how to ask for one.
 func (c *conn) needsGrant() *DenyError {
-	rules := c.s.cfg.ApprovalRules
+	rules := c.decided.Load().ApprovalRules
 	if rules == nil {
 		return nil
 	}
@@ -96,13 +96,14 @@ func runRequestAccess(x *adminExec, args []string) error {
 	if *login != "" {
 		user = *login + "@" + target
 	}
-	g, err := c.s.cfg.Policy.Decide(c.identity, user)
+	r := c.s.current()
+	g, err := r.Policy.Decide(c.identity, user)
 	if err != nil {
 		return &refusedError{msg: userMessage(err, "postern: access denied"), reason: "policy denies the target"}
 	}
 	sub := &approval.Subject{Principals: c.identity.Principals, Groups: c.identity.Groups, Target: g.Target.Name, Labels: g.Target.Labels, Login: g.Login}
 	var rule *approval.Rule
-	if rules := c.s.cfg.ApprovalRules; rules != nil {
+	if rules := r.ApprovalRules; rules != nil {
 		rule = rules.NeedsGrant(sub)
 	}
 	if rule == nil {

@@ -235,7 +235,7 @@ func (a *adminChannel) end(status int) {
 // principal of the certificate, an entry "group:NAME" a group of its
 // groups@postern extension.
 func (s *Server) isAdmin(id Identity) bool {
-	for _, e := range s.cfg.Admins {
+	for _, e := range s.current().Admins {
 		if g, ok := strings.CutPrefix(e, adminGroupPrefix); ok {
 			if slices.Contains(id.Groups, g) {
 				return true

@@ -51,6 +51,7 @@ func (c *conn) watchCert() (stop func()) {
 	if r, ok := c.s.revoked.Revoked(cert); ok {
 		c.endRevoked(r)
 	}
+	c.judgeAgain() // likewise with SetRules
 	if cert.ValidBefore == ssh.CertTimeInfinity {
 		return func() {}
 	}

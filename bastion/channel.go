@@ -124,8 +124,9 @@ func (c *conn) isSSHPort(host string, port uint32) bool {
 		return true
 	}
 	hp := net.JoinHostPort(host, strconv.Itoa(int(port)))
-	for i := range c.s.cfg.Policy.Targets {
-		t := &c.s.cfg.Policy.Targets[i]
+	targets := c.s.current().Policy.Targets
+	for i := range targets {
+		t := &targets[i]
 		if t.Address == hp {
 			return true
 		}

@@ -70,6 +70,9 @@ type conn struct {
 	live     liveSessions    // open session channels, for notices (sessionlimits.go)
 	lim      connLimits      // places held in the Server's gate: connlimits.go
 
+	// decided is the Rules the connection was last judged by (reload.go).
+	decided atomic.Pointer[Rules]
+
 	wg sync.WaitGroup // channel goroutines
 }
 
@@ -181,7 +184,9 @@ func (c *conn) authorize(cm ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Perm
 		c.identity, c.cert, c.admin = id, cert, true
 		return perms, nil
 	}
-	grant, err := c.s.cfg.Policy.Decide(id, cm.User())
+	r := c.s.current()
+	c.decided.Store(r)
+	grant, err := r.Policy.Decide(id, cm.User())
 	if err != nil {
 		var de *DenyError
 		if !errors.As(err, &de) {

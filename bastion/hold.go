@@ -48,7 +48,7 @@ func (c *conn) subject() *approval.Subject {
 // startProgram, closes ready when the channel may go on.
 func (st *channel) gate(r *ssh.Request, p program) bool {
 	c := st.c
-	rules := c.s.cfg.ApprovalRules
+	rules := c.s.current().ApprovalRules
 	// A shell has no command line: its lines are judged as they are
 	// typed (shellhold.go); an sftp subsystem has none either.
 	if rules == nil || len(rules.Rules) == 0 || p.kind == "shell" || p.kind == "sftp" {

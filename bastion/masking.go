@@ -16,7 +16,7 @@ func (c *conn) maskMode() (mask.Mode, bool) {
 }
 
 // maskDetect is how the bastion detects card numbers outside log lines.
-func (c *conn) maskDetect() mask.Detect { return c.s.cfg.Detect }
+func (c *conn) maskDetect() mask.Detect { return c.s.current().Detect }
 
 // maskText masks PANs, as d detects them, in a string that goes into the
 // index, a recording or a log (an exec command line, for instance).

@@ -24,6 +24,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -167,6 +168,8 @@ type Server struct {
 	checker certs.Checker
 	revoked *certs.RevocationList // the checker's, which Revoke adds to
 	metrics Metrics               // never nil
+	rules   atomic.Pointer[Rules] // in force; SetRules swaps it (reload.go)
+	live    liveChannels          // session channels, for Announce (drain.go)
 
 	wg sync.WaitGroup // one per Serve loop and per connection
 
@@ -222,16 +225,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.IdleTimeout < 0 || cfg.KeepAliveInterval < 0 {
 		return nil, errors.New("bastion: negative timeout")
 	}
-	for _, a := range cfg.Admins {
-		if err := CheckAdmin(a); err != nil {
-			return nil, fmt.Errorf("bastion: Config.Admins: %w", err)
-		}
-	}
-	for i := range cfg.Policy.Targets {
-		t := &cfg.Policy.Targets[i]
-		if t.HostKey == nil && t.KnownHostsFile == "" && t.HostCA == nil {
-			return nil, fmt.Errorf("bastion: target %q has no host key, known_hosts file or host CA", t.Name)
-		}
+	rules := rulesOf(&cfg)
+	if err := checkRules(rules); err != nil {
+		return nil, err
 	}
 	log := slog.New(slog.DiscardHandler)
 	if cfg.Log != nil {
@@ -249,7 +245,7 @@ func New(cfg Config) (*Server, error) {
 	if m == nil {
 		m = noMetrics{}
 	}
-	return &Server{
+	s := &Server{
 		cfg:       cfg,
 		metrics:   m,
 		log:       log,
@@ -259,7 +255,9 @@ func New(cfg Config) (*Server, error) {
 		limitLog:  newLimitAudit(log),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
-	}, nil
+	}
+	s.rules.Store(rules)
+	return s, nil
 }
 
 // Serve accepts connections on l until Shutdown or Close, which make it

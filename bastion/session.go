@@ -59,6 +59,7 @@ type channel struct {
 	// stream, so concurrent writes would mix their bytes. Each is held
 	// for one write only.
 	outMu, errMu sync.Mutex
+	eofSent      bool // guarded by errMu: no notice after EOF (drain.go)
 
 	mu     sync.Mutex // guards the fields below
 	pty    ptyState
@@ -107,6 +108,8 @@ func (c *conn) session(nc ssh.NewChannel, up *ssh.Client) {
 	defer c.untrack(ch)
 	c.live.add(st)
 	defer c.live.remove(st)
+	c.s.live.add(st)
+	defer c.s.live.remove(st)
 	defer cancel(errors.New("channel closed"))
 	defer ch.Close()
 	defer uch.Close()
@@ -241,11 +244,14 @@ func (st *channel) teardown(exits []*ssh.Request) {
 			msg = userMessage(failed, msg)
 		}
 		if !st.noticeSent.Load() {
-			st.ch.Stderr().Write([]byte("\r\n" + msg + "\r\n"))
+			st.clientErr().Write([]byte("\r\n" + msg + "\r\n"))
 		}
 		end = append(end, "reason", msg)
 	}
+	st.errMu.Lock()
+	st.eofSent = true
 	st.ch.CloseWrite()
+	st.errMu.Unlock()
 	st.ch.Close()
 	// Every byte the client saw is already in the recording's buffer.
 	var masked int64

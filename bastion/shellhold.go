@@ -58,7 +58,7 @@ var errLineCancelled = errors.New("the requester cancelled the line with Ctrl-C"
 // approves or denies, or the channel is an exec without a pty (its
 // command was judged before it started).
 func (st *channel) newLineGate(in *inputStage) *lineGate {
-	rules := st.c.s.cfg.ApprovalRules
+	rules := st.c.s.current().ApprovalRules
 	if !rules.Judges(st.c.subject()) {
 		return nil
 	}
@@ -83,7 +83,7 @@ func (st *channel) newLineGate(in *inputStage) *lineGate {
 // follows, so that the program wraps lines and moves the cursor as the
 // emulator does (on a wider terminal its screen could not be read).
 func (st *channel) judgedSize(cols, rows uint32) (uint32, uint32) {
-	if !st.c.s.cfg.ApprovalRules.Judges(st.c.subject()) {
+	if !st.c.s.current().ApprovalRules.Judges(st.c.subject()) {
 		return cols, rows
 	}
 	return min(cols, approval.MaxCols), min(rows, approval.MaxRows)

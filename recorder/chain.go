@@ -32,7 +32,7 @@ const (
 type ChainEntry struct {
 	Seq       uint64    `json:"seq"`
 	Time      time.Time `json:"time"`
-	Kind      string    `json:"kind"` // KindBegin, KindRecording, KindPrune, KindCertificate, KindApproval, KindCertRefused or KindRevocation
+	Kind      string    `json:"kind"` // KindBegin, KindRecording, KindPrune, KindCertificate, KindApproval, KindCertRefused, KindRevocation or KindConfig
 	Recording string    `json:"recording,omitempty"`
 	Path      string    `json:"path,omitempty"`
 	SHA256    string    `json:"sha256,omitempty"` // of the recording file
@@ -44,6 +44,7 @@ type ChainEntry struct {
 	Request   string    `json:"request,omitempty"` // approval request ID (KindApproval)
 	Event     string    `json:"event,omitempty"`   // what changed in it: requested, approved, ...
 	Refusal   string    `json:"refusal,omitempty"` // refused certificate request ID (KindCertRefused)
+	Config    string    `json:"config,omitempty"`  // SHA-256 of the config file a reload applied (KindConfig)
 	// Lost says why a KindRecording seal has no digest although the
 	// bastion began the session (its recording was missing or
 	// unreadable when MarkInterrupted sealed it). Verify reports every

@@ -21,7 +21,8 @@ Usage:
                                    ssh -F ~/.postern/ssh_config LOGIN@TARGET@HOST
   postern status [--json]          the certificate login obtained and its time left
   postern logout                   remove the certificate, key and ssh-agent entries
-  postern serve --config FILE      run the bastion
+  postern serve --config FILE      run the bastion (SIGTERM: drain and stop, twice: stop
+                                   now; SIGHUP: reload targets, rules and approvals)
   postern demo [--listen ADDR]     run a bastion and a demo target on loopback,
                                    state in ./postern-demo, and print ssh commands
   postern ca init [flags]          create the CA keys in the data directory

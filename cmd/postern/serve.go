@@ -35,11 +35,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	a, err := app.New(app.Config{Settings: cfg, Log: app.NewLogger(stderr, cfg.LogLevel)})
+	log := app.NewLogger(stderr, cfg.LogLevel)
+	a, err := app.New(app.Config{Settings: cfg, Log: log, Drain: cfg.Shutdown.Drain})
 	if err != nil {
 		return err
 	}
-	return a.Run(ctx)
+	return runServer(ctx, a, *cfgPath, log)
 }
 
 // dataDir resolves the data directory of an admin command: --data-dir,

@@ -95,8 +95,13 @@ type App struct {
 
 	metrics    *metrics.Metrics // nil without a metrics section
 	metricsSrv *metrics.Server  // nil without a metrics section
-	once       sync.Once        // guards the end: shutdown, store, lock
-	closeErr   error
+	// hurry is done when the drain must end now (Hurry: a second
+	// signal); reload is what Reload needs (reload.go).
+	hurry    context.Context
+	hurryNow context.CancelFunc
+	reload   reloadState
+	once     sync.Once // guards the end: shutdown, store, lock
+	closeErr error
 }
 
 // named is a server and what to call it in errors.
@@ -122,7 +127,8 @@ func New(cfg Config) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{lock: lock, log: log, drain: cfg.Drain}
+	a := &App{lock: lock, log: log, drain: cfg.Drain, reload: reloadState{settings: s, fixed: cfg.Extra != nil}}
+	a.hurry, a.hurryNow = context.WithCancel(context.Background())
 	if a.drain <= 0 {
 		a.drain = DefaultDrain
 	}
@@ -164,7 +170,7 @@ func New(cfg Config) (_ *App, err error) {
 		return nil, fmt.Errorf("listen on %s: %w", s.Listen, err)
 	}
 	a.addr = l.Addr()
-	a.servers = append([]named{{"ssh", &sshServer{srv: a.Bastion, l: l, log: log}}}, extra...)
+	a.servers = append([]named{{"ssh", &sshServer{srv: a.Bastion, l: l, log: log, drain: a.drain}}}, extra...)
 	// The login API listens before the admin socket, which nothing
 	// after it may fail; it is shut down after the bastion and the
 	// admin socket.
@@ -285,6 +291,7 @@ func (a *App) end(parent context.Context) error {
 		a.stopping.Store(true)
 		ctx, cancel := context.WithTimeout(parent, a.drain)
 		defer cancel()
+		defer context.AfterFunc(a.hurry, cancel)()
 		var errs []error
 		for _, s := range a.servers {
 			if err := s.Shutdown(ctx); err != nil {

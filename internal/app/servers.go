@@ -13,9 +13,10 @@ import (
 
 // sshServer is the bastion on its listener.
 type sshServer struct {
-	srv *bastion.Server
-	l   net.Listener
-	log *slog.Logger
+	srv   *bastion.Server
+	l     net.Listener
+	log   *slog.Logger
+	drain time.Duration // what the users are told they have left
 }
 
 // Serve serves SSH on l until Shutdown.
@@ -32,10 +33,14 @@ func (s *sshServer) Serve(ctx context.Context) error {
 // closes the rest. Closing sessions at the deadline is how a drain ends,
 // not a failure: it is logged.
 func (s *sshServer) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
+	stop := logWaiting(ctx, s.srv, s.log)
+	err := s.srv.Drain(ctx, drainNotice(s.drain))
+	stop()
 	s.l.Close() // in case Serve never ran
 	if errors.Is(err, context.DeadlineExceeded) {
 		s.log.Warn("drain deadline passed; closed the sessions left")
+	} else if errors.Is(err, context.Canceled) {
+		s.log.Warn("drain cut short; closed the sessions left")
 	} else if err != nil && ctx.Err() == nil {
 		return err
 	}

@@ -46,6 +46,10 @@ const (
 	// why (certificate_expired, certificate_revoked) and notice what the
 	// user was told.
 	Ended Event = "connection_ended"
+	// ConfigReload: SIGHUP reloaded the policy (ok=true: the config's
+	// digest, targets added and removed, rule counts, connections ended)
+	// or refused a config (ok=false, why; the one in force stays).
+	ConfigReload Event = "config_reload"
 	// Agent: the target opened a channel to the user's forwarded agent
 	// (ssh -A), allowed or refused and why.
 	Agent Event = "agent"

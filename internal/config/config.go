@@ -16,7 +16,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -103,6 +102,10 @@ type Config struct {
 	Limits Limits
 	// Metrics, if set, is the metrics listener (metrics:). Nil: none.
 	Metrics *Metrics
+	// Shutdown is the shutdown section (serve.go).
+	Shutdown Shutdown
+	// Digest is the SHA-256 (hex) of the file's bytes as parsed.
+	Digest string
 	// Warnings are problems that do not stop the bastion but are likely
 	// mistakes, like a rule that matches no target; each reads
 	// "FILE:LINE: KEY: MSG", like an Error. Nil when there are none.
@@ -136,7 +139,11 @@ func Parse(name string, data []byte) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p.config(root)
+	c, err := p.config(root)
+	if c != nil {
+		c.Digest = digest(data)
+	}
+	return c, err
 }
 
 // parser turns a YAML node tree into a Config. It holds no state besides
@@ -153,7 +160,7 @@ type parser struct {
 // errors, in the order checked, are joined (see Parse).
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
-		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names", "login", "session_limits", "limits", "metrics")
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names", "login", "session_limits", "limits", "metrics", "shutdown")
 	if err != nil {
 		return nil, err
 	}
@@ -217,6 +224,7 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	check(err)
 	check(p.limits(m.get("limits"), &c.Limits))
 	check(p.metrics(m.get("metrics"), c))
+	check(p.shutdown(m.get("shutdown"), &c.Shutdown))
 	if c.Login != nil && len(c.hostNames()) == 0 {
 		f := m.get("login")
 		p.warnf(f.key.Line, f.path, "neither host_names nor listen names the bastion's host: GET /v1/login announces the host each request was sent to; set host_names to the name users reach the bastion by")
@@ -226,21 +234,6 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	}
 	c.Warnings = p.warnings
 	return c, nil
-}
-
-// ciphers reads the ciphers list into c.
-func (p *parser) ciphers(f field, c *Config) error {
-	if !f.set() {
-		return nil
-	}
-	var err error
-	if c.Ciphers, err = p.strList(f, checkCipher); err != nil {
-		return err
-	}
-	if len(c.Ciphers) == 0 {
-		return p.errorf(f.val.Line, f.path, "must name at least one cipher; leave ciphers out for the default %v", bastion.DefaultCiphers)
-	}
-	return nil
 }
 
 // checkListen accepts host:port with an optional host and a numeric port;
@@ -404,14 +397,6 @@ func checkEnvPattern(s string) error {
 		return fmt.Errorf("%q is not an environment variable name (letters, digits and '_', not starting with a digit), optionally ending in '*'", s)
 	}
 	return nil
-}
-
-// checkCipher accepts the SSH cipher names the bastion supports.
-func checkCipher(s string) error {
-	if slices.Contains(bastion.SupportedCiphers(), s) {
-		return nil
-	}
-	return fmt.Errorf("%q is not a supported cipher; use some of %s", s, strings.Join(bastion.SupportedCiphers(), ", "))
 }
 
 // Bastion returns the bastion settings this config describes, with the

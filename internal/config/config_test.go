@@ -49,6 +49,10 @@ func TestLoadExample(t *testing.T) {
 		t.Errorf("approvals %v, warnings %q", names, got.Warnings)
 	}
 	got.Approvals, got.Warnings = approval.Policy{}, nil
+	if len(got.Digest) != 64 {
+		t.Errorf("digest %q, want SHA-256 hex", got.Digest)
+	}
+	got.Digest = ""
 	want := config.Config{
 		Path:              path,
 		Listen:            "127.0.0.1:2222",
@@ -61,6 +65,7 @@ func TestLoadExample(t *testing.T) {
 		EnvAllow:          []string{"LANG", "LC_*"},
 		LogLevel:          slog.LevelInfo,
 		Limits:            config.Limits{HandshakeTimeout: bastion.DefaultHandshakeTimeout, Limits: bastion.DefaultLimits},
+		Shutdown:          config.Shutdown{Drain: 30 * time.Second},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config (without policy):\n got %+v\nwant %+v", got, want)
