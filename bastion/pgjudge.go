@@ -25,7 +25,7 @@ import (
 // sqlJudge returns the Judge of f's postgres relay, or nil when no SQL rule
 // in scope of f's connection could hold or refuse a statement.
 func (f *forward) sqlJudge() func(context.Context, pgproxy.Statement) error {
-	rules := f.c.s.cfg.ApprovalRules
+	rules := f.c.s.current().ApprovalRules
 	if !rules.JudgesSQL(f.c.subject()) {
 		return nil
 	}
@@ -35,7 +35,7 @@ func (f *forward) sqlJudge() func(context.Context, pgproxy.Statement) error {
 // judgeSQL decides st by the SQL rules.
 func (f *forward) judgeSQL(ctx context.Context, st pgproxy.Statement) error {
 	c := f.c
-	rules := c.s.cfg.ApprovalRules
+	rules := c.s.current().ApprovalRules
 	var v approval.Verdict
 	switch {
 	case st.Protocol == "function":
