@@ -130,7 +130,7 @@ func (e *env) concurrencyPath(ctx context.Context, path string, n, reps int, win
 		figs = f
 	}
 
-	var rates, p50s, p99s, errCounts, peaks []float64
+	var rates, p50s, p99s, errCounts, peaks, peakRSS []float64
 	total := 0
 	for rep := range reps {
 		w, err := runWindow(ctx, clients, window, b)
@@ -150,6 +150,7 @@ func (e *env) concurrencyPath(ctx context.Context, path string, n, reps int, win
 		rates, p50s, p99s = append(rates, rate), append(p50s, p50), append(p99s, p99)
 		errCounts = append(errCounts, float64(w.errors.n))
 		peaks = append(peaks, float64(w.peakGoroutines))
+		peakRSS = append(peakRSS, mib(w.peakRSS))
 		e.progress("concurrency %s N=%d window %d/%d: %.0f commands/s, p50 %.1f ms, p99 %.1f ms, %d errors",
 			path, n, rep+1, reps, rate, p50, p99, w.errors.n)
 	}
@@ -158,6 +159,10 @@ func (e *env) concurrencyPath(ctx context.Context, path string, n, reps int, win
 		newFigure(figConcP50, path, cipherAES, n, "ms", "lower", p50s, 0),
 		newFigure(figConcP99, path, cipherAES, n, "ms", "lower", p99s, 0),
 		newFigure(figConcErrors, path, cipherAES, n, "errors", "lower", errCounts, 0))
+	if b != nil {
+		// Against the bastion's memory limit (a goal).
+		figs = append(figs, newFigure(figConcPeakRSS, path, cipherAES, n, "MiB", "lower", peakRSS, 0))
+	}
 
 	for _, c := range clients {
 		c.Close()
@@ -297,6 +302,7 @@ type window struct {
 	errors         errorLog
 	elapsed        time.Duration
 	peakGoroutines int
+	peakRSS        int64 // bytes
 }
 
 // summary returns the window's commands per second and the median and
@@ -364,6 +370,7 @@ func runWindow(ctx context.Context, clients []*ssh.Client, length time.Duration,
 				return
 			}
 			w.peakGoroutines = max(w.peakGoroutines, s.goroutines)
+			w.peakRSS = max(w.peakRSS, s.rss)
 			select {
 			case <-tick.C:
 			case <-wctx.Done():

@@ -35,7 +35,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	a, err := app.New(app.Config{Settings: cfg, Log: app.NewLogger(stderr, cfg.LogLevel)})
+	log := app.NewLogger(stderr, cfg.LogLevel)
+	gc := app.TuneGC(cfg.Performance)
+	log.Info("garbage collector", "gc_percent", gc.GCPercent, "gc_percent_from", gc.GCPercentFrom,
+		"memory_limit_mib", gc.MemoryLimit>>20, "memory_limit_from", gc.MemoryLimitFrom)
+	a, err := app.New(app.Config{Settings: cfg, Log: log})
 	if err != nil {
 		return err
 	}
