@@ -59,6 +59,7 @@ func TestLoadExample(t *testing.T) {
 		Recording:         config.Recording{RetentionDays: 365},
 		EnvAllow:          []string{"LANG", "LC_*"},
 		LogLevel:          slog.LevelInfo,
+		Performance:       config.Performance{GCPercent: 400, Sessions: 256},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config (without policy):\n got %+v\nwant %+v", got, want)
