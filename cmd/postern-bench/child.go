@@ -51,18 +51,7 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	// Built and tuned as `postern serve` does it; a nil store turns
-	// recording off.
-	gc := app.TuneGC(cfg.Performance)
-	gcJSON, err := json.Marshal(gc)
-	if err != nil {
-		return err
-	}
-	a, err := app.New(app.Config{Settings: cfg, Log: app.NewLogger(stderr, cfg.LogLevel), NoRecord: *noRecord, Drain: childDrain})
+	a, gcJSON, err := newChildApp(*cfgPath, *noRecord, stderr)
 	if err != nil {
 		return err
 	}
@@ -126,6 +115,25 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			}
 		}
 	}
+}
+
+// newChildApp builds and tunes the bastion of config file path as
+// `postern serve` does (a nil store turns recording off), and returns it
+// with its garbage collector settings as JSON.
+func newChildApp(path string, noRecord bool, stderr io.Writer) (*app.App, []byte, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	gcJSON, err := json.Marshal(app.TuneGC(cfg.Performance))
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := app.New(app.Config{Settings: cfg, Log: app.NewLogger(stderr, cfg.LogLevel), NoRecord: noRecord, Drain: childDrain})
+	if err != nil {
+		return nil, nil, err
+	}
+	return a, gcJSON, nil
 }
 
 // childDrain bounds how long a child lets sessions end when told to stop

@@ -130,12 +130,38 @@ func (e *env) concurrencyPath(ctx context.Context, path string, n, reps int, win
 		figs = f
 	}
 
-	var rates, p50s, p99s, errCounts, peaks, peakRSS []float64
+	wfigs, peaks, err := e.windowFigures(ctx, clients, b, path, n, reps, window, &setupErrs)
+	if err != nil {
+		return nil, err
+	}
+	figs = append(figs, wfigs...)
+
+	for _, c := range clients {
+		c.Close()
+	}
+	clients = nil
+	if b != nil {
+		left, err := waitGoroutines(ctx, b, base.goroutines)
+		if err != nil {
+			return nil, err
+		}
+		figs = append(figs,
+			newFigure(figConcPeakGor, path, cipherAES, n, "goroutines", "lower", peaks, 0),
+			newFigure(figConcLeftoverGor, path, cipherAES, n, "goroutines", "lower", []float64{float64(left)}, 0))
+	}
+	return figs, nil
+}
+
+// windowFigures runs reps command-loop windows of length window on clients
+// and returns their figures and each window's peak bastion goroutines;
+// setupErrs (the connections that failed to open) count in the first.
+func (e *env) windowFigures(ctx context.Context, clients []*ssh.Client, b *bastionProc, path string, n, reps int, window time.Duration, setupErrs *errorLog) (figs []Figure, peaks []float64, err error) {
+	var rates, p50s, p99s, errCounts, peakRSS []float64
 	total := 0
 	for rep := range reps {
 		w, err := runWindow(ctx, clients, window, b)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if rep == 0 {
 			w.errors.n += setupErrs.n
@@ -154,30 +180,17 @@ func (e *env) concurrencyPath(ctx context.Context, path string, n, reps int, win
 		e.progress("concurrency %s N=%d window %d/%d: %.0f commands/s, p50 %.1f ms, p99 %.1f ms, %d errors",
 			path, n, rep+1, reps, rate, p50, p99, w.errors.n)
 	}
-	figs = append(figs,
+	figs = []Figure{
 		newFigure(figConcRate, path, cipherAES, n, "commands/s", "higher", rates, total),
 		newFigure(figConcP50, path, cipherAES, n, "ms", "lower", p50s, 0),
 		newFigure(figConcP99, path, cipherAES, n, "ms", "lower", p99s, 0),
-		newFigure(figConcErrors, path, cipherAES, n, "errors", "lower", errCounts, 0))
+		newFigure(figConcErrors, path, cipherAES, n, "errors", "lower", errCounts, 0),
+	}
 	if b != nil {
 		// Against the bastion's memory limit (a goal).
 		figs = append(figs, newFigure(figConcPeakRSS, path, cipherAES, n, "MiB", "lower", peakRSS, 0))
 	}
-
-	for _, c := range clients {
-		c.Close()
-	}
-	clients = nil
-	if b != nil {
-		left, err := waitGoroutines(ctx, b, base.goroutines)
-		if err != nil {
-			return nil, err
-		}
-		figs = append(figs,
-			newFigure(figConcPeakGor, path, cipherAES, n, "goroutines", "lower", peaks, 0),
-			newFigure(figConcLeftoverGor, path, cipherAES, n, "goroutines", "lower", []float64{float64(left)}, 0))
-	}
-	return figs, nil
+	return figs, peaks, nil
 }
 
 // idleFigures measures bastion b's memory and goroutines per idle session
