@@ -103,24 +103,27 @@ func printGoals(w io.Writer, gs []Goal) {
 }
 
 // cpuGoals are issue 18's CPU goals: the bastion's CPU per byte of a
-// download with recording and masking on against the relay sshd's on the
-// jump path (its processes' CPU; and, as the issue first measured it, the
-// machine's CPU on the jump path minus the direct path's), and the
-// masker's throughput on terminal text.
+// download with recording and masking on against what the ProxyJump
+// relay costs (as the issue defines it, the machine's CPU on the jump
+// path minus the direct path's; and the relay sshd's own processes), and
+// the masker's throughput on terminal text.
 func cpuGoals(r *Report) []Goal {
 	var out []Goal
 	aes := r.Params.PrimaryCipher
 	b, ok := find(r.Figures, figDownload+bastionCPUSuffix, pathPostern, aes, 0)
 	if ok {
-		if relay, ok := find(r.Figures, figDownload+bastionCPUSuffix, pathJump, aes, 0); ok && relay.Median > 0 {
-			q := b.Median / relay.Median
-			out = append(out, Goal{Name: "bulk_download CPU/B: bastion / relay sshd's processes", Want: "<= 1.50", Got: q, Unit: "×", Met: q <= 1.5})
-		}
 		j, ok1 := find(r.Figures, figDownload+cpuSuffix, pathJump, aes, 0)
 		d, ok2 := find(r.Figures, figDownload+cpuSuffix, pathDirect, aes, 0)
 		if ok1 && ok2 && j.Median > d.Median {
 			q := b.Median / (j.Median - d.Median)
 			out = append(out, Goal{Name: "bulk_download CPU/B: bastion / (machine jump - direct)", Want: "<= 1.50", Got: q, Unit: "×", Met: q <= 1.5})
+		}
+		// The relay's own processes carry one layer of encryption
+		// fewer than a terminating proxy (the client's inner connection
+		// passes through them), and none of the client's second one.
+		if relay, ok := find(r.Figures, figDownload+bastionCPUSuffix, pathJump, aes, 0); ok && relay.Median > 0 {
+			q := b.Median / relay.Median
+			out = append(out, Goal{Name: "bulk_download CPU/B: bastion / relay sshd's processes", Want: "<= 1.50", Got: q, Unit: "×", Met: q <= 1.5})
 		}
 	}
 	if m, ok := find(r.Figures, figMasker, pathPostern, "", 0); ok {
