@@ -1,6 +1,7 @@
 package bastion
 
 import (
+	"bytes"
 	"sync"
 	"time"
 )
@@ -53,7 +54,9 @@ const (
 )
 
 // typed adds keys the client sent on to the target. A nil typedEcho
-// keeps nothing.
+// keeps nothing. Outside escape sequences every key is kept, so it passes
+// over such runs a slice at a time (keep): a bulk upload through a
+// terminal costs a memchr per ESC, not a step per byte.
 func (e *typedEcho) typed(p []byte) {
 	if e == nil || len(p) == 0 {
 		return
@@ -64,15 +67,35 @@ func (e *typedEcho) typed(p []byte) {
 	if now.Sub(e.at) > echoWindow {
 		e.keys, e.seq = e.keys[:0], keyText
 	}
-	for _, b := range p {
-		if !e.inSeq(b) {
-			e.keys = append(e.keys, b)
+	for len(p) > 0 {
+		if e.seq == keyText {
+			i := bytes.IndexByte(p, 0x1b)
+			if i < 0 {
+				i = len(p)
+			}
+			e.keep(p[:i])
+			if p = p[i:]; len(p) == 0 {
+				break
+			}
 		}
-	}
-	if over := len(e.keys) - maxTyped; over > 0 {
-		e.keys = e.keys[:copy(e.keys, e.keys[over:])]
+		if !e.inSeq(p[0]) {
+			e.keep(p[:1])
+		}
+		p = p[1:]
 	}
 	e.at = now
+}
+
+// keep appends keys s, keeping the last maxTyped.
+func (e *typedEcho) keep(s []byte) {
+	if len(s) >= maxTyped {
+		e.keys = append(e.keys[:0], s[len(s)-maxTyped:]...)
+		return
+	}
+	if over := len(e.keys) + len(s) - maxTyped; over > 0 {
+		e.keys = e.keys[:copy(e.keys, e.keys[over:])]
+	}
+	e.keys = append(e.keys, s...)
 }
 
 // inSeq reports whether key b is part of an escape sequence (ESC, ESC and
@@ -120,6 +143,12 @@ func (e *typedEcho) saw(p []byte) {
 	}
 	k := 0 // keys used
 	for _, b := range p {
+		if k == len(e.keys) {
+			// No key left to echo: this byte and every one after it
+			// are output.
+			e.run = 0
+			break
+		}
 		for k < len(e.keys) && e.keys[k] != b && !isDigit(e.keys[k]) {
 			k++
 		}

@@ -1,6 +1,10 @@
 package bastion
 
-import "testing"
+import (
+	"bytes"
+	"math/rand/v2"
+	"testing"
+)
 
 // typedEcho counts as echo only the keys as typed, in order, each once:
 // the target printing digits the user typed earlier is output; digits
@@ -62,4 +66,97 @@ func TestTypedEchoSkipsKeySequences(t *testing.T) {
 			t.Errorf("%s: keys %q, output %q: %q is not echo (keys left %q)", c.name, c.keys, c.out, c.tail, e.keys)
 		}
 	}
+}
+
+// refEcho is typedEcho as first written, a key at a time: the reference
+// that the fast paths of typed (a run of keys outside escape sequences
+// at once) and saw (stop once no key is left) must match.
+type refEcho struct {
+	keys []byte
+	run  int
+	seq  typedEcho // only its seq and inSeq
+}
+
+func (r *refEcho) typed(p []byte) {
+	for _, b := range p {
+		if !r.seq.inSeq(b) {
+			r.keys = append(r.keys, b)
+		}
+	}
+	if over := len(r.keys) - maxTyped; over > 0 {
+		r.keys = r.keys[:copy(r.keys, r.keys[over:])]
+	}
+}
+
+func (r *refEcho) saw(p []byte) {
+	k := 0
+	for _, b := range p {
+		for k < len(r.keys) && r.keys[k] != b && !isDigit(r.keys[k]) {
+			k++
+		}
+		if k < len(r.keys) && r.keys[k] == b {
+			k++
+			r.run++
+		} else {
+			r.run = 0
+		}
+	}
+	r.keys = r.keys[:copy(r.keys, r.keys[k:])]
+}
+
+// TestTypedEchoMatchesReference drives typedEcho and the reference with
+// the same random keys and output, escape sequences, digits and long
+// writes among them, and compares what they keep after every call.
+func TestTypedEchoMatchesReference(t *testing.T) {
+	t.Parallel()
+	alphabet := []byte("\x1b[O~;0123456789ab \r\x7f\x03AD\x00\xff")
+	rng := rand.New(rand.NewPCG(7, 8))
+	for round := range 2000 {
+		var e typedEcho
+		var r refEcho
+		for call := range 20 {
+			n := rng.IntN(8)
+			if rng.IntN(10) == 0 {
+				n = rng.IntN(3 * maxTyped)
+			}
+			p := make([]byte, n)
+			for i := range p {
+				p[i] = alphabet[rng.IntN(len(alphabet))]
+			}
+			if rng.IntN(2) == 0 {
+				e.typed(p)
+				r.typed(p)
+			} else {
+				e.saw(p)
+				r.saw(p)
+			}
+			if !bytes.Equal(e.keys, r.keys) || e.run != r.run || e.seq != r.seq.seq {
+				t.Fatalf("round %d call %d: keys %q run %d seq %d, reference keys %q run %d seq %d", round, call, e.keys, e.run, e.seq, r.keys, r.run, r.seq.seq)
+			}
+		}
+	}
+}
+
+// BenchmarkTypedEcho is the echo tracker's cost in a bulk transfer
+// through a terminal: 32 KiB writes of binary data typed, then output.
+func BenchmarkTypedEcho(b *testing.B) {
+	p := make([]byte, 32<<10)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range p {
+		p[i] = byte(rng.Uint32())
+	}
+	b.Run("typed", func(b *testing.B) {
+		var e typedEcho
+		b.SetBytes(int64(len(p)))
+		for b.Loop() {
+			e.typed(p)
+		}
+	})
+	b.Run("saw", func(b *testing.B) {
+		var e typedEcho
+		b.SetBytes(int64(len(p)))
+		for b.Loop() {
+			e.saw(p)
+		}
+	})
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,7 +33,8 @@ import (
 //
 // It builds the bastion with internal/app, as `postern serve` does, serves
 // the config's targets on the config's listen address and
-// speaks a line protocol with the parent: it prints "ready ADDR" once
+// speaks a line protocol with the parent: it prints "ready ADDR GC" (GC:
+// its garbage collector settings as JSON) once
 // listening, then answers each "stats" line on stdin with "ok GOROUTINES
 // RSS_BYTES", and "gc" the same way after a garbage collection that returns
 // freed memory to the OS. At the end of stdin it drains the bastion (for
@@ -49,12 +51,7 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	// Built as `postern serve` builds it; a nil store turns recording off.
-	a, err := app.New(app.Config{Settings: cfg, Log: app.NewLogger(stderr, cfg.LogLevel), NoRecord: *noRecord, Drain: childDrain})
+	a, gcJSON, err := newChildApp(*cfgPath, *noRecord, stderr)
 	if err != nil {
 		return err
 	}
@@ -93,7 +90,7 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 	}()
 
-	if _, err := fmt.Fprintf(stdout, "ready %s\n", a.Addr()); err != nil {
+	if _, err := fmt.Fprintf(stdout, "ready %s %s\n", a.Addr(), gcJSON); err != nil {
 		return err
 	}
 	for {
@@ -118,6 +115,25 @@ func runChild(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			}
 		}
 	}
+}
+
+// newChildApp builds and tunes the bastion of config file path as
+// `postern serve` does (a nil store turns recording off), and returns it
+// with its garbage collector settings as JSON.
+func newChildApp(path string, noRecord bool, stderr io.Writer) (*app.App, []byte, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	gcJSON, err := json.Marshal(app.TuneGC(cfg.Performance))
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := app.New(app.Config{Settings: cfg, Log: app.NewLogger(stderr, cfg.LogLevel), NoRecord: noRecord, Drain: childDrain})
+	if err != nil {
+		return nil, nil, err
+	}
+	return a, gcJSON, nil
 }
 
 // childDrain bounds how long a child lets sessions end when told to stop
@@ -167,6 +183,7 @@ type bastionProc struct {
 	port    int
 	hostKey ssh.PublicKey // set by the caller
 	logPath string
+	gc      app.GCSettings // the child's garbage collector settings
 
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when cmd.Wait returned
@@ -226,11 +243,14 @@ func startBastion(ctx context.Context, self, name, cfg string, record bool, prof
 	// Under the race detector on two busy cores a start can take a while.
 	line, err := b.readLine(ctx, 60*time.Second)
 	if err == nil {
-		addr, ok := strings.CutPrefix(line, "ready ")
+		rest, ok := strings.CutPrefix(line, "ready ")
+		addr, gcJSON, _ := strings.Cut(rest, " ")
 		var ap *net.TCPAddr
 		if ap, err = net.ResolveTCPAddr("tcp", addr); ok && err == nil {
-			b.port = ap.Port
-			return b, nil
+			if err = json.Unmarshal([]byte(gcJSON), &b.gc); err == nil {
+				b.port = ap.Port
+				return b, nil
+			}
 		}
 		err = fmt.Errorf("unexpected first line %q", line)
 	}

@@ -130,34 +130,11 @@ func (e *env) concurrencyPath(ctx context.Context, path string, n, reps int, win
 		figs = f
 	}
 
-	var rates, p50s, p99s, errCounts, peaks []float64
-	total := 0
-	for rep := range reps {
-		w, err := runWindow(ctx, clients, window, b)
-		if err != nil {
-			return nil, err
-		}
-		if rep == 0 {
-			w.errors.n += setupErrs.n
-			w.errors.first = append(setupErrs.first, w.errors.first...)
-		}
-		if w.errors.n > 0 {
-			e.notes = append(e.notes, fmt.Sprintf("%d concurrent sessions on %s, window %d: %d errors, first: %s",
-				n, path, rep+1, w.errors.n, strings.Join(w.errors.first, "; ")))
-		}
-		rate, p50, p99 := w.summary()
-		total += len(w.latencies)
-		rates, p50s, p99s = append(rates, rate), append(p50s, p50), append(p99s, p99)
-		errCounts = append(errCounts, float64(w.errors.n))
-		peaks = append(peaks, float64(w.peakGoroutines))
-		e.progress("concurrency %s N=%d window %d/%d: %.0f commands/s, p50 %.1f ms, p99 %.1f ms, %d errors",
-			path, n, rep+1, reps, rate, p50, p99, w.errors.n)
+	wfigs, peaks, err := e.windowFigures(ctx, clients, b, path, n, reps, window, &setupErrs)
+	if err != nil {
+		return nil, err
 	}
-	figs = append(figs,
-		newFigure(figConcRate, path, cipherAES, n, "commands/s", "higher", rates, total),
-		newFigure(figConcP50, path, cipherAES, n, "ms", "lower", p50s, 0),
-		newFigure(figConcP99, path, cipherAES, n, "ms", "lower", p99s, 0),
-		newFigure(figConcErrors, path, cipherAES, n, "errors", "lower", errCounts, 0))
+	figs = append(figs, wfigs...)
 
 	for _, c := range clients {
 		c.Close()
@@ -173,6 +150,47 @@ func (e *env) concurrencyPath(ctx context.Context, path string, n, reps int, win
 			newFigure(figConcLeftoverGor, path, cipherAES, n, "goroutines", "lower", []float64{float64(left)}, 0))
 	}
 	return figs, nil
+}
+
+// windowFigures runs reps command-loop windows of length window on clients
+// and returns their figures and each window's peak bastion goroutines;
+// setupErrs (the connections that failed to open) count in the first.
+func (e *env) windowFigures(ctx context.Context, clients []*ssh.Client, b *bastionProc, path string, n, reps int, window time.Duration, setupErrs *errorLog) (figs []Figure, peaks []float64, err error) {
+	var rates, p50s, p99s, errCounts, peakRSS []float64
+	total := 0
+	for rep := range reps {
+		w, err := runWindow(ctx, clients, window, b)
+		if err != nil {
+			return nil, nil, err
+		}
+		if rep == 0 {
+			w.errors.n += setupErrs.n
+			w.errors.first = append(setupErrs.first, w.errors.first...)
+		}
+		if w.errors.n > 0 {
+			e.notes = append(e.notes, fmt.Sprintf("%d concurrent sessions on %s, window %d: %d errors, first: %s",
+				n, path, rep+1, w.errors.n, strings.Join(w.errors.first, "; ")))
+		}
+		rate, p50, p99 := w.summary()
+		total += len(w.latencies)
+		rates, p50s, p99s = append(rates, rate), append(p50s, p50), append(p99s, p99)
+		errCounts = append(errCounts, float64(w.errors.n))
+		peaks = append(peaks, float64(w.peakGoroutines))
+		peakRSS = append(peakRSS, mib(w.peakRSS))
+		e.progress("concurrency %s N=%d window %d/%d: %.0f commands/s, p50 %.1f ms, p99 %.1f ms, %d errors",
+			path, n, rep+1, reps, rate, p50, p99, w.errors.n)
+	}
+	figs = []Figure{
+		newFigure(figConcRate, path, cipherAES, n, "commands/s", "higher", rates, total),
+		newFigure(figConcP50, path, cipherAES, n, "ms", "lower", p50s, 0),
+		newFigure(figConcP99, path, cipherAES, n, "ms", "lower", p99s, 0),
+		newFigure(figConcErrors, path, cipherAES, n, "errors", "lower", errCounts, 0),
+	}
+	if b != nil {
+		// Against the bastion's memory limit (a goal).
+		figs = append(figs, newFigure(figConcPeakRSS, path, cipherAES, n, "MiB", "lower", peakRSS, 0))
+	}
+	return figs, peaks, nil
 }
 
 // idleFigures measures bastion b's memory and goroutines per idle session
@@ -297,6 +315,7 @@ type window struct {
 	errors         errorLog
 	elapsed        time.Duration
 	peakGoroutines int
+	peakRSS        int64 // bytes
 }
 
 // summary returns the window's commands per second and the median and
@@ -364,6 +383,7 @@ func runWindow(ctx context.Context, clients []*ssh.Client, length time.Duration,
 				return
 			}
 			w.peakGoroutines = max(w.peakGoroutines, s.goroutines)
+			w.peakRSS = max(w.peakRSS, s.rss)
 			select {
 			case <-tick.C:
 			case <-wctx.Done():

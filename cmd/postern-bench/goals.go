@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"text/tabwriter"
 )
 
@@ -38,6 +39,7 @@ func goals(r *Report) []Goal {
 	if q, ok := quot(figDownload, pathPostern, pathNoRec, 0); ok {
 		out = append(out, Goal{Name: "bulk_download: recording on / off (masking on in both)", Want: ">= 0.95", Got: q, Unit: "×", Met: q >= 0.95})
 	}
+	out = append(out, cpuGoals(r)...)
 	if q, ok := quot(figConnect, pathPostern, pathJump, 0); ok {
 		out = append(out, Goal{Name: "connect: postern / jump", Want: "<= 0.85", Got: q, Unit: "×", Met: q <= 0.85})
 	}
@@ -72,6 +74,12 @@ func goals(r *Report) []Goal {
 		if m, ok := find(r.Figures, figConcRSS, pathPostern, aes, n); ok {
 			out = append(out, Goal{Name: fmt.Sprintf("concurrency N=%d: bastion RSS per idle session", n), Want: "<= 256", Got: m.Median, Unit: "KiB", Met: m.Median <= 256})
 		}
+		// Issue 18: a higher GC percent, with the memory limit keeping
+		// the heap bounded.
+		if m, ok := find(r.Figures, figConcPeakRSS, pathPostern, aes, n); ok && r.Params.GC != nil && r.Params.GC.MemoryLimit != math.MaxInt64 {
+			lim := float64(r.Params.GC.MemoryLimit >> 20)
+			out = append(out, Goal{Name: fmt.Sprintf("concurrency N=%d: bastion peak RSS within its memory limit", n), Want: fmt.Sprintf("<= %.0f", lim), Got: m.Max, Unit: "MiB", Met: m.Max <= lim})
+		}
 	}
 	return append(out, shellGoals(r)...)
 }
@@ -92,4 +100,34 @@ func printGoals(w io.Writer, gs []Goal) {
 		fmt.Fprintf(tw, "%s\t%s %s\t%.2f %s\t%s\t\n", g.Name, g.Want, g.Unit, g.Got, g.Unit, met)
 	}
 	tw.Flush()
+}
+
+// cpuGoals are issue 18's CPU goals: the bastion's CPU per byte of a
+// download with recording and masking on against what the ProxyJump
+// relay costs (as the issue defines it, the machine's CPU on the jump
+// path minus the direct path's; and the relay sshd's own processes), and
+// the masker's throughput on terminal text.
+func cpuGoals(r *Report) []Goal {
+	var out []Goal
+	aes := r.Params.PrimaryCipher
+	b, ok := find(r.Figures, figDownload+bastionCPUSuffix, pathPostern, aes, 0)
+	if ok {
+		j, ok1 := find(r.Figures, figDownload+cpuSuffix, pathJump, aes, 0)
+		d, ok2 := find(r.Figures, figDownload+cpuSuffix, pathDirect, aes, 0)
+		if ok1 && ok2 && j.Median > d.Median {
+			q := b.Median / (j.Median - d.Median)
+			out = append(out, Goal{Name: "bulk_download CPU/B: bastion / (machine jump - direct)", Want: "<= 1.50", Got: q, Unit: "×", Met: q <= 1.5})
+		}
+		// The relay's own processes carry one layer of encryption
+		// fewer than a terminating proxy (the client's inner connection
+		// passes through them), and none of the client's second one.
+		if relay, ok := find(r.Figures, figDownload+bastionCPUSuffix, pathJump, aes, 0); ok && relay.Median > 0 {
+			q := b.Median / relay.Median
+			out = append(out, Goal{Name: "bulk_download CPU/B: bastion / relay sshd's processes", Want: "<= 1.50", Got: q, Unit: "×", Met: q <= 1.5})
+		}
+	}
+	if m, ok := find(r.Figures, figMasker, pathPostern, "", 0); ok {
+		out = append(out, Goal{Name: "masker on terminal text (CPU time)", Want: ">= 3000", Got: m.Median, Unit: "MB/s", Met: m.Median >= 3000})
+	}
+	return out
 }

@@ -366,6 +366,9 @@ func bench(ctx context.Context, o *options, log io.Writer) (*Report, error) {
 			r.Params.Phases = append(r.Params.Phases, p)
 		}
 	}
+	if b := e.bastions[bastionFull]; b != nil {
+		r.Params.GC = &b.gc
+	}
 	if r.Negotiated, err = e.checkPaths(ctx); err != nil {
 		return nil, err
 	}
@@ -394,6 +397,7 @@ func (e *env) runPhases(ctx context.Context, o *options) ([]Figure, error) {
 			return nil, err
 		}
 		all = append(all, figs...)
+		all = append(all, e.masker(max(o.reps, 3))...)
 	}
 	if o.phases["sftp"] {
 		figs, err := e.sftp(ctx, o.reps)

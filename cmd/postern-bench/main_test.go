@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/app"
 	"github.com/postern/postern/internal/testenv"
 )
 
@@ -77,8 +78,23 @@ func TestSmoke(t *testing.T) {
 	// cost, connection setup, echo of letters and digits, the shell's
 	// three, and errors and
 	// RSS for each N.
-	if len(r.Goals) != 9+2*len(r.Params.Concurrency) {
-		t.Errorf("goals: %+v, want %d", r.Goals, 9+2*len(r.Params.Concurrency))
+	// Issue 18's: the masker, and each N's peak RSS against the memory
+	// limit; the CPU-per-byte ratios when the relay's CPU was measurable
+	// (1 MiB may take less than a clock tick).
+	goalCount := 0
+	for _, g := range r.Goals {
+		if !strings.HasPrefix(g.Name, "bulk_download CPU/B:") {
+			goalCount++
+		}
+	}
+	if want := 10 + 3*len(r.Params.Concurrency); goalCount != want {
+		t.Errorf("goals: %+v, want %d besides the CPU ratios", r.Goals, want)
+	}
+	if r.Params.GC == nil || r.Params.GC.GCPercent == 0 || r.Params.GC.MemoryLimit <= 0 {
+		t.Errorf("no garbage collector settings in the report: %+v", r.Params.GC)
+	}
+	if !strings.Contains(stdout.String(), "Bastion garbage collector: GOGC=") {
+		t.Errorf("table lacks the garbage collector settings:\n%s", stdout.Bytes())
 	}
 
 	type want struct {
@@ -114,6 +130,8 @@ func TestSmoke(t *testing.T) {
 		{figConcGoroutines, cipherAES, []string{pathPlain, pathPostern}, 5, positive},
 		{figConcPeakGor, cipherAES, []string{pathPlain, pathPostern}, 5, positive},
 		{figConcLeftoverGor, cipherAES, []string{pathPlain, pathPostern}, 5, present},
+		{figConcPeakRSS, cipherAES, []string{pathPlain, pathPostern}, 5, positive},
+		{figMasker, "", []string{pathPostern}, 0, positive},
 		{figShellEchoP50, cipherAES, shellPaths, 0, positive},
 		{figShellEchoP99, cipherAES, shellPaths, 0, positive},
 		{figShellEnterP50, cipherAES, shellPaths, 0, positive},
@@ -124,16 +142,17 @@ func TestSmoke(t *testing.T) {
 	// they only have to be in range.
 	nonNegative := func(f Figure) bool { return f.Min >= 0 && f.Median >= f.Min && f.Max >= f.Median }
 	percent := func(f Figure) bool { return nonNegative(f) && f.Max <= 100 }
-	bastions := []string{pathPlain, pathNoRec, pathPostern}
+	// The proxy's CPU: the bastion's, or the relay sshd's for jump.
+	proxies := []string{pathJump, pathPlain, pathNoRec, pathPostern}
 	chachaPaths := []string{pathDirect, pathJump, pathPostern}
 	for _, fig := range []string{figDownload, figUpload} {
 		wants = append(wants,
 			want{fig + cpuSuffix, cipherAES, bulk, 0, nonNegative},
 			want{fig + busySuffix, cipherAES, bulk, 0, percent},
-			want{fig + bastionCPUSuffix, cipherAES, bastions, 0, nonNegative},
+			want{fig + bastionCPUSuffix, cipherAES, proxies, 0, nonNegative},
 			want{fig + cpuSuffix, cipherChacha, chachaPaths, 0, nonNegative},
 			want{fig + busySuffix, cipherChacha, chachaPaths, 0, percent},
-			want{fig + bastionCPUSuffix, cipherChacha, []string{pathPostern}, 0, nonNegative})
+			want{fig + bastionCPUSuffix, cipherChacha, []string{pathJump, pathPostern}, 0, nonNegative})
 	}
 	for _, fig := range sftpFigures {
 		wants = append(wants,
@@ -290,7 +309,14 @@ func TestGoals(t *testing.T) {
 		{Name: figShellEnterP99, Path: pathRules, Cipher: cipherAES, Median: 2400},
 		{Name: figShellCat, Path: pathPostern, Cipher: cipherAES, Median: 100},
 		{Name: figShellCat, Path: pathRules, Cipher: cipherAES, Median: 79},
+		{Name: figDownload + bastionCPUSuffix, Path: pathPostern, Cipher: cipherAES, Median: 3},
+		{Name: figDownload + bastionCPUSuffix, Path: pathJump, Cipher: cipherAES, Median: 1.5},
+		{Name: figDownload + cpuSuffix, Path: pathJump, Cipher: cipherAES, Median: 5},
+		{Name: figDownload + cpuSuffix, Path: pathDirect, Cipher: cipherAES, Median: 3},
+		{Name: figMasker, Path: pathPostern, Median: 3100},
+		{Name: figConcPeakRSS, Path: pathPostern, Cipher: cipherAES, Sessions: 200, Max: 900},
 	}}
+	r.Params.GC = &app.GCSettings{GCPercent: 400, MemoryLimit: 800 << 20}
 	addRatios(r.Figures)
 	got := map[string]Goal{}
 	for _, g := range goals(r) {
@@ -300,15 +326,19 @@ func TestGoals(t *testing.T) {
 		got float64
 		met bool
 	}{
-		"bulk_download: postern / jump (recording and masking on)": {1.8, true},
-		"bulk_download: recording on / off (masking on in both)":   {0.9, false},
-		"connect: postern / jump":                                  {0.8, true},
-		"concurrency N=200: errors":                                {1, false},
-		"concurrency N=200: bastion RSS per idle session":          {170, true},
-		"concurrency N=200: commands/s postern / direct":           {0.975, true},
-		"shell echo p99: rule in scope - none":                     {1100, false},
-		"shell Enter p99 (unflagged line): rule in scope - none":   {1900, true},
-		"shell cat: rule in scope / none":                          {0.79, false},
+		"bulk_download: postern / jump (recording and masking on)":    {1.8, true},
+		"bulk_download: recording on / off (masking on in both)":      {0.9, false},
+		"connect: postern / jump":                                     {0.8, true},
+		"concurrency N=200: errors":                                   {1, false},
+		"concurrency N=200: bastion RSS per idle session":             {170, true},
+		"concurrency N=200: commands/s postern / direct":              {0.975, true},
+		"shell echo p99: rule in scope - none":                        {1100, false},
+		"shell Enter p99 (unflagged line): rule in scope - none":      {1900, true},
+		"shell cat: rule in scope / none":                             {0.79, false},
+		"bulk_download CPU/B: bastion / relay sshd's processes":       {2, false},
+		"bulk_download CPU/B: bastion / (machine jump - direct)":      {1.5, true},
+		"masker on terminal text (CPU time)":                          {3100, true},
+		"concurrency N=200: bastion peak RSS within its memory limit": {900, false},
 	}
 	if len(got) != len(want) {
 		t.Errorf("goals %+v, want %d (no upload or echo figures, so no such goals)", got, len(want))

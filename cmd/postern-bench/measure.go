@@ -37,18 +37,21 @@ func (e *env) bulk(ctx context.Context, c *clientConfig, reps int) ([]Figure, er
 	for rep := range reps {
 		for _, path := range paths {
 			for _, fig := range []string{figDownload, figUpload} {
-				pid := 0
+				pid, relay := 0, 0
 				if b := e.bastions[e.bastionOf(c, path)]; b != nil {
 					pid = b.cmd.Process.Pid
 				}
-				t, err := e.transfer(ctx, c.file, path, fig == figUpload, pid)
+				if path == pathJump {
+					relay = e.relay.Pid()
+				}
+				t, err := e.transfer(ctx, c.file, path, fig == figUpload, pid, relay)
 				if err != nil {
 					return nil, fmt.Errorf("%s %s with %s: %w", fig, path, c.cipher, err)
 				}
 				results[fig+" "+path] = append(results[fig+" "+path], t.mbps)
 				results[fig+cpuSuffix+" "+path] = append(results[fig+cpuSuffix+" "+path], t.machineNsPerByte)
 				results[fig+busySuffix+" "+path] = append(results[fig+busySuffix+" "+path], t.busyPercent)
-				if pid != 0 {
+				if pid != 0 || relay != 0 {
 					results[fig+bastionCPUSuffix+" "+path] = append(results[fig+bastionCPUSuffix+" "+path], t.bastionNsPerByte)
 				}
 				e.progress("%s %-13s %-9s rep %d/%d: %4.0f MB/s, machine %.0f%% busy, %.1f ns/B", strings.SplitN(c.cipher, "-", 2)[0], path, strings.TrimPrefix(fig, "bulk_"), rep+1, reps, t.mbps, t.busyPercent, t.machineNsPerByte)
@@ -90,7 +93,7 @@ type transferResult struct {
 	mbps             float64
 	machineNsPerByte float64
 	busyPercent      float64 // of all cores, over the transfer
-	bastionNsPerByte float64 // 0 without a bastion
+	bastionNsPerByte float64 // the proxy's: the bastion's, or the relay sshd's (jump); 0 without either
 }
 
 // cpuTicks is CPU time so far in clock ticks: the machine's busy and idle
@@ -145,8 +148,9 @@ func readCPUTicks(pid int) cpuTicks {
 // x/crypto alike) before the marker arrives, which favours all paths alike.
 //
 // The CPU figures cover the same interval, from /proc (clock ticks of
-// 10 ms), for the bastion process pid if it is not 0.
-func (e *env) transfer(ctx context.Context, cfg, path string, upload bool, pid int) (transferResult, error) {
+// 10 ms), for the bastion process pid if it is not 0, or else for the
+// process tree of the relay sshd relay if that is not 0 (see treeTicks).
+func (e *env) transfer(ctx context.Context, cfg, path string, upload bool, pid, relay int) (transferResult, error) {
 	size := e.o.size
 	// Generous: at least 2 MiB/s, plus a minute.
 	ctx, cancel := context.WithTimeout(ctx, time.Minute+time.Duration(size/(2<<20))*time.Second)
@@ -182,6 +186,9 @@ func (e *env) transfer(ctx context.Context, cfg, path string, upload bool, pid i
 		if strings.TrimSpace(line) == marker {
 			start = time.Now()
 			cpu0 = readCPUTicks(pid)
+			if relay != 0 {
+				cpu0.proc = treeTicks(relay)
+			}
 			break
 		}
 		msgs.WriteString(line)
@@ -193,6 +200,12 @@ func (e *env) transfer(ctx context.Context, cfg, path string, upload bool, pid i
 	err = cmd.Wait()
 	end := time.Now()
 	cpu1 := readCPUTicks(pid)
+	if relay != 0 {
+		// The connection's processes end after ssh: their time counts
+		// once they are reaped. (The machine figures are read before.)
+		waitChildless(relay, 5*time.Second)
+		cpu1.proc = treeTicks(relay)
+	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return transferResult{}, fmt.Errorf("timed out\n%s", msgs.Bytes())
 	}
@@ -202,7 +215,7 @@ func (e *env) transfer(ctx context.Context, cfg, path string, upload bool, pid i
 	if err != nil || start.IsZero() {
 		return transferResult{}, fmt.Errorf("ssh: %v\n%s", err, msgs.Bytes())
 	}
-	return newTransferResult(size, end.Sub(start), cpu0, cpu1, pid != 0), nil
+	return newTransferResult(size, end.Sub(start), cpu0, cpu1, pid != 0 || relay != 0), nil
 }
 
 // newTransferResult computes the figures of a transfer of size bytes that

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/postern/postern/internal/app"
 )
 
 // Figure names, as they appear in the JSON document.
@@ -34,6 +36,7 @@ const (
 	figConcRSSGC       = "concurrency_rss_per_idle_session_after_gc"
 	figConcGoroutines  = "concurrency_goroutines_per_idle_session"
 	figConcPeakGor     = "concurrency_goroutines_peak"
+	figConcPeakRSS     = "concurrency_rss_peak"
 	figConcLeftoverGor = "concurrency_goroutines_left_after_close"
 	// figSFTP and figSCP are in sftp.go.
 
@@ -133,6 +136,10 @@ type Params struct {
 	Phases          []string `json:"phases"`
 	PrimaryCipher   string   `json:"primary_cipher"`
 	SecondaryCipher string   `json:"secondary_cipher"`
+	// GC is the garbage collector settings of the bastions (as
+	// `postern serve` applies them; GOGC and GOMEMLIMIT in this
+	// process's environment reach them).
+	GC *app.GCSettings `json:"gc,omitempty"`
 }
 
 // newFigure summarises the repetitions xs of a figure.

@@ -11,6 +11,9 @@ import (
 // printTable writes the human-readable tables.
 func printTable(w io.Writer, r *Report) {
 	printHeader(w, r.Machine)
+	if r.Params.GC != nil {
+		fmt.Fprintf(w, "Bastion garbage collector: %s.\n", r.Params.GC)
+	}
 	kex := r.Params.Kex
 	if kex == "" {
 		kex = "client default"
@@ -33,6 +36,9 @@ func printTable(w io.Writer, r *Report) {
 	}
 	printComparisons(w, r)
 	printGoals(w, r.Goals)
+	if len(r.Goals) > 0 && r.Params.GC != nil {
+		fmt.Fprintf(w, "(bastions ran with %s)\n", r.Params.GC)
+	}
 	printNegotiated(w, r)
 }
 
@@ -72,9 +78,9 @@ func printBulk(w io.Writer, r *Report, cipher, kex string) {
 	if !hasFigure(r.Figures, figDownload+cpuSuffix, cipher) {
 		return
 	}
-	fmt.Fprintf(w, "\nCPU per payload byte over the same transfers, ns/B (machine: every process and the kernel, from /proc/stat; bastion: the Postern process), and how busy the %d cores were\n", m.Cores)
+	fmt.Fprintf(w, "\nCPU per payload byte over the same transfers, ns/B (machine: every process and the kernel, from /proc/stat; proxy: the Postern process, or for jump the relay sshd's processes), and how busy the %d cores were\n", m.Cores)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "path\tdownload machine\tbastion\tbusy %\tupload machine\tbastion\tbusy %\t")
+	fmt.Fprintln(tw, "path\tdownload machine\tproxy\tbusy %\tupload machine\tproxy\tbusy %\t")
 	for _, path := range bulkPaths {
 		var cells []string
 		for _, fig := range []string{figDownload, figUpload} {

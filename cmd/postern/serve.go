@@ -36,6 +36,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("config: %w", err)
 	}
 	log := app.NewLogger(stderr, cfg.LogLevel)
+	gc := app.TuneGC(cfg.Performance)
+	log.Info("garbage collector", "gc_percent", gc.GCPercent, "gc_percent_from", gc.GCPercentFrom,
+		"memory_limit_mib", gc.MemoryLimit>>20, "memory_limit_from", gc.MemoryLimitFrom)
 	a, err := app.New(app.Config{Settings: cfg, Log: log, Drain: cfg.Shutdown.Drain})
 	if err != nil {
 		return err

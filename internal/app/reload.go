@@ -49,6 +49,7 @@ var restartOnly = []struct {
 	{"limits", func(c *config.Config) any { return c.Limits }},
 	{"session_limits", func(c *config.Config) any { return c.SessionLimits }},
 	{"metrics", func(c *config.Config) any { return c.Metrics }},
+	{"performance", func(c *config.Config) any { return c.Performance }},
 }
 
 // Reload applies the policy of s (a config loaded anew from the file the

@@ -106,6 +106,9 @@ type Config struct {
 	Shutdown Shutdown
 	// Digest is the SHA-256 (hex) of the file's bytes as parsed.
 	Digest string
+	// Performance tunes the Go runtime (performance:). Zero values
+	// mean the defaults.
+	Performance Performance
 	// Warnings are problems that do not stop the bastion but are likely
 	// mistakes, like a rule that matches no target; each reads
 	// "FILE:LINE: KEY: MSG", like an Error. Nil when there are none.
@@ -160,7 +163,7 @@ type parser struct {
 // errors, in the order checked, are joined (see Parse).
 func (p *parser) config(root *yaml.Node) (*Config, error) {
 	m, err := p.mapping(root, "",
-		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names", "login", "session_limits", "limits", "metrics", "shutdown")
+		"listen", "data_dir", "idle_timeout", "keepalive", "env_allow", "log_level", "ciphers", "recording", "masking", "targets", "rules", "admins", "approvals", "approval_webhook", "host_names", "login", "session_limits", "limits", "metrics", "shutdown", "performance")
 	if err != nil {
 		return nil, err
 	}
@@ -225,6 +228,7 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	check(p.limits(m.get("limits"), &c.Limits))
 	check(p.metrics(m.get("metrics"), c))
 	check(p.shutdown(m.get("shutdown"), &c.Shutdown))
+	check(p.performance(m.get("performance"), &c.Performance))
 	if c.Login != nil && len(c.hostNames()) == 0 {
 		f := m.get("login")
 		p.warnf(f.key.Line, f.path, "neither host_names nor listen names the bastion's host: GET /v1/login announces the host each request was sent to; set host_names to the name users reach the bastion by")

@@ -320,3 +320,7 @@ func descendants(root int) []int {
 	}
 	return out
 }
+
+// Pid is the process ID of the listening sshd, the parent of the
+// processes it starts for each connection.
+func (s *Instance) Pid() int { return s.cmd.Process.Pid }
