@@ -73,7 +73,8 @@ func (l *sqlLexer) next() (sqlToken, bool) {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
 			l.i++
 		case strings.HasPrefix(l.s[l.i:], "--"):
-			if j := strings.IndexByte(l.s[l.i:], '\n'); j >= 0 {
+			// PostgreSQL ends it at a line feed or a carriage return.
+			if j := strings.IndexAny(l.s[l.i:], "\n\r"); j >= 0 {
 				l.i += j + 1
 			} else {
 				l.i = len(l.s)
@@ -87,6 +88,9 @@ func (l *sqlLexer) next() (sqlToken, bool) {
 			return l.str(l.sloppy), l.bad == ""
 		case c == '"':
 			return l.quotedIdent(), l.bad == ""
+		case (c == 'u' || c == 'U') && strings.HasPrefix(l.s[l.i+1:], "&\""):
+			l.i += 2
+			return l.unicodeIdent(), l.bad == ""
 		case c == '$' && l.dollarStart():
 			return l.dollar(), l.bad == ""
 		case (c == 'e' || c == 'E') && l.i+1 < len(l.s) && l.s[l.i+1] == '\'':
