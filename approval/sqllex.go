@@ -16,6 +16,7 @@ import (
 type sqlToken struct {
 	kind byte   // 'w' word, 'i' quoted identifier, 'l' literal, 'p' punctuation
 	text string // the normal form
+	orig string // a word as written
 }
 
 // sqlLexer lexes one text. sloppy lexes '…' as PostgreSQL does with
@@ -101,9 +102,9 @@ func (l *sqlLexer) next() (sqlToken, bool) {
 			for j < len(l.s) && isIdentChar(l.s[j]) {
 				j++
 			}
-			w := strings.ToUpper(l.s[l.i:j])
+			orig := l.s[l.i:j]
 			l.i = j
-			return sqlToken{kind: 'w', text: w}, true
+			return sqlToken{kind: 'w', text: strings.ToUpper(orig), orig: orig}, true
 		case c >= '0' && c <= '9' || c == '$':
 			j := l.i + 1
 			for j < len(l.s) && (isIdentChar(l.s[j]) || l.s[j] == '.') {

@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -80,4 +81,47 @@ func unescapeUnicode(s string, esc byte) (string, bool) {
 		i += 1 + n
 	}
 	return b.String(), true
+}
+
+// SQLExecutes returns the names of the prepared statements that text's
+// EXECUTE statements run (EXECUTE name, also in EXPLAIN ANALYZE EXECUTE
+// and CREATE TABLE … AS EXECUTE), as PostgreSQL names them: an unquoted
+// name in lower case. Their statements run as part of text: a statement
+// prepared with the protocol's Parse was not judged when it was made.
+// Every word after an EXECUTE is taken (also EXECUTE FUNCTION's): a name
+// no statement has is harmless.
+func SQLExecutes(text string) []string {
+	var names []string
+	for _, sloppy := range []bool{false, true} {
+		stmts, backslash, _ := lexSQL(text, sloppy)
+		for _, toks := range stmts {
+			for i := 0; i+1 < len(toks); i++ {
+				if toks[i].kind != 'w' || toks[i].text != "EXECUTE" {
+					continue
+				}
+				switch n := toks[i+1]; n.kind {
+				case 'w':
+					names = append(names, lowerASCII(n.orig))
+				case 'i':
+					names = append(names, n.text)
+				}
+			}
+		}
+		if !backslash {
+			break
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// lowerASCII folds A-Z as PostgreSQL folds an unquoted name in UTF-8.
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

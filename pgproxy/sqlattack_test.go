@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/postern/postern/approval"
+	"github.com/postern/postern/mask"
 	"github.com/postern/postern/pgproxy"
 )
 
@@ -29,13 +30,20 @@ var attackRules = &approval.Policy{Rules: []approval.Rule{
 func ruleJudge(judged chan<- string) func(context.Context, pgproxy.Statement) error {
 	return func(ctx context.Context, st pgproxy.Statement) error {
 		var v approval.Verdict
+		var lookupErr error
 		switch {
 		case st.Protocol == "function":
 			v = attackRules.DecideSQLUnjudged(nil, "a fast-path function call")
 		case st.Text == "":
 			v = attackRules.DecideSQLUnjudged(nil, "a portal whose statement the bastion did not see")
 		default:
-			v = attackRules.DecideSQL(nil, st.Text)
+			v = attackRules.DecideSQLPrepared(nil, st.SQL, func(name string) (string, bool) {
+				_, sql, ok, err := pgproxy.PreparedStatement(ctx, name)
+				if err != nil {
+					lookupErr = err
+				}
+				return sql, ok
+			})
 		}
 		if judged != nil {
 			select {
@@ -43,7 +51,7 @@ func ruleJudge(judged chan<- string) func(context.Context, pgproxy.Statement) er
 			default:
 			}
 		}
-		if v.Action != approval.Allow {
+		if v.Action != approval.Allow || lookupErr != nil {
 			return &pgproxy.Denied{Message: "postern: not today: " + v.Reason}
 		}
 		return nil
@@ -156,3 +164,100 @@ func TestAttackFunctionBody(t *testing.T) {
 }
 
 func typeName(m any) string { return fmt.Sprintf("%T", m) }
+
+// A statement prepared with the protocol's Parse is not judged until an
+// Execute runs it; SQL's EXECUTE runs it too, and is judged as what it
+// runs.
+func TestAttackSQLExecuteOfParsedStatement(t *testing.T) {
+	t.Parallel()
+	pg := cardsDB(t)
+	addr, _, _ := relayTo(t, pg.Addr(), pgproxy.Config{Judge: ruleJudge(nil)})
+	fe := frontend(t, addr)
+	got := exchange(t, fe, 3,
+		&pgproto3.Parse{Name: "s1", Query: "DELETE FROM cards"}, &pgproto3.Sync{},
+		&pgproto3.Query{String: "EXECUTE s1"},
+		&pgproto3.Query{String: `explain analyze execute "s1"`})
+	if n := cardsLeft(t, pg.Addr()); n != "2" {
+		t.Fatalf("EXECUTE of a parsed DELETE ran unjudged (%v); %s rows left", got, n)
+	}
+}
+
+// The relay must judge the text the server's statement has, not the text
+// of a Parse the server refused (the name was taken) or skipped (after an
+// error, until Sync).
+func TestAttackParseTheServerDidNotTake(t *testing.T) {
+	t.Parallel()
+	pg := cardsDB(t)
+	addr, _, _ := relayTo(t, pg.Addr(), pgproxy.Config{Judge: ruleJudge(nil)})
+	for _, tc := range []struct {
+		name  string
+		ready int
+		msgs  []pgproto3.FrontendMessage
+	}{
+		{"named statement redefined", 3, []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Name: "s1", Query: "DELETE FROM cards"}, &pgproto3.Sync{},
+			&pgproto3.Parse{Name: "s1", Query: "SELECT 1"}, &pgproto3.Sync{}, // already exists: refused
+			&pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		}},
+		{"unnamed statement replaced after an error", 2, []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "DELETE FROM cards"},
+			&pgproto3.Parse{Name: "bad", Query: "SELEC nothing"}, // error: skipped to Sync
+			&pgproto3.Parse{Query: "SELECT 1"},
+			&pgproto3.Sync{},
+			&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		}},
+		{"closed after an error", 3, []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Name: "s2", Query: "DELETE FROM cards"}, &pgproto3.Sync{},
+			&pgproto3.Parse{Name: "bad", Query: "SELEC nothing"},
+			&pgproto3.Close{ObjectType: 'S', Name: "s2"},
+			&pgproto3.Parse{Name: "s2", Query: "SELECT 1"},
+			&pgproto3.Sync{},
+			&pgproto3.Bind{PreparedStatement: "s2"}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		}},
+		{"pipelined", 3, []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Name: "s3", Query: "DELETE FROM cards"}, &pgproto3.Sync{},
+			&pgproto3.Parse{Name: "s3", Query: "SELECT 1"}, &pgproto3.Sync{},
+			&pgproto3.Bind{PreparedStatement: "s3"}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		}},
+	} {
+		fe := frontend(t, addr)
+		msgs := tc.msgs
+		if tc.name != "pipelined" {
+			// Each batch's replies before the next batch: the relay
+			// knows what the server made of it.
+			start := 0
+			for i, m := range msgs {
+				if _, ok := m.(*pgproto3.Sync); ok {
+					exchange(t, fe, 1, msgs[start:i+1]...)
+					start = i + 1
+				}
+			}
+		} else {
+			exchange(t, fe, tc.ready, msgs...)
+		}
+		if n := cardsLeft(t, pg.Addr()); n != "2" {
+			t.Fatalf("%s: a DELETE ran as the SELECT the relay judged; %s rows left", tc.name, n)
+		}
+	}
+}
+
+// Rules judge the statement as the client sent it, not as it is recorded
+// (masked): masking turns a card number's digits into '*', and /4111…
+// would then read as the start of a comment.
+func TestAttackMaskingMakesAComment(t *testing.T) {
+	t.Parallel()
+	pg := cardsDB(t)
+	addr, _, _ := relayTo(t, pg.Addr(), pgproxy.Config{Judge: ruleJudge(nil), Mode: mask.ModeLast4})
+	fe := frontend(t, addr)
+	q := "SELECT 1/" + testPAN + "; DELETE FROM cards; -- */"
+	got := exchange(t, fe, 1, &pgproto3.Query{String: q})
+	if n := cardsLeft(t, pg.Addr()); n != "2" {
+		t.Fatalf("a DELETE hidden by masking ran (%v); %s rows left", got, n)
+	}
+	// Extended protocol: the Parse's text.
+	q = "WITH x AS (SELECT 1/" + testPAN + ") DELETE FROM cards -- */"
+	got = exchange(t, fe, 1, &pgproto3.Parse{Query: q}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if n := cardsLeft(t, pg.Addr()); n != "2" {
+		t.Fatalf("an extended DELETE hidden by masking ran (%v); %s rows left", got, n)
+	}
+}
