@@ -60,10 +60,10 @@ func portalSize(p portal) int {
 
 // clientSide is the state of the client's reader.
 type clientSide struct {
-	s       *session
-	src     *eofReader
-	be      *pgproto3.Backend
-	out     []byte
+	s   *session
+	src *eofReader
+	be  *pgproto3.Backend
+	out []byte
 	// bstmts and bportals are what the current batch did to prepared
 	// statements and portals (see prepared.go); changed says it did
 	// something, settleAt how many requests must be answered before the

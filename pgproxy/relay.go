@@ -215,7 +215,7 @@ type session struct {
 	obs            Observer
 	m              *masker
 	q              queue
-	prep           prepared // the prepared statements and portals the server confirmed
+	prep           prepared  // the prepared statements and portals the server confirmed
 	cgate, sgate   *gate     // the client's and the server's, each used by its reader
 	cpf            *prefetch // below cgate with a Judge: the client's conn, watched while a statement is judged
 
