@@ -58,6 +58,8 @@ func (f *forward) judgeSQL(ctx context.Context, st pgproxy.Statement) error {
 			return sql, ok
 		})
 	}
+	// The reason quotes the statement as sent: masked as its record is.
+	v.Reason = f.storedStatement(v.Reason)
 	if lookupErr != nil {
 		return &pgproxy.Denied{Message: "postern: not run: the statement an EXECUTE runs could not be looked up"}
 	}
