@@ -261,3 +261,23 @@ func TestAttackMaskingMakesAComment(t *testing.T) {
 		t.Fatalf("an extended DELETE hidden by masking ran (%v); %s rows left", got, n)
 	}
 }
+
+// What the README says the rules do not see: a view and a function made
+// before (here, straight on the server) carry a DELETE of cards past a
+// rule that names DELETE FROM cards; the rules judge what the client
+// sends.
+func TestAttackDocumentedLimits(t *testing.T) {
+	t.Parallel()
+	pg := cardsDB(t)
+	pg.SQL(t, "CREATE VIEW v AS SELECT * FROM cards; CREATE FUNCTION wipe() RETURNS void LANGUAGE sql AS 'DELETE FROM cards WHERE id = 2'")
+	addr, _, _ := relayTo(t, pg.Addr(), pgproxy.Config{Judge: ruleJudge(nil)})
+	fe := frontend(t, addr)
+	exchange(t, fe, 1, &pgproto3.Query{String: "DELETE FROM v WHERE id = 1"})
+	if n := cardsLeft(t, pg.Addr()); n != "1" {
+		t.Fatalf("DELETE through a view: %s rows left, want 1 (not judged as cards)", n)
+	}
+	exchange(t, fe, 1, &pgproto3.Query{String: "SELECT wipe()"})
+	if n := cardsLeft(t, pg.Addr()); n != "0" {
+		t.Fatalf("a function made before: %s rows left, want 0", n)
+	}
+}
