@@ -280,9 +280,12 @@
 // judge statements. SQLCommands splits a SQL text into statements with a
 // lexer that knows comments, literals and quoted identifiers, and each
 // statement into the commands that may run: itself and the statements it
-// carries (in parentheses, after WITH, EXPLAIN, PREPARE … AS, CREATE RULE
-// … DO). A pattern matches a command's normalised text case-insensitively,
-// whole or as its first words, * matching any run. What cannot be read (a
-// DO block, an unterminated literal) fails closed as an unjudged command
-// does. What functions, procedures and triggers run is not seen.
+// carries (in parentheses, after WITH, EXPLAIN, PREPARE … AS, DECLARE …
+// FOR, CREATE RULE … DO). A pattern matches a command's normalised text
+// case-insensitively, whole or as its first words, * matching any run.
+// What cannot be read (a DO block, a function's or procedure's body, an
+// unterminated literal) fails closed as an unjudged command does.
+// DecideSQLPrepared also judges the protocol-prepared statements a text's
+// EXECUTEs run (SQLExecutes). What existing functions, procedures and
+// triggers run is not seen.
 package approval

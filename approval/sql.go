@@ -81,6 +81,15 @@ func (sp *sqlSplit) statement(toks []sqlToken) {
 	case first.kind != 'w':
 	case first.text == "DO":
 		sp.out[len(sp.out)-1] = Command{Unjudged: "a DO block (its code is not read)"}
+	case createsRoutine(toks):
+		// Its body runs when it is called, as whatever statements it
+		// holds: it is not read, as a DO block's code is not.
+		sp.out[len(sp.out)-1] = Command{Unjudged: "a function or procedure's body (its code is not read)"}
+	case first.text == "DECLARE":
+		// A cursor's query runs at FETCH: judged here.
+		if i := wordAt(toks, "FOR", 0); i > 0 {
+			sp.statement(toks[i+1:])
+		}
 	case first.text == "EXPLAIN":
 		sp.statement(explained(toks[1:]))
 	case first.text == "PREPARE":
@@ -126,6 +135,25 @@ func (sp *sqlSplit) inner(toks []sqlToken) {
 		sp.statement(toks[i+1 : end])
 		i = end
 	}
+}
+
+// createsRoutine reports whether toks create a function or procedure:
+// CREATE [OR REPLACE] FUNCTION|PROCEDURE.
+func createsRoutine(toks []sqlToken) bool {
+	w := make([]string, 0, 4)
+	for _, t := range toks[:min(len(toks), 4)] {
+		w = append(w, t.text)
+		if t.kind != 'w' {
+			break
+		}
+	}
+	if len(w) < 2 || w[0] != "CREATE" {
+		return false
+	}
+	if len(w) == 4 && w[1] == "OR" && w[2] == "REPLACE" {
+		w = w[2:]
+	}
+	return w[1] == "FUNCTION" || w[1] == "PROCEDURE"
 }
 
 // nest returns the parenthesis depth after t.

@@ -15,6 +15,25 @@ func (p *Policy) DecideSQL(s *Subject, text string) Verdict {
 	return p.decideSQL(s, SQLCommands(text))
 }
 
+// DecideSQLPrepared decides text as DecideSQL does, together with the
+// prepared statements its EXECUTEs run (SQLExecutes) whose texts prepared
+// returns (ok false for a name it does not know): the most restrictive
+// verdict of them all.
+func (p *Policy) DecideSQLPrepared(s *Subject, text string, prepared func(name string) (string, bool)) Verdict {
+	v := p.DecideSQL(s, text)
+	for _, name := range SQLExecutes(text) {
+		if t, ok := prepared(name); ok {
+			if w := p.DecideSQL(s, t); w.Action > v.Action {
+				w.Commands = append(v.Commands, w.Commands...)
+				v = w
+			} else {
+				v.Commands = append(v.Commands, w.Commands...)
+			}
+		}
+	}
+	return v
+}
+
 // DecideSQLUnjudged decides a request whose SQL cannot be read, for why (a
 // phrase: "a fast-path function call"), as DecideSQL decides a command
 // that cannot be judged.

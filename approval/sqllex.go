@@ -16,6 +16,7 @@ import (
 type sqlToken struct {
 	kind byte   // 'w' word, 'i' quoted identifier, 'l' literal, 'p' punctuation
 	text string // the normal form
+	orig string // a word as written
 }
 
 // sqlLexer lexes one text. sloppy lexes '…' as PostgreSQL does with
@@ -73,7 +74,8 @@ func (l *sqlLexer) next() (sqlToken, bool) {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
 			l.i++
 		case strings.HasPrefix(l.s[l.i:], "--"):
-			if j := strings.IndexByte(l.s[l.i:], '\n'); j >= 0 {
+			// PostgreSQL ends it at a line feed or a carriage return.
+			if j := strings.IndexAny(l.s[l.i:], "\n\r"); j >= 0 {
 				l.i += j + 1
 			} else {
 				l.i = len(l.s)
@@ -87,6 +89,9 @@ func (l *sqlLexer) next() (sqlToken, bool) {
 			return l.str(l.sloppy), l.bad == ""
 		case c == '"':
 			return l.quotedIdent(), l.bad == ""
+		case (c == 'u' || c == 'U') && strings.HasPrefix(l.s[l.i+1:], "&\""):
+			l.i += 2
+			return l.unicodeIdent(), l.bad == ""
 		case c == '$' && l.dollarStart():
 			return l.dollar(), l.bad == ""
 		case (c == 'e' || c == 'E') && l.i+1 < len(l.s) && l.s[l.i+1] == '\'':
@@ -97,9 +102,9 @@ func (l *sqlLexer) next() (sqlToken, bool) {
 			for j < len(l.s) && isIdentChar(l.s[j]) {
 				j++
 			}
-			w := strings.ToUpper(l.s[l.i:j])
+			orig := l.s[l.i:j]
 			l.i = j
-			return sqlToken{kind: 'w', text: w}, true
+			return sqlToken{kind: 'w', text: strings.ToUpper(orig), orig: orig}, true
 		case c >= '0' && c <= '9' || c == '$':
 			j := l.i + 1
 			for j < len(l.s) && (isIdentChar(l.s[j]) || l.s[j] == '.') {

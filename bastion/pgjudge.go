@@ -37,13 +37,31 @@ func (f *forward) judgeSQL(ctx context.Context, st pgproxy.Statement) error {
 	c := f.c
 	rules := c.s.current().ApprovalRules
 	var v approval.Verdict
+	var lookupErr error
 	switch {
 	case st.Protocol == "function":
 		v = rules.DecideSQLUnjudged(c.subject(), "a fast-path function call")
 	case st.Text == "":
 		v = rules.DecideSQLUnjudged(c.subject(), "a portal whose statement the bastion did not see")
 	default:
-		v = rules.DecideSQL(c.subject(), st.Text)
+		// The rules judge the text as sent (st.SQL), never its masked
+		// record: masking's '*' could make a comment of /4111…; and
+		// what an EXECUTE runs of the protocol's prepared statements.
+		v = rules.DecideSQLPrepared(c.subject(), st.SQL, func(name string) (string, bool) {
+			text, sql, ok, err := pgproxy.PreparedStatement(ctx, name)
+			if err != nil && lookupErr == nil {
+				lookupErr = err
+			}
+			if ok {
+				st.Text += "\n-- EXECUTE " + name + " runs: " + text
+			}
+			return sql, ok
+		})
+	}
+	// The reason quotes the statement as sent: masked as its record is.
+	v.Reason = f.storedStatement(v.Reason)
+	if lookupErr != nil {
+		return &pgproxy.Denied{Message: "postern: not run: the statement an EXECUTE runs could not be looked up"}
 	}
 	switch v.Action {
 	case approval.Allow:

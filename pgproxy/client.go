@@ -39,17 +39,19 @@ func (e *eofReader) Read(p []byte) (int, error) {
 }
 
 // portal is what the relay keeps of a Bind, for the Execute that runs it:
-// the statement's name and its recorded text as they were at the Bind (a
-// portal runs what it was bound to, even once the statement is closed
-// and its name reused).
+// the statement's name and its recorded text (and as sent, sql) as they
+// were at the Bind (a portal runs what it was bound to, even once the
+// statement is closed and its name reused). closed marks a Close in the
+// current batch (see prepared.go).
 type portal struct {
-	stmt, text string
-	params     []string
+	stmt, text, sql string
+	params          []string
+	closed          bool
 }
 
 // portalSize is what a portal counts against maxNamedBytes.
 func portalSize(p portal) int {
-	n := len(p.stmt) + len(p.text)
+	n := len(p.stmt) + len(p.text) + len(p.sql)
 	for _, s := range p.params {
 		n += len(s)
 	}
@@ -58,12 +60,18 @@ func portalSize(p portal) int {
 
 // clientSide is the state of the client's reader.
 type clientSide struct {
-	s       *session
-	src     *eofReader
-	be      *pgproto3.Backend
-	out     []byte
-	stmts   *named[string] // prepared statement name → recorded text
-	portals *named[portal]
+	s   *session
+	src *eofReader
+	be  *pgproto3.Backend
+	out []byte
+	// bstmts and bportals are what the current batch did to prepared
+	// statements and portals (see prepared.go); changed says it did
+	// something, settleAt how many requests must be answered before the
+	// confirmed view holds for the batch.
+	bstmts   *named[stmtText]
+	bportals *named[portal]
+	changed  bool
+	settleAt uint64
 }
 
 // fromClient reads the client's messages, records and judges them, and
@@ -71,7 +79,7 @@ type clientSide struct {
 // startup message has gone to the server. A nil error means the client
 // ended the connection.
 func (s *session) fromClient(ctx context.Context, wg *sync.WaitGroup) error {
-	c := &clientSide{s: s, src: &eofReader{r: s.cgate}, stmts: newNamed(func(s string) int { return len(s) }), portals: newNamed(portalSize)}
+	c := &clientSide{s: s, src: &eofReader{r: s.cgate}, bstmts: newNamed(stmtSize), bportals: newNamed(portalSize)}
 	c.be = pgproto3.NewBackend(bufio.NewReaderSize(&flusher{r: c.src, flush: c.flush}, readSize), io.Discard)
 	c.be.SetMaxBodyLen(s.cfg.MaxMessage)
 	started, err := c.startup()
@@ -265,6 +273,7 @@ func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) 
 			return c.tooLong()
 		}
 		st := c.statement("simple", "", m.String, nil, now)
+		st.SQL = m.String
 		refused, err := c.judge(ctx, st)
 		if err != nil {
 			return err
@@ -273,31 +282,10 @@ func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) 
 		if refused != "" {
 			msg = &pgproto3.Query{String: refusedQuery}
 		}
-	case *pgproto3.Parse:
-		if len(m.Query) > MaxText {
-			return c.tooLong()
-		}
-		text, _ := recordText(m.Query, s.cfg.Detect, s.cfg.Mode, MaxText)
-		if err := c.stmts.put(m.Name, text); err != nil {
-			return c.tooMany()
-		}
-		o = &op{kind: 'P', start: now, stmt: &Statement{Protocol: "parse", Name: m.Name, Text: text, At: now}}
-	case *pgproto3.Bind:
-		p := portal{stmt: m.PreparedStatement, text: c.stmts.get(m.PreparedStatement), params: c.params(m.Parameters, m.ParameterFormatCodes)}
-		if err := c.portals.put(m.DestinationPortal, p); err != nil {
-			return c.tooMany()
-		}
-		o = &op{kind: 'B', start: now, stmt: &Statement{Protocol: "bind", Name: m.PreparedStatement, Text: c.stmts.get(m.PreparedStatement), Params: p.params, At: now}}
-	case *pgproto3.Execute:
-		p := c.portals.get(m.Portal)
-		st := c.statement("extended", p.stmt, p.text, p.params, now)
-		refused, err := c.judge(ctx, st)
-		if err != nil {
+	case *pgproto3.Parse, *pgproto3.Bind, *pgproto3.Execute, *pgproto3.Close:
+		var err error
+		if o, msg, err = c.extended(ctx, msg, now); err != nil {
 			return err
-		}
-		o = &op{kind: 'E', seq: st.Seq, start: now, refused: refused}
-		if refused != "" {
-			msg = &pgproto3.Execute{Portal: refusedPortal()}
 		}
 	case *pgproto3.FunctionCall:
 		st := c.statement("function", "", "function call, oid "+strconv.FormatUint(uint64(m.Function), 10),
@@ -312,13 +300,6 @@ func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) 
 		}
 	case *pgproto3.Describe:
 		o = &op{kind: 'D', start: now}
-	case *pgproto3.Close:
-		if m.ObjectType == 'S' {
-			c.stmts.del(m.Name)
-		} else {
-			c.portals.del(m.Name)
-		}
-		o = &op{kind: 'C', start: now}
 	case *pgproto3.Sync:
 		o = &op{kind: 'S', start: now}
 	case *pgproto3.Flush, *pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail, *pgproto3.Terminate:
@@ -328,6 +309,9 @@ func (c *clientSide) message(ctx context.Context, msg pgproto3.FrontendMessage) 
 	if o != nil {
 		if err := s.q.push(*o); err != nil {
 			return &ProtocolError{Side: "client", Err: err}
+		}
+		if o.kind == 'S' || o.kind == 'Q' {
+			c.endBatch()
 		}
 	}
 	var err error

@@ -75,6 +75,7 @@ func (c *clientSide) judge(ctx context.Context, st Statement) (string, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	ctx = context.WithValue(ctx, noticeKey{}, c.s)
+	ctx = context.WithValue(ctx, preparedKey{}, c)
 	c.s.cpf.watch(cancel)
 	err := c.s.cfg.Judge(ctx, st)
 	c.s.cpf.decide()

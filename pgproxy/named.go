@@ -46,9 +46,6 @@ func (n *named[V]) put(name string, v V) error {
 	return nil
 }
 
-// get returns what name holds, the zero value if nothing.
-func (n *named[V]) get(name string) V { return n.m[name] }
-
 // del forgets name (the client closed it).
 func (n *named[V]) del(name string) {
 	if v, ok := n.m[name]; ok {

@@ -42,6 +42,10 @@ type Statement struct {
 	// Text is the SQL, masked: all of it (a longer statement than
 	// MaxText is refused, ErrTooLong, never recorded cut).
 	Text string
+	// SQL is the text as the client sent it, given to Config.Judge only
+	// (an Observer gets ""): what the rules judge, never to be stored or
+	// shown (it may hold a card number). "" when the relay knows no text.
+	SQL string
 	// Params are the parameters of an Execute's Bind, or a function
 	// call's arguments, masked: text format as text, at most MaxParam
 	// bytes each; binary format as text marked "binary " when its bytes

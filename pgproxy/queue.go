@@ -1,6 +1,8 @@
 package pgproxy
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -23,16 +25,68 @@ type op struct {
 	// client is told: the server got a stand-in that fails (see
 	// judge.go), and its ErrorResponse is replaced by this message.
 	refused string
+	// effect, for a P, B or C, is what it does to the server's prepared
+	// statements and portals once the server confirms it (prepared.go).
+	effect *effect
 }
 
 // queue holds the ops sent and not yet answered. The client's reader
 // pushes, the server's reader looks at the head and pops. Safe for
 // concurrent use.
 type queue struct {
-	mu   sync.Mutex // guards ops
-	ops  []op       // ops[0] is the head
-	max  int
-	head int // index of the head in ops; ops before it are popped
+	mu     sync.Mutex // guards the fields below
+	ops    []op       // ops[0] is the head
+	max    int
+	head   int           // index of the head in ops; ops before it are popped
+	pushed uint64        // ops ever pushed
+	popped uint64        // ops ever popped or skipped
+	wake   chan struct{} // closed at the next pop, if someone waits
+}
+
+// pushedCount returns how many ops were ever pushed.
+func (q *queue) pushedCount() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pushed
+}
+
+// poppedCount returns how many ops were ever popped or skipped.
+func (q *queue) poppedCount() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.popped
+}
+
+// waitPopped waits until n ops were popped, ctx is done or stop closed.
+func (q *queue) waitPopped(ctx context.Context, n uint64, stop <-chan struct{}) error {
+	for {
+		q.mu.Lock()
+		if q.popped >= n {
+			q.mu.Unlock()
+			return nil
+		}
+		if q.wake == nil {
+			q.wake = make(chan struct{})
+		}
+		wake := q.wake
+		q.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-stop:
+			return errors.New("pgproxy: the relay stopped")
+		}
+	}
+}
+
+// popped1 counts a pop and wakes a waiter; q.mu is held.
+func (q *queue) popped1() {
+	q.popped++
+	if q.wake != nil {
+		close(q.wake)
+		q.wake = nil
+	}
 }
 
 // push adds o, or fails when max ops are waiting.
@@ -46,6 +100,7 @@ func (q *queue) push(o op) error {
 		q.ops, q.head = q.ops[:0], 0 // empty: reuse the array
 	}
 	q.ops = append(q.ops, o)
+	q.pushed++
 	return nil
 }
 
@@ -66,6 +121,7 @@ func (q *queue) pop() {
 	if q.head < len(q.ops) {
 		q.ops[q.head] = op{}
 		q.head++
+		q.popped1()
 	}
 	if q.head > 1024 && q.head*2 > len(q.ops) {
 		n := copy(q.ops, q.ops[q.head:])
@@ -82,5 +138,6 @@ func (q *queue) skipToSync() {
 	for q.head < len(q.ops) && q.ops[q.head].kind != 'S' {
 		q.ops[q.head] = op{}
 		q.head++
+		q.popped1()
 	}
 }

@@ -169,6 +169,7 @@ func (r *Relay) Run(ctx context.Context, client, server Conn) (Stats, error) {
 	s := &session{cfg: &r.cfg, client: client, server: server, obs: r.cfg.Observer,
 		authc: make(chan uint32, 1), clientDone: make(chan struct{}), serverDone: make(chan struct{}), stopc: make(chan struct{})}
 	s.q.max = r.cfg.MaxPending
+	s.prep.stmts, s.prep.portals = newNamed(stmtSize), newNamed(portalSize)
 	s.m = newMasker(r.cfg)
 	var cr io.Reader = client
 	if r.cfg.Judge != nil { // only a judged statement is watched for
@@ -214,6 +215,7 @@ type session struct {
 	obs            Observer
 	m              *masker
 	q              queue
+	prep           prepared  // the prepared statements and portals the server confirmed
 	cgate, sgate   *gate     // the client's and the server's, each used by its reader
 	cpf            *prefetch // below cgate with a Judge: the client's conn, watched while a statement is judged
 

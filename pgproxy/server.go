@@ -22,6 +22,7 @@ type serverSide struct {
 	lastEnd time.Time   // when the last result was reported
 	copyOut bool        // between CopyOutResponse and CopyDone
 	copyBin *copyBinary // a binary COPY's parser, nil for text and CSV
+	skip    bool        // an extended-protocol error: the server skips to Sync
 	head    op          // the queue's head, when hasHead
 	hasHead bool
 }
@@ -48,6 +49,10 @@ func (s *session) fromServer() error {
 		}
 		if err := v.message(msg); err != nil {
 			v.flush()
+			if errors.Is(err, ErrTooMany) {
+				s.fatal("54000", tooManyMessage)
+				return err
+			}
 			return v.protocolError(err)
 		}
 		if v.out, err = msg.Encode(v.out); err != nil {
@@ -148,11 +153,11 @@ func (v *serverSide) message(msg pgproto3.BackendMessage) error {
 	case *pgproto3.PortalSuspended:
 		return v.result(Result{Suspended: true}, 'E', 'E')
 	case *pgproto3.ParseComplete:
-		return v.expect('P', true)
+		return v.confirm('P')
 	case *pgproto3.BindComplete:
-		return v.expect('B', true)
+		return v.confirm('B')
 	case *pgproto3.CloseComplete:
-		return v.expect('C', true)
+		return v.confirm('C')
 	case *pgproto3.ParameterDescription:
 		return v.expect('D', false)
 	case *pgproto3.NoData:

@@ -51,6 +51,21 @@ func (v *serverSide) expect(kind byte, pop bool) error {
 	return nil
 }
 
+// confirm pops the head, a kind request the server confirmed, and records
+// what it did to the prepared statements and portals.
+func (v *serverSide) confirm(kind byte) error {
+	if err := v.expect(kind, false); err != nil {
+		return err
+	}
+	if e := v.head.effect; e != nil {
+		if err := v.s.prep.apply(e); err != nil {
+			return err
+		}
+	}
+	v.pop()
+	return nil
+}
+
 // inStatement checks that a statement (a Query or Execute) is running.
 func (v *serverSide) inStatement() error {
 	head, ok := v.peek()
@@ -151,6 +166,12 @@ func (v *serverSide) readyForQuery() error {
 		}
 		return nil
 	}
+	if v.skip {
+		// What the client sent after the error, until Sync, was
+		// skipped too, also what it sent after the error was seen.
+		v.skipToSync()
+		v.skip = false
+	}
 	head, ok := v.peek()
 	if !ok || head.kind != 'Q' && head.kind != 'S' && head.kind != 'F' {
 		return errOutOfStep("ReadyForQuery", head, ok)
@@ -204,6 +225,7 @@ func (v *serverSide) errorResponse(e *pgproto3.ErrorResponse) error {
 		}
 		v.report(r, head)
 		v.skipToSync()
+		v.skip = true
 	}
 	return nil
 }
