@@ -44,7 +44,8 @@ type conn struct {
 	// for this connection, nil when none was needed.
 	access *approval.Request
 	cert   *ssh.Certificate
-	admin  bool // user name AdminUser: an admin connection, no grant
+	admin  bool         // user name AdminUser: an admin connection, no grant
+	spec   *speculative // upstream connection begun during authentication
 
 	lastActive atomic.Int64  // unix nanos of the last channel data
 	chanSeq    atomic.Uint32 // numbers session channels: recording IDs are SESSION-N
@@ -209,6 +210,7 @@ func (c *conn) serve() {
 	}()
 	var watch sync.WaitGroup
 	defer watch.Wait()
+	defer c.endSpeculation()
 	defer c.cancel(errors.New("client disconnected")) // first cause wins
 	watch.Go(func() {
 		<-c.ctx.Done()
@@ -438,13 +440,4 @@ func (c *conn) untrack(ch ssh.Channel) {
 		c.drained = nil
 	}
 	c.mu.Unlock()
-}
-
-func (c *conn) envAllowed(name string) bool {
-	return slices.ContainsFunc(c.s.cfg.EnvAllow, func(p string) bool {
-		if prefix, ok := strings.CutSuffix(p, "*"); ok {
-			return strings.HasPrefix(name, prefix)
-		}
-		return p == name
-	})
 }

@@ -168,6 +168,8 @@ type Server struct {
 	conns     map[*conn]struct{}
 	closed    bool
 
+	specs speculations // speculative upstream connections (speculate.go)
+
 	hostCertMu sync.Mutex // guards hostCert
 	hostCert   *ssh.Certificate
 	hostSigner ssh.Signer // hostCert with the host key
@@ -391,6 +393,7 @@ func (s *Server) serverConfig(c *conn) *ssh.ServerConfig {
 		// Called on the handshake goroutine once key exchange is done,
 		// so that a refusal can say which stage failed.
 		PreAuthConnCallback: func(ssh.ServerPreAuthConn) { c.kexDone = true },
+		AuthLogCallback:     c.authAttempt, // speculate.go
 		Config:              s.sshConfig(),
 	}
 	cfg.AddHostKey(s.cfg.Authority.HostKey)
