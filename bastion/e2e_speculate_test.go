@@ -135,7 +135,7 @@ func connectionsTo(t *testing.T, port int) int {
 }
 
 // fileSigner is the certificate signer of the key at path.
-func fileSigner(t *testing.T, path string) ssh.Signer {
+func fileSigner(t testing.TB, path string) ssh.Signer {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {

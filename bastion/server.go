@@ -94,6 +94,9 @@ type Config struct {
 	// maskDeadline replaces mask.DefaultDeadline for the terminal's
 	// output, in tests that must not depend on timing; zero: the default.
 	maskDeadline time.Duration
+	// noSpeculation, in tests and benchmarks, dials every target after
+	// authentication (speculate.go).
+	noSpeculation bool
 	// Log receives structured logs and audit records, with every PAN
 	// in their text masked; nil discards.
 	Log *slog.Logger

@@ -113,6 +113,9 @@ func (c *conn) authAttempt(cm ssh.ConnMetadata, method string, err error) {
 // speculate begins the upstream connection for user name user, if it names
 // a target and a login the policy could grant, and the caps allow it.
 func (c *conn) speculate(user string) {
+	if c.s.cfg.noSpeculation {
+		return
+	}
 	p := &c.s.cfg.Policy
 	login, name, err := ParseUser(user)
 	if err != nil {
