@@ -44,7 +44,8 @@ type conn struct {
 	// for this connection, nil when none was needed.
 	access *approval.Request
 	cert   *ssh.Certificate
-	admin  bool // user name AdminUser: an admin connection, no grant
+	admin  bool         // user name AdminUser: an admin connection, no grant
+	spec   *speculative // upstream connection begun during authentication
 
 	lastActive atomic.Int64  // unix nanos of the last channel data
 	chanSeq    atomic.Uint32 // numbers session channels: recording IDs are SESSION-N
@@ -216,6 +217,7 @@ func (c *conn) serve() {
 	}()
 	var watch sync.WaitGroup
 	defer watch.Wait()
+	defer c.endSpeculation()
 	defer c.cancel(errors.New("client disconnected")) // first cause wins
 	watch.Go(func() {
 		<-c.ctx.Done()

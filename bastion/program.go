@@ -2,6 +2,8 @@ package bastion
 
 import (
 	"errors"
+	"slices"
+	"strings"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -271,4 +273,13 @@ func (st *channel) choosePipeline(p program) error {
 		})
 	}
 	return st.startTerminal(p.kind, shown)
+}
+
+func (c *conn) envAllowed(name string) bool {
+	return slices.ContainsFunc(c.s.cfg.EnvAllow, func(p string) bool {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok {
+			return strings.HasPrefix(name, prefix)
+		}
+		return p == name
+	})
 }

@@ -102,6 +102,9 @@ type Config struct {
 	// maskDeadline replaces mask.DefaultDeadline for the terminal's
 	// output, in tests that must not depend on timing; zero: the default.
 	maskDeadline time.Duration
+	// noSpeculation, in tests and benchmarks, dials every target after
+	// authentication (speculate.go).
+	noSpeculation bool
 	// Log receives structured logs and audit records, with every PAN
 	// in their text masked; nil discards.
 	Log *slog.Logger
@@ -184,6 +187,8 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	closed    bool
+
+	specs speculations // speculative upstream connections (speculate.go)
 
 	hostCertMu sync.Mutex // guards hostCert
 	hostCert   *ssh.Certificate
@@ -427,6 +432,7 @@ func (s *Server) serverConfig(c *conn) *ssh.ServerConfig {
 		// Called on the handshake goroutine once key exchange is done,
 		// so that a refusal can say which stage failed.
 		PreAuthConnCallback: func(ssh.ServerPreAuthConn) { c.kexDone = true },
+		AuthLogCallback:     c.authAttempt, // speculate.go
 		Config:              s.sshConfig(),
 	}
 	cfg.AddHostKey(s.cfg.Authority.HostKey)

@@ -2,6 +2,7 @@ package bastion
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -43,7 +44,9 @@ func (e *HostKeyError) Error() string {
 func (e *HostKeyError) Unwrap() error { return e.Err }
 
 // dial connects to the grant's target as the grant's login with a freshly
-// minted certificate whose key ID names the identity and the session.
+// minted certificate whose key ID names the identity and the session. It
+// takes over the connection speculate began during authentication when
+// there is one for the same target and login (speculate.go).
 func (c *conn) dial() (*ssh.Client, error) {
 	g := c.grant
 	t := g.Target
@@ -57,38 +60,70 @@ func (c *conn) dial() (*ssh.Client, error) {
 	if err != nil {
 		return nil, &upstreamError{msg: "postern: internal error; the session was not started", err: err}
 	}
+	if up, err, ok := c.claimSpeculation(signer); ok {
+		return up, err
+	}
 	c.log.Debug("dialing target", "address", t.Address, "upstream_serial", cert.Serial)
-	d := net.Dialer{Timeout: c.s.cfg.DialTimeout, KeepAlive: 30 * time.Second}
-	nc, err := d.Dial("tcp", t.Address)
+	nc, err := c.s.dialTarget(c.ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return c.s.upstreamHandshake(nc, t, g.Login, ssh.PublicKeys(signer), nil)
+}
+
+// dialTarget opens the TCP connection to t, bounded by DialTimeout and ctx.
+func (s *Server) dialTarget(ctx context.Context, t *Target) (net.Conn, error) {
+	d := net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", t.Address)
 	if err != nil {
 		return nil, &upstreamError{msg: "postern: cannot connect to target " + t.Name, err: err}
 	}
+	return nc, nil
+}
+
+// upstreamHandshake runs the SSH handshake on nc, a connection to t, and
+// authenticates as login with auth; it closes nc if it fails. The host key
+// is verified first; then, if wait is not nil, the handshake pauses in the
+// host key callback until wait returns: after the key exchange's reply and
+// before the client's NEWKEYS, so that nothing of user authentication has
+// been sent (RFC 4253 section 7.3, RFC 4252 section 5). An error from wait
+// ends the handshake there.
+func (s *Server) upstreamHandshake(nc net.Conn, t *Target, login string, auth ssh.AuthMethod, wait func() error) (*ssh.Client, error) {
 	hostKeyCallback, algos, err := hostKeyChecker(t, nc.RemoteAddr())
 	if err != nil {
 		nc.Close()
 		return nil, &upstreamError{msg: "postern: target " + t.Name + " is misconfigured on the bastion", err: err}
 	}
+	check := hostKeyCallback
+	if wait != nil {
+		check = func(host string, remote net.Addr, key ssh.PublicKey) error {
+			if err := hostKeyCallback(host, remote, key); err != nil {
+				return err
+			}
+			// While it waits nothing is read or written: the
+			// deadline would only cut a connection wait bounds.
+			nc.SetDeadline(time.Time{})
+			if err := wait(); err != nil {
+				return err
+			}
+			nc.SetDeadline(time.Now().Add(s.cfg.DialTimeout))
+			return nil
+		}
+	}
 	cfg := &ssh.ClientConfig{
-		User:              g.Login,
-		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback:   hostKeyCallback,
+		User:              login,
+		Auth:              []ssh.AuthMethod{auth},
+		HostKeyCallback:   check,
 		HostKeyAlgorithms: algos,
 		ClientVersion:     "SSH-2.0-Postern",
-		Timeout:           c.s.cfg.DialTimeout,
-		Config:            c.s.sshConfig(),
+		Timeout:           s.cfg.DialTimeout,
+		Config:            s.sshConfig(),
 	}
-	nc.SetDeadline(time.Now().Add(c.s.cfg.DialTimeout))
+	nc.SetDeadline(time.Now().Add(s.cfg.DialTimeout))
 	uc, chans, reqs, err := ssh.NewClientConn(nc, t.Address, cfg)
 	if err != nil {
 		nc.Close()
-		var hk *HostKeyError
-		if errors.As(err, &hk) {
-			return nil, &upstreamError{msg: "postern: target " + t.Name + " presented a host key the bastion does not trust; session refused (tell the bastion administrator)", err: err}
-		}
-		if strings.Contains(err.Error(), "unable to authenticate") {
-			return nil, &upstreamError{msg: "postern: target " + t.Name + " refused login " + g.Login, err: err}
-		}
-		return nil, &upstreamError{msg: "postern: SSH to target " + t.Name + " failed", err: err}
+		return nil, handshakeFailure(t, login, err)
 	}
 	nc.SetDeadline(time.Time{})
 	// The Client rejects the channels the target opens unless a handler
@@ -97,6 +132,22 @@ func (c *conn) dial() (*ssh.Client, error) {
 	// forwarding (conn.serveAgent). X11 is never requested.
 	return ssh.NewClient(uc, chans, reqs), nil
 }
+
+// handshakeFailure is the upstreamError for a failed SSH handshake with t.
+func handshakeFailure(t *Target, login string, err error) error {
+	var hk *HostKeyError
+	if errors.As(err, &hk) {
+		return &upstreamError{msg: "postern: target " + t.Name + " presented a host key the bastion does not trust; session refused (tell the bastion administrator)", err: err}
+	}
+	if refusedLogin(err) {
+		return &upstreamError{msg: "postern: target " + t.Name + " refused login " + login, err: err}
+	}
+	return &upstreamError{msg: "postern: SSH to target " + t.Name + " failed", err: err}
+}
+
+// refusedLogin reports whether err is x/crypto's for a target that
+// refused every authentication method.
+func refusedLogin(err error) bool { return strings.Contains(err.Error(), "unable to authenticate") }
 
 // hostKeyChecker returns the callback that verifies t's host key, and the
 // host key algorithms to ask for so that the target presents the kind of
