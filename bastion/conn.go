@@ -123,14 +123,16 @@ func (c *conn) checkKey(cm ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permission
 		// permissions; it does not trim spaces, the checker does.
 		opts["source-address"] = strings.ReplaceAll(src, " ", "")
 	}
-	perms := &ssh.Permissions{
-		CriticalOptions: opts,
-		ExtraData:       map[any]any{certKey{}: cert},
-	}
-	return perms, nil
+	c.speculate(cm.User(), cert) // speculate.go
+	return &ssh.Permissions{CriticalOptions: opts, ExtraData: map[any]any{certKey{}: cert}}, nil
 }
 
 type certKey struct{}
+
+// identityOf is who a certificate the CA signed says its holder is.
+func identityOf(cert *ssh.Certificate) Identity {
+	return Identity{Principals: cert.ValidPrincipals, Groups: certs.Groups(cert), KeyID: cert.KeyId, Serial: cert.Serial}
+}
 
 func (c *conn) refuse(reason string) {
 	if !slices.Contains(c.refusals, reason) && len(c.refusals) < 8 {
@@ -175,12 +177,7 @@ func (c *conn) authorize(cm ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Perm
 	if cert == nil {
 		return nil, errors.New("internal: certificate missing after verification")
 	}
-	id := Identity{
-		Principals: cert.ValidPrincipals,
-		Groups:     certs.Groups(cert),
-		KeyID:      cert.KeyId,
-		Serial:     cert.Serial,
-	}
+	id := identityOf(cert)
 	if cm.User() == AdminUser { // any valid certificate; each command decides
 		c.identity, c.cert, c.admin = id, cert, true
 		return perms, nil

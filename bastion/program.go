@@ -2,8 +2,6 @@ package bastion
 
 import (
 	"errors"
-	"slices"
-	"strings"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -273,13 +271,4 @@ func (st *channel) choosePipeline(p program) error {
 		})
 	}
 	return st.startTerminal(p.kind, shown)
-}
-
-func (c *conn) envAllowed(name string) bool {
-	return slices.ContainsFunc(c.s.cfg.EnvAllow, func(p string) bool {
-		if prefix, ok := strings.CutSuffix(p, "*"); ok {
-			return strings.HasPrefix(name, prefix)
-		}
-		return p == name
-	})
 }

@@ -5,24 +5,26 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"slices"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 )
 
-// Speculative upstream setup. The client names its target in its first
-// authentication request, before any key is checked, and the connection
-// to the target costs a TCP connect, the target sshd's start for the
-// connection and a key exchange: speculate begins those at once, while
-// the client authenticates, and pauses the handshake after the target's
-// host key was verified, before the bastion's NEWKEYS. Nothing of user
-// authentication reaches the target until the client has authenticated,
-// the policy allowed it and the certificate for the session is minted
-// (dial, claimSpeculation). A refused client's speculative connection is
-// closed there, with no authentication request sent: the target logs a
-// connection closed before authentication, and no user.
+// Speculative upstream setup. The client shows its certificate in the
+// first round trip of public key authentication and proves it holds the
+// key in the next; the connection to the target costs a TCP connect, the
+// target sshd's start for the connection and a key exchange. Once the
+// certificate is one the CA signed and the policy grants for the target
+// named (checkKey, speculate), those begin at once, while the client
+// signs, and the handshake pauses after the target's host key was
+// verified, before the bastion's NEWKEYS. Nothing of user authentication
+// reaches the target until the client has authenticated, the policy
+// allowed it and the certificate for the session is minted (dial,
+// claimSpeculation). A client that never proves it holds the key has its
+// speculative connection closed with no authentication request sent: the
+// target logs a connection closed before authentication, and no user.
+// Clients without such a certificate cause no connection to a target.
 //
 // Speculative connections are capped, so that clients that never
 // authenticate cannot turn into as many connections to a target (each
@@ -98,60 +100,37 @@ type speculative struct {
 	waited time.Duration // how long the handshake waited for claim
 }
 
-// authAttempt is the AuthLogCallback. The first "none" request names the
-// target (OpenSSH's client and x/crypto's send one first); a refusal by
-// the policy of a verified certificate abandons the speculation at once.
-func (c *conn) authAttempt(cm ssh.ConnMetadata, method string, err error) {
-	switch {
-	case method == "none" && c.spec == nil && c.identity.Name() == "":
-		c.speculate(cm.User())
-	case err != nil && c.identity.Name() != "" && c.spec != nil:
+// authAttempt is the AuthLogCallback: a refusal by the policy of a
+// verified certificate abandons the speculation at once.
+func (c *conn) authAttempt(_ ssh.ConnMetadata, _ string, err error) {
+	if err != nil && c.identity.Name() != "" && c.spec != nil {
 		c.spec.cancel()
 	}
 }
 
-// speculate begins the upstream connection for user name user, if it names
-// a target and a login the policy could grant, and the caps allow it.
-func (c *conn) speculate(user string) {
-	if c.s.cfg.noSpeculation {
+// speculate begins the upstream connection once the client has offered a
+// certificate the CA signed (checkKey) whose holder the policy in force
+// grants user, and the caps allow it: before the client has proved it
+// holds the key (its signature is the next round trip), but never for a
+// client without such a certificate, so anonymous connections cause no
+// connection to any target.
+func (c *conn) speculate(user string, cert *ssh.Certificate) {
+	if c.spec != nil || c.s.cfg.noSpeculation || user == AdminUser {
 		return
 	}
-	p := &c.s.cfg.Policy
-	login, name, err := ParseUser(user)
+	g, err := c.s.current().Policy.Decide(identityOf(cert), user)
 	if err != nil {
 		return
 	}
-	t := p.Target(name)
-	if t == nil {
-		return
-	}
-	if login == "" {
-		login = speculativeLogin(p, t)
-	}
-	if login == "" || !validName(login) || (len(t.Logins) > 0 && !slices.Contains(t.Logins, login)) {
-		return
-	}
 	log := c.log // c.log changes after the handshake: run keeps this one
-	if !c.s.specs.acquire(t.Name) {
-		log.Debug("speculative upstream connection skipped: limit reached", "target", t.Name)
+	if !c.s.specs.acquire(g.Target.Name) {
+		log.Debug("speculative upstream connection skipped: limit reached", "target", g.Target.Name)
 		return
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
-	sp := &speculative{target: t, login: login, ctx: ctx, cancel: cancel, claimed: make(chan struct{}), done: make(chan struct{})}
+	sp := &speculative{target: g.Target, login: g.Login, ctx: ctx, cancel: cancel, claimed: make(chan struct{}), done: make(chan struct{})}
 	c.spec = sp
 	go sp.run(c.s, log)
-}
-
-// speculativeLogin is the login a bare TARGET user name would get, when
-// it does not depend on the identity: the target's default login, if no
-// rule for the target has a default of its own. "" otherwise.
-func speculativeLogin(p *Policy, t *Target) string {
-	for i := range p.Rules {
-		if p.Rules[i].DefaultLogin != "" && p.Rules[i].matchesTarget(t) {
-			return ""
-		}
-	}
-	return t.DefaultLogin
 }
 
 // run dials the target and runs the handshake up to the wait for claim.
