@@ -274,9 +274,11 @@ func (c *conn) handshake() (*ssh.ServerConn, <-chan ssh.NewChannel, <-chan *ssh.
 		if ae := (*ssh.AlgorithmNegotiationError)(nil); errors.As(err, &ae) {
 			attrs = append(attrs, "client_algorithms", logSafeAll(ae.RequestedAlgorithms))
 		}
-		if c.identity.Name() != "" {
-			attrs = append(attrs, "principals", logSafeAll(c.identity.Principals), "key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial)
+		if c.identity.Name() == "" {
+			c.s.loginLog.note(time.Now(), c.stage(), c.lim.src, append(attrs[2:], "client", c.remote.String(), "session", c.id))
+			return nil, nil, nil, false
 		}
+		attrs = append(attrs, "principals", logSafeAll(c.identity.Principals), "key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial)
 		audit.Record(c.log, audit.Connect, attrs...)
 		return nil, nil, nil, false
 	}

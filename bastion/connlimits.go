@@ -80,3 +80,11 @@ func (c *conn) endLimits() {
 			"limit", LimitAuthFailures, "max", c.s.cfg.Limits.AuthFailures, "block", c.s.cfg.Limits.AuthBlock.String())
 	}
 }
+
+// stage is how far a handshake that failed got: key_exchange or login.
+func (c *conn) stage() string {
+	if c.kexDone {
+		return "login"
+	}
+	return "key_exchange"
+}

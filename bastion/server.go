@@ -168,6 +168,7 @@ type Server struct {
 
 	gate     *limitGate  // the Limits' counts
 	limitLog *limitAudit // audit records of refusals by a limit
+	loginLog *limitAudit // connect records of handshakes no one was identified in
 
 	// wrapChannel, if set (tests only), wraps each session channel the
 	// bastion accepts, to see the frames it sends the client in order.
@@ -248,6 +249,7 @@ func New(cfg Config) (*Server, error) {
 		revoked:   revoked,
 		gate:      g,
 		limitLog:  newLimitAudit(log),
+		loginLog:  newLoginAudit(log),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 	}, nil
@@ -360,7 +362,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// The waiter ends when the connections do, which the select
 	// guarantees by closing them if ctx ends first.
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); s.limitLog.flush(); close(done) }()
+	go func() { s.wg.Wait(); s.limitLog.flush(); s.loginLog.flush(); close(done) }()
 	select {
 	case <-done:
 		return nil
@@ -377,6 +379,7 @@ func (s *Server) Close() error {
 	s.closeConns(errShutdown)
 	s.wg.Wait()
 	s.limitLog.flush()
+	s.loginLog.flush()
 	return nil
 }
 

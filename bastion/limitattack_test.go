@@ -1,0 +1,102 @@
+package bastion
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/testenv"
+)
+
+// Attacks on the connection limits by a hostile client, each against a
+// bastion of its own.
+
+// flushAudits writes every refusal and failed handshake the server has
+// counted but not yet recorded, as closing it would.
+func (s *Server) flushAudits() {
+	s.limitLog.flush()
+	s.loginLog.flush()
+}
+
+// settle waits until every connection b accepted before now has ended:
+// a login from another address is accepted after them (the listen queue
+// is first in, first out), and once it is over nothing holds a place.
+func (b *harness) settle(t *testing.T, h *harness) {
+	t.Helper()
+	if r, _ := b.sshFrom(t, "127.0.0.1", h.alice, "root@t1", "true"); r.ExitCode != 0 {
+		t.Fatalf("login after the flood: exit %d stderr %q", r.ExitCode, r.Stderr)
+	}
+	testenv.WaitFor(t, 30*time.Second, func() bool { u, a := b.srv.gate.counts(); return u == 0 && a == 0 })
+}
+
+// Connections that close before key exchange (or fail it) cost the
+// attacker one TCP handshake each and must not cost the bastion one audit
+// record each: 300 from one address and 800 from as many addresses leave
+// a bounded number of connect records, and their counts add up to every
+// handshake the bastion saw.
+func TestLimitAttackAuditFloodOfHandshakes(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	raiseNoFile(t, 8192)
+	b := h.extraServer(t, Config{Policy: h.policy})
+	const one, many = 300, 800
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < one+many; i += 8 {
+				src := "127.0.0.5"
+				if i >= one {
+					src = fmt.Sprintf("127.2.%d.%d", i>>8, i&0xff)
+				}
+				c, err := dialFrom(src, b.port)
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					continue
+				}
+				c.Close()
+			}
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d dials failed, the first: %v", len(errs), errs[0])
+	}
+	b.settle(t, h)
+	mark := len(b.logs.String())
+	records, fromOne := 0, 0
+	for _, m := range auditRecords(b.logs.String()) {
+		if m["event"] == "connect" && m["allowed"] == false {
+			records++
+			if strings.HasPrefix(fmt.Sprint(m["client"]), "127.0.0.5:") || m["source"] == "127.0.0.5" {
+				fromOne++
+			}
+		}
+	}
+	t.Logf("%d handshakes closed early: %d connect records, %d of them for the one address", one+many, records, fromOne)
+	if max := limitAuditBudget + loginAuditBurst; records > max || fromOne > loginAuditBurst {
+		t.Fatalf("%d connect records (%d from one address) for %d handshakes closed early, want at most %d (%d)",
+			records, fromOne, one+many, max, loginAuditBurst)
+	}
+	// Nothing is lost: the records' counts, and the refusals by a limit
+	// of the ones the bastion closed at accept, add up to every one.
+	b.srv.flushAudits()
+	total := 0
+	for _, m := range auditRecords(b.logs.String()) {
+		n, _ := m["count"].(float64)
+		switch {
+		case m["event"] == "connect" && m["allowed"] == false:
+			total += max(int(n), 1)
+		case m["event"] == "limit_refused":
+			total += int(n)
+		}
+	}
+	if total != one+many {
+		t.Fatalf("the audit records count %d handshakes, want %d:\n%s", total, one+many, lastLines(b.logs.String()[mark:], 5))
+	}
+}
