@@ -270,6 +270,7 @@ func (c *conn) handshake() (*ssh.ServerConn, <-chan ssh.NewChannel, <-chan *ssh.
 	c.nc.SetDeadline(time.Now().Add(c.s.cfg.HandshakeTimeout))
 	sc, chans, reqs, err := ssh.NewServerConn(c.nc, c.s.serverConfig(c))
 	if err != nil {
+		c.handshakeEnded(err)
 		attrs := []any{"allowed", false, "user_name", logSafe(c.user), "reason", logSafe(c.handshakeReason(err))}
 		if ae := (*ssh.AlgorithmNegotiationError)(nil); errors.As(err, &ae) {
 			attrs = append(attrs, "client_algorithms", logSafeAll(ae.RequestedAlgorithms))

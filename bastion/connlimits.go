@@ -21,6 +21,10 @@ type connLimits struct {
 	loggedIn  bool
 	identity  string
 	overLimit bool // refused by a connection limit: not a failed login
+	// Set on the handshake goroutine: authentication requests refused
+	// (any method, "none" too), and whether HandshakeTimeout ended it.
+	attempts int
+	timedOut bool
 }
 
 // admit is the first thing done with an accepted connection, before any
@@ -61,10 +65,28 @@ func (c *conn) authorizeLimited(cm ssh.ConnMetadata, key ssh.PublicKey, perms *s
 	return perms, nil
 }
 
+// authLog is the AuthLogCallback: it counts the refused authentication
+// requests, whatever their method.
+func (c *conn) authLog(_ ssh.ConnMetadata, _ string, err error) {
+	if err != nil {
+		c.lim.attempts++
+	}
+}
+
+// handshakeEnded notes why the handshake failed: a client that held its
+// place until HandshakeTimeout wasted it, whatever stage it reached.
+func (c *conn) handshakeEnded(err error) {
+	var ne net.Error
+	c.lim.timedOut = errors.As(err, &ne) && ne.Timeout()
+}
+
 // endLimits gives back the connection's places when it ends, and counts
 // a failed login: a handshake that ended unauthenticated after the client
-// offered something, unless a limit refused it or the bastion verified
-// the certificate (its holder is known; the policy refused them).
+// asked to log in (offered a key, or only "none") or that held its place
+// until HandshakeTimeout, unless a limit refused it or the bastion
+// verified the certificate (its holder is known; the policy refused
+// them). A client that leaves before asking to log in (a port scanner,
+// ssh-keyscan, a load balancer's health check) has not failed a login.
 func (c *conn) endLimits() {
 	if c.lim.leaveStartup == nil { // not admitted through Serve
 		return
@@ -74,7 +96,8 @@ func (c *conn) endLimits() {
 		c.s.gate.logout(c.lim.identity)
 		return
 	}
-	failed := c.kexDone && (c.offered > 0 || len(c.refusals) > 0) && !c.lim.overLimit && c.identity.Name() == ""
+	asked := c.kexDone && (c.offered > 0 || len(c.refusals) > 0 || c.lim.attempts > 0)
+	failed := (asked || c.lim.timedOut) && !c.lim.overLimit && c.identity.Name() == ""
 	if failed && c.s.gate.fail(c.lim.src, time.Now()) {
 		c.log.Warn("failed logins from this source reached the limit: its connections are refused for a while",
 			"limit", LimitAuthFailures, "max", c.s.cfg.Limits.AuthFailures, "block", c.s.cfg.Limits.AuthBlock.String())

@@ -1,11 +1,16 @@
 package bastion
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/postern/postern/internal/testenv"
 )
@@ -98,5 +103,83 @@ func TestLimitAttackAuditFloodOfHandshakes(t *testing.T) {
 	}
 	if total != one+many {
 		t.Fatalf("the audit records count %d handshakes, want %d:\n%s", total, one+many, lastLines(b.logs.String()[mark:], 5))
+	}
+}
+
+// A source whose connections waste places without ever offering a key
+// (idle until the handshake timeout, before or after key exchange, or
+// asking for "none" alone) is blocked like one that offers bad keys:
+// otherwise one address could hold max_startups_per_source places again
+// and again, and a few could fill max_startups for everyone.
+func TestLimitAttackWastedHandshakesCountAsFailures(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	b := h.extraServer(t, Config{Policy: h.policy, HandshakeTimeout: 300 * time.Millisecond,
+		Limits: Limits{AuthFailures: 3}})
+	hostKey := ssh.FixedHostKey(h.auth.HostKey.PublicKey())
+	for _, tt := range []struct {
+		name, src string
+		waste     func(nc net.Conn) error
+	}{
+		{"idle before key exchange", "127.0.0.6", func(nc net.Conn) error {
+			nc.Write([]byte("SSH-2.0-idle\r\n"))
+			_, err := io.Copy(io.Discard, nc) // until the bastion closes it
+			return err
+		}},
+		{"idle after key exchange", "127.0.0.7", func(nc net.Conn) error {
+			// Key exchange, "none" (every client's first request),
+			// then a key the client never signs with: idle until the
+			// bastion closes the connection at the timeout.
+			release := make(chan struct{})
+			done := make(chan error, 1)
+			go func() {
+				_, _, _, err := ssh.NewClientConn(nc, "127.0.0.1", &ssh.ClientConfig{User: "root@t1", HostKeyCallback: hostKey,
+					Auth: []ssh.AuthMethod{ssh.PublicKeysCallback(func() ([]ssh.Signer, error) { <-release; return nil, nil })}})
+				done <- err
+			}()
+			testenv.WaitFor(t, 10*time.Second, func() bool { u, _ := b.srv.gate.counts(); return u == 0 })
+			close(release)
+			if err := <-done; err == nil {
+				return errors.New("logged in")
+			}
+			return nil
+		}},
+		{"none only", "127.0.0.8", func(nc net.Conn) error {
+			_, _, _, err := ssh.NewClientConn(nc, "127.0.0.1", &ssh.ClientConfig{User: "root@t1", HostKeyCallback: hostKey})
+			if err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
+				return fmt.Errorf("want refused, got %v", err)
+			}
+			return nil
+		}},
+	} {
+		src := sourceOf(&net.TCPAddr{IP: net.ParseIP(tt.src)})
+		for i := range 3 {
+			nc, err := dialFrom(tt.src, b.port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nc.SetDeadline(time.Now().Add(10 * time.Second))
+			if err := tt.waste(nc); err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			nc.Close()
+			testenv.WaitFor(t, 10*time.Second, func() bool { u, _ := b.srv.gate.counts(); return u == 0 })
+			if n := b.srv.gate.failuresOf(src); n != i+1 {
+				t.Fatalf("%s: %d connections wasted, %d failures counted", tt.name, i+1, n)
+			}
+		}
+		nc, err := dialFrom(tt.src, b.port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		line, _ := io.ReadAll(nc)
+		nc.Close()
+		if !strings.Contains(string(line), "too many failed logins") {
+			t.Fatalf("%s: the 4th connection got %q, want it closed at accept", tt.name, line)
+		}
+	}
+	if r, _ := b.sshFrom(t, "127.0.0.1", h.alice, "root@t1", "echo", "in"); r.ExitCode != 0 {
+		t.Fatalf("login from another address: exit %d stderr %q", r.ExitCode, r.Stderr)
 	}
 }

@@ -411,6 +411,7 @@ func (s *Server) serverConfig(c *conn) *ssh.ServerConfig {
 		MaxAuthTries:              6,
 		PublicKeyCallback:         c.checkKey,
 		VerifiedPublicKeyCallback: c.authorizeLimited,
+		AuthLogCallback:           c.authLog,
 		// Offered only so that the reason for a refusal can be shown
 		// once every key has failed; see conn.lastResort.
 		KeyboardInteractiveCallback: c.lastResort,
