@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -182,4 +184,52 @@ func TestLimitAttackWastedHandshakesCountAsFailures(t *testing.T) {
 	if r, _ := b.sshFrom(t, "127.0.0.1", h.alice, "root@t1", "echo", "in"); r.ExitCode != 0 {
 		t.Fatalf("login from another address: exit %d stderr %q", r.ExitCode, r.Stderr)
 	}
+}
+
+// Many sessions writing at once, each less than the recording growth
+// between two checks of the free-disk floor: the floor is checked on what
+// the bastion writes in all, so together they cannot take the disk far
+// below it unseen.
+func TestLimitAttackDiskFloorParallelSessions(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	dir := tmpfsData(t, "40m")
+	store := openStore(t, dir, h.auth.AuditKey)
+	const floor, sessions = 32 << 20, 16
+	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}, SessionLimits: SessionLimits{MinFreeDisk: floor}})
+	// Each writes about 0.95 MiB of recording once every session has
+	// begun (and passed the floor's check at the start).
+	cmd := "read x; head -c 740000 /dev/urandom | base64 -w0; echo"
+	go1 := make([]*io.PipeWriter, sessions)
+	results := make([]testenv.Result, sessions)
+	var wg sync.WaitGroup
+	for i := range sessions {
+		pr, pw := io.Pipe()
+		go1[i] = pw
+		wg.Go(func() { results[i] = b.ssh(t, h.alice, "root@t1", pr, cmd) })
+	}
+	testenv.WaitFor(t, 60*time.Second, func() bool {
+		return strings.Count(b.logs.String(), `"event":"recording_start"`) == sessions
+	})
+	for _, pw := range go1 {
+		pw.Write([]byte("go\n"))
+		pw.Close()
+	}
+	wg.Wait()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Join(dir, "recordings"), &st); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(st.Bavail) * st.Bsize
+	ended := 0
+	for _, r := range results {
+		if strings.Contains(string(r.Stderr), "is below its floor") {
+			ended++
+		}
+	}
+	t.Logf("%d sessions of 0.95 MiB: %d ended at the floor, %.2f MiB free at the end (floor %d MiB)", sessions, ended, float64(free)/(1<<20), floor>>20)
+	if ended == 0 || free < floor-4<<20 {
+		t.Fatalf("%d sessions ended at the floor and %d bytes are free, want some ended and at most 4 MiB below the floor", ended, free)
+	}
+	verifyStore(t, store)
 }

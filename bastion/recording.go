@@ -50,7 +50,7 @@ type recording struct {
 	stopped bool  // recording stopped early (on_failure: continue)
 	err     error // the cause after a write failed (fail closed); writes then fail
 	limited bool  // err is a session limit: the recording holds all the user saw
-	disk    int64 // the recording's size at which the free-disk floor is checked next
+	counted int64 // the recording's size already counted towards the next free-disk check
 }
 
 // openRecording begins the index entry and the cast file of a channel's
@@ -106,7 +106,7 @@ func (c *conn) sessionMeta(id, kind, command string, now time.Time) recorder.Ses
 // openRecording's.
 func (c *conn) beginRecording(ctx context.Context, n uint32, meta recorder.Session, h recorder.Header, first string) (*recording, error) {
 	cfg := c.s.cfg.Recording
-	r := &recording{c: c, cfg: cfg, log: c.log, n: n, input: cfg.Input, meta: meta, disk: diskCheckEvery}
+	r := &recording{c: c, cfg: cfg, log: c.log, n: n, input: cfg.Input, meta: meta}
 	if err := c.refuseBelowDiskFloor(n); err != nil {
 		return r, err
 	}

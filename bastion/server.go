@@ -169,6 +169,7 @@ type Server struct {
 	gate     *limitGate  // the Limits' counts
 	limitLog *limitAudit // audit records of refusals by a limit
 	loginLog *limitAudit // connect records of handshakes no one was identified in
+	disk     diskWatch   // when the free-disk floor is checked next
 
 	// wrapChannel, if set (tests only), wraps each session channel the
 	// bastion accepts, to see the frames it sends the client in order.
