@@ -298,6 +298,8 @@ func (c *conn) handshake() (*ssh.ServerConn, <-chan ssh.NewChannel, <-chan *ssh.
 // (no common algorithm, the client closed the connection) is the reason.
 func (c *conn) handshakeReason(err error) string {
 	switch {
+	case c.evictedReason() != "":
+		return c.evictedReason()
 	case !c.kexDone:
 		return "key exchange failed: " + err.Error()
 	case len(c.refusals) > 0:

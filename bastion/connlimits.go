@@ -4,7 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -25,6 +25,23 @@ type connLimits struct {
 	// (any method, "none" too), and whether HandshakeTimeout ended it.
 	attempts int
 	timedOut bool
+	// evictedBy holds the source whose connection took this one's place
+	// (a netip.Prefix), once the gate evicted it.
+	evictedBy *atomic.Value
+}
+
+// evictedReason is the reason of the connect record of a connection
+// whose place another took, or "".
+func (c *conn) evictedReason() string {
+	if c.lim.evictedBy == nil {
+		return ""
+	}
+	by, ok := c.lim.evictedBy.Load().(netip.Prefix)
+	if !ok {
+		return ""
+	}
+	return "evicted: max_startups " + c.s.cfg.Limits.Startups.String() + " was reached and a connection from " +
+		by.Addr().String() + ", a source holding fewer places, took this one's"
 }
 
 // admit is the first thing done with an accepted connection, before any
@@ -33,7 +50,9 @@ type connLimits struct {
 // message can be sent before key exchange) and reports false.
 func (s *Server) admit(nc net.Conn) (connLimits, bool) {
 	src := sourceOf(nc.RemoteAddr())
-	if r := s.gate.admit(src, time.Now()); r != nil {
+	evictedBy := new(atomic.Value)
+	st, evicted, r := s.gate.admit(src, time.Now(), func(by netip.Prefix) { evictedBy.Store(by); nc.Close() })
+	if r != nil {
 		s.refused(r, src, "client", nc.RemoteAddr().String())
 		// The socket's buffer is empty: this write does not block, the
 		// deadline is there in case it would.
@@ -42,7 +61,12 @@ func (s *Server) admit(nc net.Conn) (connLimits, bool) {
 		nc.Close()
 		return connLimits{}, false
 	}
-	return connLimits{src: src, leaveStartup: sync.OnceFunc(func() { s.gate.leaveStartup(src) })}, true
+	if evicted != nil {
+		// Its handshake fails on the closed socket, and its connect
+		// record says why (evictedReason).
+		evicted.close(src)
+	}
+	return connLimits{src: src, leaveStartup: func() { s.gate.leave(st) }, evictedBy: evictedBy}, true
 }
 
 // authorizeLimited is the VerifiedPublicKeyCallback: authorize, then a
