@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -328,5 +329,63 @@ func TestLimitAttackFewSourcesFillStartups(t *testing.T) {
 	}
 	if !strings.Contains(b.logs.String(), `"reason":"evicted: max_startups 4:30:8 was reached and a connection from 127.0.0.13, a source holding fewer places, took this one's"`) {
 		t.Fatalf("no connect record says why flood connections were closed:\n%s", lastLines(b.logs.String(), 5))
+	}
+}
+
+// Before login a client can make the bastion hold about one SSH packet per
+// place: x/crypto allocates a packet's buffer when its length arrives. 256
+// places (max_startups' full), each sent the length of the largest packet
+// and nothing more, hold about 64 MiB, and all of it is freed at the
+// handshake timeout.
+func TestLimitAttackMemoryBeforeLogin(t *testing.T) {
+	h := env(t)
+	const places = 256
+	raiseNoFile(t, 4*places)
+	b := h.extraServer(t, Config{Policy: h.policy, HandshakeTimeout: 5 * time.Second,
+		Limits: Limits{Startups: Startups{Start: places, Rate: 100, Full: places}}})
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	// The largest packet's length (cipher.go's maxPacket), 4 bytes of
+	// padding, and no body.
+	hdr := []byte{0, 4, 0, 0, 4}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range places {
+		c, err := dialFrom(fmt.Sprintf("127.3.%d.%d", i>>8, i&0xff), b.port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		c.Write(append([]byte("SSH-2.0-big\r\n"), hdr...))
+	}
+	testenv.WaitFor(t, 30*time.Second, func() bool { u, _ := b.srv.gate.counts(); return u == places })
+	// The bastion has read every header once each connection's reader
+	// waits for the body; give the readers a bounded number of checks.
+	var held uint64
+	for range 50 {
+		if held = heap() - min(before, heap()); held >= places*200<<10 {
+			break
+		}
+	}
+	t.Logf("%d unauthenticated places, each sent a 256 KiB packet's length: %.1f MiB held", places, float64(held)/(1<<20))
+	if held > places*400<<10 {
+		t.Fatalf("%d bytes held for %d places, want at most 400 KiB each", held, places)
+	}
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		io.Copy(io.Discard, c) // closed at the handshake timeout
+	}
+	testenv.WaitFor(t, 30*time.Second, func() bool { u, _ := b.srv.gate.counts(); return u == 0 })
+	if after := heap(); after > before+16<<20 {
+		t.Fatalf("%d bytes still held after the handshake timeout (%d before)", after, before)
 	}
 }
