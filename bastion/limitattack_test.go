@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/postern/postern/internal/testenv"
+	"github.com/postern/postern/recorder"
 )
 
 // Attacks on the connection limits by a hostile client, each against a
@@ -388,4 +391,32 @@ func TestLimitAttackMemoryBeforeLogin(t *testing.T) {
 	if after := heap(); after > before+16<<20 {
 		t.Fatalf("%d bytes still held after the handshake timeout (%d before)", after, before)
 	}
+}
+
+// Markers count against the recording cap: an sftp session of thousands
+// of directory operations, each a marker in the recording, ends at the cap
+// like output does, and the recording verifies.
+func TestLimitAttackRecordingCapMarkers(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	sftp := testenv.Require(t, "sftp")
+	dir := t.TempDir()
+	store := openStore(t, dir, h.auth.AuditKey)
+	const limit = 64 << 10
+	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}, SessionLimits: SessionLimits{RecordingMaxSize: limit}})
+	base := filepath.Join(t.TempDir(), strings.Repeat("d", 150))
+	if err := os.Mkdir(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var batch strings.Builder
+	for i := range 1500 {
+		fmt.Fprintf(&batch, "mkdir %s/%d\nrmdir %s/%d\n", base, i, base, i)
+	}
+	r := testenv.Cmd(t, 2*time.Minute, strings.NewReader(batch.String()), sftp, append(b.opts(h.alice), "-P", strconv.Itoa(b.port), "-b", "-", "root@t1@127.0.0.1")...)
+	s := h.findRecording(t, store, func(s recorder.Session) bool { return s.Kind == "sftp" || strings.Contains(s.Command, "sftp") })
+	t.Logf("sftp exit %d; recording %d bytes, limit %q, %d transfers in the index (+%d omitted)", r.ExitCode, s.Size, s.Limit, len(s.Transfers), s.TransfersOmitted)
+	if s.Size > limit+1024 || s.Limit != limitRecording || r.ExitCode == 0 {
+		t.Fatalf("recording of %d bytes (limit %q), sftp exit %d: want the session ended at the %d-byte cap", s.Size, s.Limit, r.ExitCode, limit)
+	}
+	verifyStore(t, store)
 }

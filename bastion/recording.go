@@ -286,9 +286,9 @@ func (r *recording) finish(exitStatus *int, exitSignal string, bytesIn, bytesOut
 	} else {
 		switch {
 		case exitStatus != nil:
-			r.w.Marker("exit status " + strconv.Itoa(*exitStatus))
+			r.w.FinalMarker("exit status " + strconv.Itoa(*exitStatus))
 		case exitSignal != "":
-			r.w.Marker("exit signal " + exitSignal)
+			r.w.FinalMarker("exit signal " + exitSignal)
 		}
 		digest, size, err := r.w.Close()
 		r.w = nil

@@ -241,7 +241,7 @@ func (r *recording) limitLocked(limit, what string, attrs ...any) error {
 	r.meta.Limit = limit
 	attrs = append(attrs, "channel", r.n, "recording", r.meta.ID)
 	if r.c.s.cfg.SessionLimits.StopRecordingAtLimit {
-		r.w.Marker("postern: " + what + "; recording stopped, the session continues unrecorded")
+		r.w.FinalMarker("postern: " + what + "; recording stopped, the session continues unrecorded")
 		r.w.Close()
 		r.w = nil
 		r.stopped = true
@@ -249,7 +249,7 @@ func (r *recording) limitLocked(limit, what string, attrs ...any) error {
 		return nil
 	}
 	notice := "postern: " + what + "; the session was ended"
-	r.w.Marker(notice)
+	r.w.FinalMarker(notice)
 	r.limited = true
 	r.err = endCauseErr(notice, errors.New(limit))
 	r.c.limitReached(limit, "ended", notice, attrs...)
