@@ -274,13 +274,16 @@ func (c *conn) handshake() (*ssh.ServerConn, <-chan ssh.NewChannel, <-chan *ssh.
 	c.nc.SetDeadline(time.Now().Add(c.s.cfg.HandshakeTimeout))
 	sc, chans, reqs, err := ssh.NewServerConn(c.nc, c.s.serverConfig(c))
 	if err != nil {
+		c.handshakeEnded(err)
 		attrs := []any{"allowed", false, "user_name", logSafe(c.user), "reason", logSafe(c.handshakeReason(err))}
 		if ae := (*ssh.AlgorithmNegotiationError)(nil); errors.As(err, &ae) {
 			attrs = append(attrs, "client_algorithms", logSafeAll(ae.RequestedAlgorithms))
 		}
-		if c.identity.Name() != "" {
-			attrs = append(attrs, "principals", logSafeAll(c.identity.Principals), "key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial)
+		if c.identity.Name() == "" {
+			c.s.loginLog.note(time.Now(), c.stage(), c.lim.src, append(attrs[2:], "client", c.remote.String(), "session", c.id))
+			return nil, nil, nil, false
 		}
+		attrs = append(attrs, "principals", logSafeAll(c.identity.Principals), "key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial)
 		audit.Record(c.log, audit.Connect, attrs...)
 		return nil, nil, nil, false
 	}
@@ -299,6 +302,8 @@ func (c *conn) handshake() (*ssh.ServerConn, <-chan ssh.NewChannel, <-chan *ssh.
 // (no common algorithm, the client closed the connection) is the reason.
 func (c *conn) handshakeReason(err error) string {
 	switch {
+	case c.evictedReason() != "":
+		return c.evictedReason()
 	case !c.kexDone:
 		return "key exchange failed: " + err.Error()
 	case len(c.refusals) > 0:

@@ -3,6 +3,7 @@ package bastion
 import (
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,24 +25,31 @@ func (s *Server) refused(r *limitRefusal, src netip.Prefix, attrs ...any) {
 }
 
 // Aggregation bounds: one record per limit and source per
-// limitAuditWindow, for at most limitAuditSources pairs at once and
-// limitAuditBudget records per window in all. Without them a flood of
-// refused connections would be a flood of audit records.
+// limitAuditWindow (loginAuditBurst for failed handshakes), for at most
+// limitAuditSources pairs at once and limitAuditBudget records per window
+// in all. Without them a flood of refused connections would be a flood of
+// audit records.
 const (
 	limitAuditWindow  = time.Minute
 	limitAuditSources = 4096
 	limitAuditBudget  = 600
+	loginAuditBurst   = 20
 )
 
-// limitAudit writes a limit_refused audit record for the first limitRefusal
-// of each limit and source in a window, and counts the rest; a record
+// limitAudit writes an audit record (limit_refused; connect for
+// newLoginAudit) for the first refusal, or the first burst, of each
+// limit and source in a window, and counts the rest; a record
 // with repeated=true and the count follows when the window is over and
 // the pair is refused again, when the pair is forgotten (least recently
 // refused first) or when the server closes. Past the budget of records
 // per window, refusals are counted per limit alone and reported with
 // client "*". It is safe for concurrent use.
 type limitAudit struct {
-	log *slog.Logger
+	log     *slog.Logger
+	event   audit.Event
+	keyAttr string // the attribute that names a key's kind: "limit", "stage"
+	prefix  []any  // attributes every record starts with
+	burst   int    // records in full per key and window
 
 	mu       sync.Mutex // guards everything below
 	table    *simplelru.LRU[limitKey, *limitCount]
@@ -58,7 +66,8 @@ type limitKey struct {
 
 type limitCount struct {
 	start    time.Time
-	repeated int // refusals since the first, not yet recorded
+	full     int // records written in full in the window
+	repeated int // refusals since those, not yet recorded
 }
 
 type pendingRecord struct {
@@ -70,7 +79,22 @@ type pendingRecord struct {
 }
 
 func newLimitAudit(log *slog.Logger) *limitAudit {
-	a := &limitAudit{log: log, overflow: map[string]int{}}
+	return newAggregate(log, audit.LimitRefused, "limit", nil, 1)
+}
+
+// newLoginAudit aggregates the connect records of handshakes that ended
+// before anyone was identified: key exchange that failed or never
+// began, and logins with no key the bastion could verify. Each costs the
+// client a TCP handshake (a key exchange at most): left alone, clients
+// rotating addresses could grow the audit trail without bound. The
+// first loginAuditBurst of a stage and source in a window are recorded
+// in full; a connection whose certificate was verified is always.
+func newLoginAudit(log *slog.Logger) *limitAudit {
+	return newAggregate(log, audit.Connect, "stage", []any{"allowed", false}, loginAuditBurst)
+}
+
+func newAggregate(log *slog.Logger, e audit.Event, keyAttr string, prefix []any, burst int) *limitAudit {
+	a := &limitAudit{log: log, event: e, keyAttr: keyAttr, prefix: prefix, burst: burst, overflow: map[string]int{}}
 	a.table, _ = simplelru.NewLRU(limitAuditSources, func(k limitKey, v *limitCount) {
 		a.flushCount(k, v) // mu is held: Add evicts inside it
 	})
@@ -98,17 +122,22 @@ func (a *limitAudit) note(now time.Time, limit string, src netip.Prefix, attrs [
 	}
 	k := limitKey{limit, src}
 	v, ok := a.table.Get(k)
+	inWindow := ok && now.Before(v.start.Add(limitAuditWindow))
 	switch {
-	case ok && now.Before(v.start.Add(limitAuditWindow)):
+	case inWindow && v.full >= a.burst:
 		v.repeated++
 	case a.used >= limitAuditBudget:
 		a.overflow[limit]++
 	default:
-		if ok {
-			a.flushCount(k, v)
+		if inWindow {
+			v.full++
+		} else {
+			if ok {
+				a.flushCount(k, v)
+			}
+			a.table.Add(k, &limitCount{start: now, full: 1})
 		}
 		a.used++
-		a.table.Add(k, &limitCount{start: now})
 		a.pending = append(a.pending, pendingRecord{key: k, count: 1, since: now, attrs: attrs, first: true})
 	}
 	out := a.take()
@@ -129,13 +158,13 @@ func (a *limitAudit) write(recs []pendingRecord) {
 		if r.key.src.IsValid() {
 			src = r.key.src.Addr().String()
 		}
-		attrs := []any{"limit", r.key.limit, "source", src, "count", r.count}
+		attrs := append(slices.Clone(a.prefix), a.keyAttr, r.key.limit, "source", src, "count", r.count)
 		if r.first {
 			attrs = append(attrs, r.attrs...)
 		} else {
 			attrs = append(attrs, "repeated", true, "since", r.since.UTC().Format(time.RFC3339))
 		}
-		audit.Record(a.log, audit.LimitRefused, attrs...)
+		audit.Record(a.log, a.event, attrs...)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,10 +21,17 @@ type limitGate struct {
 
 	mu          sync.Mutex // guards everything below
 	unauth      int
-	perSource   map[netip.Prefix]int // at most lim.Startups.Full entries
+	perSource   map[netip.Prefix][]*startup // oldest first; at most lim.Startups.Full in all
 	failures    *simplelru.LRU[netip.Prefix, *failures]
 	authed      int
 	perIdentity map[string]int // at most lim.MaxConns entries
+}
+
+// startup is one connection's place among the unauthenticated ones.
+type startup struct {
+	src   netip.Prefix
+	close func(by netip.Prefix) // ends the connection when a connection from by takes its place; nil: never taken
+	left  bool   // the place was given back; guarded by the gate's mu
 }
 
 // failures is one source's failed logins in its current window.
@@ -45,7 +53,7 @@ func newGate(lim *Limits) (*limitGate, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &limitGate{lim: l, perSource: map[netip.Prefix]int{}, failures: t, perIdentity: map[string]int{}}, nil
+	return &limitGate{lim: l, perSource: map[netip.Prefix][]*startup{}, failures: t, perIdentity: map[string]int{}}, nil
 }
 
 // sourceOf is the source a connection from addr counts against: an IPv4
@@ -72,29 +80,61 @@ type limitRefusal struct {
 }
 
 // admit takes an unauthenticated place for a connection from src at now,
-// or says which limit refuses it. The place is given back with
-// leaveStartup.
-func (g *limitGate) admit(src netip.Prefix, now time.Time) *limitRefusal {
+// or says which limit refuses it. The place is given back with leave;
+// close ends the connection if another's admission takes its place.
+//
+// Where MaxStartups would drop the connection, it takes instead the
+// oldest place of the source holding the most, if that source holds more
+// than src would: so a few sources that fill Startups cannot keep a
+// client from elsewhere out, which random early drop alone lets them do.
+// The connection whose place was taken is returned as evicted; the caller
+// calls its close.
+func (g *limitGate) admit(src netip.Prefix, now time.Time, close func(by netip.Prefix)) (st, evicted *startup, r *limitRefusal) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if f, ok := g.failures.Peek(src); ok && now.Before(f.blocked) {
 		wait := f.blocked.Sub(now).Round(time.Second)
-		return &limitRefusal{limit: LimitAuthFailures,
+		return nil, nil, &limitRefusal{limit: LimitAuthFailures,
 			msg:   fmt.Sprintf("postern: too many failed logins from %s; try again in %s", src.Addr(), wait),
 			attrs: []any{"failures", f.n, "blocked_for", wait.String()}}
 	}
-	if n := g.perSource[src]; n >= g.lim.StartupsPerSource {
-		return &limitRefusal{limit: LimitStartupsPerSource,
+	if n := len(g.perSource[src]); n >= g.lim.StartupsPerSource {
+		return nil, nil, &limitRefusal{limit: LimitStartupsPerSource,
 			msg:   fmt.Sprintf("postern: too many connections from %s are still logging in; try again shortly", src.Addr()),
 			attrs: []any{"open", n, "max", g.lim.StartupsPerSource}}
 	}
 	if g.dropStartup() {
-		return &limitRefusal{limit: LimitStartups,
-			msg:   "postern: the bastion is busy with logins; try again shortly",
-			attrs: []any{"open", g.unauth, "max_startups", g.lim.Startups.String()}}
+		if evicted = g.evictFor(src); evicted == nil {
+			return nil, nil, &limitRefusal{limit: LimitStartups,
+				msg:   "postern: the bastion is busy with logins; try again shortly",
+				attrs: []any{"open", g.unauth, "max_startups", g.lim.Startups.String()}}
+		}
 	}
+	st = &startup{src: src, close: close}
 	g.unauth++
-	g.perSource[src]++
+	g.perSource[src] = append(g.perSource[src], st)
+	return st, evicted, nil
+}
+
+// evictFor gives back the oldest place that can be taken of the source
+// holding the most places, if it holds more than src would with one more,
+// and returns it. Call with mu held.
+func (g *limitGate) evictFor(src netip.Prefix) *startup {
+	var top []*startup
+	for _, l := range g.perSource {
+		if len(l) > len(top) {
+			top = l
+		}
+	}
+	if len(top) <= len(g.perSource[src])+1 {
+		return nil
+	}
+	for _, st := range top {
+		if st.close != nil {
+			g.leaveLocked(st)
+			return st
+		}
+	}
 	return nil
 }
 
@@ -113,13 +153,24 @@ func (g *limitGate) dropStartup() bool {
 	return rand.IntN(100) < p
 }
 
-// leaveStartup gives back the place admit took for src.
-func (g *limitGate) leaveStartup(src netip.Prefix) {
+// leave gives back the place admit gave st, once.
+func (g *limitGate) leave(st *startup) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.leaveLocked(st)
+}
+
+func (g *limitGate) leaveLocked(st *startup) {
+	if st.left {
+		return
+	}
+	st.left = true
 	g.unauth--
-	if g.perSource[src]--; g.perSource[src] <= 0 {
-		delete(g.perSource, src)
+	l := slices.DeleteFunc(g.perSource[st.src], func(o *startup) bool { return o == st })
+	if len(l) == 0 {
+		delete(g.perSource, st.src)
+	} else {
+		g.perSource[st.src] = l
 	}
 }
 

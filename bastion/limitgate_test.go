@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -32,7 +33,7 @@ func TestGateStartups(t *testing.T) {
 	g := testGate(t, Limits{Startups: Startups{Start: 10, Rate: 50, Full: 20}, StartupsPerSource: 1000})
 	now := time.Now()
 	for i := range 10 {
-		if r := g.admit(src1, now); r != nil {
+		if r := g.try(src1, now); r != nil {
 			t.Fatalf("connection %d below start refused: %s", i, r.limit)
 		}
 	}
@@ -54,7 +55,7 @@ func TestGateStartups(t *testing.T) {
 		g.mu.Unlock()
 	}
 	for range 100 {
-		if r := g.admit(src1, now); r == nil || r.limit != LimitStartups {
+		if r := g.try(src1, now); r == nil || r.limit != LimitStartups {
 			t.Fatalf("admitted at full: %v", r)
 		}
 	}
@@ -65,16 +66,16 @@ func TestGatePerSource(t *testing.T) {
 	g := testGate(t, Limits{StartupsPerSource: 2})
 	src2 := sourceOf(&net.TCPAddr{IP: net.ParseIP("192.0.2.2")})
 	now := time.Now()
-	g.admit(src1, now)
-	g.admit(src1, now)
-	if r := g.admit(src1, now); r == nil || r.limit != LimitStartupsPerSource {
+	g.try(src1, now)
+	g.try(src1, now)
+	if r := g.try(src1, now); r == nil || r.limit != LimitStartupsPerSource {
 		t.Fatalf("third from one source: %v", r)
 	}
-	if r := g.admit(src2, now); r != nil {
+	if r := g.try(src2, now); r != nil {
 		t.Fatalf("another source refused: %s", r.limit)
 	}
-	g.leaveStartup(src1)
-	if r := g.admit(src1, now); r != nil {
+	g.leave(g.perSource[src1][0])
+	if r := g.try(src1, now); r != nil {
 		t.Fatalf("after one left: %s", r.limit)
 	}
 	// An IPv6 /64 is one source.
@@ -102,11 +103,11 @@ func TestGateFailures(t *testing.T) {
 	if !g.fail(src1, t1.Add(time.Second)) {
 		t.Fatal("not blocked at the third failure in a window")
 	}
-	r := g.admit(src1, t1.Add(time.Minute))
+	r := g.try(src1, t1.Add(time.Minute))
 	if r == nil || r.limit != LimitAuthFailures || !strings.Contains(r.msg, "try again in 4m1s") {
 		t.Fatalf("blocked source admitted or told %v", r)
 	}
-	if r := g.admit(src1, t1.Add(5*time.Minute+2*time.Second)); r != nil {
+	if r := g.try(src1, t1.Add(5*time.Minute+2*time.Second)); r != nil {
 		t.Fatalf("still blocked after auth_block: %s", r.limit)
 	}
 }
@@ -221,5 +222,56 @@ func TestServeSurvivesEMFILE(t *testing.T) {
 	case err := <-served:
 		t.Fatalf("Serve returned: %v", err)
 	default:
+	}
+}
+
+// try is admit for a connection that cannot be evicted.
+func (g *limitGate) try(src netip.Prefix, now time.Time) *limitRefusal {
+	_, _, r := g.admit(src, now, nil)
+	return r
+}
+
+// At max_startups' full, a connection from a source holding fewer places
+// takes the oldest place of the source holding the most; one from that
+// source, or from a source holding as many, is dropped.
+func TestGateEvictsForOtherSources(t *testing.T) {
+	t.Parallel()
+	g := testGate(t, Limits{Startups: Startups{Start: 4, Rate: 100, Full: 4}, StartupsPerSource: 4})
+	src2 := sourceOf(&net.TCPAddr{IP: net.ParseIP("192.0.2.2")})
+	src3 := sourceOf(&net.TCPAddr{IP: net.ParseIP("192.0.2.3")})
+	now := time.Now()
+	closed := 0
+	var first *startup
+	for i := range 4 {
+		st, _, r := g.admit(src1, now, func(netip.Prefix) { closed++ })
+		if r != nil {
+			t.Fatalf("flood connection %d refused below full: %s", i, r.limit)
+		}
+		if i == 0 {
+			first = st
+		}
+	}
+	if r := g.try(src1, now); r == nil || r.limit != LimitStartupsPerSource {
+		t.Fatalf("5th from the flooding source: %v", r)
+	}
+	st, evicted, r := g.admit(src2, now, func(netip.Prefix) {})
+	if r != nil || evicted != first || st == nil {
+		t.Fatalf("another source at full: refused %v, evicted %p want the oldest %p", r, evicted, first)
+	}
+	evicted.close(src2)
+	if u, _ := g.counts(); u != 4 || closed != 1 || len(g.perSource[src1]) != 3 {
+		t.Fatalf("after the eviction: %d places, %d closed, %d held by the flood", u, closed, len(g.perSource[src1]))
+	}
+	g.leave(first) // the evicted connection ends: nothing more given back
+	if u, _ := g.counts(); u != 4 {
+		t.Fatalf("an evicted connection gave its place back twice: %d places", u)
+	}
+	// src1 holds 3, src2 1: a third source takes one more of src1's, and
+	// then src1 (2 places) no longer holds more than src3 would (2).
+	if _, ev, r := g.admit(src3, now, func(netip.Prefix) {}); r != nil || ev == nil || ev.src != src1 {
+		t.Fatalf("third source: %v, evicted %v", r, ev)
+	}
+	if r := g.try(src3, now); r == nil || r.limit != LimitStartups {
+		t.Fatalf("a source with as many as the most: %v, want dropped", r)
 	}
 }

@@ -51,7 +51,7 @@ type recording struct {
 	stopped bool  // recording stopped early (on_failure: continue)
 	err     error // the cause after a write failed (fail closed); writes then fail
 	limited bool  // err is a session limit: the recording holds all the user saw
-	disk    int64 // the recording's size at which the free-disk floor is checked next
+	counted int64 // the recording's size already counted towards the next free-disk check
 }
 
 // openRecording begins the index entry and the cast file of a channel's
@@ -107,7 +107,7 @@ func (c *conn) sessionMeta(id, kind, command string, now time.Time) recorder.Ses
 // openRecording's.
 func (c *conn) beginRecording(ctx context.Context, n uint32, meta recorder.Session, h recorder.Header, first string) (*recording, error) {
 	cfg := c.s.cfg.Recording
-	r := &recording{c: c, cfg: cfg, log: c.log, n: n, input: cfg.Input, meta: meta, disk: diskCheckEvery, metrics: c.s.metrics}
+	r := &recording{c: c, cfg: cfg, log: c.log, n: n, input: cfg.Input, meta: meta, metrics: c.s.metrics}
 	if err := c.refuseBelowDiskFloor(n); err != nil {
 		return r, err
 	}
@@ -289,9 +289,9 @@ func (r *recording) finish(exitStatus *int, exitSignal string, bytesIn, bytesOut
 	} else {
 		switch {
 		case exitStatus != nil:
-			r.w.Marker("exit status " + strconv.Itoa(*exitStatus))
+			r.w.FinalMarker("exit status " + strconv.Itoa(*exitStatus))
 		case exitSignal != "":
-			r.w.Marker("exit signal " + exitSignal)
+			r.w.FinalMarker("exit signal " + exitSignal)
 		}
 		digest, size, err := r.w.Close()
 		r.w = nil

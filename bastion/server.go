@@ -178,6 +178,8 @@ type Server struct {
 
 	gate     *limitGate  // the Limits' counts
 	limitLog *limitAudit // audit records of refusals by a limit
+	loginLog *limitAudit // connect records of handshakes no one was identified in
+	disk     diskWatch   // when the free-disk floor is checked next
 
 	// wrapChannel, if set (tests only), wraps each session channel the
 	// bastion accepts, to see the frames it sends the client in order.
@@ -258,6 +260,7 @@ func New(cfg Config) (*Server, error) {
 		revoked:   revoked,
 		gate:      g,
 		limitLog:  newLimitAudit(log),
+		loginLog:  newLoginAudit(log),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 	}
@@ -377,7 +380,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// The waiter ends when the connections do, which the select
 	// guarantees by closing them if ctx ends first.
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); s.limitLog.flush(); close(done) }()
+	go func() { s.wg.Wait(); s.limitLog.flush(); s.loginLog.flush(); close(done) }()
 	select {
 	case <-done:
 		return nil
@@ -394,6 +397,7 @@ func (s *Server) Close() error {
 	s.closeConns(errShutdown)
 	s.wg.Wait()
 	s.limitLog.flush()
+	s.loginLog.flush()
 	return nil
 }
 
@@ -425,6 +429,7 @@ func (s *Server) serverConfig(c *conn) *ssh.ServerConfig {
 		MaxAuthTries:              6,
 		PublicKeyCallback:         c.checkKey,
 		VerifiedPublicKeyCallback: c.authorizeLimited,
+		AuthLogCallback:           c.authLog, // connlimits.go, speculate.go
 		// Offered only so that the reason for a refusal can be shown
 		// once every key has failed; see conn.lastResort.
 		KeyboardInteractiveCallback: c.lastResort,
@@ -432,7 +437,6 @@ func (s *Server) serverConfig(c *conn) *ssh.ServerConfig {
 		// Called on the handshake goroutine once key exchange is done,
 		// so that a refusal can say which stage failed.
 		PreAuthConnCallback: func(ssh.ServerPreAuthConn) { c.kexDone = true },
-		AuthLogCallback:     c.authAttempt, // speculate.go
 		Config:              s.sshConfig(),
 	}
 	cfg.AddHostKey(s.cfg.Authority.HostKey)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/postern/postern/internal/audit"
@@ -50,9 +51,31 @@ func (c *conn) limitReached(limit, action, notice string, attrs ...any) {
 	audit.Record(c.log, audit.SessionLimit, append([]any{"limit", limit, "action", action, "notice", notice}, attrs...)...)
 }
 
-// diskCheckEvery is how much a recording grows between two checks of the
-// free-disk floor: a running session writes at most this much past it.
+// diskCheckEvery is how much the recordings grow, all together, between
+// two checks of the free-disk floor: the running sessions write about
+// this much past it, plus what their writers buffer (up to a chunk each).
+// Counting each recording's growth alone would let many sessions, each
+// writing a little less, go far past the floor unseen.
 const diskCheckEvery = 1 << 20
+
+// diskWatch decides when the free-disk floor is checked: each time the
+// recordings have grown by diskCheckEvery in all, and at every write
+// while the disk is below it. The zero value is ready; it is safe for
+// concurrent use.
+type diskWatch struct {
+	grown atomic.Int64 // bytes recorded since the last check
+	low   atomic.Bool  // the last check found the disk below the floor
+}
+
+// due counts n more bytes recorded and reports whether the floor is to be
+// checked now.
+func (d *diskWatch) due(n int64) bool {
+	if d.grown.Add(n) < diskCheckEvery && !d.low.Load() {
+		return false
+	}
+	d.grown.Store(0)
+	return true
+}
 
 // belowDiskFloor reports whether the recordings' file system has less
 // free space than the floor, and how much it has. A store that cannot
@@ -71,6 +94,7 @@ func (s *Server) belowDiskFloor() (free uint64, below bool) {
 		s.log.Warn("free disk space unknown", "err", err.Error())
 		return 0, false
 	}
+	s.disk.low.Store(free < lim)
 	return free, free < lim
 }
 
@@ -188,15 +212,19 @@ func (st *channel) tell(line string) {
 	st.clientErr().Write([]byte("\r\n" + line + "\r\n"))
 }
 
-// checkDiskLocked checks the free-disk floor each time the recording has
-// grown by diskCheckEvery, and reaches the limit below it. r.mu is held
-// and r.w is not nil.
+// checkDiskLocked counts the recording's growth towards the next check
+// of the free-disk floor (diskWatch), checks it when due, and reaches the
+// limit below it. r.mu is held and r.w is not nil.
 func (r *recording) checkDiskLocked() error {
-	size := r.w.Size()
-	if r.c.s.cfg.SessionLimits.MinFreeDisk == 0 || size < r.disk {
+	if r.c.s.cfg.SessionLimits.MinFreeDisk == 0 {
 		return nil
 	}
-	r.disk = size + diskCheckEvery
+	size := r.w.Size()
+	grown := size - r.counted
+	r.counted = size
+	if !r.c.s.disk.due(grown) {
+		return nil
+	}
 	free, below := r.c.s.belowDiskFloor()
 	if !below {
 		return nil
@@ -214,7 +242,7 @@ func (r *recording) limitLocked(limit, what string, attrs ...any) error {
 	r.meta.Limit = limit
 	attrs = append(attrs, "channel", r.n, "recording", r.meta.ID)
 	if r.c.s.cfg.SessionLimits.StopRecordingAtLimit {
-		r.w.Marker("postern: " + what + "; recording stopped, the session continues unrecorded")
+		r.w.FinalMarker("postern: " + what + "; recording stopped, the session continues unrecorded")
 		r.w.Close()
 		r.w = nil
 		r.stopped = true
@@ -222,7 +250,7 @@ func (r *recording) limitLocked(limit, what string, attrs ...any) error {
 		return nil
 	}
 	notice := "postern: " + what + "; the session was ended"
-	r.w.Marker(notice)
+	r.w.FinalMarker(notice)
 	r.limited = true
 	r.err = endCauseErr(notice, errors.New(limit))
 	r.c.limitReached(limit, "ended", notice, attrs...)

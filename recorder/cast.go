@@ -76,7 +76,8 @@ type Writer struct {
 	carry  [2][utf8.UTFMax]byte // incomplete UTF-8 held for the next event: [0] output, [1] input
 	ncarry [2]int
 	size   int64 // bytes encoded so far, header included (limit.go)
-	limit  int64 // output, input and resize events stop at this size; 0: none
+	limit  int64 // events other than final markers stop at this size; 0: none
+	final  bool  // the event being encoded is a FinalMarker: past the limit
 
 	q       chan *[]byte  // chunks for run, in order; nil asks run to signal flushed
 	flushed chan struct{} // run sends on it when it reaches a nil in q
@@ -179,11 +180,26 @@ func (w *Writer) Resize(cols, rows int) error {
 	return w.event('r', strconv.Itoa(cols)+"x"+strconv.Itoa(rows))
 }
 
-// Marker records a labelled marker (exec command, approvals, exit status).
+// Marker records a labelled marker (exec command, approvals, transfers).
+// Like other events, it counts against the limit SetLimit set.
 func (w *Writer) Marker(label string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.event('m', label)
+}
+
+// FinalMarker records a marker even past the limit: for what ends a
+// recording (why it stops, the exit status), so a recording at its limit
+// can still say so. Its callers write a few, not one per client request.
+func (w *Writer) FinalMarker(label string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.errLocked(); err != nil {
+		return err
+	}
+	w.final = true
+	defer func() { w.final = false }()
+	return w.encode('m', []byte(label))
 }
 
 func (w *Writer) textEvent(kind byte, p []byte) error {
@@ -218,8 +234,8 @@ func (w *Writer) event(kind byte, s string) error {
 }
 
 // encode appends one event line to the current chunk and hands the chunk
-// over once it is full. An event other than a marker that would take the
-// recording past its limit is taken back, and ErrLimit returned.
+// over once it is full. An event that would take the recording past its
+// limit is taken back, and ErrLimit returned, unless it is a FinalMarker.
 func (w *Writer) encode(kind byte, data []byte) error {
 	if w.cur == nil {
 		w.cur = bufPool.Get().(*[]byte)
@@ -234,7 +250,7 @@ func (w *Writer) encode(kind byte, data []byte) error {
 	b = append(b, "\", "...)
 	b = appendJSONString(b, data)
 	b = append(b, "]\n"...)
-	if w.limit > 0 && kind != 'm' && w.size+int64(len(b)-n) > w.limit {
+	if w.limit > 0 && !w.final && w.size+int64(len(b)-n) > w.limit {
 		*w.cur = b[:n]
 		return ErrLimit
 	}

@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-// An event that would pass the limit is refused whole; markers still go
-// in, and the file is exactly what Size said plus them.
+// An event that would pass the limit is refused whole, a marker too; final
+// markers still go in, and the file is exactly what Size said plus them.
 func TestWriterLimit(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "r.cast")
 	w, err := Create(path, Header{})
@@ -30,7 +30,10 @@ func TestWriterLimit(t *testing.T) {
 	if !refused || at > w.limit {
 		t.Fatalf("refused %v at size %d, limit %d", refused, at, w.limit)
 	}
-	if err := w.Marker("limit reached"); err != nil {
+	if err := w.Marker("a marker past the limit"); !errors.Is(err, ErrLimit) {
+		t.Fatalf("marker past the limit: %v, want ErrLimit", err)
+	}
+	if err := w.FinalMarker("limit reached"); err != nil {
 		t.Fatalf("marker past the limit: %v", err)
 	}
 	_, size, err := w.Close()

@@ -25,7 +25,9 @@ type Event string
 // Connection events.
 const (
 	// Connect: a client finished (or failed) authentication; allowed says
-	// which, reason why not.
+	// which, reason why not. Failures before anyone was identified are
+	// aggregated per stage and source (count, repeated), like
+	// LimitRefused.
 	Connect Event = "connect"
 	// Disconnect: a connection ended, with its duration and cause.
 	Disconnect Event = "disconnect"
