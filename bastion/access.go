@@ -5,7 +5,10 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/postern/postern/approval"
+	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/audit"
 )
 
@@ -118,4 +121,9 @@ func runRequestAccess(x *adminExec, args []string) error {
 	fmt.Fprintf(x.stdout, "request %s: access to %s as %s for %s, waiting for approval by group %s (rule %s, expires in %s)\n",
 		req.ID, g.Target.Name, shown(g.Login), *dur, strings.Join(rule.Approvers, " or "), shown(rule.Name), rule.Wait().Round(time.Second))
 	return nil
+}
+
+// identityOf is who a certificate the CA signed says its holder is.
+func identityOf(cert *ssh.Certificate) Identity {
+	return Identity{Principals: cert.ValidPrincipals, Groups: certs.Groups(cert), KeyID: cert.KeyId, Serial: cert.Serial}
 }

@@ -129,11 +129,6 @@ func (c *conn) checkKey(cm ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permission
 
 type certKey struct{}
 
-// identityOf is who a certificate the CA signed says its holder is.
-func identityOf(cert *ssh.Certificate) Identity {
-	return Identity{Principals: cert.ValidPrincipals, Groups: certs.Groups(cert), KeyID: cert.KeyId, Serial: cert.Serial}
-}
-
 func (c *conn) refuse(reason string) {
 	if !slices.Contains(c.refusals, reason) && len(c.refusals) < 8 {
 		c.refusals = append(c.refusals, reason)
