@@ -68,7 +68,7 @@ type conn struct {
 	remotes  remoteForwards  // listeners on the target (ssh -R)
 	forwards atomic.Int32    // forwarded connections open (ssh -L and -R), at most maxForwards
 	agent    agentForwarding // ssh -A: agentfwd.go
-	live     liveSessions    // open session channels, for notices (sessionlimits.go)
+	live     liveChannels    // open session channels, for notices (sessionlimits.go)
 	lim      connLimits      // places held in the Server's gate: connlimits.go
 
 	// decided is the Rules the connection was last judged by (reload.go).

@@ -13,8 +13,9 @@ import (
 // transfer's protocol bytes are never touched), and into its recording as
 // a marker.
 
-// liveChannels are a Server's session channels, for Announce. The zero
-// value is empty and ready.
+// liveChannels are session channels whose program runs: a Server's, for
+// Announce, and a connection's, for its duration warning. The zero value
+// is empty and ready.
 type liveChannels struct {
 	mu sync.Mutex // guards m
 	m  map[*channel]struct{}
@@ -33,6 +34,16 @@ func (l *liveChannels) remove(st *channel) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.m, st)
+}
+
+func (l *liveChannels) all() []*channel {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*channel, 0, len(l.m))
+	for st := range l.m {
+		out = append(out, st)
+	}
+	return out
 }
 
 // Drain stops accepting connections, shows notice on every open session

@@ -128,38 +128,6 @@ func formatSize(n int64) string {
 	return strconv.FormatInt(n, 10) + "B"
 }
 
-// liveSessions are a connection's open session channels, for notices that
-// concern them all (durationWarning). The zero value is empty.
-type liveSessions struct {
-	mu  sync.Mutex // guards set
-	set map[*channel]struct{}
-}
-
-func (l *liveSessions) add(st *channel) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.set == nil {
-		l.set = map[*channel]struct{}{}
-	}
-	l.set[st] = struct{}{}
-}
-
-func (l *liveSessions) remove(st *channel) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.set, st)
-}
-
-func (l *liveSessions) all() []*channel {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := make([]*channel, 0, len(l.set))
-	for st := range l.set {
-		out = append(out, st)
-	}
-	return out
-}
-
 // durationWarning is how long before MaxDuration the users are warned: five
 // minutes, or a quarter of a shorter limit.
 func durationWarning(d time.Duration) time.Duration { return min(5*time.Minute, d/4) }
