@@ -31,7 +31,7 @@ type limitGate struct {
 type startup struct {
 	src   netip.Prefix
 	close func(by netip.Prefix) // ends the connection when a connection from by takes its place; nil: never taken
-	left  bool   // the place was given back; guarded by the gate's mu
+	left  bool                  // the place was given back; guarded by the gate's mu
 }
 
 // failures is one source's failed logins in its current window.
