@@ -345,6 +345,10 @@ func signUser(ca ssh.Signer, pub ssh.PublicKey, login string) (*ssh.Certificate,
 	})
 }
 
+// benchLimits lift the per-identity and per-source connection limits above
+// anything the phases open.
+const benchLimits = "limits:\n  max_startups: \"2048:30:4096\"\n  max_startups_per_source: 2048\n  max_connections: 4096\n  max_connections_per_identity: 4096\n"
+
 // bastionYAML is a Postern config with the one target t1 (the target sshd,
 // host key pinned) and one rule letting principal "bench" log in as login;
 // with rules, also an approval rule holding any rm for group ops.
@@ -354,6 +358,10 @@ func bastionYAML(dataDir string, target *sshdproc.Instance, login string, maskin
 	if len(ciphers) > 0 {
 		fmt.Fprintf(&b, "ciphers: [%s]\n", strings.Join(ciphers, ", "))
 	}
+	// Every client of the bench is one identity from one address, opening
+	// up to hundreds of connections at once (concurrency, soak): the
+	// connection limits' defaults would refuse most of them.
+	b.WriteString(benchLimits)
 	fmt.Fprintf(&b, "targets:\n  - name: %s\n    address: %q\n    host_key: %q\n    logins: [%s]\n    default_login: %s\n",
 		targetName, target.Addr, bytes.TrimSpace(ssh.MarshalAuthorizedKey(target.HostKey)), login, login)
 	if !masking {
