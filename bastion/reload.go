@@ -142,6 +142,9 @@ func (c *conn) revalidate(r *Rules) (reason, notice string) {
 		return "masking of the target changed to " + shown(g.Target.Masking),
 			"postern: the masking of " + name + " changed; reconnect to go on under it"
 	}
+	if why := narrowed(c.grant, g); why != "" {
+		return why, fmt.Sprintf("postern: what you may do on %s as %s was narrowed by a policy change (%s); reconnect", name, login, why)
+	}
 	if c.access == nil && r.ApprovalRules != nil {
 		if ar := r.ApprovalRules.NeedsGrant(c.subject()); ar != nil {
 			if b := c.s.cfg.Approvals; b == nil || !hasGrant(b, c) {
