@@ -163,7 +163,6 @@ func (c *conn) revalidate(was, r *Rules) (reason, notice string) {
 	return "", ""
 }
 
-
 // judgeAgain is called once a connection is authenticated (watchCert):
 // if the Rules changed since its handshake decided, it is judged again.
 func (c *conn) judgeAgain() {
