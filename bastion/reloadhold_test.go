@@ -2,6 +2,7 @@ package bastion
 
 import (
 	"bufio"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -203,4 +204,75 @@ func TestReloadAccessGrantUnderOldRule(t *testing.T) {
 	if r.ExitCode != 255 || !strings.Contains(string(r.Stderr), "needs an approved request") {
 		t.Fatalf("a connection on a request approved after its rule changed: %d %q %s", r.ExitCode, r.Stdout, r.Stderr)
 	}
+}
+
+// An admin connection's `approvals --watch` shows every request only
+// while its identity is an admin: once a reload removed it from admins,
+// it shows what any approver of its groups may see.
+func TestReloadRemovedAdminWatch(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	store := openStore(t, t.TempDir(), h.auth.AuditKey)
+	broker, err := approval.NewBroker(t.Context(), approval.BrokerConfig{Store: ApprovalStore(store, nil), Audit: ApprovalAudit(slog.New(slog.DiscardHandler))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := checkedRules(t, approval.Rule{Name: "touch", Match: approval.Match{Commands: []string{"touch"}}, Action: approval.Approve, Approvers: []string{"approvers"}})
+	b := h.extraServer(t, Config{Policy: h.policy, Admins: []string{"boss"}, ApprovalRules: rules, Approvals: broker})
+	boss := h.userKey(t, "boss", certs.UserCertRequest{Principals: []string{"boss"}, Groups: []string{"security"}, TTL: time.Hour})
+	sess, err := b.dialGo(t, boss, AdminUser).NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := sess.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Start("approvals --watch"); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(out)
+	next := func() string {
+		t.Helper()
+		got := make(chan string, 1)
+		go func() {
+			lines.Scan()
+			got <- lines.Text()
+		}()
+		select {
+		case l := <-got:
+			return l
+		case <-time.After(30 * time.Second):
+			t.Fatal("approvals --watch printed nothing")
+			return ""
+		}
+	}
+	submit := func(line string, approvers ...string) {
+		t.Helper()
+		_, err := broker.Submit(t.Context(), approval.Request{Kind: approval.KindCommand, Requester: "carol", RequesterPrincipals: []string{"carol"},
+			Target: "t1", Login: "root", Line: line, Rule: "touch", Approvers: approvers, Required: 1, Expires: time.Now().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Submitted until the watch shows one: then it has subscribed.
+	testenv.WaitFor(t, 30*time.Second, func() bool {
+		submit("touch ready", "security")
+		return strings.Contains(next(), "touch ready")
+	})
+	if _, err := b.srv.SetRules(Rules{Policy: h.policy, ApprovalRules: rules}); err != nil {
+		t.Fatal(err)
+	}
+	submit("touch hidden", "approvers")
+	submit("touch shown", "security")
+	for range 100 { // skips what came of the ready loop
+		l := next()
+		if strings.Contains(l, "touch hidden") {
+			t.Fatalf("after the reload removed boss from admins, the watch showed %s", l)
+		}
+		if strings.Contains(l, "touch shown") {
+			return
+		}
+	}
+	t.Fatal("the watch never showed the request boss approves")
 }
