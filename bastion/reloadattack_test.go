@@ -4,13 +4,18 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"maps"
+	"net"
+	"os"
 	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/testenv"
 )
 
 // reloadRig is a bastion of its own whose one rule grants principal
@@ -132,4 +137,74 @@ func TestReloadNarrowedGrantEndsConnection(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// dialErr connects an x/crypto client through r's bastion as user, with
+// r's key, returning the error rather than failing the test.
+func (r *reloadRig) dialErr(t *testing.T, user string) (*ssh.Client, error) {
+	data, err := os.ReadFile(r.key)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := ssh.ParsePrivateKey(data)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := ssh.NewCertSigner(certOf(t, r.key), signer)
+	if err != nil {
+		return nil, err
+	}
+	return ssh.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)), &ssh.ClientConfig{
+		User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(cs)},
+		HostKeyCallback: ssh.FixedHostKey(r.auth.HostKey.PublicKey()), Timeout: 10 * time.Second,
+	})
+}
+
+// Reloads in quick succession, granting and denying, while connections
+// are made (some in their handshake as a reload lands): once the last
+// reload denies, no connection is left open, whichever Rules its
+// handshake decided under. Run with -race.
+func TestReloadRapidWhileConnecting(t *testing.T) {
+	t.Parallel()
+	r := newReloadRig(t)
+	deny := Policy{Targets: r.base.Targets}
+	var wg sync.WaitGroup
+	var mu sync.Mutex // guards clients
+	var clients []*ssh.Client
+	for range 12 {
+		wg.Go(func() {
+			c, err := r.dialErr(t, "root@t1")
+			if err != nil {
+				return // refused under deny: fine
+			}
+			mu.Lock()
+			clients = append(clients, c)
+			mu.Unlock()
+			if s, err := c.NewSession(); err == nil {
+				s.Run("true")
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 60 {
+			p := r.base
+			if i%2 == 1 {
+				p = deny
+			}
+			if _, err := r.srv.SetRules(Rules{Policy: p}); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	wg.Wait()
+	if _, err := r.srv.SetRules(Rules{Policy: deny}); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range clients {
+		if !connEnded(c) {
+			t.Errorf("connection %d of %d still open after the reload that denies it", i, len(clients))
+		}
+		c.Close()
+	}
+	testenv.WaitFor(t, 20*time.Second, func() bool { return len(r.srv.Live()) == 0 })
 }
