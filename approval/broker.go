@@ -405,12 +405,19 @@ func (b *Broker) Subscribe() (<-chan Change, func()) {
 // Granted returns the approved access request that lets principals reach
 // target as login at now, if there is one.
 func (b *Broker) Granted(principals []string, target, login string) (Request, bool) {
+	return b.GrantedFor(principals, target, login, nil)
+}
+
+// GrantedFor is Granted counting only the grants that accept (if not nil)
+// accepts: those approved under the access rule in force, say. accept is
+// called with the broker's lock held and must not call it.
+func (b *Broker) GrantedFor(principals []string, target, login string, accept func(Request) bool) (Request, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.cfg.Now()
 	for _, r := range b.reqs {
 		if r.Kind == KindAccess && r.State == StateApproved && r.GrantUntil != nil && now.Before(*r.GrantUntil) &&
-			r.Target == target && r.Login == login && hasAny(principals, r.RequesterPrincipals) {
+			r.Target == target && r.Login == login && hasAny(principals, r.RequesterPrincipals) && (accept == nil || accept(*r)) {
 			return r.clone(), true
 		}
 	}

@@ -34,7 +34,8 @@ func (c *conn) needsGrant() *DenyError {
 		return nil
 	}
 	if b := c.s.cfg.Approvals; b != nil {
-		if g, ok := b.Granted(c.identity.Principals, c.grant.Target.Name, c.grant.Login); ok {
+		stands := func(g approval.Request) bool { return grantStands(g, r) }
+		if g, ok := b.GrantedFor(c.identity.Principals, c.grant.Target.Name, c.grant.Login, stands); ok {
 			c.access = &g
 			return nil
 		}

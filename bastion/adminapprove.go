@@ -111,6 +111,9 @@ func (x *adminExec) watch(changes <-chan approval.Change, asJSON bool) error {
 			if !ok {
 				return errors.New("--watch fell behind the changes; run it again")
 			}
+			// Admin rights as in force now: a reload may have
+			// removed them since the command started.
+			x.admin = x.c.s.isAdmin(x.c.identity)
 			if !x.maySee(c.Request) {
 				continue
 			}

@@ -52,6 +52,8 @@ func (l *liveChannels) all() []*channel {
 // to close connections.
 func (s *Server) Drain(ctx context.Context, notice string) error {
 	s.closeListeners()
+	msg := logSafe(notice)
+	s.drain.Store(&msg) // before Announce: a channel ready after is told by announceDrain
 	s.Announce(notice)
 	return s.Shutdown(ctx)
 }
@@ -78,9 +80,21 @@ func (s *Server) Announce(msg string) int {
 	return n
 }
 
+// announceDrain tells a channel whose program starts during a drain the
+// drain's notice: it will be closed at the deadline as the others.
+func (st *channel) announceDrain() {
+	if msg := st.c.s.drain.Load(); msg != nil {
+		st.c.goSafe(func() { st.announce(*msg) })
+	}
+}
+
 // announce writes msg on the client's stderr unless the channel's EOF is
-// sent (eofSent, under errMu), and marks it in the recording.
+// sent (eofSent, under errMu) or msg was the last it was told, and marks
+// it in the recording.
 func (st *channel) announce(msg string) {
+	if last := st.announced.Swap(&msg); last != nil && *last == msg {
+		return // Announce and announceDrain both saw the channel
+	}
 	st.errMu.Lock()
 	sent := st.eofSent
 	st.errMu.Unlock()

@@ -60,7 +60,7 @@ func (st *channel) gate(r *ssh.Request, p program) bool {
 		return false
 	case approval.Approve:
 		if c.s.cfg.Approvals != nil {
-			st.hold(r, p, v)
+			st.hold(r, p, v, rules)
 			return true
 		}
 		// Rules ask for approval but nothing can hold: fail closed.
@@ -95,8 +95,9 @@ func (st *channel) endRefused(msg string) {
 }
 
 // hold submits p's command for approval, tells the user, and waits in a
-// goroutine of the connection's for the decision.
-func (st *channel) hold(r *ssh.Request, p program, v approval.Verdict) {
+// goroutine of the connection's for the decision; asked are the rules
+// that held it.
+func (st *channel) hold(r *ssh.Request, p program, v approval.Verdict, asked *approval.Policy) {
 	c := st.c
 	req, err := st.submit(p.command, v)
 	if err != nil {
@@ -109,7 +110,7 @@ func (st *channel) hold(r *ssh.Request, p program, v approval.Verdict) {
 	st.ch.Stderr().Write([]byte(heldNotice(req, v) + "\r\n"))
 	c.goSafe(func() {
 		defer st.setReady()
-		st.awaitDecision(r, p, req.ID)
+		st.awaitDecision(r, p, req.ID, asked)
 	})
 }
 
@@ -146,9 +147,10 @@ func heldNotice(req approval.Request, v approval.Verdict) string {
 		req.ID, logSafe(v.Rule.Name), v.Rule.Wait().Round(time.Second), logSafe(v.Reason))
 }
 
-// awaitDecision waits for request id and runs p if it is approved. The
-// wait ends, cancelling the request, when the channel ends.
-func (st *channel) awaitDecision(r *ssh.Request, p program, id string) {
+// awaitDecision waits for request id and runs p if it is approved while
+// the rules asked are in force. The wait ends, cancelling the request,
+// when the channel ends.
+func (st *channel) awaitDecision(r *ssh.Request, p program, id string, asked *approval.Policy) {
 	c := st.c
 	ctx, cancel := context.WithCancelCause(st.ctx)
 	defer cancel(nil)
@@ -168,6 +170,13 @@ func (st *channel) awaitDecision(r *ssh.Request, p program, id string) {
 	if w.State != approval.StateApproved {
 		msg := fmt.Sprintf("postern: request %s %s%s; the command did not run", id, w.State, decisionText(w))
 		st.rec.marker(logSafe(msg))
+		st.endRefused(msg)
+		return
+	}
+	if !sameApprovalRules(asked, c.s.current().ApprovalRules) {
+		msg := voidedApproval(id, "command")
+		st.rec.marker(msg)
+		audit.Record(c.log, audit.ProgramRefused, "channel", st.n, "request", id, "reason", "approved under replaced rules")
 		st.endRefused(msg)
 		return
 	}

@@ -68,7 +68,7 @@ func (f *forward) judgeSQL(ctx context.Context, st pgproxy.Statement) error {
 		return nil
 	case approval.Approve:
 		if c.s.cfg.Approvals != nil {
-			return f.holdSQL(ctx, st, v)
+			return f.holdSQL(ctx, st, v, rules)
 		}
 		// Rules ask for approval but nothing can hold: fail closed.
 		v.Reason += "; this bastion cannot hold statements for approval"
@@ -79,8 +79,9 @@ func (f *forward) judgeSQL(ctx context.Context, st pgproxy.Statement) error {
 	return &pgproxy.Denied{Message: logSafe(msg)}
 }
 
-// holdSQL asks the approvers of v's rule about st and waits for them.
-func (f *forward) holdSQL(ctx context.Context, st pgproxy.Statement, v approval.Verdict) error {
+// holdSQL asks the approvers of v's rule (among asked) about st and waits
+// for them.
+func (f *forward) holdSQL(ctx context.Context, st pgproxy.Statement, v approval.Verdict, asked *approval.Policy) error {
 	c := f.c
 	rule := v.Rule
 	f.mu.Lock()
@@ -114,6 +115,11 @@ func (f *forward) holdSQL(ctx context.Context, st pgproxy.Statement, v approval.
 		msg := fmt.Sprintf("postern: request %s %s%s; the statement did not run", req.ID, w.State, why)
 		f.rec.marker(logSafe(msg))
 		return &pgproxy.Denied{Message: logSafe(msg)}
+	}
+	if !sameApprovalRules(asked, c.s.current().ApprovalRules) {
+		msg := voidedApproval(req.ID, "statement")
+		f.rec.marker(msg)
+		return &pgproxy.Denied{Message: msg}
 	}
 	f.rec.marker(fmt.Sprintf("approval granted: %s%s", req.ID, decisionText(w)))
 	pgproxy.Notice(ctx, logSafe(fmt.Sprintf("postern: request %s approved%s; running", req.ID, decisionText(w))))

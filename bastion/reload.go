@@ -114,7 +114,7 @@ func (c *conn) recheck(r *Rules) bool {
 	if old == r || !c.decided.CompareAndSwap(old, r) {
 		return false
 	}
-	reason, notice := c.revalidate(r)
+	reason, notice := c.revalidate(old, r)
 	if reason == "" {
 		return false
 	}
@@ -122,9 +122,9 @@ func (c *conn) recheck(r *Rules) bool {
 	return true
 }
 
-// revalidate says why r does not grant the connection what it has, and
-// what to tell its user; "" if it still does.
-func (c *conn) revalidate(r *Rules) (reason, notice string) {
+// revalidate says why r does not grant the connection what it had under
+// was, and what to tell its user; "" if it still does.
+func (c *conn) revalidate(was, r *Rules) (reason, notice string) {
 	name, login := c.grant.Target.Name, logSafe(c.grant.Login)
 	lost := fmt.Sprintf("postern: your access to %s as %s was removed by a policy change", name, login)
 	g, err := r.Policy.Decide(c.identity, c.user)
@@ -142,9 +142,18 @@ func (c *conn) revalidate(r *Rules) (reason, notice string) {
 		return "masking of the target changed to " + shown(g.Target.Masking),
 			"postern: the masking of " + name + " changed; reconnect to go on under it"
 	}
-	if c.access == nil && r.ApprovalRules != nil {
+	if why := narrowed(c.grant, g); why != "" {
+		return why, fmt.Sprintf("postern: what you may do on %s as %s was narrowed by a policy change (%s); reconnect", name, login, why)
+	}
+	if why := judgedNow(was, r, c.subject()); why != "" {
+		return why, fmt.Sprintf("postern: what you may do on %s as %s was narrowed by a policy change (%s); reconnect", name, login, why)
+	}
+	if r.ApprovalRules != nil {
+		// A connection made without a grant has no timer to end it
+		// with one: it reconnects on its grant. One made on a grant
+		// goes on while that grant stands for the rule in force.
 		if ar := r.ApprovalRules.NeedsGrant(c.subject()); ar != nil {
-			if b := c.s.cfg.Approvals; b == nil || !hasGrant(b, c) {
+			if c.access == nil || !grantStands(*c.access, ar) {
 				return "access rule " + ar.Name + " needs a grant",
 					fmt.Sprintf("postern: access to %s as %s now needs an approved request (rule %s); ask with: ssh %s@bastion request %s --login %s --for 1h --reason WHY",
 						name, login, logSafe(ar.Name), AdminUser, name, login)
@@ -152,12 +161,6 @@ func (c *conn) revalidate(r *Rules) (reason, notice string) {
 		}
 	}
 	return "", ""
-}
-
-// hasGrant reports whether b holds an approved access grant for c.
-func hasGrant(b *approval.Broker, c *conn) bool {
-	_, ok := b.Granted(c.identity.Principals, c.grant.Target.Name, c.grant.Login)
-	return ok
 }
 
 // judgeAgain is called once a connection is authenticated (watchCert):

@@ -169,10 +169,11 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	checker certs.Checker
-	revoked *certs.RevocationList // the checker's, which Revoke adds to
-	metrics Metrics               // never nil
-	rules   atomic.Pointer[Rules] // in force; SetRules swaps it (reload.go)
-	live    liveChannels          // session channels, for Announce (drain.go)
+	revoked *certs.RevocationList  // the checker's, which Revoke adds to
+	metrics Metrics                // never nil
+	rules   atomic.Pointer[Rules]  // in force; SetRules swaps it (reload.go)
+	live    liveChannels           // session channels, for Announce (drain.go)
+	drain   atomic.Pointer[string] // the drain's notice, once Drain began (drain.go)
 
 	wg sync.WaitGroup // one per Serve loop and per connection
 

@@ -27,8 +27,9 @@ type channel struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	noticeSent atomic.Bool // the user was already told why the session ended
-	started    atomic.Bool // a shell, exec or subsystem request was accepted
+	noticeSent atomic.Bool            // the user was already told why the session ended
+	announced  atomic.Pointer[string] // the last Announce shown (drain.go)
+	started    atomic.Bool            // a shell, exec or subsystem request was accepted
 
 	// The pipeline startProgram chose: set before ready closes and only
 	// read after it, which orders the accesses.
@@ -344,7 +345,7 @@ func (st *channel) failure() error {
 	return st.failed
 }
 
-func (st *channel) setReady() { st.readyOnce.Do(func() { close(st.ready) }) }
+func (st *channel) setReady() { st.readyOnce.Do(func() { close(st.ready); st.announceDrain() }) }
 
 // isReady reports whether ready has closed: only then may the pipeline's
 // fields be read. A pump that ended before wrote nothing, so its stage

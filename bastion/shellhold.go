@@ -180,6 +180,9 @@ func (g *lineGate) run() {
 			return
 		case <-g.judge:
 		}
+		// Each line is judged under the rules in force when it is
+		// (a reload may have replaced those of the shell's start).
+		g.rules = g.st.c.s.current().ApprovalRules
 		if g.t != nil {
 			g.judgeEnter()
 		} else {
@@ -346,6 +349,11 @@ func (g *lineGate) hold(v approval.Verdict, shown string, n int, passed func(app
 	w, err := g.wait(req.ID)
 	if st.ctx.Err() != nil {
 		return // the channel ended: nothing passes
+	}
+	if w.State == approval.StateApproved && !sameApprovalRules(g.rules, st.c.s.current().ApprovalRules) {
+		audit.Record(st.c.log, audit.LineRefused, "channel", st.n, "request", req.ID, "reason", "approved under replaced rules")
+		g.refuse(voidedApproval(req.ID, "command"))
+		return
 	}
 	if w.State == approval.StateApproved {
 		st.rec.marker(fmt.Sprintf("approval granted: %s%s", req.ID, decisionText(w)))
