@@ -93,11 +93,29 @@ func (h *hupServe) args(key, target, command string) []string {
 	return append(testenv.ClientOpts{Identity: key, KnownHosts: h.knownHosts}.Options(), "-p", h.port, target+"@127.0.0.1", command)
 }
 
-// signal sends sig to serve.
+// signal sends sig (SIGHUP or SIGTERM) to serve with the README's line
+// for it ("Stopping and reloading"), its data directory in place of the
+// example's.
 func (h *hupServe) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	if err := h.cmd.Process.Signal(sig); err != nil {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
 		t.Fatal(err)
+	}
+	name := map[syscall.Signal]string{syscall.SIGHUP: "HUP", syscall.SIGTERM: "TERM"}[sig]
+	var line string
+	for l := range strings.Lines(string(readme)) {
+		if strings.HasPrefix(l, "kill -"+name+" ") {
+			line, _, _ = strings.Cut(l, "#")
+			break
+		}
+	}
+	if line == "" {
+		t.Fatalf("README.md has no line starting with kill -%s", name)
+	}
+	line = strings.ReplaceAll(line, "./postern-data", filepath.Join(filepath.Dir(h.cfg), "data"))
+	if out, err := exec.Command("sh", "-c", line).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", line, err, out)
 	}
 }
 
