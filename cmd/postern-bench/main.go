@@ -86,6 +86,7 @@ type options struct {
 	concDuration time.Duration
 	soakSessions int
 	soakDuration time.Duration
+	soakRounds   int
 	concReps     int
 	shellLines   int
 	shellReps    int
@@ -171,6 +172,7 @@ func parseOptions(args []string, stdout, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.concDuration, "concurrency-duration", 5*time.Second, "length of each command-loop window")
 	fs.IntVar(&o.soakSessions, "soak-sessions", 20, "interactive sessions the soak phase keeps open")
 	fs.DurationVar(&o.soakDuration, "soak-duration", 30*time.Second, "how long the soak phase's sessions run commands")
+	fs.IntVar(&o.soakRounds, "soak-rounds", 1, "rounds of the soak phase on the same bastion (each reports goroutines and RSS after it)")
 	fs.IntVar(&o.concReps, "concurrency-reps", 3, "command-loop windows per concurrency count")
 	fs.IntVar(&o.shellLines, "shell-lines", 100, "lines typed per shell session (each gives 10 echo samples and one Enter)")
 	fs.IntVar(&o.shellReps, "shell-reps", 3, "shell sessions per path (each gives a p50 and a p99, and one cat)")
@@ -225,8 +227,8 @@ func (o *options) check(concList, phases string) error {
 	if o.concDuration <= 0 || o.concDuration > time.Hour {
 		return errors.New("-concurrency-duration must be positive and at most 1h")
 	}
-	if o.soakSessions < 1 || o.soakSessions > maxConcurrency || o.soakDuration <= 0 || o.soakDuration > time.Hour {
-		return fmt.Errorf("-soak-sessions must be from 1 to %d and -soak-duration positive and at most 1h", maxConcurrency)
+	if o.soakSessions < 1 || o.soakSessions > maxConcurrency || o.soakDuration <= 0 || o.soakDuration > time.Hour || o.soakRounds < 1 || o.soakRounds > 10 {
+		return fmt.Errorf("-soak-sessions must be from 1 to %d, -soak-duration positive and at most 1h, -soak-rounds from 1 to 10", maxConcurrency)
 	}
 	for _, s := range strings.Split(concList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -403,7 +405,7 @@ func (e *env) runPhases(ctx context.Context, o *options) ([]Figure, error) {
 		all = append(all, figs...)
 	}
 	if o.phases["soak"] {
-		figs, err := e.soak(ctx, o.soakSessions, o.soakDuration)
+		figs, err := e.soak(ctx, o.soakSessions, o.soakDuration, o.soakRounds)
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,58 +50,38 @@ const (
 
 // soak opens n interactive sessions (a pty and the login's shell) through
 // the recording bastion, and for d has each run `echo $((1+K))` once per
-// soakInterval, timing each until its result shows. It reports the
-// errors, the p50 and p99 command latency, and the bastion child's
-// goroutines and RSS before (after a GC), at their peak during the run,
-// and after the sessions ended and the bastion settled (after a GC,
-// waiting at most soakSettle).
-func (e *env) soak(ctx context.Context, n int, d time.Duration) ([]Figure, error) {
-	t := e.concTarget(pathPostern)
-	b := t.bastion
+// soakInterval, timing each until its result shows; it does so rounds
+// times on the same bastion. It reports the errors, the p50 and p99
+// command latency, and the bastion child's goroutines and RSS before
+// (after a GC), at their peak during the runs, and after each round's
+// sessions ended and the bastion settled (after a GC, waiting at most
+// soakSettle): the figures' "after" is the last round's, and growth from
+// one round to the next is what a leak would show.
+func (e *env) soak(ctx context.Context, n int, d time.Duration, rounds int) ([]Figure, error) {
+	b := e.concTarget(pathPostern).bastion
 	base, err := b.stats(ctx, true)
 	if err != nil {
 		return nil, err
 	}
-	e.progress("soak: %d interactive sessions for %s", n, d)
-	var errs errorLog
-	peak := base
 	var (
-		mu      sync.Mutex // guards samples
-		samples []float64  // milliseconds
-		wg      sync.WaitGroup
-		sem     = make(chan struct{}, dialParallelism)
+		errs    errorLog
+		samples []float64 // milliseconds
+		peak    = base
+		after   childStats
+		afters  []string
 	)
-	runCtx, cancel := context.WithTimeout(ctx, d+time.Minute+time.Duration(n)*200*time.Millisecond)
-	defer cancel()
-	end := time.Now().Add(d)
-	for i := range n {
-		wg.Go(func() {
-			lat, err := soakSession(runCtx, t, sem, end)
-			mu.Lock()
-			samples = append(samples, lat...)
-			mu.Unlock()
-			if err != nil {
-				errs.add(fmt.Errorf("session %d: %w", i, err))
-			}
-		})
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	tick := time.NewTicker(2 * time.Second)
-	for waiting := true; waiting; {
-		select {
-		case <-done:
-			waiting = false
-		case <-tick.C:
-			if s, err := b.stats(ctx, false); err == nil {
-				peak.goroutines, peak.rss = max(peak.goroutines, s.goroutines), max(peak.rss, s.rss)
-			}
+	for r := range rounds {
+		e.progress("soak: round %d/%d: %d interactive sessions for %s", r+1, rounds, n, d)
+		lat, p, err := e.soakRound(ctx, n, d, &errs)
+		if err != nil {
+			return nil, err
 		}
-	}
-	tick.Stop()
-	after, err := settle(ctx, b, base.goroutines+soakSlack)
-	if err != nil {
-		return nil, err
+		samples = append(samples, lat...)
+		peak.goroutines, peak.rss = max(peak.goroutines, p.goroutines), max(peak.rss, p.rss)
+		if after, err = settle(ctx, b, base.goroutines+soakSlack); err != nil {
+			return nil, err
+		}
+		afters = append(afters, fmt.Sprintf("%d/%.1f MiB", after.goroutines, mib(after.rss)))
 	}
 	slices.Sort(samples)
 	figs := []Figure{
@@ -121,10 +102,52 @@ func (e *env) soak(ctx context.Context, n int, d time.Duration) ([]Figure, error
 	}{{figSoakRSSBase, base}, {figSoakRSSPeak, peak}, {figSoakRSSEnd, after}} {
 		figs = append(figs, newFigure(g.name, pathPostern, "", n, "MiB", "lower", []float64{float64(g.s.rss) / (1 << 20)}, 0))
 	}
-	e.progress("soak: %d commands, %d errors %v; p50 %.1f ms, p99 %.1f ms; goroutines %d/%d/%d, RSS %.1f/%.1f/%.1f MiB (before/peak/after)",
+	e.progress("soak: %d commands, %d errors %v; p50 %.1f ms, p99 %.1f ms; goroutines %d/%d/%d, RSS %.1f/%.1f/%.1f MiB (before/peak/after); after each round (goroutines/RSS): %s",
 		len(samples), errs.count(), errs.first, quantile(samples, 0.5), quantile(samples, 0.99),
-		base.goroutines, peak.goroutines, after.goroutines, mib(base.rss), mib(peak.rss), mib(after.rss))
+		base.goroutines, peak.goroutines, after.goroutines, mib(base.rss), mib(peak.rss), mib(after.rss), strings.Join(afters, ", "))
 	return figs, nil
+}
+
+// soakRound runs one round of soak: n sessions for d. It returns the
+// latencies of the commands that completed and the bastion's peak
+// goroutines and RSS, sampled every 2 s; session errors go to errs.
+func (e *env) soakRound(ctx context.Context, n int, d time.Duration, errs *errorLog) ([]float64, childStats, error) {
+	t := e.concTarget(pathPostern)
+	var (
+		mu      sync.Mutex // guards samples
+		samples []float64
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, dialParallelism)
+		peak    childStats
+	)
+	runCtx, cancel := context.WithTimeout(ctx, d+time.Minute+time.Duration(n)*200*time.Millisecond)
+	defer cancel()
+	end := time.Now().Add(d)
+	for i := range n {
+		wg.Go(func() {
+			lat, err := soakSession(runCtx, t, sem, end)
+			mu.Lock()
+			samples = append(samples, lat...)
+			mu.Unlock()
+			if err != nil {
+				errs.add(fmt.Errorf("session %d: %w", i, err))
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return samples, peak, ctx.Err()
+		case <-tick.C:
+			if s, err := t.bastion.stats(ctx, false); err == nil {
+				peak.goroutines, peak.rss = max(peak.goroutines, s.goroutines), max(peak.rss, s.rss)
+			}
+		}
+	}
 }
 
 // quantile is the q-quantile of sorted xs (nearest rank), 0 for none.

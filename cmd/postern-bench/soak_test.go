@@ -13,9 +13,9 @@ import (
 	"github.com/postern/postern/internal/testenv"
 )
 
-// TestSoakSmoke runs the soak phase small: 3 sessions for 3 seconds
-// through the recording bastion, with no error, commands timed, and the
-// bastion's goroutines up while they ran.
+// TestSoakSmoke runs the soak phase small: two rounds of 3 sessions for 3
+// seconds through the recording bastion, with no error, commands timed,
+// the bastion's goroutines up while they ran, and what each round left.
 func TestSoakSmoke(t *testing.T) {
 	for _, p := range []string{"ssh", "sshd", "ssh-keygen"} {
 		testenv.Require(t, p)
@@ -25,7 +25,7 @@ func TestSoakSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"-out", out, "-phases", "soak", "-soak-sessions", "3", "-soak-duration", "3s"},
+	code := run(ctx, []string{"-out", out, "-phases", "soak", "-soak-sessions", "3", "-soak-duration", "3s", "-soak-rounds", "2"},
 		strings.NewReader(""), &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.Bytes(), stderr.Bytes())
@@ -48,8 +48,9 @@ func TestSoakSmoke(t *testing.T) {
 	if e := get(figSoakErrors); e != 0 {
 		t.Errorf("%v errors:\n%s", e, stderr.Bytes())
 	}
-	// 3 sessions, one command a second for 3 s: at least one each.
-	if n := get(figSoakCmds); n < 3 {
+	// 3 sessions, one command a second for 3 s, twice: at least one each
+	// a round.
+	if n := get(figSoakCmds); n < 6 {
 		t.Errorf("%v commands", n)
 	}
 	if p50, p99 := get(figSoakP50), get(figSoakP99); p50 <= 0 || p99 < p50 {
@@ -60,5 +61,9 @@ func TestSoakSmoke(t *testing.T) {
 	}
 	if get(figSoakRSSPeak) <= 0 {
 		t.Error("no RSS")
+	}
+	_, rounds, _ := strings.Cut(stderr.String(), "after each round (goroutines/RSS): ")
+	if rounds, _, _ = strings.Cut(rounds, "\n"); strings.Count(rounds, " MiB") != 2 {
+		t.Errorf("want what each of 2 rounds left, got %q:\n%s", rounds, stderr.Bytes())
 	}
 }
