@@ -149,7 +149,7 @@ func readCPUTicks(pid int) cpuTicks {
 //
 // The CPU figures cover the same interval, from /proc (clock ticks of
 // 10 ms), for the bastion process pid if it is not 0, or else for the
-// process tree of the relay sshd relay if that is not 0 (see treeTicks).
+// process tree of the relay sshd relay if that is not 0 (see treeSampler).
 func (e *env) transfer(ctx context.Context, cfg, path string, upload bool, pid, relay int) (transferResult, error) {
 	size := e.o.size
 	// Generous: at least 2 MiB/s, plus a minute.
@@ -179,6 +179,12 @@ func (e *env) transfer(ctx context.Context, cfg, path string, upload bool, pid, 
 	defer reap(cmd)
 	var start time.Time
 	var cpu0 cpuTicks
+	var tree *treeSampler
+	defer func() {
+		if tree != nil {
+			tree.Stop()
+		}
+	}()
 	var msgs cappedBuffer
 	br := bufio.NewReader(stderr)
 	for start.IsZero() {
@@ -187,7 +193,7 @@ func (e *env) transfer(ctx context.Context, cfg, path string, upload bool, pid, 
 			start = time.Now()
 			cpu0 = readCPUTicks(pid)
 			if relay != 0 {
-				cpu0.proc = treeTicks(relay)
+				tree = startTreeSampler(relay)
 			}
 			break
 		}
@@ -200,11 +206,9 @@ func (e *env) transfer(ctx context.Context, cfg, path string, upload bool, pid, 
 	err = cmd.Wait()
 	end := time.Now()
 	cpu1 := readCPUTicks(pid)
-	if relay != 0 {
-		// The connection's processes end after ssh: their time counts
-		// once they are reaped. (The machine figures are read before.)
-		waitChildless(relay, 5*time.Second)
-		cpu1.proc = treeTicks(relay)
+	if tree != nil {
+		cpu1.proc = tree.Stop() // cpu0.proc is 0: Stop returns the difference
+		tree = nil
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return transferResult{}, fmt.Errorf("timed out\n%s", msgs.Bytes())
