@@ -1,6 +1,7 @@
 package bastion
 
 import (
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/postern/postern/approval"
 	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/testenv"
 )
@@ -53,5 +55,51 @@ func TestLimitIdentityRefusedOncePerConnection(t *testing.T) {
 	})
 	if len(refused) != 1 || sid == nil || refused[0]["session"] != sid {
 		t.Fatalf("limit_refused records %v, refused connection %v: want one naming the connection", refused, sid)
+	}
+}
+
+// A client the bastion refuses after its signature for what it knows
+// before (an access: request rule it has no grant for, its identity at
+// max_connections_per_identity) causes no connection to the target: the
+// early connection is for clients that will be let in.
+func TestSpeculationSkipsClientsRefusedAtLogin(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	sshd := testenv.SSHD(t, testenv.SSHDOptions{TrustedUserCAKeys: []ssh.PublicKey{h.auth.UpstreamCA.PublicKey()}})
+	policy := Policy{
+		Targets: []Target{
+			{Name: "open", Address: sshd.Addr, HostKey: sshd.HostKey, Logins: []string{"root"}, DefaultLogin: "root"},
+			{Name: "guarded", Address: sshd.Addr, HostKey: sshd.HostKey, Logins: []string{"root"}, DefaultLogin: "root"},
+		},
+		Rules: []Rule{{Name: "alice", Principals: []string{"alice"}, Targets: []string{"open", "guarded"}, Logins: []string{"root"}}},
+	}
+	rules := &approval.Policy{Rules: []approval.Rule{{Name: "guarded-by-request", Scope: approval.Scope{Targets: []string{"guarded"}},
+		Access: approval.AccessRequest, Action: approval.Approve, Approvers: []string{"approvers"}}}}
+	if err := rules.Check(); err != nil {
+		t.Fatal(err)
+	}
+	store := openStore(t, t.TempDir(), h.auth.AuditKey)
+	broker, err := approval.NewBroker(t.Context(), approval.BrokerConfig{Store: ApprovalStore(store, nil), Audit: ApprovalAudit(slog.New(slog.DiscardHandler))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := h.extraServer(t, Config{Policy: policy, Recording: &Recording{Store: store}, ApprovalRules: rules, Approvals: broker,
+		Limits: Limits{MaxConnsPerIdentity: 1}})
+	// speculate logs each early connection it begins, before the client
+	// is answered.
+	begun := func() int { return strings.Count(b.logs.String(), "speculative upstream connection begun") }
+
+	r := b.ssh(t, b.alice, "root@guarded", nil, "echo SHOULD-NOT-RUN")
+	if r.ExitCode != 255 || !strings.Contains(string(r.Stderr), "needs an approved request") {
+		t.Fatalf("exit %d stderr %q: want the access rule's refusal", r.ExitCode, r.Stderr)
+	}
+	b.dialGo(t, b.alice, "root@open") // alice's one connection
+	before := begun()
+	r = b.ssh(t, b.alice, "root@open", nil, "echo SHOULD-NOT-RUN")
+	if r.ExitCode != 255 || !strings.Contains(string(r.Stderr), "the limit") {
+		t.Fatalf("exit %d stderr %q: want the limit's refusal", r.ExitCode, r.Stderr)
+	}
+	if n := begun() - before; n != 0 || before != 1 {
+		t.Fatalf("%d early connections for alice's connections up to her session, %d for the refused one:\n%s", before, n, b.logs.String())
 	}
 }
