@@ -103,3 +103,33 @@ func TestSpeculationSkipsClientsRefusedAtLogin(t *testing.T) {
 		t.Fatalf("%d early connections for alice's connections up to her session, %d for the refused one:\n%s", before, n, b.logs.String())
 	}
 }
+
+// A connection whose place another takes at max_startups (eviction) is
+// counted as ended by that limit, not as a key exchange or login that
+// failed.
+func TestLimitEvictionCounted(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	m := &limitMetrics{}
+	b := h.extraServer(t, Config{Policy: h.policy, Limits: Limits{Startups: Startups{Start: 2, Rate: 100, Full: 2}}, Metrics: m})
+	idle := func(src string) net.Conn {
+		t.Helper()
+		c, err := dialFrom(src, b.port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		// The bastion's version line: it took a place.
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		c.Write([]byte("SSH-2.0-idle\r\n"))
+		if _, err := c.Read(make([]byte, 256)); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	idle("127.0.0.21")
+	idle("127.0.0.21")
+	idle("127.0.0.22") // takes the oldest place of 127.0.0.21
+	want := "limit max_startups ended; conn max_startups;"
+	testenv.WaitFor(t, 10*time.Second, func() bool { return m.String() == want })
+}
