@@ -79,9 +79,11 @@ func (c *conn) authorizeLimited(cm ssh.ConnMetadata, key ssh.PublicKey, perms *s
 	}
 	name := c.identity.Name()
 	if r := c.s.gate.login(name); r != nil {
+		if !c.lim.overLimit { // counted and audited once a connection, whatever keys follow
+			c.s.refused(r, c.lim.src, "client", c.remote.String(), "session", c.id, "identity", logSafe(name))
+		}
 		c.lim.overLimit = true
 		c.refuse(r.limit + " reached")
-		c.s.refused(r, c.lim.src, "client", c.remote.String(), "identity", logSafe(name))
 		return nil, c.banner(errors.New(r.limit+" reached"), r.msg)
 	}
 	c.lim.loggedIn, c.lim.identity = true, name

@@ -102,8 +102,12 @@ func (st *channel) announce(msg string) {
 		return
 	}
 	// Not under errMu: the output stage takes the recording's lock and
-	// errMu in its own order.
-	st.rec.marker(msg)
+	// errMu in its own order. A notice the recording cannot take (its
+	// cap) is not shown: the channel ends, as at output past the cap.
+	if err := st.rec.marker(msg); err != nil {
+		st.fail(err)
+		return
+	}
 	st.errMu.Lock()
 	defer st.errMu.Unlock()
 	if !st.eofSent {

@@ -30,6 +30,12 @@ type sqlHoldRig struct {
 
 func newSQLHoldRig(t *testing.T) *sqlHoldRig {
 	t.Helper()
+	return newSQLHoldRigLimited(t, SessionLimits{})
+}
+
+// newSQLHoldRigLimited is newSQLHoldRig with session limits.
+func newSQLHoldRigLimited(t *testing.T, limits SessionLimits) *sqlHoldRig {
+	t.Helper()
 	psql := testenv.Require(t, "psql")
 	h := env(t)
 	pg := testenv.Postgres(t)
@@ -53,7 +59,7 @@ func newSQLHoldRig(t *testing.T) *sqlHoldRig {
 			Forwards: []Forward{{Port: pg.Port, Protocol: ForwardPostgres}}}},
 		Rules: []Rule{{Name: "fwd", Principals: []string{"fwd"}, Targets: []string{"db"}, Logins: []string{"root"}, Forwards: []int{pg.Port}}},
 	}
-	b := h.extraServer(t, Config{Policy: pol, Recording: &Recording{Store: store}, ApprovalRules: rules, Approvals: broker})
+	b := h.extraServer(t, Config{Policy: pol, Recording: &Recording{Store: store}, ApprovalRules: rules, Approvals: broker, SessionLimits: limits})
 	r := &forwardRig{harness: b, store: store, dir: dir}
 	local, _ := r.localForward(t, r.key(t, "fwd"), "root@db", "localhost:"+strconv.Itoa(pg.Port))
 	bob := b.userKey(t, "bob", certs.UserCertRequest{Principals: []string{"bob"}, Groups: []string{"approvers"}, TTL: time.Hour, KeyID: "bob"})

@@ -180,7 +180,12 @@ func (st *channel) awaitDecision(r *ssh.Request, p program, id string, asked *ap
 		st.endRefused(msg)
 		return
 	}
-	st.rec.marker(fmt.Sprintf("approval granted: %s%s", id, decisionText(w)))
+	if err := st.rec.marker(fmt.Sprintf("approval granted: %s%s", id, decisionText(w))); err != nil {
+		// The recording ended (its cap): what it cannot vouch for
+		// does not run, and teardown shows why.
+		st.fail(err)
+		return
+	}
 	st.ch.Stderr().Write([]byte(logSafe(fmt.Sprintf("postern: request %s approved%s; running", id, decisionText(w))) + "\r\n"))
 	ok, err := st.uch.SendRequest(r.Type, true, p.payload)
 	if !ok || err != nil {

@@ -225,3 +225,11 @@ func (g *limitGate) logout(identity string) {
 		delete(g.perIdentity, identity)
 	}
 }
+
+// full reports whether login would refuse identity now: a hint (for
+// speculate), not a place.
+func (g *limitGate) full(identity string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.authed >= g.lim.MaxConns || g.perIdentity[identity] >= g.lim.MaxConnsPerIdentity
+}

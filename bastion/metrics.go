@@ -99,6 +99,11 @@ func (c *conn) timedHandshake() (*ssh.ServerConn, <-chan ssh.NewChannel, <-chan 
 	switch {
 	case ok:
 		m.SessionStarted()
+	case c.evictedReason() != "":
+		// The gate closed it for another's place: not the client's
+		// failure (admit counted the taker).
+		m.LimitReached(LimitStartups, "ended")
+		m.ConnRefused(LimitStartups)
 	case !c.kexDone:
 		m.ConnRefused(RefusedKeyExchange)
 	case c.lim.overLimit:

@@ -121,7 +121,9 @@ func (f *forward) holdSQL(ctx context.Context, st pgproxy.Statement, v approval.
 		f.rec.marker(msg)
 		return &pgproxy.Denied{Message: msg}
 	}
-	f.rec.marker(fmt.Sprintf("approval granted: %s%s", req.ID, decisionText(w)))
+	if err := f.rec.marker(fmt.Sprintf("approval granted: %s%s", req.ID, decisionText(w))); err != nil {
+		return err // the recording ended: the forward ends, the statement unsent
+	}
 	pgproxy.Notice(ctx, logSafe(fmt.Sprintf("postern: request %s approved%s; running", req.ID, decisionText(w))))
 	return nil
 }

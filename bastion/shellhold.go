@@ -356,7 +356,10 @@ func (g *lineGate) hold(v approval.Verdict, shown string, n int, passed func(app
 		return
 	}
 	if w.State == approval.StateApproved {
-		st.rec.marker(fmt.Sprintf("approval granted: %s%s", req.ID, decisionText(w)))
+		if err := st.rec.marker(fmt.Sprintf("approval granted: %s%s", req.ID, decisionText(w))); err != nil {
+			st.fail(err) // the recording ended: the line does not pass
+			return
+		}
 		g.notify(fmt.Sprintf("postern: request %s approved%s; running", req.ID, decisionText(w)))
 		if passed != nil {
 			passed(true)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/approval"
 )
 
 // Speculative upstream setup. The client shows its certificate in the
@@ -118,11 +120,18 @@ func (c *conn) speculate(user string, cert *ssh.Certificate) {
 	if c.spec != nil || c.s.cfg.noSpeculation || user == AdminUser {
 		return
 	}
-	g, err := c.s.current().Policy.Decide(identityOf(cert), user)
+	r := c.s.current()
+	id := identityOf(cert)
+	g, err := r.Policy.Decide(id, user)
 	if err != nil {
 		return
 	}
 	log := c.log // c.log changes after the handshake: run keeps this one
+	if c.s.gate.full(id.Name()) || needsMissingGrant(c.s, r, id, g) {
+		// authorizeLimited will refuse it: no connection to the target.
+		log.Debug("speculative upstream connection skipped: the login will be refused", "target", g.Target.Name)
+		return
+	}
 	if !c.s.specs.acquire(g.Target.Name) {
 		log.Debug("speculative upstream connection skipped: limit reached", "target", g.Target.Name)
 		return
@@ -130,7 +139,26 @@ func (c *conn) speculate(user string, cert *ssh.Certificate) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	sp := &speculative{target: g.Target, login: g.Login, ctx: ctx, cancel: cancel, claimed: make(chan struct{}), done: make(chan struct{})}
 	c.spec = sp
+	log.Debug("speculative upstream connection begun", "target", g.Target.Name)
 	go sp.run(c.s, log)
+}
+
+// needsMissingGrant reports whether an access rule of r needs a grant
+// for id on g that the approvals hold none of (needsGrant refuses it).
+func needsMissingGrant(s *Server, r *Rules, id Identity, g *Grant) bool {
+	if r.ApprovalRules == nil {
+		return false
+	}
+	ar := r.ApprovalRules.NeedsGrant(&approval.Subject{Principals: id.Principals, Groups: id.Groups,
+		Target: g.Target.Name, Labels: g.Target.Labels, Login: g.Login})
+	if ar == nil {
+		return false
+	}
+	if s.cfg.Approvals == nil {
+		return true
+	}
+	_, ok := s.cfg.Approvals.GrantedFor(id.Principals, g.Target.Name, g.Login, func(q approval.Request) bool { return grantStands(q, ar) })
+	return !ok
 }
 
 // run dials the target and runs the handshake up to the wait for claim.

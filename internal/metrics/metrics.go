@@ -22,7 +22,7 @@ var (
 	authReasons    = []string{"no_certificate", "certificate", "denied"}
 	decidedStates  = []string{"approved", "denied", "expired", "cancelled", "abandoned"}
 	limitActions   = [][2]string{
-		{"max_startups", "refused"}, {"max_startups_per_source", "refused"}, {"auth_failures", "refused"},
+		{"max_startups", "refused"}, {"max_startups", "ended"}, {"max_startups_per_source", "refused"}, {"auth_failures", "refused"},
 		{"max_connections", "refused"}, {"max_connections_per_identity", "refused"}, {"max_channels_per_connection", "refused"},
 		{"max_session_duration", "warned"}, {"max_session_duration", "ended"},
 		{"recording_max_size", "ended"}, {"recording_max_size", "recording_stopped"},
