@@ -1,6 +1,7 @@
 package bastion
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,15 +102,50 @@ func TestAttack8GuessIsShownAsTyped(t *testing.T) {
 	p.Targets = append([]Target(nil), p.Targets...)
 	p.Targets[0].Masking = "full"
 	b := h.extraServer(t, Config{Policy: p, maskDeadline: time.Hour})
-	for _, c := range []struct{ guess, want string }{
-		{"4539148", "4539148*********\n"}, // right: shown as typed
-		{"4539140", "****************\n"}, // wrong: masked whole
+	client := b.dialGo(t, h.alice, "root@t1")
+	for _, c := range []struct {
+		guess, want string
+		shown       int // bytes the client gets before the rest is printed
+	}{
+		{"4539148", "4539148*********\n", 7}, // right: shown as typed
+		{"4539140", "****************\n", 0}, // wrong: masked whole, held until the rest
 	} {
-		show := "read -r x; head -c7 " + card + "; sleep 0.2; tail -c+8 " + card + "; echo"
-		r := b.ssh(t, h.alice, "root@t1", strings.NewReader(c.guess+"\n"), show)
-		if r.ExitCode != 0 || string(r.Stdout) != c.want {
-			t.Errorf("guess %s: exit %d, the client got %q, want %q; stderr %s", c.guess, r.ExitCode, r.Stdout, c.want, r.Stderr)
+		// The target prints the card's first 7 digits, then the rest once
+		// the client sends another line: after it received what the
+		// bastion let through of the first part (two writes, not timing),
+		// or at once where nothing may come through before the rest.
+		sess, err := client.NewSession()
+		if err != nil {
+			t.Fatal(err)
 		}
+		stdin, _ := sess.StdinPipe()
+		stdout, _ := sess.StdoutPipe()
+		if err := sess.Start("read -r x; head -c7 " + card + "; read -r y; tail -c+8 " + card + "; echo"); err != nil {
+			t.Fatal(err)
+		}
+		stdin.Write([]byte(c.guess + "\n"))
+		first := make([]byte, c.shown)
+		read := make(chan error, 1)
+		go func() { _, err := io.ReadFull(stdout, first); read <- err }()
+		select {
+		case err := <-read:
+			if err != nil {
+				t.Fatalf("guess %s: reading the first part: %v", c.guess, err)
+			}
+		case <-time.After(20 * time.Second):
+			sess.Close() // ends the read
+			t.Fatalf("guess %s: the first %d bytes were not let through", c.guess, c.shown)
+		}
+		stdin.Write([]byte("next\n"))
+		stdin.Close()
+		rest, err := io.ReadAll(stdout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sess.Wait(); err != nil || string(first)+string(rest) != c.want {
+			t.Errorf("guess %s: %v, the client got %q, want %q", c.guess, err, string(first)+string(rest), c.want)
+		}
+		sess.Close()
 	}
 }
 
