@@ -12,7 +12,8 @@ import (
 // a session: they must be safe for concurrent use, quick, and must not
 // block. Config.Metrics nil counts nothing.
 type Metrics interface {
-	// ConnAccepted counts a TCP connection Serve accepted.
+	// ConnAccepted counts a TCP connection Serve accepted, before the
+	// limits admit or refuse it: each refusal is also counted here.
 	ConnAccepted()
 	// ConnRefused counts a connection that ended before it became a
 	// session, or whose target could not be reached; reason is one of

@@ -332,11 +332,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			return fmt.Errorf("accept: %w", err)
 		}
 		backoff = 0
+		// Accepted counts every connection the listener accepted; the
+		// ones the limits refuse at admission are a part of it.
+		s.metrics.ConnAccepted()
 		lim, ok := s.admit(nc)
 		if !ok {
 			continue
 		}
-		s.metrics.ConnAccepted()
 		c := s.newConn(ctx, nc)
 		c.lim = lim
 		s.mu.Lock()
