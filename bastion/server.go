@@ -174,6 +174,7 @@ type Server struct {
 	rules   atomic.Pointer[Rules]  // in force; SetRules swaps it (reload.go)
 	live    liveChannels           // session channels, for Announce (drain.go)
 	drain   atomic.Pointer[string] // the drain's notice, once Drain began (drain.go)
+	drained drainSignal            // closed when Drain begins, for approvals --watch (drain.go)
 
 	wg sync.WaitGroup // one per Serve loop and per connection
 
