@@ -136,13 +136,18 @@ func (c *conn) authenticated() bool {
 }
 
 // dialCounted is dial, counting a target that cannot be reached as a
-// refused connection.
-func (c *conn) dialCounted() (*ssh.Client, error) {
-	up, err := c.dial()
+// refused connection. A dial cut by the connection's own end (a reload,
+// revocation or drain ended it, or its client left) is not the target's
+// failure: it is not counted, and ended reports it.
+func (c *conn) dialCounted() (up *ssh.Client, ended bool, err error) {
+	up, err = c.dial()
+	if err != nil && c.ctx.Err() != nil {
+		return nil, true, err
+	}
 	if err != nil {
 		c.s.metrics.ConnRefused(RefusedTarget)
 	}
-	return up, err
+	return up, false, err
 }
 
 // countForward counts a forward's bytes and masked PANs when it ends.
