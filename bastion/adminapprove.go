@@ -101,11 +101,16 @@ func runApprovals(x *adminExec, args []string) error {
 }
 
 // watch prints each change x's identity may see, one line (or one JSON
-// document) each, until the client leaves.
+// document) each, until the client leaves or the bastion drains: then
+// it shows the drain's notice on stderr and ends, so that the drain need
+// not wait for its deadline.
 func (x *adminExec) watch(changes <-chan approval.Change, asJSON bool) error {
 	for {
 		select {
 		case <-x.ctx.Done():
+			return nil
+		case <-x.c.s.drained.done():
+			fmt.Fprintln(x.stderr, *x.c.s.drain.Load())
 			return nil
 		case c, ok := <-changes:
 			if !ok {

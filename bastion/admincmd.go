@@ -41,8 +41,9 @@ type adminExec struct {
 	ctx    context.Context // ends when the client closes the channel or leaves
 	c      *conn
 	stdout io.Writer // no terminal, so lines end in "\n"
-	admin  bool      // the identity is in Config.Admins
-	name   string    // the command's name, for messages
+	stderr io.Writer
+	admin  bool   // the identity is in Config.Admins
+	name   string // the command's name, for messages
 }
 
 // adminCommands maps a command's name to it; the approval commands are in
@@ -88,7 +89,7 @@ func shown(s string) string { return listing.Visible(logSafe(s)) }
 func (a *adminChannel) command(line string) adminProgram {
 	return func(ctx context.Context, stdout, stderr io.Writer) int {
 		c := a.c
-		x := &adminExec{ctx: ctx, c: c, stdout: stdout, admin: c.s.isAdmin(c.identity), name: firstField(line)}
+		x := &adminExec{ctx: ctx, c: c, stdout: stdout, stderr: stderr, admin: c.s.isAdmin(c.identity), name: firstField(line)}
 		ran, err := x.dispatch(line)
 		status, reason := 0, ""
 		var ue *usageError

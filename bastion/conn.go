@@ -237,7 +237,11 @@ func (c *conn) serve() {
 		"key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial, "rule", g.Rule, "forwards", g.Forwards)
 	c.touch()
 
-	up, err := c.dialCounted()
+	up, ended, err := c.dialCounted()
+	if ended {
+		c.endedDialing(sc, chans, reqs, start, err)
+		return
+	}
 	if err != nil {
 		var ue *upstreamError
 		msg := "postern: cannot reach target " + g.Target.Name

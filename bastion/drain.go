@@ -54,8 +54,28 @@ func (s *Server) Drain(ctx context.Context, notice string) error {
 	s.closeListeners()
 	msg := logSafe(notice)
 	s.drain.Store(&msg) // before Announce: a channel ready after is told by announceDrain
+	s.drained.begin()   // after: a watch told to end finds the notice
 	s.Announce(notice)
 	return s.Shutdown(ctx)
+}
+
+// drainSignal is a channel closed once, when a drain begins: an admin
+// `approvals --watch`, which would otherwise run until its client leaves,
+// shows the notice and ends. The zero value is ready.
+type drainSignal struct {
+	once, closeOnce sync.Once
+	c               chan struct{}
+}
+
+// done is closed once the drain began.
+func (d *drainSignal) done() <-chan struct{} {
+	d.once.Do(func() { d.c = make(chan struct{}) })
+	return d.c
+}
+
+func (d *drainSignal) begin() {
+	d.done()
+	d.closeOnce.Do(func() { close(d.c) })
 }
 
 // Announce shows msg, one line, on the stderr of every session channel

@@ -49,3 +49,35 @@ func TestDrainTellsSessionsOpenedDuringIt(t *testing.T) {
 		t.Fatal("Drain closed sessions at its deadline and says nothing")
 	}
 }
+
+// An admin `approvals --watch` open when the drain begins shows the
+// drain's notice and ends: the drain does not wait for its deadline
+// while an approver watches.
+func TestDrainEndsApprovalsWatch(t *testing.T) {
+	t.Parallel()
+	b, _ := certEndServer(t)
+	admin := startSSH(t, b, b.alice, AdminUser, "approvals --watch")
+	testenv.WaitFor(t, 30*time.Second, func() bool { return strings.Contains(admin.stdout.String(), "ID") })
+	const notice = "postern: drain notice for the watch test"
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	drained := make(chan error, 1)
+	go func() { drained <- b.srv.Drain(ctx, notice) }()
+	select {
+	case err := <-drained:
+		if err != nil {
+			t.Fatalf("Drain: %v, want the watch ended before the deadline", err)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatalf("Drain still waits for the watch; its stderr %q", admin.stderr.String())
+	}
+	select {
+	case err := <-admin.done:
+		admin.done <- err
+		if err != nil || !strings.Contains(admin.stderr.String(), notice+"\n") {
+			t.Fatalf("the watch ended with %v, stderr %q: want 0 and the notice", err, admin.stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the watch's client still runs after the drain")
+	}
+}

@@ -205,4 +205,9 @@ func TestMaxSessionDuration(t *testing.T) {
 	}
 	limitRecord(t, b, limitDuration, "warned")
 	limitRecord(t, b, limitDuration, "ended")
+	// The warning is in the recording too, as a drain's notice is.
+	_, _, raw := h.recordingOf(t, store, func(r recorder.Session) bool { return strings.Contains(r.Command, "echo started") })
+	if !strings.Contains(raw, `"m", "`+warn) {
+		t.Fatalf("the recording has no marker with the warning %q:\n%s", warn, raw)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,4 +133,47 @@ func TestLimitEvictionCounted(t *testing.T) {
 	idle("127.0.0.22") // takes the oldest place of 127.0.0.21
 	want := "limit max_startups ended; conn max_startups;"
 	testenv.WaitFor(t, 10*time.Second, func() bool { return m.String() == want })
+}
+
+// acceptMetrics is a limitMetrics that also counts accepted connections.
+type acceptMetrics struct {
+	limitMetrics
+	accepted atomic.Int64
+}
+
+func (m *acceptMetrics) ConnAccepted() { m.accepted.Add(1) }
+
+// Every TCP connection the listener accepts is counted as accepted, the
+// ones then refused at admission (max_startups) too: refused is a part of
+// accepted, as the README's metrics table says.
+func TestLimitRefusedAtAdmissionCountedAccepted(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	m := &acceptMetrics{}
+	b := h.extraServer(t, Config{Policy: h.policy, Limits: Limits{Startups: Startups{Start: 1, Rate: 100, Full: 1}}, Metrics: m})
+	dial := func() (net.Conn, string) {
+		t.Helper()
+		c, err := dialFrom("127.0.0.23", b.port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		c.Write([]byte("SSH-2.0-idle\r\n"))
+		buf := make([]byte, 256)
+		n, _ := c.Read(buf)
+		return c, string(buf[:n])
+	}
+	if _, line := dial(); !strings.HasPrefix(line, "SSH-2.0-") {
+		t.Fatalf("first connection: %q, want the bastion's version", line)
+	}
+	if _, line := dial(); !strings.Contains(line, "postern:") {
+		t.Fatalf("second connection at max_startups 1: %q, want the refusal", line)
+	}
+	if got := m.String(); got != "limit max_startups refused; conn max_startups;" {
+		t.Fatalf("metrics saw %q", got)
+	}
+	if n := m.accepted.Load(); n != 2 {
+		t.Fatalf("%d connections counted accepted, want 2 (the refused one too)", n)
+	}
 }

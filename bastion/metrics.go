@@ -12,7 +12,8 @@ import (
 // a session: they must be safe for concurrent use, quick, and must not
 // block. Config.Metrics nil counts nothing.
 type Metrics interface {
-	// ConnAccepted counts a TCP connection Serve accepted.
+	// ConnAccepted counts a TCP connection Serve accepted, before the
+	// limits admit or refuse it: each refusal is also counted here.
 	ConnAccepted()
 	// ConnRefused counts a connection that ended before it became a
 	// session, or whose target could not be reached; reason is one of
@@ -135,13 +136,18 @@ func (c *conn) authenticated() bool {
 }
 
 // dialCounted is dial, counting a target that cannot be reached as a
-// refused connection.
-func (c *conn) dialCounted() (*ssh.Client, error) {
-	up, err := c.dial()
+// refused connection. A dial cut by the connection's own end (a reload,
+// revocation or drain ended it, or its client left) is not the target's
+// failure: it is not counted, and ended reports it.
+func (c *conn) dialCounted() (up *ssh.Client, ended bool, err error) {
+	up, err = c.dial()
+	if err != nil && c.ctx.Err() != nil {
+		return nil, true, err
+	}
 	if err != nil {
 		c.s.metrics.ConnRefused(RefusedTarget)
 	}
-	return up, err
+	return up, false, err
 }
 
 // countForward counts a forward's bytes and masked PANs when it ends.

@@ -174,6 +174,7 @@ type Server struct {
 	rules   atomic.Pointer[Rules]  // in force; SetRules swaps it (reload.go)
 	live    liveChannels           // session channels, for Announce (drain.go)
 	drain   atomic.Pointer[string] // the drain's notice, once Drain began (drain.go)
+	drained drainSignal            // closed when Drain begins, for approvals --watch (drain.go)
 
 	wg sync.WaitGroup // one per Serve loop and per connection
 
@@ -332,11 +333,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			return fmt.Errorf("accept: %w", err)
 		}
 		backoff = 0
+		// Accepted counts every connection the listener accepted; the
+		// ones the limits refuse at admission are a part of it.
+		s.metrics.ConnAccepted()
 		lim, ok := s.admit(nc)
 		if !ok {
 			continue
 		}
-		s.metrics.ConnAccepted()
 		c := s.newConn(ctx, nc)
 		c.lim = lim
 		s.mu.Lock()

@@ -155,8 +155,12 @@ func (c *conn) watchDuration(ctx context.Context, start time.Time) {
 	notice := fmt.Sprintf("postern: this connection reaches the bastion's maximum session duration (%s) in %s, at %s; it will then be ended",
 		d, lead.Round(time.Millisecond), end.UTC().Format(time.RFC3339))
 	c.limitReached(limitDuration, "warned", notice, "max_duration", d.String())
+	// As a drain's notice (Announce): on stderr and as a marker in the
+	// recording; one the recording cannot take (its cap) ends the channel.
 	for _, st := range c.live.all() {
-		tells.Go(func() { st.tell(notice) })
+		if st.isReady() && st.ctx.Err() == nil {
+			tells.Go(func() { st.announce(notice) })
+		}
 	}
 	stop := time.NewTimer(time.Until(end))
 	defer stop.Stop()
@@ -168,16 +172,6 @@ func (c *conn) watchDuration(ctx context.Context, start time.Time) {
 	ended := fmt.Sprintf("postern: this connection reached the bastion's maximum session duration (%s) and was ended", d)
 	c.limitReached(limitDuration, "ended", ended, "max_duration", d.String())
 	c.terminate(endCauseErr(ended, errors.New(limitDuration)))
-}
-
-// tell shows the user a line on the channel's stderr, between the
-// target's own writes to it. It blocks while the client does not read:
-// run it on a goroutine of the connection's.
-func (st *channel) tell(line string) {
-	if st.ctx.Err() != nil {
-		return
-	}
-	st.clientErr().Write([]byte("\r\n" + line + "\r\n"))
 }
 
 // checkDiskLocked counts the recording's growth towards the next check

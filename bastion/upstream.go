@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/postern/postern/certs"
+	"github.com/postern/postern/internal/audit"
 )
 
 // upstreamError is a failure to reach a target, with the line the user sees.
@@ -295,4 +296,15 @@ func verifiesWith(keyType, algo string) bool {
 		return algo == ssh.KeyAlgoRSASHA256 || algo == ssh.KeyAlgoRSASHA512
 	}
 	return algo == keyType
+}
+
+// endedDialing ends a connection whose end (a reload, revocation or drain
+// ended it, or its client left) cut the dial of its target, with err: not
+// the target's failure, so it is audited as a disconnect with its cause,
+// and the client's channels are refused with the cause's message.
+func (c *conn) endedDialing(sc *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, start time.Time, err error) {
+	cause := context.Cause(c.ctx)
+	c.log.Debug("connection ended while its target was dialed", "err", err)
+	audit.Record(c.log, audit.Disconnect, "duration_ms", time.Since(start).Milliseconds(), "reason", cause.Error())
+	c.refuseAll(sc, chans, reqs, userMessage(cause, "postern: the connection was ended"))
 }

@@ -288,6 +288,9 @@ func (a *App) Close() error {
 // first call does anything; the others return its result.
 func (a *App) end(parent context.Context) error {
 	a.once.Do(func() {
+		// /readyz says "draining sessions" while the bastion's sessions
+		// (the first server) drain, "shutting down" after.
+		a.draining.Store(true)
 		a.stopping.Store(true)
 		ctx, cancel := context.WithTimeout(parent, a.drain)
 		defer cancel()
@@ -296,6 +299,9 @@ func (a *App) end(parent context.Context) error {
 		for _, s := range a.servers {
 			if err := s.Shutdown(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("shut down %s: %w", s.name, err))
+			}
+			if s.name == "ssh" {
+				a.draining.Store(false)
 			}
 		}
 		errs = append(errs, closeStore(a.Store), a.lock.Close())

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,7 +67,7 @@ func newRig(t *testing.T, drain time.Duration) *rig {
 	t.Helper()
 	r := &rig{dir: filepath.Join(t.TempDir(), "data"), logs: &testenv.Buffer{}}
 	a, err := app.New(app.Config{
-		Settings: &config.Config{Listen: "127.0.0.1:0", DataDir: r.dir},
+		Settings: &config.Config{Listen: "127.0.0.1:0", DataDir: r.dir, Metrics: &config.Metrics{Listen: "127.0.0.1:0"}},
 		Log:      app.NewLogger(r.logs, -4),
 		Drain:    drain,
 		Extra:    r.extra(t),
@@ -152,6 +153,7 @@ func (r *rig) live(t *testing.T) (stdin io.WriteCloser, out *testenv.Buffer, wai
 // a live session may still finish (the demo target, shut down after the
 // bastion, still serves it), Run returns when it has, the session is
 // sealed as ended rather than interrupted, and the lock is released.
+// Meanwhile /readyz answers "draining sessions".
 func TestRunDrains(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, time.Minute)
@@ -172,6 +174,16 @@ func TestRunDrains(t *testing.T) {
 	case err := <-ran:
 		t.Fatalf("Run returned while a session was open: %v", err)
 	default:
+	}
+	// While the session drains, a load balancer is told why.
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(r.a.MetricsURL() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "draining sessions") {
+		t.Fatalf("/readyz during the drain: %d %q, want 503 draining sessions", resp.StatusCode, body)
 	}
 	io.WriteString(stdin, "bye\n")
 	if err := wait(); err != nil || !strings.Contains(out.String(), "got-bye") {

@@ -46,14 +46,15 @@ func (a *App) metricsServer(s *config.Config, broker *approval.Broker) (*metrics
 }
 
 // ready says why the bastion should get no new sessions, nil when it
-// should: Run is serving, not draining, and the index is open (it is
-// closed only once the end has begun).
+// should: Run is serving, not draining (SetDraining, or the end's drain
+// of the sessions), and the index is open (it is closed only once the end
+// has begun).
 func (a *App) ready() error {
 	switch {
-	case a.stopping.Load():
-		return errors.New("shutting down")
 	case a.draining.Load():
 		return errors.New("draining sessions")
+	case a.stopping.Load():
+		return errors.New("shutting down")
 	case !a.running.Load():
 		return errors.New("starting")
 	}
