@@ -426,28 +426,3 @@ func (s *Server) closeConns(cause error) {
 		c.terminate(cause)
 	}
 }
-
-func (s *Server) serverConfig(c *conn) *ssh.ServerConfig {
-	cfg := &ssh.ServerConfig{
-		ServerVersion:             "SSH-2.0-Postern",
-		MaxAuthTries:              6,
-		PublicKeyCallback:         c.checkKey,
-		VerifiedPublicKeyCallback: c.authorizeLimited,
-		AuthLogCallback:           c.authLog, // connlimits.go, speculate.go
-		// Offered only so that the reason for a refusal can be shown
-		// once every key has failed; see conn.lastResort.
-		KeyboardInteractiveCallback: c.lastResort,
-		PublicKeyAuthAlgorithms:     userAuthAlgorithms,
-		// Called on the handshake goroutine once key exchange is done,
-		// so that a refusal can say which stage failed.
-		PreAuthConnCallback: func(ssh.ServerPreAuthConn) { c.kexDone = true },
-		Config:              s.sshConfig(),
-	}
-	cfg.AddHostKey(s.cfg.Authority.HostKey)
-	if hs := s.hostCertSigner(); hs != nil {
-		// A distinct algorithm: clients that trust the bastion's host
-		// CA ask for it; those that pinned the key ask for the key.
-		cfg.AddHostKey(hs)
-	}
-	return cfg
-}
