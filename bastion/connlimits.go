@@ -110,8 +110,8 @@ func (c *conn) handshakeEnded(err error) {
 // endLimits gives back the connection's places when it ends, and counts
 // a failed login: a handshake that ended unauthenticated after the client
 // asked to log in (offered a key, or only "none") or that held its place
-// until HandshakeTimeout, unless a limit refused it or the bastion
-// verified the certificate (its holder is known; the policy refused
+// until HandshakeTimeout, unless a limit refused or evicted it or the
+// bastion verified the certificate (its holder is known; the policy refused
 // them). A client that leaves before asking to log in (a port scanner,
 // ssh-keyscan, a load balancer's health check) has not failed a login.
 func (c *conn) endLimits() {
@@ -124,7 +124,11 @@ func (c *conn) endLimits() {
 		return
 	}
 	asked := c.kexDone && (c.offered > 0 || len(c.refusals) > 0 || c.lim.attempts > 0)
-	failed := (asked || c.lim.timedOut) && !c.lim.overLimit && c.identity.Name() == ""
+	// Evicted for another source's place: the gate ended it, whatever it
+	// had offered (counting it would let a source that fills the places
+	// get its neighbours behind one address blocked).
+	evicted := c.evictedReason() != ""
+	failed := (asked || c.lim.timedOut) && !c.lim.overLimit && !evicted && c.identity.Name() == ""
 	if failed && c.s.gate.fail(c.lim.src, time.Now()) {
 		c.log.Warn("failed logins from this source reached the limit: its connections are refused for a while",
 			"limit", LimitAuthFailures, "max", c.s.cfg.Limits.AuthFailures, "block", c.s.cfg.Limits.AuthBlock.String())

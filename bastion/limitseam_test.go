@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -175,5 +176,72 @@ func TestLimitRefusedAtAdmissionCountedAccepted(t *testing.T) {
 	}
 	if n := m.accepted.Load(); n != 2 {
 		t.Fatalf("%d connections counted accepted, want 2 (the refused one too)", n)
+	}
+}
+
+// A connection evicted at max_startups for another source's place did not
+// fail its login, whatever it had offered: counting it would let a
+// source that fills the places get its NAT neighbours blocked.
+func TestLimitEvictedIsNoFailedLogin(t *testing.T) {
+	t.Parallel()
+	h := env(t)
+	b := h.extraServer(t, Config{Policy: h.policy, Limits: Limits{Startups: Startups{Start: 2, Rate: 100, Full: 2}, AuthFailures: 1}})
+	cert := fileSigner(t, h.alice).PublicKey()
+	release := make(chan struct{})
+	reached := make(chan struct{}, 2)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(release)
+	for range 2 {
+		wg.Go(func() {
+			// Offers alice's certificate (the query passes), then never
+			// signs: a login in progress, its key offered.
+			stall := ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
+				reached <- struct{}{}
+				return []ssh.Signer{&stalledSigner{cert: cert, release: release}}, nil
+			})
+			nc, err := dialFrom("127.0.0.26", b.port)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer nc.Close()
+			sc, _, _, err := ssh.NewClientConn(nc, "127.0.0.1", &ssh.ClientConfig{
+				User: "root@t1", Auth: []ssh.AuthMethod{stall},
+				HostKeyCallback: ssh.FixedHostKey(b.auth.HostKey.PublicKey()), Timeout: 10 * time.Second,
+			})
+			if err == nil {
+				sc.Close()
+			}
+		})
+	}
+	for range 2 {
+		select {
+		case <-reached:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the clients did not reach authentication")
+		}
+	}
+	src := sourceOf(&net.TCPAddr{IP: net.ParseIP("127.0.0.26")})
+	// The key offered reaches the bastion after the callback: wait for
+	// both connections to be logging in, then take a place from another
+	// source.
+	testenv.WaitFor(t, 10*time.Second, func() bool { n, _ := b.srv.gate.counts(); return n == 2 })
+	c, err := dialFrom("127.0.0.27", b.port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("SSH-2.0-idle\r\n"))
+	// A connection leaves the server's set after its limits were
+	// settled (endLimits runs first): two left, the taker and one
+	// stalled.
+	testenv.WaitFor(t, 10*time.Second, func() bool {
+		b.srv.mu.Lock()
+		defer b.srv.mu.Unlock()
+		return len(b.srv.conns) == 2 && strings.Contains(b.logs.String(), "evicted: max_startups")
+	})
+	if n := b.srv.gate.failuresOf(src); n != 0 {
+		t.Fatalf("the evicted connection counted as %d failed login(s) of its source", n)
 	}
 }
