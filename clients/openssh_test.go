@@ -1,9 +1,6 @@
 package clients
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -45,7 +42,7 @@ func TestOpenSSHKeyTypesAndAgent(t *testing.T) {
 
 			// The agent holds the key and its certificate (ssh-add
 			// loads KEY-cert.pub beside KEY); ssh has no key file.
-			sock := startAgent(t)
+			sock := testenv.SSHAgent(t)
 			vars := []string{"SSH_AUTH_SOCK=" + sock}
 			if r := run(t, time.Minute, vars, "ssh-add", key); r.ExitCode != 0 {
 				t.Fatalf("ssh-add: %s", r.Stderr)
@@ -78,32 +75,4 @@ func TestOpenSSHKeyTypesAndAgent(t *testing.T) {
 			}
 		}
 	})
-}
-
-// startAgent runs a private ssh-agent in the foreground, listening on a
-// socket in a fresh directory, and stops it when the test ends. It returns
-// the socket's path.
-func startAgent(t testing.TB) string {
-	t.Helper()
-	agent := testenv.Require(t, "ssh-agent")
-	// Not t.TempDir: a socket path must fit in 108 bytes.
-	dir, err := os.MkdirTemp("", "postern-agent-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "agent.sock")
-	cmd := exec.Command(agent, "-D", "-a", sock)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		os.RemoveAll(dir)
-	})
-	testenv.WaitFor(t, 10*time.Second, func() bool {
-		_, err := os.Stat(sock)
-		return err == nil
-	})
-	return sock
 }

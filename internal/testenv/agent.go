@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,9 +38,15 @@ func SSHAgent(t testing.TB) string {
 			t.Logf("ssh-agent log:\n%s", log.String())
 		}
 	})
+	// The socket file appears at bind, before the agent listens: wait
+	// until a connection is taken, not for the file.
 	WaitFor(t, 10*time.Second, func() bool {
-		_, err := os.Stat(sock)
-		return err == nil
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
 	})
 	return sock
 }
