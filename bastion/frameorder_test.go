@@ -11,13 +11,11 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/postern/postern/internal/testenv"
 	"github.com/postern/postern/recorder"
 )
 
@@ -224,23 +222,7 @@ func TestWireOrderReplyBeforeExit(t *testing.T) {
 }
 
 // smallDisk returns a data directory whose recordings go to a 1 MiB tmpfs.
-func smallDisk(t *testing.T) string {
-	t.Helper()
-	testenv.Require(t, "mount")
-	dir := t.TempDir()
-	recs := filepath.Join(dir, "recordings")
-	if err := os.Mkdir(recs, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", recs, "tmpfs", 0, "size=1m"); err != nil {
-		if testenv.InCI() {
-			t.Fatalf("mount a small tmpfs (tests run as root): %v", err)
-		}
-		t.Skipf("cannot mount tmpfs here: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(recs, syscall.MNT_DETACH) })
-	return dir
-}
+func smallDisk(t *testing.T) string { return tmpfsData(t, "1m") }
 
 // sftpInit is an SSH_FXP_INIT packet (version 3).
 func sftpInit() []byte {
