@@ -33,22 +33,42 @@ func (p *Policy) Decide(s *Subject, line string) Verdict {
 
 // decide decides a line made of cmds.
 func (p *Policy) decide(s *Subject, cmds []Command) Verdict {
+	return p.decideBy(s, cmds, commandRules, "no commands")
+}
+
+// ruleKind is what a kind of input (command lines, SQL) needs of the
+// rules: which judge it, and which of those matches a command.
+type ruleKind struct {
+	judges  func(r *Rule) bool
+	matches func(r *Rule, c *Command) bool
+	all     func(r *Rule) bool // r matches any command of the kind
+}
+
+var commandRules = ruleKind{
+	judges:  func(r *Rule) bool { return len(r.Match.SQL) == 0 },
+	matches: func(r *Rule, c *Command) bool { return r.Match.matches(c, r.action() != Allow) },
+	all:     func(r *Rule) bool { return r.Match.All() },
+}
+
+// decideBy gives each of cmds the first rule of kind in scope of s that
+// matches it, and the verdict the most restrictive of their actions.
+func (p *Policy) decideBy(s *Subject, cmds []Command, kind ruleKind, none string) Verdict {
 	if s == nil {
 		s = &Subject{}
 	}
 	var rules []*Rule // in scope, in order
 	for i := range p.Rules {
-		if r := &p.Rules[i]; r.Access != AccessRequest && len(r.Match.SQL) == 0 && r.Scope.In(s) {
+		if r := &p.Rules[i]; r.Access != AccessRequest && kind.judges(r) && r.Scope.In(s) {
 			rules = append(rules, r)
 		}
 	}
 	d := Verdict{Action: Allow, Commands: cmds, Reason: "no rule matches"}
 	if len(cmds) == 0 {
-		d.Reason = "no commands"
+		d.Reason = none
 	}
 	for i := range cmds {
 		c := &cmds[i]
-		r := first(rules, c)
+		r := first(rules, c, kind)
 		if r == nil {
 			c.Action = Allow
 			continue
@@ -65,12 +85,12 @@ func (p *Policy) decide(s *Subject, cmds []Command) Verdict {
 // cannot be judged could be any command: it gets the first rule that
 // matches every command; failing that, it is held by the first approve
 // rule, or failing that refused by the first deny rule: it fails closed.
-func first(rules []*Rule, c *Command) *Rule {
+func first(rules []*Rule, c *Command, kind ruleKind) *Rule {
 	if c.Unjudged != "" {
 		var approve, deny *Rule
 		for _, r := range rules {
 			switch {
-			case r.Match.All():
+			case kind.all(r):
 				return r
 			case r.action() == Approve && approve == nil:
 				approve = r
@@ -84,7 +104,7 @@ func first(rules []*Rule, c *Command) *Rule {
 		return deny
 	}
 	for _, r := range rules {
-		if r.Match.matches(c, r.action() != Allow) {
+		if kind.matches(r, c) {
 			return r
 		}
 	}

@@ -60,59 +60,16 @@ func (p *Policy) JudgesSQL(s *Subject) bool {
 }
 
 func (p *Policy) decideSQL(s *Subject, cmds []Command) Verdict {
-	if s == nil {
-		s = &Subject{}
-	}
-	var rules []*Rule // SQL rules in scope, in order
-	for i := range p.Rules {
-		if r := &p.Rules[i]; len(r.Match.SQL) > 0 && r.Access != AccessRequest && r.Scope.In(s) {
-			rules = append(rules, r)
-		}
-	}
-	d := Verdict{Action: Allow, Commands: cmds, Reason: "no rule matches"}
-	if len(cmds) == 0 {
-		d.Reason = "no statements"
-	}
-	for i := range cmds {
-		c := &cmds[i]
-		r := firstSQL(rules, c)
-		if r == nil {
-			c.Action = Allow
-			continue
-		}
-		c.Rule, c.Action = r.Name, r.action()
-		if c.Action > d.Action || d.Rule == nil {
-			d.Action, d.Rule, d.Reason = c.Action, r, reason(c, r)
-		}
-	}
-	return d
+	return p.decideBy(s, cmds, sqlRules, "no statements")
 }
 
-// firstSQL returns the first of rules that matches c, or nil; for a
-// command that cannot be judged, as DecideSQL says.
-func firstSQL(rules []*Rule, c *Command) *Rule {
-	if c.Unjudged != "" {
-		var approve, deny *Rule
-		for _, r := range rules {
-			switch {
-			case slices.Contains(r.Match.SQL, "*"):
-				return r
-			case r.action() == Approve && approve == nil:
-				approve = r
-			case r.action() == Deny && deny == nil:
-				deny = r
-			}
-		}
-		if approve != nil {
-			return approve
-		}
-		return deny
-	}
-	text := c.Text()
-	for _, r := range rules {
-		if slices.ContainsFunc(r.Match.SQL, func(p string) bool { return sqlMatch(p, text) }) {
-			return r
-		}
-	}
-	return nil
+// sqlRules judge SQL: a command that cannot be judged gets the first rule
+// with the pattern "*", as DecideSQL says.
+var sqlRules = ruleKind{
+	judges: func(r *Rule) bool { return len(r.Match.SQL) > 0 },
+	matches: func(r *Rule, c *Command) bool {
+		text := c.Text()
+		return slices.ContainsFunc(r.Match.SQL, func(p string) bool { return sqlMatch(p, text) })
+	},
+	all: func(r *Rule) bool { return slices.Contains(r.Match.SQL, "*") },
 }
