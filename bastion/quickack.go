@@ -31,16 +31,13 @@ type quickAcks struct {
 }
 
 // wrap returns nc acknowledging at once until end, or nc itself when it
-// is not a socket or the platform has no TCP_QUICKACK.
+// is not a TCP connection or the platform has no TCP_QUICKACK.
 func (q *quickAcks) wrap(nc net.Conn) net.Conn {
-	if !haveQuickAck {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok || !haveQuickAck {
 		return nc
 	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nc
-	}
-	raw, err := sc.SyscallConn()
+	raw, err := tc.SyscallConn()
 	if err != nil {
 		return nc
 	}
