@@ -437,20 +437,3 @@ func (c *conn) goSafe(f func()) {
 		f()
 	})
 }
-
-func (c *conn) track(ch ssh.Channel) {
-	c.acks.end() // a channel is open: the setup is over
-	c.mu.Lock()
-	c.channels[ch] = struct{}{}
-	c.mu.Unlock()
-}
-
-func (c *conn) untrack(ch ssh.Channel) {
-	c.mu.Lock()
-	delete(c.channels, ch)
-	if len(c.channels) == 0 && c.drained != nil {
-		close(c.drained)
-		c.drained = nil
-	}
-	c.mu.Unlock()
-}
