@@ -46,6 +46,7 @@ type conn struct {
 	cert   *ssh.Certificate
 	admin  bool         // user name AdminUser: an admin connection, no grant
 	spec   *speculative // upstream connection begun during authentication
+	acks   quickAcks    // both legs acknowledge at once until a channel opens (quickack.go)
 
 	lastActive atomic.Int64  // unix nanos of the last channel data
 	chanSeq    atomic.Uint32 // numbers session channels: recording IDs are SESSION-N
@@ -80,16 +81,20 @@ type conn struct {
 func (s *Server) newConn(base context.Context, nc net.Conn) *conn {
 	id := ulid.Make().String()
 	ctx, cancel := context.WithCancelCause(base)
-	return &conn{
+	c := &conn{
 		s:        s,
 		id:       id,
-		nc:       nc,
 		remote:   nc.RemoteAddr(),
 		log:      s.log.With("session", id, "client", nc.RemoteAddr().String()),
 		ctx:      ctx,
 		cancel:   cancel,
 		channels: make(map[ssh.Channel]struct{}),
 	}
+	c.nc = c.acks.wrap(nc)
+	if s.cfg.noQuickAck {
+		c.acks.end()
+	}
+	return c
 }
 
 // checkKey is the PublicKeyCallback: it verifies the certificate itself.
@@ -431,20 +436,4 @@ func (c *conn) goSafe(f func()) {
 		}()
 		f()
 	})
-}
-
-func (c *conn) track(ch ssh.Channel) {
-	c.mu.Lock()
-	c.channels[ch] = struct{}{}
-	c.mu.Unlock()
-}
-
-func (c *conn) untrack(ch ssh.Channel) {
-	c.mu.Lock()
-	delete(c.channels, ch)
-	if len(c.channels) == 0 && c.drained != nil {
-		close(c.drained)
-		c.drained = nil
-	}
-	c.mu.Unlock()
 }

@@ -105,6 +105,9 @@ type Config struct {
 	// noSpeculation, in tests and benchmarks, dials every target after
 	// authentication (speculate.go).
 	noSpeculation bool
+	// noQuickAck, in tests, leaves acknowledgements to the kernel's
+	// default during setup (quickack.go).
+	noQuickAck bool
 	// Log receives structured logs and audit records, with every PAN
 	// in their text masked; nil discards.
 	Log *slog.Logger

@@ -89,6 +89,7 @@ func (l *speculations) count() int {
 type speculative struct {
 	target *Target
 	login  string
+	acks   *quickAcks // the client connection's
 
 	ctx    context.Context // cancelled to abandon; the conn's is its parent
 	cancel context.CancelFunc
@@ -137,7 +138,7 @@ func (c *conn) speculate(user string, cert *ssh.Certificate) {
 		return
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
-	sp := &speculative{target: g.Target, login: g.Login, ctx: ctx, cancel: cancel, claimed: make(chan struct{}), done: make(chan struct{})}
+	sp := &speculative{target: g.Target, login: g.Login, acks: &c.acks, ctx: ctx, cancel: cancel, claimed: make(chan struct{}), done: make(chan struct{})}
 	c.spec = sp
 	log.Debug("speculative upstream connection begun", "target", g.Target.Name)
 	go sp.run(c.s, log)
@@ -166,7 +167,7 @@ func (sp *speculative) run(s *Server, log *slog.Logger) {
 	defer close(sp.done)
 	defer s.specs.release(sp.target.Name)
 	start := time.Now()
-	nc, err := s.dialTarget(sp.ctx, sp.target)
+	nc, err := s.dialTarget(sp.ctx, sp.target, sp.acks)
 	if err != nil {
 		sp.err = err
 		return

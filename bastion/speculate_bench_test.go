@@ -15,18 +15,20 @@ import (
 // client's authentication round trips are what speculation overlaps the
 // target's TCP connect, sshd start and key exchange with. On loopback
 // without latency the client authenticates in a few milliseconds, too
-// fast for any overlap to show.
+// fast for any overlap to show. The third case leaves acknowledgements
+// to the kernel during setup (quickack.go): sshd's channel open
+// confirmation then waits for a delayed ACK.
 //
 //	go test -run '^$' -bench SetupClientLatency -benchtime 20x ./bastion
 func BenchmarkSetupClientLatency(b *testing.B) {
 	h := env(b)
 	signer := fileSigner(b, h.alice)
 	for _, tc := range []struct {
-		name string
-		off  bool
-	}{{"dial-after-auth", true}, {"speculative", false}} {
+		name       string
+		off, slack bool
+	}{{"dial-after-auth", true, false}, {"speculative", false, false}, {"delayed-acks", false, true}} {
 		b.Run(tc.name, func(b *testing.B) {
-			srv := h.extraServer(b, Config{Policy: h.policy, noSpeculation: tc.off})
+			srv := h.extraServer(b, Config{Policy: h.policy, noSpeculation: tc.off, noQuickAck: tc.slack})
 			addr := delayLine(b, net.JoinHostPort("127.0.0.1", strconv.Itoa(srv.port)), 20*time.Millisecond)
 			cfg := &ssh.ClientConfig{
 				User: "root@t1", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},

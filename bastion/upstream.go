@@ -65,21 +65,22 @@ func (c *conn) dial() (*ssh.Client, error) {
 		return up, err
 	}
 	c.log.Debug("dialing target", "address", t.Address, "upstream_serial", cert.Serial)
-	nc, err := c.s.dialTarget(c.ctx, t)
+	nc, err := c.s.dialTarget(c.ctx, t, &c.acks)
 	if err != nil {
 		return nil, err
 	}
 	return c.s.upstreamHandshake(nc, t, g.Login, ssh.PublicKeys(signer), nil)
 }
 
-// dialTarget opens the TCP connection to t, bounded by DialTimeout and ctx.
-func (s *Server) dialTarget(ctx context.Context, t *Target) (net.Conn, error) {
+// dialTarget opens the TCP connection to t, bounded by DialTimeout and
+// ctx, acknowledging at once until acks ends (quickack.go).
+func (s *Server) dialTarget(ctx context.Context, t *Target, acks *quickAcks) (net.Conn, error) {
 	d := net.Dialer{Timeout: s.cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", t.Address)
 	if err != nil {
 		return nil, &upstreamError{msg: "postern: cannot connect to target " + t.Name, err: err}
 	}
-	return nc, nil
+	return acks.wrap(nc), nil
 }
 
 // upstreamHandshake runs the SSH handshake on nc, a connection to t, and

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package bastion
+
+const haveQuickAck = false
+
+func setQuickAck(uintptr) {}
