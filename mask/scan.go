@@ -86,6 +86,9 @@ type scanner struct {
 	escAt   int   // position of the ESC in the buffer
 	escLen  int
 	escFrom int // where a string sequence's payload starts
+
+	skimTo int  // text() skims again from here (see skim)
+	exact  bool // never skim: the reference skim is tested against
 }
 
 // scan consumes b[i:] and returns how many bytes of b are final: masked
@@ -166,6 +169,7 @@ func (s *scanner) shift(k int) {
 	}
 	s.escAt -= k
 	s.escFrom -= k
+	s.skimTo -= k
 }
 
 // text skips bytes that are neither digits nor ESC, and short digit runs,
@@ -173,6 +177,9 @@ func (s *scanner) shift(k int) {
 // tests eight bytes at a time, and passes over a run of fewer than 13
 // digits that ends on a visible byte without any bookkeeping.
 func (s *scanner) text(b []byte, i int) int {
+	if i >= s.skimTo && len(b)-i >= skimMin && !s.exact {
+		i = s.skim(b, i)
+	}
 	n, start := len(b), i
 	var j int
 outer:
