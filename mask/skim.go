@@ -40,11 +40,12 @@ const (
 // and returns where the exact scanner goes on; it sets prev and prev2 for
 // that point.
 //
-// Its loop reads eight bytes at a time and takes a coarser view still:
-// bytes from 0x20 to 0x39 all join (a stretch it sees holds every stretch
-// in it), and only LF, CR and the bytes of 0x3a and more are breaks. Eight
-// bytes that may bring the stretch to minDigits digits go to word, which
-// reads them exactly; so do other controls than ESC, LF and CR.
+// Its inner loop reads eight bytes at a time and takes a coarser view
+// still: bytes from 0x20 to 0x39 all join (a stretch it sees holds every
+// stretch in it), and only LF, CR and the bytes of 0x3a and more are
+// breaks. Eight bytes with another control in them, or that may bring the
+// stretch to minDigits digits, go to word, which reads them exactly. The
+// inner loop calls nothing, so that its state stays in registers.
 func (s *scanner) skim(b []byte, i int) int {
 	// The stretch starts at hs, after its hard break b[hs-1]; that break
 	// lies in the eight bytes from hw, and lw is the last visible byte
@@ -53,60 +54,16 @@ func (s *scanner) skim(b []byte, i int) int {
 	// last visible byte before j.
 	hs, hw, lw, cnt, last := i, i, byte(0), 0, s.prev
 	j := i
-	for j+8 <= len(b) {
-		v := binary.LittleEndian.Uint64(b[j:])
-		x := v & lo7
-		ge3a := x + (0x80-'9'-1)*lo8
-		nl := ^(x ^ '\n'*lo8 + lo7) | ^(x ^ '\r'*lo8 + lo7)
-		ctl := (^(x + (0x80-0x20)*lo8) | (x + lo8)) &^ nl &^ v & hi8 // C0 but LF and CR, DEL
-		dig := (x + (0x80-'0')*lo8) &^ ge3a &^ v & hi8
-		brk := (ge3a | v | nl) & hi8
-		w := 8
-		if ctl != 0 {
-			w = bits.TrailingZeros64(ctl) >> 3 // the bytes before the first control
-			keep := uint64(1)<<(8*w) - 1
-			dig &= keep
-			brk &= keep
+	for {
+		j, hs, hw, lw, cnt, last = skimRun(b, j, hs, hw, lw, cnt, last)
+		if j+8 > len(b) {
+			break
 		}
-		nd := int((dig >> 7) * lo8 >> 56)
-		if cnt+nd >= minDigits || j-hs > skimSpan {
-			var ok bool
-			j, last, hs, hw, lw, cnt, ok = s.word(b, j, last, hs, hw, lw, cnt)
-			if !ok {
-				s.skimTo = j + skimBack
-				break
-			}
-			continue
+		var ok bool
+		if j, last, hs, hw, lw, cnt, ok = s.word(b, j, last, hs, hw, lw, cnt); !ok {
+			s.skimTo = j + skimBack
+			break
 		}
-		if brk != 0 {
-			n := uint(bits.Len64(brk)) // 8 times the bytes up to the last break
-			hs, hw, lw = j+int(n>>3), j, last
-			cnt = int((dig >> 8 >> ((n - 1) & 63)) * lo8 >> 56) // the digits after it
-		} else {
-			cnt += nd
-		}
-		if w == 8 {
-			last = byte(v >> 56)
-			j += 8
-			continue
-		}
-		if w > 0 {
-			last = byte(v >> (8*w - 8))
-		}
-		j += w
-		switch c := b[j]; c {
-		case escByte:
-			if e := seqEnd(b, j); e > 0 {
-				j = e
-				continue
-			}
-		case '\t', '\v', '\f', 0x18, 0x1a: // visible: a hard break
-			hs, hw, lw, last, cnt = j+1, j, last, c, 0
-			j++
-			continue
-		}
-		s.skimTo = j + skimBack
-		break
 	}
 	if hs > i {
 		s.prev, s.prev2 = b[hs-1], lw
@@ -115,6 +72,33 @@ func (s *scanner) skim(b []byte, i int) int {
 		}
 	}
 	return hs
+}
+
+// skimRun is skim's inner loop, on its own so that its state stays in
+// registers: it returns at the end of b or at eight bytes that go to word.
+func skimRun(b []byte, j, hs, hw int, lw byte, cnt int, last byte) (int, int, int, byte, int, byte) {
+	for j+8 <= len(b) {
+		v := binary.LittleEndian.Uint64(b[j : j+8])
+		x := v & lo7
+		ge3a := x + (0x80-'9'-1)*lo8
+		nl := ^(x ^ '\n'*lo8 + lo7) | ^(x ^ '\r'*lo8 + lo7)
+		ctl := (^(x + (0x80-0x20)*lo8) | (x + lo8)) &^ nl &^ v & hi8 // C0 but LF and CR, DEL
+		dig := (x + (0x80-'0')*lo8) &^ ge3a &^ v & hi8
+		nd := int((dig >> 7) * lo8 >> 56)
+		if ctl != 0 || cnt+nd >= minDigits || j-hs > skimSpan {
+			break
+		}
+		if brk := (ge3a | v | nl) & hi8; brk != 0 {
+			n := uint(bits.Len64(brk)) // 8 times the bytes up to the last break
+			hs, hw, lw = j+int(n>>3), j, last
+			cnt = int((dig >> 8 >> ((n - 1) & 63)) * lo8 >> 56) // the digits after it
+		} else {
+			cnt += nd
+		}
+		last = byte(v >> 56)
+		j += 8
+	}
+	return j, hs, hw, lw, cnt, last
 }
 
 // word reads the eight bytes at b[j:] for skim exactly: the bytes before
