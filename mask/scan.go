@@ -105,6 +105,9 @@ func (s *scanner) scan(b []byte, i int, final bool) int {
 			case escNone:
 				switch s.st {
 				case stText:
+					if i >= s.skimTo && len(b)-i >= skimMin && !s.exact {
+						i = s.skim(b, i)
+					}
 					i = s.text(b, i)
 				case stGroup:
 					i = s.group(b, i)
@@ -177,9 +180,6 @@ func (s *scanner) shift(k int) {
 // tests eight bytes at a time, and passes over a run of fewer than 13
 // digits that ends on a visible byte without any bookkeeping.
 func (s *scanner) text(b []byte, i int) int {
-	if i >= s.skimTo && len(b)-i >= skimMin && !s.exact {
-		i = s.skim(b, i)
-	}
 	n, start := len(b), i
 	var j int
 outer:
