@@ -5,7 +5,7 @@ import (
 	"math/bits"
 )
 
-// skim is a pre-pass for text(): it passes over stretches of terminal text
+// skim is a pre-pass the scanner runs before text(): it passes over stretches of terminal text
 // that provably hold no candidate, eight bytes at a time, without the
 // scanner's bookkeeping, and leaves everything else to the exact scanner.
 //
@@ -25,13 +25,14 @@ import (
 // broken, long or unfinished, and a stretch that reaches minDigits digits
 // or skimSpan bytes. It then hands the exact scanner the start of the
 // stretch it was in, with prev and prev2 as the scanner would have them
-// there, so the stretch is read as if skim had never been. The end of the
+// there (or, in the rare case it cannot tell prev2, where it started), so
+// the stretch is read as if skim had never been. The end of the
 // buffer is handed over the same way: the last stretch may go on in the
 // next write.
 
 const (
 	skimMin  = 64   // skim only when this many bytes are left
-	skimSpan = 1024 // longest stretch with a digit skim passes: far below holdLimit
+	skimSpan = 1024 // longest stretch skim passes: far below holdLimit
 	skimBack = 256  // after stopping, skim again only this far past the stop
 	lo7      = 0x7f7f7f7f7f7f7f7f
 )
@@ -47,36 +48,53 @@ const (
 // stretch to minDigits digits, go to word, which reads them exactly. The
 // inner loop calls nothing, so that its state stays in registers.
 func (s *scanner) skim(b []byte, i int) int {
-	// The stretch starts at hs, after its hard break b[hs-1]; that break
-	// lies in the eight bytes from hw, and lw is the last visible byte
-	// before hw (prev2 at hs, unless b[hs-2] lies in those eight bytes);
-	// cnt is at least the number of visible digits from hs. last is the
-	// last visible byte before j.
-	hs, hw, lw, cnt, last := i, i, byte(0), 0, s.prev
+	// The stretch starts at hs, after its hard break b[hs-1]; cnt is at
+	// least the number of visible digits from hs.
+	hs, cnt := i, 0
 	j := i
 	for {
-		j, hs, hw, lw, cnt, last = skimRun(b, j, hs, hw, lw, cnt, last)
+		j, hs, cnt = skimRun(b, j, hs, cnt)
 		if j+8 > len(b) {
 			break
 		}
 		var ok bool
-		if j, last, hs, hw, lw, cnt, ok = s.word(b, j, last, hs, hw, lw, cnt); !ok {
+		if j, hs, cnt, ok = word(b, j, hs, cnt); !ok {
 			s.skimTo = j + skimBack
 			break
 		}
 	}
-	if hs > i {
-		s.prev, s.prev2 = b[hs-1], lw
-		if hs-2 >= hw {
-			s.prev2 = b[hs-2]
+	return s.handBack(b, i, hs)
+}
+
+// handBack sets prev and prev2 as the exact scanner has them at hs, the
+// start of a stretch skim found from i, and returns hs; if it cannot tell
+// prev2, it returns i, where the scanner's are right. prev is the hard
+// break b[hs-1]. prev2 is only ever read after a 'B' (the 'B' of "%B"),
+// so it is left 0 after any other byte; after a 'B' it is the visible byte
+// before, which b[hs-2] is unless it may be the last byte of an escape
+// sequence (0x30-0x7e) other than '%', which ends none.
+func (s *scanner) handBack(b []byte, i, hs int) int {
+	if hs == i {
+		return i
+	}
+	p, p2 := b[hs-1], byte(0)
+	if p == 'B' {
+		switch c := b[max(hs-2, 0)]; {
+		case hs-1 == i:
+			p2 = s.prev
+		case c == '%' || c < 0x30 || c > 0x7e:
+			p2 = c
+		default:
+			return i
 		}
 	}
+	s.prev, s.prev2 = p, p2
 	return hs
 }
 
 // skimRun is skim's inner loop, on its own so that its state stays in
 // registers: it returns at the end of b or at eight bytes that go to word.
-func skimRun(b []byte, j, hs, hw int, lw byte, cnt int, last byte) (int, int, int, byte, int, byte) {
+func skimRun(b []byte, j, hs, cnt int) (int, int, int) {
 	for j+8 <= len(b) {
 		v := binary.LittleEndian.Uint64(b[j : j+8])
 		x := v & lo7
@@ -90,26 +108,25 @@ func skimRun(b []byte, j, hs, hw int, lw byte, cnt int, last byte) (int, int, in
 		}
 		if brk := (ge3a | v | nl) & hi8; brk != 0 {
 			n := uint(bits.Len64(brk)) // 8 times the bytes up to the last break
-			hs, hw, lw = j+int(n>>3), j, last
+			hs = j + int(n>>3)
 			cnt = int((dig >> 8 >> ((n - 1) & 63)) * lo8 >> 56) // the digits after it
 		} else {
 			cnt += nd
 		}
-		last = byte(v >> 56)
 		j += 8
 	}
-	return j, hs, hw, lw, cnt, last
+	return j, hs, cnt
 }
 
 // word reads the eight bytes at b[j:] for skim exactly: the bytes before
 // the first control in them, then that control (a whole escape sequence,
 // if it starts one). It returns where skim goes on and its state there,
 // or false if skim must stop.
-func (s *scanner) word(b []byte, j int, last byte, hs, hw int, lw byte, cnt int) (int, byte, int, int, byte, int, bool) {
+func word(b []byte, j, hs, cnt int) (int, int, int, bool) {
 	if j-hs > skimSpan {
-		return j, last, hs, hw, lw, cnt, false
+		return j, hs, cnt, false
 	}
-	v := binary.LittleEndian.Uint64(b[j:])
+	v := binary.LittleEndian.Uint64(b[j : j+8])
 	x := v & lo7
 	ctl := (^(x + (0x80-0x20)*lo8) | (x + lo8)) &^ v & hi8 // C0, DEL
 	dig := (x + (0x80-'0')*lo8) &^ (x + (0x80-'9'-1)*lo8) &^ v & hi8
@@ -127,31 +144,28 @@ func (s *scanner) word(b []byte, j int, last byte, hs, hw int, lw byte, cnt int)
 	} else {
 		f := uint(bits.TrailingZeros64(brk))
 		if cnt+int((dig&(1<<f-1)>>7)*lo8>>56) >= minDigits {
-			return j, last, hs, hw, lw, cnt, false
+			return j, hs, cnt, false
 		}
 		l := uint(63 - bits.LeadingZeros64(brk))
-		hs, hw, lw = j+int(l>>3)+1, j, last
+		hs = j + int(l>>3) + 1
 		cnt = int((dig >> l) * lo8 >> 56) // the digits after the break
 	}
 	if cnt >= minDigits {
-		return j, last, hs, hw, lw, cnt, false
-	}
-	if w > 0 {
-		last = byte(v >> (8*w - 8))
+		return j, hs, cnt, false
 	}
 	j += w
 	if w == 8 {
-		return j, last, hs, hw, lw, cnt, true
+		return j, hs, cnt, true
 	}
-	switch c := b[j]; c {
+	switch b[j] {
 	case escByte:
 		if e := seqEnd(b, j); e > 0 {
-			return e, last, hs, hw, lw, cnt, true
+			return e, hs, cnt, true
 		}
 	case '\t', '\n', '\v', '\f', '\r', 0x18, 0x1a: // visible: a hard break
-		return j + 1, c, j + 1, j, last, 0, true
+		return j + 1, j + 1, 0, true
 	}
-	return j, last, hs, hw, lw, cnt, false
+	return j, hs, cnt, false
 }
 
 // seqEnd returns the end of the ESC, nF or CSI sequence that starts at
