@@ -87,8 +87,9 @@ type scanner struct {
 	escLen  int
 	escFrom int // where a string sequence's payload starts
 
-	skimTo int  // text() skims again from here (see skim)
-	exact  bool // never skim: the reference skim is tested against
+	skimTo  int  // scan skims again from here (see skim)
+	skimGap int  // how far past where it stopped skim last waited
+	exact   bool // never skim: the reference skim is tested against
 }
 
 // scan consumes b[i:] and returns how many bytes of b are final: masked
@@ -105,10 +106,11 @@ func (s *scanner) scan(b []byte, i int, final bool) int {
 			case escNone:
 				switch s.st {
 				case stText:
-					if i >= s.skimTo && len(b)-i >= skimMin && !s.exact {
-						i = s.skim(b, i)
+					if i >= s.skimTo && len(b)-i >= skimMin {
+						i = s.skimText(b, i)
+					} else {
+						i = s.text(b, i)
 					}
-					i = s.text(b, i)
 				case stGroup:
 					i = s.group(b, i)
 				case stSep:

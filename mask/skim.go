@@ -33,7 +33,8 @@ import (
 const (
 	skimMin  = 64   // skim only when this many bytes are left
 	skimSpan = 1024 // longest stretch skim passes: far below holdLimit
-	skimBack = 256  // after stopping, skim again only this far past the stop
+	skimBack = 256  // after stopping, skim again only this far past the stop,
+	skimFar  = 8192 // or up to this far when it keeps stopping soon (digit-dense text)
 	lo7      = 0x7f7f7f7f7f7f7f7f
 )
 
@@ -59,11 +60,33 @@ func (s *scanner) skim(b []byte, i int) int {
 		}
 		var ok bool
 		if j, hs, cnt, ok = word(b, j, hs, cnt); !ok {
-			s.skimTo = j + skimBack
+			s.backOff(hs-i, j)
 			break
 		}
 	}
 	return s.handBack(b, i, hs)
+}
+
+// skimText is text after skim, unless s is exact.
+func (s *scanner) skimText(b []byte, i int) int {
+	if !s.exact {
+		i = s.skim(b, i)
+	}
+	return s.text(b, i)
+}
+
+// backOff sets where scan skims next after skim stopped at j, having
+// passed n bytes: skimBack further on, or, while skim keeps stopping
+// sooner than that, twice as far each time up to skimFar, so that text
+// dense with digits, where it never passes much, costs it little.
+func (s *scanner) backOff(n, j int) {
+	gap := max(s.skimGap, skimBack)
+	if n < gap {
+		gap = min(2*gap, skimFar)
+	} else {
+		gap = skimBack
+	}
+	s.skimGap, s.skimTo = gap, j+gap
 }
 
 // handBack sets prev and prev2 as the exact scanner has them at hs, the
