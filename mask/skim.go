@@ -56,6 +56,7 @@ func (s *scanner) skim(b []byte, i int) int {
 	for {
 		j, hs, cnt = skimRun(b, j, hs, cnt)
 		if j+8 > len(b) {
+			s.skimTo = len(b) // the rest of b is the exact scanner's
 			break
 		}
 		var ok bool
@@ -64,6 +65,10 @@ func (s *scanner) skim(b []byte, i int) int {
 			break
 		}
 	}
+	// Whatever skim hands back, it does not read again: scan skims
+	// only from s.skimTo, past every byte read here, so the bytes of a
+	// write are skimmed once however often the exact scanner comes back
+	// to text in what it was handed.
 	return s.handBack(b, i, hs)
 }
 

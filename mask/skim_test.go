@@ -182,6 +182,9 @@ func checkHandBack(t *testing.T, b []byte, input bool) int {
 	if e.scan(cp, 0, false) != p || !bytes.Equal(cp, b[:p]) || e.count != 0 {
 		t.Fatalf("%q: skim stops at %d, where the exact scanner holds or masks", b, p)
 	}
+	if s.skimTo <= p {
+		t.Fatalf("%q: skim stops at %d, and would run again from %d", b, p, s.skimTo)
+	}
 	if e.st != stText || e.esc != escNone || e.prev != s.prev || e.prev == 'B' && (e.prev2 == '%') != (s.prev2 == '%') {
 		t.Fatalf("%q: skim stops at %d with prev %q %q; exact: state %d, escape %d, prev %q %q",
 			b, p, s.prev, s.prev2, e.st, e.esc, e.prev, e.prev2)
