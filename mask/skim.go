@@ -44,10 +44,11 @@ const (
 //
 // Its inner loop reads eight bytes at a time and takes a coarser view
 // still: bytes from 0x20 to 0x39 all join (a stretch it sees holds every
-// stretch in it), and only LF, CR and the bytes of 0x3a and more are
-// breaks. Eight bytes with another control in them, or that may bring the
-// stretch to minDigits digits, go to word, which reads them exactly. The
-// inner loop calls nothing, so that its state stays in registers.
+// stretch in it), and only HT, LF, VT, FF, CR and the bytes of 0x3a and
+// more are breaks. Eight bytes with another control in them, or that may
+// bring the stretch to minDigits digits or past skimSpan bytes, go to
+// word, which reads them exactly. The inner loop calls nothing, so that
+// its state stays in registers.
 func (s *scanner) skim(b []byte, i int) int {
 	// The stretch starts at hs, after its hard break b[hs-1]; cnt is at
 	// least the number of visible digits from hs.
@@ -127,18 +128,21 @@ func skimRun(b []byte, j, hs, cnt int) (int, int, int) {
 		v := binary.LittleEndian.Uint64(b[j : j+8])
 		x := v & lo7
 		ge3a := x + (0x80-'9'-1)*lo8
-		nl := ^(x ^ '\n'*lo8 + lo7) | ^(x ^ '\r'*lo8 + lo7)
-		ctl := (^(x + (0x80-0x20)*lo8) | (x + lo8)) &^ nl &^ v & hi8 // C0 but LF and CR, DEL
+		fe := (x + (0x80-'\t')*lo8) &^ (x + (0x80-'\r'-1)*lo8)   // HT, LF, VT, FF, CR
+		ctl := (^(x+(0x80-0x20)*lo8)&^fe | (x + lo8)) &^ v & hi8 // other C0, DEL
 		dig := (x + (0x80-'0')*lo8) &^ ge3a &^ v & hi8
 		nd := int((dig >> 7) * lo8 >> 56)
-		if ctl != 0 || cnt+nd >= minDigits || j-hs > skimSpan {
+		if ctl != 0 || cnt+nd >= minDigits {
 			break
 		}
-		if brk := (ge3a | v | nl) & hi8; brk != 0 {
+		if brk := (ge3a | v | fe) & hi8; brk != 0 {
 			n := uint(bits.Len64(brk)) // 8 times the bytes up to the last break
 			hs = j + int(n>>3)
 			cnt = int((dig >> 8 >> ((n - 1) & 63)) * lo8 >> 56) // the digits after it
 		} else {
+			if j-hs > skimSpan { // only a stretch without a break grows
+				break
+			}
 			cnt += nd
 		}
 		j += 8
