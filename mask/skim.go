@@ -5,16 +5,17 @@ import (
 	"math/bits"
 )
 
-// skim is a pre-pass the scanner runs before text(): it passes over stretches of terminal text
-// that provably hold no candidate, eight bytes at a time, without the
-// scanner's bookkeeping, and leaves everything else to the exact scanner.
+// skim is a pre-pass the scanner runs before text(): it passes over
+// stretches of terminal text that provably hold no candidate, eight bytes
+// at a time, without the scanner's bookkeeping, and leaves everything else
+// to the exact scanner.
 //
 // A stretch is what lies between two hard breaks: visible bytes other than
-// digits, ' ' and '-' (letters, punctuation, HT, LF, CR, CAN and SUB
-// outside a sequence, bytes of 0x80 and more). Digits and separators join
-// a stretch, and so does a complete ESC, nF or CSI sequence of at most
-// maxEscape bytes, which the exact scanner passes over as transparent in
-// every state. A candidate's run lies inside one stretch (a run is a
+// digits, ' ' and '-' (letters, punctuation, HT, LF, VT, FF, CR, CAN and
+// SUB outside a sequence, bytes of 0x80 and more). Digits and separators
+// join a stretch, and so does a complete ESC, nF or CSI sequence of at
+// most maxEscape bytes, which the exact scanner passes over as transparent
+// in every state. A candidate's run lies inside one stretch (a run is a
 // stricter join: one separator, the same throughout, no break), so a
 // stretch with fewer than minDigits visible digits holds none, and the
 // scanner in stText before it is in stText after its hard break, with that
@@ -26,9 +27,8 @@ import (
 // or skimSpan bytes. It then hands the exact scanner the start of the
 // stretch it was in, with prev and prev2 as the scanner would have them
 // there (or, in the rare case it cannot tell prev2, where it started), so
-// the stretch is read as if skim had never been. The end of the
-// buffer is handed over the same way: the last stretch may go on in the
-// next write.
+// the stretch is read as if skim had never been. The end of the buffer is
+// handed over the same way: the last stretch may go on in the next write.
 
 const (
 	skimMin  = 64   // skim only when this many bytes are left
