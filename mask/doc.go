@@ -105,6 +105,17 @@
 // a non-word byte, a break or the end of the stream, and before an erase
 // takes back one of its digits.
 //
+// Outside a run, the scanner first skims the text eight bytes at a time.
+// Between two visible bytes that no run passes (letters, most
+// punctuation, line ends), digits, separators and complete escape
+// sequences of at most 64 bytes can join; a stretch of them with fewer
+// than 13 digits, shorter than 1 KiB, holds no candidate and is passed
+// over without bookkeeping. Whatever the skim does not model (other
+// controls, erases, string sequences, broken or longer sequences, a
+// stretch that may hold 13 digits, the end of the buffer) is read byte by
+// byte from the start of its stretch, so the output is the same as
+// without the skim.
+//
 // # Erases
 //
 // A line editor echoes a correction as BS and a blank or an erase-line

@@ -86,6 +86,10 @@ type scanner struct {
 	escAt   int   // position of the ESC in the buffer
 	escLen  int
 	escFrom int // where a string sequence's payload starts
+
+	skimTo  int  // scan skims again from here (see skim)
+	skimGap int  // how far past where it stopped skim last waited
+	exact   bool // never skim: the reference skim is tested against
 }
 
 // scan consumes b[i:] and returns how many bytes of b are final: masked
@@ -102,7 +106,11 @@ func (s *scanner) scan(b []byte, i int, final bool) int {
 			case escNone:
 				switch s.st {
 				case stText:
-					i = s.text(b, i)
+					if i >= s.skimTo && len(b)-i >= skimMin {
+						i = s.skimText(b, i)
+					} else {
+						i = s.text(b, i)
+					}
 				case stGroup:
 					i = s.group(b, i)
 				case stSep:
@@ -166,6 +174,7 @@ func (s *scanner) shift(k int) {
 	}
 	s.escAt -= k
 	s.escFrom -= k
+	s.skimTo -= k
 }
 
 // text skips bytes that are neither digits nor ESC, and short digit runs,
