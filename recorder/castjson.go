@@ -39,16 +39,53 @@ const hexDigits = "0123456789abcdef"
 // special8 returns the high bit of each byte of v that may need escaping
 // or UTF-8 decoding: below 0x20, '"', '\\', or 0x80 and above. Borrows
 // can mark bytes above a marked one, never below, so the lowest mark is
-// exact; a zero result means all eight bytes are plain.
+// exact; a zero result means all eight bytes are plain. (A byte below
+// 0x80 that is none of those subtracts without a borrow and without
+// setting its high bit, so the usual "and not v" of a zero-byte test is
+// not needed: bytes with the high bit set are marked anyway.)
 func special8(v uint64) uint64 {
 	const lo = 0x0101010101010101
 	const hi = 0x8080808080808080
-	less20 := (v - 0x20*lo) &^ v
-	q := v ^ (0x22 * lo)
-	quote := (q - lo) &^ q
-	b := v ^ (0x5c * lo)
-	backslash := (b - lo) &^ b
+	less20 := v - 0x20*lo
+	quote := (v ^ 0x22*lo) - lo
+	backslash := (v ^ 0x5c*lo) - lo
 	return (v | less20 | quote | backslash) & hi
+}
+
+// skipPlain returns the index of the first byte of s from i on that needs
+// escaping or UTF-8 decoding, or len(s).
+func skipPlain(s []byte, i int) int {
+	if hasAVX2 && len(s)-i >= 32 {
+		n := (len(s) - i) &^ 31
+		k := plainLenAVX2(s[i:])
+		if i += k; k < n {
+			return i
+		}
+	}
+	// Sixteen bytes at a time: most terminal output needs no escaping,
+	// and a word that does says where.
+	for ; i+16 <= len(s); i += 16 {
+		m0 := special8(binary.LittleEndian.Uint64(s[i:]))
+		m1 := special8(binary.LittleEndian.Uint64(s[i+8:]))
+		if m0 != 0 {
+			return i + bits.TrailingZeros64(m0)>>3
+		}
+		if m1 != 0 {
+			return i + 8 + bits.TrailingZeros64(m1)>>3
+		}
+	}
+	if i+8 <= len(s) {
+		if m := special8(binary.LittleEndian.Uint64(s[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+		i += 8
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return i
+		}
+	}
+	return i
 }
 
 // appendJSONString appends s as a JSON string. Invalid UTF-8 becomes
@@ -57,22 +94,11 @@ func appendJSONString(b []byte, s []byte) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		// Eight bytes at a time: most terminal output needs no
-		// escaping, and a word that does says where.
-		if i+8 <= len(s) {
-			m := special8(binary.LittleEndian.Uint64(s[i:]))
-			if m == 0 {
-				i += 8
-				continue
-			}
-			i += bits.TrailingZeros64(m) >> 3
+		if i = skipPlain(s, i); i == len(s) {
+			break
 		}
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':
