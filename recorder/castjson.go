@@ -6,6 +6,7 @@ package recorder
 import (
 	"encoding/binary"
 	"math/bits"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -52,16 +53,10 @@ func special8(v uint64) uint64 {
 	return (v | less20 | quote | backslash) & hi
 }
 
-// skipPlain returns the index of the first byte of s from i on that needs
-// escaping or UTF-8 decoding, or len(s).
-func skipPlain(s []byte, i int) int {
-	if hasAVX2 && len(s)-i >= 32 {
-		n := (len(s) - i) &^ 31
-		k := plainLenAVX2(s[i:])
-		if i += k; k < n {
-			return i
-		}
-	}
+// skipPlain returns the index of the first byte of s that needs escaping
+// or UTF-8 decoding, or len(s).
+func skipPlain(s []byte) int {
+	i := 0
 	// Sixteen bytes at a time: most terminal output needs no escaping,
 	// and a word that does says where.
 	for ; i+16 <= len(s); i += 16 {
@@ -90,42 +85,57 @@ func skipPlain(s []byte, i int) int {
 
 // appendJSONString appends s as a JSON string. Invalid UTF-8 becomes
 // U+FFFD, as encoding/json does; it does not allocate beyond b's growth.
+//
+// With AVX2, escapeAVX2 does the common part: plain text, line breaks,
+// tabs, quotes and backslashes. What it leaves (other control characters,
+// UTF-8, the last bytes) is done here a run at a time.
 func appendJSONString(b []byte, s []byte) []byte {
 	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if i = skipPlain(s, i); i == len(s) {
+	for len(s) > 0 {
+		if hasAVX2 && len(s) >= 32 {
+			if cap(b)-len(b) < 64 {
+				b = slices.Grow(b, len(s)+64)
+			}
+			nd, ns := escapeAVX2(b[len(b):cap(b)], s)
+			b, s = b[:len(b)+nd], s[ns:]
+		}
+		k := skipPlain(s)
+		b = append(b, s[:k]...)
+		if s = s[k:]; len(s) == 0 {
 			break
 		}
-		c := s[i]
-		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+		if c := s[0]; c < utf8.RuneSelf {
+			b = appendEscape(b, c)
+			s = s[1:]
+			continue
+		}
+		// UTF-8 comes in runs (a word, a table's box drawing): take
+		// the whole run here.
+		for len(s) > 0 && s[0] >= utf8.RuneSelf {
+			r, size := utf8.DecodeRune(s)
+			if r == utf8.RuneError && size == 1 {
+				b = append(b, `\ufffd`...)
+			} else {
+				b = append(b, s[:size]...)
 			}
-			i++
-			start = i
-			continue
+			s = s[size:]
 		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
 	}
-	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// appendEscape appends c, a byte below utf8.RuneSelf that needs escaping,
+// as a JSON escape.
+func appendEscape(b []byte, c byte) []byte {
+	switch c {
+	case '"', '\\':
+		return append(b, '\\', c)
+	case '\n':
+		return append(b, '\\', 'n')
+	case '\r':
+		return append(b, '\\', 'r')
+	case '\t':
+		return append(b, '\\', 't')
+	}
+	return append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
 }

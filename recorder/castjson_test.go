@@ -54,8 +54,8 @@ func refAppendJSONString(b []byte, s []byte) []byte {
 // TestAppendJSONStringBytes: the escaper writes the reference's bytes for
 // random mixes of plain text, escapes, UTF-8 (whole, cut and invalid) at
 // every length and alignment, after a prefix already in b, with b's spare
-// room from none to plenty, and escape-only input that grows b
-// sixfold.
+// room from none to plenty, and for input made of one byte that needs
+// escaping, which grows b two- to sixfold.
 func TestAppendJSONStringBytes(t *testing.T) {
 	pieces := [][]byte{
 		[]byte("some terminal text 0123456789 abcdef"), []byte("\n"), []byte("\r\n"),
@@ -65,8 +65,12 @@ func TestAppendJSONStringBytes(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for n := range 3000 {
+		size := n % 300
+		if n%10 == 0 {
+			size = n // long runs of escapes and UTF-8
+		}
 		var in []byte
-		for len(in) < n%300 {
+		for len(in) < size {
 			in = append(in, pieces[rng.IntN(len(pieces))]...)
 		}
 		prefix := []byte("[0.000001, \"o\", ")[:rng.IntN(17)]
@@ -77,9 +81,11 @@ func TestAppendJSONStringBytes(t *testing.T) {
 			t.Fatalf("%q after %q:\n got %q\nwant %q", in, prefix, got, want)
 		}
 	}
-	controls := bytes.Repeat([]byte{0x01}, 1000)
-	if got, want := appendJSONString(nil, controls), refAppendJSONString(nil, controls); !bytes.Equal(got, want) {
-		t.Fatalf("controls: got %d bytes, want %d", len(got), len(want))
+	for _, c := range []byte{0x01, '"', '\n', 0xff} {
+		in := bytes.Repeat([]byte{c}, 1000)
+		if got, want := appendJSONString(nil, in), refAppendJSONString(nil, in); !bytes.Equal(got, want) {
+			t.Fatalf("1000 × %q: got %d bytes, want %d", c, len(got), len(want))
+		}
 	}
 }
 

@@ -2,7 +2,7 @@
 
 package recorder
 
-// hasAVX2 is false off amd64: appendJSONString scans words in Go.
+// hasAVX2 is false off amd64: appendJSONString escapes in Go alone.
 const hasAVX2 = false
 
-func plainLenAVX2(s []byte) int { panic("recorder: plainLenAVX2 off amd64") }
+func escapeAVX2(dst, src []byte) (nd, ns int) { panic("recorder: escapeAVX2 off amd64") }
