@@ -122,3 +122,14 @@ func BenchmarkSessionIndex(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 }
+
+// BenchmarkAppendJSONStringUTF8 is the escaping of output with UTF-8 in
+// every line: box drawing, accents and CJK, as psql or ls print them.
+func BenchmarkAppendJSONStringUTF8(b *testing.B) {
+	chunk := bytes.Repeat([]byte("│ 42 │ café crème │ 東京都 │ ok \x1b[0m\r\n"), 1000)[:32<<10]
+	out := make([]byte, 0, 2*len(chunk))
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		out = appendJSONString(out[:0], chunk)
+	}
+}

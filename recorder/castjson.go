@@ -87,8 +87,9 @@ func skipPlain(s []byte) int {
 // U+FFFD, as encoding/json does; it does not allocate beyond b's growth.
 //
 // With AVX2, escapeAVX2 does the common part: plain text, line breaks,
-// tabs, quotes and backslashes. What it leaves (other control characters,
-// UTF-8, the last bytes) is done here a run at a time.
+// tabs, quotes and backslashes. Where it stops (other control characters,
+// UTF-8, the last bytes), Go takes plain text and valid UTF-8 up to the
+// next byte to escape, copies that run at once and writes the escape.
 func appendJSONString(b []byte, s []byte) []byte {
 	b = append(b, '"')
 	for len(s) > 0 {
@@ -99,27 +100,27 @@ func appendJSONString(b []byte, s []byte) []byte {
 			nd, ns := escapeAVX2(b[len(b):cap(b)], s)
 			b, s = b[:len(b)+nd], s[ns:]
 		}
-		k := skipPlain(s)
+		k := 0
+		for {
+			if k += skipPlain(s[k:]); k == len(s) || s[k] < utf8.RuneSelf {
+				break
+			}
+			r, size := utf8.DecodeRune(s[k:])
+			if r == utf8.RuneError && size == 1 {
+				break
+			}
+			k += size
+		}
 		b = append(b, s[:k]...)
 		if s = s[k:]; len(s) == 0 {
 			break
 		}
 		if c := s[0]; c < utf8.RuneSelf {
 			b = appendEscape(b, c)
-			s = s[1:]
-			continue
+		} else {
+			b = append(b, `\ufffd`...)
 		}
-		// UTF-8 comes in runs (a word, a table's box drawing): take
-		// the whole run here.
-		for len(s) > 0 && s[0] >= utf8.RuneSelf {
-			r, size := utf8.DecodeRune(s)
-			if r == utf8.RuneError && size == 1 {
-				b = append(b, `\ufffd`...)
-			} else {
-				b = append(b, s[:size]...)
-			}
-			s = s[size:]
-		}
+		s = s[1:]
 	}
 	return append(b, '"')
 }
