@@ -35,6 +35,7 @@ fuzz:
 	bash scripts/fuzz.sh approval FuzzDecide $(SHORTFUZZ)
 	bash scripts/fuzz.sh recorder FuzzParseEvent $(SHORTFUZZ)
 	bash scripts/fuzz.sh recorder FuzzJSONString $(SHORTFUZZ)
+	bash scripts/fuzz.sh recorder FuzzJSONStringBytes $(SHORTFUZZ)
 	bash scripts/fuzz.sh recorder FuzzReader $(SHORTFUZZ)
 	bash scripts/fuzz.sh recorder FuzzParseChainHead $(SHORTFUZZ)
 	bash scripts/fuzz.sh recorder FuzzTerminalFilter $(SHORTFUZZ)
