@@ -35,7 +35,13 @@ const (
 	skimSpan = 1024 // longest stretch skim passes: far below holdLimit
 	skimBack = 256  // after stopping, skim again only this far past the stop,
 	skimFar  = 8192 // or up to this far when it keeps stopping soon (digit-dense text)
-	lo7      = 0x7f7f7f7f7f7f7f7f
+	// skimWaste: skim also backs off when it passes less than this many
+	// times what it read in vain (handed back). In text dense with escape
+	// sequences passing costs it about what it costs the exact scanner, so
+	// text made to waste its reading (long stretches of sequences ending
+	// on what stops it) can then cost at most about 1/skimWaste more.
+	skimWaste = 8
+	lo7       = 0x7f7f7f7f7f7f7f7f
 )
 
 // skim passes over b[i:], the scanner being in stText outside sequences,
@@ -54,6 +60,7 @@ func (s *scanner) skim(b []byte, i int) int {
 	// least the number of visible digits from hs.
 	hs, cnt := i, 0
 	j := i
+	stopped := false
 	for {
 		j, hs, cnt = skimRun(b, j, hs, cnt)
 		if j+8 > len(b) {
@@ -62,7 +69,7 @@ func (s *scanner) skim(b []byte, i int) int {
 		}
 		var ok bool
 		if j, hs, cnt, ok = word(b, j, hs, cnt); !ok {
-			s.backOff(hs-i, j)
+			stopped = true
 			break
 		}
 	}
@@ -70,7 +77,11 @@ func (s *scanner) skim(b []byte, i int) int {
 	// only from s.skimTo, past every byte read here, so the bytes of a
 	// write are skimmed once however often the exact scanner comes back
 	// to text in what it was handed.
-	return s.handBack(b, i, hs)
+	r := s.handBack(b, i, hs)
+	if stopped {
+		s.backOff(r-i, j-r, j)
+	}
+	return r
 }
 
 // skimText is text after skim, unless s is exact.
@@ -82,12 +93,15 @@ func (s *scanner) skimText(b []byte, i int) int {
 }
 
 // backOff sets where scan skims next after skim stopped at j, having
-// passed n bytes: skimBack further on, or, while skim keeps stopping
-// sooner than that, twice as far each time up to skimFar, so that text
-// dense with digits, where it never passes much, costs it little.
-func (s *scanner) backOff(n, j int) {
+// passed n bytes and read waste more that it handed back to the exact
+// scanner: skimBack further on, or, while skim keeps stopping sooner than
+// that or passing less than skimWaste times what it wasted, twice as far
+// each time up to skimFar, so that text dense with digits, where it never
+// passes much, and text made to waste its reading (long stretches of
+// sequences that end on what stops it) cost it little.
+func (s *scanner) backOff(n, waste, j int) {
 	gap := max(s.skimGap, skimBack)
-	if n < gap {
+	if n < gap || n < skimWaste*waste {
 		gap = min(2*gap, skimFar)
 	} else {
 		gap = skimBack

@@ -2,6 +2,7 @@ package mask
 
 import (
 	"bytes"
+	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"strings"
@@ -241,6 +242,69 @@ func TestSkimAttackLong(t *testing.T) {
 				t.Fatal("skim changes the output of Mask")
 			}
 			checkSession(t, rng, b, attackConfig(rng))
+		}
+	}
+}
+
+// skimWorst is input made to waste skim's work: each cycle gives skim
+// just enough text to pass (so that its back-off stays at its shortest),
+// then a stretch of joiners of about skimSpan bytes that ends on what
+// makes skim stop (an ignored control), so that the exact scanner reads
+// the stretch again.
+func skimWorst(pass string, passLen int, prefix, stretch string) []byte {
+	var c []byte
+	for len(c) < max(528, passLen) {
+		if pass == "" || len(c) < 528 && passLen == 0 {
+			c = append(c, "abcdefg\n"...)
+		} else {
+			c = append(c, pass...)
+		}
+	}
+	c = append(c, prefix...)
+	for n := len(c); len(c) < n+skimSpan-40; {
+		c = append(c, stretch...)
+	}
+	c = append(c, 0)
+	return bytes.Repeat(c, (8<<20)/len(c))
+}
+
+var skimWorstCases = []struct {
+	name, pass    string
+	passLen       int
+	prefix, strch string
+}{
+	{"spaces", "", 0, "", " "},
+	{"digits", "", 0, "1 2 3 4 5 6 7 8 9 0 1 2", " "},
+	{"digits-csi", "", 0, "1 2 3 4 5 6 7 8 9 0 1 2", "\x1b[m"},
+	{"csi", "", 0, "", "\x1b[m"},
+	{"csi-long", "", 0, "", "\x1b[" + strings.Repeat("1;", 30) + "m"},
+	{"nf", "", 0, "", "\x1b(B"},
+	{"esc", "", 0, "", "\x1b7"},
+	{"xB", "", 0, "xB", " "},
+	{"xB-letters", "", 0, strings.Repeat("abcdefg\n", 100) + "xB", " "},
+	{"csi-passed", "x\x1b[m", 1300, "1 2 3 4 5 6 7 8 9 0 1 2", "\x1b[m"},
+	{"esc-passed", "x\x1b7", 1300, "1 2 3 4 5 6 7 8 9 0 1 2", "\x1b7"},
+	{"digits-passed", "x1 2 3 4 5 6", 1300, "1 2 3 4 5 6 7 8 9 0 1 2", " "},
+	{"csi-passed4", "x\x1b[m", 4500, "1 2 3 4 5 6 7 8 9 0 1 2", "\x1b[m"},
+	{"esc-passed4", "x\x1b7", 4500, "1 2 3 4 5 6 7 8 9 0 1 2", "\x1b7"},
+	{"csi-passed9", "x\x1b[m", 9200, "1 2 3 4 5 6 7 8 9 0 1 2", "\x1b[m"},
+}
+
+// BenchmarkSkimWorst measures Mask of skimWorst inputs with skim and
+// without it (exact).
+func BenchmarkSkimWorst(b *testing.B) {
+	for _, tc := range skimWorstCases {
+		in := skimWorst(tc.pass, tc.passLen, tc.prefix, tc.strch)
+		buf := make([]byte, len(in))
+		for _, exact := range []bool{true, false} {
+			b.Run(fmt.Sprintf("%s/exact=%v", tc.name, exact), func(b *testing.B) {
+				b.SetBytes(int64(len(in)))
+				for b.Loop() {
+					copy(buf, in)
+					s := scanner{exact: exact}
+					s.scan(buf, 0, true)
+				}
+			})
 		}
 	}
 }
