@@ -308,3 +308,30 @@ func BenchmarkSkimWorst(b *testing.B) {
 		}
 	}
 }
+
+// TestSkimBacksOffAfterWaste checks that skim backs off further when it
+// hands back more than it passed: a 'B' whose prev2 it cannot tell makes
+// it hand back where it started, and a long stretch of sequences that ends
+// on an ignored control is read in vain; either way the exact scanner
+// reads it all again, so skim must not run again soon.
+func TestSkimBacksOffAfterWaste(t *testing.T) {
+	t.Parallel()
+	letters := strings.Repeat("abcdefg\n", 64)
+	for _, tc := range []struct {
+		name string
+		in   string
+		back int // where skim hands back
+	}{
+		{"xB", letters + "xB 1 2 3\x00" + filler, 0},
+		{"sequences", letters + strings.Repeat("\x1b[m", 100) + "\x00" + filler, len(letters)},
+	} {
+		s := scanner{}
+		b := []byte(tc.in)
+		if p := s.skim(b, 0); p != tc.back {
+			t.Fatalf("%s: skim hands back at %d, want %d", tc.name, p, tc.back)
+		}
+		if s.skimGap <= skimBack {
+			t.Errorf("%s: skim waits %d bytes after wasting its reading, want more than %d", tc.name, s.skimGap, skimBack)
+		}
+	}
+}
