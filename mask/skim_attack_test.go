@@ -335,3 +335,40 @@ func TestSkimBacksOffAfterWaste(t *testing.T) {
 		}
 	}
 }
+
+// TestSkimAttackEveryByte inserts every byte value, alone, after an ESC
+// and before one, at every point of card data in the shapes the scanner
+// has rules for, at every alignment, and holds skim to the exact scanner.
+func TestSkimAttackEveryByte(t *testing.T) {
+	t.Parallel()
+	contexts := []string{
+		"4111 1111 1111 1111 ok",
+		"%B4111111111111111^",
+		"4111111111111111D2512",
+		"12-34-4111111111111111 ",
+		"3782-822463-10005.",
+		"x 41111111\x1b[m11111111|",
+	}
+	var cfgs []Config
+	for _, d := range []Detect{DetectBrands, DetectLuhn} {
+		for _, input := range []bool{false, true} {
+			cfgs = append(cfgs, Config{Mode: ModeFull, Detect: d, Input: input})
+		}
+	}
+	for _, ctx := range contexts {
+		for pos := range len(ctx) + 1 {
+			for v := range 256 {
+				b := string([]byte{byte(v)})
+				for k, c := range []string{b, "\x1b" + b, b + "\x1b[m"} {
+					pad := (pos + v + k) % 8
+					in := []byte(filler[:len(filler)-pad] + ctx[:pos] + c + ctx[pos:] + filler)
+					for _, cfg := range cfgs {
+						if got, want := maskExact(in, cfg, false), maskExact(in, cfg, true); !bytes.Equal(got, want) {
+							t.Fatalf("%v input %v: skim changes the output\n in: %q\ngot: %q\nwant %q", cfg.Detect, cfg.Input, in, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
