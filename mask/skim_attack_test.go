@@ -287,6 +287,7 @@ var skimWorstCases = []struct {
 	{"digits-passed", "x1 2 3 4 5 6", 1300, "1 2 3 4 5 6 7 8 9 0 1 2", " "},
 	{"csi-passed4", "x\x1b[m", 4500, "1 2 3 4 5 6 7 8 9 0 1 2", "\x1b[m"},
 	{"esc-passed4", "x\x1b7", 4500, "1 2 3 4 5 6 7 8 9 0 1 2", "\x1b7"},
+	{"can", "\x18", 1300, "", "\x18"},
 	{"csi-passed9", "x\x1b[m", 9200, "1 2 3 4 5 6 7 8 9 0 1 2", "\x1b[m"},
 }
 
@@ -369,6 +370,23 @@ func TestSkimAttackEveryByte(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestSkimWordReadsBreaks checks that word reads the controls that are
+// hard breaks (HT to CR, CAN, SUB) with the other bytes of its eight: it
+// read them one call a byte, which made text dense with CAN (a target
+// may print any bytes) 30 times slower to skim than to scan exactly.
+func TestSkimWordReadsBreaks(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{"\x18\x18\x18\x18\x18\x18\x18\x18", "ab\x1a12\t\r\x18", "\x18\n\v\f 1 2"} {
+		b := []byte(in + filler)
+		j, hs, cnt, ok := word(b, 0, 0, 0)
+		last := strings.LastIndexAny(in, "\t\n\v\f\r\x18\x1aab") + 1
+		want := strings.Count(in[last:], "1") + strings.Count(in[last:], "2")
+		if j != 8 || hs != last || cnt != want || !ok {
+			t.Errorf("%q: word = %d, %d, %d, %v; want 8, %d, %d, true", in, j, hs, cnt, ok, last, want)
 		}
 	}
 }
