@@ -50,12 +50,12 @@ const (
 //
 // Its inner loop reads eight bytes at a time and takes a coarser view
 // still: bytes from 0x20 to 0x39 all join (a stretch it sees holds every
-// stretch in it), and only HT, LF, VT, FF, CR and the bytes of 0x3a and
-// more are breaks. Eight bytes with another control in them (CAN
-// and SUB too: they are rare, and every test the inner loop makes costs
-// it on all text), or that may bring the stretch to minDigits digits or
-// past skimSpan bytes, go to word, which reads them exactly. The inner
-// loop calls nothing, so that its state stays in registers.
+// stretch in it), and only HT, LF, VT, FF, CR, the bytes of 0x3a and more,
+// and CAN and SUB (tested for only among controls) are breaks. Eight bytes
+// with another control in them, or that may bring the stretch to
+// minDigits digits or past skimSpan bytes, go to word, which reads them
+// exactly. The inner loop calls nothing, so that its state stays in
+// registers.
 func (s *scanner) skim(b []byte, i int) int {
 	// The stretch starts at hs, after its hard break b[hs-1]; cnt is at
 	// least the number of visible digits from hs.
@@ -147,7 +147,16 @@ func skimRun(b []byte, j, hs, cnt int) (int, int, int) {
 		ctl := (^(x+(0x80-0x20)*lo8)&^fe | (x + lo8)) &^ v & hi8 // other C0, DEL
 		dig := (x + (0x80-'0')*lo8) &^ ge3a &^ v & hi8
 		nd := int((dig >> 7) * lo8 >> 56)
-		if ctl != 0 || cnt+nd >= minDigits {
+		if ctl != 0 {
+			// CAN and SUB are breaks too; tested only here, so that
+			// text without controls pays nothing for them.
+			cs := ctl &^ ((x | 2*lo8) ^ 0x1a*lo8 + lo7)
+			if ctl != cs {
+				break
+			}
+			fe |= cs
+		}
+		if cnt+nd >= minDigits {
 			break
 		}
 		if brk := (ge3a | v | fe) & hi8; brk != 0 {
