@@ -35,7 +35,13 @@ const (
 	skimSpan = 1024 // longest stretch skim passes: far below holdLimit
 	skimBack = 256  // after stopping, skim again only this far past the stop,
 	skimFar  = 8192 // or up to this far when it keeps stopping soon (digit-dense text)
-	lo7      = 0x7f7f7f7f7f7f7f7f
+	// skimWaste: skim also backs off when it passes less than this many
+	// times what it read in vain (handed back). In text dense with escape
+	// sequences passing costs it about what it costs the exact scanner, so
+	// text made to waste its reading (long stretches of sequences ending
+	// on what stops it) can then cost at most about 1/skimWaste more.
+	skimWaste = 8
+	lo7       = 0x7f7f7f7f7f7f7f7f
 )
 
 // skim passes over b[i:], the scanner being in stText outside sequences,
@@ -44,16 +50,18 @@ const (
 //
 // Its inner loop reads eight bytes at a time and takes a coarser view
 // still: bytes from 0x20 to 0x39 all join (a stretch it sees holds every
-// stretch in it), and only HT, LF, VT, FF, CR and the bytes of 0x3a and
-// more are breaks. Eight bytes with another control in them, or that may
-// bring the stretch to minDigits digits or past skimSpan bytes, go to
-// word, which reads them exactly. The inner loop calls nothing, so that
-// its state stays in registers.
+// stretch in it), and only HT, LF, VT, FF, CR, the bytes of 0x3a and more,
+// and CAN and SUB (tested for only among controls) are breaks. Eight bytes
+// with another control in them, or that may bring the stretch to
+// minDigits digits or past skimSpan bytes, go to word, which reads them
+// exactly. The inner loop calls nothing, so that its state stays in
+// registers.
 func (s *scanner) skim(b []byte, i int) int {
 	// The stretch starts at hs, after its hard break b[hs-1]; cnt is at
 	// least the number of visible digits from hs.
 	hs, cnt := i, 0
 	j := i
+	stopped := false
 	for {
 		j, hs, cnt = skimRun(b, j, hs, cnt)
 		if j+8 > len(b) {
@@ -62,7 +70,7 @@ func (s *scanner) skim(b []byte, i int) int {
 		}
 		var ok bool
 		if j, hs, cnt, ok = word(b, j, hs, cnt); !ok {
-			s.backOff(hs-i, j)
+			stopped = true
 			break
 		}
 	}
@@ -70,7 +78,11 @@ func (s *scanner) skim(b []byte, i int) int {
 	// only from s.skimTo, past every byte read here, so the bytes of a
 	// write are skimmed once however often the exact scanner comes back
 	// to text in what it was handed.
-	return s.handBack(b, i, hs)
+	r := s.handBack(b, i, hs)
+	if stopped {
+		s.backOff(r-i, j-r, j)
+	}
+	return r
 }
 
 // skimText is text after skim, unless s is exact.
@@ -82,12 +94,15 @@ func (s *scanner) skimText(b []byte, i int) int {
 }
 
 // backOff sets where scan skims next after skim stopped at j, having
-// passed n bytes: skimBack further on, or, while skim keeps stopping
-// sooner than that, twice as far each time up to skimFar, so that text
-// dense with digits, where it never passes much, costs it little.
-func (s *scanner) backOff(n, j int) {
+// passed n bytes and read waste more that it handed back to the exact
+// scanner: skimBack further on, or, while skim keeps stopping sooner than
+// that or passing less than skimWaste times what it wasted, twice as far
+// each time up to skimFar, so that text dense with digits, where it never
+// passes much, and text made to waste its reading (long stretches of
+// sequences that end on what stops it) cost it little.
+func (s *scanner) backOff(n, waste, j int) {
 	gap := max(s.skimGap, skimBack)
-	if n < gap {
+	if n < gap || n < skimWaste*waste {
 		gap = min(2*gap, skimFar)
 	} else {
 		gap = skimBack
@@ -132,7 +147,16 @@ func skimRun(b []byte, j, hs, cnt int) (int, int, int) {
 		ctl := (^(x+(0x80-0x20)*lo8)&^fe | (x + lo8)) &^ v & hi8 // other C0, DEL
 		dig := (x + (0x80-'0')*lo8) &^ ge3a &^ v & hi8
 		nd := int((dig >> 7) * lo8 >> 56)
-		if ctl != 0 || cnt+nd >= minDigits {
+		if ctl != 0 {
+			// CAN and SUB are breaks too; tested only here, so that
+			// text without controls pays nothing for them.
+			cs := ctl &^ ((x | 2*lo8) ^ 0x1a*lo8 + lo7)
+			if ctl != cs {
+				break
+			}
+			fe |= cs
+		}
+		if cnt+nd >= minDigits {
 			break
 		}
 		if brk := (ge3a | v | fe) & hi8; brk != 0 {
@@ -151,8 +175,8 @@ func skimRun(b []byte, j, hs, cnt int) (int, int, int) {
 }
 
 // word reads the eight bytes at b[j:] for skim exactly: the bytes before
-// the first control in them, then that control (a whole escape sequence,
-// if it starts one). It returns where skim goes on and its state there,
+// the first control in them other than a break (ctlBreaks), then that
+// control (a whole escape sequence, if it starts one). It returns where skim goes on and its state there,
 // or false if skim must stop.
 func word(b []byte, j, hs, cnt int) (int, int, int, bool) {
 	if j-hs > skimSpan {
@@ -160,7 +184,7 @@ func word(b []byte, j, hs, cnt int) (int, int, int, bool) {
 	}
 	v := binary.LittleEndian.Uint64(b[j : j+8])
 	x := v & lo7
-	ctl := (^(x + (0x80-0x20)*lo8) | (x + lo8)) &^ v & hi8 // C0, DEL
+	ctl := (^(x + (0x80-0x20)*lo8) | (x + lo8)) &^ v & hi8 &^ ctlBreaks(x, v) // other C0, DEL
 	dig := (x + (0x80-'0')*lo8) &^ (x + (0x80-'9'-1)*lo8) &^ v & hi8
 	sep := ^(x^' '*lo8+lo7)&^v&hi8 | ^(x^'-'*lo8+lo7)&^v&hi8
 	brk := ^(dig | sep | ctl) & hi8
@@ -189,15 +213,23 @@ func word(b []byte, j, hs, cnt int) (int, int, int, bool) {
 	if w == 8 {
 		return j, hs, cnt, true
 	}
-	switch b[j] {
-	case escByte:
+	if b[j] == escByte {
 		if e := seqEnd(b, j); e > 0 {
 			return e, hs, cnt, true
 		}
-	case '\t', '\n', '\v', '\f', '\r', 0x18, 0x1a: // visible: a hard break
-		return j + 1, j + 1, 0, true
 	}
 	return j, hs, cnt, false
+}
+
+// ctlBreaks returns the high bits of the bytes of v (x being v&lo7) that
+// are controls skim takes as hard breaks, in one test: HT, LF, VT, FF, CR,
+// and CAN and SUB, visible outside a sequence. word reads them with the
+// other bytes of its eight: text dense with CAN, read one word call a
+// byte, made skim 30 times slower than the exact scanner.
+func ctlBreaks(x, v uint64) uint64 {
+	fe := (x + (0x80-'\t')*lo8) &^ (x + (0x80-'\r'-1)*lo8) // HT, LF, VT, FF, CR
+	cs := (x | 2*lo8) ^ 0x1a*lo8                           // 0 at CAN and SUB
+	return (fe | ^(cs + lo7)) &^ v & hi8
 }
 
 // seqEnd returns the end of the ESC, nF or CSI sequence that starts at
