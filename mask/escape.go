@@ -182,7 +182,9 @@ func (s *scanner) payload(b []byte, from, to int) {
 	if to-from < minDigits {
 		return
 	}
-	sub := scanner{mode: s.mode, detect: s.detect, input: s.input}
+	// exact: the skim is not for a string's text, which is judged as
+	// a stream of its own (and is shorter than the skim's minimum anyway).
+	sub := scanner{mode: s.mode, detect: s.detect, input: s.input, exact: true}
 	if s.out == nil { // read-only and nothing masked yet: look first
 		sub.ro = true // and no src: hide only records that it was called
 		sub.scan(b[from:to], 0, true)
@@ -190,7 +192,7 @@ func (s *scanner) payload(b []byte, from, to int) {
 			return
 		}
 		s.out = append(s.spare, s.src...)
-		sub = scanner{mode: s.mode, detect: s.detect, input: s.input}
+		sub = scanner{mode: s.mode, detect: s.detect, input: s.input, exact: true}
 	}
 	sub.scan(s.out[from:to], 0, true)
 	s.count += sub.count
