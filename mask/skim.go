@@ -122,20 +122,13 @@ func (s *scanner) handBack(b []byte, i, hs int) int {
 }
 
 // skimRun is skim's inner loop: it returns at the end of b or at eight
-// bytes that go to word. With AVX2 it passes what it can 32 bytes at a
-// time and runs skimRun8 on each block the coarser test there fails (a
-// control in it, or up to 13 digits in cnt and the block together); it
-// returns what skimRun8 alone would.
+// bytes that go to word. With AVX2 it reads 32 bytes a step
+// (skimAVX2) and leaves only the last few bytes to skimRun8; it returns
+// what skimRun8 alone would.
 func skimRun(b []byte, j, hs, cnt int) (int, int, int) {
 	if hasSkimAVX2 {
-		for j+32 <= len(b) {
-			if j, hs, cnt = skimAVX2(b, j, hs, cnt); j+32 > len(b) {
-				break
-			}
-			e := j + 32
-			if j, hs, cnt = skimRun8(b[:e], j, hs, cnt); j < e {
-				return j, hs, cnt // stopped in the block
-			}
+		if j, hs, cnt = skimAVX2(b, j, hs, cnt); j+32 <= len(b) {
+			return j, hs, cnt // stopped before the last block
 		}
 	}
 	return skimRun8(b, j, hs, cnt)

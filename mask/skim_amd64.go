@@ -9,14 +9,13 @@ var hasSkimAVX2 = cpuHasAVX2()
 // imports only the standard library, which keeps its own answer internal.
 func cpuHasAVX2() bool
 
-// skimAVX2 is skimRun8's loop 32 bytes at a time, for the blocks it can
-// pass whole by a coarser test: no control other than HT, LF, VT, FF and
-// CR, fewer than minDigits digits in cnt and the block together, and a
-// stretch at most skimSpan-24 bytes long at its start. It returns at the
-// first block that fails the test or when fewer than 32 bytes of b are
-// left, with j, hs and cnt as skimRun8 has them there: it passes only
-// blocks skimRun8 passes whole. It needs 0 <= j <= len(b) and hs <= j,
-// and reads no byte outside b[j:].
+// skimAVX2 is skimRun8 on the 32-byte blocks of b from j: it returns
+// what skimRun8 returns on b[:j+32*((len(b)-j)/32)]. Most blocks pass
+// whole by a coarser test (no control other than HT, LF, VT, FF and CR,
+// fewer than minDigits digits in cnt and the block together, a stretch
+// at most skimSpan-24 bytes long at its start); the others go through
+// skimRun8's steps on the block's bit masks. It needs 0 <= j <= len(b)
+// and hs <= j, and reads no byte outside b[j:].
 //
 //go:noescape
 func skimAVX2(b []byte, j, hs, cnt int) (int, int, int)

@@ -43,13 +43,14 @@ no:
 // Per 32-byte block, three bit masks from signed byte compares: digits
 // (above 0x2f and not above 0x39), breaks (above 0x39, HT to CR, and the
 // bytes of 0x80 and more, negative as signed bytes) and other controls
-// (below 0x20 but not HT to CR, not negative; and DEL). A block with a
-// control, or whose digits bring cnt to minDigits (13), or that starts
-// more than skimSpan-24 (1000) bytes after hs, ends the loop; otherwise
-// hs and cnt follow its last break as skimRun8's would. Only VEX
-// instructions among the vector ones (a legacy SSE one costs hundreds of
-// nanoseconds a call on some machines), and VZEROUPPER before returning.
-// Y15 and R14 are left alone (Go's ABI reserves them).
+// (below 0x20 but not HT to CR, not negative; and DEL). A block with no
+// control, whose digits leave cnt below minDigits (13), starting at most
+// skimSpan-24 (1000) bytes after hs, passes whole: hs and cnt follow its
+// last break. Any other block goes through skimRun8's steps on the masks,
+// eight bits at a time, and the loop ends where the first of them stops.
+// Only VEX instructions among the vector ones (a legacy SSE one costs
+// hundreds of nanoseconds a call on some machines), and VZEROUPPER before
+// returning. Y15, R14 and R15 are left alone (Go's ABI reserves them).
 TEXT ·skimAVX2(SB), NOSPLIT, $0-72
 	MOVQ         b_base+0(FP), SI
 	MOVQ         b_len+8(FP), DI
@@ -67,10 +68,6 @@ TEXT ·skimAVX2(SB), NOSPLIT, $0-72
 loop:
 	CMPQ      DX, DI
 	JGT       done
-	MOVQ      DX, AX
-	SUBQ      R8, AX
-	CMPQ      AX, $1000 // skimSpan-24: no sub-block may start past skimSpan
-	JGT       done
 	VMOVDQU   (SI)(DX*1), Y0
 	VPCMPGTB  Y10, Y0, Y1 // above 0x2f
 	VPCMPGTB  Y11, Y0, Y2 // above 0x39
@@ -85,17 +82,20 @@ loop:
 	VPOR      Y4, Y5, Y4  // controls, and the negative bytes
 	VPMOVMSKB Y0, R10     // negative: 0x80 and more
 	VPMOVMSKB Y4, R11
-	MOVL      R10, R12
-	NOTL      R12
-	TESTL     R12, R11
-	JNZ       done
 	VPMOVMSKB Y1, BX      // digits
 	VPMOVMSKB Y2, R12
 	ORL       R10, R12    // breaks
+	NOTL      R10
+	ANDL      R10, R11    // controls
+	JNZ       steps
 	POPCNTL   BX, AX
 	ADDQ      R9, AX
 	CMPQ      AX, $13     // minDigits
-	JGE       done
+	JGE       steps
+	MOVQ      DX, CX
+	SUBQ      R8, CX
+	CMPQ      CX, $1000   // skimSpan-24: no step may start past skimSpan
+	JGT       steps
 	TESTL     R12, R12
 	JZ        nobreak
 	BSRL      R12, R12    // the last break
@@ -109,6 +109,46 @@ loop:
 nobreak:
 	MOVQ AX, R9
 	ADDQ $32, DX
+	JMP  loop
+
+	// skimRun8's steps on the block's masks: R11 controls, BX digits,
+	// R12 breaks, the low eight bits of each for the step at DX.
+steps:
+	MOVL $4, R13
+
+step:
+	TESTL   $0xff, R11
+	JNZ     done
+	MOVL    BX, AX
+	ANDL    $0xff, AX
+	POPCNTL AX, R10      // the step's digits
+	LEAQ    (R9)(R10*1), CX
+	CMPQ    CX, $13      // minDigits
+	JGE     done
+	MOVL    R12, CX
+	ANDL    $0xff, CX
+	JZ      stepnobreak
+	BSRL    CX, CX       // the step's last break
+	LEAQ    1(DX)(CX*1), R8
+	INCL    CX
+	SHRL    CX, AX
+	POPCNTL AX, R9       // the digits after it
+	JMP     stepnext
+
+stepnobreak:
+	MOVQ DX, CX
+	SUBQ R8, CX
+	CMPQ CX, $1024 // skimSpan
+	JGT  done
+	ADDQ R10, R9
+
+stepnext:
+	ADDQ $8, DX
+	SHRL $8, R11
+	SHRL $8, BX
+	SHRL $8, R12
+	DECL R13
+	JNZ  step
 	JMP  loop
 
 done:

@@ -50,9 +50,8 @@ func skimCase(rng *rand.Rand) (b []byte, j, hs, cnt int) {
 	return b, j, hs, rng.IntN(minDigits)
 }
 
-// checkSkimRun fails unless skimRun, skimAVX2 followed by skimRun8, and
-// skimRun8 alone agree on b from j, and skimAVX2 passes only whole blocks
-// that skimRun8 passes.
+// checkSkimRun fails unless skimRun and skimRun8 agree on b from j, and
+// skimAVX2 agrees with skimRun8 on the whole 32-byte blocks from j.
 func checkSkimRun(t *testing.T, b []byte, j, hs, cnt int) {
 	t.Helper()
 	wj, whs, wcnt := skimRun8(b, j, hs, cnt)
@@ -64,31 +63,11 @@ func checkSkimRun(t *testing.T, b []byte, j, hs, cnt int) {
 		return
 	}
 	aj, ahs, acnt := skimAVX2(b, j, hs, cnt)
-	if aj < j || (aj-j)%32 != 0 || aj > len(b) {
-		t.Fatalf("%q from %d: skimAVX2 returns %d", b, j, aj)
-	}
-	if pj, phs, pcnt := skimRun8(b[:aj], j, hs, cnt); pj != aj || phs != ahs || pcnt != acnt {
-		t.Fatalf("%q from %d (hs %d, cnt %d): skimAVX2 = %d, %d, %d; skimRun8 up to there = %d, %d, %d",
+	e := j + (len(b)-j)/32*32 // the end of the last whole block
+	if pj, phs, pcnt := skimRun8(b[:e], j, hs, cnt); pj != aj || phs != ahs || pcnt != acnt {
+		t.Fatalf("%q from %d (hs %d, cnt %d): skimAVX2 = %d, %d, %d; skimRun8 on its blocks = %d, %d, %d",
 			b, j, hs, cnt, aj, ahs, acnt, pj, phs, pcnt)
 	}
-	if aj+32 <= len(b) && aj-hs <= skimSpan-24 { // it stopped at a block: was it right to?
-		if sj, _, _ := skimRun8(b[:aj+32], aj, ahs, acnt); sj == aj+32 && coarsePasses(b[aj:aj+32], acnt) {
-			t.Fatalf("%q from %d: skimAVX2 stops at %d, a block its test passes", b, j, aj)
-		}
-	}
-}
-
-// coarsePasses is skimAVX2's test on a block, byte by byte.
-func coarsePasses(blk []byte, cnt int) bool {
-	for _, c := range blk {
-		switch {
-		case c >= '0' && c <= '9':
-			cnt++
-		case c < 0x20 && (c < '\t' || c > '\r'), c == 0x7f:
-			return false
-		}
-	}
-	return cnt < minDigits
 }
 
 // TestSkimAVX2 holds skimRun with its AVX2 loop to skimRun8 on random
