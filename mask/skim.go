@@ -122,9 +122,10 @@ func (s *scanner) handBack(b []byte, i, hs int) int {
 }
 
 // skimRun is skim's inner loop: it returns at the end of b or at eight
-// bytes that go to word. With AVX2 it reads 32 bytes a step
-// (skimAVX2) and leaves only the last few bytes to skimRun8; it returns
-// what skimRun8 alone would.
+// bytes that go to word. With AVX2 it reads 32 bytes a step (skimAVX2),
+// taking word's part too for line ends and CSI sequences, and leaves only
+// the last few bytes to skimRun8; it returns a state of skim's loop in Go
+// alone, one where that loop's next step goes to word.
 func skimRun(b []byte, j, hs, cnt int) (int, int, int) {
 	if hasSkimAVX2 {
 		if j, hs, cnt = skimAVX2(b, j, hs, cnt); j+32 <= len(b) {

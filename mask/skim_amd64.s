@@ -7,6 +7,8 @@ DATA skimConst<>+2(SB)/1, $0x08 // HT-1
 DATA skimConst<>+3(SB)/1, $0x0e // CR+1
 DATA skimConst<>+4(SB)/1, $0x20
 DATA skimConst<>+5(SB)/1, $0x7f // DEL
+DATA skimConst<>+6(SB)/1, $0x2d // '-'
+DATA skimConst<>+7(SB)/1, $0x3f // the last parameter byte
 GLOBL skimConst<>(SB), RODATA|NOPTR, $8
 
 // func cpuHasAVX2() bool
@@ -64,6 +66,8 @@ TEXT ·skimAVX2(SB), NOSPLIT, $0-72
 	VPBROADCASTB skimConst<>+3(SB), Y13
 	VPBROADCASTB skimConst<>+4(SB), Y14
 	VPBROADCASTB skimConst<>+5(SB), Y9
+	VPBROADCASTB skimConst<>+6(SB), Y8
+	VPBROADCASTB skimConst<>+7(SB), Y7
 
 loop:
 	CMPQ      DX, DI
@@ -114,11 +118,11 @@ nobreak:
 	// skimRun8's steps on the block's masks: R11 controls, BX digits,
 	// R12 breaks, the low eight bits of each for the step at DX.
 steps:
-	MOVL $4, R13
+	LEAQ 32(DX), R13 // the block's end
 
 step:
 	TESTL   $0xff, R11
-	JNZ     done
+	JNZ     ctlstep
 	MOVL    BX, AX
 	ANDL    $0xff, AX
 	POPCNTL AX, R10      // the step's digits
@@ -147,9 +151,117 @@ stepnext:
 	SHRL $8, R11
 	SHRL $8, BX
 	SHRL $8, R12
-	DECL R13
-	JNZ  step
+	CMPQ DX, R13
+	JLT  step
 	JMP  loop
+
+	// word's reading of the step at DX, which has a control in it, when
+	// the first control is HT to CR, or the ESC of a CSI sequence whose
+	// parameters end in the 32 bytes after its '[' (seqEnd); anything
+	// else returns at DX, where word reads it again. The state moves only
+	// once the step is known to pass. R10 sep, R11 C0 and DEL, BX digits,
+	// R12 breaks: the step's bits, from the block's vectors (Y0 the
+	// bytes, Y1 digits, Y5 DEL).
+ctlstep:
+	MOVQ      DX, AX
+	SUBQ      R8, AX
+	CMPQ      AX, $1024 // skimSpan
+	JGT       done
+	VPCMPEQB  Y0, Y14, Y3
+	VPCMPEQB  Y0, Y8, Y4
+	VPOR      Y3, Y4, Y3
+	VPMOVMSKB Y3, R10     // ' ', '-'
+	VPCMPGTB  Y0, Y14, Y4
+	VPOR      Y4, Y5, Y4
+	VPMOVMSKB Y4, R11
+	VPMOVMSKB Y0, AX
+	NOTL      AX
+	ANDL      AX, R11     // C0, DEL
+	VPMOVMSKB Y1, BX      // digits
+	LEAQ      32(DX), CX
+	SUBQ      R13, CX     // the step's place in the block
+	SHRL      CX, R10
+	SHRL      CX, R11
+	SHRL      CX, BX
+	BSFL      R11, CX     // the first control
+	MOVL      BX, R12
+	ORL       R10, R12
+	ORL       R11, R12
+	NOTL      R12
+	MOVL      $1, AX
+	SHLL      CX, AX
+	DECL      AX
+	ANDL      AX, R12     // the breaks before it
+	ANDL      AX, BX      // the digits before it
+	LEAQ      (DX)(CX*1), R10
+	MOVBLZX   (SI)(R10*1), AX
+	CMPL      AX, $0x1b
+	JEQ       csi
+	SUBL      $0x09, AX
+	CMPL      AX, $0x0d-0x09
+	JHI       done
+	INCQ      R10         // past HT to CR
+	JMP       pass
+
+csi:
+	LEAQ      2(R10), AX
+	CMPQ      AX, DI      // 32 bytes after the '[' in b
+	JGT       done
+	CMPB      1(SI)(R10*1), $0x5b
+	JNE       done
+	VMOVDQU   2(SI)(R10*1), Y3
+	VPCMPGTB  Y3, Y14, Y4 // below 0x20, and the negative bytes
+	VPCMPGTB  Y7, Y3, Y6  // above 0x3f
+	VPOR      Y4, Y6, Y4
+	VPMOVMSKB Y4, AX
+	TESTL     AX, AX
+	JZ        done
+	BSFL      AX, AX
+	LEAQ      2(R10)(AX*1), R10 // the final byte
+	MOVBLZX   (SI)(R10*1), AX
+	SUBL      $0x40, AX
+	CMPL      AX, $0x7e-0x40
+	JHI       done
+	INCQ      R10
+
+	// R10 is where word goes on; the bytes before the control, as word
+	// reads them exactly, may still stop it.
+pass:
+	TESTL   R12, R12
+	JNZ     passbreak
+	POPCNTL BX, AX
+	ADDQ    R9, AX
+	CMPQ    AX, $13   // minDigits
+	JGE     done
+	MOVQ    R8, R11
+	JMP     commit
+
+passbreak:
+	BSFL    R12, CX   // the first break
+	MOVL    $1, AX
+	SHLL    CX, AX
+	DECL    AX
+	ANDL    BX, AX
+	POPCNTL AX, AX
+	ADDQ    R9, AX
+	CMPQ    AX, $13   // minDigits
+	JGE     done
+	BSRL    R12, CX   // the last break
+	LEAQ    1(DX)(CX*1), R11
+	INCL    CX
+	SHRL    CX, BX
+	POPCNTL BX, AX    // the digits after it
+
+commit:
+	MOVQ    R10, DX
+	MOVQ    R11, R8
+	MOVQ    AX, R9
+	MOVBLZX -1(SI)(DX*1), CX
+	CMPL    CX, $0x0d
+	JA      loop
+	MOVQ    DX, R8    // after HT to CR: a hard break
+	XORL    R9, R9
+	JMP     loop
 
 done:
 	VZEROUPPER

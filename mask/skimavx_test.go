@@ -1,14 +1,16 @@
 package mask
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
 // skimAlphabet weighs the bytes skimRun tells apart: digits, the bytes
 // that join a stretch, breaks (HT to CR, 0x3a and more, 0x80 and more),
 // other controls and DEL.
-var skimAlphabet = []byte("0123456789012345678901234567890123456789  --  --.:|xZ\t\n\v\f\r\x00\x1b\x18\x1a\x7f\x80\xc3\xff\x1f !/")
+var skimAlphabet = []byte("0123456789012345678901234567890123456789  --  --.:|xZ\t\n\v\f\r\x00\x1b\x18\x1a\x7f\x80\xc3\xff\x1f !/\x1b\x1b[[[;;;mmm@~\x7e")
 
 // skimCase returns a random buffer for skimRun and where to start in it:
 // bytes from skimAlphabet, mostly digits or mostly breaks, now and then a
@@ -39,6 +41,10 @@ func skimCase(rng *rand.Rand) (b []byte, j, hs, cnt int) {
 			}
 		}
 	}
+	for range rng.IntN(1 + n/16) { // CSI sequences, whole or not
+		seq := csiCase(rng)
+		copy(b[rng.IntN(n+1):], seq)
+	}
 	j = rng.IntN(n + 1)
 	if rng.IntN(2) == 0 { // near the last block
 		j = max(0, n-32-rng.IntN(16))
@@ -50,23 +56,77 @@ func skimCase(rng *rand.Rand) (b []byte, j, hs, cnt int) {
 	return b, j, hs, rng.IntN(minDigits)
 }
 
-// checkSkimRun fails unless skimRun and skimRun8 agree on b from j, and
-// skimAVX2 agrees with skimRun8 on the whole 32-byte blocks from j.
+// skimTrail returns the states skim's loop passes through from j, in
+// order: before each step skimRun8 takes and each word it calls, up to
+// where skimRun8 runs out of bytes or word stops.
+func skimTrail(b []byte, j, hs, cnt int) [][3]int {
+	trail := [][3]int{{j, hs, cnt}}
+	for j+8 <= len(b) {
+		nj, nhs, ncnt := skimRun8(b[:j+8], j, hs, cnt)
+		if nj == j {
+			var ok bool
+			if nj, nhs, ncnt, ok = word(b, j, hs, cnt); !ok {
+				break
+			}
+		}
+		j, hs, cnt = nj, nhs, ncnt
+		trail = append(trail, [3]int{j, hs, cnt})
+	}
+	return trail
+}
+
+// onTrail fails unless state is one of trail's, and returns its index.
+func onTrail(t *testing.T, trail [][3]int, state [3]int, what string) int {
+	t.Helper()
+	for k, st := range trail {
+		if st == state {
+			return k
+		}
+	}
+	t.Fatalf("%s returns %v, not a state of skim's loop (%v)", what, state, trail)
+	return 0
+}
+
+// csiCase returns a CSI sequence, mostly well formed: parameters and
+// intermediates of 0 to 40 bytes, now and then a byte they may not hold,
+// a final byte or none.
+func csiCase(rng *rand.Rand) []byte {
+	seq := []byte("\x1b[")
+	for range rng.IntN(1 + rng.IntN(41)) {
+		seq = append(seq, byte(0x20+rng.IntN(0x20)))
+	}
+	if rng.IntN(8) == 0 {
+		seq = append(seq, byte(rng.IntN(256)))
+	}
+	if rng.IntN(8) != 0 {
+		seq = append(seq, byte(0x40+rng.IntN(0x3f)))
+	}
+	return seq
+}
+
+// checkSkimRun fails unless skimRun returns a state skim's loop reaches
+// in Go alone, and one where that loop's next step goes to word (or the
+// end of b); and unless skimAVX2 returns a state of that loop at least as
+// far on as skimRun8 on the whole 32-byte blocks from j.
 func checkSkimRun(t *testing.T, b []byte, j, hs, cnt int) {
 	t.Helper()
-	wj, whs, wcnt := skimRun8(b, j, hs, cnt)
-	if gj, ghs, gcnt := skimRun(b, j, hs, cnt); gj != wj || ghs != whs || gcnt != wcnt {
-		t.Fatalf("%q from %d (hs %d, cnt %d): skimRun = %d, %d, %d; skimRun8 = %d, %d, %d",
-			b, j, hs, cnt, gj, ghs, gcnt, wj, whs, wcnt)
+	trail := skimTrail(b, j, hs, cnt)
+	gj, ghs, gcnt := skimRun(b, j, hs, cnt)
+	onTrail(t, trail, [3]int{gj, ghs, gcnt}, fmt.Sprintf("%q from %d (hs %d, cnt %d): skimRun", b, j, hs, cnt))
+	if gj+8 <= len(b) {
+		if sj, _, _ := skimRun8(b, gj, ghs, gcnt); sj != gj {
+			t.Fatalf("%q from %d: skimRun returns %d, where skimRun8 goes on", b, j, gj)
+		}
 	}
 	if !hasSkimAVX2 {
 		return
 	}
 	aj, ahs, acnt := skimAVX2(b, j, hs, cnt)
+	onTrail(t, trail, [3]int{aj, ahs, acnt}, fmt.Sprintf("%q from %d (hs %d, cnt %d): skimAVX2", b, j, hs, cnt))
 	e := j + (len(b)-j)/32*32 // the end of the last whole block
-	if pj, phs, pcnt := skimRun8(b[:e], j, hs, cnt); pj != aj || phs != ahs || pcnt != acnt {
-		t.Fatalf("%q from %d (hs %d, cnt %d): skimAVX2 = %d, %d, %d; skimRun8 on its blocks = %d, %d, %d",
-			b, j, hs, cnt, aj, ahs, acnt, pj, phs, pcnt)
+	if pj, _, _ := skimRun8(b[:e], j, hs, cnt); aj < pj {
+		t.Fatalf("%q from %d (hs %d, cnt %d): skimAVX2 stops at %d, before skimRun8 on its blocks (%d)",
+			b, j, hs, cnt, aj, pj)
 	}
 }
 
@@ -82,6 +142,15 @@ func TestSkimAVX2(t *testing.T) {
 	for range 200000 {
 		b, j, hs, cnt := skimCase(rng)
 		checkSkimRun(t, b, j, hs, cnt)
+	}
+	// A stretch close to skimSpan bytes long, then a control.
+	for n := skimSpan - 40; n < skimSpan+40; n++ {
+		for _, ctl := range []string{"\x1b[0m", "\r", "\x00", "12\n"} {
+			b := []byte("x" + strings.Repeat(" ", n) + ctl + strings.Repeat("abc 123 ", 8))
+			for j := 1; j < 40; j += 5 {
+				checkSkimRun(t, b, j, 1, rng.IntN(minDigits))
+			}
+		}
 	}
 	// Every start and alignment in one buffer, its end on a guarded page.
 	for range 50 {
