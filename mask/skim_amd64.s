@@ -91,7 +91,7 @@ loop:
 	ORL       R10, R12    // breaks
 	NOTL      R10
 	ANDL      R10, R11    // controls
-	JNZ       steps
+	JNZ       ctlblock
 	POPCNTL   BX, AX
 	ADDQ      R9, AX
 	CMPQ      AX, $13     // minDigits
@@ -114,6 +114,44 @@ nobreak:
 	MOVQ AX, R9
 	ADDQ $32, DX
 	JMP  loop
+
+	// A block with a control, its digits and stretch short enough: the
+	// steps before the control's pass, and the state follows their last
+	// break, as in a block that passes whole.
+ctlblock:
+	POPCNTL BX, AX
+	ADDQ    R9, AX
+	CMPQ    AX, $13   // minDigits
+	JGE     steps
+	MOVQ    DX, CX
+	SUBQ    R8, CX
+	CMPQ    CX, $1000 // skimSpan-24
+	JGT     steps
+	BSFL    R11, R10
+	ANDL    $0x18, R10 // the control's step
+	JZ      steps
+	MOVL    $1, AX
+	MOVL    R10, CX
+	SHLL    CX, AX
+	DECL    AX
+	ANDL    AX, R12    // the breaks before it
+	ANDL    AX, BX     // the digits before it
+	LEAQ    32(DX), R13
+	TESTL   R12, R12
+	JZ      ctlnobreak
+	BSRL    R12, R12
+	LEAQ    1(DX)(R12*1), R8
+	LEAL    1(R12), CX
+	SHRL    CX, BX
+	POPCNTL BX, R9
+	ADDQ    R10, DX
+	JMP     ctlstep
+
+ctlnobreak:
+	POPCNTL BX, AX
+	ADDQ    AX, R9
+	ADDQ    R10, DX
+	JMP     ctlstep
 
 	// skimRun8's steps on the block's masks: R11 controls, BX digits,
 	// R12 breaks, the low eight bits of each for the step at DX.
@@ -212,17 +250,17 @@ csi:
 	VMOVDQU   2(SI)(R10*1), Y3
 	VPCMPGTB  Y3, Y14, Y4 // below 0x20, and the negative bytes
 	VPCMPGTB  Y7, Y3, Y6  // above 0x3f
-	VPOR      Y4, Y6, Y4
+	VPOR      Y4, Y6, Y4  // not a parameter or intermediate
+	VPCMPEQB  Y3, Y9, Y2
+	VPANDN    Y6, Y2, Y6  // a final byte: 0x40 to 0x7e
 	VPMOVMSKB Y4, AX
+	VPMOVMSKB Y6, CX
 	TESTL     AX, AX
 	JZ        done
 	BSFL      AX, AX
-	LEAQ      2(R10)(AX*1), R10 // the final byte
-	MOVBLZX   (SI)(R10*1), AX
-	SUBL      $0x40, AX
-	CMPL      AX, $0x7e-0x40
-	JHI       done
-	INCQ      R10
+	BTL       AX, CX      // the first byte that is no parameter is final
+	JCC       done
+	LEAQ      3(R10)(AX*1), R10
 
 	// R10 is where word goes on; the bytes before the control, as word
 	// reads them exactly, may still stop it.
