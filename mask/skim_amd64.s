@@ -9,7 +9,9 @@ DATA skimConst<>+4(SB)/1, $0x20
 DATA skimConst<>+5(SB)/1, $0x7f // DEL
 DATA skimConst<>+6(SB)/1, $0x2d // '-'
 DATA skimConst<>+7(SB)/1, $0x3f // the last parameter byte
-GLOBL skimConst<>(SB), RODATA|NOPTR, $8
+DATA skimConst<>+8(SB)/1, $0x1b // ESC
+DATA skimConst<>+9(SB)/1, $0x5b // '['
+GLOBL skimConst<>(SB), RODATA|NOPTR, $16
 
 // func cpuHasAVX2() bool
 TEXT ·cpuHasAVX2(SB), NOSPLIT, $0-1
@@ -232,6 +234,42 @@ ctlstep:
 	ANDL      AX, R12     // the breaks before it
 	ANDL      AX, BX      // the digits before it
 	LEAQ      (DX)(CX*1), R10
+
+	// A CSI sequence in the block: its bytes from the block's vectors,
+	// without waiting for another load; anything else goes to ctlbyte.
+	VPBROADCASTB skimConst<>+8(SB), Y2
+	VPCMPEQB     Y0, Y2, Y2
+	VPMOVMSKB    Y2, AX     // ESC
+	LEAQ         32(R10), R11
+	SUBQ         R13, R11   // the control's place in the block
+	BTL          R11, AX
+	JCC          ctlbyte
+	CMPQ         R11, $29
+	JGT          ctlbyte    // its '[' and a parameter byte not in the block
+	VPBROADCASTB skimConst<>+9(SB), Y3
+	VPCMPEQB     Y0, Y3, Y3
+	VPMOVMSKB    Y3, AX     // '['
+	LEAL         1(R11), CX
+	BTL          CX, AX
+	JCC          ctlbyte
+	VPCMPGTB     Y0, Y14, Y4 // below 0x20, and the negative bytes
+	VPCMPGTB     Y7, Y0, Y6  // above 0x3f
+	VPOR         Y4, Y6, Y4  // not a parameter or intermediate
+	VPANDN       Y6, Y5, Y6  // a final byte: 0x40 to 0x7e
+	VPMOVMSKB    Y4, AX
+	INCL         CX
+	SHRL         CX, AX
+	TESTL        AX, AX
+	JZ           ctlbyte     // the parameters go on past the block
+	BSFL         AX, AX
+	ADDL         CX, AX      // the first byte that is no parameter
+	VPMOVMSKB    Y6, R11
+	BTL          AX, R11
+	JCC          done        // is not final: seqEnd refuses it
+	LEAQ         -31(R13)(AX*1), R10
+	JMP          pass
+
+ctlbyte:
 	MOVBLZX   (SI)(R10*1), AX
 	CMPL      AX, $0x1b
 	JEQ       csi
