@@ -31,7 +31,6 @@ fuzz:
 	bash scripts/fuzz.sh mask FuzzMask $(FUZZTIME)
 	bash scripts/fuzz.sh mask FuzzPreview $(SHORTFUZZ)
 	bash scripts/fuzz.sh mask FuzzMaskText $(SHORTFUZZ)
-	bash scripts/fuzz.sh mask FuzzSkimAVX2 $(SHORTFUZZ)
 	bash scripts/fuzz.sh internal/config FuzzParse $(SHORTFUZZ)
 	bash scripts/fuzz.sh approval FuzzDecide $(SHORTFUZZ)
 	bash scripts/fuzz.sh recorder FuzzParseEvent $(SHORTFUZZ)

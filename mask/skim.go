@@ -136,23 +136,9 @@ func (s *scanner) handBack(b []byte, i, hs int) int {
 	return hs
 }
 
-// skimRun is skim's inner loop: it returns at the end of b or at eight
-// bytes that go to word. With AVX2 it reads 32 bytes a step (skimAVX2),
-// taking word's part too for line ends and CSI sequences, and leaves only
-// the last few bytes to skimRun8; it returns a state of skim's loop in Go
-// alone, one where that loop's next step goes to word.
+// skimRun is skim's inner loop, on its own so that its state stays in
+// registers: it returns at the end of b or at eight bytes that go to word.
 func skimRun(b []byte, j, hs, cnt int) (int, int, int) {
-	if hasSkimAVX2 {
-		if j, hs, cnt = skimAVX2(b, j, hs, cnt); j+32 <= len(b) {
-			return j, hs, cnt // stopped before the last block
-		}
-	}
-	return skimRun8(b, j, hs, cnt)
-}
-
-// skimRun8 is skimRun eight bytes at a time, on its own so that its state
-// stays in registers.
-func skimRun8(b []byte, j, hs, cnt int) (int, int, int) {
 	for j+8 <= len(b) {
 		v := binary.LittleEndian.Uint64(b[j : j+8])
 		x := v & lo7
