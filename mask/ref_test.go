@@ -1,7 +1,6 @@
 package mask
 
 import (
-	"bytes"
 	"testing"
 
 	"github.com/postern/postern/internal/testenv"
@@ -78,24 +77,8 @@ func streamAs(t testing.TB, in []byte, cuts []int, mode Mode, input bool) []byte
 	return streamWith(t, in, cuts, Config{Mode: mode, Input: input})
 }
 
-// streamWith is stream with cfg (its Deadline is set to -1).
+// streamWith is stream with cfg (its Deadline is set to -1), skim on.
 func streamWith(t testing.TB, in []byte, cuts []int, cfg Config) []byte {
 	t.Helper()
-	var out bytes.Buffer
-	cfg.Deadline = -1
-	w := NewWriter(&out, cfg)
-	prev := 0
-	for _, c := range append(cuts, len(in)) {
-		if n, err := w.Write(in[prev:c]); n != c-prev || err != nil {
-			t.Fatalf("Write = %d, %v", n, err)
-		}
-		if len(w.buf) > MaxHold {
-			t.Fatalf("holding %d bytes > MaxHold", len(w.buf))
-		}
-		prev = c
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
+	return streamExact(t, in, cuts, cfg, false)
 }
