@@ -57,7 +57,7 @@ func Lock(dir string) (*DirLock, error) {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	if err := writePID(f); err != nil {
-		f.Close()
+		(&DirLock{f: f}).Close()
 		return nil, fmt.Errorf("write lock file %s: %w", path, err)
 	}
 	return &DirLock{f: f}, nil
@@ -84,11 +84,16 @@ func holder(path string) int {
 
 // Close releases the lock. The file stays: removing it would let a third
 // process lock a new file while a second still waits on the old one.
+//
+// It unlocks before it closes: a child forked at that moment by another
+// goroutine holds a copy of the descriptor until it execs, and the lock,
+// which belongs to the open file, would outlive the close until then.
 func (l *DirLock) Close() error {
 	if l == nil || l.f == nil {
 		return nil
 	}
-	err := l.f.Close()
+	unlock := syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	err := errors.Join(unlock, l.f.Close())
 	l.f = nil
 	return err
 }
