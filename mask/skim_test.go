@@ -22,27 +22,12 @@ func maskExact(src []byte, cfg Config, exact bool) []byte {
 	return out
 }
 
-// streamExact is streamWith with skim on (exact false) or off.
+// streamExact is streamWith with skim on (exact false) or off: a session
+// without flushes.
 func streamExact(t testing.TB, in []byte, cuts []int, cfg Config, exact bool) []byte {
 	t.Helper()
-	var out bytes.Buffer
-	cfg.Deadline = -1
-	w := NewWriter(&out, cfg)
-	w.sc.exact = exact
-	prev := 0
-	for _, c := range append(cuts, len(in)) {
-		if n, err := w.Write(in[prev:c]); n != c-prev || err != nil {
-			t.Fatalf("Write = %d, %v", n, err)
-		}
-		if len(w.buf) > MaxHold {
-			t.Fatalf("holding %d bytes > MaxHold", len(w.buf))
-		}
-		prev = c
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return out.Bytes()
+	out, _ := session(t, in, cuts, nil, cfg, exact)
+	return []byte(out)
 }
 
 // skimCuts returns cut points for in: pieces from one byte to a few
