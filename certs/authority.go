@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/postern/postern/mask"
 )
 
 // Key file names inside DATA_DIR/ca.
@@ -343,10 +345,32 @@ func (a *Authority) MintUpstream(req UpstreamRequest) (ssh.Signer, *ssh.Certific
 	return signer, cert, nil
 }
 
+// randomSerial is Serial for callers that cannot fail: crypto/rand does
+// not fail on Linux.
 func randomSerial() uint64 {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err) // crypto/rand never fails on Linux
+	s, err := Serial()
+	if err != nil {
+		panic(err)
 	}
-	return binary.BigEndian.Uint64(b[:]) >> 1 // keep it positive in signed consumers
+	return s
+}
+
+// Serial draws a random certificate serial that is not zero, is below 2^63
+// (consumers that read it as signed see it positive) and is never
+// card-shaped (mask.CardShaped): a serial the masker took for a card
+// number would reach the user, in a revocation notice, and the log as
+// asterisks. One draw in ten or so is card-shaped; 64 draws all being so
+// is beyond practical reach.
+func Serial() (uint64, error) {
+	var b [8]byte
+	for range 64 {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, fmt.Errorf("draw certificate serial: %w", err)
+		}
+		s := binary.BigEndian.Uint64(b[:]) &^ (1 << 63)
+		if s != 0 && !mask.CardShaped(s) {
+			return s, nil
+		}
+	}
+	return 0, errors.New("draw certificate serial: every draw was card-shaped")
 }

@@ -2,7 +2,6 @@ package recorder
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,8 @@ import (
 	"strconv"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/postern/postern/certs"
 )
 
 // IssueCert implements Index: each serial is a random 63-bit number (top
@@ -45,16 +46,16 @@ func (s *Local) IssueCert(ctx context.Context, c IssuedCert) (IssuedCert, error)
 	return c, nil
 }
 
-// newSerial draws a serial not in register b. A collision has odds of
-// about n in 2^63; a few draws make a failure beyond practical reach.
+// newSerial draws a serial (certs.Serial) not in register b. A collision
+// has odds of about n in 2^63; a few draws make a failure beyond practical
+// reach.
 func newSerial(b *bolt.Bucket) (uint64, error) {
-	var buf [8]byte
 	for range 8 {
-		if _, err := rand.Read(buf[:]); err != nil {
+		serial, err := certs.Serial()
+		if err != nil {
 			return 0, err
 		}
-		serial := binary.BigEndian.Uint64(buf[:]) &^ (1 << 63)
-		if serial != 0 && b.Get(seqKey(serial)) == nil {
+		if b.Get(seqKey(serial)) == nil {
 			return serial, nil
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/postern/postern/mask"
 )
 
 // IssueCert never hands out a serial twice: not to concurrent callers,
@@ -46,6 +48,34 @@ func TestIssueCertSerials(t *testing.T) {
 			t.Fatalf("verify: %+v %v", rep, err)
 		}
 		s.Close()
+	}
+}
+
+// TestNewSerialNeverCardShaped draws register serials in one transaction:
+// none may be card-shaped, or a revocation notice and the log would show
+// the serial as asterisks. Without the filter about 200 of 2000 would be.
+func TestNewSerialNeverCardShaped(t *testing.T) {
+	t.Parallel()
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	s, err := OpenStore(t.TempDir(), Options{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.update(t.Context(), func(tx *bolt.Tx) error {
+		for range 2000 {
+			serial, err := newSerial(tx.Bucket(bucketCerts))
+			if err != nil {
+				return err
+			}
+			if mask.CardShaped(serial) {
+				t.Fatalf("serial %d is card-shaped", serial)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
