@@ -164,7 +164,7 @@ func (a *agentRelay) begin() error {
 		Timestamp: a.start.Unix(),
 		Title:     fmt.Sprintf("%s's agent used from %s", identity, c.grant.Target.Name),
 		Postern: &recorder.Meta{ID: a.id, Session: c.id, Identity: identity, Login: logSafe(c.grant.Login),
-			Target: c.grant.Target.Name, Client: c.remote.String(), Command: a.command()},
+			Target: c.grant.Target.Name, Client: c.remote.String(), Kind: agentKind, Command: a.command()},
 	}
 	var err error
 	if a.rec, err = c.beginRecording(c.ctx, a.n, meta, h, ""); err != nil {

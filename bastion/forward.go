@@ -247,7 +247,7 @@ func (f *forward) begin() error {
 		Timestamp: f.start.Unix(),
 		Title:     fmt.Sprintf("%s → %s forward %s on %s", identity, f.decl.Protocol, f.command(), c.grant.Target.Name),
 		Postern: &recorder.Meta{ID: f.id, Session: c.id, Identity: identity, Login: logSafe(c.grant.Login),
-			Target: c.grant.Target.Name, Client: c.remote.String(), Command: f.command()},
+			Target: c.grant.Target.Name, Client: c.remote.String(), Kind: f.kind(), Command: f.command()},
 	}
 	first := fmt.Sprintf("forward to %s:%d (%s) from %s", fw.Host, fw.Port, fw.Protocol, fw.Originator)
 	if f.remote {

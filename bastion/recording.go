@@ -81,7 +81,7 @@ func openRecording(st *channel, kind, command string) (*recording, error) {
 		Title: fmt.Sprintf("%s → %s@%s", identity, login, c.grant.Target.Name),
 		Postern: &recorder.Meta{
 			ID: id, Session: c.id, Identity: identity, Login: login,
-			Target: c.grant.Target.Name, Client: c.remote.String(), Command: command,
+			Target: c.grant.Target.Name, Client: c.remote.String(), Kind: kind, Command: command,
 		},
 	}
 	first := ""

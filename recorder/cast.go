@@ -37,7 +37,11 @@ type Meta struct {
 	Login    string `json:"login"`
 	Target   string `json:"target"`
 	Client   string `json:"client"`
-	Command  string `json:"command,omitempty"`
+	// Kind is the index entry's kind (shell, exec, sftp, forward, …),
+	// so that an index rebuilt from recordings keeps it. Recordings
+	// written before it was added have none.
+	Kind    string `json:"kind,omitempty"`
+	Command string `json:"command,omitempty"`
 }
 
 // FlushInterval bounds how long an event may sit in the buffer before it

@@ -373,6 +373,7 @@ func fromHeader(ctx context.Context, blobs Blobs, id, name string) Session {
 	}
 	if m := h.Postern; m != nil {
 		rec.Session, rec.Identity, rec.Login, rec.Target, rec.Client, rec.Command = m.Session, m.Identity, m.Login, m.Target, m.Client, m.Command
+		rec.Kind = m.Kind
 	}
 	return rec
 }
