@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -35,6 +36,32 @@ var ErrCorrupt = errors.New("session index damaged")
 
 // Is makes a *CorruptError match ErrCorrupt.
 func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
+
+// RecordError reports an index record that does not decode: the index
+// was damaged or edited in a way bbolt's pages do not show. Unlike a
+// *CorruptError it is not ErrCorrupt: the rest of the index stays usable.
+type RecordError struct {
+	Bucket string // the record's bucket: sessions, certs, …
+	Key    string // its key
+	Err    error  // the decoder's error
+}
+
+func (e *RecordError) Error() string {
+	return fmt.Sprintf("session index: %s entry %s does not decode (%v): 'postern index check' shows what is wrong; "+
+		"with postern stopped, 'postern index rebuild' rebuilds the index from the recordings and what survives of the audit chain, "+
+		"keeping the damaged file", e.Bucket, e.Key, e.Err)
+}
+
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// decodeSession decodes the sessions record v stored under key k.
+func decodeSession(k, v []byte) (Session, error) {
+	var rec Session
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return Session{}, &RecordError{Bucket: string(bucketSessions), Key: string(k), Err: err}
+	}
+	return rec, nil
+}
 
 // openErrorCorrupt reports whether err, from bolt.Open, says the file is
 // not a sound bbolt database (as opposed to a lock held, or a permission).

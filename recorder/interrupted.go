@@ -86,9 +86,9 @@ func activeEntries(tx *bolt.Tx) ([]Session, map[string][]byte, error) {
 	var active []Session
 	raw := map[string][]byte{}
 	err := tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
-		var rec Session
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("index entry %s: %w", k, err)
+		rec, err := decodeSession(k, v)
+		if err != nil {
+			return err
 		}
 		if rec.Status == StatusActive {
 			active = append(active, rec)

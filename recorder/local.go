@@ -273,7 +273,9 @@ func (s *Local) Get(ctx context.Context, id string) (Session, error) {
 		if v == nil {
 			return ErrNotFound
 		}
-		return json.Unmarshal(v, &rec)
+		var err error
+		rec, err = decodeSession([]byte(id), v)
+		return err
 	})
 	return rec, err
 }
@@ -296,9 +298,9 @@ func sessions(tx *bolt.Tx, f Filter) ([]Session, error) {
 		return nil, nil
 	}
 	err := b.ForEach(func(k, v []byte) error {
-		var rec Session
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("index entry %s: %w", k, err)
+		rec, err := decodeSession(k, v)
+		if err != nil {
+			return err
 		}
 		if f.Match(rec) {
 			out = append(out, rec)
@@ -321,9 +323,9 @@ func (s *Local) Prune(ctx context.Context, ids []string) ([]Session, *ChainHead,
 			if v == nil {
 				continue
 			}
-			var rec Session
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("index entry %s: %w", id, err)
+			rec, err := decodeSession([]byte(id), v)
+			if err != nil {
+				return err
 			}
 			if rec.Status == StatusActive {
 				continue

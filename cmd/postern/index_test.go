@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/postern/postern/approval"
 	"github.com/postern/postern/recorder"
 )
@@ -225,5 +227,41 @@ func TestIndexCommands(t *testing.T) {
 		if code, _, stderr := runCLI(t, args...); code != 2 || !strings.HasPrefix(stderr, "postern: ") {
 			t.Fatalf("%v: exit %d %q", args, code, stderr)
 		}
+	}
+}
+
+// TestUndecodableEntryNamesIndexCheck: a sessions record that does not
+// decode makes `sessions` and `play` exit 1 with a message that names the
+// entry and the command to run; `index check` then names it too, and
+// `index rebuild` makes the index whole again.
+func TestUndecodableEntryNamesIndexCheck(t *testing.T) {
+	t.Parallel()
+	work := t.TempDir()
+	data := filepath.Join(work, "data")
+	sealedDir(t, data, "last\r\n")
+	db, err := bolt.Open(filepath.Join(data, recorder.IndexFile), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("sessions")).Put([]byte("01B-1"), []byte("not json")) })
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"sessions"}, {"sessions", "--json"}, {"play", "--cat", "01B-1"}} {
+		r := admin(t, work, append(args, "--data-dir", data)...)
+		if r.ExitCode != 1 || !strings.Contains(string(r.Stderr), "sessions entry 01B-1 does not decode") ||
+			!strings.Contains(string(r.Stderr), "'postern index check' shows what is wrong") {
+			t.Fatalf("%v: exit %d: %s", args, r.ExitCode, r.Stderr)
+		}
+	}
+	if r := admin(t, work, "index", "check", "--data-dir", data); r.ExitCode != 1 || !strings.Contains(string(r.Stdout), "record does not decode") {
+		t.Fatalf("index check: exit %d: %s %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	if r := admin(t, work, "index", "rebuild", "--data-dir", data); r.ExitCode != 0 {
+		t.Fatalf("index rebuild: exit %d: %s %s", r.ExitCode, r.Stdout, r.Stderr)
+	}
+	if r := admin(t, work, "sessions", "--data-dir", data); r.ExitCode != 0 {
+		t.Fatalf("sessions after the rebuild: exit %d: %s", r.ExitCode, r.Stderr)
 	}
 }
