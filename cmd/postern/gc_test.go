@@ -9,8 +9,10 @@ import (
 )
 
 // TestServeGarbageCollector: serve applies the performance section (or
-// its defaults) and logs the settings in use at start, as the README's
-// "Garbage collector and memory" says; then a session still works.
+// its defaults, the memory limit sized for limits.max_connections when
+// the file sets it) and logs the settings in use at start and where each
+// came from, as the README's "Garbage collector and memory" says; then a
+// session still works.
 func TestServeGarbageCollector(t *testing.T) {
 	t.Parallel()
 	s := startServe(t)
@@ -21,18 +23,36 @@ func TestServeGarbageCollector(t *testing.T) {
 		}
 	}
 	s.stop(t)
-	f, err := os.OpenFile(s.cfg, os.O_APPEND|os.O_WRONLY, 0)
+	base, err := os.ReadFile(s.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString("performance:\n  gc_percent: 300\n  memory_limit_mib: 700\n")
-	f.Close()
-	off := s.logs.End()
-	s.start(t)
-	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
-		g := gcLine(t, s.logs.Since(off))
-		if g.GCPercent != 300 || g.MemoryLimitMiB != 700 || g.MemoryLimitFrom != "config performance.memory_limit_mib" {
-			t.Fatalf("configured garbage collector settings: %+v", g)
+	// Each config in turn: the derived limit follows the connection cap
+	// the file sets, unless performance.sessions is set; a fixed limit
+	// wins over both.
+	configs := []struct {
+		extra string
+		check func(gcLog) bool
+	}{
+		{"limits:\n  max_connections: 300\n", func(g gcLog) bool {
+			return g.GCPercent == 400 && strings.HasPrefix(g.MemoryLimitFrom, "derived: 256 MiB + 4 MiB × 300 sessions (limits.max_connections)")
+		}},
+		{"limits:\n  max_connections: 300\nperformance:\n  sessions: 100\n", func(g gcLog) bool {
+			return strings.HasPrefix(g.MemoryLimitFrom, "derived: 256 MiB + 4 MiB × 100 sessions (performance.sessions)")
+		}},
+		{"limits:\n  max_connections: 300\nperformance:\n  gc_percent: 300\n  memory_limit_mib: 700\n", func(g gcLog) bool {
+			return g.GCPercent == 300 && g.MemoryLimitMiB == 700 && g.MemoryLimitFrom == "config performance.memory_limit_mib"
+		}},
+	}
+	for i, tt := range configs {
+		os.WriteFile(s.cfg, append(base[:len(base):len(base)], tt.extra...), 0o600)
+		off := s.logs.End()
+		s.start(t)
+		if g := gcLine(t, s.logs.Since(off)); os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" && !tt.check(g) {
+			t.Fatalf("garbage collector settings with\n%s: %+v", tt.extra, g)
+		}
+		if i < len(configs)-1 {
+			s.stop(t)
 		}
 	}
 	if r := s.ssh(t, nil, "echo gc-ok"); r.ExitCode != 0 || string(r.Stdout) != "gc-ok\n" {

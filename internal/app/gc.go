@@ -27,6 +27,14 @@ const (
 	// sessionMemoryMiB is a busy session's share: x/crypto buffers up to
 	// a channel window (2 MiB) on each of its two legs.
 	sessionMemoryMiB = 4
+	// minCapSessions and maxCapSessions bound the sessions a connection
+	// cap sizes the limit for. Below 64 (512 MiB) a connection's own
+	// channels (several forwards, a multiplexed client) can outgrow its
+	// share and the collector would run hard for little gain; above
+	// 16384 (64 GiB) the operator should say so with
+	// performance.sessions (half the machine's memory caps it anyway).
+	minCapSessions = 64
+	maxCapSessions = 16384
 )
 
 // GCSettings are the garbage collector's settings in use, and where each
@@ -75,18 +83,33 @@ func GCFor(p config.Performance, getenv func(string) string, memTotal int64) GCS
 	case p.MemoryLimitMiB != 0:
 		g.MemoryLimit, g.MemoryLimitFrom = int64(p.MemoryLimitMiB)<<20, "config performance.memory_limit_mib"
 	default:
-		n := p.Sessions
-		if n == 0 {
-			n = defaultSessions
-		}
+		n, from := sessionsFor(p)
 		g.MemoryLimit = int64(baseMemoryMiB+sessionMemoryMiB*n) << 20
-		g.MemoryLimitFrom = fmt.Sprintf("derived: %d MiB + %d MiB × %d sessions", baseMemoryMiB, sessionMemoryMiB, n)
+		g.MemoryLimitFrom = fmt.Sprintf("derived: %d MiB + %d MiB × %d sessions (%s)", baseMemoryMiB, sessionMemoryMiB, n, from)
 		if memTotal > 0 && g.MemoryLimit > memTotal/2 {
 			g.MemoryLimit = memTotal / 2
 			g.MemoryLimitFrom += ", capped at half the machine's memory"
 		}
 	}
 	return g
+}
+
+// sessionsFor is how many sessions the derived memory limit is sized for,
+// and where that came from: performance.sessions if set, else the
+// connection cap (limits.max_connections) if set, kept within
+// minCapSessions and maxCapSessions, else defaultSessions.
+func sessionsFor(p config.Performance) (int, string) {
+	switch {
+	case p.Sessions != 0:
+		return p.Sessions, "performance.sessions"
+	case p.MaxConnections != 0:
+		n := min(max(p.MaxConnections, minCapSessions), maxCapSessions)
+		if n != p.MaxConnections {
+			return n, fmt.Sprintf("limits.max_connections %d, kept within %d to %d", p.MaxConnections, minCapSessions, maxCapSessions)
+		}
+		return n, "limits.max_connections"
+	}
+	return defaultSessions, "default"
 }
 
 // TuneGC applies the garbage collector settings for p to this process and

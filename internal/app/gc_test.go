@@ -12,8 +12,9 @@ import (
 
 // TestGCFor: GOGC and GOMEMLIMIT in the environment win, then the
 // config's performance keys; without either the GC percent is 400 and
-// the memory limit is derived from the sessions it is sized for, at most
-// half the machine's memory.
+// the memory limit is derived from the sessions it is sized for
+// (performance.sessions, else the connection cap within bounds, else
+// 256), at most half the machine's memory.
 func TestGCFor(t *testing.T) {
 	t.Parallel()
 	env := func(kv ...string) func(string) string {
@@ -36,8 +37,14 @@ func TestGCFor(t *testing.T) {
 		limit    int64
 		from     string // in MemoryLimitFrom
 	}{
-		{"defaults", config.Performance{}, env(), 16 * gib, 400, 1280 << 20, "derived: 256 MiB + 4 MiB × 256 sessions"},
-		{"sessions", config.Performance{Sessions: 1000}, env(), 16 * gib, 400, (256 + 4000) << 20, "× 1000 sessions"},
+		{"defaults", config.Performance{}, env(), 16 * gib, 400, 1280 << 20, "derived: 256 MiB + 4 MiB × 256 sessions (default)"},
+		{"sessions", config.Performance{Sessions: 1000}, env(), 16 * gib, 400, (256 + 4000) << 20, "× 1000 sessions (performance.sessions)"},
+		{"connection cap", config.Performance{MaxConnections: 2000}, env(), 32 * gib, 400, (256 + 8000) << 20, "× 2000 sessions (limits.max_connections)"},
+		{"sessions over cap", config.Performance{Sessions: 100, MaxConnections: 2000}, env(), 16 * gib, 400, (256 + 400) << 20, "× 100 sessions (performance.sessions)"},
+		{"small cap", config.Performance{MaxConnections: 5}, env(), 16 * gib, 400, (256 + 256) << 20, "× 64 sessions (limits.max_connections 5, kept within 64 to 16384)"},
+		{"large cap", config.Performance{MaxConnections: 100000}, env(), 256 * gib, 400, (256 + 4*16384) << 20, "× 16384 sessions (limits.max_connections 100000, kept within 64 to 16384)"},
+		{"cap capped", config.Performance{MaxConnections: 2000}, env(), 4 * gib, 400, 2 * gib, "(limits.max_connections), capped at half"},
+		{"cap and fixed limit", config.Performance{MaxConnections: 2000, MemoryLimitMiB: 512}, env(), 16 * gib, 400, 512 << 20, "config performance.memory_limit_mib"},
 		{"capped", config.Performance{Sessions: 1000}, env(), 2 * gib, 400, gib, "capped at half"},
 		{"memory unknown", config.Performance{}, env(), 0, 400, 1280 << 20, "derived"},
 		{"config", config.Performance{GCPercent: 150, MemoryLimitMiB: 512}, env(), 16 * gib, 150, 512 << 20, "config"},

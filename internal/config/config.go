@@ -229,6 +229,7 @@ func (p *parser) config(root *yaml.Node) (*Config, error) {
 	check(p.metrics(m.get("metrics"), c))
 	check(p.shutdown(m.get("shutdown"), &c.Shutdown))
 	check(p.performance(m.get("performance"), &c.Performance))
+	c.Performance.MaxConnections = connectionCap(m.get("limits"), c.Limits)
 	if c.Login != nil && len(c.hostNames()) == 0 {
 		f := m.get("login")
 		p.warnf(f.key.Line, f.path, "neither host_names nor listen names the bastion's host: GET /v1/login announces the host each request was sent to; set host_names to the name users reach the bastion by")

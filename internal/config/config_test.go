@@ -66,7 +66,7 @@ func TestLoadExample(t *testing.T) {
 		LogLevel:          slog.LevelInfo,
 		Limits:            config.Limits{HandshakeTimeout: bastion.DefaultHandshakeTimeout, Limits: bastion.DefaultLimits},
 		Shutdown:          config.Shutdown{Drain: 30 * time.Second},
-		Performance:       config.Performance{GCPercent: 400, Sessions: 256},
+		Performance:       config.Performance{GCPercent: 400, Sessions: 256, MaxConnections: 1000},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config (without policy):\n got %+v\nwant %+v", got, want)

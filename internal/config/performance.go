@@ -1,5 +1,11 @@
 package config
 
+import (
+	"go.yaml.in/yaml/v3"
+
+	"github.com/postern/postern/bastion"
+)
+
 // Performance is the performance section: how the Go runtime's garbage
 // collector is tuned (see internal/app's TuneGC for how the defaults are
 // derived, and the GOGC and GOMEMLIMIT environment variables, which win).
@@ -13,8 +19,14 @@ type Performance struct {
 	// means derived from Sessions; at least 64.
 	MemoryLimitMiB int
 	// Sessions is how many concurrent sessions the derived memory limit
-	// is sized for. Zero means the default (256); at least 1.
+	// is sized for. Zero means MaxConnections, or without it the default
+	// (256); at least 1.
 	Sessions int
+	// MaxConnections is limits.max_connections when the file sets it,
+	// zero when it leaves it out: with Sessions zero, the derived memory
+	// limit is sized for the connection cap (within bounds, see
+	// internal/app's GCFor) rather than the default.
+	MaxConnections int
 }
 
 // Bounds of the performance keys.
@@ -57,4 +69,23 @@ func (p *parser) performance(f field, perf *Performance) error {
 		*k.dst = n
 	}
 	return nil
+}
+
+// connectionCap returns the connection cap read into l when the limits
+// mapping f sets max_connections, and 0 when it leaves it out (l then
+// holds the default, which the derived memory limit does not follow).
+func connectionCap(f field, l Limits) int {
+	if !f.set() {
+		return 0
+	}
+	n := deref(f.val)
+	if n.Kind != yaml.MappingNode {
+		return 0
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if deref(n.Content[i]).Value == bastion.LimitConns && !isNull(deref(n.Content[i+1])) {
+			return l.MaxConns
+		}
+	}
+	return 0
 }

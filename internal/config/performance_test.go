@@ -24,6 +24,21 @@ func TestPerformance(t *testing.T) {
 	if want := (config.Performance{GCPercent: 200, MemoryLimitMiB: 2048, Sessions: 500}); c.Performance != want {
 		t.Fatalf("performance = %+v, want %+v", c.Performance, want)
 	}
+	// The connection cap is noted only when the file sets it: the
+	// derived memory limit follows it then, not the default cap.
+	for _, tt := range []struct {
+		data string
+		want config.Performance
+	}{
+		{"limits:\n  max_connections: 2000\n", config.Performance{MaxConnections: 2000}},
+		{"limits:\n  max_connections_per_identity: 8\n", config.Performance{}},
+		{"limits: {max_connections: 300}\nperformance: {sessions: 100}\n", config.Performance{Sessions: 100, MaxConnections: 300}},
+	} {
+		c, err := config.Parse("postern.yaml", []byte(minimal+tt.data))
+		if err != nil || c.Performance != tt.want {
+			t.Fatalf("%q: performance = %+v, %v; want %+v", tt.data, c.Performance, err, tt.want)
+		}
+	}
 	for _, tt := range []struct {
 		data, key, msg string
 		line           int
