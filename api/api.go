@@ -12,7 +12,9 @@
 // issued certificates (the one `postern ca sign` uses) and sealed in the
 // audit chain; every refused request is a record sealed in the chain too.
 // Requests that fail are counted per client address: past a limit, the
-// address is refused with 429 until its window ends. Errors are JSON,
+// address is refused with 429 until its window ends. Certificates issued
+// are counted per identity: past a burst, one more per interval, and
+// requests in between are refused with 429. Errors are JSON,
 // {"error": "..."}: one sentence for a person, never quoting the token.
 package api
 
@@ -109,6 +111,18 @@ type Config struct {
 	// expires. 0 means DefaultUsedTokens.
 	UsedTokens int
 
+	// IssueBurst certificates may be issued to one identity at once,
+	// then one every IssueInterval: past that, its requests are
+	// refused with 429 and Retry-After (the address is not counted as
+	// failing). A token yields one certificate, but one user may get
+	// many tokens (a refresh token, repeated sign-ins). 0 means
+	// DefaultIssueBurst and DefaultIssueInterval. Identities bounds the
+	// identities tracked (least recently seen forgotten first); 0 means
+	// DefaultIdentities.
+	IssueBurst    int
+	IssueInterval time.Duration
+	Identities    int
+
 	// Revoked, if set, says whether certificates with key ID id are
 	// revoked (postern ca revoke --identity): such an identity gets none.
 	Revoked func(id string) bool
@@ -121,12 +135,13 @@ type Config struct {
 
 // API serves the HTTP API. It is safe for concurrent use.
 type API struct {
-	cfg   Config
-	log   *slog.Logger
-	limit *limiter
-	seal  *sealBudget
-	used  *usedTokens
-	mux   *http.ServeMux
+	cfg    Config
+	log    *slog.Logger
+	limit  *limiter
+	issues *issueLimit
+	seal   *sealBudget
+	used   *usedTokens
+	mux    *http.ServeMux
 	// started is when New ran, to the second (iat's resolution): a
 	// token issued before may have been used before, unremembered.
 	started time.Time
@@ -165,6 +180,15 @@ func New(cfg Config) (*API, error) {
 	if cfg.UsedTokens <= 0 {
 		cfg.UsedTokens = DefaultUsedTokens
 	}
+	if cfg.IssueBurst <= 0 {
+		cfg.IssueBurst = DefaultIssueBurst
+	}
+	if cfg.IssueInterval <= 0 {
+		cfg.IssueInterval = DefaultIssueInterval
+	}
+	if cfg.Identities <= 0 {
+		cfg.Identities = DefaultIdentities
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -176,7 +200,11 @@ func New(cfg Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &API{cfg: cfg, log: log, limit: lim, seal: &sealBudget{max: cfg.RecordedRefusals, window: cfg.FailureWindow}, used: newUsedTokens(cfg.UsedTokens), mux: http.NewServeMux(),
+	issues, err := newIssueLimit(cfg.Identities, cfg.IssueBurst, cfg.IssueInterval)
+	if err != nil {
+		return nil, err
+	}
+	a := &API{cfg: cfg, log: log, limit: lim, issues: issues, seal: &sealBudget{max: cfg.RecordedRefusals, window: cfg.FailureWindow}, used: newUsedTokens(cfg.UsedTokens), mux: http.NewServeMux(),
 		started: cfg.Now().Truncate(time.Second)}
 	a.mux.HandleFunc("/v1/login", only(http.MethodGet, a.login))
 	a.mux.HandleFunc("/v1/certificates", only(http.MethodPost, a.certificates))

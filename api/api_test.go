@@ -246,7 +246,7 @@ func TestIssueCertificateAgentForwarding(t *testing.T) {
 
 func TestConcurrentIssues(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, nil)
+	r := newRig(t, func(c *api.Config) { c.IssueBurst = 16 }) // all alice's
 	const n = 16
 	serials := make(chan uint64, n)
 	errs := make(chan string, n)

@@ -55,6 +55,12 @@ type refusal struct {
 	subject  string
 	key      string // fingerprint
 	ttl      string
+	// retryAfter, if not 0, is sent as Retry-After (seconds).
+	retryAfter int
+	// identityLimited says the identity's issuance limit refused it:
+	// not a failure of the client's address. unsealed says it is logged
+	// without a sealed record (one was sealed for this bout already).
+	identityLimited, unsealed bool
 }
 
 // certificates serves POST /v1/certificates.
@@ -77,8 +83,11 @@ func (a *API) certificates(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, ref := a.issue(r, w, client, now)
 	if ref != nil {
-		if ref.status < 500 {
+		if ref.status < 500 && !ref.identityLimited {
 			a.limit.fail(client, now)
+		}
+		if ref.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(ref.retryAfter))
 		}
 		a.record(r, client, ref)
 		writeError(w, ref.status, ref.message)
@@ -121,9 +130,43 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 	if a.cfg.Revoked != nil && a.cfg.Revoked(login.Identity) {
 		return nil, refuse(http.StatusForbidden, "identity revoked", "certificates for "+login.Identity+" are revoked on this bastion; ask an admin")
 	}
+	if ref := a.rate(login.Identity, now, refuse); ref != nil {
+		return nil, ref
+	}
+	resp, ref := a.sign(r, client, now, pub, ttl, login, refuse)
+	if ref != nil {
+		// Only certificates issued count: a replayed token, or a
+		// failure of the bastion's, leaves the identity's bucket as
+		// it was.
+		a.issues.refund(login.Identity)
+	}
+	return resp, ref
+}
+
+// rate takes a certificate from identity id's issuance limit, or refuses
+// with 429 and how long to wait; the first refusal since id's last issue
+// is sealed, later ones are logged.
+func (a *API) rate(id string, now time.Time, refuse func(int, string, string) *refusal) *refusal {
+	wait, first, ok := a.issues.take(id, now)
+	if ok {
+		return nil
+	}
+	secs := int((wait + time.Second - 1) / time.Second)
+	ref := refuse(http.StatusTooManyRequests,
+		fmt.Sprintf("issue rate limited: %d certificates, then one every %s, per identity", a.cfg.IssueBurst, a.cfg.IssueInterval),
+		fmt.Sprintf("too many certificates for %s: this bastion issues one identity %d at once, then one every %s", id, a.cfg.IssueBurst, a.cfg.IssueInterval))
+	ref.retryAfter, ref.identityLimited, ref.unsealed = secs, true, !first
+	return ref
+}
+
+// sign claims login's token and issues the certificate for pub, or says
+// why not.
+func (a *API) sign(r *http.Request, client netip.Addr, now time.Time, pub ssh.PublicKey, ttl time.Duration, login *certs.OIDCLogin,
+	refuse func(int, string, string) *refusal) (*certResponse, *refusal) {
 	if ref := a.once(login, now, refuse); ref != nil {
 		return nil, ref
 	}
+	fp := ssh.FingerprintSHA256(pub)
 	creq := certs.UserCertRequest{
 		Principals: login.Principals, Groups: login.Groups, TTL: ttl, KeyID: login.Identity, Now: now,
 		NoPTY: a.cfg.NoPTY, NoPortForwarding: a.cfg.NoPortForwarding, AgentForwarding: a.cfg.AgentForwarding,
@@ -268,7 +311,10 @@ func (a *API) ttl(s string) (time.Duration, *refusal) {
 func (a *API) record(r *http.Request, client netip.Addr, ref *refusal) {
 	ref.reason = clip(ref.reason)
 	now := a.cfg.Now()
-	seal, last := a.seal.take(now)
+	seal, last := false, false
+	if !ref.unsealed {
+		seal, last = a.seal.take(now)
+	}
 	if last {
 		ref.reason += fmt.Sprintf(" (refusal records suspended: more than %d refusals within %s; until %s, refusals are logged, not sealed)",
 			a.cfg.RecordedRefusals, a.cfg.FailureWindow, a.seal.end().UTC().Format(time.RFC3339))
@@ -283,7 +329,7 @@ func (a *API) record(r *http.Request, client netip.Addr, ref *refusal) {
 	if ref.key != "" {
 		attrs = append(attrs, "key", ref.key)
 	}
-	if !seal {
+	if ref.unsealed || !seal {
 		audit.Record(a.log, audit.CertRefused, append(attrs, "sealed", false)...)
 		return
 	}

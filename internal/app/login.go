@@ -38,6 +38,7 @@ func (a *App) loginServer(s *config.Config, bc *bastion.Config, log *slog.Logger
 		OIDC: o, Authority: a.Auth, Register: a.Store,
 		Issuer: l.Issuer, ClientID: l.ClientID, Scopes: l.Scopes, Device: l.Device,
 		RedirectPort: l.RedirectPort, PublicClientSecret: l.PublicClientSecret,
+		IssueBurst: l.IssueBurst, IssueInterval: l.IssueInterval,
 		TTL: l.TTL, MaxTTL: l.MaxTTL, SourceAddress: l.SourceAddress,
 		NoPTY:            !slices.Contains(l.Extensions, "permit-pty"),
 		NoPortForwarding: !slices.Contains(l.Extensions, "permit-port-forwarding"),

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/postern/postern/api"
 )
 
 // Defaults and bounds of the login section.
@@ -16,6 +18,11 @@ const (
 	defaultLoginTTL = 8 * time.Hour
 	// maxLoginTTL caps ttl and max_ttl, as `ca sign --ttl` is capped.
 	maxLoginTTL = 7 * 24 * time.Hour
+	// maxIssueBurst and maxIssueInterval bound issue_burst and
+	// issue_interval: past them the limit no longer limits, or no
+	// longer lets anyone log in twice a day.
+	maxIssueBurst    = 1000
+	maxIssueInterval = 24 * time.Hour
 )
 
 // defaultScopes are asked for when the section names none: the identity
@@ -80,12 +87,17 @@ type Login struct {
 	// an installed app although it cannot be kept (Google). Anyone may
 	// read it from GET /v1/login: it must not be a confidential client's.
 	PublicClientSecret string
+	// IssueBurst certificates may be issued to one identity at once,
+	// then one every IssueInterval (see api.Config). Default 5 and 20s;
+	// IssueBurst 1 to 1000, IssueInterval more than 0 and at most 24h.
+	IssueBurst    int
+	IssueInterval time.Duration
 }
 
 // loginKeys are the keys of the login section.
 var loginKeys = []string{"listen", "tls_cert", "tls_key", "plain_http", "issuer", "client_id", "scopes",
 	"identity_claim", "groups_claim", "principals_claim", "ttl", "max_ttl", "source_address", "extensions", "device",
-	"redirect_port", "public_client_secret"}
+	"redirect_port", "public_client_secret", "issue_burst", "issue_interval"}
 
 // login reads the login section; nil when it is absent. It reports every
 // problem in the section.
@@ -150,6 +162,7 @@ func (p *parser) login(f field) (*Login, error) {
 		l.PublicClientSecret, err = p.str(f, checkToken("client secret"))
 		check(err)
 	}
+	p.loginIssueLimit(m, l, check)
 	if len(errs) > 0 {
 		return nil, joinErrors(errs)
 	}
@@ -238,11 +251,36 @@ func (p *parser) loginTTL(m mapping, l *Login) error {
 	return nil
 }
 
+// loginIssueLimit reads issue_burst and issue_interval, passing each
+// problem to check.
+func (p *parser) loginIssueLimit(m mapping, l *Login, check func(error)) {
+	if f := m.get("issue_burst"); f.set() {
+		n, err := p.integer(f)
+		if err == nil && (n < 1 || n > maxIssueBurst) {
+			err = p.errorf(f.line(), f.path, "must be at least 1 and at most %d certificates, got %d", maxIssueBurst, n)
+		}
+		if err == nil {
+			l.IssueBurst = n
+		}
+		check(err)
+	}
+	f := m.get("issue_interval")
+	d, err := p.duration(f, l.IssueInterval)
+	if err == nil && (d <= 0 || d > maxIssueInterval) {
+		err = p.errorf(f.line(), f.path, `must be more than 0 and at most 24h, like "20s", got %s`, d)
+	}
+	if err == nil {
+		l.IssueInterval = d
+	}
+	check(err)
+}
+
 // NewLogin returns a login section with the defaults a config file gets
 // (MaxTTL = TTL), for callers that build one themselves (the demo).
 func NewLogin() *Login {
 	return &Login{Scopes: slices.Clone(defaultScopes), IdentityClaim: "email", GroupsClaim: "groups",
-		TTL: defaultLoginTTL, MaxTTL: defaultLoginTTL, Extensions: slices.Clone(defaultLoginExtensions)}
+		TTL: defaultLoginTTL, MaxTTL: defaultLoginTTL, Extensions: slices.Clone(defaultLoginExtensions),
+		IssueBurst: api.DefaultIssueBurst, IssueInterval: api.DefaultIssueInterval}
 }
 
 // CheckIssuer is the login section's check of an issuer URL, for callers

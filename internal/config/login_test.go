@@ -29,7 +29,8 @@ func TestLoginDefaults(t *testing.T) {
 	}
 	want := &config.Login{Listen: "127.0.0.1:8080", PlainHTTP: true, Issuer: "http://127.0.0.1:5556/dex", ClientID: "postern",
 		Scopes: []string{"openid", "email", "profile"}, IdentityClaim: "email", GroupsClaim: "groups",
-		TTL: 8 * time.Hour, MaxTTL: 8 * time.Hour, Extensions: []string{"permit-pty", "permit-port-forwarding"}}
+		TTL: 8 * time.Hour, MaxTTL: 8 * time.Hour, Extensions: []string{"permit-pty", "permit-port-forwarding"},
+		IssueBurst: 5, IssueInterval: 20 * time.Second}
 	if !reflect.DeepEqual(c.Login, want) {
 		t.Fatalf("login %+v\nwant  %+v", c.Login, want)
 	}
@@ -62,6 +63,8 @@ func TestLoginValues(t *testing.T) {
   source_address: true
   extensions: [permit-pty, permit-agent-forwarding]
   device: true
+  issue_burst: 3
+  issue_interval: 1m
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +72,8 @@ func TestLoginValues(t *testing.T) {
 	want := &config.Login{Listen: ":8443", TLSCert: filepath.Join(dir, "cert.pem"), TLSKey: filepath.Join(dir, "key.pem"),
 		Issuer: "https://login.example.com/realms/staff", ClientID: "postern-cli", Scopes: []string{"openid", "email", "profile", "groups"},
 		IdentityClaim: "preferred_username", GroupsClaim: "roles", PrincipalsClaim: "unix_logins", TTL: 4 * time.Hour, MaxTTL: 24 * time.Hour,
-		SourceAddress: true, Extensions: []string{"permit-pty", "permit-agent-forwarding"}, Device: true}
+		SourceAddress: true, Extensions: []string{"permit-pty", "permit-agent-forwarding"}, Device: true,
+		IssueBurst: 3, IssueInterval: time.Minute}
 	if !reflect.DeepEqual(c.Login, want) {
 		t.Fatalf("login %+v\nwant  %+v", c.Login, want)
 	}
@@ -112,6 +116,8 @@ func TestLoginProblems(t *testing.T) {
 			"8 login.device: must be true or false",
 			"7 login.extensions[1]: \"permit-X11-forwarding\" cannot be granted",
 		}},
+		{"issue limit", "  listen: \"127.0.0.1:8080\"\n  plain_http: true\n  issuer: https://idp.example.com\n  client_id: c\n  issue_burst: 0\n  issue_interval: 0s\n",
+			[]string{"5 login.issue_burst: must be at least 1 and at most 1000", "6 login.issue_interval: must be more than 0 and at most 24h"}},
 		{"max_ttl below ttl", "  listen: \"127.0.0.1:8080\"\n  plain_http: true\n  issuer: https://idp.example.com\n  client_id: c\n  ttl: 8h\n  max_ttl: 1h\n",
 			[]string{"6 login.max_ttl: must be at least ttl (8h0m0s)"}},
 		{"unknown key", "  listen: \"127.0.0.1:8080\"\n  client_secret: x\n",

@@ -1,0 +1,55 @@
+package api
+
+import (
+	"testing"
+	"time"
+)
+
+// TestIssueLimit: a burst, then one per interval; a refusal says how long
+// to wait and is announced once per bout; a refund gives one back; an
+// identity forgotten by the table starts full.
+func TestIssueLimit(t *testing.T) {
+	t.Parallel()
+	l, err := newIssueLimit(2, 3, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_000_000, 0)
+	for i := range 3 {
+		if _, _, ok := l.take("alice", t0); !ok {
+			t.Fatalf("take %d of the burst refused", i+1)
+		}
+	}
+	wait, first, ok := l.take("alice", t0.Add(5*time.Second))
+	if ok || !first || wait != 15*time.Second {
+		t.Fatalf("past the burst: wait %s first %v ok %v", wait, first, ok)
+	}
+	if wait, first, ok := l.take("alice", t0.Add(10*time.Second)); ok || first || wait != 10*time.Second {
+		t.Fatalf("second refusal: wait %s first %v ok %v", wait, first, ok)
+	}
+	if _, _, ok := l.take("bob", t0); !ok {
+		t.Fatal("bob refused for alice's certificates")
+	}
+	// One back after an interval, and only one.
+	if _, _, ok := l.take("alice", t0.Add(20*time.Second)); !ok {
+		t.Fatal("refused after an interval")
+	}
+	if _, first, ok := l.take("alice", t0.Add(20*time.Second)); ok || !first {
+		t.Fatalf("a new bout: first %v ok %v", first, ok)
+	}
+	l.refund("alice")
+	if _, _, ok := l.take("alice", t0.Add(20*time.Second)); !ok {
+		t.Fatal("refused after a refund")
+	}
+	// A full minute later, the whole burst is back.
+	for i := range 3 {
+		if _, _, ok := l.take("alice", t0.Add(80*time.Second)); !ok {
+			t.Fatalf("take %d of the refilled burst refused", i+1)
+		}
+	}
+	// The table holds 2: carol pushes out the least recently seen.
+	l.take("carol", t0.Add(80*time.Second))
+	if l.table.Len() != 2 || l.table.Contains("bob") {
+		t.Fatalf("table holds %v", l.table.Keys())
+	}
+}
