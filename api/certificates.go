@@ -153,8 +153,8 @@ func (a *API) rate(id string, now time.Time, refuse func(int, string, string) *r
 	}
 	secs := int((wait + time.Second - 1) / time.Second)
 	ref := refuse(http.StatusTooManyRequests,
-		fmt.Sprintf("issue rate limited: %d certificates, then one every %s, per identity", a.cfg.IssueBurst, a.cfg.IssueInterval),
-		fmt.Sprintf("too many certificates for %s: this bastion issues one identity %d at once, then one every %s", id, a.cfg.IssueBurst, a.cfg.IssueInterval))
+		fmt.Sprintf("issue rate limited: a burst of %d certificates, then one every %s, per identity", a.cfg.IssueBurst, a.cfg.IssueInterval),
+		fmt.Sprintf("too many certificates for %s: this bastion issues at most %d to one identity at once, then one every %s", id, a.cfg.IssueBurst, a.cfg.IssueInterval))
 	ref.retryAfter, ref.identityLimited, ref.unsealed = secs, true, !first
 	return ref
 }

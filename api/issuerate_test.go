@@ -45,7 +45,7 @@ func TestIssueRatePerIdentity(t *testing.T) {
 		}
 	}
 	limited := token("alice@example.com")
-	const want = "too many certificates for alice@example.com: this bastion issues one identity 3 at once, then one every 1h0m0s"
+	const want = "too many certificates for alice@example.com: this bastion issues at most 3 to one identity at once, then one every 1h0m0s"
 	for i := range api.DefaultMaxFailures {
 		rep := post(limited)
 		retry, err := strconv.Atoi(rep.header.Get("Retry-After"))
@@ -65,7 +65,7 @@ func TestIssueRatePerIdentity(t *testing.T) {
 		}
 		for _, ref := range list {
 			if ref.Status == http.StatusTooManyRequests {
-				if ref.Identity != "alice@example.com" || !strings.Contains(ref.Reason, "issue rate limited: 3 certificates, then one every 1h0m0s") || ref.Key == "" {
+				if ref.Identity != "alice@example.com" || !strings.Contains(ref.Reason, "issue rate limited: a burst of 3 certificates, then one every 1h0m0s") || ref.Key == "" {
 					t.Fatalf("refusal record %+v", ref)
 				}
 				n++
