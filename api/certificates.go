@@ -329,7 +329,7 @@ func (a *API) record(r *http.Request, client netip.Addr, ref *refusal) {
 	if ref.key != "" {
 		attrs = append(attrs, "key", ref.key)
 	}
-	if ref.unsealed || !seal {
+	if !seal {
 		audit.Record(a.log, audit.CertRefused, append(attrs, "sealed", false)...)
 		return
 	}
