@@ -36,6 +36,7 @@ type issueLimit struct {
 // logged without a sealed record each.
 type issueState struct {
 	tat       time.Time
+	seen      time.Time // the latest now taken at
 	announced bool
 }
 
@@ -59,6 +60,13 @@ func (l *issueLimit) take(id string, now time.Time) (wait time.Duration, first, 
 		st = &issueState{}
 		l.table.Add(id, st)
 	}
+	// Concurrent requests take in any order, each at the time it
+	// arrived: one that arrived a little earlier but takes later must
+	// not find the bucket fuller or emptier for it.
+	if now.Before(st.seen) {
+		now = st.seen
+	}
+	st.seen = now
 	tat := st.tat
 	if tat.Before(now) {
 		tat = now

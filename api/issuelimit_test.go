@@ -53,3 +53,22 @@ func TestIssueLimit(t *testing.T) {
 		t.Fatalf("table holds %v", l.table.Keys())
 	}
 }
+
+// TestIssueLimitOutOfOrder: requests that arrived within the same moment
+// and take in another order all get the burst.
+func TestIssueLimitOutOfOrder(t *testing.T) {
+	t.Parallel()
+	l, err := newIssueLimit(2, 4, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_000_000, 0)
+	for i, ms := range []int{5, 3, 1, 0} {
+		if wait, _, ok := l.take("alice", t0.Add(time.Duration(ms)*time.Millisecond)); !ok {
+			t.Fatalf("take %d (arrived at +%dms) refused, wait %s", i+1, ms, wait)
+		}
+	}
+	if _, _, ok := l.take("alice", t0.Add(5*time.Millisecond)); ok {
+		t.Fatal("a fifth within the moment")
+	}
+}
