@@ -136,9 +136,21 @@ func (s *scanner) handBack(b []byte, i, hs int) int {
 	return hs
 }
 
-// skimRun is skim's inner loop, on its own so that its state stays in
-// registers: it returns at the end of b or at eight bytes that go to word.
+// skimRun is skim's inner loop: it returns at the end of b or at eight
+// bytes that go to word. With AVX2 it reads 32 bytes a step (skimAVX2),
+// taking word's part too for line ends, CAN, SUB and CSI sequences, and
+// skimRun8 always goes on from where that stops: the last few bytes, and
+// whatever the assembly leaves to Go.
 func skimRun(b []byte, j, hs, cnt int) (int, int, int) {
+	if hasSkimAVX2 {
+		j, hs, cnt = skimAVX2(b, j, hs, cnt)
+	}
+	return skimRun8(b, j, hs, cnt)
+}
+
+// skimRun8 is skimRun eight bytes at a time, on its own so that its state
+// stays in registers.
+func skimRun8(b []byte, j, hs, cnt int) (int, int, int) {
 	for j+8 <= len(b) {
 		v := binary.LittleEndian.Uint64(b[j : j+8])
 		x := v & lo7
