@@ -15,9 +15,10 @@ func cpuHasAVX2() bool
 // digits in cnt and the block together, a stretch at most skimSpan-24
 // bytes long at its start); the others go through skimRun8's steps on the
 // block's bit masks. A step with a control in it goes on as word does
-// when the first control is HT, LF, VT, FF, CR, CAN or SUB, or the ESC of a CSI
-// sequence whose parameters end within 32 bytes of its '['; anything
-// else, and a block that does not fit in b, ends the loop. It returns a
+// (HT, LF, VT, FF, CR, CAN and SUB being breaks) when its first other
+// control is the ESC of a CSI sequence whose parameters end within 32
+// bytes of its '['; anything else, and a block that does not fit in b,
+// ends the loop. It returns a
 // state from which skim's loop in Go goes on (skimRun8, then word) to the
 // same output as the exact scanner's. It needs
 // 0 <= j <= len(b) and hs <= j, and reads no byte outside b[j:].
