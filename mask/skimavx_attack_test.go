@@ -129,12 +129,16 @@ func skimModel(b []byte, j0, hs0, cnt0, j, hs, cnt int) error {
 func checkAVX2Model(t *testing.T, b []byte, j0 int) {
 	t.Helper()
 	if hasSkimAVX2 {
-		j, hs, cnt := skimAVX2(b, j0, j0, 0)
-		if err := skimModel(b, j0, j0, 0, j, hs, cnt); err != nil {
-			t.Fatalf("skimAVX2 from %d on %q: %v", j0, b, err)
-		}
-		if len(b)-j0 < 32 && j != j0 {
-			t.Fatalf("skimAVX2 from %d on %q: moves with no whole block", j0, b)
+		// A fresh stretch, and one that started before j0 with digits
+		// in it (the assembly starting inside a stretch).
+		for _, st := range [][2]int{{j0, 0}, {max(0, j0-7), 12 - j0%4}, {max(0, j0-skimSpan+20), j0 % 3}} {
+			j, hs, cnt := skimAVX2(b, j0, st[0], st[1])
+			if err := skimModel(b, j0, st[0], st[1], j, hs, cnt); err != nil {
+				t.Fatalf("skimAVX2 from %d (hs %d, cnt %d) on %q: %v", j0, st[0], st[1], b, err)
+			}
+			if len(b)-j0 < 32 && j != j0 {
+				t.Fatalf("skimAVX2 from %d on %q: moves with no whole block", j0, b)
+			}
 		}
 	}
 	j, hs, cnt := j0, j0, 0
@@ -314,6 +318,25 @@ func TestSkimAVX2Pieces(t *testing.T) {
 				if got, want := maskExact(in, cfg, false), maskExact(in, cfg, true); !bytes.Equal(got, want) {
 					t.Fatalf("%q: skim changes the output\ngot: %q\nwant %q", in, got, want)
 				}
+			}
+		}
+	}
+}
+
+// TestSkimAVX2LongStretch runs skimAVX2 over stretches without a hard
+// break close to skimSpan bytes long (spaces, dashes, CSI sequences, few
+// digits), from every offset of a block, so that it must stop before the
+// stretch could reach the hold bound.
+func TestSkimAVX2LongStretch(t *testing.T) {
+	t.Parallel()
+	place := guardArea(t)
+	for _, unit := range []string{" ", "- ", "\x1b[m", "1 \x1b[1;2H  ", "\x1b[" + strings.Repeat("0", 28) + "m"} {
+		for n := skimSpan - 70; n < skimSpan+70; n += 7 {
+			body := strings.Repeat(unit, n/len(unit)+1)[:n]
+			for off := range 32 {
+				in := []byte(strings.Repeat("x", off+1) + body + "12 x" + strings.Repeat(" ", 40))
+				checkAVX2Model(t, place(in), off+1)
+				checkAVX2Model(t, in, 0)
 			}
 		}
 	}
