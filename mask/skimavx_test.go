@@ -102,7 +102,8 @@ func csiCase(rng *rand.Rand) []byte {
 }
 
 // checkSkimRun fails unless skimAVX2, from j with stretch start hs and
-// cnt digits, returns a state within bounds; and unless skim's loop on
+// cnt digits, returns a state within bounds that skimModel accepts; and
+// unless skim's loop on
 // b[j:], with skimRun (the assembly, then the Go loop), skimRun8 (the Go
 // loop alone) or the Go loop for a few steps and then skimRun (so that the
 // assembly starts inside a stretch), hands back where the exact scanner
@@ -116,6 +117,11 @@ func checkSkimRun(t *testing.T, b []byte, j, hs, cnt int) {
 		}
 		if len(b)-j < 32 && [3]int{aj, ahs, acnt} != [3]int{j, hs, cnt} {
 			t.Fatalf("%q from %d: skimAVX2 moves with no whole block", b, j)
+		}
+		if j-hs <= skimSpan { // as skim starts it: a longer one may pass a step that ends on a break
+			if err := skimModel(b, j, hs, cnt, aj, ahs, acnt); err != nil {
+				t.Fatalf("%q from %d (hs %d, cnt %d): skimAVX2: %v", b, j, hs, cnt, err)
+			}
 		}
 	}
 	b = b[j:]
