@@ -103,11 +103,11 @@ func csiCase(rng *rand.Rand) []byte {
 
 // checkSkimRun fails unless skimAVX2, from j with stretch start hs and
 // cnt digits, returns a state within bounds that skimModel accepts; and
-// unless skim's loop on
-// b[j:], with skimRun (the assembly, then the Go loop), skimRun8 (the Go
-// loop alone) or the Go loop for a few steps and then skimRun (so that the
-// assembly starts inside a stretch), hands back where the exact scanner
-// reading the rest gives the exact scanner's output.
+// unless skim's loop on b[j:], with skimRun (the assembly, then the Go
+// loop), skimRun8 (the Go loop alone) or the Go loop for a few steps and
+// then skimRun (so that the assembly starts inside a stretch), hands back
+// where the exact scanner reading the rest gives the exact scanner's
+// output.
 func checkSkimRun(t *testing.T, b []byte, j, hs, cnt int) {
 	t.Helper()
 	if hasSkimAVX2 {
