@@ -72,4 +72,7 @@ var skimDenseCases = []struct{ name, unit string }{
 	{"ht7-nul", "\t\t\t\t\t\t\t\x00"},
 	{"crlf-esc", "\r\n\x1b7"},
 	{"crlf-csi", "\r\n\x1b[m"},
+	{"block-esc", strings.Repeat("x", 32) + "\x1b7"},
+	{"block-nf", strings.Repeat("ab 1 ", 7) + "\x1b(B"},
+	{"block-nul", strings.Repeat("ab 1 ", 7) + "\x00"},
 }
