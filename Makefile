@@ -33,6 +33,7 @@ fuzz:
 	bash scripts/fuzz.sh mask FuzzMaskText $(SHORTFUZZ)
 	bash scripts/fuzz.sh mask FuzzSkim $(SHORTFUZZ)
 	bash scripts/fuzz.sh mask FuzzSkimAttack $(SHORTFUZZ)
+	bash scripts/fuzz.sh mask FuzzSkimAVX2 $(SHORTFUZZ)
 	bash scripts/fuzz.sh internal/config FuzzParse $(SHORTFUZZ)
 	bash scripts/fuzz.sh approval FuzzDecide $(SHORTFUZZ)
 	bash scripts/fuzz.sh approval FuzzSQLCommands $(SHORTFUZZ)
