@@ -337,13 +337,9 @@ func get(t *testing.T, u string) (int, string) {
 func TestAuthCodeFlowFixedPortAndSecret(t *testing.T) {
 	t.Parallel()
 	p := testenv.OIDC(t, testenv.OIDCOptions{SecretClients: map[string]string{"desktop": "not-so-secret"}})
-	// A port free a moment ago: the flow listens on it again at once.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	// A port free a moment ago, which the flow listens on twice: from
+	// below the ephemeral range, so no connection made meanwhile takes it.
+	port := testenv.FreePort(t)
 	for _, secret := range []string{"not-so-secret", ""} {
 		w := newPromptWatcher()
 		f := newFlow(p, w)
