@@ -116,7 +116,11 @@ func TestLimitFloodOfIdleConnections(t *testing.T) {
 	if r.ExitCode != 0 || strings.TrimSpace(string(r.Stdout)) != "in" {
 		t.Fatalf("legitimate login during the flood: exit %d stdout %q stderr %q", r.ExitCode, r.Stdout, r.Stderr)
 	}
-	if limit := max(2*time.Second, 2*base); took > limit {
+	// A login stuck behind the held flood would wait for their handshake
+	// timeout (DefaultHandshakeTimeout, 30 s); the bound is far below that
+	// and well above the noise of one timed login on a loaded -race run
+	// (twice a single earlier login, or 2 s, is within that noise).
+	if limit := max(10*time.Second, 3*base); took > limit {
 		t.Fatalf("legitimate login took %v during the flood (%v before it), want under %v", took, base, limit)
 	}
 	t.Logf("legitimate login took %v with %d idle connections held by the client (%v before the flood)", took, flood, base)
