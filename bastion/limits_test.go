@@ -169,7 +169,7 @@ func TestLimitFailedLoginsFromOneAddress(t *testing.T) {
 			authFailures++
 			// The bastion counts the failure when the connection ends;
 			// wait for that, so the count below is exact.
-			testenv.WaitFor(t, 5*time.Second, func() bool { return b.srv.gate.failuresOf(src) >= authFailures })
+			testenv.WaitFor(t, 20*time.Second, func() bool { return b.srv.gate.failuresOf(src) >= authFailures })
 		default:
 			closedEarly++
 		}
@@ -306,7 +306,7 @@ func TestLimitHandshakeTimeout(t *testing.T) {
 	if took := time.Since(start); err != nil || took < 250*time.Millisecond {
 		t.Fatalf("idle connection ended after %v with %v: want EOF after the 300ms handshake timeout", took, err)
 	}
-	testenv.WaitFor(t, 5*time.Second, func() bool { n, _ := b.srv.gate.counts(); return n == 0 })
+	testenv.WaitFor(t, 20*time.Second, func() bool { n, _ := b.srv.gate.counts(); return n == 0 })
 }
 
 // counts returns the unauthenticated and authenticated connections held.
