@@ -370,7 +370,10 @@ func TestAttackAdminHeldExecCloseRace(t *testing.T) {
 func TestAttackAdminHeldIdleTimeout(t *testing.T) {
 	t.Parallel()
 	h := env(t)
-	b := h.extraServer(t, Config{Policy: h.policy, IdleTimeout: 300 * time.Millisecond})
+	// Long enough that the connection is still there when the channel is
+	// opened after the handshake, on a loaded machine too (with 300ms
+	// OpenChannel could find it already ended); the wait below is longer.
+	b := h.extraServer(t, Config{Policy: h.policy, IdleTimeout: 2 * time.Second})
 	a := &adminEnv{harness: b}
 	client := a.dialGo(t, h.alice, AdminUser)
 	ch, reqs, err := client.OpenChannel("session", nil)
@@ -384,7 +387,7 @@ func TestAttackAdminHeldIdleTimeout(t *testing.T) {
 	select {
 	case <-done:
 	case <-time.After(20 * time.Second):
-		t.Fatal("an idle admin connection was not ended by the 300ms idle timeout")
+		t.Fatal("an idle admin connection was not ended by the 2s idle timeout")
 	}
 	testenv.WaitFor(t, 10*time.Second, func() bool {
 		for _, m := range attackAdminRecords(b.logs.String(), "disconnect") {

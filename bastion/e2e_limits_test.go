@@ -192,14 +192,18 @@ func TestMaxSessionDuration(t *testing.T) {
 	t.Parallel()
 	h := env(t)
 	store := openStore(t, t.TempDir(), h.auth.AuditKey)
-	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}, SessionLimits: SessionLimits{MaxDuration: 4 * time.Second}})
+	// The warning goes to the session channels open at 3/4 of the limit,
+	// counted from authentication: the session must be running by then,
+	// which takes a target dial (with 4s, a loaded machine could miss the
+	// 3 s and the warning went nowhere).
+	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}, SessionLimits: SessionLimits{MaxDuration: 8 * time.Second}})
 	start := time.Now()
 	s := startSSH(t, b, h.alice, "root@t1", "echo started; sleep 120")
-	s.ended(t, "a session past the maximum duration", "postern: this connection reached the bastion's maximum session duration (4s) and was ended")
-	if took := time.Since(start); took < 4*time.Second {
-		t.Fatalf("ended after %s, before the 4s limit", took)
+	s.ended(t, "a session past the maximum duration", "postern: this connection reached the bastion's maximum session duration (8s) and was ended")
+	if took := time.Since(start); took < 8*time.Second {
+		t.Fatalf("ended after %s, before the 8s limit", took)
 	}
-	warn := "postern: this connection reaches the bastion's maximum session duration (4s) in 1s"
+	warn := "postern: this connection reaches the bastion's maximum session duration (8s) in 2s"
 	if !strings.Contains(s.stderr.String(), warn) || strings.Index(s.stderr.String(), warn) > strings.Index(s.stderr.String(), "and was ended") {
 		t.Fatalf("stderr %q: want the warning %q before the end", s.stderr.String(), warn)
 	}

@@ -14,10 +14,14 @@ import (
 func TestIdleTimeout(t *testing.T) {
 	t.Parallel()
 	h := env(t)
-	b := h.extraServer(t, Config{Policy: h.policy, IdleTimeout: 500 * time.Millisecond})
+	// The notice reaches the client on its session channel, so the
+	// timeout must not come before that channel runs: the bastion dials
+	// the target in between, which on a loaded machine can take longer
+	// than the 500ms this test used.
+	b := h.extraServer(t, Config{Policy: h.policy, IdleTimeout: 2 * time.Second})
 	args := append(b.opts(h.alice), "-p", strconv.Itoa(b.port), "root@t1@127.0.0.1", "sleep 60")
 	r := testenv.Cmd(t, 30*time.Second, nil, h.sshBin, args...)
-	if r.ExitCode == 0 || !strings.Contains(string(r.Stderr), "idle for 500ms") {
+	if r.ExitCode == 0 || !strings.Contains(string(r.Stderr), "idle for 2s") {
 		t.Fatalf("exit %d stderr %q: want the idle timeout message", r.ExitCode, r.Stderr)
 	}
 }
@@ -77,7 +81,10 @@ func newFreezer(t *testing.T, target string) *freezer {
 func TestKeepAliveEndsDeadConnection(t *testing.T) {
 	t.Parallel()
 	h := env(t)
-	b := h.extraServer(t, Config{Policy: h.policy, KeepAliveInterval: 300 * time.Millisecond, KeepAliveMax: 3})
+	// A probe goes unanswered for KeepAliveInterval*KeepAliveMax before
+	// the client is dropped: 3 s, not the 0.9 s of 300ms probes, which a
+	// live client in this loaded, -race test process could take to answer.
+	b := h.extraServer(t, Config{Policy: h.policy, KeepAliveInterval: time.Second, KeepAliveMax: 3})
 	logs := b.logs
 	f := newFreezer(t, "127.0.0.1:"+strconv.Itoa(b.port))
 
@@ -92,12 +99,12 @@ func TestKeepAliveEndsDeadConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Alive while answering: several keepalive rounds pass.
-	testenv.WaitFor(t, 10*time.Second, func() bool { return strings.Count(logs.String(), "keepalive answered") >= 3 })
+	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Count(logs.String(), "keepalive answered") >= 3 })
 	if strings.Contains(logs.String(), "keepalive timeout") {
 		t.Fatalf("a live client was dropped:\n%s", logs.String())
 	}
 	close(f.frozen)
-	testenv.WaitFor(t, 15*time.Second, func() bool {
+	testenv.WaitFor(t, 20*time.Second, func() bool {
 		return strings.Contains(logs.String(), "keepalive timeout") &&
 			strings.Contains(logs.String(), `"event":"disconnect"`)
 	})

@@ -140,12 +140,16 @@ func (tm *term) within(s string, d time.Duration) bool {
 // bash may drop keys that come while it handles the Ctrl-C the bastion
 // sent, and readline redraws a line with its prompt before it runs it. A
 // line of the no-op command : with a unique word is typed (again, if its
-// echo does not come) and run.
+// echo does not come) and run. Each try first empties the line (Ctrl-E
+// Ctrl-U): bash handles a Ctrl-C in two steps, first redrawing the line
+// it had, then dropping it when it next looks at its signals, so keys
+// that come in between were added to the dropped line (under load the cancelled
+// "touch" came back with the sync word after it and was held again).
 func (tm *term) sync() {
 	tm.t.Helper()
 	for i := 0; ; i++ {
 		word := "sync" + strconv.Itoa(tm.syncs) + "x" + strconv.Itoa(i)
-		tm.send(" : " + word)
+		tm.send("\x05\x15 : " + word)
 		if tm.within(word, time.Second) {
 			tm.send("\r")
 			tm.expect(shellPrompt)

@@ -197,7 +197,7 @@ func TestAttackAgentLeavesOwnKeyAlone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	short := loginFixture(t, own, 3*time.Second).Cert
+	short := loginFixture(t, own, shortLife).Cert
 	if _, err := ag.Add(own, short, "postern test", time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestAttackAgentLeavesOwnKeyAlone(t *testing.T) {
 		t.Fatalf("ssh-add -l after login: %q", l)
 	}
 	// The certificate expires; the agent drops it, and only it.
-	testenv.WaitFor(t, 15*time.Second, func() bool { return len(testenv.AgentList(t, sock)) < 3 })
+	testenv.WaitFor(t, shortLife+15*time.Second, func() bool { return len(testenv.AgentList(t, sock)) < 3 })
 	if l := testenv.AgentList(t, sock); len(l) != 2 {
 		t.Fatalf("ssh-add -l after the login's certificate expired: %q; want the user's own key and certificate", l)
 	}

@@ -133,10 +133,12 @@ func scanFile(path string, timeout time.Duration) (boltMeta, []string, error) {
 	if err != nil {
 		return boltMeta{}, nil, err
 	}
-	defer f.Close() // and with it the lock
-	if err := lockShared(f, timeout); err != nil {
+	defer f.Close()
+	unlock, err := lockShared(f, timeout)
+	if err != nil {
 		return boltMeta{}, nil, err
 	}
+	defer unlock() // before Close (see lockShared)
 	fi, err := f.Stat()
 	if err != nil {
 		return boltMeta{}, nil, err
@@ -153,16 +155,23 @@ func scanFile(path string, timeout time.Duration) (boltMeta, []string, error) {
 }
 
 // lockShared takes a shared flock on f, as bbolt's readers do (bbolt's
-// writer takes it exclusively), trying until timeout.
-func lockShared(f *os.File, timeout time.Duration) error {
+// writer takes it exclusively), trying until timeout, and returns what
+// releases it, to be called before f is closed: closing alone leaves the
+// lock to any process forked meanwhile by another goroutine, which holds
+// the open file until it execs, and bbolt's writer opening the index
+// right after the scan (OpenStore) waits for that.
+func lockShared(f *os.File, timeout time.Duration) (unlock func(), err error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+		if err == nil {
+			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }, nil
+		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			return err
+			return nil, err
 		}
 		if time.Now().After(deadline) {
-			return berrors.ErrTimeout
+			return nil, berrors.ErrTimeout
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

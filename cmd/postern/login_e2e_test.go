@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -128,12 +127,9 @@ func TestDemoOIDC(t *testing.T) {
 func TestLoginFixedPortAndSecret(t *testing.T) {
 	t.Setenv("SSH_AUTH_SOCK", "")
 	p := testenv.OIDC(t, testenv.OIDCOptions{SecretClients: map[string]string{"desktop": "not-so-secret"}})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	// Not a port the kernel picked for a listener on port 0: freed, it
+	// goes to the next connection made, before login listens on it.
+	port := testenv.FreePort(t)
 	ls := startLoginServe(t, p.Issuer, "desktop", fmt.Sprintf("  redirect_port: %d\n  public_client_secret: not-so-secret\n", port))
 	dir := filepath.Join(t.TempDir(), "postern")
 	code, out, errs := runLogin(t, ls.loginURL, p, "alice", "--dir", dir)

@@ -149,6 +149,23 @@ func (r *rig) live(t *testing.T) (stdin io.WriteCloser, out *testenv.Buffer, wai
 	}
 }
 
+// bastionAccepts reports whether r's bastion accepts a connection: one
+// that completes key exchange with its host key. Not whether its port
+// refuses TCP: once the listener is closed, a parallel test may listen on
+// the freed port.
+func (r *rig) bastionAccepts() bool {
+	nc, err := net.DialTimeout("tcp", r.a.Addr().String(), 10*time.Second)
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _, _, err = ssh.NewClientConn(nc, r.a.Addr().String(), &ssh.ClientConfig{User: "probe",
+		HostKeyCallback: ssh.FixedHostKey(r.a.Auth.HostKey.PublicKey())})
+	// No key offered: this bastion refuses the login after key exchange.
+	return err != nil && strings.Contains(err.Error(), "unable to authenticate")
+}
+
 // TestRunDrains: once Run's context ends, the bastion stops accepting,
 // a live session may still finish (the demo target, shut down after the
 // bastion, still serves it), Run returns when it has, the session is
@@ -162,14 +179,11 @@ func TestRunDrains(t *testing.T) {
 	go func() { ran <- r.a.Run(ctx) }()
 	stdin, out, wait := r.live(t)
 
+	if !r.bastionAccepts() {
+		t.Fatal("the probe does not see the running bastion accept")
+	}
 	cancel()
-	testenv.WaitFor(t, 30*time.Second, func() bool {
-		c, err := net.DialTimeout("tcp", r.a.Addr().String(), time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err != nil
-	})
+	testenv.WaitFor(t, 30*time.Second, func() bool { return !r.bastionAccepts() })
 	select {
 	case err := <-ran:
 		t.Fatalf("Run returned while a session was open: %v", err)
@@ -197,9 +211,10 @@ func TestRunDrains(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return after the last session ended")
 	}
-	if c, err := net.DialTimeout("tcp", r.target, time.Second); err == nil {
-		c.Close()
-		t.Fatal("the demo target still listens after Run")
+	// Not a dial to its address: once closed, the port is free for the
+	// listeners of tests running in parallel.
+	if !r.closed.Load() {
+		t.Fatal("the demo target was not closed after Run")
 	}
 	l, err := app.Lock(r.dir)
 	if err != nil {

@@ -8,7 +8,6 @@ package sshdproc
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -32,18 +31,6 @@ func LookPath(name string) (string, error) {
 		}
 	}
 	return "", errors.New("program " + name + " not found in PATH, " + searchDirs[0] + " or " + searchDirs[1])
-}
-
-// FreePort returns a TCP port on 127.0.0.1 that was free when asked.
-// Another process may take it before the caller binds it; Start retries
-// for that reason.
-func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // EnsureUser creates the local account name with login shell shell unless

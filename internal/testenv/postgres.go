@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -98,28 +99,18 @@ func PostgresWith(t testing.TB, o PostgresOptions) *PostgresInstance {
 	if out, err := asPostgres(initdb, "-D", data, "--auth-local=trust", "--auth-host="+hostAuth, "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C").CombinedOutput(); err != nil {
 		t.Fatalf("testenv: initdb: %v\n%s", err, out)
 	}
-	p.cmd = asPostgres(filepath.Join(PostgresBin, "postgres"), "-D", data, "-k", dir, "-p", strconv.Itoa(p.Port),
-		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "shared_buffers=16MB")
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("testenv: start postgres: %v", err)
-	}
-	go func() { p.cmd.Wait(); close(p.done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, err := exec.Command(filepath.Join(PostgresBin, "pg_isready"), "-h", dir, "-p", strconv.Itoa(p.Port), "-U", "postgres").CombinedOutput()
+	// FreePort's port may be taken before postgres binds it (by another
+	// FreePort's caller): postgres then exits, and another port is tried.
+	for attempt := 1; ; attempt++ {
+		err := p.start(asPostgres, data)
 		if err == nil {
 			break
 		}
-		select {
-		case <-p.done:
-			t.Fatalf("testenv: postgres exited:\n%s", p.Logs())
-		default:
+		if errors.Is(err, errPortTaken) && attempt < pgStartAttempts {
+			p.Port = FreePort(t)
+			continue
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("testenv: postgres not ready after 30s: %s\n%s", bytes.TrimSpace(out), p.Logs())
-		}
-		time.Sleep(50 * time.Millisecond)
+		t.Fatalf("testenv: %v\n%s", err, p.Logs())
 	}
 	if hostAuth != "trust" && o.Password != "" {
 		enc := "scram-sha-256"
@@ -146,6 +137,47 @@ func (p *PostgresInstance) SQL(t testing.TB, sql string) string {
 
 // Addr is the cluster's TCP address on loopback.
 func (p *PostgresInstance) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port)) }
+
+// pgStartAttempts bounds the ports PostgresWith tries.
+const pgStartAttempts = 3
+
+// errPortTaken is start's error when postgres could not listen on p.Port.
+var errPortTaken = errors.New("postgres could not listen on its port")
+
+// start starts postgres on data (made by initdb) listening on p.Port and
+// waits until it accepts connections. When it exits before that, it says
+// why: errPortTaken when its port was taken.
+func (p *PostgresInstance) start(asPostgres func(string, ...string) *exec.Cmd, data string) error {
+	off := p.logs.End()
+	p.done = make(chan struct{})
+	p.cmd = asPostgres(filepath.Join(PostgresBin, "postgres"), "-D", data, "-k", p.Dir, "-p", strconv.Itoa(p.Port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "shared_buffers=16MB")
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	cmd, done := p.cmd, p.done
+	go func() { cmd.Wait(); close(done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := exec.Command(filepath.Join(PostgresBin, "pg_isready"), "-h", p.Dir, "-p", strconv.Itoa(p.Port), "-U", "postgres").CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-done:
+			if strings.Contains(p.logs.Since(off), "could not create any TCP/IP sockets") {
+				return fmt.Errorf("port %d: %w", p.Port, errPortTaken)
+			}
+			return errors.New("postgres exited")
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("postgres not ready after 30s: %s", bytes.TrimSpace(out))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 // PSQL returns the psql arguments that connect to the cluster as postgres.
 func (p *PostgresInstance) PSQL(args ...string) []string {

@@ -58,8 +58,10 @@ func RequireRoot(t testing.TB, why string) {
 	t.Skipf("testenv: %s needs root", why)
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free when asked. Another
-// process may take it before the caller binds it; StartSSHD retries for that
+// FreePort returns a TCP port on 127.0.0.1 that was free when asked, drawn
+// below the kernel's ephemeral range so that no connection or listener on
+// port 0 is given it meanwhile (sshdproc.FreePort). Another FreePort may
+// still draw it before the caller binds it; StartSSHD retries for that
 // reason.
 func FreePort(t testing.TB) int {
 	t.Helper()
