@@ -61,6 +61,9 @@ type refusal struct {
 	// not a failure of the client's address. unsealed says it is logged
 	// without a sealed record (one was sealed for this bout already).
 	identityLimited, unsealed bool
+	// repeats, if not 0, is the number of this refusal in its bout: it
+	// is logged only when a power of two.
+	repeats int
 }
 
 // certificates serves POST /v1/certificates.
@@ -145,9 +148,11 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 
 // rate takes a certificate from identity id's issuance limit, or refuses
 // with 429 and how long to wait; the first refusal since id's last issue
-// is sealed, later ones are logged.
+// is sealed, and of the later ones the 2nd, 4th, 8th… are logged with
+// their count: they do not count against the address, so one client
+// could otherwise write a log line per request for as long as it likes.
 func (a *API) rate(id string, now time.Time, refuse func(int, string, string) *refusal) *refusal {
-	wait, first, ok := a.issues.take(id, now)
+	wait, n, ok := a.issues.take(id, now)
 	if ok {
 		return nil
 	}
@@ -155,7 +160,10 @@ func (a *API) rate(id string, now time.Time, refuse func(int, string, string) *r
 	ref := refuse(http.StatusTooManyRequests,
 		fmt.Sprintf("issue rate limited: a burst of %d certificates, then one every %s, per identity", a.cfg.IssueBurst, a.cfg.IssueInterval),
 		fmt.Sprintf("too many certificates for %s: this bastion issues at most %d to one identity at once, then one every %s", id, a.cfg.IssueBurst, a.cfg.IssueInterval))
-	ref.retryAfter, ref.identityLimited, ref.unsealed = secs, true, !first
+	ref.retryAfter, ref.identityLimited, ref.unsealed = secs, true, n > 1
+	if n > 1 {
+		ref.repeats = n
+	}
 	return ref
 }
 
@@ -328,6 +336,12 @@ func (a *API) record(r *http.Request, client netip.Addr, ref *refusal) {
 	}
 	if ref.key != "" {
 		attrs = append(attrs, "key", ref.key)
+	}
+	if ref.repeats > 0 {
+		if ref.repeats&(ref.repeats-1) != 0 {
+			return
+		}
+		attrs = append(attrs, "refusals", ref.repeats)
 	}
 	if !seal {
 		audit.Record(a.log, audit.CertRefused, append(attrs, "sealed", false)...)

@@ -31,13 +31,14 @@ type issueLimit struct {
 }
 
 // issueState is one identity's bucket: tat is when it would be full again
-// (the theoretical arrival time of GCRA); announced says its current
-// refusal was recorded, so that later ones until the next issue are
-// logged without a sealed record each.
+// (the theoretical arrival time of GCRA); refused counts the refusals
+// since its last take, so that only the first is sealed and the later
+// ones are logged with their count, not each (a refused token is not
+// used up: it can be sent again as fast as the client likes).
 type issueState struct {
-	tat       time.Time
-	seen      time.Time // the latest now taken at
-	announced bool
+	tat     time.Time
+	seen    time.Time // the latest now taken at
+	refused int
 }
 
 func newIssueLimit(size, burst int, interval time.Duration) (*issueLimit, error) {
@@ -50,9 +51,8 @@ func newIssueLimit(size, burst int, interval time.Duration) (*issueLimit, error)
 
 // take takes a certificate from id's bucket at now. When the bucket is
 // empty it takes nothing and reports how long until one is back, and
-// whether this is the first refusal since id's last issue (to be
-// recorded).
-func (l *issueLimit) take(id string, now time.Time) (wait time.Duration, first, ok bool) {
+// which refusal since id's last issue this is (1, the first, is sealed).
+func (l *issueLimit) take(id string, now time.Time) (wait time.Duration, n int, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st, found := l.table.Get(id)
@@ -73,12 +73,11 @@ func (l *issueLimit) take(id string, now time.Time) (wait time.Duration, first, 
 	}
 	tat = tat.Add(l.interval)
 	if over := tat.Sub(now) - time.Duration(l.burst)*l.interval; over > 0 {
-		first = !st.announced
-		st.announced = true
-		return over, first, false
+		st.refused++
+		return over, st.refused, false
 	}
-	st.tat, st.announced = tat, false
-	return 0, false, true
+	st.tat, st.refused = tat, 0
+	return 0, 0, true
 }
 
 // refund gives back a certificate taken from id's bucket for a request

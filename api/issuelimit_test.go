@@ -6,7 +6,7 @@ import (
 )
 
 // TestIssueLimit: a burst, then one per interval; a refusal says how long
-// to wait and is announced once per bout; a refund gives one back; an
+// to wait and counts the refusals of its bout; a refund gives one back; an
 // identity forgotten by the table starts full.
 func TestIssueLimit(t *testing.T) {
 	t.Parallel()
@@ -20,12 +20,12 @@ func TestIssueLimit(t *testing.T) {
 			t.Fatalf("take %d of the burst refused", i+1)
 		}
 	}
-	wait, first, ok := l.take("alice", t0.Add(5*time.Second))
-	if ok || !first || wait != 15*time.Second {
-		t.Fatalf("past the burst: wait %s first %v ok %v", wait, first, ok)
+	wait, n, ok := l.take("alice", t0.Add(5*time.Second))
+	if ok || n != 1 || wait != 15*time.Second {
+		t.Fatalf("past the burst: wait %s refusal %d ok %v", wait, n, ok)
 	}
-	if wait, first, ok := l.take("alice", t0.Add(10*time.Second)); ok || first || wait != 10*time.Second {
-		t.Fatalf("second refusal: wait %s first %v ok %v", wait, first, ok)
+	if wait, n, ok := l.take("alice", t0.Add(10*time.Second)); ok || n != 2 || wait != 10*time.Second {
+		t.Fatalf("second refusal: wait %s refusal %d ok %v", wait, n, ok)
 	}
 	if _, _, ok := l.take("bob", t0); !ok {
 		t.Fatal("bob refused for alice's certificates")
@@ -34,8 +34,8 @@ func TestIssueLimit(t *testing.T) {
 	if _, _, ok := l.take("alice", t0.Add(20*time.Second)); !ok {
 		t.Fatal("refused after an interval")
 	}
-	if _, first, ok := l.take("alice", t0.Add(20*time.Second)); ok || !first {
-		t.Fatalf("a new bout: first %v ok %v", first, ok)
+	if _, n, ok := l.take("alice", t0.Add(20*time.Second)); ok || n != 1 {
+		t.Fatalf("a new bout: refusal %d ok %v", n, ok)
 	}
 	l.refund("alice")
 	if _, _, ok := l.take("alice", t0.Add(20*time.Second)); !ok {

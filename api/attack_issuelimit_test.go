@@ -1,0 +1,88 @@
+package api_test
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/api"
+)
+
+// A user past their burst keeps sending the token the limit refused (it
+// is not used up, and the refusal does not count against the address):
+// each request is refused, but the log must not grow a line for each, or
+// one user with one token fills the bastion's disk. The first refusal is
+// sealed; the repeats are logged at most about log2(n) times, with their
+// count.
+func TestAttackIssueRefusalLogFlood(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(c *api.Config) { c.IssueBurst, c.IssueInterval = 2, time.Hour })
+	_, pub := pubKey(t)
+	for i := range 2 {
+		if rep := r.post(t, map[string]any{"id_token": r.p.Token("alice@example.com"), "public_key": pub}); rep.status != http.StatusOK {
+			t.Fatalf("certificate %d of the burst: %d %s", i+1, rep.status, rep.raw)
+		}
+	}
+	limited := r.p.Token("alice@example.com")
+	const n = 200
+	for i := range n {
+		if rep := r.post(t, map[string]any{"id_token": limited, "public_key": pub}); rep.status != http.StatusTooManyRequests ||
+			!strings.HasPrefix(rep.body["error"].(string), "too many certificates for alice@example.com") {
+			t.Fatalf("request %d past the burst: %d %s", i+1, rep.status, rep.raw)
+		}
+	}
+	logs := r.logs.String()
+	lines := strings.Count(logs, `"event":"cert_refused"`)
+	if lines < 2 || lines > 10 || !strings.Contains(logs, `"refusals":128`) {
+		t.Fatalf("%d refused requests logged in %d lines, want 2 to 10 (the count doubling); log:\n%s", n, lines, logs)
+	}
+	list, err := r.store.Refusals(t.Context())
+	if err != nil || len(list) != 1 {
+		t.Fatalf("%d refusals sealed (%v), want 1", len(list), err)
+	}
+}
+
+// Requests of one identity racing each other, each with a token of its
+// own, or with a token already used (which takes from the limit for a
+// moment, then gives back): exactly the burst is issued.
+func TestAttackIssueLimitRace(t *testing.T) {
+	t.Parallel()
+	const burst, fresh, replays = 3, 24, 8
+	r := newRig(t, func(c *api.Config) { c.IssueBurst, c.IssueInterval = burst, time.Hour })
+	_, pub := pubKey(t)
+	used := r.p.Token("alice@example.com")
+	if rep := r.post(t, map[string]any{"id_token": used, "public_key": pub}); rep.status != http.StatusOK {
+		t.Fatalf("the first certificate: %d %s", rep.status, rep.raw)
+	}
+	tokens := make([]string, 0, fresh+replays)
+	for range fresh {
+		tokens = append(tokens, r.p.Token("alice@example.com"))
+	}
+	for range replays {
+		tokens = append(tokens, used)
+	}
+	statuses := make([]int, len(tokens))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, tok := range tokens {
+		wg.Go(func() {
+			<-start
+			statuses[i] = r.post(t, map[string]any{"id_token": tok, "public_key": pub}).status
+		})
+	}
+	close(start)
+	wg.Wait()
+	count := map[int]int{}
+	for _, s := range statuses {
+		count[s]++
+	}
+	if count[http.StatusOK] != burst-1 || count[http.StatusOK]+count[http.StatusTooManyRequests]+count[http.StatusUnauthorized] != len(tokens) {
+		t.Fatalf("statuses %v, want %d issued", count, burst-1)
+	}
+	issued, err := r.store.Issued(t.Context())
+	if err != nil || len(issued) != burst {
+		t.Fatalf("issued %d (%v), want %d", len(issued), err, burst)
+	}
+}
