@@ -44,9 +44,29 @@ func TestAttackIssueRefusalLogFlood(t *testing.T) {
 	}
 }
 
+// A token already used for a certificate, sent again once the identity's
+// burst is spent, is refused as used (401, counted against the address),
+// not told to wait for the rate (429 and a Retry-After after which it is
+// refused anyway).
+func TestAttackIssueLimitReplayedToken(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(c *api.Config) { c.IssueBurst, c.IssueInterval = 1, time.Hour })
+	_, pub := pubKey(t)
+	used := r.p.Token("alice@example.com")
+	if rep := r.post(t, map[string]any{"id_token": used, "public_key": pub}); rep.status != http.StatusOK {
+		t.Fatalf("the certificate: %d %s", rep.status, rep.raw)
+	}
+	rep := r.post(t, map[string]any{"id_token": used, "public_key": pub})
+	if rep.status != http.StatusUnauthorized || rep.header.Get("Retry-After") != "" || !strings.Contains(rep.body["error"].(string), "already used") {
+		t.Fatalf("the used token again, burst spent: %d Retry-After %q %s", rep.status, rep.header.Get("Retry-After"), rep.raw)
+	}
+}
+
 // Requests of one identity racing each other, each with a token of its
-// own, or with a token already used (which takes from the limit for a
-// moment, then gives back): exactly the burst is issued.
+// own, or with a token already used (refused before it takes from the
+// limit: were it to take and give back, it could take the last
+// certificate of the burst from a fresh token racing it): exactly the
+// burst is issued.
 func TestAttackIssueLimitRace(t *testing.T) {
 	t.Parallel()
 	const burst, fresh, replays = 3, 24, 8

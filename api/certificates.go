@@ -133,6 +133,9 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 	if a.cfg.Revoked != nil && a.cfg.Revoked(login.Identity) {
 		return nil, refuse(http.StatusForbidden, "identity revoked", "certificates for "+login.Identity+" are revoked on this bastion; ask an admin")
 	}
+	if ref := a.fresh(login, now, refuse); ref != nil {
+		return nil, ref
+	}
 	if ref := a.rate(login.Identity, now, refuse); ref != nil {
 		return nil, ref
 	}
@@ -213,21 +216,37 @@ func (a *API) sign(r *http.Request, client netip.Addr, now time.Time, pub ssh.Pu
 	}, nil
 }
 
-// once claims login's token for this request: a token yields one
-// certificate. A token issued before the API started is refused, since
-// its use before the start is not remembered.
-func (a *API) once(login *certs.OIDCLogin, now time.Time, refuse func(int, string, string) *refusal) *refusal {
-	if login.IssuedAt.Before(a.started) {
+// fresh refuses a token that cannot give a certificate whatever the
+// issuance limit says, before the limit is asked: one issued before the
+// API started, since its use before the start is not remembered, and one
+// used already. Told to wait instead, its holder would wait for nothing,
+// and its requests would not count against the address.
+func (a *API) fresh(login *certs.OIDCLogin, now time.Time, refuse func(int, string, string) *refusal) *refusal {
+	switch {
+	case login.IssuedAt.Before(a.started):
 		return refuse(http.StatusUnauthorized, "token issued before the login API started",
 			"the ID token was issued before the bastion (re)started, so the bastion cannot tell whether it was used already; log in again")
+	case a.used.used(login.Token, now):
+		return usedToken(refuse)
 	}
+	return nil
+}
+
+func usedToken(refuse func(int, string, string) *refusal) *refusal {
+	return refuse(http.StatusUnauthorized, "token already used for a certificate",
+		"this ID token was already used for a certificate; each sign-in gives one: log in again")
+}
+
+// once claims login's token for this request: a token yields one
+// certificate (fresh has checked it, but a request racing this one may
+// have claimed it since).
+func (a *API) once(login *certs.OIDCLogin, now time.Time, refuse func(int, string, string) *refusal) *refusal {
 	switch ok, full := a.used.claim(login.Token, login.Until, now); {
 	case full:
 		return refuse(http.StatusServiceUnavailable, fmt.Sprintf("%d ID tokens still valid are remembered as used: no room for another", a.cfg.UsedTokens),
 			"the bastion is issuing more certificates than it can keep track of; try again in a few minutes, or tell an admin")
 	case !ok:
-		return refuse(http.StatusUnauthorized, "token already used for a certificate",
-			"this ID token was already used for a certificate; each sign-in gives one: log in again")
+		return usedToken(refuse)
 	}
 	return nil
 }
