@@ -106,3 +106,31 @@ func TestAttackIssueLimitRace(t *testing.T) {
 		t.Fatalf("issued %d (%v), want %d", len(issued), err, burst)
 	}
 }
+
+// One account at the provider (one sub) whose identity claim is spelled
+// differently from token to token: a provider that echoes the name as
+// typed (case, Unicode normalisation), or an address its holder changes
+// (alice+1@…, verified by their own mailbox). Each spelling is another
+// identity, but the account's certificates are counted together.
+func TestAttackIssueLimitIdentitySpelling(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(c *api.Config) { c.IssueBurst, c.IssueInterval = 1, time.Hour })
+	_, pub := pubKey(t)
+	token := func(email string) string {
+		c := r.p.Claims(email)
+		c["sub"] = "sub-alice"
+		return r.p.Sign(c)
+	}
+	if rep := r.post(t, map[string]any{"id_token": token("alice@example.com"), "public_key": pub}); rep.status != http.StatusOK {
+		t.Fatalf("the certificate: %d %s", rep.status, rep.raw)
+	}
+	for _, email := range []string{"Alice@example.com", "ALICE@EXAMPLE.COM", "alice+1@example.com", "ame\u0301lie@example.com", "am\u00e9lie@example.com"} {
+		if rep := r.post(t, map[string]any{"id_token": token(email), "public_key": pub}); rep.status != http.StatusTooManyRequests {
+			t.Fatalf("the same account as %q: %d %s", email, rep.status, rep.raw)
+		}
+	}
+	// Another account is not held up.
+	if rep := r.post(t, map[string]any{"id_token": r.p.Token("bob@example.com"), "public_key": pub}); rep.status != http.StatusOK {
+		t.Fatalf("bob: %d %s", rep.status, rep.raw)
+	}
+}

@@ -136,26 +136,35 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 	if ref := a.fresh(login, now, refuse); ref != nil {
 		return nil, ref
 	}
-	if ref := a.rate(login.Identity, now, refuse); ref != nil {
+	keys := limitKeys(login)
+	if ref := a.rate(login.Identity, keys, now, refuse); ref != nil {
 		return nil, ref
 	}
 	resp, ref := a.sign(r, client, now, pub, ttl, login, refuse)
 	if ref != nil {
 		// Only certificates issued count: a replayed token, or a
-		// failure of the bastion's, leaves the identity's bucket as
-		// it was.
-		a.issues.refund(login.Identity)
+		// failure of the bastion's, leaves the buckets as they were.
+		a.issues.refund(keys...)
 	}
 	return resp, ref
 }
 
-// rate takes a certificate from identity id's issuance limit, or refuses
+// limitKeys names the buckets of the issuance limit a certificate for
+// login takes from: its identity's, and its account's at the provider
+// (sub, which its holder cannot change): an identity claim its holder can
+// change (alice+1@…), or that the provider spells as typed (case, Unicode
+// normalisation), is no way round the limit.
+func limitKeys(login *certs.OIDCLogin) []string {
+	return []string{"identity " + login.Identity, "subject " + login.Subject}
+}
+
+// rate takes a certificate from the buckets keys of identity id, or refuses
 // with 429 and how long to wait; the first refusal since id's last issue
 // is sealed, and of the later ones the 2nd, 4th, 8th… are logged with
 // their count: they do not count against the address, so one client
 // could otherwise write a log line per request for as long as it likes.
-func (a *API) rate(id string, now time.Time, refuse func(int, string, string) *refusal) *refusal {
-	wait, n, ok := a.issues.take(id, now)
+func (a *API) rate(id string, keys []string, now time.Time, refuse func(int, string, string) *refusal) *refusal {
+	wait, n, ok := a.issues.takeAll(keys, now)
 	if ok {
 		return nil
 	}

@@ -17,11 +17,12 @@ const (
 	DefaultIdentities    = 10000
 )
 
-// issueLimit bounds the certificates issued to one identity: a bucket of
-// burst certificates, refilled with one every interval (GCRA, a token
-// bucket kept as one time per identity). The table holds at most size
-// identities, the least recently seen forgotten first (a forgotten one
-// starts with a full bucket again). It is safe for concurrent use.
+// issueLimit bounds the certificates issued to one identity (or account,
+// as the caller names them): a bucket of burst certificates, refilled
+// with one every interval (GCRA, a token bucket kept as one time per
+// identity). The table holds at most size identities, the least recently
+// seen forgotten first (a forgotten one starts with a full bucket
+// again). It is safe for concurrent use.
 type issueLimit struct {
 	burst    int
 	interval time.Duration
@@ -53,13 +54,40 @@ func newIssueLimit(size, burst int, interval time.Duration) (*issueLimit, error)
 // empty it takes nothing and reports how long until one is back, and
 // which refusal since id's last issue this is (1, the first, is sealed).
 func (l *issueLimit) take(id string, now time.Time) (wait time.Duration, n int, ok bool) {
+	return l.takeAll([]string{id}, now)
+}
+
+// takeAll takes a certificate from the bucket of each of ids, or, if one
+// is empty, from none, and reports as take does for the first empty one.
+func (l *issueLimit) takeAll(ids []string, now time.Time) (wait time.Duration, n int, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	st, found := l.table.Get(id)
-	if !found {
-		st = &issueState{}
-		l.table.Add(id, st)
+	type before struct {
+		st      *issueState
+		tat     time.Time
+		refused int
 	}
+	taken := make([]before, 0, len(ids))
+	for _, id := range ids {
+		st, found := l.table.Get(id)
+		if !found {
+			st = &issueState{}
+			l.table.Add(id, st)
+		}
+		b := before{st, st.tat, st.refused}
+		if wait, n, ok = l.takeOne(st, now); !ok {
+			for _, t := range taken {
+				t.st.tat, t.st.refused = t.tat, t.refused
+			}
+			return wait, n, false
+		}
+		taken = append(taken, b)
+	}
+	return 0, 0, true
+}
+
+// takeOne takes from st at now; l.mu is held.
+func (l *issueLimit) takeOne(st *issueState, now time.Time) (wait time.Duration, n int, ok bool) {
 	// Concurrent requests take in any order, each at the time it
 	// arrived: one that arrived a little earlier but takes later must
 	// not find the bucket fuller or emptier for it.
@@ -80,12 +108,14 @@ func (l *issueLimit) take(id string, now time.Time) (wait time.Duration, n int, 
 	return 0, 0, true
 }
 
-// refund gives back a certificate taken from id's bucket for a request
-// that was then refused: only certificates issued count.
-func (l *issueLimit) refund(id string) {
+// refund gives back a certificate taken from the buckets of ids for a
+// request that was then refused: only certificates issued count.
+func (l *issueLimit) refund(ids ...string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if st, found := l.table.Peek(id); found {
-		st.tat = st.tat.Add(-l.interval)
+	for _, id := range ids {
+		if st, found := l.table.Peek(id); found {
+			st.tat = st.tat.Add(-l.interval)
+		}
 	}
 }

@@ -72,3 +72,29 @@ func TestIssueLimitOutOfOrder(t *testing.T) {
 		t.Fatal("a fifth within the moment")
 	}
 }
+
+// TestIssueLimitTakeAll: a certificate takes from every bucket named, or
+// from none: one refused by the second bucket leaves the first as it was.
+func TestIssueLimitTakeAll(t *testing.T) {
+	t.Parallel()
+	l, err := newIssueLimit(8, 1, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_000_000, 0)
+	if _, _, ok := l.takeAll([]string{"identity a", "subject s"}, t0); !ok {
+		t.Fatal("the first certificate refused")
+	}
+	if _, n, ok := l.takeAll([]string{"identity b", "subject s"}, t0); ok || n != 1 {
+		t.Fatalf("another identity of the same subject: refusal %d ok %v", n, ok)
+	}
+	if _, _, ok := l.takeAll([]string{"identity b", "subject t"}, t0); !ok {
+		t.Fatal("identity b was taken from by the refused request")
+	}
+	l.refund("identity b", "subject t")
+	for _, k := range []string{"identity b", "subject t"} {
+		if _, _, ok := l.take(k, t0); !ok {
+			t.Fatalf("%s not refunded", k)
+		}
+	}
+}
