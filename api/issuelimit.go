@@ -58,7 +58,9 @@ func (l *issueLimit) take(id string, now time.Time) (wait time.Duration, n int, 
 }
 
 // takeAll takes a certificate from the bucket of each of ids, or, if one
-// is empty, from none, and reports as take does for the first empty one.
+// is empty, from none, and reports as take does: the longest wait of the
+// empty ones (after a shorter one it would be refused again), and the
+// highest refusal count.
 func (l *issueLimit) takeAll(ids []string, now time.Time) (wait time.Duration, n int, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -75,15 +77,19 @@ func (l *issueLimit) takeAll(ids []string, now time.Time) (wait time.Duration, n
 			l.table.Add(id, st)
 		}
 		b := before{st, st.tat, st.refused}
-		if wait, n, ok = l.takeOne(st, now); !ok {
-			for _, t := range taken {
-				t.st.tat, t.st.refused = t.tat, t.refused
-			}
-			return wait, n, false
+		if w, k, took := l.takeOne(st, now); !took {
+			wait, n = max(wait, w), max(n, k)
+			continue
 		}
 		taken = append(taken, b)
 	}
-	return 0, 0, true
+	if n == 0 {
+		return 0, 0, true
+	}
+	for _, t := range taken {
+		t.st.tat, t.st.refused = t.tat, t.refused
+	}
+	return wait, n, false
 }
 
 // takeOne takes from st at now; l.mu is held.

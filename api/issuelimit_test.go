@@ -98,3 +98,19 @@ func TestIssueLimitTakeAll(t *testing.T) {
 		}
 	}
 }
+
+// TestIssueLimitTakeAllWait: refused by two buckets, the wait is the
+// longer one's: after the shorter, the request would be refused again.
+func TestIssueLimitTakeAllWait(t *testing.T) {
+	t.Parallel()
+	l, err := newIssueLimit(8, 1, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_000_000, 0)
+	l.take("identity a", t0)
+	l.takeAll([]string{"identity b", "subject s"}, t0.Add(30*time.Minute))
+	if wait, _, ok := l.takeAll([]string{"identity a", "subject s"}, t0.Add(31*time.Minute)); ok || wait != 59*time.Minute {
+		t.Fatalf("refused by both: wait %s ok %v, want 59m", wait, ok)
+	}
+}
