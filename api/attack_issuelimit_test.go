@@ -1,6 +1,8 @@
 package api_test
 
 import (
+	"bytes"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -8,6 +10,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/api"
+	"github.com/postern/postern/internal/testenv"
 )
 
 // A user past their burst keeps sending the token the limit refused (it
@@ -132,5 +135,47 @@ func TestAttackIssueLimitIdentitySpelling(t *testing.T) {
 	// Another account is not held up.
 	if rep := r.post(t, map[string]any{"id_token": r.p.Token("bob@example.com"), "public_key": pub}); rep.status != http.StatusOK {
 		t.Fatalf("bob: %d %s", rep.status, rep.raw)
+	}
+}
+
+// Tokens that name alice but are refused (expired, for another client,
+// from another issuer, signed by another key, tampered with) take nothing
+// from her limit, however many: it is asked only once a token is verified.
+func TestAttackIssueLimitUnverified(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(c *api.Config) { c.IssueBurst, c.IssueInterval = 1, time.Hour })
+	other := testenv.NewTokenIssuer(t, "postern-cli")
+	_, pub := pubKey(t)
+	edit := func(f func(map[string]any)) string {
+		c := r.p.Claims("alice@example.com")
+		c["sub"] = "sub-alice"
+		f(c)
+		return r.p.Sign(c)
+	}
+	good := edit(func(map[string]any) {})
+	parts := strings.Split(good, ".")
+	bad := []string{
+		edit(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() }),
+		edit(func(c map[string]any) { c["aud"] = "another-client" }),
+		edit(func(c map[string]any) { c["iss"] = other.URL }),
+		other.Token("alice@example.com"),
+		parts[0] + "." + parts[1] + "." + parts[2][:len(parts[2])-4] + "AAAA",
+	}
+	// From addresses other than alice's, each within its failure limit.
+	for round := range 3 {
+		c := fromAddr(fmt.Sprintf("127.0.9.%d", 2+round))
+		for i, tok := range bad {
+			resp, err := c.Post(r.url+"/v1/certificates", "application/json", bytes.NewReader(mustJSON(map[string]any{"id_token": tok, "public_key": pub})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusTooManyRequests {
+				t.Fatalf("bad token %d: %d", i, resp.StatusCode)
+			}
+		}
+	}
+	if rep := r.post(t, map[string]any{"id_token": good, "public_key": pub}); rep.status != http.StatusOK {
+		t.Fatalf("alice's own token after the refused ones: %d %s", rep.status, rep.raw)
 	}
 }
