@@ -115,7 +115,9 @@ type Config struct {
 	// then one every IssueInterval: past that, its requests are
 	// refused with 429 and Retry-After (the address is not counted as
 	// failing). A token yields one certificate, but one user may get
-	// many tokens (a refresh token, repeated sign-ins). 0 means
+	// many tokens (a refresh token, repeated sign-ins). The account at
+	// the provider (sub) is limited alike, whatever identity its tokens
+	// name. 0 means
 	// DefaultIssueBurst and DefaultIssueInterval. Identities bounds the
 	// identities tracked (least recently seen forgotten first); 0 means
 	// DefaultIdentities.
@@ -200,7 +202,7 @@ func New(cfg Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	issues, err := newIssueLimit(cfg.Identities, cfg.IssueBurst, cfg.IssueInterval)
+	issues, err := newIssueLimit(2*cfg.Identities, cfg.IssueBurst, cfg.IssueInterval) // an identity's bucket and its subject's
 	if err != nil {
 		return nil, err
 	}

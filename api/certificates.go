@@ -61,6 +61,9 @@ type refusal struct {
 	// not a failure of the client's address. unsealed says it is logged
 	// without a sealed record (one was sealed for this bout already).
 	identityLimited, unsealed bool
+	// repeats, if not 0, is the number of this refusal in its bout: it
+	// is logged only when a power of two.
+	repeats int
 }
 
 // certificates serves POST /v1/certificates.
@@ -130,24 +133,38 @@ func (a *API) issue(r *http.Request, w http.ResponseWriter, client netip.Addr, n
 	if a.cfg.Revoked != nil && a.cfg.Revoked(login.Identity) {
 		return nil, refuse(http.StatusForbidden, "identity revoked", "certificates for "+login.Identity+" are revoked on this bastion; ask an admin")
 	}
-	if ref := a.rate(login.Identity, now, refuse); ref != nil {
+	if ref := a.fresh(login, now, refuse); ref != nil {
+		return nil, ref
+	}
+	keys := limitKeys(login)
+	if ref := a.rate(login.Identity, keys, now, refuse); ref != nil {
 		return nil, ref
 	}
 	resp, ref := a.sign(r, client, now, pub, ttl, login, refuse)
 	if ref != nil {
 		// Only certificates issued count: a replayed token, or a
-		// failure of the bastion's, leaves the identity's bucket as
-		// it was.
-		a.issues.refund(login.Identity)
+		// failure of the bastion's, leaves the buckets as they were.
+		a.issues.refund(keys...)
 	}
 	return resp, ref
 }
 
-// rate takes a certificate from identity id's issuance limit, or refuses
+// limitKeys names the buckets of the issuance limit a certificate for
+// login takes from: its identity's, and its account's at the provider
+// (sub, which its holder cannot change): an identity claim its holder can
+// change (alice+1@…), or that the provider spells as typed (case, Unicode
+// normalisation), is no way round the limit.
+func limitKeys(login *certs.OIDCLogin) []string {
+	return []string{"identity " + login.Identity, "subject " + login.Subject}
+}
+
+// rate takes a certificate from the buckets keys of identity id, or refuses
 // with 429 and how long to wait; the first refusal since id's last issue
-// is sealed, later ones are logged.
-func (a *API) rate(id string, now time.Time, refuse func(int, string, string) *refusal) *refusal {
-	wait, first, ok := a.issues.take(id, now)
+// is sealed, and of the later ones the 2nd, 4th, 8th… are logged with
+// their count: they do not count against the address, so one client
+// could otherwise write a log line per request for as long as it likes.
+func (a *API) rate(id string, keys []string, now time.Time, refuse func(int, string, string) *refusal) *refusal {
+	wait, n, ok := a.issues.takeAll(keys, now)
 	if ok {
 		return nil
 	}
@@ -155,7 +172,10 @@ func (a *API) rate(id string, now time.Time, refuse func(int, string, string) *r
 	ref := refuse(http.StatusTooManyRequests,
 		fmt.Sprintf("issue rate limited: a burst of %d certificates, then one every %s, per identity", a.cfg.IssueBurst, a.cfg.IssueInterval),
 		fmt.Sprintf("too many certificates for %s: this bastion issues at most %d to one identity at once, then one every %s", id, a.cfg.IssueBurst, a.cfg.IssueInterval))
-	ref.retryAfter, ref.identityLimited, ref.unsealed = secs, true, !first
+	ref.retryAfter, ref.identityLimited, ref.unsealed = secs, true, n > 1
+	if n > 1 {
+		ref.repeats = n
+	}
 	return ref
 }
 
@@ -205,21 +225,37 @@ func (a *API) sign(r *http.Request, client netip.Addr, now time.Time, pub ssh.Pu
 	}, nil
 }
 
-// once claims login's token for this request: a token yields one
-// certificate. A token issued before the API started is refused, since
-// its use before the start is not remembered.
-func (a *API) once(login *certs.OIDCLogin, now time.Time, refuse func(int, string, string) *refusal) *refusal {
-	if login.IssuedAt.Before(a.started) {
+// fresh refuses a token that cannot give a certificate whatever the
+// issuance limit says, before the limit is asked: one issued before the
+// API started, since its use before the start is not remembered, and one
+// used already. Told to wait instead, its holder would wait for nothing,
+// and its requests would not count against the address.
+func (a *API) fresh(login *certs.OIDCLogin, now time.Time, refuse func(int, string, string) *refusal) *refusal {
+	switch {
+	case login.IssuedAt.Before(a.started):
 		return refuse(http.StatusUnauthorized, "token issued before the login API started",
 			"the ID token was issued before the bastion (re)started, so the bastion cannot tell whether it was used already; log in again")
+	case a.used.used(login.Token, now):
+		return usedToken(refuse)
 	}
+	return nil
+}
+
+func usedToken(refuse func(int, string, string) *refusal) *refusal {
+	return refuse(http.StatusUnauthorized, "token already used for a certificate",
+		"this ID token was already used for a certificate; each sign-in gives one: log in again")
+}
+
+// once claims login's token for this request: a token yields one
+// certificate (fresh has checked it, but a request racing this one may
+// have claimed it since).
+func (a *API) once(login *certs.OIDCLogin, now time.Time, refuse func(int, string, string) *refusal) *refusal {
 	switch ok, full := a.used.claim(login.Token, login.Until, now); {
 	case full:
 		return refuse(http.StatusServiceUnavailable, fmt.Sprintf("%d ID tokens still valid are remembered as used: no room for another", a.cfg.UsedTokens),
 			"the bastion is issuing more certificates than it can keep track of; try again in a few minutes, or tell an admin")
 	case !ok:
-		return refuse(http.StatusUnauthorized, "token already used for a certificate",
-			"this ID token was already used for a certificate; each sign-in gives one: log in again")
+		return usedToken(refuse)
 	}
 	return nil
 }
@@ -328,6 +364,12 @@ func (a *API) record(r *http.Request, client netip.Addr, ref *refusal) {
 	}
 	if ref.key != "" {
 		attrs = append(attrs, "key", ref.key)
+	}
+	if ref.repeats > 0 {
+		if ref.repeats&(ref.repeats-1) != 0 {
+			return
+		}
+		attrs = append(attrs, "refusals", ref.repeats)
 	}
 	if !seal {
 		audit.Record(a.log, audit.CertRefused, append(attrs, "sealed", false)...)

@@ -6,7 +6,7 @@ import (
 )
 
 // TestIssueLimit: a burst, then one per interval; a refusal says how long
-// to wait and is announced once per bout; a refund gives one back; an
+// to wait and counts the refusals of its bout; a refund gives one back; an
 // identity forgotten by the table starts full.
 func TestIssueLimit(t *testing.T) {
 	t.Parallel()
@@ -20,12 +20,12 @@ func TestIssueLimit(t *testing.T) {
 			t.Fatalf("take %d of the burst refused", i+1)
 		}
 	}
-	wait, first, ok := l.take("alice", t0.Add(5*time.Second))
-	if ok || !first || wait != 15*time.Second {
-		t.Fatalf("past the burst: wait %s first %v ok %v", wait, first, ok)
+	wait, n, ok := l.take("alice", t0.Add(5*time.Second))
+	if ok || n != 1 || wait != 15*time.Second {
+		t.Fatalf("past the burst: wait %s refusal %d ok %v", wait, n, ok)
 	}
-	if wait, first, ok := l.take("alice", t0.Add(10*time.Second)); ok || first || wait != 10*time.Second {
-		t.Fatalf("second refusal: wait %s first %v ok %v", wait, first, ok)
+	if wait, n, ok := l.take("alice", t0.Add(10*time.Second)); ok || n != 2 || wait != 10*time.Second {
+		t.Fatalf("second refusal: wait %s refusal %d ok %v", wait, n, ok)
 	}
 	if _, _, ok := l.take("bob", t0); !ok {
 		t.Fatal("bob refused for alice's certificates")
@@ -34,8 +34,8 @@ func TestIssueLimit(t *testing.T) {
 	if _, _, ok := l.take("alice", t0.Add(20*time.Second)); !ok {
 		t.Fatal("refused after an interval")
 	}
-	if _, first, ok := l.take("alice", t0.Add(20*time.Second)); ok || !first {
-		t.Fatalf("a new bout: first %v ok %v", first, ok)
+	if _, n, ok := l.take("alice", t0.Add(20*time.Second)); ok || n != 1 {
+		t.Fatalf("a new bout: refusal %d ok %v", n, ok)
 	}
 	l.refund("alice")
 	if _, _, ok := l.take("alice", t0.Add(20*time.Second)); !ok {
@@ -70,5 +70,47 @@ func TestIssueLimitOutOfOrder(t *testing.T) {
 	}
 	if _, _, ok := l.take("alice", t0.Add(5*time.Millisecond)); ok {
 		t.Fatal("a fifth within the moment")
+	}
+}
+
+// TestIssueLimitTakeAll: a certificate takes from every bucket named, or
+// from none: one refused by the second bucket leaves the first as it was.
+func TestIssueLimitTakeAll(t *testing.T) {
+	t.Parallel()
+	l, err := newIssueLimit(8, 1, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_000_000, 0)
+	if _, _, ok := l.takeAll([]string{"identity a", "subject s"}, t0); !ok {
+		t.Fatal("the first certificate refused")
+	}
+	if _, n, ok := l.takeAll([]string{"identity b", "subject s"}, t0); ok || n != 1 {
+		t.Fatalf("another identity of the same subject: refusal %d ok %v", n, ok)
+	}
+	if _, _, ok := l.takeAll([]string{"identity b", "subject t"}, t0); !ok {
+		t.Fatal("identity b was taken from by the refused request")
+	}
+	l.refund("identity b", "subject t")
+	for _, k := range []string{"identity b", "subject t"} {
+		if _, _, ok := l.take(k, t0); !ok {
+			t.Fatalf("%s not refunded", k)
+		}
+	}
+}
+
+// TestIssueLimitTakeAllWait: refused by two buckets, the wait is the
+// longer one's: after the shorter, the request would be refused again.
+func TestIssueLimitTakeAllWait(t *testing.T) {
+	t.Parallel()
+	l, err := newIssueLimit(8, 1, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_000_000, 0)
+	l.take("identity a", t0)
+	l.takeAll([]string{"identity b", "subject s"}, t0.Add(30*time.Minute))
+	if wait, _, ok := l.takeAll([]string{"identity a", "subject s"}, t0.Add(31*time.Minute)); ok || wait != 59*time.Minute {
+		t.Fatalf("refused by both: wait %s ok %v, want 59m", wait, ok)
 	}
 }

@@ -50,3 +50,13 @@ func (u *usedTokens) claim(id [sha256.Size]byte, until, now time.Time) (ok, full
 	u.until[id] = until
 	return true, false
 }
+
+// used reports whether the token id is recorded as used at now, without
+// recording it: a replay is refused as such before it takes from the
+// identity's issuance limit (claim still decides).
+func (u *usedTokens) used(id [sha256.Size]byte, now time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	t, found := u.until[id]
+	return found && now.Before(t)
+}
