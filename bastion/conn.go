@@ -241,6 +241,13 @@ func (c *conn) serve() {
 	audit.Record(c.log, audit.Connect, "allowed", true, "principals", logSafeAll(c.identity.Principals), "groups", logSafeAll(c.identity.Groups),
 		"key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial, "rule", g.Rule, "forwards", g.Forwards)
 	c.touch()
+	// Until proxy serves the client's channels nothing notices the
+	// client leave: the dial of its target would run its course
+	// (DialTimeout) for nobody. Wait returns once sc closes (deferred).
+	watch.Go(func() {
+		sc.Wait()
+		c.cancel(errors.New("client disconnected"))
+	})
 
 	up, ended, err := c.dialCounted()
 	if ended {
