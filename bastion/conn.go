@@ -48,8 +48,9 @@ type conn struct {
 	spec   *speculative // upstream connection begun during authentication
 	acks   quickAcks    // both legs acknowledge at once until a channel opens (quickack.go)
 
-	lastActive atomic.Int64  // unix nanos of the last channel data
-	chanSeq    atomic.Uint32 // numbers session channels: recording IDs are SESSION-N
+	lastActive  atomic.Int64              // unix nanos of the last channel data
+	durationEnd atomic.Pointer[time.Time] // when MaxDuration ends it, once its users were warned (notices.go)
+	chanSeq     atomic.Uint32             // numbers session channels: recording IDs are SESSION-N
 
 	// ctx is the connection's context, the parent of its channels'; its
 	// cause says why the connection ended and, when it is a userError,

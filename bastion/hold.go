@@ -110,6 +110,8 @@ func (st *channel) hold(r *ssh.Request, p program, v approval.Verdict, asked *ap
 	}
 	st.reply(r, true)
 	st.clientErr().Write([]byte(heldNotice(req, v) + "\r\n"))
+	// Its user waits, told so: a drain or the duration's end is news.
+	st.openNotices()
 	c.goSafe(func() {
 		defer st.setReady()
 		st.awaitDecision(r, p, req.ID, asked)
@@ -192,6 +194,11 @@ func (st *channel) awaitDecision(r *ssh.Request, p program, id string, asked *ap
 		}
 	})
 	w, err := c.s.cfg.Approvals.Wait(ctx, id)
+	if st.failure() != nil {
+		// The channel failed while it waited (a notice its recording
+		// could not take): nothing runs, and teardown shows why.
+		return
+	}
 	if err != nil && w.State != approval.StateCancelled {
 		c.log.Error("approval wait failed", "request", id, "err", err)
 	}
