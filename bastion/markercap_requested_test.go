@@ -62,8 +62,10 @@ func TestMarkerCapRequestedExecEndsAtOnce(t *testing.T) {
 	}
 }
 
-func TestMarkerCapRequestedShellLineEndsAtOnce(t *testing.T) {
-	t.Parallel()
+// capShellEnv is a shell's bastion whose rule holding touch has a name
+// whose marker does not fit in its recording's cap.
+func capShellEnv(t *testing.T) *holdEnv {
+	t.Helper()
 	ensureBashUser(t)
 	h := env(t)
 	rules := &approval.Policy{Rules: []approval.Rule{
@@ -78,9 +80,15 @@ func TestMarkerCapRequestedShellLineEndsAtOnce(t *testing.T) {
 	if err := os.Chmod(dir, 0o777); err != nil { // the shell's user may create the file
 		t.Fatal(err)
 	}
-	e := &holdEnv{harness: b, broker: broker, dir: dir}
+	return &holdEnv{harness: b, broker: broker, dir: dir}
+}
+
+func TestMarkerCapRequestedShellLineEndsAtOnce(t *testing.T) {
+	t.Parallel()
+	e := capShellEnv(t)
+	broker := e.broker
 	tm := e.shell(t)
-	file := filepath.Join(dir, "past-cap")
+	file := filepath.Join(e.dir, "past-cap")
 	tm.enter("touch "+file+"\r", file)
 	tm.expect(capNotice)
 	done := make(chan error, 1)
@@ -96,6 +104,32 @@ func TestMarkerCapRequestedShellLineEndsAtOnce(t *testing.T) {
 	withdrawnRequest(t, broker, approval.KindCommand)
 	if exists(file) {
 		t.Fatal("the held line ran")
+	}
+}
+
+// Likewise a line of a shell without a terminal: the lines after it do
+// not run either.
+func TestMarkerCapRequestedNoPTYLineEndsAtOnce(t *testing.T) {
+	t.Parallel()
+	e := capShellEnv(t)
+	file, after := filepath.Join(e.dir, "past-cap"), filepath.Join(e.dir, "after")
+	// startStdin's ssh is killed after a minute: far past the bound.
+	_, wait := e.startStdin(t, "touch "+file+"\ntouch "+after+"\n")
+	ended := make(chan struct{})
+	var stderr string
+	var code int
+	go func() { _, stderr, code = wait(); close(ended) }()
+	select {
+	case <-ended:
+	case <-time.After(45 * time.Second):
+		t.Fatal("the shell still waits for a request the recording could not hold")
+	}
+	if code != 255 || !strings.Contains(stderr, capNotice) || strings.Contains(stderr, "held for approval") {
+		t.Fatalf("ssh exit %d stderr %q: want 255 with %q, not a wait", code, stderr, capNotice)
+	}
+	withdrawnRequest(t, e.broker, approval.KindCommand)
+	if exists(file) || exists(after) {
+		t.Fatalf("lines ran: held %v, after it %v", exists(file), exists(after))
 	}
 }
 
