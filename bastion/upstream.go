@@ -87,12 +87,12 @@ func (s *Server) dialTarget(ctx context.Context, t *Target, acks *quickAcks) (ne
 // authenticates as login with auth; it closes nc if it fails, and when ctx
 // ends first (a revocation, the client leaving), at whatever stage the
 // handshake is: a target that accepts and never answers would otherwise
-// hold it for DialTimeout. The host key
-// is verified first; then, if wait is not nil, the handshake pauses in the
-// host key callback until wait returns: after the key exchange's reply and
-// before the client's NEWKEYS, so that nothing of user authentication has
-// been sent (RFC 4253 section 7.3, RFC 4252 section 5). An error from wait
-// ends the handshake there.
+// hold it for DialTimeout. The host key is verified first; then, if wait
+// is not nil, the handshake pauses in the host key callback until wait
+// returns: after the key exchange's reply and before the client's
+// NEWKEYS, so that nothing of user authentication has been sent (RFC 4253
+// section 7.3, RFC 4252 section 5). An error from wait ends the handshake
+// there.
 func (s *Server) upstreamHandshake(ctx context.Context, nc net.Conn, t *Target, login string, auth ssh.AuthMethod, wait func() error) (*ssh.Client, error) {
 	hostKeyCallback, algos, err := hostKeyChecker(t, nc.RemoteAddr())
 	if err != nil {
