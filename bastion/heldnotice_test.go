@@ -156,7 +156,14 @@ func TestDurationWarnsChannelStartedAfter(t *testing.T) {
 	b := h.extraServer(t, Config{Policy: h.policy, SessionLimits: SessionLimits{MaxDuration: 16 * time.Second}})
 	client := b.dialGo(t, h.alice, "root@t1")
 	defer client.Close()
-	// Warned 12s in, with no channel open; 4s remain.
+	s, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr testenv.Buffer
+	s.Stderr = &stderr
+	// Warned 12s in, the channel open but its program not started; the
+	// program then starts within the 4s left.
 	testenv.WaitFor(t, 30*time.Second, func() bool {
 		for _, rec := range eventRecords(b.logs.String(), "session_limit") {
 			if rec["limit"] == limitDuration && rec["action"] == "warned" {
@@ -165,7 +172,12 @@ func TestDurationWarnsChannelStartedAfter(t *testing.T) {
 		}
 		return false
 	})
-	stderr := startTold(t, client, "echo started; sleep 60")
+	if err := s.Start("sleep 60"); err != nil {
+		t.Fatal(err)
+	}
 	const warn = "postern: this connection reaches the bastion's maximum session duration (16s) in "
 	testenv.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(stderr.String(), "\n"+warn) })
+	if n := strings.Count(stderr.String(), warn); n != 1 {
+		t.Fatalf("stderr %q: warned %d times", stderr.String(), n)
+	}
 }
