@@ -48,8 +48,9 @@ type conn struct {
 	spec   *speculative // upstream connection begun during authentication
 	acks   quickAcks    // both legs acknowledge at once until a channel opens (quickack.go)
 
-	lastActive atomic.Int64  // unix nanos of the last channel data
-	chanSeq    atomic.Uint32 // numbers session channels: recording IDs are SESSION-N
+	lastActive  atomic.Int64              // unix nanos of the last channel data
+	durationEnd atomic.Pointer[time.Time] // when MaxDuration ends it, once its users were warned (notices.go)
+	chanSeq     atomic.Uint32             // numbers session channels: recording IDs are SESSION-N
 
 	// ctx is the connection's context, the parent of its channels'; its
 	// cause says why the connection ended and, when it is a userError,
@@ -241,6 +242,13 @@ func (c *conn) serve() {
 	audit.Record(c.log, audit.Connect, "allowed", true, "principals", logSafeAll(c.identity.Principals), "groups", logSafeAll(c.identity.Groups),
 		"key_id", logSafe(c.identity.KeyID), "serial", c.identity.Serial, "rule", g.Rule, "forwards", g.Forwards)
 	c.touch()
+	// Until proxy serves the client's channels nothing notices the
+	// client leave: the dial of its target would run its course
+	// (DialTimeout) for nobody. Wait returns once sc closes (deferred).
+	watch.Go(func() {
+		sc.Wait()
+		c.cancel(errors.New("client disconnected"))
+	})
 
 	up, ended, err := c.dialCounted()
 	if ended {

@@ -13,9 +13,9 @@ import (
 // transfer's protocol bytes are never touched), and into its recording as
 // a marker.
 
-// liveChannels are session channels whose program runs: a Server's, for
-// Announce, and a connection's, for its duration warning. The zero value
-// is empty and ready.
+// liveChannels are open session channels: a Server's, for Announce, and
+// a connection's, for its duration warning. The zero value is empty and
+// ready.
 type liveChannels struct {
 	mu sync.Mutex // guards m
 	m  map[*channel]struct{}
@@ -53,7 +53,7 @@ func (l *liveChannels) all() []*channel {
 func (s *Server) Drain(ctx context.Context, notice string) error {
 	s.closeListeners()
 	msg := logSafe(notice)
-	s.drain.Store(&msg) // before Announce: a channel ready after is told by announceDrain
+	s.drain.Store(&msg) // before Announce: a channel that can take notices only after is told by openNotices
 	s.drained.begin()   // after: a watch told to end finds the notice
 	s.Announce(notice)
 	return s.Shutdown(ctx)
@@ -78,10 +78,12 @@ func (d *drainSignal) begin() {
 	d.closeOnce.Do(func() { close(d.c) })
 }
 
-// Announce shows msg, one line, on the stderr of every session channel
-// whose program runs, and records it in the channel's recording. It does
-// not wait for slow clients: each notice is written on a goroutine the
-// channel's connection owns. It returns how many channels it told.
+// Announce shows msg, one line, on the stderr of every open session
+// channel, and records it in the channel's recording: at once where the
+// program runs or is held for approval, else once it is (notices.go). It
+// does not wait for slow clients: each notice is written on a goroutine
+// the channel's connection owns. It returns how many channels it told or
+// will tell.
 func (s *Server) Announce(msg string) int {
 	msg = logSafe(msg)
 	n := 0
@@ -91,21 +93,15 @@ func (s *Server) Announce(msg string) int {
 	s.live.mu.Lock()
 	defer s.live.mu.Unlock()
 	for st := range s.live.m {
-		if !st.isReady() || st.ctx.Err() != nil {
+		if st.ctx.Err() != nil {
 			continue
 		}
 		n++
-		st.c.goSafe(func() { st.announce(msg) })
+		if st.noticeNow(msg) {
+			st.c.goSafe(func() { st.announce(msg) })
+		}
 	}
 	return n
-}
-
-// announceDrain tells a channel whose program starts during a drain the
-// drain's notice: it will be closed at the deadline as the others.
-func (st *channel) announceDrain() {
-	if msg := st.c.s.drain.Load(); msg != nil {
-		st.c.goSafe(func() { st.announce(*msg) })
-	}
 }
 
 // announce writes msg on the client's stderr unless the channel's EOF is
@@ -113,7 +109,7 @@ func (st *channel) announceDrain() {
 // it in the recording.
 func (st *channel) announce(msg string) {
 	if last := st.announced.Swap(&msg); last != nil && *last == msg {
-		return // Announce and announceDrain both saw the channel
+		return // Announce and openNotices both gave it
 	}
 	st.errMu.Lock()
 	sent := st.eofSent

@@ -85,7 +85,7 @@ func ruleName(r *approval.Rule) string {
 // endRefused ends a channel whose command did not run: msg on stderr, then
 // exit status ExitRefused once the target's side closes.
 func (st *channel) endRefused(msg string) {
-	st.ch.Stderr().Write([]byte(logSafe(msg) + "\r\n"))
+	st.clientErr().Write([]byte(logSafe(msg) + "\r\n"))
 	st.noticeSent.Store(true)
 	st.mu.Lock()
 	code := ExitRefused
@@ -102,20 +102,33 @@ func (st *channel) hold(r *ssh.Request, p program, v approval.Verdict, asked *ap
 	req, err := st.submit(p.command, v)
 	if err != nil {
 		st.reply(r, true)
-		st.endRefused("postern: not run: " + st.submitFailed(err))
+		if !errors.Is(err, errUnrecorded) { // else the channel ends with the recording's cause
+			st.endRefused("postern: not run: " + st.submitFailed(err))
+		}
 		st.setReady()
 		return
 	}
 	st.reply(r, true)
-	st.ch.Stderr().Write([]byte(heldNotice(req, v) + "\r\n"))
+	st.clientErr().Write([]byte(heldNotice(req, v) + "\r\n"))
+	// Its user waits, told so: a drain or the duration's end is news.
+	st.openNotices()
 	c.goSafe(func() {
 		defer st.setReady()
 		st.awaitDecision(r, p, req.ID, asked)
 	})
 }
 
+// errUnrecorded is submit's error when the recording could not take the
+// request's marker (its cap): the request was withdrawn and the channel
+// ended with the recording's cause, which teardown shows.
+var errUnrecorded = errors.New("the approval request could not be recorded")
+
 // submit asks the approvers of v's rule about line (an exec's command or
-// a line typed in a shell) and notes the request in the recording.
+// a line typed in a shell) and notes the request in the recording. A
+// request the recording cannot note could only fail once decided (its
+// approval could not be recorded either): it is withdrawn at once and the
+// channel ends (errUnrecorded), instead of the user waiting for approvers
+// who are asked about a command that cannot run.
 func (st *channel) submit(line string, v approval.Verdict) (approval.Request, error) {
 	c := st.c
 	rule := v.Rule
@@ -125,10 +138,27 @@ func (st *channel) submit(line string, v approval.Verdict) (approval.Request, er
 		Reason: st.reason(), Why: logSafe(v.Reason), Rule: rule.Name, Approvers: rule.Approvers, Required: rule.Approvals(),
 		Expires: time.Now().Add(rule.Wait()),
 	})
-	if err == nil {
-		st.rec.marker(fmt.Sprintf("approval requested: %s, rule %s", req.ID, rule.Name))
+	if err != nil {
+		return req, err
 	}
-	return req, err
+	if err := st.rec.marker(fmt.Sprintf("approval requested: %s, rule %s", req.ID, rule.Name)); err != nil {
+		c.withdraw(req.ID, err)
+		st.fail(err)
+		return req, errUnrecorded
+	}
+	return req, nil
+}
+
+// withdraw cancels request id, which nobody will wait for because cause
+// ended what it held: cancelled as when its requester leaves (Wait on an
+// ended context), saved and audited, so that no approver is left with it.
+// Decided meanwhile, it stays as decided; its requester acts on nothing.
+func (c *conn) withdraw(id string, cause error) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(cause)
+	if _, err := c.s.cfg.Approvals.Wait(ctx, id); err != nil && !errors.Is(err, cause) {
+		c.log.Error("approval request not withdrawn", "request", id, "err", err)
+	}
 }
 
 // submitFailed is what the user is told when submit failed.
@@ -164,6 +194,11 @@ func (st *channel) awaitDecision(r *ssh.Request, p program, id string, asked *ap
 		}
 	})
 	w, err := c.s.cfg.Approvals.Wait(ctx, id)
+	if st.failure() != nil {
+		// The channel failed while it waited (a notice its recording
+		// could not take): nothing runs, and teardown shows why.
+		return
+	}
 	if err != nil && w.State != approval.StateCancelled {
 		c.log.Error("approval wait failed", "request", id, "err", err)
 	}
@@ -186,7 +221,7 @@ func (st *channel) awaitDecision(r *ssh.Request, p program, id string, asked *ap
 		st.fail(err)
 		return
 	}
-	st.ch.Stderr().Write([]byte(logSafe(fmt.Sprintf("postern: request %s approved%s; running", id, decisionText(w))) + "\r\n"))
+	st.clientErr().Write([]byte(logSafe(fmt.Sprintf("postern: request %s approved%s; running", id, decisionText(w))) + "\r\n"))
 	ok, err := st.uch.SendRequest(r.Type, true, p.payload)
 	if !ok || err != nil {
 		c.log.Info("target refused the session's program", "request", r.Type, "channel", st.n)

@@ -101,7 +101,12 @@ func (f *forward) holdSQL(ctx context.Context, st pgproxy.Statement, v approval.
 		}
 		return &pgproxy.Denied{Message: "postern: not run: " + logSafe(msg)}
 	}
-	f.rec.marker(fmt.Sprintf("approval requested: %s, rule %s", req.ID, rule.Name))
+	if err := f.rec.marker(fmt.Sprintf("approval requested: %s, rule %s", req.ID, rule.Name)); err != nil {
+		// The recording ended (its cap): the statement could never
+		// be run, so nobody is asked about it and the forward ends.
+		c.withdraw(req.ID, err)
+		return err
+	}
 	pgproxy.Notice(ctx, heldNotice(req, v)+"; the statement waits")
 	w, err := c.s.cfg.Approvals.Wait(ctx, req.ID)
 	if err != nil && w.State != approval.StateCancelled {

@@ -29,6 +29,7 @@ type channel struct {
 
 	noticeSent atomic.Bool            // the user was already told why the session ended
 	announced  atomic.Pointer[string] // the last Announce shown (drain.go)
+	notes      notices                // notices it can take, or keeps until it can (notices.go)
 	started    atomic.Bool            // a shell, exec or subsystem request was accepted
 
 	// The pipeline startProgram chose: set before ready closes and only
@@ -345,7 +346,7 @@ func (st *channel) failure() error {
 	return st.failed
 }
 
-func (st *channel) setReady() { st.readyOnce.Do(func() { close(st.ready); st.announceDrain() }) }
+func (st *channel) setReady() { st.readyOnce.Do(func() { close(st.ready); st.openNotices() }) }
 
 // isReady reports whether ready has closed: only then may the pipeline's
 // fields be read. A pump that ended before wrote nothing, so its stage

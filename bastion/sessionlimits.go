@@ -152,13 +152,15 @@ func (c *conn) watchDuration(ctx context.Context, start time.Time) {
 		return
 	case <-warn.C:
 	}
-	notice := fmt.Sprintf("postern: this connection reaches the bastion's maximum session duration (%s) in %s, at %s; it will then be ended",
-		d, lead.Round(time.Millisecond), end.UTC().Format(time.RFC3339))
+	notice := durationNotice(d, lead.Round(time.Millisecond), end)
 	c.limitReached(limitDuration, "warned", notice, "max_duration", d.String())
+	// Stored first: a channel that can take notices only after the list
+	// is read is warned by openNotices (notices.go).
+	c.durationEnd.Store(&end)
 	// As a drain's notice (Announce): on stderr and as a marker in the
 	// recording; one the recording cannot take (its cap) ends the channel.
 	for _, st := range c.live.all() {
-		if st.isReady() && st.ctx.Err() == nil {
+		if st.ctx.Err() == nil && st.canNotice() && st.notes.warned.CompareAndSwap(false, true) {
 			tells.Go(func() { st.announce(notice) })
 		}
 	}

@@ -172,20 +172,15 @@ func (sp *speculative) run(s *Server, log *slog.Logger) {
 		sp.err = err
 		return
 	}
-	// Abandoning closes the connection at any stage of the handshake;
-	// once it is over the client is the owner's to close.
-	stop := context.AfterFunc(sp.ctx, func() { nc.Close() })
 	auth := ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
 		if sp.signer == nil { // not claimed: never reached, wait refuses first
 			return nil, errAbandoned
 		}
 		return []ssh.Signer{sp.signer}, nil
 	})
-	client, err := s.upstreamHandshake(nc, sp.target, sp.login, auth, sp.wait)
-	if err == nil && !stop() {
-		client.Close()
-		err = errAbandoned
-	}
+	// Abandoning closes the connection at any stage of the handshake;
+	// once it is over the client is the owner's to close.
+	client, err := s.upstreamHandshake(sp.ctx, nc, sp.target, sp.login, auth, sp.wait)
 	if err != nil && sp.ctx.Err() != nil {
 		// Closed by abandonment, whatever x/crypto made of that.
 		err = errAbandoned

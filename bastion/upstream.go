@@ -69,7 +69,7 @@ func (c *conn) dial() (*ssh.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.s.upstreamHandshake(nc, t, g.Login, ssh.PublicKeys(signer), nil)
+	return c.s.upstreamHandshake(c.ctx, nc, t, g.Login, ssh.PublicKeys(signer), nil)
 }
 
 // dialTarget opens the TCP connection to t, bounded by DialTimeout and
@@ -84,13 +84,16 @@ func (s *Server) dialTarget(ctx context.Context, t *Target, acks *quickAcks) (ne
 }
 
 // upstreamHandshake runs the SSH handshake on nc, a connection to t, and
-// authenticates as login with auth; it closes nc if it fails. The host key
-// is verified first; then, if wait is not nil, the handshake pauses in the
-// host key callback until wait returns: after the key exchange's reply and
-// before the client's NEWKEYS, so that nothing of user authentication has
-// been sent (RFC 4253 section 7.3, RFC 4252 section 5). An error from wait
-// ends the handshake there.
-func (s *Server) upstreamHandshake(nc net.Conn, t *Target, login string, auth ssh.AuthMethod, wait func() error) (*ssh.Client, error) {
+// authenticates as login with auth; it closes nc if it fails, and when ctx
+// ends first (a revocation, the client leaving), at whatever stage the
+// handshake is: a target that accepts and never answers would otherwise
+// hold it for DialTimeout. The host key is verified first; then, if wait
+// is not nil, the handshake pauses in the host key callback until wait
+// returns: after the key exchange's reply and before the client's
+// NEWKEYS, so that nothing of user authentication has been sent (RFC 4253
+// section 7.3, RFC 4252 section 5). An error from wait ends the handshake
+// there.
+func (s *Server) upstreamHandshake(ctx context.Context, nc net.Conn, t *Target, login string, auth ssh.AuthMethod, wait func() error) (*ssh.Client, error) {
 	hostKeyCallback, algos, err := hostKeyChecker(t, nc.RemoteAddr())
 	if err != nil {
 		nc.Close()
@@ -122,7 +125,14 @@ func (s *Server) upstreamHandshake(nc net.Conn, t *Target, login string, auth ss
 		Config:            s.sshConfig(),
 	}
 	nc.SetDeadline(time.Now().Add(s.cfg.DialTimeout))
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	uc, chans, reqs, err := ssh.NewClientConn(nc, t.Address, cfg)
+	if !stop() { // ctx ended: nc is closed, whatever x/crypto made of that
+		if err == nil {
+			uc.Close()
+		}
+		return nil, &upstreamError{msg: "postern: the connection was ended", err: fmt.Errorf("handshake with target %s cut: %w", t.Name, context.Cause(ctx))}
+	}
 	if err != nil {
 		nc.Close()
 		return nil, handshakeFailure(t, login, err)
