@@ -107,12 +107,13 @@ func TestDurationWarnsHeldCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	rules := checkedRules(t, approval.Rule{Name: "touch", Match: approval.Match{Commands: []string{"touch"}}, Action: approval.Approve, Approvers: []string{"approvers"}})
-	// Warned 7.5s in (a quarter before the end), wherever the hold is by
-	// then: a channel held after the warning is warned when it is.
+	// Warned 15s in (a quarter before the end), wherever the hold is by
+	// then: a channel held after the warning is warned when it is. 20s
+	// leaves a loaded machine time to reach the hold before the end.
 	b := h.extraServer(t, Config{Policy: h.policy, Recording: &Recording{Store: store}, ApprovalRules: rules, Approvals: broker,
-		SessionLimits: SessionLimits{MaxDuration: 10 * time.Second}})
+		SessionLimits: SessionLimits{MaxDuration: 20 * time.Second}})
 	s, req, file := heldFor(t, b, broker)
-	const warn = "postern: this connection reaches the bastion's maximum session duration (10s) in "
+	const warn = "postern: this connection reaches the bastion's maximum session duration (20s) in "
 	testenv.WaitFor(t, 30*time.Second, func() bool { return strings.Contains(s.stderr.String(), "\n"+warn) })
 	s.ended(t, "the held session", "postern: request "+req.ID+" cancelled; the command did not run")
 	if n := strings.Count(s.stderr.String(), warn); n != 1 {
@@ -153,7 +154,7 @@ func TestMarkerCapNoticeToHeldCommand(t *testing.T) {
 func TestDurationWarnsChannelStartedAfter(t *testing.T) {
 	t.Parallel()
 	h := env(t)
-	b := h.extraServer(t, Config{Policy: h.policy, SessionLimits: SessionLimits{MaxDuration: 16 * time.Second}})
+	b := h.extraServer(t, Config{Policy: h.policy, SessionLimits: SessionLimits{MaxDuration: 40 * time.Second}})
 	client := b.dialGo(t, h.alice, "root@t1")
 	defer client.Close()
 	s, err := client.NewSession()
@@ -162,9 +163,10 @@ func TestDurationWarnsChannelStartedAfter(t *testing.T) {
 	}
 	var stderr testenv.Buffer
 	s.Stderr = &stderr
-	// Warned 12s in, the channel open but its program not started; the
-	// program then starts within the 4s left.
-	testenv.WaitFor(t, 30*time.Second, func() bool {
+	// Warned 30s in, the channel open but its program not started; the
+	// program then starts within the 10s left (a loaded -race run can take
+	// seconds to start one).
+	testenv.WaitFor(t, 60*time.Second, func() bool {
 		for _, rec := range eventRecords(b.logs.String(), "session_limit") {
 			if rec["limit"] == limitDuration && rec["action"] == "warned" {
 				return true
@@ -175,7 +177,7 @@ func TestDurationWarnsChannelStartedAfter(t *testing.T) {
 	if err := s.Start("sleep 60"); err != nil {
 		t.Fatal(err)
 	}
-	const warn = "postern: this connection reaches the bastion's maximum session duration (16s) in "
+	const warn = "postern: this connection reaches the bastion's maximum session duration (40s) in "
 	testenv.WaitFor(t, 10*time.Second, func() bool { return strings.Contains(stderr.String(), "\n"+warn) })
 	if n := strings.Count(stderr.String(), warn); n != 1 {
 		t.Fatalf("stderr %q: warned %d times", stderr.String(), n)
