@@ -348,7 +348,10 @@ func (g *lineGate) hold(v approval.Verdict, shown string, n int, passed func(app
 	if g.t != nil {
 		hint = " (Ctrl-C cancels)"
 	}
-	g.notify(heldNotice(req, v) + hint)
+	if !g.notify(heldNotice(req, v) + hint) {
+		st.c.withdraw(req.ID, st.failure())
+		return // the channel ended: nothing passes
+	}
 	w, err := g.wait(req.ID)
 	if st.ctx.Err() != nil {
 		return // the channel ended: nothing passes
@@ -363,7 +366,9 @@ func (g *lineGate) hold(v approval.Verdict, shown string, n int, passed func(app
 			st.fail(err) // the recording ended: the line does not pass
 			return
 		}
-		g.notify(fmt.Sprintf("postern: request %s approved%s; running", req.ID, decisionText(w)))
+		if !g.notify(fmt.Sprintf("postern: request %s approved%s; running", req.ID, decisionText(w))) {
+			return // the channel ended: the line does not pass
+		}
 		if passed != nil {
 			passed(true)
 		}
@@ -423,13 +428,19 @@ func (g *lineGate) refuse(msg string) {
 	g.in.replace([]byte{0x03})
 }
 
-// notify tells the user msg on a line of its own, and records it.
-func (g *lineGate) notify(msg string) {
+// notify tells the user msg on a line of its own, and records it. A
+// notice the recording cannot take (its cap) is not shown: the channel
+// ends, as at output past the cap, and notify reports false.
+func (g *lineGate) notify(msg string) bool {
 	msg = logSafe(msg)
 	if g.t == nil {
 		g.st.clientErr().Write([]byte(msg + "\n"))
-		return
+		return true
 	}
-	g.st.rec.marker(msg)
+	if err := g.st.rec.marker(msg); err != nil {
+		g.st.fail(err)
+		return false
+	}
 	g.st.clientOut().Write([]byte("\r\n" + msg + "\r\n"))
+	return true
 }
