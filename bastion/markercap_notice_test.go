@@ -98,3 +98,23 @@ func TestMarkerCapApprovedNoticeShellLineDoesNotRun(t *testing.T) {
 		t.Fatal("the approved line ran after its recording ended")
 	}
 }
+
+// A line of a shell without a terminal whose request the recording could
+// not hold ends the channel; the gate judges nothing after that end: the
+// same line judged again (its input ended meanwhile) was submitted anew,
+// failed (the channel's context had ended), and the user was told its
+// request "could not be recorded", the log an error.
+func TestMarkerCapRequestedNoPTYJudgedOnce(t *testing.T) {
+	t.Parallel()
+	e := capShellEnv(t)
+	file := filepath.Join(e.dir, "past-cap")
+	_, wait := e.startStdin(t, "touch "+file+"\n")
+	_, stderr, code := wait()
+	if code != 255 || !strings.Contains(stderr, capNotice) || strings.Contains(stderr, "not run") {
+		t.Fatalf("ssh exit %d stderr %q: want 255 with only %q", code, stderr, capNotice)
+	}
+	if strings.Contains(e.logs.String(), "approval request not recorded") {
+		t.Fatal("the line was judged again after the channel ended: an approval request not recorded is logged")
+	}
+	withdrawnRequest(t, e.broker, approval.KindCommand)
+}
