@@ -180,6 +180,12 @@ func (g *lineGate) run() {
 			return
 		case <-g.judge:
 		}
+		if g.st.ctx.Err() != nil {
+			// Both were ready and select chose the line: the channel
+			// ended (a request it could not record), nothing passes
+			// and nothing more is asked.
+			return
+		}
 		// Each line is judged under the rules in force when it is
 		// (a reload may have replaced those of the shell's start).
 		g.rules = g.st.c.s.current().ApprovalRules
