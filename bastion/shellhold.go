@@ -180,10 +180,7 @@ func (g *lineGate) run() {
 			return
 		case <-g.judge:
 		}
-		if g.st.ctx.Err() != nil {
-			// Both were ready and select chose the line: the channel
-			// ended (a request it could not record), nothing passes
-			// and nothing more is asked.
+		if g.st.ctx.Err() != nil { // select may take a line after the end
 			return
 		}
 		// Each line is judged under the rules in force when it is
@@ -354,10 +351,7 @@ func (g *lineGate) hold(v approval.Verdict, shown string, n int, passed func(app
 	if g.t != nil {
 		hint = " (Ctrl-C cancels)"
 	}
-	if !g.notify(heldNotice(req, v) + hint) {
-		st.c.withdraw(req.ID, st.failure())
-		return // the channel ended: nothing passes
-	}
+	g.notify(heldNotice(req, v) + hint) // unrecorded, it ends the channel: wait cancels
 	w, err := g.wait(req.ID)
 	if st.ctx.Err() != nil {
 		return // the channel ended: nothing passes
@@ -434,9 +428,8 @@ func (g *lineGate) refuse(msg string) {
 	g.in.replace([]byte{0x03})
 }
 
-// notify tells the user msg on a line of its own, and records it. A
-// notice the recording cannot take (its cap) is not shown: the channel
-// ends, as at output past the cap, and notify reports false.
+// notify tells the user msg on a line of its own, and records it; one the
+// recording cannot take (its cap) is not shown, and ends the channel.
 func (g *lineGate) notify(msg string) bool {
 	msg = logSafe(msg)
 	if g.t == nil {
