@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/postern/postern/certs"
 	"github.com/postern/postern/internal/testenv"
 )
 
@@ -85,48 +86,81 @@ func stalledTarget(t *testing.T, stage string) (string, ssh.PublicKey, chan stru
 	return l.Addr().String(), signer.PublicKey(), reached, gone
 }
 
+// cut ends a connection whose dial stalls: the client leaves, or its
+// certificate is revoked; reason is the disconnect record's.
+type cut struct {
+	name, reason string
+	end          func(*testing.T, *harness, *ssh.Client)
+}
+
+var cuts = []cut{
+	{"leave", "client disconnected", func(_ *testing.T, _ *harness, c *ssh.Client) { c.Close() }},
+	{"revoke", "revoked", func(t *testing.T, b *harness, _ *ssh.Client) {
+		if n := b.srv.Revoke(certs.Revocation{KeyID: "alice@test", Reason: "left"}); n != 1 {
+			t.Fatalf("Revoke ended %d connections, want 1", n)
+		}
+	}},
+}
+
 func TestDialCutInKexAndAuth(t *testing.T) {
 	t.Parallel()
 	for _, stage := range []string{"kex", "auth"} {
 		for _, speculate := range []bool{false, true} {
-			t.Run(stage+map[bool]string{false: "-late", true: "-early"}[speculate], func(t *testing.T) {
-				t.Parallel()
-				h := env(t)
-				addr, key, reached, gone := stalledTarget(t, stage)
-				policy := Policy{
-					Targets: []Target{{Name: "stalled", Address: addr, HostKey: key, Logins: []string{"root"}, DefaultLogin: "root"}},
-					Rules:   []Rule{{Name: "alice", Principals: []string{"alice"}, Targets: []string{"stalled"}, Logins: []string{"root"}}},
-				}
-				b := h.extraServer(t, Config{Policy: policy, DialTimeout: cutDialTimeout, noSpeculation: !speculate})
-				client := b.dialGo(t, h.alice, "root@stalled")
-				select {
-				case <-reached:
-				case <-time.After(30 * time.Second):
-					t.Fatalf("the bastion's dial never reached %s", stage)
-				}
-				testenv.WaitFor(t, 10*time.Second, func() bool {
-					live := b.srv.Live()
-					return len(live) == 1 && live[0].User != ""
+			for _, cut := range cuts {
+				t.Run(stage+map[bool]string{false: "-late-", true: "-early-"}[speculate]+cut.name, func(t *testing.T) {
+					t.Parallel()
+					dialCutAt(t, stage, speculate, cut)
 				})
-				client.Close()
-				select {
-				case <-gone:
-				case <-time.After(cutBound):
-					t.Fatalf("the bastion's connection to the target still open %s after the client left (stalled at %s)", cutBound, stage)
-				}
-				var recs []map[string]any
-				testenv.WaitFor(t, cutBound, func() bool {
-					recs = eventRecords(b.logs.String(), "disconnect")
-					return len(recs) == 1
-				})
-				if got, _ := recs[0]["reason"].(string); !strings.Contains(got, "client disconnected") {
-					t.Fatalf("disconnect record %v: want the client's leaving as the reason", recs[0])
-				}
-				if recs := eventRecords(b.logs.String(), "upstream"); len(recs) != 0 {
-					t.Fatalf("upstream records %v: the cut dial audited as the target's failure", recs)
-				}
-				testenv.WaitFor(t, cutBound, func() bool { return len(b.srv.Live()) == 0 })
-			})
+			}
 		}
 	}
+}
+
+// dialCutAt stalls a dial at stage, ends its connection by cut, and
+// checks that the target sees the close and the audit trail the reason.
+func dialCutAt(t *testing.T, stage string, speculate bool, cut cut) {
+	h := env(t)
+	addr, key, reached, gone := stalledTarget(t, stage)
+	policy := Policy{
+		Targets: []Target{{Name: "stalled", Address: addr, HostKey: key, Logins: []string{"root"}, DefaultLogin: "root"}},
+		Rules:   []Rule{{Name: "alice", Principals: []string{"alice"}, Targets: []string{"stalled"}, Logins: []string{"root"}}},
+	}
+	b := h.extraServer(t, Config{Policy: policy, DialTimeout: cutDialTimeout, noSpeculation: !speculate})
+	client := b.dialGo(t, h.alice, "root@stalled")
+	select {
+	case <-reached:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the bastion's dial never reached %s", stage)
+	}
+	testenv.WaitFor(t, 10*time.Second, func() bool {
+		live := b.srv.Live()
+		return len(live) == 1 && live[0].User != ""
+	})
+	cut.end(t, b, client)
+	select {
+	case <-gone:
+	case <-time.After(cutBound):
+		t.Fatalf("the bastion's connection to the target still open %s after %s (stalled at %s)", cutBound, cut.name, stage)
+	}
+	var recs []map[string]any
+	testenv.WaitFor(t, cutBound, func() bool {
+		recs = eventRecords(b.logs.String(), "disconnect")
+		return len(recs) == 1
+	})
+	if got, _ := recs[0]["reason"].(string); !strings.Contains(got, cut.reason) {
+		t.Fatalf("disconnect record %v: want the reason %q", recs[0], cut.reason)
+	}
+	if recs := eventRecords(b.logs.String(), "upstream"); len(recs) != 0 {
+		t.Fatalf("upstream records %v: the cut dial audited as the target's failure", recs)
+	}
+	// The bastion ends the client's connection too (a revoked one
+	// included), not only the target's.
+	ended := make(chan error, 1)
+	go func() { ended <- client.Wait() }()
+	select {
+	case <-ended:
+	case <-time.After(cutBound):
+		t.Fatalf("the client's connection still open %s after %s", cutBound, cut.name)
+	}
+	testenv.WaitFor(t, cutBound, func() bool { return len(b.srv.Live()) == 0 })
 }
