@@ -172,7 +172,7 @@ func (a *adminChannel) request(r *ssh.Request) adminProgram {
 		// forwarding are refused with an audit record and a line, as
 		// on the proxy route (permit.go); env and the rest quietly.
 		if ref := adminRequestRefusal(a.c.cert, r.Type); ref != nil {
-			a.c.refuseSessionRequest(r.Type, ref, a.ch, a.n)
+			a.c.refuseSessionRequest(r.Type, ref, a.ch.Stderr(), a.n)
 		} else {
 			a.c.log.Debug("admin channel request refused", "channel", a.n, "request", logSafe(r.Type))
 		}

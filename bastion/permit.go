@@ -1,6 +1,7 @@
 package bastion
 
 import (
+	"io"
 	"log/slog"
 
 	"golang.org/x/crypto/ssh"
@@ -123,7 +124,7 @@ func (c *conn) refuseRequest(r *ssh.Request, st *channel) bool {
 	if ref == nil {
 		return false
 	}
-	c.refuseSessionRequest(r.Type, ref, st.ch, st.n)
+	c.refuseSessionRequest(r.Type, ref, st.clientErr(), st.n)
 	if !r.WantReply {
 		return true
 	}
@@ -139,14 +140,15 @@ func (c *conn) refuseRequest(r *ssh.Request, st *channel) bool {
 
 // refuseSessionRequest writes the audit record of a session request of
 // type typ refused on channel n for ref's reason, and shows the user
-// ref's line on ch's stderr. The caller sends the reply, after the line,
+// ref's line on stderr, the channel's stderr (under the lock its other
+// writers take, so the line is never mixed with a notice). The caller sends the reply, after the line,
 // so that OpenSSH prints it next to its own "PTY allocation request
 // failed". No program has started yet in the usual order, so it cannot
 // land inside a program's output; "\r\n" because the client's terminal
 // may be raw.
-func (c *conn) refuseSessionRequest(typ string, ref *refusal, ch ssh.Channel, n uint32) {
+func (c *conn) refuseSessionRequest(typ string, ref *refusal, stderr io.Writer, n uint32) {
 	audit.Record(c.log, audit.SessionRequest, "channel", n, "request", typ, "allowed", false, "reason", ref.Reason)
-	ch.Stderr().Write([]byte(ref.UserMessage() + "\r\n"))
+	stderr.Write([]byte(ref.UserMessage() + "\r\n"))
 }
 
 // adminRequestRefusal is requestRefusal for a session channel of the admin

@@ -265,5 +265,5 @@ func (st *channel) show(text []byte) {
 // notify tells the user one line on the channel's stderr, and records it.
 func (st *channel) notify(msg string) {
 	st.show([]byte(msg + "\r\n"))
-	st.ch.Stderr().Write([]byte(msg + "\r\n"))
+	st.clientErr().Write([]byte(msg + "\r\n"))
 }
