@@ -26,6 +26,18 @@ DATA skimSUB<>+16(SB)/8, $0x1a1a1a1a1a1a1a1a
 DATA skimSUB<>+24(SB)/8, $0x1a1a1a1a1a1a1a1a
 GLOBL skimSUB<>(SB), RODATA|NOPTR, $32
 
+// ESC and '[', for the CSI sequences a block holds whole.
+DATA skimESC<>+0(SB)/8, $0x1b1b1b1b1b1b1b1b
+DATA skimESC<>+8(SB)/8, $0x1b1b1b1b1b1b1b1b
+DATA skimESC<>+16(SB)/8, $0x1b1b1b1b1b1b1b1b
+DATA skimESC<>+24(SB)/8, $0x1b1b1b1b1b1b1b1b
+GLOBL skimESC<>(SB), RODATA|NOPTR, $32
+DATA skimLBR<>+0(SB)/8, $0x5b5b5b5b5b5b5b5b
+DATA skimLBR<>+8(SB)/8, $0x5b5b5b5b5b5b5b5b
+DATA skimLBR<>+16(SB)/8, $0x5b5b5b5b5b5b5b5b
+DATA skimLBR<>+24(SB)/8, $0x5b5b5b5b5b5b5b5b
+GLOBL skimLBR<>(SB), RODATA|NOPTR, $32
+
 // func cpuHasAVX2() bool
 TEXT ·cpuHasAVX2(SB), NOSPLIT, $0-1
 	MOVB  $0, ret+0(FP)
@@ -119,6 +131,8 @@ whole:
 	SUBQ      R8, CX
 	CMPQ      CX, $1000   // skimSpan-24: no step may start past skimSpan
 	JGT       steps
+
+wholepass:
 	TESTL     R12, R12
 	JZ        nobreak
 	BSRL      R12, R12    // the last break
@@ -147,6 +161,60 @@ ctlblock:
 	ANDL      AX, R11
 	JZ        whole
 
+	// CSI sequences that lie whole in the block: when its other controls
+	// are all the ESCs of such sequences, the block passes whole with
+	// their bytes neither digits nor breaks (they join the stretch, as
+	// word reads them), its checks made on what is left. One block then
+	// takes a prompt line's colours, where passing them one at a time
+	// restarted the loop after each. Each ESC followed by '[' starts a
+	// run of parameter bytes (0x20-0x3f) from two bytes on; adding the
+	// run's first bit carries to the byte after the run (at bit 32 or
+	// beyond if the run reaches the block's end), which must be a final
+	// byte (0x40-0x7e) in the block. Anything else goes on below with the
+	// block's masks as they were.
+	VPCMPEQB  skimESC<>(SB), Y0, Y3
+	VPMOVMSKB Y3, AX
+	VPCMPEQB  skimLBR<>(SB), Y0, Y4
+	VPMOVMSKB Y4, CX
+	SHRL      $1, CX
+	ANDL      CX, AX      // ESC '['
+	JZ        ctlrest
+	VPCMPGTB  Y0, Y14, Y3 // below 0x20, and the negative bytes
+	VPCMPGTB  Y7, Y0, Y4  // above 0x3f
+	VPOR      Y3, Y4, Y3  // not a parameter or intermediate
+	VPANDN    Y4, Y5, Y4  // a final byte: 0x40 to 0x7e
+	VPMOVMSKB Y3, R10
+	VPMOVMSKB Y4, R13
+	NOTL      R10         // parameters (32 bits, the rest 0)
+	MOVQ      AX, CX
+	SHLQ      $2, CX      // where the parameters start
+	ADDQ      R10, CX
+	NOTQ      R10
+	ANDQ      R10, CX     // the byte after each run
+	NOTQ      R13
+	TESTQ     CX, R13
+	JNZ       ctlrest     // not final, or past the block
+	SHLQ      $1, CX
+	SUBQ      AX, CX      // the sequences' bytes, ESC to final
+	NOTL      CX
+	TESTL     CX, R11
+	JNZ       ctlrest     // another control
+	MOVL      BX, AX
+	ANDL      CX, AX      // the digits outside them
+	POPCNTL   AX, R10
+	ADDQ      R9, R10
+	CMPQ      R10, $13    // minDigits
+	JGE       ctlrest
+	MOVQ      DX, R13
+	SUBQ      R8, R13
+	CMPQ      R13, $1000  // skimSpan-24
+	JGT       ctlrest
+	MOVL      AX, BX
+	ANDL      CX, R12     // the breaks outside them
+	MOVQ      R10, AX
+	JMP       wholepass
+
+ctlrest:
 	POPCNTL BX, AX
 	ADDQ    R9, AX
 	CMPQ    AX, $13   // minDigits
