@@ -126,7 +126,9 @@ whole:
 	POPCNTL   BX, AX
 	ADDQ      R9, AX
 	CMPQ      AX, $13     // minDigits
-	JGE       steps
+	JGE       wholedigits
+
+wholespan:
 	MOVQ      DX, CX
 	SUBQ      R8, CX
 	CMPQ      CX, $1000   // skimSpan-24: no step may start past skimSpan
@@ -147,6 +149,26 @@ nobreak:
 	MOVQ AX, R9
 	ADDQ $32, DX
 	JMP  loop
+
+	// cnt and the block's digits reach minDigits: the block still passes
+	// whole if cnt and the digits before its first break, and the digits
+	// after that break (every later stretch's and the new cnt's), stay
+	// below it. Text with numbers (logs, tables) otherwise went through
+	// the eight steps a block.
+wholedigits:
+	TESTL R12, R12
+	JZ    steps
+	LEAL  -1(R12), CX
+	XORL  R12, CX     // the bytes to the first break
+	NOTL  CX
+	ANDL  BX, CX
+	POPCNTL CX, CX    // the digits after it
+	CMPQ  CX, $13     // minDigits
+	JGE   steps
+	SUBQ  CX, AX      // cnt and the digits before it
+	CMPQ  AX, $13
+	JLT   wholespan
+	JMP   steps
 
 	// A block with a control, its digits and stretch short enough: the
 	// steps before the control's pass, and the state follows their last
@@ -204,7 +226,9 @@ ctlblock:
 	POPCNTL   AX, R10
 	ADDQ      R9, R10
 	CMPQ      R10, $13    // minDigits
-	JGE       ctlrest
+	JGE       csidigits
+
+csispan:
 	MOVQ      DX, R13
 	SUBQ      R8, R13
 	CMPQ      R13, $1000  // skimSpan-24
@@ -213,6 +237,25 @@ ctlblock:
 	ANDL      CX, R12     // the breaks outside them
 	MOVQ      R10, AX
 	JMP       wholepass
+
+	// As wholedigits, on the bytes outside the sequences (AX digits, CX
+	// not the sequences' bytes); the block's masks stay as they were.
+csidigits:
+	MOVL    R12, R13
+	ANDL    CX, R13   // the breaks outside them
+	JZ      ctlrest
+	LEAL    -1(R13), R10
+	XORL    R13, R10  // the bytes to the first break
+	NOTL    R10
+	ANDL    AX, R10
+	POPCNTL R10, R10  // the digits after it
+	CMPQ    R10, $13  // minDigits
+	JGE     ctlrest
+	POPCNTL AX, R13
+	SUBQ    R10, R13
+	ADDQ    R9, R13   // cnt and the digits before it
+	CMPQ    R13, $13
+	JLT     csispan
 
 ctlrest:
 	POPCNTL BX, AX
