@@ -305,10 +305,12 @@ step:
 	POPCNTL AX, R10      // the step's digits
 	LEAQ    (R9)(R10*1), CX
 	CMPQ    CX, $13      // minDigits
-	JGE     done
+	JGE     stepdigits
 	MOVL    R12, CX
 	ANDL    $0xff, CX
 	JZ      stepnobreak
+
+stepbreak:
 	BSRL    CX, CX       // the step's last break
 	LEAQ    1(DX)(CX*1), R8
 	INCL    CX
@@ -331,6 +333,23 @@ stepnext:
 	CMPQ DX, R13
 	JLT  step
 	JMP  loop
+
+	// cnt and the step's digits reach minDigits: the step still passes if
+	// it has a break and cnt and the digits before its first break stay
+	// below it (fewer than eight follow that break), so that only a
+	// stretch that holds minDigits digits stops the steps.
+stepdigits:
+	MOVL    R12, CX
+	ANDL    $0xff, CX
+	JZ      done
+	LEAL    -1(CX), R10
+	XORL    CX, R10      // the bytes to the first break
+	ANDL    AX, R10
+	POPCNTL R10, R10
+	ADDQ    R9, R10      // cnt and the digits before it
+	CMPQ    R10, $13     // minDigits
+	JLT     stepbreak
+	JMP     done
 
 	// word's reading of the step at DX, which has a control in it: HT to
 	// CR, CAN and SUB are breaks read with the rest of the step, as in
