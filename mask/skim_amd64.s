@@ -77,8 +77,13 @@ no:
 // controls (text without them pays nothing). A block with no
 // control, whose digits leave cnt below minDigits (13), starting at most
 // skimSpan-24 (1000) bytes after hs, passes whole: hs and cnt follow its
-// last break. Any other block goes through skimRun8's steps on the masks,
-// eight bits at a time, and the loop ends where the first of them stops.
+// last break. So does one whose digits before its first break leave cnt
+// below minDigits and whose digits after that break are fewer, and one
+// whose only controls are the ESCs of CSI sequences complete in it, their
+// bytes taken out of its digits and breaks. Any other block goes through
+// skimRun8's steps on the masks, eight bits at a time (one with a break
+// passing when cnt and its digits before the break stay below minDigits),
+// and the loop ends where the first of them stops.
 // Only VEX instructions among the vector ones (a legacy SSE one costs
 // hundreds of nanoseconds a call on some machines), and VZEROUPPER before
 // returning. Y15, R14 and R15 are left alone (Go's ABI reserves them).
