@@ -207,3 +207,38 @@ func TestSkim3PANSplit(t *testing.T) {
 		}
 	}
 }
+
+// TestSkim3CSIExhaustive: one CSI sequence of every parameter length to
+// 30 (digits, ';' or '?' then digits, intermediates), at every lane,
+// between digit groups of every split of 12 and 13 digits, a hard break
+// after, from every cnt: the block passes whole only when fewer than
+// minDigits digits join across the sequence.
+func TestSkim3CSIExhaustive(t *testing.T) {
+	t.Parallel()
+	if !hasSkimAVX2 {
+		t.Skip("skimAVX2 needs AVX2")
+	}
+	place := guardArea(t)
+	params := []string{"1", ";", "?1", " "}
+	for _, pk := range params {
+		for l := 0; l <= 30; l++ {
+			seq := "\x1b[" + strings.Repeat(pk, 40)[:l] + "m"
+			for total := 12; total <= 13; total++ {
+				for a := 0; a <= total; a += 2 {
+					d := "1234567890123"[:total]
+					s := d[:a] + seq + d[a:] + ":"
+					for lane := range 32 {
+						in := []byte(strings.Repeat("xy", 40)[:lane+32] + s + strings.Repeat(" ", 40))
+						g := place(in)
+						for _, cnt := range []int{0, 1, 12} {
+							j, h, c := skimAVX2(g, lane+32, lane+32, cnt)
+							if err := skimModel(g, lane+32, lane+32, cnt, j, h, c); err != nil {
+								t.Fatalf("skimAVX2 (cnt %d) on %q: %v", cnt, in, err)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
