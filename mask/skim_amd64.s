@@ -26,6 +26,18 @@ DATA skimSUB<>+16(SB)/8, $0x1a1a1a1a1a1a1a1a
 DATA skimSUB<>+24(SB)/8, $0x1a1a1a1a1a1a1a1a
 GLOBL skimSUB<>(SB), RODATA|NOPTR, $32
 
+// ESC and '[', for the CSI sequences a block holds whole.
+DATA skimESC<>+0(SB)/8, $0x1b1b1b1b1b1b1b1b
+DATA skimESC<>+8(SB)/8, $0x1b1b1b1b1b1b1b1b
+DATA skimESC<>+16(SB)/8, $0x1b1b1b1b1b1b1b1b
+DATA skimESC<>+24(SB)/8, $0x1b1b1b1b1b1b1b1b
+GLOBL skimESC<>(SB), RODATA|NOPTR, $32
+DATA skimLBR<>+0(SB)/8, $0x5b5b5b5b5b5b5b5b
+DATA skimLBR<>+8(SB)/8, $0x5b5b5b5b5b5b5b5b
+DATA skimLBR<>+16(SB)/8, $0x5b5b5b5b5b5b5b5b
+DATA skimLBR<>+24(SB)/8, $0x5b5b5b5b5b5b5b5b
+GLOBL skimLBR<>(SB), RODATA|NOPTR, $32
+
 // func cpuHasAVX2() bool
 TEXT ·cpuHasAVX2(SB), NOSPLIT, $0-1
 	MOVB  $0, ret+0(FP)
@@ -65,8 +77,13 @@ no:
 // controls (text without them pays nothing). A block with no
 // control, whose digits leave cnt below minDigits (13), starting at most
 // skimSpan-24 (1000) bytes after hs, passes whole: hs and cnt follow its
-// last break. Any other block goes through skimRun8's steps on the masks,
-// eight bits at a time, and the loop ends where the first of them stops.
+// last break. So does one whose digits before its first break leave cnt
+// below minDigits and whose digits after that break are fewer, and one
+// whose only controls are the ESCs of CSI sequences complete in it, their
+// bytes taken out of its digits and breaks. Any other block goes through
+// skimRun8's steps on the masks, eight bits at a time (one with a break
+// passing when cnt and its digits before the break stay below minDigits),
+// and the loop ends where the first of them stops.
 // Only VEX instructions among the vector ones (a legacy SSE one costs
 // hundreds of nanoseconds a call on some machines), and VZEROUPPER before
 // returning. Y15, R14 and R15 are left alone (Go's ABI reserves them).
@@ -114,11 +131,15 @@ whole:
 	POPCNTL   BX, AX
 	ADDQ      R9, AX
 	CMPQ      AX, $13     // minDigits
-	JGE       steps
+	JGE       wholedigits
+
+wholespan:
 	MOVQ      DX, CX
 	SUBQ      R8, CX
 	CMPQ      CX, $1000   // skimSpan-24: no step may start past skimSpan
 	JGT       steps
+
+wholepass:
 	TESTL     R12, R12
 	JZ        nobreak
 	BSRL      R12, R12    // the last break
@@ -134,6 +155,26 @@ nobreak:
 	ADDQ $32, DX
 	JMP  loop
 
+	// cnt and the block's digits reach minDigits: the block still passes
+	// whole if cnt and the digits before its first break, and the digits
+	// after that break (every later stretch's and the new cnt's), stay
+	// below it. Text with numbers (logs, tables) otherwise went through
+	// the eight steps a block.
+wholedigits:
+	TESTL R12, R12
+	JZ    steps
+	LEAL  -1(R12), CX
+	XORL  R12, CX     // the bytes to the first break
+	NOTL  CX
+	ANDL  BX, CX
+	POPCNTL CX, CX    // the digits after it
+	CMPQ  CX, $13     // minDigits
+	JGE   steps
+	SUBQ  CX, AX      // cnt and the digits before it
+	CMPQ  AX, $13
+	JLT   wholespan
+	JMP   steps
+
 	// A block with a control, its digits and stretch short enough: the
 	// steps before the control's pass, and the state follows their last
 	// break, as in a block that passes whole.
@@ -147,6 +188,81 @@ ctlblock:
 	ANDL      AX, R11
 	JZ        whole
 
+	// CSI sequences that lie whole in the block: when its other controls
+	// are all the ESCs of such sequences, the block passes whole with
+	// their bytes neither digits nor breaks (they join the stretch, as
+	// word reads them), its checks made on what is left. One block then
+	// takes a prompt line's colours, where passing them one at a time
+	// restarted the loop after each. Each ESC followed by '[' starts a
+	// run of parameter bytes (0x20-0x3f) from two bytes on; adding the
+	// run's first bit carries to the byte after the run (at bit 32 or
+	// beyond if the run reaches the block's end), which must be a final
+	// byte (0x40-0x7e) in the block. Anything else goes on below with the
+	// block's masks as they were.
+	VPCMPEQB  skimESC<>(SB), Y0, Y3
+	VPMOVMSKB Y3, AX
+	VPCMPEQB  skimLBR<>(SB), Y0, Y4
+	VPMOVMSKB Y4, CX
+	SHRL      $1, CX
+	ANDL      CX, AX      // ESC '['
+	JZ        ctlrest
+	VPCMPGTB  Y0, Y14, Y3 // below 0x20, and the negative bytes
+	VPCMPGTB  Y7, Y0, Y4  // above 0x3f
+	VPOR      Y3, Y4, Y3  // not a parameter or intermediate
+	VPANDN    Y4, Y5, Y4  // a final byte: 0x40 to 0x7e
+	VPMOVMSKB Y3, R10
+	VPMOVMSKB Y4, R13
+	NOTL      R10         // parameters (32 bits, the rest 0)
+	MOVQ      AX, CX
+	SHLQ      $2, CX      // where the parameters start
+	ADDQ      R10, CX
+	NOTQ      R10
+	ANDQ      R10, CX     // the byte after each run
+	NOTQ      R13
+	TESTQ     CX, R13
+	JNZ       ctlrest     // not final, or past the block
+	SHLQ      $1, CX
+	SUBQ      AX, CX      // the sequences' bytes, ESC to final
+	NOTL      CX
+	TESTL     CX, R11
+	JNZ       ctlrest     // another control
+	MOVL      BX, AX
+	ANDL      CX, AX      // the digits outside them
+	POPCNTL   AX, R10
+	ADDQ      R9, R10
+	CMPQ      R10, $13    // minDigits
+	JGE       csidigits
+
+csispan:
+	MOVQ      DX, R13
+	SUBQ      R8, R13
+	CMPQ      R13, $1000  // skimSpan-24
+	JGT       ctlrest
+	MOVL      AX, BX
+	ANDL      CX, R12     // the breaks outside them
+	MOVQ      R10, AX
+	JMP       wholepass
+
+	// As wholedigits, on the bytes outside the sequences (AX digits, CX
+	// not the sequences' bytes); the block's masks stay as they were.
+csidigits:
+	MOVL    R12, R13
+	ANDL    CX, R13   // the breaks outside them
+	JZ      ctlrest
+	LEAL    -1(R13), R10
+	XORL    R13, R10  // the bytes to the first break
+	NOTL    R10
+	ANDL    AX, R10
+	POPCNTL R10, R10  // the digits after it
+	CMPQ    R10, $13  // minDigits
+	JGE     ctlrest
+	POPCNTL AX, R13
+	SUBQ    R10, R13
+	ADDQ    R9, R13   // cnt and the digits before it
+	CMPQ    R13, $13
+	JLT     csispan
+
+ctlrest:
 	POPCNTL BX, AX
 	ADDQ    R9, AX
 	CMPQ    AX, $13   // minDigits
@@ -194,10 +310,12 @@ step:
 	POPCNTL AX, R10      // the step's digits
 	LEAQ    (R9)(R10*1), CX
 	CMPQ    CX, $13      // minDigits
-	JGE     done
+	JGE     stepdigits
 	MOVL    R12, CX
 	ANDL    $0xff, CX
 	JZ      stepnobreak
+
+stepbreak:
 	BSRL    CX, CX       // the step's last break
 	LEAQ    1(DX)(CX*1), R8
 	INCL    CX
@@ -220,6 +338,23 @@ stepnext:
 	CMPQ DX, R13
 	JLT  step
 	JMP  loop
+
+	// cnt and the step's digits reach minDigits: the step still passes if
+	// it has a break and cnt and the digits before its first break stay
+	// below it (fewer than eight follow that break), so that only a
+	// stretch that holds minDigits digits stops the steps.
+stepdigits:
+	MOVL    R12, CX
+	ANDL    $0xff, CX
+	JZ      done
+	LEAL    -1(CX), R10
+	XORL    CX, R10      // the bytes to the first break
+	ANDL    AX, R10
+	POPCNTL R10, R10
+	ADDQ    R9, R10      // cnt and the digits before it
+	CMPQ    R10, $13     // minDigits
+	JLT     stepbreak
+	JMP     done
 
 	// word's reading of the step at DX, which has a control in it: HT to
 	// CR, CAN and SUB are breaks read with the rest of the step, as in
