@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -225,11 +226,28 @@ func TestAttack7ShellProtocol(t *testing.T) {
 	testenv.WaitFor(t, 20*time.Second, func() bool {
 		return strings.Contains(a.out.String(), "did not run") && strings.Contains(b.out.String(), "did not run")
 	})
-	// Each shell still runs what it may; the held lines never ran.
-	if _, err := a.in.Write([]byte("echo $((6*7))\r")); err != nil {
+	// Each shell still runs what it may; the held lines never ran. bash
+	// takes keys that come while it handles the bastion's Ctrl-C into the
+	// line it then drops (the tracker, unsure, reads them with the held
+	// line), so each try empties the line first (Ctrl-E Ctrl-U) and the
+	// line is typed again until its echo shows.
+	for i := 0; ; i++ {
+		if i == 20 {
+			t.Fatalf("the shell never echoed a line typed after the refusal:\n%s", a.out.String())
+		}
+		seen := len(a.out.String())
+		word := "try" + strconv.Itoa(i)
+		if _, err := a.in.Write([]byte("\x05\x15echo $((6*7))" + word)); err != nil {
+			t.Fatal(err)
+		}
+		if echoed(a.out, seen, "))"+word, time.Second) {
+			break
+		}
+	}
+	if _, err := a.in.Write([]byte("\r")); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(a.out.String(), "42") })
+	testenv.WaitFor(t, 20*time.Second, func() bool { return strings.Contains(a.out.String(), "42try") })
 	for _, m := range markers {
 		if exists(m) {
 			t.Fatalf("%s was made", m)
@@ -289,4 +307,16 @@ func TestAttack7ShellCtrlCWithEnter(t *testing.T) {
 	}
 	notRan(t, tm, marker)
 	tm.exit()
+}
+
+// echoed reports whether s shows in out past its first seen bytes within d.
+func echoed(out *testenv.Buffer, seen int, s string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !strings.Contains(out.String()[seen:], s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }
