@@ -121,7 +121,9 @@ func TestAttack7ShellLimits(t *testing.T) {
 		// Keys typed ahead while a command runs are echoed by the
 		// terminal driver (true^P) and read by readline later: Ctrl-P
 		// recalls the line the screen never showed at Enter.
-		{"type-ahead", []string{"history -s 'touch M'"}, []string{"printf 'X''Y'; sleep 2\r", "true\x10\x10\r"}, []string{"XY", ""}},
+		// The command sleeps 8s so that the keys come while it runs on a
+		// loaded machine too.
+		{"type-ahead", []string{"history -s 'touch M'"}, []string{"printf 'X''Y'; sleep 8\r", "true\x10\x10\r"}, []string{"XY", ""}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

@@ -140,26 +140,62 @@ func (tm *term) within(s string, d time.Duration) bool {
 // bash may drop keys that come while it handles the Ctrl-C the bastion
 // sent, and readline redraws a line with its prompt before it runs it. A
 // line of the no-op command : with a unique word is typed (again, if its
-// echo does not come) and run. Each try first empties the line (Ctrl-E
-// Ctrl-U): bash handles a Ctrl-C in two steps, first redrawing the line
-// it had, then dropping it when it next looks at its signals, so keys
-// that come in between were added to the dropped line (under load the cancelled
-// "touch" came back with the sync word after it and was held again).
+// echo does not come) and run. bash handles a Ctrl-C in two steps, first
+// redrawing the line it had, then dropping it when it next looks at its
+// signals, so keys that come in between can join a cancelled line, which
+// is then held again: such a try is cancelled, and the tries after the
+// first empty the line first (Ctrl-E Ctrl-U). The first does not: edits
+// where the bastion cannot be sure what line the shell has (after a
+// paste, say) make the line one it cannot judge, held for that.
 func (tm *term) sync() {
 	tm.t.Helper()
 	for i := 0; ; i++ {
-		word := "sync" + strconv.Itoa(tm.syncs) + "x" + strconv.Itoa(i)
-		tm.send("\x05\x15 : " + word)
-		if tm.within(word, time.Second) {
-			tm.send("\r")
-			tm.expect(shellPrompt)
-			tm.syncs++
-			return
-		}
 		if i == 20 {
 			tm.t.Logf("goroutines of the bastion:\n%s", bastionStacks())
 			tm.t.Fatalf("the shell does not read keys; terminal shows:\n%q", tm.out.String()[max(0, tm.seen-600):])
 		}
+		word := "sync" + strconv.Itoa(tm.syncs) + "x" + strconv.Itoa(i)
+		keys := " : " + word
+		if i > 0 {
+			keys = "\x05\x15" + keys
+		}
+		tm.send(keys)
+		if !tm.within(word, time.Second) {
+			continue
+		}
+		tm.send("\r")
+		switch tm.first(shellPrompt, "postern: held for approval") {
+		case shellPrompt:
+			tm.syncs++
+			return
+		default: // held: cancel it, and try again
+			tm.send("\x03")
+			tm.expect("cancelled with Ctrl-C")
+		}
+	}
+}
+
+// first waits for whichever of a and b the terminal prints first after
+// the last expect, and returns it.
+func (tm *term) first(a, b string) string {
+	tm.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rest := tm.out.String()[tm.seen:]
+		ia, ib := strings.Index(rest, a), strings.Index(rest, b)
+		if ia >= 0 && (ib < 0 || ia < ib) {
+			tm.seen += ia + len(a)
+			return a
+		}
+		if ib >= 0 {
+			tm.seen += ib + len(b)
+			return b
+		}
+		if time.Now().After(deadline) {
+			tm.t.Logf("goroutines of the bastion:\n%s", bastionStacks())
+			tm.t.Fatalf("waited for %q or %q; terminal shows:\n%q", a, b, tm.out.String()[max(0, tm.seen-600):])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
