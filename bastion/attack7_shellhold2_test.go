@@ -138,7 +138,9 @@ func TestAttack7ShellLimits(t *testing.T) {
 					tm.expect(c.echo[i])
 				}
 			}
-			testenv.WaitFor(t, 20*time.Second, func() bool { return exists(marker) })
+			if !waitExists(marker, 20*time.Second) {
+				t.Fatalf("%s was not made; terminal shows:\n%q", marker, tm.out.String())
+			}
 			if n := len(e.broker.List(t.Context(), true)); n != 0 {
 				t.Fatalf("%d requests", n)
 			}
@@ -315,6 +317,18 @@ func TestAttack7ShellCtrlCWithEnter(t *testing.T) {
 func echoed(out *testenv.Buffer, seen int, s string, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for !strings.Contains(out.String()[seen:], s) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// waitExists reports whether path exists within d.
+func waitExists(path string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !exists(path) {
 		if time.Now().After(deadline) {
 			return false
 		}
