@@ -87,8 +87,11 @@ func TestRecordingCapEndsSession(t *testing.T) {
 	if s.Status != recorder.StatusClosed || s.Limit != limitRecording {
 		t.Fatalf("status %q limit %q, want closed, %s", s.Status, s.Limit, limitRecording)
 	}
-	// At the cap: no output event past it, then the marker.
-	if s.Size > limit+1024 || s.Size < limit/2 {
+	// At the cap: no output event past it, then the marker. A read is
+	// recorded whole or not at all, and a bulk read takes up to 256 KiB
+	// (1.5 MB as \u0000s), so the recording may stop well short of the
+	// cap (74 KB in one CI run): no lower bound but the text checked below.
+	if s.Size > limit+1024 {
 		t.Fatalf("recording is %d bytes, want at most the cap %d and a marker", s.Size, limit)
 	}
 	path := filepath.Join(dir, s.Path)
